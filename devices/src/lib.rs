@@ -1,0 +1,1 @@
+//! Device models for the VMM (filled in by the VMM issue).
