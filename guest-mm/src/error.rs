@@ -98,6 +98,12 @@ pub enum MmError {
         /// The length asked for.
         len: u64,
     },
+    /// Part of the range is not mapped (mprotect, compat prepare).
+    #[error("address {addr:#x} is not mapped")]
+    NotMapped {
+        /// First unmapped address found.
+        addr: u64,
+    },
     /// Out of page-table pages or pool pages.
     #[error("out of {0}")]
     OutOfMemory(&'static str),
@@ -142,7 +148,7 @@ impl MmError {
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
             MmError::GuestMemory { .. } => EFAULT,
             MmError::FrameReserved { .. } | MmError::NotAllowed { .. } => EPERM,
-            MmError::NoSpace { .. } | MmError::OutOfMemory(_) => ENOMEM,
+            MmError::NoSpace { .. } | MmError::OutOfMemory(_) | MmError::NotMapped { .. } => ENOMEM,
             MmError::Exists { .. } => EEXIST,
             MmError::Access(_) => EACCES,
             MmError::NoDevice { .. } => ENXIO,

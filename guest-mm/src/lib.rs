@@ -7,14 +7,33 @@
 //!
 //! It has no KVM dependency: it works over any [`vm_memory::GuestMemory`],
 //! so everything here is testable without a virtual machine.
+//!
+//! The pieces, bottom up: [`addr`] and [`flags`] (types), [`paging`] (the
+//! tables), [`frames`] (table pages, pool pages, map counts), [`vma`] (the
+//! VMA tree), [`desc`] and [`action`] (what a provider sees and chooses),
+//! [`provider`] and [`providers`] (who maps what), and [`space`] (the
+//! pipeline that ties them together).
 
+pub mod action;
 pub mod addr;
+pub mod desc;
 pub mod error;
 pub mod flags;
 pub mod frames;
 pub mod paging;
+pub mod provider;
+// pub mod providers; // (enabled once paging lands)
+pub mod range;
+// pub mod space; // (enabled once paging lands)
+pub mod vma;
 
+pub use action::{ActionKind, PageArray, PageRun};
 pub use addr::{page_align_up, pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
+pub use desc::VmaDesc;
 pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
-pub use frames::{MapCounts, TableAllocator};
+pub use frames::{Frames, MapCounts, PhysLayout, PoolPages, TableAllocator};
+pub use provider::MmapProvider;
+pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
+// pub use space::{AddressSpace, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats};
+pub use vma::{Vma, VmaOps, VmaTree};

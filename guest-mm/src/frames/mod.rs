@@ -1,8 +1,13 @@
 //! Frame bookkeeping: page-table page allocation from the VMM-reserved
-//! region, per-frame map counts, and the kernel page pool.
+//! region, the physical layout checks, per-frame map counts, and the kernel
+//! page pool.
 
+mod layout;
 mod map_count;
+mod pool;
 mod table_alloc;
 
+pub use layout::{PhysLayout, MAX_PFN};
 pub use map_count::MapCounts;
+pub use pool::{FrameState, Frames, PoolPages};
 pub use table_alloc::TableAllocator;

@@ -1,0 +1,212 @@
+//! The VMA descriptor a provider's `mmap_prepare` sees (`struct
+//! vm_area_desc`).
+//!
+//! Three groups of fields, enforced by the type: `start`/`end` can only be
+//! read; `pgoff`, `flags` and `page_prot` can be read and changed; ops,
+//! private data and the action can only be written (through the
+//! `mmap_action_*` helpers below). A descriptor is never a live VMA: a
+//! provider cannot reach page tables from here.
+
+use std::sync::Arc;
+
+use vm_memory::GuestAddress;
+
+use crate::action::{ActionKind, ErrorHook, MmapAction, PageArray, PageRun, SuccessHook};
+use crate::addr::{GuestVirtAddr, Pfn, PAGE_SHIFT};
+use crate::flags::{PageProt, VmFlags};
+use crate::vma::{VmaOps, VmaPrivate};
+
+/// Describes a VMA about to be created.
+pub struct VmaDesc {
+    start: GuestVirtAddr,
+    end: u64,
+    /// Offset, in pages, into what the provider maps.
+    pub pgoff: u64,
+    /// VMA flags.
+    pub flags: VmFlags,
+    /// Protection (and cache mode) of the entries.
+    pub page_prot: PageProt,
+    ops: Option<Arc<dyn VmaOps>>,
+    private: Option<VmaPrivate>,
+    action: MmapAction,
+}
+
+impl VmaDesc {
+    /// A descriptor for `[start, end)`. `end` must be page aligned and
+    /// greater than `start` (the pipeline's setup guarantees it).
+    pub fn new(start: GuestVirtAddr, end: u64, pgoff: u64, flags: VmFlags, page_prot: PageProt) -> Self {
+        VmaDesc {
+            start,
+            end,
+            pgoff,
+            flags,
+            page_prot,
+            ops: None,
+            private: None,
+            action: MmapAction::default(),
+        }
+    }
+
+    /// First address (read-only).
+    pub fn start(&self) -> GuestVirtAddr {
+        self.start
+    }
+
+    /// Exclusive end (read-only).
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// `vma_desc_size()`: bytes.
+    pub fn size(&self) -> u64 {
+        self.end - self.start.raw()
+    }
+
+    /// `vma_desc_pages()`: base pages.
+    pub fn pages(&self) -> u64 {
+        self.size() >> PAGE_SHIFT
+    }
+
+    /// `vma_desc_set_flags()`.
+    pub fn set_flags(&mut self, flags: VmFlags) {
+        self.flags.insert(flags);
+    }
+
+    /// `vma_desc_test_flags()`: any of `flags` set?
+    pub fn test_flags(&self, flags: VmFlags) -> bool {
+        self.flags.intersects(flags)
+    }
+
+    /// `vma_desc_clear_flags()`.
+    pub fn clear_flags(&mut self, flags: VmFlags) {
+        self.flags.remove(flags);
+    }
+
+    /// Attaches operations (write-only).
+    pub fn set_ops(&mut self, ops: Arc<dyn VmaOps>) {
+        self.ops = Some(ops);
+    }
+
+    /// Attaches private state (write-only).
+    pub fn set_private(&mut self, private: VmaPrivate) {
+        self.private = Some(private);
+    }
+
+    /// Sets a hook run after the VMA is complete.
+    pub fn set_success_hook(&mut self, hook: SuccessHook) {
+        self.action.success_hook = Some(hook);
+    }
+
+    /// Sets a hook that may replace an error after the VMA existed.
+    pub fn set_error_hook(&mut self, hook: ErrorHook) {
+        self.action.error_hook = Some(hook);
+    }
+
+    /// `mmap_action_remap()`: map `size` bytes of frames from `pfn` at
+    /// `start`.
+    pub fn mmap_action_remap(&mut self, start: GuestVirtAddr, pfn: Pfn, size: u64) {
+        self.action.kind = ActionKind::Remap {
+            start,
+            pfn,
+            size,
+            io: false,
+        };
+    }
+
+    /// `mmap_action_remap_full()`: the whole VMA from `pfn`.
+    pub fn mmap_action_remap_full(&mut self, pfn: Pfn) {
+        self.mmap_action_remap(self.start, pfn, self.size());
+    }
+
+    /// `mmap_action_ioremap()`: as remap, for I/O memory.
+    pub fn mmap_action_ioremap(&mut self, start: GuestVirtAddr, pfn: Pfn, size: u64) {
+        self.action.kind = ActionKind::Remap {
+            start,
+            pfn,
+            size,
+            io: true,
+        };
+    }
+
+    /// `mmap_action_ioremap_full()`.
+    pub fn mmap_action_ioremap_full(&mut self, pfn: Pfn) {
+        self.mmap_action_ioremap(self.start, pfn, self.size());
+    }
+
+    /// `mmap_action_simple_ioremap()`: I/O remap of a physical region with
+    /// every guard rail of `__simple_ioremap_prep`; `pgoff` selects where in
+    /// the region the VMA starts.
+    pub fn mmap_action_simple_ioremap(&mut self, phys: GuestAddress, size: u64) {
+        self.action.kind = ActionKind::SimpleIoRemap { phys, size };
+    }
+
+    /// `mmap_action_map_kernel_pages()`: `nr_pages` of `pages` from `start`.
+    pub fn mmap_action_map_kernel_pages(&mut self, start: GuestVirtAddr, pages: PageArray, nr_pages: u64) {
+        self.action.kind = ActionKind::MapKernelPages {
+            start,
+            pages,
+            nr_pages,
+            pgoff: self.pgoff,
+        };
+    }
+
+    /// `mmap_action_map_kernel_pages_full()`: the whole VMA; `pages` must
+    /// hold at least [`VmaDesc::pages`] entries (checked in prepare).
+    pub fn mmap_action_map_kernel_pages_full(&mut self, pages: PageArray) {
+        let n = self.pages();
+        self.mmap_action_map_kernel_pages(self.start, pages, n);
+    }
+
+    /// `mmap_action_map_kernel_pages_discontig()`: several runs.
+    pub fn mmap_action_map_kernel_pages_discontig(&mut self, runs: Vec<PageRun>) {
+        self.action.kind = ActionKind::MapKernelPagesDiscontig { runs };
+    }
+
+    /// The action (crate-internal: write-only to providers).
+    pub(crate) fn action(&self) -> &MmapAction {
+        &self.action
+    }
+
+    pub(crate) fn action_kind_mut(&mut self) -> &mut ActionKind {
+        &mut self.action.kind
+    }
+
+    /// Splits into the parts the VMA keeps and the action to run.
+    pub(crate) fn into_parts(self) -> (DescParts, MmapAction) {
+        (
+            DescParts {
+                start: self.start,
+                end: self.end,
+                pgoff: self.pgoff,
+                flags: self.flags,
+                page_prot: self.page_prot,
+                ops: self.ops,
+                private: self.private,
+            },
+            self.action,
+        )
+    }
+}
+
+/// What a VMA takes from its descriptor (`set_vma_from_desc`).
+pub(crate) struct DescParts {
+    pub start: GuestVirtAddr,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: VmFlags,
+    pub page_prot: PageProt,
+    pub ops: Option<Arc<dyn VmaOps>>,
+    pub private: Option<VmaPrivate>,
+}
+
+impl std::fmt::Debug for VmaDesc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmaDesc")
+            .field("start", &format_args!("{:#x}", self.start.raw()))
+            .field("end", &format_args!("{:#x}", self.end))
+            .field("pgoff", &format_args!("{:#x}", self.pgoff))
+            .field("flags", &self.flags)
+            .field("action", &self.action)
+            .finish()
+    }
+}

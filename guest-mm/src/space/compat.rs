@@ -1,0 +1,65 @@
+//! The compat entry point (`__compat_vma_mmap_prepare`): runs a provider's
+//! `mmap_prepare` for a VMA that already exists, copies the descriptor back
+//! into the VMA (`set_vma_from_desc`) and completes the action. Stacked
+//! callers use it when they hold a VMA rather than a descriptor.
+
+use vm_memory::GuestMemory;
+
+use super::AddressSpace;
+use crate::action;
+use crate::addr::GuestVirtAddr;
+use crate::desc::VmaDesc;
+use crate::error::MmError;
+use crate::flags::VmFlags;
+use crate::provider::MmapProvider;
+
+impl<M: GuestMemory> AddressSpace<M> {
+    /// Prepares and completes `provider`'s mapping over the existing,
+    /// still unpopulated VMA that starts at `addr`. A failure after the
+    /// VMA was updated unmaps it entirely, as the kernel does.
+    pub fn compat_mmap_prepare(&mut self, addr: GuestVirtAddr, provider: &dyn MmapProvider) -> Result<(), MmError> {
+        let vma = match self.vmas.find(addr.raw()) {
+            Some(v) if v.start() == addr => v.clone(),
+            _ => return Err(MmError::NotMapped { addr: addr.raw() }),
+        };
+        if !self.pt.leaves(vma.start(), vma.size()).is_empty() {
+            return Err(MmError::Invalid("compat prepare on a populated mapping"));
+        }
+        let mut desc = VmaDesc::new(vma.start(), vma.end(), vma.pgoff(), vma.flags(), vma.page_prot());
+        provider.mmap_prepare(&mut desc)?;
+        action::prepare(&mut desc, &self.layout)?;
+        if desc.flags.contains(VmFlags::WRITE) && !desc.flags.contains(VmFlags::MAYWRITE) {
+            return Err(MmError::Access("write"));
+        }
+        let (parts, mut act) = desc.into_parts();
+        let (start, len) = (vma.start(), vma.size());
+        let new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
+        drop(self.vmas.remove_range(start.raw(), vma.end()));
+        self.vmas.insert(new_vma.clone());
+        let done = {
+            let mut fs = self.frames.lock();
+            action::complete(&act.kind, &new_vma, &mut self.pt, &mut fs.counts)
+        };
+        let done = done.and_then(|_| match act.success_hook.take() {
+            Some(hook) => hook(&new_vma),
+            None => Ok(None),
+        });
+        match done {
+            Ok(private) => {
+                if let Some(p) = private {
+                    if let Some(v) = self.vmas.range_mut(start.raw(), start.raw() + 1).next() {
+                        v.private = Some(p);
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.munmap(start, len)?.ignore();
+                Err(match act.error_hook.take() {
+                    Some(hook) => hook(err),
+                    None => err,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The mmap pipeline: setup, provider prepare, action prepare, VMA,
+//! complete, hooks, merge; with rollback on any failure.
+
+use vm_memory::GuestMemory;
+
+use super::rollback::Detached;
+use super::{checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
+use crate::action;
+use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::desc::VmaDesc;
+use crate::error::MmError;
+use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS};
+use crate::provider::{provider_id, MmapProvider};
+use crate::vma::Vma;
+
+impl<M: GuestMemory> AddressSpace<M> {
+    /// Maps `req` through `provider`; see the module docs for the steps.
+    pub fn mmap(&mut self, provider: &dyn MmapProvider, req: &MmapRequest) -> Result<Mapped, MmError> {
+        // 1. Setup.
+        let len = checked_len(req.len)?;
+        if !(req.prot - VM_ACCESS_FLAGS).is_empty() {
+            return Err(MmError::Invalid("unknown protection bits"));
+        }
+        req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow {
+            addr: req.pgoff,
+            len,
+        })?;
+        let start = self.place(provider, req, len)?;
+        let end = start.raw() + len;
+        let kernel = start.raw() >= KERNEL_HALF;
+        if kernel && req.prot.is_empty() {
+            return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
+        }
+        let mut flags = req.prot | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
+        if req.shared {
+            flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
+        }
+        let mut desc = VmaDesc::new(start, end, req.pgoff, flags, user_prot(flags, kernel));
+
+        // 2. Provider prepare; 3. action prepare. Nothing is touched yet.
+        provider.mmap_prepare(&mut desc)?;
+        check_may_bits(desc.flags)?;
+        action::prepare(&mut desc, &self.layout)?;
+        if kernel {
+            desc.page_prot.user = false;
+        }
+
+        // 4. A fixed mapping over existing ones detaches them (atomically).
+        let detached = if self.vmas.intersects(start.raw(), end) {
+            Some(self.detach(start, len)?)
+        } else {
+            None
+        };
+
+        // 5. The VMA, then complete.
+        let (parts, mut act) = desc.into_parts();
+        let vma = Vma::from_parts(parts, provider_id(provider), provider.name());
+        self.vmas.insert(vma.clone());
+        let done = {
+            let mut fs = self.frames.lock();
+            action::complete(&act.kind, &vma, &mut self.pt, &mut fs.counts)
+        };
+        // 6. The success hook sees the finished VMA.
+        let done = done.and_then(|stats| match act.success_hook.take() {
+            Some(hook) => hook(&vma).map(|private| (stats, private)),
+            None => Ok((stats, None)),
+        });
+        match done {
+            Ok((stats, private)) => {
+                if let Some(p) = private {
+                    if let Some(v) = self.vmas.range_mut(start.raw(), start.raw() + 1).next() {
+                        v.private = Some(p);
+                    }
+                }
+                let flush = detached.map(|d| self.commit(d)).unwrap_or_default();
+                self.vmas.merge_around(start.raw());
+                // The action (and any pages it held) is dropped here, after
+                // the mapping holds its own counts.
+                drop(act);
+                Ok(Mapped {
+                    addr: start,
+                    flush,
+                    stats,
+                })
+            }
+            Err(err) => {
+                log::debug!("mmap at {:#x} failed after the VMA existed: {err}", start.raw());
+                self.unmap_new(start, len);
+                if let Some(d) = detached {
+                    self.reattach(d);
+                }
+                Err(match act.error_hook.take() {
+                    Some(hook) => hook(err),
+                    None => err,
+                })
+            }
+        }
+    }
+
+    /// Chooses the start address: fixed, hint, or top-down search.
+    fn place(&self, provider: &dyn MmapProvider, req: &MmapRequest, len: u64) -> Result<GuestVirtAddr, MmError> {
+        let align = provider.align();
+        if !align.is_power_of_two() || align < PAGE_SIZE {
+            return Err(MmError::Invalid("provider alignment is not a power of two"));
+        }
+        match req.placement {
+            Placement::Fixed | Placement::FixedNoReplace => {
+                let addr = req.addr.ok_or(MmError::Invalid("fixed mapping without an address"))?;
+                let end = checked_range(addr, len)?;
+                if req.placement == Placement::FixedNoReplace && self.vmas.intersects(addr.raw(), end) {
+                    return Err(MmError::Exists { addr: addr.raw() });
+                }
+                Ok(addr)
+            }
+            Placement::Anywhere => {
+                let (lo, hi) = self.window;
+                if let Some(hint) = req.addr {
+                    if let Ok(end) = checked_range(hint, len) {
+                        if hint.is_aligned(align) && hint.raw() >= lo && end <= hi && !self.vmas.intersects(hint.raw(), end) {
+                            return Ok(hint);
+                        }
+                    }
+                }
+                self.vmas
+                    .find_gap_top_down(len, align, lo, hi)
+                    .and_then(|a| GuestVirtAddr::try_new(a).ok())
+                    .ok_or(MmError::NoSpace { len })
+            }
+        }
+    }
+
+    /// Undoes a VMA whose complete or success hook failed: clears its
+    /// entries (deferred flush), frees its tables and drops its counts.
+    fn unmap_new(&mut self, start: GuestVirtAddr, len: u64) {
+        let mut released = Vec::new();
+        let res = {
+            let mut fs = self.frames.lock();
+            let r = self.pt.unmap_range(start, len, &mut fs.counts, &mut released);
+            fs.release(&released);
+            r
+        };
+        match res {
+            Ok(un) => self.deferred.merge(un.flush),
+            // The new VMA's leaves lie inside it, so no split (and no
+            // allocation) is ever needed here.
+            Err(e) => log::error!("rolling back {:#x}+{len:#x} failed: {e}", start.raw()),
+        }
+        drop(self.vmas.remove_range(start.raw(), start.raw() + len));
+    }
+}
+
+/// The protection a new VMA starts with.
+fn user_prot(flags: VmFlags, kernel: bool) -> PageProt {
+    let mut p = PageProt::from_flags(flags);
+    if kernel {
+        p.user = false;
+    }
+    p
+}
+
+/// Access bits need their `MAY*` bits (a provider may clear those).
+fn check_may_bits(flags: VmFlags) -> Result<(), MmError> {
+    let need = VmFlags::may_bits_for(flags & VM_ACCESS_FLAGS);
+    if flags.contains(need) {
+        Ok(())
+    } else if need.contains(VmFlags::MAYWRITE) && !flags.contains(VmFlags::MAYWRITE) {
+        Err(MmError::Access("write"))
+    } else if need.contains(VmFlags::MAYEXEC) && !flags.contains(VmFlags::MAYEXEC) {
+        Err(MmError::Access("exec"))
+    } else {
+        Err(MmError::Access("read"))
+    }
+}

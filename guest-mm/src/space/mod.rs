@@ -1,0 +1,196 @@
+//! The address space: page tables, the VMA tree and the frame state of one
+//! guest, and the operations on them (mmap, munmap, mprotect).
+//!
+//! The pipeline of [`AddressSpace::mmap`], in order:
+//! 1. setup: length, alignment, overflow, placement;
+//! 2. a [`crate::VmaDesc`] goes to the provider's `mmap_prepare`;
+//! 3. action prepare validates and sets flags;
+//! 4. (fixed placement over existing VMAs) the old range is detached;
+//! 5. the VMA is created and the action completes (page tables);
+//! 6. the success hook runs; then the VMA merges with its neighbours.
+//!
+//! An error in 1–4 leaves nothing changed. An error in 5–6 unmaps the new
+//! VMA, frees every table it added, puts any detached old mapping back
+//! exactly as it was, and passes the error through the error hook.
+//!
+//! Entries that were present and were cleared on such a failure path are
+//! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
+
+mod compat;
+mod mmap;
+mod mprotect;
+mod munmap;
+mod request;
+mod rollback;
+
+use vm_memory::{GuestAddress, GuestMemory};
+
+pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
+
+use crate::addr::{GuestVirtAddr, PAGE_SIZE};
+use crate::error::MmError;
+use crate::frames::{Frames, PhysLayout, TableAllocator};
+use crate::paging::{FlushSet, PageTables, Translation};
+use crate::vma::{Vma, VmaTree};
+
+/// First address of the upper (supervisor) half.
+pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+/// End of the lower (user) half.
+pub const USER_END: u64 = 1 << 47;
+
+/// How to build an address space.
+#[derive(Clone, Debug)]
+pub struct SpaceConfig {
+    /// Guest-physical region (in RAM) for page-table pages; never mappable.
+    pub table_region: (GuestAddress, u64),
+    /// Guest-physical region (in RAM) for the kernel page pool.
+    pub pool_region: Option<(GuestAddress, u64)>,
+    /// Further VMM-owned regions that may never be mapped.
+    pub reserved: Vec<(GuestAddress, u64)>,
+    /// `[lo, hi)` window for mappings placed by the mapper.
+    pub mmap_window: (GuestVirtAddr, GuestVirtAddr),
+}
+
+impl SpaceConfig {
+    /// Tables in `table_region`, no pool, the default user window
+    /// `[4 GiB, 128 TiB - 4 GiB)`.
+    pub fn new(table_region: (GuestAddress, u64)) -> Self {
+        SpaceConfig {
+            table_region,
+            pool_region: None,
+            reserved: Vec::new(),
+            mmap_window: (GuestVirtAddr::ZERO.checked_add(1 << 32).unwrap_or_default(), {
+                GuestVirtAddr::try_new(USER_END - (1 << 32)).unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// One guest's address space.
+pub struct AddressSpace<M: GuestMemory> {
+    pt: PageTables<M>,
+    vmas: VmaTree,
+    frames: Frames,
+    layout: PhysLayout,
+    window: (u64, u64),
+    deferred: FlushSet,
+}
+
+impl<M: GuestMemory> AddressSpace<M> {
+    /// An empty address space over `mem`.
+    pub fn new(mem: M, cfg: SpaceConfig) -> Result<Self, MmError> {
+        let mut layout = PhysLayout::from_memory(&mem);
+        let (tbase, tsize) = cfg.table_region;
+        if tsize % PAGE_SIZE != 0 || !layout.is_ram(crate::Pfn::containing(tbase), tsize / PAGE_SIZE) {
+            return Err(MmError::Invalid("page-table region must be whole pages of guest RAM"));
+        }
+        if let Some((pbase, psize)) = cfg.pool_region {
+            let tend = tbase.0.saturating_add(tsize);
+            if pbase.0 < tend && tbase.0 < pbase.0.saturating_add(psize) {
+                return Err(MmError::Invalid("pool region overlaps the page-table region"));
+            }
+        }
+        layout.reserve(tbase, tsize);
+        for &(b, s) in &cfg.reserved {
+            layout.reserve(b, s);
+        }
+        let (lo, hi) = (cfg.mmap_window.0.raw(), cfg.mmap_window.1.raw());
+        if lo >= hi || lo % PAGE_SIZE != 0 || hi % PAGE_SIZE != 0 {
+            return Err(MmError::Invalid("empty or misaligned mmap window"));
+        }
+        let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
+        let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaTree::new(),
+            frames,
+            layout,
+            window: (lo, hi),
+            deferred: FlushSet::default(),
+        })
+    }
+
+    /// The root table (the guest's CR3).
+    pub fn cr3(&self) -> GuestAddress {
+        self.pt.root()
+    }
+
+    /// The page tables (read-only: translate, walk).
+    pub fn page_tables(&self) -> &PageTables<M> {
+        &self.pt
+    }
+
+    /// The page tables, for tests that inject allocation failures.
+    pub fn page_tables_mut(&mut self) -> &mut PageTables<M> {
+        &mut self.pt
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &M {
+        self.pt.memory()
+    }
+
+    /// The shared frame state (pool and map counts) providers allocate from.
+    pub fn frames(&self) -> &Frames {
+        &self.frames
+    }
+
+    /// RAM and reserved ranges.
+    pub fn layout(&self) -> &PhysLayout {
+        &self.layout
+    }
+
+    /// The VMAs in address order.
+    pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.iter()
+    }
+
+    /// The VMA containing `addr`.
+    pub fn find_vma(&self, addr: GuestVirtAddr) -> Option<&Vma> {
+        self.vmas.find(addr.raw())
+    }
+
+    /// Walks the page tables for `va`.
+    pub fn translate(&self, va: GuestVirtAddr) -> Option<Translation> {
+        self.pt.translate(va)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SpaceStats {
+        let st = self.frames.lock();
+        SpaceStats {
+            tables_in_use: self.pt.allocator().in_use(),
+            pool_free: st.pool_free(),
+            vmas: self.vmas.len(),
+            counted_entries: st.counts.total(),
+        }
+    }
+
+    /// Entries cleared on failure paths (a mapping that was undone after
+    /// vCPUs could have used it). The caller flushes them like any other
+    /// flush set; it is empty when nothing failed.
+    pub fn take_deferred_flush(&mut self) -> FlushSet {
+        std::mem::take(&mut self.deferred)
+    }
+}
+
+/// Page-aligned length, `EINVAL` for zero or overflow.
+pub(crate) fn checked_len(len: u64) -> Result<u64, MmError> {
+    if len == 0 {
+        return Err(MmError::Invalid("zero length"));
+    }
+    crate::addr::page_align_up(len).ok_or(MmError::Overflow { addr: 0, len })
+}
+
+/// Checks `addr` is page aligned and `[addr, addr + len)` does not wrap or
+/// leave its half; returns the exclusive end.
+pub(crate) fn checked_range(addr: GuestVirtAddr, len: u64) -> Result<u64, MmError> {
+    if !addr.is_aligned(PAGE_SIZE) {
+        return Err(MmError::Misaligned {
+            what: "address",
+            value: addr.raw(),
+            align: PAGE_SIZE,
+        });
+    }
+    addr.checked_end(len)
+}

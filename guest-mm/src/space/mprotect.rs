@@ -1,0 +1,91 @@
+//! mprotect: change the access of a fully mapped range, within what each
+//! VMA's `MAY*` flags allow; split and re-merge VMAs.
+
+use vm_memory::GuestMemory;
+
+use super::{checked_len, checked_range, AddressSpace, KERNEL_HALF};
+use crate::addr::GuestVirtAddr;
+use crate::error::MmError;
+use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS};
+use crate::paging::FlushSet;
+
+impl<M: GuestMemory> AddressSpace<M> {
+    /// Sets the access of `[addr, addr + len)` to `prot`. `ENOMEM` if part
+    /// of it is unmapped, `EACCES` if a VMA may never have that access. On
+    /// error nothing changed.
+    pub fn mprotect(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
+        let len = checked_len(len)?;
+        let end = checked_range(addr, len)?;
+        if !(prot - VM_ACCESS_FLAGS).is_empty() {
+            return Err(MmError::Invalid("unknown protection bits"));
+        }
+        if !self.vmas.covers(addr.raw(), end) {
+            let hole = self.first_hole(addr.raw(), end);
+            return Err(MmError::NotMapped { addr: hole });
+        }
+        let need = VmFlags::may_bits_for(prot);
+        // The pieces to change, with their old and new protection.
+        let mut pieces = Vec::new();
+        for v in self.vmas.overlapping(addr.raw(), end) {
+            if !v.flags().contains(need) {
+                return Err(MmError::Access("mprotect beyond the mapping's MAY flags"));
+            }
+            if v.start().raw() >= KERNEL_HALF && prot.is_empty() {
+                return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
+            }
+            let mut new = PageProt::from_flags(prot).with_cache(v.page_prot().cache);
+            new.user = new.user && v.start().raw() < KERNEL_HALF;
+            let s = v.start().raw().max(addr.raw());
+            let e = v.end().min(end);
+            pieces.push((s, e, v.page_prot(), new));
+        }
+        // Page tables first; undo what succeeded if a later piece fails.
+        let mut flush = FlushSet::default();
+        for (i, &(s, e, _, new)) in pieces.iter().enumerate() {
+            let va = GuestVirtAddr::try_new(s)?;
+            match self.pt.protect_range(va, e - s, new) {
+                Ok(f) => flush.merge(f),
+                Err(err) => {
+                    for &(s, e, old, _) in pieces[..i].iter().rev() {
+                        if let Ok(va) = GuestVirtAddr::try_new(s) {
+                            match self.pt.protect_range(va, e - s, old) {
+                                Ok(f) => flush.merge(f),
+                                Err(e2) => log::error!("mprotect rollback at {s:#x} failed: {e2}"),
+                            }
+                        }
+                    }
+                    self.deferred.merge(flush);
+                    return Err(err);
+                }
+            }
+        }
+        // Then the VMAs.
+        self.vmas.split_at(addr.raw());
+        self.vmas.split_at(end);
+        for v in self.vmas.range_mut(addr.raw(), end) {
+            let mut new = PageProt::from_flags(prot).with_cache(v.page_prot.cache);
+            new.user = new.user && v.start.raw() < KERNEL_HALF;
+            v.flags = (v.flags - VM_ACCESS_FLAGS) | prot;
+            v.page_prot = new;
+        }
+        let starts: Vec<u64> = self.vmas.overlapping(addr.raw(), end).map(|v| v.start().raw()).collect();
+        for s in starts.into_iter().rev() {
+            self.vmas.merge_around(s);
+        }
+        if self.vmas.find(end).is_some_and(|v| v.start().raw() == end) {
+            self.vmas.merge_around(end);
+        }
+        Ok(flush)
+    }
+
+    fn first_hole(&self, start: u64, end: u64) -> u64 {
+        let mut at = start;
+        for v in self.vmas.overlapping(start, end) {
+            if v.start().raw() > at {
+                return at;
+            }
+            at = v.end();
+        }
+        at
+    }
+}

@@ -1,0 +1,66 @@
+//! Detach and reattach of the range a fixed mapping replaces, so that a
+//! failed fixed mapping leaves the old mappings exactly as they were.
+
+use vm_memory::GuestMemory;
+
+use super::AddressSpace;
+use crate::addr::{GuestVirtAddr, Pfn};
+use crate::error::MmError;
+use crate::paging::{FlushSet, Leaf, SplitRecord};
+use crate::vma::Vma;
+
+/// An old range taken out of the address space but not yet given up.
+pub(crate) struct Detached {
+    leaves: Vec<Leaf>,
+    splits: Vec<SplitRecord>,
+    vmas: Vec<Vma>,
+    flush: FlushSet,
+    /// Frames whose count reached zero; handed to the pool only on commit.
+    released: Vec<Pfn>,
+}
+
+impl<M: GuestMemory> AddressSpace<M> {
+    /// Takes `[start, start + len)` out: records its leaves, clears them
+    /// (splitting huge leaves at the edges, all-or-nothing) and removes its
+    /// VMAs. On error nothing changed.
+    pub(crate) fn detach(&mut self, start: GuestVirtAddr, len: u64) -> Result<Detached, MmError> {
+        let leaves = self.pt.leaves(start, len);
+        let mut released = Vec::new();
+        let un = {
+            let mut fs = self.frames.lock();
+            self.pt.unmap_range(start, len, &mut fs.counts, &mut released)?
+        };
+        let vmas = self.vmas.remove_range(start.raw(), start.raw() + len);
+        Ok(Detached {
+            leaves,
+            splits: un.splits,
+            vmas,
+            flush: un.flush,
+            released,
+        })
+    }
+
+    /// Gives the old range up for good: its frames may be reused and its
+    /// cleared entries must be flushed.
+    pub(crate) fn commit(&mut self, d: Detached) -> FlushSet {
+        self.frames.lock().release(&d.released);
+        drop(d.vmas);
+        d.flush
+    }
+
+    /// Puts the old range back exactly as it was.
+    pub(crate) fn reattach(&mut self, d: Detached) {
+        {
+            let mut fs = self.frames.lock();
+            if let Err(e) = self.pt.restore(&d.leaves, &d.splits, &mut fs.counts) {
+                log::error!("restoring a replaced range failed: {e}");
+            }
+        }
+        for v in d.vmas {
+            self.vmas.insert(v);
+        }
+        // The same translations are back; a vCPU that cached them holds
+        // nothing stale.
+        d.flush.ignore();
+    }
+}
