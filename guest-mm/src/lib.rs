@@ -22,7 +22,7 @@ pub mod flags;
 pub mod frames;
 pub mod paging;
 pub mod provider;
-// pub mod providers; // (enabled once paging lands)
+pub mod providers;
 pub mod range;
 // pub mod space; // (enabled once paging lands)
 pub mod vma;

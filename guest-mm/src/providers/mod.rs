@@ -1,0 +1,15 @@
+//! Providers that show the API off and that the VMM uses: guest RAM, zero
+//! pages, a kernel page buffer, huge pages, and a delegating read-only view.
+//! Device windows (BARs) live with the devices.
+
+mod guest_ram;
+mod huge;
+mod page_buffer;
+mod read_only;
+mod zero;
+
+pub use guest_ram::GuestRamProvider;
+pub use huge::{HugePageProvider, HugeVmaState};
+pub use page_buffer::PageBuffer;
+pub use read_only::ReadOnlyView;
+pub use zero::ZeroProvider;
