@@ -1,0 +1,73 @@
+//! The 64-bit task-state segment, with the stacks the CPU switches to and
+//! an I/O permission bitmap.
+//!
+//! The bitmap lets user mode (running with IOPL 0) reach every port except
+//! the VMM's own kernel ports, so a user guest can drive the serial port
+//! and the exit port directly but cannot forge an exception report or a
+//! hypercall completion.
+
+/// Size of the TSS proper (without the bitmap).
+pub const TSS_HEADER_SIZE: usize = 0x68;
+/// Bytes of the I/O permission bitmap (one bit per port).
+pub const IOPB_SIZE: usize = 65536 / 8;
+/// The TSS with its bitmap and the terminating all-ones byte.
+pub const TSS_SIZE: usize = TSS_HEADER_SIZE + IOPB_SIZE + 1;
+
+/// What goes into one vCPU's TSS.
+#[derive(Clone, Debug, Default)]
+pub struct Tss {
+    /// Stack for a switch to CPL 0 without IST.
+    pub rsp0: u64,
+    /// IST1..IST7 (index 0 is IST1).
+    pub ist: [u64; 7],
+    /// Ports user mode may *not* use.
+    pub denied_ports: Vec<std::ops::Range<u16>>,
+}
+
+impl Tss {
+    /// The TSS bytes, bitmap included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = vec![0u8; TSS_SIZE];
+        b[4..12].copy_from_slice(&self.rsp0.to_le_bytes());
+        for (i, ist) in self.ist.iter().enumerate() {
+            let off = 36 + 8 * i;
+            b[off..off + 8].copy_from_slice(&ist.to_le_bytes());
+        }
+        b[102..104].copy_from_slice(&(TSS_HEADER_SIZE as u16).to_le_bytes());
+        let iopb = &mut b[TSS_HEADER_SIZE..];
+        for r in &self.denied_ports {
+            for port in r.clone() {
+                iopb[port as usize / 8] |= 1 << (port % 8);
+            }
+        }
+        // The byte after the bitmap must be all-ones.
+        iopb[IOPB_SIZE] = 0xff;
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let t = Tss {
+            rsp0: 0x1111,
+            ist: [0x2222, 0x3333, 0, 0, 0, 0, 0x7777],
+            denied_ports: vec![0xe0..0xe3],
+        };
+        let b = t.to_bytes();
+        assert_eq!(b.len(), TSS_SIZE);
+        let q = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(q(4), 0x1111);
+        assert_eq!(q(36), 0x2222);
+        assert_eq!(q(44), 0x3333);
+        assert_eq!(q(84), 0x7777);
+        assert_eq!(u16::from_le_bytes([b[102], b[103]]), 0x68);
+        let iopb = &b[TSS_HEADER_SIZE..];
+        assert_eq!(iopb[0xe0 / 8], 0b0000_0111);
+        assert_eq!(iopb[0x3f8 / 8], 0);
+        assert_eq!(iopb[IOPB_SIZE], 0xff);
+    }
+}

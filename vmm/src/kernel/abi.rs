@@ -1,0 +1,86 @@
+//! The guest ABI: kernel ports, hypercall numbers and the register
+//! conventions documented in `docs/guest-abi.md`.
+//!
+//! Hypercalls use the Linux x86-64 `syscall` convention: `rax` = number,
+//! arguments in `rdi, rsi, rdx, r10, r8, r9`, result in `rax` (a value or
+//! an address, or `-errno`); `rcx` and `r11` are clobbered.
+
+/// `out` port of the exception stub (vector in `al`, see the stub docs).
+pub const EXC_PORT: u16 = 0xe0;
+/// `out` port of the `syscall` entry.
+pub const HCALL_PORT: u16 = 0xe1;
+/// `out` port of the TLB-shootdown NMI handler (after its flush).
+pub const FLUSH_ACK_PORT: u16 = 0xe2;
+/// Ports user mode may not use (the TSS I/O bitmap denies them).
+pub const KERNEL_PORTS: std::ops::Range<u16> = 0xe0..0xe8;
+
+/// Hypercall numbers. The Linux ones keep their Linux numbers.
+pub mod nr {
+    /// `write(fd, buf, len)`: fd 1 and 2 go to the serial console.
+    pub const WRITE: u64 = 1;
+    /// `mmap(addr, len, prot, flags, fd, off)`; `fd` names a provider.
+    pub const MMAP: u64 = 9;
+    /// `mprotect(addr, len, prot)`.
+    pub const MPROTECT: u64 = 10;
+    /// `munmap(addr, len)`.
+    pub const MUNMAP: u64 = 11;
+    /// `exit(status)`: this vCPU stops; the run ends when all have.
+    pub const EXIT: u64 = 60;
+    /// `exit_group(status)`: the whole guest stops.
+    pub const EXIT_GROUP: u64 = 231;
+    /// `report(check, passed, got, expected)`: one line of the report.
+    pub const REPORT: u64 = 0x1000;
+    /// `expect_fault(resume_rip)`: the next exception on this vCPU resumes
+    /// at `resume_rip` instead of ending the run (one shot).
+    pub const EXPECT_FAULT: u64 = 0x1001;
+    /// `exit_count(kind)`: exits this vCPU took so far (`kind` 0: all,
+    /// 1: MMIO, 2: port I/O).
+    pub const EXIT_COUNT: u64 = 0x1002;
+    /// `vcpu_id()`: the index of the calling vCPU.
+    pub const VCPU_ID: u64 = 0x1003;
+    /// `translate(va)`: the guest-physical address `va` maps to, or
+    /// `-EFAULT` (asks the VMM's page-table walker).
+    pub const TRANSLATE: u64 = 0x1004;
+}
+
+/// Provider handles, passed as the `fd` argument of `mmap`.
+pub mod fd {
+    /// Guest RAM by physical address (`off` = guest-physical address).
+    pub const GUEST_RAM: u64 = 0x100;
+    /// Zero-filled pages from the kernel pool (also `MAP_ANONYMOUS`).
+    pub const ZERO: u64 = 0x101;
+    /// The kernel page buffer the VMM filled with a known pattern.
+    pub const PAGE_BUFFER: u64 = 0x102;
+    /// Huge pages (2 MiB leaves).
+    pub const HUGE: u64 = 0x103;
+    /// BAR window `i` is `BAR0 + i`.
+    pub const BAR0: u64 = 0x200;
+}
+
+/// `mmap` protection bits (Linux values).
+pub mod prot {
+    /// PROT_READ.
+    pub const READ: u64 = 1;
+    /// PROT_WRITE.
+    pub const WRITE: u64 = 2;
+    /// PROT_EXEC.
+    pub const EXEC: u64 = 4;
+}
+
+/// `mmap` flags (Linux values).
+pub mod map {
+    /// MAP_SHARED.
+    pub const SHARED: u64 = 0x01;
+    /// MAP_PRIVATE.
+    pub const PRIVATE: u64 = 0x02;
+    /// MAP_FIXED.
+    pub const FIXED: u64 = 0x10;
+    /// MAP_ANONYMOUS.
+    pub const ANONYMOUS: u64 = 0x20;
+    /// MAP_FIXED_NOREPLACE.
+    pub const FIXED_NOREPLACE: u64 = 0x10_0000;
+}
+
+/// Registers after a fault resumed through `expect_fault`: `rax` = vector,
+/// `rdi` = error code, `rsi` = CR2, `rdx` = faulting RIP.
+pub mod resumed {}

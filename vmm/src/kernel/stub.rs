@@ -1,0 +1,201 @@
+//! Generation of the kernel stub with `iced-x86`.
+//!
+//! ```text
+//! exc_N:      [push 0]            ; vectors without an error code
+//!             push N
+//!             jmp exc_common
+//! exc_common: mov rax, [rsp]      ; vector
+//!             mov rdi, [rsp+8]    ; error code
+//!             mov rsi, cr2
+//!             mov rdx, [rsp+16]   ; faulting RIP
+//!             mov r10, [rsp+24]   ; CS (its low bits: the CPL)
+//!             mov r8,  [rsp+40]   ; RSP at the fault
+//!             out EXC_PORT, al    ; -> VMM. Resumed only for an expected
+//! exc_resume: mov [rsp+16], rcx   ;    fault, with rcx = resume RIP
+//!             add rsp, 16
+//!             iretq
+//!
+//! nmi:        push rax            ; TLB shootdown (IST2)
+//!             mov rax, cr3
+//!             mov cr3, rax
+//!             pop rax
+//!             out FLUSH_ACK_PORT, al
+//!             iretq
+//!
+//! syscall:    out HCALL_PORT, al  ; -> VMM; it sets rax = result and, if
+//! hcall_ret:  o64 sysret          ;    this vCPU must flush, rip = flush
+//! flush:      swapgs              ; kernel scratch of this vCPU
+//!             mov gs:[0], rax
+//!             mov rax, cr3
+//!             mov cr3, rax
+//!             mov rax, gs:[0]
+//!             swapgs
+//!             o64 sysret
+//! ```
+//!
+//! The stub needs no stack of its own for `syscall` (it never touches the
+//! stack there) and runs with interrupts off throughout.
+
+use iced_x86::code_asm::*;
+use thiserror::Error;
+
+use super::abi::{EXC_PORT, FLUSH_ACK_PORT, HCALL_PORT};
+use crate::arch::idt::{has_error_code, EXCEPTION_VECTORS};
+
+/// Assembling the stub failed (a bug in this file, reported not panicked).
+#[derive(Debug, Error)]
+#[error("cannot assemble the kernel stub: {0}")]
+pub struct StubError(String);
+
+impl From<IcedError> for StubError {
+    fn from(e: IcedError) -> Self {
+        StubError(e.to_string())
+    }
+}
+
+/// The assembled stub and the addresses the VMM needs.
+#[derive(Clone, Debug)]
+pub struct KernelStub {
+    /// Machine code, to be placed at `base`.
+    pub code: Vec<u8>,
+    /// Virtual address the code was assembled for.
+    pub base: u64,
+    /// Entry of each exception vector.
+    pub exception_entries: [u64; EXCEPTION_VECTORS],
+    /// NMI entry.
+    pub nmi_entry: u64,
+    /// `IA32_LSTAR`.
+    pub syscall_entry: u64,
+    /// RIP right after the exception report `out` (where an exit on
+    /// [`EXC_PORT`] must come from).
+    pub exc_report_rip: u64,
+    /// RIP right after the hypercall `out`.
+    pub hcall_rip: u64,
+    /// Where the VMM sends a hypercall that must flush this vCPU's TLB.
+    pub hcall_flush: u64,
+    /// RIP right after the shootdown acknowledgement `out`.
+    pub flush_ack_rip: u64,
+}
+
+impl KernelStub {
+    /// Assembles the stub for virtual address `base`.
+    pub fn assemble(base: u64) -> Result<Self, StubError> {
+        let mut a = CodeAssembler::new(64)?;
+        let mut entries: Vec<CodeLabel> = Vec::with_capacity(EXCEPTION_VECTORS);
+        let mut common = a.create_label();
+        for v in 0..EXCEPTION_VECTORS as u8 {
+            let mut l = a.create_label();
+            a.set_label(&mut l)?;
+            if !has_error_code(v) {
+                a.push(0)?;
+            }
+            a.push(i32::from(v))?;
+            a.jmp(common)?;
+            entries.push(l);
+        }
+
+        a.set_label(&mut common)?;
+        a.mov(rax, qword_ptr(rsp))?;
+        a.mov(rdi, qword_ptr(rsp + 8))?;
+        a.mov(rsi, cr2)?;
+        a.mov(rdx, qword_ptr(rsp + 16))?;
+        a.mov(r10, qword_ptr(rsp + 24))?;
+        a.mov(r8, qword_ptr(rsp + 40))?;
+        a.out(u32::from(EXC_PORT), al)?;
+        let mut exc_resume = a.create_label();
+        a.set_label(&mut exc_resume)?;
+        a.mov(qword_ptr(rsp + 16), rcx)?;
+        a.add(rsp, 16)?;
+        a.iretq()?;
+
+        let mut nmi = a.create_label();
+        a.set_label(&mut nmi)?;
+        a.push(rax)?;
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.pop(rax)?;
+        a.out(u32::from(FLUSH_ACK_PORT), al)?;
+        let mut ack = a.create_label();
+        a.set_label(&mut ack)?;
+        a.iretq()?;
+
+        let mut syscall = a.create_label();
+        a.set_label(&mut syscall)?;
+        a.out(u32::from(HCALL_PORT), al)?;
+        let mut hcall_ret = a.create_label();
+        a.set_label(&mut hcall_ret)?;
+        a.sysretq()?;
+        let mut flush = a.create_label();
+        a.set_label(&mut flush)?;
+        a.swapgs()?;
+        a.mov(qword_ptr(0u64).gs(), rax)?;
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.mov(rax, qword_ptr(0u64).gs())?;
+        a.swapgs()?;
+        a.sysretq()?;
+
+        let res = a.assemble_options(base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+        let mut exception_entries = [0u64; EXCEPTION_VECTORS];
+        for (slot, l) in exception_entries.iter_mut().zip(&entries) {
+            *slot = res.label_ip(l)?;
+        }
+        Ok(KernelStub {
+            code: res.inner.code_buffer.clone(),
+            base,
+            exception_entries,
+            nmi_entry: res.label_ip(&nmi)?,
+            syscall_entry: res.label_ip(&syscall)?,
+            exc_report_rip: res.label_ip(&exc_resume)?,
+            hcall_rip: res.label_ip(&hcall_ret)?,
+            hcall_flush: res.label_ip(&flush)?,
+            flush_ack_rip: res.label_ip(&ack)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    use super::*;
+
+    const BASE: u64 = 0xffff_ff80_0000_4000;
+
+    fn mnemonic_at(stub: &KernelStub, ip: u64) -> Mnemonic {
+        let off = (ip - stub.base) as usize;
+        let mut d = Decoder::with_ip(64, &stub.code[off..], ip, DecoderOptions::NONE);
+        d.decode().mnemonic()
+    }
+
+    #[test]
+    fn labels_point_at_the_right_instructions() {
+        let s = KernelStub::assemble(BASE).unwrap();
+        assert!(s.code.len() < 0x1000);
+        assert_eq!(s.exception_entries[0], BASE);
+        assert_eq!(mnemonic_at(&s, s.exception_entries[14]), Mnemonic::Push);
+        assert_eq!(mnemonic_at(&s, s.syscall_entry), Mnemonic::Out);
+        assert_eq!(mnemonic_at(&s, s.hcall_rip), Mnemonic::Sysret);
+        assert_eq!(mnemonic_at(&s, s.hcall_flush), Mnemonic::Swapgs);
+        assert_eq!(mnemonic_at(&s, s.exc_report_rip), Mnemonic::Mov);
+        assert_eq!(mnemonic_at(&s, s.flush_ack_rip), Mnemonic::Iretq);
+        assert_eq!(mnemonic_at(&s, s.nmi_entry), Mnemonic::Push);
+    }
+
+    #[test]
+    fn error_code_vectors_push_once() {
+        let s = KernelStub::assemble(BASE).unwrap();
+        // #PF (error code pushed by the CPU): push 14; jmp.
+        let off = (s.exception_entries[14] - BASE) as usize;
+        let mut d = Decoder::with_ip(64, &s.code[off..], s.exception_entries[14], DecoderOptions::NONE);
+        let i = d.decode();
+        assert_eq!(i.mnemonic(), Mnemonic::Push);
+        assert_eq!(i.immediate8to64(), 14);
+        assert_eq!(d.decode().mnemonic(), Mnemonic::Jmp);
+        // #DE: push 0; push 0; jmp.
+        let mut d = Decoder::with_ip(64, &s.code, BASE, DecoderOptions::NONE);
+        assert_eq!(d.decode().immediate8to64(), 0);
+        assert_eq!(d.decode().immediate8to64(), 0);
+        assert_eq!(d.decode().mnemonic(), Mnemonic::Jmp);
+    }
+}

@@ -1,0 +1,120 @@
+//! Where things live: the guest-physical memory map and the virtual
+//! addresses the VMM chooses.
+//!
+//! Guest-physical map (RAM starts at 0):
+//!
+//! | range                      | what |
+//! |----------------------------|------|
+//! | `[0, 4 KiB)`               | never used (null page) |
+//! | [`GDT_PA`], [`IDT_PA`]     | GDT and IDT, one page each |
+//! | [`STUB_PA`]                | the kernel stub code |
+//! | [`PERCPU_PA`] + i * [`PERCPU_SIZE`] | per-vCPU TSS, scratch, stacks |
+//! | `[0, KERNEL_REGION_SIZE)`  | all of the above: reserved for the VMM |
+//! | [`TABLES_PA`]              | page-table pages (guest-mm's allocator) |
+//! | [`POOL_PA`]                | kernel page pool (guest-mm) |
+//! | [`LOAD_PA`] ..             | the guest program image and stack, then free RAM |
+//!
+//! The kernel region is mapped supervisor-only at [`KERNEL_VA`] + its
+//! physical address (the top 512 GiB of the upper half); the guest program
+//! lives in the lower half. BAR windows sit above RAM, at
+//! [`DEFAULT_BAR_BASE`] unless configured.
+//!
+//! This module only names addresses; nothing here touches memory.
+
+/// Base page size.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Guest-physical address of the GDT.
+pub const GDT_PA: u64 = 0x1000;
+/// Guest-physical address of the IDT.
+pub const IDT_PA: u64 = 0x2000;
+/// Guest-physical address of the kernel stub code.
+pub const STUB_PA: u64 = 0x4000;
+/// Bytes reserved for the stub code.
+pub const STUB_SIZE: u64 = 0x4000;
+/// First per-vCPU area.
+pub const PERCPU_PA: u64 = 0x1_0000;
+/// Size of one per-vCPU area.
+pub const PERCPU_SIZE: u64 = 0x1_0000;
+/// Most vCPUs the layout has room for.
+pub const MAX_VCPUS: u8 = 32;
+/// Size of the VMM-owned kernel region at guest-physical 0.
+pub const KERNEL_REGION_SIZE: u64 = 0x40_0000;
+
+/// Offsets inside a per-vCPU area.
+pub mod percpu {
+    /// The TSS (with a full I/O permission bitmap: 0x68 + 8 KiB + 1 byte).
+    pub const TSS: u64 = 0x0000;
+    /// Kernel scratch (IA32_KERNEL_GS_BASE points here).
+    pub const SCRATCH: u64 = 0x3000;
+    /// Top of the IST1 stack (exceptions).
+    pub const IST_EXC_TOP: u64 = 0x8000;
+    /// Top of the IST2 stack (NMI: TLB shootdown).
+    pub const IST_NMI_TOP: u64 = 0xa000;
+    /// Top of the IST3 stack (double fault).
+    pub const IST_DF_TOP: u64 = 0xc000;
+    /// Top of the RSP0 stack.
+    pub const RSP0_TOP: u64 = 0x1_0000;
+}
+
+/// Guest-physical base of the page-table region.
+pub const TABLES_PA: u64 = KERNEL_REGION_SIZE;
+/// Size of the page-table region.
+pub const TABLES_SIZE: u64 = 0x80_0000;
+/// Guest-physical base of the kernel page pool.
+pub const POOL_PA: u64 = TABLES_PA + TABLES_SIZE;
+/// Size of the kernel page pool.
+pub const POOL_SIZE: u64 = 0x80_0000;
+/// First guest-physical address for the program image.
+pub const LOAD_PA: u64 = POOL_PA + POOL_SIZE;
+/// Smallest guest memory the layout works with.
+pub const MIN_MEM_SIZE: u64 = LOAD_PA + 0x80_0000;
+
+/// Virtual base of the supervisor mapping of the kernel region.
+pub const KERNEL_VA: u64 = 0xffff_ff80_0000_0000;
+
+/// The supervisor virtual address of kernel-region physical address `pa`.
+pub const fn kernel_va(pa: u64) -> u64 {
+    KERNEL_VA + pa
+}
+
+/// Guest-physical address of vCPU `index`'s per-vCPU area.
+pub const fn percpu_pa(index: u8) -> u64 {
+    PERCPU_PA + index as u64 * PERCPU_SIZE
+}
+
+/// Virtual address where the built-in guest's code is linked.
+pub const BUILTIN_CODE_VA: u64 = 0x40_0000;
+/// Virtual address of the built-in guest's data page(s).
+pub const BUILTIN_DATA_VA: u64 = 0x60_0000;
+/// Exclusive top of the user stack (below the mapper's 4 GiB window).
+pub const USER_STACK_TOP: u64 = 0x8000_0000;
+/// Size of the user stack of each vCPU.
+pub const USER_STACK_SIZE: u64 = 0x1_0000;
+/// Gap between two vCPUs' stacks (a guard page below each).
+pub const USER_STACK_STRIDE: u64 = USER_STACK_SIZE + PAGE_SIZE;
+
+/// Exclusive top of vCPU `index`'s user stack.
+pub const fn user_stack_top(index: u8) -> u64 {
+    USER_STACK_TOP - index as u64 * USER_STACK_STRIDE
+}
+
+/// Default guest-physical base of the first BAR window.
+pub const DEFAULT_BAR_BASE: u64 = 0xe000_0000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_do_not_overlap() {
+        assert!(STUB_PA + STUB_SIZE <= PERCPU_PA);
+        assert!(percpu_pa(MAX_VCPUS) <= KERNEL_REGION_SIZE);
+        assert!(IDT_PA + PAGE_SIZE <= STUB_PA);
+        // TSS with its I/O bitmap fits below the scratch page.
+        assert!(percpu::TSS + 0x68 + 8192 + 1 <= percpu::SCRATCH);
+        assert!(percpu::SCRATCH + PAGE_SIZE <= percpu::IST_EXC_TOP - 0x4000);
+        assert!(TABLES_PA + TABLES_SIZE == POOL_PA);
+        assert!(user_stack_top(MAX_VCPUS) > BUILTIN_DATA_VA + (1 << 24));
+    }
+}
