@@ -8,62 +8,113 @@
 //! unmap or protect needs it, and tables are freed when they become empty.
 //!
 //! This module does not know about VMAs, providers or policy: it maps what
-//! it is told to. Validation of frames and ranges happens in prepare.
+//! it is told to. Validation of frames and ranges happens in prepare. It
+//! does not flush TLBs either: unmap and protect return a [`FlushSet`].
 //!
-//! CONTRACT (implemented in the files of this module):
+//! [`PageTables`] offers:
 //!
-//! ```text
-//! pub struct PageTables<M: GuestMemory> { .. }
-//! impl<M: GuestMemory> PageTables<M> {
-//!     /// Allocates and zeroes the root (PML4) from `alloc`.
-//!     pub fn new(mem: M, alloc: TableAllocator) -> Result<Self, MmError>;
-//!     pub fn root(&self) -> GuestAddress;            // value for CR3
-//!     pub fn memory(&self) -> &M;
-//!     pub fn allocator(&self) -> &TableAllocator;
-//!     pub fn allocator_mut(&mut self) -> &mut TableAllocator;
+//! - [`PageTables::map_range`]: a contiguous guest-physical range, with the
+//!   largest leaves alignment allows (up to a `max_leaf`), uncounted;
+//! - [`PageTables::insert_pages`]: the batched hot path for arrays of 4 KiB
+//!   frames, each counted in a [`crate::MapCounts`];
+//! - [`PageTables::unmap_range`] and [`PageTables::protect_range`], which
+//!   split cut huge leaves with every table frame reserved first;
+//! - [`PageTables::translate`] and [`PageTables::leaves`], which read guest
+//!   memory like the CPU does, trusting no bookkeeping;
+//! - [`PageTables::restore`], the rollback of an unmap.
 //!
-//!     /// Maps [va, va+len) to the contiguous [pa, pa+len). Picks the largest
-//!     /// leaf <= max_leaf that alignment of va, pa and the remaining length
-//!     /// allow. The range must be unmapped (caller guarantees; a present
-//!     /// entry found on the way is an Err(Exists) after undoing what this
-//!     /// call wrote). On Err nothing this call wrote or allocated remains.
-//!     pub fn map_range(&mut self, va: GuestVirtAddr, pa: GuestAddress, len: u64,
-//!                      prot: PageProt, max_leaf: PageSize) -> Result<MapStats, MmError>;
-//!
-//!     /// Batched insert of 4 KiB pages: pages[i] at va + i*4K. One walk per
-//!     /// leaf table, then a tight loop over up to 512 entries; each entry
-//!     /// gets the software COUNTED bit and counts.get(pfn) is incremented in
-//!     /// the same pass. On Err nothing this call wrote or allocated remains
-//!     /// (counts restored).
-//!     pub fn insert_pages(&mut self, va: GuestVirtAddr, pages: &[Pfn], prot: PageProt,
-//!                         counts: &mut MapCounts) -> Result<MapStats, MmError>;
-//!
-//!     /// Clears every leaf in [va, va+len) (page aligned). Huge leaves only
-//!     /// partly covered are split first (all splits are reserved up front,
-//!     /// so an ENOMEM leaves everything unchanged). COUNTED leaves decrement
-//!     /// their frame's count; frames whose count reaches 0 are pushed to
-//!     /// `released`. Tables left empty are unlinked and freed.
-//!     pub fn unmap_range(&mut self, va: GuestVirtAddr, len: u64, counts: &mut MapCounts,
-//!                        released: &mut Vec<Pfn>) -> Result<Unmapped, MmError>;
-//!
-//!     /// Rewrites the permission/cache bits of present leaves in range
-//!     /// (splitting partly covered huge leaves, atomically as above).
-//!     pub fn protect_range(&mut self, va: GuestVirtAddr, len: u64, prot: PageProt)
-//!         -> Result<FlushSet, MmError>;
-//!
-//!     /// Walks guest memory (never trusting the writer) for va.
-//!     pub fn translate(&self, va: GuestVirtAddr) -> Option<Translation>;
-//!
-//!     /// Every present leaf in [va, va+len), in address order.
-//!     pub fn leaves(&self, va: GuestVirtAddr, len: u64) -> Vec<Leaf>;
-//!
-//!     /// Re-installs leaves captured by `leaves()` into an unmapped range
-//!     /// (re-counting COUNTED ones) and re-joins the huge leaves recorded in
-//!     /// `splits` so the tree is exactly as before `unmap_range`. Rollback
-//!     /// path: its table allocations bypass failure injection.
-//!     pub fn restore(&mut self, leaves: &[Leaf], splits: &[SplitRecord],
-//!                    counts: &mut MapCounts) -> Result<(), MmError>;
-//! }
-//! ```
+//! Map and insert undo everything on error; unmap and protect fail only
+//! before changing anything. Files: `entry.rs` (bits), `table.rs` (the
+//! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
+//! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
-// The implementation files are declared here as they land.
+mod entry;
+mod flush;
+mod insert;
+mod map;
+mod page_tables;
+mod protect;
+mod snapshot;
+mod split;
+mod stats;
+mod table;
+mod translate;
+mod unmap;
+mod walk;
+
+pub use entry::PAT_MSR_VALUE;
+pub use flush::FlushSet;
+pub use page_tables::PageTables;
+pub use snapshot::Leaf;
+pub use split::SplitRecord;
+pub use stats::MapStats;
+pub use translate::Translation;
+pub use unmap::Unmapped;
+
+#[cfg(test)]
+mod test_util {
+    #![allow(clippy::unwrap_used)]
+    //! Shared fixtures for the unit tests of this module.
+
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    use super::entry::{classify, index, Entry};
+    use super::table::Table;
+    use super::{Leaf, PageTables};
+    use crate::addr::GuestVirtAddr;
+    use crate::flags::{PageProt, VmFlags};
+    use crate::frames::TableAllocator;
+
+    /// The page tables the tests use.
+    pub(super) type Tables = PageTables<GuestMemoryMmap<()>>;
+
+    /// Frames tracked by the tests' map counts (64 MiB).
+    pub(super) const FRAMES: u64 = 16384;
+
+    /// Tables over `mem_size` bytes of guest memory, the top 16 MiB of
+    /// which hold the tables.
+    pub(super) fn tables(mem_size: u64) -> Tables {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)]).unwrap();
+        let alloc = TableAllocator::new(GuestAddress(mem_size - (16 << 20)), 16 << 20).unwrap();
+        PageTables::new(mem, alloc).unwrap()
+    }
+
+    pub(super) fn gva(va: u64) -> GuestVirtAddr {
+        GuestVirtAddr::try_new(va).unwrap()
+    }
+
+    pub(super) fn rw() -> PageProt {
+        PageProt::from_flags(VmFlags::READ | VmFlags::WRITE)
+    }
+
+    /// Every leaf of `[va, va + len)`.
+    pub(super) fn snapshot(pt: &Tables, va: u64, len: u64) -> Vec<Leaf> {
+        pt.leaves(gva(va), len)
+    }
+
+    /// Overwrites the entry at `level` for `va` (the tables down to it must
+    /// exist), as a guest scribbling on its tables would.
+    pub(super) fn poke(pt: &Tables, va: u64, level: u32, value: u64) {
+        let mut frame = crate::addr::Pfn::containing(pt.root());
+        for l in (level + 1..=4).rev() {
+            let t = Table::new(pt.memory(), frame, false).unwrap();
+            match classify(t.get(index(va, l)), l) {
+                Entry::Table(f) => frame = f,
+                e => panic!("no table at level {l}: {e:?}"),
+            }
+        }
+        Table::new(pt.memory(), frame, true).unwrap().set(index(va, level), value);
+    }
+
+    #[test]
+    fn new_tables_have_an_empty_root() {
+        let pt = tables(64 << 20);
+        assert_eq!(pt.tables_in_use(), 1);
+        assert_eq!(pt.root(), GuestAddress(48 << 20));
+        assert!(pt.leaves(gva(0), 1 << 47).is_empty());
+        // A table region outside guest memory is refused.
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let alloc = TableAllocator::new(GuestAddress(1 << 20), 4096).unwrap();
+        assert!(PageTables::new(mem, alloc).is_err());
+    }
+}

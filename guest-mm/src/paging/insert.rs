@@ -1,0 +1,247 @@
+//! `insert_pages`: the hot path. Maps an array of scattered 4 KiB frames
+//! at consecutive virtual pages, counting each.
+//!
+//! One walk per leaf table finds or creates the PT; then a tight loop over
+//! up to 512 entries checks the entry is free, stores
+//! `(pfn << 12) | bits` and bumps the frame's map count, with no
+//! allocation, locking, vm-memory call or `Result` inside. Frames are
+//! validated by the caller (prepare); the only check here is one pass for
+//! the largest frame number.
+
+use std::sync::atomic::Ordering;
+
+use vm_memory::GuestMemory;
+
+use super::entry::{leaf_bits, COUNTED, USED};
+use super::map::MAX_PHYS;
+use super::page_tables::{check_range, PageTables};
+use super::stats::MapStats;
+use super::table::{Table, ENTRIES};
+use super::walk::Filler;
+use crate::addr::{pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE_SHIFT};
+use crate::error::MmError;
+use crate::flags::PageProt;
+use crate::frames::MapCounts;
+
+/// Writes `pages[i]` at `va0 + i * 4 KiB` and counts it in `slots`.
+struct PageFiller<'p> {
+    va0: u64,
+    pages: &'p [Pfn],
+    bits: u64,
+    slots: &'p mut [u32],
+    /// `pages[..written]` are in the tables (and counted).
+    written: usize,
+}
+
+impl Filler for PageFiller<'_> {
+    fn leaf_here(&self, _level: u32, _va: u64, _end: u64) -> bool {
+        false
+    }
+
+    #[inline]
+    fn fill(&mut self, table: &Table<'_>, _level: u32, first: usize, va: u64, n: usize) -> usize {
+        let start = ((va - self.va0) >> PAGE_SHIFT) as usize;
+        let (Some(pages), Some(entries)) = (self.pages.get(start..start + n), table.entries().get(first..first + n))
+        else {
+            return 0;
+        };
+        let bits = self.bits;
+        for (k, (e, pfn)) in entries.iter().zip(pages).enumerate() {
+            if e.load(Ordering::Relaxed) & USED != 0 {
+                self.written = start + k;
+                return k;
+            }
+            e.store((pfn.0 << PAGE_SHIFT) | bits, Ordering::Relaxed);
+            if let Some(c) = self.slots.get_mut(pfn.0 as usize) {
+                *c = c.saturating_add(1);
+            }
+        }
+        self.written = start + n;
+        n
+    }
+}
+
+impl<M: GuestMemory> PageTables<M> {
+    /// Maps `pages[i]` at `va + i * 4 KiB` with `prot`. Every entry gets the
+    /// software `COUNTED` bit and its frame's count in `counts` goes up by
+    /// one. Every frame must be tracked by `counts` (checked once up front:
+    /// `MmError::FrameNotInGuest`).
+    ///
+    /// The range must be unmapped, with no huge leaf over it: otherwise
+    /// `MmError::Exists`. On any error nothing this call wrote or allocated
+    /// remains and `counts` is as before (see [`PageTables::map_range`] on
+    /// flushing after an error).
+    pub fn insert_pages(
+        &mut self,
+        va: GuestVirtAddr,
+        pages: &[Pfn],
+        prot: PageProt,
+        counts: &mut MapCounts,
+    ) -> Result<MapStats, MmError> {
+        let len = pages_to_bytes(pages.len() as u64).ok_or(MmError::Overflow {
+            addr: va.raw(),
+            len: pages.len() as u64,
+        })?;
+        let end = check_range(va, len)?;
+        let Some(max) = pages.iter().map(|p| p.0).max() else {
+            return Ok(MapStats::default());
+        };
+        if max >= counts.len() || max >= MAX_PHYS >> PAGE_SHIFT {
+            return Err(MmError::FrameNotInGuest { pfn: max });
+        }
+        let mut w = self.writer(false, va.raw());
+        w.reserve_log(pages.len() / ENTRIES + 2);
+        let root = w.root()?;
+        let mut filler = PageFiller {
+            va0: va.raw(),
+            pages,
+            bits: leaf_bits(prot, PageSize::Size4K) | COUNTED,
+            slots: counts.slots_mut(),
+            written: 0,
+        };
+        let result = w.populate(&root, 4, va.raw(), end, &mut filler);
+        let written = filler.written;
+        match result {
+            Ok(()) => {
+                counts.add_total(pages.len() as u64);
+                Ok(w.commit())
+            }
+            Err(e) => {
+                w.rollback();
+                let slots = counts.slots_mut();
+                for p in &pages[..written] {
+                    if let Some(c) = slots.get_mut(p.0 as usize) {
+                        *c = c.saturating_sub(1);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::test_util::*;
+    use super::*;
+    use vm_memory::GuestAddress;
+
+    /// Distinct frames in a scrambled order (a multiplicative permutation).
+    fn scattered(n: usize, frames: u64) -> Vec<Pfn> {
+        (0..n as u64).map(|i| Pfn((i * 7919 + 13) % frames)).collect()
+    }
+
+    #[test]
+    fn every_page_maps_its_own_frame() {
+        // Starts mid-table and crosses several leaf-table boundaries, a PD
+        // boundary (1 GiB) and a PDPT boundary (512 GiB).
+        let mut pt = tables(64 << 20);
+        let mut counts = MapCounts::new(FRAMES);
+        for (va, n) in [(0x7f_c000, 1500usize), ((512 << 30) - 600 * 4096, 1200), ((1 << 30) - 4096, 2)] {
+            let pages = scattered(n, FRAMES);
+            let s = pt.insert_pages(gva(va), &pages, rw(), &mut counts).unwrap();
+            assert_eq!(s.entries_written, n as u64);
+            assert_eq!(s.leaves_by_size, [n as u64, 0, 0]);
+            for (i, p) in pages.iter().enumerate() {
+                let t = pt.translate(gva(va + i as u64 * 4096 + 0x123)).unwrap();
+                assert_eq!(t.pfn, *p, "page {i} at {va:#x}");
+                assert_eq!(t.phys, GuestAddress((p.0 << 12) + 0x123));
+                assert_eq!(t.size, PageSize::Size4K);
+                assert!(t.counted);
+                assert_eq!(t.prot, rw());
+            }
+            assert!(pt.translate(gva(va + n as u64 * 4096)).is_none());
+            assert!(va < 4096 || pt.translate(gva(va - 4096)).is_none());
+        }
+        assert_eq!(counts.total(), 1500 + 1200 + 2);
+    }
+
+    #[test]
+    fn counts_go_up_and_down_and_released_frames_are_reported() {
+        let mut pt = tables(64 << 20);
+        let mut counts = MapCounts::new(FRAMES);
+        let a = [Pfn(10), Pfn(11), Pfn(10)];
+        pt.insert_pages(gva(0x1000), &a, rw(), &mut counts).unwrap();
+        pt.insert_pages(gva(0x9000), &[Pfn(11)], rw(), &mut counts).unwrap();
+        assert_eq!((counts.get(Pfn(10)), counts.get(Pfn(11)), counts.total()), (2, 2, 4));
+        let mut released = Vec::new();
+        let u = pt.unmap_range(gva(0x1000), 3 * 4096, &mut counts, &mut released).unwrap();
+        assert_eq!(u.entries_cleared, 3);
+        assert_eq!(released, vec![Pfn(10)]);
+        assert_eq!((counts.get(Pfn(10)), counts.get(Pfn(11)), counts.total()), (0, 1, 1));
+        u.flush.ignore();
+        let u = pt.unmap_range(gva(0), 1 << 20, &mut counts, &mut released).unwrap();
+        assert_eq!(released, vec![Pfn(10), Pfn(11)]);
+        assert_eq!(counts.total(), 0);
+        assert!(u.flush.tables_freed());
+        assert_eq!(pt.tables_in_use(), 1);
+    }
+
+    #[test]
+    fn insert_over_mapped_pages_or_huge_leaves_is_refused() {
+        let mut pt = tables(64 << 20);
+        let mut counts = MapCounts::new(FRAMES);
+        pt.insert_pages(gva(0x5000), &[Pfn(1)], rw(), &mut counts).unwrap();
+        pt.map_range(gva(0x40_0000), GuestAddress(0), 2 << 20, rw(), PageSize::Size2M).unwrap();
+        let before = snapshot(&pt, 0, 1 << 30);
+        let tables = pt.tables_in_use();
+        let pages = scattered(600, FRAMES);
+        for va in [0x1000u64, 0x5000, 0x3f_f000, 0x40_0000, 0x2f_0000] {
+            let r = pt.insert_pages(gva(va), &pages, rw(), &mut counts);
+            assert_eq!(r, Err(MmError::Exists { addr: va }), "{va:#x}");
+            assert_eq!(snapshot(&pt, 0, 1 << 30), before);
+            assert_eq!(pt.tables_in_use(), tables);
+            assert_eq!(counts.total(), 1);
+            assert!(pages.iter().all(|&p| counts.get(p) == (p == Pfn(1)) as u32));
+        }
+    }
+
+    #[test]
+    fn untracked_frames_and_bad_ranges_are_refused() {
+        let mut pt = tables(64 << 20);
+        let mut counts = MapCounts::new(16);
+        let cases: &[(u64, &[Pfn], MmError)] = &[
+            (0, &[Pfn(3), Pfn(16)], MmError::FrameNotInGuest { pfn: 16 }),
+            (0, &[Pfn(u64::MAX)], MmError::FrameNotInGuest { pfn: u64::MAX }),
+            (0x10, &[Pfn(1)], MmError::Misaligned { what: "address", value: 0x10, align: 4096 }),
+            (0x7fff_ffff_f000, &[Pfn(1), Pfn(2)], MmError::NonCanonical { addr: 0x8000_0000_0fff }),
+        ];
+        for (va, pages, err) in cases {
+            assert_eq!(pt.insert_pages(gva(*va), pages, rw(), &mut counts).as_ref(), Err(err));
+        }
+        assert_eq!(counts.total(), 0);
+        assert_eq!(pt.tables_in_use(), 1);
+        assert_eq!(pt.insert_pages(gva(0), &[], rw(), &mut counts), Ok(MapStats::default()));
+    }
+
+    #[test]
+    fn failure_injection_restores_tables_and_counts() {
+        let pages = scattered(3000, FRAMES);
+        for n in 0..10 {
+            let mut pt = tables(64 << 20);
+            let mut counts = MapCounts::new(FRAMES);
+            pt.insert_pages(gva(0x3f_e000), &[Pfn(5)], rw(), &mut counts).unwrap();
+            let before = snapshot(&pt, 0, 2 << 30);
+            let tables = pt.tables_in_use();
+            pt.allocator_mut().inject_failure_after(Some(n));
+            // Starts right after the existing page, crosses 1 GiB.
+            let va = (1 << 30) - 1000 * 4096;
+            let r = pt.insert_pages(gva(va), &pages, rw(), &mut counts);
+            pt.allocator_mut().inject_failure_after(None);
+            match r {
+                Err(MmError::OutOfMemory(_)) => {
+                    assert_eq!(snapshot(&pt, 0, 2 << 30), before, "n={n}");
+                    assert_eq!(pt.tables_in_use(), tables, "n={n}");
+                    assert_eq!(counts.total(), 1);
+                    assert!(pages.iter().all(|&p| counts.get(p) == (p == Pfn(5)) as u32));
+                }
+                Ok(s) => {
+                    assert!(s.tables_allocated <= n);
+                    assert_eq!(counts.total(), 3001);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}

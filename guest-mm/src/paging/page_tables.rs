@@ -1,0 +1,97 @@
+//! [`PageTables`]: the owner of one guest address space's tables.
+//!
+//! Holds the guest memory the tables live in, the allocator their frames
+//! come from and the root. The operations live in the files named after
+//! them (`map.rs`, `insert.rs`, `unmap.rs`, ...).
+
+use vm_memory::{GuestAddress, GuestMemory, Permissions};
+
+use super::table::Table;
+use super::walk::Writer;
+use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
+use crate::error::MmError;
+use crate::frames::TableAllocator;
+
+/// x86-64 4-level page tables built inside guest memory `M`.
+///
+/// Addresses in entries are addresses of `M` (guest-physical for any
+/// [`vm_memory::GuestMemoryBackend`]).
+#[derive(Debug)]
+pub struct PageTables<M: GuestMemory> {
+    pub(super) mem: M,
+    pub(super) alloc: TableAllocator,
+    pub(super) root: Pfn,
+}
+
+impl<M: GuestMemory> PageTables<M> {
+    /// Allocates and zeroes the root (PML4) from `alloc`. The whole table
+    /// region of `alloc` must be writable guest memory.
+    pub fn new(mem: M, mut alloc: TableAllocator) -> Result<Self, MmError> {
+        let (first, end) = alloc.region();
+        let bytes = (end.0 - first.0).saturating_mul(PAGE_SIZE);
+        let fits = usize::try_from(bytes).is_ok_and(|n| mem.check_range(first.addr(), n, Permissions::ReadWrite));
+        if !fits {
+            return Err(MmError::GuestMemory { addr: first.addr().0 });
+        }
+        let root = alloc.alloc()?;
+        match Table::new(&mem, root, true) {
+            Ok(t) => t.zero(),
+            Err(e) => {
+                alloc.free(root);
+                return Err(e);
+            }
+        }
+        Ok(PageTables { mem, alloc, root })
+    }
+
+    /// Guest-physical address of the PML4: the value for CR3.
+    pub fn root(&self) -> GuestAddress {
+        self.root.addr()
+    }
+
+    /// The guest memory the tables live in.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The table-page allocator.
+    pub fn allocator(&self) -> &TableAllocator {
+        &self.alloc
+    }
+
+    /// The table-page allocator, mutably (failure injection in tests).
+    pub fn allocator_mut(&mut self) -> &mut TableAllocator {
+        &mut self.alloc
+    }
+
+    /// Table pages in use, the root included.
+    pub fn tables_in_use(&self) -> usize {
+        self.alloc.in_use()
+    }
+
+    /// A writer for one operation on the range starting at `start`;
+    /// `unchecked` allocations bypass failure injection (rollback paths).
+    pub(super) fn writer(&mut self, unchecked: bool, start: u64) -> Writer<'_, M> {
+        Writer::new(&self.mem, &mut self.alloc, self.root, unchecked, start)
+    }
+}
+
+/// Checks a range argument: `va` and `len` page aligned, the range
+/// canonical. Returns the exclusive end.
+pub(super) fn check_range(va: GuestVirtAddr, len: u64) -> Result<u64, MmError> {
+    if !va.is_aligned(PAGE_SIZE) {
+        return Err(MmError::Misaligned {
+            what: "address",
+            value: va.raw(),
+            align: PAGE_SIZE,
+        });
+    }
+    if len % PAGE_SIZE != 0 {
+        return Err(MmError::Misaligned {
+            what: "length",
+            value: len,
+            align: PAGE_SIZE,
+        });
+    }
+    va.checked_end(len)
+}

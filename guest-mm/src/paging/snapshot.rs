@@ -1,0 +1,319 @@
+//! Capturing the leaves of a range ([`PageTables::leaves`]) and putting
+//! them back after an unmap ([`PageTables::restore`]): the rollback path
+//! of a failed replace.
+//!
+//! `leaves` reads guest memory only, like `translate`. `restore` writes
+//! through the writer, with allocations that bypass failure injection.
+
+use vm_memory::GuestMemory;
+
+use super::entry::{classify, counted_frame, entry_end, index, same_leaf, span, split_child, Entry, USED};
+use super::page_tables::PageTables;
+use super::split::SplitRecord;
+use super::table::{Table, ENTRIES};
+use super::walk::{Filler, Writer};
+use crate::addr::{GuestVirtAddr, PageSize};
+use crate::error::MmError;
+use crate::frames::MapCounts;
+
+/// First non-canonical address.
+const HOLE: u64 = 1 << 47;
+
+/// One leaf entry as found in the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    /// First address the leaf maps.
+    pub va: GuestVirtAddr,
+    /// Its size.
+    pub size: PageSize,
+    /// The raw entry (present, or a PROT_NONE leaf).
+    pub raw: u64,
+}
+
+/// Collects the leaves of `[va, end)` below `table` (at `level`).
+fn collect<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end: u64, out: &mut Vec<Leaf>) {
+    let mut cur = va;
+    while cur < end {
+        let idx = index(cur, level);
+        let next = entry_end(cur, level, end);
+        let raw = table.get(idx);
+        match classify(raw, level) {
+            Entry::Empty => {}
+            Entry::Leaf(size) => match GuestVirtAddr::try_new(cur & !(span(level) - 1)) {
+                Ok(va) => out.push(Leaf { va, size, raw }),
+                Err(e) => log::error!("leaf at a non-canonical address: {e}"),
+            },
+            Entry::Table(frame) => {
+                if let Ok(child) = Table::new(mem, frame, false) {
+                    collect(mem, &child, level - 1, cur, next, out);
+                }
+            }
+        }
+        cur = next;
+    }
+}
+
+/// Writes one captured leaf where the walk finds its (empty) slot.
+struct RawFiller {
+    raw: u64,
+    level: u32,
+}
+
+impl Filler for RawFiller {
+    fn leaf_here(&self, level: u32, _va: u64, _end: u64) -> bool {
+        level == self.level
+    }
+
+    fn fill(&mut self, table: &Table<'_>, _level: u32, first: usize, _va: u64, n: usize) -> usize {
+        if n != 1 || table.get(first) & USED != 0 {
+            return 0;
+        }
+        table.set(first, self.raw);
+        1
+    }
+}
+
+impl<'a, M: GuestMemory> Writer<'a, M> {
+    /// Fills the empty entries of `table`, which replaced the huge leaf
+    /// `raw` of `size`, with the leaves the split made (recursing into a
+    /// second-level split). Returns false when an entry holds something
+    /// else.
+    fn fill_holes(&mut self, table: &Table<'a>, raw: u64, size: PageSize) -> bool {
+        let child_level = size.level() - 1;
+        let mut clean = true;
+        for i in 0..ENTRIES {
+            let want = split_child(raw, size, i as u64);
+            let cur = table.get(i);
+            match classify(cur, child_level) {
+                Entry::Empty => table.set(i, want),
+                Entry::Leaf(_) if same_leaf(cur, want) => {}
+                Entry::Table(frame) if size == PageSize::Size1G => match self.view(frame) {
+                    Ok(t) => clean &= self.fill_holes(&t, want, PageSize::Size2M),
+                    Err(_) => clean = false,
+                },
+                _ => clean = false,
+            }
+        }
+        clean
+    }
+
+    /// Re-installs one leaf; see [`PageTables::restore`].
+    fn restore_leaf(&mut self, leaf: &Leaf, counts: &mut MapCounts) -> Result<(), MmError> {
+        let va = leaf.va.raw();
+        let level = leaf.size.level();
+        let end = va.checked_add(leaf.size.bytes()).ok_or(MmError::Overflow {
+            addr: va,
+            len: leaf.size.bytes(),
+        })?;
+        if classify(leaf.raw, level) != Entry::Leaf(leaf.size) || va % leaf.size.bytes() != 0 {
+            return Err(MmError::Invalid("not a leaf entry"));
+        }
+        self.start = va;
+        if let Some((table, at, idx)) = self.find(va, level) {
+            let cur = table.get(idx);
+            match classify(cur, at) {
+                // Still split: put back the pieces that were unmapped.
+                Entry::Table(frame) if at == level => {
+                    let child = self.view(frame)?;
+                    return if self.fill_holes(&child, leaf.raw, leaf.size) {
+                        Ok(())
+                    } else {
+                        Err(self.exists())
+                    };
+                }
+                Entry::Leaf(_) if at == level && same_leaf(cur, leaf.raw) => return Ok(()),
+                _ => {}
+            }
+        }
+        let root = self.root()?;
+        let mut filler = RawFiller { raw: leaf.raw, level };
+        match self.populate(&root, 4, va, end, &mut filler) {
+            Ok(()) => {
+                self.commit();
+                if level == 1 {
+                    if let Some(frame) = counted_frame(leaf.raw) {
+                        counts.inc(frame);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<M: GuestMemory> PageTables<M> {
+    /// Every leaf that maps part of `[va, va + len)`, in address order. A
+    /// huge leaf is reported whole even when the range covers part of it.
+    /// PROT_NONE leaves are included (they still hold their frame). Reads
+    /// guest memory only; subtrees behind pointers that leave guest memory
+    /// are skipped.
+    pub fn leaves(&self, va: GuestVirtAddr, len: u64) -> Vec<Leaf> {
+        let start = va.raw();
+        let mut end = start.saturating_add(len);
+        if start < HOLE {
+            end = end.min(HOLE);
+        }
+        let mut out = Vec::new();
+        if let Ok(root) = Table::new(&self.mem, self.root, false) {
+            collect(&self.mem, &root, 4, start, end, &mut out);
+        }
+        out
+    }
+
+    /// Puts back `leaves` captured by [`PageTables::leaves`] before an
+    /// unmap: each goes into its (empty) slot, creating tables as needed,
+    /// and a counted 4 KiB leaf takes its count in `counts` again. A huge
+    /// leaf whose slot now holds the table its split left gets the missing
+    /// pieces instead. Then every split in `splits` whose table holds
+    /// exactly the leaves the split made is joined back into the original
+    /// huge entry and its table freed. After `unmap_range(r)` and
+    /// `restore(leaves(r), splits)` the tables, the table count and the map
+    /// counts are exactly as before.
+    ///
+    /// Table allocations bypass failure injection (this is the rollback
+    /// path). Everything possible is restored; the first error (a slot
+    /// holding something else: `MmError::Exists`) is returned at the end.
+    pub fn restore(&mut self, leaves: &[Leaf], splits: &[SplitRecord], counts: &mut MapCounts) -> Result<(), MmError> {
+        let mut first_err = None;
+        let mut w = self.writer(true, 0);
+        for leaf in leaves {
+            if let Err(e) = w.restore_leaf(leaf, counts) {
+                log::warn!("restore of {:?} leaf at {:#x}: {e}", leaf.size, leaf.va);
+                first_err.get_or_insert(e);
+            }
+        }
+        // Smaller splits first: a 2 MiB split inside a split 1 GiB leaf
+        // must be joined before the 1 GiB one can be.
+        let mut order: Vec<&SplitRecord> = splits.iter().collect();
+        order.sort_by_key(|s| (s.size, s.va));
+        for s in order {
+            w.rejoin(s);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::test_util::*;
+    use super::*;
+    use crate::addr::Pfn;
+    use crate::flags::{CacheMode, PageProt, VmFlags};
+    use vm_memory::GuestAddress;
+
+    const K4: u64 = 4 << 10;
+    const M2: u64 = 2 << 20;
+    const G1: u64 = 1 << 30;
+
+    /// A mixed tree: 1 GiB, 2 MiB and 4 KiB leaves, counted pages, a
+    /// PROT_NONE page and a write-combining huge leaf.
+    fn mixed(pt: &mut Tables, counts: &mut MapCounts) {
+        let wc = rw().with_cache(CacheMode::WriteCombining);
+        pt.map_range(gva(G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
+        pt.map_range(gva(2 * G1), GuestAddress(4 * M2), 3 * M2, wc, PageSize::Size2M).unwrap();
+        pt.map_range(gva(2 * G1 + 3 * M2), GuestAddress(K4), 5 * K4, rw(), PageSize::Size2M).unwrap();
+        let pages: Vec<Pfn> = (0..700).map(|i| Pfn((i * 37 + 5) % FRAMES)).collect();
+        pt.insert_pages(gva(3 * G1 - 300 * K4), &pages, rw(), counts).unwrap();
+        pt.protect_range(gva(3 * G1 - 2 * K4), K4, PageProt::from_flags(VmFlags::empty()).with_cache(CacheMode::WriteBack))
+            .unwrap()
+            .ignore();
+    }
+
+    #[test]
+    fn unmap_then_restore_is_exact() {
+        let ranges: &[(u64, u64)] = &[
+            (G1, G1),
+            (G1 + K4, K4),
+            (G1 + M2 - K4, 3 * M2),
+            (2 * G1 - K4, 2 * K4 + 3 * M2),
+            (2 * G1 + M2 + 3 * K4, 5 * M2),
+            (3 * G1 - 301 * K4, 5 * K4),
+            (3 * G1 - 3 * K4, 3 * K4 + 400 * K4),
+            (0, 4 * G1),
+            (G1 + 7 * M2 + K4, 100 * M2),
+        ];
+        for &(va, len) in ranges {
+            let mut pt = tables(4 * G1);
+            let mut counts = MapCounts::new(FRAMES);
+            mixed(&mut pt, &mut counts);
+            let before = snapshot(&pt, 0, 8 * G1);
+            let tables = pt.tables_in_use();
+            let counts_before = counts.clone();
+            let saved = pt.leaves(gva(va), len);
+            let mut released = Vec::new();
+            let u = pt.unmap_range(gva(va), len, &mut counts, &mut released).unwrap();
+            u.flush.ignore();
+            assert!(pt.leaves(gva(va), len).iter().all(|l| l.va.raw() < va || l.va.raw() + l.size.bytes() > va + len));
+            pt.restore(&saved, &u.splits, &mut counts).unwrap();
+            assert_eq!(snapshot(&pt, 0, 8 * G1), before, "{va:#x}+{len:#x}");
+            assert_eq!(pt.tables_in_use(), tables, "{va:#x}+{len:#x}");
+            assert_eq!(counts.total(), counts_before.total());
+            for p in 0..FRAMES {
+                assert_eq!(counts.get(Pfn(p)), counts_before.get(Pfn(p)));
+            }
+            // Page by page too, through the hardware-style walk.
+            for page in (va..va + len.min(4 * M2)).step_by(K4 as usize) {
+                let t = pt.translate(gva(page));
+                assert_eq!(t.map(|t| t.phys), translate_before(&before, page), "{page:#x}");
+            }
+        }
+    }
+
+    /// The translation the snapshot `leaves` implies for `va`.
+    fn translate_before(leaves: &[Leaf], va: u64) -> Option<GuestAddress> {
+        let l = leaves
+            .iter()
+            .find(|l| l.va.raw() <= va && va < l.va.raw() + l.size.bytes() && l.raw & 1 != 0)?;
+        Some(GuestAddress(super::super::entry::leaf_addr(l.raw, l.size) + (va - l.va.raw())))
+    }
+
+    #[test]
+    fn leaves_in_order_with_huge_leaves_whole() {
+        let mut pt = tables(4 * G1);
+        let mut counts = MapCounts::new(FRAMES);
+        mixed(&mut pt, &mut counts);
+        let l = pt.leaves(gva(G1 + G1 / 2), G1 / 2 + M2);
+        assert_eq!(l.len(), 2);
+        assert_eq!((l[0].va, l[0].size), (gva(G1), PageSize::Size1G));
+        assert_eq!((l[1].va, l[1].size), (gva(2 * G1), PageSize::Size2M));
+        let all = pt.leaves(gva(0), 1 << 47);
+        assert!(all.windows(2).all(|w| w[0].va < w[1].va));
+        assert_eq!(all.len(), 1 + 3 + 5 + 700);
+    }
+
+    #[test]
+    fn restore_into_a_mapped_slot_reports_exists() {
+        let mut pt = tables(64 << 20);
+        let mut counts = MapCounts::new(FRAMES);
+        pt.map_range(gva(0x1000), GuestAddress(0x5000), K4, rw(), PageSize::Size4K).unwrap();
+        let saved = pt.leaves(gva(0), M2);
+        // Identical leaf already there: nothing to do.
+        assert_eq!(pt.restore(&saved, &[], &mut counts), Ok(()));
+        pt.protect_range(gva(0x1000), K4, rw().with_cache(CacheMode::Uncached)).unwrap().ignore();
+        assert_eq!(pt.restore(&saved, &[], &mut counts), Err(MmError::Exists { addr: 0x1000 }));
+        assert_eq!(pt.tables_in_use(), 4);
+        let bogus = Leaf { raw: 0, ..saved[0] };
+        assert!(pt.restore(&[bogus], &[], &mut counts).is_err());
+    }
+
+    #[test]
+    fn restore_ignores_failure_injection() {
+        let mut pt = tables(4 * G1);
+        let mut counts = MapCounts::new(FRAMES);
+        mixed(&mut pt, &mut counts);
+        let before = snapshot(&pt, 0, 8 * G1);
+        let saved = pt.leaves(gva(0), 4 * G1);
+        let mut released = Vec::new();
+        let u = pt.unmap_range(gva(0), 4 * G1, &mut counts, &mut released).unwrap();
+        u.flush.ignore();
+        assert_eq!(pt.tables_in_use(), 1);
+        pt.allocator_mut().inject_failure_after(Some(0));
+        pt.restore(&saved, &u.splits, &mut counts).unwrap();
+        assert_eq!(snapshot(&pt, 0, 8 * G1), before);
+    }
+}

@@ -1,0 +1,172 @@
+//! Splitting huge leaves that a partial unmap or protect cuts through.
+//!
+//! Splits are planned first (at most two range boundaries, each inside at
+//! most one 1 GiB and one 2 MiB leaf), their table frames reserved all at
+//! once, and only then performed, so running out of table pages changes
+//! nothing. A split fills a new table with the 512 equivalent smaller
+//! leaves and then replaces the huge entry with the table pointer in one
+//! store: translations never change, so a split needs no TLB flush.
+
+use vm_memory::GuestMemory;
+
+use super::entry::{classify, split_child, table_entry, Entry};
+use super::table::{Table, ENTRIES};
+use super::walk::Writer;
+use crate::addr::{GuestVirtAddr, PageSize};
+use crate::error::MmError;
+
+/// A huge leaf that an unmap split into a table of smaller leaves, so that
+/// [`super::PageTables::restore`] can join it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitRecord {
+    /// First address the leaf mapped.
+    pub va: GuestVirtAddr,
+    /// Its size (2 MiB or 1 GiB); the level it lived at.
+    pub size: PageSize,
+    /// The original entry.
+    pub raw: u64,
+}
+
+/// A split to perform: the huge leaf of `size` mapping `va`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PlannedSplit {
+    va: u64,
+    size: PageSize,
+}
+
+impl<'a, M: GuestMemory> Writer<'a, M> {
+    /// The huge leaves that `[va, end)` cuts, 1 GiB ones first. A leaf is
+    /// only split when `needed(raw, size)` says so (protect skips leaves it
+    /// would leave unchanged).
+    pub(super) fn plan_splits(&self, va: u64, end: u64, needed: impl Fn(u64, PageSize) -> bool) -> Vec<PlannedSplit> {
+        let mut plan: Vec<PlannedSplit> = Vec::new();
+        // (boundary, an address inside the range next to it)
+        for (edge, inside) in [(va, va), (end, end - 1)] {
+            let Some((table, level, idx)) = self.find(inside, 1) else {
+                continue;
+            };
+            let raw = table.get(idx);
+            let Entry::Leaf(size) = classify(raw, level) else {
+                continue;
+            };
+            if size == PageSize::Size4K || edge % size.bytes() == 0 || !needed(raw, size) {
+                continue;
+            }
+            let base = inside & !(size.bytes() - 1);
+            plan.push(PlannedSplit { va: base, size });
+            let m2 = PageSize::Size2M.bytes();
+            if size == PageSize::Size1G && edge % m2 != 0 {
+                let child = split_child(raw, size, (inside - base) / m2);
+                if needed(child, PageSize::Size2M) {
+                    plan.push(PlannedSplit {
+                        va: inside & !(m2 - 1),
+                        size: PageSize::Size2M,
+                    });
+                }
+            }
+        }
+        plan.sort_unstable_by_key(|p| (std::cmp::Reverse(p.size), p.va));
+        plan.dedup();
+        plan
+    }
+
+    /// Takes `n` table frames, all or none.
+    pub(super) fn reserve(&mut self, n: usize) -> Result<Vec<Table<'a>>, MmError> {
+        let mut taken: Vec<Table<'a>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let got = self.alloc_frame().and_then(|frame| match self.view(frame) {
+                Ok(t) => Ok(t),
+                Err(e) => {
+                    self.alloc.free(frame);
+                    Err(e)
+                }
+            });
+            match got {
+                Ok(t) => taken.push(t),
+                Err(e) => {
+                    for t in taken.into_iter().rev() {
+                        self.alloc.free(t.frame());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Performs `plan` with the frames from [`Writer::reserve`]; returns
+    /// what it split. Frames left over (a planned leaf vanished, which only
+    /// a guest scribbling on its tables can cause) are freed.
+    pub(super) fn split_all(&mut self, plan: &[PlannedSplit], reserved: Vec<Table<'a>>) -> Vec<SplitRecord> {
+        let mut done = Vec::with_capacity(plan.len());
+        let mut frames = reserved.into_iter();
+        for p in plan {
+            let level = p.size.level();
+            let Some((parent, at, idx)) = self.find(p.va, level) else {
+                continue;
+            };
+            let raw = parent.get(idx);
+            if at != level || classify(raw, level) != Entry::Leaf(p.size) {
+                log::error!("planned split of {:#x} ({:?}) found {raw:#x}", p.va, p.size);
+                continue;
+            }
+            let Some(table) = frames.next() else {
+                break;
+            };
+            for i in 0..ENTRIES {
+                table.set(i, split_child(raw, p.size, i as u64));
+            }
+            parent.set(idx, table_entry(table.frame()));
+            match GuestVirtAddr::try_new(p.va) {
+                Ok(va) => done.push(SplitRecord { va, size: p.size, raw }),
+                Err(e) => log::error!("split of a non-canonical leaf: {e}"),
+            }
+        }
+        for t in frames {
+            self.alloc.free(t.frame());
+        }
+        done
+    }
+
+    /// Plans, reserves and performs the splits `[va, end)` needs.
+    pub(super) fn split_edges(
+        &mut self,
+        va: u64,
+        end: u64,
+        needed: impl Fn(u64, PageSize) -> bool,
+    ) -> Result<Vec<SplitRecord>, MmError> {
+        let plan = self.plan_splits(va, end, needed);
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reserved = self.reserve(plan.len())?;
+        Ok(self.split_all(&plan, reserved))
+    }
+
+    /// Joins the table `s` left back into its huge leaf when the table
+    /// still holds exactly the 512 leaves the split produced (accessed and
+    /// dirty bits aside). Returns whether it did.
+    pub(super) fn rejoin(&mut self, s: &SplitRecord) -> bool {
+        let level = s.size.level();
+        let Some((parent, at, idx)) = self.find(s.va.raw(), level) else {
+            return false;
+        };
+        let Entry::Table(frame) = classify(parent.get(idx), level) else {
+            return false;
+        };
+        if at != level {
+            return false;
+        }
+        let Ok(table) = self.view(frame) else {
+            return false;
+        };
+        let intact = (0..ENTRIES).all(|i| super::entry::same_leaf(table.get(i), split_child(s.raw, s.size, i as u64)));
+        if !intact {
+            log::debug!("split table at {:#x} changed; not re-joined", s.va);
+            return false;
+        }
+        parent.set(idx, s.raw);
+        self.alloc.free(frame);
+        true
+    }
+}

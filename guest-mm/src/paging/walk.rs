@@ -1,0 +1,262 @@
+//! The writer's walk: descending from the root, creating missing tables,
+//! and undoing everything one operation wrote when it fails.
+//!
+//! [`Writer::populate`] is shared by map, insert and restore; what ends up
+//! in the leaves is decided by a [`Filler`]. New tables are zeroed, then
+//! filled, then linked into their parent with one store, so a concurrent
+//! hardware walker sees either nothing or the finished subtree.
+//!
+//! The writer trusts no entry blindly either: a table pointer is followed
+//! only when it names a frame of the table allocator.
+
+use vm_memory::GuestMemory;
+
+use super::entry::{classify, entry_end, index, table_entry, Entry, ADDR_4K, P};
+use super::stats::MapStats;
+use super::table::{Table, ENTRIES};
+use crate::addr::{PageSize, Pfn, PAGE_SHIFT, PAGE_SIZE};
+use crate::error::MmError;
+use crate::frames::TableAllocator;
+
+/// Decides and writes the leaves of a [`Writer::populate`] pass.
+pub(super) trait Filler {
+    /// Whether the entry at `level` (2 or 3) that the range covers as
+    /// `[va, end)` becomes one leaf of that level. Level-1 entries always
+    /// are leaves and are not asked about.
+    fn leaf_here(&self, level: u32, va: u64, end: u64) -> bool;
+
+    /// Writes `n` leaves at `level` into entries `first..first + n` of
+    /// `table`, the first one mapping `va`. Every entry must be unused:
+    /// stops at the first used one. Returns how many it wrote.
+    fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> usize;
+}
+
+/// Entries `first..first + count` of `table` written by this operation.
+#[derive(Debug)]
+struct Run {
+    table: Pfn,
+    level: u8,
+    first: u16,
+    count: u16,
+}
+
+/// A table this operation allocated, and where it is (or will be) linked.
+#[derive(Debug)]
+struct Created {
+    parent: Pfn,
+    index: u16,
+    child: Pfn,
+}
+
+/// One operation's access to the tables: guest memory, the allocator and
+/// an undo log of what it wrote.
+pub(super) struct Writer<'a, M: GuestMemory> {
+    pub(super) mem: &'a M,
+    pub(super) alloc: &'a mut TableAllocator,
+    root: Pfn,
+    unchecked: bool,
+    /// Start of the caller's range, reported by `MmError::Exists`.
+    pub(super) start: u64,
+    runs: Vec<Run>,
+    created: Vec<Created>,
+}
+
+impl<'a, M: GuestMemory> Writer<'a, M> {
+    pub(super) fn new(mem: &'a M, alloc: &'a mut TableAllocator, root: Pfn, unchecked: bool, start: u64) -> Self {
+        Writer {
+            mem,
+            alloc,
+            root,
+            unchecked,
+            start,
+            runs: Vec::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Reserves room in the undo log for about `tables` leaf tables.
+    pub(super) fn reserve_log(&mut self, tables: usize) {
+        self.runs.reserve(tables);
+    }
+
+    /// The error for a range that is (partly) mapped already.
+    pub(super) fn exists(&self) -> MmError {
+        MmError::Exists { addr: self.start }
+    }
+
+    /// A writable view of the table in `frame`, refusing frames that are
+    /// not table pages (a corrupted pointer).
+    pub(super) fn view(&self, frame: Pfn) -> Result<Table<'a>, MmError> {
+        if !self.alloc.contains(frame) {
+            return Err(MmError::GuestMemory {
+                addr: frame.0 << PAGE_SHIFT,
+            });
+        }
+        Table::new(self.mem, frame, true)
+    }
+
+    /// The root table.
+    pub(super) fn root(&self) -> Result<Table<'a>, MmError> {
+        Table::new(self.mem, self.root, true)
+    }
+
+    /// Allocates one frame, honouring failure injection unless unchecked.
+    pub(super) fn alloc_frame(&mut self) -> Result<Pfn, MmError> {
+        if self.unchecked {
+            self.alloc.alloc_unchecked()
+        } else {
+            self.alloc.alloc()
+        }
+    }
+
+    /// A new zeroed table for entry `index` of `parent`, recorded in the
+    /// undo log but not linked.
+    fn new_table(&mut self, parent: Pfn, index: usize) -> Result<Table<'a>, MmError> {
+        let frame = self.alloc_frame()?;
+        let table = match self.view(frame) {
+            Ok(t) => t,
+            Err(e) => {
+                self.alloc.free(frame);
+                return Err(e);
+            }
+        };
+        table.zero();
+        self.created.push(Created {
+            parent,
+            index: index as u16,
+            child: frame,
+        });
+        Ok(table)
+    }
+
+    fn record(&mut self, table: Pfn, level: u32, first: usize, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if let Some(last) = self.runs.last_mut() {
+            if last.table == table && last.level as u32 == level && last.first as usize + last.count as usize == first {
+                last.count += count as u16;
+                return;
+            }
+        }
+        self.runs.push(Run {
+            table,
+            level: level as u8,
+            first: first as u16,
+            count: count as u16,
+        });
+    }
+
+    /// Maps `[va, end)` below `table` (at `level`), creating missing
+    /// tables. `[va, end)` lies inside the range `table` covers. A used
+    /// entry where a leaf goes, or a leaf where a table is needed, is
+    /// `MmError::Exists`; the caller then calls [`Writer::rollback`].
+    pub(super) fn populate<F: Filler>(
+        &mut self,
+        table: &Table<'a>,
+        level: u32,
+        va: u64,
+        end: u64,
+        f: &mut F,
+    ) -> Result<(), MmError> {
+        let mut cur = va;
+        if level == 1 {
+            let first = index(cur, 1);
+            let n = (((end - cur) / PAGE_SIZE) as usize).min(ENTRIES - first);
+            let written = f.fill(table, 1, first, cur, n);
+            self.record(table.frame(), 1, first, written);
+            return if written == n { Ok(()) } else { Err(self.exists()) };
+        }
+        while cur < end {
+            let idx = index(cur, level);
+            let next = entry_end(cur, level, end);
+            if f.leaf_here(level, cur, next) {
+                let written = f.fill(table, level, idx, cur, 1);
+                self.record(table.frame(), level, idx, written);
+                if written != 1 {
+                    return Err(self.exists());
+                }
+            } else {
+                match classify(table.get(idx), level) {
+                    Entry::Table(frame) => {
+                        let child = self.view(frame)?;
+                        self.populate(&child, level - 1, cur, next, f)?;
+                    }
+                    Entry::Empty => {
+                        let child = self.new_table(table.frame(), idx)?;
+                        self.populate(&child, level - 1, cur, next, f)?;
+                        table.set(idx, table_entry(child.frame()));
+                    }
+                    Entry::Leaf(_) => return Err(self.exists()),
+                }
+            }
+            cur = next;
+        }
+        Ok(())
+    }
+
+    /// Keeps what this operation wrote; returns its counters.
+    pub(super) fn commit(&mut self) -> MapStats {
+        let mut stats = MapStats {
+            tables_allocated: self.created.len() as u64,
+            ..MapStats::default()
+        };
+        for run in self.runs.drain(..) {
+            if let Some(size) = PageSize::from_level(run.level as u32) {
+                stats.add_leaves(size, run.count as u64);
+            }
+        }
+        self.created.clear();
+        stats
+    }
+
+    /// Clears every entry this operation wrote, then unlinks and frees the
+    /// tables it allocated, newest first. Map counts are the caller's.
+    pub(super) fn rollback(&mut self) {
+        for run in self.runs.drain(..).rev() {
+            match Table::new(self.mem, run.table, true) {
+                Ok(t) => {
+                    let first = run.first as usize;
+                    for i in first..first + run.count as usize {
+                        t.set(i, 0);
+                    }
+                }
+                Err(e) => log::error!("rollback cannot reach table {:#x}: {e}", run.table),
+            }
+        }
+        for c in self.created.drain(..).rev() {
+            if let Ok(parent) = Table::new(self.mem, c.parent, true) {
+                let raw = parent.get(c.index as usize);
+                if raw & P != 0 && (raw & ADDR_4K) >> PAGE_SHIFT == c.child.0 {
+                    parent.set(c.index as usize, 0);
+                }
+            }
+            self.alloc.free(c.child);
+        }
+    }
+
+    /// The table holding the entry that maps `va` at `stop` level, or the
+    /// deepest entry above it when the walk ends early (empty entry, leaf,
+    /// or a pointer the writer refuses to follow). Returns the table, its
+    /// level and the index.
+    pub(super) fn find(&self, va: u64, stop: u32) -> Option<(Table<'a>, u32, usize)> {
+        let mut table = self.root().ok()?;
+        let mut level = 4;
+        loop {
+            let idx = index(va, level);
+            if level == stop {
+                return Some((table, level, idx));
+            }
+            match classify(table.get(idx), level) {
+                Entry::Table(frame) => match self.view(frame) {
+                    Ok(child) => {
+                        table = child;
+                        level -= 1;
+                    }
+                    Err(_) => return Some((table, level, idx)),
+                },
+                _ => return Some((table, level, idx)),
+            }
+        }
+    }
+}
