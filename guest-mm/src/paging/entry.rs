@@ -140,22 +140,14 @@ pub(crate) const fn protect_bits(raw: u64, prot: PageProt, size: PageSize) -> u6
 /// [`leaf_bits`] for every value it produces; PAT indices this VMM never
 /// writes decode to the closest [`CacheMode`]).
 pub(crate) fn decode_prot(raw: u64, size: PageSize) -> PageProt {
-    let index = (raw & PWT != 0) as u8
-        | ((raw & PCD != 0) as u8) << 1
-        | ((raw & pat_bit(size) != 0) as u8) << 2;
+    let index = (raw & PWT != 0) as u8 | ((raw & PCD != 0) as u8) << 1 | ((raw & pat_bit(size) != 0) as u8) << 2;
     let cache = match index {
         0 => CacheMode::WriteBack,
         1 | 5 => CacheMode::WriteThrough,
         4 => CacheMode::WriteCombining,
         _ => CacheMode::Uncached,
     };
-    PageProt {
-        present: raw & P != 0,
-        writable: raw & RW != 0,
-        user: raw & US != 0,
-        no_execute: raw & NX != 0,
-        cache,
-    }
+    PageProt { present: raw & P != 0, writable: raw & RW != 0, user: raw & US != 0, no_execute: raw & NX != 0, cache }
 }
 
 /// An intermediate entry pointing at the table in frame `table`: present,
@@ -184,11 +176,9 @@ pub(crate) const fn classify(raw: u64, level: u32) -> Entry {
     }
     match level {
         1 => Entry::Leaf(PageSize::Size4K),
-        2 | 3 if raw & PS != 0 || raw & P == 0 => Entry::Leaf(if level == 2 {
-            PageSize::Size2M
-        } else {
-            PageSize::Size1G
-        }),
+        2 | 3 if raw & PS != 0 || raw & P == 0 => {
+            Entry::Leaf(if level == 2 { PageSize::Size2M } else { PageSize::Size1G })
+        }
         _ if raw & P != 0 => Entry::Table(Pfn((raw & ADDR_4K) >> PAGE_SHIFT)),
         // A PROT_NONE bit alone in a PML4 entry: nothing we wrote.
         _ => Entry::Empty,
@@ -243,12 +233,8 @@ mod tests {
     use super::*;
 
     const SIZES: [PageSize; 3] = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
-    const CACHES: [CacheMode; 4] = [
-        CacheMode::WriteBack,
-        CacheMode::WriteThrough,
-        CacheMode::Uncached,
-        CacheMode::WriteCombining,
-    ];
+    const CACHES: [CacheMode; 4] =
+        [CacheMode::WriteBack, CacheMode::WriteThrough, CacheMode::Uncached, CacheMode::WriteCombining];
 
     fn all_prots() -> Vec<PageProt> {
         let mut v = Vec::new();

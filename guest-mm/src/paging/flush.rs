@@ -116,9 +116,12 @@ mod tests {
         f.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect()
     }
 
+    /// `(start, len)` pairs.
+    type Ranges = &'static [(u64, u64)];
+
     #[test]
     fn adjacent_ranges_coalesce() {
-        let cases: &[(&[(u64, u64)], &[(u64, u64)])] = &[
+        let cases: &[(Ranges, Ranges)] = &[
             (&[], &[]),
             (&[(0x1000, 0x1000), (0x2000, 0x1000)], &[(0x1000, 0x2000)]),
             (&[(0x1000, 0x1000), (0x3000, 0x1000)], &[(0x1000, 0x1000), (0x3000, 0x1000)]),

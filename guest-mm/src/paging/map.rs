@@ -4,13 +4,15 @@
 //! Map counts are not touched: contiguous ranges (remaps, I/O remaps,
 //! huge pages) are raw frames without counts.
 
+use std::sync::atomic::Ordering;
+
 use vm_memory::{GuestAddress, GuestMemory};
 
 use super::entry::{leaf_bits, span, USED};
 use super::page_tables::{check_range, PageTables};
 use super::stats::MapStats;
 use super::table::Table;
-use super::walk::Filler;
+use super::walk::{Filler, Stopped};
 use crate::addr::{GuestVirtAddr, PageSize, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::PageProt;
@@ -37,21 +39,22 @@ impl RangeFiller {
 impl Filler for RangeFiller {
     fn leaf_here(&self, level: u32, va: u64, end: u64) -> bool {
         let span = span(level);
-        level <= self.max_level && end - va == span && self.pa(va) % span == 0
+        level <= self.max_level && end - va == span && self.pa(va) & (span - 1) == 0
     }
 
-    fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> usize {
+    fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> Result<(), Stopped> {
         let span = span(level);
         let bits = self.bits[level as usize - 1];
         let mut pa = self.pa(va);
-        for (k, e) in table.entries()[first..first + n].iter().enumerate() {
-            if e.load(std::sync::atomic::Ordering::Relaxed) & USED != 0 {
-                return k;
+        let entries = table.entries().get(first..first + n).ok_or(Stopped::used(0))?;
+        for (k, e) in entries.iter().enumerate() {
+            if e.load(Ordering::Relaxed) & USED != 0 {
+                return Err(Stopped::used(k));
             }
-            e.store(pa | bits, std::sync::atomic::Ordering::Relaxed);
+            e.store(pa | bits, Ordering::Relaxed);
             pa += span;
         }
-        n
+        Ok(())
     }
 }
 
@@ -75,12 +78,8 @@ impl<M: GuestMemory> PageTables<M> {
         max_leaf: PageSize,
     ) -> Result<MapStats, MmError> {
         let end = check_range(va, len)?;
-        if pa.0 % PAGE_SIZE != 0 {
-            return Err(MmError::Misaligned {
-                what: "physical address",
-                value: pa.0,
-                align: PAGE_SIZE,
-            });
+        if pa.0 & (PAGE_SIZE - 1) != 0 {
+            return Err(MmError::Misaligned { what: "physical address", value: pa.0, align: PAGE_SIZE });
         }
         match pa.0.checked_add(len) {
             Some(pend) if pend <= MAX_PHYS => {}
@@ -121,21 +120,12 @@ mod tests {
     #[test]
     fn every_size_and_cache_mode_translates() {
         let mut pt = tables(4 * G1);
-        let caches = [
-            CacheMode::WriteBack,
-            CacheMode::WriteThrough,
-            CacheMode::Uncached,
-            CacheMode::WriteCombining,
-        ];
+        let caches = [CacheMode::WriteBack, CacheMode::WriteThrough, CacheMode::Uncached, CacheMode::WriteCombining];
         let mut va = 0x10_0000_0000u64;
         for size in [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G] {
             for (i, cache) in caches.into_iter().enumerate() {
                 let p = rw().with_cache(cache);
-                let p = PageProt {
-                    no_execute: i % 2 == 0,
-                    writable: i % 3 != 0,
-                    ..p
-                };
+                let p = PageProt { no_execute: i % 2 == 0, writable: i % 3 != 0, ..p };
                 let pa = size.bytes() * (i as u64 + 1);
                 let s = pt.map_range(gva(va), GuestAddress(pa), size.bytes(), p, size).unwrap();
                 assert_eq!(s.entries_written, 1);
@@ -200,8 +190,7 @@ mod tests {
     #[test]
     fn overlapping_map_is_refused_and_undone() {
         let mut pt = tables(64 << 20);
-        pt.map_range(gva(0x20_0000 + 5 * K4), GuestAddress(0), K4, rw(), PageSize::Size4K)
-            .unwrap();
+        pt.map_range(gva(0x20_0000 + 5 * K4), GuestAddress(0), K4, rw(), PageSize::Size4K).unwrap();
         let before = snapshot(&pt, 0, 8 << 20);
         let tables = pt.tables_in_use();
         for (va, len) in [(0, 4 << 20), (0x20_0000, M2), (0x20_0000 + 5 * K4, K4), (0x1f_0000, 0x1_0000 + 6 * K4)] {
@@ -215,7 +204,8 @@ mod tests {
     #[test]
     fn bad_arguments() {
         let mut pt = tables(64 << 20);
-        let cases: &[(u64, u64, u64)] = &[(1, 0, K4), (0, 1, K4), (0, 0, 5), (0, u64::MAX & !0xfff, 2 * K4), (0x7fff_ffff_f000, 0, 2 * K4)];
+        let cases: &[(u64, u64, u64)] =
+            &[(1, 0, K4), (0, 1, K4), (0, 0, 5), (0, !0xfff, 2 * K4), (0x7fff_ffff_f000, 0, 2 * K4)];
         for &(va, pa, len) in cases {
             assert!(pt.map_range(gva(va), GuestAddress(pa), len, rw(), PageSize::Size1G).is_err());
         }

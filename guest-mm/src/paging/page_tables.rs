@@ -80,18 +80,10 @@ impl<M: GuestMemory> PageTables<M> {
 /// canonical. Returns the exclusive end.
 pub(super) fn check_range(va: GuestVirtAddr, len: u64) -> Result<u64, MmError> {
     if !va.is_aligned(PAGE_SIZE) {
-        return Err(MmError::Misaligned {
-            what: "address",
-            value: va.raw(),
-            align: PAGE_SIZE,
-        });
+        return Err(MmError::Misaligned { what: "address", value: va.raw(), align: PAGE_SIZE });
     }
-    if len % PAGE_SIZE != 0 {
-        return Err(MmError::Misaligned {
-            what: "length",
-            value: len,
-            align: PAGE_SIZE,
-        });
+    if len & (PAGE_SIZE - 1) != 0 {
+        return Err(MmError::Misaligned { what: "length", value: len, align: PAGE_SIZE });
     }
     va.checked_end(len)
 }

@@ -31,7 +31,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                     let new = protect_bits(raw, prot, size);
                     if new == raw {
                         // Unchanged (and so not split when partly covered).
-                    } else if cur % span == 0 && next - cur == span {
+                    } else if cur & (span - 1) == 0 && next - cur == span {
                         table.set(idx, new);
                         // A non-present entry cannot be cached in a TLB.
                         if raw & P != 0 {

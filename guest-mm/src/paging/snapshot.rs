@@ -11,7 +11,7 @@ use super::entry::{classify, counted_frame, entry_end, index, same_leaf, span, s
 use super::page_tables::PageTables;
 use super::split::SplitRecord;
 use super::table::{Table, ENTRIES};
-use super::walk::{Filler, Writer};
+use super::walk::{Filler, Stopped, Writer};
 use crate::addr::{GuestVirtAddr, PageSize};
 use crate::error::MmError;
 use crate::frames::MapCounts;
@@ -64,12 +64,12 @@ impl Filler for RawFiller {
         level == self.level
     }
 
-    fn fill(&mut self, table: &Table<'_>, _level: u32, first: usize, _va: u64, n: usize) -> usize {
+    fn fill(&mut self, table: &Table<'_>, _level: u32, first: usize, _va: u64, n: usize) -> Result<(), Stopped> {
         if n != 1 || table.get(first) & USED != 0 {
-            return 0;
+            return Err(Stopped::used(0));
         }
         table.set(first, self.raw);
-        1
+        Ok(())
     }
 }
 
@@ -101,11 +101,8 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     fn restore_leaf(&mut self, leaf: &Leaf, counts: &mut MapCounts) -> Result<(), MmError> {
         let va = leaf.va.raw();
         let level = leaf.size.level();
-        let end = va.checked_add(leaf.size.bytes()).ok_or(MmError::Overflow {
-            addr: va,
-            len: leaf.size.bytes(),
-        })?;
-        if classify(leaf.raw, level) != Entry::Leaf(leaf.size) || va % leaf.size.bytes() != 0 {
+        let end = va.checked_add(leaf.size.bytes()).ok_or(MmError::Overflow { addr: va, len: leaf.size.bytes() })?;
+        if classify(leaf.raw, level) != Entry::Leaf(leaf.size) || va & (leaf.size.bytes() - 1) != 0 {
             return Err(MmError::Invalid("not a leaf entry"));
         }
         self.start = va;
@@ -115,11 +112,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                 // Still split: put back the pieces that were unmapped.
                 Entry::Table(frame) if at == level => {
                     let child = self.view(frame)?;
-                    return if self.fill_holes(&child, leaf.raw, leaf.size) {
-                        Ok(())
-                    } else {
-                        Err(self.exists())
-                    };
+                    return if self.fill_holes(&child, leaf.raw, leaf.size) { Ok(()) } else { Err(self.exists()) };
                 }
                 Entry::Leaf(_) if at == level && same_leaf(cur, leaf.raw) => return Ok(()),
                 _ => {}
@@ -219,9 +212,13 @@ mod tests {
         pt.map_range(gva(2 * G1 + 3 * M2), GuestAddress(K4), 5 * K4, rw(), PageSize::Size2M).unwrap();
         let pages: Vec<Pfn> = (0..700).map(|i| Pfn((i * 37 + 5) % FRAMES)).collect();
         pt.insert_pages(gva(3 * G1 - 300 * K4), &pages, rw(), counts).unwrap();
-        pt.protect_range(gva(3 * G1 - 2 * K4), K4, PageProt::from_flags(VmFlags::empty()).with_cache(CacheMode::WriteBack))
-            .unwrap()
-            .ignore();
+        pt.protect_range(
+            gva(3 * G1 - 2 * K4),
+            K4,
+            PageProt::from_flags(VmFlags::empty()).with_cache(CacheMode::WriteBack),
+        )
+        .unwrap()
+        .ignore();
     }
 
     #[test]
@@ -266,9 +263,7 @@ mod tests {
 
     /// The translation the snapshot `leaves` implies for `va`.
     fn translate_before(leaves: &[Leaf], va: u64) -> Option<GuestAddress> {
-        let l = leaves
-            .iter()
-            .find(|l| l.va.raw() <= va && va < l.va.raw() + l.size.bytes() && l.raw & 1 != 0)?;
+        let l = leaves.iter().find(|l| l.va.raw() <= va && va < l.va.raw() + l.size.bytes() && l.raw & 1 != 0)?;
         Some(GuestAddress(super::super::entry::leaf_addr(l.raw, l.size) + (va - l.va.raw())))
     }
 

@@ -49,19 +49,16 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             let Entry::Leaf(size) = classify(raw, level) else {
                 continue;
             };
-            if size == PageSize::Size4K || edge % size.bytes() == 0 || !needed(raw, size) {
+            if size == PageSize::Size4K || edge & (size.bytes() - 1) == 0 || !needed(raw, size) {
                 continue;
             }
             let base = inside & !(size.bytes() - 1);
             plan.push(PlannedSplit { va: base, size });
             let m2 = PageSize::Size2M.bytes();
-            if size == PageSize::Size1G && edge % m2 != 0 {
+            if size == PageSize::Size1G && edge & (m2 - 1) != 0 {
                 let child = split_child(raw, size, (inside - base) / m2);
                 if needed(child, PageSize::Size2M) {
-                    plan.push(PlannedSplit {
-                        va: inside & !(m2 - 1),
-                        size: PageSize::Size2M,
-                    });
+                    plan.push(PlannedSplit { va: inside & !(m2 - 1), size: PageSize::Size2M });
                 }
             }
         }

@@ -72,12 +72,7 @@ impl<'a> Table<'a> {
         if slice.len() != PAGE_SIZE as usize || ptr.is_null() || ptr.align_offset(align_of::<AtomicU64>()) != 0 {
             return Err(MmError::GuestMemory { addr: addr.0 });
         }
-        Ok(Table {
-            entries: ptr.cast(),
-            frame,
-            _guard: guard,
-            _mem: PhantomData,
-        })
+        Ok(Table { entries: ptr.cast(), frame, _guard: guard, _mem: PhantomData })
     }
 
     /// The frame this table lives in.
@@ -124,9 +119,7 @@ impl<'a> Table<'a> {
 
     /// True when no entry is in use (see [`super::entry::USED`]).
     pub(crate) fn is_unused(&self) -> bool {
-        self.entries()
-            .iter()
-            .all(|e| e.load(Ordering::Relaxed) & super::entry::USED == 0)
+        self.entries().iter().all(|e| e.load(Ordering::Relaxed) & super::entry::USED == 0)
     }
 }
 

@@ -5,13 +5,15 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, counted_frame, entry_end, index, span, Entry, P};
+use std::sync::atomic::Ordering;
+
+use super::entry::{classify, counted_frame, entry_end, index, span, Entry, P, USED};
 use super::flush::FlushSet;
 use super::page_tables::{check_range, PageTables};
 use super::split::SplitRecord;
-use super::table::Table;
+use super::table::{Table, ENTRIES};
 use super::walk::Writer;
-use crate::addr::{GuestVirtAddr, Pfn};
+use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
 use crate::error::MmError;
 use crate::frames::MapCounts;
 
@@ -43,12 +45,16 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     /// the splits every leaf met is wholly inside the range. Children left
     /// empty are unlinked (one store) and then freed.
     fn clear(&mut self, table: &Table<'a>, level: u32, va: u64, end: u64, c: &mut Clearing<'_>) {
+        if level == 1 {
+            clear_leaves(table, va, end, c);
+            return;
+        }
         let span = span(level);
         let mut cur = va;
         while cur < end {
             let idx = index(cur, level);
             let next = entry_end(cur, level, end);
-            let whole = cur % span == 0 && next - cur == span;
+            let whole = cur & (span - 1) == 0 && next - cur == span;
             let raw = table.get(idx);
             match classify(raw, level) {
                 Entry::Empty => {}
@@ -57,13 +63,6 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                     c.out.entries_cleared += 1;
                     if raw & P != 0 {
                         c.out.flush.add(cur, span);
-                    }
-                    if level == 1 {
-                        if let Some(frame) = counted_frame(raw) {
-                            if c.counts.dec(frame) {
-                                c.released.push(frame);
-                            }
-                        }
                     }
                 }
                 Entry::Leaf(size) => {
@@ -93,6 +92,47 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 }
 
+/// Clears the 4 KiB leaves of `[va, end)` in the leaf table `table`: the
+/// tight loop of a large unmap.
+fn clear_leaves(table: &Table<'_>, va: u64, end: u64, c: &mut Clearing<'_>) {
+    let first = index(va, 1);
+    let n = (((end - va) / PAGE_SIZE) as usize).min(ENTRIES - first);
+    let Some(entries) = table.entries().get(first..first + n) else {
+        return;
+    };
+    // The present pages cleared, as one run per stretch without holes.
+    let mut run: Option<(u64, u64)> = None;
+    let mut cleared = 0;
+    for (k, e) in entries.iter().enumerate() {
+        let raw = e.load(Ordering::Relaxed);
+        if raw & USED == 0 {
+            continue;
+        }
+        e.store(0, Ordering::Relaxed);
+        cleared += 1;
+        if raw & P != 0 {
+            let page = va + k as u64 * PAGE_SIZE;
+            match &mut run {
+                Some((start, len)) if *start + *len == page => *len += PAGE_SIZE,
+                _ => {
+                    if let Some((start, len)) = run.replace((page, PAGE_SIZE)) {
+                        c.out.flush.add(start, len);
+                    }
+                }
+            }
+        }
+        if let Some(frame) = counted_frame(raw) {
+            if c.counts.dec(frame) {
+                c.released.push(frame);
+            }
+        }
+    }
+    if let Some((start, len)) = run {
+        c.out.flush.add(start, len);
+    }
+    c.out.entries_cleared += cleared;
+}
+
 impl<M: GuestMemory> PageTables<M> {
     /// Clears every leaf in `[va, va + len)` (both page aligned). Huge
     /// leaves the range only partly covers are split first; all splits are
@@ -114,14 +154,7 @@ impl<M: GuestMemory> PageTables<M> {
         let mut w = self.writer(false, va.raw());
         let root = w.root()?;
         let splits = w.split_edges(va.raw(), end, |_, _| true)?;
-        let mut c = Clearing {
-            counts,
-            released,
-            out: Unmapped {
-                splits,
-                ..Unmapped::default()
-            },
-        };
+        let mut c = Clearing { counts, released, out: Unmapped { splits, ..Unmapped::default() } };
         w.clear(&root, 4, va.raw(), end, &mut c);
         Ok(c.out)
     }

@@ -27,8 +27,24 @@ pub(super) trait Filler {
 
     /// Writes `n` leaves at `level` into entries `first..first + n` of
     /// `table`, the first one mapping `va`. Every entry must be unused:
-    /// stops at the first used one. Returns how many it wrote.
-    fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> usize;
+    /// stops at the first used one (or at a frame the filler refuses).
+    fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> Result<(), Stopped>;
+}
+
+/// Why a [`Filler::fill`] stopped early, after writing `written` entries.
+#[derive(Debug)]
+pub(super) struct Stopped {
+    /// Entries written before stopping.
+    pub(super) written: usize,
+    /// `None`: the next entry was in use (`MmError::Exists`).
+    pub(super) error: Option<MmError>,
+}
+
+impl Stopped {
+    /// Stopped at a used entry.
+    pub(super) fn used(written: usize) -> Self {
+        Stopped { written, error: None }
+    }
 }
 
 /// Entries `first..first + count` of `table` written by this operation.
@@ -63,15 +79,7 @@ pub(super) struct Writer<'a, M: GuestMemory> {
 
 impl<'a, M: GuestMemory> Writer<'a, M> {
     pub(super) fn new(mem: &'a M, alloc: &'a mut TableAllocator, root: Pfn, unchecked: bool, start: u64) -> Self {
-        Writer {
-            mem,
-            alloc,
-            root,
-            unchecked,
-            start,
-            runs: Vec::new(),
-            created: Vec::new(),
-        }
+        Writer { mem, alloc, root, unchecked, start, runs: Vec::new(), created: Vec::new() }
     }
 
     /// Reserves room in the undo log for about `tables` leaf tables.
@@ -88,9 +96,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     /// not table pages (a corrupted pointer).
     pub(super) fn view(&self, frame: Pfn) -> Result<Table<'a>, MmError> {
         if !self.alloc.contains(frame) {
-            return Err(MmError::GuestMemory {
-                addr: frame.0 << PAGE_SHIFT,
-            });
+            return Err(MmError::GuestMemory { addr: frame.0 << PAGE_SHIFT });
         }
         Table::new(self.mem, frame, true)
     }
@@ -121,11 +127,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             }
         };
         table.zero();
-        self.created.push(Created {
-            parent,
-            index: index as u16,
-            child: frame,
-        });
+        self.created.push(Created { parent, index: index as u16, child: frame });
         Ok(table)
     }
 
@@ -139,12 +141,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                 return;
             }
         }
-        self.runs.push(Run {
-            table,
-            level: level as u8,
-            first: first as u16,
-            count: count as u16,
-        });
+        self.runs.push(Run { table, level: level as u8, first: first as u16, count: count as u16 });
     }
 
     /// Maps `[va, end)` below `table` (at `level`), creating missing
@@ -163,19 +160,13 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         if level == 1 {
             let first = index(cur, 1);
             let n = (((end - cur) / PAGE_SIZE) as usize).min(ENTRIES - first);
-            let written = f.fill(table, 1, first, cur, n);
-            self.record(table.frame(), 1, first, written);
-            return if written == n { Ok(()) } else { Err(self.exists()) };
+            return self.fill(f, table, 1, first, cur, n);
         }
         while cur < end {
             let idx = index(cur, level);
             let next = entry_end(cur, level, end);
             if f.leaf_here(level, cur, next) {
-                let written = f.fill(table, level, idx, cur, 1);
-                self.record(table.frame(), level, idx, written);
-                if written != 1 {
-                    return Err(self.exists());
-                }
+                self.fill(f, table, level, idx, cur, 1)?;
             } else {
                 match classify(table.get(idx), level) {
                     Entry::Table(frame) => {
@@ -195,12 +186,31 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         Ok(())
     }
 
+    /// Runs `f.fill` and records what it wrote in the undo log.
+    fn fill<F: Filler>(
+        &mut self,
+        f: &mut F,
+        table: &Table<'a>,
+        level: u32,
+        first: usize,
+        va: u64,
+        n: usize,
+    ) -> Result<(), MmError> {
+        match f.fill(table, level, first, va, n) {
+            Ok(()) => {
+                self.record(table.frame(), level, first, n);
+                Ok(())
+            }
+            Err(stop) => {
+                self.record(table.frame(), level, first, stop.written.min(n));
+                Err(stop.error.unwrap_or_else(|| self.exists()))
+            }
+        }
+    }
+
     /// Keeps what this operation wrote; returns its counters.
     pub(super) fn commit(&mut self) -> MapStats {
-        let mut stats = MapStats {
-            tables_allocated: self.created.len() as u64,
-            ..MapStats::default()
-        };
+        let mut stats = MapStats { tables_allocated: self.created.len() as u64, ..MapStats::default() };
         for run in self.runs.drain(..) {
             if let Some(size) = PageSize::from_level(run.level as u32) {
                 stats.add_leaves(size, run.count as u64);
