@@ -32,6 +32,8 @@ mod entry;
 mod flush;
 mod insert;
 mod map;
+#[cfg(test)]
+mod model_tests;
 mod page_tables;
 mod protect;
 mod snapshot;

@@ -93,9 +93,9 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 
     /// A writable view of the table in `frame`, refusing frames that are
-    /// not table pages (a corrupted pointer).
+    /// not table pages, or the root, as a child (a corrupted pointer).
     pub(super) fn view(&self, frame: Pfn) -> Result<Table<'a>, MmError> {
-        if !self.alloc.contains(frame) {
+        if !self.alloc.contains(frame) || frame == self.root {
             return Err(MmError::GuestMemory { addr: frame.0 << PAGE_SHIFT });
         }
         Table::new(self.mem, frame, true)

@@ -1,0 +1,220 @@
+//! Property test: random map / insert / unmap / protect / unmap+restore
+//! sequences against a page-by-page reference model.
+//!
+//! The window spans a 1 GiB boundary and four 2 MiB regions, so huge
+//! leaves, splits and table frees all happen. After every operation every
+//! page is translated and compared with the model, the leaf count, the map
+//! counts and the flush sets are checked, and the whole tree is walked to
+//! check that no empty table survives and that `tables_in_use` is exact.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use vm_memory::GuestAddress;
+
+use super::entry::{classify, Entry, USED};
+use super::flush::FlushSet;
+use super::table::{Table, ENTRIES};
+use super::test_util::*;
+use crate::addr::{PageSize, Pfn, PAGE_SIZE};
+use crate::error::MmError;
+use crate::flags::{CacheMode, PageProt};
+use crate::frames::MapCounts;
+
+/// First address of the window.
+const BASE: u64 = (1 << 30) - (4 << 20);
+/// Pages in the window (8 MiB).
+const PAGES: u64 = 2048;
+/// Pages per 2 MiB.
+const HUGE: u64 = 512;
+
+/// What the model holds for a page: physical page address, protection,
+/// counted.
+type Slot = Option<(u64, PageProt, bool)>;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Map { page: u64, pa_page: u64, pages: u64, max: PageSize, prot: PageProt },
+    Insert { page: u64, frames: Vec<u64> },
+    Unmap { page: u64, pages: u64 },
+    Protect { page: u64, pages: u64, prot: PageProt },
+    UnmapRestore { page: u64, pages: u64 },
+}
+
+fn page() -> impl Strategy<Value = u64> {
+    prop_oneof![0..PAGES, (0..4u64).prop_map(|i| i * HUGE), (0..4u64).prop_map(|i| i * HUGE + HUGE - 1)]
+}
+
+fn len() -> impl Strategy<Value = u64> {
+    prop_oneof![1..8u64, Just(HUGE), HUGE - 2..HUGE + 3, 1..PAGES]
+}
+
+fn prot() -> impl Strategy<Value = PageProt> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), 0..4u8, 0..8u8).prop_map(|(w, nx, u, c, absent)| PageProt {
+        present: absent != 0,
+        writable: w,
+        user: u,
+        no_execute: nx,
+        cache: [CacheMode::WriteBack, CacheMode::WriteThrough, CacheMode::Uncached, CacheMode::WriteCombining]
+            [c as usize],
+    })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (page(), page(), len(), prop_oneof![Just(PageSize::Size4K), Just(PageSize::Size2M)], prot())
+            .prop_map(|(page, pa_page, pages, max, prot)| Op::Map { page, pa_page, pages, max, prot }),
+        (page(), prop::collection::vec(0..FRAMES, 1..700)).prop_map(|(page, frames)| Op::Insert { page, frames }),
+        (page(), len()).prop_map(|(page, pages)| Op::Unmap { page, pages }),
+        (page(), len(), prot()).prop_map(|(page, pages, prot)| Op::Protect { page, pages, prot }),
+        (page(), len()).prop_map(|(page, pages)| Op::UnmapRestore { page, pages }),
+    ]
+}
+
+fn va(page: u64) -> u64 {
+    BASE + page * PAGE_SIZE
+}
+
+/// Pages a flush set covers, as window page numbers.
+fn flushed(f: &FlushSet) -> Vec<u64> {
+    let mut v = Vec::new();
+    for &(start, len) in f.ranges() {
+        v.extend((0..len / PAGE_SIZE).map(|i| (start.raw() - BASE) / PAGE_SIZE + i));
+    }
+    v
+}
+
+/// Walks the whole tree: every non-root table has a used entry; returns
+/// the number of tables.
+fn count_tables(pt: &Tables, frame: Pfn, level: u32) -> usize {
+    let t = Table::new(pt.memory(), frame, false).unwrap();
+    if level < 4 {
+        assert!((0..ENTRIES).any(|i| t.get(i) & USED != 0), "empty table {frame:?} at level {level}");
+    }
+    let mut n = 1;
+    for i in 0..ENTRIES {
+        if let Entry::Table(child) = classify(t.get(i), level) {
+            n += count_tables(pt, child, level - 1);
+        }
+    }
+    n
+}
+
+fn check(pt: &Tables, model: &[Slot], counts: &MapCounts) {
+    for (p, slot) in model.iter().enumerate() {
+        let t = pt.translate(crate::addr::GuestVirtAddr::try_new(va(p as u64)).unwrap());
+        match slot {
+            Some((phys, prot, counted)) if prot.present => {
+                let t = t.unwrap_or_else(|| panic!("page {p} not mapped"));
+                assert_eq!((t.phys.0, t.prot, t.counted), (*phys, *prot, *counted), "page {p}");
+            }
+            _ => assert!(t.is_none(), "page {p} mapped"),
+        }
+    }
+    let covered: u64 = pt.leaves(gva(BASE), PAGES * PAGE_SIZE).iter().map(|l| l.size.bytes() / PAGE_SIZE).sum();
+    assert_eq!(covered, model.iter().filter(|s| s.is_some()).count() as u64);
+    let mut want = vec![0u32; FRAMES as usize];
+    for (phys, _, _) in model.iter().flatten().filter(|s| s.2) {
+        want[(phys / PAGE_SIZE) as usize] += 1;
+    }
+    assert_eq!(counts.total(), want.iter().map(|&c| c as u64).sum::<u64>());
+    for (f, &c) in want.iter().enumerate() {
+        assert_eq!(counts.get(Pfn(f as u64)), c, "frame {f}");
+    }
+    assert_eq!(count_tables(pt, Pfn::containing(pt.root()), 4), pt.tables_in_use());
+}
+
+fn run(ops: Vec<Op>) {
+    let mut pt = tables(64 << 20);
+    let mut counts = MapCounts::new(FRAMES);
+    let mut model: Vec<Slot> = vec![None; PAGES as usize];
+    for op in ops {
+        match op {
+            Op::Map { page, pa_page, pages, max, prot } => {
+                let pages = pages.min(PAGES - page);
+                let range = page as usize..(page + pages) as usize;
+                let r = pt.map_range(gva(va(page)), GuestAddress(pa_page * PAGE_SIZE), pages * PAGE_SIZE, prot, max);
+                if model[range.clone()].iter().any(|s| s.is_some()) {
+                    assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
+                } else {
+                    let s = r.unwrap();
+                    assert_eq!(s.leaves_by_size.iter().sum::<u64>(), s.entries_written);
+                    for (i, s) in model[range].iter_mut().enumerate() {
+                        *s = Some(((pa_page + i as u64) * PAGE_SIZE, prot, false));
+                    }
+                }
+            }
+            Op::Insert { page, mut frames } => {
+                frames.truncate((PAGES - page) as usize);
+                let pfns: Vec<Pfn> = frames.iter().map(|&f| Pfn(f)).collect();
+                let range = page as usize..page as usize + pfns.len();
+                let prot = rw();
+                let r = pt.insert_pages(gva(va(page)), &pfns, prot, &mut counts);
+                if model[range.clone()].iter().any(|s| s.is_some()) {
+                    assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
+                } else {
+                    assert_eq!(r.unwrap().entries_written, pfns.len() as u64);
+                    for (s, f) in model[range].iter_mut().zip(&frames) {
+                        *s = Some((f * PAGE_SIZE, prot, true));
+                    }
+                }
+            }
+            Op::Unmap { page, pages } => {
+                let pages = pages.min(PAGES - page);
+                let mut released = Vec::new();
+                let u = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released).unwrap();
+                let mut want_flush = Vec::new();
+                for p in page..page + pages {
+                    if let Some((_, prot, _)) = model[p as usize].take() {
+                        if prot.present {
+                            want_flush.push(p);
+                        }
+                    }
+                }
+                assert_eq!(flushed(&u.flush), want_flush);
+                assert!(u.tables_freed == 0 || u.flush.tables_freed());
+                for f in &released {
+                    assert_eq!(counts.get(*f), 0);
+                }
+            }
+            Op::Protect { page, pages, prot } => {
+                let pages = pages.min(PAGES - page);
+                let f = pt.protect_range(gva(va(page)), pages * PAGE_SIZE, prot).unwrap();
+                let mut want_flush = Vec::new();
+                for p in page..page + pages {
+                    if let Some((_, old, _)) = &mut model[p as usize] {
+                        if old.present && *old != prot {
+                            want_flush.push(p);
+                        }
+                        *old = prot;
+                    }
+                }
+                assert_eq!(flushed(&f), want_flush);
+                assert!(!f.tables_freed());
+            }
+            Op::UnmapRestore { page, pages } => {
+                let pages = pages.min(PAGES - page);
+                let before = pt.leaves(gva(BASE), PAGES * PAGE_SIZE);
+                let tables = pt.tables_in_use();
+                let total = counts.total();
+                let saved = pt.leaves(gva(va(page)), pages * PAGE_SIZE);
+                let mut released = Vec::new();
+                let u = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released).unwrap();
+                pt.restore(&saved, &u.splits, &mut counts).unwrap();
+                assert_eq!(pt.leaves(gva(BASE), PAGES * PAGE_SIZE), before);
+                assert_eq!(pt.tables_in_use(), tables);
+                assert_eq!(counts.total(), total);
+            }
+        }
+        check(&pt, &model, &counts);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tables_match_the_model(ops in prop::collection::vec(op(), 1..24)) {
+        run(ops);
+    }
+}
