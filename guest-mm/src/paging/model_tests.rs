@@ -124,23 +124,44 @@ fn check(pt: &Tables, model: &[Slot], counts: &MapCounts) {
     assert_eq!(count_tables(pt, Pfn::containing(pt.root()), 4), pt.tables_in_use());
 }
 
-fn run(ops: Vec<Op>) {
+/// An operation's outcome under failure injection.
+fn injected<T>(r: Result<T, MmError>) -> Option<Result<T, MmError>> {
+    match r {
+        Err(MmError::OutOfMemory(_)) => None,
+        r => Some(r),
+    }
+}
+
+fn run(ops: Vec<(Op, Option<u64>)>) {
     let mut pt = tables(64 << 20);
     let mut counts = MapCounts::new(FRAMES);
     let mut model: Vec<Slot> = vec![None; PAGES as usize];
-    for op in ops {
-        match op {
+    for (op, inject) in ops {
+        // With `inject`, table allocation fails after that many successes;
+        // an op that then fails must have changed nothing (the full check
+        // below compares every page, count and table with the model).
+        let tables_before = pt.tables_in_use();
+        let leaves_before = pt.leaves(gva(BASE), PAGES * PAGE_SIZE);
+        pt.allocator_mut().inject_failure_after(inject);
+        let mut released = Vec::new();
+        let failed = match op {
             Op::Map { page, pa_page, pages, max, prot } => {
                 let pages = pages.min(PAGES - page);
                 let range = page as usize..(page + pages) as usize;
-                let r = pt.map_range(gva(va(page)), GuestAddress(pa_page * PAGE_SIZE), pages * PAGE_SIZE, prot, max);
-                if model[range.clone()].iter().any(|s| s.is_some()) {
-                    assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
-                } else {
-                    let s = r.unwrap();
-                    assert_eq!(s.leaves_by_size.iter().sum::<u64>(), s.entries_written);
-                    for (i, s) in model[range].iter_mut().enumerate() {
-                        *s = Some(((pa_page + i as u64) * PAGE_SIZE, prot, false));
+                let pa = GuestAddress(pa_page * PAGE_SIZE);
+                match injected(pt.map_range(gva(va(page)), pa, pages * PAGE_SIZE, prot, max)) {
+                    None => true,
+                    Some(r) if model[range.clone()].iter().any(|s| s.is_some()) => {
+                        assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
+                        false
+                    }
+                    Some(r) => {
+                        let s = r.unwrap();
+                        assert_eq!(s.leaves_by_size.iter().sum::<u64>(), s.entries_written);
+                        for (i, s) in model[range].iter_mut().enumerate() {
+                            *s = Some(((pa_page + i as u64) * PAGE_SIZE, prot, false));
+                        }
+                        false
                     }
                 }
             }
@@ -148,63 +169,90 @@ fn run(ops: Vec<Op>) {
                 frames.truncate((PAGES - page) as usize);
                 let pfns: Vec<Pfn> = frames.iter().map(|&f| Pfn(f)).collect();
                 let range = page as usize..page as usize + pfns.len();
-                let prot = rw();
-                let r = pt.insert_pages(gva(va(page)), &pfns, prot, &mut counts);
-                if model[range.clone()].iter().any(|s| s.is_some()) {
-                    assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
-                } else {
-                    assert_eq!(r.unwrap().entries_written, pfns.len() as u64);
-                    for (s, f) in model[range].iter_mut().zip(&frames) {
-                        *s = Some((f * PAGE_SIZE, prot, true));
+                match injected(pt.insert_pages(gva(va(page)), &pfns, rw(), &mut counts)) {
+                    None => true,
+                    Some(r) if model[range.clone()].iter().any(|s| s.is_some()) => {
+                        assert_eq!(r, Err(MmError::Exists { addr: va(page) }));
+                        false
+                    }
+                    Some(r) => {
+                        assert_eq!(r.unwrap().entries_written, pfns.len() as u64);
+                        for (s, f) in model[range].iter_mut().zip(&frames) {
+                            *s = Some((f * PAGE_SIZE, rw(), true));
+                        }
+                        false
                     }
                 }
             }
             Op::Unmap { page, pages } => {
                 let pages = pages.min(PAGES - page);
-                let mut released = Vec::new();
-                let u = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released).unwrap();
-                let mut want_flush = Vec::new();
-                for p in page..page + pages {
-                    if let Some((_, prot, _)) = model[p as usize].take() {
-                        if prot.present {
-                            want_flush.push(p);
+                let r = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released);
+                match injected(r) {
+                    None => true,
+                    Some(r) => {
+                        let u = r.unwrap();
+                        let mut want_flush = Vec::new();
+                        for p in page..page + pages {
+                            if let Some((_, prot, _)) = model[p as usize].take() {
+                                if prot.present {
+                                    want_flush.push(p);
+                                }
+                            }
                         }
+                        assert_eq!(flushed(&u.flush), want_flush);
+                        assert!(u.tables_freed == 0 || u.flush.tables_freed());
+                        for f in &released {
+                            assert_eq!(counts.get(*f), 0);
+                        }
+                        false
                     }
-                }
-                assert_eq!(flushed(&u.flush), want_flush);
-                assert!(u.tables_freed == 0 || u.flush.tables_freed());
-                for f in &released {
-                    assert_eq!(counts.get(*f), 0);
                 }
             }
             Op::Protect { page, pages, prot } => {
                 let pages = pages.min(PAGES - page);
-                let f = pt.protect_range(gva(va(page)), pages * PAGE_SIZE, prot).unwrap();
-                let mut want_flush = Vec::new();
-                for p in page..page + pages {
-                    if let Some((_, old, _)) = &mut model[p as usize] {
-                        if old.present && *old != prot {
-                            want_flush.push(p);
+                match injected(pt.protect_range(gva(va(page)), pages * PAGE_SIZE, prot)) {
+                    None => true,
+                    Some(r) => {
+                        let f = r.unwrap();
+                        let mut want_flush = Vec::new();
+                        for p in page..page + pages {
+                            if let Some((_, old, _)) = &mut model[p as usize] {
+                                if old.present && *old != prot {
+                                    want_flush.push(p);
+                                }
+                                *old = prot;
+                            }
                         }
-                        *old = prot;
+                        assert_eq!(flushed(&f), want_flush);
+                        assert!(!f.tables_freed());
+                        false
                     }
                 }
-                assert_eq!(flushed(&f), want_flush);
-                assert!(!f.tables_freed());
             }
             Op::UnmapRestore { page, pages } => {
                 let pages = pages.min(PAGES - page);
-                let before = pt.leaves(gva(BASE), PAGES * PAGE_SIZE);
-                let tables = pt.tables_in_use();
                 let total = counts.total();
                 let saved = pt.leaves(gva(va(page)), pages * PAGE_SIZE);
-                let mut released = Vec::new();
-                let u = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released).unwrap();
-                pt.restore(&saved, &u.splits, &mut counts).unwrap();
-                assert_eq!(pt.leaves(gva(BASE), PAGES * PAGE_SIZE), before);
-                assert_eq!(pt.tables_in_use(), tables);
-                assert_eq!(counts.total(), total);
+                let r = pt.unmap_range(gva(va(page)), pages * PAGE_SIZE, &mut counts, &mut released);
+                match injected(r) {
+                    None => true,
+                    Some(r) => {
+                        // The rollback path ignores failure injection.
+                        let u = r.unwrap();
+                        pt.restore(&saved, &u.splits, &mut counts).unwrap();
+                        assert_eq!(pt.leaves(gva(BASE), PAGES * PAGE_SIZE), leaves_before);
+                        assert_eq!(pt.tables_in_use(), tables_before);
+                        assert_eq!(counts.total(), total);
+                        false
+                    }
+                }
             }
+        };
+        pt.allocator_mut().inject_failure_after(None);
+        if failed {
+            assert_eq!(pt.leaves(gva(BASE), PAGES * PAGE_SIZE), leaves_before);
+            assert_eq!(pt.tables_in_use(), tables_before);
+            assert!(released.is_empty());
         }
         check(&pt, &model, &counts);
     }
@@ -214,7 +262,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn tables_match_the_model(ops in prop::collection::vec(op(), 1..24)) {
+    fn tables_match_the_model(ops in prop::collection::vec((op(), prop::option::weighted(0.2, 0..4u64)), 1..24)) {
         run(ops);
     }
 }
