@@ -7,14 +7,28 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, entry_end, index, protect_bits, span, Entry, P};
+use super::entry::{classify, entry_end, index, protect_bits, same_leaf, span, Entry, P};
 use super::flush::FlushSet;
 use super::page_tables::{check_range, PageTables};
 use super::table::Table;
 use super::walk::Writer;
-use crate::addr::GuestVirtAddr;
+use crate::addr::{GuestVirtAddr, PageSize};
 use crate::error::MmError;
 use crate::flags::PageProt;
+
+/// Stores the protected form of leaf `raw` (of `size`) in entry `idx`
+/// with a compare-and-exchange, so accessed/dirty bits the CPU sets in the
+/// meantime are kept rather than overwritten. Gives up (false) when the
+/// entry changes in any other way.
+fn rewrite(table: &Table<'_>, idx: usize, mut raw: u64, prot: PageProt, size: PageSize) -> bool {
+    loop {
+        match table.compare_exchange(idx, raw, protect_bits(raw, prot, size)) {
+            Ok(_) => return true,
+            Err(now) if same_leaf(now, raw) => raw = now,
+            Err(_) => return false,
+        }
+    }
+}
 
 impl<'a, M: GuestMemory> Writer<'a, M> {
     /// Rewrites the leaves of `[va, end)` below `table` (at `level`).
@@ -32,10 +46,13 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                     if new == raw {
                         // Unchanged (and so not split when partly covered).
                     } else if cur & (span - 1) == 0 && next - cur == span {
-                        table.set(idx, new);
-                        // A non-present entry cannot be cached in a TLB.
-                        if raw & P != 0 {
-                            flush.add(cur, span);
+                        if rewrite(table, idx, raw, prot, size) {
+                            // A non-present entry cannot be cached in a TLB.
+                            if raw & P != 0 {
+                                flush.add(cur, span);
+                            }
+                        } else {
+                            log::warn!("leaf at {cur:#x} changed under protect; left alone");
                         }
                     } else {
                         log::error!("{size:?} leaf {raw:#x} at {cur:#x} only partly protected");
@@ -77,7 +94,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::test_util::*;
     use super::*;
-    use crate::addr::{PageSize, Pfn};
+    use crate::addr::Pfn;
     use crate::flags::{CacheMode, VmFlags};
     use crate::frames::MapCounts;
     use vm_memory::GuestAddress;

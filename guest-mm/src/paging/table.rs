@@ -110,6 +110,14 @@ impl<'a> Table<'a> {
         self.entries()[i % ENTRIES].store(value, Ordering::Relaxed);
     }
 
+    /// Replaces entry `i` (`i & 511`) with `new` if it still holds
+    /// `current`, in one atomic compare-and-exchange; on a mismatch returns
+    /// what it holds.
+    #[inline]
+    pub(crate) fn compare_exchange(&self, i: usize, current: u64, new: u64) -> Result<u64, u64> {
+        self.entries()[i % ENTRIES].compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed)
+    }
+
     /// Zeroes all 512 entries.
     pub(crate) fn zero(&self) {
         for e in self.entries() {
