@@ -16,6 +16,29 @@ use crate::frames::TableAllocator;
 ///
 /// Addresses in entries are addresses of `M` (guest-physical for any
 /// [`vm_memory::GuestMemoryBackend`]).
+///
+/// ```
+/// use guest_mm::{GuestVirtAddr, MmError, PageProt, PageSize, PageTables, TableAllocator, VmFlags};
+/// use vm_memory::{GuestAddress, GuestMemoryMmap};
+///
+/// let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+/// let alloc = TableAllocator::new(GuestAddress(60 << 20), 4 << 20).unwrap();
+/// let mut pt = PageTables::new(mem, alloc).unwrap();
+/// let va = GuestVirtAddr::try_new(0x4000_0000).unwrap();
+/// let prot = PageProt::from_flags(VmFlags::READ | VmFlags::WRITE);
+///
+/// // A 2 MiB aligned range becomes one 2 MiB leaf.
+/// let stats = pt.map_range(va, GuestAddress(0x20_0000), 2 << 20, prot, PageSize::Size1G).unwrap();
+/// assert_eq!(stats.entries_written, 1);
+/// let t = pt.translate(GuestVirtAddr::try_new(0x4000_1234).unwrap()).unwrap();
+/// assert_eq!((t.phys, t.size), (GuestAddress(0x20_1234), PageSize::Size2M));
+///
+/// // Mapping over it again is refused, naming the start of the request.
+/// assert_eq!(
+///     pt.map_range(va, GuestAddress(0), 4096, prot, PageSize::Size4K),
+///     Err(MmError::Exists { addr: 0x4000_0000 })
+/// );
+/// ```
 #[derive(Debug)]
 pub struct PageTables<M: GuestMemory> {
     pub(super) mem: M,
