@@ -113,10 +113,7 @@ const UNCLAIMED_BYTE: u8 = 0xff;
 impl Bus {
     /// An empty bus.
     pub fn new(kind: BusKind) -> Self {
-        Bus {
-            kind,
-            windows: BTreeMap::new(),
-        }
+        Bus { kind, windows: BTreeMap::new() }
     }
 
     /// The address space this bus decodes.
@@ -130,22 +127,14 @@ impl Bus {
         if len == 0 {
             return Err(BusError::Empty { kind, base });
         }
-        let end = base
-            .checked_add(len)
-            .ok_or(BusError::Overflow { kind, base, len })?;
+        let end = base.checked_add(len).ok_or(BusError::Overflow { kind, base, len })?;
         // The only candidates for overlap are the last window starting
         // below `end` (it may reach into us) — every other window either
         // starts at or after `end` or ends before that one starts.
         if let Some((&other_base, w)) = self.windows.range(..end).next_back() {
             let other_end = other_base + w.len;
             if other_end > base {
-                return Err(BusError::Overlap {
-                    kind,
-                    base,
-                    end,
-                    other_base,
-                    other_end,
-                });
+                return Err(BusError::Overlap { kind, base, end, other_base, other_end });
             }
         }
         self.windows.insert(base, Window { len, device });
@@ -170,11 +159,7 @@ impl Bus {
                 true
             }
             None => {
-                log::warn!(
-                    "unclaimed {} read of {} bytes at {addr:#x}",
-                    self.kind,
-                    data.len()
-                );
+                log::warn!("unclaimed {} read of {} bytes at {addr:#x}", self.kind, data.len());
                 data.fill(UNCLAIMED_BYTE);
                 false
             }
@@ -190,11 +175,7 @@ impl Bus {
                 true
             }
             None => {
-                log::warn!(
-                    "unclaimed {} write of {} bytes at {addr:#x}: {data:02x?}",
-                    self.kind,
-                    data.len()
-                );
+                log::warn!("unclaimed {} write of {} bytes at {addr:#x}: {data:02x?}", self.kind, data.len());
                 false
             }
         }
@@ -298,37 +279,16 @@ mod tests {
         bus.insert(recorder(), 0x1000, 0x1000).unwrap();
         let cases: &[(u64, u64)] = &[(0x1800, 0x10), (0x800, 0x801), (0x0, 0x3000), (0x1fff, 1)];
         for &(base, len) in cases {
-            assert!(
-                matches!(
-                    bus.insert(recorder(), base, len),
-                    Err(BusError::Overlap { .. })
-                ),
-                "{base:#x}+{len:#x}"
-            );
+            assert!(matches!(bus.insert(recorder(), base, len), Err(BusError::Overlap { .. })), "{base:#x}+{len:#x}");
         }
-        assert_eq!(
-            bus.insert(recorder(), 0x5000, 0),
-            Err(BusError::Empty {
-                kind: BusKind::Mmio,
-                base: 0x5000
-            })
-        );
-        assert!(matches!(
-            bus.insert(recorder(), u64::MAX, 2),
-            Err(BusError::Overflow { .. })
-        ));
+        assert_eq!(bus.insert(recorder(), 0x5000, 0), Err(BusError::Empty { kind: BusKind::Mmio, base: 0x5000 }));
+        assert!(matches!(bus.insert(recorder(), u64::MAX, 2), Err(BusError::Overflow { .. })));
         // Adjacent windows are fine.
         bus.insert(recorder(), 0x800, 0x800).unwrap();
         bus.insert(recorder(), 0x2000, 0x10).unwrap();
         assert_eq!(
-            BusError::Overlap {
-                kind: BusKind::Mmio,
-                base: 0x1800,
-                end: 0x1810,
-                other_base: 0x1000,
-                other_end: 0x2000
-            }
-            .to_string(),
+            BusError::Overlap { kind: BusKind::Mmio, base: 0x1800, end: 0x1810, other_base: 0x1000, other_end: 0x2000 }
+                .to_string(),
             "mmio window [0x1800, 0x1810) overlaps [0x1000, 0x2000)"
         );
     }

@@ -102,19 +102,14 @@ pub const fn user_stack_top(index: u8) -> u64 {
 /// Default guest-physical base of the first BAR window.
 pub const DEFAULT_BAR_BASE: u64 = 0xe000_0000;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn regions_do_not_overlap() {
-        assert!(STUB_PA + STUB_SIZE <= PERCPU_PA);
-        assert!(percpu_pa(MAX_VCPUS) <= KERNEL_REGION_SIZE);
-        assert!(IDT_PA + PAGE_SIZE <= STUB_PA);
-        // TSS with its I/O bitmap fits below the scratch page.
-        assert!(percpu::TSS + 0x68 + 8192 + 1 <= percpu::SCRATCH);
-        assert!(percpu::SCRATCH + PAGE_SIZE <= percpu::IST_EXC_TOP - 0x4000);
-        assert!(TABLES_PA + TABLES_SIZE == POOL_PA);
-        assert!(user_stack_top(MAX_VCPUS) > BUILTIN_DATA_VA + (1 << 24));
-    }
-}
+// The regions above must not overlap; checked at compile time.
+const _: () = {
+    assert!(STUB_PA + STUB_SIZE <= PERCPU_PA);
+    assert!(percpu_pa(MAX_VCPUS) <= KERNEL_REGION_SIZE);
+    assert!(IDT_PA + PAGE_SIZE <= STUB_PA);
+    // The TSS with its I/O bitmap fits below the scratch page.
+    assert!(percpu::TSS + 0x68 + 8192 < percpu::SCRATCH);
+    assert!(percpu::SCRATCH + PAGE_SIZE <= percpu::IST_EXC_TOP - 0x4000);
+    assert!(TABLES_PA + TABLES_SIZE == POOL_PA);
+    assert!(user_stack_top(MAX_VCPUS) > BUILTIN_DATA_VA + (1 << 24));
+};

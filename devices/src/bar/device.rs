@@ -16,9 +16,7 @@ const ACCESS_LOG_LEN: usize = 256;
 #[derive(Debug, Error)]
 pub enum BarError {
     /// The window cannot hold the register file.
-    #[error(
-        "BAR window of {size:#x} bytes is smaller than the register file ({REGISTER_FILE_LEN:#x})"
-    )]
+    #[error("BAR window of {size:#x} bytes is smaller than the register file ({REGISTER_FILE_LEN:#x})")]
     TooSmall {
         /// The window size asked for.
         size: u64,
@@ -163,53 +161,33 @@ impl BusDevice for BarDevice {
                 }
             }
         } else {
-            log::warn!(
-                "BAR: unsupported {}-byte read at offset {offset:#x}",
-                data.len()
-            );
+            log::warn!("BAR: unsupported {}-byte read at offset {offset:#x}", data.len());
             put_le_value(data, u64::MAX);
         }
         let value = le_value(data);
         if offset & !7 != LAST_ACCESS {
             self.last_access = encode_access(offset, data.len(), false);
         }
-        self.record(Access {
-            offset,
-            size: data.len(),
-            write: false,
-            value,
-        });
+        self.record(Access { offset, size: data.len(), write: false, value });
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         self.writes = self.writes.wrapping_add(1);
         self.last_access = encode_access(offset, data.len(), true);
         let value = le_value(data);
-        self.record(Access {
-            offset,
-            size: data.len(),
-            write: true,
-            value,
-        });
+        self.record(Access { offset, size: data.len(), write: true, value });
         if let Some(r) = self.scratch_range(offset, data.len()) {
             self.scratch[r].copy_from_slice(data);
             return;
         }
         if !in_one_register(offset, data.len()) {
-            log::warn!(
-                "BAR: unsupported {}-byte write at offset {offset:#x}",
-                data.len()
-            );
+            log::warn!("BAR: unsupported {}-byte write at offset {offset:#x}", data.len());
             return;
         }
         match offset & !7 {
             DATA => {
                 let shift = (offset % 8) * 8;
-                let mask = if data.len() == 8 {
-                    u64::MAX
-                } else {
-                    ((1u64 << (data.len() * 8)) - 1) << shift
-                };
+                let mask = if data.len() == 8 { u64::MAX } else { ((1u64 << (data.len() * 8)) - 1) << shift };
                 self.data = (self.data & !mask) | ((value << shift) & mask);
             }
             // The same path an ioeventfd takes, so the count is the same
@@ -246,44 +224,24 @@ mod tests {
         dev.write(DATA + 4, &[0xaa, 0xbb, 0xcc, 0xdd]);
         assert_eq!(read(&mut dev, DATA, 8), 0xddcc_bbaa_89ab_cdef);
         assert_eq!(read(&mut dev, DATA + 2, 2), 0x89ab);
-        assert_eq!(
-            read(&mut dev, CHECK, 4),
-            check_value(0xddcc_bbaa_89ab_cdef) & 0xffff_ffff
-        );
+        assert_eq!(read(&mut dev, CHECK, 4), check_value(0xddcc_bbaa_89ab_cdef) & 0xffff_ffff);
     }
 
     #[test]
     fn last_access_reports_offset_size_direction() {
         let mut dev = BarDevice::new(0x2000).unwrap();
         dev.write(SCRATCH + 0x12, &[1, 2]);
-        assert_eq!(
-            read(&mut dev, LAST_ACCESS, 8),
-            encode_access(SCRATCH + 0x12, 2, true)
-        );
+        assert_eq!(read(&mut dev, LAST_ACCESS, 8), encode_access(SCRATCH + 0x12, 2, true));
         // Reading LAST_ACCESS does not overwrite it.
-        assert_eq!(
-            read(&mut dev, LAST_ACCESS, 8),
-            encode_access(SCRATCH + 0x12, 2, true)
-        );
+        assert_eq!(read(&mut dev, LAST_ACCESS, 8), encode_access(SCRATCH + 0x12, 2, true));
         read(&mut dev, DATA + 4, 4);
-        assert_eq!(
-            read(&mut dev, LAST_ACCESS, 8),
-            encode_access(DATA + 4, 4, false)
-        );
+        assert_eq!(read(&mut dev, LAST_ACCESS, 8), encode_access(DATA + 4, 4, false));
         assert_eq!(read(&mut dev, SCRATCH + 0x12, 2), 0x0201);
         let (reads, writes) = dev.counts();
         assert_eq!((reads, writes), (5, 1));
         assert_eq!(read(&mut dev, WRITE_COUNT, 8), 1);
         let last = dev.accesses().last().copied().unwrap();
-        assert_eq!(
-            last,
-            Access {
-                offset: WRITE_COUNT,
-                size: 8,
-                write: false,
-                value: 1
-            }
-        );
+        assert_eq!(last, Access { offset: WRITE_COUNT, size: 8, write: false, value: 1 });
     }
 
     #[test]
@@ -314,9 +272,6 @@ mod tests {
 
     #[test]
     fn window_too_small() {
-        assert!(matches!(
-            BarDevice::new(0x800),
-            Err(BarError::TooSmall { size: 0x800 })
-        ));
+        assert!(matches!(BarDevice::new(0x800), Err(BarError::TooSmall { size: 0x800 })));
     }
 }

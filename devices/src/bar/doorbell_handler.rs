@@ -19,11 +19,7 @@ pub struct DoorbellHandler {
 impl DoorbellHandler {
     /// A handler for `dev`'s doorbell.
     pub fn new(dev: Arc<Mutex<BarDevice>>) -> std::io::Result<Self> {
-        let evt = dev
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .doorbell_eventfd()
-            .try_clone()?;
+        let evt = dev.lock().unwrap_or_else(|e| e.into_inner()).doorbell_eventfd().try_clone()?;
         Ok(DoorbellHandler { evt, dev })
     }
 }

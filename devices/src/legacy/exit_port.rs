@@ -31,11 +31,7 @@ pub struct ExitLatch {
 impl ExitLatch {
     /// A latch that is not set.
     pub fn new() -> io::Result<Self> {
-        Ok(ExitLatch {
-            set: AtomicBool::new(false),
-            status: Mutex::new(None),
-            evt: EventFd::new(EFD_NONBLOCK)?,
-        })
+        Ok(ExitLatch { set: AtomicBool::new(false), status: Mutex::new(None), evt: EventFd::new(EFD_NONBLOCK)? })
     }
 
     /// Records `status` if nothing was recorded yet (the first request
@@ -97,9 +93,7 @@ impl BusDevice for ExitPort {
     fn write(&mut self, offset: u64, data: &[u8]) {
         let value = (le_value(data) & u64::from(u32::MAX)) as u32;
         let status = Self::status_for(value);
-        log::info!(
-            "guest wrote {value:#x} to the exit port (offset {offset}): exit status {status}"
-        );
+        log::info!("guest wrote {value:#x} to the exit port (offset {offset}): exit status {status}");
         self.latch.set(status);
     }
 }

@@ -57,9 +57,7 @@ impl std::fmt::Debug for SerialDevice {
 impl SerialDevice {
     /// A UART writing its output to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> io::Result<Self> {
-        Ok(SerialDevice {
-            uart: Serial::new(IrqEvent::new()?, out),
-        })
+        Ok(SerialDevice { uart: Serial::new(IrqEvent::new()?, out) })
     }
 
     /// Room left in the receive FIFO.
@@ -90,10 +88,7 @@ impl BusDevice for SerialDevice {
         match (u8::try_from(offset), data.len()) {
             (Ok(off), 1) => data[0] = self.uart.read(off),
             _ => {
-                log::warn!(
-                    "serial: unsupported {}-byte read at offset {offset}",
-                    data.len()
-                );
+                log::warn!("serial: unsupported {}-byte read at offset {offset}", data.len());
                 put_le_value(data, u64::MAX);
             }
         }
@@ -106,10 +101,7 @@ impl BusDevice for SerialDevice {
                     log::warn!("serial: write to offset {offset} failed: {e}");
                 }
             }
-            _ => log::warn!(
-                "serial: unsupported {}-byte write at offset {offset}",
-                data.len()
-            ),
+            _ => log::warn!("serial: unsupported {}-byte write at offset {offset}", data.len()),
         }
     }
 }

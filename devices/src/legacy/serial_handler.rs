@@ -81,9 +81,7 @@ mod tests {
     #[test]
     fn piped_input_reaches_the_uart() {
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let serial = Arc::new(Mutex::new(
-            SerialDevice::new(Box::new(std::io::sink())).unwrap(),
-        ));
+        let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(std::io::sink())).unwrap()));
         let mut em = EventManager::<Box<dyn MutEventSubscriber>>::new().unwrap();
         em.add_subscriber(Box::new(SerialInputHandler::new(reader, serial.clone())));
 

@@ -64,32 +64,12 @@ pub const TYPE_TSS_BUSY: u8 = 0xb;
 impl Segment {
     /// 64-bit code at `dpl`.
     pub const fn code64(selector: u16, dpl: u8) -> Segment {
-        Segment {
-            selector,
-            base: 0,
-            limit: 0xfffff,
-            type_: TYPE_CODE,
-            s: true,
-            dpl,
-            l: true,
-            db: false,
-            g: true,
-        }
+        Segment { selector, base: 0, limit: 0xfffff, type_: TYPE_CODE, s: true, dpl, l: true, db: false, g: true }
     }
 
     /// Flat read/write data at `dpl`.
     pub const fn data(selector: u16, dpl: u8) -> Segment {
-        Segment {
-            selector,
-            base: 0,
-            limit: 0xfffff,
-            type_: TYPE_DATA,
-            s: true,
-            dpl,
-            l: false,
-            db: true,
-            g: true,
-        }
+        Segment { selector, base: 0, limit: 0xfffff, type_: TYPE_DATA, s: true, dpl, l: false, db: true, g: true }
     }
 
     /// A 64-bit TSS at `base` of `size` bytes.
@@ -126,11 +106,7 @@ impl Segment {
 
     /// The segment register value for `KVM_SET_SREGS`.
     pub fn to_kvm(&self) -> kvm_segment {
-        let limit = if self.g {
-            (self.limit << 12) | 0xfff
-        } else {
-            self.limit
-        };
+        let limit = if self.g { (self.limit << 12) | 0xfff } else { self.limit };
         kvm_segment {
             base: self.base,
             limit,
@@ -197,7 +173,7 @@ mod tests {
         // sysretq: CS = STAR[63:48] + 16, SS = STAR[63:48] + 8.
         assert_eq!(((STAR >> 48) as u16 + 16) | 3, USER_CS);
         assert_eq!(((STAR >> 48) as u16 + 8) | 3, USER_DS);
-        assert_eq!((STAR >> 32) as u16 & 0xffff, KERNEL_CS);
+        assert_eq!((STAR >> 32) as u16, KERNEL_CS);
     }
 
     #[test]

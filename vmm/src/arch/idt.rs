@@ -32,14 +32,10 @@ pub const fn ist_for(vector: u8) -> u8 {
 pub fn vector_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
         "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "(15)", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "(22)", "(23)", "(24)", "(25)", "(26)", "(27)", "#HV",
-        "#VC", "#SX", "(31)",
+        "(15)", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "(22)", "(23)", "(24)", "(25)", "(26)", "(27)", "#HV", "#VC",
+        "#SX", "(31)",
     ];
-    usize::try_from(vector)
-        .ok()
-        .and_then(|v| NAMES.get(v))
-        .copied()
-        .unwrap_or("(not an exception)")
+    usize::try_from(vector).ok().and_then(|v| NAMES.get(v)).copied().unwrap_or("(not an exception)")
 }
 
 /// An interrupt gate to `handler` (a virtual address) through `selector`.

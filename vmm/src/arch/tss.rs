@@ -55,7 +55,7 @@ mod tests {
         let t = Tss {
             rsp0: 0x1111,
             ist: [0x2222, 0x3333, 0, 0, 0, 0, 0x7777],
-            denied_ports: vec![0xe0..0xe3],
+            denied_ports: vec![0xe0..0xe3, 0x3f0..0x3f0],
         };
         let b = t.to_bytes();
         assert_eq!(b.len(), TSS_SIZE);

@@ -1,16 +1,22 @@
 //! The guest ABI: kernel ports, hypercall numbers and the register
 //! conventions documented in `docs/guest-abi.md`.
 //!
-//! Hypercalls use the Linux x86-64 `syscall` convention: `rax` = number,
-//! arguments in `rdi, rsi, rdx, r10, r8, r9`, result in `rax` (a value or
-//! an address, or `-errno`); `rcx` and `r11` are clobbered.
+//! Hypercalls use the Linux x86-64 `syscall` register convention: `rax` =
+//! number, arguments in `rdi, rsi, rdx, r10, r8, r9`, result in `rax` (a
+//! value or an address, or `-errno`); every other register is preserved.
+//! The call itself is `out 0xe8, al` from user mode (one exit, no kernel
+//! code). `int 0x80` and `syscall` reach the same port through the kernel
+//! stub on KVM backends that implement them (`syscall` clobbers `rcx` and
+//! `r11`).
 
 /// `out` port of the exception stub (vector in `al`, see the stub docs).
 pub const EXC_PORT: u16 = 0xe0;
-/// `out` port of the `syscall` entry.
-pub const HCALL_PORT: u16 = 0xe1;
+/// The hypercall port (user mode may write it).
+pub const HCALL_PORT: u16 = 0xe8;
 /// `out` port of the TLB-shootdown NMI handler (after its flush).
 pub const FLUSH_ACK_PORT: u16 = 0xe2;
+/// The interrupt vector of the hypercall gate (`int 0x80`).
+pub const HCALL_VECTOR: u8 = 0x80;
 /// Ports user mode may not use (the TSS I/O bitmap denies them).
 pub const KERNEL_PORTS: std::ops::Range<u16> = 0xe0..0xe8;
 
@@ -28,7 +34,8 @@ pub mod nr {
     pub const EXIT: u64 = 60;
     /// `exit_group(status)`: the whole guest stops.
     pub const EXIT_GROUP: u64 = 231;
-    /// `report(check, passed, got, expected)`: one line of the report.
+    /// `report(check, passed, got, expected, step)`: one line of the
+    /// report; for a failure, `step` says which step of the check failed.
     pub const REPORT: u64 = 0x1000;
     /// `expect_fault(resume_rip)`: the next exception on this vCPU resumes
     /// at `resume_rip` instead of ending the run (one shot).

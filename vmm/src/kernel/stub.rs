@@ -22,21 +22,23 @@
 //!             out FLUSH_ACK_PORT, al
 //!             iretq
 //!
-//! syscall:    out HCALL_PORT, al  ; -> VMM; it sets rax = result and, if
-//! hcall_ret:  o64 sysret          ;    this vCPU must flush, rip = flush
-//! flush:      swapgs              ; kernel scratch of this vCPU
-//!             mov gs:[0], rax
-//!             mov rax, cr3
-//!             mov cr3, rax
-//!             mov rax, gs:[0]
-//!             swapgs
+//! int80:      out HCALL_PORT, al  ; `int 0x80` hypercall entry
+//!             iretq
+//! syscall:    out HCALL_PORT, al  ; `syscall` hypercall entry (IA32_LSTAR)
 //!             o64 sysret
 //! ```
 //!
-//! The stub needs no stack of its own for `syscall` (it never touches the
-//! stack there) and runs with interrupts off throughout.
+//! The primary hypercall entry needs no kernel code at all: user mode
+//! writes [`HCALL_PORT`] itself (the TSS I/O bitmap allows that one port).
+//! `int 0x80` and `syscall` lead to the same port for guests that prefer
+//! them, on KVM backends that implement them (the software-assisted backend
+//! this project is developed on raises `#UD` for `int n` from user mode and
+//! does not switch to CPL 0 on `syscall`). A caller that must flush its TLB
+//! gets the shootdown NMI like every other vCPU. The stub runs with
+//! interrupts off throughout.
 
 use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
 use thiserror::Error;
 
 use super::abi::{EXC_PORT, FLUSH_ACK_PORT, HCALL_PORT};
@@ -66,13 +68,12 @@ pub struct KernelStub {
     pub nmi_entry: u64,
     /// `IA32_LSTAR`.
     pub syscall_entry: u64,
+    /// The `int 0x80` gate's handler.
+    pub int80_entry: u64,
     /// RIP right after the exception report `out` (where an exit on
     /// [`EXC_PORT`] must come from).
     pub exc_report_rip: u64,
-    /// RIP right after the hypercall `out`.
-    pub hcall_rip: u64,
-    /// Where the VMM sends a hypercall that must flush this vCPU's TLB.
-    pub hcall_flush: u64,
+
     /// RIP right after the shootdown acknowledgement `out`.
     pub flush_ack_rip: u64,
 }
@@ -119,20 +120,14 @@ impl KernelStub {
         a.set_label(&mut ack)?;
         a.iretq()?;
 
+        let mut int80 = a.create_label();
+        a.set_label(&mut int80)?;
+        a.out(u32::from(HCALL_PORT), al)?;
+        a.iretq()?;
+
         let mut syscall = a.create_label();
         a.set_label(&mut syscall)?;
         a.out(u32::from(HCALL_PORT), al)?;
-        let mut hcall_ret = a.create_label();
-        a.set_label(&mut hcall_ret)?;
-        a.sysretq()?;
-        let mut flush = a.create_label();
-        a.set_label(&mut flush)?;
-        a.swapgs()?;
-        a.mov(qword_ptr(0u64).gs(), rax)?;
-        a.mov(rax, cr3)?;
-        a.mov(cr3, rax)?;
-        a.mov(rax, qword_ptr(0u64).gs())?;
-        a.swapgs()?;
         a.sysretq()?;
 
         let res = a.assemble_options(base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
@@ -146,9 +141,8 @@ impl KernelStub {
             exception_entries,
             nmi_entry: res.label_ip(&nmi)?,
             syscall_entry: res.label_ip(&syscall)?,
+            int80_entry: res.label_ip(&int80)?,
             exc_report_rip: res.label_ip(&exc_resume)?,
-            hcall_rip: res.label_ip(&hcall_ret)?,
-            hcall_flush: res.label_ip(&flush)?,
             flush_ack_rip: res.label_ip(&ack)?,
         })
     }
@@ -175,8 +169,7 @@ mod tests {
         assert_eq!(s.exception_entries[0], BASE);
         assert_eq!(mnemonic_at(&s, s.exception_entries[14]), Mnemonic::Push);
         assert_eq!(mnemonic_at(&s, s.syscall_entry), Mnemonic::Out);
-        assert_eq!(mnemonic_at(&s, s.hcall_rip), Mnemonic::Sysret);
-        assert_eq!(mnemonic_at(&s, s.hcall_flush), Mnemonic::Swapgs);
+        assert_eq!(mnemonic_at(&s, s.int80_entry), Mnemonic::Out);
         assert_eq!(mnemonic_at(&s, s.exc_report_rip), Mnemonic::Mov);
         assert_eq!(mnemonic_at(&s, s.flush_ack_rip), Mnemonic::Iretq);
         assert_eq!(mnemonic_at(&s, s.nmi_entry), Mnemonic::Push);

@@ -1,0 +1,198 @@
+//! Loading a freestanding x86-64 ELF executable: its `PT_LOAD` segments
+//! become a [`Program`] mapped at their virtual addresses, entered at CPL 3.
+//!
+//! Only what such a program needs is read: the ELF header and the program
+//! headers, all bounds-checked (a malformed file is an error, never a
+//! panic). No relocations, no interpreter, no dynamic linking.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::program::{Program, Segment};
+
+/// Errors reading an ELF file.
+#[derive(Debug, Error)]
+pub enum ElfError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not an ELF file this VMM runs.
+    #[error("not a freestanding x86-64 ELF executable: {0}")]
+    Unsupported(&'static str),
+    /// A header points outside the file.
+    #[error("malformed ELF: {0}")]
+    Malformed(&'static str),
+}
+
+const PT_LOAD: u32 = 1;
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, ElfError> {
+    b.get(off..off + 2)
+        .and_then(|s| s.try_into().ok())
+        .map(u16::from_le_bytes)
+        .ok_or(ElfError::Malformed("header truncated"))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, ElfError> {
+    b.get(off..off + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or(ElfError::Malformed("header truncated"))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
+    b.get(off..off + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or(ElfError::Malformed("header truncated"))
+}
+
+/// Reads and parses `path`.
+pub fn load_file(path: &Path) -> Result<Program, ElfError> {
+    let bytes = std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_owned(), source })?;
+    parse(&bytes)
+}
+
+/// Parses an ELF image.
+pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
+    if b.get(0..4) != Some(b"\x7fELF") {
+        return Err(ElfError::Unsupported("bad magic"));
+    }
+    if b.get(4) != Some(&2) {
+        return Err(ElfError::Unsupported("not 64-bit"));
+    }
+    if b.get(5) != Some(&1) {
+        return Err(ElfError::Unsupported("not little endian"));
+    }
+    let e_type = u16_at(b, 16)?;
+    if e_type != 2 {
+        return Err(ElfError::Unsupported("not an executable (ET_EXEC)"));
+    }
+    if u16_at(b, 18)? != 62 {
+        return Err(ElfError::Unsupported("not x86-64"));
+    }
+    let entry = u64_at(b, 24)?;
+    let phoff = u64_at(b, 32)?;
+    let phentsize = u16_at(b, 54)? as u64;
+    let phnum = u16_at(b, 56)? as u64;
+    if phentsize < 56 {
+        return Err(ElfError::Malformed("program header entries too small"));
+    }
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let off = phoff
+            .checked_add(i * phentsize)
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or(ElfError::Malformed("program header offset"))?;
+        if u32_at(b, off)? != PT_LOAD {
+            continue;
+        }
+        let flags = u32_at(b, off + 4)?;
+        let p_offset = u64_at(b, off + 8)?;
+        let vaddr = u64_at(b, off + 16)?;
+        let filesz = u64_at(b, off + 32)?;
+        let memsz = u64_at(b, off + 40)?;
+        if memsz == 0 {
+            continue;
+        }
+        let start = usize::try_from(p_offset).map_err(|_| ElfError::Malformed("segment offset"))?;
+        let end = usize::try_from(filesz)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .filter(|&e| e <= b.len())
+            .ok_or(ElfError::Malformed("segment data outside the file"))?;
+        segments.push(Segment {
+            va: vaddr,
+            bytes: b[start..end].to_vec(),
+            mem_len: memsz,
+            write: flags & PF_W != 0,
+            exec: flags & PF_X != 0,
+        });
+    }
+    if segments.is_empty() {
+        return Err(ElfError::Unsupported("no loadable segments"));
+    }
+    Ok(Program { segments, entry })
+}
+
+/// Builds a minimal ELF with the given segments (for tests of this
+/// loader and of the VMM).
+pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
+    let phoff = 64u64;
+    let data_off = phoff + 56 * segs.len() as u64;
+    let mut out = vec![0u8; data_off as usize];
+    out[0..4].copy_from_slice(b"\x7fELF");
+    out[4] = 2;
+    out[5] = 1;
+    out[6] = 1;
+    out[16..18].copy_from_slice(&2u16.to_le_bytes());
+    out[18..20].copy_from_slice(&62u16.to_le_bytes());
+    out[20..24].copy_from_slice(&1u32.to_le_bytes());
+    out[24..32].copy_from_slice(&entry.to_le_bytes());
+    out[32..40].copy_from_slice(&phoff.to_le_bytes());
+    out[52..54].copy_from_slice(&64u16.to_le_bytes());
+    out[54..56].copy_from_slice(&56u16.to_le_bytes());
+    out[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+    let mut file_off = data_off;
+    for (i, &(va, data, memsz, flags)) in segs.iter().enumerate() {
+        let h = (phoff + 56 * i as u64) as usize;
+        out[h..h + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        out[h + 4..h + 8].copy_from_slice(&flags.to_le_bytes());
+        out[h + 8..h + 16].copy_from_slice(&file_off.to_le_bytes());
+        out[h + 16..h + 24].copy_from_slice(&va.to_le_bytes());
+        out[h + 24..h + 32].copy_from_slice(&va.to_le_bytes());
+        out[h + 32..h + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        out[h + 40..h + 48].copy_from_slice(&memsz.to_le_bytes());
+        out[h + 48..h + 56].copy_from_slice(&0x1000u64.to_le_bytes());
+        file_off += data.len() as u64;
+    }
+    for &(_, data, _, _) in segs {
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let img =
+            build_elf(0x40_1000, &[(0x40_1000, &[0x90, 0xf4], 0x10, PF_X | 4), (0x60_0000, b"dd", 0x2000, PF_W | 4)]);
+        let p = parse(&img).unwrap();
+        assert_eq!(p.entry, 0x40_1000);
+        assert_eq!(p.segments.len(), 2);
+        assert_eq!(p.segments[0].bytes, vec![0x90, 0xf4]);
+        assert!(p.segments[0].exec && !p.segments[0].write);
+        assert_eq!(p.segments[1].mem_len, 0x2000);
+        assert!(p.segments[1].write);
+    }
+
+    #[test]
+    fn malformed_files_are_errors() {
+        assert!(matches!(parse(b"nope"), Err(ElfError::Unsupported(_))));
+        let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
+        // Segment data beyond the end of the file.
+        let h = 64 + 32;
+        img[h..h + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(parse(&img), Err(ElfError::Malformed(_))));
+        let img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
+        for cut in [10, 40, 70, 100] {
+            assert!(parse(&img[..cut]).is_err());
+        }
+        // phnum huge with a tiny file.
+        let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
+        img[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        assert!(parse(&img).is_err());
+    }
+}

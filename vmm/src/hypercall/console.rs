@@ -1,0 +1,71 @@
+//! Console output shared by the serial port and the `write` hypercall,
+//! and copying bytes out of user memory through the guest's page tables.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use guest_mm::{errno, GuestVirtAddr, PageTables};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+
+use crate::layout::PAGE_SIZE;
+
+/// A cloneable writer (stdout, stderr, or a buffer in tests).
+#[derive(Clone)]
+pub struct ConsoleOut(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl std::fmt::Debug for ConsoleOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleOut")
+    }
+}
+
+impl ConsoleOut {
+    /// Wraps `w`.
+    pub fn new(w: Box<dyn Write + Send>) -> Self {
+        ConsoleOut(Arc::new(Mutex::new(w)))
+    }
+
+    /// Writes and flushes `bytes`, logging (not failing on) errors.
+    pub fn write_all(&self, bytes: &[u8]) {
+        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = w.write_all(bytes).and_then(|_| w.flush()) {
+            log::warn!("console write failed: {e}");
+        }
+    }
+}
+
+impl Write for ConsoleOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+/// Copies `len` bytes at user address `va`: every page must be present
+/// and user-accessible (`EFAULT` otherwise), and the range must stay in
+/// the lower half.
+pub fn copy_from_user<M: GuestMemory>(mem: &M, pt: &PageTables<M>, va: u64, len: u64) -> Result<Vec<u8>, i32> {
+    let end = va.checked_add(len).ok_or(errno::EFAULT)?;
+    if end > 1 << 47 {
+        return Err(errno::EFAULT);
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    let mut cur = va;
+    while cur < end {
+        let v = GuestVirtAddr::try_new(cur).map_err(|_| errno::EFAULT)?;
+        let t = pt.translate(v).ok_or(errno::EFAULT)?;
+        if !t.prot.present || !t.prot.user {
+            return Err(errno::EFAULT);
+        }
+        let page_end = (cur & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        let n = (page_end.min(end) - cur) as usize;
+        let start = out.len();
+        out.resize(start + n, 0);
+        mem.read_slice(&mut out[start..], GuestAddress(t.phys.0)).map_err(|_| errno::EFAULT)?;
+        cur += n as u64;
+    }
+    Ok(out)
+}

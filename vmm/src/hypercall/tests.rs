@@ -1,0 +1,88 @@
+//! Hypercall tests over real guest memory and guest-mm tables, no KVM.
+
+use std::io::Write;
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::*;
+use crate::mapper::Access;
+use crate::memory::create_guest_memory;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const MEM: u64 = 64 << 20;
+const USER_VA: u64 = 0x40_0000;
+const KERNEL_VA: u64 = 0xffff_ff80_0010_0000;
+
+fn setup() -> (Hypervisor, Buf) {
+    let mem = create_guest_memory(MEM).unwrap();
+    let mut m = BootMapper::new(mem.clone(), MEM).unwrap();
+    let pages = [guest_mm::Pfn(0x2000), guest_mm::Pfn(0x2005)];
+    m.map_user_pages(USER_VA, &pages, Access::RW).unwrap();
+    m.map_kernel(KERNEL_VA, 0x3000 << 12, 0x1000, Access::RW).unwrap();
+    // "hello" straddling the two (physically distant) pages.
+    mem.write_slice(b"hel", GuestAddress((0x2000 << 12) + 0xffd)).unwrap();
+    mem.write_slice(b"lo", GuestAddress(0x2005 << 12)).unwrap();
+    let out = Buf::default();
+    let hv = Hypervisor::new(
+        mem,
+        m,
+        ConsoleOut::new(Box::new(out.clone())),
+        ReportLog::default(),
+        vec![Arc::new(ExitCounters::default())],
+    );
+    (hv, out)
+}
+
+fn call(hv: &Hypervisor, nr: u64, a: [u64; 6]) -> Outcome {
+    hv.dispatch(0, &Args { nr, a })
+}
+
+#[test]
+fn write_copies_through_the_page_tables() {
+    let (hv, out) = setup();
+    let r = call(&hv, nr::WRITE, [1, USER_VA + 0xffd, 5, 0, 0, 0]);
+    assert_eq!(r.ret, 5);
+    assert_eq!(&*out.0.lock().unwrap(), b"hello");
+}
+
+#[test]
+fn write_refuses_what_user_mode_cannot_reach() {
+    let (hv, out) = setup();
+    let e = -i64::from(errno::EFAULT);
+    // Unmapped, supervisor-only, wrapping, past the lower half.
+    assert_eq!(call(&hv, nr::WRITE, [1, USER_VA + 0x1ffe, 4, 0, 0, 0]).ret, e);
+    assert_eq!(call(&hv, nr::WRITE, [1, KERNEL_VA, 4, 0, 0, 0]).ret, e);
+    assert_eq!(call(&hv, nr::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0]).ret, e);
+    assert_eq!(call(&hv, nr::WRITE, [1, (1 << 47) - 2, 4, 0, 0, 0]).ret, e);
+    assert_eq!(call(&hv, nr::WRITE, [7, USER_VA, 4, 0, 0, 0]).ret, -i64::from(errno::EINVAL));
+    assert!(out.0.lock().unwrap().is_empty());
+}
+
+#[test]
+fn small_calls() {
+    let (hv, _) = setup();
+    assert_eq!(call(&hv, 0xdead, [0; 6]).ret, -i64::from(errno::ENOSYS));
+    assert_eq!(call(&hv, nr::VCPU_ID, [0; 6]).ret, 0);
+    assert_eq!(call(&hv, nr::EXIT_COUNT, [9, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EINVAL));
+    assert_eq!(call(&hv, nr::TRANSLATE, [USER_VA + 0x1000, 0, 0, 0, 0, 0]).ret, 0x2005 << 12);
+    assert_eq!(call(&hv, nr::TRANSLATE, [USER_VA + 0x1000, 1, 0, 0, 0, 0]).ret, 4096);
+    assert_eq!(call(&hv, nr::TRANSLATE, [0x8000_0000_0000, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EINVAL));
+    let r = call(&hv, nr::EXPECT_FAULT, [USER_VA, 0, 0, 0, 0, 0]);
+    assert_eq!(r.effects.arm_fault, Some(USER_VA));
+    assert_eq!(call(&hv, nr::EXPECT_FAULT, [KERNEL_VA, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EINVAL));
+    let r = call(&hv, nr::EXIT_GROUP, [3, 0, 0, 0, 0, 0]);
+    assert_eq!(r.effects.exit_group, Some(3));
+    call(&hv, nr::REPORT, [2, 1, 10, 10, 0, 0]);
+    assert_eq!(hv.report().records()[0], CheckRecord { vcpu: 0, id: 2, passed: true, got: 10, expected: 10, step: 0 });
+}

@@ -1,0 +1,255 @@
+//! Builds the machine from a [`VmConfig`] and runs it to the end:
+//! memory, kernel, program, devices, KVM, vCPU threads, and the event
+//! loop on the calling thread.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use devices::{BarDevice, DoorbellHandler, ExitLatch, ExitPort, SerialDevice, SerialInputHandler};
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use thiserror::Error;
+use vm_memory::GuestAddress;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::boot::{install_kernel, BootError};
+use crate::config::{BarBacking, ConfigError, GuestChoice, VmConfig};
+use crate::control::{Outcome, RunControl};
+use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
+use crate::exit::{Buses, ExitCounters};
+use crate::guest::{builtin, elf};
+use crate::hypercall::{ConsoleOut, Hypervisor, ReportLog};
+use crate::layout::{user_stack_top, LOAD_PA};
+use crate::mapper::BootMapper;
+use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
+use crate::program::{self, LoadError};
+use crate::report::{self, RunReport};
+use crate::tlb::Shootdown;
+use crate::vcpu_thread::{self, VcpuContext};
+use crate::vstate::kick;
+use crate::vstate::vcpu::{Vcpu, VcpuError, VcpuSetup};
+use crate::vstate::vm::{Vm, VmError};
+
+/// Everything that can stop a run before the guest gets to run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Memory setup.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// guest-mm could not create the page tables.
+    #[error("cannot create the guest page tables: {0}")]
+    PageTables(#[source] guest_mm::MmError),
+    /// Kernel installation.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The built-in guest did not assemble.
+    #[error("cannot assemble the built-in guest: {0}")]
+    Assemble(String),
+    /// The ELF file.
+    #[error(transparent)]
+    Elf(#[from] elf::ElfError),
+    /// Loading the program.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// KVM VM setup.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// vCPU setup.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// A device.
+    #[error("device setup: {0}")]
+    Device(String),
+    /// The event loop or a thread.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+    move |source| RunError::Io { what, source }
+}
+
+/// Where guest console output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleSink {
+    /// The VMM's stdout.
+    Stdout,
+    /// The VMM's stderr (keeps stdout clean for `--json`).
+    Stderr,
+}
+
+/// Host windows of passed-through BARs, kept alive for the whole run.
+#[derive(Debug, Default)]
+pub struct Windows(pub Vec<HostWindow>);
+
+/// Runs the configured guest to the end and reports.
+pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
+    cfg.validate()?;
+    let mem = create_guest_memory(cfg.mem_size)?;
+    let mut mapper = BootMapper::new(mem.clone(), cfg.mem_size).map_err(RunError::PageTables)?;
+    let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
+
+    let (prog, guest_name, expected, clean_end) = match &cfg.guest {
+        GuestChoice::Builtin => (
+            builtin::build().map_err(|e| RunError::Assemble(e.to_string()))?,
+            "built-in test guest".to_string(),
+            builtin::CHECKS,
+            Some(Outcome::ExitPort { status: 1 }),
+        ),
+        GuestChoice::Elf(p) => (elf::load_file(p)?, p.display().to_string(), &[][..], None),
+    };
+    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(cfg.mem_size));
+    program::load(&prog, &mem, &mut frames, &mut mapper)?;
+    for i in 0..cfg.vcpus {
+        program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
+    }
+    let cr3 = mapper.cr3().0;
+
+    // Devices.
+    let console = ConsoleOut::new(match sink {
+        ConsoleSink::Stdout => Box::new(std::io::stdout()),
+        ConsoleSink::Stderr => Box::new(std::io::stderr()),
+    });
+    let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
+    let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
+    let mut buses = Buses::default();
+    let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
+    buses
+        .pio
+        .insert(serial.clone(), u64::from(devices::legacy::COM1_PORT), devices::legacy::SERIAL_PORT_LEN)
+        .map_err(dev_err)?;
+    buses
+        .pio
+        .insert(
+            Arc::new(Mutex::new(ExitPort::new(latch.clone()))),
+            u64::from(devices::legacy::EXIT_PORT),
+            devices::legacy::EXIT_PORT_LEN,
+        )
+        .map_err(dev_err)?;
+
+    let mut vm = Vm::new()?;
+    vm.register_memory(&mem)?;
+    let mut bars = Vec::new();
+    let mut windows = Windows::default();
+    for b in &cfg.bars {
+        match &b.backing {
+            BarBacking::Trapped => {
+                let dev = Arc::new(Mutex::new(BarDevice::new(b.size).map_err(|e| RunError::Device(e.to_string()))?));
+                buses.mmio.insert(dev.clone(), b.base, b.size).map_err(dev_err)?;
+                {
+                    let d = dev.lock().unwrap_or_else(|e| e.into_inner());
+                    vm.register_ioevent(d.doorbell_eventfd(), b.base + BarDevice::doorbell_offset())?;
+                }
+                bars.push(dev);
+            }
+            BarBacking::File(p) => windows.0.push(HostWindow::from_path(GuestAddress(b.base), b.size, p)?),
+            BarBacking::Anonymous => windows.0.push(HostWindow::anonymous(GuestAddress(b.base), b.size)?),
+        }
+    }
+    for w in &windows.0 {
+        vm.register_window(w)?;
+    }
+    let buses = Arc::new(buses);
+
+    let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
+    let report_log = ReportLog::default();
+    let hv = Arc::new(Hypervisor::new(mem.clone(), mapper, console.clone(), report_log.clone(), counters.clone()));
+    let ctl = Arc::new(RunControl::new());
+    let tlb = Arc::new(Shootdown::new(cfg.vcpus));
+    let stub = Arc::new(kernel.stub.clone());
+    kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
+
+    // vCPUs: configure all before starting any.
+    let mut vcpus = Vec::new();
+    for i in 0..cfg.vcpus {
+        let v = Vcpu::new(&vm, i)?;
+        v.configure(
+            &vm,
+            &VcpuSetup {
+                cr3,
+                entry: prog.entry,
+                stack_top: user_stack_top(i),
+                arg: u64::from(i),
+                gdt: kernel.gdt,
+                idt: kernel.idt,
+                tss: kernel.tss[i as usize],
+                lstar: stub.syscall_entry,
+                kernel_gs_base: kernel.kernel_gs[i as usize],
+                pat: guest_mm::PAT_MSR_VALUE,
+            },
+        )?;
+        vcpus.push(v);
+    }
+
+    let mut em = EventManager::<Box<dyn MutEventSubscriber>>::new()
+        .map_err(|e| RunError::Io { what: "event manager", source: std::io::Error::other(e.to_string()) })?;
+    let finished = Arc::new(AtomicUsize::new(0));
+    let mut done_evts = Vec::new();
+    let mut handles = Vec::new();
+    let ctx = VcpuContext { buses, hv: hv.clone(), ctl: ctl.clone(), tlb, latch: latch.clone(), stub };
+    for v in vcpus {
+        let i = v.index() as usize;
+        let done = EventFd::new(0).map_err(io("vCPU exit eventfd"))?;
+        let done2 = done.try_clone().map_err(io("vCPU exit eventfd"))?;
+        done_evts.push(done);
+        let h = vcpu_thread::spawn(v, ctx.clone(), counters[i].clone(), done2).map_err(io("vCPU thread"))?;
+        {
+            use std::os::unix::thread::JoinHandleExt;
+            ctl.add_thread(h.as_pthread_t());
+        }
+        handles.push(h);
+    }
+    em.add_subscriber(Box::new(VcpuExitHandler::new(done_evts, finished.clone())));
+    em.add_subscriber(Box::new(GuestExitHandler::new(latch, ctl.clone())));
+    if let Some(secs) = cfg.timeout_secs {
+        em.add_subscriber(Box::new(Watchdog::new(secs, ctl.clone()).map_err(io("watchdog"))?));
+    }
+    for dev in &bars {
+        em.add_subscriber(Box::new(DoorbellHandler::new(dev.clone()).map_err(io("doorbell"))?));
+    }
+    if let Ok(stdin) = std::io::stdin().lock().as_fd_clone() {
+        em.add_subscriber(Box::new(SerialInputHandler::new(stdin, serial)));
+    }
+
+    while finished.load(Ordering::Acquire) < handles.len() {
+        if let Err(e) = em.run() {
+            log::error!("event loop: {e}");
+            ctl.stop(Outcome::VcpuError { vcpu: 0, message: format!("event loop failed: {e}") });
+            break;
+        }
+    }
+    for h in handles {
+        if h.join().is_err() {
+            log::error!("a vCPU thread panicked");
+        }
+    }
+    let mut outcome = ctl.outcome();
+    if outcome.is_none() {
+        if let Some(status) = ctl.exit_status() {
+            outcome = Some(Outcome::Exited { status });
+        }
+    }
+    let exits = counters.iter().map(|c| c.snapshot()).collect();
+    drop(windows);
+    Ok(report::build(guest_name, outcome, &report_log.records(), expected, clean_end.as_ref(), exits))
+}
+
+/// A duplicate of stdin as a `File`, for the serial input handler.
+trait AsFdClone {
+    fn as_fd_clone(&self) -> std::io::Result<std::fs::File>;
+}
+
+impl AsFdClone for std::io::StdinLock<'_> {
+    fn as_fd_clone(&self) -> std::io::Result<std::fs::File> {
+        use std::os::fd::AsFd;
+        Ok(std::fs::File::from(self.as_fd().try_clone_to_owned()?))
+    }
+}

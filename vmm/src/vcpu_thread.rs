@@ -1,0 +1,265 @@
+//! The loop each vCPU thread runs: enter the guest, handle the exit,
+//! repeat, until the run stops.
+//!
+//! Exits that name a kernel port are trusted only when RIP is right after
+//! the stub's own `out` (user mode cannot reach those ports anyway: the
+//! TSS I/O bitmap denies them).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use devices::ExitLatch;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::control::{Outcome, RunControl};
+use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
+use crate::fault::ExceptionReport;
+use crate::hypercall::{Args, Hypervisor};
+use crate::kernel::KernelStub;
+use crate::tlb::{Shootdown, WaitError};
+use crate::vstate::kick;
+use crate::vstate::vcpu::Vcpu;
+
+/// What a vCPU thread shares with the rest of the VMM.
+#[derive(Debug, Clone)]
+pub struct VcpuContext {
+    /// Device buses.
+    pub buses: Arc<Buses>,
+    /// The guest's kernel.
+    pub hv: Arc<Hypervisor>,
+    /// Run control.
+    pub ctl: Arc<RunControl>,
+    /// TLB shootdown state.
+    pub tlb: Arc<Shootdown>,
+    /// The exit port's latch.
+    pub latch: Arc<ExitLatch>,
+    /// Stub addresses.
+    pub stub: Arc<KernelStub>,
+}
+
+/// Starts `vcpu` in its own thread. `counters` count its exits; `done` is
+/// signalled when the thread ends.
+pub fn spawn(
+    vcpu: Vcpu,
+    ctx: VcpuContext,
+    counters: Arc<ExitCounters>,
+    done: EventFd,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("vcpu{}", vcpu.index());
+    std::thread::Builder::new().name(name).spawn(move || {
+        let me = vcpu.index();
+        let mut t = VcpuThread { vcpu, ctx, counters, armed: None };
+        t.run();
+        t.ctx.tlb.exited(me);
+        if let Err(e) = done.write(1) {
+            log::error!("vCPU {me}: cannot signal its exit: {e}");
+        }
+    })
+}
+
+struct VcpuThread {
+    vcpu: Vcpu,
+    ctx: VcpuContext,
+    counters: Arc<ExitCounters>,
+    /// Resume RIP for the next exception (`expect_fault`).
+    armed: Option<u64>,
+}
+
+/// What the loop does after handling an action.
+enum Next {
+    Run,
+    Stop,
+}
+
+impl VcpuThread {
+    fn me(&self) -> u8 {
+        self.vcpu.index()
+    }
+
+    fn fail(&self, message: String) -> Next {
+        self.ctx.ctl.stop(Outcome::VcpuError { vcpu: self.me(), message });
+        Next::Stop
+    }
+
+    fn run(&mut self) {
+        kick::set_thread_kvm_run(self.vcpu.kvm_run_ptr());
+        loop {
+            if self.ctx.ctl.is_stopping() {
+                break;
+            }
+            if self.ctx.tlb.nmi_due(self.me()).is_some() {
+                if let Err(e) = self.vcpu.inject_nmi() {
+                    self.fail(format!("cannot inject the TLB-shootdown NMI: {e}"));
+                    break;
+                }
+            }
+            let action = match self.vcpu.run() {
+                Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.clear_immediate_exit();
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(format!("KVM_RUN failed: {e}"));
+                    break;
+                }
+            };
+            // The flush return path (if any) has now run.
+            self.ctx.tlb.set_flushing_on_return(self.me(), false);
+            let next = match action {
+                ExitAction::Continue => {
+                    if let Some(status) = self.ctx.latch.status() {
+                        self.ctx.ctl.stop(Outcome::ExitPort { status });
+                        Next::Stop
+                    } else {
+                        Next::Run
+                    }
+                }
+                ExitAction::Exception => self.on_exception(),
+                ExitAction::Hypercall => self.on_hypercall(),
+                ExitAction::FlushAck => self.on_flush_ack(),
+                ExitAction::Stop(reason) => {
+                    let outcome = match reason {
+                        StopReason::TripleFault => Outcome::TripleFault { vcpu: self.me() },
+                        StopReason::Halted => Outcome::VcpuError { vcpu: self.me(), message: "halted".into() },
+                        StopReason::FailEntry { reason } => Outcome::VcpuError {
+                            vcpu: self.me(),
+                            message: format!("KVM could not enter the guest (hardware reason {reason:#x})"),
+                        },
+                        StopReason::InternalError => Outcome::VcpuError {
+                            vcpu: self.me(),
+                            message: "KVM internal error (an instruction KVM could not emulate?)".into(),
+                        },
+                        StopReason::Unhandled(what) => {
+                            Outcome::VcpuError { vcpu: self.me(), message: format!("unhandled exit {what}") }
+                        }
+                    };
+                    self.ctx.ctl.stop(outcome);
+                    Next::Stop
+                }
+            };
+            if let Next::Stop = next {
+                break;
+            }
+        }
+        kick::set_thread_kvm_run(std::ptr::null_mut());
+    }
+
+    fn regs_from_stub(&self, expected_rip: u64, what: &str) -> Result<kvm_bindings::kvm_regs, Next> {
+        let regs = self.vcpu.regs().map_err(|e| self.fail(format!("cannot read registers: {e}")))?;
+        if regs.rip != expected_rip {
+            return Err(self.fail(format!("{what} port written from rip {:#x}, not from the kernel stub", regs.rip)));
+        }
+        Ok(regs)
+    }
+
+    fn on_exception(&mut self) -> Next {
+        let mut regs = match self.regs_from_stub(self.ctx.stub.exc_report_rip, "exception") {
+            Ok(r) => r,
+            Err(n) => return n,
+        };
+        let report = ExceptionReport::from_regs(self.me(), &regs);
+        // A fault in the kernel itself, or a double fault, is never
+        // something the guest program can expect.
+        let resumable = report.cpl() == 3 && report.vector != 8;
+        match self.armed.take() {
+            Some(resume) if resumable => {
+                log::debug!("expected exception: {report}; resuming at {resume:#x}");
+                // The stub left rax = vector, rdi = error code, rsi = CR2,
+                // rdx = RIP for the guest; it returns to rcx.
+                regs.rcx = resume;
+                match self.vcpu.set_regs(&regs) {
+                    Ok(()) => Next::Run,
+                    Err(e) => self.fail(format!("cannot set registers: {e}")),
+                }
+            }
+            _ => {
+                if report.rip == self.ctx.stub.syscall_entry && report.cpl() == 3 {
+                    log::error!(
+                        "`syscall` reached its entry point still in user mode: this KVM backend does not \
+                         implement syscall; write the hypercall port instead (see docs/guest-abi.md)"
+                    );
+                }
+                log::error!("unexpected exception: {report}");
+                if let Some(insn) = self.ctx.hv.disassemble_at(report.rip) {
+                    log::error!("faulting instruction: {insn}");
+                }
+                if log::log_enabled!(log::Level::Debug) {
+                    if let Ok(s) = self.vcpu.sregs() {
+                        log::debug!(
+                            "vCPU {}: cs {:#x}/dpl {} ss {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+                            self.me(),
+                            s.cs.selector,
+                            s.cs.dpl,
+                            s.ss.selector,
+                            s.cr0,
+                            s.cr3,
+                            s.cr4,
+                            s.efer
+                        );
+                    }
+                    use crate::arch::regs::msr;
+                    log::debug!(
+                        "vCPU {}: MSRs {:x?}",
+                        self.me(),
+                        self.vcpu.msrs(&[msr::STAR, msr::LSTAR, msr::SFMASK, msr::KERNEL_GS_BASE, msr::PAT])
+                    );
+                }
+                self.ctx.ctl.stop(Outcome::Fault { report });
+                Next::Stop
+            }
+        }
+    }
+
+    fn on_hypercall(&mut self) -> Next {
+        let mut regs = match self.vcpu.regs() {
+            Ok(r) => r,
+            Err(e) => return self.fail(format!("cannot read registers: {e}")),
+        };
+        let me = self.me();
+        let out = self.ctx.hv.dispatch(me, &Args::from_regs(&regs));
+        let fx = out.effects;
+        if let Some(status) = fx.exit_group {
+            self.ctx.ctl.stop(Outcome::Exited { status });
+            return Next::Stop;
+        }
+        if let Some(status) = fx.exit_vcpu {
+            self.ctx.ctl.note_exit_status(status);
+            return Next::Stop;
+        }
+        if let Some(rip) = fx.arm_fault {
+            self.armed = Some(rip);
+        }
+        regs.rax = out.ret as u64;
+        if fx.flush {
+            // This vCPU flushes through the same NMI as the others, before
+            // its next user instruction; meanwhile it counts as flushing.
+            let tlb = &self.ctx.tlb;
+            tlb.set_flushing_on_return(me, true);
+            let (gen, asked) = tlb.request(me);
+            self.ctx.ctl.kick(&asked);
+            let ctl = self.ctx.ctl.clone();
+            match tlb.wait(gen, &asked, &|| ctl.is_stopping()) {
+                Ok(()) => {}
+                Err(WaitError::Stopping) => return Next::Stop,
+                Err(WaitError::Timeout { vcpu }) => {
+                    return self.fail(format!("vCPU {vcpu} did not acknowledge a TLB shootdown"));
+                }
+            }
+        }
+        match self.vcpu.set_regs(&regs) {
+            Ok(()) => Next::Run,
+            Err(e) => self.fail(format!("cannot set registers: {e}")),
+        }
+    }
+
+    fn on_flush_ack(&mut self) -> Next {
+        match self.regs_from_stub(self.ctx.stub.flush_ack_rip, "flush acknowledgement") {
+            Ok(_) => {
+                self.ctx.tlb.acked(self.me());
+                Next::Run
+            }
+            Err(n) => n,
+        }
+    }
+}

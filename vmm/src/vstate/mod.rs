@@ -1,0 +1,6 @@
+//! KVM state: the VM (memory slots, ioeventfds, CPUID) and its vCPUs
+//! (register setup, `KVM_RUN`, kicks).
+
+pub mod kick;
+pub mod vcpu;
+pub mod vm;

@@ -1,0 +1,209 @@
+//! One vCPU: creation, long-mode register setup straight into CPL 3, and
+//! the thin KVM calls the run loop uses.
+//!
+//! The vCPU starts in 64-bit user mode at the program entry: CS/SS are the
+//! user selectors, TR is this vCPU's TSS, CR3 is the root guest-mm built.
+//! Nothing runs at CPL 0 until the first exception, `syscall` or NMI.
+
+use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, Msrs};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use thiserror::Error;
+
+use super::vm::Vm;
+use crate::arch::gdt::{Segment, FIXED_SEGMENTS, STAR, USER_CS, USER_DS};
+use crate::arch::regs::{self, msr};
+
+/// Errors creating or configuring a vCPU.
+#[derive(Debug, Error)]
+pub enum VcpuError {
+    /// `KVM_CREATE_VCPU` failed.
+    #[error("cannot create vCPU {index}: {source}")]
+    Create {
+        /// vCPU index.
+        index: u8,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// A register-setting ioctl failed.
+    #[error("cannot set {what} of vCPU {index}: {source}")]
+    Set {
+        /// What was being set.
+        what: &'static str,
+        /// vCPU index.
+        index: u8,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// KVM accepted fewer MSRs than given.
+    #[error("vCPU {index}: KVM accepted {set} of {wanted} MSRs")]
+    Msrs {
+        /// vCPU index.
+        index: u8,
+        /// MSRs set.
+        set: usize,
+        /// MSRs given.
+        wanted: usize,
+    },
+}
+
+/// Where a vCPU starts and what its system registers point at.
+#[derive(Clone, Debug)]
+pub struct VcpuSetup {
+    /// Page-table root (from guest-mm).
+    pub cr3: u64,
+    /// First user instruction.
+    pub entry: u64,
+    /// Initial user stack pointer.
+    pub stack_top: u64,
+    /// Initial `rdi` (the vCPU index, so a guest knows who it is).
+    pub arg: u64,
+    /// GDT virtual base and limit.
+    pub gdt: (u64, u16),
+    /// IDT virtual base and limit.
+    pub idt: (u64, u16),
+    /// This vCPU's TSS segment.
+    pub tss: Segment,
+    /// `syscall` entry (IA32_LSTAR).
+    pub lstar: u64,
+    /// This vCPU's kernel scratch (IA32_KERNEL_GS_BASE).
+    pub kernel_gs_base: u64,
+    /// IA32_PAT.
+    pub pat: u64,
+}
+
+/// A KVM vCPU.
+#[derive(Debug)]
+pub struct Vcpu {
+    index: u8,
+    fd: VcpuFd,
+}
+
+impl Vcpu {
+    /// Creates vCPU `index` of `vm`.
+    pub fn new(vm: &Vm, index: u8) -> Result<Self, VcpuError> {
+        let fd = vm.fd().create_vcpu(u64::from(index)).map_err(|source| VcpuError::Create { index, source })?;
+        Ok(Vcpu { index, fd })
+    }
+
+    /// The vCPU index.
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    fn set_err(&self, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError + '_ {
+        move |source| VcpuError::Set { what, index: self.index, source }
+    }
+
+    /// Loads CPUID, MSRs, system and general registers for `setup`.
+    pub fn configure(&self, vm: &Vm, setup: &VcpuSetup) -> Result<(), VcpuError> {
+        let mut cpuid = vm.cpuid().clone();
+        for e in cpuid.as_mut_slice() {
+            match e.function {
+                // Initial APIC ID.
+                1 => e.ebx = (e.ebx & 0x00ff_ffff) | (u32::from(self.index) << 24),
+                // x2APIC ID.
+                0xb | 0x1f => e.edx = u32::from(self.index),
+                _ => {}
+            }
+        }
+        self.fd.set_cpuid2(&cpuid).map_err(self.set_err("CPUID"))?;
+
+        let entries = [
+            (msr::STAR, STAR),
+            (msr::LSTAR, setup.lstar),
+            (msr::CSTAR, 0),
+            (msr::SFMASK, regs::SFMASK),
+            (msr::FS_BASE, 0),
+            (msr::GS_BASE, 0),
+            (msr::KERNEL_GS_BASE, setup.kernel_gs_base),
+            (msr::PAT, setup.pat),
+        ];
+        let list: Vec<kvm_msr_entry> =
+            entries.iter().map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() }).collect();
+        let msrs =
+            Msrs::from_entries(&list).map_err(|_| VcpuError::Msrs { index: self.index, set: 0, wanted: list.len() })?;
+        let set = self.fd.set_msrs(&msrs).map_err(self.set_err("MSRs"))?;
+        if set != list.len() {
+            return Err(VcpuError::Msrs { index: self.index, set, wanted: list.len() });
+        }
+
+        let mut sregs = self.fd.get_sregs().map_err(self.set_err("system registers (read)"))?;
+        let user_code = FIXED_SEGMENTS[3].to_kvm();
+        let user_data = FIXED_SEGMENTS[2].to_kvm();
+        debug_assert_eq!((user_code.selector, user_data.selector), (USER_CS, USER_DS));
+        sregs.cs = user_code;
+        sregs.ss = user_data;
+        sregs.ds = user_data;
+        sregs.es = user_data;
+        sregs.fs = user_data;
+        sregs.gs = user_data;
+        sregs.tr = setup.tss.to_kvm();
+        sregs.ldt = kvm_segment { unusable: 1, ..Default::default() };
+        sregs.gdt = kvm_dtable { base: setup.gdt.0, limit: setup.gdt.1, ..Default::default() };
+        sregs.idt = kvm_dtable { base: setup.idt.0, limit: setup.idt.1, ..Default::default() };
+        sregs.cr0 = regs::CR0;
+        sregs.cr3 = setup.cr3;
+        sregs.cr4 = regs::CR4;
+        sregs.efer = regs::EFER;
+        self.fd.set_sregs(&sregs).map_err(self.set_err("system registers"))?;
+
+        let fpu = kvm_fpu { fcw: regs::FPU_FCW, mxcsr: regs::MXCSR, ..Default::default() };
+        self.fd.set_fpu(&fpu).map_err(self.set_err("FPU"))?;
+
+        let r = kvm_regs {
+            rip: setup.entry,
+            rsp: setup.stack_top,
+            rdi: setup.arg,
+            rflags: regs::USER_RFLAGS,
+            ..Default::default()
+        };
+        self.fd.set_regs(&r).map_err(self.set_err("registers"))?;
+        Ok(())
+    }
+
+    /// `KVM_RUN`.
+    pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+        self.fd.run()
+    }
+
+    /// General registers.
+    pub fn regs(&self) -> Result<kvm_regs, kvm_ioctls::Error> {
+        self.fd.get_regs()
+    }
+
+    /// Sets general registers.
+    pub fn set_regs(&self, r: &kvm_regs) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_regs(r)
+    }
+
+    /// System registers (for diagnostics).
+    pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, kvm_ioctls::Error> {
+        self.fd.get_sregs()
+    }
+
+    /// Reads the given MSRs (for diagnostics); missing ones are left out.
+    pub fn msrs(&self, indices: &[u32]) -> Vec<(u32, u64)> {
+        let list: Vec<kvm_msr_entry> =
+            indices.iter().map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
+        let Ok(mut msrs) = Msrs::from_entries(&list) else { return Vec::new() };
+        let n = self.fd.get_msrs(&mut msrs).unwrap_or(0);
+        msrs.as_slice()[..n].iter().map(|e| (e.index, e.data)).collect()
+    }
+
+    /// Queues an NMI (delivered on the next entry).
+    pub fn inject_nmi(&self) -> Result<(), kvm_ioctls::Error> {
+        self.fd.nmi()
+    }
+
+    /// This vCPU's `kvm_run` (for the kick handler).
+    pub fn kvm_run_ptr(&mut self) -> *mut kvm_bindings::kvm_run {
+        self.fd.get_kvm_run()
+    }
+
+    /// Clears `immediate_exit` after a kicked run.
+    pub fn clear_immediate_exit(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+    }
+}

@@ -1,0 +1,146 @@
+//! The KVM virtual machine: guest RAM and host windows as memory slots,
+//! ioeventfds for doorbells, and the CPUID the vCPUs get.
+//!
+//! The VM has no in-kernel interrupt controller: nothing in this machine
+//! raises interrupts, and the TLB-shootdown NMI is injected with
+//! `KVM_NMI`, which needs none.
+
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
+use thiserror::Error;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::memory::{GuestMem, HostWindow};
+
+/// Where KVM's real-mode TSS goes (three pages, never used in long mode;
+/// set because Intel KVM expects it). It lies in the 32-bit hole above
+/// the BAR windows.
+const KVM_TSS_ADDR: usize = 0xfffb_d000;
+
+/// Errors setting up the VM.
+#[derive(Debug, Error)]
+pub enum VmError {
+    /// `/dev/kvm` could not be opened.
+    #[error("cannot open /dev/kvm: {0}")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    /// A required KVM capability is missing.
+    #[error("KVM lacks the {0} capability")]
+    MissingCap(&'static str),
+    /// `KVM_CREATE_VM` failed.
+    #[error("cannot create the VM: {0}")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    /// `KVM_SET_TSS_ADDR` failed.
+    #[error("cannot set the TSS address: {0}")]
+    TssAddr(#[source] kvm_ioctls::Error),
+    /// `KVM_SET_USER_MEMORY_REGION` failed.
+    #[error("cannot register memory slot {slot} at {gpa:#x} ({size:#x} bytes): {source}")]
+    MemorySlot {
+        /// Slot number.
+        slot: u32,
+        /// Guest-physical base.
+        gpa: u64,
+        /// Size.
+        size: u64,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// `KVM_IOEVENTFD` failed.
+    #[error("cannot register an ioeventfd at {addr:#x}: {source}")]
+    IoEvent {
+        /// Guest-physical address.
+        addr: u64,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// `KVM_GET_SUPPORTED_CPUID` failed.
+    #[error("cannot read the supported CPUID: {0}")]
+    Cpuid(#[source] kvm_ioctls::Error),
+}
+
+/// One KVM VM.
+#[derive(Debug)]
+pub struct Vm {
+    fd: VmFd,
+    cpuid: CpuId,
+    next_slot: u32,
+}
+
+impl Vm {
+    /// Opens KVM and creates a VM with no memory yet.
+    pub fn new() -> Result<Self, VmError> {
+        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        for (cap, name) in [
+            (Cap::UserMemory, "user memory"),
+            (Cap::Ioeventfd, "ioeventfd"),
+            (Cap::SetTssAddr, "set TSS address"),
+            (Cap::ExtCpuid, "extended CPUID"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(VmError::MissingCap(name));
+            }
+        }
+        let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
+        fd.set_tss_address(KVM_TSS_ADDR).map_err(VmError::TssAddr)?;
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
+        Ok(Vm { fd, cpuid, next_slot: 0 })
+    }
+
+    /// The VM fd (to create vCPUs).
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// The CPUID KVM supports, which every vCPU gets.
+    pub fn cpuid(&self) -> &CpuId {
+        &self.cpuid
+    }
+
+    /// Registers every region of guest RAM as a memory slot.
+    pub fn register_memory(&mut self, mem: &GuestMem) -> Result<(), VmError> {
+        for region in mem.iter() {
+            let host = region.as_ptr() as u64;
+            self.add_slot(region.start_addr().0, region.len(), host)?;
+        }
+        Ok(())
+    }
+
+    /// Registers a passed-through BAR window: guest accesses hit the host
+    /// mapping directly and never exit.
+    pub fn register_window(&mut self, w: &HostWindow) -> Result<(), VmError> {
+        self.add_slot(w.gpa().0, w.size(), w.host_addr())
+    }
+
+    fn add_slot(&mut self, gpa: u64, size: u64, host: u64) -> Result<(), VmError> {
+        let slot = self.next_slot;
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: host,
+        };
+        // SAFETY: `host..host + size` is a live mapping owned by guest
+        // memory or a `HostWindow`, both of which the VMM keeps alive for
+        // as long as the VM (and so the slot) exists. The slot number is
+        // fresh, so no existing slot is replaced.
+        unsafe { self.fd.set_user_memory_region(region) }.map_err(|source| VmError::MemorySlot {
+            slot,
+            gpa,
+            size,
+            source,
+        })?;
+        self.next_slot += 1;
+        Ok(())
+    }
+
+    /// Makes a guest write of any size to MMIO address `addr` signal `evt`
+    /// inside KVM, without an exit to the VMM.
+    pub fn register_ioevent(&self, evt: &EventFd, addr: u64) -> Result<(), VmError> {
+        self.fd
+            .register_ioevent(evt, &IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
+            .map_err(|source| VmError::IoEvent { addr, source })
+    }
+}
