@@ -9,10 +9,12 @@
 //! - [`legacy`]: the 16550 serial port (COM1, port `0x3f8`) and the QEMU
 //!   `isa-debug-exit` style exit port (`0xf4`).
 //! - [`bar`]: a BAR register file with a computed register and a doorbell
-//!   wired to an eventfd (an ioeventfd once the VMM registers it).
+//!   wired to an eventfd (an ioeventfd once the VMM registers it), and the
+//!   guest-mm providers that map BAR windows.
 //!
-//! What this crate does not do: it does not talk to KVM, does not map
-//! memory and does not run vCPUs. Event-loop subscribers for the fds a
+//! What this crate does not do: it does not talk to KVM, does not build
+//! page tables (its providers only describe mappings to guest-mm) and does
+//! not run vCPUs. Event-loop subscribers for the fds a
 //! device owns live beside the device (`*_handler.rs`).
 
 // Tests may unwrap: a failed unwrap is a failed test.
@@ -22,6 +24,6 @@ pub mod bar;
 pub mod bus;
 pub mod legacy;
 
-pub use bar::{BarDevice, BarError, DoorbellHandler};
+pub use bar::{BarDevice, BarError, BarProvider, BarRegionProvider, BarWindow, DoorbellHandler};
 pub use bus::{Bus, BusDevice, BusError, BusKind, SharedDevice};
 pub use legacy::{ExitLatch, ExitPort, SerialDevice, SerialInputHandler};

@@ -11,8 +11,10 @@
 //! | [`PERCPU_PA`] + i * [`PERCPU_SIZE`] | per-vCPU TSS, scratch, stacks |
 //! | `[0, KERNEL_REGION_SIZE)`  | all of the above: reserved for the VMM |
 //! | [`TABLES_PA`]              | page-table pages (guest-mm's allocator) |
-//! | [`POOL_PA`]                | kernel page pool (guest-mm) |
-//! | [`LOAD_PA`] ..             | the guest program image and stack, then free RAM |
+//! | [`POOL_PA`]                | kernel page pool (zero pages, page buffers) |
+//! | [`LOAD_PA`]                | the guest program image and stacks |
+//! | [`HUGE_PA`]                | the huge-page region (2 MiB pages) |
+//! | [`FREE_PA`] ..             | free guest RAM (mappable through the guest-RAM provider) |
 //!
 //! The kernel region is mapped supervisor-only at [`KERNEL_VA`] + its
 //! physical address (the top 512 GiB of the upper half); the guest program
@@ -67,8 +69,16 @@ pub const POOL_PA: u64 = TABLES_PA + TABLES_SIZE;
 pub const POOL_SIZE: u64 = 0x80_0000;
 /// First guest-physical address for the program image.
 pub const LOAD_PA: u64 = POOL_PA + POOL_SIZE;
+/// Size of the load region.
+pub const LOAD_SIZE: u64 = 0xc0_0000;
+/// Base of the huge-page region (2 MiB aligned).
+pub const HUGE_PA: u64 = LOAD_PA + LOAD_SIZE;
+/// Size of the huge-page region.
+pub const HUGE_SIZE: u64 = 0x100_0000;
+/// First byte of free guest RAM.
+pub const FREE_PA: u64 = HUGE_PA + HUGE_SIZE;
 /// Smallest guest memory the layout works with.
-pub const MIN_MEM_SIZE: u64 = LOAD_PA + 0x80_0000;
+pub const MIN_MEM_SIZE: u64 = FREE_PA + 0x100_0000;
 
 /// Virtual base of the supervisor mapping of the kernel region.
 pub const KERNEL_VA: u64 = 0xffff_ff80_0000_0000;
@@ -111,5 +121,6 @@ const _: () = {
     assert!(percpu::TSS + 0x68 + 8192 < percpu::SCRATCH);
     assert!(percpu::SCRATCH + PAGE_SIZE <= percpu::IST_EXC_TOP - 0x4000);
     assert!(TABLES_PA + TABLES_SIZE == POOL_PA);
+    assert!(HUGE_PA % (2 << 20) == 0 && HUGE_SIZE % (2 << 20) == 0);
     assert!(user_stack_top(MAX_VCPUS) > BUILTIN_DATA_VA + (1 << 24));
 };

@@ -151,6 +151,8 @@ impl BusDevice for BarDevice {
         self.reads = self.reads.wrapping_add(1);
         if let Some(r) = self.scratch_range(offset, data.len()) {
             data.copy_from_slice(&self.scratch[r]);
+        } else if offset >= REGISTER_FILE_LEN && offset < self.size && in_one_register(offset, data.len()) {
+            put_le_value(data, echo_value(offset) >> ((offset % 8) * 8));
         } else if in_one_register(offset, data.len()) {
             let reg = offset & !7;
             match self.register(reg) {
@@ -255,9 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn echo_region_names_its_offset() {
+        let mut dev = BarDevice::new(0x3000).unwrap();
+        assert_eq!(read(&mut dev, 0x1800, 8), echo_value(0x1800));
+        assert_eq!(read(&mut dev, 0x2ff8, 8), ECHO_TAG | 0x2ff8);
+        assert_eq!(read(&mut dev, 0x1804, 4), (ECHO_TAG | 0x1800) >> 32);
+        assert_eq!(read(&mut dev, 0x3000, 8), u64::MAX);
+        dev.write(0x1800, &[1; 8]);
+        assert_eq!(read(&mut dev, 0x1800, 8), echo_value(0x1800));
+    }
+
+    #[test]
     fn bad_accesses_read_all_ones() {
         let mut dev = BarDevice::new(0x2000).unwrap();
-        assert_eq!(read(&mut dev, 0x1800, 4), 0xffff_ffff);
         assert_eq!(read(&mut dev, 0x40, 8), u64::MAX);
         // Straddling two registers.
         assert_eq!(read(&mut dev, DATA + 6, 4), 0xffff_ffff);

@@ -3,7 +3,10 @@
 //! Every register is 64 bits wide at an 8-byte aligned offset; an access
 //! of 1, 2, 4 or 8 bytes that lies inside one register reads or writes
 //! those bytes of it (little endian). The scratch area is plain memory.
-//! Anything else in the window reads as all-ones and ignores writes.
+//! Beyond the register file, every naturally aligned 8 bytes read as
+//! [`echo_value`] of their offset, so a mapping of any page of the window
+//! proves which page it reached. Anything else reads as all-ones; writes
+//! outside the writable registers are ignored.
 //!
 //! | offset | name             | access | meaning |
 //! |--------|------------------|--------|---------|
@@ -16,6 +19,7 @@
 //! | 0x30   | `DOORBELL`       | WO     | any write rings; wired to an ioeventfd, so it does not exit to the VMM |
 //! | 0x38   | `DOORBELL_COUNT` | RO     | rings seen so far |
 //! | 0x100..0x1000 | `SCRATCH` | RW     | byte-addressable memory |
+//! | 0x1000..      | `ECHO`    | RO     | [`echo_value`]`(offset)` |
 
 /// Identification register.
 pub const ID: u64 = 0x00;
@@ -45,6 +49,14 @@ pub const BAR_ID: u64 = 0x3152_4142_2d4d_4d47;
 /// complement rotated left by 13, so no plain memory could echo it.
 pub const fn check_value(data: u64) -> u64 {
     (!data).rotate_left(13)
+}
+
+/// Tag in the high bits of [`echo_value`].
+pub const ECHO_TAG: u64 = 0xec40_0000_0000_0000;
+
+/// What the 8 bytes at `offset` (beyond the register file) read as.
+pub const fn echo_value(offset: u64) -> u64 {
+    ECHO_TAG | (offset & !7)
 }
 
 /// `LAST_ACCESS` encoding: bits 0..32 offset, bits 32..40 size in bytes,
