@@ -35,16 +35,7 @@ impl VmaDesc {
     /// A descriptor for `[start, end)`. `end` must be page aligned and
     /// greater than `start` (the pipeline's setup guarantees it).
     pub fn new(start: GuestVirtAddr, end: u64, pgoff: u64, flags: VmFlags, page_prot: PageProt) -> Self {
-        VmaDesc {
-            start,
-            end,
-            pgoff,
-            flags,
-            page_prot,
-            ops: None,
-            private: None,
-            action: MmapAction::default(),
-        }
+        VmaDesc { start, end, pgoff, flags, page_prot, ops: None, private: None, action: MmapAction::default() }
     }
 
     /// First address (read-only).
@@ -105,12 +96,7 @@ impl VmaDesc {
     /// `mmap_action_remap()`: map `size` bytes of frames from `pfn` at
     /// `start`.
     pub fn mmap_action_remap(&mut self, start: GuestVirtAddr, pfn: Pfn, size: u64) {
-        self.action.kind = ActionKind::Remap {
-            start,
-            pfn,
-            size,
-            io: false,
-        };
+        self.action.kind = ActionKind::Remap { start, pfn, size, io: false };
     }
 
     /// `mmap_action_remap_full()`: the whole VMA from `pfn`.
@@ -120,12 +106,7 @@ impl VmaDesc {
 
     /// `mmap_action_ioremap()`: as remap, for I/O memory.
     pub fn mmap_action_ioremap(&mut self, start: GuestVirtAddr, pfn: Pfn, size: u64) {
-        self.action.kind = ActionKind::Remap {
-            start,
-            pfn,
-            size,
-            io: true,
-        };
+        self.action.kind = ActionKind::Remap { start, pfn, size, io: true };
     }
 
     /// `mmap_action_ioremap_full()`.
@@ -142,12 +123,7 @@ impl VmaDesc {
 
     /// `mmap_action_map_kernel_pages()`: `nr_pages` of `pages` from `start`.
     pub fn mmap_action_map_kernel_pages(&mut self, start: GuestVirtAddr, pages: PageArray, nr_pages: u64) {
-        self.action.kind = ActionKind::MapKernelPages {
-            start,
-            pages,
-            nr_pages,
-            pgoff: self.pgoff,
-        };
+        self.action.kind = ActionKind::MapKernelPages { start, pages, nr_pages, pgoff: self.pgoff };
     }
 
     /// `mmap_action_map_kernel_pages_full()`: the whole VMA; `pages` must
@@ -163,6 +139,7 @@ impl VmaDesc {
     }
 
     /// The action (crate-internal: write-only to providers).
+    #[cfg(test)]
     pub(crate) fn action(&self) -> &MmapAction {
         &self.action
     }

@@ -45,16 +45,11 @@ bitflags! {
 }
 
 /// Flags set by every remap (`VM_REMAP_FLAGS` in the seeds).
-pub const VM_REMAP_FLAGS: VmFlags = VmFlags::IO
-    .union(VmFlags::PFNMAP)
-    .union(VmFlags::DONTEXPAND)
-    .union(VmFlags::DONTDUMP);
+pub const VM_REMAP_FLAGS: VmFlags =
+    VmFlags::IO.union(VmFlags::PFNMAP).union(VmFlags::DONTEXPAND).union(VmFlags::DONTDUMP);
 
 /// Flags that forbid merging a VMA with its neighbours (`VM_SPECIAL`).
-pub const VM_SPECIAL: VmFlags = VmFlags::IO
-    .union(VmFlags::DONTEXPAND)
-    .union(VmFlags::PFNMAP)
-    .union(VmFlags::MIXEDMAP);
+pub const VM_SPECIAL: VmFlags = VmFlags::IO.union(VmFlags::DONTEXPAND).union(VmFlags::PFNMAP).union(VmFlags::MIXEDMAP);
 
 /// The access bits a caller may request and mprotect may change.
 pub const VM_ACCESS_FLAGS: VmFlags = VmFlags::READ.union(VmFlags::WRITE).union(VmFlags::EXEC);
@@ -113,13 +108,8 @@ pub struct PageProt {
 
 impl PageProt {
     /// No access at all (entries are not written).
-    pub const NONE: PageProt = PageProt {
-        present: false,
-        writable: false,
-        user: true,
-        no_execute: true,
-        cache: CacheMode::WriteBack,
-    };
+    pub const NONE: PageProt =
+        PageProt { present: false, writable: false, user: true, no_execute: true, cache: CacheMode::WriteBack };
 
     /// The protection a user mapping with `flags` gets (`vm_get_page_prot`).
     /// Write implies read on x86; a private writable mapping is mapped

@@ -24,7 +24,7 @@ pub mod paging;
 pub mod provider;
 pub mod providers;
 pub mod range;
-// pub mod space; // (enabled once paging lands)
+pub mod space;
 pub mod vma;
 
 pub use action::{ActionKind, PageArray, PageRun};
@@ -33,8 +33,8 @@ pub use desc::VmaDesc;
 pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
 pub use frames::{Frames, MapCounts, PhysLayout, PoolPages, TableAllocator};
+pub use paging::{FlushSet, Leaf, MapStats, PageTables, SplitRecord, Translation, Unmapped, PAT_MSR_VALUE};
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
-// pub use space::{AddressSpace, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats};
+pub use space::{AddressSpace, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats};
 pub use vma::{Vma, VmaOps, VmaTree};
-pub use paging::{FlushSet, Leaf, MapStats, PageTables, SplitRecord, Translation, Unmapped, PAT_MSR_VALUE};

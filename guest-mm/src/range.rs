@@ -17,12 +17,7 @@ use crate::vma::Vma;
 /// assert!(!range_is_subset(0x1000, 0x3000, 0x1000, 0x3001));
 /// ```
 #[inline]
-pub const fn range_is_subset(
-    outer_start: u64,
-    outer_end: u64,
-    inner_start: u64,
-    inner_end: u64,
-) -> bool {
+pub const fn range_is_subset(outer_start: u64, outer_end: u64, inner_start: u64, inner_end: u64) -> bool {
     outer_start <= inner_start && inner_end <= outer_end && inner_start <= inner_end
 }
 
@@ -59,11 +54,7 @@ mod tests {
             (0, u64::MAX, 0, u64::MAX, true),
         ];
         for &(os, oe, is, ie, want) in cases {
-            assert_eq!(
-                range_is_subset(os, oe, is, ie),
-                want,
-                "outer [{os:#x},{oe:#x}) inner [{is:#x},{ie:#x})"
-            );
+            assert_eq!(range_is_subset(os, oe, is, ie), want, "outer [{os:#x},{oe:#x}) inner [{is:#x},{ie:#x})");
         }
     }
 

@@ -21,14 +21,10 @@ pub fn complete<M: GuestMemory>(
     let prot = vma.page_prot();
     match kind {
         ActionKind::Nothing => Ok(MapStats::default()),
-        ActionKind::Remap { start, pfn, size, .. } => {
-            pt.map_range(*start, pfn.addr(), *size, prot, PageSize::Size1G)
-        }
+        ActionKind::Remap { start, pfn, size, .. } => pt.map_range(*start, pfn.addr(), *size, prot, PageSize::Size1G),
         // Prepare always rewrites it into an I/O remap.
         ActionKind::SimpleIoRemap { .. } => Err(MmError::Invalid("simple I/O remap was not prepared")),
-        ActionKind::MapKernelPages {
-            start, pages, nr_pages, ..
-        } => {
+        ActionKind::MapKernelPages { start, pages, nr_pages, .. } => {
             let pages = pages
                 .as_slice()
                 .get(..*nr_pages as usize)

@@ -26,20 +26,12 @@ impl PageArray {
     /// The whole of `pfns`.
     pub fn new(pfns: Arc<[Pfn]>) -> Self {
         let len = pfns.len();
-        PageArray {
-            pfns,
-            offset: 0,
-            len,
-            _hold: None,
-        }
+        PageArray { pfns, offset: 0, len, _hold: None }
     }
 
     /// The whole of `pfns`, keeping `hold` alive as long as the array.
     pub fn with_hold(pfns: Arc<[Pfn]>, hold: Arc<dyn Any + Send + Sync>) -> Self {
-        PageArray {
-            _hold: Some(hold),
-            ..PageArray::new(pfns)
-        }
+        PageArray { _hold: Some(hold), ..PageArray::new(pfns) }
     }
 
     /// Entries `[from, from + len)` of this array, or `None` when out of
@@ -51,12 +43,7 @@ impl PageArray {
         if end > self.len {
             return None;
         }
-        Some(PageArray {
-            pfns: self.pfns.clone(),
-            offset: self.offset + from,
-            len,
-            _hold: self._hold.clone(),
-        })
+        Some(PageArray { pfns: self.pfns.clone(), offset: self.offset + from, len, _hold: self._hold.clone() })
     }
 
     /// The frames.

@@ -2,10 +2,10 @@
 //! prepare, validated by [`prepare()`] before the VMA exists and carried out
 //! by [`complete()`] after.
 
-// mod complete; // (enabled once paging lands)
+mod complete;
 mod kind;
 mod prepare;
 
-// pub use complete::complete;
+pub use complete::complete;
 pub use kind::{ActionKind, ErrorHook, MmapAction, PageArray, PageRun, SuccessHook};
 pub use prepare::{prepare, simple_ioremap_prep};

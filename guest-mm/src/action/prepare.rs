@@ -23,9 +23,9 @@ pub fn prepare(desc: &mut VmaDesc, layout: &PhysLayout) -> Result<(), MmError> {
             // One level of recursion, as in the seeds.
             return prepare(desc, layout);
         }
-        ActionKind::MapKernelPages {
-            start, pages, nr_pages, ..
-        } => map_kernel_pages_prepare(desc, *start, pages, *nr_pages, layout),
+        ActionKind::MapKernelPages { start, pages, nr_pages, .. } => {
+            map_kernel_pages_prepare(desc, *start, pages, *nr_pages, layout)
+        }
         ActionKind::MapKernelPagesDiscontig { runs } => {
             let mut spans: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
             for run in runs {
@@ -57,18 +57,10 @@ fn remap_prepare(
     layout: &PhysLayout,
 ) -> Result<(), MmError> {
     if !start.is_aligned(PAGE_SIZE) {
-        return Err(MmError::Misaligned {
-            what: "remap start",
-            value: start.raw(),
-            align: PAGE_SIZE,
-        });
+        return Err(MmError::Misaligned { what: "remap start", value: start.raw(), align: PAGE_SIZE });
     }
     if size == 0 || size % PAGE_SIZE != 0 {
-        return Err(MmError::Misaligned {
-            what: "remap size",
-            value: size,
-            align: PAGE_SIZE,
-        });
+        return Err(MmError::Misaligned { what: "remap size", value: size, align: PAGE_SIZE });
     }
     let end = start.checked_end(size)?;
     if !range_in_vma_desc(Some(desc), start.raw(), end) {
@@ -80,10 +72,7 @@ fn remap_prepare(
         });
     }
     let pages = size >> PAGE_SHIFT;
-    let last = pfn.checked_add(pages).ok_or(MmError::Overflow {
-        addr: pfn.0,
-        len: size,
-    })?;
+    let last = pfn.checked_add(pages).ok_or(MmError::Overflow { addr: pfn.0, len: size })?;
     if last.0 > MAX_PFN {
         return Err(MmError::Invalid("frame beyond the physical address width"));
     }
@@ -118,10 +107,7 @@ fn get_remap_pgoff(desc: &mut VmaDesc, start: u64, end: u64, pfn: Pfn) -> Result
 /// `[start_phys, start_phys + size)`. A sub-page start is tolerated and
 /// rounded down, as the kernel historically allows for I/O memory.
 pub fn simple_ioremap_prep(vm_len: u64, vm_pgoff: u64, start_phys: u64, size: u64) -> Result<Pfn, MmError> {
-    let overflow = MmError::Overflow {
-        addr: start_phys,
-        len: size,
-    };
+    let overflow = MmError::Overflow { addr: start_phys, len: size };
     // Does the physical region wrap?
     start_phys.checked_add(size).ok_or(overflow.clone())?;
     let size = size.checked_add(start_phys & !PAGE_MASK).ok_or(overflow.clone())?;
@@ -156,21 +142,11 @@ fn map_kernel_pages_prepare(
     }
     desc.set_flags(VmFlags::MIXEDMAP);
     if !start.is_aligned(PAGE_SIZE) {
-        return Err(MmError::Misaligned {
-            what: "page array start",
-            value: start.raw(),
-            align: PAGE_SIZE,
-        });
+        return Err(MmError::Misaligned { what: "page array start", value: start.raw(), align: PAGE_SIZE });
     }
-    let outside = |end: u64| MmError::OutsideVma {
-        start: start.raw(),
-        end,
-        vma_start: desc.start().raw(),
-        vma_end: desc.end(),
-    };
-    let end = pages_to_bytes(nr_pages)
-        .and_then(|len| start.raw().checked_add(len))
-        .ok_or(outside(u64::MAX))?;
+    let outside =
+        |end: u64| MmError::OutsideVma { start: start.raw(), end, vma_start: desc.start().raw(), vma_end: desc.end() };
+    let end = pages_to_bytes(nr_pages).and_then(|len| start.raw().checked_add(len)).ok_or(outside(u64::MAX))?;
     if !range_in_vma_desc(Some(desc), start.raw(), end) {
         return Err(outside(end));
     }
@@ -202,13 +178,7 @@ mod tests {
 
     fn desc(pages: u64, flags: VmFlags) -> VmaDesc {
         let f = flags | VmFlags::MAYREAD | VmFlags::MAYWRITE;
-        VmaDesc::new(
-            GuestVirtAddr::try_new(START).unwrap(),
-            START + pages * PAGE_SIZE,
-            0,
-            f,
-            PageProt::from_flags(f),
-        )
+        VmaDesc::new(GuestVirtAddr::try_new(START).unwrap(), START + pages * PAGE_SIZE, 0, f, PageProt::from_flags(f))
     }
 
     fn va(a: u64) -> GuestVirtAddr {
@@ -219,10 +189,12 @@ mod tests {
         PageArray::new(pfns.iter().map(|&p| Pfn(p)).collect::<Vec<_>>().into())
     }
 
+    /// (vm_len, pgoff, phys, size, expected pfn or errno)
+    type PrepCase = (u64, u64, u64, u64, Result<u64, i32>);
+
     #[test]
     fn simple_ioremap_prep_table() {
-        // (vm_len, pgoff, phys, size, expected pfn or errno)
-        let cases: &[(u64, u64, u64, u64, Result<u64, i32>)] = &[
+        let cases: &[PrepCase] = &[
             (0x1000, 0, 0x1000_0000, 0x1000, Ok(0x10000)),
             // sub-page start: rounded down, the tail page still counts
             (0x2000, 0, 0x1000_0800, 0x1800, Ok(0x10000)),
@@ -347,10 +319,7 @@ mod tests {
     #[test]
     fn discontig_runs() {
         let l = layout();
-        let run = |a: u64, p: &[u64]| PageRun {
-            start: va(a),
-            pages: arr(p),
-        };
+        let run = |a: u64, p: &[u64]| PageRun { start: va(a), pages: arr(p) };
         let mut d = desc(8, VmFlags::READ);
         d.mmap_action_map_kernel_pages_discontig(vec![run(START, &[1, 2]), run(START + 0x5000, &[7])]);
         prepare(&mut d, &l).unwrap();

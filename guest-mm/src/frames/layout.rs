@@ -29,10 +29,7 @@ impl PhysLayout {
             })
             .collect();
         ram.sort();
-        PhysLayout {
-            ram,
-            reserved: Vec::new(),
-        }
+        PhysLayout { ram, reserved: Vec::new() }
     }
 
     /// Marks `[base, base + size)` as the VMM's own: never mappable.
@@ -70,11 +67,7 @@ impl PhysLayout {
     /// The first reserved frame in `[pfn, pfn + n)`, if any.
     pub fn reserved_in(&self, pfn: Pfn, n: u64) -> Option<Pfn> {
         let end = pfn.0.saturating_add(n);
-        self.reserved
-            .iter()
-            .filter(|&&(s, e)| s.0 < end && pfn.0 < e.0)
-            .map(|&(s, _)| Pfn(s.0.max(pfn.0)))
-            .min()
+        self.reserved.iter().filter(|&&(s, e)| s.0 < end && pfn.0 < e.0).map(|&(s, _)| Pfn(s.0.max(pfn.0))).min()
     }
 
     /// Checks that every frame of a page array is guest RAM (`EFAULT`
@@ -110,7 +103,8 @@ mod tests {
     use super::*;
 
     fn layout() -> PhysLayout {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(4 << 20), 1 << 20)]).unwrap();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(4 << 20), 1 << 20)])
+            .unwrap();
         let mut l = PhysLayout::from_memory(&mem);
         l.reserve(GuestAddress(0x80000), 0x10000);
         l

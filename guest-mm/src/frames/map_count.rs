@@ -17,10 +17,7 @@ pub struct MapCounts {
 impl MapCounts {
     /// Counts for frames `0..nr_frames` (all start at zero).
     pub fn new(nr_frames: u64) -> Self {
-        MapCounts {
-            counts: vec![0; nr_frames as usize],
-            total: 0,
-        }
+        MapCounts { counts: vec![0; nr_frames as usize], total: 0 }
     }
 
     /// Number of frames tracked.

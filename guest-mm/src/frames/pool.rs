@@ -59,16 +59,9 @@ impl Frames {
         let (first, end) = match pool {
             Some((base, size)) => {
                 if base.0 % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
-                    return Err(MmError::Misaligned {
-                        what: "pool region",
-                        value: base.0 | size,
-                        align: PAGE_SIZE,
-                    });
+                    return Err(MmError::Misaligned { what: "pool region", value: base.0 | size, align: PAGE_SIZE });
                 }
-                let end = base.0.checked_add(size).ok_or(MmError::Overflow {
-                    addr: base.0,
-                    len: size,
-                })? >> PAGE_SHIFT;
+                let end = base.0.checked_add(size).ok_or(MmError::Overflow { addr: base.0, len: size })? >> PAGE_SHIFT;
                 if end > ram_frames {
                     return Err(MmError::Invalid("pool region outside guest RAM"));
                 }
@@ -109,10 +102,7 @@ impl Frames {
             st.owned[(p.0 - first) as usize] = true;
         }
         drop(st);
-        Ok(PoolPages {
-            frames: self.clone(),
-            pfns: pfns.into(),
-        })
+        Ok(PoolPages { frames: self.clone(), pfns: pfns.into() })
     }
 
     /// Pool pages free.
@@ -139,8 +129,7 @@ impl PoolPages {
     pub fn zero<M: GuestMemory>(&self, mem: &M) -> Result<(), MmError> {
         static ZERO: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
         for p in self.pfns.iter() {
-            mem.write_slice(&ZERO, p.addr())
-                .map_err(|_| MmError::GuestMemory { addr: p.addr().0 })?;
+            mem.write_slice(&ZERO, p.addr()).map_err(|_| MmError::GuestMemory { addr: p.addr().0 })?;
         }
         Ok(())
     }

@@ -28,23 +28,12 @@ impl TableAllocator {
     /// An allocator over `[base, base + size)`; both must be page aligned.
     pub fn new(base: GuestAddress, size: u64) -> Result<Self, MmError> {
         if base.0 % PAGE_SIZE != 0 {
-            return Err(MmError::Misaligned {
-                what: "table region base",
-                value: base.0,
-                align: PAGE_SIZE,
-            });
+            return Err(MmError::Misaligned { what: "table region base", value: base.0, align: PAGE_SIZE });
         }
         if size == 0 || size % PAGE_SIZE != 0 {
-            return Err(MmError::Misaligned {
-                what: "table region size",
-                value: size,
-                align: PAGE_SIZE,
-            });
+            return Err(MmError::Misaligned { what: "table region size", value: size, align: PAGE_SIZE });
         }
-        let end = base.0.checked_add(size).ok_or(MmError::Overflow {
-            addr: base.0,
-            len: size,
-        })?;
+        let end = base.0.checked_add(size).ok_or(MmError::Overflow { addr: base.0, len: size })?;
         let first = Pfn::containing(base);
         Ok(TableAllocator {
             first,
@@ -170,6 +159,6 @@ mod tests {
         assert!(TableAllocator::new(GuestAddress(1), PAGE_SIZE).is_err());
         assert!(TableAllocator::new(GuestAddress(0), 0).is_err());
         assert!(TableAllocator::new(GuestAddress(0), 100).is_err());
-        assert!(TableAllocator::new(GuestAddress(u64::MAX & !0xfff), 2 * PAGE_SIZE).is_err());
+        assert!(TableAllocator::new(GuestAddress(!0xfff), 2 * PAGE_SIZE).is_err());
     }
 }

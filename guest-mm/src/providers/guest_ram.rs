@@ -26,10 +26,7 @@ impl GuestRamProvider {
         for &(b, s) in forbidden {
             f.reserve(b, s);
         }
-        GuestRamProvider {
-            layout: layout.clone(),
-            forbidden: f,
-        }
+        GuestRamProvider { layout: layout.clone(), forbidden: f }
     }
 }
 
@@ -54,10 +51,7 @@ impl MmapProvider for GuestRamProvider {
             return Err(MmError::Invalid("range is not guest RAM"));
         }
         if self.forbidden.reserved_in(Pfn(pgoff), desc.pages()).is_some() {
-            return Err(MmError::NotAllowed {
-                start: offset,
-                end: offset + size,
-            });
+            return Err(MmError::NotAllowed { start: offset, end: offset + size });
         }
         desc.mmap_action_remap_full(Pfn(pgoff));
         // Failures after the VMA existed are reported as EAGAIN.

@@ -46,11 +46,7 @@ impl HugePageProvider {
         }
         let align = page.bytes();
         if base.0 % align != 0 || size % align != 0 || size == 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page region",
-                value: base.0 | size,
-                align,
-            });
+            return Err(MmError::Misaligned { what: "huge-page region", value: base.0 | size, align });
         }
         Ok(HugePageProvider {
             base: Pfn::containing(base),
@@ -79,11 +75,7 @@ impl MmapProvider for HugePageProvider {
         let huge = self.page.bytes();
         let per = huge >> PAGE_SHIFT;
         if desc.pgoff % per != 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page pgoff",
-                value: desc.pgoff,
-                align: per,
-            });
+            return Err(MmError::Misaligned { what: "huge-page pgoff", value: desc.pgoff, align: per });
         }
         if !desc.start().is_aligned(huge) || desc.size() % huge != 0 {
             return Err(MmError::Misaligned {
@@ -101,10 +93,7 @@ impl MmapProvider for HugePageProvider {
         let live = self.live.clone();
         desc.set_success_hook(Box::new(move |vma| {
             live.fetch_add(1, Ordering::Relaxed);
-            Ok(Some(Arc::new(HugeVmaState {
-                created_at: vma.start(),
-                live,
-            })))
+            Ok(Some(Arc::new(HugeVmaState { created_at: vma.start(), live })))
         }));
         Ok(())
     }

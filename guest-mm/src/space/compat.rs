@@ -3,7 +3,7 @@
 //! into the VMA (`set_vma_from_desc`) and completes the action. Stacked
 //! callers use it when they hold a VMA rather than a descriptor.
 
-use vm_memory::GuestMemory;
+use vm_memory::GuestMemoryBackend;
 
 use super::AddressSpace;
 use crate::action;
@@ -13,7 +13,7 @@ use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
 
-impl<M: GuestMemory> AddressSpace<M> {
+impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Prepares and completes `provider`'s mapping over the existing,
     /// still unpopulated VMA that starts at `addr`. A failure after the
     /// VMA was updated unmaps it entirely, as the kernel does.

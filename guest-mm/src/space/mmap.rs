@@ -1,9 +1,8 @@
 //! The mmap pipeline: setup, provider prepare, action prepare, VMA,
 //! complete, hooks, merge; with rollback on any failure.
 
-use vm_memory::GuestMemory;
+use vm_memory::GuestMemoryBackend;
 
-use super::rollback::Detached;
 use super::{checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
 use crate::action;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
@@ -13,7 +12,7 @@ use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS};
 use crate::provider::{provider_id, MmapProvider};
 use crate::vma::Vma;
 
-impl<M: GuestMemory> AddressSpace<M> {
+impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Maps `req` through `provider`; see the module docs for the steps.
     pub fn mmap(&mut self, provider: &dyn MmapProvider, req: &MmapRequest) -> Result<Mapped, MmError> {
         // 1. Setup.
@@ -21,10 +20,7 @@ impl<M: GuestMemory> AddressSpace<M> {
         if !(req.prot - VM_ACCESS_FLAGS).is_empty() {
             return Err(MmError::Invalid("unknown protection bits"));
         }
-        req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow {
-            addr: req.pgoff,
-            len,
-        })?;
+        req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow { addr: req.pgoff, len })?;
         let start = self.place(provider, req, len)?;
         let end = start.raw() + len;
         let kernel = start.raw() >= KERNEL_HALF;
@@ -46,11 +42,7 @@ impl<M: GuestMemory> AddressSpace<M> {
         }
 
         // 4. A fixed mapping over existing ones detaches them (atomically).
-        let detached = if self.vmas.intersects(start.raw(), end) {
-            Some(self.detach(start, len)?)
-        } else {
-            None
-        };
+        let detached = if self.vmas.intersects(start.raw(), end) { Some(self.detach(start, len)?) } else { None };
 
         // 5. The VMA, then complete.
         let (parts, mut act) = desc.into_parts();
@@ -77,11 +69,7 @@ impl<M: GuestMemory> AddressSpace<M> {
                 // The action (and any pages it held) is dropped here, after
                 // the mapping holds its own counts.
                 drop(act);
-                Ok(Mapped {
-                    addr: start,
-                    flush,
-                    stats,
-                })
+                Ok(Mapped { addr: start, flush, stats })
             }
             Err(err) => {
                 log::debug!("mmap at {:#x} failed after the VMA existed: {err}", start.raw());
@@ -116,7 +104,11 @@ impl<M: GuestMemory> AddressSpace<M> {
                 let (lo, hi) = self.window;
                 if let Some(hint) = req.addr {
                     if let Ok(end) = checked_range(hint, len) {
-                        if hint.is_aligned(align) && hint.raw() >= lo && end <= hi && !self.vmas.intersects(hint.raw(), end) {
+                        if hint.is_aligned(align)
+                            && hint.raw() >= lo
+                            && end <= hi
+                            && !self.vmas.intersects(hint.raw(), end)
+                        {
                             return Ok(hint);
                         }
                     }

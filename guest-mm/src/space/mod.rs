@@ -23,7 +23,7 @@ mod munmap;
 mod request;
 mod rollback;
 
-use vm_memory::{GuestAddress, GuestMemory};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
@@ -67,7 +67,7 @@ impl SpaceConfig {
 }
 
 /// One guest's address space.
-pub struct AddressSpace<M: GuestMemory> {
+pub struct AddressSpace<M: GuestMemoryBackend> {
     pt: PageTables<M>,
     vmas: VmaTree,
     frames: Frames,
@@ -76,7 +76,7 @@ pub struct AddressSpace<M: GuestMemory> {
     deferred: FlushSet,
 }
 
-impl<M: GuestMemory> AddressSpace<M> {
+impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// An empty address space over `mem`.
     pub fn new(mem: M, cfg: SpaceConfig) -> Result<Self, MmError> {
         let mut layout = PhysLayout::from_memory(&mem);
@@ -100,14 +100,7 @@ impl<M: GuestMemory> AddressSpace<M> {
         }
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
-        Ok(AddressSpace {
-            pt,
-            vmas: VmaTree::new(),
-            frames,
-            layout,
-            window: (lo, hi),
-            deferred: FlushSet::default(),
-        })
+        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
     }
 
     /// The root table (the guest's CR3).
@@ -186,11 +179,7 @@ pub(crate) fn checked_len(len: u64) -> Result<u64, MmError> {
 /// leave its half; returns the exclusive end.
 pub(crate) fn checked_range(addr: GuestVirtAddr, len: u64) -> Result<u64, MmError> {
     if !addr.is_aligned(PAGE_SIZE) {
-        return Err(MmError::Misaligned {
-            what: "address",
-            value: addr.raw(),
-            align: PAGE_SIZE,
-        });
+        return Err(MmError::Misaligned { what: "address", value: addr.raw(), align: PAGE_SIZE });
     }
     addr.checked_end(len)
 }

@@ -1,7 +1,7 @@
 //! mprotect: change the access of a fully mapped range, within what each
 //! VMA's `MAY*` flags allow; split and re-merge VMAs.
 
-use vm_memory::GuestMemory;
+use vm_memory::GuestMemoryBackend;
 
 use super::{checked_len, checked_range, AddressSpace, KERNEL_HALF};
 use crate::addr::GuestVirtAddr;
@@ -9,7 +9,7 @@ use crate::error::MmError;
 use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS};
 use crate::paging::FlushSet;
 
-impl<M: GuestMemory> AddressSpace<M> {
+impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Sets the access of `[addr, addr + len)` to `prot`. `ENOMEM` if part
     /// of it is unmapped, `EACCES` if a VMA may never have that access. On
     /// error nothing changed.

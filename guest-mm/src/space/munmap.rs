@@ -1,14 +1,14 @@
 //! munmap: clear the entries, free emptied tables, drop map counts, and
 //! split or remove the VMAs.
 
-use vm_memory::GuestMemory;
+use vm_memory::GuestMemoryBackend;
 
 use super::{checked_len, checked_range, AddressSpace};
 use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::FlushSet;
 
-impl<M: GuestMemory> AddressSpace<M> {
+impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Unmaps `[addr, addr + len)`. Unmapped parts are skipped, as in
     /// Linux. On error (`ENOMEM` for a huge-leaf split) nothing changed.
     pub fn munmap(&mut self, addr: GuestVirtAddr, len: u64) -> Result<FlushSet, MmError> {

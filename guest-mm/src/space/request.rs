@@ -37,39 +37,22 @@ pub struct MmapRequest {
 impl MmapRequest {
     /// A shared request of `len` bytes with `prot`, placed anywhere.
     pub fn shared(len: u64, prot: VmFlags) -> Self {
-        MmapRequest {
-            len,
-            prot,
-            shared: true,
-            ..Default::default()
-        }
+        MmapRequest { len, prot, shared: true, ..Default::default() }
     }
 
     /// A private request of `len` bytes with `prot`, placed anywhere.
     pub fn private(len: u64, prot: VmFlags) -> Self {
-        MmapRequest {
-            len,
-            prot,
-            ..Default::default()
-        }
+        MmapRequest { len, prot, ..Default::default() }
     }
 
     /// The same request at exactly `addr`.
     pub fn fixed(self, addr: GuestVirtAddr) -> Self {
-        MmapRequest {
-            addr: Some(addr),
-            placement: Placement::Fixed,
-            ..self
-        }
+        MmapRequest { addr: Some(addr), placement: Placement::Fixed, ..self }
     }
 
     /// The same request at exactly `addr`, never replacing.
     pub fn fixed_noreplace(self, addr: GuestVirtAddr) -> Self {
-        MmapRequest {
-            addr: Some(addr),
-            placement: Placement::FixedNoReplace,
-            ..self
-        }
+        MmapRequest { addr: Some(addr), placement: Placement::FixedNoReplace, ..self }
     }
 
     /// The same request with a page offset.

@@ -37,26 +37,14 @@ impl VmaTree {
 
     /// The VMA containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Vma> {
-        self.map
-            .range(..=addr)
-            .next_back()
-            .map(|(_, v)| v)
-            .filter(|v| v.contains(addr))
+        self.map.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
 
     /// VMAs that intersect `[start, end)`, in order.
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
-        let first = self
-            .map
-            .range(..start)
-            .next_back()
-            .filter(|(_, v)| v.end > start)
-            .map(|(k, _)| *k)
-            .unwrap_or(start);
-        self.map
-            .range(first..end)
-            .map(|(_, v)| v)
-            .filter(move |v| v.end > start && v.start.raw() < end)
+        let first =
+            self.map.range(..start).next_back().filter(|(_, v)| v.end > start).map(|(k, _)| *k).unwrap_or(start);
+        self.map.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start.raw() < end)
     }
 
     /// Does anything intersect `[start, end)`?
