@@ -170,7 +170,7 @@ fn mprotect_changes_entries_and_respects_may_flags() {
 fn aligned_1g_io_remap_writes_one_entry_and_unaligned_writes_the_minimum() {
     let mut s = space(&L);
     let w = Window { phys: 4 << 30 };
-    let m = s.mmap(&w, &MmapRequest::shared(1 << 30, RW)).expect("1G");
+    let m = s.mmap(&w, &MmapRequest::shared(1 << 30, RW).fixed(va(1 << 40))).expect("1G");
     assert_eq!(m.stats.entries_written, 1);
     assert_eq!(m.stats.tables_allocated, 1, "only the PDPT");
     let t = s.translate(va(m.addr.raw() + 0x1234_5678)).expect("mapped");
