@@ -113,9 +113,6 @@ mod tests {
     use super::*;
     use crate::flags::CacheMode;
 
-    const K4: u64 = 4 << 10;
-    const M2: u64 = 2 << 20;
-    const G1: u64 = 1 << 30;
 
     #[test]
     fn every_size_and_cache_mode_translates() {

@@ -67,6 +67,13 @@ mod test_util {
     use crate::flags::{PageProt, VmFlags};
     use crate::frames::TableAllocator;
 
+    /// 4 KiB, 2 MiB and 1 GiB, for readable test ranges.
+    pub const K4: u64 = 4 << 10;
+    /// 2 MiB.
+    pub const M2: u64 = 2 << 20;
+    /// 1 GiB.
+    pub const G1: u64 = 1 << 30;
+
     /// The page tables the tests use.
     pub(super) type Tables = PageTables<GuestMemoryMmap<()>>;
 

@@ -99,9 +99,6 @@ mod tests {
     use crate::frames::MapCounts;
     use vm_memory::GuestAddress;
 
-    const K4: u64 = 4 << 10;
-    const M2: u64 = 2 << 20;
-    const G1: u64 = 1 << 30;
 
     fn ro() -> PageProt {
         PageProt::from_flags(VmFlags::READ)

@@ -199,9 +199,6 @@ mod tests {
     use crate::flags::{CacheMode, PageProt, VmFlags};
     use vm_memory::GuestAddress;
 
-    const K4: u64 = 4 << 10;
-    const M2: u64 = 2 << 20;
-    const G1: u64 = 1 << 30;
 
     /// A mixed tree: 1 GiB, 2 MiB and 4 KiB leaves, counted pages, a
     /// PROT_NONE page and a write-combining huge leaf.

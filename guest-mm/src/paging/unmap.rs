@@ -168,9 +168,6 @@ mod tests {
     use crate::addr::PageSize;
     use vm_memory::GuestAddress;
 
-    const K4: u64 = 4 << 10;
-    const M2: u64 = 2 << 20;
-    const G1: u64 = 1 << 30;
 
     fn unmap(pt: &mut Tables, va: u64, len: u64) -> Unmapped {
         let mut counts = MapCounts::new(FRAMES);
