@@ -11,7 +11,7 @@ use crate::arch::tss::{Tss, TSS_SIZE};
 use crate::kernel::abi::{HCALL_VECTOR, KERNEL_PORTS};
 use crate::kernel::{KernelStub, StubError};
 use crate::layout::{self, kernel_va, percpu, percpu_pa, GDT_PA, IDT_PA, PAGE_SIZE, PERCPU_SIZE, STUB_PA, STUB_SIZE};
-use crate::mapper::{Access, BootMapper};
+use crate::mapper::{Access, Mapper};
 use crate::memory::GuestMem;
 
 /// Errors installing the kernel.
@@ -69,7 +69,7 @@ fn words(w: &[u64]) -> Vec<u8> {
 }
 
 /// Writes and maps the kernel for `nr_vcpus` vCPUs.
-pub fn install_kernel(mem: &GuestMem, mapper: &mut BootMapper, nr_vcpus: u8) -> Result<Kernel, BootError> {
+pub fn install_kernel(mem: &GuestMem, mapper: &mut Mapper, nr_vcpus: u8) -> Result<Kernel, BootError> {
     if nr_vcpus == 0 || nr_vcpus > layout::MAX_VCPUS {
         return Err(BootError::TooManyVcpus(nr_vcpus));
     }
@@ -117,7 +117,7 @@ pub fn install_kernel(mem: &GuestMem, mapper: &mut BootMapper, nr_vcpus: u8) -> 
     write(mem, "IDT", IDT_PA, &words(&idt_words))?;
     let idt_limit = (idt_words.len() * 8 - 1) as u16;
 
-    let map = |m: &mut BootMapper, what, pa: u64, len: u64, access| {
+    let map = |m: &mut Mapper, what, pa: u64, len: u64, access| {
         m.map_kernel(kernel_va(pa), pa, len, access).map_err(|source| BootError::Map { what, source })
     };
     map(mapper, "GDT and IDT", GDT_PA, 2 * PAGE_SIZE, Access::RW)?;

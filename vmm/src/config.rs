@@ -187,7 +187,7 @@ impl VmConfig {
     /// Checks the configuration as a whole.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let inv = |m: String| Err(ConfigError::Invalid(m));
-        if self.mem_size < MIN_MEM_SIZE || self.mem_size > DEFAULT_BAR_BASE || !self.mem_size.is_multiple_of(2 << 20) {
+        if self.mem_size < MIN_MEM_SIZE || self.mem_size > DEFAULT_BAR_BASE || self.mem_size & ((2 << 20) - 1) != 0 {
             return inv(format!(
                 "memory must be a multiple of 2 MiB between {} MiB and {} MiB, not {:#x} bytes",
                 MIN_MEM_SIZE >> 20,
@@ -205,7 +205,7 @@ impl VmConfig {
         for (i, b) in self.bars.iter().enumerate() {
             let end = b.base.checked_add(b.size).filter(|&e| e <= 1 << 46);
             let Some(end) = end else { return inv(format!("bar {i}: window wraps or lies beyond 64 TiB")) };
-            if !b.base.is_multiple_of(PAGE_SIZE) || !b.size.is_multiple_of(PAGE_SIZE) || b.size == 0 {
+            if (b.base | b.size) & (PAGE_SIZE - 1) != 0 || b.size == 0 {
                 return inv(format!("bar {i}: base {:#x} and size {:#x} must be page aligned", b.base, b.size));
             }
             if b.backing == BarBacking::Trapped && b.size < devices::bar::registers::REGISTER_FILE_LEN {

@@ -37,6 +37,7 @@ pub mod layout;
 pub mod mapper;
 pub mod memory;
 pub mod program;
+pub mod providers;
 pub mod report;
 pub mod runner;
 pub mod tlb;

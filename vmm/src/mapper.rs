@@ -1,16 +1,24 @@
-//! The VMM's handle on guest-mm at boot: every mapping the VMM makes for
-//! itself (the supervisor kernel region) and for the guest program
-//! (its image and stacks) goes through here, so the page tables come from
-//! guest-mm only.
+//! The VMM's handle on guest-mm: the guest's [`AddressSpace`], through
+//! which every mapping is made, the VMM's own included.
 //!
-//! Today this drives guest-mm's [`PageTables`] directly; once guest-mm's
-//! `AddressSpace` is available the user mappings move to its `mmap` (with
-//! a map-kernel-pages provider) and this is the one place to change.
+//! - Boot: the program image and stacks are mapped with a map-kernel-pages
+//!   provider ([`ImageProvider`]) at fixed user addresses; the supervisor
+//!   kernel region (GDT, IDT, TSS, stub, stacks) lives in frames the
+//!   address space treats as reserved (no provider may ever map them), so
+//!   it is mapped with guest-mm's page-table API directly, in the upper
+//!   half, where guest requests never reach.
+//! - Run time: `mmap`, `munmap`, `mprotect` hypercalls go through
+//!   [`AddressSpace`]'s pipeline (see `hypercall::mm`).
 
-use guest_mm::{CacheMode, GuestVirtAddr, MapCounts, MmError, PageProt, PageSize, PageTables, Pfn, TableAllocator};
+use std::sync::Arc;
+
+use guest_mm::{
+    AddressSpace, CacheMode, GuestVirtAddr, MmError, MmapProvider, MmapRequest, PageArray, PageProt, PageSize,
+    PageTables, Pfn, SpaceConfig, VmFlags, VmaDesc,
+};
 use vm_memory::GuestAddress;
 
-use crate::layout::{PAGE_SIZE, TABLES_PA, TABLES_SIZE};
+use crate::layout::{KERNEL_REGION_SIZE, POOL_PA, POOL_SIZE, TABLES_PA, TABLES_SIZE};
 use crate::memory::GuestMem;
 
 /// Access rights of a boot mapping.
@@ -30,53 +38,107 @@ impl Access {
     /// Code.
     pub const RX: Access = Access { write: false, exec: true };
 
-    fn prot(self, user: bool) -> PageProt {
-        PageProt { present: true, writable: self.write, user, no_execute: !self.exec, cache: CacheMode::WriteBack }
+    fn vm_flags(self) -> VmFlags {
+        let mut f = VmFlags::READ;
+        if self.write {
+            f |= VmFlags::WRITE;
+        }
+        if self.exec {
+            f |= VmFlags::EXEC;
+        }
+        f
     }
 }
 
-/// Builds the boot mappings.
-pub struct BootMapper {
-    pt: PageTables<GuestMem>,
-    counts: MapCounts,
+/// Maps the frames of the program image (map-kernel-pages of an array
+/// the VMM allocated and filled).
+pub struct ImageProvider {
+    pages: PageArray,
 }
 
-impl std::fmt::Debug for BootMapper {
+impl ImageProvider {
+    /// A provider for `pages`, one per 4 KiB of the mapping.
+    pub fn new(pages: &[Pfn]) -> Self {
+        ImageProvider { pages: PageArray::new(Arc::from(pages)) }
+    }
+}
+
+impl MmapProvider for ImageProvider {
+    fn name(&self) -> &str {
+        "image"
+    }
+
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        desc.mmap_action_map_kernel_pages_full(self.pages.clone());
+        Ok(())
+    }
+}
+
+/// The guest's address space.
+pub struct Mapper {
+    space: AddressSpace<GuestMem>,
+}
+
+impl std::fmt::Debug for Mapper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootMapper").field("root", &self.pt.root()).finish_non_exhaustive()
+        f.debug_struct("Mapper").field("cr3", &self.space.cr3()).finish_non_exhaustive()
     }
 }
 
-impl BootMapper {
-    /// Page tables over `mem`, with table pages from the layout's region.
-    pub fn new(mem: GuestMem, ram_size: u64) -> Result<Self, MmError> {
-        let alloc = TableAllocator::new(GuestAddress(TABLES_PA), TABLES_SIZE)?;
-        Ok(BootMapper { pt: PageTables::new(mem, alloc)?, counts: MapCounts::new(ram_size / PAGE_SIZE) })
+impl Mapper {
+    /// An empty address space over `mem` with the layout's table region,
+    /// page pool, and the kernel region reserved.
+    pub fn new(mem: GuestMem) -> Result<Self, MmError> {
+        let mut cfg = SpaceConfig::new((GuestAddress(TABLES_PA), TABLES_SIZE));
+        cfg.pool_region = Some((GuestAddress(POOL_PA), POOL_SIZE));
+        cfg.reserved = vec![(GuestAddress(0), KERNEL_REGION_SIZE)];
+        Ok(Mapper { space: AddressSpace::new(mem, cfg)? })
     }
 
     /// The root table (CR3).
     pub fn cr3(&self) -> GuestAddress {
-        self.pt.root()
+        self.space.cr3()
     }
 
     /// The page tables (to translate).
     pub fn page_tables(&self) -> &PageTables<GuestMem> {
-        &self.pt
+        self.space.page_tables()
+    }
+
+    /// The address space.
+    pub fn space(&self) -> &AddressSpace<GuestMem> {
+        &self.space
+    }
+
+    /// The address space, mutably (hypercalls).
+    pub fn space_mut(&mut self) -> &mut AddressSpace<GuestMem> {
+        &mut self.space
     }
 
     /// Maps the contiguous `[pa, pa + len)` supervisor-only at `va` (upper
-    /// half).
+    /// half), write-back.
     pub fn map_kernel(&mut self, va: u64, pa: u64, len: u64, access: Access) -> Result<(), MmError> {
         let va = GuestVirtAddr::try_new(va)?;
-        self.pt.map_range(va, GuestAddress(pa), len, access.prot(false), PageSize::Size4K)?;
+        let prot = PageProt {
+            present: true,
+            writable: access.write,
+            user: false,
+            no_execute: !access.exec,
+            cache: CacheMode::WriteBack,
+        };
+        self.space.page_tables_mut().map_range(va, GuestAddress(pa), len, prot, PageSize::Size4K)?;
         Ok(())
     }
 
-    /// Maps `pages` (one per 4 KiB) user-accessible from `va` (lower half):
-    /// a map-kernel-pages of the program's frames.
+    /// Maps `pages` (one per 4 KiB) at the user address `va`: a private
+    /// map-kernel-pages mapping that may not replace anything.
     pub fn map_user_pages(&mut self, va: u64, pages: &[Pfn], access: Access) -> Result<(), MmError> {
         let va = GuestVirtAddr::try_new(va)?;
-        self.pt.insert_pages(va, pages, access.prot(true), &mut self.counts)?;
+        let len = pages.len() as u64 * guest_mm::PAGE_SIZE;
+        let req = MmapRequest::private(len, access.vm_flags()).fixed_noreplace(va);
+        let mapped = self.space.mmap(&ImageProvider::new(pages), &req)?;
+        // Nothing was replaced, and no vCPU runs yet.
+        mapped.flush.ignore();
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! A guest program image: segments at virtual addresses with their
 //! access rights, and an entry point. Both the built-in guest and a
 //! loaded ELF become one of these; [`load`] copies it into frames from the
-//! load region and maps them through the [`BootMapper`].
+//! load region and maps them through the [`Mapper`].
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::layout::{PAGE_SIZE, USER_STACK_SIZE};
-use crate::mapper::{Access, BootMapper};
+use crate::mapper::{Access, Mapper};
 use crate::memory::{BootFrames, GuestMem, MemoryError};
 
 /// Errors loading a program.
@@ -84,7 +84,7 @@ const USER_TOP: u64 = 1 << 47;
 /// Copies `prog` into frames from `frames` and maps every page at its
 /// virtual address. Pages shared by two segments get one frame with the
 /// union of their rights.
-pub fn load(prog: &Program, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut BootMapper) -> Result<(), LoadError> {
+pub fn load(prog: &Program, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut Mapper) -> Result<(), LoadError> {
     // Page -> (write, exec).
     let mut pages: BTreeMap<u64, (bool, bool)> = BTreeMap::new();
     for s in &prog.segments {
@@ -145,12 +145,12 @@ pub fn load(prog: &Program, mem: &GuestMem, frames: &mut BootFrames, mapper: &mu
     Ok(())
 }
 
-fn map_run(mapper: &mut BootMapper, va: u64, pages: &[Pfn], (write, exec): (bool, bool)) -> Result<(), LoadError> {
+fn map_run(mapper: &mut Mapper, va: u64, pages: &[Pfn], (write, exec): (bool, bool)) -> Result<(), LoadError> {
     mapper.map_user_pages(va, pages, Access { write, exec }).map_err(|source| LoadError::Map { va, source })
 }
 
 /// Maps a zeroed user stack of [`USER_STACK_SIZE`] ending at `top`.
-pub fn map_stack(top: u64, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut BootMapper) -> Result<(), LoadError> {
+pub fn map_stack(top: u64, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut Mapper) -> Result<(), LoadError> {
     let stack =
         Segment { va: top - USER_STACK_SIZE, bytes: Vec::new(), mem_len: USER_STACK_SIZE, write: true, exec: false };
     load(&Program { segments: vec![stack], entry: 0 }, mem, frames, mapper)

@@ -66,13 +66,14 @@ pub fn build(
     guest: String,
     outcome: Option<Outcome>,
     records: &[CheckRecord],
-    expected: &[(u64, &str)],
+    expected: &[(u64, String)],
     clean_end: Option<&Outcome>,
     exits: Vec<ExitCounts>,
 ) -> RunReport {
     let mut checks = Vec::new();
     let name_of = |id: u64| expected.iter().find(|(i, _)| *i == id).map(|(_, n)| n.to_string());
-    for &(id, name) in expected {
+    for (id, name) in expected {
+        let (id, name) = (*id, name.as_str());
         let mine: Vec<&CheckRecord> = records.iter().filter(|r| r.id == id).collect();
         let line = match mine.iter().find(|r| !r.passed) {
             _ if mine.is_empty() => {
@@ -177,19 +178,21 @@ mod tests {
         CheckRecord { vcpu: 0, id, passed, got: 1, expected: 2, step: 3 }
     }
 
-    const EXPECTED: &[(u64, &str)] = &[(0, "boot"), (1, "pages")];
+    fn expected() -> Vec<(u64, String)> {
+        vec![(0, "boot".into()), (1, "pages".into())]
+    }
     const CLEAN: Outcome = Outcome::ExitPort { status: 1 };
 
     #[test]
     fn all_pass() {
-        let r = build("builtin".into(), Some(CLEAN), &[rec(0, true), rec(1, true)], EXPECTED, Some(&CLEAN), vec![]);
+        let r = build("builtin".into(), Some(CLEAN), &[rec(0, true), rec(1, true)], &expected(), Some(&CLEAN), vec![]);
         assert_eq!((r.passed, r.total, r.exit_code), (3, 3, 0));
         assert!(r.to_text().contains("== 3/3 checks passed: PASS (exit code 0)"));
     }
 
     #[test]
     fn missing_and_failed_checks() {
-        let r = build("builtin".into(), Some(CLEAN), &[rec(0, false)], EXPECTED, Some(&CLEAN), vec![]);
+        let r = build("builtin".into(), Some(CLEAN), &[rec(0, false)], &expected(), Some(&CLEAN), vec![]);
         assert_eq!(r.exit_code, EXIT_CHECK_FAILED);
         assert_eq!(r.checks[0].detail, "vCPU 0: step 3 got 0x1, expected 0x2");
         assert_eq!(r.checks[1].detail, "not reported");

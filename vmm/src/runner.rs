@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devices::{BarDevice, DoorbellHandler, ExitLatch, ExitPort, SerialDevice, SerialInputHandler};
+use devices::{BarDevice, BarWindow, DoorbellHandler, ExitLatch, ExitPort, SerialDevice, SerialInputHandler};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use thiserror::Error;
 use vm_memory::GuestAddress;
@@ -17,11 +17,13 @@ use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
 use crate::guest::{builtin, elf};
-use crate::hypercall::{ConsoleOut, Hypervisor, ReportLog};
-use crate::layout::{user_stack_top, LOAD_PA};
-use crate::mapper::BootMapper;
+use crate::hypercall::{CheckRecord, ConsoleOut, Hypervisor, ReportLog};
+use crate::kernel::abi::window_pattern;
+use crate::layout::{percpu, percpu_pa, user_stack_top, LOAD_PA, LOAD_SIZE};
+use crate::mapper::Mapper;
 use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
 use crate::program::{self, LoadError};
+use crate::providers::Providers;
 use crate::report::{self, RunReport};
 use crate::tlb::Shootdown;
 use crate::vcpu_thread::{self, VcpuContext};
@@ -94,19 +96,21 @@ pub struct Windows(pub Vec<HostWindow>);
 pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     cfg.validate()?;
     let mem = create_guest_memory(cfg.mem_size)?;
-    let mut mapper = BootMapper::new(mem.clone(), cfg.mem_size).map_err(RunError::PageTables)?;
+    let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
     let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
 
+    let builtin_params = builtin_params(cfg);
     let (prog, guest_name, expected, clean_end) = match &cfg.guest {
         GuestChoice::Builtin => (
-            builtin::build().map_err(|e| RunError::Assemble(e.to_string()))?,
+            builtin::build(&builtin_params).map_err(|e| RunError::Assemble(e.to_string()))?,
             "built-in test guest".to_string(),
-            builtin::CHECKS,
+            builtin::checks(&builtin_params),
             Some(Outcome::ExitPort { status: 1 }),
         ),
-        GuestChoice::Elf(p) => (elf::load_file(p)?, p.display().to_string(), &[][..], None),
+        GuestChoice::Elf(p) => (elf::load_file(p)?, p.display().to_string(), Vec::new(), None),
     };
-    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(cfg.mem_size));
+    let is_builtin = cfg.guest == GuestChoice::Builtin;
+    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
     program::load(&prog, &mem, &mut frames, &mut mapper)?;
     for i in 0..cfg.vcpus {
         program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
@@ -137,6 +141,7 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
 
     let mut vm = Vm::new()?;
     vm.register_memory(&mem)?;
+    vm.add_zap_slot()?;
     let mut bars = Vec::new();
     let mut windows = Windows::default();
     for b in &cfg.bars {
@@ -156,12 +161,28 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     }
     for w in &windows.0 {
         vm.register_window(w)?;
+        if is_builtin {
+            // The built-in guest owns its windows: it expects the pattern.
+            for off in (0..w.size()).step_by(8) {
+                w.write_u64(off, window_pattern(off));
+            }
+        }
     }
+    let bar_windows: Vec<BarWindow> =
+        cfg.bars.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+    let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
     let buses = Arc::new(buses);
 
     let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
     let report_log = ReportLog::default();
-    let hv = Arc::new(Hypervisor::new(mem.clone(), mapper, console.clone(), report_log.clone(), counters.clone()));
+    let hv = Arc::new(Hypervisor::new(
+        mem.clone(),
+        mapper,
+        providers,
+        console.clone(),
+        report_log.clone(),
+        counters.clone(),
+    ));
     let ctl = Arc::new(RunControl::new());
     let tlb = Arc::new(Shootdown::new(cfg.vcpus));
     let stub = Arc::new(kernel.stub.clone());
@@ -194,7 +215,19 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     let finished = Arc::new(AtomicUsize::new(0));
     let mut done_evts = Vec::new();
     let mut handles = Vec::new();
-    let ctx = VcpuContext { buses, hv: hv.clone(), ctl: ctl.clone(), tlb, latch: latch.clone(), stub };
+    let vm = Arc::new(vm);
+    let scratch_pa = Arc::new((0..cfg.vcpus).map(|i| percpu_pa(i) + percpu::SCRATCH).collect());
+    let ctx = VcpuContext {
+        buses,
+        hv: hv.clone(),
+        ctl: ctl.clone(),
+        tlb,
+        latch: latch.clone(),
+        stub,
+        mem: mem.clone(),
+        scratch_pa,
+        vm: vm.clone(),
+    };
     for v in vcpus {
         let i = v.index() as usize;
         let done = EventFd::new(0).map_err(io("vCPU exit eventfd"))?;
@@ -238,8 +271,52 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
         }
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
+    if is_builtin {
+        host_side_checks(&builtin_params, &windows, &report_log);
+    }
     drop(windows);
-    Ok(report::build(guest_name, outcome, &report_log.records(), expected, clean_end.as_ref(), exits))
+    Ok(report::build(guest_name, outcome, &report_log.records(), &expected, clean_end.as_ref(), exits))
+}
+
+/// What the built-in guest is told about the machine.
+fn builtin_params(cfg: &VmConfig) -> builtin::Params {
+    let find = |trapped: bool| {
+        cfg.bars
+            .iter()
+            .enumerate()
+            .find(|(_, b)| (b.backing == BarBacking::Trapped) == trapped)
+            .map(|(i, b)| (i as u64, b.size))
+    };
+    builtin::Params { vcpus: cfg.vcpus, mem_size: cfg.mem_size, trapped_bar: find(true), passthrough_bar: find(false) }
+}
+
+/// The VMM's own checks after a built-in run: the guest's writes to the
+/// passed-through window reached the host backing (the guest wrote the
+/// complement of the pattern at +0x800 of every page).
+fn host_side_checks(p: &builtin::Params, windows: &Windows, log: &ReportLog) {
+    let Some(w) = windows.0.first() else { return };
+    if p.passthrough_bar.is_none() {
+        return;
+    }
+    let mut bad = None;
+    for page in (0..w.size()).step_by(crate::layout::PAGE_SIZE as usize) {
+        let off = page + 0x800;
+        let want = !window_pattern(off);
+        let got = w.read_u64(off).unwrap_or(0);
+        if got != want {
+            bad = Some((off, got, want));
+            break;
+        }
+    }
+    let (got, expected, step) = bad.map_or((0, 0, 0), |(off, got, want)| (got, want, off));
+    log.record(CheckRecord {
+        vcpu: 0,
+        id: builtin::id::HOST_SEES_GUEST_WRITES,
+        passed: bad.is_none(),
+        got,
+        expected,
+        step,
+    });
 }
 
 /// A duplicate of stdin as a `File`, for the serial input handler.

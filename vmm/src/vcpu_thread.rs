@@ -35,6 +35,12 @@ pub struct VcpuContext {
     pub latch: Arc<ExitLatch>,
     /// Stub addresses.
     pub stub: Arc<KernelStub>,
+    /// The VM (to drop KVM's shadow translations).
+    pub vm: Arc<crate::vstate::vm::Vm>,
+    /// Guest memory (to write flush lists).
+    pub mem: crate::memory::GuestMem,
+    /// Guest-physical address of each vCPU's scratch page.
+    pub scratch_pa: Arc<Vec<u64>>,
 }
 
 /// Starts `vcpu` in its own thread. `counters` count its exits; `done` is
@@ -87,7 +93,13 @@ impl VcpuThread {
             if self.ctx.ctl.is_stopping() {
                 break;
             }
-            if self.ctx.tlb.nmi_due(self.me()).is_some() {
+            if let Some(list) = self.ctx.tlb.nmi_due(self.me()) {
+                log::debug!("vCPU {}: TLB shootdown NMI: {list:x?}", self.me());
+                let pa = vm_memory::GuestAddress(self.ctx.scratch_pa[self.me() as usize]);
+                if vm_memory::Bytes::write_slice(&self.ctx.mem, &list.to_bytes(), pa).is_err() {
+                    self.fail(format!("cannot write the flush list at {:#x}", pa.0));
+                    break;
+                }
                 if let Err(e) = self.vcpu.inject_nmi() {
                     self.fail(format!("cannot inject the TLB-shootdown NMI: {e}"));
                     break;
@@ -228,15 +240,21 @@ impl VcpuThread {
             return Next::Stop;
         }
         if let Some(rip) = fx.arm_fault {
-            self.armed = Some(rip);
+            // 0 disarms.
+            self.armed = (rip != 0).then_some(rip);
         }
         regs.rax = out.ret as u64;
-        if fx.flush {
+        if !fx.flush.is_empty() {
+            // KVM may hold translations derived from the old entries (a
+            // shadow-paging backend never sees the VMM's table writes).
+            if let Err(e) = self.ctx.vm.zap_shadow_mappings() {
+                return self.fail(format!("cannot drop KVM's shadow translations: {e}"));
+            }
             // This vCPU flushes through the same NMI as the others, before
             // its next user instruction; meanwhile it counts as flushing.
             let tlb = &self.ctx.tlb;
             tlb.set_flushing_on_return(me, true);
-            let (gen, asked) = tlb.request(me);
+            let (gen, asked) = tlb.request(me, &fx.flush);
             self.ctx.ctl.kick(&asked);
             let ctl = self.ctx.ctl.clone();
             match tlb.wait(gen, &asked, &|| ctl.is_stopping()) {
@@ -256,6 +274,7 @@ impl VcpuThread {
     fn on_flush_ack(&mut self) -> Next {
         match self.regs_from_stub(self.ctx.stub.flush_ack_rip, "flush acknowledgement") {
             Ok(_) => {
+                log::debug!("vCPU {}: TLB flushed", self.me());
                 self.ctx.tlb.acked(self.me());
                 Next::Run
             }

@@ -84,6 +84,8 @@ impl<'a> Check<'a> {
         a.mov(r12, got)?;
         a.mov(rbx, expected)?;
         a.set_label(&mut ok)?;
+        // A label needs an instruction of its own.
+        a.nop()?;
         Ok(step)
     }
 
@@ -101,6 +103,8 @@ impl<'a> Check<'a> {
         a.mov(r12, got)?;
         a.mov(rbx, expected)?;
         a.set_label(&mut ok)?;
+        // A label needs an instruction of its own.
+        a.nop()?;
         Ok(step)
     }
 
@@ -112,6 +116,69 @@ impl<'a> Check<'a> {
         a.test(r13, r13)?;
         a.sete(sil)?;
         hcall(a, nr::REPORT, &[Arg::Imm(self.id), Arg::Keep, Arg::Reg(r12), Arg::Reg(rbx), Arg::Reg(r13)])
+    }
+}
+
+/// Emits `mmap(addr, len, prot, flags, fd, off)`; the result is in `rax`.
+pub fn mmap(a: &mut CodeAssembler, addr: Arg, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> AsmResult {
+    hcall(a, nr::MMAP, &[addr, Arg::Imm(len), Arg::Imm(prot), Arg::Imm(flags), Arg::Imm(fd), Arg::Imm(off)])
+}
+
+impl Check<'_> {
+    /// A step: `reg` holds a mapping address, not a `-errno`.
+    pub fn expect_mapped(&mut self, reg: AsmRegister64) -> AsmResult<u64> {
+        self.step += 1;
+        let step = self.step;
+        let a = &mut *self.a;
+        let mut ok = a.create_label();
+        // -4095..=-1 are errors.
+        a.mov(rax, -4096i64)?;
+        a.cmp(reg, rax)?;
+        a.jbe(ok)?;
+        a.test(r13, r13)?;
+        a.jnz(ok)?;
+        a.mov(r13, step)?;
+        a.mov(r12, reg)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut ok)?;
+        // A label needs an instruction of its own.
+        a.nop()?;
+        Ok(step)
+    }
+
+    /// A step: `rax` is `-errno`.
+    pub fn expect_errno(&mut self, errno: i32) -> AsmResult<u64> {
+        self.a.mov(r14, rax)?;
+        self.expect_eq(r14, (-i64::from(errno)) as u64)
+    }
+
+    /// Steps: an access to `[addr]` (a read, or a write of 1) faults with
+    /// `#PF` at exactly `addr` and the given error code. `addr` must not be
+    /// one of the registers the fault report or hypercalls use (`rax`,
+    /// `rcx`, `rdx`, `rsi`, `rdi`, `r8`, `r10`); `rbp`, `r9`, `r11` and
+    /// `r14` are safe.
+    pub fn expect_fault(&mut self, addr: AsmRegister64, write: bool, error_code: u64) -> AsmResult {
+        let a = &mut *self.a;
+        let mut resume = a.create_label();
+        a.lea(rdi, ptr(resume))?;
+        hcall(a, nr::EXPECT_FAULT, &[Arg::Keep])?;
+        if write {
+            a.mov(qword_ptr(addr), 1)?;
+        } else {
+            a.mov(rax, qword_ptr(addr))?;
+        }
+        // No fault: disarm, and make the steps below fail (falling through
+        // to where a fault would have resumed).
+        hcall(a, nr::EXPECT_FAULT, &[Arg::Imm(0)])?;
+        a.mov(eax, 0xffff)?;
+        a.xor(esi, esi)?;
+        a.mov(rdi, u64::MAX)?;
+        a.set_label(&mut resume)?;
+        a.mov(r8, rax)?;
+        self.expect_eq(r8, u64::from(crate::arch::idt::PF_VECTOR))?;
+        self.expect_eq_reg(rsi, addr)?;
+        self.expect_eq(rdi, error_code)?;
+        Ok(())
     }
 }
 

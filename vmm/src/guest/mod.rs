@@ -4,4 +4,7 @@
 
 pub mod asm;
 pub mod builtin;
+mod checks_bar;
+mod checks_fault;
+mod checks_map;
 pub mod elf;

@@ -8,6 +8,7 @@
 //! guest's own page tables, and only where user mode could reach it.
 
 mod console;
+mod mm;
 mod report;
 
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,9 @@ pub use self::console::ConsoleOut;
 pub use self::report::{CheckRecord, ReportLog};
 use crate::exit::ExitCounters;
 use crate::kernel::abi::nr;
-use crate::mapper::BootMapper;
+use crate::mapper::Mapper;
 use crate::memory::GuestMem;
+use crate::providers::Providers;
 
 /// The arguments of one hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +43,10 @@ impl Args {
 /// What a hypercall did besides producing `rax`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// Translations were removed or downgraded: flush this vCPU on return
-    /// and shoot down the others.
-    pub flush: bool,
-    /// The next exception on this vCPU resumes here.
+    /// Translations in these ranges were removed or downgraded: flush
+    /// this vCPU before it returns and shoot down the others.
+    pub flush: Vec<crate::tlb::Range>,
+    /// The next exception on this vCPU resumes here (0: disarm).
     pub arm_fault: Option<u64>,
     /// This vCPU stops (`exit`).
     pub exit_vcpu: Option<i32>,
@@ -74,7 +76,8 @@ impl Outcome {
 /// The VMM acting as the guest's kernel.
 pub struct Hypervisor {
     mem: GuestMem,
-    mapper: Mutex<BootMapper>,
+    mapper: Mutex<Mapper>,
+    providers: Providers,
     console: ConsoleOut,
     report: ReportLog,
     counters: Vec<Arc<ExitCounters>>,
@@ -93,12 +96,13 @@ impl Hypervisor {
     /// A hypervisor over the guest's memory and address space.
     pub fn new(
         mem: GuestMem,
-        mapper: BootMapper,
+        mapper: Mapper,
+        providers: Providers,
         console: ConsoleOut,
         report: ReportLog,
         counters: Vec<Arc<ExitCounters>>,
     ) -> Self {
-        Hypervisor { mem, mapper: Mutex::new(mapper), console, report, counters }
+        Hypervisor { mem, mapper: Mutex::new(mapper), providers, console, report, counters }
     }
 
     /// The checks the guest reported.
@@ -137,7 +141,9 @@ impl Hypervisor {
             }
             nr::VCPU_ID => Outcome::ret(i64::from(vcpu)),
             nr::TRANSLATE => self.translate(a0, a1),
-            nr::MMAP | nr::MUNMAP | nr::MPROTECT => Outcome::err(errno::ENOSYS),
+            nr::MMAP => self.mmap(args.a),
+            nr::MUNMAP => self.munmap(a0, a1),
+            nr::MPROTECT => self.mprotect(a0, a1, a2),
             _ => Outcome::err(errno::ENOSYS),
         }
     }
@@ -162,7 +168,7 @@ impl Hypervisor {
         Some(out)
     }
 
-    fn mapper(&self) -> std::sync::MutexGuard<'_, BootMapper> {
+    pub(crate) fn mapper(&self) -> std::sync::MutexGuard<'_, Mapper> {
         self.mapper.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -26,8 +26,9 @@ const KERNEL_VA: u64 = 0xffff_ff80_0010_0000;
 
 fn setup() -> (Hypervisor, Buf) {
     let mem = create_guest_memory(MEM).unwrap();
-    let mut m = BootMapper::new(mem.clone(), MEM).unwrap();
+    let mut m = Mapper::new(mem.clone()).unwrap();
     let pages = [guest_mm::Pfn(0x2000), guest_mm::Pfn(0x2005)];
+    let providers = crate::providers::Providers::new(&m, &mem, &[]).unwrap();
     m.map_user_pages(USER_VA, &pages, Access::RW).unwrap();
     m.map_kernel(KERNEL_VA, 0x3000 << 12, 0x1000, Access::RW).unwrap();
     // "hello" straddling the two (physically distant) pages.
@@ -37,6 +38,7 @@ fn setup() -> (Hypervisor, Buf) {
     let hv = Hypervisor::new(
         mem,
         m,
+        providers,
         ConsoleOut::new(Box::new(out.clone())),
         ReportLog::default(),
         vec![Arc::new(ExitCounters::default())],
@@ -85,4 +87,19 @@ fn small_calls() {
     assert_eq!(r.effects.exit_group, Some(3));
     call(&hv, nr::REPORT, [2, 1, 10, 10, 0, 0]);
     assert_eq!(hv.report().records()[0], CheckRecord { vcpu: 0, id: 2, passed: true, got: 10, expected: 10, step: 0 });
+}
+
+#[test]
+fn munmap_clears_the_translation() {
+    use crate::kernel::abi::{map, prot};
+    let (hv, _) = setup();
+    let r = call(&hv, nr::MMAP, [0, 0x3000, prot::READ | prot::WRITE, map::PRIVATE | map::ANONYMOUS, 0, 0]);
+    assert!(r.ret > 0, "{r:?}");
+    let va = r.ret as u64;
+    assert!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret > 0);
+    let u = call(&hv, nr::MUNMAP, [va + 0x1000, 0x1000, 0, 0, 0, 0]);
+    assert_eq!(u.ret, 0);
+    assert_eq!(u.effects.flush, vec![(va + 0x1000, 0x1000)]);
+    assert_eq!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EFAULT));
+    assert!(call(&hv, nr::TRANSLATE, [va, 0, 0, 0, 0, 0]).ret > 0);
 }

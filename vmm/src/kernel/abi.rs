@@ -38,7 +38,10 @@ pub mod nr {
     /// report; for a failure, `step` says which step of the check failed.
     pub const REPORT: u64 = 0x1000;
     /// `expect_fault(resume_rip)`: the next exception on this vCPU resumes
-    /// at `resume_rip` instead of ending the run (one shot).
+    /// at `resume_rip` instead of ending the run (one shot; 0 disarms).
+    /// On resume `rax` = vector, `rdi` = error code, `rsi` = CR2 (the
+    /// faulting address), `rdx` = faulting RIP; `rcx`, `r8`, `r10` are
+    /// clobbered, every other register is as at the fault.
     pub const EXPECT_FAULT: u64 = 0x1001;
     /// `exit_count(kind)`: exits this vCPU took so far (`kind` 0: all,
     /// 1: MMIO, 2: port I/O).
@@ -60,8 +63,13 @@ pub mod fd {
     pub const PAGE_BUFFER: u64 = 0x102;
     /// Huge pages (2 MiB leaves).
     pub const HUGE: u64 = 0x103;
-    /// BAR window `i` is `BAR0 + i`.
+    /// BAR window `i` is `BAR0 + i` (whole window, shared, `off` 0).
     pub const BAR0: u64 = 0x200;
+    /// The register region of BAR `i` (from offset 0x100 of the window,
+    /// a sub-page start) is `BAR_REGION0 + i`; `off` picks its first page.
+    pub const BAR_REGION0: u64 = 0x300;
+    /// First handle after the BAR ranges.
+    pub const END: u64 = 0x400;
 }
 
 /// `mmap` protection bits (Linux values).
@@ -88,6 +96,24 @@ pub mod map {
     pub const FIXED_NOREPLACE: u64 = 0x10_0000;
 }
 
-/// Registers after a fault resumed through `expect_fault`: `rax` = vector,
-/// `rdi` = error code, `rsi` = CR2, `rdx` = faulting RIP.
-pub mod resumed {}
+/// Offset of a BAR's register region (see [`fd::BAR_REGION0`]).
+pub const BAR_REGION_OFFSET: u64 = 0x100;
+/// Pages in the kernel page buffer ([`fd::PAGE_BUFFER`]).
+pub const PAGE_BUFFER_PAGES: u64 = 16;
+
+/// Word `word` of page `page` of the kernel page buffer, as the VMM
+/// fills it.
+pub const fn page_pattern(page: u64, word: u64) -> u64 {
+    page.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ word
+}
+
+/// What the u64 at guest-physical `pa` of the huge-page region holds.
+pub const fn huge_pattern(pa: u64) -> u64 {
+    pa ^ 0x4855_4745_0000_0000
+}
+
+/// What the u64 at offset `off` of a passed-through BAR's host backing
+/// holds when the guest starts (the VMM writes it).
+pub const fn window_pattern(off: u64) -> u64 {
+    off ^ 0x5057_494e_0000_0000
+}

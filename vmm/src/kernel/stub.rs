@@ -15,12 +15,18 @@
 //!             add rsp, 16
 //!             iretq
 //!
-//! nmi:        push rax            ; TLB shootdown (IST2)
-//!             mov rax, cr3
-//!             mov cr3, rax
-//!             pop rax
+//! nmi:        push rax, rcx, rdx, rsi      ; TLB shootdown (IST2)
+//!             swapgs                       ; gs: this vCPU's scratch page
+//!             for each (start, pages) the VMM listed there:
+//!                 invlpg every page        ; (count -1: reload CR3)
+//!             swapgs; pop ...
 //!             out FLUSH_ACK_PORT, al
 //!             iretq
+//!
+//! The shootdown uses `invlpg` page by page rather than a CR3 reload: it
+//! says exactly what changed, and on the software-assisted KVM backend
+//! this project runs on, reloading an unchanged CR3 does not drop the
+//! translations user mode runs on, while `invlpg` does.
 //!
 //! int80:      out HCALL_PORT, al  ; `int 0x80` hypercall entry
 //!             iretq
@@ -109,11 +115,48 @@ impl KernelStub {
         a.add(rsp, 16)?;
         a.iretq()?;
 
+        // NMI: invalidate the ranges the VMM listed in this vCPU's scratch
+        // page (see `FlushList`), or everything, then acknowledge.
         let mut nmi = a.create_label();
+        let mut full = a.create_label();
+        let mut next_range = a.create_label();
+        let mut next_page = a.create_label();
+        let mut range_done = a.create_label();
+        let mut done = a.create_label();
         a.set_label(&mut nmi)?;
         a.push(rax)?;
+        a.push(rcx)?;
+        a.push(rdx)?;
+        a.push(rsi)?;
+        a.swapgs()?;
+        a.mov(rcx, qword_ptr(0u64).gs())?;
+        a.cmp(rcx, -1)?;
+        a.je(full)?;
+        a.xor(esi, esi)?;
+        a.set_label(&mut next_range)?;
+        a.test(rcx, rcx)?;
+        a.jz(done)?;
+        a.mov(rax, qword_ptr(rsi * 8 + 8).gs())?;
+        a.mov(rdx, qword_ptr(rsi * 8 + 16).gs())?;
+        a.set_label(&mut next_page)?;
+        a.test(rdx, rdx)?;
+        a.jz(range_done)?;
+        a.invlpg(byte_ptr(rax))?;
+        a.add(rax, 0x1000)?;
+        a.dec(rdx)?;
+        a.jmp(next_page)?;
+        a.set_label(&mut range_done)?;
+        a.add(rsi, 2)?;
+        a.dec(rcx)?;
+        a.jmp(next_range)?;
+        a.set_label(&mut full)?;
         a.mov(rax, cr3)?;
         a.mov(cr3, rax)?;
+        a.set_label(&mut done)?;
+        a.swapgs()?;
+        a.pop(rsi)?;
+        a.pop(rdx)?;
+        a.pop(rcx)?;
         a.pop(rax)?;
         a.out(u32::from(FLUSH_ACK_PORT), al)?;
         let mut ack = a.create_label();

@@ -46,6 +46,9 @@ pub enum VmError {
         #[source]
         source: kvm_ioctls::Error,
     },
+    /// The zap slot's page could not be allocated.
+    #[error("cannot allocate the zap slot: {0}")]
+    ZapSlot(String),
     /// `KVM_IOEVENTFD` failed.
     #[error("cannot register an ioeventfd at {addr:#x}: {source}")]
     IoEvent {
@@ -60,12 +63,17 @@ pub enum VmError {
     Cpuid(#[source] kvm_ioctls::Error),
 }
 
+/// Guest-physical address of the one-page slot whose deletion makes KVM
+/// drop every shadow translation (see [`Vm::zap_shadow_mappings`]).
+const ZAP_SLOT_GPA: u64 = 0xfffc_0000;
+
 /// One KVM VM.
 #[derive(Debug)]
 pub struct Vm {
     fd: VmFd,
     cpuid: CpuId,
     next_slot: u32,
+    zap: Option<(u32, vm_memory::MmapRegion)>,
 }
 
 impl Vm {
@@ -85,7 +93,46 @@ impl Vm {
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_ADDR).map_err(VmError::TssAddr)?;
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
-        Ok(Vm { fd, cpuid, next_slot: 0 })
+        Ok(Vm { fd, cpuid, next_slot: 0, zap: None })
+    }
+
+    /// Creates the one-page slot [`Vm::zap_shadow_mappings`] toggles.
+    pub fn add_zap_slot(&mut self) -> Result<(), VmError> {
+        let region = vm_memory::MmapRegion::new(4096).map_err(|e| VmError::ZapSlot(e.to_string()))?;
+        let slot = self.next_slot;
+        self.add_slot(ZAP_SLOT_GPA, 4096, region.as_ptr() as u64)?;
+        self.zap = Some((slot, region));
+        Ok(())
+    }
+
+    /// Makes KVM drop every translation it derived from the guest's page
+    /// tables, on every vCPU, before returning: deletes and re-creates a
+    /// one-page memory slot (deleting a slot zaps all shadow pages and
+    /// makes every vCPU reload its roots).
+    ///
+    /// KVM learns about page-table writes the *guest* makes; the VMM writes
+    /// the tables from outside, which a shadow-paging KVM backend never
+    /// sees, so an `invlpg` in the guest does not help there. This does.
+    pub fn zap_shadow_mappings(&self) -> Result<(), VmError> {
+        let Some((slot, region)) = &self.zap else { return Ok(()) };
+        for size in [0, 4096] {
+            let r = kvm_userspace_memory_region {
+                slot: *slot,
+                flags: 0,
+                guest_phys_addr: ZAP_SLOT_GPA,
+                memory_size: size,
+                userspace_addr: region.as_ptr() as u64,
+            };
+            // SAFETY: the region is owned by `self` and outlives the slot;
+            // the slot number is the zap slot's own.
+            unsafe { self.fd.set_user_memory_region(r) }.map_err(|source| VmError::MemorySlot {
+                slot: *slot,
+                gpa: ZAP_SLOT_GPA,
+                size,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// The VM fd (to create vCPUs).
