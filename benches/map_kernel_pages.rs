@@ -84,6 +84,29 @@ fn bench(c: &mut Criterion) {
             total
         })
     });
+    // Floors on plain host memory, same run: storing the entries alone, and
+    // bumping a u32 count per scattered frame alone.
+    let frames: Vec<Pfn> = array.0.as_slice().to_vec();
+    let mut entries = vec![0u64; PAGES as usize];
+    g.bench_function("floor_store_entries", |b| {
+        b.iter(|| {
+            for (e, p) in entries.iter_mut().zip(&frames) {
+                *e = (p.0 << 12) | 0x867;
+            }
+            std::hint::black_box(&mut entries);
+        })
+    });
+    let mut counts = vec![0u32; (BIG.ram / PAGE_SIZE) as usize];
+    g.bench_function("floor_count_scattered_frames", |b| {
+        b.iter(|| {
+            for p in &frames {
+                if let Some(c) = counts.get_mut(p.0 as usize) {
+                    *c = c.wrapping_add(1);
+                }
+            }
+            std::hint::black_box(&mut counts);
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("remap");
