@@ -214,8 +214,9 @@ impl VmConfig {
             if b.base < self.mem_size {
                 return inv(format!("bar {i}: window at {:#x} overlaps guest RAM", b.base));
             }
-            if (0xfffb_d000..0xfffc_0000).contains(&b.base) || (b.base < 0xfffc_0000 && end > 0xfffb_d000) {
-                return inv(format!("bar {i}: window overlaps KVM's TSS pages at 0xfffbd000"));
+            let (ks, ke) = layout::KVM_RESERVED;
+            if b.base < ke && ks < end {
+                return inv(format!("bar {i}: window overlaps [{ks:#x}, {ke:#x}), which KVM uses"));
             }
             if let Some((s, e)) = windows.iter().find(|&&(s, e)| b.base < e && s < end) {
                 return inv(format!("bar {i}: window [{:#x}, {end:#x}) overlaps [{s:#x}, {e:#x})", b.base));
@@ -294,6 +295,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("guest RAM"));
         c.bars = vec![BarConfig { base: DEFAULT_BAR_BASE + 1, size: 0x1000, backing: BarBacking::Trapped }];
         assert!(c.validate().is_err());
+        c.bars = vec![BarConfig { base: 0xfff0_0000, size: 0x10_0000, backing: BarBacking::Trapped }];
+        assert!(c.validate().unwrap_err().to_string().contains("KVM uses"));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! The kernel region is mapped supervisor-only at [`KERNEL_VA`] + its
 //! physical address (the top 512 GiB of the upper half); the guest program
 //! lives in the lower half. BAR windows sit above RAM, at
-//! [`DEFAULT_BAR_BASE`] unless configured.
+//! [`DEFAULT_BAR_BASE`] unless configured; [`KVM_RESERVED`] below 4 GiB is
+//! KVM's.
 //!
 //! This module only names addresses; nothing here touches memory.
 
@@ -108,6 +109,15 @@ pub const USER_STACK_STRIDE: u64 = USER_STACK_SIZE + PAGE_SIZE;
 pub const fn user_stack_top(index: u8) -> u64 {
     USER_STACK_TOP - index as u64 * USER_STACK_STRIDE
 }
+
+/// KVM's real-mode TSS (three pages; set because Intel KVM expects it).
+pub const KVM_TSS_PA: u64 = 0xfffb_d000;
+/// The one-page memory slot the VMM deletes and re-creates to make KVM
+/// drop its shadow translations.
+pub const ZAP_SLOT_PA: u64 = 0xfffc_0000;
+/// `[start, end)` of guest-physical space the VMM keeps for KVM (no BAR
+/// window may overlap it).
+pub const KVM_RESERVED: (u64, u64) = (KVM_TSS_PA, ZAP_SLOT_PA + PAGE_SIZE);
 
 /// Default guest-physical base of the first BAR window.
 pub const DEFAULT_BAR_BASE: u64 = 0xe000_0000;

@@ -46,4 +46,4 @@ pub mod vstate;
 
 pub use config::{GuestChoice, VmConfig};
 pub use report::RunReport;
-pub use runner::{run, ConsoleSink, RunError};
+pub use runner::{run, run_with, ConsoleSink, RunError, RunOptions};

@@ -20,6 +20,11 @@ struct Cli {
 enum Command {
     /// Boot a guest and report on it.
     Run(RunArgs),
+    /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
+    ExampleElf {
+        /// Where to write it.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,7 +69,21 @@ impl log::Log for StderrLogger {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::ExampleElf { file } => {
+            let written = vmm::guest::example::hello_elf()
+                .map_err(|e| e.to_string())
+                .and_then(|img| std::fs::write(&file, img).map_err(|e| e.to_string()));
+            return match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vmm: cannot write {}: {e}", file.display());
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
     let level = match args.verbose {
         0 => log::LevelFilter::Warn,
         1 => log::LevelFilter::Info,

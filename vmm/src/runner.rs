@@ -80,12 +80,41 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
 }
 
 /// Where guest console output goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ConsoleSink {
     /// The VMM's stdout.
     Stdout,
     /// The VMM's stderr (keeps stdout clean for `--json`).
     Stderr,
+    /// A writer of the caller's (tests capture output this way).
+    Writer(ConsoleOut),
+}
+
+/// A hook run with guest memory once the machine is built, before any vCPU
+/// runs (a test seam: e.g. to break the IDT and provoke a triple fault).
+pub type BeforeStart = Box<dyn FnOnce(&crate::memory::GuestMem) + Send>;
+
+/// How to run, beyond the configuration.
+pub struct RunOptions {
+    /// Guest console output.
+    pub console: ConsoleSink,
+    /// Feed the VMM's stdin to the serial port.
+    pub stdin: bool,
+    /// See [`BeforeStart`].
+    pub before_start: Option<BeforeStart>,
+}
+
+impl RunOptions {
+    /// Console to `console`, stdin attached, no hook.
+    pub fn new(console: ConsoleSink) -> Self {
+        RunOptions { console, stdin: true, before_start: None }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin).finish_non_exhaustive()
+    }
 }
 
 /// Host windows of passed-through BARs, kept alive for the whole run.
@@ -94,6 +123,11 @@ pub struct Windows(pub Vec<HostWindow>);
 
 /// Runs the configured guest to the end and reports.
 pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
+    run_with(cfg, RunOptions::new(sink))
+}
+
+/// [`run`] with every option.
+pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
     let mem = create_guest_memory(cfg.mem_size)?;
     let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
@@ -118,10 +152,11 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     let cr3 = mapper.cr3().0;
 
     // Devices.
-    let console = ConsoleOut::new(match sink {
-        ConsoleSink::Stdout => Box::new(std::io::stdout()),
-        ConsoleSink::Stderr => Box::new(std::io::stderr()),
-    });
+    let console = match opts.console {
+        ConsoleSink::Stdout => ConsoleOut::new(Box::new(std::io::stdout())),
+        ConsoleSink::Stderr => ConsoleOut::new(Box::new(std::io::stderr())),
+        ConsoleSink::Writer(w) => w,
+    };
     let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
     let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
     let mut buses = Buses::default();
@@ -209,6 +244,9 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
         )?;
         vcpus.push(v);
     }
+    if let Some(hook) = opts.before_start {
+        hook(&mem);
+    }
 
     let mut em = EventManager::<Box<dyn MutEventSubscriber>>::new()
         .map_err(|e| RunError::Io { what: "event manager", source: std::io::Error::other(e.to_string()) })?;
@@ -248,8 +286,10 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     for dev in &bars {
         em.add_subscriber(Box::new(DoorbellHandler::new(dev.clone()).map_err(io("doorbell"))?));
     }
-    if let Ok(stdin) = std::io::stdin().lock().as_fd_clone() {
-        em.add_subscriber(Box::new(SerialInputHandler::new(stdin, serial)));
+    if opts.stdin {
+        if let Ok(stdin) = std::io::stdin().lock().as_fd_clone() {
+            em.add_subscriber(Box::new(SerialInputHandler::new(stdin, serial)));
+        }
     }
 
     while finished.load(Ordering::Acquire) < handles.len() {

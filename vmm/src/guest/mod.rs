@@ -8,3 +8,4 @@ mod checks_bar;
 mod checks_fault;
 mod checks_map;
 pub mod elf;
+pub mod example;

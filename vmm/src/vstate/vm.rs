@@ -13,10 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::memory::{GuestMem, HostWindow};
 
-/// Where KVM's real-mode TSS goes (three pages, never used in long mode;
-/// set because Intel KVM expects it). It lies in the 32-bit hole above
-/// the BAR windows.
-const KVM_TSS_ADDR: usize = 0xfffb_d000;
+use crate::layout::{KVM_TSS_PA, ZAP_SLOT_PA as ZAP_SLOT_GPA};
 
 /// Errors setting up the VM.
 #[derive(Debug, Error)]
@@ -63,10 +60,6 @@ pub enum VmError {
     Cpuid(#[source] kvm_ioctls::Error),
 }
 
-/// Guest-physical address of the one-page slot whose deletion makes KVM
-/// drop every shadow translation (see [`Vm::zap_shadow_mappings`]).
-const ZAP_SLOT_GPA: u64 = 0xfffc_0000;
-
 /// One KVM VM.
 #[derive(Debug)]
 pub struct Vm {
@@ -91,7 +84,7 @@ impl Vm {
             }
         }
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
-        fd.set_tss_address(KVM_TSS_ADDR).map_err(VmError::TssAddr)?;
+        fd.set_tss_address(KVM_TSS_PA as usize).map_err(VmError::TssAddr)?;
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
         Ok(Vm { fd, cpuid, next_slot: 0, zap: None })
     }
