@@ -25,7 +25,7 @@ use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
 use crate::program::{self, LoadError};
 use crate::providers::Providers;
 use crate::report::{self, RunReport};
-use crate::tlb::Shootdown;
+use crate::tlb::{KvmFlusher, Shootdown};
 use crate::vcpu_thread::{self, VcpuContext};
 use crate::vstate::kick;
 use crate::vstate::vcpu::{Vcpu, VcpuError, VcpuSetup};
@@ -210,16 +210,19 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
 
     let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
     let report_log = ReportLog::default();
+    let vm = Arc::new(vm);
+    let ctl = Arc::new(RunControl::new());
+    let tlb = Arc::new(Shootdown::new(cfg.vcpus));
+    let flusher = Arc::new(KvmFlusher { vm: vm.clone(), tlb: tlb.clone(), ctl: ctl.clone() });
     let hv = Arc::new(Hypervisor::new(
         mem.clone(),
         mapper,
         providers,
+        flusher,
         console.clone(),
         report_log.clone(),
         counters.clone(),
     ));
-    let ctl = Arc::new(RunControl::new());
-    let tlb = Arc::new(Shootdown::new(cfg.vcpus));
     let stub = Arc::new(kernel.stub.clone());
     kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
 
@@ -253,7 +256,6 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     let finished = Arc::new(AtomicUsize::new(0));
     let mut done_evts = Vec::new();
     let mut handles = Vec::new();
-    let vm = Arc::new(vm);
     let scratch_pa = Arc::new((0..cfg.vcpus).map(|i| percpu_pa(i) + percpu::SCRATCH).collect());
     let ctx = VcpuContext {
         buses,
@@ -264,7 +266,6 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         stub,
         mem: mem.clone(),
         scratch_pa,
-        vm: vm.clone(),
     };
     for v in vcpus {
         let i = v.index() as usize;

@@ -1,34 +1,41 @@
 //! TLB shootdown across vCPUs.
 //!
 //! After a hypercall removes or downgrades translations, every vCPU must
-//! drop them before the call returns to the guest:
+//! drop them before the call returns, and before anything can reuse the
+//! virtual range or the freed frames. So the whole shootdown runs while
+//! the caller still holds the address-space lock ([`KvmFlusher`]):
 //!
-//! 1. the caller appends the changed ranges to every vCPU's pending list
-//!    (its own included), bumps the generation and raises every vCPU's
-//!    `want` to it, then kicks the others out of `KVM_RUN`;
-//! 2. a vCPU whose `want` is ahead of its `done` takes its pending ranges,
+//! 1. KVM drops every translation it derived from the guest's tables (see
+//!    `Vm::zap_shadow_mappings`; a shadow-paging backend shares those
+//!    between vCPUs and never sees the VMM's table writes);
+//! 2. the caller appends the changed ranges to every vCPU's pending list
+//!    (its own included), bumps the generation, raises every vCPU's `want`
+//!    to it, and kicks the vCPUs that are in the guest;
+//! 3. a vCPU whose `want` is ahead of its `done` takes its pending ranges,
 //!    writes them into its scratch page ([`FlushList`]) and injects an NMI
-//!    before it re-enters the guest (never a second one while one is in
+//!    before it enters the guest (never a second one while one is in
 //!    flight); the NMI handler `invlpg`s every listed page and
-//!    acknowledges on a kernel port, and the vCPU records the generation
-//!    it injected for as `done`;
-//! 3. the caller waits until every other vCPU is done, has exited, or is
-//!    itself inside a flushing hypercall (it takes its own NMI before it
-//!    returns to the guest, after every change made so far); then it
-//!    returns, and its own NMI is delivered before its next user
-//!    instruction.
+//!    acknowledges on a kernel port, and the vCPU records the generation it
+//!    injected for as `done`;
+//! 4. the caller waits until every other vCPU is done, has exited, or is
+//!    outside the guest: a vCPU marks itself in the guest *before* it
+//!    checks for a due NMI, so one that is outside now will see the
+//!    request and flush before it runs a single guest instruction. vCPUs
+//!    blocked on the address-space lock are outside, so waiting under the
+//!    lock cannot deadlock. The caller's own NMI is delivered before its
+//!    next user instruction.
 //!
-//! The caller waits without holding the address-space lock, so two vCPUs
-//! unmapping at once cannot deadlock. A range appended after a vCPU took
-//! its list waits for that vCPU's next NMI; a range taken early is only
-//! flushed early, never late (it was appended after the page tables
-//! changed).
+//! A range appended after a vCPU took its list waits for that vCPU's next
+//! NMI; a range taken early is only flushed early, never late (it was
+//! appended after the page tables changed).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::control::RunControl;
 use crate::layout::PAGE_SIZE;
+use crate::vstate::vm::Vm;
 
 /// How long a caller waits for acknowledgements before giving up.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,8 +104,8 @@ struct VcpuFlush {
     pending: Mutex<Vec<Range>>,
     /// Its thread has finished.
     exited: AtomicBool,
-    /// It is inside a hypercall that flushes before returning.
-    flushing_on_return: AtomicBool,
+    /// It is in (or about to enter) the guest.
+    in_guest: AtomicBool,
 }
 
 /// Shootdown state of the whole VM.
@@ -138,7 +145,7 @@ impl Shootdown {
         self.cv.notify_all();
     }
 
-    /// Step 1: asks every vCPU to flush `ranges`, `me` included (it flushes
+    /// Step 2: asks every vCPU to flush `ranges`, `me` included (it flushes
     /// on its way back to the guest); returns the generation to wait for
     /// and the other vCPUs asked.
     pub fn request(&self, me: u8, ranges: &[Range]) -> (u64, Vec<u8>) {
@@ -149,7 +156,7 @@ impl Shootdown {
         let mut asked = Vec::new();
         for (i, v) in self.vcpus.iter().enumerate() {
             if !v.exited.load(Ordering::Acquire) {
-                v.want.fetch_max(gen, Ordering::AcqRel);
+                v.want.fetch_max(gen, Ordering::SeqCst);
                 if i as u8 != me {
                     asked.push(i as u8);
                 }
@@ -160,12 +167,15 @@ impl Shootdown {
 
     fn satisfied(&self, i: u8, gen: u64) -> bool {
         let v = &self.vcpus[i as usize];
-        v.done.load(Ordering::Acquire) >= gen
-            || v.exited.load(Ordering::Acquire)
-            || v.flushing_on_return.load(Ordering::Acquire)
+        v.done.load(Ordering::Acquire) >= gen || v.exited.load(Ordering::Acquire) || !v.in_guest.load(Ordering::SeqCst)
     }
 
-    /// Step 3: waits until every vCPU in `asked` is satisfied for `gen`.
+    /// The vCPUs in `asked` that are in the guest now (to kick).
+    pub fn in_guest(&self, asked: &[u8]) -> Vec<u8> {
+        asked.iter().copied().filter(|&i| self.vcpus[i as usize].in_guest.load(Ordering::SeqCst)).collect()
+    }
+
+    /// Step 4: waits until every vCPU in `asked` is satisfied for `gen`.
     pub fn wait(&self, gen: u64, asked: &[u8], stopping: &dyn Fn() -> bool) -> Result<(), WaitError> {
         let deadline = Instant::now() + ACK_TIMEOUT;
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,11 +198,23 @@ impl Shootdown {
         }
     }
 
-    /// Step 2, before entering the guest: the list for an NMI, if one is
-    /// due and none is in flight.
+    /// Step 3, first half: `me` is about to enter the guest. Must come
+    /// before [`Shootdown::nmi_due`].
+    pub fn entering(&self, me: u8) {
+        self.vcpus[me as usize].in_guest.store(true, Ordering::SeqCst);
+    }
+
+    /// `me` left the guest (`KVM_RUN` returned).
+    pub fn left(&self, me: u8) {
+        self.vcpus[me as usize].in_guest.store(false, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Step 3, second half: the list for an NMI, if one is due and none is
+    /// in flight.
     pub fn nmi_due(&self, me: u8) -> Option<FlushList> {
         let v = &self.vcpus[me as usize];
-        let want = v.want.load(Ordering::Acquire);
+        let want = v.want.load(Ordering::SeqCst);
         if want <= v.done.load(Ordering::Acquire) || v.in_flight.load(Ordering::Acquire) {
             return None;
         }
@@ -208,7 +230,7 @@ impl Shootdown {
         Some(FlushList::new(&ranges))
     }
 
-    /// Step 2, on the NMI handler's acknowledgement.
+    /// Step 3, on the NMI handler's acknowledgement.
     pub fn acked(&self, me: u8) {
         let v = &self.vcpus[me as usize];
         if v.in_flight.swap(false, Ordering::AcqRel) {
@@ -217,18 +239,67 @@ impl Shootdown {
         self.notify();
     }
 
-    /// Marks `me` as inside (or out of) a hypercall that flushes on return.
-    pub fn set_flushing_on_return(&self, me: u8, on: bool) {
-        self.vcpus[me as usize].flushing_on_return.store(on, Ordering::Release);
-        if on {
-            self.notify();
-        }
-    }
-
     /// Marks `me`'s thread as finished.
     pub fn exited(&self, me: u8) {
         self.vcpus[me as usize].exited.store(true, Ordering::Release);
         self.notify();
+    }
+}
+
+/// Why a shootdown failed (the run cannot go on safely).
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// KVM refused to drop its translations.
+    #[error("cannot drop KVM's shadow translations: {0}")]
+    Zap(#[source] crate::vstate::vm::VmError),
+    /// A vCPU did not acknowledge.
+    #[error("vCPU {0} did not acknowledge a TLB shootdown within {ACK_TIMEOUT:?}")]
+    Timeout(u8),
+    /// The run is stopping.
+    #[error("the run is stopping")]
+    Stopping,
+}
+
+/// Makes every vCPU drop translations (called with the address-space lock
+/// held, right after the page tables changed).
+pub trait Flusher: Send + Sync {
+    /// Flushes `ranges` on every vCPU; `me` (the caller) flushes before it
+    /// next enters the guest.
+    fn flush(&self, me: u8, ranges: &[Range]) -> Result<(), FlushError>;
+}
+
+/// The real shootdown: steps 1, 2 and 4 of the module docs.
+#[derive(Debug)]
+pub struct KvmFlusher {
+    /// The VM.
+    pub vm: Arc<Vm>,
+    /// Shootdown state.
+    pub tlb: Arc<Shootdown>,
+    /// Run control (kicks, stop).
+    pub ctl: Arc<RunControl>,
+}
+
+impl Flusher for KvmFlusher {
+    fn flush(&self, me: u8, ranges: &[Range]) -> Result<(), FlushError> {
+        self.vm.zap_shadow_mappings().map_err(FlushError::Zap)?;
+        let (gen, asked) = self.tlb.request(me, ranges);
+        self.ctl.kick(&self.tlb.in_guest(&asked));
+        let ctl = self.ctl.clone();
+        self.tlb.wait(gen, &asked, &|| ctl.is_stopping()).map_err(|e| match e {
+            WaitError::Stopping => FlushError::Stopping,
+            WaitError::Timeout { vcpu } => FlushError::Timeout(vcpu),
+        })
+    }
+}
+
+/// A flusher for tests without KVM: records what it was asked.
+#[derive(Debug, Default)]
+pub struct RecordingFlusher(pub Mutex<Vec<(u8, Vec<Range>)>>);
+
+impl Flusher for RecordingFlusher {
+    fn flush(&self, me: u8, ranges: &[Range]) -> Result<(), FlushError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((me, ranges.to_vec()));
+        Ok(())
     }
 }
 
@@ -243,6 +314,7 @@ mod tests {
     #[test]
     fn single_vcpu_needs_nobody_but_itself() {
         let s = Shootdown::new(1);
+        s.entering(0);
         let (gen, asked) = s.request(0, R);
         assert!(asked.is_empty());
         assert_eq!(s.wait(gen, &asked, &|| false), Ok(()));
@@ -254,7 +326,9 @@ mod tests {
     #[test]
     fn nmi_protocol() {
         let s = Arc::new(Shootdown::new(2));
+        s.entering(1);
         let (gen, asked) = s.request(0, R);
+        assert_eq!(s.in_guest(&asked), vec![1]);
         assert_eq!(asked, vec![1]);
         assert_eq!(s.nmi_due(1), Some(FlushList::new(R)));
         // No second NMI while one is in flight, even for a newer request.
@@ -289,16 +363,32 @@ mod tests {
     }
 
     #[test]
-    fn exited_or_flushing_vcpus_count_as_done() {
+    fn exited_or_outside_vcpus_count_as_done() {
         let s = Shootdown::new(3);
+        s.entering(1);
+        s.entering(2);
         let (gen, asked) = s.request(0, R);
         s.exited(1);
-        s.set_flushing_on_return(2, true);
+        s.left(2);
         assert_eq!(s.wait(gen, &asked, &|| false), Ok(()));
-        s.set_flushing_on_return(2, false);
+        // vCPU 2 still flushes before it runs guest code again.
+        s.entering(2);
+        assert!(s.nmi_due(2).is_some());
         let (gen, asked) = s.request(0, R);
         assert_eq!(asked, vec![2]);
         assert_eq!(s.wait(gen, &asked, &|| true), Err(WaitError::Stopping));
+    }
+
+    #[test]
+    fn a_wait_cannot_miss_a_vcpu_about_to_enter() {
+        // The vCPU marks itself in the guest, then looks for a due NMI; the
+        // caller raises `want`, then looks at `in_guest`. Whatever the
+        // interleaving, either the caller waits for it or it sees the NMI.
+        let s = Shootdown::new(2);
+        let (gen, asked) = s.request(0, R);
+        assert_eq!(s.wait(gen, &asked, &|| false), Ok(()), "outside: satisfied");
+        s.entering(1);
+        assert!(s.nmi_due(1).is_some(), "and it flushes before running");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
 use crate::hypercall::{Args, Hypervisor};
 use crate::kernel::KernelStub;
-use crate::tlb::{Shootdown, WaitError};
+use crate::tlb::Shootdown;
 use crate::vstate::kick;
 use crate::vstate::vcpu::Vcpu;
 
@@ -35,8 +35,6 @@ pub struct VcpuContext {
     pub latch: Arc<ExitLatch>,
     /// Stub addresses.
     pub stub: Arc<KernelStub>,
-    /// The VM (to drop KVM's shadow translations).
-    pub vm: Arc<crate::vstate::vm::Vm>,
     /// Guest memory (to write flush lists).
     pub mem: crate::memory::GuestMem,
     /// Guest-physical address of each vCPU's scratch page.
@@ -93,6 +91,9 @@ impl VcpuThread {
             if self.ctx.ctl.is_stopping() {
                 break;
             }
+            // In the guest from here on (for shootdowns), then look for a
+            // due flush: in this order, a shootdown cannot miss this vCPU.
+            self.ctx.tlb.entering(self.me());
             if let Some(list) = self.ctx.tlb.nmi_due(self.me()) {
                 log::debug!("vCPU {}: TLB shootdown NMI: {list:x?}", self.me());
                 let pa = vm_memory::GuestAddress(self.ctx.scratch_pa[self.me() as usize]);
@@ -105,7 +106,10 @@ impl VcpuThread {
                     break;
                 }
             }
-            let action = match self.vcpu.run() {
+            let me = self.vcpu.index();
+            let run = self.vcpu.run();
+            self.ctx.tlb.left(me);
+            let action = match run {
                 Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.vcpu.clear_immediate_exit();
@@ -116,8 +120,6 @@ impl VcpuThread {
                     break;
                 }
             };
-            // The flush return path (if any) has now run.
-            self.ctx.tlb.set_flushing_on_return(self.me(), false);
             let next = match action {
                 ExitAction::Continue => {
                     if let Some(status) = self.ctx.latch.status() {
@@ -244,26 +246,8 @@ impl VcpuThread {
             self.armed = (rip != 0).then_some(rip);
         }
         regs.rax = out.ret as u64;
-        if !fx.flush.is_empty() {
-            // KVM may hold translations derived from the old entries (a
-            // shadow-paging backend never sees the VMM's table writes).
-            if let Err(e) = self.ctx.vm.zap_shadow_mappings() {
-                return self.fail(format!("cannot drop KVM's shadow translations: {e}"));
-            }
-            // This vCPU flushes through the same NMI as the others, before
-            // its next user instruction; meanwhile it counts as flushing.
-            let tlb = &self.ctx.tlb;
-            tlb.set_flushing_on_return(me, true);
-            let (gen, asked) = tlb.request(me, &fx.flush);
-            self.ctx.ctl.kick(&asked);
-            let ctl = self.ctx.ctl.clone();
-            match tlb.wait(gen, &asked, &|| ctl.is_stopping()) {
-                Ok(()) => {}
-                Err(WaitError::Stopping) => return Next::Stop,
-                Err(WaitError::Timeout { vcpu }) => {
-                    return self.fail(format!("vCPU {vcpu} did not acknowledge a TLB shootdown"));
-                }
-            }
+        if let Some(message) = fx.fatal {
+            return self.fail(message);
         }
         match self.vcpu.set_regs(&regs) {
             Ok(()) => Next::Run,

@@ -6,6 +6,10 @@
 //! given, the offset is page aligned, and a fixed range lies in the user
 //! half (`ENOMEM` past it, as Linux). Everything else (alignment, overflow,
 //! overlap, frames) is guest-mm's and the provider's to refuse.
+//!
+//! When entries were removed or downgraded, every vCPU drops them before
+//! the address-space lock is released (see `tlb`): nothing can reuse the
+//! range or the freed frames while a stale translation exists.
 
 use guest_mm::{errno, FlushSet, GuestVirtAddr, MmError, MmapRequest, Placement, VmFlags};
 
@@ -46,11 +50,12 @@ fn user_range(addr: u64, len: u64) -> Result<GuestVirtAddr, i32> {
     GuestVirtAddr::try_new(addr).map_err(|_| errno::EINVAL)
 }
 
-fn done(r: Result<(u64, Vec<Range>), i32>) -> Outcome {
-    match r {
-        Ok((ret, flush)) => Outcome { ret: ret as i64, effects: Effects { flush, ..Default::default() } },
-        Err(e) => Outcome::err(e),
-    }
+fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
+    let ret = match r {
+        Ok(v) => v as i64,
+        Err(e) => -i64::from(e),
+    };
+    Outcome { ret, effects: Effects { fatal, ..Default::default() } }
 }
 
 /// The ranges of a flush set (consumed).
@@ -65,18 +70,23 @@ fn mm_err(e: &MmError) -> i32 {
 }
 
 impl Hypervisor {
-    /// `mmap(addr, len, prot, flags, fd, off)`.
-    pub(super) fn mmap(&self, args: [u64; 6]) -> Outcome {
-        let mut flush = Vec::new();
-        let r = self.mmap_inner(args, &mut flush);
-        let ret = match r {
-            Ok(addr) => addr as i64,
-            Err(e) => -i64::from(e),
-        };
-        Outcome { ret, effects: Effects { flush, ..Default::default() } }
+    /// Shoots `ranges` down (with the address-space lock held by the
+    /// caller); a failure is fatal for the run.
+    fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
+        if ranges.is_empty() {
+            return None;
+        }
+        self.flusher.flush(vcpu, ranges).err().map(|e| e.to_string())
     }
 
-    fn mmap_inner(&self, args: [u64; 6], flush: &mut Vec<Range>) -> Result<u64, i32> {
+    /// `mmap(addr, len, prot, flags, fd, off)`.
+    pub(super) fn mmap(&self, vcpu: u8, args: [u64; 6]) -> Outcome {
+        let mut fatal = None;
+        let r = self.mmap_inner(vcpu, args, &mut fatal);
+        done(r, fatal)
+    }
+
+    fn mmap_inner(&self, vcpu: u8, args: [u64; 6], fatal: &mut Option<String>) -> Result<u64, i32> {
         let [addr, len, p, flags, handle, off] = args;
         let prot = prot_flags(p)?;
         let known = map::SHARED | map::PRIVATE | map::FIXED | map::ANONYMOUS | map::FIXED_NOREPLACE;
@@ -113,8 +123,8 @@ impl Hypervisor {
         let deferred = m.space_mut().take_deferred_flush();
         // Entries a failure path cleared after vCPUs could have used them
         // are flushed like any other (the error is still returned).
-        flush.extend(ranges(deferred));
-        match result {
+        let mut flush = ranges(deferred);
+        let r = match result {
             Ok(mapped) => {
                 log::debug!("mmap {:#x}+{len:#x} via {} -> {:#x}", addr, provider.provider().name(), mapped.addr.raw());
                 flush.extend(ranges(mapped.flush));
@@ -124,29 +134,38 @@ impl Hypervisor {
                 log::debug!("mmap {addr:#x}+{len:#x} via {} failed: {e}", provider.provider().name());
                 Err(mm_err(&e))
             }
-        }
+        };
+        *fatal = self.shoot_down(vcpu, &flush);
+        drop(m);
+        r
     }
 
     /// `munmap(addr, len)`.
-    pub(super) fn munmap(&self, addr: u64, len: u64) -> Outcome {
+    pub(super) fn munmap(&self, vcpu: u8, addr: u64, len: u64) -> Outcome {
+        let mut fatal = None;
         let r = (|| {
             let va = user_range(addr, len)?;
             let mut m = self.mapper();
             let fl = m.space_mut().munmap(va, len).map_err(|e| mm_err(&e))?;
-            Ok((0, ranges(fl)))
+            fatal = self.shoot_down(vcpu, &ranges(fl));
+            drop(m);
+            Ok(0)
         })();
-        done(r)
+        done(r, fatal)
     }
 
     /// `mprotect(addr, len, prot)`.
-    pub(super) fn mprotect(&self, addr: u64, len: u64, p: u64) -> Outcome {
+    pub(super) fn mprotect(&self, vcpu: u8, addr: u64, len: u64, p: u64) -> Outcome {
+        let mut fatal = None;
         let r = (|| {
             let prot = prot_flags(p)?;
             let va = user_range(addr, len)?;
             let mut m = self.mapper();
             let fl = m.space_mut().mprotect(va, len, prot).map_err(|e| mm_err(&e))?;
-            Ok((0, ranges(fl)))
+            fatal = self.shoot_down(vcpu, &ranges(fl));
+            drop(m);
+            Ok(0)
         })();
-        done(r)
+        done(r, fatal)
     }
 }

@@ -23,6 +23,7 @@ use crate::kernel::abi::nr;
 use crate::mapper::Mapper;
 use crate::memory::GuestMem;
 use crate::providers::Providers;
+use crate::tlb::Flusher;
 
 /// The arguments of one hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +44,8 @@ impl Args {
 /// What a hypercall did besides producing `rax`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// Translations in these ranges were removed or downgraded: flush
-    /// this vCPU before it returns and shoot down the others.
-    pub flush: Vec<crate::tlb::Range>,
+    /// The run cannot go on (a shootdown failed after the tables changed).
+    pub fatal: Option<String>,
     /// The next exception on this vCPU resumes here (0: disarm).
     pub arm_fault: Option<u64>,
     /// This vCPU stops (`exit`).
@@ -78,6 +78,7 @@ pub struct Hypervisor {
     mem: GuestMem,
     mapper: Mutex<Mapper>,
     providers: Providers,
+    flusher: Arc<dyn Flusher>,
     console: ConsoleOut,
     report: ReportLog,
     counters: Vec<Arc<ExitCounters>>,
@@ -93,16 +94,18 @@ impl std::fmt::Debug for Hypervisor {
 const MAX_WRITE: u64 = 1 << 16;
 
 impl Hypervisor {
-    /// A hypervisor over the guest's memory and address space.
+    /// A hypervisor over the guest's memory and address space; `flusher`
+    /// shoots translations down after the tables change.
     pub fn new(
         mem: GuestMem,
         mapper: Mapper,
         providers: Providers,
+        flusher: Arc<dyn Flusher>,
         console: ConsoleOut,
         report: ReportLog,
         counters: Vec<Arc<ExitCounters>>,
     ) -> Self {
-        Hypervisor { mem, mapper: Mutex::new(mapper), providers, console, report, counters }
+        Hypervisor { mem, mapper: Mutex::new(mapper), providers, flusher, console, report, counters }
     }
 
     /// The checks the guest reported.
@@ -141,9 +144,9 @@ impl Hypervisor {
             }
             nr::VCPU_ID => Outcome::ret(i64::from(vcpu)),
             nr::TRANSLATE => self.translate(a0, a1),
-            nr::MMAP => self.mmap(args.a),
-            nr::MUNMAP => self.munmap(a0, a1),
-            nr::MPROTECT => self.mprotect(a0, a1, a2),
+            nr::MMAP => self.mmap(vcpu, args.a),
+            nr::MUNMAP => self.munmap(vcpu, a0, a1),
+            nr::MPROTECT => self.mprotect(vcpu, a0, a1, a2),
             _ => Outcome::err(errno::ENOSYS),
         }
     }

@@ -7,6 +7,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::*;
 use crate::mapper::Access;
 use crate::memory::create_guest_memory;
+use crate::tlb::RecordingFlusher;
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -25,6 +26,11 @@ const USER_VA: u64 = 0x40_0000;
 const KERNEL_VA: u64 = 0xffff_ff80_0010_0000;
 
 fn setup() -> (Hypervisor, Buf) {
+    let (hv, out, _) = setup_with_flusher();
+    (hv, out)
+}
+
+fn setup_with_flusher() -> (Hypervisor, Buf, Arc<RecordingFlusher>) {
     let mem = create_guest_memory(MEM).unwrap();
     let mut m = Mapper::new(mem.clone()).unwrap();
     let pages = [guest_mm::Pfn(0x2000), guest_mm::Pfn(0x2005)];
@@ -35,15 +41,17 @@ fn setup() -> (Hypervisor, Buf) {
     mem.write_slice(b"hel", GuestAddress((0x2000 << 12) + 0xffd)).unwrap();
     mem.write_slice(b"lo", GuestAddress(0x2005 << 12)).unwrap();
     let out = Buf::default();
+    let flusher = Arc::new(RecordingFlusher::default());
     let hv = Hypervisor::new(
         mem,
         m,
         providers,
+        flusher.clone(),
         ConsoleOut::new(Box::new(out.clone())),
         ReportLog::default(),
         vec![Arc::new(ExitCounters::default())],
     );
-    (hv, out)
+    (hv, out, flusher)
 }
 
 fn call(hv: &Hypervisor, nr: u64, a: [u64; 6]) -> Outcome {
@@ -92,14 +100,14 @@ fn small_calls() {
 #[test]
 fn munmap_clears_the_translation() {
     use crate::kernel::abi::{map, prot};
-    let (hv, _) = setup();
+    let (hv, _, flusher) = setup_with_flusher();
     let r = call(&hv, nr::MMAP, [0, 0x3000, prot::READ | prot::WRITE, map::PRIVATE | map::ANONYMOUS, 0, 0]);
     assert!(r.ret > 0, "{r:?}");
     let va = r.ret as u64;
     assert!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret > 0);
     let u = call(&hv, nr::MUNMAP, [va + 0x1000, 0x1000, 0, 0, 0, 0]);
     assert_eq!(u.ret, 0);
-    assert_eq!(u.effects.flush, vec![(va + 0x1000, 0x1000)]);
+    assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![(va + 0x1000, 0x1000)])]);
     assert_eq!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EFAULT));
     assert!(call(&hv, nr::TRANSLATE, [va, 0, 0, 0, 0, 0]).ret > 0);
 }

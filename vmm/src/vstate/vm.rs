@@ -67,6 +67,8 @@ pub struct Vm {
     cpuid: CpuId,
     next_slot: u32,
     zap: Option<(u32, vm_memory::MmapRegion)>,
+    /// Serializes zaps: a slot is deleted and re-created as one step.
+    zap_lock: std::sync::Mutex<()>,
 }
 
 impl Vm {
@@ -86,7 +88,7 @@ impl Vm {
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_PA as usize).map_err(VmError::TssAddr)?;
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
-        Ok(Vm { fd, cpuid, next_slot: 0, zap: None })
+        Ok(Vm { fd, cpuid, next_slot: 0, zap: None, zap_lock: std::sync::Mutex::new(()) })
     }
 
     /// Creates the one-page slot [`Vm::zap_shadow_mappings`] toggles.
@@ -108,6 +110,7 @@ impl Vm {
     /// sees, so an `invlpg` in the guest does not help there. This does.
     pub fn zap_shadow_mappings(&self) -> Result<(), VmError> {
         let Some((slot, region)) = &self.zap else { return Ok(()) };
+        let _one_at_a_time = self.zap_lock.lock().unwrap_or_else(|e| e.into_inner());
         for size in [0, 4096] {
             let r = kvm_userspace_memory_region {
                 slot: *slot,
