@@ -118,7 +118,8 @@ pub fn install_kernel(mem: &GuestMem, mapper: &mut Mapper, nr_vcpus: u8) -> Resu
     let idt_limit = (idt_words.len() * 8 - 1) as u16;
 
     let map = |m: &mut Mapper, what, pa: u64, len: u64, access| {
-        m.map_kernel(kernel_va(pa), pa, len, access).map_err(|source| BootError::Map { what, source })
+        let va = guest_mm::GuestVirtAddr::try_new(kernel_va(pa)).map_err(|source| BootError::Map { what, source })?;
+        m.map_kernel(va, vm_memory::GuestAddress(pa), len, access).map_err(|source| BootError::Map { what, source })
     };
     map(mapper, "GDT and IDT", GDT_PA, 2 * PAGE_SIZE, Access::RW)?;
     map(mapper, "kernel stub", STUB_PA, STUB_SIZE, Access::RX)?;

@@ -117,8 +117,7 @@ impl Mapper {
 
     /// Maps the contiguous `[pa, pa + len)` supervisor-only at `va` (upper
     /// half), write-back.
-    pub fn map_kernel(&mut self, va: u64, pa: u64, len: u64, access: Access) -> Result<(), MmError> {
-        let va = GuestVirtAddr::try_new(va)?;
+    pub fn map_kernel(&mut self, va: GuestVirtAddr, pa: GuestAddress, len: u64, access: Access) -> Result<(), MmError> {
         let prot = PageProt {
             present: true,
             writable: access.write,
@@ -126,14 +125,13 @@ impl Mapper {
             no_execute: !access.exec,
             cache: CacheMode::WriteBack,
         };
-        self.space.page_tables_mut().map_range(va, GuestAddress(pa), len, prot, PageSize::Size4K)?;
+        self.space.page_tables_mut().map_range(va, pa, len, prot, PageSize::Size4K)?;
         Ok(())
     }
 
     /// Maps `pages` (one per 4 KiB) at the user address `va`: a private
     /// map-kernel-pages mapping that may not replace anything.
-    pub fn map_user_pages(&mut self, va: u64, pages: &[Pfn], access: Access) -> Result<(), MmError> {
-        let va = GuestVirtAddr::try_new(va)?;
+    pub fn map_user_pages(&mut self, va: GuestVirtAddr, pages: &[Pfn], access: Access) -> Result<(), MmError> {
         let len = pages.len() as u64 * guest_mm::PAGE_SIZE;
         let req = MmapRequest::private(len, access.vm_flags()).fixed_noreplace(va);
         let mapped = self.space.mmap(&ImageProvider::new(pages), &req)?;

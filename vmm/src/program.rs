@@ -146,7 +146,9 @@ pub fn load(prog: &Program, mem: &GuestMem, frames: &mut BootFrames, mapper: &mu
 }
 
 fn map_run(mapper: &mut Mapper, va: u64, pages: &[Pfn], (write, exec): (bool, bool)) -> Result<(), LoadError> {
-    mapper.map_user_pages(va, pages, Access { write, exec }).map_err(|source| LoadError::Map { va, source })
+    guest_mm::GuestVirtAddr::try_new(va)
+        .and_then(|v| mapper.map_user_pages(v, pages, Access { write, exec }))
+        .map_err(|source| LoadError::Map { va, source })
 }
 
 /// Maps a zeroed user stack of [`USER_STACK_SIZE`] ending at `top`.

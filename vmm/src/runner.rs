@@ -126,68 +126,69 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     run_with(cfg, RunOptions::new(sink))
 }
 
-/// [`run`] with every option.
-pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
-    cfg.validate()?;
-    let mem = create_guest_memory(cfg.mem_size)?;
-    let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
-    let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
+/// The program to run and what its report expects.
+struct Guest {
+    prog: program::Program,
+    name: String,
+    expected: Vec<(u64, String)>,
+    clean_end: Option<Outcome>,
+    builtin: Option<builtin::Params>,
+}
 
-    let builtin_params = builtin_params(cfg);
-    let (prog, guest_name, expected, clean_end) = match &cfg.guest {
-        GuestChoice::Builtin => (
-            builtin::build(&builtin_params).map_err(|e| RunError::Assemble(e.to_string()))?,
-            "built-in test guest".to_string(),
-            builtin::checks(&builtin_params),
-            Some(Outcome::ExitPort { status: 1 }),
-        ),
-        GuestChoice::Elf(p) => (elf::load_file(p)?, p.display().to_string(), Vec::new(), None),
-    };
-    let is_builtin = cfg.guest == GuestChoice::Builtin;
-    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    program::load(&prog, &mem, &mut frames, &mut mapper)?;
-    for i in 0..cfg.vcpus {
-        program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
-    }
-    let cr3 = mapper.cr3().0;
+/// Picks (assembles or reads) the program.
+fn guest(cfg: &VmConfig) -> Result<Guest, RunError> {
+    Ok(match &cfg.guest {
+        GuestChoice::Builtin => {
+            let params = builtin_params(cfg);
+            Guest {
+                prog: builtin::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?,
+                name: "built-in test guest".into(),
+                expected: builtin::checks(&params),
+                clean_end: Some(Outcome::ExitPort { status: 1 }),
+                builtin: Some(params),
+            }
+        }
+        GuestChoice::Elf(p) => Guest {
+            prog: elf::load_file(p)?,
+            name: p.display().to_string(),
+            expected: Vec::new(),
+            clean_end: None,
+            builtin: None,
+        },
+    })
+}
 
-    // Devices.
-    let console = match opts.console {
-        ConsoleSink::Stdout => ConsoleOut::new(Box::new(std::io::stdout())),
-        ConsoleSink::Stderr => ConsoleOut::new(Box::new(std::io::stderr())),
-        ConsoleSink::Writer(w) => w,
-    };
+/// The devices of a run.
+struct Devices {
+    buses: Buses,
+    serial: Arc<Mutex<SerialDevice>>,
+    latch: Arc<ExitLatch>,
+    bars: Vec<Arc<Mutex<BarDevice>>>,
+    windows: Windows,
+}
+
+/// Serial port, exit port, and the BAR windows (trapped ones on the MMIO
+/// bus with their doorbell ioeventfd; passed-through ones as memory slots).
+fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> Result<Devices, RunError> {
+    let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
     let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
     let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
     let mut buses = Buses::default();
-    let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
-    buses
-        .pio
-        .insert(serial.clone(), u64::from(devices::legacy::COM1_PORT), devices::legacy::SERIAL_PORT_LEN)
-        .map_err(dev_err)?;
-    buses
-        .pio
-        .insert(
-            Arc::new(Mutex::new(ExitPort::new(latch.clone()))),
-            u64::from(devices::legacy::EXIT_PORT),
-            devices::legacy::EXIT_PORT_LEN,
-        )
-        .map_err(dev_err)?;
+    let com1 = u64::from(devices::legacy::COM1_PORT);
+    buses.pio.insert(serial.clone(), com1, devices::legacy::SERIAL_PORT_LEN).map_err(dev_err)?;
+    let exit_port = Arc::new(Mutex::new(ExitPort::new(latch.clone())));
+    let port = u64::from(devices::legacy::EXIT_PORT);
+    buses.pio.insert(exit_port, port, devices::legacy::EXIT_PORT_LEN).map_err(dev_err)?;
 
-    let mut vm = Vm::new()?;
-    vm.register_memory(&mem)?;
-    vm.add_zap_slot()?;
     let mut bars = Vec::new();
     let mut windows = Windows::default();
     for b in &cfg.bars {
         match &b.backing {
             BarBacking::Trapped => {
-                let dev = Arc::new(Mutex::new(BarDevice::new(b.size).map_err(|e| RunError::Device(e.to_string()))?));
+                let dev = BarDevice::new(b.size).map_err(|e| RunError::Device(e.to_string()))?;
+                vm.register_ioevent(dev.doorbell_eventfd(), GuestAddress(b.base + BarDevice::doorbell_offset()))?;
+                let dev = Arc::new(Mutex::new(dev));
                 buses.mmio.insert(dev.clone(), b.base, b.size).map_err(dev_err)?;
-                {
-                    let d = dev.lock().unwrap_or_else(|e| e.into_inner());
-                    vm.register_ioevent(d.doorbell_eventfd(), b.base + BarDevice::doorbell_offset())?;
-                }
                 bars.push(dev);
             }
             BarBacking::File(p) => windows.0.push(HostWindow::from_path(GuestAddress(b.base), b.size, p)?),
@@ -196,17 +197,63 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     }
     for w in &windows.0 {
         vm.register_window(w)?;
-        if is_builtin {
+        if builtin {
             // The built-in guest owns its windows: it expects the pattern.
             for off in (0..w.size()).step_by(8) {
                 w.write_u64(off, window_pattern(off));
             }
         }
     }
+    Ok(Devices { buses, serial, latch, bars, windows })
+}
+
+/// [`run`] with every option.
+pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
+    cfg.validate()?;
+    let mem = create_guest_memory(cfg.mem_size)?;
+    let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
+    let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
+    let guest = guest(cfg)?;
+    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
+    program::load(&guest.prog, &mem, &mut frames, &mut mapper)?;
+    for i in 0..cfg.vcpus {
+        program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
+    }
+
+    let console = match opts.console {
+        ConsoleSink::Stdout => ConsoleOut::new(Box::new(std::io::stdout())),
+        ConsoleSink::Stderr => ConsoleOut::new(Box::new(std::io::stderr())),
+        ConsoleSink::Writer(w) => w,
+    };
+    let mut vm = Vm::new()?;
+    vm.register_memory(&mem)?;
+    vm.add_zap_slot()?;
+    let devs = devices(cfg, &mut vm, &console, guest.builtin.is_some())?;
     let bar_windows: Vec<BarWindow> =
         cfg.bars.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
     let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
-    let buses = Arc::new(buses);
+
+    // vCPUs: configure all before starting any.
+    let mut vcpus = Vec::new();
+    for i in 0..cfg.vcpus {
+        let v = Vcpu::new(&vm, i)?;
+        v.configure(
+            &vm,
+            &VcpuSetup {
+                cr3: mapper.cr3().0,
+                entry: guest.prog.entry,
+                stack_top: user_stack_top(i),
+                arg: u64::from(i),
+                gdt: kernel.gdt,
+                idt: kernel.idt,
+                tss: kernel.tss[i as usize],
+                lstar: kernel.stub.syscall_entry,
+                kernel_gs_base: kernel.kernel_gs[i as usize],
+                pat: guest_mm::PAT_MSR_VALUE,
+            },
+        )?;
+        vcpus.push(v);
+    }
 
     let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
     let report_log = ReportLog::default();
@@ -223,76 +270,89 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         report_log.clone(),
         counters.clone(),
     ));
-    let stub = Arc::new(kernel.stub.clone());
-    kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
-
-    // vCPUs: configure all before starting any.
-    let mut vcpus = Vec::new();
-    for i in 0..cfg.vcpus {
-        let v = Vcpu::new(&vm, i)?;
-        v.configure(
-            &vm,
-            &VcpuSetup {
-                cr3,
-                entry: prog.entry,
-                stack_top: user_stack_top(i),
-                arg: u64::from(i),
-                gdt: kernel.gdt,
-                idt: kernel.idt,
-                tss: kernel.tss[i as usize],
-                lstar: stub.syscall_entry,
-                kernel_gs_base: kernel.kernel_gs[i as usize],
-                pat: guest_mm::PAT_MSR_VALUE,
-            },
-        )?;
-        vcpus.push(v);
-    }
+    let ctx = VcpuContext {
+        buses: Arc::new(devs.buses),
+        hv,
+        ctl: ctl.clone(),
+        tlb,
+        latch: devs.latch.clone(),
+        stub: Arc::new(kernel.stub.clone()),
+        mem: mem.clone(),
+        scratch_pa: Arc::new((0..cfg.vcpus).map(|i| percpu_pa(i) + percpu::SCRATCH).collect()),
+    };
     if let Some(hook) = opts.before_start {
         hook(&mem);
     }
 
     let mut em = EventManager::<Box<dyn MutEventSubscriber>>::new()
         .map_err(|e| RunError::Io { what: "event manager", source: std::io::Error::other(e.to_string()) })?;
-    let finished = Arc::new(AtomicUsize::new(0));
-    let mut done_evts = Vec::new();
-    let mut handles = Vec::new();
-    let scratch_pa = Arc::new((0..cfg.vcpus).map(|i| percpu_pa(i) + percpu::SCRATCH).collect());
-    let ctx = VcpuContext {
-        buses,
-        hv: hv.clone(),
-        ctl: ctl.clone(),
-        tlb,
-        latch: latch.clone(),
-        stub,
-        mem: mem.clone(),
-        scratch_pa,
-    };
-    for v in vcpus {
-        let i = v.index() as usize;
-        let done = EventFd::new(0).map_err(io("vCPU exit eventfd"))?;
-        let done2 = done.try_clone().map_err(io("vCPU exit eventfd"))?;
-        done_evts.push(done);
-        let h = vcpu_thread::spawn(v, ctx.clone(), counters[i].clone(), done2).map_err(io("vCPU thread"))?;
-        {
-            use std::os::unix::thread::JoinHandleExt;
-            ctl.add_thread(h.as_pthread_t());
-        }
-        handles.push(h);
-    }
-    em.add_subscriber(Box::new(VcpuExitHandler::new(done_evts, finished.clone())));
-    em.add_subscriber(Box::new(GuestExitHandler::new(latch, ctl.clone())));
+    em.add_subscriber(Box::new(GuestExitHandler::new(devs.latch.clone(), ctl.clone())));
     if let Some(secs) = cfg.timeout_secs {
         em.add_subscriber(Box::new(Watchdog::new(secs, ctl.clone()).map_err(io("watchdog"))?));
     }
-    for dev in &bars {
+    for dev in &devs.bars {
         em.add_subscriber(Box::new(DoorbellHandler::new(dev.clone()).map_err(io("doorbell"))?));
     }
     if opts.stdin {
         if let Ok(stdin) = std::io::stdin().lock().as_fd_clone() {
-            em.add_subscriber(Box::new(SerialInputHandler::new(stdin, serial)));
+            em.add_subscriber(Box::new(SerialInputHandler::new(stdin, devs.serial.clone())));
         }
     }
+    run_vcpus(vcpus, ctx, &counters, &mut em)?;
 
+    let mut outcome = ctl.outcome();
+    if outcome.is_none() {
+        outcome = ctl.exit_status().map(|status| Outcome::Exited { status });
+    }
+    let exits = counters.iter().map(|c| c.snapshot()).collect();
+    if let Some(params) = &guest.builtin {
+        host_side_checks(params, &devs.windows, &report_log);
+    }
+    Ok(report::build(guest.name, outcome, &report_log.records(), &guest.expected, guest.clean_end.as_ref(), exits))
+}
+
+/// Starts a thread per vCPU and runs the event loop until every one of
+/// them has ended.
+fn run_vcpus(
+    vcpus: Vec<Vcpu>,
+    ctx: VcpuContext,
+    counters: &[Arc<ExitCounters>],
+    em: &mut EventManager<Box<dyn MutEventSubscriber>>,
+) -> Result<(), RunError> {
+    kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
+    let ctl = ctx.ctl.clone();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let mut done_evts = Vec::new();
+    let mut handles = Vec::new();
+    let mut started = Ok(());
+    for v in vcpus {
+        let i = v.index() as usize;
+        let spawned = EventFd::new(0).and_then(|done| {
+            let h = vcpu_thread::spawn(v, ctx.clone(), counters[i].clone(), done.try_clone()?)?;
+            Ok((done, h))
+        });
+        match spawned {
+            Ok((done, h)) => {
+                use std::os::unix::thread::JoinHandleExt;
+                ctl.add_thread(h.as_pthread_t());
+                done_evts.push(done);
+                handles.push(h);
+            }
+            Err(e) => {
+                started = Err(RunError::Io { what: "vCPU thread", source: e });
+                break;
+            }
+        }
+    }
+    if started.is_err() {
+        // Stop the vCPUs that did start before reporting the error.
+        ctl.stop(Outcome::VcpuError { vcpu: 0, message: "not every vCPU could be started".into() });
+        for h in handles {
+            let _ = h.join();
+        }
+        return started;
+    }
+    em.add_subscriber(Box::new(VcpuExitHandler::new(done_evts, finished.clone())));
     while finished.load(Ordering::Acquire) < handles.len() {
         if let Err(e) = em.run() {
             log::error!("event loop: {e}");
@@ -305,18 +365,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
             log::error!("a vCPU thread panicked");
         }
     }
-    let mut outcome = ctl.outcome();
-    if outcome.is_none() {
-        if let Some(status) = ctl.exit_status() {
-            outcome = Some(Outcome::Exited { status });
-        }
-    }
-    let exits = counters.iter().map(|c| c.snapshot()).collect();
-    if is_builtin {
-        host_side_checks(&builtin_params, &windows, &report_log);
-    }
-    drop(windows);
-    Ok(report::build(guest_name, outcome, &report_log.records(), &expected, clean_end.as_ref(), exits))
+    Ok(())
 }
 
 /// What the built-in guest is told about the machine.

@@ -195,7 +195,8 @@ impl VcpuThread {
                     );
                 }
                 log::error!("unexpected exception: {report}");
-                if let Some(insn) = self.ctx.hv.disassemble_at(report.rip) {
+                let rip = guest_mm::GuestVirtAddr::try_new(report.rip).ok();
+                if let Some(insn) = rip.and_then(|r| self.ctx.hv.disassemble_at(r)) {
                     log::error!("faulting instruction: {insn}");
                 }
                 if log::log_enabled!(log::Level::Debug) {

@@ -152,13 +152,13 @@ impl Hypervisor {
     }
 
     /// The instruction at `va` (for fault messages), if it is mapped.
-    pub fn disassemble_at(&self, va: u64) -> Option<String> {
+    pub fn disassemble_at(&self, va: GuestVirtAddr) -> Option<String> {
         use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
         let m = self.mapper();
         // Read up to the end of the page, at most 15 bytes, without
         // requiring user access (a fault can be in the kernel stub).
-        let v = GuestVirtAddr::try_new(va).ok()?;
-        let t = m.page_tables().translate(v)?;
+        let t = m.page_tables().translate(va)?;
+        let va = va.raw();
         let n = (15u64).min(crate::layout::PAGE_SIZE - (va & (crate::layout::PAGE_SIZE - 1))) as usize;
         let mut buf = vec![0u8; n];
         vm_memory::Bytes::read_slice(&self.mem, &mut buf, vm_memory::GuestAddress(t.phys.0)).ok()?;

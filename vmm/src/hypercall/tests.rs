@@ -35,8 +35,8 @@ fn setup_with_flusher() -> (Hypervisor, Buf, Arc<RecordingFlusher>) {
     let mut m = Mapper::new(mem.clone()).unwrap();
     let pages = [guest_mm::Pfn(0x2000), guest_mm::Pfn(0x2005)];
     let providers = crate::providers::Providers::new(&m, &mem, &[]).unwrap();
-    m.map_user_pages(USER_VA, &pages, Access::RW).unwrap();
-    m.map_kernel(KERNEL_VA, 0x3000 << 12, 0x1000, Access::RW).unwrap();
+    m.map_user_pages(GuestVirtAddr::try_new(USER_VA).unwrap(), &pages, Access::RW).unwrap();
+    m.map_kernel(GuestVirtAddr::try_new(KERNEL_VA).unwrap(), GuestAddress(0x3000 << 12), 0x1000, Access::RW).unwrap();
     // "hello" straddling the two (physically distant) pages.
     mem.write_slice(b"hel", GuestAddress((0x2000 << 12) + 0xffd)).unwrap();
     mem.write_slice(b"lo", GuestAddress(0x2005 << 12)).unwrap();

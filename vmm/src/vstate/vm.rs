@@ -8,7 +8,7 @@
 use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
 use thiserror::Error;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::memory::{GuestMem, HostWindow};
@@ -181,9 +181,9 @@ impl Vm {
 
     /// Makes a guest write of any size to MMIO address `addr` signal `evt`
     /// inside KVM, without an exit to the VMM.
-    pub fn register_ioevent(&self, evt: &EventFd, addr: u64) -> Result<(), VmError> {
+    pub fn register_ioevent(&self, evt: &EventFd, addr: GuestAddress) -> Result<(), VmError> {
         self.fd
-            .register_ioevent(evt, &IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
-            .map_err(|source| VmError::IoEvent { addr, source })
+            .register_ioevent(evt, &IoEventAddress::Mmio(addr.0), kvm_ioctls::NoDatamatch)
+            .map_err(|source| VmError::IoEvent { addr: addr.0, source })
     }
 }
