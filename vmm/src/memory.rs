@@ -184,6 +184,11 @@ impl BootFrames {
         BootFrames { next: start.0 / PAGE_SIZE, end: end.0 / PAGE_SIZE }
     }
 
+    /// Frames left.
+    pub fn available(&self) -> u64 {
+        self.end.saturating_sub(self.next)
+    }
+
     /// `n` frames (contiguous, but callers must not rely on it).
     pub fn alloc(&mut self, n: u64) -> Result<Vec<Pfn>, MemoryError> {
         let end = self.next.checked_add(n).filter(|&e| e <= self.end).ok_or(MemoryError::LoadRegionFull {

@@ -85,6 +85,16 @@ const USER_TOP: u64 = 1 << 47;
 /// virtual address. Pages shared by two segments get one frame with the
 /// union of their rights.
 pub fn load(prog: &Program, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut Mapper) -> Result<(), LoadError> {
+    // Refuse sizes the load region cannot hold before walking any page
+    // (a hostile ELF may claim terabytes of .bss).
+    let limit = frames.available();
+    let mut claimed = 0u64;
+    for s in &prog.segments {
+        claimed = claimed.saturating_add(s.mem_len.div_ceil(PAGE_SIZE) + 1);
+        if claimed > limit.saturating_add(prog.segments.len() as u64) {
+            return Err(LoadError::Memory(MemoryError::LoadRegionFull { needed: claimed.saturating_sub(limit) }));
+        }
+    }
     // Page -> (write, exec).
     let mut pages: BTreeMap<u64, (bool, bool)> = BTreeMap::new();
     for s in &prog.segments {
@@ -156,4 +166,59 @@ pub fn map_stack(top: u64, mem: &GuestMem, frames: &mut BootFrames, mapper: &mut
     let stack =
         Segment { va: top - USER_STACK_SIZE, bytes: Vec::new(), mem_len: USER_STACK_SIZE, write: true, exec: false };
     load(&Program { segments: vec![stack], entry: 0 }, mem, frames, mapper)
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::GuestAddress;
+
+    use super::*;
+    use crate::memory::create_guest_memory;
+
+    fn setup() -> (GuestMem, BootFrames, Mapper) {
+        let mem = create_guest_memory(64 << 20).unwrap();
+        let mapper = Mapper::new(mem.clone()).unwrap();
+        let frames =
+            BootFrames::new(GuestAddress(crate::layout::LOAD_PA), GuestAddress(crate::layout::LOAD_PA + 0x10_0000));
+        (mem, frames, mapper)
+    }
+
+    fn seg(va: u64, bytes: &[u8], mem_len: u64, write: bool) -> Segment {
+        Segment { va, bytes: bytes.to_vec(), mem_len, write, exec: !write }
+    }
+
+    #[test]
+    fn segments_sharing_a_page_get_one_frame_with_both_rights() {
+        let (mem, mut frames, mut mapper) = setup();
+        let prog = Program {
+            segments: vec![seg(0x40_0000, b"code", 0x10, false), seg(0x40_0800, b"data", 0x1000, true)],
+            entry: 0x40_0000,
+        };
+        load(&prog, &mem, &mut frames, &mut mapper).unwrap();
+        let pt = mapper.page_tables();
+        let t0 = pt.translate(guest_mm::GuestVirtAddr::try_new(0x40_0000).unwrap()).unwrap();
+        let t1 = pt.translate(guest_mm::GuestVirtAddr::try_new(0x40_1000).unwrap()).unwrap();
+        assert!(t0.prot.writable && !t0.prot.no_execute && t0.prot.user);
+        assert!(t1.prot.writable && t1.prot.no_execute);
+        let mut b = [0u8; 4];
+        vm_memory::Bytes::read_slice(&mem, &mut b, GuestAddress(t0.phys.0 + 0x800)).unwrap();
+        assert_eq!(&b, b"data");
+    }
+
+    #[test]
+    fn hostile_segments_are_refused_without_walking_them() {
+        let (mem, mut frames, mut mapper) = setup();
+        let huge = Program { segments: vec![seg(0x40_0000, b"", 1 << 40, true)], entry: 0 };
+        assert!(matches!(load(&huge, &mem, &mut frames, &mut mapper), Err(LoadError::Memory(_))));
+        let kernel = Program { segments: vec![seg(0xffff_8000_0000_0000, b"x", 1, false)], entry: 0 };
+        assert!(matches!(load(&kernel, &mem, &mut frames, &mut mapper), Err(LoadError::BadSegment { .. })));
+        let wrap = Program { segments: vec![seg(u64::MAX - 10, b"", 100, false)], entry: 0 };
+        assert!(load(&wrap, &mem, &mut frames, &mut mapper).is_err());
+        let fat = Program { segments: vec![seg(0x40_0000, b"abcd", 2, false)], entry: 0 };
+        assert!(matches!(load(&fat, &mem, &mut frames, &mut mapper), Err(LoadError::FileLargerThanMemory { .. })));
+        // Overlapping the stack (already mapped) is refused by guest-mm.
+        map_stack(0x8000_0000, &mem, &mut frames, &mut mapper).unwrap();
+        let over = Program { segments: vec![seg(0x7fff_f000, b"", 0x1000, false)], entry: 0 };
+        assert!(matches!(load(&over, &mem, &mut frames, &mut mapper), Err(LoadError::Map { .. })));
+    }
 }
