@@ -1,9 +1,10 @@
 //! The loop each vCPU thread runs: enter the guest, handle the exit,
 //! repeat, until the run stops.
 //!
-//! Exits that name a kernel port are trusted only when RIP is right after
-//! the stub's own `out` (user mode cannot reach those ports anyway: the
-//! TSS I/O bitmap denies them).
+//! Exception reports and shootdown acknowledgements are trusted only when
+//! RIP is right after the stub's own `out` (user mode cannot reach those
+//! ports anyway: the TSS I/O bitmap denies them). Hypercalls come straight
+//! from user mode.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -121,14 +122,13 @@ impl VcpuThread {
                 }
             };
             let next = match action {
-                ExitAction::Continue => {
-                    if let Some(status) = self.ctx.latch.status() {
+                ExitAction::Continue => match self.ctx.latch.is_set().then(|| self.ctx.latch.status()).flatten() {
+                    Some(status) => {
                         self.ctx.ctl.stop(Outcome::ExitPort { status });
                         Next::Stop
-                    } else {
-                        Next::Run
                     }
-                }
+                    None => Next::Run,
+                },
                 ExitAction::Exception => self.on_exception(),
                 ExitAction::Hypercall => self.on_hypercall(),
                 ExitAction::FlushAck => self.on_flush_ack(),
