@@ -113,7 +113,6 @@ mod tests {
     use super::*;
     use crate::flags::CacheMode;
 
-
     #[test]
     fn every_size_and_cache_mode_translates() {
         let mut pt = tables(4 * G1);

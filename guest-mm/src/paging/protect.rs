@@ -99,7 +99,6 @@ mod tests {
     use crate::frames::MapCounts;
     use vm_memory::GuestAddress;
 
-
     fn ro() -> PageProt {
         PageProt::from_flags(VmFlags::READ)
     }

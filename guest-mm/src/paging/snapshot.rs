@@ -199,7 +199,6 @@ mod tests {
     use crate::flags::{CacheMode, PageProt, VmFlags};
     use vm_memory::GuestAddress;
 
-
     /// A mixed tree: 1 GiB, 2 MiB and 4 KiB leaves, counted pages, a
     /// PROT_NONE page and a write-combining huge leaf.
     fn mixed(pt: &mut Tables, counts: &mut MapCounts) {

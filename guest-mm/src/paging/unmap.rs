@@ -168,7 +168,6 @@ mod tests {
     use crate::addr::PageSize;
     use vm_memory::GuestAddress;
 
-
     fn unmap(pt: &mut Tables, va: u64, len: u64) -> Unmapped {
         let mut counts = MapCounts::new(FRAMES);
         let mut released = Vec::new();
