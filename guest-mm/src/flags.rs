@@ -107,7 +107,8 @@ pub struct PageProt {
 }
 
 impl PageProt {
-    /// No access at all (entries are not written).
+    /// No access at all: entries are written not present but keep their
+    /// frame, so mprotect can restore them.
     pub const NONE: PageProt =
         PageProt { present: false, writable: false, user: true, no_execute: true, cache: CacheMode::WriteBack };
 
