@@ -38,7 +38,7 @@ use crate::layout::PAGE_SIZE;
 use crate::vstate::vm::Vm;
 
 /// How long a caller waits for acknowledgements before giving up.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A range of virtual addresses to invalidate: start and length in bytes.
 pub type Range = (u64, u64);
