@@ -24,6 +24,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod arch;
+pub mod bench;
 pub mod boot;
 pub mod config;
 pub mod control;

@@ -1,6 +1,7 @@
 //! The `vmm` command: `vmm run` boots the built-in test guest (or
 //! `--guest FILE`) and prints a report; the exit code says whether every
-//! check passed.
+//! check passed. `vmm bench` runs the throughput suite (see
+//! `docs/benchmarks.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Boot a guest and report on it.
     Run(RunArgs),
+    /// Run the throughput suite: each figure beside its peer or floor.
+    Bench(BenchArgs),
     /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
     ExampleElf {
         /// Where to write it.
@@ -52,6 +55,96 @@ struct RunArgs {
     verbose: u8,
 }
 
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// The reduced suite (3 repetitions, smaller guest workloads); well
+    /// under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions per figure (default 3 with --quick, 11 without).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    reps: Option<u16>,
+    /// Run only the host-side items (1–4) or the guest-side items (5–9).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw ns/page against pages per call as an SVG chart to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Exit with status 2 if any target is missed.
+    #[arg(long)]
+    fail_on_miss: bool,
+    /// No progress output on stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Only {
+    /// Items 1–4: the mapper on plain guest memory.
+    Host,
+    /// Items 5–9: guests on KVM.
+    Guest,
+}
+
+/// `vmm bench`.
+fn bench(args: BenchArgs) -> ExitCode {
+    use vmm::bench::{BenchOptions, Parts};
+    // Refuse unwritable outputs before spending minutes measuring.
+    for p in [&args.json, &args.plot].into_iter().flatten() {
+        if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            eprintln!("vmm bench: cannot write {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+    let opts = BenchOptions {
+        quick: args.quick,
+        reps: args.reps.map(usize::from),
+        parts: match args.only {
+            None => Parts::All,
+            Some(Only::Host) => Parts::Host,
+            Some(Only::Guest) => Parts::Guest,
+        },
+        vmm_binary: std::env::current_exe().ok(),
+        progress: !args.no_progress,
+    };
+    let report = match vmm::bench::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmm bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", report.table());
+    if let Some(p) = &args.json {
+        let text = match serde_json::to_string_pretty(&report) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("vmm bench: cannot encode the report: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) = std::fs::write(p, text + "\n") {
+            eprintln!("vmm bench: cannot write {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+        eprintln!("JSON report written to {}", p.display());
+    }
+    if let Some(p) = &args.plot {
+        if let Err(e) = vmm::bench::plot::draw(&report, p) {
+            eprintln!("vmm bench: {e}");
+            return ExitCode::from(1);
+        }
+        eprintln!("chart written to {}", p.display());
+    }
+    if args.fail_on_miss && !report.targets.missed.is_empty() {
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
 /// A minimal `log` backend writing to stderr.
 struct StderrLogger(log::LevelFilter);
 
@@ -71,6 +164,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Run(args) => args,
+        Command::Bench(args) => return bench(args),
         Command::ExampleElf { file } => {
             let written = vmm::guest::example::hello_elf()
                 .map_err(|e| e.to_string())
