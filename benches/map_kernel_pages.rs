@@ -1,131 +1,65 @@
-//! Criterion benchmarks of the batched insertion path: 262,144 scattered
-//! 4 KiB frames mapped with map-kernel-pages through the full public
-//! pipeline (prepare, VMA, complete), and an aligned 1 GiB remap.
+//! Criterion benches of items 1 and 4 of the throughput suite: 262,144
+//! scattered 4 KiB frames mapped with map-kernel-pages through the full
+//! public pipeline (prepare, VMA, complete), beside its floors and peers,
+//! and the batch-size sweep.
 //!
-//! Setup (guest memory, the page array, unmapping after each run) is kept
-//! outside the timed part with `iter_custom`.
+//! The workloads are `vmm::bench::host`'s, the same code `vmm bench` runs;
+//! each returns the time of its measured part only, so setup and teardown
+//! (building the fixture, unmapping after a map) stay outside the clock
+//! (`iter_custom`). Every sample also checks the entry and table counts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use guest_mm::{MmError, MmapProvider, MmapRequest, PageArray, Pfn, VmFlags, VmaDesc, PAGE_SIZE};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_suite::fixture::{space_over, Layout};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use vmm::bench::host::fixture::{Fixture, PAGES, RAM};
+use vmm::bench::host::kernel_pages::{map_in_batches, ArrayProvider};
+use vmm::bench::host::{floor, memfd_peer, x86_64_peer, SWEEP};
 
-const PAGES: u64 = 262_144;
-
-/// RAM large enough for 262,144 distinct frames (the memory is mapped
-/// lazily; only page-table pages are touched).
-const BIG: Layout = Layout {
-    ram: 2 << 30,
-    tables: (1900 << 20, 64 << 20),
-    pool: (1800 << 20, 4 << 20),
-    huge: (1024 << 20, 512 << 20),
-    window: (64 << 30, 80 << 30),
-};
-
-struct Array(PageArray);
-impl MmapProvider for Array {
-    fn name(&self) -> &str {
-        "array"
-    }
-    fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        d.mmap_action_map_kernel_pages_full(self.0.clone());
-        Ok(())
-    }
+/// Sums `iters` samples of a workload that times itself.
+fn timed(iters: u64, mut sample: impl FnMut() -> Duration) -> Duration {
+    (0..iters).map(|_| sample()).sum()
 }
 
-struct Window;
-impl MmapProvider for Window {
-    fn name(&self) -> &str {
-        "window"
-    }
-    fn align(&self) -> u64 {
-        1 << 30
-    }
-    fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        d.mmap_action_ioremap_full(Pfn((4 << 30) / PAGE_SIZE));
-        Ok(())
-    }
-}
+fn item1(c: &mut Criterion) {
+    let mut fx = Fixture::new().expect("fixture");
+    let provider = ArrayProvider(fx.array.clone());
+    let memfd = memfd_peer::FilledMemfd::new(PAGES).expect("memfd");
+    let mut counts = vec![0u32; (RAM / 4096) as usize];
 
-/// A fixed pseudo-random permutation of frames 0x10000.. (xorshift).
-fn scattered() -> Vec<Pfn> {
-    let mut v: Vec<Pfn> = (0..PAGES).map(|i| Pfn(0x10000 + i)).collect();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in (1..v.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
-fn bench(c: &mut Criterion) {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), BIG.ram as usize)]).expect("memory");
-    let mut space = space_over(mem, &BIG);
-    let array = Array(PageArray::new(scattered().into()));
-    let req = MmapRequest::shared(PAGES * PAGE_SIZE, VmFlags::READ | VmFlags::WRITE);
-
-    let mut g = c.benchmark_group("map_kernel_pages");
+    let mut g = c.benchmark_group("map_kernel_pages_262144");
     g.throughput(Throughput::Elements(PAGES));
     g.sample_size(30);
-    g.bench_function("262144_scattered_pages_full_pipeline", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let m = space.mmap(&array, &req).expect("map");
-                total += t.elapsed();
-                m.flush.ignore();
-                space.munmap(m.addr, PAGES * PAGE_SIZE).expect("unmap").ignore();
-            }
-            total
-        })
+    g.bench_function("ours_full_pipeline", |b| {
+        b.iter_custom(|n| timed(n, || map_in_batches(&mut fx, &provider, PAGES).expect("map")))
     });
-    // Floors on plain host memory, same run: storing the entries alone, and
-    // bumping a u32 count per scattered frame alone.
-    let frames: Vec<Pfn> = array.0.as_slice().to_vec();
-    let mut entries = vec![0u64; PAGES as usize];
     g.bench_function("floor_store_entries", |b| {
-        b.iter(|| {
-            for (e, p) in entries.iter_mut().zip(&frames) {
-                *e = (p.0 << 12) | 0x867;
-            }
-            std::hint::black_box(&mut entries);
-        })
+        b.iter_custom(|n| timed(n, || floor::store_entries(&fx).expect("floor")))
     });
-    let mut counts = vec![0u32; (BIG.ram / PAGE_SIZE) as usize];
-    g.bench_function("floor_count_scattered_frames", |b| {
-        b.iter(|| {
-            for p in &frames {
-                if let Some(c) = counts.get_mut(p.0 as usize) {
-                    *c = c.wrapping_add(1);
-                }
-            }
-            std::hint::black_box(&mut counts);
-        })
+    g.bench_function("floor_store_and_count", |b| {
+        b.iter_custom(|n| timed(n, || floor::store_and_count(&fx, &mut counts).expect("floor")))
+    });
+    g.bench_function("peer_x86_64_map_to_per_page", |b| {
+        b.iter_custom(|n| timed(n, || x86_64_peer::map_to_per_page(&fx).expect("x86_64 peer")))
+    });
+    g.bench_function("peer_host_memfd_map_populate", |b| {
+        b.iter_custom(|n| timed(n, || memfd.populate_and_unmap().expect("memfd").0))
+    });
+    g.sample_size(10);
+    g.bench_function("ours_one_page_per_call", |b| {
+        b.iter_custom(|n| timed(n, || map_in_batches(&mut fx, &provider, 1).expect("map")))
     });
     g.finish();
 
-    let mut g = c.benchmark_group("remap");
-    g.bench_function("aligned_1g_io_remap", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let m = space.mmap(&Window, &MmapRequest::shared(1 << 30, VmFlags::READ)).expect("map");
-                total += t.elapsed();
-                assert_eq!(m.stats.entries_written, 1);
-                m.flush.ignore();
-                space.munmap(m.addr, 1 << 30).expect("unmap").ignore();
-            }
-            total
-        })
-    });
+    let mut g = c.benchmark_group("batch_sweep");
+    g.throughput(Throughput::Elements(PAGES));
+    g.sample_size(10);
+    for batch in SWEEP {
+        g.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter_custom(|n| timed(n, || map_in_batches(&mut fx, &provider, batch).expect("map")))
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, item1);
 criterion_main!(benches);

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use guest_mm::{AddressSpace, GuestVirtAddr, PageArray, Pfn, SpaceConfig, PAGE_SIZE};
+use guest_mm::{AddressSpace, GuestVirtAddr, PageArray, Pfn, SpaceConfig};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::bench::error::BenchError;
@@ -63,16 +63,6 @@ impl Fixture {
             .memory()
             .get_host_address(GuestAddress(gpa))
             .map_err(|e| BenchError::Check(format!("guest address {gpa:#x}: {e}")))
-    }
-
-    /// The bytes `PAGES` pages span.
-    pub fn len(&self) -> u64 {
-        PAGES * PAGE_SIZE
-    }
-
-    /// Whether the fixture maps no pages (never).
-    pub fn is_empty(&self) -> bool {
-        PAGES == 0
     }
 }
 
