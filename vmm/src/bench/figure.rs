@@ -226,6 +226,15 @@ impl Figure {
         self
     }
 
+    /// Adds a note only if a target was missed (the likely reason).
+    pub fn note_if_missed(self, text: impl Into<String>) -> Figure {
+        if self.all_met() {
+            self
+        } else {
+            self.note(text)
+        }
+    }
+
     /// Whether every target on this figure was met.
     pub fn all_met(&self) -> bool {
         self.targets.iter().all(|t| t.met)
