@@ -89,6 +89,9 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
         mapped.flush.ignore();
     }
 
+    let (Some(&tss), Some(&kernel_gs_base)) = (kernel.tss.first(), kernel.kernel_gs.first()) else {
+        return Err(guest_err(item, "bare exit loop: the kernel has no per-vCPU state for vCPU 0"));
+    };
     let mut vm = Vm::new().map_err(fail(item, "VM"))?;
     vm.register_memory(&mem).map_err(fail(item, "memory slots"))?;
     let mut vcpu = Vcpu::new(&vm, 0).map_err(fail(item, "vCPU"))?;
@@ -101,9 +104,9 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
             arg: 0,
             gdt: kernel.gdt,
             idt: kernel.idt,
-            tss: kernel.tss[0],
+            tss,
             lstar: kernel.stub.syscall_entry,
-            kernel_gs_base: kernel.kernel_gs[0],
+            kernel_gs_base,
             pat: guest_mm::PAT_MSR_VALUE,
         },
     )

@@ -62,7 +62,7 @@ impl Params {
         if quick {
             Params { pairs: 25, noops: 250 }
         } else {
-            Params { pairs: 100, noops: 1000 }
+            Params { pairs: 200, noops: 2000 }
         }
     }
 }

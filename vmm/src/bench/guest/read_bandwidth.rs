@@ -63,7 +63,7 @@ pub struct Params {
 impl Params {
     /// Sizes for `quick` or the full suite.
     pub fn new(quick: bool) -> Params {
-        Params { pages: 1536, passes: if quick { 5 } else { 9 } }
+        Params { pages: 1536, passes: if quick { 5 } else { 15 } }
     }
 
     fn bytes(&self) -> u64 {
