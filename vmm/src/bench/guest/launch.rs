@@ -143,7 +143,7 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
     let wall = Figure::new(
         9,
         "launch.wall_time",
-        "`vmm run` of the built-in guest to completion: whole process, spawn to exit (code 0)",
+        "`vmm run --timeout 60` of the built-in guest to completion: whole process, spawn to exit (code 0)",
         Unit::Ms,
         col(&|x| x.vmm_ms),
     )?
