@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(number(2.3456), "2.35");
         assert_eq!(number(23.456), "23.5");
         assert_eq!(number(234.56), "235");
-        assert_eq!(number(0.5555), "0.556");
+        assert_eq!(number(0.5556), "0.556");
         assert_eq!(number(262144.0), "262144");
         assert_eq!(number(f64::NAN), "n/a");
     }
