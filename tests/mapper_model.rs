@@ -219,6 +219,13 @@ impl World {
         self.model.range(start..start + pages * PAGE_SIZE).next().is_none()
     }
 
+    /// Whether a non-fixed mapping of `pages` finds an `align`-aligned
+    /// free range anywhere in the window.
+    fn model_has_gap(&self, pages: u64, align: u64) -> bool {
+        let len = pages * PAGE_SIZE;
+        (L.window.0..L.window.1).step_by(align as usize).any(|s| s + len <= L.window.1 && self.model_free(s, pages))
+    }
+
     fn pool_used_by_zero(&self) -> usize {
         self.model.values().filter(|p| p.zero).count()
     }
@@ -312,7 +319,11 @@ impl World {
 
         // What the model expects to fail, and with which errno.
         let fixed = at.map(|(p, _)| L.window.0 + p.min(WIN_PAGES - pages.min(WIN_PAGES)) * PAGE_SIZE);
+        let align = if matches!(kind, Kind::Huge { .. }) { 2 << 20 } else { PAGE_SIZE };
         let expect_err: Option<i32> = match kind {
+            // Placement comes before prepare (as `get_unmapped_area` comes
+            // before the driver's mmap): no room beats any provider error.
+            _ if at.is_none() && !self.model_has_gap(pages, align) => Some(errno::ENOMEM),
             _ if matches!(at, Some((_, true))) && !self.model_free(fixed.unwrap_or(0), pages) => Some(errno::EEXIST),
             Kind::Huge { .. } if fixed.is_some_and(|f| f % (2 << 20) != 0) => Some(errno::EINVAL),
             Kind::Huge { .. } if pgoff + pages > L.huge.1 / PAGE_SIZE => Some(errno::EINVAL),

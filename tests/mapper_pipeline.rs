@@ -239,3 +239,58 @@ fn munmap_frees_tables_and_pool_pages() {
     // Unmapping nothing is fine and flushes nothing.
     assert!(s.munmap(m.addr, PAGE_SIZE).expect("again").is_empty());
 }
+
+/// Maps its page runs (one run per entry) with map-kernel-pages.
+struct Runs(Vec<(u64, Vec<u64>)>);
+impl MmapProvider for Runs {
+    fn name(&self) -> &str {
+        "runs"
+    }
+    fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
+        let runs = self
+            .0
+            .iter()
+            .map(|(off, pfns)| guest_mm::PageRun {
+                start: va(d.start().raw() + off * PAGE_SIZE),
+                pages: guest_mm::PageArray::new(pfns.iter().map(|&p| Pfn(p)).collect()),
+            })
+            .collect();
+        d.mmap_action_map_kernel_pages_discontig(runs);
+        Ok(())
+    }
+}
+
+#[test]
+fn bad_frames_in_page_arrays_fail_complete_and_leave_nothing() {
+    let mut s = space(&L);
+    let ram_end = L.ram / PAGE_SIZE;
+    let table = L.tables.0 / PAGE_SIZE + 7;
+    let good: Vec<u64> = (100..600).collect();
+    let cases = [
+        // The bad frame is the last of 1,000 pages: 500 good ones (and a
+        // leaf table) are written before the loop meets it.
+        (vec![(0, good.clone()), (500, [good.clone(), vec![ram_end]].concat())], errno::EFAULT),
+        (vec![(0, good.clone()), (500, [good.clone(), vec![table]].concat())], errno::EPERM),
+        (vec![(3, vec![u64::MAX >> 12])], errno::EFAULT),
+    ];
+    let before = census(s.memory(), s.cr3());
+    let stats = s.stats();
+    for (runs, want) in cases {
+        let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
+        let err = s.mmap(&Runs(runs), &req).expect_err("bad frame accepted");
+        assert_eq!(err.errno(), want, "{err}");
+        assert!(s.vmas().next().is_none(), "a VMA was left behind");
+        assert_eq!(census(s.memory(), s.cr3()), before, "tables left behind");
+        assert_eq!(s.stats().counted_entries, stats.counted_entries);
+        assert_eq!(s.stats().tables_in_use, stats.tables_in_use);
+        assert!(s.frames().lock().counts.get(Pfn(100)) == 0, "a count was left behind");
+        for p in [0u64, 499, 500, 1000] {
+            assert!(s.translate(va(L.window.0 + p * PAGE_SIZE)).is_none(), "page {p} still mapped");
+        }
+    }
+    // The same runs without the bad frame map fine.
+    let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
+    let m = s.mmap(&Runs(vec![(0, good.clone()), (500, good)]), &req).expect("good runs");
+    assert_eq!(m.stats.entries_written, 1000);
+    m.flush.ignore();
+}

@@ -1,11 +1,11 @@
 //! Which guest-physical frames exist (guest RAM) and which the VMM keeps
 //! for itself (page tables and other reserved regions). Prepare consults
-//! this before anything is mapped.
+//! this before anything is mapped; the map counts carry the same
+//! knowledge to complete's insert loop (`MapCounts::block`).
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::addr::{Pfn, PAGE_SHIFT, PAGE_SIZE};
-use crate::error::MmError;
 
 /// Frames beyond 52 physical address bits cannot be put in an entry.
 pub const MAX_PFN: u64 = 1 << (52 - PAGE_SHIFT);
@@ -69,30 +69,6 @@ impl PhysLayout {
         let end = pfn.0.saturating_add(n);
         self.reserved.iter().filter(|&&(s, e)| s.0 < end && pfn.0 < e.0).map(|&(s, _)| Pfn(s.0.max(pfn.0))).min()
     }
-
-    /// Checks that every frame of a page array is guest RAM (`EFAULT`
-    /// otherwise) and not reserved (`EPERM`). One vectorisable min/max pass
-    /// decides for the common case; only a mixed array is checked page by
-    /// page to name the offending frame.
-    pub fn check_pages(&self, pages: &[Pfn]) -> Result<(), MmError> {
-        let (mut lo, mut hi) = (u64::MAX, 0u64);
-        for p in pages {
-            lo = lo.min(p.0);
-            hi = hi.max(p.0);
-        }
-        if pages.is_empty() || (self.is_ram(Pfn(lo), hi - lo + 1) && self.reserved_in(Pfn(lo), hi - lo + 1).is_none()) {
-            return Ok(());
-        }
-        for &p in pages {
-            if !self.is_ram(p, 1) {
-                return Err(MmError::FrameNotInGuest { pfn: p.0 });
-            }
-            if self.reserved_in(p, 1).is_some() {
-                return Err(MmError::FrameReserved { pfn: p.0 });
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -121,14 +97,5 @@ mod tests {
         assert_eq!(l.reserved_in(Pfn(0x70), 0x20), Some(Pfn(0x80)));
         assert_eq!(l.reserved_in(Pfn(0x90), 1), None);
         assert_eq!(l.ram_end(), Pfn(1280));
-    }
-
-    #[test]
-    fn page_arrays() {
-        let l = layout();
-        assert!(l.check_pages(&[Pfn(1), Pfn(200), Pfn(1030)]).is_ok());
-        assert_eq!(l.check_pages(&[Pfn(1), Pfn(300)]), Err(MmError::FrameNotInGuest { pfn: 300 }));
-        assert_eq!(l.check_pages(&[Pfn(1), Pfn(0x85)]), Err(MmError::FrameReserved { pfn: 0x85 }));
-        assert!(l.check_pages(&[]).is_ok());
     }
 }

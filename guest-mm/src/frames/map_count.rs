@@ -4,8 +4,37 @@
 //! pages behind it) holds one count on its frame; a frame with a non-zero
 //! count must not be reused. Raw-frame mappings (remap, I/O remap) are not
 //! counted, as `VM_PFNMAP` pages have no `struct page` in Linux.
+//!
+//! The slot of a frame that must never be mapped as a page holds a
+//! sentinel instead of a count: [`MapCounts::block`] marks the VMM's
+//! reserved frames and the holes between RAM regions. The batched insert
+//! loop reads each frame's slot anyway to bump it, so the same load checks
+//! the frame (as Linux's `vm_insert_pages` checks each page as it inserts
+//! it) and no separate pass over a 262,144-entry page array is needed.
+//! A count that reaches [`MAX_COUNT`] refuses further mappings rather than
+//! wrapping or saturating into a sentinel.
 
 use crate::addr::Pfn;
+use crate::error::MmError;
+use crate::frames::PhysLayout;
+
+/// Slot of a VMM-reserved frame.
+const RESERVED: u32 = u32::MAX;
+/// Slot of a frame number inside the tracked span that is not RAM.
+const NOT_RAM: u32 = u32::MAX - 1;
+/// The highest count a frame can hold; slots above it are sentinels.
+pub(crate) const MAX_COUNT: u32 = u32::MAX - 2;
+
+/// Why the frame behind slot value `slot` (at or above [`MAX_COUNT`])
+/// cannot be mapped.
+#[cold]
+pub(crate) fn refused(pfn: Pfn, slot: u32) -> MmError {
+    match slot {
+        RESERVED => MmError::FrameReserved { pfn: pfn.0 },
+        NOT_RAM => MmError::FrameNotInGuest { pfn: pfn.0 },
+        _ => MmError::Invalid("frame map count at its limit"),
+    }
+}
 
 /// One `u32` count per guest-RAM frame, indexed by frame number.
 #[derive(Debug, Clone, Default)]
@@ -30,9 +59,37 @@ impl MapCounts {
         self.counts.is_empty()
     }
 
-    /// The count of `pfn` (0 for untracked frames).
+    /// Marks the frames `layout` does not allow as pages: holes between
+    /// its RAM regions and its reserved ranges. Blocked frames read as
+    /// count 0 and cannot be counted.
+    pub fn block(&mut self, layout: &PhysLayout) {
+        let mut prev_end = 0u64;
+        for &(s, e) in layout.ram() {
+            self.fill(prev_end, s.0, NOT_RAM);
+            prev_end = prev_end.max(e.0);
+        }
+        for &(s, e) in layout.reserved() {
+            self.fill(s.0, e.0, RESERVED);
+        }
+    }
+
+    fn fill(&mut self, from: u64, to: u64, v: u32) {
+        let len = self.counts.len();
+        let (from, to) = ((from as usize).min(len), (to as usize).min(len));
+        if from < to {
+            self.counts[from..to].fill(v);
+        }
+    }
+
+    /// Whether `pfn` may be mapped as a counted page (tracked, not
+    /// blocked, count below the limit).
+    pub fn mappable(&self, pfn: Pfn) -> bool {
+        self.counts.get(pfn.0 as usize).is_some_and(|&c| c < MAX_COUNT)
+    }
+
+    /// The count of `pfn` (0 for untracked or blocked frames).
     pub fn get(&self, pfn: Pfn) -> u32 {
-        self.counts.get(pfn.0 as usize).copied().unwrap_or(0)
+        self.counts.get(pfn.0 as usize).copied().filter(|&c| c <= MAX_COUNT).unwrap_or(0)
     }
 
     /// Sum of all counts: the number of counted leaf entries.
@@ -46,25 +103,16 @@ impl MapCounts {
         (pfn.0 as usize) < self.counts.len()
     }
 
-    /// Adds one count for each frame. Frames must be tracked (prepare
-    /// checked them); an untracked one is skipped and logged.
-    #[inline]
-    pub fn inc_all(&mut self, pages: &[Pfn]) {
-        for p in pages {
-            match self.counts.get_mut(p.0 as usize) {
-                Some(c) => *c = c.saturating_add(1),
-                None => log::error!("map count for untracked frame {p:#x}"),
-            }
-        }
-        self.total += pages.len() as u64;
-    }
-
-    /// Increments one frame's count.
+    /// Increments one frame's count; an untracked, blocked or full frame
+    /// is left alone (and logged): callers restore counts they took before.
     #[inline]
     pub fn inc(&mut self, pfn: Pfn) {
-        if let Some(c) = self.counts.get_mut(pfn.0 as usize) {
-            *c = c.saturating_add(1);
-            self.total += 1;
+        match self.counts.get_mut(pfn.0 as usize) {
+            Some(c) if *c < MAX_COUNT => {
+                *c += 1;
+                self.total += 1;
+            }
+            _ => log::error!("map count for unmappable frame {pfn:#x}"),
         }
     }
 
@@ -72,7 +120,7 @@ impl MapCounts {
     #[inline]
     pub fn dec(&mut self, pfn: Pfn) -> bool {
         match self.counts.get_mut(pfn.0 as usize) {
-            Some(c) if *c > 0 => {
+            Some(c) if *c > 0 && *c <= MAX_COUNT => {
                 *c -= 1;
                 self.total -= 1;
                 *c == 0
@@ -104,7 +152,9 @@ mod tests {
     #[test]
     fn inc_dec() {
         let mut m = MapCounts::new(8);
-        m.inc_all(&[Pfn(1), Pfn(1), Pfn(3)]);
+        for p in [1, 1, 3] {
+            m.inc(Pfn(p));
+        }
         assert_eq!(m.get(Pfn(1)), 2);
         assert_eq!(m.total(), 3);
         assert!(!m.dec(Pfn(1)));
@@ -115,5 +165,36 @@ mod tests {
         assert_eq!(m.total(), 0);
         assert!(!m.tracks(Pfn(8)));
         assert_eq!(m.get(Pfn(100)), 0);
+    }
+
+    #[test]
+    fn blocked_frames_are_not_mappable_and_read_as_zero() {
+        use vm_memory::{GuestAddress, GuestMemoryMmap};
+        // RAM at frames 0..16 and 32..48 (a hole between), 40..42 reserved.
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 16 << 12), (GuestAddress(32 << 12), 16 << 12)])
+                .unwrap();
+        let mut layout = PhysLayout::from_memory(&mem);
+        layout.reserve(GuestAddress(40 << 12), 2 << 12);
+        let mut m = MapCounts::new(48);
+        m.block(&layout);
+        for p in 0..48u64 {
+            let ok = p < 16 || (32..40).contains(&p) || (42..48).contains(&p);
+            assert_eq!(m.mappable(Pfn(p)), ok, "frame {p}");
+            assert_eq!(m.get(Pfn(p)), 0);
+        }
+        assert_eq!(refused(Pfn(20), m.counts[20]), MmError::FrameNotInGuest { pfn: 20 });
+        assert_eq!(refused(Pfn(40), m.counts[40]), MmError::FrameReserved { pfn: 40 });
+        // Counting a blocked frame is refused; dec never touches a sentinel.
+        m.inc(Pfn(20));
+        assert!(!m.dec(Pfn(40)));
+        assert_eq!((m.total(), m.mappable(Pfn(20)), m.mappable(Pfn(40))), (0, false, false));
+        // A count stops at the limit instead of becoming a sentinel.
+        m.counts[5] = MAX_COUNT - 1;
+        m.inc(Pfn(5));
+        m.inc(Pfn(5));
+        assert_eq!(m.get(Pfn(5)), MAX_COUNT);
+        assert!(!m.mappable(Pfn(5)));
+        assert_eq!(refused(Pfn(5), MAX_COUNT), MmError::Invalid("frame map count at its limit"));
     }
 }

@@ -3,7 +3,7 @@
 //! page pool.
 
 mod layout;
-mod map_count;
+pub(crate) mod map_count;
 mod pool;
 mod table_alloc;
 

@@ -4,10 +4,10 @@
 //! One walk per leaf table finds or creates the PT; then a tight loop over
 //! up to 512 entries checks the entry is free, stores
 //! `(pfn << 12) | bits` and bumps the frame's map count, with no
-//! allocation, locking, vm-memory call or `Result` plumbing inside. Frames
-//! are validated by the caller (prepare); the only check here is that each
-//! frame has a count slot, which the slot lookup's bounds check does for
-//! free (an untracked frame stops the loop and the call is undone).
+//! allocation, locking, vm-memory call or `Result` plumbing inside. The
+//! frames are checked here, by the count slot the loop loads anyway: a
+//! frame beyond the slots, a hole, a VMM-reserved frame or a full count
+//! stops the loop and the call is undone (see `frames::map_count`).
 
 use std::sync::atomic::Ordering;
 
@@ -22,6 +22,7 @@ use super::walk::{Filler, Stopped};
 use crate::addr::{pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE_SHIFT};
 use crate::error::MmError;
 use crate::flags::PageProt;
+use crate::frames::map_count::{refused, MAX_COUNT};
 use crate::frames::MapCounts;
 
 /// Writes `pages[i]` at `va0 + i * 4 KiB` and counts it in `slots`.
@@ -41,6 +42,30 @@ impl Filler for PageFiller<'_> {
 
     #[inline]
     fn fill(&mut self, table: &Table<'_>, _level: u32, first: usize, va: u64, n: usize) -> Result<(), Stopped> {
+        self.fill_entries::<true>(table, first, va, n)
+    }
+
+    fn fills_fresh_tables(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn fill_fresh(&mut self, table: &Table<'_>, va: u64) -> Result<(), Stopped> {
+        self.fill_entries::<false>(table, 0, va, ENTRIES)
+    }
+}
+
+impl PageFiller<'_> {
+    /// The insert loop; `CHECK_USED = false` for a fresh table whose
+    /// entries are garbage and all get written.
+    #[inline(always)]
+    fn fill_entries<const CHECK_USED: bool>(
+        &mut self,
+        table: &Table<'_>,
+        first: usize,
+        va: u64,
+        n: usize,
+    ) -> Result<(), Stopped> {
         let start = ((va - self.va0) >> PAGE_SHIFT) as usize;
         let (Some(pages), Some(entries)) = (self.pages.get(start..start + n), table.entries().get(first..first + n))
         else {
@@ -61,12 +86,19 @@ impl Filler for PageFiller<'_> {
                 self.written = start + k;
                 return Err(Stopped { written: k, error: Some(MmError::FrameNotInGuest { pfn: pfn.0 }) });
             };
-            if e.load(Ordering::Relaxed) & USED != 0 {
+            // A reserved frame, a hole or a full count: the slot's load is
+            // the whole check (see `frames::map_count`).
+            let c = *count;
+            if c >= MAX_COUNT {
+                self.written = start + k;
+                return Err(Stopped { written: k, error: Some(refused(*pfn, c)) });
+            }
+            if CHECK_USED && e.load(Ordering::Relaxed) & USED != 0 {
                 self.written = start + k;
                 return Err(Stopped::used(k));
             }
             e.store((pfn.0 << PAGE_SHIFT) | bits, Ordering::Relaxed);
-            *count = count.saturating_add(1);
+            *count = c + 1;
         }
         self.written = start + n;
         Ok(())
@@ -94,9 +126,9 @@ fn prefetch(slots: &[u32], i: u64) {
 impl<M: GuestMemory> PageTables<M> {
     /// Maps `pages[i]` at `va + i * 4 KiB` with `prot`. Every entry gets the
     /// software `COUNTED` bit and its frame's count in `counts` goes up by
-    /// one. Every frame must be tracked by `counts`, else
-    /// `MmError::FrameNotInGuest` (checked in the loop, by the count
-    /// slot's bounds check).
+    /// one. Every frame must be mappable in `counts`: an untracked frame or
+    /// a hole gives `MmError::FrameNotInGuest`, a reserved one
+    /// `MmError::FrameReserved` (checked in the loop, by the count slot).
     ///
     /// The range must be unmapped, with no huge leaf over it: otherwise
     /// `MmError::Exists`. On any error nothing this call wrote or allocated
@@ -273,5 +305,65 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fresh_table_tests {
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::super::test_util::*;
+    use super::*;
+
+    /// Fills every table frame but the root with all-ones, as tables freed
+    /// after a failed fill (or never used) may hold.
+    fn dirty_table_region(pt: &Tables) {
+        let root = pt.root().0;
+        let garbage = vec![0xffu8; 4096];
+        for f in 1..(16 << 20) / 4096 {
+            pt.memory().write_slice(&garbage, GuestAddress(root + f * 4096)).unwrap();
+        }
+    }
+
+    #[test]
+    fn whole_leaf_tables_are_written_without_zeroing_and_partial_ones_are_zeroed() {
+        let mut pt = tables(64 << 20);
+        dirty_table_region(&pt);
+        let mut counts = MapCounts::new(FRAMES);
+        let pages: Vec<Pfn> = (0..1536u64).map(|i| Pfn((i * 7919 + 13) % FRAMES)).collect();
+        // 2 MiB aligned: three whole leaf tables (not zeroed, overwritten).
+        pt.insert_pages(gva(G1), &pages, rw(), &mut counts).unwrap();
+        // Mid-table: two partial leaf tables (zeroed first).
+        pt.insert_pages(gva(2 * G1 + 100 * K4), &pages[..600], rw(), &mut counts).unwrap();
+        for (i, p) in pages.iter().enumerate() {
+            assert_eq!(pt.translate(gva(G1 + i as u64 * K4)).unwrap().pfn, *p, "page {i}");
+        }
+        // Nothing but the mapped pages: the garbage was zeroed or overwritten.
+        assert_eq!(pt.leaves(gva(0), 1 << 47).len(), 1536 + 600);
+        assert!(pt.translate(gva(2 * G1 + 99 * K4)).is_none());
+        assert!(pt.translate(gva(2 * G1 + 700 * K4)).is_none());
+        assert!(pt.translate(gva(2 * G1 + 1023 * K4)).is_none());
+    }
+
+    #[test]
+    fn a_stop_inside_a_fresh_table_undoes_it_and_the_frame_is_reusable() {
+        let mut pt = tables(64 << 20);
+        dirty_table_region(&pt);
+        let mut counts = MapCounts::new(FRAMES);
+        let mut pages: Vec<Pfn> = (0..1024u64).map(|i| Pfn(i + 1)).collect();
+        pages[700] = Pfn(FRAMES + 3); // untracked: stops the second table at entry 188
+        let tables_before = pt.tables_in_use();
+        let r = pt.insert_pages(gva(G1), &pages, rw(), &mut counts);
+        assert_eq!(r, Err(MmError::FrameNotInGuest { pfn: FRAMES + 3 }));
+        assert_eq!(pt.tables_in_use(), tables_before);
+        assert_eq!(counts.total(), 0);
+        assert!(pt.leaves(gva(0), 1 << 47).is_empty());
+        // The freed (now partly garbage) tables are handed out again.
+        pages[700] = Pfn(5000);
+        pt.insert_pages(gva(G1), &pages, rw(), &mut counts).unwrap();
+        assert_eq!(pt.leaves(gva(0), 1 << 47).len(), 1024);
+        assert_eq!(pt.translate(gva(G1 + 700 * K4)).unwrap().pfn, Pfn(5000));
+        assert_eq!(counts.total(), 1024);
     }
 }

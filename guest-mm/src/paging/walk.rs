@@ -4,7 +4,10 @@
 //! [`Writer::populate`] is shared by map, insert and restore; what ends up
 //! in the leaves is decided by a [`Filler`]. New tables are zeroed, then
 //! filled, then linked into their parent with one store, so a concurrent
-//! hardware walker sees either nothing or the finished subtree.
+//! hardware walker sees either nothing or the finished subtree. A new leaf
+//! table that the range covers whole is not zeroed when the filler writes
+//! every entry without reading it ([`Filler::fill_fresh`]): zeroing 4 KiB
+//! that is overwritten at once cost about 0.3 ns per mapped page.
 //!
 //! The writer trusts no entry blindly either: a table pointer is followed
 //! only when it names a frame of the table allocator.
@@ -29,6 +32,22 @@ pub(super) trait Filler {
     /// `table`, the first one mapping `va`. Every entry must be unused:
     /// stops at the first used one (or at a frame the filler refuses).
     fn fill(&mut self, table: &Table<'_>, level: u32, first: usize, va: u64, n: usize) -> Result<(), Stopped>;
+
+    /// Whether [`Filler::fill_fresh`] may be used: a new leaf table whose
+    /// 512 entries the range covers whole is then not zeroed first.
+    fn fills_fresh_tables(&self) -> bool {
+        false
+    }
+
+    /// Writes all 512 level-1 entries of `table`, a new table that was not
+    /// zeroed (its entries are garbage and must not be read), the first
+    /// one mapping `va`. On a stop the writer clears nothing past
+    /// `written`: the table is freed unlinked, and every table allocation
+    /// either zeroes or overwrites whole before linking.
+    fn fill_fresh(&mut self, table: &Table<'_>, va: u64) -> Result<(), Stopped> {
+        table.zero();
+        self.fill(table, 1, 0, va, ENTRIES)
+    }
 }
 
 /// Why a [`Filler::fill`] stopped early, after writing `written` entries.
@@ -115,9 +134,9 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         }
     }
 
-    /// A new zeroed table for entry `index` of `parent`, recorded in the
-    /// undo log but not linked.
-    fn new_table(&mut self, parent: Pfn, index: usize) -> Result<Table<'a>, MmError> {
+    /// A new table for entry `index` of `parent`, zeroed if `zero`,
+    /// recorded in the undo log but not linked.
+    fn new_table(&mut self, parent: Pfn, index: usize, zero: bool) -> Result<Table<'a>, MmError> {
         let frame = self.alloc_frame()?;
         let table = match self.view(frame) {
             Ok(t) => t,
@@ -126,7 +145,9 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                 return Err(e);
             }
         };
-        table.zero();
+        if zero {
+            table.zero();
+        }
         self.created.push(Created { parent, index: index as u16, child: frame });
         Ok(table)
     }
@@ -174,8 +195,21 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                         self.populate(&child, level - 1, cur, next, f)?;
                     }
                     Entry::Empty => {
-                        let child = self.new_table(table.frame(), idx)?;
-                        self.populate(&child, level - 1, cur, next, f)?;
+                        // A new leaf table the range covers whole is
+                        // written entry by entry anyway: skip zeroing it.
+                        let whole = level == 2 && next - cur == ENTRIES as u64 * PAGE_SIZE && f.fills_fresh_tables();
+                        let child = self.new_table(table.frame(), idx, !whole)?;
+                        if whole {
+                            match f.fill_fresh(&child, cur) {
+                                Ok(()) => self.record(child.frame(), 1, 0, ENTRIES),
+                                Err(stop) => {
+                                    self.record(child.frame(), 1, 0, stop.written.min(ENTRIES));
+                                    return Err(stop.error.unwrap_or_else(|| self.exists()));
+                                }
+                            }
+                        } else {
+                            self.populate(&child, level - 1, cur, next, f)?;
+                        }
                         table.set(idx, table_entry(child.frame()));
                     }
                     Entry::Leaf(_) => return Err(self.exists()),

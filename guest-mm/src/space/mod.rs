@@ -99,6 +99,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Err(MmError::Invalid("empty or misaligned mmap window"));
         }
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
+        frames.lock().counts.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
         Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
     }
