@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use vmm::bench::host::fixture::{Fixture, PAGES, RAM};
-use vmm::bench::host::kernel_pages::{map_in_batches, ArrayProvider};
+use vmm::bench::host::kernel_pages::{insert_page_by_page, map_in_batches, ArrayProvider};
 use vmm::bench::host::{floor, memfd_peer, x86_64_peer, SWEEP};
 
 /// Sums `iters` samples of a workload that times itself.
@@ -45,6 +45,9 @@ fn item1(c: &mut Criterion) {
         b.iter_custom(|n| timed(n, || memfd.populate_and_unmap().expect("memfd").0))
     });
     g.sample_size(10);
+    g.bench_function("peer_insert_pages_one_page_per_call", |b| {
+        b.iter_custom(|n| timed(n, || insert_page_by_page(&mut fx).expect("insert")))
+    });
     g.bench_function("ours_one_page_per_call", |b| {
         b.iter_custom(|n| timed(n, || map_in_batches(&mut fx, &provider, 1).expect("map")))
     });

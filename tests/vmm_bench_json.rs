@@ -12,6 +12,7 @@ const HOST_IDS: &[&str] = &[
     "map_kernel_pages.vs_floor",
     "map_kernel_pages.vs_store_count_floor",
     "map_kernel_pages.vs_per_page_calls",
+    "map_kernel_pages.vs_insert_page_each",
     "map_kernel_pages.vs_x86_64",
     "map_kernel_pages.vs_host_kernel",
     "munmap.whole_range",

@@ -116,3 +116,43 @@ pub fn unmap_whole(fx: &mut Fixture, provider: &ArrayProvider) -> Result<UnmapSa
     }
     Ok(sample)
 }
+
+/// The `vm_insert_page` way inside one mapping: one `insert_pages` call
+/// per page (a walk from the root, the frame-state lock and one counted
+/// store each) into the range a single VMA would cover, no batching.
+/// Returns the time of the calls; unmaps afterwards (untimed).
+pub fn insert_page_by_page(fx: &mut Fixture) -> Result<Duration, BenchError> {
+    let frames = fx.space.frames().clone();
+    let pages: Vec<guest_mm::Pfn> = fx.frames().to_vec();
+    let prot = guest_mm::PageProt::from_flags(VmFlags::READ | VmFlags::WRITE);
+    let tables_before = fx.space.stats().tables_in_use;
+    let pt = fx.space.page_tables_mut();
+    let mut failed = None;
+    let t = Instant::now();
+    for (i, p) in pages.iter().enumerate() {
+        let va = va(base() + i as u64 * PAGE_SIZE)?;
+        let mut st = frames.lock();
+        if let Err(e) = pt.insert_pages(va, std::slice::from_ref(p), prot, &mut st.counts) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let elapsed = t.elapsed();
+    let mut released = Vec::new();
+    let u = {
+        let mut st = frames.lock();
+        pt.unmap_range(va(base())?, PAGES * PAGE_SIZE, &mut st.counts, &mut released)
+            .map_err(BenchError::mm("unmap after page-by-page insert"))?
+    };
+    u.flush.ignore();
+    if let Some(e) = failed {
+        return Err(BenchError::Mm { context: "insert_pages, one page per call".into(), source: e });
+    }
+    if u.entries_cleared != PAGES || fx.space.stats().tables_in_use != tables_before {
+        return Err(BenchError::Check(format!(
+            "page-by-page insert: {} entries cleared (expected {PAGES}), tables not balanced",
+            u.entries_cleared
+        )));
+    }
+    Ok(elapsed)
+}
