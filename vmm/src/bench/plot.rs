@@ -39,6 +39,7 @@ fn references(report: &Report) -> Vec<(String, f64)> {
         ("map_kernel_pages.vs_floor", "floor: plain stores"),
         ("map_kernel_pages.vs_x86_64", "x86_64 crate map_to per page"),
         ("map_kernel_pages.vs_host_kernel", "host Linux MAP_POPULATE"),
+        ("map_kernel_pages.vs_insert_page_each", "insert_pages, one page per call"),
     ] {
         if let Some(p) = find(report, id).and_then(|f| f.peer.as_ref()) {
             refs.push((label.to_string(), p.value.median));
@@ -88,7 +89,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), BenchError> {
         .map_err(|e| out(e.to_string()))?;
     chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, BLUE.filled()))).map_err(|e| out(e.to_string()))?;
 
-    let colours = [GREEN, RED, MAGENTA];
+    let colours = [GREEN, RED, MAGENTA, CYAN];
     for ((label, v), colour) in refs.iter().zip(colours) {
         let style = colour.stroke_width(1);
         chart
