@@ -1,0 +1,53 @@
+//! The ranges a shootdown invalidates and the list the guest's NMI
+//! handler reads from a vCPU's scratch page.
+
+use crate::layout::PAGE_SIZE;
+
+/// A range of virtual addresses to invalidate: start and length in bytes.
+pub type Range = (u64, u64);
+
+/// Ranges one NMI's list can hold: `(4096 - 8) / 16`.
+pub const MAX_RANGES: usize = 255;
+
+/// What the NMI handler reads from a vCPU's scratch page: a count, then
+/// `count` pairs of (page-aligned start, number of pages). A count of
+/// `u64::MAX` means "everything" (reload CR3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushList(pub(super) Vec<u64>);
+
+impl FlushList {
+    /// The list for `ranges` (at most [`MAX_RANGES`]).
+    pub fn new(ranges: &[Range]) -> Self {
+        let mut w = Vec::with_capacity(1 + 2 * ranges.len());
+        w.push(ranges.len() as u64);
+        for &(start, len) in ranges {
+            let first = start & !(PAGE_SIZE - 1);
+            let end = start.saturating_add(len).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+            w.push(first);
+            w.push((end - first) / PAGE_SIZE);
+        }
+        FlushList(w)
+    }
+
+    /// The bytes to write at the start of the scratch page.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+/// Sorts and merges overlapping or adjacent ranges.
+pub fn coalesce(ranges: &mut Vec<Range>) {
+    ranges.sort_unstable();
+    let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
+    for &(s, l) in ranges.iter() {
+        if let Some(last) = out.last_mut() {
+            let last_end = last.0.saturating_add(last.1);
+            if s <= last_end {
+                last.1 = last_end.max(s.saturating_add(l)) - last.0;
+                continue;
+            }
+        }
+        out.push((s, l));
+    }
+    *ranges = out;
+}

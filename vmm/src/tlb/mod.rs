@@ -1,0 +1,110 @@
+//! TLB shootdown across vCPUs.
+//!
+//! After a hypercall removes or downgrades translations, every vCPU must
+//! drop them before the call returns, and before anything can reuse the
+//! virtual range or the freed frames. So the whole shootdown runs while
+//! the caller still holds the address-space lock ([`KvmFlusher`]):
+//!
+//! 1. KVM drops every translation it derived from the guest's tables (see
+//!    `Vm::zap_shadow_mappings`; a shadow-paging backend shares those
+//!    between vCPUs and never sees the VMM's table writes);
+//! 2. the caller appends the changed ranges to every vCPU's pending list
+//!    (its own included), bumps the generation and raises every vCPU's
+//!    `want` to it;
+//! 3. a vCPU whose `want` is ahead of its `done` writes its pending ranges
+//!    into its scratch page ([`FlushList`]) and injects an NMI before it
+//!    enters the guest; the NMI handler `invlpg`s every listed page and
+//!    acknowledges on a kernel port, and the acknowledgement completes the
+//!    generation that list was written for;
+//! 4. the caller kicks the other vCPUs that are in the guest and waits
+//!    until every one is done, has exited, or is outside the guest in a
+//!    state where its next entry flushes (below), kicking again the ones
+//!    that take long.
+//!
+//! A range appended after a vCPU took its list waits for that vCPU's next
+//! NMI; a range taken early is only flushed early, never late (it was
+//! appended after the page tables changed).
+//!
+//! # Lost and late kicks and NMIs
+//!
+//! On the nested, software-assisted KVM backend this is developed on, a
+//! kick does not always get a vCPU out of `KVM_RUN`: with one kick per
+//! shootdown, a vCPU spinning in user mode without exits (the built-in
+//! guest's second vCPU waiting for its turn) now and then never left, and
+//! the run failed after [`ACK_TIMEOUT`]; traced, a kick sometimes went
+//! without an exit for milliseconds until a later one worked. Injected NMIs
+//! may likewise be delivered late or, for all the VMM can tell, lost. So:
+//!
+//! - **The caller kicks again** every vCPU that is in the guest and has not
+//!   acknowledged: after 1 ms, then with doubling intervals up to 16 ms,
+//!   until [`ACK_TIMEOUT`]. Each kick makes the vCPU leave and re-enter
+//!   `KVM_RUN`, which lets KVM deliver an NMI still pending, and lets the
+//!   vCPU look at its state again.
+//! - **The vCPU re-injects** at its next entry an NMI that has not been
+//!   acknowledged 10 ms after it was injected (then after 20, 40, … up to
+//!   640 ms between attempts). The VMM cannot tell a lost NMI from a late
+//!   one, so a re-injection can produce a **duplicate**. The stub's handler
+//!   (`kernel/stub.rs`) saves what it uses, `invlpg`s (which is idempotent),
+//!   reads the list's count once and then the pairs one by one, and
+//!   acknowledges; handlers never nest (NMIs stay blocked until its
+//!   `iretq`, across exits). A duplicate is therefore harmless to the guest,
+//!   and harmless to the protocol if the scratch page never changes under a
+//!   handler that is part-way through it and an acknowledgement only
+//!   completes a list the acknowledging handler read whole. The rules:
+//!   - a re-injection rewrites the page with the very same bytes;
+//!   - a *new* list is written only where no handler can be part-way
+//!     through the page: right after an acknowledgement exit (the handler
+//!     has read everything and the next NMI can only start after its
+//!     `iretq`), or when every NMI injected has been acknowledged. Every
+//!     injection counts, duplicates included, so the count of NMIs still to
+//!     come is never under-estimated (KVM may merge duplicates: the count
+//!     may be too high, which only costs a probe, below);
+//!   - an acknowledgement completes the list in flight, if any, once; a
+//!     later duplicate's acknowledgement completes nothing, or the newer
+//!     list written before that duplicate started (which it read whole);
+//!   - when a new list is due but an NMI may still come (and none is in
+//!     flight), the vCPU waits for it, and after the re-injection delay
+//!     injects a **probe**: only the count word is rewritten, to 0, so a
+//!     handler part-way through the pairs is unaffected and a new one
+//!     acknowledges at once. That acknowledgement is the safe point where
+//!     the new list is written.
+//! - **A vCPU outside the guest** (blocked on the address-space lock the
+//!   caller holds, handling an exit) counts as done when its next entry
+//!   will write and inject the new list, to run before any user
+//!   instruction: no NMI is outstanding, or its last exit was an
+//!   acknowledgement (the NMI then runs on the handler's `iretq`). It marks
+//!   itself in the guest *before* it looks for a due NMI, so it sees the
+//!   request. Waiting under the lock therefore does not deadlock. One
+//!   that is outside with an NMI still outstanding (its next entry cannot
+//!   write the new list at once) counts only after staying outside for
+//!   5 ms, so a vCPU blocked in the VMM still releases the caller, while
+//!   one merely bounced out by a kick is waited for. Its next entry then
+//!   injects again at once (the list in flight, or a probe): that NMI runs
+//!   before any user instruction, and the new list is written at its
+//!   acknowledgement and delivered on the handler's `iretq`.
+//!
+//! What this does not do: tell a lost NMI from a late one (that would take
+//! `KVM_GET_VCPU_EVENTS` on the vCPU thread), or make the caller's own
+//! flush synchronous (it is the same NMI, delivered on its way back to the
+//! guest). "Before any user instruction" holds where KVM delivers a
+//! pending NMI at entry and on `iretq`, as KVM does; a backend that loses
+//! or holds back that very NMI lets the vCPU run stale translations until
+//! the re-injection. A vCPU that acknowledges nothing for [`ACK_TIMEOUT`]
+//! despite the kicks and re-injections stops the run with
+//! [`FlushError::Timeout`]. `tests/vmm_tlb_shootdown_stress.rs` runs the
+//! protocol against a simulated KVM that loses kicks and loses, delays and
+//! merges NMIs.
+//!
+//! Files: [`list`] (ranges and the scratch-page list), [`shootdown`] (the
+//! protocol state and the retry policy), [`flusher`] (what a hypercall
+//! calls), and the tests.
+
+mod flusher;
+mod list;
+mod shootdown;
+#[cfg(test)]
+mod tests;
+
+pub use flusher::{FlushError, Flusher, KvmFlusher, RecordingFlusher};
+pub use list::{coalesce, FlushList, Range, MAX_RANGES};
+pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};
