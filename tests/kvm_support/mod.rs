@@ -45,11 +45,18 @@ pub fn vmm_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test>-<hash>
+        // <target dir>/[<triple>/]<profile>/deps/<test>-<hash>
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
         let bin = profile_dir.join("vmm");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        // The target directory is the nearest one cargo tagged; with a build
+        // target set (.cargo/config.toml) it is two levels up, not one.
+        let target_dir = profile_dir
+            .ancestors()
+            .find(|d| d.join("CACHEDIR.TAG").exists())
+            .or_else(|| profile_dir.parent())
+            .expect("target dir")
+            .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "vmm", "--bin", "vmm"]).env("CARGO_TARGET_DIR", &target_dir);
