@@ -49,11 +49,12 @@ pub fn vmm_bin() -> &'static Path {
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
         let bin = profile_dir.join("vmm");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        // The target directory is the nearest one cargo tagged; with a build
-        // target set (.cargo/config.toml) it is two levels up, not one.
+        // The target directory is the outermost one cargo tagged (with a
+        // build target set, .cargo/config.toml, `<triple>/` is tagged too).
         let target_dir = profile_dir
             .ancestors()
-            .find(|d| d.join("CACHEDIR.TAG").exists())
+            .filter(|d| d.join("CACHEDIR.TAG").exists())
+            .last()
             .or_else(|| profile_dir.parent())
             .expect("target dir")
             .to_path_buf();
