@@ -247,8 +247,13 @@ impl MmapProvider for Runs {
         "runs"
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        let runs = self
-            .0
+        Self::prepare_runs(&self.0, d)
+    }
+}
+
+impl Runs {
+    fn prepare_runs(runs: &[(u64, Vec<u64>)], d: &mut VmaDesc) -> Result<(), MmError> {
+        let runs = runs
             .iter()
             .map(|(off, pfns)| guest_mm::PageRun {
                 start: va(d.start().raw() + off * PAGE_SIZE),
@@ -267,8 +272,8 @@ fn bad_frames_in_page_arrays_fail_complete_and_leave_nothing() {
     let table = L.tables.0 / PAGE_SIZE + 7;
     let good: Vec<u64> = (100..600).collect();
     let cases = [
-        // The bad frame is the last of 1,000 pages: 500 good ones (and a
-        // leaf table) are written before the loop meets it.
+        // The bad frame is page 1,001, after 1,000 good ones (the first
+        // run fills most of a leaf table before the second run starts).
         (vec![(0, good.clone()), (500, [good.clone(), vec![ram_end]].concat())], errno::EFAULT),
         (vec![(0, good.clone()), (500, [good.clone(), vec![table]].concat())], errno::EPERM),
         (vec![(3, vec![u64::MAX >> 12])], errno::EFAULT),
@@ -293,4 +298,70 @@ fn bad_frames_in_page_arrays_fail_complete_and_leave_nothing() {
     let m = s.mmap(&Runs(vec![(0, good.clone()), (500, good)]), &req).expect("good runs");
     assert_eq!(m.stats.entries_written, 1000);
     m.flush.ignore();
+}
+
+#[test]
+fn holes_and_stops_inside_whole_leaf_tables_leave_nothing() {
+    // RAM with a hole at 8–12 MiB (frames 2048..3072).
+    let mem = vmm_suite::fixture::Mem::from_ranges(&[(GuestAddress(0), 8 << 20), (GuestAddress(12 << 20), 52 << 20)])
+        .expect("memory");
+    let mut s = vmm_suite::fixture::space_over(mem, &L);
+    let before = census(s.memory(), s.cr3());
+    let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
+    // Two whole leaf tables (2 MiB aligned, 512 pages each); the bad frame
+    // stops the second one part-way, in a table that was never zeroed.
+    for (bad, want) in [(2500u64, errno::EFAULT), (L.tables.0 / PAGE_SIZE, errno::EPERM)] {
+        let mut pages: Vec<u64> = (100..1124).collect();
+        pages[700] = bad;
+        let err = s.mmap(&Runs(vec![(0, pages)]), &req).expect_err("bad frame accepted");
+        assert_eq!(err.errno(), want, "{err}");
+        assert!(s.vmas().next().is_none());
+        assert_eq!(census(s.memory(), s.cr3()), before, "tables left behind");
+        assert_eq!(s.stats().counted_entries, 0);
+    }
+    let m = s.mmap(&Runs(vec![(0, (100..1124).collect())]), &req).expect("good array");
+    m.flush.ignore();
+    for p in [0u64, 511, 512, 700, 1023] {
+        assert_eq!(s.translate(va(L.window.0 + p * PAGE_SIZE)).expect("mapped").pfn, Pfn(100 + p));
+    }
+}
+
+#[test]
+fn a_fixed_mapping_with_a_bad_frame_never_unmaps_what_it_would_replace() {
+    let mut s = space(&L);
+    let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
+    s.mmap(&Runs(vec![(0, (100..1124).collect())]), &req).expect("first mapping").flush.ignore();
+    let before = census(s.memory(), s.cr3());
+    let counted = s.stats().counted_entries;
+    let mut pages: Vec<u64> = (2000..3024).collect();
+    pages[900] = L.tables.0 / PAGE_SIZE + 1;
+    let hook_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let err = s.mmap(&Hooked(vec![(0, pages)], hook_ran.clone()), &req).expect_err("reserved frame accepted");
+    assert_eq!(err.errno(), errno::EPERM);
+    // A prepare-time refusal: the error hook (complete failures only) never ran.
+    assert!(!hook_ran.load(std::sync::atomic::Ordering::SeqCst), "failed in complete, after detaching");
+    // Refused before the old mapping was detached: nothing needs a flush,
+    // the tables are bit for bit as before.
+    assert!(s.take_deferred_flush().is_empty(), "the old mapping was touched");
+    assert_eq!(census(s.memory(), s.cr3()), before);
+    assert_eq!(s.stats().counted_entries, counted);
+    for p in [0u64, 899, 900, 1023] {
+        assert_eq!(s.translate(va(L.window.0 + p * PAGE_SIZE)).expect("still mapped").pfn, Pfn(100 + p));
+    }
+}
+
+/// [`Runs`] with an error hook that records it ran.
+struct Hooked(Vec<(u64, Vec<u64>)>, Arc<std::sync::atomic::AtomicBool>);
+impl MmapProvider for Hooked {
+    fn name(&self) -> &str {
+        "hooked-runs"
+    }
+    fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
+        let ran = self.1.clone();
+        d.set_error_hook(Box::new(move |e| {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            e
+        }));
+        Runs::prepare_runs(&self.0, d)
+    }
 }

@@ -139,7 +139,6 @@ impl VmaDesc {
     }
 
     /// The action (crate-internal: write-only to providers).
-    #[cfg(test)]
     pub(crate) fn action(&self) -> &MmapAction {
         &self.action
     }

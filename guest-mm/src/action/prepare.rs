@@ -7,7 +7,7 @@ use crate::addr::{pages_to_bytes, GuestVirtAddr, Pfn, PAGE_MASK, PAGE_SHIFT, PAG
 use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::{CacheMode, VmFlags, VM_REMAP_FLAGS};
-use crate::frames::{PhysLayout, MAX_PFN};
+use crate::frames::{MapCounts, PhysLayout, MAX_PFN};
 use crate::range::range_in_vma_desc;
 
 /// Validates the descriptor's action and applies its flag changes. A
@@ -158,6 +158,22 @@ fn map_kernel_pages_prepare(
     // docs/benchmarks.md). A bad frame fails complete, which undoes
     // everything.
     Ok(())
+}
+
+/// Checks every frame a page-array action would insert, as the insert loop
+/// would (guest RAM, not reserved, count below its limit), without
+/// touching anything. The pipeline calls it only before a fixed mapping
+/// detaches live ones, so that a bad array never unmaps them even for a
+/// moment; a new mapping leaves the check to the insert loop.
+pub fn check_frames(kind: &ActionKind, counts: &MapCounts) -> Result<(), MmError> {
+    let check = |pages: &[Pfn]| pages.iter().try_for_each(|&p| counts.check(p));
+    match kind {
+        ActionKind::MapKernelPages { pages, nr_pages, .. } => {
+            check(pages.as_slice().get(..*nr_pages as usize).unwrap_or(pages.as_slice()))
+        }
+        ActionKind::MapKernelPagesDiscontig { runs } => runs.iter().try_for_each(|r| check(r.pages.as_slice())),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,16 @@ impl MapCounts {
         self.counts.get(pfn.0 as usize).is_some_and(|&c| c < MAX_COUNT)
     }
 
+    /// `Ok` if `pfn` may be mapped as a counted page, else the error the
+    /// insert loop would stop with.
+    pub fn check(&self, pfn: Pfn) -> Result<(), MmError> {
+        match self.counts.get(pfn.0 as usize) {
+            None => Err(MmError::FrameNotInGuest { pfn: pfn.0 }),
+            Some(&c) if c >= MAX_COUNT => Err(refused(pfn, c)),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The count of `pfn` (0 for untracked or blocked frames).
     pub fn get(&self, pfn: Pfn) -> u32 {
         self.counts.get(pfn.0 as usize).copied().filter(|&c| c <= MAX_COUNT).unwrap_or(0)

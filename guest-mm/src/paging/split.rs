@@ -113,7 +113,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             for i in 0..ENTRIES {
                 table.set(i, split_child(raw, p.size, i as u64));
             }
-            parent.set(idx, table_entry(table.frame()));
+            parent.set_release(idx, table_entry(table.frame()));
             match GuestVirtAddr::try_new(p.va) {
                 Ok(va) => done.push(SplitRecord { va, size: p.size, raw }),
                 Err(e) => log::error!("split of a non-canonical leaf: {e}"),

@@ -110,6 +110,12 @@ impl<'a> Table<'a> {
         self.entries()[i % ENTRIES].store(value, Ordering::Relaxed);
     }
 
+    /// Stores entry `i` with release ordering: every store before it (a
+    /// new table's entries) is visible before it is (the link store).
+    pub(crate) fn set_release(&self, i: usize, value: u64) {
+        self.entries()[i % ENTRIES].store(value, Ordering::Release);
+    }
+
     /// Replaces entry `i` (`i & 511`) with `new` if it still holds
     /// `current`, in one atomic compare-and-exchange; on a mismatch returns
     /// what it holds.

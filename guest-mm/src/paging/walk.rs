@@ -210,7 +210,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                         } else {
                             self.populate(&child, level - 1, cur, next, f)?;
                         }
-                        table.set(idx, table_entry(child.frame()));
+                        table.set_release(idx, table_entry(child.frame()));
                     }
                     Entry::Leaf(_) => return Err(self.exists()),
                 }

@@ -42,7 +42,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
 
         // 4. A fixed mapping over existing ones detaches them (atomically).
-        let detached = if self.vmas.intersects(start.raw(), end) { Some(self.detach(start, len)?) } else { None };
+        // It must not then fail for a reason known now: a page array's
+        // frames are checked before anything is detached (a new mapping
+        // leaves that to the insert loop, which reads each count anyway).
+        let replaces = self.vmas.intersects(start.raw(), end);
+        if replaces {
+            action::check_frames(&desc.action().kind, &self.frames.lock().counts)?;
+        }
+        let detached = if replaces { Some(self.detach(start, len)?) } else { None };
 
         // 5. The VMA, then complete.
         let (parts, mut act) = desc.into_parts();
