@@ -98,7 +98,9 @@ fn quick_json_report_is_complete_and_well_formed() {
     let m = &r["machine"];
     assert!(!m["cpu_model"].as_str().expect("cpu_model").is_empty());
     assert!(m["cpus"].as_u64().expect("cpus") >= 1);
-    assert_eq!(m["kvm"]["available"].as_bool(), Some(std::path::Path::new("/dev/kvm").exists()));
+    assert_eq!(m["kvm"]["available"].as_bool(), Some(kvm), "usable /dev/kvm");
+    assert_eq!(r["parts"], "all");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "errors: {}", r["errors"]);
     assert!(!m["kvm"]["description"].as_str().expect("kvm description").is_empty());
 
     let figures = r["figures"].as_array().expect("figures");
@@ -123,8 +125,7 @@ fn quick_json_report_is_complete_and_well_formed() {
         assert!((1..=9).contains(&item), "{id}: item {item}");
         assert!(!f["title"].as_str().expect("title").is_empty());
         assert!(UNITS.contains(&f["unit"].as_str().expect("unit")), "{id}: unit {}", f["unit"]);
-        // Launch figures may carry fewer repetitions only if they say so;
-        // every figure here has one sample per repetition.
+        // Every figure has one sample per repetition.
         check_stat(&f["ours"], Some(&f["samples"]), reps, id);
         match (&f["peer"], &f["ratio"]) {
             (Value::Null, Value::Null) => {}
@@ -165,7 +166,9 @@ fn quick_json_report_is_complete_and_well_formed() {
 
     let skipped: Vec<u64> =
         r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().expect("item")).collect();
-    if !kvm {
+    if kvm {
+        assert!(skipped.is_empty(), "skipped with KVM: {}", r["skipped"]);
+    } else {
         assert_eq!(skipped, [5, 6, 7, 8, 9]);
     }
 
@@ -185,4 +188,25 @@ fn bad_arguments_fail_before_measuring() {
     assert!(run.stdout.is_empty(), "measured anyway:\n{}", run.stdout);
     let run = run_vmm(&["bench", "--only", "nowhere"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+    // The chart needs the host items: refused up front, no file left.
+    let svg = temp_path("guest-only.svg");
+    let run = run_vmm(&["bench", "--only", "guest", "--plot", svg.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--only guest"), "{}", run.stderr);
+    assert!(!svg.exists(), "an empty chart file was left behind");
+}
+
+#[test]
+fn host_only_report_says_what_did_not_run() {
+    let json_path = temp_path("host-only.json");
+    let run =
+        run_vmm(&["bench", "--only", "host", "--reps", "1", "--no-progress", "--json", json_path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("report")).expect("JSON");
+    assert_eq!(r["parts"], "host");
+    let skipped: Vec<u64> =
+        r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().unwrap()).collect();
+    assert_eq!(skipped, [5, 6, 7, 8, 9]);
+    assert!(r["figures"].as_array().expect("figures").iter().all(|f| f["item"].as_u64().unwrap() <= 4));
+    let _ = std::fs::remove_file(json_path);
 }

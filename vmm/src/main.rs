@@ -92,11 +92,23 @@ enum Only {
 /// `vmm bench`.
 fn bench(args: BenchArgs) -> ExitCode {
     use vmm::bench::{BenchOptions, Parts};
-    // Refuse unwritable outputs before spending minutes measuring.
+    if args.plot.is_some() && matches!(args.only, Some(Only::Guest)) {
+        eprintln!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest");
+        return ExitCode::from(2);
+    }
+    // Refuse unwritable outputs before spending minutes measuring, without
+    // leaving an empty file behind.
     for p in [&args.json, &args.plot].into_iter().flatten() {
-        if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
-            eprintln!("vmm bench: cannot write {}: {e}", p.display());
-            return ExitCode::from(1);
+        let existed = p.exists();
+        match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            Ok(_) if !existed => {
+                let _ = std::fs::remove_file(p);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("vmm bench: cannot write {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
         }
     }
     let opts = BenchOptions {
@@ -138,6 +150,12 @@ fn bench(args: BenchArgs) -> ExitCode {
             return ExitCode::from(1);
         }
         eprintln!("chart written to {}", p.display());
+    }
+    if !report.errors.is_empty() {
+        for e in &report.errors {
+            eprintln!("vmm bench: {e}");
+        }
+        return ExitCode::from(1);
     }
     if args.fail_on_miss && !report.targets.missed.is_empty() {
         return ExitCode::from(2);

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub struct Machine {
     /// `model name` from `/proc/cpuinfo`.
     pub cpu_model: String,
-    /// Logical CPUs online.
+    /// Logical CPUs this process may run on (affinity and cgroup limits).
     pub cpus: usize,
     /// Total memory in GiB (`MemTotal`).
     pub memory_gib: f64,
@@ -30,7 +30,7 @@ pub struct Machine {
 /// The KVM implementation behind `/dev/kvm`.
 #[derive(Clone, Debug, Serialize)]
 pub struct KvmBackend {
-    /// Whether `/dev/kvm` exists.
+    /// Whether `/dev/kvm` can be opened for reading and writing.
     pub available: bool,
     /// The vendor module loaded: `kvm_intel`, `kvm_amd`, `kvm_pvm` or none.
     pub module: Option<String>,
@@ -74,7 +74,9 @@ impl Machine {
 
 impl KvmBackend {
     fn detect(nested: bool) -> KvmBackend {
-        let available = Path::new("/dev/kvm").exists();
+        // Usable, not merely present: without read-write access (not in
+        // the kvm group) no guest can run.
+        let available = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
         let module = ["kvm_pvm", "kvm_intel", "kvm_amd"]
             .into_iter()
             .find(|m| Path::new("/sys/module").join(m).exists())
@@ -92,6 +94,7 @@ impl KvmBackend {
             _ => None,
         };
         let description = match (available, module.as_deref()) {
+            (false, _) if Path::new("/dev/kvm").exists() => "not usable (/dev/kvm cannot be opened read-write)".to_string(),
             (false, _) => "not available (/dev/kvm missing)".to_string(),
             (true, Some("kvm_pvm")) => format!(
                 "kvm_pvm: PVM, a software-assisted backend with shadow paging{}; exits are far slower than on hardware virtualization",

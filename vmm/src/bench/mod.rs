@@ -77,17 +77,28 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     let mut progress = Progress::new(total, opts.progress);
     let mut figures = Vec::new();
     let mut skipped = Vec::new();
+    let mut errors = Vec::new();
     if host {
         figures.extend(host::run(reps, &mut progress)?);
+    } else {
+        skipped.extend((1..=4).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
     }
-    if guest {
-        if kvm {
-            let (f, s) = guest::run(opts, reps, &mut progress)?;
-            figures.extend(f);
-            skipped.extend(s);
-        } else {
-            for item in 5..=9 {
-                skipped.push(Skipped { item, reason: "/dev/kvm is not available".into() });
+    if !guest {
+        skipped.extend((5..=9).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
+    } else if !kvm {
+        let reason = format!("KVM {}", machine.kvm.description);
+        skipped.extend((5..=9).map(|item| Skipped { item, reason: reason.clone() }));
+    } else {
+        // A failed guest benchmark does not throw away what was measured:
+        // the report says what failed and `vmm bench` exits non-zero.
+        match guest::run(opts, reps, &mut progress) {
+            Ok((f, s)) => {
+                figures.extend(f);
+                skipped.extend(s);
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                skipped.extend((5..=9).map(|item| Skipped { item, reason: format!("failed: {e}") }));
             }
         }
     }
@@ -102,7 +113,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         reps,
         machine,
         figures,
+        parts: match opts.parts {
+            Parts::All => "all",
+            Parts::Host => "host",
+            Parts::Guest => "guest",
+        }
+        .to_string(),
         skipped,
+        errors,
         targets,
     })
 }

@@ -38,10 +38,14 @@ pub struct Report {
     pub reps: usize,
     /// The machine and KVM backend.
     pub machine: Machine,
+    /// Which parts ran: `"all"`, `"host"` (items 1–4) or `"guest"` (5–9).
+    pub parts: String,
     /// The figures, in suite order.
     pub figures: Vec<Figure>,
-    /// Items that did not run.
+    /// Items that did not run, and why.
     pub skipped: Vec<Skipped>,
+    /// Errors that stopped part of the suite (the run then exits non-zero).
+    pub errors: Vec<String>,
     /// Target totals.
     pub targets: TargetSummary,
 }
@@ -143,6 +147,9 @@ impl Report {
         }
         for s in &self.skipped {
             let _ = writeln!(out, "\nitem {} skipped: {}", s.item, s.reason);
+        }
+        for e in &self.errors {
+            let _ = writeln!(out, "\nERROR: {e}");
         }
         let t = &self.targets;
         let _ = writeln!(out, "\ntargets: {} of {} met", t.met, t.checked);

@@ -3,8 +3,9 @@
 //! region of it), with a bump frame allocator over that region.
 //!
 //! Each sample starts from a zeroed root; `map_to` zeroes every table it
-//! creates, as ours does. The flush each call returns is ignored (the
-//! tables are not live on any CPU), as ours is.
+//! creates (ours zeroes a new table unless the insert overwrites all 512
+//! entries). The flush each call returns is ignored (the tables are not
+//! live on any CPU), as ours is.
 
 use std::time::{Duration, Instant};
 
