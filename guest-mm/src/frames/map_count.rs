@@ -81,12 +81,6 @@ impl MapCounts {
         }
     }
 
-    /// Whether `pfn` may be mapped as a counted page (tracked, not
-    /// blocked, count below the limit).
-    pub fn mappable(&self, pfn: Pfn) -> bool {
-        self.counts.get(pfn.0 as usize).is_some_and(|&c| c < MAX_COUNT)
-    }
-
     /// `Ok` if `pfn` may be mapped as a counted page, else the error the
     /// insert loop would stop with.
     pub fn check(&self, pfn: Pfn) -> Result<(), MmError> {
@@ -190,7 +184,7 @@ mod tests {
         m.block(&layout);
         for p in 0..48u64 {
             let ok = p < 16 || (32..40).contains(&p) || (42..48).contains(&p);
-            assert_eq!(m.mappable(Pfn(p)), ok, "frame {p}");
+            assert_eq!(m.check(Pfn(p)).is_ok(), ok, "frame {p}");
             assert_eq!(m.get(Pfn(p)), 0);
         }
         assert_eq!(refused(Pfn(20), m.counts[20]), MmError::FrameNotInGuest { pfn: 20 });
@@ -198,13 +192,13 @@ mod tests {
         // Counting a blocked frame is refused; dec never touches a sentinel.
         m.inc(Pfn(20));
         assert!(!m.dec(Pfn(40)));
-        assert_eq!((m.total(), m.mappable(Pfn(20)), m.mappable(Pfn(40))), (0, false, false));
+        assert_eq!((m.total(), m.check(Pfn(20)).is_ok(), m.check(Pfn(40)).is_ok()), (0, false, false));
         // A count stops at the limit instead of becoming a sentinel.
         m.counts[5] = MAX_COUNT - 1;
         m.inc(Pfn(5));
         m.inc(Pfn(5));
         assert_eq!(m.get(Pfn(5)), MAX_COUNT);
-        assert!(!m.mappable(Pfn(5)));
+        assert!(m.check(Pfn(5)).is_err());
         assert_eq!(refused(Pfn(5), MAX_COUNT), MmError::Invalid("frame map count at its limit"));
     }
 }

@@ -28,11 +28,6 @@ impl Progress {
         Progress { bar, plain: enabled && !tty, done: 0, total, stage: String::new() }
     }
 
-    /// Progress that prints nothing.
-    pub fn silent() -> Progress {
-        Progress::new(0, false)
-    }
-
     /// Names the stage the next steps belong to.
     pub fn stage(&mut self, name: &str) {
         if self.stage == name {
@@ -51,15 +46,6 @@ impl Progress {
         self.done += 1;
         if let Some(b) = &self.bar {
             b.inc(1);
-        }
-    }
-
-    /// Prints a line without breaking the bar.
-    pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None if self.plain => eprintln!("{line}"),
-            None => {}
         }
     }
 

@@ -27,11 +27,6 @@ impl Stat {
         let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
         Some(Stat { median, min: v[0], max: v[n - 1], reps: n })
     }
-
-    /// The same statistic with every value multiplied by `k` (unit change).
-    pub fn scaled(self, k: f64) -> Stat {
-        Stat { median: self.median * k, min: self.min * k, max: self.max * k, reps: self.reps }
-    }
 }
 
 #[cfg(test)]
