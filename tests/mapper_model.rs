@@ -2,19 +2,22 @@
 //! invalid), munmap and mprotect against a reference model. After every
 //! step each page's translation equals the model, the VMAs equal the
 //! model, table and pool pages balance, and after unmapping everything the
-//! allocator is back at its starting count.
+//! allocator is back at its starting count. The frame guarantee is checked
+//! by walking the tables (`census::leaf_frames`): no mapped frame is free
+//! in the pool or handed out by it, and every page-array frame a leaf maps
+//! is pinned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
 use guest_mm::{
-    errno, AddressSpace, CacheMode, MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn, VmFlags,
-    VmaDesc, PAGE_SIZE,
+    errno, AddressSpace, CacheMode, Frames, MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn,
+    VmFlags, VmaDesc, PAGE_SIZE,
 };
 use proptest::prelude::*;
 use vm_memory::GuestAddress;
-use vmm_suite::census::census;
+use vmm_suite::census::{census, leaf_frames};
 use vmm_suite::fixture::{space, va, Layout, Mem};
 
 const L: Layout = Layout { window: (64 << 30, (64 << 30) + (16 << 20)), ..Layout::SMALL };
@@ -43,13 +46,15 @@ fn array_frame(i: u64) -> u64 {
     ARRAY_BASE + (i * 37) % 2048
 }
 
-fn array(n: u64, first: u64) -> PageArray {
-    PageArray::new((0..n).map(|i| Pfn(array_frame(first + i))).collect::<Vec<_>>().into())
+/// `n` array frames from page `first`, pinned in `frames` (per mapping).
+fn array(frames: &Frames, n: u64, first: u64) -> Result<PageArray, MmError> {
+    PageArray::pin(frames, (0..n).map(|i| Pfn(array_frame(first + i))).collect::<Vec<_>>().into())
 }
 
 /// map-kernel-pages from `skip` pages into the VMA (partial form).
 struct Partial {
     skip: u64,
+    frames: Frames,
 }
 impl MmapProvider for Partial {
     fn name(&self) -> &str {
@@ -58,7 +63,7 @@ impl MmapProvider for Partial {
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
         let n = desc.pages() - self.skip;
         let start = desc.start().checked_add(self.skip * PAGE_SIZE)?;
-        desc.mmap_action_map_kernel_pages(start, array(n, self.skip), n);
+        desc.mmap_action_map_kernel_pages(start, array(&self.frames, n, self.skip)?, n);
         Ok(())
     }
 }
@@ -67,6 +72,7 @@ impl MmapProvider for Partial {
 struct Discontig {
     a: u64,
     b: u64,
+    frames: Frames,
 }
 impl MmapProvider for Discontig {
     fn name(&self) -> &str {
@@ -75,17 +81,21 @@ impl MmapProvider for Discontig {
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
         let n = desc.pages();
         let runs = vec![
-            PageRun { start: desc.start(), pages: array(self.a, 0) },
-            PageRun { start: desc.start().checked_add(self.b * PAGE_SIZE)?, pages: array(n - self.b, self.b) },
+            PageRun { start: desc.start(), pages: array(&self.frames, self.a, 0)? },
+            PageRun {
+                start: desc.start().checked_add(self.b * PAGE_SIZE)?,
+                pages: array(&self.frames, n - self.b, self.b)?,
+            },
         ];
         desc.mmap_action_map_kernel_pages_discontig(runs);
         Ok(())
     }
 }
 
-/// A page array with one bad frame.
+/// A page array with one bad frame (refused when it is pinned).
 struct BadArray {
     bad: u64,
+    frames: Frames,
 }
 impl MmapProvider for BadArray {
     fn name(&self) -> &str {
@@ -95,7 +105,7 @@ impl MmapProvider for BadArray {
         let mut v: Vec<Pfn> = (0..desc.pages()).map(|i| Pfn(array_frame(i))).collect();
         let last = v.len() - 1;
         v[last] = Pfn(self.bad);
-        desc.mmap_action_map_kernel_pages_full(PageArray::new(v.into()));
+        desc.mmap_action_map_kernel_pages_full(PageArray::pin(&self.frames, v.into())?);
         Ok(())
     }
 }
@@ -183,6 +193,8 @@ struct MPage {
     counted: bool,
     zero: bool,
     seg: u64,
+    /// The mmap call that made the page (kept across mprotect splits).
+    origin: u64,
     provider: &'static str,
     special: bool,
     pgoff: u64,
@@ -196,6 +208,8 @@ struct World {
     huge: HugePageProvider,
     model: BTreeMap<u64, MPage>,
     next_seg: u64,
+    /// Pages of each zero mapping, by origin.
+    zero_sizes: BTreeMap<u64, u64>,
     pool_total: usize,
     start_tables: usize,
 }
@@ -212,7 +226,18 @@ impl World {
         let zero = ZeroProvider::new(space.frames().clone(), space.memory().clone());
         let buffer = PageBuffer::new(space.frames(), BUFFER_PAGES).expect("buffer");
         let huge = HugePageProvider::new(GuestAddress(L.huge.0), L.huge.1, PageSize::Size2M).expect("huge");
-        World { space, ram, zero, buffer, huge, model: BTreeMap::new(), next_seg: 1, pool_total, start_tables }
+        World {
+            space,
+            ram,
+            zero,
+            buffer,
+            huge,
+            model: BTreeMap::new(),
+            next_seg: 1,
+            zero_sizes: BTreeMap::new(),
+            pool_total,
+            start_tables,
+        }
     }
 
     fn model_free(&self, start: u64, pages: u64) -> bool {
@@ -226,8 +251,12 @@ impl World {
         (L.window.0..L.window.1).step_by(align as usize).any(|s| s + len <= L.window.1 && self.model_free(s, pages))
     }
 
+    /// Pool pages zero mappings hold: a zero mapping's array stays pinned
+    /// whole while any piece of its VMA is left (partly unmapped arrays
+    /// are not unpinned page by page).
     fn pool_used_by_zero(&self) -> usize {
-        self.model.values().filter(|p| p.zero).count()
+        let live: BTreeSet<u64> = self.model.values().filter(|p| p.zero).map(|p| p.origin).collect();
+        live.iter().map(|o| self.zero_sizes.get(o).copied().unwrap_or(0) as usize).sum()
     }
 
     fn apply(&mut self, op: &Op) {
@@ -294,14 +323,16 @@ impl World {
             let a = va(L.window.0 + page * PAGE_SIZE);
             req = if noreplace { req.fixed_noreplace(a) } else { req.fixed(a) };
         }
-        let partial = Partial { skip: if let Kind::Partial { skip } = kind { *skip } else { 0 } };
+        let frames = self.space.frames().clone();
+        let partial =
+            Partial { skip: if let Kind::Partial { skip } = kind { *skip } else { 0 }, frames: frames.clone() };
         let (da, db) = match kind {
             Kind::Discontig { a, gap } => (*a, a + gap),
             _ => (0, 0),
         };
-        let discontig = Discontig { a: da, b: db };
-        let bad = BadArray { bad: L.ram / PAGE_SIZE + 5 };
-        let reserved = BadArray { bad: L.tables.0 / PAGE_SIZE + 3 };
+        let discontig = Discontig { a: da, b: db, frames: frames.clone() };
+        let bad = BadArray { bad: L.ram / PAGE_SIZE + 5, frames: frames.clone() };
+        let reserved = BadArray { bad: L.tables.0 / PAGE_SIZE + 3, frames };
         let provider: &dyn MmapProvider = match kind {
             Kind::Nothing => &Nothing,
             Kind::Ram { .. } => &self.ram,
@@ -371,6 +402,9 @@ impl World {
         }
         self.next_seg += 1;
         let seg = self.next_seg;
+        if matches!(kind, Kind::Zero) {
+            self.zero_sizes.insert(seg, pages);
+        }
         let zero_frames: Vec<u64> = if matches!(kind, Kind::Zero) {
             // Read from the leaves: a PROT_NONE page does not translate.
             let leaves = self.space.page_tables().leaves(va(start), pages * PAGE_SIZE);
@@ -402,6 +436,7 @@ impl World {
                     counted: counted && pfn.is_some(),
                     zero: matches!(kind, Kind::Zero),
                     seg,
+                    origin: seg,
                     provider: provider_name(kind),
                     special,
                     pgoff: pgoff + i,
@@ -465,10 +500,39 @@ impl World {
         let st = self.space.stats();
         assert_eq!(c.tables, st.tables_in_use, "reachable tables vs allocator");
         assert_eq!(c.empty_tables, 0, "empty tables left behind");
-        // Counts and pool pages balance.
-        let counted = self.model.values().filter(|m| m.counted).count() as u64;
-        assert_eq!(st.counted_entries, counted, "map counts");
+        // Pool pages balance.
         assert_eq!(st.pool_free, self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero(), "pool pages");
+        self.check_mapped_frames_are_kept();
+    }
+}
+
+impl World {
+    /// The guarantee, checked by walking the tables: a frame any leaf maps
+    /// is not free in the pool (so it cannot be handed to another page
+    /// array), a page-array leaf's frame is pinned, and taking every free
+    /// pool page yields none of the mapped frames.
+    fn check_mapped_frames_are_kept(&self) {
+        let leaves = leaf_frames(self.space.memory(), self.space.cr3());
+        let mapped: BTreeSet<u64> = leaves.iter().map(|l| l.pfn).collect();
+        let frames = self.space.frames();
+        {
+            let st = frames.lock();
+            for f in st.free_frames() {
+                assert!(!mapped.contains(&f.0), "frame {:#x} is mapped and free in the pool", f.0);
+            }
+            for l in leaves.iter().filter(|l| l.page_array) {
+                assert!(st.pins().get(Pfn(l.pfn)) > 0, "page-array frame {:#x} is mapped but not pinned", l.pfn);
+            }
+        }
+        let counted = leaves.iter().filter(|l| l.page_array).count();
+        assert_eq!(counted, self.model.values().filter(|m| m.counted).count(), "page-array leaves");
+        let free = frames.pool_free() as u64;
+        let taken = frames.alloc(free).expect("every free pool page");
+        for f in taken.pfns().iter() {
+            assert!(!mapped.contains(&f.0), "the pool handed out mapped frame {:#x}", f.0);
+        }
+        drop(taken);
+        assert_eq!(frames.pool_free() as u64, free);
     }
 }
 
@@ -502,11 +566,12 @@ proptest! {
         w.check();
         let st = w.space.stats();
         prop_assert_eq!(st.tables_in_use, w.start_tables);
-        prop_assert_eq!(st.counted_entries, 0);
+        prop_assert_eq!(st.pins, BUFFER_PAGES);
         prop_assert_eq!(st.vmas, 0);
         prop_assert_eq!(st.pool_free, w.pool_total - BUFFER_PAGES as usize);
         drop(w.buffer);
         prop_assert_eq!(w.space.stats().pool_free, w.pool_total);
+        prop_assert_eq!(w.space.stats().pins, 0);
         let _ = Arc::new(());
     }
 }
