@@ -112,7 +112,7 @@ fn quick_json_report_is_complete_and_well_formed() {
     let mut want: Vec<&str> = HOST_IDS.to_vec();
     if kvm {
         // The munmap with the VMM's TLB shootdown needs a VM.
-        want.push("munmap.with_shootdown");
+        want.extend(["munmap.with_shootdown", "munmap.shootdown_only"]);
         want.extend(GUEST_IDS);
     }
     for id in &want {
