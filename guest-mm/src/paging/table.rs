@@ -8,7 +8,9 @@
 //! bounds-free `Relaxed` 8-byte atomic load or store. Atomics, not
 //! volatile copies, because a running vCPU's page walker reads (and sets
 //! accessed/dirty bits in) the same words concurrently: each entry must
-//! change in one aligned 8-byte store, never torn.
+//! change in one aligned 8-byte store, never torn. The one exception is
+//! [`Table::fill_unlinked`], for a new table no walker can reach yet: its
+//! plain stores may be combined into vector stores.
 //!
 //! This module does not know what an entry means; see `entry.rs`.
 
