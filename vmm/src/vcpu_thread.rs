@@ -15,6 +15,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::control::{Outcome, RunControl};
 use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
+use crate::guest::kind::SharedKind;
 use crate::hypercall::{Args, Hypervisor};
 use crate::kernel::KernelStub;
 use crate::tlb::Shootdown;
@@ -28,6 +29,8 @@ pub struct VcpuContext {
     pub buses: Arc<Buses>,
     /// The guest's kernel.
     pub hv: Arc<Hypervisor>,
+    /// The kind of guest (what its system calls mean).
+    pub kind: SharedKind,
     /// Run control.
     pub ctl: Arc<RunControl>,
     /// TLB shootdown state.
@@ -232,7 +235,7 @@ impl VcpuThread {
             Err(e) => return self.fail(format!("cannot read registers: {e}")),
         };
         let me = self.me();
-        let out = self.ctx.hv.dispatch(me, &Args::from_regs(&regs));
+        let out = self.ctx.kind.syscall(&self.ctx.hv, me, &Args::from_regs(&regs));
         let fx = out.effects;
         if let Some(status) = fx.exit_group {
             self.ctx.ctl.stop(Outcome::Exited { status });

@@ -1,0 +1,39 @@
+//! The kinds of guest the VMM runs, and the one place a run's kind is
+//! chosen ([`choose`]). Each kind implements [`GuestKind`]; see
+//! `crate::guest::kind` for the seam.
+
+mod abi_elf;
+mod builtin;
+
+use std::sync::Arc;
+
+pub use self::abi_elf::AbiElf;
+pub use self::builtin::Builtin;
+use super::kind::{Entry, LoadCtx, SharedKind, UserEntry};
+use crate::config::{GuestChoice, VmConfig};
+use crate::layout::user_stack_top;
+use crate::program::{self, Program};
+use crate::runner::RunError;
+
+/// The kind that runs `cfg`'s guest.
+pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
+    Ok(match &cfg.guest {
+        GuestChoice::Builtin => Arc::new(Builtin::new(cfg)?),
+        GuestChoice::Elf(path) => Arc::new(AbiElf::open(path)?),
+    })
+}
+
+/// Loads a program with the VMM's ABI into the hosted address space and
+/// maps a stack per vCPU; every vCPU starts at the program's entry with
+/// its index in `rdi`.
+fn load_vmm_abi_program(ctx: &mut LoadCtx<'_>, prog: &Program) -> Result<Entry, RunError> {
+    let (mem, vcpus) = (ctx.mem, ctx.cfg.vcpus);
+    let hosted = ctx.hosted()?;
+    program::load(prog, mem, hosted.frames, hosted.mapper)?;
+    let mut entries = Vec::with_capacity(usize::from(vcpus));
+    for i in 0..vcpus {
+        program::map_stack(user_stack_top(i), mem, hosted.frames, hosted.mapper)?;
+        entries.push(UserEntry { rip: prog.entry, rsp: user_stack_top(i), rdi: u64::from(i) });
+    }
+    Ok(Entry::User(entries))
+}
