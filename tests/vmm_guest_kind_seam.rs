@@ -36,7 +36,7 @@ impl GuestKind for PlusOneKind {
         vmm::program::load(&self.prog, mem, h.frames, h.mapper)?;
         let top = vmm::layout::user_stack_top(0);
         vmm::program::map_stack(top, mem, h.frames, h.mapper)?;
-        Ok(Entry::User(vec![UserEntry { rip: CODE_VA, rsp: top, rdi: 0 }]))
+        Ok(Entry::User(vec![UserEntry { rip: CODE_VA, rsp: top, rdi: 0, syscall_entry: None }]))
     }
 
     fn syscall(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> hypercall::Outcome {

@@ -183,7 +183,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
 /// `cfg.guest`) on the machine `cfg` describes.
 pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
-    let mem = create_guest_memory(cfg.mem_size)?;
+    let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
     let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
@@ -236,7 +236,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
                 gdt: kernel.gdt,
                 idt: kernel.idt,
                 tss: kernel.tss[i as usize],
-                lstar: kernel.stub.syscall_entry,
+                lstar: e.syscall_entry.unwrap_or(kernel.stub.syscall_entry),
                 kernel_gs_base: kernel.kernel_gs[i as usize],
                 pat: guest_mm::PAT_MSR_VALUE,
             },

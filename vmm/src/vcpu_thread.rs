@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use devices::ExitLatch;
 use vmm_sys_util::eventfd::EventFd;
@@ -16,7 +17,7 @@ use crate::control::{Outcome, RunControl};
 use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
 use crate::guest::kind::SharedKind;
-use crate::hypercall::{Args, Hypervisor};
+use crate::hypercall::{Args, Block, Hypervisor};
 use crate::kernel::KernelStub;
 use crate::tlb::Shootdown;
 use crate::vstate::kick;
@@ -253,9 +254,33 @@ impl VcpuThread {
         if let Some(message) = fx.fatal {
             return self.fail(message);
         }
-        match self.vcpu.set_regs(&regs) {
-            Ok(()) => Next::Run,
-            Err(e) => self.fail(format!("cannot set registers: {e}")),
+        if let Some(base) = fx.fs_base {
+            if let Err(e) = self.vcpu.set_msr(crate::arch::regs::msr::FS_BASE, base) {
+                return self.fail(format!("cannot set the FS base: {e}"));
+            }
+        }
+        if let Err(e) = self.vcpu.set_regs(&regs) {
+            return self.fail(format!("cannot set registers: {e}"));
+        }
+        if let Some(block) = fx.block {
+            self.wait(block);
+        }
+        Next::Run
+    }
+
+    /// Keeps this vCPU out of the guest until `block` ends or the run
+    /// stops, checking for a stop every few milliseconds.
+    fn wait(&self, block: Block) {
+        const SLICE: Duration = Duration::from_millis(10);
+        while !self.ctx.ctl.is_stopping() {
+            let left = match block {
+                Block::Until(t) => t.saturating_duration_since(Instant::now()),
+                Block::UntilStopped => SLICE,
+            };
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(SLICE));
         }
     }
 

@@ -73,6 +73,9 @@ pub struct UserEntry {
     pub rsp: u64,
     /// Initial `rdi`.
     pub rdi: u64,
+    /// Where `syscall` goes (`IA32_LSTAR`); `None` is the kernel stub's
+    /// entry, which forwards to [`GuestKind::syscall`].
+    pub syscall_entry: Option<u64>,
 }
 
 /// How the vCPUs start.
@@ -120,6 +123,11 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// The machine this kind needs.
     fn platform(&self) -> Platform {
         Platform::Hosted
+    }
+
+    /// Bytes of guest RAM the machine gets (default: the configured size).
+    fn ram_size(&self, cfg: &VmConfig) -> u64 {
+        cfg.mem_size
     }
 
     /// Writes the guest's image into memory (and, hosted, maps it) and

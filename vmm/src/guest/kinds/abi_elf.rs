@@ -3,8 +3,6 @@
 //! mode at CPL 3, hypercalls. The guest's exit status (exit port or
 //! `exit_group`) becomes the VMM's.
 
-use std::path::Path;
-
 use super::load_vmm_abi_program;
 use crate::guest::elf;
 use crate::guest::kind::{Entry, GuestKind, LoadCtx, RunEnd};
@@ -20,9 +18,9 @@ pub struct AbiElf {
 }
 
 impl AbiElf {
-    /// Reads and parses `path`.
-    pub fn open(path: &Path) -> Result<Self, RunError> {
-        Ok(AbiElf { name: path.display().to_string(), prog: elf::load_file(path)? })
+    /// The program in the ELF image `bytes` (named `name` in reports).
+    pub fn new(name: String, bytes: &[u8]) -> Result<Self, RunError> {
+        Ok(AbiElf { name, prog: elf::parse(bytes)? })
     }
 }
 

@@ -4,13 +4,15 @@
 
 mod abi_elf;
 mod builtin;
+pub mod solo5;
 
 use std::sync::Arc;
 
 pub use self::abi_elf::AbiElf;
 pub use self::builtin::Builtin;
+pub use self::solo5::Solo5;
 use super::kind::{Entry, LoadCtx, SharedKind, UserEntry};
-use crate::config::{GuestChoice, VmConfig};
+use crate::config::{Abi, GuestChoice, VmConfig};
 use crate::layout::user_stack_top;
 use crate::program::{self, Program};
 use crate::runner::RunError;
@@ -19,7 +21,20 @@ use crate::runner::RunError;
 pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
     Ok(match &cfg.guest {
         GuestChoice::Builtin => Arc::new(Builtin::new(cfg)?),
-        GuestChoice::Elf(path) => Arc::new(AbiElf::open(path)?),
+        GuestChoice::Elf(path) => {
+            let bytes = crate::guest::elf::read_file(path)?;
+            let name = path.display().to_string();
+            let solo5 = match cfg.abi {
+                Abi::Auto => solo5::is_solo5(&bytes),
+                Abi::Vmm => false,
+                Abi::Solo5 => true,
+            };
+            if solo5 {
+                Arc::new(Solo5::new(name, &bytes, cfg)?)
+            } else {
+                Arc::new(AbiElf::new(name, &bytes)?)
+            }
+        }
     })
 }
 
@@ -33,7 +48,7 @@ fn load_vmm_abi_program(ctx: &mut LoadCtx<'_>, prog: &Program) -> Result<Entry, 
     let mut entries = Vec::with_capacity(usize::from(vcpus));
     for i in 0..vcpus {
         program::map_stack(user_stack_top(i), mem, hosted.frames, hosted.mapper)?;
-        entries.push(UserEntry { rip: prog.entry, rsp: user_stack_top(i), rdi: u64::from(i) });
+        entries.push(UserEntry { rip: prog.entry, rsp: user_stack_top(i), rdi: u64::from(i), syscall_entry: None });
     }
     Ok(Entry::User(entries))
 }
