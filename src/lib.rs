@@ -6,3 +6,4 @@
 
 pub mod census;
 pub mod fixture;
+pub mod frame_guarantee;

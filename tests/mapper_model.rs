@@ -3,7 +3,7 @@
 //! step each page's translation equals the model, the VMAs equal the
 //! model, table and pool pages balance, and after unmapping everything the
 //! allocator is back at its starting count. The frame guarantee is checked
-//! by walking the tables (`census::leaf_frames`): no mapped frame is free
+//! by walking the tables (`frame_guarantee`): no mapped frame is free
 //! in the pool or handed out by it, and every page-array frame a leaf maps
 //! is pinned.
 
@@ -17,8 +17,9 @@ use guest_mm::{
 };
 use proptest::prelude::*;
 use vm_memory::GuestAddress;
-use vmm_suite::census::{census, leaf_frames};
+use vmm_suite::census::census;
 use vmm_suite::fixture::{space, va, Layout, Mem};
+use vmm_suite::frame_guarantee::assert_mapped_frames_kept;
 
 const L: Layout = Layout { window: (64 << 30, (64 << 30) + (16 << 20)), ..Layout::SMALL };
 const WIN_PAGES: u64 = (L.window.1 - L.window.0) / PAGE_SIZE;
@@ -502,37 +503,9 @@ impl World {
         assert_eq!(c.empty_tables, 0, "empty tables left behind");
         // Pool pages balance.
         assert_eq!(st.pool_free, self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero(), "pool pages");
-        self.check_mapped_frames_are_kept();
-    }
-}
-
-impl World {
-    /// The guarantee, checked by walking the tables: a frame any leaf maps
-    /// is not free in the pool (so it cannot be handed to another page
-    /// array), a page-array leaf's frame is pinned, and taking every free
-    /// pool page yields none of the mapped frames.
-    fn check_mapped_frames_are_kept(&self) {
-        let leaves = leaf_frames(self.space.memory(), self.space.cr3());
-        let mapped: BTreeSet<u64> = leaves.iter().map(|l| l.pfn).collect();
-        let frames = self.space.frames();
-        {
-            let st = frames.lock();
-            for f in st.free_frames() {
-                assert!(!mapped.contains(&f.0), "frame {:#x} is mapped and free in the pool", f.0);
-            }
-            for l in leaves.iter().filter(|l| l.page_array) {
-                assert!(st.pins().get(Pfn(l.pfn)) > 0, "page-array frame {:#x} is mapped but not pinned", l.pfn);
-            }
-        }
-        let counted = leaves.iter().filter(|l| l.page_array).count();
-        assert_eq!(counted, self.model.values().filter(|m| m.counted).count(), "page-array leaves");
-        let free = frames.pool_free() as u64;
-        let taken = frames.alloc(free).expect("every free pool page");
-        for f in taken.pfns().iter() {
-            assert!(!mapped.contains(&f.0), "the pool handed out mapped frame {:#x}", f.0);
-        }
-        drop(taken);
-        assert_eq!(frames.pool_free() as u64, free);
+        // The frame guarantee, by walking the tables.
+        let page_array_leaves = assert_mapped_frames_kept(&self.space);
+        assert_eq!(page_array_leaves, self.model.values().filter(|m| m.counted).count(), "page-array leaves");
     }
 }
 
