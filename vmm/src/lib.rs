@@ -7,7 +7,8 @@
 //! supervisor mappings included, is built by guest-mm.
 //!
 //! Module map:
-//! - [`config`]: options and the TOML file; [`layout`]: the address map;
+//! - [`config`]: options and the TOML file; [`input_file`]: reading user
+//!   files with bounds; [`layout`]: the address map;
 //! - [`memory`]: guest RAM, host windows, boot frames; [`mapper`]: the
 //!   boot mappings through guest-mm; [`program`] and [`guest`]: what runs;
 //! - [`arch`], [`kernel`], [`boot`]: the CPU structures and the stub;
@@ -33,6 +34,7 @@ pub mod exit;
 pub mod fault;
 pub mod guest;
 pub mod hypercall;
+pub mod input_file;
 pub mod kernel;
 pub mod layout;
 pub mod mapper;
