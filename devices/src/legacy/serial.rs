@@ -88,7 +88,7 @@ impl BusDevice for SerialDevice {
         match (u8::try_from(offset), data.len()) {
             (Ok(off), 1) => data[0] = self.uart.read(off),
             _ => {
-                log::warn!("serial: unsupported {}-byte read at offset {offset}", data.len());
+                crate::warn_limited!("serial: unsupported {}-byte read at offset {offset}", data.len());
                 put_le_value(data, u64::MAX);
             }
         }
@@ -98,10 +98,10 @@ impl BusDevice for SerialDevice {
         match (u8::try_from(offset), data) {
             (Ok(off), [value]) => {
                 if let Err(e) = self.uart.write(off, *value) {
-                    log::warn!("serial: write to offset {offset} failed: {e}");
+                    crate::warn_limited!("serial: write to offset {offset} failed: {e}");
                 }
             }
-            _ => log::warn!("serial: unsupported {}-byte write at offset {offset}", data.len()),
+            _ => crate::warn_limited!("serial: unsupported {}-byte write at offset {offset}", data.len()),
         }
     }
 }
