@@ -50,6 +50,8 @@ fn elf(n: usize, file_len: usize, ph: impl Fn(usize, u64) -> (u64, u64, u64, u64
 }
 
 /// Runs `vmm run --guest FILE`; returns (exit code, stderr, peak RSS in KiB).
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run_measured(name: &str, img: &[u8]) -> (i32, String, i64) {
     let path = temp_path(name);
     std::fs::write(&path, img).expect("write ELF");

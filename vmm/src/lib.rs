@@ -16,7 +16,8 @@
 //!   [`vcpu_thread`]: the run loop; [`hypercall`]: the guest ABI;
 //!   [`tlb`]: shootdowns; [`fault`]: exception reports;
 //! - [`event_loop`], [`control`], [`runner`], [`report`]: running a
-//!   guest and telling what happened.
+//!   guest and telling what happened; [`output`]: bounded, non-blocking
+//!   console, report and log output.
 //!
 //! What it does not do: interrupts (there is no interrupt controller),
 //! real mode, or any device beyond the serial port, the exit port and BARs.
@@ -39,6 +40,7 @@ pub mod kernel;
 pub mod layout;
 pub mod mapper;
 pub mod memory;
+pub mod output;
 pub mod program;
 pub mod providers;
 pub mod report;
