@@ -76,6 +76,11 @@ struct State {
     dropped: u64,
     /// Every handle is gone: the writer drains and exits.
     shutdown: bool,
+    /// Bytes written out so far.
+    written: u64,
+    /// `written` when a flush last timed out: while it has not moved, a
+    /// flush with a deadline gives up at once (the reader is stuck).
+    stalled_at: Option<u64>,
 }
 
 struct Shared {
@@ -201,15 +206,17 @@ impl Output {
             if s.buf.is_empty() && s.in_flight == 0 {
                 return Ok(());
             }
+            let stuck = s.stalled_at == Some(s.written);
             let wait = match deadline {
                 None => Duration::from_secs(3600),
                 Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(w) if !w.is_zero() => w,
+                    Some(w) if !w.is_zero() && !stuck => w,
                     _ => {
+                        s.stalled_at = Some(s.written);
                         return Err(FlushError::TimedOut {
                             waited: start.elapsed(),
                             pending: s.buf.len() + s.in_flight,
-                        })
+                        });
                     }
                 },
             };
@@ -260,6 +267,7 @@ fn drain(sh: &Shared, sink: &mut dyn Write) {
     loop {
         {
             let mut s = sh.lock();
+            s.written += s.in_flight as u64;
             s.in_flight = 0;
             sh.update_full(&s);
             sh.changed.notify_all();
@@ -376,6 +384,10 @@ mod tests {
         // A flush with a deadline gives up.
         let e = out.flush(Some(Instant::now() + Duration::from_millis(20))).unwrap_err();
         assert!(matches!(e, FlushError::TimedOut { pending, .. } if pending > BUFFER));
+        // Nothing moved since: the next one gives up without waiting.
+        let t = Instant::now();
+        assert!(out.flush(Some(Instant::now() + Duration::from_secs(10))).is_err());
+        assert!(t.elapsed() < Duration::from_secs(5));
         // Log lines over the limit were dropped, console bytes were not.
         assert!(out.dropped() > 0);
         gate.release();
