@@ -16,7 +16,9 @@
 //! ```
 //!
 //! A `[[bar]]` with `passthrough = true` and no `backing` gets an anonymous
-//! shared-memory object. Command-line options override the file.
+//! shared-memory object; a `backing` must be a regular file or a character
+//! device (never a FIFO). Command-line options override the file, which
+//! must be a regular file of at most [`CONFIG_FILE_MAX`] bytes.
 
 use std::path::{Path, PathBuf};
 

@@ -238,4 +238,19 @@ mod tests {
         ));
         std::fs::remove_file(&path).unwrap();
     }
+
+    #[test]
+    fn a_fifo_or_directory_backing_is_refused_without_blocking() {
+        use crate::input_file::InputError;
+        let path = std::env::temp_dir().join(format!("vmm-window-fifo-{}", std::process::id()));
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = HostWindow::from_path(GuestAddress(0xe000_0000), 0x1000, &path).unwrap_err();
+        assert!(matches!(e, MemoryError::Open(InputError::NotRegular { kind: "a FIFO", .. })), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = HostWindow::from_path(GuestAddress(0xe000_0000), 0x1000, Path::new("/")).unwrap_err();
+        // (Opening a directory for writing fails before the check.)
+        assert!(matches!(e, MemoryError::Open(_)), "{e}");
+    }
 }
