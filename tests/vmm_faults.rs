@@ -128,7 +128,7 @@ fn triple_fault_is_reported() {
     // delivered, nor can the double fault.
     let elf = write_guest("triple", |a| a.ud2());
     let cfg = vmm::VmConfig { guest: vmm::GuestChoice::Elf(elf.clone()), timeout_secs: Some(20), ..Default::default() };
-    let out = vmm::hypercall::ConsoleOut::new("console", Box::new(std::io::sink())).expect("console");
+    let out = vmm::hypercall::ConsoleOut::new(Box::new(std::io::sink()));
     let mut opts = vmm::RunOptions::new(vmm::ConsoleSink::Writer(out));
     opts.stdin = false;
     opts.before_start = Some(Box::new(|mem| {

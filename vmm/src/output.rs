@@ -124,9 +124,16 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
+    /// A console output draining into `sink` from a thread of its own.
+    pub fn new(sink: Box<dyn Write + Send>) -> Self {
+        Self::named("console", sink)
+    }
+
     /// An output draining into `sink` from a thread of its own; `name`
-    /// ("stdout", "console", ...) appears in messages.
-    pub fn new(name: &'static str, mut sink: Box<dyn Write + Send>) -> io::Result<Self> {
+    /// ("stdout", "console", ...) appears in messages. If the thread
+    /// cannot be started the output is born closed: writes are dropped
+    /// and [`Self::flush`] returns that error.
+    pub fn named(name: &'static str, mut sink: Box<dyn Write + Send>) -> Self {
         let shared = Arc::new(Shared {
             name,
             state: Mutex::new(State::default()),
@@ -135,19 +142,22 @@ impl Output {
             on_broken_pipe: Mutex::new(None),
         });
         let s = shared.clone();
-        std::thread::Builder::new().name(format!("out-{name}")).spawn(move || drain(&s, &mut *sink))?;
-        Ok(Output(Arc::new(Handle(shared))))
+        if let Err(e) = std::thread::Builder::new().name(format!("out-{name}")).spawn(move || drain(&s, &mut *sink)) {
+            let e = io::Error::new(e.kind(), format!("cannot start the {name} writer thread: {e}"));
+            fail(&shared, e);
+        }
+        Output(Arc::new(Handle(shared)))
     }
 
     /// The process's stdout (a duplicate of fd 1, so Rust's own `Stdout`
     /// lock and buffer are never involved).
     pub fn stdout() -> io::Result<Self> {
-        Self::new("stdout", Box::new(File::from(io::stdout().as_fd().try_clone_to_owned()?)))
+        Ok(Self::named("stdout", Box::new(File::from(io::stdout().as_fd().try_clone_to_owned()?))))
     }
 
     /// The process's stderr (a duplicate of fd 2).
     pub fn stderr() -> io::Result<Self> {
-        Self::new("stderr", Box::new(File::from(io::stderr().as_fd().try_clone_to_owned()?)))
+        Ok(Self::named("stderr", Box::new(File::from(io::stderr().as_fd().try_clone_to_owned()?))))
     }
 
     fn shared(&self) -> &Shared {
@@ -359,7 +369,7 @@ mod tests {
     #[test]
     fn a_blocked_sink_blocks_nobody_but_the_writer_thread() {
         let gate = Gate::default();
-        let out = Output::new("test", Box::new(gate.clone())).unwrap();
+        let out = Output::named("test", Box::new(gate.clone()));
         // Far more than the buffer: every call returns at once.
         let t = Instant::now();
         for _ in 0..(2 * BUFFER / 1000) {
@@ -399,7 +409,7 @@ mod tests {
     #[test]
     fn throttle_returns_once_drained() {
         let gate = Gate::default();
-        let out = Output::new("test", Box::new(gate.clone())).unwrap();
+        let out = Output::named("test", Box::new(gate.clone()));
         out.write(&vec![0u8; 2 * BUFFER]);
         let g = gate.clone();
         let h = std::thread::spawn(move || {
@@ -412,7 +422,7 @@ mod tests {
 
     #[test]
     fn errors_close_the_output() {
-        let out = Output::new("test", Box::new(Failing(io::ErrorKind::StorageFull))).unwrap();
+        let out = Output::named("test", Box::new(Failing(io::ErrorKind::StorageFull)));
         out.write(b"x");
         let e = out.flush(None).unwrap_err();
         assert!(matches!(&e, FlushError::Io(e) if e.kind() == io::ErrorKind::StorageFull), "{e}");
@@ -420,7 +430,7 @@ mod tests {
         assert!(out.error().is_some());
         assert_eq!(out.dropped(), 5);
         // A broken pipe runs the hook, also when set afterwards.
-        let out = Output::new("test", Box::new(Failing(io::ErrorKind::BrokenPipe))).unwrap();
+        let out = Output::named("test", Box::new(Failing(io::ErrorKind::BrokenPipe)));
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
         out.on_broken_pipe(Some(Box::new(move || {

@@ -47,7 +47,7 @@ fn setup_with_flusher() -> (Hypervisor, Buf, Arc<RecordingFlusher>) {
         m,
         providers,
         flusher.clone(),
-        ConsoleOut::new("console", Box::new(out.clone())).unwrap(),
+        ConsoleOut::new(Box::new(out.clone())),
         ReportLog::default(),
         vec![Arc::new(ExitCounters::default())],
     );

@@ -124,9 +124,7 @@ pub fn run_program(item: &str, cfg: &VmConfig, elf: &[u8]) -> Result<GuestResult
     cfg.timeout_secs = Some(WATCHDOG_SECS);
     let kept: Arc<Mutex<Option<GuestMem>>> = Arc::default();
     let hook_slot = kept.clone();
-    let sink = ConsoleOut::new("console", Box::new(std::io::sink()))
-        .map_err(|source| BenchError::Io { context: format!("{item}: console"), source })?;
-    let mut opts = RunOptions::new(ConsoleSink::Writer(sink));
+    let mut opts = RunOptions::new(ConsoleSink::Writer(ConsoleOut::new(Box::new(std::io::sink()))));
     opts.stdin = false;
     opts.before_start = Some(Box::new(move |mem: &GuestMem| {
         *hook_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem.clone());
