@@ -91,6 +91,8 @@ struct Shared {
     /// Buffer over [`BUFFER`] (read without the lock on every vCPU exit).
     full: AtomicBool,
     on_broken_pipe: Mutex<Option<Hook>>,
+    /// The sink until the writer thread starts (see `Output::start`).
+    unstarted: Mutex<Option<Box<dyn Write + Send>>>,
 }
 
 impl Shared {
@@ -133,20 +135,33 @@ impl Output {
     /// ("stdout", "console", ...) appears in messages. If the thread
     /// cannot be started the output is born closed: writes are dropped
     /// and [`Self::flush`] returns that error.
-    pub fn named(name: &'static str, mut sink: Box<dyn Write + Send>) -> Self {
+    pub fn named(name: &'static str, sink: Box<dyn Write + Send>) -> Self {
         let shared = Arc::new(Shared {
             name,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             full: AtomicBool::new(false),
             on_broken_pipe: Mutex::new(None),
+            unstarted: Mutex::new(Some(sink)),
         });
-        let s = shared.clone();
-        if let Err(e) = std::thread::Builder::new().name(format!("out-{name}")).spawn(move || drain(&s, &mut *sink)) {
-            let e = io::Error::new(e.kind(), format!("cannot start the {name} writer thread: {e}"));
-            fail(&shared, e);
-        }
         Output(Arc::new(Handle(shared)))
+    }
+
+    /// Starts the writer thread at the first write: a process that writes
+    /// nothing before it allocates guest memory then has no writer thread
+    /// (nor its glibc arena, which, mapped next to guest RAM, would merge
+    /// with it in `/proc/PID/smaps`, where `vmm bench` finds guest RAM by
+    /// its exact size).
+    fn start(&self) {
+        let arc = &self.0 .0;
+        let Some(mut sink) = arc.unstarted.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let s = arc.clone();
+        let name = arc.name;
+        let spawned = std::thread::Builder::new().name(format!("out-{name}")).spawn(move || drain(&s, &mut *sink));
+        if let Err(e) = spawned {
+            let e = io::Error::new(e.kind(), format!("cannot start the {name} writer thread: {e}"));
+            fail(arc, e);
+        }
     }
 
     /// The process's stdout (a duplicate of fd 1, so Rust's own `Stdout`
@@ -174,6 +189,7 @@ impl Output {
         s.buf.extend(bytes);
         sh.update_full(&s);
         drop(s);
+        self.start();
         sh.changed.notify_all();
     }
 
