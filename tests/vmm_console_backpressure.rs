@@ -49,6 +49,7 @@ fn must_end(mut child: Child, limit: Duration, what: &str) -> i32 {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
+            eprintln!("{what}: ended after {:.2?} with {status}", start.elapsed());
             return status.code().unwrap_or(-1);
         }
         if start.elapsed() > limit {
@@ -119,7 +120,9 @@ fn a_slow_reader_gets_every_byte() {
     need_kvm!();
     // Backpressure, not loss: a guest printing a known amount to a reader
     // that only starts reading later still delivers all of it.
-    const LINES: u32 = 2000;
+    // 512 KB: more than the pipe and the console buffer together, so
+    // the guest is throttled until the reader starts.
+    const LINES: u32 = 8000;
     let guest = write_guest("count", |a| {
         let mut l = a.create_label();
         let mut msg = a.create_label();
