@@ -60,7 +60,8 @@ struct RunArgs {
     /// TOML configuration file (memory, vCPUs, BAR windows, timeout).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Stop a guest that has not finished after SECS seconds.
+    /// Stop a guest that has not finished after SECS seconds (output
+    /// nobody reads is given up 2 s after the run ends).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
     /// Print the report as JSON (guest console output goes to stderr).
