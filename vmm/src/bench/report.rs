@@ -38,7 +38,7 @@ pub struct Report {
     pub reps: usize,
     /// The machine and KVM backend.
     pub machine: Machine,
-    /// Which parts ran: `"all"`, `"host"` (items 1–4) or `"guest"` (5–9).
+    /// Which parts ran: `"all"`, `"host"` (items 1–4, 10) or `"guest"` (5–9).
     pub parts: String,
     /// The figures, in suite order.
     pub figures: Vec<Figure>,
