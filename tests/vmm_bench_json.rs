@@ -215,6 +215,10 @@ fn host_only_report_says_what_did_not_run() {
     let skipped: Vec<u64> =
         r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().unwrap()).collect();
     assert_eq!(skipped, [5, 6, 7, 8, 9]);
-    assert!(r["figures"].as_array().expect("figures").iter().all(|f| matches!(f["item"].as_u64().unwrap(), 1..=4 | 10)));
+    assert!(r["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .all(|f| matches!(f["item"].as_u64().unwrap(), 1..=4 | 10)));
     let _ = std::fs::remove_file(json_path);
 }

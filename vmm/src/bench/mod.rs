@@ -83,9 +83,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     if host {
         figures.extend(host::run(reps, &mut progress)?);
     } else {
-        skipped.extend(
-            (1..=4).chain([10]).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }),
-        );
+        skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
     }
     if !guest {
         skipped.extend((5..=9).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));

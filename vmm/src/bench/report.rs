@@ -173,6 +173,7 @@ pub fn item_name(item: u8) -> &'static str {
         7 => "MMIO: trapped, bare exit, ioeventfd, passthrough",
         8 => "hypercall: 1-page mmap + munmap",
         9 => "launch: whole run and resident memory",
+        10 => "VMA-count scaling: mmap, munmap, mprotect, lookup at 10 to 100k VMAs",
         _ => "other",
     }
 }

@@ -165,9 +165,8 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
         }
     }
     // Lookups: LOOKUPS addresses spread over the VMAs, mid-page.
-    let addrs: Vec<guest_mm::GuestVirtAddr> = (0..LOOKUPS)
-        .map(|j| va(Populated::vma_start(j * p.n / LOOKUPS) + PAGE_SIZE / 2))
-        .collect::<Result<_, _>>()?;
+    let addrs: Vec<guest_mm::GuestVirtAddr> =
+        (0..LOOKUPS).map(|j| va(Populated::vma_start(j * p.n / LOOKUPS) + PAGE_SIZE / 2)).collect::<Result<_, _>>()?;
     let mut found = vec![0u64; LOOKUPS];
     let mut t_look = Duration::ZERO;
     let rounds = calls.div_ceil(LOOKUPS).max(1);
@@ -214,15 +213,19 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
 pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchError> {
     progress.stage("10: mmap/munmap/mprotect/lookup at 10 to 100k VMAs, beside the host kernel");
     let mut spaces: Vec<Populated> = COUNTS.iter().map(|&n| Populated::new(n)).collect::<Result<_, _>>()?;
-    let hosts: Vec<HostVmas> = COUNTS.iter().map(|&n| HostVmas::new(n)).collect::<Result<_, _>>()?;
     let cap = max_map_count();
-    // ours[count index][rep], host likewise.
+    // ours[count index][rep], host likewise. The host process holds one
+    // count's extra VMAs at a time (made and dropped around its sample).
     let mut ours: Vec<Vec<Sample>> = vec![Vec::new(); COUNTS.len()];
     let mut host: Vec<Vec<(f64, f64)>> = vec![Vec::new(); COUNTS.len()];
+    let mut host_n = COUNTS;
     for rep in 0..=reps {
-        for (i, (p, h)) in spaces.iter_mut().zip(&hosts).enumerate() {
+        for (i, p) in spaces.iter_mut().enumerate() {
             let s = sample(p, CALLS)?;
+            let h = HostVmas::new(COUNTS[i])?;
             let hs = h.sample(CALLS)?;
+            host_n[i] = h.n;
+            drop(h);
             if rep > 0 {
                 ours[i].push(s);
                 host[i].push(hs);
@@ -265,7 +268,7 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
         Some(c) => format!(
             "host VMAs capped by vm.max_map_count = {c} (not changed): the host measured {} extra VMAs where ours \
              has {hi_n}",
-            hosts[last].n
+            host_n[last]
         ),
         None => "vm.max_map_count unreadable; host counts as made".to_string(),
     };
@@ -277,13 +280,13 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
             Unit::Ns,
             col(&ours[last], if m { |s: &Sample| s.mmap } else { |s: &Sample| s.munmap }),
         )?
-        .vs(&format!("host Linux {id} at {} extra VMAs", hosts[last].n), hcol(last, m), RatioKind::Speedup)?;
-        for (i, h) in hosts.iter().enumerate() {
-            fig = fig.detail(&format!("host_ns_at_{}", h.n), med(hcol(i, m)));
+        .vs(&format!("host Linux {id} at {} extra VMAs", host_n[last]), hcol(last, m), RatioKind::Speedup)?;
+        for (i, n) in host_n.iter().enumerate() {
+            fig = fig.detail(&format!("host_ns_at_{n}"), med(hcol(i, m)));
         }
         figures.push(
             fig.detail("host_ratio_most_vs_fewest", med(hcol(last, m)) / med(hcol(0, m)))
-                .detail("host_vmas_most", hosts[last].n as f64)
+                .detail("host_vmas_most", host_n[last] as f64)
                 .note(cap_note.clone()),
         );
     }

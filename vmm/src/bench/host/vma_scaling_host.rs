@@ -86,14 +86,7 @@ impl HostVmas {
             // SAFETY: a fresh one-page anonymous mapping at an address the
             // kernel picks; unmapped right below, never dereferenced.
             let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    PAGE,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
+                libc::mmap(std::ptr::null_mut(), PAGE, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
             };
             t_map += t.elapsed();
             *slot = black_box(p);
