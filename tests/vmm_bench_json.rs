@@ -32,6 +32,7 @@ const HOST_IDS: &[&str] = &[
     "vma_scaling.munmap",
     "vma_scaling.mprotect",
     "vma_scaling.lookup",
+    "vma_scaling.lookup_spread",
     "vma_scaling.mmap_vs_host",
     "vma_scaling.munmap_vs_host",
 ];

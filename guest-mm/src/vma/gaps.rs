@@ -47,7 +47,7 @@ const NIL: u32 = u32::MAX;
 const TRACKED: [u32; 3] = [0, 21, 30];
 /// End of the space the index covers: the highest page-aligned address
 /// (a VMA's exclusive end can be no higher).
-pub(crate) const SPACE_END: u64 = u64::MAX & !(PAGE_SIZE - 1);
+pub(crate) const SPACE_END: u64 = !(PAGE_SIZE - 1);
 
 #[derive(Clone, Debug)]
 struct Node {
@@ -108,6 +108,7 @@ impl FreeRanges {
     }
 
     /// The free ranges in address order.
+    #[cfg(test)]
     pub(crate) fn ranges(&self) -> Vec<(u64, u64)> {
         let mut out = Vec::with_capacity(self.len);
         let mut stack = Vec::new();

@@ -13,8 +13,11 @@
 //! - `munmap` of that page;
 //! - `mprotect` of one VMA in the middle to `READ` and back (two calls,
 //!   timed apart, neither merges);
-//! - `find_vma` of 64 addresses spread over the VMAs (one timed region per
-//!   64 lookups).
+//! - `find_vma` of the middle VMA's address, repeated as the others are
+//!   (the path stays in the caches, so this shows the search's own cost),
+//!   and of 64 addresses spread over all the VMAs, each visited in turn
+//!   (at 100k VMAs their paths no longer fit in the L1 and L2 caches, so
+//!   this adds the memory hierarchy); one timed region per 64 lookups.
 //!
 //! Every result is kept in a preallocated buffer and checked after the
 //! timed loop: the address each `mmap` returned, the VMA each lookup found,
@@ -122,11 +125,16 @@ pub struct Sample {
     pub munmap: f64,
     /// mprotect of one VMA (either direction).
     pub mprotect: f64,
-    /// One `find_vma`.
+    /// One `find_vma` of the same address each time.
     pub lookup: f64,
+    /// One `find_vma` of 64 spread addresses in turn.
+    pub lookup_spread: f64,
     /// An empty timed region (the two clock reads).
     pub clock: f64,
 }
+
+/// Picks one operation's figure from a sample.
+pub type Pick = fn(&Sample) -> f64;
 
 fn ns(d: Duration, calls: usize) -> f64 {
     d.as_nanos() as f64 / calls as f64
@@ -170,6 +178,16 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
     let mut found = vec![0u64; LOOKUPS];
     let mut t_look = Duration::ZERO;
     let rounds = calls.div_ceil(LOOKUPS).max(1);
+    let mut found_mid = vec![0u64; LOOKUPS];
+    let mid_in = va(mid_va.raw() + PAGE_SIZE / 2)?;
+    let mut t_mid = Duration::ZERO;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for out in found_mid.iter_mut() {
+            *out = black_box(space.find_vma(black_box(mid_in))).map_or(0, |v| v.start().raw());
+        }
+        t_mid += t.elapsed();
+    }
     for _ in 0..rounds {
         let t = Instant::now();
         for (a, out) in addrs.iter().zip(found.iter_mut()) {
@@ -186,6 +204,9 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
     // Checks, after timing.
     if let Some(bad) = placed.iter().find(|&&a| a != want) {
         return Err(BenchError::Check(format!("{} VMAs: mmap placed at {bad:#x}, expected {want:#x}", p.n)));
+    }
+    if let Some(bad) = found_mid.iter().find(|&&a| a != mid_va.raw()) {
+        return Err(BenchError::Check(format!("{} VMAs: lookup of the middle VMA found {bad:#x}", p.n)));
     }
     for (a, got) in addrs.iter().zip(&found) {
         let want = a.raw() - PAGE_SIZE / 2;
@@ -204,7 +225,8 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
         mmap: ns(t_map, calls),
         munmap: ns(t_unmap, calls),
         mprotect: ns(t_prot, (calls / 2) * 2),
-        lookup: ns(t_look, rounds * LOOKUPS),
+        lookup: ns(t_mid, rounds * LOOKUPS),
+        lookup_spread: ns(t_look, rounds * LOOKUPS),
         clock: ns(t_clock, calls),
     })
 }
@@ -241,11 +263,12 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
     let med = |v: Vec<f64>| crate::bench::stats::Stat::of(&v).map_or(f64::NAN, |s| s.median);
     let clock = med(col(&ours[0], |s| s.clock));
     let mut figures = Vec::new();
-    let ops: [(&str, &str, fn(&Sample) -> f64); 4] = [
+    let ops: [(&str, &str, Pick); 5] = [
         ("mmap", "one-page mmap, default (top-down) placement", |s| s.mmap),
         ("munmap", "munmap of that page", |s| s.munmap),
         ("mprotect", "mprotect of one VMA (no split, no merge)", |s| s.mprotect),
-        ("lookup", "find_vma of an address inside a VMA", |s| s.lookup),
+        ("lookup", "find_vma of one address, repeated", |s| s.lookup),
+        ("lookup_spread", "find_vma of 64 addresses spread over the VMAs, in turn", |s| s.lookup_spread),
     ];
     for (id, what, f) in ops {
         let mut fig = Figure::new(
@@ -260,7 +283,15 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
         for (i, &n) in COUNTS.iter().enumerate() {
             fig = fig.detail(&format!("ns_at_{n}"), med(col(&ours[i], f)));
         }
-        figures.push(fig.detail("clock_read_ns", clock));
+        fig = fig.detail("clock_read_ns", clock);
+        if id == "lookup_spread" {
+            fig = fig.note_if_missed(format!(
+                "same run: one address repeated scales {:.2}× from {lo_n} to {hi_n} VMAs; the spread addresses' \
+                 tree paths stop fitting in the caches and TLBs as the tree grows",
+                med(col(&ours[last], |s| s.lookup)) / med(col(&ours[0], |s| s.lookup))
+            ));
+        }
+        figures.push(fig);
     }
     // The host kernel at the same counts (capped).
     let hcol = |i: usize, m: bool| host[i].iter().map(|&(a, b)| if m { a } else { b }).collect::<Vec<f64>>();
