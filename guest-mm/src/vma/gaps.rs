@@ -10,7 +10,10 @@
 //! VMAs in [`super::VmaTree`]: the maximal free ranges of the whole 64-bit
 //! space, disjoint and never adjacent, in a treap keyed by start (random
 //! priorities, so expected depth O(log n) whatever the order of
-//! operations; nodes in one `Vec`, children by index). The VMA map is
+//! operations; nodes in one `Vec`, children by index). The priority
+//! generator is seeded per index from the process's random hasher keys, so
+//! a guest that knows this code still cannot choose an order of mmaps and
+//! munmaps that degenerates the treap. The VMA map is
 //! untouched by this, so lookups, range walks and in-place VMA edits keep
 //! their code; the two structures change together only in
 //! [`super::VmaTree::insert`] (a range is taken) and
@@ -39,6 +42,8 @@
 //!
 //! It does not know VMAs: it trusts its caller to take only free ranges and
 //! give back only used ones (both are handled, by clipping, if not).
+
+use std::hash::BuildHasher;
 
 use crate::addr::PAGE_SIZE;
 
@@ -94,7 +99,9 @@ pub(crate) struct FreeRanges {
 impl Default for FreeRanges {
     /// The whole space free.
     fn default() -> Self {
-        let mut f = FreeRanges { nodes: Vec::new(), spare: Vec::new(), root: NIL, len: 0, seed: 0x2545_f491_4f6c_dd1d };
+        // Any non-zero seed works for xorshift; this one is unpredictable.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x2545_f491_4f6c_dd1d_u64) | 1;
+        let mut f = FreeRanges { nodes: Vec::new(), spare: Vec::new(), root: NIL, len: 0, seed };
         f.insert(0, SPACE_END);
         f
     }
