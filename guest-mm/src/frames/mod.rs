@@ -9,5 +9,5 @@ mod table_alloc;
 
 pub use layout::{PhysLayout, MAX_PFN};
 pub use map_count::MapCounts;
-pub use pool::{FrameState, Frames, PoolPages};
+pub use pool::{FrameState, Frames, PoolCensus, PoolPages};
 pub use table_alloc::TableAllocator;

@@ -46,6 +46,53 @@ impl FrameState {
     pub fn pool_free(&self) -> usize {
         self.free.len()
     }
+
+    /// Accounts for every pool frame: free (on the free list), or used
+    /// (owned by a [`PoolPages`] handle or counted by a mapping). See
+    /// [`PoolCensus`].
+    pub fn pool_census(&self) -> PoolCensus {
+        let n = (self.end.0 - self.first.0) as usize;
+        let mut on_list = vec![0u32; n];
+        let mut c = PoolCensus { total: n, ..PoolCensus::default() };
+        for p in &self.free {
+            match p.0.checked_sub(self.first.0).map(|i| i as usize).filter(|&i| i < n) {
+                Some(i) => on_list[i] += 1,
+                None => c.foreign_free.push(*p),
+            }
+        }
+        for (i, &times) in on_list.iter().enumerate() {
+            let pfn = Pfn(self.first.0 + i as u64);
+            let used = self.owned[i] || self.counts.get(pfn) > 0;
+            match (times, used) {
+                (0, true) => c.used += 1,
+                (0, false) => c.leaked.push(pfn),
+                (1, false) => c.free += 1,
+                (1, true) => c.free_but_used.push(pfn),
+                _ => c.free_twice.push(pfn),
+            }
+        }
+        c
+    }
+}
+
+/// Where every pool frame is, from [`FrameState::pool_census`]. In a
+/// sound state `free + used == total` and every list is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolCensus {
+    /// Frames in the pool.
+    pub total: usize,
+    /// On the free list once, with no owner and no mapping.
+    pub free: usize,
+    /// Off the free list, owned or mapped.
+    pub used: usize,
+    /// Off the free list, yet neither owned nor mapped: lost for good.
+    pub leaked: Vec<Pfn>,
+    /// On the free list while owned or mapped: would be handed out twice.
+    pub free_but_used: Vec<Pfn>,
+    /// On the free list more than once.
+    pub free_twice: Vec<Pfn>,
+    /// On the free list but not a pool frame.
+    pub foreign_free: Vec<Pfn>,
 }
 
 /// A handle to the shared frame state; cheap to clone.
@@ -172,6 +219,33 @@ mod tests {
             st.release(&[Pfn(17)]);
         }
         assert_eq!(f.pool_free(), 8);
+        let c = f.lock().pool_census();
+        assert_eq!((c.total, c.free, c.used, c.leaked.len()), (8, 8, 0, 0));
+    }
+
+    #[test]
+    fn census_finds_each_kind_of_bad_frame() {
+        let f = Frames::new(64, Some((GuestAddress(16 * PAGE_SIZE), 8 * PAGE_SIZE))).unwrap();
+        let pages = f.alloc(3).unwrap();
+        let c = f.lock().pool_census();
+        assert_eq!((c.total, c.free, c.used), (8, 5, 3));
+        let mut st = f.lock();
+        // Counted, owner gone, count dropped without a release: leaked.
+        st.counts.inc(Pfn(16));
+        st.owned[0] = false;
+        assert!(st.counts.dec(Pfn(16)));
+        // A used frame put on the free list; a free one released twice.
+        st.free.push(Pfn(17));
+        st.release(&[Pfn(23)]);
+        st.free.push(Pfn(3));
+        let c = st.pool_census();
+        assert_eq!(c.leaked, vec![Pfn(16)]);
+        assert_eq!(c.free_but_used, vec![Pfn(17)]);
+        assert_eq!(c.free_twice, vec![Pfn(23)]);
+        assert_eq!(c.foreign_free, vec![Pfn(3)]);
+        assert_eq!((c.free, c.used), (4, 1));
+        drop(st);
+        std::mem::forget(pages);
     }
 
     #[test]

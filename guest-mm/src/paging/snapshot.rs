@@ -30,6 +30,17 @@ pub struct Leaf {
     pub raw: u64,
 }
 
+impl Leaf {
+    /// The frame this leaf holds a map count on: a counted 4 KiB leaf.
+    pub fn counted_frame(&self) -> Option<crate::addr::Pfn> {
+        if self.size == PageSize::Size4K {
+            counted_frame(self.raw)
+        } else {
+            None
+        }
+    }
+}
+
 /// Collects the leaves of `[va, end)` below `table` (at `level`).
 fn collect<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end: u64, out: &mut Vec<Leaf>) {
     let mut cur = va;
