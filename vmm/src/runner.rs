@@ -16,7 +16,7 @@ use crate::config::{BarBacking, ConfigError, GuestChoice, VmConfig};
 use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
-use crate::guest::{builtin, elf};
+use crate::guest::{builtin, elf, fuzz};
 use crate::hypercall::{CheckRecord, ConsoleOut, Hypervisor, ReportLog};
 use crate::kernel::abi::window_pattern;
 use crate::layout::{percpu, percpu_pa, user_stack_top, LOAD_PA, LOAD_SIZE};
@@ -102,18 +102,23 @@ pub struct RunOptions {
     pub stdin: bool,
     /// See [`BeforeStart`].
     pub before_start: Option<BeforeStart>,
+    /// Once the guest has ended, audit the address space
+    /// (`AddressSpace::check_invariants`); a violation fails the run.
+    pub check_invariants: bool,
 }
 
 impl RunOptions {
     /// Console to `console`, stdin attached, no hook.
     pub fn new(console: ConsoleSink) -> Self {
-        RunOptions { console, stdin: true, before_start: None }
+        RunOptions { console, stdin: true, before_start: None, check_invariants: false }
     }
 }
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin).finish_non_exhaustive()
+        f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin)
+            .field("check_invariants", &self.check_invariants)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,6 +151,20 @@ fn guest(cfg: &VmConfig) -> Result<Guest, RunError> {
                 expected: builtin::checks(&params),
                 clean_end: Some(Outcome::ExitPort { status: 1 }),
                 builtin: Some(params),
+            }
+        }
+        GuestChoice::Fuzz { seed, calls } => {
+            if cfg.vcpus > fuzz::MAX_VCPUS {
+                let max = fuzz::MAX_VCPUS;
+                return Err(ConfigError::Invalid(format!("the in-guest fuzzer runs on at most {max} vCPUs")).into());
+            }
+            let params = fuzz::Params { seed: *seed, calls: *calls, vcpus: cfg.vcpus, mem_size: cfg.mem_size };
+            Guest {
+                prog: fuzz::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?,
+                name: format!("in-guest fuzzer (seed {seed:#x}, {calls} calls, {} vCPUs)", cfg.vcpus),
+                expected: fuzz::checks(),
+                clean_end: Some(Outcome::Exited { status: 0 }),
+                builtin: None,
             }
         }
         GuestChoice::Elf(p) => Guest {
@@ -272,7 +291,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     ));
     let ctx = VcpuContext {
         buses: Arc::new(devs.buses),
-        hv,
+        hv: hv.clone(),
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
@@ -308,7 +327,13 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     if let Some(params) = &guest.builtin {
         host_side_checks(params, &devs.windows, &report_log);
     }
-    Ok(report::build(guest.name, outcome, &report_log.records(), &guest.expected, guest.clean_end.as_ref(), exits))
+    let mut report =
+        report::build(guest.name, outcome, &report_log.records(), &guest.expected, guest.clean_end.as_ref(), exits);
+    if opts.check_invariants {
+        let (audit, violations) = hv.check_invariants();
+        report.add_invariants(&audit, &violations);
+    }
+    Ok(report)
 }
 
 /// Starts a thread per vCPU and runs the event loop until every one of

@@ -9,3 +9,4 @@ mod checks_fault;
 mod checks_map;
 pub mod elf;
 pub mod example;
+pub mod fuzz;
