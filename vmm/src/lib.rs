@@ -41,6 +41,7 @@ pub mod program;
 pub mod providers;
 pub mod report;
 pub mod runner;
+pub mod seccomp;
 pub mod tlb;
 pub mod vcpu_thread;
 pub mod vstate;

@@ -57,6 +57,14 @@ struct RunArgs {
     /// census, map counts, pool accounting); a violation fails the run.
     #[arg(long)]
     check_invariants: bool,
+    /// Run without the seccomp filters (for debugging: strace, gdb, a
+    /// system call the allow-lists lack). See docs/reliability.md.
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Test hook: the given thread makes a forbidden system call once its
+    /// filter is on (the process must die with SIGSYS).
+    #[arg(long, value_enum, hide = true)]
+    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
     /// More log output (-v info, -vv debug) on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -84,6 +92,9 @@ struct FuzzArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Run without the seccomp filters (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 /// A u64 in decimal or `0x` hex.
@@ -218,11 +229,22 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// How `run_and_print` runs.
+struct Mode {
+    json: bool,
+    check_invariants: bool,
+    seccomp: bool,
+    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
+}
+
 /// Runs `cfg` and prints the report; the exit code is the report's.
-fn run_and_print(cfg: &VmConfig, json: bool, check_invariants: bool) -> ExitCode {
+fn run_and_print(cfg: &VmConfig, mode: Mode) -> ExitCode {
+    let json = mode.json;
     let sink = if json { ConsoleSink::Stderr } else { ConsoleSink::Stdout };
     let mut opts = vmm::RunOptions::new(sink);
-    opts.check_invariants = check_invariants;
+    opts.check_invariants = mode.check_invariants;
+    opts.seccomp = mode.seccomp;
+    opts.seccomp_selftest = mode.seccomp_selftest;
     match vmm::run_with(cfg, opts) {
         Ok(report) => {
             if json {
@@ -251,7 +273,7 @@ fn fuzz_guest(args: FuzzArgs) -> ExitCode {
     }
     cfg.timeout_secs = args.timeout;
     eprintln!("vmm fuzz-guest: seed {seed:#x}, {} calls, {} vCPUs", args.calls, args.vcpus);
-    run_and_print(&cfg, args.json, true)
+    run_and_print(&cfg, Mode { json: args.json, check_invariants: true, seccomp: !args.no_seccomp, seccomp_selftest: None })
 }
 
 fn main() -> ExitCode {
@@ -305,5 +327,13 @@ fn main() -> ExitCode {
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);
     }
-    run_and_print(&cfg, args.json, args.check_invariants)
+    run_and_print(
+        &cfg,
+        Mode {
+            json: args.json,
+            check_invariants: args.check_invariants,
+            seccomp: !args.no_seccomp,
+            seccomp_selftest: args.seccomp_selftest,
+        },
+    )
 }

@@ -25,6 +25,7 @@ use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
 use crate::program::{self, LoadError};
 use crate::providers::Providers;
 use crate::report::{self, RunReport};
+use crate::seccomp::{Gate, ThreadKind};
 use crate::tlb::{KvmFlusher, Shootdown};
 use crate::vcpu_thread::{self, VcpuContext};
 use crate::vstate::kick;
@@ -61,6 +62,9 @@ pub enum RunError {
     /// vCPU setup.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// seccomp.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A device.
     #[error("device setup: {0}")]
     Device(String),
@@ -105,12 +109,27 @@ pub struct RunOptions {
     /// Once the guest has ended, audit the address space
     /// (`AddressSpace::check_invariants`); a violation fails the run.
     pub check_invariants: bool,
+    /// Install the seccomp filters (see [`crate::seccomp`]) on the vCPU
+    /// threads and on the calling thread, which runs the event loop. A
+    /// filter is permanent for its thread: off by default in the library,
+    /// on in the `vmm` command.
+    pub seccomp: bool,
+    /// Test hook: this thread makes a forbidden system call once its
+    /// filter is installed (`vmm run --seccomp-selftest`).
+    pub seccomp_selftest: Option<crate::seccomp::ThreadKind>,
 }
 
 impl RunOptions {
     /// Console to `console`, stdin attached, no hook.
     pub fn new(console: ConsoleSink) -> Self {
-        RunOptions { console, stdin: true, before_start: None, check_invariants: false }
+        RunOptions {
+            console,
+            stdin: true,
+            before_start: None,
+            check_invariants: false,
+            seccomp: false,
+            seccomp_selftest: None,
+        }
     }
 }
 
@@ -118,6 +137,7 @@ impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin)
             .field("check_invariants", &self.check_invariants)
+            .field("seccomp", &self.seccomp)
             .finish_non_exhaustive()
     }
 }
@@ -289,7 +309,11 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         report_log.clone(),
         counters.clone(),
     ));
+    // Compiled before any thread starts; installed per thread in run_vcpus.
+    let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu)).transpose()?;
+    let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop)).transpose()?;
     let ctx = VcpuContext {
+        seccomp: Arc::new(Gate::new(vcpu_filter, opts.seccomp_selftest)),
         buses: Arc::new(devs.buses),
         hv: hv.clone(),
         ctl: ctl.clone(),
@@ -317,7 +341,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
             em.add_subscriber(Box::new(SerialInputHandler::new(stdin, devs.serial.clone())));
         }
     }
-    run_vcpus(vcpus, ctx, &counters, &mut em)?;
+    run_vcpus(vcpus, ctx, &counters, &mut em, loop_filter.as_ref())?;
 
     let mut outcome = ctl.outcome();
     if outcome.is_none() {
@@ -343,6 +367,7 @@ fn run_vcpus(
     ctx: VcpuContext,
     counters: &[Arc<ExitCounters>],
     em: &mut EventManager<Box<dyn MutEventSubscriber>>,
+    loop_filter: Option<&seccompiler::BpfProgram>,
 ) -> Result<(), RunError> {
     kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
     let ctl = ctx.ctl.clone();
@@ -369,14 +394,26 @@ fn run_vcpus(
             }
         }
     }
+    // The vCPU threads wait at the gate until this thread is filtered too.
+    let gate = ctx.seccomp.clone();
+    if let Some(f) = loop_filter {
+        if let Err(e) = crate::seccomp::install(ThreadKind::EventLoop, f) {
+            started = Err(e.into());
+        }
+    }
+    if started.is_ok() && gate.selftest_event_loop() {
+        crate::seccomp::forbidden_syscall(ThreadKind::EventLoop);
+    }
     if started.is_err() {
         // Stop the vCPUs that did start before reporting the error.
         ctl.stop(Outcome::VcpuError { vcpu: 0, message: "not every vCPU could be started".into() });
+        gate.open();
         for h in handles {
             let _ = h.join();
         }
         return started;
     }
+    gate.open();
     em.add_subscriber(Box::new(VcpuExitHandler::new(done_evts, finished.clone())));
     while finished.load(Ordering::Acquire) < handles.len() {
         if let Err(e) = em.run() {
