@@ -89,6 +89,18 @@ pub enum GuestChoice {
     },
 }
 
+/// Which ABI an ELF guest is run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Abi {
+    /// Told by the file: a Solo5 ABI note makes it a Solo5 unikernel.
+    #[default]
+    Auto,
+    /// The VMM's own ABI (`docs/guest-abi.md`).
+    Vmm,
+    /// A Solo5 `spt` unikernel.
+    Solo5,
+}
+
 /// Everything a run needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmConfig {
@@ -102,6 +114,13 @@ pub struct VmConfig {
     pub timeout_secs: Option<u64>,
     /// The program.
     pub guest: GuestChoice,
+    /// The ABI of an ELF guest.
+    pub abi: Abi,
+    /// Arguments for the guest (a Solo5 unikernel's command line).
+    pub guest_args: Vec<String>,
+    /// `mem_size` was given (on the command line or in the file), rather
+    /// than defaulted: a kind with a default of its own uses it otherwise.
+    pub mem_explicit: bool,
 }
 
 /// Default guest RAM.
@@ -117,6 +136,9 @@ impl Default for VmConfig {
             bars: default_bars(),
             timeout_secs: None,
             guest: GuestChoice::Builtin,
+            abi: Abi::Auto,
+            guest_args: Vec::new(),
+            mem_explicit: false,
         }
     }
 }
@@ -168,6 +190,7 @@ impl VmConfig {
         let mut c = VmConfig::default();
         if let Some(m) = f.memory_mib {
             c.mem_size = m.checked_mul(1 << 20).ok_or_else(|| ConfigError::Invalid("memory_mib too large".into()))?;
+            c.mem_explicit = true;
         }
         if let Some(v) = f.vcpus {
             c.vcpus = v;

@@ -12,19 +12,20 @@ use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{install_kernel, BootError};
-use crate::config::{BarBacking, ConfigError, GuestChoice, VmConfig};
+use crate::config::{BarBacking, ConfigError, VmConfig};
 use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
-use crate::guest::{builtin, elf, fuzz};
-use crate::hypercall::{CheckRecord, ConsoleOut, Hypervisor, ReportLog};
-use crate::kernel::abi::window_pattern;
-use crate::layout::{percpu, percpu_pa, user_stack_top, LOAD_PA, LOAD_SIZE};
+use crate::guest::elf;
+use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, RunEnd, SharedKind};
+use crate::guest::kinds;
+use crate::hypercall::{ConsoleOut, Hypervisor, ReportLog};
+use crate::layout::{percpu, percpu_pa, LOAD_PA, LOAD_SIZE};
 use crate::mapper::Mapper;
 use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
-use crate::program::{self, LoadError};
+use crate::program::LoadError;
 use crate::providers::Providers;
-use crate::report::{self, RunReport};
+use crate::report::RunReport;
 use crate::seccomp::{Gate, ThreadKind};
 use crate::tlb::{KvmFlusher, Shootdown};
 use crate::vcpu_thread::{self, VcpuContext};
@@ -68,6 +69,9 @@ pub enum RunError {
     /// A device.
     #[error("device setup: {0}")]
     Device(String),
+    /// The guest kind could not set the guest up.
+    #[error("{0}")]
+    Kind(String),
     /// The event loop or a thread.
     #[error("{what}: {source}")]
     Io {
@@ -151,52 +155,6 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     run_with(cfg, RunOptions::new(sink))
 }
 
-/// The program to run and what its report expects.
-struct Guest {
-    prog: program::Program,
-    name: String,
-    expected: Vec<(u64, String)>,
-    clean_end: Option<Outcome>,
-    builtin: Option<builtin::Params>,
-}
-
-/// Picks (assembles or reads) the program.
-fn guest(cfg: &VmConfig) -> Result<Guest, RunError> {
-    Ok(match &cfg.guest {
-        GuestChoice::Builtin => {
-            let params = builtin_params(cfg);
-            Guest {
-                prog: builtin::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?,
-                name: "built-in test guest".into(),
-                expected: builtin::checks(&params),
-                clean_end: Some(Outcome::ExitPort { status: 1 }),
-                builtin: Some(params),
-            }
-        }
-        GuestChoice::Fuzz { seed, calls } => {
-            if cfg.vcpus > fuzz::MAX_VCPUS {
-                let max = fuzz::MAX_VCPUS;
-                return Err(ConfigError::Invalid(format!("the in-guest fuzzer runs on at most {max} vCPUs")).into());
-            }
-            let params = fuzz::Params { seed: *seed, calls: *calls, vcpus: cfg.vcpus, mem_size: cfg.mem_size };
-            Guest {
-                prog: fuzz::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?,
-                name: format!("in-guest fuzzer (seed {seed:#x}, {calls} calls, {} vCPUs)", cfg.vcpus),
-                expected: fuzz::checks(),
-                clean_end: Some(Outcome::Exited { status: 0 }),
-                builtin: None,
-            }
-        }
-        GuestChoice::Elf(p) => Guest {
-            prog: elf::load_file(p)?,
-            name: p.display().to_string(),
-            expected: Vec::new(),
-            clean_end: None,
-            builtin: None,
-        },
-    })
-}
-
 /// The devices of a run.
 struct Devices {
     buses: Buses,
@@ -208,7 +166,7 @@ struct Devices {
 
 /// Serial port, exit port, and the BAR windows (trapped ones on the MMIO
 /// bus with their doorbell ioeventfd; passed-through ones as memory slots).
-fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> Result<Devices, RunError> {
+fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut) -> Result<Devices, RunError> {
     let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
     let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
     let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
@@ -236,12 +194,6 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> 
     }
     for w in &windows.0 {
         vm.register_window(w)?;
-        if builtin {
-            // The built-in guest owns its windows: it expects the pattern.
-            for off in (0..w.size()).step_by(8) {
-                w.write_u64(off, window_pattern(off));
-            }
-        }
     }
     Ok(Devices { buses, serial, latch, bars, windows })
 }
@@ -249,14 +201,29 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> 
 /// [`run`] with every option.
 pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
-    let mem = create_guest_memory(cfg.mem_size)?;
+    run_kind(cfg, kinds::choose(cfg)?, opts)
+}
+
+/// Runs a guest of kind `kind` (chosen by the caller instead of from
+/// `cfg.guest`) on the machine `cfg` describes.
+pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<RunReport, RunError> {
+    cfg.validate()?;
+    let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
     let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
-    let guest = guest(cfg)?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    program::load(&guest.prog, &mem, &mut frames, &mut mapper)?;
-    for i in 0..cfg.vcpus {
-        program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
+    let entry = {
+        let hosted = HostedLoad { mapper: &mut mapper, frames: &mut frames, kernel: &kernel };
+        kind.load(&mut LoadCtx { mem: &mem, cfg, hosted: Some(hosted) })?
+    };
+    let Entry::User(entries) = entry;
+    if entries.len() != usize::from(cfg.vcpus) {
+        return Err(RunError::Kind(format!(
+            "{} gave {} vCPU entries for {} vCPUs",
+            kind.name(),
+            entries.len(),
+            cfg.vcpus
+        )));
     }
 
     let console = match opts.console {
@@ -267,26 +234,34 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     let mut vm = Vm::new()?;
     vm.register_memory(&mem)?;
     vm.add_zap_slot()?;
-    let devs = devices(cfg, &mut vm, &console, guest.builtin.is_some())?;
+    let mut devs = devices(cfg, &mut vm, &console)?;
+    kind.add_devices(&mut DeviceCtx {
+        cfg,
+        mem: &mem,
+        buses: &mut devs.buses,
+        vm: &mut vm,
+        windows: &devs.windows.0,
+        console: &console,
+    })?;
     let bar_windows: Vec<BarWindow> =
         cfg.bars.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
     let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
 
     // vCPUs: configure all before starting any.
     let mut vcpus = Vec::new();
-    for i in 0..cfg.vcpus {
+    for (i, e) in (0..cfg.vcpus).zip(&entries) {
         let v = Vcpu::new(&vm, i)?;
         v.configure(
             &vm,
             &VcpuSetup {
                 cr3: mapper.cr3().0,
-                entry: guest.prog.entry,
-                stack_top: user_stack_top(i),
-                arg: u64::from(i),
+                entry: e.rip,
+                stack_top: e.rsp,
+                arg: e.rdi,
                 gdt: kernel.gdt,
                 idt: kernel.idt,
                 tss: kernel.tss[i as usize],
-                lstar: kernel.stub.syscall_entry,
+                lstar: e.syscall_entry.unwrap_or(kernel.stub.syscall_entry),
                 kernel_gs_base: kernel.kernel_gs[i as usize],
                 pat: guest_mm::PAT_MSR_VALUE,
             },
@@ -316,6 +291,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         seccomp: Arc::new(Gate::new(vcpu_filter, opts.seccomp_selftest)),
         buses: Arc::new(devs.buses),
         hv: hv.clone(),
+        kind: kind.clone(),
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
@@ -348,11 +324,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         outcome = ctl.exit_status().map(|status| Outcome::Exited { status });
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
-    if let Some(params) = &guest.builtin {
-        host_side_checks(params, &devs.windows, &report_log);
-    }
-    let mut report =
-        report::build(guest.name, outcome, &report_log.records(), &guest.expected, guest.clean_end.as_ref(), exits);
+    let mut report = kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 });
     if opts.check_invariants {
         let (audit, violations) = hv.check_invariants();
         report.add_invariants(&audit, &violations);
@@ -428,47 +400,6 @@ fn run_vcpus(
         }
     }
     Ok(())
-}
-
-/// What the built-in guest is told about the machine.
-fn builtin_params(cfg: &VmConfig) -> builtin::Params {
-    let find = |trapped: bool| {
-        cfg.bars
-            .iter()
-            .enumerate()
-            .find(|(_, b)| (b.backing == BarBacking::Trapped) == trapped)
-            .map(|(i, b)| (i as u64, b.size))
-    };
-    builtin::Params { vcpus: cfg.vcpus, mem_size: cfg.mem_size, trapped_bar: find(true), passthrough_bar: find(false) }
-}
-
-/// The VMM's own checks after a built-in run: the guest's writes to the
-/// passed-through window reached the host backing (the guest wrote the
-/// complement of the pattern at +0x800 of every page).
-fn host_side_checks(p: &builtin::Params, windows: &Windows, log: &ReportLog) {
-    let Some(w) = windows.0.first() else { return };
-    if p.passthrough_bar.is_none() {
-        return;
-    }
-    let mut bad = None;
-    for page in (0..w.size()).step_by(crate::layout::PAGE_SIZE as usize) {
-        let off = page + 0x800;
-        let want = !window_pattern(off);
-        let got = w.read_u64(off).unwrap_or(0);
-        if got != want {
-            bad = Some((off, got, want));
-            break;
-        }
-    }
-    let (got, expected, step) = bad.map_or((0, 0, 0), |(off, got, want)| (got, want, off));
-    log.record(CheckRecord {
-        vcpu: 0,
-        id: builtin::id::HOST_SEES_GUEST_WRITES,
-        passed: bad.is_none(),
-        got,
-        expected,
-        step,
-    });
 }
 
 /// A duplicate of stdin as a `File`, for the serial input handler.
