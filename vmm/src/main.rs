@@ -286,13 +286,17 @@ fn fuzz_guest(args: FuzzArgs) -> ExitCode {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         (t.as_nanos() as u64) ^ u64::from(std::process::id())
     });
-    let mut cfg = VmConfig { vcpus: args.vcpus, guest: GuestChoice::Fuzz { seed, calls: args.calls }, ..VmConfig::default() };
+    let mut cfg =
+        VmConfig { vcpus: args.vcpus, guest: GuestChoice::Fuzz { seed, calls: args.calls }, ..VmConfig::default() };
     if let Some(m) = args.mem {
         cfg.mem_size = m;
     }
     cfg.timeout_secs = args.timeout;
     eprintln!("vmm fuzz-guest: seed {seed:#x}, {} calls, {} vCPUs", args.calls, args.vcpus);
-    run_and_print(&cfg, Mode { json: args.json, check_invariants: true, seccomp: !args.no_seccomp, seccomp_selftest: None })
+    run_and_print(
+        &cfg,
+        Mode { json: args.json, check_invariants: true, seccomp: !args.no_seccomp, seccomp_selftest: None },
+    )
 }
 
 fn main() -> ExitCode {

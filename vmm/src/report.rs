@@ -280,7 +280,8 @@ mod tests {
 
     #[test]
     fn invariant_violations_fail_the_run() {
-        let mut r = build("builtin".into(), Some(CLEAN), &[rec(0, true), rec(1, true)], &expected(), Some(&CLEAN), vec![]);
+        let mut r =
+            build("builtin".into(), Some(CLEAN), &[rec(0, true), rec(1, true)], &expected(), Some(&CLEAN), vec![]);
         let audit = guest_mm::Audit { tables: 5, leaves: 9, counted: 3, vmas: 2, pool: (10, 2, 12) };
         r.add_invariants(&audit, &[]);
         assert_eq!((r.passed, r.total, r.exit_code), (4, 4, 0));

@@ -139,7 +139,9 @@ impl RunOptions {
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin)
+        f.debug_struct("RunOptions")
+            .field("console", &self.console)
+            .field("stdin", &self.stdin)
             .field("check_invariants", &self.check_invariants)
             .field("seccomp", &self.seccomp)
             .finish_non_exhaustive()

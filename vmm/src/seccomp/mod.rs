@@ -45,7 +45,8 @@ pub enum SeccompError {
 
 /// The compiled filter of `kind`.
 pub fn filter(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
-    let f = SeccompFilter::new(rules::rules(kind)?, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
+    let f =
+        SeccompFilter::new(rules::rules(kind)?, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
     Ok(f.try_into()?)
 }
 

@@ -23,6 +23,7 @@ mod kvm_nr {
     ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
     ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
     ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+    ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
     ioctl_io_nr!(KVM_NMI, KVMIO, 0x9a);
     ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
 }
@@ -54,7 +55,11 @@ const COMMON: Allowed = &[
 ];
 
 /// vCPU threads, beyond [`COMMON`].
-const VCPU: Allowed = &[(libc::SYS_exit, "exit", "the thread ends")];
+const VCPU: Allowed = &[
+    (libc::SYS_exit, "exit", "the thread ends"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep", "a Solo5 guest blocked in epoll_pwait sleeps in slices"),
+    (libc::SYS_nanosleep, "nanosleep", "the same, where glibc uses the older call"),
+];
 
 /// The event loop (the thread that called `run_with`), beyond [`COMMON`].
 const EVENT_LOOP: Allowed = &[
@@ -73,6 +78,7 @@ fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
         (KVM_SET_REGS(), "KVM_SET_REGS", "hypercall results, resuming after an expected fault"),
         (KVM_GET_SREGS(), "KVM_GET_SREGS", "exception reports (CR2, CS)"),
         (KVM_GET_MSRS(), "KVM_GET_MSRS", "exception reports"),
+        (KVM_SET_MSRS(), "KVM_SET_MSRS", "a Solo5 guest's arch_prctl(ARCH_SET_FS) writes IA32_FS_BASE"),
         (KVM_NMI(), "KVM_NMI", "TLB-shootdown NMI to its own vCPU"),
         (
             KVM_SET_USER_MEMORY_REGION(),
@@ -118,7 +124,8 @@ pub fn describe(kind: ThreadKind) -> Vec<(String, &'static str)> {
         ThreadKind::Vcpu => VCPU,
         ThreadKind::EventLoop => EVENT_LOOP,
     };
-    let mut v: Vec<(String, &'static str)> = COMMON.iter().chain(extra).map(|&(_, n, why)| (n.to_string(), why)).collect();
+    let mut v: Vec<(String, &'static str)> =
+        COMMON.iter().chain(extra).map(|&(_, n, why)| (n.to_string(), why)).collect();
     if kind == ThreadKind::Vcpu {
         v.extend(vcpu_ioctls().into_iter().map(|(req, n, why)| (format!("ioctl {n} ({req:#x})"), why)));
     }
@@ -137,6 +144,7 @@ mod tests {
         assert_eq!(KVM_SET_REGS(), 0x4090_ae82);
         assert_eq!(KVM_GET_SREGS(), 0x8138_ae83);
         assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
+        assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
         assert_eq!(KVM_NMI(), 0xae9a);
         assert_eq!(KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);
     }
