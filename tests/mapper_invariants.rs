@@ -30,11 +30,12 @@ fn populated() -> (AddressSpace<Mem>, Vec<u64>) {
     let buf = PageBuffer::new(s.frames(), 8).unwrap();
     let ram = GuestRamProvider::new(s.layout(), &[(GuestAddress(L.pool.0), L.pool.1)]);
     let huge = HugePageProvider::new(GuestAddress(L.huge.0), L.huge.1, PageSize::Size2M).unwrap();
-    let mut at = Vec::new();
-    at.push(s.mmap(&zero, &MmapRequest::private(5 << 12, RW)).unwrap().addr.raw());
-    at.push(s.mmap(&buf, &MmapRequest::shared(8 << 12, RW)).unwrap().addr.raw());
-    at.push(s.mmap(&ram, &MmapRequest::shared(3 << 12, RW).pgoff(0x100)).unwrap().addr.raw());
-    at.push(s.mmap(&huge, &MmapRequest::shared(4 << 20, RW)).unwrap().addr.raw());
+    let at = vec![
+        s.mmap(&zero, &MmapRequest::private(5 << 12, RW)).unwrap().addr.raw(),
+        s.mmap(&buf, &MmapRequest::shared(8 << 12, RW)).unwrap().addr.raw(),
+        s.mmap(&ram, &MmapRequest::shared(3 << 12, RW).pgoff(0x100)).unwrap().addr.raw(),
+        s.mmap(&huge, &MmapRequest::shared(4 << 20, RW)).unwrap().addr.raw(),
+    ];
     for &a in &at {
         s.find_vma(va(a)).unwrap();
     }

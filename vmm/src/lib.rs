@@ -14,6 +14,7 @@
 //! - [`vstate`]: KVM VM and vCPUs; [`exit`]: exit dispatch;
 //!   [`vcpu_thread`]: the run loop; [`hypercall`]: the guest ABI;
 //!   [`tlb`]: shootdowns; [`fault`]: exception reports;
+//! - [`seccomp`]: the per-thread system-call filters of a run;
 //! - [`event_loop`], [`control`], [`runner`], [`report`]: running a
 //!   guest and telling what happened.
 //!

@@ -370,7 +370,7 @@ fn run_vcpus(
     }
     // The vCPU threads wait at the gate until this thread is filtered too.
     let gate = ctx.seccomp.clone();
-    if let Some(f) = loop_filter {
+    if let (Some(f), true) = (loop_filter, started.is_ok()) {
         if let Err(e) = crate::seccomp::install(ThreadKind::EventLoop, f) {
             started = Err(e.into());
         }
