@@ -99,11 +99,11 @@ const PF_VECTOR: u64 = 14;
 /// The checks the report expects.
 pub fn checks() -> Vec<(u64, String)> {
     vec![
-        (id::CALLS, "fuzz: hypercalls issued (value: count)".into()),
+        (id::CALLS, "fuzz: hypercalls issued (value: total over the vCPUs)".into()),
         (id::RESULTS, "fuzz: every result a value or -errno, fixed mmap at its address, vcpu_id right".into()),
         (id::PROBES, "fuzz: every probe through the CPU agrees with the VMM's tables".into()),
-        (id::PROBES_MADE, "fuzz: probes made (value: count)".into()),
-        (id::PROBES_FAULTED, "fuzz: probes that faulted (value: count)".into()),
+        (id::PROBES_MADE, "fuzz: probes made (value: total)".into()),
+        (id::PROBES_FAULTED, "fuzz: probes that faulted (value: total)".into()),
     ]
 }
 
