@@ -40,6 +40,8 @@ const GUEST_IDS: &[&str] = &[
     "hypercall.mmap_munmap_1page",
     "launch.wall_time",
     "launch.rss_beyond_guest",
+    "launch.minimal_vs_qemu",
+    "launch.minimal_rss_whole",
 ];
 
 const UNITS: &[&str] = &["ns_per_page", "ns", "us", "ms", "gib_per_s", "mib"];

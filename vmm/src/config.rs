@@ -108,7 +108,8 @@ pub struct VmConfig {
     pub mem_size: u64,
     /// vCPUs.
     pub vcpus: u8,
-    /// BAR windows.
+    /// BAR windows as configured (none by default; the built-in guest
+    /// then gets [`default_bars`]).
     pub bars: Vec<BarConfig>,
     /// Watchdog, in seconds.
     pub timeout_secs: Option<u64>,
@@ -133,7 +134,7 @@ impl Default for VmConfig {
         VmConfig {
             mem_size: DEFAULT_MEM,
             vcpus: 1,
-            bars: default_bars(),
+            bars: Vec::new(),
             timeout_secs: None,
             guest: GuestChoice::Builtin,
             abi: Abi::Auto,
@@ -143,8 +144,10 @@ impl Default for VmConfig {
     }
 }
 
-/// The windows the built-in guest expects when none are configured: a
-/// trapped one, then a passed-through one right after it.
+/// The windows the built-in guest gets when none are configured: a
+/// trapped one, then a passed-through one right after it. Other guests
+/// get only the windows configured (each costs a KVM memory slot or an
+/// ioeventfd at start).
 pub fn default_bars() -> Vec<BarConfig> {
     vec![
         BarConfig { base: DEFAULT_BAR_BASE, size: DEFAULT_BAR_SIZE, backing: BarBacking::Trapped },
@@ -318,6 +321,7 @@ mod tests {
         c.mem_size = 1 << 20;
         assert!(c.validate().is_err());
         c.mem_size = DEFAULT_MEM;
+        c.bars = default_bars();
         c.bars.push(BarConfig { base: DEFAULT_BAR_BASE + 0x8000, size: 0x1000, backing: BarBacking::Trapped });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");

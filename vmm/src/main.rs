@@ -149,6 +149,10 @@ struct BenchArgs {
     /// No progress output on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// A Solo5 spt unikernel (e.g. Solo5's test_hello.spt) whose launch is
+    /// measured beside the minimal guest's.
+    #[arg(long, value_name = "FILE")]
+    spt: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -191,6 +195,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         },
         vmm_binary: std::env::current_exe().ok(),
         progress: !args.no_progress,
+        spt: args.spt,
     };
     let report = match vmm::bench::run(&opts) {
         Ok(r) => r,

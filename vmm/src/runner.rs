@@ -12,7 +12,7 @@ use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{install_kernel, BootError};
-use crate::config::{BarBacking, ConfigError, VmConfig};
+use crate::config::{BarBacking, BarConfig, ConfigError, VmConfig};
 use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
@@ -168,7 +168,7 @@ struct Devices {
 
 /// Serial port, exit port, and the BAR windows (trapped ones on the MMIO
 /// bus with their doorbell ioeventfd; passed-through ones as memory slots).
-fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut) -> Result<Devices, RunError> {
+fn devices(bar_cfg: &[BarConfig], vm: &mut Vm, console: &ConsoleOut) -> Result<Devices, RunError> {
     let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
     let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
     let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
@@ -181,7 +181,7 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut) -> Result<Devices,
 
     let mut bars = Vec::new();
     let mut windows = Windows::default();
-    for b in &cfg.bars {
+    for b in bar_cfg {
         match &b.backing {
             BarBacking::Trapped => {
                 let dev = BarDevice::new(b.size).map_err(|e| RunError::Device(e.to_string()))?;
@@ -236,7 +236,8 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let mut vm = Vm::new()?;
     vm.register_memory(&mem)?;
     vm.add_zap_slot()?;
-    let mut devs = devices(cfg, &mut vm, &console)?;
+    let bar_cfg = kind.bars(cfg);
+    let mut devs = devices(&bar_cfg, &mut vm, &console)?;
     kind.add_devices(&mut DeviceCtx {
         cfg,
         mem: &mem,
@@ -246,7 +247,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         console: &console,
     })?;
     let bar_windows: Vec<BarWindow> =
-        cfg.bars.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+        bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
     let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
 
     // vCPUs: configure all before starting any.

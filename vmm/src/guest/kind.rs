@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::boot::Kernel;
-use crate::config::VmConfig;
+use crate::config::{BarConfig, VmConfig};
 use crate::control::Outcome;
 use crate::exit::{Buses, ExitCounts};
 use crate::hypercall::{self, Args, CheckRecord, ConsoleOut, Hypervisor};
@@ -128,6 +128,11 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// Bytes of guest RAM the machine gets (default: the configured size).
     fn ram_size(&self, cfg: &VmConfig) -> u64 {
         cfg.mem_size
+    }
+
+    /// The BAR windows the machine gets (default: those configured).
+    fn bars(&self, cfg: &VmConfig) -> Vec<BarConfig> {
+        cfg.bars.clone()
     }
 
     /// Writes the guest's image into memory (and, hosted, maps it) and

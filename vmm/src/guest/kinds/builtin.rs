@@ -3,7 +3,7 @@
 //! adds its own host-side check of the passed-through window.
 
 use super::load_vmm_abi_program;
-use crate::config::{BarBacking, VmConfig};
+use crate::config::{default_bars, BarBacking, BarConfig, VmConfig};
 use crate::control::Outcome;
 use crate::guest::builtin::{self, id, Params};
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, LoadCtx, RunEnd};
@@ -41,6 +41,10 @@ impl GuestKind for Builtin {
         load_vmm_abi_program(ctx, &self.prog)
     }
 
+    fn bars(&self, cfg: &VmConfig) -> Vec<BarConfig> {
+        bars(cfg)
+    }
+
     fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
         // The built-in guest owns its windows: it expects the pattern.
         for w in ctx.windows {
@@ -63,11 +67,20 @@ impl GuestKind for Builtin {
     }
 }
 
+/// The configured windows, or the default pair when none are.
+fn bars(cfg: &VmConfig) -> Vec<BarConfig> {
+    if cfg.bars.is_empty() {
+        default_bars()
+    } else {
+        cfg.bars.clone()
+    }
+}
+
 /// What the built-in guest is told about the machine.
 fn params(cfg: &VmConfig) -> Params {
+    let bars = bars(cfg);
     let find = |trapped: bool| {
-        cfg.bars
-            .iter()
+        bars.iter()
             .enumerate()
             .find(|(_, b)| (b.backing == BarBacking::Trapped) == trapped)
             .map(|(i, b)| (i as u64, b.size))
