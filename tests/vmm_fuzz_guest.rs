@@ -119,3 +119,47 @@ fn check_invariants_catches_a_planted_entry() {
     assert_eq!(v, &[format!("a 0x1000-byte leaf at {stray:#x} lies outside every VMA")], "{}", r.to_text());
     assert!(r.to_text().contains("[FAIL]   - VMM invariants after the run"), "{}", r.to_text());
 }
+
+/// The fuzzer's probe oracle fails when the tables hold what the VMM
+/// would never write: 512 supervisor-only leaves planted in vCPU 0's
+/// arena (its first 2 MiB, behind a level-1 table of our own). `translate`
+/// finds them, the CPU refuses user reads of them: "a read fault on a
+/// present page", reported by the guest. (The fuzzer's own munmaps and
+/// fixed mmaps clear the planted leaves as the run goes on, so the
+/// end-of-run audit may find nothing left.)
+#[test]
+fn probe_oracle_catches_supervisor_only_leaves() {
+    need_kvm!();
+    use vmm::guest::fuzz::ARENA_BASE;
+    use vmm::runner::{run_with, ConsoleSink, RunOptions};
+    let mem_size = vmm::config::DEFAULT_MEM;
+    let table_pa = mem_size - 0x10_0000;
+    let leaves_pa = vmm::layout::FREE_PA + 0x40_0000;
+    let mut o = RunOptions::new(ConsoleSink::Writer(vmm::hypercall::ConsoleOut::new(Box::new(std::io::sink()))));
+    o.stdin = false;
+    o.check_invariants = true;
+    o.before_start = Some(Box::new(move |mem| {
+        // Root -> level 3 (exists: the program lives in the first GiB).
+        let mut table = vmm::layout::TABLES_PA;
+        for level in [4u64, 3] {
+            let idx = (ARENA_BASE >> (12 + 9 * (level - 1))) & 511;
+            let e: u64 = mem.read_obj(GuestAddress(table + idx * 8)).expect("entry");
+            assert_eq!(e & 0x81, 1, "level {level}");
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        for i in 0..512u64 {
+            // Present, writable, not user.
+            mem.write_obj((leaves_pa + i * 0x1000) | 0x3, GuestAddress(table_pa + i * 8)).expect("leaf");
+        }
+        let l2 = (ARENA_BASE >> 21) & 511;
+        mem.write_obj(table_pa | 0x7, GuestAddress(table + l2 * 8)).expect("link");
+    }));
+    let cfg = vmm::VmConfig { guest: vmm::GuestChoice::Fuzz { seed: 0xbad, calls: 20_000 }, ..Default::default() };
+    let r = run_with(&cfg, o).expect("run");
+    assert_eq!(r.exit_code, vmm::report::EXIT_CHECK_FAILED, "{}", r.to_text());
+    let probes = r.checks.iter().find(|c| c.id == Some(vmm::guest::fuzz::id::PROBES)).expect("probe check");
+    assert!(!probes.passed, "{}", r.to_text());
+    // The other guest checks still pass: only the probes saw it.
+    let results = r.checks.iter().find(|c| c.id == Some(vmm::guest::fuzz::id::RESULTS)).expect("results check");
+    assert!(results.passed, "{}", r.to_text());
+}
