@@ -121,6 +121,10 @@ pub struct RunOptions {
     /// Test hook: this thread makes a forbidden system call once its
     /// filter is installed (`vmm run --seccomp-selftest`).
     pub seccomp_selftest: Option<crate::seccomp::ThreadKind>,
+    /// Outputs besides the console (e.g. the log's) whose writer threads
+    /// must be started before the filters go on (no filtered thread may
+    /// create one).
+    pub outputs: Vec<ConsoleOut>,
 }
 
 impl RunOptions {
@@ -133,6 +137,7 @@ impl RunOptions {
             check_invariants: false,
             seccomp: false,
             seccomp_selftest: None,
+            outputs: Vec::new(),
         }
     }
 }
@@ -229,8 +234,8 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
 
     let console = match opts.console {
-        ConsoleSink::Stdout => ConsoleOut::new(Box::new(std::io::stdout())),
-        ConsoleSink::Stderr => ConsoleOut::new(Box::new(std::io::stderr())),
+        ConsoleSink::Stdout => ConsoleOut::stdout().map_err(io("stdout"))?,
+        ConsoleSink::Stderr => ConsoleOut::stderr().map_err(io("stderr"))?,
         ConsoleSink::Writer(w) => w,
     };
     let mut vm = Vm::new()?;
@@ -288,6 +293,11 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         counters.clone(),
     ));
     // Compiled before any thread starts; installed per thread in run_vcpus.
+    // Writer threads start now: a filtered thread cannot create them.
+    if opts.seccomp {
+        console.start_writer();
+        opts.outputs.iter().for_each(ConsoleOut::start_writer);
+    }
     let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu)).transpose()?;
     let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop)).transpose()?;
     let ctx = VcpuContext {
@@ -320,7 +330,12 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
             em.add_subscriber(Box::new(SerialInputHandler::new(stdin, devs.serial.clone())));
         }
     }
-    run_vcpus(vcpus, ctx, &counters, &mut em, loop_filter.as_ref())?;
+    let stopper = ctl.clone();
+    console.on_broken_pipe(Some(Box::new(move || stopper.stop(Outcome::OutputClosed))));
+    let ran = run_vcpus(vcpus, ctx, &counters, &mut em, loop_filter.as_ref());
+    console.on_broken_pipe(None);
+    ran?;
+    finish_console(&console, cfg);
 
     let mut outcome = ctl.outcome();
     if outcome.is_none() {
@@ -333,6 +348,16 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         report.add_invariants(&audit, &violations);
     }
     Ok(report)
+}
+
+/// Waits for the console output to be written; after a run with a
+/// watchdog, only for [`crate::output::GRACE`] (an unread pipe must not
+/// keep a stopped run alive).
+fn finish_console(console: &ConsoleOut, cfg: &VmConfig) {
+    let deadline = cfg.timeout_secs.map(|_| std::time::Instant::now() + crate::output::GRACE);
+    if let Err(crate::output::FlushError::TimedOut { waited, pending }) = console.flush(deadline) {
+        log::warn!("console output not read for {waited:.1?} after the run ended: {pending} bytes dropped");
+    }
 }
 
 /// Starts a thread per vCPU and runs the event loop until every one of
