@@ -81,6 +81,13 @@ pub enum GuestChoice {
     Builtin,
     /// A freestanding x86-64 ELF.
     Elf(PathBuf),
+    /// The in-guest fuzzer (`vmm fuzz-guest`, see `guest::fuzz`).
+    Fuzz {
+        /// Seed of its generators.
+        seed: u64,
+        /// Hypercalls in total.
+        calls: u64,
+    },
 }
 
 /// Which ABI an ELF guest is run with.

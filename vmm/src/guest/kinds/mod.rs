@@ -4,12 +4,14 @@
 
 mod abi_elf;
 mod builtin;
+mod fuzz;
 pub mod solo5;
 
 use std::sync::Arc;
 
 pub use self::abi_elf::AbiElf;
 pub use self::builtin::Builtin;
+pub use self::fuzz::Fuzz;
 pub use self::solo5::Solo5;
 use super::kind::{Entry, LoadCtx, SharedKind, UserEntry};
 use crate::config::{Abi, GuestChoice, VmConfig};
@@ -21,6 +23,7 @@ use crate::runner::RunError;
 pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
     Ok(match &cfg.guest {
         GuestChoice::Builtin => Arc::new(Builtin::new(cfg)?),
+        GuestChoice::Fuzz { seed, calls } => Arc::new(Fuzz::new(cfg, *seed, *calls)?),
         GuestChoice::Elf(path) => {
             let bytes = crate::guest::elf::read_file(path)?;
             let name = path.display().to_string();
