@@ -70,7 +70,14 @@ fn device_fd(a: &mut CodeAssembler, fail: &mut Vec<(CodeLabel, u32)>) -> Result<
 }
 
 /// `nr(fd, buf, count, offset)`; the result is in `rax`.
-fn block_call(a: &mut CodeAssembler, nr: u64, fd: Option<u32>, buf: u64, count: u64, offset: u64) -> Result<(), IcedError> {
+fn block_call(
+    a: &mut CodeAssembler,
+    nr: u64,
+    fd: Option<u32>,
+    buf: u64,
+    count: u64,
+    offset: u64,
+) -> Result<(), IcedError> {
     match fd {
         Some(fd) => a.mov(edi, fd)?,
         None => a.mov(rdi, r12)?,

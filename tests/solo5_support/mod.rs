@@ -121,4 +121,3 @@ pub fn exit_group(a: &mut CodeAssembler, status: u32) -> Result<(), IcedError> {
     a.mov(edi, status)?;
     syscall(a, 231)
 }
-

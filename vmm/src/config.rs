@@ -285,9 +285,7 @@ pub const BLOCK_NAME_MAX: usize = 67;
 /// letters and digits.
 pub fn check_block_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > BLOCK_NAME_MAX || !name.bytes().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "block device name '{name}': it must be 1 to {BLOCK_NAME_MAX} ASCII letters and digits"
-        ));
+        return Err(format!("block device name '{name}': it must be 1 to {BLOCK_NAME_MAX} ASCII letters and digits"));
     }
     Ok(())
 }

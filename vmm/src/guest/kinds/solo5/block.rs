@@ -280,10 +280,7 @@ mod tests {
         assert!(matches!(Devices::attach(&mut m, &blk("disk", &empty)), Err(BlockError::BadSize { size: 0, .. })));
         let dir = std::env::temp_dir();
         assert!(matches!(Devices::attach(&mut m, &blk("disk", &dir)), Err(BlockError::Open { .. })));
-        assert!(matches!(
-            Devices::attach(&mut m, &blk("disk", Path::new("/dev/zero"))),
-            Err(BlockError::Open { .. })
-        ));
+        assert!(matches!(Devices::attach(&mut m, &blk("disk", Path::new("/dev/zero"))), Err(BlockError::Open { .. })));
         assert_eq!(m, m0);
         let mut net = manifest(&[("net0", 2)]);
         assert!(matches!(Devices::attach(&mut net, &[]), Err(BlockError::Net(n)) if n == "net0"));

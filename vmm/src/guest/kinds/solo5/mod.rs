@@ -30,8 +30,8 @@ mod trampoline;
 use guest_mm::{GuestVirtAddr, Pfn};
 use vm_memory::{Bytes, GuestAddress};
 
-pub use self::layout::DEFAULT_MEM;
 use self::block::Devices;
+pub use self::layout::DEFAULT_MEM;
 use self::layout::{LayoutError, BOOT_INFO};
 use self::note::Notes;
 use self::syscalls::{Table, SIGSYS_STATUS};
