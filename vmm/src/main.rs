@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use vmm::config::{parse_size, VmConfig};
+use vmm::config::{parse_block, parse_size, VmConfig};
 use vmm::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
 
@@ -66,6 +66,11 @@ struct RunArgs {
     /// Number of vCPUs. Default 1.
     #[arg(long, value_name = "N")]
     vcpus: Option<u8>,
+    /// Attach the host file FILE as the Solo5 unikernel's block device
+    /// NAME (declared in its manifest), like `solo5-spt --block:NAME=FILE`.
+    /// Repeatable; replaces the configuration file's `[[block]]` entries.
+    #[arg(long, value_name = "NAME=FILE", value_parser = parse_block)]
+    block: Vec<(String, PathBuf)>,
     /// TOML configuration file (memory, vCPUs, BAR windows, timeout).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -368,6 +373,9 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
         AbiArg::Solo5 => vmm::config::Abi::Solo5,
     };
     cfg.guest_args = args.args;
+    if !args.block.is_empty() {
+        cfg.blocks = args.block;
+    }
     if let Some(v) = args.vcpus {
         cfg.vcpus = v;
     }

@@ -59,6 +59,8 @@ const VCPU: Allowed = &[
     (libc::SYS_exit, "exit", "the thread ends"),
     (libc::SYS_clock_nanosleep, "clock_nanosleep", "a Solo5 guest blocked in epoll_pwait sleeps in slices"),
     (libc::SYS_nanosleep, "nanosleep", "the same, where glibc uses the older call"),
+    (libc::SYS_pread64, "pread64", "a Solo5 unikernel's block device: one block read from its host file"),
+    (libc::SYS_pwrite64, "pwrite64", "a Solo5 unikernel's block device: one block written to its host file"),
 ];
 
 /// The event loop (the thread that called `run_with`), beyond [`COMMON`].

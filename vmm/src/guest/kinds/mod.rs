@@ -21,9 +21,21 @@ use crate::runner::RunError;
 
 /// The kind that runs `cfg`'s guest.
 pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
+    let no_blocks = || match cfg.blocks.first() {
+        Some((name, _)) => {
+            Err(RunError::Kind(format!("block device '{name}': only a Solo5 unikernel takes block devices")))
+        }
+        None => Ok(()),
+    };
     Ok(match &cfg.guest {
-        GuestChoice::Builtin => Arc::new(Builtin::new(cfg)?),
-        GuestChoice::Fuzz { seed, calls } => Arc::new(Fuzz::new(cfg, *seed, *calls)?),
+        GuestChoice::Builtin => {
+            no_blocks()?;
+            Arc::new(Builtin::new(cfg)?)
+        }
+        GuestChoice::Fuzz { seed, calls } => {
+            no_blocks()?;
+            Arc::new(Fuzz::new(cfg, *seed, *calls)?)
+        }
         GuestChoice::Elf(path) => {
             let bytes = crate::guest::elf::read_file(path)?;
             let name = path.display().to_string();
@@ -35,6 +47,7 @@ pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
             if solo5 {
                 Arc::new(Solo5::new(name, &bytes, cfg)?)
             } else {
+                no_blocks()?;
                 Arc::new(AbiElf::new(name, &bytes)?)
             }
         }
