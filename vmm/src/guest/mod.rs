@@ -12,3 +12,4 @@ pub mod elf;
 pub mod example;
 pub mod kind;
 pub mod kinds;
+pub mod raw;
