@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use vmm::config::{parse_size, VmConfig};
+use vmm::config::{parse_size, RawKernel, VmConfig};
 use vmm::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
 
@@ -45,11 +45,25 @@ struct RunArgs {
     /// A freestanding x86-64 ELF to run instead of the built-in test guest:
     /// a program with the VMM's ABI, or a Solo5 `spt` unikernel (told by
     /// its ABI note; see --abi).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
     guest: Option<PathBuf>,
     /// The ABI of the --guest ELF: `auto` (from the file), `vmm` or `solo5`.
     #[arg(long, value_enum, default_value_t = AbiArg::Auto)]
     abi: AbiArg,
+    /// A multiboot v1 kernel (ELF32/ELF64, e.g. a kvm-unit-test `.flat`) to
+    /// boot on a bare PC with no firmware, as `qemu -kernel` does.
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// The kernel's command line (it sees `"<FILE> <ARGS>"`).
+    #[arg(long, value_name = "ARGS", requires = "kernel", allow_hyphen_values = true)]
+    append: Option<String>,
+    /// A file the kernel gets as its first multiboot module (kvm-unit-tests
+    /// read their environment from it).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Further multiboot modules, after `--initrd`.
+    #[arg(long = "module", value_name = "FILE", requires = "kernel")]
+    modules: Vec<PathBuf>,
     /// Guest memory (MiB, or with a K/M/G suffix). Default 128M; for a
     /// Solo5 unikernel, its memory, default 512M as with `solo5-spt`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -311,6 +325,10 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
     }
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);
+    }
+    if let Some(kernel) = args.kernel {
+        let modules = args.initrd.into_iter().chain(args.modules).collect();
+        cfg.guest = GuestChoice::Raw(RawKernel { kernel, cmdline: args.append.unwrap_or_default(), modules });
     }
     let console = if args.json { err.clone() } else { out.clone() };
     let report = match vmm::run(&cfg, ConsoleSink::Writer(console)) {

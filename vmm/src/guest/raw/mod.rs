@@ -4,8 +4,10 @@
 //! firmware.
 
 pub mod info;
+mod kind;
 pub mod load;
 pub mod multiboot;
 
+pub use kind::Raw;
 pub use load::{load, read_file, Loaded, Module, RawLoadError};
 pub use multiboot::{MultibootError, BOOT_MAGIC};
