@@ -263,6 +263,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
             (Entry::Protected32 { eip, eax, ebx }, None) => {
                 if i == 0 {
                     v.configure_protected32(&vm, *eip, *eax, *ebx)?;
+                    v.lapic_bios_handoff()?;
                 } else {
                     // Application processors: KVM holds them until INIT/SIPI.
                     v.set_cpuid(&vm)?;

@@ -262,6 +262,20 @@ impl Vcpu {
         self.fd.nmi()
     }
 
+    /// Sets the local APIC's LINT0 to ExtINT (the PIC) and LINT1 to NMI,
+    /// as a PC BIOS leaves the boot processor (in-kernel APIC only).
+    pub fn lapic_bios_handoff(&self) -> Result<(), VcpuError> {
+        const LVT0: usize = 0x350;
+        const LVT1: usize = 0x360;
+        let mut l = self.fd.get_lapic().map_err(self.set_err("local APIC (read)"))?;
+        for (reg, value) in [(LVT0, 0x700u32), (LVT1, 0x400u32)] {
+            for (i, b) in value.to_le_bytes().iter().enumerate() {
+                l.regs[reg + i] = *b as _;
+            }
+        }
+        self.fd.set_lapic(&l).map_err(self.set_err("local APIC"))
+    }
+
     /// Translates a guest linear address with the vCPU's current paging
     /// state (for diagnostics).
     pub fn translate(&self, linear: u64) -> Option<u64> {

@@ -241,6 +241,35 @@ impl Vm {
         Ok(())
     }
 
+    /// Makes a signal on `evt` raise (pulse) interrupt line `gsi`
+    /// (in-kernel irqchip only).
+    pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<(), VmError> {
+        self.fd.register_irqfd(evt, gsi).map_err(|source| VmError::Pc { what: "irqfd", source })
+    }
+
+    /// Leaves the PICs as a PC BIOS hands them over: initialized, master
+    /// vectors 0x08.., slave 0x70.., `unmasked` lines open (and the
+    /// cascade). Needs [`VmOptions::pc`].
+    pub fn pic_bios_handoff(&self, unmasked: u16) -> Result<(), VmError> {
+        for (chip, base, mask) in [
+            (kvm_bindings::KVM_IRQCHIP_PIC_MASTER, 0x08u8, !((unmasked as u8) | 1 << 2)),
+            (kvm_bindings::KVM_IRQCHIP_PIC_SLAVE, 0x70u8, !((unmasked >> 8) as u8)),
+        ] {
+            let mut c = kvm_bindings::kvm_irqchip { chip_id: chip, ..Default::default() };
+            self.fd.get_irqchip(&mut c).map_err(|source| VmError::Pc { what: "PIC state (read)", source })?;
+            // SAFETY: the chip id is a PIC, so `pic` is the member KVM filled.
+            let mut pic = unsafe { c.chip.pic };
+            pic.irq_base = base;
+            pic.imr = mask;
+            pic.init_state = 0;
+            pic.init4 = 1;
+            pic.auto_eoi = 0;
+            c.chip.pic = pic;
+            self.fd.set_irqchip(&c).map_err(|source| VmError::Pc { what: "PIC state", source })?;
+        }
+        Ok(())
+    }
+
     /// Makes a guest write of any size to MMIO address `addr` signal `evt`
     /// inside KVM, without an exit to the VMM.
     pub fn register_ioevent(&self, evt: &EventFd, addr: GuestAddress) -> Result<(), VmError> {

@@ -7,7 +7,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::legacy::{FwCfg, FwCfgInfo, FW_CFG_PORT, FW_CFG_PORT_LEN};
+use devices::legacy::{
+    FwCfg, FwCfgInfo, TestdevIomem, TestdevIrqs, TestdevPorts, FW_CFG_PORT, FW_CFG_PORT_LEN, TESTDEV_IOMEM,
+    TESTDEV_IOMEM_LEN, TESTDEV_IRQ_LINES, TESTDEV_IRQ_PORT, TESTDEV_PORT, TESTDEV_PORT_LEN,
+};
 
 use super::load::{self, read_file, Module};
 use super::multiboot::BOOT_MAGIC;
@@ -70,10 +73,31 @@ impl GuestKind for Raw {
             .pio
             .insert(fw_cfg, u64::from(FW_CFG_PORT), FW_CFG_PORT_LEN)
             .map_err(|e| RunError::Device(e.to_string()))?;
+        add_testdev(ctx)?;
+        // What SeaBIOS leaves: the PICs initialized at vectors 0x08/0x70.
+        // IRQ 0 stays masked (the PIT's reset one-shot would reach a
+        // vector nobody installed); the rest are the test device's lines.
+        ctx.vm.pic_bios_handoff(0xfffe)?;
         Ok(())
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {
         report::build(self.name(), end.outcome, end.records, &[], None, end.exits)
     }
+}
+
+/// The `pc-testdev` ports, interrupt lines (each an irqfd) and memory.
+fn add_testdev(ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
+    let dev = |e: devices::BusError| RunError::Device(e.to_string());
+    let irqs = TestdevIrqs::new().map_err(|e| RunError::Device(format!("pc-testdev lines: {e}")))?;
+    for (gsi, line) in irqs.lines().iter().enumerate() {
+        ctx.vm.register_irqfd(line.eventfd(), gsi as u32)?;
+    }
+    let b = &mut ctx.buses;
+    b.pio
+        .insert(Arc::new(Mutex::new(TestdevPorts::default())), u64::from(TESTDEV_PORT), TESTDEV_PORT_LEN)
+        .map_err(dev)?;
+    b.pio.insert(Arc::new(Mutex::new(irqs)), u64::from(TESTDEV_IRQ_PORT), TESTDEV_IRQ_LINES).map_err(dev)?;
+    b.mmio.insert(Arc::new(Mutex::new(TestdevIomem::default())), TESTDEV_IOMEM, TESTDEV_IOMEM_LEN).map_err(dev)?;
+    Ok(())
 }
