@@ -37,6 +37,7 @@ pub mod guest;
 pub mod hypercall;
 pub mod input_file;
 pub mod kernel;
+pub mod kut;
 pub mod layout;
 pub mod mapper;
 pub mod memory;

@@ -33,6 +33,9 @@ enum Command {
     Run(RunArgs),
     /// Run the throughput suite: each figure beside its peer or floor.
     Bench(BenchArgs),
+    /// Run a kvm-unit-tests suite from DIR/unittests.cfg (or DIR/x86/),
+    /// each test in its own `vmm run --kernel` process.
+    Kut(KutArgs),
     /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
     ExampleElf {
         /// Where to write it.
@@ -97,6 +100,98 @@ enum AbiArg {
     Vmm,
     /// A Solo5 spt unikernel.
     Solo5,
+}
+
+#[derive(clap::Args, Debug)]
+struct KutArgs {
+    /// The directory holding unittests.cfg and the .flat files.
+    dir: PathBuf,
+    /// Run only these tests (by section name; may repeat).
+    #[arg(long = "test", short = 't', value_name = "NAME")]
+    names: Vec<String>,
+    /// Run only tests in these groups (may repeat).
+    #[arg(long = "group", short = 'g', value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Tests run in parallel.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
+    /// Timeout of a test whose section gives none, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    timeout: u64,
+    /// Cap every test's timeout at SECS.
+    #[arg(long, value_name = "SECS")]
+    max_timeout: Option<u64>,
+    /// Print the results as JSON on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write TAP to FILE.
+    #[arg(long, value_name = "FILE")]
+    tap: Option<PathBuf>,
+    /// Write each test's console output to DIR/NAME.log.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
+}
+
+/// `vmm kut`.
+fn kut(args: KutArgs) -> ExitCode {
+    use vmm::kut::{self, output};
+    let opts = kut::SuiteOptions {
+        names: args.names,
+        groups: args.groups,
+        default_timeout: args.timeout,
+        max_timeout: args.max_timeout,
+    };
+    let plans = match kut::plan_suite(&args.dir, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vmm kut: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(exe) = kut::run::current_vmm() else {
+        eprintln!("vmm kut: cannot find the vmm binary");
+        return ExitCode::from(2);
+    };
+    if let Some(d) = &args.logs {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            eprintln!("vmm kut: cannot create {}: {e}", d.display());
+            return ExitCode::from(2);
+        }
+    }
+    let start = std::time::Instant::now();
+    let quiet = args.json;
+    let logs = args.logs.clone();
+    let results = kut::run::run_all(&exe, &plans, args.jobs, &|r| {
+        if !quiet {
+            println!("{}", output::line(r));
+        }
+        if let Some(d) = &logs {
+            if !r.log.is_empty() {
+                if let Err(e) = std::fs::write(d.join(format!("{}.log", r.name)), &r.log) {
+                    eprintln!("vmm kut: cannot write the log of {}: {e}", r.name);
+                }
+            }
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let totals = output::totals(&results);
+    if args.json {
+        println!("{}", output::json(&results, secs));
+    } else {
+        println!("{}", output::summary(&totals, secs));
+    }
+    for (path, text) in [(&args.junit, output::junit(&results, secs)), (&args.tap, output::tap(&results))] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("vmm kut: cannot write {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::from(u8::from(totals.failed > 0))
 }
 
 #[derive(clap::Args, Debug)]
@@ -257,6 +352,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Command::Run(args) => args,
         Command::Bench(args) => return bench(args),
+        Command::Kut(args) => return kut(args),
         Command::ExampleElf { file } => {
             let written = vmm::guest::example::hello_elf()
                 .map_err(|e| e.to_string())
