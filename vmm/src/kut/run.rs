@@ -59,9 +59,25 @@ const GRACE_SECS: u64 = 15;
 /// Most bytes of a child's output kept.
 const MAX_LOG: u64 = 4 << 20;
 
+/// What a guest prints when it looks for something this machine does not
+/// have, and the reason a test that then does not pass is skipped with.
+const MISSING: &[(&str, &str)] =
+    &[("Can't find RSDP", "needs ACPI tables (RSDP, FADT, FACS) and the ACPI PM devices, which vmm does not provide")];
+
 /// Classifies a child's end from its JSON report (stdout) and its console
-/// and log (stderr).
+/// and log (stderr). A test that does not pass after reporting that the
+/// machine lacks something it needs ([`MISSING`]) is a SKIP naming it.
 pub fn classify(report: Option<&serde_json::Value>, console: &str, timeout_secs: u64) -> (Verdict, String) {
+    let (verdict, reason) = classify_end(report, console, timeout_secs);
+    if verdict == Verdict::Fail {
+        if let Some((_, why)) = MISSING.iter().find(|(sign, _)| console.contains(sign)) {
+            return (Verdict::Skip, format!("{why} ({reason})"));
+        }
+    }
+    (verdict, reason)
+}
+
+fn classify_end(report: Option<&serde_json::Value>, console: &str, timeout_secs: u64) -> (Verdict, String) {
     let summary = console
         .lines()
         .rev()
@@ -237,6 +253,17 @@ mod tests {
         assert!(why.contains("/dev/kvm"), "{why}");
         let r = json!({"outcome": null});
         assert_eq!(classify(Some(&r), "", 5).0, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_missing_table_makes_a_failure_a_skip() {
+        let r = json!({"outcome": {"kind": "exit_port", "status": 127}});
+        let (v, why) = classify(Some(&r), "Can't find RSDP\nassert failed: facs\n", 5);
+        assert_eq!(v, Verdict::Skip);
+        assert!(why.contains("ACPI tables") && why.contains("exit status 127"), "{why}");
+        // A pass stays a pass.
+        let r = json!({"outcome": {"kind": "exit_port", "status": 1}});
+        assert_eq!(classify(Some(&r), "Can't find RSDP\n", 5).0, Verdict::Pass);
     }
 
     #[test]
