@@ -139,3 +139,29 @@ fn backend_emulation_failure_names_the_instruction() {
     }
     std::fs::remove_file(k).ok();
 }
+
+#[test]
+fn passed_through_bar_window_works_for_a_raw_kernel() {
+    need_kvm!();
+    // The kernel writes a word into a BAR window backed by a host file and
+    // exits with the byte it reads back; the host then sees the word.
+    let backing = temp_path("raw-bar");
+    std::fs::write(&backing, vec![0u8; 0x1000]).unwrap();
+    let cfg = temp_path("raw-bar.toml");
+    std::fs::write(&cfg, format!("[[bar]]\nbase = 0xe0000000\nsize = 0x1000\nbacking = \"{}\"\n", backing.display()))
+        .unwrap();
+    let k = kernel("bar", |a| {
+        a.mov(dword_ptr(0xe000_0010u32), 0x1234_5642u32)?;
+        a.mov(al, byte_ptr(0xe000_0010u32))?;
+        exit_with_al(a)
+    });
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, (0x42 << 1) | 1, "{}\n{}", r.stdout, r.stderr);
+    // No MMIO exit: the window is a memory slot.
+    assert_eq!(r.json()["exits"][0]["mmio"], 0, "{}", r.stdout);
+    let host = std::fs::read(&backing).unwrap();
+    assert_eq!(&host[0x10..0x14], &0x1234_5642u32.to_le_bytes());
+    for p in [backing, cfg, k] {
+        std::fs::remove_file(p).ok();
+    }
+}
