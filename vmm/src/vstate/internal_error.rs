@@ -54,12 +54,20 @@ pub fn describe(suberror: u32, data: &[u64], bytes: Option<&[u8]>, bitness: u32,
     match suberror {
         EMULATION => {
             let insn = bytes.and_then(|b| decode(b, bitness, rip));
-            match insn {
-                Some(i) => format!(
+            match (insn, bytes) {
+                (Some(i), _) => format!(
                     "the KVM backend could not emulate {i} at rip {rip:#x} ({bitness}-bit code): \
                      a limit of this KVM, not a VMM failure"
                 ),
-                None => format!(
+                (None, Some(b)) if !b.is_empty() => {
+                    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+                    format!(
+                        "the KVM backend could not emulate the bytes {} at rip {rip:#x} ({bitness}-bit code; \
+                         not a valid instruction): a limit of this KVM, not a VMM failure",
+                        hex.join(" ")
+                    )
+                }
+                (None, _) => format!(
                     "the KVM backend could not emulate the instruction at rip {rip:#x} ({bitness}-bit code; \
                      bytes unavailable): a limit of this KVM, not a VMM failure"
                 ),
@@ -106,6 +114,9 @@ mod tests {
         assert_eq!(reported_bytes(DELIVERY_EVENT, &[1, 0x0101, 0]), None);
         let m = describe(EMULATION, &[], None, 64, 0x1000);
         assert!(m.contains("bytes unavailable"), "{m}");
+        // Bytes that do not decode are shown as bytes.
+        let m = describe(EMULATION, &[], Some(&[0x0f, 0x38, 0xf0, 0xc0]), 64, 0x1000);
+        assert!(m.contains("the bytes 0f 38 f0 c0") && m.contains("not a valid instruction"), "{m}");
     }
 
     #[test]
