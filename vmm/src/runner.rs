@@ -274,7 +274,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         vcpus.push(v);
     }
 
-    let hosted_stub = hosted.as_ref().map(|h| Arc::new(h.kernel.stub.clone()));
+    let stub = hosted.as_ref().map(|h| Arc::new(h.kernel.stub.clone()));
     let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
     let report_log = ReportLog::default();
     let vm = Arc::new(vm);
@@ -298,7 +298,6 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         }
         None => None,
     };
-    let stub = hosted_stub;
     let ctx = VcpuContext {
         buses: Arc::new(devs.buses),
         hv,

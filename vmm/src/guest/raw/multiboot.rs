@@ -373,6 +373,38 @@ pub(crate) mod tests {
         assert_eq!(parse(&f), Err(MultibootError::NotElf));
     }
 
+    /// Random corruptions of a valid kernel: never a panic, and whatever
+    /// parses stays inside the file with its entry inside a segment.
+    #[test]
+    fn corrupted_images_parse_safely() {
+        let base = elf32(0x10_0000, &[0x90; 64], 0x100);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut img = base.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % img.len() as u64) as usize;
+                img[i] = next() as u8;
+            }
+            if next() % 8 == 0 {
+                img.truncate((next() % img.len() as u64) as usize);
+            }
+            if let Ok(k) = parse(&img) {
+                for s in &k.segments {
+                    assert!(s.file.end <= img.len() && s.file.start <= s.file.end);
+                    assert!(s.file.len() as u64 <= s.mem_size);
+                }
+                assert!(k.segments.iter().any(|s| (s.paddr..s.end()).contains(&u64::from(k.entry))));
+                assert!(k.segments.windows(2).all(|w| w[0].end() <= w[1].paddr));
+            }
+        }
+    }
+
     #[test]
     fn parses_the_real_flat_files_if_present() {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
