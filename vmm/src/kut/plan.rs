@@ -73,6 +73,7 @@ pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {
     }
     let mut mem = DEFAULT_MEM;
     let mut vcpus = t.smp;
+    let mut needs = Vec::new();
     let mut words = t.qemu_params.split_whitespace();
     while let Some(w) = words.next() {
         let needs_value = matches!(w, "-cpu" | "-m" | "-device" | "-M" | "-machine" | "-smp" | "-overcommit");
@@ -99,9 +100,10 @@ pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {
             "-overcommit" => Some(format!("needs -overcommit {v}")),
             other => Some(format!("needs the QEMU option {other}")),
         };
-        if let Some(reason) = skip {
-            return Plan::Skip(reason);
-        }
+        needs.extend(skip);
+    }
+    if !needs.is_empty() {
+        return Plan::Skip(needs.join("; "));
     }
     if vcpus == 0 || vcpus > MAX_VCPUS {
         return Plan::Skip(format!("needs {vcpus} vCPUs; vmm runs 1 to {MAX_VCPUS}"));
@@ -136,16 +138,16 @@ fn cpu_skip(v: &str) -> Option<String> {
 
 /// A reason to skip for `-machine OPTIONS`, if any.
 fn machine_skip(v: &str) -> Option<String> {
-    for opt in v.split(',') {
-        match opt {
+    let needs: Vec<String> = v
+        .split(',')
+        .filter_map(|opt| match opt {
             // The PIT exists either way; a test that wants it off still runs.
-            "pit=off" | "accel=kvm" | "pc" => {}
-            "q35" => return Some("needs the q35 machine (-M q35)".into()),
-            o if o.starts_with("kernel-irqchip=") => return Some(format!("needs {o}")),
-            o => return Some(format!("needs -machine {o}")),
-        }
-    }
-    None
+            "pit=off" | "accel=kvm" | "pc" => None,
+            "q35" => Some("needs the q35 machine (-M q35)".into()),
+            o => Some(format!("needs -machine {o}")),
+        })
+        .collect();
+    (!needs.is_empty()).then(|| needs.join("; "))
 }
 
 /// A QEMU `-m` size: MiB by default, or with a K/M/G suffix.
@@ -198,8 +200,13 @@ mod tests {
     #[test]
     fn skips_name_what_is_missing() {
         let d = Path::new("/d");
-        assert!(skip(plan(&spec("-M q35,kernel-irqchip=split -device intel-iommu,intremap=on"), d, &opts()))
-            .contains("q35"));
+        let why =
+            skip(plan(&spec("-M q35,kernel-irqchip=split -device intel-iommu,intremap=on -device edu"), d, &opts()));
+        assert_eq!(
+            why,
+            "needs the q35 machine (-M q35); needs -machine kernel-irqchip=split; needs the QEMU device intel-iommu; \
+             needs the QEMU device edu"
+        );
         assert!(skip(plan(&spec("-device edu"), d, &opts())).contains("QEMU device edu"));
         assert!(skip(plan(&spec("-cpu host,hv_passthrough"), d, &opts())).contains("Hyper-V"));
         assert!(skip(plan(&spec("-cpu max,+vmx"), d, &opts())).contains("nested"));
