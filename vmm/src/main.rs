@@ -147,17 +147,17 @@ fn kut(args: KutArgs) -> ExitCode {
     let plans = match kut::plan_suite(&args.dir, &opts) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("vmm kut: {e}");
+            say!("vmm kut: {e}");
             return ExitCode::from(2);
         }
     };
     let Some(exe) = kut::run::current_vmm() else {
-        eprintln!("vmm kut: cannot find the vmm binary");
+        say!("vmm kut: cannot find the vmm binary");
         return ExitCode::from(2);
     };
     if let Some(d) = &args.logs {
         if let Err(e) = std::fs::create_dir_all(d) {
-            eprintln!("vmm kut: cannot create {}: {e}", d.display());
+            say!("vmm kut: cannot create {}: {e}", d.display());
             return ExitCode::from(2);
         }
     }
@@ -166,27 +166,27 @@ fn kut(args: KutArgs) -> ExitCode {
     let logs = args.logs.clone();
     let results = kut::run::run_all(&exe, &plans, args.jobs, &|r| {
         if !quiet {
-            println!("{}", output::line(r));
+            // A closed stdout must not stop the suite; the summary reports it.
+            let _ = print_stdout(&format!("{}\n", output::line(r)));
         }
         if let Some(d) = &logs {
             if !r.log.is_empty() {
                 if let Err(e) = std::fs::write(d.join(format!("{}.log", r.name)), &r.log) {
-                    eprintln!("vmm kut: cannot write the log of {}: {e}", r.name);
+                    say!("vmm kut: cannot write the log of {}: {e}", r.name);
                 }
             }
         }
     });
     let secs = start.elapsed().as_secs_f64();
     let totals = output::totals(&results);
-    if args.json {
-        println!("{}", output::json(&results, secs));
-    } else {
-        println!("{}", output::summary(&totals, secs));
+    let text = if args.json { output::json(&results, secs) } else { output::summary(&totals, secs) };
+    if let Err(code) = print_stdout(&(text + "\n")) {
+        return code;
     }
     for (path, text) in [(&args.junit, output::junit(&results, secs)), (&args.tap, output::tap(&results))] {
         if let Some(p) = path {
             if let Err(e) = std::fs::write(p, text) {
-                eprintln!("vmm kut: cannot write {}: {e}", p.display());
+                say!("vmm kut: cannot write {}: {e}", p.display());
                 return ExitCode::from(2);
             }
         }
