@@ -92,6 +92,19 @@ pub enum GuestChoice {
         /// Hypercalls in total.
         calls: u64,
     },
+    /// A raw multiboot v1 kernel (`--kernel`), e.g. a kvm-unit-test.
+    Raw(RawKernel),
+}
+
+/// A raw multiboot kernel and what its boot loader passes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawKernel {
+    /// The kernel file.
+    pub kernel: PathBuf,
+    /// Its command line (`--append`); the kernel sees `"<file> <append>"`.
+    pub cmdline: String,
+    /// Module files (`--initrd`, `--module`), in order.
+    pub modules: Vec<PathBuf>,
 }
 
 /// Which ABI an ELF guest is run with.

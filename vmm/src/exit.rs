@@ -21,11 +21,15 @@ pub struct Buses {
     pub pio: Bus,
     /// MMIO.
     pub mmio: Bus,
+    /// Writes to the kernel stub's ports become actions (hosted guests);
+    /// when false they go to the port bus like any other port (a guest
+    /// that is its own kernel).
+    pub kernel_ports: bool,
 }
 
 impl Default for Buses {
     fn default() -> Self {
-        Buses { pio: Bus::new(BusKind::Pio), mmio: Bus::new(BusKind::Mmio) }
+        Buses { pio: Bus::new(BusKind::Pio), mmio: Bus::new(BusKind::Mmio), kernel_ports: true }
     }
 }
 
@@ -104,6 +108,10 @@ pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses, counters: &ExitCounters) -
         VcpuExit::IoOut(port, data) => {
             counters.pio.fetch_add(1, Ordering::Relaxed);
             match port {
+                _ if !buses.kernel_ports => {
+                    buses.pio.write(u64::from(port), data);
+                    ExitAction::Continue
+                }
                 EXC_PORT => ExitAction::Exception,
                 HCALL_PORT => ExitAction::Hypercall,
                 FLUSH_ACK_PORT => ExitAction::FlushAck,
@@ -200,5 +208,17 @@ mod tests {
         assert_eq!(handle_exit(VcpuExit::Shutdown, &buses, &c), ExitAction::Stop(StopReason::TripleFault));
         assert_eq!(handle_exit(VcpuExit::Hlt, &buses, &c), ExitAction::Stop(StopReason::Halted));
         assert!(matches!(handle_exit(VcpuExit::Unknown, &buses, &c), ExitAction::Stop(StopReason::Unhandled(_))));
+    }
+
+    #[test]
+    fn kernel_ports_are_plain_ports_for_a_bare_guest() {
+        let rec = Arc::new(Mutex::new(Echo(Vec::new())));
+        let mut buses = Buses { kernel_ports: false, ..Buses::default() };
+        buses.pio.insert(rec.clone(), u64::from(EXC_PORT), 16).unwrap();
+        let c = ExitCounters::default();
+        for port in [EXC_PORT, HCALL_PORT, FLUSH_ACK_PORT] {
+            assert_eq!(handle_exit(VcpuExit::IoOut(port, &[1]), &buses, &c), ExitAction::Continue);
+        }
+        assert_eq!(rec.lock().unwrap().0.len(), 3);
     }
 }

@@ -110,6 +110,10 @@ pub const fn user_stack_top(index: u8) -> u64 {
     USER_STACK_TOP - index as u64 * USER_STACK_STRIDE
 }
 
+/// KVM's identity-mapped page table for real mode on hosts without
+/// unrestricted guests (one page; set only for machines with
+/// [`crate::vstate::vm::VmOptions::pc`]).
+pub const IDENTITY_MAP_PA: u64 = 0xfffb_c000;
 /// KVM's real-mode TSS (three pages; set because Intel KVM expects it).
 pub const KVM_TSS_PA: u64 = 0xfffb_d000;
 /// The one-page memory slot the VMM deletes and re-creates to make KVM
@@ -117,7 +121,7 @@ pub const KVM_TSS_PA: u64 = 0xfffb_d000;
 pub const ZAP_SLOT_PA: u64 = 0xfffc_0000;
 /// `[start, end)` of guest-physical space the VMM keeps for KVM (no BAR
 /// window may overlap it).
-pub const KVM_RESERVED: (u64, u64) = (KVM_TSS_PA, ZAP_SLOT_PA + PAGE_SIZE);
+pub const KVM_RESERVED: (u64, u64) = (IDENTITY_MAP_PA, ZAP_SLOT_PA + PAGE_SIZE);
 
 /// Default guest-physical base of the first BAR window.
 pub const DEFAULT_BAR_BASE: u64 = 0xe000_0000;

@@ -6,6 +6,11 @@
 //! NMIs to the VMM through kernel ports. Every mapping, the VMM's own
 //! supervisor mappings included, is built by guest-mm.
 //!
+//! A raw multiboot kernel (a kvm-unit-test, [`guest::raw`]) is its own
+//! kernel instead: it runs on a bare PC (KVM's interrupt controllers and
+//! PIT, fw_cfg, pc-testdev) from 32-bit protected mode; [`kut`] runs a
+//! kvm-unit-tests suite.
+//!
 //! Module map:
 //! - [`config`]: options and the TOML file; [`input_file`]: reading user
 //!   files with bounds; [`layout`]: the address map;
@@ -20,8 +25,10 @@
 //!   guest and telling what happened; [`output`]: bounded, non-blocking
 //!   console, report and log output.
 //!
-//! What it does not do: interrupts (there is no interrupt controller),
-//! real mode, or any device beyond the serial port, the exit port and BARs.
+//! What it does not do: interrupts for its own guests (only a raw
+//! kernel's PC has an interrupt controller), firmware, ACPI tables, or any
+//! device beyond the serial port, the exit port, BARs, and a raw kernel's
+//! fw_cfg and pc-testdev.
 
 // Tests may unwrap: a failed unwrap is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -38,6 +45,7 @@ pub mod guest;
 pub mod hypercall;
 pub mod input_file;
 pub mod kernel;
+pub mod kut;
 pub mod layout;
 pub mod mapper;
 pub mod memory;

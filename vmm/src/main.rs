@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use vmm::config::{parse_block, parse_size, VmConfig};
+use vmm::config::{parse_block, parse_size, RawKernel, VmConfig};
 use vmm::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
 
@@ -42,6 +42,9 @@ enum Command {
     /// Run the in-guest fuzzer: random hypercalls and probes from every
     /// vCPU, seeded; the VMM checks its invariants at the end.
     FuzzGuest(FuzzArgs),
+    /// Run a kvm-unit-tests suite from DIR/unittests.cfg (or DIR/x86/),
+    /// each test in its own `vmm run --kernel` process.
+    Kut(KutArgs),
     /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
     ExampleElf {
         /// Where to write it.
@@ -54,11 +57,25 @@ struct RunArgs {
     /// A freestanding x86-64 ELF to run instead of the built-in test guest:
     /// a program with the VMM's ABI, or a Solo5 `spt` unikernel (told by
     /// its ABI note; see --abi).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
     guest: Option<PathBuf>,
     /// The ABI of the --guest ELF: `auto` (from the file), `vmm` or `solo5`.
     #[arg(long, value_enum, default_value_t = AbiArg::Auto)]
     abi: AbiArg,
+    /// A multiboot v1 kernel (ELF32/ELF64, e.g. a kvm-unit-test `.flat`) to
+    /// boot on a bare PC with no firmware, as `qemu -kernel` does.
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// The kernel's command line (it sees `"<FILE> <ARGS>"`).
+    #[arg(long, value_name = "ARGS", requires = "kernel", allow_hyphen_values = true)]
+    append: Option<String>,
+    /// A file the kernel gets as its first multiboot module (kvm-unit-tests
+    /// read their environment from it).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Further multiboot modules, after `--initrd`.
+    #[arg(long = "module", value_name = "FILE", requires = "kernel")]
+    modules: Vec<PathBuf>,
     /// Guest memory (MiB, or with a K/M/G suffix). Default 128M; for a
     /// Solo5 unikernel, its memory, default 512M as with `solo5-spt`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -145,6 +162,98 @@ fn parse_u64(s: &str) -> Result<u64, String> {
         None => s.parse(),
     };
     r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[derive(clap::Args, Debug)]
+struct KutArgs {
+    /// The directory holding unittests.cfg and the .flat files.
+    dir: PathBuf,
+    /// Run only these tests (by section name; may repeat).
+    #[arg(long = "test", short = 't', value_name = "NAME")]
+    names: Vec<String>,
+    /// Run only tests in these groups (may repeat).
+    #[arg(long = "group", short = 'g', value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Tests run in parallel.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
+    /// Timeout of a test whose section gives none, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    timeout: u64,
+    /// Cap every test's timeout at SECS.
+    #[arg(long, value_name = "SECS")]
+    max_timeout: Option<u64>,
+    /// Print the results as JSON on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write TAP to FILE.
+    #[arg(long, value_name = "FILE")]
+    tap: Option<PathBuf>,
+    /// Write each test's console output to DIR/NAME.log.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
+}
+
+/// `vmm kut`.
+fn kut(args: KutArgs) -> ExitCode {
+    use vmm::kut::{self, output};
+    let opts = kut::SuiteOptions {
+        names: args.names,
+        groups: args.groups,
+        default_timeout: args.timeout,
+        max_timeout: args.max_timeout,
+    };
+    let plans = match kut::plan_suite(&args.dir, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            say!("vmm kut: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(exe) = kut::run::current_vmm() else {
+        say!("vmm kut: cannot find the vmm binary");
+        return ExitCode::from(2);
+    };
+    if let Some(d) = &args.logs {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            say!("vmm kut: cannot create {}: {e}", d.display());
+            return ExitCode::from(2);
+        }
+    }
+    let start = std::time::Instant::now();
+    let quiet = args.json;
+    let logs = args.logs.clone();
+    let results = kut::run::run_all(&exe, &plans, args.jobs, &|r| {
+        if !quiet {
+            // A closed stdout must not stop the suite; the summary reports it.
+            let _ = print_stdout(&format!("{}\n", output::line(r)));
+        }
+        if let Some(d) = &logs {
+            if !r.log.is_empty() {
+                if let Err(e) = std::fs::write(d.join(format!("{}.log", r.name)), &r.log) {
+                    say!("vmm kut: cannot write the log of {}: {e}", r.name);
+                }
+            }
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let totals = output::totals(&results);
+    let text = if args.json { output::json(&results, secs) } else { output::summary(&totals, secs) };
+    if let Err(code) = print_stdout(&(text + "\n")) {
+        return code;
+    }
+    for (path, text) in [(&args.junit, output::junit(&results, secs)), (&args.tap, output::tap(&results))] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                say!("vmm kut: cannot write {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::from(u8::from(totals.failed > 0))
 }
 
 #[derive(clap::Args, Debug)]
@@ -306,6 +415,7 @@ fn main() -> ExitCode {
         Command::Run(args) => Job::Run(args),
         Command::FuzzGuest(args) => Job::Fuzz(args),
         Command::Bench(args) => return bench(args),
+        Command::Kut(args) => return kut(args),
         Command::ExampleElf { file } => {
             let written = vmm::guest::example::hello_elf()
                 .map_err(|e| e.to_string())
@@ -384,6 +494,10 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
     }
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);
+    }
+    if let Some(kernel) = args.kernel {
+        let modules = args.initrd.into_iter().chain(args.modules).collect();
+        cfg.guest = GuestChoice::Raw(RawKernel { kernel, cmdline: args.append.unwrap_or_default(), modules });
     }
     let mode = Mode {
         json: args.json,

@@ -17,7 +17,7 @@ use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
 use crate::guest::elf;
-use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, RunEnd, SharedKind};
+use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::kinds;
 use crate::hypercall::{ConsoleOut, Hypervisor, ReportLog};
 use crate::layout::{percpu, percpu_pa, LOAD_PA, LOAD_SIZE};
@@ -211,26 +211,42 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     run_kind(cfg, kinds::choose(cfg)?, opts)
 }
 
+/// The VMM-as-kernel parts of a hosted machine.
+struct HostedParts {
+    mapper: Mapper,
+    kernel: crate::boot::Kernel,
+    frames: BootFrames,
+}
+
 /// Runs a guest of kind `kind` (chosen by the caller instead of from
 /// `cfg.guest`) on the machine `cfg` describes.
 pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
+    let platform = kind.platform();
     let mem = create_guest_memory(kind.ram_size(cfg))?;
-    let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
-    let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
-    let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    let entry = {
-        let hosted = HostedLoad { mapper: &mut mapper, frames: &mut frames, kernel: &kernel };
-        kind.load(&mut LoadCtx { mem: &mem, cfg, hosted: Some(hosted) })?
+    let mut hosted = match platform {
+        Platform::Hosted => {
+            let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
+            let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
+            let frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
+            Some(HostedParts { mapper, kernel, frames })
+        }
+        Platform::Pc => None,
     };
-    let Entry::User(entries) = entry;
-    if entries.len() != usize::from(cfg.vcpus) {
-        return Err(RunError::Kind(format!(
-            "{} gave {} vCPU entries for {} vCPUs",
-            kind.name(),
-            entries.len(),
-            cfg.vcpus
-        )));
+    let entry = {
+        let view =
+            hosted.as_mut().map(|h| HostedLoad { mapper: &mut h.mapper, frames: &mut h.frames, kernel: &h.kernel });
+        kind.load(&mut LoadCtx { mem: &mem, cfg, hosted: view })?
+    };
+    if let Entry::User(entries) = &entry {
+        if entries.len() != usize::from(cfg.vcpus) {
+            return Err(RunError::Kind(format!(
+                "{} gave {} vCPU entries for {} vCPUs",
+                kind.name(),
+                entries.len(),
+                cfg.vcpus
+            )));
+        }
     }
 
     let console = match opts.console {
@@ -238,11 +254,12 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         ConsoleSink::Stderr => ConsoleOut::stderr().map_err(io("stderr"))?,
         ConsoleSink::Writer(w) => w,
     };
-    let mut vm = Vm::new()?;
+    let mut vm = Vm::with_options(platform.vm_options())?;
     vm.register_memory(&mem)?;
     vm.add_zap_slot()?;
     let bar_cfg = kind.bars(cfg);
     let mut devs = devices(&bar_cfg, &mut vm, &console)?;
+    devs.buses.kernel_ports = platform == Platform::Hosted;
     kind.add_devices(&mut DeviceCtx {
         cfg,
         mem: &mem,
@@ -251,47 +268,68 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         windows: &devs.windows.0,
         console: &console,
     })?;
-    let bar_windows: Vec<BarWindow> =
-        bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
-    let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
 
     // vCPUs: configure all before starting any.
     let mut vcpus = Vec::new();
-    for (i, e) in (0..cfg.vcpus).zip(&entries) {
+    for i in 0..cfg.vcpus {
         let v = Vcpu::new(&vm, i)?;
-        v.configure(
-            &vm,
-            &VcpuSetup {
-                cr3: mapper.cr3().0,
-                entry: e.rip,
-                stack_top: e.rsp,
-                arg: e.rdi,
-                gdt: kernel.gdt,
-                idt: kernel.idt,
-                tss: kernel.tss[i as usize],
-                lstar: e.syscall_entry.unwrap_or(kernel.stub.syscall_entry),
-                kernel_gs_base: kernel.kernel_gs[i as usize],
-                pat: guest_mm::PAT_MSR_VALUE,
-            },
-        )?;
+        match (&entry, &hosted) {
+            (Entry::User(entries), Some(h)) => {
+                let e = &entries[usize::from(i)];
+                v.configure(
+                    &vm,
+                    &VcpuSetup {
+                        cr3: h.mapper.cr3().0,
+                        entry: e.rip,
+                        stack_top: e.rsp,
+                        arg: e.rdi,
+                        gdt: h.kernel.gdt,
+                        idt: h.kernel.idt,
+                        tss: h.kernel.tss[i as usize],
+                        lstar: e.syscall_entry.unwrap_or(h.kernel.stub.syscall_entry),
+                        kernel_gs_base: h.kernel.kernel_gs[i as usize],
+                        pat: guest_mm::PAT_MSR_VALUE,
+                    },
+                )?;
+            }
+            (Entry::Protected32 { eip, eax, ebx }, None) => {
+                if i == 0 {
+                    v.configure_protected32(&vm, *eip, *eax, *ebx)?;
+                    v.lapic_bios_handoff()?;
+                } else {
+                    // Application processors: KVM holds them until INIT/SIPI.
+                    v.set_cpuid(&vm)?;
+                }
+            }
+            _ => return Err(RunError::Kind(format!("{}: its entry does not match its platform", kind.name()))),
+        }
         vcpus.push(v);
     }
 
+    let stub = hosted.as_ref().map(|h| Arc::new(h.kernel.stub.clone()));
     let counters: Vec<Arc<ExitCounters>> = (0..cfg.vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
     let report_log = ReportLog::default();
     let vm = Arc::new(vm);
     let ctl = Arc::new(RunControl::new());
     let tlb = Arc::new(Shootdown::new(cfg.vcpus));
     let flusher = Arc::new(KvmFlusher { vm: vm.clone(), tlb: tlb.clone(), ctl: ctl.clone() });
-    let hv = Arc::new(Hypervisor::new(
-        mem.clone(),
-        mapper,
-        providers,
-        flusher,
-        console.clone(),
-        report_log.clone(),
-        counters.clone(),
-    ));
+    let hv = match hosted {
+        Some(h) => {
+            let bar_windows: Vec<BarWindow> =
+                bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+            let providers = Providers::new(&h.mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
+            Some(Arc::new(Hypervisor::new(
+                mem.clone(),
+                h.mapper,
+                providers,
+                flusher,
+                console.clone(),
+                report_log.clone(),
+                counters.clone(),
+            )))
+        }
+        None => None,
+    };
     // Compiled before any thread starts; installed per thread in run_vcpus.
     // Writer threads start now: a filtered thread cannot create them.
     if opts.seccomp {
@@ -308,7 +346,8 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
-        stub: Arc::new(kernel.stub.clone()),
+        stub,
+        console: console.clone(),
         mem: mem.clone(),
         scratch_pa: Arc::new((0..cfg.vcpus).map(|i| percpu_pa(i) + percpu::SCRATCH).collect()),
     };
@@ -344,8 +383,14 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let exits = counters.iter().map(|c| c.snapshot()).collect();
     let mut report = kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 });
     if opts.check_invariants {
-        let (audit, violations) = hv.check_invariants();
-        report.add_invariants(&audit, &violations);
+        match &hv {
+            Some(hv) => {
+                let (audit, violations) = hv.check_invariants();
+                report.add_invariants(&audit, &violations);
+            }
+            // A guest on the PC platform manages its own page tables.
+            None => log::warn!("--check-invariants: this guest has no VMM-managed address space to audit"),
+        }
     }
     Ok(report)
 }

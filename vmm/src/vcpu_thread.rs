@@ -28,8 +28,9 @@ use crate::vstate::vcpu::Vcpu;
 pub struct VcpuContext {
     /// Device buses.
     pub buses: Arc<Buses>,
-    /// The guest's kernel.
-    pub hv: Arc<Hypervisor>,
+    /// The guest's kernel (hosted guests; `None` for a guest that is its
+    /// own kernel).
+    pub hv: Option<Arc<Hypervisor>>,
     /// The kind of guest (what its system calls mean).
     pub kind: SharedKind,
     /// Run control.
@@ -38,8 +39,10 @@ pub struct VcpuContext {
     pub tlb: Arc<Shootdown>,
     /// The exit port's latch.
     pub latch: Arc<ExitLatch>,
-    /// Stub addresses.
-    pub stub: Arc<KernelStub>,
+    /// Stub addresses (hosted guests).
+    pub stub: Option<Arc<KernelStub>>,
+    /// The guest console (serial and hypercall output), for backpressure.
+    pub console: crate::hypercall::ConsoleOut,
     /// Guest memory (to write flush lists).
     pub mem: crate::memory::GuestMem,
     /// Guest-physical address of each vCPU's scratch page.
@@ -152,10 +155,9 @@ impl VcpuThread {
                             vcpu: self.me(),
                             message: format!("KVM could not enter the guest (hardware reason {reason:#x})"),
                         },
-                        StopReason::InternalError => Outcome::VcpuError {
-                            vcpu: self.me(),
-                            message: "KVM internal error (an instruction KVM could not emulate?)".into(),
-                        },
+                        StopReason::InternalError => {
+                            Outcome::VcpuError { vcpu: self.me(), message: self.internal_error_message() }
+                        }
                         StopReason::Unhandled(what) => {
                             Outcome::VcpuError { vcpu: self.me(), message: format!("unhandled exit {what}") }
                         }
@@ -169,9 +171,27 @@ impl VcpuThread {
             }
             // Console backpressure: while the output is full, wait here,
             // outside every lock, until it drains or the run stops.
-            self.ctx.hv.console().throttle(&|| self.ctx.ctl.is_stopping());
+            self.ctx.console.throttle(&|| self.ctx.ctl.is_stopping());
         }
         kick::set_thread_kvm_run(std::ptr::null_mut());
+    }
+
+    /// Names what the backend could not do after `KVM_EXIT_INTERNAL_ERROR`.
+    fn internal_error_message(&mut self) -> String {
+        use crate::vstate::internal_error as ie;
+        let (sub, data) = self.vcpu.internal_error();
+        let (rip, bits, linear) = match (self.vcpu.regs(), self.vcpu.sregs()) {
+            (Ok(r), Ok(s)) => (r.rip, ie::bitness(s.cs.l, s.cs.db), s.cs.base.wrapping_add(r.rip)),
+            _ => (0, 64, 0),
+        };
+        let fetched = ie::reported_bytes(sub, &data).or_else(|| {
+            let pa = self.vcpu.translate(linear)?;
+            let mut b = [0u8; 15];
+            // A fetch near the end of RAM may be short; take what reads.
+            let n = vm_memory::Bytes::read(&self.ctx.mem, &mut b, vm_memory::GuestAddress(pa)).ok()?;
+            Some(b[..n].to_vec())
+        });
+        ie::describe(sub, &data, fetched.as_deref(), bits, rip)
     }
 
     fn regs_from_stub(&self, expected_rip: u64, what: &str) -> Result<kvm_bindings::kvm_regs, Next> {
@@ -183,7 +203,10 @@ impl VcpuThread {
     }
 
     fn on_exception(&mut self) -> Next {
-        let mut regs = match self.regs_from_stub(self.ctx.stub.exc_report_rip, "exception") {
+        let Some(stub) = self.ctx.stub.clone() else {
+            return self.fail("exception port used without a kernel stub".into());
+        };
+        let mut regs = match self.regs_from_stub(stub.exc_report_rip, "exception") {
             Ok(r) => r,
             Err(n) => return n,
         };
@@ -203,7 +226,7 @@ impl VcpuThread {
                 }
             }
             _ => {
-                if report.rip == self.ctx.stub.syscall_entry && report.cpl() == 3 {
+                if report.rip == stub.syscall_entry && report.cpl() == 3 {
                     log::error!(
                         "`syscall` reached its entry point still in user mode: this KVM backend does not \
                          implement syscall; write the hypercall port instead (see docs/guest-abi.md)"
@@ -211,7 +234,7 @@ impl VcpuThread {
                 }
                 log::error!("unexpected exception: {report}");
                 let rip = guest_mm::GuestVirtAddr::try_new(report.rip).ok();
-                if let Some(insn) = rip.and_then(|r| self.ctx.hv.disassemble_at(r)) {
+                if let Some(insn) = rip.and_then(|r| self.ctx.hv.as_ref().and_then(|hv| hv.disassemble_at(r))) {
                     log::error!("faulting instruction: {insn}");
                 }
                 if log::log_enabled!(log::Level::Debug) {
@@ -247,7 +270,8 @@ impl VcpuThread {
             Err(e) => return self.fail(format!("cannot read registers: {e}")),
         };
         let me = self.me();
-        let out = self.ctx.kind.syscall(&self.ctx.hv, me, &Args::from_regs(&regs));
+        let Some(hv) = self.ctx.hv.clone() else { return self.fail("hypercall without a hosted kernel".into()) };
+        let out = self.ctx.kind.syscall(&hv, me, &Args::from_regs(&regs));
         let fx = out.effects;
         if let Some(status) = fx.exit_group {
             self.ctx.ctl.stop(Outcome::Exited { status });
@@ -296,7 +320,10 @@ impl VcpuThread {
     }
 
     fn on_flush_ack(&mut self) -> Next {
-        match self.regs_from_stub(self.ctx.stub.flush_ack_rip, "flush acknowledgement") {
+        let Some(stub) = self.ctx.stub.clone() else {
+            return self.fail("flush port used without a kernel stub".into());
+        };
+        match self.regs_from_stub(stub.flush_ack_rip, "flush acknowledgement") {
             Ok(_) => {
                 log::debug!("vCPU {}: TLB flushed", self.me());
                 self.ctx.tlb.acked(self.me());

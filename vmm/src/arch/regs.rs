@@ -1,6 +1,11 @@
 //! Control-register, EFER, RFLAGS and MSR values for a long-mode vCPU
 //! whose workload runs at CPL 3.
 
+/// CR0.PE: protected mode.
+pub const CR0_PE: u64 = 1 << 0;
+/// CR0.ET: extension type (always 1 on modern CPUs).
+pub const CR0_ET: u64 = 1 << 4;
+
 /// CR0: protection, monitor coprocessor, extension type, native FPU
 /// errors, supervisor write protection, paging.
 pub const CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);

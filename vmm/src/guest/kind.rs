@@ -31,6 +31,21 @@ pub enum Platform {
     /// long mode at CPL 3 and asks the VMM for services with hypercalls
     /// (or Linux system calls, for a personality that serves them).
     Hosted,
+    /// A bare PC with no firmware: guest RAM from 0, the interrupt
+    /// controllers and PIT in KVM, the 16550, the exit port and whatever
+    /// the kind adds; the guest is its own kernel (no page tables, stub or
+    /// hypercall ports from the VMM: ports 0xe0..0xe8 go to the buses).
+    Pc,
+}
+
+impl Platform {
+    /// The VM options this platform needs.
+    pub fn vm_options(self) -> crate::vstate::vm::VmOptions {
+        match self {
+            Platform::Hosted => crate::vstate::vm::VmOptions::default(),
+            Platform::Pc => crate::vstate::vm::VmOptions::pc(),
+        }
+    }
 }
 
 /// What a hosted kind loads into: the guest's address space, managed by
@@ -83,6 +98,16 @@ pub struct UserEntry {
 pub enum Entry {
     /// Hosted: one entry per vCPU (index order).
     User(Vec<UserEntry>),
+    /// PC: the boot processor starts in 32-bit protected mode at CPL 0
+    /// with these registers; the others wait for INIT/SIPI.
+    Protected32 {
+        /// First instruction.
+        eip: u32,
+        /// EAX (a boot protocol's magic).
+        eax: u32,
+        /// EBX (a boot protocol's information block).
+        ebx: u32,
+    },
 }
 
 /// What [`GuestKind::add_devices`] gets.

@@ -13,3 +13,4 @@ pub mod example;
 pub mod fuzz;
 pub mod kind;
 pub mod kinds;
+pub mod raw;

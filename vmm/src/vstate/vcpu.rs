@@ -4,6 +4,10 @@
 //! The vCPU starts in 64-bit user mode at the program entry: CS/SS are the
 //! user selectors, TR is this vCPU's TSS, CR3 is the root guest-mm built.
 //! Nothing runs at CPL 0 until the first exception, `syscall` or NMI.
+//!
+//! A raw multiboot kernel instead starts in 32-bit protected mode at CPL 0
+//! ([`Vcpu::configure_protected32`]); its application processors are left
+//! in KVM's reset state, waiting for INIT/SIPI from the in-kernel APIC.
 
 use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, Msrs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -96,8 +100,8 @@ impl Vcpu {
         move |source| VcpuError::Set { what, index: self.index, source }
     }
 
-    /// Loads CPUID, MSRs, system and general registers for `setup`.
-    pub fn configure(&self, vm: &Vm, setup: &VcpuSetup) -> Result<(), VcpuError> {
+    /// Gives the vCPU the VM's CPUID with its own APIC IDs.
+    pub fn set_cpuid(&self, vm: &Vm) -> Result<(), VcpuError> {
         let mut cpuid = vm.cpuid().clone();
         for e in cpuid.as_mut_slice() {
             match e.function {
@@ -108,7 +112,57 @@ impl Vcpu {
                 _ => {}
             }
         }
-        self.fd.set_cpuid2(&cpuid).map_err(self.set_err("CPUID"))?;
+        self.fd.set_cpuid2(&cpuid).map_err(self.set_err("CPUID"))
+    }
+
+    /// The multiboot v1 entry state: 32-bit protected mode at CPL 0, flat
+    /// 4 GiB code and data segments, paging and interrupts off, EAX the
+    /// boot magic, EBX the information block, EIP `entry`. GDTR and IDTR
+    /// are left as KVM reset them: the kernel must load its own.
+    pub fn configure_protected32(&self, vm: &Vm, entry: u32, eax: u32, ebx: u32) -> Result<(), VcpuError> {
+        self.set_cpuid(vm)?;
+        let mut sregs = self.fd.get_sregs().map_err(self.set_err("system registers (read)"))?;
+        let flat = |selector: u16, type_: u8| kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector,
+            type_,
+            present: 1,
+            dpl: 0,
+            db: 1,
+            s: 1,
+            l: 0,
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        // Execute/read accessed; read/write accessed.
+        sregs.cs = flat(0x08, 0xb);
+        let data = flat(0x10, 0x3);
+        sregs.ds = data;
+        sregs.es = data;
+        sregs.fs = data;
+        sregs.gs = data;
+        sregs.ss = data;
+        sregs.cr0 = regs::CR0_PE | regs::CR0_ET;
+        sregs.cr3 = 0;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+        self.fd.set_sregs(&sregs).map_err(self.set_err("system registers"))?;
+        let r = kvm_regs {
+            rip: u64::from(entry),
+            rax: u64::from(eax),
+            rbx: u64::from(ebx),
+            rflags: 2,
+            ..Default::default()
+        };
+        self.fd.set_regs(&r).map_err(self.set_err("registers"))
+    }
+
+    /// Loads CPUID, MSRs, system and general registers for `setup`.
+    pub fn configure(&self, vm: &Vm, setup: &VcpuSetup) -> Result<(), VcpuError> {
+        self.set_cpuid(vm)?;
 
         let entries = [
             (msr::STAR, STAR),
@@ -206,6 +260,38 @@ impl Vcpu {
     /// Queues an NMI (delivered on the next entry).
     pub fn inject_nmi(&self) -> Result<(), kvm_ioctls::Error> {
         self.fd.nmi()
+    }
+
+    /// Sets the local APIC's LINT0 to ExtINT (the PIC) and LINT1 to NMI,
+    /// as a PC BIOS leaves the boot processor (in-kernel APIC only).
+    pub fn lapic_bios_handoff(&self) -> Result<(), VcpuError> {
+        const LVT0: usize = 0x350;
+        const LVT1: usize = 0x360;
+        let mut l = self.fd.get_lapic().map_err(self.set_err("local APIC (read)"))?;
+        for (reg, value) in [(LVT0, 0x700u32), (LVT1, 0x400u32)] {
+            for (i, b) in value.to_le_bytes().iter().enumerate() {
+                l.regs[reg + i] = *b as _;
+            }
+        }
+        self.fd.set_lapic(&l).map_err(self.set_err("local APIC"))
+    }
+
+    /// Translates a guest linear address with the vCPU's current paging
+    /// state (for diagnostics).
+    pub fn translate(&self, linear: u64) -> Option<u64> {
+        self.fd.translate_gva(linear).ok().filter(|t| t.valid != 0).map(|t| t.physical_address)
+    }
+
+    /// The `internal` part of `kvm_run` after a `KVM_EXIT_INTERNAL_ERROR`:
+    /// the sub-error and its data words.
+    pub fn internal_error(&mut self) -> (u32, Vec<u64>) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR (the caller
+        // only asks then), so `internal` is the active union member; the
+        // fields are plain integers.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        (internal.suberror, internal.data[..n].to_vec())
     }
 
     /// This vCPU's `kvm_run` (for the kick handler).

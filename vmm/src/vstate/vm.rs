@@ -1,9 +1,12 @@
 //! The KVM virtual machine: guest RAM and host windows as memory slots,
 //! ioeventfds for doorbells, and the CPUID the vCPUs get.
 //!
-//! The VM has no in-kernel interrupt controller: nothing in this machine
-//! raises interrupts, and the TLB-shootdown NMI is injected with
-//! `KVM_NMI`, which needs none.
+//! By default the VM has no in-kernel interrupt controller: nothing in the
+//! VMM's own guests raises interrupts, and the TLB-shootdown NMI is
+//! injected with `KVM_NMI`, which needs none. A guest kind that wants a PC
+//! (raw kernels) asks for [`VmOptions::pc`]: the in-kernel PIC, IOAPIC and
+//! local APICs, the PIT, and the identity-map page real mode needs on some
+//! hosts.
 
 use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
@@ -13,7 +16,24 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::memory::{GuestMem, HostWindow};
 
-use crate::layout::{KVM_TSS_PA, ZAP_SLOT_PA as ZAP_SLOT_GPA};
+use crate::layout::{IDENTITY_MAP_PA, KVM_TSS_PA, ZAP_SLOT_PA as ZAP_SLOT_GPA};
+
+/// What the machine has beyond memory and vCPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmOptions {
+    /// The in-kernel PIC, IOAPIC, local APICs and PIT, and the identity-map
+    /// page (`KVM_CREATE_IRQCHIP`, `KVM_CREATE_PIT2`,
+    /// `KVM_SET_IDENTITY_MAP_ADDR`). Application processors then wait for
+    /// INIT/SIPI in KVM.
+    pub pc: bool,
+}
+
+impl VmOptions {
+    /// A PC: interrupt controllers and PIT in KVM.
+    pub fn pc() -> Self {
+        VmOptions { pc: true }
+    }
+}
 
 /// Errors setting up the VM.
 #[derive(Debug, Error)]
@@ -55,6 +75,16 @@ pub enum VmError {
         #[source]
         source: kvm_ioctls::Error,
     },
+    /// Creating the in-kernel interrupt controller or PIT, or setting the
+    /// identity-map address, failed.
+    #[error("cannot create the {what}: {source}")]
+    Pc {
+        /// What.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
     /// `KVM_GET_SUPPORTED_CPUID` failed.
     #[error("cannot read the supported CPUID: {0}")]
     Cpuid(#[source] kvm_ioctls::Error),
@@ -65,6 +95,7 @@ pub enum VmError {
 pub struct Vm {
     fd: VmFd,
     cpuid: CpuId,
+    options: VmOptions,
     next_slot: u32,
     zap: Option<(u32, vm_memory::MmapRegion)>,
     /// Serializes zaps: a slot is deleted and re-created as one step.
@@ -74,6 +105,11 @@ pub struct Vm {
 impl Vm {
     /// Opens KVM and creates a VM with no memory yet.
     pub fn new() -> Result<Self, VmError> {
+        Self::with_options(VmOptions::default())
+    }
+
+    /// [`Vm::new`] with `options`.
+    pub fn with_options(options: VmOptions) -> Result<Self, VmError> {
         let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
         for (cap, name) in [
             (Cap::UserMemory, "user memory"),
@@ -87,8 +123,29 @@ impl Vm {
         }
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_PA as usize).map_err(VmError::TssAddr)?;
-        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
-        Ok(Vm { fd, cpuid, next_slot: 0, zap: None, zap_lock: std::sync::Mutex::new(()) })
+        let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmError::Cpuid)?;
+        if options.pc {
+            for (cap, name) in
+                [(Cap::Irqchip, "irqchip"), (Cap::Pit2, "PIT"), (Cap::SetIdentityMapAddr, "identity map")]
+            {
+                if !kvm.check_extension(cap) {
+                    return Err(VmError::MissingCap(name));
+                }
+            }
+            let pc = |what| move |source| VmError::Pc { what, source };
+            fd.set_identity_map_address(IDENTITY_MAP_PA).map_err(pc("identity map"))?;
+            fd.create_irq_chip().map_err(pc("in-kernel interrupt controller"))?;
+            let pit = kvm_bindings::kvm_pit_config { flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+            fd.create_pit2(pit).map_err(pc("PIT"))?;
+            // KVM emulates the TSC-deadline timer in its local APIC but
+            // does not list it in the supported CPUID.
+            if kvm.check_extension(Cap::TscDeadlineTimer) {
+                for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 1) {
+                    e.ecx |= 1 << 24;
+                }
+            }
+        }
+        Ok(Vm { fd, cpuid, options, next_slot: 0, zap: None, zap_lock: std::sync::Mutex::new(()) })
     }
 
     /// Creates the one-page slot [`Vm::zap_shadow_mappings`] toggles.
@@ -136,6 +193,11 @@ impl Vm {
         &self.fd
     }
 
+    /// What the machine was created with.
+    pub fn options(&self) -> VmOptions {
+        self.options
+    }
+
     /// The CPUID KVM supports, which every vCPU gets.
     pub fn cpuid(&self) -> &CpuId {
         &self.cpuid
@@ -176,6 +238,35 @@ impl Vm {
             source,
         })?;
         self.next_slot += 1;
+        Ok(())
+    }
+
+    /// Makes a signal on `evt` raise (pulse) interrupt line `gsi`
+    /// (in-kernel irqchip only).
+    pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<(), VmError> {
+        self.fd.register_irqfd(evt, gsi).map_err(|source| VmError::Pc { what: "irqfd", source })
+    }
+
+    /// Leaves the PICs as a PC BIOS hands them over: initialized, master
+    /// vectors 0x08.., slave 0x70.., `unmasked` lines open (and the
+    /// cascade). Needs [`VmOptions::pc`].
+    pub fn pic_bios_handoff(&self, unmasked: u16) -> Result<(), VmError> {
+        for (chip, base, mask) in [
+            (kvm_bindings::KVM_IRQCHIP_PIC_MASTER, 0x08u8, !((unmasked as u8) | 1 << 2)),
+            (kvm_bindings::KVM_IRQCHIP_PIC_SLAVE, 0x70u8, !((unmasked >> 8) as u8)),
+        ] {
+            let mut c = kvm_bindings::kvm_irqchip { chip_id: chip, ..Default::default() };
+            self.fd.get_irqchip(&mut c).map_err(|source| VmError::Pc { what: "PIC state (read)", source })?;
+            // SAFETY: the chip id is a PIC, so `pic` is the member KVM filled.
+            let mut pic = unsafe { c.chip.pic };
+            pic.irq_base = base;
+            pic.imr = mask;
+            pic.init_state = 0;
+            pic.init4 = 1;
+            pic.auto_eoi = 0;
+            c.chip.pic = pic;
+            self.fd.set_irqchip(&c).map_err(|source| VmError::Pc { what: "PIC state", source })?;
+        }
         Ok(())
     }
 

@@ -51,6 +51,7 @@ pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
                 Arc::new(AbiElf::new(name, &bytes)?)
             }
         }
+        GuestChoice::Raw(spec) => Arc::new(crate::guest::raw::Raw::open(spec)?),
     })
 }
 

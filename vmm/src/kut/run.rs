@@ -1,0 +1,287 @@
+//! Runs planned tests, each in its own `vmm run --kernel` child process
+//! with its own timeout, `jobs` at a time, and turns each child's end
+//! into PASS / FAIL / SKIP with a reason, by the kvm-unit-tests exit
+//! convention: exit-port status 1 is PASS, 77 is SKIP (the test found
+//! nothing it could test), anything else FAIL.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::plan::{Launch, Plan};
+
+/// A test's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// Passed.
+    Pass,
+    /// Failed (or timed out, or the guest could not run).
+    Fail,
+    /// Not run, or found nothing to test.
+    Skip,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        })
+    }
+}
+
+/// One test's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestResult {
+    /// Section name.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Why (the test's `SUMMARY:` line, a skip reason, a timeout...).
+    pub reason: String,
+    /// Wall-clock seconds of the child (0 for a test not run).
+    pub secs: f64,
+    /// Console output of the guest and the VMM's log (not serialized).
+    #[serde(skip)]
+    pub log: String,
+}
+
+/// Extra seconds the host allows a child beyond the guest's timeout
+/// before killing it (VMM start-up and teardown).
+const GRACE_SECS: u64 = 15;
+/// Most bytes of a child's output kept.
+const MAX_LOG: u64 = 4 << 20;
+
+/// What a guest prints when it looks for something this machine does not
+/// have, and the reason a test that then does not pass is skipped with.
+const MISSING: &[(&str, &str)] =
+    &[("Can't find RSDP", "needs ACPI tables (RSDP, FADT, FACS) and the ACPI PM devices, which vmm does not provide")];
+
+/// Classifies a child's end from its JSON report (stdout) and its console
+/// and log (stderr). A test that does not pass after reporting that the
+/// machine lacks something it needs ([`MISSING`]) is a SKIP naming it.
+pub fn classify(report: Option<&serde_json::Value>, console: &str, timeout_secs: u64) -> (Verdict, String) {
+    let (verdict, reason) = classify_end(report, console, timeout_secs);
+    if verdict == Verdict::Fail {
+        if let Some((_, why)) = MISSING.iter().find(|(sign, _)| console.contains(sign)) {
+            return (Verdict::Skip, format!("{why} ({reason})"));
+        }
+    }
+    (verdict, reason)
+}
+
+fn classify_end(report: Option<&serde_json::Value>, console: &str, timeout_secs: u64) -> (Verdict, String) {
+    let summary = console
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start_matches(|c: char| !c.is_ascii_alphabetic()).strip_prefix("SUMMARY: "))
+        .map(|s| s.trim().to_string());
+    let Some(outcome) = report.and_then(|r| r.get("outcome")).filter(|o| !o.is_null()) else {
+        let last = console.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no report").trim();
+        return (Verdict::Fail, format!("vmm did not run the guest: {last}"));
+    };
+    let kind = outcome.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    match kind {
+        "exit_port" => {
+            let status = outcome.get("status").and_then(|s| s.as_i64()).unwrap_or(-1);
+            let why = summary.unwrap_or_else(|| format!("exit status {status}"));
+            match status {
+                1 => (Verdict::Pass, why),
+                77 => (Verdict::Skip, why),
+                _ => (Verdict::Fail, why),
+            }
+        }
+        "timeout" => (Verdict::Fail, format!("timeout; duration={timeout_secs}s")),
+        "vcpu_error" => {
+            let m = outcome.get("message").and_then(|m| m.as_str()).unwrap_or("vCPU error");
+            (Verdict::Fail, m.to_string())
+        }
+        "triple_fault" => (Verdict::Fail, "triple fault".into()),
+        other => (Verdict::Fail, format!("guest ended with {other}: {outcome}")),
+    }
+}
+
+/// Runs one launch with the `vmm` binary `exe`.
+fn run_one(exe: &Path, name: &str, l: &Launch) -> TestResult {
+    let start = Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg("--kernel")
+        .arg(&l.kernel)
+        .arg("--vcpus")
+        .arg(l.vcpus.to_string())
+        .arg("--mem")
+        .arg(format!("{}M", l.mem >> 20))
+        .arg("--timeout")
+        .arg(l.timeout_secs.to_string())
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !l.append.is_empty() {
+        cmd.arg(format!("--append={}", l.append));
+    }
+    let fail = |reason: String, secs: f64| TestResult {
+        name: name.into(),
+        verdict: Verdict::Fail,
+        reason,
+        secs,
+        log: String::new(),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start {}: {e}", exe.display()), 0.0),
+    };
+    // Drain both pipes on their own threads so a chatty guest cannot block.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(r) = r {
+                let _ = r.take(MAX_LOG).read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = start + Duration::from_secs(l.timeout_secs + GRACE_SECS);
+    let mut killed = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                killed = true;
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return fail(format!("cannot wait for vmm: {e}"), start.elapsed().as_secs_f64()),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let stdout = out.join().unwrap_or_default();
+    let console = err.join().unwrap_or_default();
+    if killed {
+        let mut r = fail(format!("timeout; vmm killed after {} s", l.timeout_secs + GRACE_SECS), secs);
+        r.log = console;
+        return r;
+    }
+    let report = serde_json::from_str::<serde_json::Value>(stdout.trim()).ok();
+    let (verdict, reason) = classify(report.as_ref(), &console, l.timeout_secs);
+    TestResult { name: name.into(), verdict, reason, secs, log: console }
+}
+
+/// Runs `tests` (name and plan) `jobs` at a time; `each` sees every
+/// result as it comes. Results are returned in the input order.
+pub fn run_all(
+    exe: &Path,
+    tests: &[(String, Plan)],
+    jobs: usize,
+    each: &(dyn Fn(&TestResult) + Sync),
+) -> Vec<TestResult> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; tests.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, tests.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((name, plan)) = tests.get(i) else { break };
+                let r = match plan {
+                    Plan::Skip(reason) => TestResult {
+                        name: name.clone(),
+                        verdict: Verdict::Skip,
+                        reason: reason.clone(),
+                        secs: 0.0,
+                        log: String::new(),
+                    },
+                    Plan::Run(l) => run_one(exe, name, l),
+                };
+                each(&r);
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
+}
+
+/// Where the `vmm` binary is (the running one).
+pub fn current_vmm() -> Option<PathBuf> {
+    std::env::current_exe().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn exit_convention() {
+        let r = json!({"outcome": {"kind": "exit_port", "status": 1}});
+        assert_eq!(classify(Some(&r), "x\nSUMMARY: 4 tests\n", 60), (Verdict::Pass, "4 tests".into()));
+        let r = json!({"outcome": {"kind": "exit_port", "status": 77}});
+        assert_eq!(
+            classify(Some(&r), "SUMMARY: 1 tests, 1 skipped\n", 60),
+            (Verdict::Skip, "1 tests, 1 skipped".into())
+        );
+        let r = json!({"outcome": {"kind": "exit_port", "status": 3}});
+        assert_eq!(
+            classify(Some(&r), "SUMMARY: 6 tests, 1 unexpected failures\n", 60),
+            (Verdict::Fail, "6 tests, 1 unexpected failures".into())
+        );
+        let r = json!({"outcome": {"kind": "exit_port", "status": 1}});
+        assert_eq!(classify(Some(&r), "", 60), (Verdict::Pass, "exit status 1".into()));
+    }
+
+    #[test]
+    fn other_ends_fail_with_reason() {
+        let r = json!({"outcome": {"kind": "timeout", "secs": 5}});
+        assert_eq!(classify(Some(&r), "", 5), (Verdict::Fail, "timeout; duration=5s".into()));
+        let m = "the KVM backend could not emulate `xsetbv` (0f 01 d1)";
+        let r = json!({"outcome": {"kind": "vcpu_error", "vcpu": 0, "message": m}});
+        assert_eq!(classify(Some(&r), "", 5), (Verdict::Fail, m.into()));
+        let (v, why) = classify(None, "vmm: cannot open /dev/kvm\n", 5);
+        assert_eq!(v, Verdict::Fail);
+        assert!(why.contains("/dev/kvm"), "{why}");
+        let r = json!({"outcome": null});
+        assert_eq!(classify(Some(&r), "", 5).0, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_missing_table_makes_a_failure_a_skip() {
+        let r = json!({"outcome": {"kind": "exit_port", "status": 127}});
+        let (v, why) = classify(Some(&r), "Can't find RSDP\nassert failed: facs\n", 5);
+        assert_eq!(v, Verdict::Skip);
+        assert!(why.contains("ACPI tables") && why.contains("exit status 127"), "{why}");
+        // A pass stays a pass.
+        let r = json!({"outcome": {"kind": "exit_port", "status": 1}});
+        assert_eq!(classify(Some(&r), "Can't find RSDP\n", 5).0, Verdict::Pass);
+    }
+
+    #[test]
+    fn skips_are_not_run_and_order_is_kept() {
+        let tests = vec![("a".to_string(), Plan::Skip("why".into())), ("b".to_string(), Plan::Skip("no".into()))];
+        let seen = Mutex::new(0);
+        let r = run_all(Path::new("/nonexistent/vmm"), &tests, 4, &|_| *seen.lock().unwrap() += 1);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].name.as_str(), r[0].verdict, r[0].reason.as_str()), ("a", Verdict::Skip, "why"));
+        assert_eq!(r[1].name, "b");
+        assert_eq!(*seen.lock().unwrap(), 2);
+        // A binary that does not exist is a failure with the reason.
+        let t = vec![(
+            "c".to_string(),
+            Plan::Run(Launch { kernel: "k".into(), vcpus: 1, mem: 128 << 20, append: String::new(), timeout_secs: 1 }),
+        )];
+        let r = run_all(Path::new("/nonexistent/vmm"), &t, 1, &|_| {});
+        assert_eq!(r[0].verdict, Verdict::Fail);
+        assert!(r[0].reason.contains("cannot start"), "{}", r[0].reason);
+    }
+}
