@@ -47,6 +47,17 @@ pub fn leaves<M: GuestMemory>(mem: &M, root: GuestAddress) -> Vec<WalkLeaf> {
     out
 }
 
+/// The 512 entries of the table at `table`, read with one copy.
+pub fn read_table<M: GuestMemory>(mem: &M, table: GuestAddress) -> [u64; 512] {
+    let mut bytes = [0u8; 4096];
+    mem.read_slice(&mut bytes, table).expect("table inside guest memory");
+    let mut out = [0u64; 512];
+    for (e, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        *e = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    }
+    out
+}
+
 fn canonical(va: u64) -> u64 {
     if va & (1 << 47) != 0 {
         va | 0xffff_0000_0000_0000
@@ -65,8 +76,8 @@ fn walk<M: GuestMemory>(
     out: &mut Vec<WalkLeaf>,
 ) {
     let shift = 12 + 9 * (level - 1);
-    for i in 0..512u64 {
-        let e: u64 = mem.read_obj(GuestAddress(table.0 + i * 8)).expect("table inside guest memory");
+    for (i, e) in read_table(mem, table).into_iter().enumerate() {
+        let i = i as u64;
         if e & P == 0 {
             continue;
         }
