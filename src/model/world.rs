@@ -25,6 +25,7 @@ struct MPage {
     seg: u64,
     provider: &'static str,
     special: bool,
+    shared: bool,
     pgoff: u64,
 }
 
@@ -259,6 +260,7 @@ impl World {
                     seg,
                     provider: provider_name(kind),
                     special,
+                    shared,
                     pgoff: pgoff + i,
                 },
             );
@@ -305,6 +307,7 @@ impl World {
                         || (!pm.special
                             && !m.special
                             && pm.provider == m.provider
+                            && pm.shared == m.shared
                             && pm.access == m.access
                             && pm.pgoff + 1 == m.pgoff))
             });
