@@ -1,4 +1,5 @@
-//! The ELF target: a file through `guest::elf::parse`, and what parses
+//! The ELF target: a file through the Solo5 note reader and
+//! `guest::elf::parse`, and what parses
 //! through `program::load` into a fresh guest, as `vmm run --guest` does.
 //! A program that loads is read back through an independent walk of the
 //! page tables: every page of every segment is mapped user-accessible, to a
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 
 use vm_memory::{Bytes, GuestAddress};
 use vmm::guest::elf::parse;
+use vmm::guest::kinds::solo5::note;
 use vmm::layout::{LOAD_PA, LOAD_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
 use vmm::mapper::Mapper;
 use vmm::memory::{create_guest_memory, BootFrames};
@@ -19,6 +21,12 @@ use crate::walk::{leaves, NX, RW, US};
 
 /// Runs one input.
 pub fn elf(data: &[u8]) {
+    // What `vmm run --guest` reads first: whether it is a Solo5 unikernel.
+    let solo5 = note::is_solo5(data);
+    if let Ok(n) = note::read(data) {
+        assert!(solo5, "notes that read carry Solo5's ABI note");
+        let _ = note::devices(&n.manifest);
+    }
     let Ok(prog) = parse(data) else { return };
     assert!(!prog.segments.is_empty(), "a parsed program has segments");
     for s in &prog.segments {
