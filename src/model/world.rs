@@ -63,21 +63,25 @@ impl World {
         self.model.range(start..start + pages * PAGE_SIZE).next().is_none()
     }
 
-    /// Whether a non-fixed mapping of `pages` finds an `align`-aligned
-    /// free range anywhere in the window.
-    fn model_has_gap(&self, pages: u64, align: u64) -> bool {
+    /// Where a non-fixed mapping of `pages` goes: the highest
+    /// `align`-aligned free range in the window (top-down placement).
+    fn model_top_gap(&self, pages: u64, align: u64) -> Option<u64> {
         let len = pages * PAGE_SIZE;
-        // Walk the free runs between mapped pages (the window start is
-        // aligned to any alignment used here).
-        let mut free = L.window.0;
-        for &a in self.model.keys().chain(std::iter::once(&L.window.1)) {
-            let s = free.next_multiple_of(align);
-            if s + len <= a {
-                return true;
+        // The free runs from the top down: each ends at a mapped page (or
+        // the window's end) and starts after the mapped page below it (or at
+        // the window's start, which is aligned to any alignment used here).
+        let mut end = L.window.1;
+        for &a in self.model.keys().rev().chain(std::iter::once(&(L.window.0 - PAGE_SIZE))) {
+            let start = a + PAGE_SIZE;
+            if end >= start + len {
+                let s = (end - len) / align * align;
+                if s >= start {
+                    return Some(s);
+                }
             }
-            free = a + PAGE_SIZE;
+            end = a;
         }
-        false
+        None
     }
 
     fn pool_used_by_zero(&self) -> usize {
@@ -179,7 +183,7 @@ impl World {
         let expect_err: Option<i32> = match kind {
             // Placement comes before prepare (as `get_unmapped_area` comes
             // before the driver's mmap): no room beats any provider error.
-            _ if at.is_none() && !self.model_has_gap(pages, align) => Some(errno::ENOMEM),
+            _ if at.is_none() && self.model_top_gap(pages, align).is_none() => Some(errno::ENOMEM),
             _ if matches!(at, Some((_, true))) && !self.model_free(fixed.unwrap_or(0), pages) => Some(errno::EEXIST),
             Kind::Huge { .. } if fixed.is_some_and(|f| f % (2 << 20) != 0) => Some(errno::EINVAL),
             Kind::Huge { .. } if pgoff + pages > L.huge.1 / PAGE_SIZE => Some(errno::EINVAL),
@@ -216,6 +220,7 @@ impl World {
             assert_eq!(start, f, "fixed mapping moved");
         } else {
             assert!(self.model_free(start, pages), "placed over an existing mapping");
+            assert_eq!(Some(start), self.model_top_gap(pages, align), "not the highest free range (top-down)");
         }
         if matches!(kind, Kind::Huge { .. }) {
             assert_eq!(start % (2 << 20), 0, "huge mapping not huge-aligned");
