@@ -33,7 +33,9 @@ fn item3(c: &mut Criterion) {
     let mut g = c.benchmark_group("munmap");
     g.sample_size(20);
     g.bench_function("262144_scattered_pages", |b| {
-        b.iter_custom(|n| (0..n).map(|_| unmap_whole(&mut fx, &provider).expect("munmap").elapsed).sum::<Duration>())
+        b.iter_custom(|n| {
+            (0..n).map(|_| unmap_whole(&mut fx, &provider, None).expect("munmap").elapsed).sum::<Duration>()
+        })
     });
     g.finish();
 }

@@ -8,6 +8,7 @@
 
 pub mod census;
 pub mod fixture;
+pub mod frame_guarantee;
 pub mod fuzz;
 pub mod input;
 pub mod model;

@@ -89,22 +89,26 @@ fn zero_pages_across_many_tables() {
 #[test]
 fn discontiguous_runs() {
     let mut s = space(&L);
-    struct Runs;
+    struct Runs(guest_mm::Frames);
     impl MmapProvider for Runs {
         fn name(&self) -> &str {
             "runs"
         }
         fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-            let arr = |n: u64, base: u64| PageArray::new((0..n).map(|i| Pfn(base + i * 3)).collect::<Vec<_>>().into());
+            let arr = |n: u64, base: u64| {
+                PageArray::pin(&self.0, (0..n).map(|i| Pfn(base + i * 3)).collect::<Vec<_>>().into())
+            };
             let second = d.start().checked_add(3 << 20)?;
             d.mmap_action_map_kernel_pages_discontig(vec![
-                PageRun { start: d.start(), pages: arr(600, 0x100) },
-                PageRun { start: second, pages: arr(700, 0x900) },
+                PageRun { start: d.start(), pages: arr(600, 0x100)? },
+                PageRun { start: second, pages: arr(700, 0x900)? },
             ]);
             Ok(())
         }
     }
-    let points = every_failure_point(&mut s, errno::ENOMEM, |s| map(s, &Runs, MmapRequest::shared(6 << 20, RW)));
+    let points = every_failure_point(&mut s, errno::ENOMEM, |s| {
+        map(s, &Runs(s.frames().clone()), MmapRequest::shared(6 << 20, RW))
+    });
     assert!(points >= 3);
 }
 
@@ -152,15 +156,17 @@ fn failing_success_hook_unmaps_and_error_hook_may_change_the_error() {
     let mut s = space(&L);
     struct Hooked {
         seen: Arc<AtomicUsize>,
+        frames: guest_mm::Frames,
     }
     impl MmapProvider for Hooked {
         fn name(&self) -> &str {
             "hooked"
         }
         fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-            d.mmap_action_map_kernel_pages_full(PageArray::new(
+            d.mmap_action_map_kernel_pages_full(PageArray::pin(
+                &self.frames,
                 (0..d.pages()).map(|i| Pfn(0x300 + i)).collect::<Vec<_>>().into(),
-            ));
+            )?);
             let seen = self.seen.clone();
             d.set_success_hook(Box::new(move |vma| {
                 // The hook sees the finished VMA and its entries.
@@ -177,7 +183,8 @@ fn failing_success_hook_unmaps_and_error_hook_may_change_the_error() {
     }
     let seen = Arc::new(AtomicUsize::new(0));
     let before = snapshot(&s);
-    let r = s.mmap(&Hooked { seen: seen.clone() }, &MmapRequest::shared(16 * PAGE_SIZE, RW));
+    let r =
+        s.mmap(&Hooked { seen: seen.clone(), frames: s.frames().clone() }, &MmapRequest::shared(16 * PAGE_SIZE, RW));
     assert_eq!(r.map(|m| m.addr).unwrap_err(), MmError::Again);
     assert_eq!(seen.load(Ordering::Relaxed), 1);
     assert_eq!(snapshot(&s), before);

@@ -3,7 +3,9 @@
 //! kind, each page maps its own frame, checked by walking the tables.
 
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
-use guest_mm::{MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn, VmFlags, VmaDesc, PAGE_SIZE};
+use guest_mm::{
+    Frames, MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn, VmFlags, VmaDesc, PAGE_SIZE,
+};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_suite::fixture::{space, va, Layout};
 
@@ -14,18 +16,18 @@ fn scattered(n: u64) -> Vec<Pfn> {
     (0..n).map(|i| Pfn(0x100 + (i * 7919) % 3000)).collect()
 }
 
-struct Array(Vec<Pfn>);
+struct Array(Frames, Vec<Pfn>);
 impl MmapProvider for Array {
     fn name(&self) -> &str {
         "array"
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        d.mmap_action_map_kernel_pages_full(PageArray::new(self.0.clone().into()));
+        d.mmap_action_map_kernel_pages_full(PageArray::pin(&self.0, self.1.clone().into())?);
         Ok(())
     }
 }
 
-struct Runs(Vec<Pfn>, Vec<Pfn>);
+struct Runs(Frames, Vec<Pfn>, Vec<Pfn>);
 impl MmapProvider for Runs {
     fn name(&self) -> &str {
         "runs"
@@ -33,8 +35,8 @@ impl MmapProvider for Runs {
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
         let second = d.start().checked_add(600 * PAGE_SIZE)?;
         d.mmap_action_map_kernel_pages_discontig(vec![
-            PageRun { start: d.start(), pages: PageArray::new(self.0.clone().into()) },
-            PageRun { start: second, pages: PageArray::new(self.1.clone().into()) },
+            PageRun { start: d.start(), pages: PageArray::pin(&self.0, self.1.clone().into())? },
+            PageRun { start: second, pages: PageArray::pin(&self.0, self.2.clone().into())? },
         ]);
         Ok(())
     }
@@ -45,7 +47,9 @@ fn page_arrays_map_each_page_to_its_own_frame() {
     let mut s = space(&L);
     // 1100 pages cross three leaf tables.
     let frames = scattered(1100);
-    let m = s.mmap(&Array(frames.clone()), &MmapRequest::shared(1100 * PAGE_SIZE, VmFlags::READ)).expect("map");
+    let m = s
+        .mmap(&Array(s.frames().clone(), frames.clone()), &MmapRequest::shared(1100 * PAGE_SIZE, VmFlags::READ))
+        .expect("map");
     for (i, f) in frames.iter().enumerate() {
         let t = s.translate(va(m.addr.raw() + i as u64 * PAGE_SIZE)).expect("mapped");
         assert_eq!(t.pfn, *f, "page {i}");
@@ -61,7 +65,9 @@ fn discontiguous_runs_map_each_page_to_its_own_frame() {
     let mut s = space(&L);
     let a = scattered(520);
     let b: Vec<Pfn> = scattered(1020)[520..].to_vec();
-    let m = s.mmap(&Runs(a.clone(), b.clone()), &MmapRequest::shared(1100 * PAGE_SIZE, VmFlags::READ)).expect("map");
+    let m = s
+        .mmap(&Runs(s.frames().clone(), a.clone(), b.clone()), &MmapRequest::shared(1100 * PAGE_SIZE, VmFlags::READ))
+        .expect("map");
     for (i, f) in a.iter().enumerate() {
         assert_eq!(s.translate(va(m.addr.raw() + i as u64 * PAGE_SIZE)).expect("run 1").pfn, *f, "run 1 page {i}");
     }

@@ -231,7 +231,7 @@ fn munmap_frees_tables_and_pool_pages() {
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
     let m = s.mmap(&zero, &MmapRequest::private(3 << 20, RW)).expect("map");
     assert_eq!(s.stats().pool_free, start.pool_free - 768);
-    assert_eq!(s.stats().counted_entries, 768);
+    assert_eq!(s.stats().pins, 768);
     let f = s.munmap(m.addr, 3 << 20).expect("unmap");
     assert_eq!(f.pages(), 768);
     f.ignore();
@@ -240,33 +240,36 @@ fn munmap_frees_tables_and_pool_pages() {
     assert!(s.munmap(m.addr, PAGE_SIZE).expect("again").is_empty());
 }
 
-/// Maps its page runs (one run per entry) with map-kernel-pages.
-struct Runs(Vec<(u64, Vec<u64>)>);
+/// Maps its page runs (one run per entry) with map-kernel-pages, each run
+/// an array pinned (and so checked) in `prepare`.
+struct Runs(guest_mm::Frames, Vec<(u64, Vec<u64>)>);
 impl MmapProvider for Runs {
     fn name(&self) -> &str {
         "runs"
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        Self::prepare_runs(&self.0, d)
+        Self::prepare_runs(&self.0, &self.1, d)
     }
 }
 
 impl Runs {
-    fn prepare_runs(runs: &[(u64, Vec<u64>)], d: &mut VmaDesc) -> Result<(), MmError> {
+    fn prepare_runs(frames: &guest_mm::Frames, runs: &[(u64, Vec<u64>)], d: &mut VmaDesc) -> Result<(), MmError> {
         let runs = runs
             .iter()
-            .map(|(off, pfns)| guest_mm::PageRun {
-                start: va(d.start().raw() + off * PAGE_SIZE),
-                pages: guest_mm::PageArray::new(pfns.iter().map(|&p| Pfn(p)).collect()),
+            .map(|(off, pfns)| {
+                Ok(guest_mm::PageRun {
+                    start: va(d.start().raw() + off * PAGE_SIZE),
+                    pages: guest_mm::PageArray::pin(frames, pfns.iter().map(|&p| Pfn(p)).collect())?,
+                })
             })
-            .collect();
+            .collect::<Result<_, MmError>>()?;
         d.mmap_action_map_kernel_pages_discontig(runs);
         Ok(())
     }
 }
 
 #[test]
-fn bad_frames_in_page_arrays_fail_complete_and_leave_nothing() {
+fn bad_frames_in_page_arrays_are_refused_and_leave_nothing() {
     let mut s = space(&L);
     let ram_end = L.ram / PAGE_SIZE;
     let table = L.tables.0 / PAGE_SIZE + 7;
@@ -282,20 +285,20 @@ fn bad_frames_in_page_arrays_fail_complete_and_leave_nothing() {
     let stats = s.stats();
     for (runs, want) in cases {
         let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
-        let err = s.mmap(&Runs(runs), &req).expect_err("bad frame accepted");
+        let err = s.mmap(&Runs(s.frames().clone(), runs), &req).expect_err("bad frame accepted");
         assert_eq!(err.errno(), want, "{err}");
         assert!(s.vmas().next().is_none(), "a VMA was left behind");
         assert_eq!(census(s.memory(), s.cr3()), before, "tables left behind");
-        assert_eq!(s.stats().counted_entries, stats.counted_entries);
+        assert_eq!(s.stats().pins, stats.pins);
         assert_eq!(s.stats().tables_in_use, stats.tables_in_use);
-        assert!(s.frames().lock().counts.get(Pfn(100)) == 0, "a count was left behind");
+        assert!(s.frames().pin_count(Pfn(100)) == 0, "a pin was left behind");
         for p in [0u64, 499, 500, 1000] {
             assert!(s.translate(va(L.window.0 + p * PAGE_SIZE)).is_none(), "page {p} still mapped");
         }
     }
     // The same runs without the bad frame map fine.
     let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
-    let m = s.mmap(&Runs(vec![(0, good.clone()), (500, good)]), &req).expect("good runs");
+    let m = s.mmap(&Runs(s.frames().clone(), vec![(0, good.clone()), (500, good)]), &req).expect("good runs");
     assert_eq!(m.stats.entries_written, 1000);
     m.flush.ignore();
 }
@@ -313,13 +316,13 @@ fn holes_and_stops_inside_whole_leaf_tables_leave_nothing() {
     for (bad, want) in [(2500u64, errno::EFAULT), (L.tables.0 / PAGE_SIZE, errno::EPERM)] {
         let mut pages: Vec<u64> = (100..1124).collect();
         pages[700] = bad;
-        let err = s.mmap(&Runs(vec![(0, pages)]), &req).expect_err("bad frame accepted");
+        let err = s.mmap(&Runs(s.frames().clone(), vec![(0, pages)]), &req).expect_err("bad frame accepted");
         assert_eq!(err.errno(), want, "{err}");
         assert!(s.vmas().next().is_none());
         assert_eq!(census(s.memory(), s.cr3()), before, "tables left behind");
-        assert_eq!(s.stats().counted_entries, 0);
+        assert_eq!(s.stats().pins, 0);
     }
-    let m = s.mmap(&Runs(vec![(0, (100..1124).collect())]), &req).expect("good array");
+    let m = s.mmap(&Runs(s.frames().clone(), vec![(0, (100..1124).collect())]), &req).expect("good array");
     m.flush.ignore();
     for p in [0u64, 511, 512, 700, 1023] {
         assert_eq!(s.translate(va(L.window.0 + p * PAGE_SIZE)).expect("mapped").pfn, Pfn(100 + p));
@@ -330,13 +333,15 @@ fn holes_and_stops_inside_whole_leaf_tables_leave_nothing() {
 fn a_fixed_mapping_with_a_bad_frame_never_unmaps_what_it_would_replace() {
     let mut s = space(&L);
     let req = MmapRequest::shared(1024 * PAGE_SIZE, RW).fixed(va(L.window.0));
-    s.mmap(&Runs(vec![(0, (100..1124).collect())]), &req).expect("first mapping").flush.ignore();
+    s.mmap(&Runs(s.frames().clone(), vec![(0, (100..1124).collect())]), &req).expect("first mapping").flush.ignore();
     let before = census(s.memory(), s.cr3());
-    let counted = s.stats().counted_entries;
+    let pins = s.stats().pins;
     let mut pages: Vec<u64> = (2000..3024).collect();
     pages[900] = L.tables.0 / PAGE_SIZE + 1;
     let hook_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let err = s.mmap(&Hooked(vec![(0, pages)], hook_ran.clone()), &req).expect_err("reserved frame accepted");
+    let err = s
+        .mmap(&Hooked(s.frames().clone(), vec![(0, pages)], hook_ran.clone()), &req)
+        .expect_err("reserved frame accepted");
     assert_eq!(err.errno(), errno::EPERM);
     // A prepare-time refusal: the error hook (complete failures only) never ran.
     assert!(!hook_ran.load(std::sync::atomic::Ordering::SeqCst), "failed in complete, after detaching");
@@ -344,24 +349,24 @@ fn a_fixed_mapping_with_a_bad_frame_never_unmaps_what_it_would_replace() {
     // the tables are bit for bit as before.
     assert!(s.take_deferred_flush().is_empty(), "the old mapping was touched");
     assert_eq!(census(s.memory(), s.cr3()), before);
-    assert_eq!(s.stats().counted_entries, counted);
+    assert_eq!(s.stats().pins, pins);
     for p in [0u64, 899, 900, 1023] {
         assert_eq!(s.translate(va(L.window.0 + p * PAGE_SIZE)).expect("still mapped").pfn, Pfn(100 + p));
     }
 }
 
 /// [`Runs`] with an error hook that records it ran.
-struct Hooked(Vec<(u64, Vec<u64>)>, Arc<std::sync::atomic::AtomicBool>);
+struct Hooked(guest_mm::Frames, Vec<(u64, Vec<u64>)>, Arc<std::sync::atomic::AtomicBool>);
 impl MmapProvider for Hooked {
     fn name(&self) -> &str {
         "hooked-runs"
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
-        let ran = self.1.clone();
+        let ran = self.2.clone();
         d.set_error_hook(Box::new(move |e| {
             ran.store(true, std::sync::atomic::Ordering::SeqCst);
             e
         }));
-        Runs::prepare_runs(&self.0, d)
+        Runs::prepare_runs(&self.0, &self.1, d)
     }
 }

@@ -31,7 +31,7 @@ bitflags! {
         const MAYSHARE = 1 << 7;
         /// Memory-mapped I/O: accesses may have side effects.
         const IO = 1 << 14;
-        /// Raw frame numbers with no per-frame map count.
+        /// Raw frame numbers, pinned by nothing.
         const PFNMAP = 1 << 10;
         /// A mix of counted pages and raw frames (page arrays).
         const MIXEDMAP = 1 << 28;

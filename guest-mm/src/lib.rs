@@ -9,7 +9,7 @@
 //! so everything here is testable without a virtual machine.
 //!
 //! The pieces, bottom up: [`addr`] and [`flags`] (types), [`paging`] (the
-//! tables), [`frames`] (table pages, pool pages, map counts), [`vma`] (the
+//! tables), [`frames`] (table pages, pool pages, pins), [`vma`] (the
 //! VMA tree), [`desc`] and [`action`] (what a provider sees and chooses),
 //! [`provider`] and [`providers`] (who maps what), and [`space`] (the
 //! pipeline that ties them together).
@@ -32,7 +32,7 @@ pub use addr::{page_align_up, pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE
 pub use desc::VmaDesc;
 pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
-pub use frames::{Frames, MapCounts, PhysLayout, PoolPages, TableAllocator};
+pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolPages, TableAllocator};
 pub use paging::{FlushSet, Leaf, MapStats, PageTables, SplitRecord, Translation, Unmapped, PAT_MSR_VALUE};
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};

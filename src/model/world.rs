@@ -1,7 +1,7 @@
 //! The model world: a real address space and the page-by-page model of
 //! what it should hold, compared after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
 use guest_mm::{errno, AddressSpace, CacheMode, MmapProvider, MmapRequest, PageSize, VmFlags, PAGE_SIZE};
@@ -12,6 +12,7 @@ use super::providers::{array_frame, BadArray, Discontig, Io, Nothing, Partial};
 use super::{BUFFER_PAGES, IO_PHYS, IO_SIZE, L, WIN_PAGES};
 use crate::census::census;
 use crate::fixture::{space, va, Mem};
+use crate::frame_guarantee::assert_mapped_frames_kept;
 use crate::walk::{leaves, NX, RW, US};
 
 /// What the model knows about one mapped page.
@@ -23,6 +24,8 @@ struct MPage {
     counted: bool,
     zero: bool,
     seg: u64,
+    /// The mmap call that made the page (kept across mprotect splits).
+    origin: u64,
     provider: &'static str,
     special: bool,
     shared: bool,
@@ -38,6 +41,8 @@ pub struct World {
     huge: HugePageProvider,
     model: BTreeMap<u64, MPage>,
     next_seg: u64,
+    /// Pages of each zero mapping, by origin.
+    zero_sizes: BTreeMap<u64, u64>,
     pool_total: usize,
     start_tables: usize,
 }
@@ -56,7 +61,18 @@ impl World {
         let zero = ZeroProvider::new(space.frames().clone(), space.memory().clone());
         let buffer = PageBuffer::new(space.frames(), BUFFER_PAGES).expect("buffer");
         let huge = HugePageProvider::new(GuestAddress(L.huge.0), L.huge.1, PageSize::Size2M).expect("huge");
-        World { space, ram, zero, buffer, huge, model: BTreeMap::new(), next_seg: 1, pool_total, start_tables }
+        World {
+            space,
+            ram,
+            zero,
+            buffer,
+            huge,
+            model: BTreeMap::new(),
+            next_seg: 1,
+            zero_sizes: BTreeMap::new(),
+            pool_total,
+            start_tables,
+        }
     }
 
     fn model_free(&self, start: u64, pages: u64) -> bool {
@@ -84,8 +100,12 @@ impl World {
         None
     }
 
+    /// Pool pages zero mappings hold: a zero mapping's array stays pinned
+    /// whole while any piece of its VMA is left (partly unmapped arrays
+    /// are not unpinned page by page).
     fn pool_used_by_zero(&self) -> usize {
-        self.model.values().filter(|p| p.zero).count()
+        let live: BTreeSet<u64> = self.model.values().filter(|p| p.zero).map(|p| p.origin).collect();
+        live.iter().map(|o| self.zero_sizes.get(o).copied().unwrap_or(0) as usize).sum()
     }
 
     /// Runs `op` on the address space and the model; panics when the
@@ -154,14 +174,16 @@ impl World {
             let a = va(L.window.0 + page * PAGE_SIZE);
             req = if noreplace { req.fixed_noreplace(a) } else { req.fixed(a) };
         }
-        let partial = Partial { skip: if let Kind::Partial { skip } = kind { *skip } else { 0 } };
+        let frames = self.space.frames().clone();
+        let partial =
+            Partial { skip: if let Kind::Partial { skip } = kind { *skip } else { 0 }, frames: frames.clone() };
         let (da, db) = match kind {
             Kind::Discontig { a, gap } => (*a, a + gap),
             _ => (0, 0),
         };
-        let discontig = Discontig { a: da, b: db };
-        let bad = BadArray { bad: L.ram / PAGE_SIZE + 5 };
-        let reserved = BadArray { bad: L.tables.0 / PAGE_SIZE + 3 };
+        let discontig = Discontig { a: da, b: db, frames: frames.clone() };
+        let bad = BadArray { bad: L.ram / PAGE_SIZE + 5, frames: frames.clone() };
+        let reserved = BadArray { bad: L.tables.0 / PAGE_SIZE + 3, frames };
         let provider: &dyn MmapProvider = match kind {
             Kind::Nothing => &Nothing,
             Kind::Ram { .. } => &self.ram,
@@ -232,6 +254,9 @@ impl World {
         }
         self.next_seg += 1;
         let seg = self.next_seg;
+        if matches!(kind, Kind::Zero) {
+            self.zero_sizes.insert(seg, pages);
+        }
         let zero_frames: Vec<u64> = if matches!(kind, Kind::Zero) {
             // Read from the leaves: a PROT_NONE page does not translate.
             let leaves = self.space.page_tables().leaves(va(start), pages * PAGE_SIZE);
@@ -263,6 +288,7 @@ impl World {
                     counted: counted && pfn.is_some(),
                     zero: matches!(kind, Kind::Zero),
                     seg,
+                    origin: seg,
                     provider: provider_name(kind),
                     special,
                     shared,
@@ -337,10 +363,11 @@ impl World {
         let st = self.space.stats();
         assert_eq!(c.tables, st.tables_in_use, "reachable tables vs allocator");
         assert_eq!(c.empty_tables, 0, "empty tables left behind");
-        // Counts and pool pages balance.
-        let counted = self.model.values().filter(|m| m.counted).count() as u64;
-        assert_eq!(st.counted_entries, counted, "map counts");
+        // Pool pages balance.
         assert_eq!(st.pool_free, self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero(), "pool pages");
+        // The frame guarantee, by walking the tables.
+        let page_array_leaves = assert_mapped_frames_kept(&self.space);
+        assert_eq!(page_array_leaves, self.model.values().filter(|m| m.counted).count(), "page-array leaves");
     }
 
     /// Unmaps everything and checks that tables, counts, VMAs and pool
@@ -352,11 +379,12 @@ impl World {
         self.check();
         let st = self.space.stats();
         assert_eq!(st.tables_in_use, self.start_tables, "tables after unmapping everything");
-        assert_eq!(st.counted_entries, 0, "map counts after unmapping everything");
+        assert_eq!(st.pins, BUFFER_PAGES, "pins after unmapping everything (the page buffer's)");
         assert_eq!(st.vmas, 0, "VMAs after unmapping everything");
         assert_eq!(st.pool_free, self.pool_total - BUFFER_PAGES as usize, "pool after unmapping everything");
         drop(self.buffer);
         assert_eq!(self.space.stats().pool_free, self.pool_total, "pool after dropping the page buffer");
+        assert_eq!(self.space.stats().pins, 0, "pins after dropping the page buffer");
     }
 
     /// Runs `ops`, checking after each, then [`World::finish`].

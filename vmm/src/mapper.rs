@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use guest_mm::{
-    AddressSpace, CacheMode, GuestVirtAddr, MmError, MmapProvider, MmapRequest, PageArray, PageProt, PageSize,
+    AddressSpace, CacheMode, Frames, GuestVirtAddr, MmError, MmapProvider, MmapRequest, PageArray, PageProt, PageSize,
     PageTables, Pfn, SpaceConfig, VmFlags, VmaDesc,
 };
 use vm_memory::GuestAddress;
@@ -57,9 +57,10 @@ pub struct ImageProvider {
 }
 
 impl ImageProvider {
-    /// A provider for `pages`, one per 4 KiB of the mapping.
-    pub fn new(pages: &[Pfn]) -> Self {
-        ImageProvider { pages: PageArray::new(Arc::from(pages)) }
+    /// A provider for `pages`, one per 4 KiB of the mapping, pinned in
+    /// `frames` (refused if one is not mappable guest RAM).
+    pub fn new(frames: &Frames, pages: &[Pfn]) -> Result<Self, MmError> {
+        Ok(ImageProvider { pages: PageArray::pin(frames, Arc::from(pages))? })
     }
 }
 
@@ -134,7 +135,8 @@ impl Mapper {
     pub fn map_user_pages(&mut self, va: GuestVirtAddr, pages: &[Pfn], access: Access) -> Result<(), MmError> {
         let len = pages.len() as u64 * guest_mm::PAGE_SIZE;
         let req = MmapRequest::private(len, access.vm_flags()).fixed_noreplace(va);
-        let mapped = self.space.mmap(&ImageProvider::new(pages), &req)?;
+        let provider = ImageProvider::new(self.space.frames(), pages)?;
+        let mapped = self.space.mmap(&provider, &req)?;
         // Nothing was replaced, and no vCPU runs yet.
         mapped.flush.ignore();
         Ok(())

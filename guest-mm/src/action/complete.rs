@@ -7,17 +7,11 @@ use vm_memory::GuestMemory;
 use crate::action::ActionKind;
 use crate::addr::PageSize;
 use crate::error::MmError;
-use crate::frames::MapCounts;
 use crate::paging::{MapStats, PageTables};
 use crate::vma::Vma;
 
 /// Writes the entries the action describes into `pt`.
-pub fn complete<M: GuestMemory>(
-    kind: &ActionKind,
-    vma: &Vma,
-    pt: &mut PageTables<M>,
-    counts: &mut MapCounts,
-) -> Result<MapStats, MmError> {
+pub fn complete<M: GuestMemory>(kind: &ActionKind, vma: &Vma, pt: &mut PageTables<M>) -> Result<MapStats, MmError> {
     let prot = vma.page_prot();
     match kind {
         ActionKind::Nothing => Ok(MapStats::default()),
@@ -25,16 +19,13 @@ pub fn complete<M: GuestMemory>(
         // Prepare always rewrites it into an I/O remap.
         ActionKind::SimpleIoRemap { .. } => Err(MmError::Invalid("simple I/O remap was not prepared")),
         ActionKind::MapKernelPages { start, pages, nr_pages, .. } => {
-            let pages = pages
-                .as_slice()
-                .get(..*nr_pages as usize)
-                .ok_or(MmError::Invalid("page array shorter than the mapping"))?;
-            pt.insert_pages(*start, pages, prot, counts)
+            let pages = pages.slice(0, *nr_pages).ok_or(MmError::Invalid("page array shorter than the mapping"))?;
+            pt.insert_pages(*start, &pages, prot)
         }
         ActionKind::MapKernelPagesDiscontig { runs } => {
             let mut stats = MapStats::default();
             for run in runs {
-                let s = pt.insert_pages(run.start, run.pages.as_slice(), prot, counts)?;
+                let s = pt.insert_pages(run.start, &run.pages, prot)?;
                 stats.entries_written += s.entries_written;
                 stats.tables_allocated += s.tables_allocated;
             }

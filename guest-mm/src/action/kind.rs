@@ -1,7 +1,6 @@
 //! What a provider asks the pipeline to do once its VMA exists
 //! (`struct mmap_action`): the action kinds and the page arrays they map.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,33 +8,42 @@ use vm_memory::GuestAddress;
 
 use crate::addr::{GuestVirtAddr, Pfn};
 use crate::error::MmError;
+use crate::frames::{Frames, Pinned};
 use crate::vma::{Vma, VmaPrivate};
 
 /// An array of guest pages to map (`struct page **`), shared without
-/// copying. It may hold a keep-alive (pool pages allocated for this
-/// mapping) that is released once the mapping holds its own counts.
+/// copying. Its frames are pinned when it is made ([`PageArray::pin`]):
+/// none of them can be freed or handed out again while the array, a slice
+/// of it, or a VMA mapping it exists (see [`crate::frames::Pinned`]).
 #[derive(Clone)]
 pub struct PageArray {
-    pfns: Arc<[Pfn]>,
+    pinned: Pinned,
     offset: usize,
     len: usize,
-    _hold: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl PageArray {
-    /// The whole of `pfns`.
-    pub fn new(pfns: Arc<[Pfn]>) -> Self {
-        let len = pfns.len();
-        PageArray { pfns, offset: 0, len, _hold: None }
+    /// Pins every frame of `pfns` in `frames` and makes them one array;
+    /// a frame outside guest RAM or in a hole gives `FrameNotInGuest`
+    /// (EFAULT), a VMM-reserved one `FrameReserved` (EPERM), and then
+    /// nothing is pinned.
+    pub fn pin(frames: &Frames, pfns: Arc<[Pfn]>) -> Result<Self, MmError> {
+        Ok(PageArray::from_pinned(frames.pin(pfns)?))
     }
 
-    /// The whole of `pfns`, keeping `hold` alive as long as the array.
-    pub fn with_hold(pfns: Arc<[Pfn]>, hold: Arc<dyn Any + Send + Sync>) -> Self {
-        PageArray { _hold: Some(hold), ..PageArray::new(pfns) }
+    /// The whole of already pinned frames.
+    pub fn from_pinned(pinned: Pinned) -> Self {
+        let len = pinned.pfns().len();
+        PageArray { pinned, offset: 0, len }
+    }
+
+    /// The pin that keeps the frames (of the whole array) allocated.
+    pub fn pinned(&self) -> &Pinned {
+        &self.pinned
     }
 
     /// Entries `[from, from + len)` of this array, or `None` when out of
-    /// bounds.
+    /// bounds. The slice shares the array's pin.
     pub fn slice(&self, from: u64, len: u64) -> Option<PageArray> {
         let from = usize::try_from(from).ok()?;
         let len = usize::try_from(len).ok()?;
@@ -43,12 +51,12 @@ impl PageArray {
         if end > self.len {
             return None;
         }
-        Some(PageArray { pfns: self.pfns.clone(), offset: self.offset + from, len, _hold: self._hold.clone() })
+        Some(PageArray { pinned: self.pinned.clone(), offset: self.offset + from, len })
     }
 
     /// The frames.
     pub fn as_slice(&self) -> &[Pfn] {
-        &self.pfns[self.offset..self.offset + self.len]
+        &self.pinned.pfns()[self.offset..self.offset + self.len]
     }
 
     /// Number of entries.

@@ -7,7 +7,7 @@ use crate::addr::{pages_to_bytes, GuestVirtAddr, Pfn, PAGE_MASK, PAGE_SHIFT, PAG
 use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::{CacheMode, VmFlags, VM_REMAP_FLAGS};
-use crate::frames::{MapCounts, PhysLayout, MAX_PFN};
+use crate::frames::{Frames, PhysLayout, Pinned, MAX_PFN};
 use crate::range::range_in_vma_desc;
 
 /// Validates the descriptor's action and applies its flag changes. A
@@ -152,28 +152,41 @@ fn map_kernel_pages_prepare(
     if nr_pages > pages.len() as u64 {
         return Err(MmError::Invalid("page array shorter than the mapping"));
     }
-    // Each frame (guest RAM, not reserved) is checked by complete's insert
-    // loop as it counts it, the way `vm_insert_pages` checks each page: a
-    // second pass here cost as much as storing the entries (measured,
-    // docs/benchmarks.md). A bad frame fails complete, which undoes
-    // everything.
+    // Each frame was checked (guest RAM, not reserved) when the array was
+    // pinned (`PageArray::pin`); the pipeline checks the pin is this
+    // address space's (`check_pins`).
     Ok(())
 }
 
-/// Checks every frame a page-array action would insert, as the insert loop
-/// would (guest RAM, not reserved, count below its limit), without
-/// touching anything. The pipeline calls it only before a fixed mapping
-/// detaches live ones, so that a bad array never unmaps them even for a
-/// moment; a new mapping leaves the check to the insert loop.
-pub fn check_frames(kind: &ActionKind, counts: &MapCounts) -> Result<(), MmError> {
-    let check = |pages: &[Pfn]| pages.iter().try_for_each(|&p| counts.check(p));
+/// The arrays a page-array action maps.
+fn arrays(kind: &ActionKind) -> Vec<&PageArray> {
     match kind {
-        ActionKind::MapKernelPages { pages, nr_pages, .. } => {
-            check(pages.as_slice().get(..*nr_pages as usize).unwrap_or(pages.as_slice()))
-        }
-        ActionKind::MapKernelPagesDiscontig { runs } => runs.iter().try_for_each(|r| check(r.pages.as_slice())),
-        _ => Ok(()),
+        ActionKind::MapKernelPages { pages, .. } => vec![pages],
+        ActionKind::MapKernelPagesDiscontig { runs } => runs.iter().map(|r| &r.pages).collect(),
+        _ => Vec::new(),
     }
+}
+
+/// Checks that every page array the action maps is pinned in `frames`,
+/// the address space's own frame state (`EINVAL` otherwise: its pins
+/// would not keep this space's frames). Touches nothing.
+pub fn check_pins(kind: &ActionKind, frames: &Frames) -> Result<(), MmError> {
+    if arrays(kind).iter().all(|a| a.pinned().frames().same(frames)) {
+        Ok(())
+    } else {
+        Err(MmError::Invalid("page array pinned in another address space"))
+    }
+}
+
+/// The pins the action's page arrays hold, each once: the VMA keeps them.
+pub fn pins(kind: &ActionKind) -> Vec<Pinned> {
+    let mut out: Vec<Pinned> = Vec::new();
+    for a in arrays(kind) {
+        if !out.iter().any(|p| p.same(a.pinned())) {
+            out.push(a.pinned().clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -206,7 +219,8 @@ mod tests {
     }
 
     fn arr(pfns: &[u64]) -> PageArray {
-        PageArray::new(pfns.iter().map(|&p| Pfn(p)).collect::<Vec<_>>().into())
+        let frames = Frames::new(16 << 8, None).unwrap();
+        PageArray::pin(&frames, pfns.iter().map(|&p| Pfn(p)).collect::<Vec<_>>().into()).unwrap()
     }
 
     /// (vm_len, pgoff, phys, size, expected pfn or errno)
@@ -323,11 +337,8 @@ mod tests {
         let mut d = desc(4, VmFlags::READ);
         d.mmap_action_map_kernel_pages_full(arr(&[1, 2, 3]));
         assert_eq!(prepare(&mut d, &l).unwrap_err().errno(), 22);
-        // Frames outside guest memory or reserved pass prepare: complete's
-        // insert loop refuses them (tests/mapper_pipeline.rs).
-        let mut d = desc(2, VmFlags::READ);
-        d.mmap_action_map_kernel_pages_full(arr(&[0xf05, 0x10_0000]));
-        prepare(&mut d, &l).unwrap();
+        // Frames outside guest memory or reserved never get this far:
+        // pinning the array refuses them (frames/pin.rs).
         // Into a PFNMAP mapping.
         let mut d = desc(2, VmFlags::READ | VmFlags::PFNMAP);
         d.mmap_action_map_kernel_pages_full(arr(&[1, 2]));
@@ -348,5 +359,25 @@ mod tests {
         d.mmap_action_map_kernel_pages_discontig(vec![run(START + 0x7000, &[1, 2])]);
         assert_eq!(prepare(&mut d, &l).unwrap_err().errno(), 14);
         let _ = Arc::new(0);
+    }
+
+    #[test]
+    fn pins_of_an_action_and_their_owner() {
+        let frames = Frames::new(64, None).unwrap();
+        let a = PageArray::pin(&frames, Arc::from([Pfn(1), Pfn(2), Pfn(3)].as_slice())).unwrap();
+        let b = PageArray::pin(&frames, Arc::from([Pfn(4)].as_slice())).unwrap();
+        let runs = vec![
+            PageRun { start: va(START), pages: a.slice(0, 1).unwrap() },
+            PageRun { start: va(START + 0x2000), pages: b.clone() },
+            PageRun { start: va(START + 0x4000), pages: a.slice(2, 1).unwrap() },
+        ];
+        let kind = ActionKind::MapKernelPagesDiscontig { runs };
+        let p = pins(&kind);
+        assert_eq!(p.len(), 2);
+        assert!(p[0].same(a.pinned()) && p[1].same(b.pinned()));
+        assert_eq!(check_pins(&kind, &frames), Ok(()));
+        let other = Frames::new(64, None).unwrap();
+        assert_eq!(check_pins(&kind, &other).unwrap_err().errno(), 22);
+        assert!(pins(&ActionKind::Nothing).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! Which guest-physical frames exist (guest RAM) and which the VMM keeps
 //! for itself (page tables and other reserved regions). Prepare consults
-//! this before anything is mapped; the map counts carry the same
-//! knowledge to complete's insert loop (`MapCounts::block`).
+//! this before anything is mapped; the pin counts carry the same
+//! knowledge to [`crate::Frames::pin`] (`PinCounts::block`).
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 

@@ -2,10 +2,11 @@
 //!
 //! Guest pages handed out for page arrays (the zero provider, kernel page
 //! buffers) come from a pool region of guest RAM. A pool frame is free only
-//! when nobody owns it and no mapping counts it, so a frame stays allocated
-//! while any mapping uses it, even after its owner let go.
+//! when nobody owns it and nothing pins it, so a frame stays allocated
+//! while any mapping uses it, even after its owner let go: the mapping's
+//! VMA holds the pinned array (see [`crate::frames::Pinned`]).
 //!
-//! Map counts live here too, behind one lock, because freeing a frame needs
+//! Pin counts live here too, behind one lock, because freeing a frame needs
 //! both. The lock is taken once per operation, never per page.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,13 +15,12 @@ use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use crate::addr::{Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::MmError;
-use crate::frames::MapCounts;
+use crate::frames::{PhysLayout, PinCounts};
 
-/// Map counts and pool state, guarded together.
+/// Pin counts and pool state, guarded together.
 #[derive(Debug)]
 pub struct FrameState {
-    /// Per-frame map counts for all of guest RAM.
-    pub counts: MapCounts,
+    pins: PinCounts,
     first: Pfn,
     end: Pfn,
     free: Vec<Pfn>,
@@ -32,29 +32,61 @@ impl FrameState {
         pfn >= self.first && pfn < self.end
     }
 
-    /// Takes back frames whose map count reached zero, if they are pool
-    /// frames no owner holds.
-    pub fn release(&mut self, released: &[Pfn]) {
-        for &p in released {
-            if self.is_pool(p) && !self.owned[(p.0 - self.first.0) as usize] && self.counts.get(p) == 0 {
-                self.free.push(p);
+    /// Returns `pfn` to the free list if it is a pool frame that no owner
+    /// holds and nothing pins.
+    fn release(&mut self, pfn: Pfn) {
+        if self.is_pool(pfn) && !self.owned[(pfn.0 - self.first.0) as usize] && self.pins.get(pfn) == 0 {
+            self.free.push(pfn);
+        }
+    }
+
+    /// Pins every frame of `pfns` or none (see [`PinCounts::pin_all`]).
+    pub(crate) fn pin_all(&mut self, pfns: &[Pfn]) -> Result<(), MmError> {
+        self.pins.pin_all(pfns)
+    }
+
+    /// Drops one pin of each frame of `pfns`; pool frames left without
+    /// pin and owner return to the pool.
+    pub(crate) fn unpin_all(&mut self, pfns: &[Pfn]) {
+        for &p in pfns {
+            if self.pins.unpin(p) {
+                self.release(p);
             }
         }
+    }
+
+    /// The pin counts.
+    pub fn pins(&self) -> &PinCounts {
+        &self.pins
     }
 
     /// Pool frames available.
     pub fn pool_free(&self) -> usize {
         self.free.len()
     }
+
+    /// The free pool frames (the ones [`Frames::alloc`] may hand out next).
+    pub fn free_frames(&self) -> &[Pfn] {
+        &self.free
+    }
+}
+
+/// The shared state and what never changes after creation.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<FrameState>,
+    /// Frames tracked (`0..nr_frames`): guest RAM's end.
+    nr_frames: u64,
 }
 
 /// A handle to the shared frame state; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Frames(Arc<Mutex<FrameState>>);
+pub struct Frames(Arc<Shared>);
 
 impl Frames {
     /// Frame state for `ram_frames` frames of RAM and an optional pool
-    /// region (page aligned, inside RAM).
+    /// region (page aligned, inside RAM). Every frame is pinnable until
+    /// [`Frames::block`] says otherwise.
     pub fn new(ram_frames: u64, pool: Option<(GuestAddress, u64)>) -> Result<Self, MmError> {
         let (first, end) = match pool {
             Some((base, size)) => {
@@ -71,19 +103,35 @@ impl Frames {
         };
         // Reversed so that pops hand out ascending frames.
         let free: Vec<Pfn> = (first..end).rev().map(Pfn).collect();
-        Ok(Frames(Arc::new(Mutex::new(FrameState {
-            counts: MapCounts::new(ram_frames),
+        let state = FrameState {
+            pins: PinCounts::new(ram_frames),
             first: Pfn(first),
             end: Pfn(end),
             owned: vec![false; (end - first) as usize],
             free,
-        }))))
+        };
+        Ok(Frames(Arc::new(Shared { state: Mutex::new(state), nr_frames: ram_frames })))
+    }
+
+    /// Makes the holes and reserved ranges of `layout` unpinnable.
+    pub fn block(&self, layout: &PhysLayout) {
+        self.lock().pins.block(layout);
     }
 
     /// Locks the state. A poisoned lock is taken over: the state is plain
     /// data that every operation leaves consistent before it can panic.
     pub fn lock(&self) -> MutexGuard<'_, FrameState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frames tracked: every pinned frame is below this.
+    pub fn nr_frames(&self) -> u64 {
+        self.0.nr_frames
+    }
+
+    /// Is `other` a handle to the same frame state?
+    pub fn same(&self, other: &Frames) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Takes `n` pool pages, owned by the returned handle. `ENOMEM` when
@@ -109,10 +157,15 @@ impl Frames {
     pub fn pool_free(&self) -> usize {
         self.lock().free.len()
     }
+
+    /// The pin count of `pfn`.
+    pub fn pin_count(&self, pfn: Pfn) -> u32 {
+        self.lock().pins.get(pfn)
+    }
 }
 
 /// Pool pages owned by their holder; dropping it gives up ownership (the
-/// pages stay allocated while mappings count them).
+/// pages stay allocated while anything pins them).
 #[derive(Debug)]
 pub struct PoolPages {
     frames: Frames,
@@ -141,9 +194,7 @@ impl Drop for PoolPages {
         let first = st.first.0;
         for &p in self.pfns.iter() {
             st.owned[(p.0 - first) as usize] = false;
-            if st.counts.get(p) == 0 {
-                st.free.push(p);
-            }
+            st.release(p);
         }
     }
 }
@@ -154,24 +205,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_and_map_counts_keep_frames() {
+    fn owner_and_pins_keep_frames() {
         let f = Frames::new(64, Some((GuestAddress(16 * PAGE_SIZE), 8 * PAGE_SIZE))).unwrap();
         assert_eq!(f.pool_free(), 8);
         let pages = f.alloc(3).unwrap();
         assert_eq!(pages.pfns().as_ref(), &[Pfn(16), Pfn(17), Pfn(18)]);
         assert_eq!(f.pool_free(), 5);
         assert!(f.alloc(6).is_err());
-        // A mapping counts frame 17; the owner lets go.
-        f.lock().counts.inc(Pfn(17));
+        // Something pins frame 17 (twice); the owner lets go.
+        let pin = f.pin(Arc::from([Pfn(17), Pfn(17)].as_slice())).unwrap();
+        assert_eq!(f.pin_count(Pfn(17)), 2);
         drop(pages);
         assert_eq!(f.pool_free(), 7);
-        // Unmapped: frame 17 comes back.
-        {
-            let mut st = f.lock();
-            assert!(st.counts.dec(Pfn(17)));
-            st.release(&[Pfn(17)]);
-        }
-        assert_eq!(f.pool_free(), 8);
+        assert!(!f.lock().free_frames().contains(&Pfn(17)));
+        // A clone keeps the pin; the last one gives frame 17 back.
+        let again = pin.clone();
+        drop(pin);
+        assert_eq!((f.pool_free(), f.pin_count(Pfn(17))), (7, 2));
+        drop(again);
+        assert_eq!((f.pool_free(), f.pin_count(Pfn(17))), (8, 0));
+    }
+
+    #[test]
+    fn a_pinned_frame_is_not_freed_by_its_owner_until_unpinned() {
+        let f = Frames::new(64, Some((GuestAddress(0), 4 * PAGE_SIZE))).unwrap();
+        let pages = f.alloc(4).unwrap();
+        let pin = f.pin(pages.pfns().clone()).unwrap();
+        drop(pages);
+        assert_eq!(f.pool_free(), 0);
+        assert!(f.alloc(1).is_err(), "a pinned frame was handed out again");
+        drop(pin);
+        assert_eq!(f.pool_free(), 4);
     }
 
     #[test]

@@ -28,12 +28,12 @@ pub(crate) const PS: u64 = 1 << 7;
 pub(crate) const PAT_4K: u64 = 1 << 7;
 /// PAT index bit 2 in a 2 MiB / 1 GiB leaf.
 pub(crate) const PAT_HUGE: u64 = 1 << 12;
-/// Software bit: the 4 KiB leaf holds one map count on its frame.
+/// Software bit: the 4 KiB leaf maps a page-array frame (pinned by the
+/// array its VMA holds), not a raw frame.
 pub(crate) const COUNTED: u64 = 1 << 9;
 /// Software bit: a PROT_NONE leaf. `P` is clear so the CPU faults on any
 /// access, but the entry still records its frame (like Linux's
-/// `_PAGE_PROTNONE`), so protect can make it accessible again and unmap
-/// still drops its count.
+/// `_PAGE_PROTNONE`), so protect can make it accessible again.
 pub(crate) const PROT_NONE: u64 = 1 << 10;
 /// Execute disable.
 pub(crate) const NX: u64 = 1 << 63;
@@ -191,21 +191,11 @@ pub(crate) const fn leaf_addr(raw: u64, size: PageSize) -> u64 {
     raw & leaf_addr_mask(size)
 }
 
-/// The frame a counted 4 KiB leaf holds a count on, if it is one.
-#[inline]
-pub(crate) const fn counted_frame(raw: u64) -> Option<Pfn> {
-    if raw & COUNTED != 0 {
-        Some(Pfn((raw & ADDR_4K) >> PAGE_SHIFT))
-    } else {
-        None
-    }
-}
-
 /// Entry `i` (0..512) of the table that replaces the huge leaf `raw` of
 /// `size` (2 MiB or 1 GiB): the same flags, one size smaller, mapping the
 /// i-th piece. The PAT bit moves from bit 12 to bit 7 when the children
 /// are 4 KiB leaves, and `PS` is dropped for them. The software
-/// [`COUNTED`] bit is never inherited: huge leaves hold no counts.
+/// [`COUNTED`] bit is never inherited: huge leaves are raw frames.
 pub(crate) const fn split_child(raw: u64, size: PageSize, i: u64) -> u64 {
     let flags = raw & FLAG_BITS & !COUNTED;
     let pat = raw & PAT_HUGE != 0;

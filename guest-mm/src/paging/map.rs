@@ -1,8 +1,8 @@
 //! `map_range`: maps a contiguous guest-physical range, using 2 MiB and
 //! 1 GiB leaves wherever alignment and length allow.
 //!
-//! Map counts are not touched: contiguous ranges (remaps, I/O remaps,
-//! huge pages) are raw frames without counts.
+//! Nothing is pinned: contiguous ranges (remaps, I/O remaps, huge pages)
+//! are raw frames, like `VM_PFNMAP` ranges in Linux.
 
 use std::sync::atomic::Ordering;
 

@@ -15,8 +15,8 @@
 //!
 //! - [`PageTables::map_range`]: a contiguous guest-physical range, with the
 //!   largest leaves alignment allows (up to a `max_leaf`), uncounted;
-//! - [`PageTables::insert_pages`]: the batched hot path for arrays of 4 KiB
-//!   frames, each counted in a [`crate::MapCounts`];
+//! - [`PageTables::insert_pages`]: the batched hot path for pinned arrays
+//!   of 4 KiB frames ([`crate::PageArray`]);
 //! - [`PageTables::unmap_range`] and [`PageTables::protect_range`], which
 //!   split cut huge leaves with every table frame reserved first;
 //! - [`PageTables::translate`] and [`PageTables::leaves`], which read guest
@@ -77,8 +77,21 @@ mod test_util {
     /// The page tables the tests use.
     pub(super) type Tables = PageTables<GuestMemoryMmap<()>>;
 
-    /// Frames tracked by the tests' map counts (64 MiB).
+    /// Frames the tests' frame state tracks (64 MiB).
     pub(super) const FRAMES: u64 = 16384;
+
+    /// `pfns` pinned as one array in a frame state of `FRAMES` frames.
+    pub(super) fn arr(pfns: &[crate::addr::Pfn]) -> crate::action::PageArray {
+        let frames = crate::frames::Frames::new(FRAMES, None).unwrap();
+        crate::action::PageArray::pin(&frames, pfns.into()).unwrap()
+    }
+
+    /// `pfns` as an array in a frame state of `frames` frames, without
+    /// checking or pinning them (to reach the insert loop's own check).
+    pub(super) fn unchecked(pfns: &[crate::addr::Pfn], frames: u64) -> crate::action::PageArray {
+        let frames = crate::frames::Frames::new(frames, None).unwrap();
+        crate::action::PageArray::from_pinned(frames.pin_unchecked_for_test(pfns.into()))
+    }
 
     /// Tables over `mem_size` bytes of guest memory, the top 16 MiB of
     /// which hold the tables.

@@ -2,7 +2,7 @@
 //! in a range, splitting huge leaves cut by its ends when (and only when)
 //! their bits change.
 //!
-//! Frames, map counts and tables are untouched; PROT_NONE keeps the frame
+//! Frames, pins and tables are untouched; PROT_NONE keeps the frame
 //! in a non-present entry (see `entry::PROT_NONE`).
 
 use vm_memory::GuestMemory;
@@ -96,7 +96,6 @@ mod tests {
     use super::*;
     use crate::addr::Pfn;
     use crate::flags::{CacheMode, VmFlags};
-    use crate::frames::MapCounts;
     use vm_memory::GuestAddress;
 
     fn ro() -> PageProt {
@@ -155,13 +154,12 @@ mod tests {
     #[test]
     fn flush_only_for_present_entries_that_changed() {
         let mut pt = tables(64 << 20);
-        let mut counts = MapCounts::new(FRAMES);
-        pt.insert_pages(gva(0x1000), &[Pfn(1), Pfn(2), Pfn(3)], rw(), &mut counts).unwrap();
+        pt.insert_pages(gva(0x1000), &arr(&[Pfn(1), Pfn(2), Pfn(3)]), rw()).unwrap();
         pt.protect_range(gva(0x2000), K4, ro()).unwrap().ignore();
         // Only pages 1 and 3 change; the hole at 0x4000.. has nothing.
         let f = pt.protect_range(gva(0), 16 * K4, ro()).unwrap();
         assert_eq!(ranges(&f), vec![(0x1000, K4), (0x3000, K4)]);
-        // PROT_NONE hides the pages but keeps frames and counts.
+        // PROT_NONE hides the pages but keeps their frames.
         let f = pt.protect_range(gva(0), 16 * K4, PageProt::NONE).unwrap();
         assert_eq!(ranges(&f), vec![(0x1000, 3 * K4)]);
         assert!(pt.translate(gva(0x2000)).is_none());
@@ -171,10 +169,9 @@ mod tests {
         assert!(f.is_empty());
         let t = pt.translate(gva(0x2000)).unwrap();
         assert_eq!((t.pfn, t.prot, t.counted), (Pfn(2), rw(), true));
-        let mut released = Vec::new();
         pt.protect_range(gva(0), 16 * K4, PageProt::NONE).unwrap().ignore();
-        let u = pt.unmap_range(gva(0), 16 * K4, &mut counts, &mut released).unwrap();
-        assert_eq!(released, vec![Pfn(1), Pfn(2), Pfn(3)]);
+        let u = pt.unmap_range(gva(0), 16 * K4).unwrap();
+        assert_eq!(u.entries_cleared, 3);
         assert!(u.flush.ranges().is_empty());
         assert!(u.flush.tables_freed());
     }

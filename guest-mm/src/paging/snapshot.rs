@@ -7,14 +7,13 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, counted_frame, entry_end, index, same_leaf, span, split_child, Entry, USED};
+use super::entry::{classify, entry_end, index, same_leaf, span, split_child, Entry, USED};
 use super::page_tables::PageTables;
 use super::split::SplitRecord;
 use super::table::{Table, ENTRIES};
 use super::walk::{Filler, Stopped, Writer};
 use crate::addr::{GuestVirtAddr, PageSize};
 use crate::error::MmError;
-use crate::frames::MapCounts;
 
 /// First non-canonical address.
 const HOLE: u64 = 1 << 47;
@@ -98,7 +97,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 
     /// Re-installs one leaf; see [`PageTables::restore`].
-    fn restore_leaf(&mut self, leaf: &Leaf, counts: &mut MapCounts) -> Result<(), MmError> {
+    fn restore_leaf(&mut self, leaf: &Leaf) -> Result<(), MmError> {
         let va = leaf.va.raw();
         let level = leaf.size.level();
         let end = va.checked_add(leaf.size.bytes()).ok_or(MmError::Overflow { addr: va, len: leaf.size.bytes() })?;
@@ -123,11 +122,6 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         match self.populate(&root, 4, va, end, &mut filler) {
             Ok(()) => {
                 self.commit();
-                if level == 1 {
-                    if let Some(frame) = counted_frame(leaf.raw) {
-                        counts.inc(frame);
-                    }
-                }
                 Ok(())
             }
             Err(e) => {
@@ -158,23 +152,23 @@ impl<M: GuestMemory> PageTables<M> {
     }
 
     /// Puts back `leaves` captured by [`PageTables::leaves`] before an
-    /// unmap: each goes into its (empty) slot, creating tables as needed,
-    /// and a counted 4 KiB leaf takes its count in `counts` again. A huge
+    /// unmap: each goes into its (empty) slot, creating tables as needed
+    /// (a page-array leaf's frame is still pinned by whoever held it). A huge
     /// leaf whose slot now holds the table its split left gets the missing
     /// pieces instead. Then every split in `splits` whose table holds
     /// exactly the leaves the split made is joined back into the original
     /// huge entry and its table freed. After `unmap_range(r)` and
-    /// `restore(leaves(r), splits)` the tables, the table count and the map
-    /// counts are exactly as before.
+    /// `restore(leaves(r), splits)` the tables and the table count are
+    /// exactly as before.
     ///
     /// Table allocations bypass failure injection (this is the rollback
     /// path). Everything possible is restored; the first error (a slot
     /// holding something else: `MmError::Exists`) is returned at the end.
-    pub fn restore(&mut self, leaves: &[Leaf], splits: &[SplitRecord], counts: &mut MapCounts) -> Result<(), MmError> {
+    pub fn restore(&mut self, leaves: &[Leaf], splits: &[SplitRecord]) -> Result<(), MmError> {
         let mut first_err = None;
         let mut w = self.writer(true, 0);
         for leaf in leaves {
-            if let Err(e) = w.restore_leaf(leaf, counts) {
+            if let Err(e) = w.restore_leaf(leaf) {
                 log::warn!("restore of {:?} leaf at {:#x}: {e}", leaf.size, leaf.va);
                 first_err.get_or_insert(e);
             }
@@ -201,13 +195,13 @@ mod tests {
 
     /// A mixed tree: 1 GiB, 2 MiB and 4 KiB leaves, counted pages, a
     /// PROT_NONE page and a write-combining huge leaf.
-    fn mixed(pt: &mut Tables, counts: &mut MapCounts) {
+    fn mixed(pt: &mut Tables) {
         let wc = rw().with_cache(CacheMode::WriteCombining);
         pt.map_range(gva(G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
         pt.map_range(gva(2 * G1), GuestAddress(4 * M2), 3 * M2, wc, PageSize::Size2M).unwrap();
         pt.map_range(gva(2 * G1 + 3 * M2), GuestAddress(K4), 5 * K4, rw(), PageSize::Size2M).unwrap();
         let pages: Vec<Pfn> = (0..700).map(|i| Pfn((i * 37 + 5) % FRAMES)).collect();
-        pt.insert_pages(gva(3 * G1 - 300 * K4), &pages, rw(), counts).unwrap();
+        pt.insert_pages(gva(3 * G1 - 300 * K4), &arr(&pages), rw()).unwrap();
         pt.protect_range(
             gva(3 * G1 - 2 * K4),
             K4,
@@ -232,23 +226,16 @@ mod tests {
         ];
         for &(va, len) in ranges {
             let mut pt = tables(4 * G1);
-            let mut counts = MapCounts::new(FRAMES);
-            mixed(&mut pt, &mut counts);
+            mixed(&mut pt);
             let before = snapshot(&pt, 0, 8 * G1);
             let tables = pt.tables_in_use();
-            let counts_before = counts.clone();
             let saved = pt.leaves(gva(va), len);
-            let mut released = Vec::new();
-            let u = pt.unmap_range(gva(va), len, &mut counts, &mut released).unwrap();
+            let u = pt.unmap_range(gva(va), len).unwrap();
             u.flush.ignore();
             assert!(pt.leaves(gva(va), len).iter().all(|l| l.va.raw() < va || l.va.raw() + l.size.bytes() > va + len));
-            pt.restore(&saved, &u.splits, &mut counts).unwrap();
+            pt.restore(&saved, &u.splits).unwrap();
             assert_eq!(snapshot(&pt, 0, 8 * G1), before, "{va:#x}+{len:#x}");
             assert_eq!(pt.tables_in_use(), tables, "{va:#x}+{len:#x}");
-            assert_eq!(counts.total(), counts_before.total());
-            for p in 0..FRAMES {
-                assert_eq!(counts.get(Pfn(p)), counts_before.get(Pfn(p)));
-            }
             // Page by page too, through the hardware-style walk.
             for page in (va..va + len.min(4 * M2)).step_by(K4 as usize) {
                 let t = pt.translate(gva(page));
@@ -266,8 +253,7 @@ mod tests {
     #[test]
     fn leaves_in_order_with_huge_leaves_whole() {
         let mut pt = tables(4 * G1);
-        let mut counts = MapCounts::new(FRAMES);
-        mixed(&mut pt, &mut counts);
+        mixed(&mut pt);
         let l = pt.leaves(gva(G1 + G1 / 2), G1 / 2 + M2);
         assert_eq!(l.len(), 2);
         assert_eq!((l[0].va, l[0].size), (gva(G1), PageSize::Size1G));
@@ -280,31 +266,28 @@ mod tests {
     #[test]
     fn restore_into_a_mapped_slot_reports_exists() {
         let mut pt = tables(64 << 20);
-        let mut counts = MapCounts::new(FRAMES);
         pt.map_range(gva(0x1000), GuestAddress(0x5000), K4, rw(), PageSize::Size4K).unwrap();
         let saved = pt.leaves(gva(0), M2);
         // Identical leaf already there: nothing to do.
-        assert_eq!(pt.restore(&saved, &[], &mut counts), Ok(()));
+        assert_eq!(pt.restore(&saved, &[]), Ok(()));
         pt.protect_range(gva(0x1000), K4, rw().with_cache(CacheMode::Uncached)).unwrap().ignore();
-        assert_eq!(pt.restore(&saved, &[], &mut counts), Err(MmError::Exists { addr: 0x1000 }));
+        assert_eq!(pt.restore(&saved, &[]), Err(MmError::Exists { addr: 0x1000 }));
         assert_eq!(pt.tables_in_use(), 4);
         let bogus = Leaf { raw: 0, ..saved[0] };
-        assert!(pt.restore(&[bogus], &[], &mut counts).is_err());
+        assert!(pt.restore(&[bogus], &[]).is_err());
     }
 
     #[test]
     fn restore_ignores_failure_injection() {
         let mut pt = tables(4 * G1);
-        let mut counts = MapCounts::new(FRAMES);
-        mixed(&mut pt, &mut counts);
+        mixed(&mut pt);
         let before = snapshot(&pt, 0, 8 * G1);
         let saved = pt.leaves(gva(0), 4 * G1);
-        let mut released = Vec::new();
-        let u = pt.unmap_range(gva(0), 4 * G1, &mut counts, &mut released).unwrap();
+        let u = pt.unmap_range(gva(0), 4 * G1).unwrap();
         u.flush.ignore();
         assert_eq!(pt.tables_in_use(), 1);
         pt.allocator_mut().inject_failure_after(Some(0));
-        pt.restore(&saved, &u.splits, &mut counts).unwrap();
+        pt.restore(&saved, &u.splits).unwrap();
         assert_eq!(snapshot(&pt, 0, 8 * G1), before);
     }
 }

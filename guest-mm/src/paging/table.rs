@@ -8,7 +8,9 @@
 //! bounds-free `Relaxed` 8-byte atomic load or store. Atomics, not
 //! volatile copies, because a running vCPU's page walker reads (and sets
 //! accessed/dirty bits in) the same words concurrently: each entry must
-//! change in one aligned 8-byte store, never torn.
+//! change in one aligned 8-byte store, never torn. The one exception is
+//! [`Table::fill_unlinked`], for a new table no walker can reach yet: its
+//! plain stores may be combined into vector stores.
 //!
 //! This module does not know what an entry means; see `entry.rs`.
 
@@ -19,7 +21,7 @@ use vm_memory::bitmap::Bitmap;
 use vm_memory::volatile_memory::{PtrGuard, PtrGuardMut};
 use vm_memory::{GuestAddress, GuestMemory, Permissions};
 
-use crate::addr::{Pfn, PAGE_SIZE};
+use crate::addr::{Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::MmError;
 
 /// Entries per table.
@@ -124,6 +126,42 @@ impl<'a> Table<'a> {
         self.entries()[i % ENTRIES].compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed)
     }
 
+    /// Writes entry `i` as `(pages[i] << 12) | bits` for all 512 entries of
+    /// a table that no page walker and no other thread can reach yet (a
+    /// new table, not linked into the tree), and returns the bitwise OR of
+    /// the frame numbers written (every frame is at most that).
+    ///
+    /// The stores are plain, not atomic, so the compiler may combine them
+    /// into vector stores: nothing can observe the table until the release
+    /// store that links it, so no entry can be seen torn. Through a
+    /// read-only view this falls back to atomic stores.
+    ///
+    /// Only for tables that are not linked: on a linked table a running
+    /// vCPU's walker could read an entry mid-store.
+    pub(crate) fn fill_unlinked(&self, pages: &[Pfn; ENTRIES], bits: u64) -> u64 {
+        match self._guard {
+            Guard::Write(_) => {
+                // SAFETY: `entries` comes from a `PtrGuardMut` (a view made
+                // for writing), points at 4096 bytes of guest memory that
+                // stay mapped while `self` lives and are 8-byte aligned
+                // (checked in `new`), so it is valid for 512 `u64` writes.
+                // The caller guarantees the table is not linked: no vCPU
+                // walker reaches it and no other view of it is in use, so
+                // the plain stores race with nothing. `pages` is a separate
+                // Rust allocation (never guest memory of a table).
+                unsafe { fill_raw(self.entries as *mut u64, pages, bits) }
+            }
+            Guard::Read(_) => {
+                let mut any = 0;
+                for (e, p) in self.entries().iter().zip(pages) {
+                    any |= p.0;
+                    e.store((p.0 << PAGE_SHIFT) | bits, Ordering::Relaxed);
+                }
+                any
+            }
+        }
+    }
+
     /// Zeroes all 512 entries.
     pub(crate) fn zero(&self) {
         for e in self.entries() {
@@ -135,6 +173,23 @@ impl<'a> Table<'a> {
     pub(crate) fn is_unused(&self) -> bool {
         self.entries().iter().all(|e| e.load(Ordering::Relaxed) & super::entry::USED == 0)
     }
+}
+
+/// The loop of [`Table::fill_unlinked`], out of line so that `pages` is a
+/// `noalias` argument and the loop vectorizes.
+///
+/// # Safety
+/// `dst` must be valid for writes of 512 `u64`s that nothing else reads or
+/// writes meanwhile, and must not overlap `pages`.
+#[inline(never)]
+unsafe fn fill_raw(dst: *mut u64, pages: &[Pfn; ENTRIES], bits: u64) -> u64 {
+    let mut any = 0;
+    for (i, p) in pages.iter().enumerate() {
+        any |= p.0;
+        // SAFETY: `i < 512` and the caller's contract.
+        unsafe { dst.add(i).write((p.0 << PAGE_SHIFT) | bits) };
+    }
+    any
 }
 
 #[cfg(test)]

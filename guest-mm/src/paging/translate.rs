@@ -23,7 +23,7 @@ pub struct Translation {
     pub size: PageSize,
     /// Its protection.
     pub prot: PageProt,
-    /// The leaf holds a map count on its frame.
+    /// A page-array leaf (its frame is pinned by the array), not a raw frame.
     pub counted: bool,
 }
 

@@ -1,5 +1,13 @@
 //! `unmap_range`: clears every leaf in a range, splitting huge leaves cut
-//! by its ends, dropping map counts and freeing tables left empty.
+//! by its ends and freeing tables left empty.
+//!
+//! No per-frame state is touched: a page-array frame stays pinned by its
+//! array, which the VMA holds (see `frames::pin`), so unmapping is a pass
+//! over the entries. A leaf table the range covers whole is only read (for
+//! the flush set), unlinked with one store and freed: its entries are
+//! never cleared one by one, as no walker can reach them once it is
+//! unlinked and flushed, and a table is zeroed or overwritten whole before
+//! it is linked again.
 //!
 //! This module does not flush TLBs; it reports what must be flushed.
 
@@ -7,15 +15,14 @@ use vm_memory::GuestMemory;
 
 use std::sync::atomic::Ordering;
 
-use super::entry::{classify, counted_frame, entry_end, index, span, Entry, P, USED};
+use super::entry::{classify, entry_end, index, span, Entry, P, USED};
 use super::flush::FlushSet;
 use super::page_tables::{check_range, PageTables};
 use super::split::SplitRecord;
 use super::table::{Table, ENTRIES};
 use super::walk::Writer;
-use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
+use crate::addr::{GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
-use crate::frames::MapCounts;
 
 /// What an unmap did.
 #[must_use = "the flush set must be flushed before the frames are reused"]
@@ -34,9 +41,7 @@ pub struct Unmapped {
 }
 
 /// State of one clearing walk.
-struct Clearing<'c> {
-    counts: &'c mut MapCounts,
-    released: &'c mut Vec<Pfn>,
+struct Clearing {
     out: Unmapped,
 }
 
@@ -44,9 +49,9 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     /// Clears the leaves of `[va, end)` below `table` (at `level`); after
     /// the splits every leaf met is wholly inside the range. Children left
     /// empty are unlinked (one store) and then freed.
-    fn clear(&mut self, table: &Table<'a>, level: u32, va: u64, end: u64, c: &mut Clearing<'_>) {
+    fn clear(&mut self, table: &Table<'a>, level: u32, va: u64, end: u64, c: &mut Clearing) {
         if level == 1 {
-            clear_leaves(table, va, end, c);
+            clear_leaves::<true>(table, va, end, c);
             return;
         }
         let span = span(level);
@@ -70,7 +75,12 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                 }
                 Entry::Table(frame) => match self.view(frame) {
                     Ok(child) => {
-                        self.clear(&child, level - 1, cur, next, c);
+                        if whole && level == 2 {
+                            // Unlinked and freed below: read, not cleared.
+                            clear_leaves::<false>(&child, cur, next, c);
+                        } else {
+                            self.clear(&child, level - 1, cur, next, c);
+                        }
                         // A wholly covered child had every entry cleared.
                         if whole || child.is_unused() {
                             table.set(idx, 0);
@@ -92,61 +102,76 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 }
 
-/// Clears the 4 KiB leaves of `[va, end)` in the leaf table `table`: the
-/// tight loop of a large unmap.
-fn clear_leaves(table: &Table<'_>, va: u64, end: u64, c: &mut Clearing<'_>) {
+/// Clears the 4 KiB leaves of `[va, end)` in the leaf table `table` and
+/// records the present ones for the flush: the tight loop of a large
+/// unmap. With `STORE = false` the entries are only read (a whole table
+/// that the caller unlinks and frees).
+///
+/// The loop has no branch on an entry's contents but the store: it counts
+/// the used entries and gathers the present ones in a bitmap, whose runs
+/// become the flush ranges afterwards (a whole present table is one run).
+fn clear_leaves<const STORE: bool>(table: &Table<'_>, va: u64, end: u64, c: &mut Clearing) {
     let first = index(va, 1);
     let n = (((end - va) / PAGE_SIZE) as usize).min(ENTRIES - first);
     let Some(entries) = table.entries().get(first..first + n) else {
         return;
     };
-    // The present pages cleared, as one run per stretch without holes.
-    let mut run: Option<(u64, u64)> = None;
-    let mut cleared = 0;
-    for (k, e) in entries.iter().enumerate() {
-        let raw = e.load(Ordering::Relaxed);
-        if raw & USED == 0 {
-            continue;
+    if !STORE {
+        // The common case of a table a page array filled: every entry
+        // present, an AND over the entries (four chains, no branch) tells.
+        let mut all = [!0u64; 4];
+        let quads = entries.chunks_exact(4);
+        for e in quads.remainder() {
+            all[0] &= e.load(Ordering::Relaxed);
         }
-        e.store(0, Ordering::Relaxed);
-        cleared += 1;
-        if raw & P != 0 {
-            let page = va + k as u64 * PAGE_SIZE;
-            match &mut run {
-                Some((start, len)) if *start + *len == page => *len += PAGE_SIZE,
-                _ => {
-                    if let Some((start, len)) = run.replace((page, PAGE_SIZE)) {
-                        c.out.flush.add(start, len);
-                    }
-                }
+        for q in quads {
+            for (a, e) in all.iter_mut().zip(q) {
+                *a &= e.load(Ordering::Relaxed);
             }
         }
-        if let Some(frame) = counted_frame(raw) {
-            if c.counts.dec(frame) {
-                c.released.push(frame);
-            }
+        if all[0] & all[1] & all[2] & all[3] & P != 0 {
+            c.out.entries_cleared += n as u64;
+            c.out.flush.add(va, n as u64 * PAGE_SIZE);
+            return;
         }
     }
-    if let Some((start, len)) = run {
-        c.out.flush.add(start, len);
+    let mut present = [0u64; ENTRIES / 64];
+    let mut cleared = 0;
+    // One word of the bitmap at a time, kept in a register.
+    for (word, chunk) in present.iter_mut().zip(entries.chunks(64)) {
+        let mut bits = 0u64;
+        for (b, e) in chunk.iter().enumerate() {
+            let raw = e.load(Ordering::Relaxed);
+            let used = raw & USED != 0;
+            if STORE && used {
+                e.store(0, Ordering::Relaxed);
+            }
+            cleared += used as u64;
+            bits |= (raw & P) << b;
+        }
+        *word = bits;
     }
     c.out.entries_cleared += cleared;
+    // Runs of set bits, in page order (`FlushSet::add` joins adjacent ones).
+    for (w, &word) in present.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let start = bits.trailing_zeros() as u64;
+            let len = (!(bits >> start)).trailing_zeros() as u64;
+            let page = w as u64 * 64 + start;
+            c.out.flush.add(va + page * PAGE_SIZE, len * PAGE_SIZE);
+            bits &= if start + len >= 64 { 0 } else { !0u64 << (start + len) };
+        }
+    }
 }
 
 impl<M: GuestMemory> PageTables<M> {
     /// Clears every leaf in `[va, va + len)` (both page aligned). Huge
     /// leaves the range only partly covers are split first; all splits are
     /// reserved up front, so `MmError::OutOfMemory` leaves everything
-    /// unchanged. Counted leaves drop their frame's count in `counts`;
-    /// frames whose count reaches zero are pushed to `released`. Tables
-    /// left empty are unlinked and freed (never the root).
-    pub fn unmap_range(
-        &mut self,
-        va: GuestVirtAddr,
-        len: u64,
-        counts: &mut MapCounts,
-        released: &mut Vec<Pfn>,
-    ) -> Result<Unmapped, MmError> {
+    /// unchanged. Tables left empty are unlinked and freed (never the
+    /// root). Frames are not touched: whoever pinned them unpins them.
+    pub fn unmap_range(&mut self, va: GuestVirtAddr, len: u64) -> Result<Unmapped, MmError> {
         let end = check_range(va, len)?;
         if len == 0 {
             return Ok(Unmapped::default());
@@ -154,7 +179,7 @@ impl<M: GuestMemory> PageTables<M> {
         let mut w = self.writer(false, va.raw());
         let root = w.root()?;
         let splits = w.split_edges(va.raw(), end, |_, _| true)?;
-        let mut c = Clearing { counts, released, out: Unmapped { splits, ..Unmapped::default() } };
+        let mut c = Clearing { out: Unmapped { splits, ..Unmapped::default() } };
         w.clear(&root, 4, va.raw(), end, &mut c);
         Ok(c.out)
     }
@@ -165,13 +190,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::test_util::*;
     use super::*;
-    use crate::addr::PageSize;
+    use crate::addr::{PageSize, Pfn};
     use vm_memory::GuestAddress;
 
     fn unmap(pt: &mut Tables, va: u64, len: u64) -> Unmapped {
-        let mut counts = MapCounts::new(FRAMES);
-        let mut released = Vec::new();
-        pt.unmap_range(gva(va), len, &mut counts, &mut released).unwrap()
+        pt.unmap_range(gva(va), len).unwrap()
     }
 
     #[test]
@@ -236,29 +259,51 @@ mod tests {
     }
 
     #[test]
+    fn whole_leaf_tables_are_freed_and_partial_ones_cleared_with_exact_flushes() {
+        // Pages 0..1536 from 1 GiB: three whole leaf tables; a hole at 700
+        // and a PROT_NONE-free run. Unmap [100, 1300): the first and last
+        // tables are cut (entries cleared), the middle one is whole.
+        let mut pt = tables(64 << 20);
+        let pages: Vec<Pfn> = (0..1536u64).map(|i| Pfn(i + 1)).collect();
+        pt.insert_pages(gva(G1), &arr(&pages[..700]), rw()).unwrap();
+        pt.insert_pages(gva(G1 + 701 * K4), &arr(&pages[701..]), rw()).unwrap();
+        let tables = pt.tables_in_use();
+        let u = unmap(&mut pt, G1 + 100 * K4, 1200 * K4);
+        assert_eq!(u.entries_cleared, 1199);
+        let got: Vec<(u64, u64)> = u.flush.ranges().iter().map(|&(a, l)| (a.raw(), l)).collect();
+        assert_eq!(got, vec![(G1 + 100 * K4, 600 * K4), (G1 + 701 * K4, 599 * K4)]);
+        assert_eq!((u.tables_freed, pt.tables_in_use()), (1, tables - 1));
+        // What is left, by walking: pages 0..100 and 1300..1536 only.
+        let left: Vec<u64> = pt.leaves(gva(0), 1 << 47).iter().map(|l| (l.va.raw() - G1) / K4).collect();
+        assert_eq!(left, (0..100).chain(1300..1536).collect::<Vec<_>>());
+        for p in left {
+            assert_eq!(pt.translate(gva(G1 + p * K4)).unwrap().pfn, Pfn(p + 1));
+        }
+        // A new insert over the freed middle reuses a garbage table whole.
+        pt.insert_pages(gva(G1 + 512 * K4), &arr(&pages[..512]), rw()).unwrap();
+        assert_eq!(pt.translate(gva(G1 + 600 * K4)).unwrap().pfn, Pfn(89));
+    }
+
+    #[test]
     fn failure_injection_during_split_changes_nothing() {
         for n in 0..5 {
             let mut pt = tables(4 * G1);
-            let mut counts = MapCounts::new(FRAMES);
             pt.map_range(gva(G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
             pt.map_range(gva(3 * G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
-            pt.insert_pages(gva(2 * G1), &[Pfn(7)], rw(), &mut counts).unwrap();
+            pt.insert_pages(gva(2 * G1), &arr(&[Pfn(7)]), rw()).unwrap();
             let before = snapshot(&pt, 0, 8 * G1);
             let tables = pt.tables_in_use();
             pt.allocator_mut().inject_failure_after(Some(n));
             // Cuts both 1 GiB leaves inside a 2 MiB piece: four splits.
-            let mut released = Vec::new();
-            let r = pt.unmap_range(gva(2 * G1 - K4), G1 + 2 * K4, &mut counts, &mut released);
+            let r = pt.unmap_range(gva(2 * G1 - K4), G1 + 2 * K4);
             pt.allocator_mut().inject_failure_after(None);
             if n < 4 {
                 assert!(matches!(r, Err(MmError::OutOfMemory(_))), "n={n}");
                 assert_eq!(snapshot(&pt, 0, 8 * G1), before);
                 assert_eq!(pt.tables_in_use(), tables);
-                assert_eq!(counts.get(Pfn(7)), 1);
-                assert!(released.is_empty());
             } else {
                 assert_eq!(r.unwrap().splits.len(), 4);
-                assert_eq!(released, vec![Pfn(7)]);
+                assert!(pt.translate(gva(2 * G1)).is_none());
             }
         }
     }
@@ -266,20 +311,18 @@ mod tests {
     #[test]
     fn corrupted_pointer_does_not_panic() {
         let mut pt = tables(64 << 20);
-        let mut counts = MapCounts::new(FRAMES);
-        pt.insert_pages(gva(0x1000), &[Pfn(1), Pfn(2)], rw(), &mut counts).unwrap();
-        pt.insert_pages(gva(0x20_0000), &[Pfn(3)], rw(), &mut counts).unwrap();
+        pt.insert_pages(gva(0x1000), &arr(&[Pfn(1), Pfn(2)]), rw()).unwrap();
+        pt.insert_pages(gva(0x20_0000), &arr(&[Pfn(3)]), rw()).unwrap();
         // Point the PD entry of the first 2 MiB outside guest memory.
         poke(&pt, 0, 2, super::super::entry::table_entry(Pfn(1 << 30)));
         assert!(pt.translate(gva(0x1000)).is_none());
         assert_eq!(pt.translate(gva(0x20_0000)).unwrap().pfn, Pfn(3));
         // Partly covered: left alone; wholly covered: cleared.
-        let mut released = Vec::new();
-        let u = pt.unmap_range(gva(0x1000), K4, &mut counts, &mut released).unwrap();
+        let u = pt.unmap_range(gva(0x1000), K4).unwrap();
         assert_eq!(u.entries_cleared, 0);
-        let u = pt.unmap_range(gva(0), 4 << 20, &mut counts, &mut released).unwrap();
+        let u = pt.unmap_range(gva(0), 4 << 20).unwrap();
         assert!(u.flush.tables_freed());
-        assert_eq!(released, vec![Pfn(3)]);
+        assert_eq!(u.entries_cleared, 1);
         assert!(pt.leaves(gva(0), 1 << 30).is_empty());
     }
 }

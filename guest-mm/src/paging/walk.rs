@@ -255,7 +255,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 
     /// Clears every entry this operation wrote, then unlinks and frees the
-    /// tables it allocated, newest first. Map counts are the caller's.
+    /// tables it allocated, newest first.
     pub(super) fn rollback(&mut self) {
         for run in self.runs.drain(..).rev() {
             match Table::new(self.mem, run.table, true) {

@@ -23,7 +23,7 @@ impl PageBuffer {
     pub fn new(frames: &Frames, nr_pages: u64) -> Result<Self, MmError> {
         let owner = Arc::new(frames.alloc(nr_pages)?);
         let pfns = scatter(owner.pfns());
-        Ok(PageBuffer { pages: PageArray::new(pfns.into()), _owner: owner })
+        Ok(PageBuffer { pages: PageArray::pin(frames, pfns.into())?, _owner: owner })
     }
 
     /// The frames in buffer order.

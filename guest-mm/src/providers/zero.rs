@@ -1,8 +1,7 @@
 //! The zero provider (`/dev/zero`): every mapping gets fresh, zeroed pages
 //! from the kernel page pool, mapped as a page array. The pages belong to
-//! the mapping: they return to the pool when the last entry goes.
-
-use std::sync::Arc;
+//! the mapping: the array pins them and the VMA holds the array, so they
+//! return to the pool when the last piece of the VMA goes.
 
 use vm_memory::GuestMemory;
 
@@ -31,12 +30,14 @@ impl<M: GuestMemory + Send + Sync> MmapProvider for ZeroProvider<M> {
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        // Owned by the action until the mapping holds its own counts; if
-        // anything fails first, dropping it returns the pages.
+        // Pinned before the owner lets go: the pin (the action's array,
+        // then the VMA's) keeps them; if anything fails first, dropping
+        // the array returns the pages.
         let pages = self.frames.alloc(desc.pages())?;
         pages.zero(&self.mem)?;
-        let pfns = pages.pfns().clone();
-        desc.mmap_action_map_kernel_pages_full(PageArray::with_hold(pfns, Arc::new(pages)));
+        let array = PageArray::pin(&self.frames, pages.pfns().clone())?;
+        drop(pages);
+        desc.mmap_action_map_kernel_pages_full(array);
         Ok(())
     }
 }

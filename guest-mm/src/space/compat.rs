@@ -33,13 +33,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let (parts, mut act) = desc.into_parts();
         let (start, len) = (vma.start(), vma.size());
-        let new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
+        action::check_pins(&act.kind, &self.frames)?;
+        let mut new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
+        for pin in action::pins(&act.kind) {
+            new_vma.hold(pin);
+        }
         drop(self.vmas.remove_range(start.raw(), vma.end()));
         self.vmas.insert(new_vma.clone());
-        let done = {
-            let mut fs = self.frames.lock();
-            action::complete(&act.kind, &new_vma, &mut self.pt, &mut fs.counts)
-        };
+        let done = action::complete(&act.kind, &new_vma, &mut self.pt);
         let done = done.and_then(|_| match act.success_hook.take() {
             Some(hook) => hook(&new_vma),
             None => Ok(None),

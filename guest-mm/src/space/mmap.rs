@@ -41,24 +41,24 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             desc.page_prot.user = false;
         }
 
+        // A page array must be pinned in this space's frame state (its
+        // frames were checked when it was pinned).
+        action::check_pins(&desc.action().kind, &self.frames)?;
+
         // 4. A fixed mapping over existing ones detaches them (atomically).
-        // It must not then fail for a reason known now: a page array's
-        // frames are checked before anything is detached (a new mapping
-        // leaves that to the insert loop, which reads each count anyway).
         let replaces = self.vmas.intersects(start.raw(), end);
-        if replaces {
-            action::check_frames(&desc.action().kind, &self.frames.lock().counts)?;
-        }
         let detached = if replaces { Some(self.detach(start, len)?) } else { None };
 
         // 5. The VMA, then complete.
         let (parts, mut act) = desc.into_parts();
-        let vma = Vma::from_parts(parts, provider_id(provider), provider.name());
+        let mut vma = Vma::from_parts(parts, provider_id(provider), provider.name());
+        // The VMA holds the pins of the arrays it maps before any entry
+        // exists, and until it is gone.
+        for pin in action::pins(&act.kind) {
+            vma.hold(pin);
+        }
         self.vmas.insert(vma.clone());
-        let done = {
-            let mut fs = self.frames.lock();
-            action::complete(&act.kind, &vma, &mut self.pt, &mut fs.counts)
-        };
+        let done = action::complete(&act.kind, &vma, &mut self.pt);
         // 6. The success hook sees the finished VMA.
         let done = done.and_then(|stats| match act.success_hook.take() {
             Some(hook) => hook(&vma).map(|private| (stats, private)),
@@ -73,8 +73,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 }
                 let flush = detached.map(|d| self.commit(d)).unwrap_or_default();
                 self.vmas.merge_around(start.raw());
-                // The action (and any pages it held) is dropped here, after
-                // the mapping holds its own counts.
+                // The action (and its arrays) is dropped here; the VMA
+                // holds their pins.
                 drop(act);
                 Ok(Mapped { addr: start, flush, stats })
             }
@@ -129,16 +129,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     }
 
     /// Undoes a VMA whose complete or success hook failed: clears its
-    /// entries (deferred flush), frees its tables and drops its counts.
+    /// entries (deferred flush), frees its tables and drops the VMA (and
+    /// its pins).
     fn unmap_new(&mut self, start: GuestVirtAddr, len: u64) {
-        let mut released = Vec::new();
-        let res = {
-            let mut fs = self.frames.lock();
-            let r = self.pt.unmap_range(start, len, &mut fs.counts, &mut released);
-            fs.release(&released);
-            r
-        };
-        match res {
+        match self.pt.unmap_range(start, len) {
             Ok(un) => self.deferred.merge(un.flush),
             // The new VMA's leaves lie inside it, so no split (and no
             // allocation) is ever needed here.

@@ -99,7 +99,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Err(MmError::Invalid("empty or misaligned mmap window"));
         }
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
-        frames.lock().counts.block(&layout);
+        frames.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
         Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
     }
@@ -124,7 +124,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         self.pt.memory()
     }
 
-    /// The shared frame state (pool and map counts) providers allocate from.
+    /// The shared frame state (pool and pins) providers allocate from and
+    /// pin page arrays in.
     pub fn frames(&self) -> &Frames {
         &self.frames
     }
@@ -156,7 +157,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             tables_in_use: self.pt.allocator().in_use(),
             pool_free: st.pool_free(),
             vmas: self.vmas.len(),
-            counted_entries: st.counts.total(),
+            pins: st.pins().total(),
         }
     }
 

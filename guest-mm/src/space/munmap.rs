@@ -1,5 +1,5 @@
-//! munmap: clear the entries, free emptied tables, drop map counts, and
-//! split or remove the VMAs.
+//! munmap: clear the entries, free emptied tables, and split or remove
+//! the VMAs (a removed VMA drops its hold on the page arrays it mapped).
 
 use vm_memory::GuestMemoryBackend;
 
@@ -17,14 +17,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if !self.vmas.intersects(addr.raw(), end) {
             return Ok(FlushSet::default());
         }
-        let mut released = Vec::new();
-        let un = {
-            let mut fs = self.frames.lock();
-            let un = self.pt.unmap_range(addr, len, &mut fs.counts, &mut released)?;
-            fs.release(&released);
-            un
-        };
-        // Dropped outside the frame lock: private state may own pool pages.
+        let un = self.pt.unmap_range(addr, len)?;
+        // The entries are gone; now the VMAs may let go of their pins (and
+        // private state of its pool pages).
         drop(self.vmas.remove_range(addr.raw(), end));
         Ok(un.flush)
     }

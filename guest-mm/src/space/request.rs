@@ -82,6 +82,7 @@ pub struct SpaceStats {
     pub pool_free: usize,
     /// Number of VMAs.
     pub vmas: usize,
-    /// Leaf entries that hold a map count.
-    pub counted_entries: u64,
+    /// Pins held in the frame state: one per frame of each live pinned
+    /// array (not per mapping).
+    pub pins: u64,
 }

@@ -4,7 +4,7 @@
 use vm_memory::GuestMemoryBackend;
 
 use super::AddressSpace;
-use crate::addr::{GuestVirtAddr, Pfn};
+use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::{FlushSet, Leaf, SplitRecord};
 use crate::vma::Vma;
@@ -18,8 +18,6 @@ pub(crate) struct Detached {
     /// The pieces removed from the tree.
     vmas: Vec<Vma>,
     flush: FlushSet,
-    /// Frames whose count reached zero; handed to the pool only on commit.
-    released: Vec<Pfn>,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -29,30 +27,25 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     pub(crate) fn detach(&mut self, start: GuestVirtAddr, len: u64) -> Result<Detached, MmError> {
         let leaves = self.pt.leaves(start, len);
         let originals: Vec<Vma> = self.vmas.overlapping(start.raw(), start.raw() + len).cloned().collect();
-        let mut released = Vec::new();
-        let un = {
-            let mut fs = self.frames.lock();
-            self.pt.unmap_range(start, len, &mut fs.counts, &mut released)?
-        };
+        let un = self.pt.unmap_range(start, len)?;
         let vmas = self.vmas.remove_range(start.raw(), start.raw() + len);
-        Ok(Detached { leaves, originals, splits: un.splits, vmas, flush: un.flush, released })
+        Ok(Detached { leaves, originals, splits: un.splits, vmas, flush: un.flush })
     }
 
-    /// Gives the old range up for good: its frames may be reused and its
-    /// cleared entries must be flushed.
+    /// Gives the old range up for good: its VMAs drop their pins (frames
+    /// no one else pins may be reused) and its cleared entries must be
+    /// flushed.
     pub(crate) fn commit(&mut self, d: Detached) -> FlushSet {
-        self.frames.lock().release(&d.released);
         drop(d.vmas);
         d.flush
     }
 
     /// Puts the old range back exactly as it was.
     pub(crate) fn reattach(&mut self, d: Detached) {
-        {
-            let mut fs = self.frames.lock();
-            if let Err(e) = self.pt.restore(&d.leaves, &d.splits, &mut fs.counts) {
-                log::error!("restoring a replaced range failed: {e}");
-            }
+        // The detached VMAs (and the originals) still pin every page-array
+        // frame of the old leaves.
+        if let Err(e) = self.pt.restore(&d.leaves, &d.splits) {
+            log::error!("restoring a replaced range failed: {e}");
         }
         // The VMAs the detach split keep their remnants outside the range;
         // replace those by the originals so boundaries are as before.

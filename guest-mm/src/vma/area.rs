@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT};
 use crate::flags::{PageProt, VmFlags, VM_SPECIAL};
+use crate::frames::Pinned;
 
 /// Identity of the provider that created a VMA; VMAs from different
 /// providers never merge (the kernel compares `vm_file`).
@@ -35,6 +36,11 @@ pub struct Vma {
     pub(crate) provider_name: Arc<str>,
     pub(crate) ops: Option<Arc<dyn VmaOps>>,
     pub(crate) private: Option<VmaPrivate>,
+    /// The pins of the page arrays whose frames its entries map: held
+    /// while the VMA (or a piece of it, after a split) exists, so no such
+    /// frame is freed or reused while an entry may map it. A piece keeps
+    /// the pins of the whole; they drop with the last piece.
+    pub(crate) pins: Vec<Pinned>,
 }
 
 impl Vma {
@@ -50,6 +56,7 @@ impl Vma {
             provider_name: Arc::from(name),
             ops: parts.ops,
             private: parts.private,
+            pins: Vec::new(),
         }
     }
 
@@ -97,6 +104,19 @@ impl Vma {
     pub fn private(&self) -> Option<&VmaPrivate> {
         self.private.as_ref()
     }
+    /// The pins it holds (see the field's docs).
+    pub fn pins(&self) -> &[Pinned] {
+        &self.pins
+    }
+
+    /// Holds `pin` for as long as the VMA (or a piece of it) exists: for
+    /// a page inserted into it later (a fault path), pinned first.
+    pub(crate) fn hold(&mut self, pin: Pinned) {
+        if !self.pins.iter().any(|p| p.same(&pin)) {
+            self.pins.push(pin);
+        }
+    }
+
     /// Does the VMA contain `addr`?
     pub fn contains(&self, addr: u64) -> bool {
         self.start.raw() <= addr && addr < self.end
@@ -104,7 +124,8 @@ impl Vma {
 
     /// Can `next`, which starts where `self` ends, be folded into `self`?
     /// Same provider, flags, protection, ops and private state, contiguous
-    /// pgoff, and no `VM_SPECIAL` flag (the kernel's `is_mergeable_vma`).
+    /// pgoff, no `VM_SPECIAL` flag (the kernel's `is_mergeable_vma`), and
+    /// the same pins (a merge must not drop one).
     pub fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start.raw()
             && self.provider == next.provider
@@ -114,6 +135,8 @@ impl Vma {
             && self.pgoff.checked_add(self.pages()) == Some(next.pgoff)
             && same_arc(self.ops.as_ref(), next.ops.as_ref())
             && same_arc(self.private.as_ref(), next.private.as_ref())
+            && self.pins.len() == next.pins.len()
+            && self.pins.iter().zip(&next.pins).all(|(a, b)| a.same(b))
     }
 
     /// Splits at `addr` (strictly inside), returning the upper part; `self`

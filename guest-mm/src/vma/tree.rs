@@ -203,6 +203,7 @@ mod tests {
             provider_name: Arc::from("t"),
             ops: None,
             private: None,
+            pins: Vec::new(),
         }
     }
 

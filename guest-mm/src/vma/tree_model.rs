@@ -82,6 +82,7 @@ impl World {
             provider_name: Arc::from("model"),
             ops: None,
             private: None,
+            pins: Vec::new(),
         }
     }
 

@@ -81,7 +81,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     let mut skipped = Vec::new();
     let mut errors = Vec::new();
     if host {
-        figures.extend(host::run(reps, &mut progress)?);
+        figures.extend(host::run(reps, kvm, &mut progress)?);
     } else {
         skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
     }

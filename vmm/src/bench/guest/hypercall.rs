@@ -170,7 +170,8 @@ pub fn figures(p: &Params, s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
     .note(
         "munmap includes the shootdown: KVM's shadow translations are dropped by deleting and re-creating \
          a memory slot, and the caller's own vCPU takes an NMI whose handler runs at CPL 0 (invlpg, then \
-         an acknowledgement exit)",
+         an acknowledgement exit); each slot change waits for a host SRCU grace period, tens of µs on a \
+         quiet host or several 4 ms ticks on a busy one: the two clusters of this figure",
     )])
 }
 

@@ -35,7 +35,8 @@ const FIRST_FRAME: u64 = 0x10000;
 pub struct Fixture {
     /// The address space under test.
     pub space: AddressSpace<Mem>,
-    /// Frames `FIRST_FRAME..FIRST_FRAME + PAGES` in a fixed random order.
+    /// Frames `FIRST_FRAME..FIRST_FRAME + PAGES` in a fixed random order,
+    /// pinned in the address space's frame state once, here.
     pub array: PageArray,
 }
 
@@ -48,7 +49,8 @@ impl Fixture {
         cfg.pool_region = Some((GuestAddress(POOL.0), POOL.1));
         cfg.mmap_window = (va(WINDOW.0)?, va(WINDOW.1)?);
         let space = AddressSpace::new(mem, cfg).map_err(BenchError::mm("address space"))?;
-        Ok(Fixture { space, array: PageArray::new(scattered(PAGES)) })
+        let array = PageArray::pin(space.frames(), scattered(PAGES)).map_err(BenchError::mm("pinning the frames"))?;
+        Ok(Fixture { space, array })
     }
 
     /// The frames in mapping order.
@@ -66,9 +68,16 @@ impl Fixture {
     }
 }
 
-/// A canonical guest-virtual address.
+/// A canonical guest-virtual address. The error message is built only on
+/// error: this runs inside timed loops' setup.
 pub fn va(a: u64) -> Result<GuestVirtAddr, BenchError> {
-    GuestVirtAddr::try_new(a).map_err(BenchError::mm(format!("address {a:#x}")))
+    GuestVirtAddr::try_new(a).map_err(|source| BenchError::Mm { context: format!("address {a:#x}"), source })
+}
+
+/// The addresses of `n` consecutive pieces of `step` bytes from `base`,
+/// computed before a timed loop uses them.
+pub fn addresses(base: u64, step: u64, n: u64) -> Result<Vec<GuestVirtAddr>, BenchError> {
+    (0..n).map(|i| va(base + i * step)).collect()
 }
 
 /// `n` distinct frames from `FIRST_FRAME` in a fixed pseudo-random order

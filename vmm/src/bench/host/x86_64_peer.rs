@@ -68,7 +68,9 @@ pub fn map_to_per_page(fx: &Fixture) -> Result<Duration, BenchError> {
         }
     }
     let elapsed = t.elapsed();
-    // Independent check that it really mapped: translate the last page.
+    // Checks that it really mapped: a sample of pages through the same
+    // independent walker that checks ours, and its own translate.
+    super::verify::mapped(fx.space.memory(), PEER_TABLES.0, WINDOW.0, frames, "x86_64 map_to")?;
     use x86_64::structures::paging::mapper::Translate;
     let last = frames.len() - 1;
     let got = pt.translate_addr(VirtAddr::new(WINDOW.0 + last as u64 * 4096));

@@ -1,18 +1,16 @@
-//! Per-frame map counts for guest RAM.
+//! Per-frame pin counts for guest RAM.
 //!
-//! Every leaf entry that maps a counted page (map-kernel-pages and the
-//! pages behind it) holds one count on its frame; a frame with a non-zero
-//! count must not be reused. Raw-frame mappings (remap, I/O remap) are not
-//! counted, as `VM_PFNMAP` pages have no `struct page` in Linux.
+//! A frame's count is the number of live pins on it ([`crate::frames::Pinned`]):
+//! each page array pins its frames once, when it is made, however many
+//! mappings of it exist. A pool frame with a non-zero count is never handed
+//! out again or returned to the pool. Raw-frame mappings (remap, I/O remap)
+//! pin nothing, as `VM_PFNMAP` pages have no `struct page` in Linux.
 //!
 //! The slot of a frame that must never be mapped as a page holds a
-//! sentinel instead of a count: [`MapCounts::block`] marks the VMM's
-//! reserved frames and the holes between RAM regions. The batched insert
-//! loop reads each frame's slot anyway to bump it, so the same load checks
-//! the frame (as Linux's `vm_insert_pages` checks each page as it inserts
-//! it) and no separate pass over a 262,144-entry page array is needed.
-//! A count that reaches [`MAX_COUNT`] refuses further mappings rather than
-//! wrapping or saturating into a sentinel.
+//! sentinel instead of a count: [`PinCounts::block`] marks the VMM's
+//! reserved frames and the holes between RAM regions, so one load both
+//! checks a frame and finds its count. A count that reaches [`MAX_COUNT`]
+//! refuses further pins rather than wrapping or saturating into a sentinel.
 
 use crate::addr::Pfn;
 use crate::error::MmError;
@@ -26,27 +24,27 @@ const NOT_RAM: u32 = u32::MAX - 1;
 pub(crate) const MAX_COUNT: u32 = u32::MAX - 2;
 
 /// Why the frame behind slot value `slot` (at or above [`MAX_COUNT`])
-/// cannot be mapped.
+/// cannot be pinned.
 #[cold]
-pub(crate) fn refused(pfn: Pfn, slot: u32) -> MmError {
+fn refused(pfn: Pfn, slot: u32) -> MmError {
     match slot {
         RESERVED => MmError::FrameReserved { pfn: pfn.0 },
         NOT_RAM => MmError::FrameNotInGuest { pfn: pfn.0 },
-        _ => MmError::Invalid("frame map count at its limit"),
+        _ => MmError::Invalid("frame pin count at its limit"),
     }
 }
 
-/// One `u32` count per guest-RAM frame, indexed by frame number.
+/// One `u32` pin count per guest-RAM frame, indexed by frame number.
 #[derive(Debug, Clone, Default)]
-pub struct MapCounts {
+pub struct PinCounts {
     counts: Vec<u32>,
     total: u64,
 }
 
-impl MapCounts {
+impl PinCounts {
     /// Counts for frames `0..nr_frames` (all start at zero).
     pub fn new(nr_frames: u64) -> Self {
-        MapCounts { counts: vec![0; nr_frames as usize], total: 0 }
+        PinCounts { counts: vec![0; nr_frames as usize], total: 0 }
     }
 
     /// Number of frames tracked.
@@ -61,7 +59,7 @@ impl MapCounts {
 
     /// Marks the frames `layout` does not allow as pages: holes between
     /// its RAM regions and its reserved ranges. Blocked frames read as
-    /// count 0 and cannot be counted.
+    /// count 0 and cannot be pinned.
     pub fn block(&mut self, layout: &PhysLayout) {
         let mut prev_end = 0u64;
         for &(s, e) in layout.ram() {
@@ -81,8 +79,9 @@ impl MapCounts {
         }
     }
 
-    /// `Ok` if `pfn` may be mapped as a counted page, else the error the
-    /// insert loop would stop with.
+    /// `Ok` if `pfn` may be pinned, else why not: beyond the tracked
+    /// frames or in a hole (`FrameNotInGuest`), reserved (`FrameReserved`),
+    /// or its count at the limit.
     pub fn check(&self, pfn: Pfn) -> Result<(), MmError> {
         match self.counts.get(pfn.0 as usize) {
             None => Err(MmError::FrameNotInGuest { pfn: pfn.0 }),
@@ -96,33 +95,40 @@ impl MapCounts {
         self.counts.get(pfn.0 as usize).copied().filter(|&c| c <= MAX_COUNT).unwrap_or(0)
     }
 
-    /// Sum of all counts: the number of counted leaf entries.
+    /// Sum of all counts: the number of pins held.
     pub fn total(&self) -> u64 {
         self.total
     }
 
-    /// Is `pfn` tracked (inside guest RAM as sized at creation)?
-    #[inline]
-    pub fn tracks(&self, pfn: Pfn) -> bool {
-        (pfn.0 as usize) < self.counts.len()
-    }
-
-    /// Increments one frame's count; an untracked, blocked or full frame
-    /// is left alone (and logged): callers restore counts they took before.
-    #[inline]
-    pub fn inc(&mut self, pfn: Pfn) {
-        match self.counts.get_mut(pfn.0 as usize) {
-            Some(c) if *c < MAX_COUNT => {
-                *c += 1;
-                self.total += 1;
+    /// Pins every frame of `pfns` once (a frame listed twice twice), or
+    /// none of them: on error (see [`PinCounts::check`]) nothing changed.
+    pub fn pin_all(&mut self, pfns: &[Pfn]) -> Result<(), MmError> {
+        for (i, p) in pfns.iter().enumerate() {
+            let slot = self.counts.get_mut(p.0 as usize);
+            match slot {
+                Some(c) if *c < MAX_COUNT => *c += 1,
+                other => {
+                    let err = match other {
+                        None => MmError::FrameNotInGuest { pfn: p.0 },
+                        Some(c) => refused(*p, *c),
+                    };
+                    for q in &pfns[..i] {
+                        if let Some(c) = self.counts.get_mut(q.0 as usize) {
+                            *c -= 1;
+                        }
+                    }
+                    return Err(err);
+                }
             }
-            _ => log::error!("map count for unmappable frame {pfn:#x}"),
         }
+        self.total += pfns.len() as u64;
+        Ok(())
     }
 
-    /// Drops one count; returns true when it reached zero.
+    /// Drops one pin of `pfn`; returns true when its count reached zero.
+    /// Unpinning a frame with no pin is refused (and logged), not wrapped.
     #[inline]
-    pub fn dec(&mut self, pfn: Pfn) -> bool {
+    pub fn unpin(&mut self, pfn: Pfn) -> bool {
         match self.counts.get_mut(pfn.0 as usize) {
             Some(c) if *c > 0 && *c <= MAX_COUNT => {
                 *c -= 1;
@@ -130,49 +136,35 @@ impl MapCounts {
                 *c == 0
             }
             _ => {
-                log::error!("map count underflow for frame {pfn:#x}");
+                log::error!("pin count underflow for frame {pfn:#x}");
                 false
             }
         }
     }
-
-    /// Raw access for the batched insert loop.
-    #[inline]
-    pub(crate) fn slots_mut(&mut self) -> &mut [u32] {
-        &mut self.counts
-    }
-
-    /// Adjusts the running total after raw slot updates.
-    #[inline]
-    pub(crate) fn add_total(&mut self, n: u64) {
-        self.total += n;
-    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn inc_dec() {
-        let mut m = MapCounts::new(8);
-        for p in [1, 1, 3] {
-            m.inc(Pfn(p));
-        }
+    fn pin_unpin() {
+        let mut m = PinCounts::new(8);
+        m.pin_all(&[Pfn(1), Pfn(1), Pfn(3)]).unwrap();
         assert_eq!(m.get(Pfn(1)), 2);
         assert_eq!(m.total(), 3);
-        assert!(!m.dec(Pfn(1)));
-        assert!(m.dec(Pfn(1)));
-        assert!(!m.dec(Pfn(1))); // underflow is refused, not wrapped
+        assert!(!m.unpin(Pfn(1)));
+        assert!(m.unpin(Pfn(1)));
+        assert!(!m.unpin(Pfn(1))); // underflow is refused, not wrapped
         assert_eq!(m.get(Pfn(1)), 0);
-        assert!(m.dec(Pfn(3)));
+        assert!(m.unpin(Pfn(3)));
         assert_eq!(m.total(), 0);
-        assert!(!m.tracks(Pfn(8)));
         assert_eq!(m.get(Pfn(100)), 0);
     }
 
     #[test]
-    fn blocked_frames_are_not_mappable_and_read_as_zero() {
+    fn blocked_frames_cannot_be_pinned_and_a_refused_pin_changes_nothing() {
         use vm_memory::{GuestAddress, GuestMemoryMmap};
         // RAM at frames 0..16 and 32..48 (a hole between), 40..42 reserved.
         let mem =
@@ -180,25 +172,29 @@ mod tests {
                 .unwrap();
         let mut layout = PhysLayout::from_memory(&mem);
         layout.reserve(GuestAddress(40 << 12), 2 << 12);
-        let mut m = MapCounts::new(48);
+        let mut m = PinCounts::new(48);
         m.block(&layout);
         for p in 0..48u64 {
             let ok = p < 16 || (32..40).contains(&p) || (42..48).contains(&p);
             assert_eq!(m.check(Pfn(p)).is_ok(), ok, "frame {p}");
             assert_eq!(m.get(Pfn(p)), 0);
         }
-        assert_eq!(refused(Pfn(20), m.counts[20]), MmError::FrameNotInGuest { pfn: 20 });
-        assert_eq!(refused(Pfn(40), m.counts[40]), MmError::FrameReserved { pfn: 40 });
-        // Counting a blocked frame is refused; dec never touches a sentinel.
-        m.inc(Pfn(20));
-        assert!(!m.dec(Pfn(40)));
-        assert_eq!((m.total(), m.check(Pfn(20)).is_ok(), m.check(Pfn(40)).is_ok()), (0, false, false));
+        for (bad, err) in [
+            (20, MmError::FrameNotInGuest { pfn: 20 }),
+            (40, MmError::FrameReserved { pfn: 40 }),
+            (48, MmError::FrameNotInGuest { pfn: 48 }),
+        ] {
+            assert_eq!(m.pin_all(&[Pfn(1), Pfn(2), Pfn(bad), Pfn(3)]), Err(err));
+            assert_eq!((m.total(), m.get(Pfn(1)), m.get(Pfn(2)), m.get(Pfn(3))), (0, 0, 0, 0));
+        }
+        // Unpinning never touches a sentinel.
+        assert!(!m.unpin(Pfn(40)));
+        assert!(m.check(Pfn(40)).is_err());
         // A count stops at the limit instead of becoming a sentinel.
         m.counts[5] = MAX_COUNT - 1;
-        m.inc(Pfn(5));
-        m.inc(Pfn(5));
+        m.pin_all(&[Pfn(5)]).unwrap();
         assert_eq!(m.get(Pfn(5)), MAX_COUNT);
-        assert!(m.check(Pfn(5)).is_err());
-        assert_eq!(refused(Pfn(5), MAX_COUNT), MmError::Invalid("frame map count at its limit"));
+        assert_eq!(m.pin_all(&[Pfn(5)]), Err(MmError::Invalid("frame pin count at its limit")));
+        assert_eq!(m.get(Pfn(5)), MAX_COUNT);
     }
 }
