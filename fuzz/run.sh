@@ -42,7 +42,9 @@ export RUSTFLAGS="-Cpasses=sancov-module \
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 echo "== building fuzz targets (stable, SanitizerCoverage)"
-cargo build --release --locked --target "$triple" --bins
+# Not --locked: fuzz/Cargo.lock pins what it knows and takes in what a
+# change to the workspace's dependencies adds (commit the update).
+cargo build --release --target "$triple" --bins
 
 status=0
 for t in "${targets[@]}"; do
