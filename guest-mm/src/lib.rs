@@ -32,9 +32,11 @@ pub use addr::{page_align_up, pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE
 pub use desc::VmaDesc;
 pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
-pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolPages, TableAllocator};
-pub use paging::{FlushSet, Leaf, MapStats, PageTables, SplitRecord, Translation, Unmapped, PAT_MSR_VALUE};
+pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolCensus, PoolPages, TableAllocator};
+pub use paging::{
+    FlushSet, Leaf, MapStats, PageTables, SplitRecord, TableCensus, Translation, Unmapped, PAT_MSR_VALUE,
+};
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
-pub use space::{AddressSpace, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats};
+pub use space::{AddressSpace, Audit, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats, Violation};
 pub use vma::{Vma, VmaOps, VmaTree};

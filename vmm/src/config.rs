@@ -13,6 +13,10 @@
 //! base = 0xe0010000
 //! size = 0x10000
 //! backing = "/dev/shm/bar1"
+//!
+//! [[block]]               # a Solo5 unikernel's block device (--block)
+//! name = "storage"
+//! path = "disk.img"
 //! ```
 //!
 //! A `[[bar]]` with `passthrough = true` and no `backing` gets an anonymous
@@ -81,6 +85,13 @@ pub enum GuestChoice {
     Builtin,
     /// A freestanding x86-64 ELF.
     Elf(PathBuf),
+    /// The in-guest fuzzer (`vmm fuzz-guest`, see `guest::fuzz`).
+    Fuzz {
+        /// Seed of its generators.
+        seed: u64,
+        /// Hypercalls in total.
+        calls: u64,
+    },
 }
 
 /// Which ABI an ELF guest is run with.
@@ -116,6 +127,8 @@ pub struct VmConfig {
     /// `mem_size` was given (on the command line or in the file), rather
     /// than defaulted: a kind with a default of its own uses it otherwise.
     pub mem_explicit: bool,
+    /// Block devices for a Solo5 unikernel: (manifest name, host file).
+    pub blocks: Vec<(String, PathBuf)>,
 }
 
 /// Default guest RAM.
@@ -134,6 +147,7 @@ impl Default for VmConfig {
             abi: Abi::Auto,
             guest_args: Vec::new(),
             mem_explicit: false,
+            blocks: Vec::new(),
         }
     }
 }
@@ -157,6 +171,15 @@ struct FileConfig {
     timeout_secs: Option<u64>,
     #[serde(default)]
     bar: Vec<FileBar>,
+    #[serde(default)]
+    block: Vec<FileBlock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBlock {
+    name: String,
+    path: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +217,7 @@ impl VmConfig {
             c.vcpus = v;
         }
         c.timeout_secs = f.timeout_secs;
+        c.blocks = f.block.into_iter().map(|b| (b.name, b.path)).collect();
         if !f.bar.is_empty() {
             c.bars = f
                 .bar
@@ -229,6 +253,12 @@ impl VmConfig {
         if self.timeout_secs == Some(0) {
             return inv("timeout must be at least 1 second".into());
         }
+        for (i, (name, _)) in self.blocks.iter().enumerate() {
+            check_block_name(name).map_err(ConfigError::Invalid)?;
+            if self.blocks[..i].iter().any(|(n, _)| n == name) {
+                return inv(format!("block device '{name}' is given twice"));
+            }
+        }
         let mut windows: Vec<(u64, u64)> = Vec::new();
         for (i, b) in self.bars.iter().enumerate() {
             let end = b.base.checked_add(b.size).filter(|&e| e <= 1 << 46);
@@ -253,6 +283,30 @@ impl VmConfig {
         }
         Ok(())
     }
+}
+
+/// Longest name of a Solo5 manifest entry (`MFT_NAME_MAX`).
+pub const BLOCK_NAME_MAX: usize = 67;
+
+/// Checks a block device's name as `solo5-spt` does: 1 to 67 ASCII
+/// letters and digits.
+pub fn check_block_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > BLOCK_NAME_MAX || !name.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("block device name '{name}': it must be 1 to {BLOCK_NAME_MAX} ASCII letters and digits"));
+    }
+    Ok(())
+}
+
+/// Parses `--block NAME=FILE`.
+pub fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
+    let Some((name, path)) = s.split_once('=') else {
+        return Err(format!("'{s}': expected NAME=FILE"));
+    };
+    check_block_name(name)?;
+    if path.is_empty() {
+        return Err(format!("'{s}': no file after '='"));
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 /// Parses a size: a number of MiB, or a number with a `K`, `M` or `G`
@@ -326,6 +380,22 @@ mod tests {
         assert!(c.validate().is_err());
         c.bars = vec![BarConfig { base: 0xfff0_0000, size: 0x10_0000, backing: BarBacking::Trapped }];
         assert!(c.validate().unwrap_err().to_string().contains("KVM uses"));
+    }
+
+    #[test]
+    fn block_devices() {
+        assert_eq!(parse_block("storage=/tmp/d.img"), Ok(("storage".into(), "/tmp/d.img".into())));
+        assert_eq!(parse_block("a=b=c"), Ok(("a".into(), "b=c".into())));
+        for bad in ["storage", "=x", "st-o=x", "a=", &format!("{}=x", "n".repeat(68))] {
+            assert!(parse_block(bad).is_err(), "{bad}");
+        }
+        let c = VmConfig::from_toml("[[block]]\nname = \"disk0\"\npath = \"/tmp/d\"\n").unwrap();
+        assert_eq!(c.blocks, vec![("disk0".into(), "/tmp/d".into())]);
+        c.validate().unwrap();
+        let twice = VmConfig { blocks: vec![("a".into(), "x".into()), ("a".into(), "y".into())], ..c.clone() };
+        assert!(twice.validate().unwrap_err().to_string().contains("given twice"));
+        let bad = VmConfig { blocks: vec![("a b".into(), "x".into())], ..c };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! never a read that grows without bound or blocks forever.
 //!
 //! [`open_checked`] is the same open and check for files the VMM maps
-//! rather than reads (BAR backings), where character devices are allowed.
+//! rather than reads (BAR backings, where character devices are
+//! allowed) and for files it reads and writes in place (a Solo5
+//! unikernel's block devices, regular files only).
 //!
 //! What it does not do: decide the cap (each caller states its own; see
 //! the `*_MAX` constants beside each loader), or parse anything.

@@ -15,6 +15,7 @@
 //! - [`vstate`]: KVM VM and vCPUs; [`exit`]: exit dispatch;
 //!   [`vcpu_thread`]: the run loop; [`hypercall`]: the guest ABI;
 //!   [`tlb`]: shootdowns; [`fault`]: exception reports;
+//! - [`seccomp`]: the per-thread system-call filters of a run;
 //! - [`event_loop`], [`control`], [`runner`], [`report`]: running a
 //!   guest and telling what happened; [`output`]: bounded, non-blocking
 //!   console, report and log output.
@@ -45,6 +46,7 @@ pub mod program;
 pub mod providers;
 pub mod report;
 pub mod runner;
+pub mod seccomp;
 pub mod tlb;
 pub mod vcpu_thread;
 pub mod vstate;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use vmm::config::{parse_size, VmConfig};
+use vmm::config::{parse_block, parse_size, VmConfig};
 use vmm::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
 
@@ -27,12 +27,21 @@ struct Cli {
     command: Command,
 }
 
+/// What `main` runs once the output is set up.
+enum Job {
+    Run(RunArgs),
+    Fuzz(FuzzArgs),
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Boot a guest and report on it.
     Run(RunArgs),
     /// Run the throughput suite: each figure beside its peer or floor.
     Bench(BenchArgs),
+    /// Run the in-guest fuzzer: random hypercalls and probes from every
+    /// vCPU, seeded; the VMM checks its invariants at the end.
+    FuzzGuest(FuzzArgs),
     /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
     ExampleElf {
         /// Where to write it.
@@ -57,6 +66,11 @@ struct RunArgs {
     /// Number of vCPUs. Default 1.
     #[arg(long, value_name = "N")]
     vcpus: Option<u8>,
+    /// Attach the host file FILE as the Solo5 unikernel's block device
+    /// NAME (declared in its manifest), like `solo5-spt --block:NAME=FILE`.
+    /// Repeatable; replaces the configuration file's `[[block]]` entries.
+    #[arg(long, value_name = "NAME=FILE", value_parser = parse_block)]
+    block: Vec<(String, PathBuf)>,
     /// TOML configuration file (memory, vCPUs, BAR windows, timeout).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -67,6 +81,18 @@ struct RunArgs {
     /// Print the report as JSON (guest console output goes to stderr).
     #[arg(long)]
     json: bool,
+    /// When the guest has ended, check the VMM's own state (page-table
+    /// census, map counts, pool accounting); a violation fails the run.
+    #[arg(long)]
+    check_invariants: bool,
+    /// Run without the seccomp filters (for debugging: strace, gdb, a
+    /// system call the allow-lists lack). See docs/reliability.md.
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Test hook: the given thread makes a forbidden system call once its
+    /// filter is on (the process must die with SIGSYS).
+    #[arg(long, value_enum, hide = true)]
+    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
     /// More log output (-v info, -vv debug) on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -83,6 +109,42 @@ enum AbiArg {
     Vmm,
     /// A Solo5 spt unikernel.
     Solo5,
+}
+
+#[derive(clap::Args, Debug)]
+struct FuzzArgs {
+    /// Seed of the guest's generators (decimal or 0x hex); a run is
+    /// reproduced by its seed, call count and vCPU count. Default: from
+    /// the clock, printed in the report.
+    #[arg(long, value_name = "S", value_parser = parse_u64)]
+    seed: Option<u64>,
+    /// Hypercalls in total, over all vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    calls: u64,
+    /// Number of vCPUs (at most 16).
+    #[arg(long, value_name = "V", default_value_t = 1)]
+    vcpus: u8,
+    /// Guest memory (MiB, or with a K/M/G suffix). Default 128M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    mem: Option<u64>,
+    /// Stop a guest that has not finished after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Run without the seccomp filters (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
+}
+
+/// A u64 in decimal or `0x` hex.
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -240,8 +302,9 @@ fn print_stdout(text: &str) -> Result<(), ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Command::Run(args) => args,
+    let job = match cli.command {
+        Command::Run(args) => Job::Run(args),
+        Command::FuzzGuest(args) => Job::Fuzz(args),
         Command::Bench(args) => return bench(args),
         Command::ExampleElf { file } => {
             let written = vmm::guest::example::hello_elf()
@@ -256,7 +319,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    let level = match args.verbose {
+    let verbose = match &job {
+        Job::Run(a) => a.verbose,
+        Job::Fuzz(_) => 0,
+    };
+    let level = match verbose {
         0 => log::LevelFilter::Warn,
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
@@ -274,7 +341,10 @@ fn main() -> ExitCode {
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
-    let code = run(args, &out, &err);
+    let code = match job {
+        Job::Run(args) => run(args, &out, &err),
+        Job::Fuzz(args) => fuzz_guest(args, &out, &err),
+    };
     // The log is lossy: give it a moment, never more.
     let _ = err.flush(Some(Instant::now() + output::GRACE));
     ExitCode::from(code)
@@ -303,6 +373,9 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
         AbiArg::Solo5 => vmm::config::Abi::Solo5,
     };
     cfg.guest_args = args.args;
+    if !args.block.is_empty() {
+        cfg.blocks = args.block;
+    }
     if let Some(v) = args.vcpus {
         cfg.vcpus = v;
     }
@@ -312,15 +385,39 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);
     }
-    let console = if args.json { err.clone() } else { out.clone() };
-    let report = match vmm::run(&cfg, ConsoleSink::Writer(console)) {
+    let mode = Mode {
+        json: args.json,
+        check_invariants: args.check_invariants,
+        seccomp: !args.no_seccomp,
+        seccomp_selftest: args.seccomp_selftest,
+    };
+    run_cfg(&cfg, &mode, out, err)
+}
+
+/// How [`run_cfg`] runs.
+struct Mode {
+    json: bool,
+    check_invariants: bool,
+    seccomp: bool,
+    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
+}
+
+/// Runs `cfg` and prints the report; returns the exit status.
+fn run_cfg(cfg: &VmConfig, mode: &Mode, out: &Output, err: &Output) -> u8 {
+    let console = if mode.json { err.clone() } else { out.clone() };
+    let mut opts = vmm::RunOptions::new(ConsoleSink::Writer(console));
+    opts.check_invariants = mode.check_invariants;
+    opts.seccomp = mode.seccomp;
+    opts.seccomp_selftest = mode.seccomp_selftest;
+    opts.outputs = vec![out.clone(), err.clone()];
+    let report = match vmm::run_with(cfg, opts) {
         Ok(r) => r,
         Err(e) => {
             err.write(format!("vmm: {e}\n").as_bytes());
             return 1;
         }
     };
-    let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
+    let text = if mode.json { report.to_json() + "\n" } else { report.to_text() };
     out.write(text.as_bytes());
     // With a watchdog, an unread stdout must not keep the process alive.
     let deadline = cfg.timeout_secs.map(|_| Instant::now() + output::GRACE);
@@ -337,4 +434,22 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
             code
         }
     }
+}
+
+/// `vmm fuzz-guest`: returns the exit status.
+fn fuzz_guest(args: FuzzArgs, out: &Output, err: &Output) -> u8 {
+    let seed = args.seed.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (t.as_nanos() as u64) ^ u64::from(std::process::id())
+    });
+    let mut cfg =
+        VmConfig { vcpus: args.vcpus, guest: GuestChoice::Fuzz { seed, calls: args.calls }, ..VmConfig::default() };
+    if let Some(m) = args.mem {
+        cfg.mem_size = m;
+        cfg.mem_explicit = true;
+    }
+    cfg.timeout_secs = args.timeout;
+    err.write(format!("vmm fuzz-guest: seed {seed:#x}, {} calls, {} vCPUs\n", args.calls, args.vcpus).as_bytes());
+    let mode = Mode { json: args.json, check_invariants: true, seccomp: !args.no_seccomp, seccomp_selftest: None };
+    run_cfg(&cfg, &mode, out, err)
 }

@@ -164,6 +164,13 @@ impl Output {
         }
     }
 
+    /// Starts the writer thread now if it has not started: a thread that
+    /// will run under a seccomp filter (which forbids creating threads)
+    /// must never be the one to start it (see `crate::seccomp`).
+    pub fn start_writer(&self) {
+        self.start();
+    }
+
     /// The process's stdout (a duplicate of fd 1, so Rust's own `Stdout`
     /// lock and buffer are never involved).
     pub fn stdout() -> io::Result<Self> {

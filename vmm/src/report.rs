@@ -57,7 +57,34 @@ pub struct RunReport {
     pub total: usize,
     /// The process exit code.
     pub exit_code: i32,
+    /// The end-of-run invariant check, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariants: Option<Invariants>,
 }
+
+/// What the end-of-run invariant check looked at and found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Invariants {
+    /// Table pages reachable from CR3.
+    pub tables: usize,
+    /// Leaves walked.
+    pub leaves: usize,
+    /// Counted (map-count holding) leaves among them.
+    pub counted_leaves: u64,
+    /// VMAs.
+    pub vmas: usize,
+    /// Pool frames free.
+    pub pool_free: usize,
+    /// Pool frames used.
+    pub pool_used: usize,
+    /// Pool frames in total.
+    pub pool_total: usize,
+    /// Every violation, as a message.
+    pub violations: Vec<String>,
+}
+
+/// Name of the report line of the invariant check.
+pub const INVARIANTS_CHECK: &str = "VMM invariants after the run: table census, map counts, pool";
 
 /// Turns what happened into checks and an exit code.
 ///
@@ -135,14 +162,50 @@ pub fn build(
         _ if passed == total => 0,
         _ => EXIT_CHECK_FAILED,
     };
-    RunReport { guest, outcome, checks, exits, passed, total, exit_code }
+    RunReport { guest, outcome, checks, exits, passed, total, exit_code, invariants: None }
 }
+
+/// Violations listed one per line in the text report.
+const MAX_TEXT_VIOLATIONS: usize = 20;
 
 fn failure_detail(r: &CheckRecord) -> String {
     format!("vCPU {}: step {} got {:#x}, expected {:#x}", r.vcpu, r.step, r.got, r.expected)
 }
 
 impl RunReport {
+    /// Adds the end-of-run invariant check: one report line, and a failed
+    /// run (exit code 1 unless the guest crashed or timed out) when
+    /// anything is violated.
+    pub fn add_invariants(&mut self, audit: &guest_mm::Audit, violations: &[guest_mm::Violation]) {
+        let inv = Invariants {
+            tables: audit.tables,
+            leaves: audit.leaves,
+            counted_leaves: audit.counted,
+            vmas: audit.vmas,
+            pool_free: audit.pool.0,
+            pool_used: audit.pool.1,
+            pool_total: audit.pool.2,
+            violations: violations.iter().map(ToString::to_string).collect(),
+        };
+        let passed = violations.is_empty();
+        let detail = if passed {
+            format!(
+                "{} tables, {} leaves ({} counted), {} VMAs, pool {}+{}/{}",
+                inv.tables, inv.leaves, inv.counted_leaves, inv.vmas, inv.pool_free, inv.pool_used, inv.pool_total
+            )
+        } else {
+            format!("{} violations, first: {}", violations.len(), inv.violations[0])
+        };
+        self.checks.push(CheckLine { id: None, name: INVARIANTS_CHECK.into(), passed, detail });
+        self.total += 1;
+        if passed {
+            self.passed += 1;
+        } else if self.exit_code != EXIT_CRASHED && self.exit_code != EXIT_TIMEOUT {
+            self.exit_code = EXIT_CHECK_FAILED;
+        }
+        self.invariants = Some(inv);
+    }
+
     /// The text report.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
@@ -154,6 +217,12 @@ impl RunReport {
                 let _ = write!(s, " ({})", c.detail);
             }
             s.push('\n');
+        }
+        for v in self.invariants.iter().flat_map(|i| i.violations.iter().take(MAX_TEXT_VIOLATIONS)) {
+            let _ = writeln!(s, "       violation: {v}");
+        }
+        if let Some(n) = self.invariants.as_ref().map(|i| i.violations.len()).filter(|&n| n > MAX_TEXT_VIOLATIONS) {
+            let _ = writeln!(s, "       ... {} more (all of them in --json)", n - MAX_TEXT_VIOLATIONS);
         }
         for (i, e) in self.exits.iter().enumerate() {
             let _ = writeln!(s, "vCPU {i}: {} exits ({} MMIO, {} port I/O)", e.total, e.mmio, e.pio);
@@ -212,6 +281,27 @@ mod tests {
         let r = build("x".into(), Some(Outcome::Timeout { secs: 1 }), &[], &[], None, vec![]);
         assert_eq!(r.exit_code, EXIT_TIMEOUT);
         assert!(!r.checks[0].passed);
+    }
+
+    #[test]
+    fn invariant_violations_fail_the_run() {
+        let mut r =
+            build("builtin".into(), Some(CLEAN), &[rec(0, true), rec(1, true)], &expected(), Some(&CLEAN), vec![]);
+        let audit = guest_mm::Audit { tables: 5, leaves: 9, counted: 3, vmas: 2, pool: (10, 2, 12) };
+        r.add_invariants(&audit, &[]);
+        assert_eq!((r.passed, r.total, r.exit_code), (4, 4, 0));
+        assert!(r.to_text().contains("pool 10+2/12"), "{}", r.to_text());
+        let v = guest_mm::Violation::TableLeaked { pfn: guest_mm::Pfn(0x412) };
+        let mut r = build("elf".into(), Some(Outcome::ExitPort { status: 0x21 }), &[], &[], None, vec![]);
+        r.add_invariants(&audit, &[v.clone(), v]);
+        assert_eq!((r.passed, r.total, r.exit_code), (1, 2, EXIT_CHECK_FAILED));
+        let text = r.to_text();
+        assert!(text.contains("violation: table page 0x412 is held by the allocator but not reachable"), "{text}");
+        assert!(r.to_json().contains("\"violations\": ["), "{}", r.to_json());
+        // A crash keeps its own exit code.
+        let mut r = build("x".into(), Some(Outcome::TripleFault { vcpu: 0 }), &[], &[], Some(&CLEAN), vec![]);
+        r.add_invariants(&audit, &[guest_mm::Violation::PoolLeaked { pfn: guest_mm::Pfn(1) }]);
+        assert_eq!(r.exit_code, EXIT_CRASHED);
     }
 
     #[test]

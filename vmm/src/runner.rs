@@ -26,6 +26,7 @@ use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
 use crate::program::LoadError;
 use crate::providers::Providers;
 use crate::report::RunReport;
+use crate::seccomp::{Gate, ThreadKind};
 use crate::tlb::{KvmFlusher, Shootdown};
 use crate::vcpu_thread::{self, VcpuContext};
 use crate::vstate::kick;
@@ -62,6 +63,9 @@ pub enum RunError {
     /// vCPU setup.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// seccomp.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A device.
     #[error("device setup: {0}")]
     Device(String),
@@ -106,18 +110,46 @@ pub struct RunOptions {
     pub stdin: bool,
     /// See [`BeforeStart`].
     pub before_start: Option<BeforeStart>,
+    /// Once the guest has ended, audit the address space
+    /// (`AddressSpace::check_invariants`); a violation fails the run.
+    pub check_invariants: bool,
+    /// Install the seccomp filters (see [`crate::seccomp`]) on the vCPU
+    /// threads and on the calling thread, which runs the event loop. A
+    /// filter is permanent for its thread: off by default in the library,
+    /// on in the `vmm` command.
+    pub seccomp: bool,
+    /// Test hook: this thread makes a forbidden system call once its
+    /// filter is installed (`vmm run --seccomp-selftest`).
+    pub seccomp_selftest: Option<crate::seccomp::ThreadKind>,
+    /// Outputs besides the console (e.g. the log's) whose writer threads
+    /// must be started before the filters go on (no filtered thread may
+    /// create one).
+    pub outputs: Vec<ConsoleOut>,
 }
 
 impl RunOptions {
     /// Console to `console`, stdin attached, no hook.
     pub fn new(console: ConsoleSink) -> Self {
-        RunOptions { console, stdin: true, before_start: None }
+        RunOptions {
+            console,
+            stdin: true,
+            before_start: None,
+            check_invariants: false,
+            seccomp: false,
+            seccomp_selftest: None,
+            outputs: Vec::new(),
+        }
     }
 }
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions").field("console", &self.console).field("stdin", &self.stdin).finish_non_exhaustive()
+        f.debug_struct("RunOptions")
+            .field("console", &self.console)
+            .field("stdin", &self.stdin)
+            .field("check_invariants", &self.check_invariants)
+            .field("seccomp", &self.seccomp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,9 +292,18 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         report_log.clone(),
         counters.clone(),
     ));
+    // Compiled before any thread starts; installed per thread in run_vcpus.
+    // Writer threads start now: a filtered thread cannot create them.
+    if opts.seccomp {
+        console.start_writer();
+        opts.outputs.iter().for_each(ConsoleOut::start_writer);
+    }
+    let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu)).transpose()?;
+    let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop)).transpose()?;
     let ctx = VcpuContext {
+        seccomp: Arc::new(Gate::new(vcpu_filter, opts.seccomp_selftest)),
         buses: Arc::new(devs.buses),
-        hv,
+        hv: hv.clone(),
         kind: kind.clone(),
         ctl: ctl.clone(),
         tlb,
@@ -291,7 +332,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
     let stopper = ctl.clone();
     console.on_broken_pipe(Some(Box::new(move || stopper.stop(Outcome::OutputClosed))));
-    let ran = run_vcpus(vcpus, ctx, &counters, &mut em);
+    let ran = run_vcpus(vcpus, ctx, &counters, &mut em, loop_filter.as_ref());
     console.on_broken_pipe(None);
     ran?;
     finish_console(&console, cfg);
@@ -301,7 +342,12 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         outcome = ctl.exit_status().map(|status| Outcome::Exited { status });
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
-    Ok(kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 }))
+    let mut report = kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 });
+    if opts.check_invariants {
+        let (audit, violations) = hv.check_invariants();
+        report.add_invariants(&audit, &violations);
+    }
+    Ok(report)
 }
 
 /// Waits for the console output to be written; after a run with a
@@ -321,6 +367,7 @@ fn run_vcpus(
     ctx: VcpuContext,
     counters: &[Arc<ExitCounters>],
     em: &mut EventManager<Box<dyn MutEventSubscriber>>,
+    loop_filter: Option<&seccompiler::BpfProgram>,
 ) -> Result<(), RunError> {
     kick::install_handler().map_err(|e| RunError::Io { what: "kick signal handler", source: e.into() })?;
     let ctl = ctx.ctl.clone();
@@ -347,14 +394,26 @@ fn run_vcpus(
             }
         }
     }
+    // The vCPU threads wait at the gate until this thread is filtered too.
+    let gate = ctx.seccomp.clone();
+    if let (Some(f), true) = (loop_filter, started.is_ok()) {
+        if let Err(e) = crate::seccomp::install(ThreadKind::EventLoop, f) {
+            started = Err(e.into());
+        }
+    }
+    if started.is_ok() && gate.selftest_event_loop() {
+        crate::seccomp::forbidden_syscall(ThreadKind::EventLoop);
+    }
     if started.is_err() {
         // Stop the vCPUs that did start before reporting the error.
         ctl.stop(Outcome::VcpuError { vcpu: 0, message: "not every vCPU could be started".into() });
+        gate.open();
         for h in handles {
             let _ = h.join();
         }
         return started;
     }
+    gate.open();
     em.add_subscriber(Box::new(VcpuExitHandler::new(done_evts, finished.clone())));
     while finished.load(Ordering::Acquire) < handles.len() {
         if let Err(e) = em.run() {

@@ -44,6 +44,9 @@ pub struct VcpuContext {
     pub mem: crate::memory::GuestMem,
     /// Guest-physical address of each vCPU's scratch page.
     pub scratch_pa: Arc<Vec<u64>>,
+    /// The seccomp filter each vCPU thread installs before it first
+    /// enters the guest, and the gate it then waits at.
+    pub seccomp: Arc<crate::seccomp::Gate>,
 }
 
 /// Starts `vcpu` in its own thread. `counters` count its exits; `done` is
@@ -58,7 +61,12 @@ pub fn spawn(
     std::thread::Builder::new().name(name).spawn(move || {
         let me = vcpu.index();
         let mut t = VcpuThread { vcpu, ctx, counters, armed: None };
-        t.run();
+        match t.ctx.seccomp.enter_vcpu() {
+            Ok(()) => t.run(),
+            Err(e) => {
+                t.fail(e.to_string());
+            }
+        }
         t.ctx.tlb.exited(me);
         if let Err(e) = done.write(1) {
             log::error!("vCPU {me}: cannot signal its exit: {e}");

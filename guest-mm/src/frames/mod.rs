@@ -11,5 +11,5 @@ mod table_alloc;
 pub use layout::{PhysLayout, MAX_PFN};
 pub use pin::Pinned;
 pub use pin_count::PinCounts;
-pub use pool::{FrameState, Frames, PoolPages};
+pub use pool::{FrameState, Frames, PoolCensus, PoolPages};
 pub use table_alloc::TableAllocator;

@@ -41,7 +41,14 @@ impl FrameState {
     }
 
     /// Pins every frame of `pfns` or none (see [`PinCounts::pin_all`]).
+    /// A pool frame must be owned or already pinned: one on the free list
+    /// would go back on it a second time when unpinned.
     pub(crate) fn pin_all(&mut self, pfns: &[Pfn]) -> Result<(), MmError> {
+        for &p in pfns {
+            if self.is_pool(p) && !self.owned[(p.0 - self.first.0) as usize] && self.pins.get(p) == 0 {
+                return Err(MmError::Invalid("a free pool frame cannot be pinned"));
+            }
+        }
         self.pins.pin_all(pfns)
     }
 
@@ -69,6 +76,53 @@ impl FrameState {
     pub fn free_frames(&self) -> &[Pfn] {
         &self.free
     }
+
+    /// Accounts for every pool frame: free (on the free list), or used
+    /// (owned by a [`PoolPages`] handle or pinned). See
+    /// [`PoolCensus`].
+    pub fn pool_census(&self) -> PoolCensus {
+        let n = (self.end.0 - self.first.0) as usize;
+        let mut on_list = vec![0u32; n];
+        let mut c = PoolCensus { total: n, ..PoolCensus::default() };
+        for p in &self.free {
+            match p.0.checked_sub(self.first.0).map(|i| i as usize).filter(|&i| i < n) {
+                Some(i) => on_list[i] += 1,
+                None => c.foreign_free.push(*p),
+            }
+        }
+        for (i, &times) in on_list.iter().enumerate() {
+            let pfn = Pfn(self.first.0 + i as u64);
+            let used = self.owned[i] || self.pins.get(pfn) > 0;
+            match (times, used) {
+                (0, true) => c.used += 1,
+                (0, false) => c.leaked.push(pfn),
+                (1, false) => c.free += 1,
+                (1, true) => c.free_but_used.push(pfn),
+                _ => c.free_twice.push(pfn),
+            }
+        }
+        c
+    }
+}
+
+/// Where every pool frame is, from [`FrameState::pool_census`]. In a
+/// sound state `free + used == total` and every list is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolCensus {
+    /// Frames in the pool.
+    pub total: usize,
+    /// On the free list once, with no owner and no pin.
+    pub free: usize,
+    /// Off the free list, owned or pinned.
+    pub used: usize,
+    /// Off the free list, yet neither owned nor pinned: lost for good.
+    pub leaked: Vec<Pfn>,
+    /// On the free list while owned or pinned: would be handed out twice.
+    pub free_but_used: Vec<Pfn>,
+    /// On the free list more than once.
+    pub free_twice: Vec<Pfn>,
+    /// On the free list but not a pool frame.
+    pub foreign_free: Vec<Pfn>,
 }
 
 /// The shared state and what never changes after creation.
@@ -224,6 +278,31 @@ mod tests {
         assert_eq!((f.pool_free(), f.pin_count(Pfn(17))), (7, 2));
         drop(again);
         assert_eq!((f.pool_free(), f.pin_count(Pfn(17))), (8, 0));
+        let c = f.lock().pool_census();
+        assert_eq!((c.total, c.free, c.used, c.leaked.len()), (8, 8, 0, 0));
+    }
+
+    #[test]
+    fn census_finds_each_kind_of_bad_frame() {
+        let f = Frames::new(64, Some((GuestAddress(16 * PAGE_SIZE), 8 * PAGE_SIZE))).unwrap();
+        let pages = f.alloc(3).unwrap();
+        let c = f.lock().pool_census();
+        assert_eq!((c.total, c.free, c.used), (8, 5, 3));
+        let mut st = f.lock();
+        // Owner gone without a release: leaked.
+        st.owned[0] = false;
+        // A used frame put on the free list; a free one released twice.
+        st.free.push(Pfn(17));
+        st.release(Pfn(23));
+        st.free.push(Pfn(3));
+        let c = st.pool_census();
+        assert_eq!(c.leaked, vec![Pfn(16)]);
+        assert_eq!(c.free_but_used, vec![Pfn(17)]);
+        assert_eq!(c.free_twice, vec![Pfn(23)]);
+        assert_eq!(c.foreign_free, vec![Pfn(3)]);
+        assert_eq!((c.free, c.used), (4, 1));
+        drop(st);
+        std::mem::forget(pages);
     }
 
     #[test]
@@ -236,6 +315,26 @@ mod tests {
         assert!(f.alloc(1).is_err(), "a pinned frame was handed out again");
         drop(pin);
         assert_eq!(f.pool_free(), 4);
+    }
+
+    #[test]
+    fn a_free_pool_frame_cannot_be_pinned() {
+        // Pinned while free, it would go back on the free list a second
+        // time when unpinned and be handed out twice.
+        let f = Frames::new(64, Some((GuestAddress(16 * PAGE_SIZE), 4 * PAGE_SIZE))).unwrap();
+        assert!(f.pin(Arc::from([Pfn(17)].as_slice())).is_err());
+        assert_eq!((f.pool_free(), f.pin_count(Pfn(17))), (4, 0));
+        let c = f.lock().pool_census();
+        assert!(c.free_twice.is_empty() && c.free == 4, "{c:?}");
+        // Owned, it can; a pinned frame whose owner left can be pinned again.
+        let pages = f.alloc(1).unwrap();
+        let p = pages.pfns()[0];
+        let pin = f.pin(Arc::from([p].as_slice())).unwrap();
+        drop(pages);
+        let again = f.pin(Arc::from([p].as_slice())).unwrap();
+        drop((pin, again));
+        let c = f.lock().pool_census();
+        assert_eq!((c.free, c.used, c.free_twice.len()), (4, 0, 0), "{c:?}");
     }
 
     #[test]

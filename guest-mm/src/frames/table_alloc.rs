@@ -102,6 +102,24 @@ impl TableAllocator {
         self.in_use
     }
 
+    /// The frames handed out and not freed, in frame order: what the
+    /// allocator believes is in use (the census of the tables must find
+    /// exactly these). Also reports whether the free list names a frame
+    /// twice or one never handed out (`false`: the allocator is corrupt).
+    pub fn held(&self) -> (Vec<Pfn>, bool) {
+        let n = (self.next.0 - self.first.0) as usize;
+        let mut free = vec![false; n];
+        let mut sane = true;
+        for p in &self.free {
+            match p.0.checked_sub(self.first.0).map(|i| i as usize).filter(|&i| i < n) {
+                Some(i) if !free[i] => free[i] = true,
+                _ => sane = false,
+            }
+        }
+        let held = (0..n).filter(|&i| !free[i]).map(|i| Pfn(self.first.0 + i as u64)).collect();
+        (held, sane)
+    }
+
     /// Highest `in_use` seen.
     pub fn peak(&self) -> usize {
         self.peak
@@ -140,6 +158,10 @@ mod tests {
         assert_eq!(a.peak(), 3);
         a.free(Pfn(0)); // foreign frame: ignored
         assert_eq!(a.in_use(), 3);
+        a.free(y);
+        assert_eq!(a.held(), (vec![x, Pfn(0x12)], true));
+        a.free(y); // a double free shows in `held`
+        assert!(!a.held().1);
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //!   of 4 KiB frames ([`crate::PageArray`]);
 //! - [`PageTables::unmap_range`] and [`PageTables::protect_range`], which
 //!   split cut huge leaves with every table frame reserved first;
-//! - [`PageTables::translate`] and [`PageTables::leaves`], which read guest
-//!   memory like the CPU does, trusting no bookkeeping;
+//! - [`PageTables::translate`], [`PageTables::leaves`] and
+//!   [`PageTables::census`], which read guest memory like the CPU does,
+//!   trusting no bookkeeping;
 //! - [`PageTables::restore`], the rollback of an unmap.
 //!
 //! Map and insert undo everything on error; unmap and protect fail only
@@ -28,6 +29,7 @@
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
 //! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
+mod census;
 mod entry;
 mod flush;
 mod insert;
@@ -44,6 +46,7 @@ mod translate;
 mod unmap;
 mod walk;
 
+pub use census::{BadLink, TableCensus, TableInfo};
 pub use entry::PAT_MSR_VALUE;
 pub use flush::FlushSet;
 pub use page_tables::PageTables;

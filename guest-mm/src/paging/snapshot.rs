@@ -29,6 +29,18 @@ pub struct Leaf {
     pub raw: u64,
 }
 
+impl Leaf {
+    /// The frame of a page-array leaf (a 4 KiB leaf with the software
+    /// `COUNTED` bit: its frame must be pinned).
+    pub fn counted_frame(&self) -> Option<crate::addr::Pfn> {
+        if self.size == PageSize::Size4K && self.raw & super::entry::COUNTED != 0 {
+            Some(crate::addr::Pfn((self.raw & super::entry::ADDR_4K) >> crate::addr::PAGE_SHIFT))
+        } else {
+            None
+        }
+    }
+}
+
 /// Collects the leaves of `[va, end)` below `table` (at `level`).
 fn collect<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end: u64, out: &mut Vec<Leaf>) {
     let mut cur = va;

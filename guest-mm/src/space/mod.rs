@@ -17,6 +17,7 @@
 //! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
 
 mod compat;
+mod invariants;
 mod mmap;
 mod mprotect;
 mod munmap;
@@ -25,6 +26,7 @@ mod rollback;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+pub use invariants::{Audit, Violation};
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};

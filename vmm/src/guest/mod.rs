@@ -1,6 +1,6 @@
-//! Guest programs the VMM can run: the built-in test guest (generated
-//! here with `iced-x86`, no checked-in binaries) and freestanding ELF
-//! files; [`kind`] is the seam every kind of guest implements and
+//! Guest programs the VMM can run: the built-in test guest and the
+//! in-guest fuzzer (generated here with `iced-x86`, no checked-in
+//! binaries) and freestanding ELF files; [`kind`] is the seam every kind of guest implements and
 //! [`kinds`] holds the implementations.
 
 pub mod asm;
@@ -10,5 +10,6 @@ mod checks_fault;
 mod checks_map;
 pub mod elf;
 pub mod example;
+pub mod fuzz;
 pub mod kind;
 pub mod kinds;

@@ -134,6 +134,12 @@ impl Hypervisor {
         &self.report
     }
 
+    /// Audits the address space (see `AddressSpace::check_invariants`);
+    /// meant for when no vCPU runs any more.
+    pub fn check_invariants(&self) -> (guest_mm::Audit, Vec<guest_mm::Violation>) {
+        self.mapper().space().check_invariants()
+    }
+
     /// Runs hypercall `args` for vCPU `vcpu`.
     pub fn dispatch(&self, vcpu: u8, args: &Args) -> Outcome {
         let [a0, a1, a2, a3, a4, _] = args.a;

@@ -4,12 +4,14 @@
 
 mod abi_elf;
 mod builtin;
+mod fuzz;
 pub mod solo5;
 
 use std::sync::Arc;
 
 pub use self::abi_elf::AbiElf;
 pub use self::builtin::Builtin;
+pub use self::fuzz::Fuzz;
 pub use self::solo5::Solo5;
 use super::kind::{Entry, LoadCtx, SharedKind, UserEntry};
 use crate::config::{Abi, GuestChoice, VmConfig};
@@ -19,8 +21,21 @@ use crate::runner::RunError;
 
 /// The kind that runs `cfg`'s guest.
 pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
+    let no_blocks = || match cfg.blocks.first() {
+        Some((name, _)) => {
+            Err(RunError::Kind(format!("block device '{name}': only a Solo5 unikernel takes block devices")))
+        }
+        None => Ok(()),
+    };
     Ok(match &cfg.guest {
-        GuestChoice::Builtin => Arc::new(Builtin::new(cfg)?),
+        GuestChoice::Builtin => {
+            no_blocks()?;
+            Arc::new(Builtin::new(cfg)?)
+        }
+        GuestChoice::Fuzz { seed, calls } => {
+            no_blocks()?;
+            Arc::new(Fuzz::new(cfg, *seed, *calls)?)
+        }
         GuestChoice::Elf(path) => {
             let bytes = crate::guest::elf::read_file(path)?;
             let name = path.display().to_string();
@@ -32,6 +47,7 @@ pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
             if solo5 {
                 Arc::new(Solo5::new(name, &bytes, cfg)?)
             } else {
+                no_blocks()?;
                 Arc::new(AbiElf::new(name, &bytes)?)
             }
         }

@@ -15,10 +15,13 @@
 //! - End: `exit_group(n)` gives `n & 0xff`; a fault gives 139 (SIGSEGV);
 //!   a call the `spt` seccomp policy refuses gives 159 (SIGSYS).
 //!
-//! Not supported yet: block and network devices (a manifest that
-//! declares one is refused at load, as `solo5-spt` refuses a device that
-//! is not attached), and more than one vCPU (Solo5 has one).
+//! - Block devices: host files attached by name ([`block`]), served by
+//!   `pread64`/`pwrite64`.
+//!
+//! Not supported yet: network devices (a manifest that declares one is
+//! refused at load), and more than one vCPU (Solo5 has one).
 
+mod block;
 mod layout;
 pub mod note;
 mod syscalls;
@@ -27,6 +30,7 @@ mod trampoline;
 use guest_mm::{GuestVirtAddr, Pfn};
 use vm_memory::{Bytes, GuestAddress};
 
+use self::block::Devices;
 pub use self::layout::DEFAULT_MEM;
 use self::layout::{LayoutError, BOOT_INFO};
 use self::note::Notes;
@@ -67,19 +71,14 @@ impl Solo5 {
     /// run's memory size (Solo5's default unless one was given) and
     /// command line.
     pub fn new(name: String, bytes: &[u8], cfg: &VmConfig) -> Result<Self, RunError> {
-        let notes = note::read(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
-        let devices = note::devices(&notes.manifest).map_err(|e| kind_err(format!("{name}: {e}")))?;
-        if let Some(d) = devices.first() {
-            return Err(kind_err(format!(
-                "{name} declares device '{}' (type {}); block and network devices are not supported yet",
-                d.name, d.kind
-            )));
-        }
+        let mut notes = note::read(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         if cfg.vcpus != 1 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
         }
         let mem = layout::check_mem(if cfg.mem_explicit { cfg.mem_size } else { DEFAULT_MEM }).map_err(kind_err)?;
         let prog = elf::parse(bytes)?;
+        // Last, so that nothing is opened for a run refused anyway.
+        let blocks = Devices::attach(&mut notes.manifest, &cfg.blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let entry = backend::syscall_entry();
         log::info!(
             "solo5: {name}: spt ABI {}, {} MiB, syscall {}",
@@ -90,7 +89,7 @@ impl Solo5 {
                 SyscallEntry::User => "stays in user mode on this backend: LSTAR is a user-mode trampoline",
             }
         );
-        Ok(Solo5 { name, prog, notes, mem, cmdline: cfg.guest_args.join(" "), entry, table: Table::default() })
+        Ok(Solo5 { name, prog, notes, mem, cmdline: cfg.guest_args.join(" "), entry, table: Table::new(blocks) })
     }
 }
 

@@ -138,12 +138,20 @@ pub struct Device {
     pub name: String,
     /// Its type (1 = block, 2 = net).
     pub kind: u32,
+    /// Where its `struct mft_entry` starts in the manifest.
+    pub at: usize,
 }
+
+/// Type of a basic block device (`MFT_DEV_BLOCK_BASIC`).
+pub const BLOCK_BASIC: u32 = 1;
+/// Type of a basic network device (`MFT_DEV_NET_BASIC`).
+pub const NET_BASIC: u32 = 2;
 
 /// Size of one manifest entry (`struct mft_entry`: a 68-byte name, the
 /// type, two 8-aligned unions and the `attached` flag, padded to 8).
-/// Only the name and the type are read here.
-const ENTRY: usize = 104;
+/// Only the name and the type are read here; `block` fills in the rest
+/// of an attached block device's entry.
+pub const ENTRY: usize = 104;
 /// Types at and above this are reserved (the manifest's first entry).
 const RESERVED_FIRST: u32 = 1 << 30;
 
@@ -166,7 +174,7 @@ pub fn devices(manifest: &[u8]) -> Result<Vec<Device>, NoteError> {
             continue;
         }
         let name = e[..68].split(|&c| c == 0).next().unwrap_or_default();
-        out.push(Device { name: String::from_utf8_lossy(name).into_owned(), kind });
+        out.push(Device { name: String::from_utf8_lossy(name).into_owned(), kind, at });
     }
     Ok(out)
 }

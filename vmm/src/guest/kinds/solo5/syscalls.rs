@@ -4,6 +4,9 @@
 //! or an allowed call on another descriptor or clock) ends the run as
 //! that filter does: killed by `SIGSYS`.
 //!
+//! `pread64`/`pwrite64` reach the unikernel's block devices (`block.rs`),
+//! under the same rules `solo5-spt`'s filter sets for them.
+//!
 //! Yielding (`solo5_yield`) arms the unikernel's timer with
 //! `timerfd_settime` and waits in `epoll_pwait`; here the timer is a
 //! deadline and the wait blocks the vCPU until it, so a sleeping
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use guest_mm::errno;
 
+use super::block::Devices;
 use super::layout::{EPOLL_FD, TIMER_FD};
 use crate::hypercall::{Args, Block, Effects, Hypervisor, Outcome};
 
@@ -50,9 +54,12 @@ const TIMER_EVENT_DATA: u64 = 0xffff_fffe;
 pub const SIGSYS_STATUS: i32 = 159;
 const NSEC: u64 = 1_000_000_000;
 
-/// The state behind the table: the timer, and why the run was killed.
+/// The state behind the table: the timer, the block devices, and why
+/// the run was killed.
 #[derive(Debug, Default)]
 pub struct Table {
+    /// The attached block devices.
+    blocks: Devices,
     /// Deadline of the armed timer, in `CLOCK_MONOTONIC` nanoseconds.
     timer: Mutex<Option<u64>>,
     /// The call that killed the run, if one did.
@@ -88,6 +95,11 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 impl Table {
+    /// A table serving the block devices `blocks`.
+    pub fn new(blocks: Devices) -> Self {
+        Table { blocks, ..Default::default() }
+    }
+
     /// Why the run was killed by `SIGSYS`, if it was.
     pub fn killed(&self) -> Option<String> {
         self.killed.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -132,6 +144,7 @@ impl Table {
             }
             nr::TIMERFD_SETTIME if a0 == TIMER_FD as u64 => self.timerfd_settime(hv, a1, a2, a3),
             nr::EPOLL_PWAIT if a0 == EPOLL_FD as u64 => self.epoll_pwait(hv, a1, a2 as i32, a3 as i32),
+            nr::PREAD64 | nr::PWRITE64 => self.blocks.call(hv, args).unwrap_or_else(|| self.kill(args)),
             _ => self.kill(args),
         }
     }

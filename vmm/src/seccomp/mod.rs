@@ -1,0 +1,125 @@
+//! seccomp: each thread of a running VMM may make only the system calls
+//! it needs, as Firecracker does. One allow-list per thread kind
+//! ([`rules`]): vCPU threads (KVM ioctls restricted by request number)
+//! and the event loop. Anything else kills the whole process with
+//! `SIGSYS` (`SECCOMP_RET_KILL_PROCESS`): a VMM that tries a system call
+//! it never makes is compromised or broken, and must not go on.
+//!
+//! The filters are compiled before any vCPU starts and installed, per
+//! thread, once the machine is built: each vCPU thread installs its own
+//! and then waits at the [`Gate`] until the event loop has installed its
+//! filter, so no guest instruction runs unfiltered. A filter is permanent
+//! for its thread, which is why the library installs them only when
+//! asked (`RunOptions::seccomp`); the `vmm` command asks unless
+//! `--no-seccomp`.
+//!
+//! This module does not restrict threads that exist before the run (the
+//! caller's others) or the setup phase (opening `/dev/kvm`, creating the
+//! VM and memory), which happens before the guest can do anything.
+
+pub mod rules;
+
+use std::io::Write as _;
+use std::sync::{Condvar, Mutex};
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use thiserror::Error;
+
+pub use rules::ThreadKind;
+
+/// Errors building or installing a filter.
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    /// A rule or filter could not be built or compiled.
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(#[from] seccompiler::BackendError),
+    /// The kernel refused the filter.
+    #[error("cannot install the seccomp filter of the {kind:?} thread: {source}")]
+    Install {
+        /// Whose filter.
+        kind: ThreadKind,
+        /// The error.
+        #[source]
+        source: seccompiler::Error,
+    },
+}
+
+/// The compiled filter of `kind`.
+pub fn filter(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
+    let f =
+        SeccompFilter::new(rules::rules(kind)?, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
+    Ok(f.try_into()?)
+}
+
+/// Installs `prog` on the calling thread (with `no_new_privs`).
+pub fn install(kind: ThreadKind, prog: &BpfProgram) -> Result<(), SeccompError> {
+    seccompiler::apply_filter(prog).map_err(|source| SeccompError::Install { kind, source })
+}
+
+/// Makes the calling thread try a system call no allow-list has
+/// (`socket(AF_INET, SOCK_STREAM)`): the self-test of `--seccomp-selftest`.
+/// Under a filter the process dies with `SIGSYS` here; without one the
+/// socket is closed again and the run goes on.
+pub fn forbidden_syscall(kind: ThreadKind) {
+    // Written synchronously, not through the log: the log is drained by a
+    // writer thread, and under a filter the process dies on the next line.
+    let _ = writeln!(std::io::stderr(), "seccomp self-test: the {kind:?} thread calls socket()");
+    // SAFETY: socket() takes no pointers; the returned fd (if any) is
+    // owned here and closed at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just returned by socket() and nothing else
+        // holds it.
+        unsafe { libc::close(fd) };
+    }
+    let _ = writeln!(std::io::stderr(), "seccomp self-test: socket() returned {fd}: no filter on the {kind:?} thread");
+}
+
+/// What the vCPU threads need from the seccomp setup of a run.
+#[derive(Debug)]
+pub struct Gate {
+    /// The vCPU filter, `None` when seccomp is off.
+    vcpu: Option<BpfProgram>,
+    /// Which thread makes a forbidden call once filtered (test hook).
+    selftest: Option<ThreadKind>,
+    open: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    /// A gate for a run; `vcpu` is the vCPU filter (`None`: seccomp off,
+    /// and the gate never waits).
+    pub fn new(vcpu: Option<BpfProgram>, selftest: Option<ThreadKind>) -> Self {
+        let open = vcpu.is_none();
+        Gate { vcpu, selftest, open: Mutex::new(open), cv: Condvar::new() }
+    }
+
+    /// Called by each vCPU thread before it first enters the guest:
+    /// installs the vCPU filter, then waits until [`Gate::open`].
+    pub fn enter_vcpu(&self) -> Result<(), SeccompError> {
+        let installed = match &self.vcpu {
+            Some(p) => install(ThreadKind::Vcpu, p),
+            None => Ok(()),
+        };
+        if installed.is_ok() && self.selftest == Some(ThreadKind::Vcpu) {
+            forbidden_syscall(ThreadKind::Vcpu);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.cv.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+        installed
+    }
+
+    /// Lets the vCPU threads run (after the event loop's filter is on, or
+    /// when the run is being abandoned).
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Should the event loop make the forbidden call (test hook)?
+    pub fn selftest_event_loop(&self) -> bool {
+        self.selftest == Some(ThreadKind::EventLoop)
+    }
+}

@@ -1,0 +1,165 @@
+//! The allow-lists, one per thread kind, and the KVM ioctl numbers they
+//! name. Every entry says why the thread needs it; `docs/reliability.md`
+//! has the same table. Found with `strace -f` on `vmm run` (built-in
+//! guest, ELF guests, 1 and 2 vCPUs, `--timeout`, piped stdin) and
+//! `vmm fuzz-guest`, on the static glibc build (no dynamic loader, so no
+//! `openat` of libraries after start).
+
+use std::collections::BTreeMap;
+
+use kvm_bindings::{kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, KVMIO};
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
+
+use super::SeccompError;
+
+/// The request numbers of the KVM ioctls vCPU threads make.
+mod kvm_nr {
+    #![allow(missing_docs)]
+    use super::*;
+
+    ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+    ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+    ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
+    ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+    ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
+    ioctl_io_nr!(KVM_NMI, KVMIO, 0x9a);
+    ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
+}
+use kvm_nr::*;
+
+/// Syscalls allowed unconditionally: number, name, reason.
+pub type Allowed = &'static [(i64, &'static str, &'static str)];
+
+/// What every thread of the running VMM needs.
+const COMMON: Allowed = &[
+    (libc::SYS_read, "read", "eventfds (exit latch, doorbells, vCPU done), stdin, the watchdog's timerfd"),
+    (libc::SYS_write, "write", "guest console on stdout/stderr, the report, eventfd signals, log lines"),
+    (libc::SYS_close, "close", "dropping eventfds, KVM and window fds when the run ends"),
+    (libc::SYS_futex, "futex", "mutexes and condvars (address space lock, TLB shootdown waits)"),
+    (libc::SYS_mmap, "mmap", "the allocator (glibc malloc arenas)"),
+    (libc::SYS_munmap, "munmap", "the allocator; unmapping guest memory, kvm_run and windows at the end"),
+    (libc::SYS_mremap, "mremap", "the allocator (growing large vectors)"),
+    (libc::SYS_madvise, "madvise", "the allocator (glibc trims arenas with MADV_DONTNEED)"),
+    (libc::SYS_mprotect, "mprotect", "the allocator (glibc grows a thread arena with mprotect)"),
+    (libc::SYS_brk, "brk", "the allocator (main arena)"),
+    (libc::SYS_getpid, "getpid", "pthread_kill (kicking a vCPU) and abort"),
+    (libc::SYS_gettid, "gettid", "pthread_kill and abort"),
+    (libc::SYS_tgkill, "tgkill", "kicking a vCPU out of KVM_RUN (SIGRTMIN), and abort's SIGABRT"),
+    (libc::SYS_rt_sigprocmask, "rt_sigprocmask", "pthread_kill and abort block signals around the kill"),
+    (libc::SYS_rt_sigreturn, "rt_sigreturn", "return from the kick signal handler"),
+    (libc::SYS_sigaltstack, "sigaltstack", "Rust's thread and process exit tear the signal stack down"),
+    (libc::SYS_clock_gettime, "clock_gettime", "Instant::now (shootdown deadlines) when the vDSO is not used"),
+    (libc::SYS_sched_yield, "sched_yield", "spin-then-yield in the standard library's locks"),
+];
+
+/// vCPU threads, beyond [`COMMON`].
+const VCPU: Allowed = &[
+    (libc::SYS_exit, "exit", "the thread ends"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep", "a Solo5 guest blocked in epoll_pwait sleeps in slices"),
+    (libc::SYS_nanosleep, "nanosleep", "the same, where glibc uses the older call"),
+    (libc::SYS_pread64, "pread64", "a Solo5 unikernel's block device: one block read from its host file"),
+    (libc::SYS_pwrite64, "pwrite64", "a Solo5 unikernel's block device: one block written to its host file"),
+];
+
+/// The event loop (the thread that called `run_with`), beyond [`COMMON`].
+const EVENT_LOOP: Allowed = &[
+    (libc::SYS_epoll_wait, "epoll_wait", "the event loop"),
+    (libc::SYS_epoll_pwait, "epoll_pwait", "the event loop (glibc may use the pwait form)"),
+    (libc::SYS_epoll_ctl, "epoll_ctl", "subscribers leave the loop (vCPU done, stdin at EOF)"),
+    (libc::SYS_exit_group, "exit_group", "the process ends after the report"),
+    (libc::SYS_exit, "exit", "a caller's thread that ends after the run"),
+];
+
+/// ioctls of vCPU threads, by request number, with the reason.
+fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
+    vec![
+        (KVM_RUN(), "KVM_RUN", "enter the guest"),
+        (KVM_GET_REGS(), "KVM_GET_REGS", "hypercall arguments, exception reports"),
+        (KVM_SET_REGS(), "KVM_SET_REGS", "hypercall results, resuming after an expected fault"),
+        (KVM_GET_SREGS(), "KVM_GET_SREGS", "exception reports (CR2, CS)"),
+        (KVM_GET_MSRS(), "KVM_GET_MSRS", "exception reports"),
+        (KVM_SET_MSRS(), "KVM_SET_MSRS", "a Solo5 guest's arch_prctl(ARCH_SET_FS) writes IA32_FS_BASE"),
+        (KVM_NMI(), "KVM_NMI", "TLB-shootdown NMI to its own vCPU"),
+        (
+            KVM_SET_USER_MEMORY_REGION(),
+            "KVM_SET_USER_MEMORY_REGION",
+            "the zap slot: makes KVM drop shadow translations after munmap/mprotect",
+        ),
+    ]
+}
+
+/// Which thread a filter is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThreadKind {
+    /// A vCPU thread.
+    Vcpu,
+    /// The event loop (the main thread of `vmm run`).
+    EventLoop,
+}
+
+/// The allow-list of `kind`: unconditional syscalls, and for vCPU
+/// threads `ioctl` with one of [`vcpu_ioctls`]'s request numbers.
+pub fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+    let extra = match kind {
+        ThreadKind::Vcpu => VCPU,
+        ThreadKind::EventLoop => EVENT_LOOP,
+    };
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> =
+        COMMON.iter().chain(extra).map(|&(nr, _, _)| (nr, Vec::new())).collect();
+    if kind == ThreadKind::Vcpu {
+        let mut ioctls = Vec::new();
+        for (req, _, _) in vcpu_ioctls() {
+            let c = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)?;
+            ioctls.push(SeccompRule::new(vec![c])?);
+        }
+        m.insert(libc::SYS_ioctl, ioctls);
+    }
+    Ok(m)
+}
+
+/// The allow-list of `kind` as (syscall name or ioctl, reason) lines,
+/// for documentation and `--help`.
+pub fn describe(kind: ThreadKind) -> Vec<(String, &'static str)> {
+    let extra = match kind {
+        ThreadKind::Vcpu => VCPU,
+        ThreadKind::EventLoop => EVENT_LOOP,
+    };
+    let mut v: Vec<(String, &'static str)> =
+        COMMON.iter().chain(extra).map(|&(_, n, why)| (n.to_string(), why)).collect();
+    if kind == ThreadKind::Vcpu {
+        v.extend(vcpu_ioctls().into_iter().map(|(req, n, why)| (format!("ioctl {n} ({req:#x})"), why)));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_are_the_kernel_abi() {
+        // From <linux/kvm.h> on x86-64.
+        assert_eq!(KVM_RUN(), 0xae80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
+        assert_eq!(KVM_SET_REGS(), 0x4090_ae82);
+        assert_eq!(KVM_GET_SREGS(), 0x8138_ae83);
+        assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
+        assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
+        assert_eq!(KVM_NMI(), 0xae9a);
+        assert_eq!(KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);
+    }
+
+    #[test]
+    fn lists_compile_and_differ() {
+        let v = rules(ThreadKind::Vcpu).unwrap();
+        let e = rules(ThreadKind::EventLoop).unwrap();
+        assert!(v.contains_key(&libc::SYS_ioctl) && !e.contains_key(&libc::SYS_ioctl));
+        assert!(e.contains_key(&libc::SYS_epoll_wait) && !v.contains_key(&libc::SYS_epoll_wait));
+        for forbidden in [libc::SYS_socket, libc::SYS_openat, libc::SYS_execve, libc::SYS_clone3, libc::SYS_ptrace] {
+            assert!(!v.contains_key(&forbidden) && !e.contains_key(&forbidden), "{forbidden}");
+        }
+        assert_eq!(describe(ThreadKind::Vcpu).len(), v.len() - 1 + vcpu_ioctls().len());
+    }
+}
