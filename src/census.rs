@@ -1,7 +1,7 @@
 //! An independent census of a page-table tree: it reads the tables from
 //! guest memory with plain loads and counts what it finds.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::{GuestAddress, GuestMemory};
 
 const P: u64 = 1;
 const PS: u64 = 1 << 7;
@@ -30,8 +30,7 @@ pub fn census<M: GuestMemory>(mem: &M, root: GuestAddress) -> Census {
 fn walk<M: GuestMemory>(mem: &M, table: GuestAddress, level: u32, c: &mut Census) {
     c.tables += 1;
     let mut used = 0;
-    for i in 0..512u64 {
-        let e: u64 = mem.read_obj(GuestAddress(table.0 + i * 8)).expect("table inside guest memory");
+    for e in crate::walk::read_table(mem, table) {
         if e == 0 {
             continue;
         }
@@ -72,8 +71,7 @@ pub fn leaf_frames<M: GuestMemory>(mem: &M, root: GuestAddress) -> Vec<LeafFrame
 }
 
 fn collect<M: GuestMemory>(mem: &M, table: GuestAddress, level: u32, out: &mut Vec<LeafFrame>) {
-    for i in 0..512u64 {
-        let e: u64 = mem.read_obj(GuestAddress(table.0 + i * 8)).expect("table inside guest memory");
+    for e in crate::walk::read_table(mem, table) {
         if e == 0 {
             continue;
         }

@@ -40,21 +40,24 @@ const PF_X: u32 = 1;
 const PF_W: u32 = 2;
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16, ElfError> {
-    b.get(off..off + 2)
+    off.checked_add(2)
+        .and_then(|end| b.get(off..end))
         .and_then(|s| s.try_into().ok())
         .map(u16::from_le_bytes)
         .ok_or(ElfError::Malformed("header truncated"))
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, ElfError> {
-    b.get(off..off + 4)
+    off.checked_add(4)
+        .and_then(|end| b.get(off..end))
         .and_then(|s| s.try_into().ok())
         .map(u32::from_le_bytes)
         .ok_or(ElfError::Malformed("header truncated"))
 }
 
 fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
-    b.get(off..off + 8)
+    off.checked_add(8)
+        .and_then(|end| b.get(off..end))
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
         .ok_or(ElfError::Malformed("header truncated"))
@@ -113,6 +116,11 @@ pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
             .checked_add(i * phentsize)
             .and_then(|o| usize::try_from(o).ok())
             .ok_or(ElfError::Malformed("program header offset"))?;
+        // The whole 56-byte header lies in the file, so `off + k` below
+        // cannot overflow.
+        if off.checked_add(56).is_none_or(|end| end > b.len()) {
+            return Err(ElfError::Malformed("header truncated"));
+        }
         if u32_at(b, off)? != PT_LOAD {
             continue;
         }
@@ -214,6 +222,13 @@ mod tests {
         for cut in [10, 40, 70, 100] {
             assert!(parse(&img[..cut]).is_err());
         }
+        // A program header offset at the end of the address space: an error,
+        // not an arithmetic overflow (found by the `elf` fuzz target).
+        let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
+        img[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(parse(&img), Err(ElfError::Malformed(_))));
+        img[32..40].copy_from_slice(&(u64::MAX - 60).to_le_bytes());
+        assert!(matches!(parse(&img), Err(ElfError::Malformed(_))));
         // phnum huge with a tiny file.
         let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
         img[56..58].copy_from_slice(&0xffffu16.to_le_bytes());

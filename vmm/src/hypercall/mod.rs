@@ -210,7 +210,8 @@ impl Hypervisor {
         console::copy_to_user(&self.mem, self.mapper().page_tables(), va, bytes)
     }
 
-    pub(crate) fn mapper(&self) -> std::sync::MutexGuard<'_, Mapper> {
+    /// The address space, locked (hypercalls from other vCPUs wait).
+    pub fn mapper(&self) -> std::sync::MutexGuard<'_, Mapper> {
         self.mapper.lock().unwrap_or_else(|e| e.into_inner())
     }
 
