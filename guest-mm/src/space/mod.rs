@@ -16,6 +16,8 @@
 //! Entries that were present and were cleared on such a failure path are
 //! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
 
+#[cfg(test)]
+mod bounds_tests;
 mod compat;
 mod invariants;
 mod mmap;
