@@ -56,7 +56,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 Ok(())
             }
             Err(err) => {
-                self.munmap(start, len)?.ignore();
+                // What complete wrote was live: the caller flushes it
+                // (take_deferred_flush), like a failed mmap's.
+                match self.munmap(start, len) {
+                    Ok(flush) => self.deferred.merge(flush),
+                    Err(e) => log::error!("unmapping {:#x}+{len:#x} after a failed compat prepare: {e}", start.raw()),
+                }
                 Err(match act.error_hook.take() {
                     Some(hook) => hook(err),
                     None => err,

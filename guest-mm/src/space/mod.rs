@@ -13,8 +13,10 @@
 //! VMA, frees every table it added, puts any detached old mapping back
 //! exactly as it was, and passes the error through the error hook.
 //!
-//! Entries that were present and were cleared on such a failure path are
-//! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
+//! Entries that were present and were cleared on such a failure path (by
+//! the rollback, or by a complete that undid itself after writing into
+//! tables a vCPU could reach) are collected as a deferred flush, on the
+//! compat entry point too; see [`AddressSpace::take_deferred_flush`].
 
 #[cfg(test)]
 mod bounds_tests;
@@ -169,7 +171,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// vCPUs could have used it). The caller flushes them like any other
     /// flush set; it is empty when nothing failed.
     pub fn take_deferred_flush(&mut self) -> FlushSet {
-        std::mem::take(&mut self.deferred)
+        let mut f = std::mem::take(&mut self.deferred);
+        f.merge(self.pt.take_rollback_flush());
+        f
     }
 }
 
