@@ -23,6 +23,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow { addr: req.pgoff, len })?;
         let start = self.place(provider, req, len)?;
         let end = start.raw() + len;
+        self.check_map_count(start.raw(), end, Some(1))?;
         let kernel = start.raw() >= KERNEL_HALF;
         if kernel && req.prot.is_empty() {
             return Err(MmError::Invalid("PROT_NONE in the supervisor half"));

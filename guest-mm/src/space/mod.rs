@@ -22,6 +22,7 @@
 mod bounds_tests;
 mod compat;
 mod invariants;
+mod limits;
 mod mmap;
 mod mprotect;
 mod munmap;
@@ -55,7 +56,15 @@ pub struct SpaceConfig {
     pub reserved: Vec<(GuestAddress, u64)>,
     /// `[lo, hi)` window for mappings placed by the mapper.
     pub mmap_window: (GuestVirtAddr, GuestVirtAddr),
+    /// Most VMAs the address space may hold (Linux's `vm.max_map_count`):
+    /// an operation that would need more fails with `ENOMEM` and changes
+    /// nothing. Each VMA costs the VMM host memory (see docs/guest-mm.md,
+    /// "Limits").
+    pub max_map_count: usize,
 }
+
+/// Linux's default `vm.max_map_count`.
+pub const DEFAULT_MAX_MAP_COUNT: usize = 65530;
 
 impl SpaceConfig {
     /// Tables in `table_region`, no pool, the default user window
@@ -68,6 +77,7 @@ impl SpaceConfig {
             mmap_window: (GuestVirtAddr::ZERO.checked_add(1 << 32).unwrap_or_default(), {
                 GuestVirtAddr::try_new(USER_END - (1 << 32)).unwrap_or_default()
             }),
+            max_map_count: DEFAULT_MAX_MAP_COUNT,
         }
     }
 }
@@ -80,6 +90,7 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     layout: PhysLayout,
     window: (u64, u64),
     deferred: FlushSet,
+    max_map_count: usize,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -107,7 +118,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
         frames.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
-        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaTree::new(),
+            frames,
+            layout,
+            window: (lo, hi),
+            deferred: FlushSet::default(),
+            max_map_count: cfg.max_map_count,
+        })
     }
 
     /// The root table (the guest's CR3).
