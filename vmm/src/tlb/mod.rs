@@ -106,5 +106,5 @@ mod shootdown;
 mod tests;
 
 pub use flusher::{FlushError, Flusher, KvmFlusher, RecordingFlusher};
-pub use list::{coalesce, FlushList, Range, MAX_RANGES};
+pub use list::{coalesce, FlushList, Range, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};
