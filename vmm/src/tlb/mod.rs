@@ -105,6 +105,8 @@ mod shootdown;
 #[cfg(test)]
 mod tests;
 
-pub use flusher::{FlushError, Flusher, KvmFlusher, RecordingFlusher};
+pub use flusher::{
+    before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
+};
 pub use list::{coalesce, FlushList, Range, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};
