@@ -93,11 +93,17 @@
 //! despite the kicks and re-injections stops the run with
 //! [`FlushError::Timeout`]. `tests/vmm_tlb_shootdown_stress.rs` runs the
 //! protocol against a simulated KVM that loses kicks and loses, delays and
-//! merges NMIs.
+//! merges NMIs; `tests/vmm_tlb_layers.rs` runs [`shoot_down`] and
+//! [`before_entry`] (the code `KvmFlusher` and the vCPU loop run) on a
+//! simulated machine where each cache forgets only through its own layer,
+//! so removing any layer fails it.
+//!
+//! A vCPU that stays out of the guest while others unmap holds at most
+//! [`MAX_PENDING`] ranges; past that its next list flushes everything.
 //!
 //! Files: [`list`] (ranges and the scratch-page list), [`shootdown`] (the
 //! protocol state and the retry policy), [`flusher`] (what a hypercall
-//! calls), and the tests.
+//! calls and what a vCPU does before each entry), and the tests.
 
 mod flusher;
 mod list;
