@@ -221,3 +221,35 @@ fn compat_failures_flush_what_was_live() {
         f.ignore();
     }
 }
+
+#[test]
+fn a_failed_fixed_mapping_that_split_a_huge_page_flushes_the_freed_split_table() {
+    use guest_mm::providers::HugePageProvider;
+    use guest_mm::PageSize;
+    // A 2 MiB page, and a fixed mapping over its first half and the 1 MiB
+    // below it. Allocation 0 is the split table the detach reserves (it is
+    // linked while the old half is cleared); allocation 1 the new
+    // mapping's first leaf table, before it wrote anything.
+    for n in [0u64, 1] {
+        let mut s = vmm_suite::fixture::space(&L);
+        let huge = HugePageProvider::new(vm_memory::GuestAddress(L.huge.0), L.huge.1, PageSize::Size2M).expect("huge");
+        let base = L.window.0 + (4 << 20);
+        s.mmap(&huge, &MmapRequest::shared(M2, RW).fixed(va(base))).expect("huge").flush.ignore();
+        let before = census(s.memory(), s.cr3());
+        s.page_tables_mut().allocator_mut().inject_failure_after(Some(n));
+        let r = s.mmap(&Pages::new(good(256)), &MmapRequest::shared(M2 / 2, RW).fixed(va(base - M2 / 4)));
+        s.page_tables_mut().allocator_mut().inject_failure_after(None);
+        assert_eq!(r.map(|m| m.addr).unwrap_err().errno(), errno::ENOMEM, "n={n}");
+        assert_eq!(census(s.memory(), s.cr3()), before, "n={n}: the huge page is back whole");
+        let f = s.take_deferred_flush();
+        if n == 0 {
+            assert!(f.is_empty(), "n=0: the split never happened: {f:?}");
+        } else {
+            // The split table was reachable (paging-structure caches may
+            // hold it) and is freed by the re-join.
+            assert!(f.tables_freed(), "n=1: {f:?}");
+            assert_eq!(uncovered(&f, base, PAGE_SIZE), 0, "n=1: {f:?}");
+        }
+        f.ignore();
+    }
+}

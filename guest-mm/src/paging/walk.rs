@@ -308,6 +308,13 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         }
     }
 
+    /// Records that a table which was reachable over `[va, va + len)` has
+    /// been unlinked and freed (a re-join): the owner must flush.
+    pub(super) fn freed_linked_table(&mut self, va: u64, len: u64) {
+        self.cleared.add(va, len);
+        self.cleared.set_tables_freed();
+    }
+
     /// For each created table (in creation order), whether it is reachable
     /// from the root now: linked into a parent that existed before or is
     /// itself reachable. A parent is always created before its children.
