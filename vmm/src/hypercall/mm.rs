@@ -17,7 +17,7 @@ use super::{Effects, Hypervisor, Outcome};
 use crate::kernel::abi::{fd, map, prot};
 use crate::layout::PAGE_SIZE;
 use crate::mapper::Mapper;
-use crate::tlb::Range;
+use crate::tlb::{Range, EVERYTHING};
 
 /// End of the user half.
 const USER_END: u64 = 1 << 47;
@@ -59,9 +59,15 @@ fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
     Outcome { ret, effects: Effects { fatal, ..Default::default() } }
 }
 
-/// The ranges of a flush set (consumed).
+/// The ranges of a flush set (consumed). Freed page-table pages with no
+/// present entry changed become [`EVERYTHING`]: there is no page to
+/// `invlpg`, yet paging-structure caches may point at the freed tables.
+/// (With ranges, their `invlpg`s also drop paging-structure caches.)
 fn ranges(fs: FlushSet) -> Vec<Range> {
-    let r = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
+    let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
+    if r.is_empty() && fs.tables_freed() {
+        r.push(EVERYTHING);
+    }
     fs.ignore();
     r
 }

@@ -139,3 +139,18 @@ fn a_failed_mprotect_still_flushes_what_it_changed_and_undid() {
     );
     assert!(hv.mapper().space_mut().take_deferred_flush().is_empty(), "left behind");
 }
+
+#[test]
+fn freed_tables_are_flushed_even_when_no_present_entry_changed() {
+    use crate::kernel::abi::map;
+    let (hv, _, flusher) = setup_with_flusher();
+    // A PROT_NONE mapping alone in its leaf table: unmapping it clears no
+    // present entry but frees the table, which a vCPU's paging-structure
+    // caches may still point at.
+    let at = 0x7000_0000u64;
+    let r = call(&hv, nr::MMAP, [at, 0x1000, 0, map::PRIVATE | map::FIXED | map::ANONYMOUS, 0, 0]);
+    assert_eq!(r.ret, at as i64, "{r:?}");
+    flusher.0.lock().unwrap().clear();
+    assert_eq!(call(&hv, nr::MUNMAP, [at, 0x1000, 0, 0, 0, 0]).ret, 0);
+    assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![crate::tlb::EVERYTHING])]);
+}

@@ -9,6 +9,11 @@ pub type Range = (u64, u64);
 /// Ranges one NMI's list can hold: `(4096 - 8) / 16`.
 pub const MAX_RANGES: usize = 255;
 
+/// The range that stands for "flush everything" in a shootdown request:
+/// page-table pages were freed (paging-structure caches may point at them)
+/// while no present entry changed, so there is no page to `invlpg`.
+pub const EVERYTHING: Range = (0, u64::MAX);
+
 /// Ranges a vCPU's pending list may hold (after coalescing) before they
 /// are replaced by one "flush everything": a vCPU that stays out of the
 /// guest while others unmap must not make the VMM grow without bound.

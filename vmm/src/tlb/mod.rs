@@ -99,7 +99,9 @@
 //! so removing any layer fails it.
 //!
 //! A vCPU that stays out of the guest while others unmap holds at most
-//! [`MAX_PENDING`] ranges; past that its next list flushes everything.
+//! [`MAX_PENDING`] ranges; past that its next list flushes everything. A
+//! request of [`EVERYTHING`] (page-table pages freed while no present
+//! entry changed, so no page to `invlpg`) does the same.
 //!
 //! Files: [`list`] (ranges and the scratch-page list), [`shootdown`] (the
 //! protocol state and the retry policy), [`flusher`] (what a hypercall
@@ -114,5 +116,5 @@ mod tests;
 pub use flusher::{
     before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
 };
-pub use list::{coalesce, FlushList, Range, MAX_PENDING, MAX_RANGES};
+pub use list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};

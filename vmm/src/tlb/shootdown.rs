@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::list::{coalesce, FlushList, Range, MAX_PENDING, MAX_RANGES};
+use super::list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 
 /// How long a caller waits for acknowledgements before giving up.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,8 +69,9 @@ impl VcpuFlush {
 struct NmiState {
     /// Ranges not yet written to a list.
     pending: Vec<Range>,
-    /// More ranges were pending than [`MAX_PENDING`]: the next list
-    /// flushes everything (and `pending` is dropped).
+    /// More ranges were pending than [`MAX_PENDING`], or a request asked
+    /// for [`EVERYTHING`]: the next list flushes everything (and `pending`
+    /// is dropped).
     everything: bool,
     /// The generation the list in the scratch page completes, until an
     /// acknowledgement.
@@ -188,6 +189,11 @@ impl Shootdown {
         for v in self.vcpus.iter().filter(|v| !v.exited.load(Ordering::Acquire)) {
             let mut s = v.nmi();
             if s.everything {
+                continue;
+            }
+            if ranges.contains(&EVERYTHING) {
+                s.pending = Vec::new();
+                s.everything = true;
                 continue;
             }
             s.pending.extend_from_slice(ranges);

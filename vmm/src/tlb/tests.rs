@@ -267,3 +267,14 @@ fn a_vcpu_that_stays_out_holds_a_bounded_list() {
     s.acked(1);
     assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
 }
+
+#[test]
+fn everything_is_one_full_flush() {
+    let s = Shootdown::with_timing(2, patient());
+    s.entering(1);
+    let (gen, _) = s.request(0, &[(0x5000, 0x1000), EVERYTHING]);
+    assert_eq!(s.nmi_due(1), Some(FlushList::everything()));
+    s.acked(1);
+    assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()), "the caller too");
+}
