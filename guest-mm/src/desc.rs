@@ -211,11 +211,6 @@ impl VmaDesc {
         &self.action
     }
 
-    /// Takes the error hook out (a complete error found before the VMA).
-    pub(crate) fn take_error_hook(&mut self) -> Option<ErrorHook> {
-        self.action.error_hook.take()
-    }
-
     pub(crate) fn action_kind_mut(&mut self) -> &mut ActionKind {
         &mut self.action.kind
     }
