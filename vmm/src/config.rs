@@ -147,8 +147,8 @@ pub struct VmConfig {
     pub max_map_count: usize,
 }
 
-/// Largest `max_map_count` accepted: about 5 GiB of host memory for the
-/// VMA tree at its measured ~300 bytes per VMA (docs/guest-mm.md).
+/// Largest `max_map_count` accepted: about 6 GiB of host memory for the
+/// VMA tree at its measured ~365 bytes per VMA (docs/guest-mm.md).
 pub const MAX_MAX_MAP_COUNT: usize = 1 << 24;
 
 /// Default guest RAM.
