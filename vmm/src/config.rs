@@ -283,6 +283,7 @@ impl VmConfig {
             if self.blocks[..i].iter().any(|(n, _)| n == name) {
                 return inv(format!("block device '{name}' is given twice"));
             }
+        }
         if self.max_map_count == 0 || self.max_map_count > MAX_MAX_MAP_COUNT {
             return inv(format!("max_map_count must be 1..={MAX_MAX_MAP_COUNT}, not {}", self.max_map_count));
         }
