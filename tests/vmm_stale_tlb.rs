@@ -2,6 +2,10 @@
 //! stale translation on another: vCPU 1 reads a page in a loop while
 //! vCPU 0 unmaps it, and vCPU 1's first read after `munmap` returned
 //! faults at that page (built-in guest check 8).
+//!
+//! On the software-assisted backend the memslot zap alone makes this pass;
+//! that each layer of the shootdown is needed is shown by
+//! `tests/vmm_tlb_layers.rs` on a simulated machine.
 
 mod kvm_support;
 

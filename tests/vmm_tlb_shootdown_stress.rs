@@ -156,6 +156,12 @@ fn run(w: &World, me: usize, g: &mut Guest, rng: &mut Rng) -> Exit {
             g.handler = Some((g.scratch[0], 0));
             continue;
         }
+        if g.handler.is_some_and(|(count, _)| count == u64::MAX) {
+            // "Everything" (a vCPU that stayed out past MAX_PENDING ranges).
+            lock(&w.stale[me]).clear();
+            g.handler = Some((0, 0));
+            continue;
+        }
         if let Some((count, next)) = g.handler {
             assert!(count <= MAX_RANGES as u64, "vCPU {me}: the handler read a count of {count}");
             if next == count {

@@ -13,10 +13,76 @@ use vm_memory::GuestAddress;
 
 use crate::action::{ActionKind, ErrorHook, MmapAction, PageArray, PageRun, SuccessHook};
 use crate::addr::{GuestVirtAddr, Pfn, PAGE_SHIFT};
+use crate::error::MmError;
 use crate::flags::{PageProt, VmFlags};
 use crate::vma::{VmaOps, VmaPrivate};
 
 /// Describes a VMA about to be created.
+///
+/// Only the pipeline makes descriptors, so a provider cannot build one,
+/// nor replace the one it is handed (`*desc = ...` needs a second value):
+/// its bounds are the pipeline's by construction.
+///
+/// ```compile_fail,E0624
+/// use guest_mm::{GuestVirtAddr, MmError, MmapProvider, VmaDesc};
+/// struct Wider;
+/// impl MmapProvider for Wider {
+///     fn name(&self) -> &str { "wider" }
+///     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+///         // Rewrite the bounds: over whatever is mapped below, past the window.
+///         let start = GuestVirtAddr::try_new(0x1000)?;
+///         *desc = VmaDesc::new(start, 1 << 46, desc.pgoff, desc.flags, desc.page_prot);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// Nor by a struct literal (the fields are private):
+///
+/// ```compile_fail,E0451
+/// use guest_mm::{GuestVirtAddr, MmError, MmapProvider, VmaDesc};
+/// struct Literal;
+/// impl MmapProvider for Literal {
+///     fn name(&self) -> &str { "literal" }
+///     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+///         let start = GuestVirtAddr::try_new(0x1000)?;
+///         *desc = VmaDesc { start, end: 1 << 46, pgoff: 0, flags: desc.flags, page_prot: desc.page_prot,
+///                           ops: None, private: None, action: Default::default() };
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// Nor by taking it out and cloning or defaulting a replacement:
+///
+/// ```compile_fail,E0277
+/// use guest_mm::{MmError, MmapProvider, VmaDesc};
+/// struct Taker;
+/// impl MmapProvider for Taker {
+///     fn name(&self) -> &str { "taker" }
+///     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+///         let _old = std::mem::take(desc);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// What a provider may do compiles (the same provider, editing the
+/// mutable fields instead):
+///
+/// ```
+/// use guest_mm::{MmError, MmapProvider, VmaDesc, VmFlags};
+/// struct Editor;
+/// impl MmapProvider for Editor {
+///     fn name(&self) -> &str { "editor" }
+///     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+///         desc.pgoff += 1;
+///         desc.set_flags(VmFlags::DONTEXPAND);
+///         let _ = (desc.start(), desc.end(), desc.flags, desc.page_prot);
+///         Ok(())
+///     }
+/// }
+/// ```
 pub struct VmaDesc {
     start: GuestVirtAddr,
     end: u64,
@@ -33,8 +99,10 @@ pub struct VmaDesc {
 
 impl VmaDesc {
     /// A descriptor for `[start, end)`. `end` must be page aligned and
-    /// greater than `start` (the pipeline's setup guarantees it).
-    pub fn new(start: GuestVirtAddr, end: u64, pgoff: u64, flags: VmFlags, page_prot: PageProt) -> Self {
+    /// greater than `start` (the pipeline's setup guarantees it). Only the
+    /// pipeline calls this: a provider must never hold a second descriptor
+    /// it could swap in for the one it is handed.
+    pub(crate) fn new(start: GuestVirtAddr, end: u64, pgoff: u64, flags: VmFlags, page_prot: PageProt) -> Self {
         VmaDesc { start, end, pgoff, flags, page_prot, ops: None, private: None, action: MmapAction::default() }
     }
 
@@ -147,12 +215,17 @@ impl VmaDesc {
         &mut self.action.kind
     }
 
-    /// Splits into the parts the VMA keeps and the action to run.
+    /// Whether the descriptor still has the bounds `[start, end)` the
+    /// pipeline gave it (always, outside this crate; checked anyway).
+    pub(crate) fn has_bounds(&self, start: GuestVirtAddr, end: u64) -> bool {
+        self.start == start && self.end == end
+    }
+
+    /// Splits into the parts the VMA keeps and the action to run. The
+    /// bounds are not among them: the pipeline uses its own.
     pub(crate) fn into_parts(self) -> (DescParts, MmapAction) {
         (
             DescParts {
-                start: self.start,
-                end: self.end,
                 pgoff: self.pgoff,
                 flags: self.flags,
                 page_prot: self.page_prot,
@@ -166,8 +239,6 @@ impl VmaDesc {
 
 /// What a VMA takes from its descriptor (`set_vma_from_desc`).
 pub(crate) struct DescParts {
-    pub start: GuestVirtAddr,
-    pub end: u64,
     pub pgoff: u64,
     pub flags: VmFlags,
     pub page_prot: PageProt,
@@ -185,4 +256,50 @@ impl std::fmt::Debug for VmaDesc {
             .field("action", &self.action)
             .finish()
     }
+}
+
+/// What a provider's `mmap_prepare` left in a descriptor: a read-only
+/// record for testing a provider outside the pipeline. It is not a
+/// [`VmaDesc`] and cannot become one.
+#[derive(Debug)]
+pub struct PreparedDesc {
+    /// The offset the provider settled on.
+    pub pgoff: u64,
+    /// The flags it settled on.
+    pub flags: VmFlags,
+    /// The protection it settled on.
+    pub page_prot: PageProt,
+    /// The action it chose (not yet through action prepare).
+    pub action: ActionKind,
+    /// Whether it set a success hook.
+    pub success_hook: bool,
+    /// Whether it set an error hook.
+    pub error_hook: bool,
+}
+
+/// Runs `provider`'s `mmap_prepare` on a descriptor for
+/// `[start, start + len)` with `pgoff` and `flags`, outside any address
+/// space, and reports what it chose (for provider unit tests).
+pub fn probe_mmap_prepare(
+    provider: &dyn crate::MmapProvider,
+    start: GuestVirtAddr,
+    len: u64,
+    pgoff: u64,
+    flags: VmFlags,
+) -> Result<PreparedDesc, MmError> {
+    if len == 0 || len % crate::PAGE_SIZE != 0 || !start.is_aligned(crate::PAGE_SIZE) {
+        return Err(MmError::Invalid("probe range must be whole pages"));
+    }
+    let end = start.checked_end(len)?;
+    let mut desc = VmaDesc::new(start, end, pgoff, flags, PageProt::from_flags(flags));
+    provider.mmap_prepare(&mut desc)?;
+    let (parts, action) = desc.into_parts();
+    Ok(PreparedDesc {
+        pgoff: parts.pgoff,
+        flags: parts.flags,
+        page_prot: parts.page_prot,
+        action: action.kind,
+        success_hook: action.success_hook.is_some(),
+        error_hook: action.error_hook.is_some(),
+    })
 }

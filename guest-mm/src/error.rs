@@ -104,6 +104,12 @@ pub enum MmError {
         /// First unmapped address found.
         addr: u64,
     },
+    /// The operation would need more VMAs than the limit allows.
+    #[error("more than {limit} mappings (max_map_count)")]
+    TooManyMappings {
+        /// The limit.
+        limit: usize,
+    },
     /// Out of page-table pages or pool pages.
     #[error("out of {0}")]
     OutOfMemory(&'static str),
@@ -148,7 +154,10 @@ impl MmError {
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
             MmError::GuestMemory { .. } => EFAULT,
             MmError::FrameReserved { .. } | MmError::NotAllowed { .. } => EPERM,
-            MmError::NoSpace { .. } | MmError::OutOfMemory(_) | MmError::NotMapped { .. } => ENOMEM,
+            MmError::NoSpace { .. }
+            | MmError::OutOfMemory(_)
+            | MmError::NotMapped { .. }
+            | MmError::TooManyMappings { .. } => ENOMEM,
             MmError::Exists { .. } => EEXIST,
             MmError::Access(_) => EACCES,
             MmError::NoDevice { .. } => ENXIO,
@@ -170,6 +179,7 @@ mod tests {
             (MmError::FrameNotInGuest { pfn: 1 }, errno::EFAULT),
             (MmError::FrameReserved { pfn: 1 }, errno::EPERM),
             (MmError::NoSpace { len: 1 }, errno::ENOMEM),
+            (MmError::TooManyMappings { limit: 1 }, errno::ENOMEM),
             (MmError::Exists { addr: 0 }, errno::EEXIST),
             (MmError::NoDevice { addr: 0 }, errno::ENXIO),
             (MmError::Again, errno::EAGAIN),

@@ -29,7 +29,7 @@ pub mod vma;
 
 pub use action::{ActionKind, PageArray, PageRun};
 pub use addr::{page_align_up, pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
-pub use desc::VmaDesc;
+pub use desc::{probe_mmap_prepare, PreparedDesc, VmaDesc};
 pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
 pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolCensus, PoolPages, TableAllocator};
@@ -38,5 +38,7 @@ pub use paging::{
 };
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
-pub use space::{AddressSpace, Audit, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats, Violation};
+pub use space::{
+    AddressSpace, Audit, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
+};
 pub use vma::{Vma, VmaOps, VmaTree};

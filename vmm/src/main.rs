@@ -95,6 +95,10 @@ struct RunArgs {
     /// nobody reads is given up 2 s after the run ends).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Most mappings (VMAs) the guest may have, like Linux's
+    /// vm.max_map_count; more fail with ENOMEM. Default 65530.
+    #[arg(long, value_name = "N")]
+    max_map_count: Option<usize>,
     /// Print the report as JSON (guest console output goes to stderr).
     #[arg(long)]
     json: bool,
@@ -491,6 +495,9 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
     }
     if let Some(t) = args.timeout {
         cfg.timeout_secs = Some(t);
+    }
+    if let Some(n) = args.max_map_count {
+        cfg.max_map_count = n;
     }
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);

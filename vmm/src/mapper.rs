@@ -90,7 +90,13 @@ impl Mapper {
     /// An empty address space over `mem` with the layout's table region,
     /// page pool, and the kernel region reserved.
     pub fn new(mem: GuestMem) -> Result<Self, MmError> {
+        Self::with_max_map_count(mem, guest_mm::DEFAULT_MAX_MAP_COUNT)
+    }
+
+    /// As [`Mapper::new`], allowing at most `max_map_count` VMAs.
+    pub fn with_max_map_count(mem: GuestMem, max_map_count: usize) -> Result<Self, MmError> {
         let mut cfg = SpaceConfig::new((GuestAddress(TABLES_PA), TABLES_SIZE));
+        cfg.max_map_count = max_map_count;
         cfg.pool_region = Some((GuestAddress(POOL_PA), POOL_SIZE));
         cfg.reserved = vec![(GuestAddress(0), KERNEL_REGION_SIZE)];
         Ok(Mapper { space: AddressSpace::new(mem, cfg)? })

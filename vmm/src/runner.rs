@@ -226,7 +226,8 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut hosted = match platform {
         Platform::Hosted => {
-            let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
+            let mut mapper =
+                Mapper::with_max_map_count(mem.clone(), cfg.max_map_count).map_err(RunError::PageTables)?;
             let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
             let frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
             Some(HostedParts { mapper, kernel, frames })

@@ -19,7 +19,7 @@ use crate::fault::ExceptionReport;
 use crate::guest::kind::SharedKind;
 use crate::hypercall::{Args, Block, Hypervisor};
 use crate::kernel::KernelStub;
-use crate::tlb::Shootdown;
+use crate::tlb::{self, Shootdown};
 use crate::vstate::kick;
 use crate::vstate::vcpu::Vcpu;
 
@@ -77,6 +77,24 @@ pub fn spawn(
     })
 }
 
+/// Where a vCPU's shootdown lists and NMIs go (step 3 of `tlb`).
+struct NmiTarget<'a> {
+    vcpu: &'a Vcpu,
+    mem: &'a crate::memory::GuestMem,
+    scratch: vm_memory::GuestAddress,
+}
+
+impl tlb::ShootdownVcpu for NmiTarget<'_> {
+    fn write_list(&mut self, bytes: &[u8]) -> Result<(), String> {
+        vm_memory::Bytes::write_slice(self.mem, bytes, self.scratch)
+            .map_err(|_| format!("cannot write the flush list at {:#x}", self.scratch.0))
+    }
+
+    fn inject_nmi(&mut self) -> Result<(), String> {
+        self.vcpu.inject_nmi().map_err(|e| format!("cannot inject the TLB-shootdown NMI: {e}"))
+    }
+}
+
 struct VcpuThread {
     vcpu: Vcpu,
     ctx: VcpuContext,
@@ -109,20 +127,13 @@ impl VcpuThread {
             }
             // In the guest from here on (for shootdowns), then look for a
             // due flush: in this order, a shootdown cannot miss this vCPU.
-            self.ctx.tlb.entering(self.me());
-            if let Some(list) = self.ctx.tlb.nmi_due(self.me()) {
-                log::debug!("vCPU {}: TLB shootdown NMI: {list:x?}", self.me());
-                let pa = vm_memory::GuestAddress(self.ctx.scratch_pa[self.me() as usize]);
-                if vm_memory::Bytes::write_slice(&self.ctx.mem, &list.to_bytes(), pa).is_err() {
-                    self.fail(format!("cannot write the flush list at {:#x}", pa.0));
-                    break;
-                }
-                if let Err(e) = self.vcpu.inject_nmi() {
-                    self.fail(format!("cannot inject the TLB-shootdown NMI: {e}"));
-                    break;
-                }
+            let me = self.me();
+            let scratch = vm_memory::GuestAddress(self.ctx.scratch_pa[me as usize]);
+            let mut target = NmiTarget { vcpu: &self.vcpu, mem: &self.ctx.mem, scratch };
+            if let Err(message) = tlb::before_entry(&self.ctx.tlb, me, &mut target) {
+                self.fail(message);
+                break;
             }
-            let me = self.vcpu.index();
             let run = self.vcpu.run();
             self.ctx.tlb.left(me);
             let action = match run {

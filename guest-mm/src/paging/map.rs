@@ -66,9 +66,10 @@ impl<M: GuestMemory> PageTables<M> {
     ///
     /// The range must be unmapped: a used entry found on the way is
     /// `MmError::Exists`. On any error nothing this call wrote or allocated
-    /// remains. (Entries it wrote into tables that were already linked were
-    /// briefly present; a caller whose vCPUs may have run must flush the
-    /// range after an error.)
+    /// remains. Entries it wrote into tables that were already linked were
+    /// briefly present: they are added to
+    /// [`PageTables::take_rollback_flush`], which a caller whose vCPUs may
+    /// have run must flush.
     pub fn map_range(
         &mut self,
         va: GuestVirtAddr,

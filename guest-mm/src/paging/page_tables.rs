@@ -6,6 +6,7 @@
 
 use vm_memory::{GuestAddress, GuestMemory, Permissions};
 
+use super::flush::FlushSet;
 use super::table::Table;
 use super::walk::Writer;
 use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
@@ -44,6 +45,9 @@ pub struct PageTables<M: GuestMemory> {
     pub(super) mem: M,
     pub(super) alloc: TableAllocator,
     pub(super) root: Pfn,
+    /// Entries a failed map or insert wrote while a vCPU could see them
+    /// and then cleared; see [`PageTables::take_rollback_flush`].
+    pub(super) rolled_back: FlushSet,
 }
 
 impl<M: GuestMemory> PageTables<M> {
@@ -64,7 +68,7 @@ impl<M: GuestMemory> PageTables<M> {
                 return Err(e);
             }
         }
-        Ok(PageTables { mem, alloc, root })
+        Ok(PageTables { mem, alloc, root, rolled_back: FlushSet::default() })
     }
 
     /// Guest-physical address of the PML4: the value for CR3.
@@ -92,10 +96,19 @@ impl<M: GuestMemory> PageTables<M> {
         self.alloc.in_use()
     }
 
+    /// What failed operations cleared after a hardware walker could have
+    /// used it: a map or insert that fails undoes itself, but the entries
+    /// it had written into tables already linked were live for a while.
+    /// The caller flushes this like the set of an unmap; it is empty when
+    /// nothing failed (or nothing failed after writing live entries).
+    pub fn take_rollback_flush(&mut self) -> FlushSet {
+        std::mem::take(&mut self.rolled_back)
+    }
+
     /// A writer for one operation on the range starting at `start`;
     /// `unchecked` allocations bypass failure injection (rollback paths).
     pub(super) fn writer(&mut self, unchecked: bool, start: u64) -> Writer<'_, M> {
-        Writer::new(&self.mem, &mut self.alloc, self.root, unchecked, start)
+        Writer::new(&self.mem, &mut self.alloc, &mut self.rolled_back, self.root, unchecked, start)
     }
 }
 

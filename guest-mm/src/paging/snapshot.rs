@@ -169,9 +169,10 @@ impl<M: GuestMemory> PageTables<M> {
     /// leaf whose slot now holds the table its split left gets the missing
     /// pieces instead. Then every split in `splits` whose table holds
     /// exactly the leaves the split made is joined back into the original
-    /// huge entry and its table freed. After `unmap_range(r)` and
-    /// `restore(leaves(r), splits)` the tables and the table count are
-    /// exactly as before.
+    /// huge entry and its table freed (recorded for
+    /// [`PageTables::take_rollback_flush`]: the table was reachable). After
+    /// `unmap_range(r)` and `restore(leaves(r), splits)` the tables and the
+    /// table count are exactly as before.
     ///
     /// Table allocations bypass failure injection (this is the rollback
     /// path). Everything possible is restored; the first error (a slot
@@ -190,7 +191,11 @@ impl<M: GuestMemory> PageTables<M> {
         let mut order: Vec<&SplitRecord> = splits.iter().collect();
         order.sort_by_key(|s| (s.size, s.va));
         for s in order {
-            w.rejoin(s);
+            // The split table was linked (a vCPU's paging-structure caches
+            // may point at it) and is freed now: flush its range.
+            if w.rejoin(s) {
+                w.freed_linked_table(s.va.raw(), s.size.bytes());
+            }
         }
         first_err.map_or(Ok(()), Err)
     }

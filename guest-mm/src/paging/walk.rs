@@ -14,7 +14,8 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, entry_end, index, table_entry, Entry, ADDR_4K, P};
+use super::entry::{classify, entry_end, index, span, table_entry, Entry, ADDR_4K, P};
+use super::flush::FlushSet;
 use super::stats::MapStats;
 use super::table::{Table, ENTRIES};
 use crate::addr::{PageSize, Pfn, PAGE_SHIFT, PAGE_SIZE};
@@ -66,9 +67,11 @@ impl Stopped {
     }
 }
 
-/// Entries `first..first + count` of `table` written by this operation.
+/// Entries `first..first + count` of `table` written by this operation,
+/// the first one mapping `va`.
 #[derive(Debug)]
 struct Run {
+    va: u64,
     table: Pfn,
     level: u8,
     first: u16,
@@ -94,11 +97,21 @@ pub(super) struct Writer<'a, M: GuestMemory> {
     pub(super) start: u64,
     runs: Vec<Run>,
     created: Vec<Created>,
+    /// Where [`Writer::rollback`] records the entries it cleared that a
+    /// hardware walker could have used (the owner's pending flush).
+    cleared: &'a mut FlushSet,
 }
 
 impl<'a, M: GuestMemory> Writer<'a, M> {
-    pub(super) fn new(mem: &'a M, alloc: &'a mut TableAllocator, root: Pfn, unchecked: bool, start: u64) -> Self {
-        Writer { mem, alloc, root, unchecked, start, runs: Vec::new(), created: Vec::new() }
+    pub(super) fn new(
+        mem: &'a M,
+        alloc: &'a mut TableAllocator,
+        cleared: &'a mut FlushSet,
+        root: Pfn,
+        unchecked: bool,
+        start: u64,
+    ) -> Self {
+        Writer { mem, alloc, root, unchecked, start, runs: Vec::new(), created: Vec::new(), cleared }
     }
 
     /// Reserves room in the undo log for about `tables` leaf tables.
@@ -152,7 +165,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         Ok(table)
     }
 
-    fn record(&mut self, table: Pfn, level: u32, first: usize, count: usize) {
+    fn record(&mut self, table: Pfn, level: u32, first: usize, va: u64, count: usize) {
         if count == 0 {
             return;
         }
@@ -162,7 +175,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                 return;
             }
         }
-        self.runs.push(Run { table, level: level as u8, first: first as u16, count: count as u16 });
+        self.runs.push(Run { va, table, level: level as u8, first: first as u16, count: count as u16 });
     }
 
     /// Maps `[va, end)` below `table` (at `level`), creating missing
@@ -201,9 +214,9 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                         let child = self.new_table(table.frame(), idx, !whole)?;
                         if whole {
                             match f.fill_fresh(&child, cur) {
-                                Ok(()) => self.record(child.frame(), 1, 0, ENTRIES),
+                                Ok(()) => self.record(child.frame(), 1, 0, cur, ENTRIES),
                                 Err(stop) => {
-                                    self.record(child.frame(), 1, 0, stop.written.min(ENTRIES));
+                                    self.record(child.frame(), 1, 0, cur, stop.written.min(ENTRIES));
                                     return Err(stop.error.unwrap_or_else(|| self.exists()));
                                 }
                             }
@@ -232,11 +245,11 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     ) -> Result<(), MmError> {
         match f.fill(table, level, first, va, n) {
             Ok(()) => {
-                self.record(table.frame(), level, first, n);
+                self.record(table.frame(), level, first, va, n);
                 Ok(())
             }
             Err(stop) => {
-                self.record(table.frame(), level, first, stop.written.min(n));
+                self.record(table.frame(), level, first, va, stop.written.min(n));
                 Err(stop.error.unwrap_or_else(|| self.exists()))
             }
         }
@@ -256,7 +269,23 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
 
     /// Clears every entry this operation wrote, then unlinks and frees the
     /// tables it allocated, newest first.
+    ///
+    /// Entries written into a table the hardware walker could reach (one
+    /// that existed before, or a new one already linked into a reachable
+    /// parent) were live and may be cached: their ranges go to the owner's
+    /// pending flush, and so does "tables freed" when a linked table is
+    /// freed. Entries of tables never linked were never seen.
     pub(super) fn rollback(&mut self) {
+        let linked = self.linked();
+        for run in &self.runs {
+            let fresh = self.created.iter().position(|c| c.child == run.table);
+            if fresh.is_none_or(|i| linked[i]) {
+                self.cleared.add(run.va, run.count as u64 * span(run.level as u32));
+            }
+        }
+        if linked.iter().any(|&l| l) {
+            self.cleared.set_tables_freed();
+        }
         for run in self.runs.drain(..).rev() {
             match Table::new(self.mem, run.table, true) {
                 Ok(t) => {
@@ -277,6 +306,32 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             }
             self.alloc.free(c.child);
         }
+    }
+
+    /// Records that a table which was reachable over `[va, va + len)` has
+    /// been unlinked and freed (a re-join): the owner must flush.
+    pub(super) fn freed_linked_table(&mut self, va: u64, len: u64) {
+        self.cleared.add(va, len);
+        self.cleared.set_tables_freed();
+    }
+
+    /// For each created table (in creation order), whether it is reachable
+    /// from the root now: linked into a parent that existed before or is
+    /// itself reachable. A parent is always created before its children.
+    fn linked(&self) -> Vec<bool> {
+        let mut linked = Vec::with_capacity(self.created.len());
+        for c in &self.created {
+            let parent_reachable = match self.created.iter().position(|p| p.child == c.parent) {
+                Some(i) => linked.get(i).copied().unwrap_or(false),
+                None => true,
+            };
+            let points = Table::new(self.mem, c.parent, false).is_ok_and(|parent| {
+                let raw = parent.get(c.index as usize);
+                raw & P != 0 && (raw & ADDR_4K) >> PAGE_SHIFT == c.child.0
+            });
+            linked.push(parent_reachable && points);
+        }
+        linked
     }
 
     /// The table holding the entry that maps `va` at `stop` level, or the

@@ -27,6 +27,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let mut desc = VmaDesc::new(vma.start(), vma.end(), vma.pgoff(), vma.flags(), vma.page_prot());
         provider.mmap_prepare(&mut desc)?;
+        super::mmap::check_bounds(&desc, vma.start(), vma.end())?;
         action::prepare(&mut desc, &self.layout)?;
         if desc.flags.contains(VmFlags::WRITE) && !desc.flags.contains(VmFlags::MAYWRITE) {
             return Err(MmError::Access("write"));
@@ -34,7 +35,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let (parts, mut act) = desc.into_parts();
         let (start, len) = (vma.start(), vma.size());
         action::check_pins(&act.kind, &self.frames)?;
-        let mut new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
+        let mut new_vma = crate::vma::Vma::from_parts(start, vma.end(), parts, vma.provider(), vma.provider_name());
         for pin in action::pins(&act.kind) {
             new_vma.hold(pin);
         }
@@ -55,7 +56,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 Ok(())
             }
             Err(err) => {
-                self.munmap(start, len)?.ignore();
+                // What complete wrote was live: the caller flushes it
+                // (take_deferred_flush), like a failed mmap's.
+                match self.munmap(start, len) {
+                    Ok(flush) => self.deferred.merge(flush),
+                    Err(e) => log::error!("unmapping {:#x}+{len:#x} after a failed compat prepare: {e}", start.raw()),
+                }
                 Err(match act.error_hook.take() {
                     Some(hook) => hook(err),
                     None => err,

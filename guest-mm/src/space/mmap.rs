@@ -23,6 +23,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow { addr: req.pgoff, len })?;
         let start = self.place(provider, req, len)?;
         let end = start.raw() + len;
+        self.check_map_count(start.raw(), end, Some(1))?;
         let kernel = start.raw() >= KERNEL_HALF;
         if kernel && req.prot.is_empty() {
             return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
@@ -35,6 +36,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
 
         // 2. Provider prepare; 3. action prepare. Nothing is touched yet.
         provider.mmap_prepare(&mut desc)?;
+        check_bounds(&desc, start, end)?;
         check_may_bits(desc.flags)?;
         action::prepare(&mut desc, &self.layout)?;
         if kernel {
@@ -51,7 +53,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
 
         // 5. The VMA, then complete.
         let (parts, mut act) = desc.into_parts();
-        let mut vma = Vma::from_parts(parts, provider_id(provider), provider.name());
+        let mut vma = Vma::from_parts(start, end, parts, provider_id(provider), provider.name());
         // The VMA holds the pins of the arrays it maps before any entry
         // exists, and until it is gone.
         for pin in action::pins(&act.kind) {
@@ -149,6 +151,18 @@ fn user_prot(flags: VmFlags, kernel: bool) -> PageProt {
         p.user = false;
     }
     p
+}
+
+/// The descriptor must still describe the pipeline's range: a provider
+/// cannot replace it from outside this crate (no constructor), and inside
+/// it the pipeline refuses rather than trusts.
+pub(super) fn check_bounds(desc: &VmaDesc, start: GuestVirtAddr, end: u64) -> Result<(), MmError> {
+    if desc.has_bounds(start, end) {
+        Ok(())
+    } else {
+        log::error!("a provider replaced the descriptor of {:#x}..{end:#x}", start.raw());
+        Err(MmError::Invalid("provider replaced its descriptor"))
+    }
 }
 
 /// Access bits need their `MAY*` bits (a provider may clear those).

@@ -13,11 +13,16 @@
 //! VMA, frees every table it added, puts any detached old mapping back
 //! exactly as it was, and passes the error through the error hook.
 //!
-//! Entries that were present and were cleared on such a failure path are
-//! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
+//! Entries that were present and were cleared on such a failure path (by
+//! the rollback, or by a complete that undid itself after writing into
+//! tables a vCPU could reach) are collected as a deferred flush, on the
+//! compat entry point too; see [`AddressSpace::take_deferred_flush`].
 
+#[cfg(test)]
+mod bounds_tests;
 mod compat;
 mod invariants;
+mod limits;
 mod mmap;
 mod mprotect;
 mod munmap;
@@ -51,7 +56,15 @@ pub struct SpaceConfig {
     pub reserved: Vec<(GuestAddress, u64)>,
     /// `[lo, hi)` window for mappings placed by the mapper.
     pub mmap_window: (GuestVirtAddr, GuestVirtAddr),
+    /// Most VMAs the address space may hold (Linux's `vm.max_map_count`):
+    /// an operation that would need more fails with `ENOMEM` and changes
+    /// nothing. Each VMA costs the VMM host memory (see docs/guest-mm.md,
+    /// "Limits").
+    pub max_map_count: usize,
 }
+
+/// Linux's default `vm.max_map_count`.
+pub const DEFAULT_MAX_MAP_COUNT: usize = 65530;
 
 impl SpaceConfig {
     /// Tables in `table_region`, no pool, the default user window
@@ -64,6 +77,7 @@ impl SpaceConfig {
             mmap_window: (GuestVirtAddr::ZERO.checked_add(1 << 32).unwrap_or_default(), {
                 GuestVirtAddr::try_new(USER_END - (1 << 32)).unwrap_or_default()
             }),
+            max_map_count: DEFAULT_MAX_MAP_COUNT,
         }
     }
 }
@@ -76,6 +90,7 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     layout: PhysLayout,
     window: (u64, u64),
     deferred: FlushSet,
+    max_map_count: usize,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -103,7 +118,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
         frames.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
-        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaTree::new(),
+            frames,
+            layout,
+            window: (lo, hi),
+            deferred: FlushSet::default(),
+            max_map_count: cfg.max_map_count,
+        })
     }
 
     /// The root table (the guest's CR3).
@@ -167,7 +190,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// vCPUs could have used it). The caller flushes them like any other
     /// flush set; it is empty when nothing failed.
     pub fn take_deferred_flush(&mut self) -> FlushSet {
-        std::mem::take(&mut self.deferred)
+        let mut f = std::mem::take(&mut self.deferred);
+        f.merge(self.pt.take_rollback_flush());
+        f
     }
 }
 

@@ -11,7 +11,8 @@ use crate::paging::FlushSet;
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Sets the access of `[addr, addr + len)` to `prot`. `ENOMEM` if part
-    /// of it is unmapped, `EACCES` if a VMA may never have that access. On
+    /// of it is unmapped or the VMA splits would pass the VMA limit, `EACCES`
+    /// if a VMA may never have that access. On
     /// error nothing changed.
     pub fn mprotect(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
         let len = checked_len(len)?;
@@ -39,6 +40,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let e = v.end().min(end);
             pieces.push((s, e, v.page_prot(), new));
         }
+        // Splitting the VMAs at the range's ends must stay within the limit.
+        self.check_map_count(addr.raw(), end, None)?;
         // Page tables first; undo what succeeded if a later piece fails.
         let mut flush = FlushSet::default();
         for (i, &(s, e, _, new)) in pieces.iter().enumerate() {

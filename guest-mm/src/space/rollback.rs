@@ -55,7 +55,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             self.vmas.insert(v);
         }
         // The same translations are back; a vCPU that cached them holds
-        // nothing stale.
+        // nothing stale. A split table the detach linked and the restore
+        // re-joined and freed is in the rollback flush (`restore`).
         d.flush.ignore();
     }
 }

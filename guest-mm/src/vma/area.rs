@@ -44,11 +44,18 @@ pub struct Vma {
 }
 
 impl Vma {
-    /// A VMA from what its descriptor settled on (`set_vma_from_desc`).
-    pub(crate) fn from_parts(parts: crate::desc::DescParts, provider: ProviderId, name: &str) -> Vma {
+    /// The VMA `[start, end)` (the pipeline's bounds) with what its
+    /// descriptor settled on (`set_vma_from_desc`).
+    pub(crate) fn from_parts(
+        start: GuestVirtAddr,
+        end: u64,
+        parts: crate::desc::DescParts,
+        provider: ProviderId,
+        name: &str,
+    ) -> Vma {
         Vma {
-            start: parts.start,
-            end: parts.end,
+            start,
+            end,
             pgoff: parts.pgoff,
             flags: parts.flags,
             page_prot: parts.page_prot,

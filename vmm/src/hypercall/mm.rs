@@ -16,7 +16,8 @@ use guest_mm::{errno, FlushSet, GuestVirtAddr, MmError, MmapRequest, Placement, 
 use super::{Effects, Hypervisor, Outcome};
 use crate::kernel::abi::{fd, map, prot};
 use crate::layout::PAGE_SIZE;
-use crate::tlb::Range;
+use crate::mapper::Mapper;
+use crate::tlb::{Range, EVERYTHING};
 
 /// End of the user half.
 const USER_END: u64 = 1 << 47;
@@ -58,9 +59,15 @@ fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
     Outcome { ret, effects: Effects { fatal, ..Default::default() } }
 }
 
-/// The ranges of a flush set (consumed).
+/// The ranges of a flush set (consumed). Freed page-table pages with no
+/// present entry changed become [`EVERYTHING`]: there is no page to
+/// `invlpg`, yet paging-structure caches may point at the freed tables.
+/// (With ranges, their `invlpg`s also drop paging-structure caches.)
 fn ranges(fs: FlushSet) -> Vec<Range> {
-    let r = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
+    let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
+    if r.is_empty() && fs.tables_freed() {
+        r.push(EVERYTHING);
+    }
     fs.ignore();
     r
 }
@@ -77,6 +84,28 @@ impl Hypervisor {
             return None;
         }
         self.flusher.flush(vcpu, ranges).err().map(|e| e.to_string())
+    }
+
+    /// Shoots down what a munmap or mprotect changed, and on success or
+    /// failure alike what a failure path changed and undid (the deferred
+    /// flush: a failed mprotect puts pieces it had already changed back).
+    fn flush_after(
+        &self,
+        vcpu: u8,
+        m: &mut Mapper,
+        result: Result<FlushSet, MmError>,
+        fatal: &mut Option<String>,
+    ) -> Result<u64, i32> {
+        let mut flush = ranges(m.space_mut().take_deferred_flush());
+        let r = match result {
+            Ok(fl) => {
+                flush.extend(ranges(fl));
+                Ok(0)
+            }
+            Err(e) => Err(mm_err(&e)),
+        };
+        *fatal = self.shoot_down(vcpu, &flush);
+        r
     }
 
     /// `mmap(addr, len, prot, flags, fd, off)`.
@@ -146,10 +175,10 @@ impl Hypervisor {
         let r = (|| {
             let va = user_range(addr, len)?;
             let mut m = self.mapper();
-            let fl = m.space_mut().munmap(va, len).map_err(|e| mm_err(&e))?;
-            fatal = self.shoot_down(vcpu, &ranges(fl));
+            let result = m.space_mut().munmap(va, len);
+            let r = self.flush_after(vcpu, &mut m, result, &mut fatal);
             drop(m);
-            Ok(0)
+            r
         })();
         done(r, fatal)
     }
@@ -161,10 +190,10 @@ impl Hypervisor {
             let prot = prot_flags(p)?;
             let va = user_range(addr, len)?;
             let mut m = self.mapper();
-            let fl = m.space_mut().mprotect(va, len, prot).map_err(|e| mm_err(&e))?;
-            fatal = self.shoot_down(vcpu, &ranges(fl));
+            let result = m.space_mut().mprotect(va, len, prot);
+            let r = self.flush_after(vcpu, &mut m, result, &mut fatal);
             drop(m);
-            Ok(0)
+            r
         })();
         done(r, fatal)
     }

@@ -112,3 +112,45 @@ fn munmap_clears_the_translation() {
     assert_eq!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EFAULT));
     assert!(call(&hv, nr::TRANSLATE, [va, 0, 0, 0, 0, 0]).ret > 0);
 }
+
+#[test]
+fn a_failed_mprotect_still_flushes_what_it_changed_and_undid() {
+    use crate::kernel::abi::{fd, map, prot};
+    let (hv, _, flusher) = setup_with_flusher();
+    let huge_at = 0x4000_0000u64;
+    let rw = prot::READ | prot::WRITE;
+    let fixed = map::SHARED | map::FIXED;
+    let r = call(&hv, nr::MMAP, [huge_at - 0x1000, 0x1000, rw, map::PRIVATE | map::FIXED | map::ANONYMOUS, 0, 0]);
+    assert_eq!(r.ret, (huge_at - 0x1000) as i64, "{r:?}");
+    let r = call(&hv, nr::MMAP, [huge_at, 2 << 20, rw, fixed, fd::HUGE, 0]);
+    assert_eq!(r.ret, huge_at as i64, "{r:?}");
+    flusher.0.lock().unwrap().clear();
+    // The first piece (the zero page) is downgraded, then the second
+    // needs a table to split the huge leaf and gets none: the first is
+    // put back, and what a vCPU may have cached in between is flushed.
+    hv.mapper().space_mut().page_tables_mut().allocator_mut().inject_failure_after(Some(0));
+    let r = call(&hv, nr::MPROTECT, [huge_at - 0x1000, 0x2000, prot::READ, 0, 0, 0]);
+    hv.mapper().space_mut().page_tables_mut().allocator_mut().inject_failure_after(None);
+    assert_eq!(r.ret, -i64::from(errno::ENOMEM), "{r:?}");
+    let calls = flusher.0.lock().unwrap().clone();
+    assert!(
+        calls.iter().any(|(_, ranges)| ranges.iter().any(|&(s, l)| s <= huge_at - 0x1000 && s + l >= huge_at)),
+        "no flush of the page changed and restored: {calls:?}"
+    );
+    assert!(hv.mapper().space_mut().take_deferred_flush().is_empty(), "left behind");
+}
+
+#[test]
+fn freed_tables_are_flushed_even_when_no_present_entry_changed() {
+    use crate::kernel::abi::map;
+    let (hv, _, flusher) = setup_with_flusher();
+    // A PROT_NONE mapping alone in its leaf table: unmapping it clears no
+    // present entry but frees the table, which a vCPU's paging-structure
+    // caches may still point at.
+    let at = 0x7000_0000u64;
+    let r = call(&hv, nr::MMAP, [at, 0x1000, 0, map::PRIVATE | map::FIXED | map::ANONYMOUS, 0, 0]);
+    assert_eq!(r.ret, at as i64, "{r:?}");
+    flusher.0.lock().unwrap().clear();
+    assert_eq!(call(&hv, nr::MUNMAP, [at, 0x1000, 0, 0, 0, 0]).ret, 0);
+    assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![crate::tlb::EVERYTHING])]);
+}

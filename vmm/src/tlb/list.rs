@@ -9,6 +9,16 @@ pub type Range = (u64, u64);
 /// Ranges one NMI's list can hold: `(4096 - 8) / 16`.
 pub const MAX_RANGES: usize = 255;
 
+/// The range that stands for "flush everything" in a shootdown request:
+/// page-table pages were freed (paging-structure caches may point at them)
+/// while no present entry changed, so there is no page to `invlpg`.
+pub const EVERYTHING: Range = (0, u64::MAX);
+
+/// Ranges a vCPU's pending list may hold (after coalescing) before they
+/// are replaced by one "flush everything": a vCPU that stays out of the
+/// guest while others unmap must not make the VMM grow without bound.
+pub const MAX_PENDING: usize = 4 * MAX_RANGES;
+
 /// What the NMI handler reads from a vCPU's scratch page: a count, then
 /// `count` pairs of (page-aligned start, number of pages). A count of
 /// `u64::MAX` means "everything" (reload CR3).
@@ -27,6 +37,13 @@ impl FlushList {
             w.push((end - first) / PAGE_SIZE);
         }
         FlushList(w)
+    }
+
+    /// The list that flushes everything (the handler reloads CR3; the
+    /// memslot zap that precedes every shootdown covers a backend on which
+    /// that alone would not drop user translations, see `kernel/stub.rs`).
+    pub fn everything() -> Self {
+        FlushList(vec![u64::MAX])
     }
 
     /// The bytes to write at the start of the scratch page.

@@ -93,11 +93,19 @@
 //! despite the kicks and re-injections stops the run with
 //! [`FlushError::Timeout`]. `tests/vmm_tlb_shootdown_stress.rs` runs the
 //! protocol against a simulated KVM that loses kicks and loses, delays and
-//! merges NMIs.
+//! merges NMIs; `tests/vmm_tlb_layers.rs` runs [`shoot_down`] and
+//! [`before_entry`] (the code `KvmFlusher` and the vCPU loop run) on a
+//! simulated machine where each cache forgets only through its own layer,
+//! so removing any layer fails it.
+//!
+//! A vCPU that stays out of the guest while others unmap holds at most
+//! [`MAX_PENDING`] ranges; past that its next list flushes everything. A
+//! request of [`EVERYTHING`] (page-table pages freed while no present
+//! entry changed, so no page to `invlpg`) does the same.
 //!
 //! Files: [`list`] (ranges and the scratch-page list), [`shootdown`] (the
 //! protocol state and the retry policy), [`flusher`] (what a hypercall
-//! calls), and the tests.
+//! calls and what a vCPU does before each entry), and the tests.
 
 mod flusher;
 mod list;
@@ -105,6 +113,8 @@ mod shootdown;
 #[cfg(test)]
 mod tests;
 
-pub use flusher::{FlushError, Flusher, KvmFlusher, RecordingFlusher};
-pub use list::{coalesce, FlushList, Range, MAX_RANGES};
+pub use flusher::{
+    before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
+};
+pub use list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};

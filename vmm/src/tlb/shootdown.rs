@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::list::{coalesce, FlushList, Range, MAX_RANGES};
+use super::list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 
 /// How long a caller waits for acknowledgements before giving up.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,6 +69,10 @@ impl VcpuFlush {
 struct NmiState {
     /// Ranges not yet written to a list.
     pending: Vec<Range>,
+    /// More ranges were pending than [`MAX_PENDING`], or a request asked
+    /// for [`EVERYTHING`]: the next list flushes everything (and `pending`
+    /// is dropped).
+    everything: bool,
     /// The generation the list in the scratch page completes, until an
     /// acknowledgement.
     in_flight: Option<u64>,
@@ -183,7 +187,24 @@ impl Shootdown {
     /// and the other vCPUs asked.
     pub fn request(&self, me: u8, ranges: &[Range]) -> (u64, Vec<u8>) {
         for v in self.vcpus.iter().filter(|v| !v.exited.load(Ordering::Acquire)) {
-            v.nmi().pending.extend_from_slice(ranges);
+            let mut s = v.nmi();
+            if s.everything {
+                continue;
+            }
+            if ranges.contains(&EVERYTHING) {
+                s.pending = Vec::new();
+                s.everything = true;
+                continue;
+            }
+            s.pending.extend_from_slice(ranges);
+            if s.pending.len() > MAX_PENDING {
+                coalesce(&mut s.pending);
+                if s.pending.len() > MAX_PENDING {
+                    // Bounded memory: one full flush covers them all.
+                    s.pending = Vec::new();
+                    s.everything = true;
+                }
+            }
         }
         let gen = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let mut asked = Vec::new();
@@ -311,6 +332,15 @@ impl Shootdown {
         let t = &self.timing;
         let now = Instant::now();
         let mut s = v.nmi();
+        if s.may_write() && s.everything {
+            s.everything = false;
+            s.pending.clear();
+            s.in_flight = Some(want);
+            let list = FlushList::everything();
+            s.list = Some(list.clone());
+            s.injecting(now, false, t);
+            return Some(list);
+        }
         if s.may_write() {
             coalesce(&mut s.pending);
             let take = s.pending.len().min(MAX_RANGES);
@@ -355,6 +385,12 @@ impl Shootdown {
             }
         }
         self.notify();
+    }
+
+    /// Ranges waiting in `me`'s pending list (tests).
+    #[cfg(test)]
+    pub(super) fn pending_len(&self, me: u8) -> usize {
+        self.vcpus[me as usize].nmi().pending.len()
     }
 
     /// Marks `me`'s thread as finished.

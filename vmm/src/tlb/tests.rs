@@ -245,3 +245,36 @@ fn lists_and_coalescing() {
     coalesce(&mut r);
     assert_eq!(r, vec![(0x1000, 0x3000), (0x8000, 0x1000)]);
 }
+
+#[test]
+fn a_vcpu_that_stays_out_holds_a_bounded_list() {
+    // vCPU 1 never enters while the caller shoots down 10,000 distinct
+    // ranges: its pending list must not grow with them.
+    let s = Shootdown::with_timing(2, patient());
+    for i in 0..10_000u64 {
+        let (gen, asked) = s.request(0, &[(i * 0x2000, 0x1000)]);
+        assert_eq!(s.wait(gen, &asked, &|| false, &no_kick), Ok(()));
+    }
+    assert!(s.pending_len(1) <= MAX_PENDING, "{} ranges pending", s.pending_len(1));
+    // Too many to list: its next entry flushes everything, once.
+    s.entering(1);
+    assert_eq!(s.nmi_due(1), Some(FlushList::everything()));
+    s.acked(1);
+    assert_eq!(s.nmi_due(1), None);
+    // Below the bound, ranges are listed as before.
+    let (gen, _) = s.request(0, R);
+    assert_eq!(s.nmi_due(1), Some(FlushList::new(R)));
+    s.acked(1);
+    assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
+}
+
+#[test]
+fn everything_is_one_full_flush() {
+    let s = Shootdown::with_timing(2, patient());
+    s.entering(1);
+    let (gen, _) = s.request(0, &[(0x5000, 0x1000), EVERYTHING]);
+    assert_eq!(s.nmi_due(1), Some(FlushList::everything()));
+    s.acked(1);
+    assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()), "the caller too");
+}

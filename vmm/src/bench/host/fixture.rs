@@ -48,6 +48,9 @@ impl Fixture {
         let mut cfg = SpaceConfig::new((GuestAddress(TABLES.0), TABLES.1));
         cfg.pool_region = Some((GuestAddress(POOL.0), POOL.1));
         cfg.mmap_window = (va(WINDOW.0)?, va(WINDOW.1)?);
+        // The one-page-per-call sweep holds one VMA per page (page arrays
+        // never merge): above the default vm.max_map_count.
+        cfg.max_map_count = PAGES as usize + 16;
         let space = AddressSpace::new(mem, cfg).map_err(BenchError::mm("address space"))?;
         let array = PageArray::pin(space.frames(), scattered(PAGES)).map_err(BenchError::mm("pinning the frames"))?;
         Ok(Fixture { space, array })

@@ -90,9 +90,10 @@ impl Populated {
             .map_err(|e| BenchError::Check(format!("guest memory for the scaling item: {e}")))?;
         let mut cfg = SpaceConfig::new((GuestAddress(TABLES.0), TABLES.1));
         cfg.mmap_window = (va(WINDOW.0)?, va(WINDOW.1)?);
+        // The VMA-count limit (vm.max_map_count, default 65530) is raised
+        // to leave room for the timed one-page mappings above `n`.
+        cfg.max_map_count = cfg.max_map_count.max(n + 16);
         let mut space = AddressSpace::new(mem, cfg).map_err(BenchError::mm("scaling address space"))?;
-        // A VMA-count limit (like vm.max_map_count), once the address space
-        // has one, is raised here to at least `n + 1`.
         for i in 0..n {
             let req = MmapRequest::private(PAGE_SIZE, prot_of(i)).fixed(va(Self::vma_start(i))?);
             let m = space.mmap(&NothingProvider, &req).map_err(BenchError::mm("populating VMAs"))?;
