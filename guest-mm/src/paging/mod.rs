@@ -28,6 +28,7 @@
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
 //! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
+mod cow;
 mod entry;
 mod flush;
 mod insert;

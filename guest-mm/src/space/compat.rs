@@ -34,7 +34,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let (parts, mut act) = desc.into_parts();
         let (start, len) = (vma.start(), vma.size());
         let new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
-        drop(self.vmas.remove_range(start.raw(), vma.end()));
+        super::vma_life::close_all(self.vmas.remove_range(start.raw(), vma.end()));
         self.vmas.insert(new_vma.clone());
         let done = {
             let mut fs = self.frames.lock();

@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
+use super::{vma_life, checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
 use crate::action;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::desc::VmaDesc;
@@ -71,8 +71,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                         v.private = Some(p);
                     }
                 }
-                let flush = detached.map(|d| self.commit(d)).unwrap_or_default();
-                self.vmas.merge_around(start.raw());
+                let flush = detached.map(|d| self.commit(d, (start.raw(), end))).unwrap_or_default();
+                self.merge_vmas(start.raw());
                 // The action (and any pages it held) is dropped here, after
                 // the mapping holds its own counts.
                 drop(act);
@@ -144,7 +144,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             // allocation) is ever needed here.
             Err(e) => log::error!("rolling back {:#x}+{len:#x} failed: {e}", start.raw()),
         }
-        drop(self.vmas.remove_range(start.raw(), start.raw() + len));
+        vma_life::close_all(self.vmas.remove_range(start.raw(), start.raw() + len));
     }
 }
 

@@ -17,14 +17,17 @@
 //! collected as a deferred flush, see [`AddressSpace::take_deferred_flush`].
 
 mod compat;
+mod fault;
 mod mmap;
 mod mprotect;
 mod munmap;
 mod request;
 mod rollback;
+mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES};
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
@@ -74,6 +77,7 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     layout: PhysLayout,
     window: (u64, u64),
     deferred: FlushSet,
+    fault_around: u64,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -101,7 +105,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
         frames.lock().counts.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
-        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default() })
+        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default(), fault_around: FAULT_AROUND_PAGES })
     }
 
     /// The root table (the guest's CR3).

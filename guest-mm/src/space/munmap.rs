@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_len, checked_range, AddressSpace};
+use super::{vma_life, checked_len, checked_range, AddressSpace};
 use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::FlushSet;
@@ -25,7 +25,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             un
         };
         // Dropped outside the frame lock: private state may own pool pages.
-        drop(self.vmas.remove_range(addr.raw(), end));
+        let gone = self.take_vmas(addr.raw(), end);
+        vma_life::close_all(gone);
         Ok(un.flush)
     }
 }

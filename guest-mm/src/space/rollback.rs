@@ -40,9 +40,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
 
     /// Gives the old range up for good: its frames may be reused and its
     /// cleared entries must be flushed.
-    pub(crate) fn commit(&mut self, d: Detached) -> FlushSet {
+    /// `new` is the range of the mapping that replaced it.
+    pub(crate) fn commit(&mut self, d: Detached, new: (u64, u64)) -> FlushSet {
         self.frames.lock().release(&d.released);
-        drop(d.vmas);
+        self.commit_vmas(new, &d.originals, d.vmas);
         d.flush
     }
 
