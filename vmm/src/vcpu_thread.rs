@@ -15,7 +15,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::control::{Outcome, RunControl};
 use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
-use crate::hypercall::{Args, Hypervisor};
+use crate::hypercall::{Args, FaultOutcome, Hypervisor};
 use crate::kernel::KernelStub;
 use crate::tlb::Shootdown;
 use crate::vstate::kick;
@@ -173,6 +173,21 @@ impl VcpuThread {
             Err(n) => return n,
         };
         let report = ExceptionReport::from_regs(self.me(), &regs);
+        // A lazy page or a copy-on-write write: resolved, the instruction
+        // runs again with every register restored.
+        if report.is_page_fault() && report.cpl() == 3 {
+            match self.ctx.hv.page_fault(self.me(), report.cr2, report.error_code) {
+                FaultOutcome::Resolved => {
+                    regs.rip = self.ctx.stub.exc_retry;
+                    return match self.vcpu.set_regs(&regs) {
+                        Ok(()) => Next::Run,
+                        Err(e) => self.fail(format!("cannot set registers: {e}")),
+                    };
+                }
+                FaultOutcome::Fatal(message) => return self.fail(message),
+                FaultOutcome::Unresolved => {}
+            }
+        }
         // A fault in the kernel itself, or a double fault, is never
         // something the guest program can expect.
         let resumable = report.cpl() == 3 && report.vector != 8;

@@ -72,7 +72,7 @@ fn mm_err(e: &MmError) -> i32 {
 impl Hypervisor {
     /// Shoots `ranges` down (with the address-space lock held by the
     /// caller); a failure is fatal for the run.
-    fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
+    pub(super) fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
         if ranges.is_empty() {
             return None;
         }

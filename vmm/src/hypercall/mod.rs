@@ -9,6 +9,7 @@
 
 mod console;
 mod mm;
+mod page_fault;
 mod report;
 
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use guest_mm::{errno, GuestVirtAddr};
 use kvm_bindings::kvm_regs;
 
 pub use self::console::ConsoleOut;
+pub use self::page_fault::FaultOutcome;
 pub use self::report::{CheckRecord, ReportLog};
 use crate::exit::ExitCounters;
 use crate::kernel::abi::nr;
@@ -82,6 +84,8 @@ pub struct Hypervisor {
     console: ConsoleOut,
     report: ReportLog,
     counters: Vec<Arc<ExitCounters>>,
+    /// Page faults resolved (lazy pages filled, copies made).
+    faults_resolved: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hypervisor {
@@ -105,7 +109,21 @@ impl Hypervisor {
         report: ReportLog,
         counters: Vec<Arc<ExitCounters>>,
     ) -> Self {
-        Hypervisor { mem, mapper: Mutex::new(mapper), providers, flusher, console, report, counters }
+        Hypervisor {
+            mem,
+            mapper: Mutex::new(mapper),
+            providers,
+            flusher,
+            console,
+            report,
+            counters,
+            faults_resolved: Default::default(),
+        }
+    }
+
+    /// Page faults resolved so far (spurious ones not counted).
+    pub fn faults_resolved(&self) -> u64 {
+        self.faults_resolved.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The checks the guest reported.
