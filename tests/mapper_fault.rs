@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use guest_mm::providers::{PageBuffer, ZeroProvider};
 use guest_mm::{
-    errno, AddressSpace, FaultAccess, FaultInfo, FaultKind, FaultPage, MmError, MmapProvider, MmapRequest, Vma,
-    VmFlags, VmaDesc, VmaOps, PAGE_SIZE,
+    errno, AddressSpace, FaultAccess, FaultInfo, FaultKind, FaultPage, MmError, MmapProvider, MmapRequest, VmFlags,
+    Vma, VmaDesc, VmaOps, PAGE_SIZE,
 };
 use vm_memory::Bytes;
 use vmm_suite::census::census;

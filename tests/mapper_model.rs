@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
 use guest_mm::{
-    errno, AddressSpace, CacheMode, FaultAccess, FaultKind, MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn, VmFlags,
-    VmaDesc, PAGE_SIZE,
+    errno, AddressSpace, CacheMode, FaultAccess, FaultKind, MmError, MmapProvider, MmapRequest, PageArray, PageRun,
+    PageSize, Pfn, VmFlags, VmaDesc, PAGE_SIZE,
 };
 use proptest::prelude::*;
 use vm_memory::GuestAddress;
@@ -325,7 +325,13 @@ impl World {
             return;
         }
         // An absent page, then fault-around inside its VMA's window.
-        let need = if !anon { 0 } else if write { 1 } else { self.zero_page.is_none() as usize };
+        let need = if !anon {
+            0
+        } else if write {
+            1
+        } else {
+            self.zero_page.is_none() as usize
+        };
         if self.pool_free() < need {
             assert_eq!(r.expect_err("pool").errno(), errno::ENOMEM);
             return;

@@ -45,6 +45,7 @@ mod translate;
 mod unmap;
 mod walk;
 
+pub(crate) use entry::split_child as split_leaf_child;
 pub use entry::PAT_MSR_VALUE;
 pub use flush::FlushSet;
 pub use page_tables::PageTables;

@@ -75,11 +75,8 @@ impl<M: GuestMemory + Send + Sync> VmaOps for AnonOps<M> {
     }
 
     fn map_pages(&self, _vma: &Vma, _first: u64, nr: u64, access: FaultAccess) -> Vec<Option<FaultPage>> {
-        let got = if access.write {
-            self.fresh(nr, None)
-        } else {
-            self.zero_fault_page().map(|z| vec![z; nr as usize])
-        };
+        let got =
+            if access.write { self.fresh(nr, None) } else { self.zero_fault_page().map(|z| vec![z; nr as usize]) };
         match got {
             Ok(v) => v.into_iter().map(Some).collect(),
             // Best effort: the neighbours stay absent.

@@ -165,25 +165,34 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         for (s, e) in runs {
             let first = vma.pgoff() + ((s - vma.start().raw()) >> PAGE_SHIFT);
             let got = ops.map_pages(vma, first, (e - s) >> PAGE_SHIFT, access);
-            // Sub-runs of pages the provider gave, split where it gave none
-            // or where copy-on-write changes.
-            let mut i = 0;
-            while i < got.len() {
-                let Some(p0) = &got[i] else {
-                    i += 1;
-                    continue;
-                };
-                let mut j = i + 1;
-                while j < got.len() && got[j].as_ref().is_some_and(|p| p.copy_on_write == p0.copy_on_write) {
-                    j += 1;
-                }
-                let run: Vec<FaultPage> = got[i..j].iter().flatten().cloned().collect();
-                match self.map_run(vma, s + ((i as u64) << PAGE_SHIFT), &run) {
-                    Ok(k) => mapped += k,
-                    Err(e) => log::debug!("fault-around at {s:#x} stopped: {e}"),
-                }
-                i = j;
+            mapped += self.map_offered(vma, s, &got);
+        }
+        mapped
+    }
+
+    /// Maps what `map_pages` offered for consecutive pages from `start`:
+    /// one batched insert per stretch of offered pages with the same
+    /// copy-on-write setting. Best effort: a stretch that cannot be mapped
+    /// stays absent. Returns the pages mapped.
+    pub(crate) fn map_offered(&mut self, vma: &Vma, start: u64, got: &[Option<FaultPage>]) -> u64 {
+        let mut mapped = 0;
+        let mut i = 0;
+        while i < got.len() {
+            let Some(p0) = &got[i] else {
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < got.len() && got[j].as_ref().is_some_and(|p| p.copy_on_write == p0.copy_on_write) {
+                j += 1;
             }
+            let run: Vec<FaultPage> = got[i..j].iter().flatten().cloned().collect();
+            let at = start + ((i as u64) << PAGE_SHIFT);
+            match self.map_run(vma, at, &run) {
+                Ok(k) => mapped += k,
+                Err(e) => log::debug!("mapping offered pages at {at:#x} stopped: {e}"),
+            }
+            i = j;
         }
         mapped
     }

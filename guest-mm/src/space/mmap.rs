@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{vma_life, checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
+use super::{checked_len, checked_range, vma_life, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
 use crate::action;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::desc::VmaDesc;

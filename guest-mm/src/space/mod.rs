@@ -18,8 +18,10 @@
 
 mod compat;
 mod fault;
+mod madvise;
 mod mmap;
 mod mprotect;
+mod mremap;
 mod munmap;
 mod request;
 mod rollback;
@@ -28,6 +30,8 @@ mod vma_life;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES};
+pub use madvise::Advice;
+pub use mremap::Remapped;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
@@ -105,7 +109,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
         frames.lock().counts.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
-        Ok(AddressSpace { pt, vmas: VmaTree::new(), frames, layout, window: (lo, hi), deferred: FlushSet::default(), fault_around: FAULT_AROUND_PAGES })
+        Ok(AddressSpace {
+            pt,
+            vmas: VmaTree::new(),
+            frames,
+            layout,
+            window: (lo, hi),
+            deferred: FlushSet::default(),
+            fault_around: FAULT_AROUND_PAGES,
+        })
     }
 
     /// The root table (the guest's CR3).

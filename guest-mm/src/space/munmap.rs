@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{vma_life, checked_len, checked_range, AddressSpace};
+use super::{checked_len, checked_range, vma_life, AddressSpace};
 use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::FlushSet;

@@ -56,7 +56,8 @@ impl Hypervisor {
         let access = FaultAccess { write: error & pf::WRITE != 0, exec: error & pf::FETCH != 0 };
         let mut m = self.mapper();
         let r = m.space_mut().fault(va, access);
-        let mut flush: Vec<Range> = m.space_mut().take_deferred_flush().ranges().iter().map(|&(v, l)| (v.raw(), l)).collect();
+        let mut flush: Vec<Range> =
+            m.space_mut().take_deferred_flush().ranges().iter().map(|&(v, l)| (v.raw(), l)).collect();
         let out = match r {
             Ok(f) => {
                 log::trace!("vCPU {vcpu}: fault at {addr:#x} ({access:?}): {:?}, {} around", f.kind, f.around);
