@@ -17,6 +17,7 @@ pub struct Providers {
     guest_ram: GuestRamProvider,
     zero: ZeroProvider<GuestMem>,
     page_buffer: PageBuffer,
+    page_buffer_lazy: PageBuffer,
     huge: HugePageProvider,
     bars: Vec<BarProvider>,
     bar_regions: Vec<BarRegionProvider>,
@@ -49,6 +50,7 @@ impl Providers {
             let bytes: Vec<u8> = (0..PAGE_SIZE / 8).flat_map(|w| page_pattern(i as u64, w).to_le_bytes()).collect();
             mem.write_slice(&bytes, pfn.addr()).map_err(|_| MmError::GuestMemory { addr: pfn.addr().0 })?;
         }
+        let page_buffer_lazy = page_buffer.lazy();
         let huge = HugePageProvider::new(GuestAddress(HUGE_PA), HUGE_SIZE, PageSize::Size2M)?;
         for page in (HUGE_PA..HUGE_PA + HUGE_SIZE).step_by(PAGE_SIZE as usize) {
             let bytes: Vec<u8> = (0..PAGE_SIZE / 8).flat_map(|w| huge_pattern(page + w * 8).to_le_bytes()).collect();
@@ -60,7 +62,7 @@ impl Providers {
             bar_regions.push(BarRegionProvider::new(i, *w, BAR_REGION_OFFSET, size)?);
         }
         let bars = bars.iter().enumerate().map(|(i, w)| BarProvider::new(i, *w)).collect();
-        Ok(Providers { guest_ram, zero, page_buffer, huge, bars, bar_regions })
+        Ok(Providers { guest_ram, zero, page_buffer, page_buffer_lazy, huge, bars, bar_regions })
     }
 
     /// The provider behind handle `handle`: `EBADF` for a handle that names
@@ -74,6 +76,7 @@ impl Providers {
             fd::GUEST_RAM => Handle::Shared(&self.guest_ram),
             fd::ZERO => Handle::Shared(&self.zero),
             fd::PAGE_BUFFER => Handle::Shared(&self.page_buffer),
+            fd::PAGE_BUFFER_LAZY => Handle::Shared(&self.page_buffer_lazy),
             fd::HUGE => Handle::Shared(&self.huge),
             h if (fd::BAR0..fd::BAR_REGION0).contains(&h) => match bar(self.bars.len(), fd::BAR0) {
                 Some(i) => Handle::Shared(&self.bars[i]),

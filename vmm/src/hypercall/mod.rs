@@ -9,6 +9,7 @@
 
 mod console;
 mod mm;
+mod mm_remap;
 mod page_fault;
 mod report;
 
@@ -165,6 +166,8 @@ impl Hypervisor {
             nr::MMAP => self.mmap(vcpu, args.a),
             nr::MUNMAP => self.munmap(vcpu, a0, a1),
             nr::MPROTECT => self.mprotect(vcpu, a0, a1, a2),
+            nr::MREMAP => self.mremap(vcpu, args.a),
+            nr::MADVISE => self.madvise(vcpu, a0, a1, a2),
             _ => Outcome::err(errno::ENOSYS),
         }
     }
