@@ -197,8 +197,8 @@ fn fault_path_allocation_failures_leave_nothing_behind() {
 
 // --- open / close balance ---------------------------------------------------
 
-/// Ops that count how many VMAs carry them: +1 per mmap (success hook),
-/// +1 per open, -1 per close.
+/// Ops that count how many VMAs carry them: +1 per `mapped` and per
+/// `open`, -1 per `close`.
 struct Counting {
     live: Arc<AtomicI64>,
     opens: AtomicU64,
@@ -211,6 +211,9 @@ impl VmaOps for Counting {
     }
     fn fault(&self, _: &Vma, _: &FaultInfo) -> Result<FaultPage, MmError> {
         Err(MmError::NotSupported("counting only"))
+    }
+    fn mapped(&self, _: &Vma) {
+        self.live.fetch_add(1, Ordering::Relaxed);
     }
     fn open(&self, _: &Vma) {
         self.opens.fetch_add(1, Ordering::Relaxed);
@@ -233,11 +236,9 @@ impl MmapProvider for CountingProvider {
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
         d.set_ops(self.ops.clone());
-        let live = self.ops.live.clone();
         let fail = self.fail_hook.load(Ordering::Relaxed);
         d.set_success_hook(Box::new(move |_| {
-            // The VMA exists from here: it will be closed, hook failed or not.
-            live.fetch_add(1, Ordering::Relaxed);
+            // The VMA exists (`mapped` counted it): it will be closed.
             if fail {
                 Err(MmError::OutOfMemory("injected"))
             } else {

@@ -177,6 +177,9 @@ impl VmaOps for Pinned {
     fn fault(&self, _: &Vma, _: &FaultInfo) -> Result<FaultPage, MmError> {
         Err(MmError::NotSupported("pinned"))
     }
+    fn mapped(&self, _: &Vma) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+    }
     fn open(&self, _: &Vma) {
         self.live.fetch_add(1, Ordering::Relaxed);
     }
@@ -198,11 +201,6 @@ impl MmapProvider for PinnedProvider {
     }
     fn mmap_prepare(&self, d: &mut VmaDesc) -> Result<(), MmError> {
         d.set_ops(self.0.clone());
-        let live = self.0.live.clone();
-        d.set_success_hook(Box::new(move |_| {
-            live.fetch_add(1, Ordering::Relaxed);
-            Ok(None)
-        }));
         Ok(())
     }
 }

@@ -36,6 +36,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let new_vma = crate::vma::Vma::from_parts(parts, vma.provider(), vma.provider_name());
         super::vma_life::close_all(self.vmas.remove_range(start.raw(), vma.end()));
         self.vmas.insert(new_vma.clone());
+        if let Some(ops) = new_vma.ops() {
+            ops.mapped(&new_vma);
+        }
         let done = {
             let mut fs = self.frames.lock();
             action::complete(&act.kind, &new_vma, &mut self.pt, &mut fs.counts)

@@ -55,6 +55,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let (parts, mut act) = desc.into_parts();
         let vma = Vma::from_parts(parts, provider_id(provider), provider.name());
         self.vmas.insert(vma.clone());
+        if let Some(ops) = vma.ops() {
+            ops.mapped(&vma);
+        }
         let done = {
             let mut fs = self.frames.lock();
             action::complete(&act.kind, &vma, &mut self.pt, &mut fs.counts)

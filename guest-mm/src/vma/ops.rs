@@ -9,11 +9,13 @@
 //!   wrote a copy-on-write page); return the frame to map, or refuse;
 //! - [`VmaOps::map_pages`]: fault-around: frames for absent neighbours in
 //!   the same leaf table, inserted in the same fault with the batched path;
+//! - [`VmaOps::mapped`]: `mmap` made the VMA (called once, when it is
+//!   inserted, before the action completes; a later failure closes it);
 //! - [`VmaOps::open`]: a VMA was duplicated (a split, a move); every VMA
-//!   that exists was either created by `mmap` or announced by `open`;
+//!   that exists was announced by `mapped` or `open`;
 //! - [`VmaOps::close`]: a VMA goes away (unmap, the part a split or merge
 //!   removes, a fixed mapping replacing it, a failed mapping undone). Each
-//!   VMA is closed exactly once, so `mmaps + opens - closes` is the number
+//!   VMA is closed exactly once, so `mapped + opens - closes` is the number
 //!   of VMAs carrying the ops;
 //! - [`VmaOps::mremap`]: the VMA is about to be moved or resized; may
 //!   refuse (resctrl does);
@@ -110,6 +112,12 @@ pub trait VmaOps: Send + Sync {
     fn map_pages(&self, _vma: &Vma, _first_pgoff: u64, _nr: u64, _access: FaultAccess) -> Vec<Option<FaultPage>> {
         Vec::new()
     }
+
+    /// `mmap` made `vma` (Linux's drivers take this reference in their
+    /// `mmap`; with `mmap_prepare` there is no live VMA to count yet, and
+    /// a success hook would run too late to cover a failed complete, which
+    /// still closes the VMA).
+    fn mapped(&self, _vma: &Vma) {}
 
     /// A copy of a VMA came into being (`vm_ops->open`): a split made
     /// `vma` out of a larger one, or a move made it.
