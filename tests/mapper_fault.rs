@@ -34,6 +34,8 @@ fn lazy_zero_reads_the_zero_page_and_copies_on_write() {
     let mut s = space(&L);
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
     let free0 = s.stats().pool_free;
+    assert_eq!(s.fault_around(), guest_mm::space::FAULT_AROUND_PAGES);
+    s.set_fault_around(16).expect("16 pages");
     let m = s.mmap(&zero, &MmapRequest::private(64 * PAGE_SIZE, RW)).expect("map");
     m.flush.ignore();
     let a = m.addr.raw();
@@ -123,6 +125,7 @@ fn lazy_page_buffer_faults_around_inside_the_vma() {
     let mut s = space(&L);
     let buffer = PageBuffer::new(s.frames(), 64).expect("buffer");
     let lazy = buffer.lazy();
+    s.set_fault_around(16).expect("16 pages");
     // The window is aligned to 16 pages of the address space.
     let at = va(L.window.0 + (1 << 20));
     let m = s.mmap(&lazy, &MmapRequest::shared(40 * PAGE_SIZE, VmFlags::READ).pgoff(5).fixed(at)).expect("map");
@@ -148,6 +151,23 @@ fn lazy_page_buffer_faults_around_inside_the_vma() {
     assert!(s.translate(va(a + PAGE_SIZE)).is_none());
     assert!(s.set_fault_around(3).is_err());
     assert_eq!(census(s.memory(), s.cr3()).leaves[0], 16 + 8 + 1);
+    walk_ok(&s);
+}
+
+#[test]
+fn reads_fault_around_the_default_window_and_writes_sixteen_pages() {
+    let mut s = space(&L);
+    let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    let at = va(L.window.0 + (1 << 20));
+    let m = s.mmap(&zero, &MmapRequest::private(256 * PAGE_SIZE, RW).fixed(at)).expect("map");
+    m.flush.ignore();
+    let w = guest_mm::space::FAULT_AROUND_PAGES;
+    let f = fault(&mut s, at.raw() + 5 * PAGE_SIZE, false).expect("read");
+    assert_eq!(f.around, w - 1);
+    let free = s.stats().pool_free;
+    let f = fault(&mut s, at.raw() + (w + 3) * PAGE_SIZE, true).expect("write");
+    assert_eq!(f.around, guest_mm::space::WRITE_FAULT_AROUND_PAGES - 1);
+    assert_eq!(s.stats().pool_free, free - guest_mm::space::WRITE_FAULT_AROUND_PAGES as usize);
     walk_ok(&s);
 }
 

@@ -348,7 +348,8 @@ impl World {
             .find(|&(s, e, _, _)| s <= a && a < e)
             .map(|(s, e, _, _)| (s, e))
             .expect("vma");
-        let win = 16 * PAGE_SIZE;
+        let win = if write { guest_mm::space::WRITE_FAULT_AROUND_PAGES } else { guest_mm::space::FAULT_AROUND_PAGES }
+            * PAGE_SIZE;
         let (ws, we) = ((a & !(win - 1)).max(vs), ((a & !(win - 1)) + win).min(ve));
         // Runs of absent pages besides the faulting one, in order.
         let mut runs: Vec<Vec<u64>> = vec![Vec::new()];

@@ -24,9 +24,18 @@ use crate::flags::{PageProt, VmFlags};
 use crate::paging::FlushSet;
 use crate::vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps};
 
-/// Fault-around window, in pages, by default (Linux's `fault_around_bytes`
-/// is 64 KiB).
-pub const FAULT_AROUND_PAGES: u64 = 16;
+/// Fault-around window, in pages, by default: 256 KiB. Linux's
+/// `fault_around_bytes` is 64 KiB, sized for hardware where a fault costs
+/// about a microsecond; here a fault is an exit to the VMM (about 200 µs
+/// on the software-assisted backend this is developed on, see
+/// `docs/benchmarks.md`), so a window maps more per fault.
+pub const FAULT_AROUND_PAGES: u64 = 64;
+
+/// The window of a write fault is at most this many pages: its
+/// neighbours are fresh pages (anonymous memory), so a larger window
+/// would spend memory a sparse writer never uses. Reads map pages that
+/// exist anyway (the zero page, a page buffer).
+pub const WRITE_FAULT_AROUND_PAGES: u64 = 16;
 
 /// What a handled fault did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +147,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// and maps what it gives, one batched insert per run. Returns how
     /// many pages it mapped.
     fn map_around(&mut self, vma: &Vma, ops: &dyn VmaOps, page: u64, access: FaultAccess) -> u64 {
-        let n = self.fault_around;
+        let n = if access.write { self.fault_around.min(WRITE_FAULT_AROUND_PAGES) } else { self.fault_around };
         if n <= 1 {
             return 0;
         }

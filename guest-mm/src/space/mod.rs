@@ -29,7 +29,7 @@ mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
-pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES};
+pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES};
 pub use madvise::Advice;
 pub use mremap::Remapped;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};

@@ -2,7 +2,7 @@
 //! peer or floor in the same run.
 //!
 //! Items 1–4 ([`host`]) exercise the mapper on plain guest memory; items
-//! 5–9 ([`guest`]) run guests on KVM. Each item repeats its measurement
+//! 5–10 ([`guest`]) run guests on KVM. Each item repeats its measurement
 //! `reps` times, interleaving ours and the peer within each repetition, and
 //! reports median and min–max of both and of their per-repetition ratio
 //! ([`figure`]). Targets from the issue are checked and a miss is printed,
@@ -37,7 +37,7 @@ pub enum Parts {
     All,
     /// Items 1–4 (no KVM needed).
     Host,
-    /// Items 5–9.
+    /// Items 5–10.
     Guest,
 }
 
@@ -84,10 +84,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         skipped.extend((1..=4).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
     }
     if !guest {
-        skipped.extend((5..=9).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
+        skipped.extend((5..=10).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
     } else if !kvm {
         let reason = format!("KVM {}", machine.kvm.description);
-        skipped.extend((5..=9).map(|item| Skipped { item, reason: reason.clone() }));
+        skipped.extend((5..=10).map(|item| Skipped { item, reason: reason.clone() }));
     } else {
         // A failed guest benchmark does not throw away what was measured:
         // the report says what failed and `vmm bench` exits non-zero.
@@ -98,7 +98,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
             }
             Err(e) => {
                 errors.push(e.to_string());
-                skipped.extend((5..=9).map(|item| Skipped { item, reason: format!("failed: {e}") }));
+                skipped.extend((5..=10).map(|item| Skipped { item, reason: format!("failed: {e}") }));
             }
         }
     }
