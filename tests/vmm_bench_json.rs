@@ -42,6 +42,8 @@ const GUEST_IDS: &[&str] = &[
     "fault.round_trip",
     "launch.wall_time",
     "launch.rss_beyond_guest",
+    "launch.minimal_vs_qemu",
+    "launch.minimal_rss_whole",
 ];
 
 const UNITS: &[&str] = &["ns_per_page", "ns", "us", "ms", "gib_per_s", "mib"];

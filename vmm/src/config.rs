@@ -82,6 +82,18 @@ pub enum GuestChoice {
     Elf(PathBuf),
 }
 
+/// Which ABI an ELF guest is run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Abi {
+    /// Told by the file: a Solo5 ABI note makes it a Solo5 unikernel.
+    #[default]
+    Auto,
+    /// The VMM's own ABI (`docs/guest-abi.md`).
+    Vmm,
+    /// A Solo5 `spt` unikernel.
+    Solo5,
+}
+
 /// Everything a run needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmConfig {
@@ -89,12 +101,20 @@ pub struct VmConfig {
     pub mem_size: u64,
     /// vCPUs.
     pub vcpus: u8,
-    /// BAR windows.
+    /// BAR windows as configured (none by default; the built-in guest
+    /// then gets [`default_bars`]).
     pub bars: Vec<BarConfig>,
     /// Watchdog, in seconds.
     pub timeout_secs: Option<u64>,
     /// The program.
     pub guest: GuestChoice,
+    /// The ABI of an ELF guest.
+    pub abi: Abi,
+    /// Arguments for the guest (a Solo5 unikernel's command line).
+    pub guest_args: Vec<String>,
+    /// `mem_size` was given (on the command line or in the file), rather
+    /// than defaulted: a kind with a default of its own uses it otherwise.
+    pub mem_explicit: bool,
 }
 
 /// Default guest RAM.
@@ -107,15 +127,20 @@ impl Default for VmConfig {
         VmConfig {
             mem_size: DEFAULT_MEM,
             vcpus: 1,
-            bars: default_bars(),
+            bars: Vec::new(),
             timeout_secs: None,
             guest: GuestChoice::Builtin,
+            abi: Abi::Auto,
+            guest_args: Vec::new(),
+            mem_explicit: false,
         }
     }
 }
 
-/// The windows the built-in guest expects when none are configured: a
-/// trapped one, then a passed-through one right after it.
+/// The windows the built-in guest gets when none are configured: a
+/// trapped one, then a passed-through one right after it. Other guests
+/// get only the windows configured (each costs a KVM memory slot or an
+/// ioeventfd at start).
 pub fn default_bars() -> Vec<BarConfig> {
     vec![
         BarConfig { base: DEFAULT_BAR_BASE, size: DEFAULT_BAR_SIZE, backing: BarBacking::Trapped },
@@ -161,6 +186,7 @@ impl VmConfig {
         let mut c = VmConfig::default();
         if let Some(m) = f.memory_mib {
             c.mem_size = m.checked_mul(1 << 20).ok_or_else(|| ConfigError::Invalid("memory_mib too large".into()))?;
+            c.mem_explicit = true;
         }
         if let Some(v) = f.vcpus {
             c.vcpus = v;
@@ -288,6 +314,7 @@ mod tests {
         c.mem_size = 1 << 20;
         assert!(c.validate().is_err());
         c.mem_size = DEFAULT_MEM;
+        c.bars = default_bars();
         c.bars.push(BarConfig { base: DEFAULT_BAR_BASE + 0x8000, size: 0x1000, backing: BarBacking::Trapped });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");

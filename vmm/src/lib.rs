@@ -47,4 +47,4 @@ pub mod vstate;
 
 pub use config::{GuestChoice, VmConfig};
 pub use report::RunReport;
-pub use runner::{run, run_with, ConsoleSink, RunError, RunOptions};
+pub use runner::{run, run_kind, run_with, ConsoleSink, RunError, RunOptions};

@@ -32,10 +32,16 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// A freestanding x86-64 ELF to run instead of the built-in test guest.
+    /// A freestanding x86-64 ELF to run instead of the built-in test guest:
+    /// a program with the VMM's ABI, or a Solo5 `spt` unikernel (told by
+    /// its ABI note; see --abi).
     #[arg(long, value_name = "FILE")]
     guest: Option<PathBuf>,
-    /// Guest memory (MiB, or with a K/M/G suffix). Default 128M.
+    /// The ABI of the --guest ELF: `auto` (from the file), `vmm` or `solo5`.
+    #[arg(long, value_enum, default_value_t = AbiArg::Auto)]
+    abi: AbiArg,
+    /// Guest memory (MiB, or with a K/M/G suffix). Default 128M; for a
+    /// Solo5 unikernel, its memory, default 512M as with `solo5-spt`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     mem: Option<u64>,
     /// Number of vCPUs. Default 1.
@@ -53,6 +59,19 @@ struct RunArgs {
     /// More log output (-v info, -vv debug) on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Arguments for the guest after `--` (a unikernel's command line).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AbiArg {
+    /// Told by the file.
+    Auto,
+    /// The VMM's own ABI.
+    Vmm,
+    /// A Solo5 spt unikernel.
+    Solo5,
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +98,10 @@ struct BenchArgs {
     /// No progress output on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// A Solo5 spt unikernel (e.g. Solo5's test_hello.spt) whose launch is
+    /// measured beside the minimal guest's.
+    #[arg(long, value_name = "FILE")]
+    spt: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -121,6 +144,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         },
         vmm_binary: std::env::current_exe().ok(),
         progress: !args.no_progress,
+        spt: args.spt,
     };
     let report = match vmm::bench::run(&opts) {
         Ok(r) => r,
@@ -218,7 +242,14 @@ fn main() -> ExitCode {
     };
     if let Some(m) = args.mem {
         cfg.mem_size = m;
+        cfg.mem_explicit = true;
     }
+    cfg.abi = match args.abi {
+        AbiArg::Auto => vmm::config::Abi::Auto,
+        AbiArg::Vmm => vmm::config::Abi::Vmm,
+        AbiArg::Solo5 => vmm::config::Abi::Solo5,
+    };
+    cfg.guest_args = args.args;
     if let Some(v) = args.vcpus {
         cfg.vcpus = v;
     }

@@ -1,6 +1,12 @@
 //! The providers a guest can name in `mmap` (its `fd` argument), built
 //! once the address space exists, and the contents the VMM puts behind
 //! them so the guest can check every mapping through the CPU.
+//!
+//! Those contents are written the first time a provider is mapped
+//! ([`FillOnFirstMap`]), not at start: a guest that never maps the huge-page
+//! region or the page buffer pays nothing for them.
+
+use std::sync::{Arc, OnceLock};
 
 use devices::{BarProvider, BarRegionProvider, BarWindow};
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
@@ -12,13 +18,63 @@ use crate::layout::{HUGE_PA, HUGE_SIZE, LOAD_PA, LOAD_SIZE, PAGE_SIZE, POOL_PA, 
 use crate::mapper::Mapper;
 use crate::memory::GuestMem;
 
+/// Writes a provider's contents into guest memory.
+type Fill = Box<dyn Fn() -> Result<(), MmError> + Send + Sync>;
+
+/// A provider whose backing is written the first time a mapping of it
+/// gets past `mmap_prepare` (once; a failed write fails that mapping and
+/// every later one).
+pub struct FillOnFirstMap<P> {
+    inner: P,
+    fill: Arc<Fill>,
+    filled: Arc<OnceLock<Result<(), MmError>>>,
+}
+
+impl<P: MmapProvider> FillOnFirstMap<P> {
+    /// `inner`, with `fill` run before its first mapping.
+    pub fn new(inner: P, fill: Fill) -> Self {
+        FillOnFirstMap { inner, fill: Arc::new(fill), filled: Arc::default() }
+    }
+
+    /// Another provider over the same backing (a lazy view of the page
+    /// buffer): whichever is mapped first fills it, once.
+    pub fn view<Q: MmapProvider>(&self, inner: Q) -> FillOnFirstMap<Q> {
+        FillOnFirstMap { inner, fill: self.fill.clone(), filled: self.filled.clone() }
+    }
+
+    /// The wrapped provider.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// Whether the contents have been written.
+    pub fn is_filled(&self) -> bool {
+        self.filled.get().is_some()
+    }
+}
+
+impl<P: MmapProvider> MmapProvider for FillOnFirstMap<P> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn mmap_prepare(&self, desc: &mut guest_mm::VmaDesc) -> Result<(), MmError> {
+        self.inner.mmap_prepare(desc)?;
+        self.filled.get_or_init(|| (self.fill)()).clone()
+    }
+
+    fn align(&self) -> u64 {
+        self.inner.align()
+    }
+}
+
 /// Every provider of one guest.
 pub struct Providers {
     guest_ram: GuestRamProvider,
     zero: ZeroProvider<GuestMem>,
-    page_buffer: PageBuffer,
-    page_buffer_lazy: PageBuffer,
-    huge: HugePageProvider,
+    page_buffer: FillOnFirstMap<PageBuffer>,
+    page_buffer_lazy: FillOnFirstMap<PageBuffer>,
+    huge: FillOnFirstMap<HugePageProvider>,
     bars: Vec<BarProvider>,
     bar_regions: Vec<BarRegionProvider>,
 }
@@ -30,8 +86,8 @@ impl std::fmt::Debug for Providers {
 }
 
 impl Providers {
-    /// Builds the providers and fills the page buffer and the huge-page
-    /// region with their patterns.
+    /// Builds the providers; the page buffer and the huge-page region get
+    /// their patterns when first mapped.
     pub fn new(mapper: &Mapper, mem: &GuestMem, bars: &[BarWindow]) -> Result<Self, MmError> {
         let space = mapper.space();
         // The guest-RAM provider never maps the pool, the load region or the
@@ -46,16 +102,33 @@ impl Providers {
         );
         let zero = ZeroProvider::new(space.frames().clone(), mem.clone());
         let page_buffer = PageBuffer::new(space.frames(), PAGE_BUFFER_PAGES)?;
-        for (i, &pfn) in page_buffer.pages().iter().enumerate() {
-            let bytes: Vec<u8> = (0..PAGE_SIZE / 8).flat_map(|w| page_pattern(i as u64, w).to_le_bytes()).collect();
-            mem.write_slice(&bytes, pfn.addr()).map_err(|_| MmError::GuestMemory { addr: pfn.addr().0 })?;
-        }
-        let page_buffer_lazy = page_buffer.lazy();
+        let (pages, m) = (page_buffer.pages().to_vec(), mem.clone());
+        let page_buffer = FillOnFirstMap::new(
+            page_buffer,
+            Box::new(move || {
+                for (i, &pfn) in pages.iter().enumerate() {
+                    let bytes: Vec<u8> =
+                        (0..PAGE_SIZE / 8).flat_map(|w| page_pattern(i as u64, w).to_le_bytes()).collect();
+                    m.write_slice(&bytes, pfn.addr()).map_err(|_| MmError::GuestMemory { addr: pfn.addr().0 })?;
+                }
+                Ok(())
+            }),
+        );
+        // The lazy view shares the pages and their one fill.
+        let page_buffer_lazy = page_buffer.view(page_buffer.inner().lazy());
         let huge = HugePageProvider::new(GuestAddress(HUGE_PA), HUGE_SIZE, PageSize::Size2M)?;
-        for page in (HUGE_PA..HUGE_PA + HUGE_SIZE).step_by(PAGE_SIZE as usize) {
-            let bytes: Vec<u8> = (0..PAGE_SIZE / 8).flat_map(|w| huge_pattern(page + w * 8).to_le_bytes()).collect();
-            mem.write_slice(&bytes, GuestAddress(page)).map_err(|_| MmError::GuestMemory { addr: page })?;
-        }
+        let m = mem.clone();
+        let huge = FillOnFirstMap::new(
+            huge,
+            Box::new(move || {
+                for page in (HUGE_PA..HUGE_PA + HUGE_SIZE).step_by(PAGE_SIZE as usize) {
+                    let bytes: Vec<u8> =
+                        (0..PAGE_SIZE / 8).flat_map(|w| huge_pattern(page + w * 8).to_le_bytes()).collect();
+                    m.write_slice(&bytes, GuestAddress(page)).map_err(|_| MmError::GuestMemory { addr: page })?;
+                }
+                Ok(())
+            }),
+        );
         let mut bar_regions = Vec::new();
         for (i, w) in bars.iter().enumerate() {
             let size = w.size.min(4 * PAGE_SIZE) - BAR_REGION_OFFSET;
@@ -92,7 +165,13 @@ impl Providers {
 
     /// The page buffer's frames, in buffer order.
     pub fn page_buffer_pages(&self) -> &[Pfn] {
-        self.page_buffer.pages()
+        self.page_buffer.inner().pages()
+    }
+
+    /// Whether the page buffer and the huge-page region have been filled
+    /// (mapped at least once).
+    pub fn filled(&self) -> (bool, bool) {
+        (self.page_buffer.is_filled(), self.huge.is_filled())
     }
 }
 
@@ -111,5 +190,52 @@ impl Handle<'_> {
             Handle::Shared(p) => *p,
             Handle::Absent(p) => p,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guest_mm::{MmapRequest, VmFlags};
+
+    use super::*;
+    use crate::memory::create_guest_memory;
+
+    fn read_u64(mem: &GuestMem, pa: u64) -> u64 {
+        let mut b = [0u8; 8];
+        mem.read_slice(&mut b, GuestAddress(pa)).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn regions_are_filled_when_first_mapped_not_before() {
+        let mem = create_guest_memory(crate::layout::MIN_MEM_SIZE).unwrap();
+        let mut mapper = Mapper::new(mem.clone()).unwrap();
+        let p = Providers::new(&mapper, &mem, &[]).unwrap();
+        let probe = HUGE_PA + 2 * PAGE_SIZE + 8;
+        assert_eq!(p.filled(), (false, false));
+        assert_eq!(read_u64(&mem, probe), 0, "the huge-page region was written before any mapping");
+        let buf0 = p.page_buffer_pages()[0].addr().0;
+        assert_eq!(read_u64(&mem, buf0 + 8), 0);
+
+        // Mapping another provider fills nothing.
+        let zero = p.get(fd::ZERO).unwrap();
+        mapper
+            .space_mut()
+            .mmap(zero.provider(), &MmapRequest::private(PAGE_SIZE, VmFlags::READ))
+            .unwrap()
+            .flush
+            .ignore();
+        assert_eq!(p.filled(), (false, false));
+
+        let huge = p.get(fd::HUGE).unwrap();
+        mapper.space_mut().mmap(huge.provider(), &MmapRequest::shared(2 << 20, VmFlags::READ)).unwrap().flush.ignore();
+        assert_eq!(p.filled(), (false, true));
+        assert_eq!(read_u64(&mem, probe), huge_pattern(probe));
+        assert_eq!(read_u64(&mem, buf0 + 8), 0, "the page buffer is filled only when it is mapped");
+
+        let pb = p.get(fd::PAGE_BUFFER).unwrap();
+        mapper.space_mut().mmap(pb.provider(), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).unwrap().flush.ignore();
+        assert_eq!(p.filled(), (true, true));
+        assert_eq!(read_u64(&mem, buf0 + 8), page_pattern(0, 1));
     }
 }

@@ -12,19 +12,20 @@ use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{install_kernel, BootError};
-use crate::config::{BarBacking, ConfigError, GuestChoice, VmConfig};
+use crate::config::{BarBacking, BarConfig, ConfigError, VmConfig};
 use crate::control::{Outcome, RunControl};
 use crate::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::exit::{Buses, ExitCounters};
-use crate::guest::{builtin, elf};
-use crate::hypercall::{CheckRecord, ConsoleOut, Hypervisor, ReportLog};
-use crate::kernel::abi::window_pattern;
-use crate::layout::{percpu, percpu_pa, user_stack_top, LOAD_PA, LOAD_SIZE};
+use crate::guest::elf;
+use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, RunEnd, SharedKind};
+use crate::guest::kinds;
+use crate::hypercall::{ConsoleOut, Hypervisor, ReportLog};
+use crate::layout::{percpu, percpu_pa, LOAD_PA, LOAD_SIZE};
 use crate::mapper::Mapper;
 use crate::memory::{create_guest_memory, BootFrames, HostWindow, MemoryError};
-use crate::program::{self, LoadError};
+use crate::program::LoadError;
 use crate::providers::Providers;
-use crate::report::{self, RunReport};
+use crate::report::RunReport;
 use crate::tlb::{KvmFlusher, Shootdown};
 use crate::vcpu_thread::{self, VcpuContext};
 use crate::vstate::kick;
@@ -64,6 +65,9 @@ pub enum RunError {
     /// A device.
     #[error("device setup: {0}")]
     Device(String),
+    /// The guest kind could not set the guest up.
+    #[error("{0}")]
+    Kind(String),
     /// The event loop or a thread.
     #[error("{what}: {source}")]
     Io {
@@ -128,38 +132,6 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
     run_with(cfg, RunOptions::new(sink))
 }
 
-/// The program to run and what its report expects.
-struct Guest {
-    prog: program::Program,
-    name: String,
-    expected: Vec<(u64, String)>,
-    clean_end: Option<Outcome>,
-    builtin: Option<builtin::Params>,
-}
-
-/// Picks (assembles or reads) the program.
-fn guest(cfg: &VmConfig) -> Result<Guest, RunError> {
-    Ok(match &cfg.guest {
-        GuestChoice::Builtin => {
-            let params = builtin_params(cfg);
-            Guest {
-                prog: builtin::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?,
-                name: "built-in test guest".into(),
-                expected: builtin::checks(&params),
-                clean_end: Some(Outcome::ExitPort { status: 1 }),
-                builtin: Some(params),
-            }
-        }
-        GuestChoice::Elf(p) => Guest {
-            prog: elf::load_file(p)?,
-            name: p.display().to_string(),
-            expected: Vec::new(),
-            clean_end: None,
-            builtin: None,
-        },
-    })
-}
-
 /// The devices of a run.
 struct Devices {
     buses: Buses,
@@ -171,7 +143,7 @@ struct Devices {
 
 /// Serial port, exit port, and the BAR windows (trapped ones on the MMIO
 /// bus with their doorbell ioeventfd; passed-through ones as memory slots).
-fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> Result<Devices, RunError> {
+fn devices(bar_cfg: &[BarConfig], vm: &mut Vm, console: &ConsoleOut) -> Result<Devices, RunError> {
     let dev_err = |e: devices::BusError| RunError::Device(e.to_string());
     let latch = Arc::new(ExitLatch::new().map_err(io("exit latch"))?);
     let serial = Arc::new(Mutex::new(SerialDevice::new(Box::new(console.clone())).map_err(io("serial"))?));
@@ -184,7 +156,7 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> 
 
     let mut bars = Vec::new();
     let mut windows = Windows::default();
-    for b in &cfg.bars {
+    for b in bar_cfg {
         match &b.backing {
             BarBacking::Trapped => {
                 let dev = BarDevice::new(b.size).map_err(|e| RunError::Device(e.to_string()))?;
@@ -199,12 +171,6 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> 
     }
     for w in &windows.0 {
         vm.register_window(w)?;
-        if builtin {
-            // The built-in guest owns its windows: it expects the pattern.
-            for off in (0..w.size()).step_by(8) {
-                w.write_u64(off, window_pattern(off));
-            }
-        }
     }
     Ok(Devices { buses, serial, latch, bars, windows })
 }
@@ -212,17 +178,32 @@ fn devices(cfg: &VmConfig, vm: &mut Vm, console: &ConsoleOut, builtin: bool) -> 
 /// [`run`] with every option.
 pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
-    let mem = create_guest_memory(cfg.mem_size)?;
+    run_kind(cfg, kinds::choose(cfg)?, opts)
+}
+
+/// Runs a guest of kind `kind` (chosen by the caller instead of from
+/// `cfg.guest`) on the machine `cfg` describes.
+pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<RunReport, RunError> {
+    cfg.validate()?;
+    let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
     if let Some(n) = opts.fault_around {
         mapper.space_mut().set_fault_around(n).map_err(RunError::PageTables)?;
     }
     let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
-    let guest = guest(cfg)?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    program::load(&guest.prog, &mem, &mut frames, &mut mapper)?;
-    for i in 0..cfg.vcpus {
-        program::map_stack(user_stack_top(i), &mem, &mut frames, &mut mapper)?;
+    let entry = {
+        let hosted = HostedLoad { mapper: &mut mapper, frames: &mut frames, kernel: &kernel };
+        kind.load(&mut LoadCtx { mem: &mem, cfg, hosted: Some(hosted) })?
+    };
+    let Entry::User(entries) = entry;
+    if entries.len() != usize::from(cfg.vcpus) {
+        return Err(RunError::Kind(format!(
+            "{} gave {} vCPU entries for {} vCPUs",
+            kind.name(),
+            entries.len(),
+            cfg.vcpus
+        )));
     }
 
     let console = match opts.console {
@@ -233,26 +214,35 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     let mut vm = Vm::new()?;
     vm.register_memory(&mem)?;
     vm.add_zap_slot()?;
-    let devs = devices(cfg, &mut vm, &console, guest.builtin.is_some())?;
+    let bar_cfg = kind.bars(cfg);
+    let mut devs = devices(&bar_cfg, &mut vm, &console)?;
+    kind.add_devices(&mut DeviceCtx {
+        cfg,
+        mem: &mem,
+        buses: &mut devs.buses,
+        vm: &mut vm,
+        windows: &devs.windows.0,
+        console: &console,
+    })?;
     let bar_windows: Vec<BarWindow> =
-        cfg.bars.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+        bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
     let providers = Providers::new(&mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
 
     // vCPUs: configure all before starting any.
     let mut vcpus = Vec::new();
-    for i in 0..cfg.vcpus {
+    for (i, e) in (0..cfg.vcpus).zip(&entries) {
         let v = Vcpu::new(&vm, i)?;
         v.configure(
             &vm,
             &VcpuSetup {
                 cr3: mapper.cr3().0,
-                entry: guest.prog.entry,
-                stack_top: user_stack_top(i),
-                arg: u64::from(i),
+                entry: e.rip,
+                stack_top: e.rsp,
+                arg: e.rdi,
                 gdt: kernel.gdt,
                 idt: kernel.idt,
                 tss: kernel.tss[i as usize],
-                lstar: kernel.stub.syscall_entry,
+                lstar: e.syscall_entry.unwrap_or(kernel.stub.syscall_entry),
                 kernel_gs_base: kernel.kernel_gs[i as usize],
                 pat: guest_mm::PAT_MSR_VALUE,
             },
@@ -278,6 +268,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
     let ctx = VcpuContext {
         buses: Arc::new(devs.buses),
         hv,
+        kind: kind.clone(),
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
@@ -310,10 +301,7 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
         outcome = ctl.exit_status().map(|status| Outcome::Exited { status });
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
-    if let Some(params) = &guest.builtin {
-        host_side_checks(params, &devs.windows, &report_log);
-    }
-    Ok(report::build(guest.name, outcome, &report_log.records(), &guest.expected, guest.clean_end.as_ref(), exits))
+    Ok(kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 }))
 }
 
 /// Starts a thread per vCPU and runs the event loop until every one of
@@ -371,47 +359,6 @@ fn run_vcpus(
         }
     }
     Ok(())
-}
-
-/// What the built-in guest is told about the machine.
-fn builtin_params(cfg: &VmConfig) -> builtin::Params {
-    let find = |trapped: bool| {
-        cfg.bars
-            .iter()
-            .enumerate()
-            .find(|(_, b)| (b.backing == BarBacking::Trapped) == trapped)
-            .map(|(i, b)| (i as u64, b.size))
-    };
-    builtin::Params { vcpus: cfg.vcpus, mem_size: cfg.mem_size, trapped_bar: find(true), passthrough_bar: find(false) }
-}
-
-/// The VMM's own checks after a built-in run: the guest's writes to the
-/// passed-through window reached the host backing (the guest wrote the
-/// complement of the pattern at +0x800 of every page).
-fn host_side_checks(p: &builtin::Params, windows: &Windows, log: &ReportLog) {
-    let Some(w) = windows.0.first() else { return };
-    if p.passthrough_bar.is_none() {
-        return;
-    }
-    let mut bad = None;
-    for page in (0..w.size()).step_by(crate::layout::PAGE_SIZE as usize) {
-        let off = page + 0x800;
-        let want = !window_pattern(off);
-        let got = w.read_u64(off).unwrap_or(0);
-        if got != want {
-            bad = Some((off, got, want));
-            break;
-        }
-    }
-    let (got, expected, step) = bad.map_or((0, 0, 0), |(off, got, want)| (got, want, off));
-    log.record(CheckRecord {
-        vcpu: 0,
-        id: builtin::id::HOST_SEES_GUEST_WRITES,
-        passed: bad.is_none(),
-        got,
-        expected,
-        step,
-    });
 }
 
 /// A duplicate of stdin as a `File`, for the serial input handler.

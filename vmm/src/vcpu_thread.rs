@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use devices::ExitLatch;
 use vmm_sys_util::eventfd::EventFd;
@@ -15,7 +16,8 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::control::{Outcome, RunControl};
 use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
-use crate::hypercall::{Args, FaultOutcome, Hypervisor};
+use crate::guest::kind::SharedKind;
+use crate::hypercall::{Args, Block, FaultOutcome, Hypervisor};
 use crate::kernel::KernelStub;
 use crate::tlb::Shootdown;
 use crate::vstate::kick;
@@ -28,6 +30,8 @@ pub struct VcpuContext {
     pub buses: Arc<Buses>,
     /// The guest's kernel.
     pub hv: Arc<Hypervisor>,
+    /// The kind of guest (what its system calls mean).
+    pub kind: SharedKind,
     /// Run control.
     pub ctl: Arc<RunControl>,
     /// TLB shootdown state.
@@ -177,7 +181,7 @@ impl VcpuThread {
             Err(message) => return self.fail(message),
         };
         // A lazy page or a copy-on-write write: resolved, the instruction
-        // runs again with every register restored.
+        // runs again with every register as it was.
         if report.is_page_fault() && report.cpl() == 3 {
             match self.ctx.hv.page_fault(self.me(), report.cr2, report.error_code) {
                 FaultOutcome::Resolved => {
@@ -269,7 +273,7 @@ impl VcpuThread {
             Err(e) => return self.fail(format!("cannot read registers: {e}")),
         };
         let me = self.me();
-        let out = self.ctx.hv.dispatch(me, &Args::from_regs(&regs));
+        let out = self.ctx.kind.syscall(&self.ctx.hv, me, &Args::from_regs(&regs));
         let fx = out.effects;
         if let Some(status) = fx.exit_group {
             self.ctx.ctl.stop(Outcome::Exited { status });
@@ -287,9 +291,33 @@ impl VcpuThread {
         if let Some(message) = fx.fatal {
             return self.fail(message);
         }
-        match self.vcpu.set_regs(&regs) {
-            Ok(()) => Next::Run,
-            Err(e) => self.fail(format!("cannot set registers: {e}")),
+        if let Some(base) = fx.fs_base {
+            if let Err(e) = self.vcpu.set_msr(crate::arch::regs::msr::FS_BASE, base) {
+                return self.fail(format!("cannot set the FS base: {e}"));
+            }
+        }
+        if let Err(e) = self.vcpu.set_regs(&regs) {
+            return self.fail(format!("cannot set registers: {e}"));
+        }
+        if let Some(block) = fx.block {
+            self.wait(block);
+        }
+        Next::Run
+    }
+
+    /// Keeps this vCPU out of the guest until `block` ends or the run
+    /// stops, checking for a stop every few milliseconds.
+    fn wait(&self, block: Block) {
+        const SLICE: Duration = Duration::from_millis(10);
+        while !self.ctx.ctl.is_stopping() {
+            let left = match block {
+                Block::Until(t) => t.saturating_duration_since(Instant::now()),
+                Block::UntilStopped => SLICE,
+            };
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(SLICE));
         }
     }
 

@@ -55,6 +55,8 @@ pub struct BenchOptions {
     pub vmm_binary: Option<PathBuf>,
     /// Show progress on stderr.
     pub progress: bool,
+    /// A Solo5 `spt` unikernel to launch beside the minimal guest (item 9).
+    pub spt: Option<PathBuf>,
 }
 
 impl BenchOptions {

@@ -56,10 +56,14 @@ fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
         .ok_or(ElfError::Malformed("header truncated"))
 }
 
+/// Reads `path`.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ElfError> {
+    std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_owned(), source })
+}
+
 /// Reads and parses `path`.
 pub fn load_file(path: &Path) -> Result<Program, ElfError> {
-    let bytes = std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_owned(), source })?;
-    parse(&bytes)
+    parse(&read_file(path)?)
 }
 
 /// Parses an ELF image.

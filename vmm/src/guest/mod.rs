@@ -1,6 +1,7 @@
 //! Guest programs the VMM can run: the built-in test guest (generated
 //! here with `iced-x86`, no checked-in binaries) and freestanding ELF
-//! files.
+//! files; [`kind`] is the seam every kind of guest implements and
+//! [`kinds`] holds the implementations.
 
 pub mod asm;
 pub mod builtin;
@@ -10,3 +11,5 @@ mod checks_lazy;
 mod checks_map;
 pub mod elf;
 pub mod example;
+pub mod kind;
+pub mod kinds;

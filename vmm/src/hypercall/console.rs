@@ -69,3 +69,30 @@ pub fn copy_from_user<M: GuestMemory>(mem: &M, pt: &PageTables<M>, va: u64, len:
     }
     Ok(out)
 }
+
+/// Copies `bytes` to user address `va`: every page must be present, user
+/// and writable (`EFAULT` otherwise, checked for the whole range before
+/// anything is written), and the range must stay in the lower half.
+pub fn copy_to_user<M: GuestMemory>(mem: &M, pt: &PageTables<M>, va: u64, bytes: &[u8]) -> Result<(), i32> {
+    let end = va.checked_add(bytes.len() as u64).ok_or(errno::EFAULT)?;
+    if end > 1 << 47 {
+        return Err(errno::EFAULT);
+    }
+    let mut pieces = Vec::new();
+    let mut cur = va;
+    while cur < end {
+        let v = GuestVirtAddr::try_new(cur).map_err(|_| errno::EFAULT)?;
+        let t = pt.translate(v).ok_or(errno::EFAULT)?;
+        if !t.prot.present || !t.prot.user || !t.prot.writable {
+            return Err(errno::EFAULT);
+        }
+        let page_end = (cur & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        let n = page_end.min(end) - cur;
+        pieces.push((GuestAddress(t.phys.0), (cur - va) as usize, n as usize));
+        cur += n;
+    }
+    for (pa, off, n) in pieces {
+        mem.write_slice(&bytes[off..off + n], pa).map_err(|_| errno::EFAULT)?;
+    }
+    Ok(())
+}

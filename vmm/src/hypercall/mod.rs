@@ -55,6 +55,20 @@ pub struct Effects {
     pub exit_vcpu: Option<i32>,
     /// The whole guest stops (`exit_group`).
     pub exit_group: Option<i32>,
+    /// Set this vCPU's FS base (`arch_prctl(ARCH_SET_FS)`).
+    pub fs_base: Option<u64>,
+    /// Keep this vCPU out of the guest before it resumes (a sleeping
+    /// system call); a run that stops ends the wait.
+    pub block: Option<Block>,
+}
+
+/// How long a vCPU waits before it resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Until this time.
+    Until(std::time::Instant),
+    /// Until the run stops (nothing can wake it).
+    UntilStopped,
 }
 
 /// The result of one hypercall.
@@ -67,11 +81,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn ret(ret: i64) -> Self {
+    /// `ret` and nothing else.
+    pub fn ret(ret: i64) -> Self {
         Outcome { ret, effects: Effects::default() }
     }
 
-    fn err(e: i32) -> Self {
+    /// `-e` and nothing else.
+    pub fn err(e: i32) -> Self {
         Self::ret(-i64::from(e))
     }
 }
@@ -190,6 +206,18 @@ impl Hypervisor {
         let mut out = String::new();
         IntelFormatter::new().format(&insn, &mut out);
         Some(out)
+    }
+
+    /// Copies `len` bytes from user address `va` (present, user pages;
+    /// `EFAULT` otherwise).
+    pub fn copy_from_user(&self, va: u64, len: u64) -> Result<Vec<u8>, i32> {
+        console::copy_from_user(&self.mem, self.mapper().page_tables(), va, len)
+    }
+
+    /// Copies `bytes` to user address `va` (present, user, writable pages;
+    /// `EFAULT` otherwise, and then nothing is written).
+    pub fn copy_to_user(&self, va: u64, bytes: &[u8]) -> Result<(), i32> {
+        console::copy_to_user(&self.mem, self.mapper().page_tables(), va, bytes)
     }
 
     pub(crate) fn mapper(&self) -> std::sync::MutexGuard<'_, Mapper> {

@@ -1,6 +1,7 @@
 //! KVM state: the VM (memory slots, ioeventfds, CPUID) and its vCPUs
 //! (register setup, `KVM_RUN`, kicks).
 
+pub mod backend;
 pub mod kick;
 pub mod vcpu;
 pub mod vm;

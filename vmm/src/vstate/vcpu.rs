@@ -192,6 +192,17 @@ impl Vcpu {
         msrs.as_slice()[..n].iter().map(|e| (e.index, e.data)).collect()
     }
 
+    /// Writes one MSR.
+    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VcpuError> {
+        let set = |source| VcpuError::Set { what: "an MSR", index: self.index, source };
+        let msrs = Msrs::from_entries(&[kvm_msr_entry { index, data, ..Default::default() }])
+            .map_err(|_| set(kvm_ioctls::Error::new(libc::EINVAL)))?;
+        match self.fd.set_msrs(&msrs).map_err(set)? {
+            1 => Ok(()),
+            n => Err(VcpuError::Msrs { index: self.index, set: n, wanted: 1 }),
+        }
+    }
+
     /// Queues an NMI (delivered on the next entry).
     pub fn inject_nmi(&self) -> Result<(), kvm_ioctls::Error> {
         self.fd.nmi()

@@ -115,7 +115,7 @@ pub fn run(
     match &opts.vmm_binary {
         Some(vmm) => {
             progress.stage("9: launch and resident memory");
-            let l = launch::Launcher::new(vmm)?;
+            let l = launch::Launcher::new(vmm, opts.spt.as_deref())?;
             let s = repeat(reps, progress, || l.sample())?;
             figures.extend(launch::figures(&s)?);
         }

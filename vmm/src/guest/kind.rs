@@ -1,0 +1,160 @@
+//! The seam between the runner and the kinds of guest it can run.
+//!
+//! A [`GuestKind`] says how its guest is loaded, how its vCPUs start, what
+//! its system calls mean and how the end of a run becomes a report and an
+//! exit status. The runner builds memory, devices and vCPUs, asks the kind
+//! at each of those points, and holds no special case for any kind: a new
+//! kind is a module under [`crate::guest::kinds`] and one line in
+//! [`crate::guest::kinds::choose`].
+//!
+//! What this module does not do: build the machine (that is
+//! [`crate::runner`]) or decide which kind a file is (that is `choose`).
+
+use std::sync::Arc;
+
+use crate::boot::Kernel;
+use crate::config::{BarConfig, VmConfig};
+use crate::control::Outcome;
+use crate::exit::{Buses, ExitCounts};
+use crate::hypercall::{self, Args, CheckRecord, ConsoleOut, Hypervisor};
+use crate::mapper::Mapper;
+use crate::memory::{BootFrames, GuestMem, HostWindow};
+use crate::report::RunReport;
+use crate::runner::RunError;
+use crate::vstate::vm::Vm;
+
+/// The machine a kind runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// The VMM is the guest's kernel: guest-mm builds the page tables,
+    /// the kernel stub takes exceptions and NMIs, the program runs in
+    /// long mode at CPL 3 and asks the VMM for services with hypercalls
+    /// (or Linux system calls, for a personality that serves them).
+    Hosted,
+}
+
+/// What a hosted kind loads into: the guest's address space, managed by
+/// the VMM.
+#[derive(Debug)]
+pub struct HostedLoad<'a> {
+    /// The guest's page tables.
+    pub mapper: &'a mut Mapper,
+    /// Frames for the program image.
+    pub frames: &'a mut BootFrames,
+    /// The kernel the VMM installed (stub addresses, descriptor tables).
+    pub kernel: &'a Kernel,
+}
+
+/// What [`GuestKind::load`] gets.
+#[derive(Debug)]
+pub struct LoadCtx<'a> {
+    /// Guest RAM.
+    pub mem: &'a GuestMem,
+    /// The run's configuration.
+    pub cfg: &'a VmConfig,
+    /// The VMM-managed address space ([`Platform::Hosted`] kinds).
+    pub hosted: Option<HostedLoad<'a>>,
+}
+
+impl<'a> LoadCtx<'a> {
+    /// The hosted address space, or an error for a kind that asked for
+    /// another platform and still wants one.
+    pub fn hosted(&mut self) -> Result<&mut HostedLoad<'a>, RunError> {
+        self.hosted.as_mut().ok_or_else(|| RunError::Kind("this kind needs the hosted platform".into()))
+    }
+}
+
+/// Where one vCPU of a hosted kind starts, in long mode at CPL 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserEntry {
+    /// First instruction.
+    pub rip: u64,
+    /// Initial stack pointer.
+    pub rsp: u64,
+    /// Initial `rdi`.
+    pub rdi: u64,
+    /// Where `syscall` goes (`IA32_LSTAR`); `None` is the kernel stub's
+    /// entry, which forwards to [`GuestKind::syscall`].
+    pub syscall_entry: Option<u64>,
+}
+
+/// How the vCPUs start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Hosted: one entry per vCPU (index order).
+    User(Vec<UserEntry>),
+}
+
+/// What [`GuestKind::add_devices`] gets.
+#[derive(Debug)]
+pub struct DeviceCtx<'a> {
+    /// The run's configuration.
+    pub cfg: &'a VmConfig,
+    /// Guest RAM.
+    pub mem: &'a GuestMem,
+    /// The buses every vCPU dispatches to.
+    pub buses: &'a mut Buses,
+    /// The KVM VM (memory slots, ioeventfds).
+    pub vm: &'a mut Vm,
+    /// Host windows of passed-through BARs, already registered.
+    pub windows: &'a [HostWindow],
+    /// The guest console.
+    pub console: &'a ConsoleOut,
+}
+
+/// How a run ended, for [`GuestKind::finish`].
+#[derive(Debug)]
+pub struct RunEnd<'a> {
+    /// Why the run stopped (`None`: no vCPU said).
+    pub outcome: Option<Outcome>,
+    /// Checks the guest reported with the `report` hypercall.
+    pub records: &'a [CheckRecord],
+    /// Exits per vCPU.
+    pub exits: Vec<ExitCounts>,
+    /// Host windows of passed-through BARs (still mapped).
+    pub windows: &'a [HostWindow],
+}
+
+/// One kind of guest.
+pub trait GuestKind: Send + Sync + std::fmt::Debug {
+    /// The name the report shows.
+    fn name(&self) -> String;
+
+    /// The machine this kind needs.
+    fn platform(&self) -> Platform {
+        Platform::Hosted
+    }
+
+    /// Bytes of guest RAM the machine gets (default: the configured size).
+    fn ram_size(&self, cfg: &VmConfig) -> u64 {
+        cfg.mem_size
+    }
+
+    /// The BAR windows the machine gets (default: those configured).
+    fn bars(&self, cfg: &VmConfig) -> Vec<BarConfig> {
+        cfg.bars.clone()
+    }
+
+    /// Writes the guest's image into memory (and, hosted, maps it) and
+    /// says where each vCPU starts.
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError>;
+
+    /// Adds devices only this kind has. Runs after the common devices
+    /// (serial, exit port, BAR windows) exist.
+    fn add_devices(&self, _ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    /// Serves one system call of a hosted guest. The default is the
+    /// VMM's own hypercall ABI (`docs/guest-abi.md`); a personality
+    /// (e.g. Linux system-call numbers) answers with its own table.
+    fn syscall(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> hypercall::Outcome {
+        hv.dispatch(vcpu, args)
+    }
+
+    /// Turns the end of the run into the report and its exit status.
+    fn finish(&self, end: RunEnd<'_>) -> RunReport;
+}
+
+/// A kind shared by the runner and every vCPU thread.
+pub type SharedKind = Arc<dyn GuestKind>;

@@ -1,0 +1,211 @@
+//! The Linux system calls Solo5's `spt` bindings make, served with
+//! Linux's numbers and semantics, each argument checked as a hypercall's
+//! is. What `solo5-spt`'s seccomp filter would not allow (another call,
+//! or an allowed call on another descriptor or clock) ends the run as
+//! that filter does: killed by `SIGSYS`.
+//!
+//! Yielding (`solo5_yield`) arms the unikernel's timer with
+//! `timerfd_settime` and waits in `epoll_pwait`; here the timer is a
+//! deadline and the wait blocks the vCPU until it, so a sleeping
+//! unikernel costs no CPU.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use guest_mm::errno;
+
+use super::layout::{EPOLL_FD, TIMER_FD};
+use crate::hypercall::{Args, Block, Effects, Hypervisor, Outcome};
+
+/// Linux x86-64 system-call numbers the bindings use.
+pub mod nr {
+    /// `read`
+    pub const READ: u64 = 0;
+    /// `write`
+    pub const WRITE: u64 = 1;
+    /// `pread64`
+    pub const PREAD64: u64 = 17;
+    /// `pwrite64`
+    pub const PWRITE64: u64 = 18;
+    /// `arch_prctl`
+    pub const ARCH_PRCTL: u64 = 158;
+    /// `clock_gettime`
+    pub const CLOCK_GETTIME: u64 = 228;
+    /// `exit_group`
+    pub const EXIT_GROUP: u64 = 231;
+    /// `epoll_pwait`
+    pub const EPOLL_PWAIT: u64 = 281;
+    /// `timerfd_settime`
+    pub const TIMERFD_SETTIME: u64 = 286;
+}
+
+const ARCH_SET_FS: u64 = 0x1002;
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const TFD_TIMER_ABSTIME: u64 = 1;
+const EPOLLIN: u32 = 1;
+/// `epoll_event.data` of the internal timer (`SPT_INTERNAL_TIMERFD`).
+const TIMER_EVENT_DATA: u64 = 0xffff_fffe;
+/// The exit status of a process killed by `SIGSYS` (128 + 31).
+pub const SIGSYS_STATUS: i32 = 159;
+const NSEC: u64 = 1_000_000_000;
+
+/// The state behind the table: the timer, and why the run was killed.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Deadline of the armed timer, in `CLOCK_MONOTONIC` nanoseconds.
+    timer: Mutex<Option<u64>>,
+    /// The call that killed the run, if one did.
+    killed: Mutex<Option<String>>,
+}
+
+fn name(n: u64) -> &'static str {
+    match n {
+        nr::READ => "read",
+        nr::WRITE => "write",
+        nr::PREAD64 => "pread64",
+        nr::PWRITE64 => "pwrite64",
+        nr::ARCH_PRCTL => "arch_prctl",
+        nr::CLOCK_GETTIME => "clock_gettime",
+        nr::EXIT_GROUP => "exit_group",
+        nr::EPOLL_PWAIT => "epoll_pwait",
+        nr::TIMERFD_SETTIME => "timerfd_settime",
+        _ => "a system call spt does not allow",
+    }
+}
+
+/// Reads a clock as nanoseconds.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes
+    // only into it and cannot fail for these two clocks.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(NSEC).saturating_add(ts.tv_nsec as u64)
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    b.get(off..off + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+impl Table {
+    /// Why the run was killed by `SIGSYS`, if it was.
+    pub fn killed(&self) -> Option<String> {
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Ends the run as a seccomp kill would.
+    fn kill(&self, args: &Args) -> Outcome {
+        let what = format!(
+            "{} (nr {}, arguments {:#x}, {:#x}) is not allowed by the spt policy",
+            name(args.nr),
+            args.nr,
+            args.a[0],
+            args.a[1]
+        );
+        log::warn!("solo5: killed by SIGSYS: {what}");
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(what);
+        Outcome { ret: 0, effects: Effects { exit_group: Some(SIGSYS_STATUS), ..Default::default() } }
+    }
+
+    /// Serves one system call.
+    pub fn call(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> Outcome {
+        let [a0, a1, a2, a3, _, _] = args.a;
+        match args.nr {
+            nr::WRITE if a0 == 1 => hv.dispatch(vcpu, args),
+            nr::EXIT_GROUP => hv.dispatch(vcpu, args),
+            nr::ARCH_PRCTL if a0 == ARCH_SET_FS => {
+                // Linux refuses a base outside the user half.
+                if a1 >= 1 << 47 {
+                    return Outcome::err(errno::EPERM);
+                }
+                Outcome { ret: 0, effects: Effects { fs_base: Some(a1), ..Default::default() } }
+            }
+            nr::CLOCK_GETTIME if a0 == CLOCK_REALTIME || a0 == CLOCK_MONOTONIC => {
+                let clock = if a0 == CLOCK_REALTIME { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
+                let ns = clock_ns(clock);
+                let mut ts = (ns / NSEC).to_le_bytes().to_vec();
+                ts.extend_from_slice(&(ns % NSEC).to_le_bytes());
+                match hv.copy_to_user(a1, &ts) {
+                    Ok(()) => Outcome::ret(0),
+                    Err(e) => Outcome::err(e),
+                }
+            }
+            nr::TIMERFD_SETTIME if a0 == TIMER_FD as u64 => self.timerfd_settime(hv, a1, a2, a3),
+            nr::EPOLL_PWAIT if a0 == EPOLL_FD as u64 => self.epoll_pwait(hv, a1, a2 as i32, a3 as i32),
+            _ => self.kill(args),
+        }
+    }
+
+    /// `timerfd_settime(timerfd, flags, new, old)`: arms (or, with a zero
+    /// value, disarms) the one-shot timer.
+    fn timerfd_settime(&self, hv: &Hypervisor, flags: u64, new: u64, old: u64) -> Outcome {
+        if flags & !TFD_TIMER_ABSTIME != 0 {
+            return Outcome::err(errno::EINVAL);
+        }
+        let spec = match hv.copy_from_user(new, 32) {
+            Ok(b) => b,
+            Err(e) => return Outcome::err(e),
+        };
+        let (sec, nsec) = (u64_at(&spec, 16), u64_at(&spec, 24));
+        if nsec >= NSEC || sec > i64::MAX as u64 {
+            return Outcome::err(errno::EINVAL);
+        }
+        if old != 0 {
+            // The previous setting, as a relative time: nothing is
+            // periodic here, so the interval is zero.
+            let left = self
+                .timer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map_or(0, |d| d.saturating_sub(clock_ns(libc::CLOCK_MONOTONIC)));
+            let mut b = vec![0u8; 16];
+            b.extend_from_slice(&(left / NSEC).to_le_bytes());
+            b.extend_from_slice(&(left % NSEC).to_le_bytes());
+            if let Err(e) = hv.copy_to_user(old, &b) {
+                return Outcome::err(e);
+            }
+        }
+        let value = sec.saturating_mul(NSEC).saturating_add(nsec);
+        let deadline = match value {
+            0 => None,
+            v if flags & TFD_TIMER_ABSTIME != 0 => Some(v),
+            v => Some(clock_ns(libc::CLOCK_MONOTONIC).saturating_add(v)),
+        };
+        *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+        Outcome::ret(0)
+    }
+
+    /// `epoll_pwait(epollfd, events, maxevents, timeout, ...)`: the only
+    /// descriptor in the set is the timer, so this waits for it (or for
+    /// `timeout` milliseconds, `-1` for ever) and reports it.
+    fn epoll_pwait(&self, hv: &Hypervisor, events: u64, maxevents: i32, timeout: i32) -> Outcome {
+        if maxevents <= 0 {
+            return Outcome::err(errno::EINVAL);
+        }
+        let now = clock_ns(libc::CLOCK_MONOTONIC);
+        let timer = *self.timer.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = (timeout >= 0).then(|| now.saturating_add(u64::try_from(timeout).unwrap_or(0) * 1_000_000));
+        let fires = match (timer, limit) {
+            (Some(t), Some(l)) => t <= l,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let wake = if fires { timer } else { limit };
+        let block = match wake {
+            Some(at) if at > now => Some(Block::Until(Instant::now() + Duration::from_nanos(at - now))),
+            Some(_) => None,
+            None => Some(Block::UntilStopped),
+        };
+        if !fires {
+            return Outcome { ret: 0, effects: Effects { block, ..Default::default() } };
+        }
+        // One event: { u32 events; u64 data } packed, as on x86-64.
+        let mut ev = EPOLLIN.to_le_bytes().to_vec();
+        ev.extend_from_slice(&TIMER_EVENT_DATA.to_le_bytes());
+        if let Err(e) = hv.copy_to_user(events, &ev) {
+            return Outcome::err(e);
+        }
+        *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Outcome { ret: 1, effects: Effects { block, ..Default::default() } }
+    }
+}

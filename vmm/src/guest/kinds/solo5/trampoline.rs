@@ -1,0 +1,26 @@
+//! The user-mode `syscall` trampoline, for backends where `syscall`
+//! jumps to `LSTAR` without leaving user mode (see
+//! `vstate::backend`). It makes the hypercall (the registers already
+//! follow the Linux convention), then returns as `sysret` would: flags
+//! from `r11`, to `rcx`. It touches the stack only below the red zone.
+
+use iced_x86::code_asm::*;
+
+use crate::kernel::abi::HCALL_PORT;
+
+/// Where the trampoline is mapped (the last page of the user half).
+pub const TRAMPOLINE_VA: u64 = (1 << 47) - 0x1000;
+
+/// The trampoline's code, linked at [`TRAMPOLINE_VA`].
+pub fn code() -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.out(u32::from(HCALL_PORT), al)?;
+    // Restore the flags `syscall` saved in r11 without touching the
+    // 128-byte red zone below rsp (lea leaves the flags alone).
+    a.lea(rsp, ptr(rsp - 128))?;
+    a.push(r11)?;
+    a.popfq()?;
+    a.lea(rsp, ptr(rsp + 128))?;
+    a.jmp(rcx)?;
+    a.assemble(TRAMPOLINE_VA)
+}
