@@ -1,5 +1,7 @@
 //! The address space: page tables, the VMA tree and the frame state of one
-//! guest, and the operations on them (mmap, munmap, mprotect).
+//! guest, and the operations on them (mmap, munmap, mprotect; the fault
+//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`; the
+//! VMA operations' `mapped`/`open`/`close` calls in `vma_life.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
