@@ -247,11 +247,12 @@ impl World {
         self.model.range(start..start + pages * PAGE_SIZE).next().is_none()
     }
 
-    /// Whether a non-fixed mapping of `pages` finds an `align`-aligned
-    /// free range anywhere in the window.
-    fn model_has_gap(&self, pages: u64, align: u64) -> bool {
+    /// Where a non-fixed mapping of `pages` goes: the highest
+    /// `align`-aligned free range in the window (top-down placement).
+    fn model_top_gap(&self, pages: u64, align: u64) -> Option<u64> {
         let len = pages * PAGE_SIZE;
-        (L.window.0..L.window.1).step_by(align as usize).any(|s| s + len <= L.window.1 && self.model_free(s, pages))
+        let slots = (L.window.1 - L.window.0) / align;
+        (0..slots).rev().map(|k| L.window.0 + k * align).find(|&s| s + len <= L.window.1 && self.model_free(s, pages))
     }
 
     fn pool_used_by_zero(&self) -> usize {
@@ -483,7 +484,7 @@ impl World {
         let expect_err: Option<i32> = match kind {
             // Placement comes before prepare (as `get_unmapped_area` comes
             // before the driver's mmap): no room beats any provider error.
-            _ if at.is_none() && !self.model_has_gap(pages, align) => Some(errno::ENOMEM),
+            _ if at.is_none() && self.model_top_gap(pages, align).is_none() => Some(errno::ENOMEM),
             _ if matches!(at, Some((_, true))) && !self.model_free(fixed.unwrap_or(0), pages) => Some(errno::EEXIST),
             Kind::Huge { .. } if fixed.is_some_and(|f| f % (2 << 20) != 0) => Some(errno::EINVAL),
             Kind::Huge { .. } if pgoff + pages > L.huge.1 / PAGE_SIZE => Some(errno::EINVAL),
@@ -519,6 +520,7 @@ impl World {
             assert_eq!(start, f, "fixed mapping moved");
         } else {
             assert!(self.model_free(start, pages), "placed over an existing mapping");
+            assert_eq!(Some(start), self.model_top_gap(pages, align), "not the highest free range (top-down)");
         }
         if matches!(kind, Kind::Huge { .. }) {
             assert_eq!(start % (2 << 20), 0, "huge mapping not huge-aligned");

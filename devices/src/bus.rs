@@ -4,8 +4,8 @@
 //! An access is forwarded to the device whose window contains *all* of its
 //! bytes, with the offset of the first byte inside that window; the device
 //! never learns the absolute address. An access that no window claims (or
-//! that straddles a window's end) is logged and reads as all-ones, and the
-//! guest goes on.
+//! that straddles a window's end) is logged (rate-limited per call site,
+//! see [`crate::log_limit`]) and reads as all-ones, and the guest goes on.
 //!
 //! The bus is built once before vCPUs start and then shared read-only
 //! (`Arc<Bus>`); devices carry their own lock. This module does not decide
@@ -159,7 +159,7 @@ impl Bus {
                 true
             }
             None => {
-                log::warn!("unclaimed {} read of {} bytes at {addr:#x}", self.kind, data.len());
+                crate::warn_limited!("unclaimed {} read of {} bytes at {addr:#x}", self.kind, data.len());
                 data.fill(UNCLAIMED_BYTE);
                 false
             }
@@ -175,7 +175,7 @@ impl Bus {
                 true
             }
             None => {
-                log::warn!("unclaimed {} write of {} bytes at {addr:#x}: {data:02x?}", self.kind, data.len());
+                crate::warn_limited!("unclaimed {} write of {} bytes at {addr:#x}: {data:02x?}", self.kind, data.len());
                 false
             }
         }

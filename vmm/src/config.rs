@@ -16,27 +16,28 @@
 //! ```
 //!
 //! A `[[bar]]` with `passthrough = true` and no `backing` gets an anonymous
-//! shared-memory object. Command-line options override the file.
+//! shared-memory object; a `backing` must be a regular file or a character
+//! device (never a FIFO). Command-line options override the file, which
+//! must be a regular file of at most [`CONFIG_FILE_MAX`] bytes.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::input_file::{read_input, InputError};
 use crate::layout::{self, DEFAULT_BAR_BASE, MIN_MEM_SIZE, PAGE_SIZE};
+
+/// The largest configuration file read (a real one is a few hundred bytes).
+pub const CONFIG_FILE_MAX: u64 = 1 << 20;
 
 /// Errors reading or validating a configuration.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (or is not a regular file of at most
+    /// [`CONFIG_FILE_MAX`] bytes).
+    #[error(transparent)]
+    Read(#[from] InputError),
     /// The file is not valid TOML for this schema.
     #[error("{path}: {message}")]
     Parse {
@@ -171,8 +172,9 @@ struct FileBar {
 impl VmConfig {
     /// Reads `path` on top of the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let bytes = read_input(path, CONFIG_FILE_MAX)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError::Parse { path: path.to_owned(), message: "not UTF-8 text".into() })?;
         Self::from_toml(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,

@@ -46,6 +46,9 @@ pub enum Outcome {
         /// The limit, in seconds.
         secs: u64,
     },
+    /// The console's reader went away (a broken pipe): the run stops, as
+    /// a writer killed by `SIGPIPE` would.
+    OutputClosed,
 }
 
 impl std::fmt::Display for Outcome {
@@ -56,6 +59,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Fault { report } => write!(f, "unexpected exception: {report}"),
             Outcome::TripleFault { vcpu } => write!(f, "vCPU {vcpu}: triple fault (KVM_EXIT_SHUTDOWN)"),
             Outcome::VcpuError { vcpu, message } => write!(f, "vCPU {vcpu}: {message}"),
+            Outcome::OutputClosed => write!(f, "the console's reader went away (broken pipe)"),
             Outcome::Timeout { secs } => {
                 write!(f, "watchdog: the guest did not finish within {secs} s and was stopped")
             }

@@ -7,7 +7,8 @@
 //! supervisor mappings included, is built by guest-mm.
 //!
 //! Module map:
-//! - [`config`]: options and the TOML file; [`layout`]: the address map;
+//! - [`config`]: options and the TOML file; [`input_file`]: reading user
+//!   files with bounds; [`layout`]: the address map;
 //! - [`memory`]: guest RAM, host windows, boot frames; [`mapper`]: the
 //!   boot mappings through guest-mm; [`program`] and [`guest`]: what runs;
 //! - [`arch`], [`kernel`], [`boot`]: the CPU structures and the stub;
@@ -15,7 +16,8 @@
 //!   [`vcpu_thread`]: the run loop; [`hypercall`]: the guest ABI;
 //!   [`tlb`]: shootdowns; [`fault`]: exception reports;
 //! - [`event_loop`], [`control`], [`runner`], [`report`]: running a
-//!   guest and telling what happened.
+//!   guest and telling what happened; [`output`]: bounded, non-blocking
+//!   console, report and log output.
 //!
 //! What it does not do: interrupts (there is no interrupt controller),
 //! real mode, or any device beyond the serial port, the exit port and BARs.
@@ -33,10 +35,12 @@ pub mod exit;
 pub mod fault;
 pub mod guest;
 pub mod hypercall;
+pub mod input_file;
 pub mod kernel;
 pub mod layout;
 pub mod mapper;
 pub mod memory;
+pub mod output;
 pub mod program;
 pub mod providers;
 pub mod report;

@@ -5,10 +5,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use vmm::config::{parse_size, VmConfig};
+use vmm::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
+
+/// A line on stderr; a full or closed stderr loses it (no panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "vmm", version, about = "A small KVM VMM whose guest page tables are built by guest-mm")]
@@ -50,7 +60,8 @@ struct RunArgs {
     /// TOML configuration file (memory, vCPUs, BAR windows, timeout).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Stop a guest that has not finished after SECS seconds.
+    /// Stop a guest that has not finished after SECS seconds (output
+    /// nobody reads is given up 2 s after the run ends).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
     /// Print the report as JSON (guest console output goes to stderr).
@@ -83,7 +94,7 @@ struct BenchArgs {
     /// Repetitions per figure (default 3 with --quick, 11 without).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     reps: Option<u16>,
-    /// Run only the host-side items (1–4) or the guest-side items (5–10).
+    /// Run only the host-side items (1–4, 10) or the guest-side items (5–9, 11).
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Also write the report as JSON to FILE.
@@ -106,9 +117,9 @@ struct BenchArgs {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum Only {
-    /// Items 1–4: the mapper on plain guest memory.
+    /// Items 1–4 and 10: the mapper on plain guest memory.
     Host,
-    /// Items 5–10: guests on KVM.
+    /// Items 5–9 and 11: guests on KVM.
     Guest,
 }
 
@@ -116,7 +127,7 @@ enum Only {
 fn bench(args: BenchArgs) -> ExitCode {
     use vmm::bench::{BenchOptions, Parts};
     if args.plot.is_some() && matches!(args.only, Some(Only::Guest)) {
-        eprintln!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest");
+        say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest");
         return ExitCode::from(2);
     }
     // Refuse unwritable outputs before spending minutes measuring, without
@@ -129,7 +140,7 @@ fn bench(args: BenchArgs) -> ExitCode {
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("vmm bench: cannot write {}: {e}", p.display());
+                say!("vmm bench: cannot write {}: {e}", p.display());
                 return ExitCode::from(1);
             }
         }
@@ -149,35 +160,37 @@ fn bench(args: BenchArgs) -> ExitCode {
     let report = match vmm::bench::run(&opts) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vmm bench: {e}");
+            say!("vmm bench: {e}");
             return ExitCode::from(1);
         }
     };
-    print!("{}", report.table());
+    if let Err(code) = print_stdout(&report.table()) {
+        return code;
+    }
     if let Some(p) = &args.json {
         let text = match serde_json::to_string_pretty(&report) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("vmm bench: cannot encode the report: {e}");
+                say!("vmm bench: cannot encode the report: {e}");
                 return ExitCode::from(1);
             }
         };
         if let Err(e) = std::fs::write(p, text + "\n") {
-            eprintln!("vmm bench: cannot write {}: {e}", p.display());
+            say!("vmm bench: cannot write {}: {e}", p.display());
             return ExitCode::from(1);
         }
-        eprintln!("JSON report written to {}", p.display());
+        say!("JSON report written to {}", p.display());
     }
     if let Some(p) = &args.plot {
         if let Err(e) = vmm::bench::plot::draw(&report, p) {
-            eprintln!("vmm bench: {e}");
+            say!("vmm bench: {e}");
             return ExitCode::from(1);
         }
-        eprintln!("chart written to {}", p.display());
+        say!("chart written to {}", p.display());
     }
     if !report.errors.is_empty() {
         for e in &report.errors {
-            eprintln!("vmm bench: {e}");
+            say!("vmm bench: {e}");
         }
         return ExitCode::from(1);
     }
@@ -187,19 +200,42 @@ fn bench(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A minimal `log` backend writing to stderr.
-struct StderrLogger(log::LevelFilter);
+/// A `log` backend writing to stderr through a lossy [`Output`]: a full
+/// or unread stderr drops lines, it never blocks the thread that logs (a
+/// vCPU, the event loop, the watchdog).
+struct StderrLogger {
+    level: log::LevelFilter,
+    out: Output,
+}
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
+        m.level() <= self.level
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+            self.out.write_lossy(format!("[{} {}] {}\n", r.level(), r.target(), r.args()).as_bytes());
         }
     }
     fn flush(&self) {}
+}
+
+/// Exit status when stdout's reader went away (`128 + SIGPIPE`).
+const EXIT_BROKEN_PIPE: u8 = vmm::report::EXIT_OUTPUT_CLOSED as u8;
+
+/// Writes `text` to stdout (blocking: for `vmm bench`, which has no
+/// guest to stop). A closed pipe is a quiet exit, another error a message.
+fn print_stdout(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ExitCode::from(EXIT_BROKEN_PIPE)),
+        Err(e) => {
+            say!("vmm: cannot write to stdout: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -214,7 +250,7 @@ fn main() -> ExitCode {
             return match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("vmm: cannot write {}: {e}", file.display());
+                    say!("vmm: cannot write {}: {e}", file.display());
                     ExitCode::from(1)
                 }
             };
@@ -225,17 +261,34 @@ fn main() -> ExitCode {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
+    // Every output of a run goes through a bounded, non-blocking buffer
+    // (see vmm::output): the guest console, the report and the log.
+    let (out, err) = match (Output::stdout(), Output::stderr()) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            say!("vmm: cannot set up the output: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger { level, out: err.clone() }));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
+    let code = run(args, &out, &err);
+    // The log is lossy: give it a moment, never more.
+    let _ = err.flush(Some(Instant::now() + output::GRACE));
+    ExitCode::from(code)
+}
 
+/// `vmm run`: returns the exit status. Console output goes to `out`
+/// (`err` with `--json`), the report to `out`, messages to `err`.
+fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
     let mut cfg = match &args.config {
         Some(p) => match VmConfig::from_file(p) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("vmm: {e}");
-                return ExitCode::from(1);
+                err.write(format!("vmm: {e}\n").as_bytes());
+                return 1;
             }
         },
         None => VmConfig::default(),
@@ -259,19 +312,29 @@ fn main() -> ExitCode {
     if let Some(g) = args.guest {
         cfg.guest = GuestChoice::Elf(g);
     }
-    let sink = if args.json { ConsoleSink::Stderr } else { ConsoleSink::Stdout };
-    match vmm::run(&cfg, sink) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_text());
-            }
-            ExitCode::from((report.exit_code & 0xff) as u8)
-        }
+    let console = if args.json { err.clone() } else { out.clone() };
+    let report = match vmm::run(&cfg, ConsoleSink::Writer(console)) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("vmm: {e}");
-            ExitCode::from(1)
+            err.write(format!("vmm: {e}\n").as_bytes());
+            return 1;
+        }
+    };
+    let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
+    out.write(text.as_bytes());
+    // With a watchdog, an unread stdout must not keep the process alive.
+    let deadline = cfg.timeout_secs.map(|_| Instant::now() + output::GRACE);
+    let code = (report.exit_code & 0xff) as u8;
+    match out.flush(deadline) {
+        Ok(()) => code,
+        Err(FlushError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
+        Err(FlushError::Io(e)) => {
+            err.write(format!("vmm: cannot write the report to stdout: {e}\n").as_bytes());
+            1
+        }
+        Err(e @ FlushError::TimedOut { .. }) => {
+            err.write(format!("vmm: stdout {e}\n").as_bytes());
+            code
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Registering any of this with KVM is `vstate::vm`'s job; mapping it into
 //! the guest's virtual address space is guest-mm's.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use thiserror::Error;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, MmapRegion};
 
+use crate::input_file::{open_checked, Accept, InputError};
 use crate::layout::PAGE_SIZE;
 
 /// The guest memory type used throughout the VMM.
@@ -30,15 +31,10 @@ pub enum MemoryError {
         /// Why.
         msg: String,
     },
-    /// A window backing file could not be opened.
-    #[error("cannot open BAR backing {path}: {source}")]
-    Open {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A window backing file could not be opened, or is neither a
+    /// regular file nor a character device.
+    #[error("BAR backing: {0}")]
+    Open(#[from] InputError),
     /// The backing file is smaller than the window.
     #[error("BAR backing {path} has {len:#x} bytes, the window needs {size:#x}")]
     BackingTooSmall {
@@ -87,12 +83,9 @@ pub struct HostWindow {
 impl HostWindow {
     /// Maps the first `size` bytes of `path` for the window at `gpa`.
     pub fn from_path(gpa: GuestAddress, size: u64, path: &Path) -> Result<Self, MemoryError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|source| MemoryError::Open { path: path.to_owned(), source })?;
-        let len = file.metadata().map_err(|source| MemoryError::Open { path: path.to_owned(), source })?.len();
+        // A regular file (a shared-memory object, a sysfs resource file) or
+        // a character device; never a FIFO, which could hang the open.
+        let (file, len) = open_checked(path, true, Accept::RegularOrCharDevice)?;
         // Character devices and some resource files report length 0; trust
         // mmap to refuse what it cannot map.
         let is_regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
@@ -244,5 +237,20 @@ mod tests {
             Err(MemoryError::BackingTooSmall { .. })
         ));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_directory_backing_is_refused_without_blocking() {
+        use crate::input_file::InputError;
+        let path = std::env::temp_dir().join(format!("vmm-window-fifo-{}", std::process::id()));
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = HostWindow::from_path(GuestAddress(0xe000_0000), 0x1000, &path).unwrap_err();
+        assert!(matches!(e, MemoryError::Open(InputError::NotRegular { kind: "a FIFO", .. })), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = HostWindow::from_path(GuestAddress(0xe000_0000), 0x1000, Path::new("/")).unwrap_err();
+        // (Opening a directory for writing fails before the check.)
+        assert!(matches!(e, MemoryError::Open(_)), "{e}");
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Exit codes: `0` every check passed; `1` a check failed (or the VMM
 //! could not start the guest); `2` the guest crashed (unexpected
-//! exception, triple fault, vCPU error); `124` the watchdog stopped it.
+//! exception, triple fault, vCPU error); `124` the watchdog stopped it;
+//! `141` the console's reader went away (as for `SIGPIPE`).
 //! A user ELF guest that ends through the exit port or `exit_group`
 //! passes its own status through instead, as QEMU's `isa-debug-exit`.
 
@@ -22,6 +23,9 @@ pub const EXIT_CHECK_FAILED: i32 = 1;
 pub const EXIT_CRASHED: i32 = 2;
 /// Exit code: the watchdog stopped the guest.
 pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit code: the console's reader went away (`128 + SIGPIPE`, what a
+/// shell reports for a writer killed by `SIGPIPE`).
+pub const EXIT_OUTPUT_CLOSED: i32 = 141;
 
 /// One line of the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -120,6 +124,7 @@ pub fn build(
     let exit_code = match &outcome {
         Some(Outcome::Fault { .. } | Outcome::TripleFault { .. } | Outcome::VcpuError { .. }) => EXIT_CRASHED,
         Some(Outcome::Timeout { .. }) => EXIT_TIMEOUT,
+        Some(Outcome::OutputClosed) => EXIT_OUTPUT_CLOSED,
         Some(Outcome::ExitPort { status } | Outcome::Exited { status }) if clean_end.is_none() => {
             if passed == total {
                 *status

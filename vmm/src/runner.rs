@@ -207,8 +207,8 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
 
     let console = match opts.console {
-        ConsoleSink::Stdout => ConsoleOut::new(Box::new(std::io::stdout())),
-        ConsoleSink::Stderr => ConsoleOut::new(Box::new(std::io::stderr())),
+        ConsoleSink::Stdout => ConsoleOut::stdout().map_err(io("stdout"))?,
+        ConsoleSink::Stderr => ConsoleOut::stderr().map_err(io("stderr"))?,
         ConsoleSink::Writer(w) => w,
     };
     let mut vm = Vm::new()?;
@@ -294,7 +294,12 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
             em.add_subscriber(Box::new(SerialInputHandler::new(stdin, devs.serial.clone())));
         }
     }
-    run_vcpus(vcpus, ctx, &counters, &mut em)?;
+    let stopper = ctl.clone();
+    console.on_broken_pipe(Some(Box::new(move || stopper.stop(Outcome::OutputClosed))));
+    let ran = run_vcpus(vcpus, ctx, &counters, &mut em);
+    console.on_broken_pipe(None);
+    ran?;
+    finish_console(&console, cfg);
 
     let mut outcome = ctl.outcome();
     if outcome.is_none() {
@@ -302,6 +307,16 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
     Ok(kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 }))
+}
+
+/// Waits for the console output to be written; after a run with a
+/// watchdog, only for [`crate::output::GRACE`] (an unread pipe must not
+/// keep a stopped run alive).
+fn finish_console(console: &ConsoleOut, cfg: &VmConfig) {
+    let deadline = cfg.timeout_secs.map(|_| std::time::Instant::now() + crate::output::GRACE);
+    if let Err(crate::output::FlushError::TimedOut { waited, pending }) = console.flush(deadline) {
+        log::warn!("console output not read for {waited:.1?} after the run ended: {pending} bytes dropped");
+    }
 }
 
 /// Starts a thread per vCPU and runs the event loop until every one of

@@ -159,6 +159,9 @@ impl VcpuThread {
             if let Next::Stop = next {
                 break;
             }
+            // Console backpressure: while the output is full, wait here,
+            // outside every lock, until it drains or the run stops.
+            self.ctx.hv.console().throttle(&|| self.ctx.ctl.is_stopping());
         }
         kick::set_thread_kvm_run(std::ptr::null_mut());
     }

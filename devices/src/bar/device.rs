@@ -93,7 +93,7 @@ impl BarDevice {
         match self.doorbell.read() {
             Ok(n) => self.doorbells = self.doorbells.wrapping_add(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => log::warn!("BAR doorbell eventfd read failed: {e}"),
+            Err(e) => crate::warn_limited!("BAR doorbell eventfd read failed: {e}"),
         }
     }
 
@@ -158,12 +158,12 @@ impl BusDevice for BarDevice {
             match self.register(reg) {
                 Some(v) => put_le_value(data, v >> ((offset % 8) * 8)),
                 None => {
-                    log::warn!("BAR: read of unknown register at offset {offset:#x}");
+                    crate::warn_limited!("BAR: read of unknown register at offset {offset:#x}");
                     put_le_value(data, u64::MAX);
                 }
             }
         } else {
-            log::warn!("BAR: unsupported {}-byte read at offset {offset:#x}", data.len());
+            crate::warn_limited!("BAR: unsupported {}-byte read at offset {offset:#x}", data.len());
             put_le_value(data, u64::MAX);
         }
         let value = le_value(data);
@@ -183,7 +183,7 @@ impl BusDevice for BarDevice {
             return;
         }
         if !in_one_register(offset, data.len()) {
-            log::warn!("BAR: unsupported {}-byte write at offset {offset:#x}", data.len());
+            crate::warn_limited!("BAR: unsupported {}-byte write at offset {offset:#x}", data.len());
             return;
         }
         match offset & !7 {
@@ -196,10 +196,10 @@ impl BusDevice for BarDevice {
             // whether or not KVM intercepted the write.
             DOORBELL => {
                 if let Err(e) = self.doorbell.write(1) {
-                    log::warn!("BAR doorbell eventfd write failed: {e}");
+                    crate::warn_limited!("BAR doorbell eventfd write failed: {e}");
                 }
             }
-            reg => log::warn!("BAR: write to read-only or unknown register {reg:#x}"),
+            reg => crate::warn_limited!("BAR: write to read-only or unknown register {reg:#x}"),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! A 16550A UART (COM1) on the port-I/O bus, modelled by `vm-superio`.
 //!
 //! Output goes to any `Write` (stdout in the VMM); input is queued by the
-//! event loop through [`SerialDevice::enqueue_input`]. The VMM creates no
-//! interrupt controller, so the interrupt line is an eventfd nobody has to
-//! listen to: guests poll the line status register.
+//! event loop through [`SerialDevice::enqueue_input`], which takes only
+//! what fits in the receive FIFO. When the FIFO is full the event loop
+//! holds the rest back ([`SerialDevice::want_room`]) and the device
+//! signals [`SerialDevice::room_eventfd`] once the guest has read a byte,
+//! so input is never dropped. The VMM creates no interrupt controller, so
+//! the interrupt line is an eventfd nobody has to listen to: guests poll
+//! the line status register.
 
 use std::io::{self, Write};
 
@@ -46,6 +50,10 @@ type Uart = Serial<IrqEvent, vm_superio::serial::NoEvents, Box<dyn Write + Send>
 /// The serial device as seen by the bus.
 pub struct SerialDevice {
     uart: Uart,
+    /// Signalled when the guest frees room in the receive FIFO while
+    /// `waiting_for_room`.
+    room: EventFd,
+    waiting_for_room: bool,
 }
 
 impl std::fmt::Debug for SerialDevice {
@@ -57,7 +65,11 @@ impl std::fmt::Debug for SerialDevice {
 impl SerialDevice {
     /// A UART writing its output to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> io::Result<Self> {
-        Ok(SerialDevice { uart: Serial::new(IrqEvent::new()?, out) })
+        Ok(SerialDevice {
+            uart: Serial::new(IrqEvent::new()?, out),
+            room: EventFd::new(EFD_NONBLOCK)?,
+            waiting_for_room: false,
+        })
     }
 
     /// Room left in the receive FIFO.
@@ -66,29 +78,39 @@ impl SerialDevice {
     }
 
     /// Queues bytes the guest will read from the receive buffer. Returns
-    /// how many fit; the rest is dropped (and logged).
+    /// how many were taken (none when the FIFO is full or the UART is in
+    /// loopback mode); the caller keeps the rest.
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
-        match self.uart.enqueue_raw_bytes(bytes) {
-            Ok(n) => {
-                if n < bytes.len() {
-                    log::warn!("serial input FIFO full: dropped {} bytes", bytes.len() - n);
-                }
-                n
-            }
-            Err(e) => {
-                log::warn!("serial input dropped ({} bytes): {e}", bytes.len());
-                0
-            }
-        }
+        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+
+    /// Asks for [`Self::room_eventfd`] to be signalled the next time the
+    /// guest reads the receive buffer (input is waiting for room).
+    pub fn want_room(&mut self) {
+        self.waiting_for_room = true;
+    }
+
+    /// Signalled when the guest has read from the receive buffer after
+    /// [`Self::want_room`].
+    pub fn room_eventfd(&self) -> &EventFd {
+        &self.room
     }
 }
 
 impl BusDevice for SerialDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         match (u8::try_from(offset), data.len()) {
-            (Ok(off), 1) => data[0] = self.uart.read(off),
+            (Ok(off), 1) => {
+                data[0] = self.uart.read(off);
+                if self.waiting_for_room && self.uart.fifo_capacity() > 0 {
+                    self.waiting_for_room = false;
+                    if let Err(e) = self.room.write(1) {
+                        crate::warn_limited!("serial: cannot signal room in the receive FIFO: {e}");
+                    }
+                }
+            }
             _ => {
-                log::warn!("serial: unsupported {}-byte read at offset {offset}", data.len());
+                crate::warn_limited!("serial: unsupported {}-byte read at offset {offset}", data.len());
                 put_le_value(data, u64::MAX);
             }
         }
@@ -98,10 +120,10 @@ impl BusDevice for SerialDevice {
         match (u8::try_from(offset), data) {
             (Ok(off), [value]) => {
                 if let Err(e) = self.uart.write(off, *value) {
-                    log::warn!("serial: write to offset {offset} failed: {e}");
+                    crate::warn_limited!("serial: write to offset {offset} failed: {e}");
                 }
             }
-            _ => log::warn!("serial: unsupported {}-byte write at offset {offset}", data.len()),
+            _ => crate::warn_limited!("serial: unsupported {}-byte write at offset {offset}", data.len()),
         }
     }
 }
@@ -159,12 +181,25 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn fifo_overflow_is_dropped() {
+    fn a_full_fifo_takes_nothing_and_signals_room_once_read() {
         let mut s = SerialDevice::new(Box::new(io::sink())).unwrap();
         let cap = s.input_capacity();
         let big = vec![b'x'; cap + 10];
         assert_eq!(s.enqueue_input(&big), cap);
         assert_eq!(s.enqueue_input(b"y"), 0);
+        // Not asked: a read signals nothing.
+        let mut d = [0u8];
+        s.read(0, &mut d);
+        assert!(s.room_eventfd().read().is_err());
+        assert_eq!(s.enqueue_input(b"y"), 1);
+        s.want_room();
+        s.read(LSR, &mut d);
+        assert!(s.room_eventfd().read().is_err(), "an LSR read frees no room");
+        s.read(0, &mut d);
+        assert_eq!(s.room_eventfd().read().unwrap(), 1);
+        // One signal per request.
+        s.read(0, &mut d);
+        assert!(s.room_eventfd().read().is_err());
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! tree that orders them.
 
 mod area;
+mod gaps;
 mod ops;
 mod tree;
+#[cfg(test)]
+mod tree_model;
 
 pub use area::{ProviderId, Vma, VmaPrivate};
 pub use ops::{FaultAccess, FaultInfo, FaultPage, VmaOps};

@@ -1,17 +1,29 @@
 //! The ordered, non-overlapping set of VMAs of one address space, with
 //! splitting at arbitrary page boundaries, gap search and merging.
 //!
+//! VMAs live in a `BTreeMap` keyed by start: lookup, insert, remove, split
+//! and merge are O(log n), range walks O(log n + k). The gaps between them
+//! live beside it in [`FreeRanges`] (see `gaps.rs` for why a separate,
+//! augmented index), so top-down placement is O(log n) too rather than a
+//! walk over the VMAs. Only [`VmaTree::insert`] and
+//! [`VmaTree::remove_range`] change which addresses are covered, and they
+//! update both; everything else that edits VMAs keeps their bounds or
+//! their union (a split or a merge), so the gaps stay as they are.
+//!
 //! The tree only keeps ranges consistent; it does not touch page tables.
 
 use std::collections::BTreeMap;
 
+use super::gaps::FreeRanges;
 use crate::addr::GuestVirtAddr;
 use crate::vma::Vma;
 
-/// VMAs keyed by start address.
+/// VMAs keyed by start address, with an index of the gaps between them.
 #[derive(Clone, Default, Debug)]
 pub struct VmaTree {
     map: BTreeMap<u64, Vma>,
+    /// The complement of the VMAs' union, for placement.
+    free: FreeRanges,
 }
 
 impl VmaTree {
@@ -67,6 +79,7 @@ impl VmaTree {
     /// Inserts a VMA; the caller guarantees it overlaps nothing.
     pub(crate) fn insert(&mut self, vma: Vma) {
         debug_assert!(!self.intersects(vma.start.raw(), vma.end));
+        self.free.take(vma.start.raw(), vma.end);
         self.map.insert(vma.start.raw(), vma);
     }
 
@@ -92,10 +105,14 @@ impl VmaTree {
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
+        if !keys.is_empty() {
+            self.free.give(start, end);
+        }
         keys.into_iter().filter_map(|k| self.map.remove(&k)).collect()
     }
 
-    /// Mutable access to the VMAs that start inside `[start, end)`.
+    /// Mutable access to the VMAs that start inside `[start, end)`. The
+    /// caller must not change their bounds (the gap index would not know).
     pub(crate) fn range_mut(&mut self, start: u64, end: u64) -> impl Iterator<Item = &mut Vma> {
         self.map.range_mut(start..end).map(|(_, v)| v)
     }
@@ -136,34 +153,33 @@ impl VmaTree {
     }
 
     /// Highest `align`-aligned start of a free `len`-byte range inside
-    /// `[lo, hi)` (top-down, like the kernel's default placement).
+    /// `[lo, hi)` (top-down, like the kernel's default placement); `align`
+    /// must be a power of two. O(log n), see `gaps.rs`.
     pub fn find_gap_top_down(&self, len: u64, align: u64, lo: u64, hi: u64) -> Option<u64> {
-        if len == 0 || hi < lo || hi - lo < len {
-            return None;
+        self.free.find_top_down(len, align.max(1), lo, hi)
+    }
+
+    /// Checks the gap index against the VMAs: every augmented value, and
+    /// the free ranges exactly the complement of the VMAs.
+    #[cfg(test)]
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.free.check()?;
+        let mut want = Vec::new();
+        let mut at = 0;
+        for v in self.map.values() {
+            if v.start.raw() > at {
+                want.push((at, v.start.raw()));
+            }
+            at = v.end;
         }
-        let align = align.max(1);
-        let fits = |gap_lo: u64, gap_hi: u64| -> Option<u64> {
-            let top = gap_hi.checked_sub(len)?;
-            let s = top & !(align - 1);
-            (s >= gap_lo && gap_hi - s >= len).then_some(s)
-        };
-        // Walk gaps from the top down.
-        let mut gap_hi = hi;
-        for v in self.map.range(..hi).rev().map(|(_, v)| v) {
-            if v.end <= lo {
-                break;
-            }
-            if v.end < gap_hi {
-                if let Some(s) = fits(v.end.max(lo), gap_hi) {
-                    return Some(s);
-                }
-            }
-            gap_hi = gap_hi.min(v.start.raw());
-            if gap_hi <= lo {
-                return None;
-            }
+        if at < super::gaps::SPACE_END {
+            want.push((at, super::gaps::SPACE_END));
         }
-        fits(lo, gap_hi)
+        let got = self.free.ranges();
+        if got != want {
+            return Err(format!("gaps {got:#x?}, VMAs leave {want:#x?}"));
+        }
+        Ok(())
     }
 }
 

@@ -136,7 +136,7 @@ pub struct Target {
 pub struct Figure {
     /// Stable key, e.g. `"map_kernel_pages.vs_x86_64"`.
     pub id: String,
-    /// The suite item it belongs to (1–9).
+    /// The suite item it belongs to (1–10).
     pub item: u8,
     /// What is measured.
     pub title: String,

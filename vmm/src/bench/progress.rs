@@ -1,7 +1,7 @@
 //! Progress output on stderr: a bar on a terminal, one line per stage
 //! otherwise (so CI logs show where a long run is).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -37,7 +37,8 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.set_message(name.to_string());
         } else if self.plain {
-            eprintln!("[{}/{}] {name}", self.done, self.total);
+            // A full or closed stderr loses the line, never the run.
+            let _ = writeln!(std::io::stderr(), "[{}/{}] {name}", self.done, self.total);
         }
     }
 

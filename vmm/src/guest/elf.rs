@@ -5,24 +5,25 @@
 //! headers, all bounds-checked (a malformed file is an error, never a
 //! panic). No relocations, no interpreter, no dynamic linking.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use thiserror::Error;
 
+use crate::input_file::{read_input, InputError};
 use crate::program::{Program, Segment};
+
+/// The largest ELF file read. What it may load is bounded further by the
+/// load region (`layout::LOAD_SIZE`); the rest of a file (symbols, debug
+/// information) is read but not kept.
+pub const ELF_FILE_MAX: u64 = 64 << 20;
 
 /// Errors reading an ELF file.
 #[derive(Debug, Error)]
 pub enum ElfError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (or is not a regular file of at most
+    /// [`ELF_FILE_MAX`] bytes).
+    #[error(transparent)]
+    Read(#[from] InputError),
     /// Not an ELF file this VMM runs.
     #[error("not a freestanding x86-64 ELF executable: {0}")]
     Unsupported(&'static str),
@@ -30,6 +31,9 @@ pub enum ElfError {
     #[error("malformed ELF: {0}")]
     Malformed(&'static str),
 }
+
+/// The largest program header table read (Linux refuses larger ones too).
+pub const PHDR_TABLE_MAX: u64 = 64 << 10;
 
 const PT_LOAD: u32 = 1;
 const PF_X: u32 = 1;
@@ -56,9 +60,9 @@ fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
         .ok_or(ElfError::Malformed("header truncated"))
 }
 
-/// Reads `path`.
+/// Reads `path`: a regular file of at most [`ELF_FILE_MAX`] bytes.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, ElfError> {
-    std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_owned(), source })
+    Ok(read_input(path, ELF_FILE_MAX)?)
 }
 
 /// Reads and parses `path`.
@@ -91,6 +95,18 @@ pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
     if phentsize < 56 {
         return Err(ElfError::Malformed("program header entries too small"));
     }
+    // Cost is bounded by the file, never by what the headers claim: the
+    // header table must be small and inside the file (as Linux's loader
+    // requires), and the segments together may not copy more bytes than
+    // the file holds.
+    let table = phnum * phentsize;
+    if table > PHDR_TABLE_MAX {
+        return Err(ElfError::Malformed("program header table larger than 64 KiB"));
+    }
+    if phoff.checked_add(table).is_none_or(|end| end > b.len() as u64) {
+        return Err(ElfError::Malformed("program header table outside the file"));
+    }
+    let mut file_bytes = 0u64;
     let mut segments = Vec::new();
     for i in 0..phnum {
         let off = phoff
@@ -114,6 +130,10 @@ pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
             .and_then(|n| start.checked_add(n))
             .filter(|&e| e <= b.len())
             .ok_or(ElfError::Malformed("segment data outside the file"))?;
+        file_bytes += filesz;
+        if file_bytes > b.len() as u64 {
+            return Err(ElfError::Malformed("segments claim more file bytes than the file holds"));
+        }
         segments.push(Segment {
             va: vaddr,
             bytes: b[start..end].to_vec(),
@@ -197,6 +217,27 @@ mod tests {
         // phnum huge with a tiny file.
         let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
         img[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
-        assert!(parse(&img).is_err());
+        assert!(matches!(parse(&img), Err(ElfError::Malformed("program header table larger than 64 KiB"))));
+        img[56..58].copy_from_slice(&2u16.to_le_bytes());
+        assert!(matches!(parse(&img), Err(ElfError::Malformed("program header table outside the file"))));
+    }
+
+    #[test]
+    fn segments_cannot_copy_more_than_the_file() {
+        // Two segments over the same bytes: together they claim more than
+        // the file holds, which would let N headers copy the file N times.
+        let data = [0x90u8; 200];
+        let mut img = build_elf(0x1000, &[(0x1000, &data, 200, PF_X), (0x2000, &[], 0, PF_X)]);
+        let (h0, h1) = (64, 64 + 56);
+        let whole = img.len() as u64;
+        for h in [h0, h1] {
+            img[h + 8..h + 16].copy_from_slice(&0u64.to_le_bytes());
+            img[h + 32..h + 40].copy_from_slice(&whole.to_le_bytes());
+            img[h + 40..h + 48].copy_from_slice(&whole.to_le_bytes());
+        }
+        assert!(matches!(parse(&img), Err(ElfError::Malformed("segments claim more file bytes than the file holds"))));
+        // One of them alone is fine.
+        img[h1 + 32..h1 + 40].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(parse(&img).unwrap().segments[0].bytes.len() as u64, whole);
     }
 }

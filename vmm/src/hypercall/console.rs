@@ -1,48 +1,15 @@
 //! Console output shared by the serial port and the `write` hypercall,
 //! and copying bytes out of user memory through the guest's page tables.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use guest_mm::{errno, GuestVirtAddr, PageTables};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use crate::layout::PAGE_SIZE;
+pub use crate::output::Output;
 
-/// A cloneable writer (stdout, stderr, or a buffer in tests).
-#[derive(Clone)]
-pub struct ConsoleOut(Arc<Mutex<Box<dyn Write + Send>>>);
-
-impl std::fmt::Debug for ConsoleOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConsoleOut")
-    }
-}
-
-impl ConsoleOut {
-    /// Wraps `w`.
-    pub fn new(w: Box<dyn Write + Send>) -> Self {
-        ConsoleOut(Arc::new(Mutex::new(w)))
-    }
-
-    /// Writes and flushes `bytes`, logging (not failing on) errors.
-    pub fn write_all(&self, bytes: &[u8]) {
-        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = w.write_all(bytes).and_then(|_| w.flush()) {
-            log::warn!("console write failed: {e}");
-        }
-    }
-}
-
-impl Write for ConsoleOut {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
-    }
-}
+/// Where console output goes: a bounded, non-blocking [`Output`] (a
+/// vCPU that wrote to it throttles with [`Output::throttle`]).
+pub type ConsoleOut = Output;
 
 /// Copies `len` bytes at user address `va`: every page must be present
 /// and user-accessible (`EFAULT` otherwise), and the range must stay in

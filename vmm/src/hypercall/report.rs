@@ -33,7 +33,7 @@ impl ReportLog {
         if v.len() < 4096 {
             v.push(rec);
         } else {
-            log::warn!("report log full: dropped check {} from vCPU {}", rec.id, rec.vcpu);
+            devices::warn_limited!("report log full: dropped check {} from vCPU {}", rec.id, rec.vcpu);
         }
     }
 

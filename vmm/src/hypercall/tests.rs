@@ -63,6 +63,7 @@ fn write_copies_through_the_page_tables() {
     let (hv, out) = setup();
     let r = call(&hv, nr::WRITE, [1, USER_VA + 0xffd, 5, 0, 0, 0]);
     assert_eq!(r.ret, 5);
+    hv.console().flush(None).unwrap();
     assert_eq!(&*out.0.lock().unwrap(), b"hello");
 }
 

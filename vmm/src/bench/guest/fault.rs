@@ -1,4 +1,4 @@
-//! Item 10: the fault path. A guest touches every page of a 64 MiB lazy
+//! Item 11: the fault path. A guest touches every page of a 64 MiB lazy
 //! anonymous mapping (one read per page: the shared zero page, mapped by
 //! the fault path and fault-around), against mapping the same range
 //! eagerly and touching it; the faults it takes, counted with
@@ -39,7 +39,7 @@ use crate::guest::example::assemble_elf;
 use crate::kernel::abi::{madv, map, nr, prot};
 use crate::layout::PAGE_SIZE;
 
-const ITEM: &str = "10 (fault path)";
+const ITEM: &str = "11 (fault path)";
 
 /// The lazy range.
 const LAZY_VA: u64 = 0x5_0000_0000;
@@ -178,7 +178,7 @@ pub fn sample(p: &Params, cal: &Calibration) -> Result<Sample, BenchError> {
     })
 }
 
-/// The figures of item 10; `backend` names the KVM backend.
+/// The figures of item 11; `backend` names the KVM backend.
 pub fn figures(s: &[Sample], backend: &str) -> Result<Vec<Figure>, BenchError> {
     let col = |f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
     let max = |f: fn(&Sample) -> u64| s.iter().map(f).max().unwrap_or(0) as f64;
@@ -186,7 +186,7 @@ pub fn figures(s: &[Sample], backend: &str) -> Result<Vec<Figure>, BenchError> {
     let faults = max(|x| x.faults);
     let without = min(|x| x.faults_without);
     let touch = Figure::new(
-        10,
+        11,
         "fault.lazy_touch_64mib",
         "64 MiB lazy anonymous mapping: mmap + one read per page (faults with fault-around)",
         Unit::Ms,
@@ -206,7 +206,7 @@ pub fn figures(s: &[Sample], backend: &str) -> Result<Vec<Figure>, BenchError> {
     .target_detail("fault_ratio", Bound::AtMost(0.125), "at most 1/8 of the faults without fault-around")
     .note(format!("reads only (the zero page): writes would need 64 MiB of pool pages. Backend: {backend}"));
     let round_trip = Figure::new(
-        10,
+        11,
         "fault.round_trip",
         "fault round trip: touch of an absent page until the guest runs on (no fault-around)",
         Unit::Us,

@@ -6,7 +6,7 @@
 //! 1. maps [`Params::pages`] zero pages with a shared `mmap` of the zero
 //!    provider: pages from the kernel pool, zeroed by the VMM and mapped
 //!    with map-kernel-pages up front (a private anonymous mapping would be
-//!    lazy: item 10 measures that);
+//!    lazy: item 11 measures that);
 //! 2. asks `translate` for each page's guest-physical address (so the host
 //!    can read the very same bytes), touching nothing;
 //! 3. item 6: reads one word of every page in order (the first touch:

@@ -1,4 +1,4 @@
-//! The host-side suite (items 1–4): the mapper against its floor and peers
+//! The host-side suite (items 1–4 and 10): the mapper against its floor and peers
 //! on plain guest memory, no guest running.
 //!
 //! Ours and every peer are measured in the same repetition, one after the
@@ -11,6 +11,8 @@ pub mod floor;
 pub mod kernel_pages;
 pub mod memfd_peer;
 pub mod remap;
+pub mod vma_scaling;
+pub mod vma_scaling_host;
 #[cfg(feature = "x86_64-peer")]
 pub mod x86_64_peer;
 
@@ -28,7 +30,7 @@ pub const SWEEP: [u64; 5] = [1, 8, 64, 512, 4096];
 
 /// Steps `run` reports to the progress bar.
 pub fn steps(reps: usize) -> u64 {
-    let per_rep = 2 + SWEEP.len() + remap::cases().len();
+    let per_rep = 2 + SWEEP.len() + remap::cases().len() + 1;
     (reps * per_rep) as u64
 }
 
@@ -46,7 +48,7 @@ fn twice<T>(mut f: impl FnMut() -> Result<T, BenchError>) -> Result<T, BenchErro
     f()
 }
 
-/// Runs items 1–4 with `reps` repetitions each.
+/// Runs items 1–4 and 10 with `reps` repetitions each.
 pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchError> {
     let mut fx = Fixture::new()?;
     let provider = ArrayProvider(fx.array.clone());
@@ -239,5 +241,8 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
         }
         figures.push(f);
     }
+
+    // Item 10: VMA-count scaling.
+    figures.extend(vma_scaling::run(reps, progress)?);
     Ok(figures)
 }

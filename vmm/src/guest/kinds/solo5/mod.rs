@@ -39,7 +39,7 @@ use crate::hypercall::{self, Args, Hypervisor};
 use crate::layout::FREE_PA;
 use crate::mapper::Access;
 use crate::program::Program;
-use crate::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_TIMEOUT};
+use crate::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
 use crate::runner::RunError;
 use crate::vstate::backend::{self, SyscallEntry};
 
@@ -150,6 +150,7 @@ impl GuestKind for Solo5 {
             Some(Outcome::Exited { status } | Outcome::ExitPort { status }) => status & 0xff,
             Some(Outcome::Fault { .. } | Outcome::TripleFault { .. }) => SIGSEGV_STATUS,
             Some(Outcome::Timeout { .. }) => EXIT_TIMEOUT,
+            Some(Outcome::OutputClosed) => EXIT_OUTPUT_CLOSED,
             Some(Outcome::VcpuError { .. }) | None => EXIT_CRASHED,
         };
         let mut r = report::build(self.name(), end.outcome, end.records, &[], None, end.exits);

@@ -1,0 +1,196 @@
+//! Property test of [`VmaTree`] and its gap index against a naive model:
+//! random inserts, range removals, splits, merges, lookups and top-down
+//! searches. The model is the set of covered units and a brute-force
+//! search over every aligned candidate; after every operation the tree's
+//! coverage equals the model's, and every augmented value of the gap index
+//! is recomputed from scratch and compared (`VmaTree::check`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::tree::VmaTree;
+use super::{ProviderId, Vma};
+use crate::addr::GuestVirtAddr;
+use crate::flags::{PageProt, VmFlags};
+
+/// Units the model spans.
+const UNITS: u64 = 600;
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Insert `[at, at + n)` if free (else remove what is there first, as a
+    /// fixed mapping does); `rw` picks the flags, so some neighbours merge.
+    Insert {
+        at: u64,
+        n: u64,
+        rw: bool,
+    },
+    Remove {
+        at: u64,
+        n: u64,
+    },
+    Split {
+        at: u64,
+    },
+    Merge {
+        at: u64,
+    },
+    Find {
+        at: u64,
+    },
+    Gap {
+        n: u64,
+        align_shift: u32,
+        lo: u64,
+        hi: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..UNITS, 1u64..40, any::<bool>()).prop_map(|(at, n, rw)| Op::Insert { at, n, rw }),
+        2 => (0..UNITS, 1u64..80).prop_map(|(at, n)| Op::Remove { at, n }),
+        1 => (0..UNITS).prop_map(|at| Op::Split { at }),
+        1 => (0..UNITS).prop_map(|at| Op::Merge { at }),
+        1 => (0..UNITS).prop_map(|at| Op::Find { at }),
+        3 => (1u64..60, prop_oneof![Just(12u32), Just(13), Just(16), Just(21), Just(30)], 0..UNITS, 0..UNITS + 50)
+            .prop_map(|(n, align_shift, lo, hi)| Op::Gap { n, align_shift, lo, hi }),
+    ]
+}
+
+struct World {
+    tree: VmaTree,
+    covered: BTreeSet<u64>,
+    /// Bytes per unit (4 KiB times a power of two).
+    unit: u64,
+}
+
+impl World {
+    fn vma(&self, at: u64, n: u64, rw: bool) -> Vma {
+        let flags = if rw { VmFlags::READ | VmFlags::WRITE } else { VmFlags::READ };
+        let start = at * self.unit;
+        Vma {
+            start: GuestVirtAddr::try_new(start).expect("canonical"),
+            end: start + n * self.unit,
+            // Contiguous with any VMA at the same flags, so merges happen.
+            pgoff: start >> 12,
+            flags,
+            page_prot: PageProt::from_flags(flags),
+            provider: ProviderId(7),
+            provider_name: Arc::from("model"),
+            ops: None,
+            private: None,
+        }
+    }
+
+    fn free(&self, s: u64, n: u64) -> bool {
+        self.covered.range(s..s + n).next().is_none()
+    }
+
+    /// Brute force: the highest aligned start, in bytes, of `len` free
+    /// bytes inside `[lo, hi)`, trying every aligned address from the top.
+    fn brute_gap(&self, len: u64, align: u64, lo: u64, hi: u64) -> Option<u64> {
+        if hi < lo || hi - lo < len {
+            return None;
+        }
+        let mut s = (hi - len) & !(align - 1);
+        while s >= lo {
+            // Units are whole: `[s, s + len)` is free when no unit it
+            // touches is covered; else the next candidate must end at or
+            // below the highest covered unit it touches.
+            let first = s / self.unit;
+            let last = (s + len).div_ceil(self.unit);
+            match self.covered.range(first..last).next_back() {
+                None => return Some(s),
+                Some(&c) => s = (c * self.unit).checked_sub(len)? & !(align - 1),
+            }
+        }
+        None
+    }
+
+    fn apply(&mut self, op: &Op) {
+        let u = self.unit;
+        match *op {
+            Op::Insert { at, n, rw } => {
+                let n = n.min(UNITS - at).max(1);
+                if !self.free(at, n) {
+                    drop(self.tree.remove_range(at * u, (at + n) * u));
+                }
+                self.tree.insert(self.vma(at, n, rw));
+                self.tree.merge_around(at * u);
+                self.covered.extend(at..at + n);
+            }
+            Op::Remove { at, n } => {
+                let removed = self.tree.remove_range(at * u, (at + n) * u);
+                let want: Vec<u64> = self.covered.range(at..at + n).copied().collect();
+                let got: u64 = removed.iter().map(|v| v.size() / u).sum();
+                assert_eq!(got, want.len() as u64, "removed units");
+                for k in want {
+                    self.covered.remove(&k);
+                }
+            }
+            Op::Split { at } => self.tree.split_at(at * u),
+            Op::Merge { at } => {
+                if let Some(v) = self.tree.find(at * u) {
+                    let s = v.start().raw();
+                    self.tree.merge_around(s);
+                }
+            }
+            Op::Find { at } => {
+                let got = self.tree.find(at * u).is_some();
+                assert_eq!(got, self.covered.contains(&at), "find {at}");
+            }
+            Op::Gap { n, align_shift, lo, hi } => {
+                let (len, align, lo, hi) = (n * u, 1u64 << align_shift, lo * u, hi * u);
+                let got = self.tree.find_gap_top_down(len, align, lo, hi);
+                let want = self.brute_gap(len, align, lo, hi);
+                assert_eq!(got, want, "gap of {len:#x} aligned {align:#x} in [{lo:#x}, {hi:#x})");
+            }
+        }
+        // Coverage equals the model; every augmented value is right.
+        let mut got = BTreeSet::new();
+        for v in self.tree.iter() {
+            assert_eq!(v.start().raw() % u, 0);
+            got.extend(v.start().raw() / u..v.end() / u);
+        }
+        assert_eq!(got, self.covered, "coverage after {op:?}");
+        if let Err(e) = self.tree.check() {
+            panic!("after {op:?}: {e}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tree_and_gaps_match_the_model(
+        scale in prop_oneof![Just(1u64), Just(16), Just(512)],
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096 * scale };
+        for op in &ops {
+            w.apply(op);
+        }
+    }
+}
+
+#[test]
+fn many_vmas_keep_a_balanced_index() {
+    // 20,000 one-unit VMAs with one-unit holes, then every other removed:
+    // the index stays consistent and the search still finds the top.
+    let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096 };
+    for i in 0..20_000u64 {
+        w.tree.insert(w.vma(2 * i, 1, true));
+    }
+    w.tree.check().expect("after inserts");
+    assert_eq!(w.tree.find_gap_top_down(0x1000, 0x1000, 0, 40_000 * 4096), Some(39_999 * 4096));
+    assert_eq!(w.tree.find_gap_top_down(0x2000, 0x1000, 0, 40_000 * 4096), None);
+    for i in (0..20_000u64).step_by(2) {
+        drop(w.tree.remove_range(2 * i * 4096, (2 * i + 1) * 4096));
+    }
+    w.tree.check().expect("after removals");
+    assert_eq!(w.tree.find_gap_top_down(0x3000, 0x1000, 0, 40_000 * 4096), Some(39_995 * 4096));
+}
