@@ -1,5 +1,7 @@
 //! Property test: random sequences of mmap (every action kind, valid and
-//! invalid), munmap and mprotect against a reference model. After every
+//! invalid; lazy anonymous and lazy page-buffer mappings too), munmap,
+//! mprotect and faults (reads, writes, copy-on-write, fault-around)
+//! against a reference model. After every
 //! step each page's translation equals the model, the VMAs equal the
 //! model, table and pool pages balance, and after unmapping everything the
 //! allocator is back at its starting count. The frame guarantee is checked
@@ -12,8 +14,8 @@ use std::sync::Arc;
 
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
 use guest_mm::{
-    errno, AddressSpace, CacheMode, Frames, MmError, MmapProvider, MmapRequest, PageArray, PageRun, PageSize, Pfn,
-    VmFlags, VmaDesc, PAGE_SIZE,
+    errno, AddressSpace, CacheMode, FaultAccess, FaultKind, Frames, MmError, MmapProvider, MmapRequest, PageArray,
+    PageRun, PageSize, Pfn, VmFlags, VmaDesc, PAGE_SIZE,
 };
 use proptest::prelude::*;
 use vm_memory::GuestAddress;
@@ -131,6 +133,7 @@ enum Kind {
     Ram { pgoff_sel: u8 },
     Zero,
     Buffer,
+    LazyBuffer,
     Huge { two: bool },
     Io,
     Partial { skip: u64 },
@@ -144,6 +147,7 @@ enum Op {
     Map { kind: Kind, pages: u64, prot: u8, shared: bool, at: Option<(u64, bool)>, pgoff: u64 },
     Unmap { page: u64, pages: u64 },
     Protect { page: u64, pages: u64, prot: u8 },
+    Touch { page: u64, write: bool },
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -152,6 +156,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         (0u8..4).prop_map(|s| Kind::Ram { pgoff_sel: s }),
         Just(Kind::Zero),
         Just(Kind::Buffer),
+        Just(Kind::LazyBuffer),
         any::<bool>().prop_map(|two| Kind::Huge { two }),
         Just(Kind::Io),
         (0u64..8).prop_map(|skip| Kind::Partial { skip }),
@@ -167,6 +172,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(kind, pages, prot, shared, at, pgoff)| Op::Map { kind, pages, prot, shared, at, pgoff }),
         2 => (0u64..WIN_PAGES, 1u64..1200).prop_map(|(page, pages)| Op::Unmap { page, pages }),
         2 => (0u64..WIN_PAGES, 1u64..64, 0u8..8).prop_map(|(page, pages, prot)| Op::Protect { page, pages, prot }),
+        4 => (0u64..WIN_PAGES, any::<bool>()).prop_map(|(page, write)| Op::Touch { page, write }),
     ]
 }
 
@@ -199,6 +205,13 @@ struct MPage {
     provider: &'static str,
     special: bool,
     pgoff: u64,
+    /// Filled by faults: `Some(true)` anonymous, `Some(false)` the page
+    /// buffer.
+    lazy: Option<bool>,
+    /// The shared zero page, read-only until a write copies it.
+    cow: bool,
+    /// A pool page a write fault allocated for this page.
+    anon_page: bool,
 }
 
 struct World {
@@ -206,8 +219,10 @@ struct World {
     ram: GuestRamProvider,
     zero: ZeroProvider<Mem>,
     buffer: PageBuffer,
+    lazy_buffer: PageBuffer,
     huge: HugePageProvider,
     model: BTreeMap<u64, MPage>,
+    zero_page: Option<u64>,
     next_seg: u64,
     /// Pages of each zero mapping, by origin.
     zero_sizes: BTreeMap<u64, u64>,
@@ -227,13 +242,16 @@ impl World {
         let zero = ZeroProvider::new(space.frames().clone(), space.memory().clone());
         let buffer = PageBuffer::new(space.frames(), BUFFER_PAGES).expect("buffer");
         let huge = HugePageProvider::new(GuestAddress(L.huge.0), L.huge.1, PageSize::Size2M).expect("huge");
+        let lazy_buffer = buffer.lazy();
         World {
             space,
             ram,
             zero,
             buffer,
+            lazy_buffer,
             huge,
             model: BTreeMap::new(),
+            zero_page: None,
             next_seg: 1,
             zero_sizes: BTreeMap::new(),
             pool_total,
@@ -258,12 +276,146 @@ impl World {
     /// are not unpinned page by page).
     fn pool_used_by_zero(&self) -> usize {
         let live: BTreeSet<u64> = self.model.values().filter(|p| p.zero).map(|p| p.origin).collect();
-        live.iter().map(|o| self.zero_sizes.get(o).copied().unwrap_or(0) as usize).sum()
+        let shared: usize = live.iter().map(|o| self.zero_sizes.get(o).copied().unwrap_or(0) as usize).sum();
+        // Faulted anonymous pages are pinned per faulted run and let go
+        // page by page: exactly the live ones count.
+        shared + self.model.values().filter(|p| p.anon_page).count() + self.zero_page.is_some() as usize
+    }
+
+    fn pool_free(&self) -> usize {
+        self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero()
+    }
+
+    /// The VMAs the model implies, coalesced the way the merge rules allow.
+    fn model_vmas(&self) -> Vec<(u64, u64, VmFlags, &'static str)> {
+        let mut want: Vec<(u64, u64, VmFlags, &str)> = Vec::new();
+        let mut prev: Option<(u64, &MPage)> = None;
+        for (&a, m) in &self.model {
+            let joins = prev.is_some_and(|(pa, pm)| {
+                pa + PAGE_SIZE == a
+                    && (pm.seg == m.seg
+                        || (!pm.special
+                            && !m.special
+                            && pm.provider == m.provider
+                            && pm.access == m.access
+                            && pm.pgoff + 1 == m.pgoff))
+            });
+            if joins {
+                if let Some(last) = want.last_mut() {
+                    last.1 = a + PAGE_SIZE;
+                }
+            } else {
+                want.push((a, a + PAGE_SIZE, m.access, m.provider));
+            }
+            prev = Some((a, m));
+        }
+        want
+    }
+
+    /// A guest access at window page `page`: what the fault path must do.
+    fn touch(&mut self, page: u64, write: bool) {
+        let a = L.window.0 + page * PAGE_SIZE;
+        let r = self.space.fault(va(a + 8), if write { FaultAccess::WRITE } else { FaultAccess::READ });
+        let Some(m) = self.model.get(&a).cloned() else {
+            assert_eq!(r.expect_err("no VMA").errno(), errno::ENOMEM);
+            return;
+        };
+        if (write && !m.access.contains(VmFlags::WRITE)) || m.access.is_empty() {
+            assert_eq!(r.expect_err("access").errno(), errno::EACCES, "{m:?}");
+            return;
+        }
+        if m.pfn.is_some() && (!write || !m.cow) {
+            assert_eq!(r.expect("spurious").kind, FaultKind::Spurious);
+            return;
+        }
+        let Some(anon) = m.lazy else {
+            assert_eq!(r.expect_err("no fault handler").errno(), errno::EOPNOTSUPP, "{m:?}");
+            return;
+        };
+        // Copy-on-write of the zero page.
+        if m.pfn.is_some() {
+            if self.pool_free() == 0 {
+                assert_eq!(r.expect_err("pool").errno(), errno::ENOMEM);
+                return;
+            }
+            let f = r.expect("cow");
+            assert_eq!(f.kind, FaultKind::CopiedOnWrite);
+            assert_eq!(f.flush.pages(), 1);
+            f.flush.ignore();
+            let got = self.space.translate(va(a)).expect("copied").pfn.0;
+            assert_ne!(Some(got), self.zero_page);
+            let p = self.model.get_mut(&a).expect("page");
+            (p.pfn, p.cow, p.anon_page) = (Some(got), false, true);
+            return;
+        }
+        // An absent page, then fault-around inside its VMA's window.
+        let need = if !anon {
+            0
+        } else if write {
+            1
+        } else {
+            self.zero_page.is_none() as usize
+        };
+        if self.pool_free() < need {
+            assert_eq!(r.expect_err("pool").errno(), errno::ENOMEM);
+            return;
+        }
+        let f = r.expect("fault");
+        assert_eq!(f.kind, FaultKind::Mapped);
+        if anon && !write {
+            let zp = self.space.translate(va(a)).expect("zero page").pfn.0;
+            assert_eq!(*self.zero_page.get_or_insert(zp), zp, "one shared zero page");
+        }
+        let (vs, ve) = self
+            .model_vmas()
+            .into_iter()
+            .find(|&(s, e, _, _)| s <= a && a < e)
+            .map(|(s, e, _, _)| (s, e))
+            .expect("vma");
+        let win = if write { guest_mm::space::WRITE_FAULT_AROUND_PAGES } else { guest_mm::space::FAULT_AROUND_PAGES }
+            * PAGE_SIZE;
+        let (ws, we) = ((a & !(win - 1)).max(vs), ((a & !(win - 1)) + win).min(ve));
+        // Runs of absent pages besides the faulting one, in order.
+        let mut runs: Vec<Vec<u64>> = vec![Vec::new()];
+        for p in (ws..we).step_by(PAGE_SIZE as usize) {
+            if p != a && self.model[&p].pfn.is_none() {
+                runs.last_mut().expect("run").push(p);
+            } else if !runs.last().expect("run").is_empty() {
+                runs.push(Vec::new());
+            }
+        }
+        let mut filled = vec![a];
+        let mut free = self.pool_free() - need;
+        for run in runs.into_iter().filter(|r| !r.is_empty()) {
+            if anon && write {
+                if free < run.len() {
+                    continue;
+                }
+                free -= run.len();
+            }
+            filled.extend(run);
+        }
+        assert_eq!(f.around, filled.len() as u64 - 1, "fault-around pages");
+        for p in filled {
+            let got = self.space.translate(va(p)).expect("filled").pfn.0;
+            let mp = self.model.get_mut(&p).expect("page");
+            mp.counted = true;
+            if !anon {
+                assert_eq!(got, self.buffer.pages()[mp.pgoff as usize].0, "buffer page at {p:#x}");
+            } else if write {
+                mp.anon_page = true;
+            } else {
+                mp.cow = true;
+                assert_eq!(Some(got), self.zero_page);
+            }
+            mp.pfn = Some(got);
+        }
     }
 
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Map { kind, pages, prot, shared, at, pgoff } => self.map(kind, *pages, *prot, *shared, *at, *pgoff),
+            Op::Touch { page, write } => self.touch(*page, *write),
             Op::Unmap { page, pages } => {
                 let start = L.window.0 + page * PAGE_SIZE;
                 let r = self.space.munmap(va(start), pages * PAGE_SIZE);
@@ -309,7 +461,7 @@ impl World {
                     _ => L.ram / PAGE_SIZE + pgoff,    // past RAM: EINVAL
                 },
             ),
-            Kind::Buffer => (pages, pgoff * 31),
+            Kind::Buffer | Kind::LazyBuffer => (pages, pgoff * 31),
             Kind::Partial { skip } => (pages.max(skip + 1), 0),
             Kind::Discontig { a, gap } => (pages.max(a + gap + 1), 0),
             _ => (pages, pgoff),
@@ -340,6 +492,7 @@ impl World {
             Kind::Ram { .. } => &self.ram,
             Kind::Zero => &self.zero,
             Kind::Buffer => &self.buffer,
+            Kind::LazyBuffer => &self.lazy_buffer,
             Kind::Huge { .. } => &self.huge,
             Kind::Io => &Io,
             Kind::Partial { .. } => &partial,
@@ -362,7 +515,7 @@ impl World {
             Kind::Huge { .. } if pgoff + pages > L.huge.1 / PAGE_SIZE => Some(errno::EINVAL),
             Kind::Ram { pgoff_sel: 2 } => Some(errno::EPERM),
             Kind::Ram { pgoff_sel: 3 } => Some(errno::EINVAL),
-            Kind::Buffer if pgoff + pages > BUFFER_PAGES => Some(errno::EINVAL),
+            Kind::Buffer | Kind::LazyBuffer if pgoff + pages > BUFFER_PAGES => Some(errno::EINVAL),
             Kind::Io if pgoff + pages > (IO_SIZE + (IO_PHYS & 0xfff)).div_ceil(PAGE_SIZE) => Some(errno::EINVAL),
             Kind::BadFrame => Some(errno::EFAULT),
             Kind::ReservedFrame => Some(errno::EPERM),
@@ -375,8 +528,7 @@ impl World {
             }
             (Err(e), None) => {
                 // Allowed resource failures only.
-                let pool_short = matches!(kind, Kind::Zero)
-                    && self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero() < pages as usize;
+                let pool_short = matches!(kind, Kind::Zero) && shared && self.pool_free() < pages as usize;
                 assert!(
                     (e.errno() == errno::ENOMEM && (pool_short || fixed.is_none())),
                     "unexpected failure for {kind:?} ({pages} pages at {fixed:?}): {e}"
@@ -405,10 +557,16 @@ impl World {
         }
         self.next_seg += 1;
         let seg = self.next_seg;
-        if matches!(kind, Kind::Zero) {
+        if matches!(kind, Kind::Zero) && shared {
             self.zero_sizes.insert(seg, pages);
         }
-        let zero_frames: Vec<u64> = if matches!(kind, Kind::Zero) {
+        // A private zero mapping is lazy anonymous memory.
+        let lazy = match kind {
+            Kind::Zero if !shared => Some(true),
+            Kind::LazyBuffer => Some(false),
+            _ => None,
+        };
+        let zero_frames: Vec<u64> = if matches!(kind, Kind::Zero) && shared {
             // Read from the leaves: a PROT_NONE page does not translate.
             let leaves = self.space.page_tables().leaves(va(start), pages * PAGE_SIZE);
             assert_eq!(leaves.len() as u64, pages, "every zero page has a leaf");
@@ -420,7 +578,9 @@ impl World {
             let (pfn, cache, counted, special) = match kind {
                 Kind::Nothing => (None, CacheMode::WriteBack, false, false),
                 Kind::Ram { .. } => (Some(pgoff + i), CacheMode::WriteBack, false, true),
+                Kind::Zero if !shared => (None, CacheMode::WriteBack, false, false),
                 Kind::Zero => (Some(zero_frames[i as usize]), CacheMode::WriteBack, true, true),
+                Kind::LazyBuffer => (None, CacheMode::WriteBack, false, true),
                 Kind::Buffer => (Some(self.buffer.pages()[(pgoff + i) as usize].0), CacheMode::WriteBack, true, true),
                 Kind::Huge { .. } => (Some(L.huge.0 / PAGE_SIZE + pgoff + i), CacheMode::WriteBack, false, true),
                 Kind::Io => (Some((IO_PHYS >> 12) + pgoff + i), CacheMode::Uncached, false, true),
@@ -437,12 +597,15 @@ impl World {
                     access: acc,
                     cache,
                     counted: counted && pfn.is_some(),
-                    zero: matches!(kind, Kind::Zero),
+                    zero: matches!(kind, Kind::Zero) && shared,
                     seg,
                     origin: seg,
                     provider: provider_name(kind),
                     special,
                     pgoff: pgoff + i,
+                    lazy,
+                    cow: false,
+                    anon_page: false,
                 },
             );
         }
@@ -461,7 +624,7 @@ impl World {
                 (Some(t), Some(m)) => {
                     assert_eq!(Some(t.pfn.0), m.pfn, "frame at {a:#x}");
                     assert!(t.prot.user && t.prot.present, "user and present at {a:#x}");
-                    assert_eq!(t.prot.writable, m.access.contains(VmFlags::WRITE), "write bit at {a:#x}");
+                    assert_eq!(t.prot.writable, m.access.contains(VmFlags::WRITE) && !m.cow, "write bit at {a:#x}");
                     assert_eq!(t.prot.no_execute, !m.access.contains(VmFlags::EXEC), "NX at {a:#x}");
                     assert_eq!(t.prot.cache, m.cache, "cache mode at {a:#x}");
                     assert_eq!(t.counted, m.counted, "counted at {a:#x}");
@@ -470,27 +633,7 @@ impl World {
             }
         }
         // VMAs, coalesced the way the merge rules allow.
-        let mut want: Vec<(u64, u64, VmFlags, &str)> = Vec::new();
-        let mut prev: Option<(u64, &MPage)> = None;
-        for (&a, m) in &self.model {
-            let joins = prev.is_some_and(|(pa, pm)| {
-                pa + PAGE_SIZE == a
-                    && (pm.seg == m.seg
-                        || (!pm.special
-                            && !m.special
-                            && pm.provider == m.provider
-                            && pm.access == m.access
-                            && pm.pgoff + 1 == m.pgoff))
-            });
-            if joins {
-                if let Some(last) = want.last_mut() {
-                    last.1 = a + PAGE_SIZE;
-                }
-            } else {
-                want.push((a, a + PAGE_SIZE, m.access, m.provider));
-            }
-            prev = Some((a, m));
-        }
+        let want = self.model_vmas();
         let got: Vec<(u64, u64, VmFlags, &str)> = self
             .space
             .vmas()
@@ -504,7 +647,7 @@ impl World {
         assert_eq!(c.tables, st.tables_in_use, "reachable tables vs allocator");
         assert_eq!(c.empty_tables, 0, "empty tables left behind");
         // Pool pages balance.
-        assert_eq!(st.pool_free, self.pool_total - BUFFER_PAGES as usize - self.pool_used_by_zero(), "pool pages");
+        assert_eq!(st.pool_free, self.pool_free(), "pool pages");
         // The frame guarantee, by walking the tables.
         let page_array_leaves = assert_mapped_frames_kept(&self.space);
         assert_eq!(page_array_leaves, self.model.values().filter(|m| m.counted).count(), "page-array leaves");
@@ -517,6 +660,7 @@ fn provider_name(kind: &Kind) -> &'static str {
         Kind::Ram { .. } => "guest-ram",
         Kind::Zero => "zero",
         Kind::Buffer => "page-buffer",
+        Kind::LazyBuffer => "page-buffer-lazy",
         Kind::Huge { .. } => "huge",
         Kind::Io => "io",
         Kind::Partial { .. } => "partial",
@@ -543,8 +687,10 @@ proptest! {
         prop_assert_eq!(st.tables_in_use, w.start_tables);
         prop_assert_eq!(st.pins, BUFFER_PAGES);
         prop_assert_eq!(st.vmas, 0);
-        prop_assert_eq!(st.pool_free, w.pool_total - BUFFER_PAGES as usize);
+        prop_assert_eq!(st.pool_free, w.pool_total - BUFFER_PAGES as usize - w.zero_page.is_some() as usize);
         drop(w.buffer);
+        drop(w.lazy_buffer);
+        drop(w.zero);
         prop_assert_eq!(w.space.stats().pool_free, w.pool_total);
         prop_assert_eq!(w.space.stats().pins, 0);
         let _ = Arc::new(());

@@ -36,5 +36,7 @@ pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolPages, TableAllocato
 pub use paging::{FlushSet, Leaf, MapStats, PageTables, SplitRecord, Translation, Unmapped, PAT_MSR_VALUE};
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
-pub use space::{AddressSpace, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats};
-pub use vma::{Vma, VmaOps, VmaTree};
+pub use space::{
+    AddressSpace, Advice, FaultKind, Faulted, Mapped, MmapRequest, Placement, Remapped, SpaceConfig, SpaceStats,
+};
+pub use vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps, VmaTree};

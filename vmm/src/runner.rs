@@ -106,12 +106,14 @@ pub struct RunOptions {
     pub stdin: bool,
     /// See [`BeforeStart`].
     pub before_start: Option<BeforeStart>,
+    /// The fault-around window in pages (`None`: guest-mm's default).
+    pub fault_around: Option<u64>,
 }
 
 impl RunOptions {
     /// Console to `console`, stdin attached, no hook.
     pub fn new(console: ConsoleSink) -> Self {
-        RunOptions { console, stdin: true, before_start: None }
+        RunOptions { console, stdin: true, before_start: None, fault_around: None }
     }
 }
 
@@ -185,6 +187,9 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     cfg.validate()?;
     let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(RunError::PageTables)?;
+    if let Some(n) = opts.fault_around {
+        mapper.space_mut().set_fault_around(n).map_err(RunError::PageTables)?;
+    }
     let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
     let entry = {

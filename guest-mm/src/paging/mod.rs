@@ -28,6 +28,7 @@
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
 //! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
+mod cow;
 mod entry;
 mod flush;
 mod insert;
@@ -44,6 +45,7 @@ mod translate;
 mod unmap;
 mod walk;
 
+pub(crate) use entry::split_child as split_leaf_child;
 pub use entry::PAT_MSR_VALUE;
 pub use flush::FlushSet;
 pub use page_tables::PageTables;
