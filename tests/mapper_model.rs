@@ -148,12 +148,17 @@ enum Op {
     Unmap { page: u64, pages: u64 },
     Protect { page: u64, pages: u64, prot: u8 },
     Touch { page: u64, write: bool },
+    DontNeed { page: u64, pages: u64 },
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
         Just(Kind::Nothing),
         (0u8..4).prop_map(|s| Kind::Ram { pgoff_sel: s }),
+        // Thrice: private zero mappings are the lazy anonymous memory that
+        // touches, copy-on-write and DONTNEED exercise.
+        Just(Kind::Zero),
+        Just(Kind::Zero),
         Just(Kind::Zero),
         Just(Kind::Buffer),
         Just(Kind::LazyBuffer),
@@ -173,6 +178,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..WIN_PAGES, 1u64..1200).prop_map(|(page, pages)| Op::Unmap { page, pages }),
         2 => (0u64..WIN_PAGES, 1u64..64, 0u8..8).prop_map(|(page, pages, prot)| Op::Protect { page, pages, prot }),
         4 => (0u64..WIN_PAGES, any::<bool>()).prop_map(|(page, write)| Op::Touch { page, write }),
+        2 => (0u64..WIN_PAGES, 1u64..6).prop_map(|(page, pages)| Op::DontNeed { page, pages }),
     ]
 }
 
@@ -412,10 +418,47 @@ impl World {
         }
     }
 
+    /// `MADV_DONTNEED`: the entries go (and a faulted page's frame back to
+    /// the pool at once), the VMAs stay; a hole is `ENOMEM`, a
+    /// PFNMAP/IO/HUGETLB VMA `EINVAL`, both changing nothing.
+    fn dont_need(&mut self, page: u64, pages: u64) {
+        let start = L.window.0 + page * PAGE_SIZE;
+        let end = start + pages * PAGE_SIZE;
+        let r = self.space.madvise(va(start), pages * PAGE_SIZE, guest_mm::Advice::DontNeed);
+        if !(start..end).step_by(PAGE_SIZE as usize).all(|a| self.model.contains_key(&a)) {
+            assert_eq!(r.map(|f| f.ignore()).expect_err("hole").errno(), errno::ENOMEM);
+            return;
+        }
+        let special = VmFlags::PFNMAP | VmFlags::IO | VmFlags::HUGETLB;
+        let refused = (start..end)
+            .step_by(PAGE_SIZE as usize)
+            .any(|a| self.space.find_vma(va(a)).is_some_and(|v| v.flags().intersects(special)));
+        if refused {
+            assert_eq!(r.map(|f| f.ignore()).expect_err("special").errno(), errno::EINVAL);
+            return;
+        }
+        r.expect("dontneed").ignore();
+        for (_, p) in self.model.range_mut(start..end) {
+            (p.pfn, p.counted, p.cow, p.anon_page) = (None, false, false, false);
+        }
+    }
+
+    /// Most touches and advice aim at a mapped page (chosen by `sel`), the
+    /// rest at `sel` itself, anywhere in the window: random pages of the
+    /// window would rarely hit a mapping.
+    fn aim(&self, sel: u64) -> u64 {
+        if sel % 4 == 0 || self.model.is_empty() {
+            return sel;
+        }
+        let a = self.model.keys().nth((sel as usize) % self.model.len()).copied().unwrap_or(L.window.0);
+        (a - L.window.0) / PAGE_SIZE
+    }
+
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Map { kind, pages, prot, shared, at, pgoff } => self.map(kind, *pages, *prot, *shared, *at, *pgoff),
-            Op::Touch { page, write } => self.touch(*page, *write),
+            Op::Touch { page, write } => self.touch(self.aim(*page), *write),
+            Op::DontNeed { page, pages } => self.dont_need(self.aim(*page), *pages),
             Op::Unmap { page, pages } => {
                 let start = L.window.0 + page * PAGE_SIZE;
                 let r = self.space.munmap(va(start), pages * PAGE_SIZE);

@@ -13,10 +13,10 @@ use super::entry::{classify, index, leaf_bits, Entry, COUNTED, COW, P, RW};
 use super::flush::FlushSet;
 use super::page_tables::PageTables;
 use super::table::Table;
+use crate::action::PageArray;
 use crate::addr::{GuestVirtAddr, PageSize, Pfn, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::PageProt;
-use crate::action::PageArray;
 
 impl<M: GuestMemory> PageTables<M> {
     /// The leaf table holding the 4 KiB leaf of `va` and its index, if the
