@@ -447,7 +447,7 @@ impl World {
     /// rest at `sel` itself, anywhere in the window: random pages of the
     /// window would rarely hit a mapping.
     fn aim(&self, sel: u64) -> u64 {
-        if sel % 4 == 0 || self.model.is_empty() {
+        if sel.is_multiple_of(4) || self.model.is_empty() {
             return sel;
         }
         let a = self.model.keys().nth((sel as usize) % self.model.len()).copied().unwrap_or(L.window.0);
