@@ -81,8 +81,10 @@ fn zero_pages_across_many_tables() {
     // 3 MiB starting 4 KiB below a 1 GiB boundary: needs new PDPT entries,
     // two PDs and several PTs.
     let at = va(L.window.0 + (1 << 30) - PAGE_SIZE);
+    // Shared: populated up front (a private mapping is lazy, see
+    // `mapper_fault.rs` for its fault path).
     let points =
-        every_failure_point(&mut s, errno::ENOMEM, |s| map(s, &zero, MmapRequest::private(3 << 20, RW).fixed(at)));
+        every_failure_point(&mut s, errno::ENOMEM, |s| map(s, &zero, MmapRequest::shared(3 << 20, RW).fixed(at)));
     assert!(points >= 4, "expected several allocation points, got {points}");
 }
 

@@ -95,9 +95,9 @@ fn pool_backed_providers_map_distinct_frames_with_the_right_contents() {
         let stamp: u64 = s.memory().read_obj(t.phys).expect("read");
         assert_eq!(stamp, 1003 + i);
     }
-    // Zero pages: distinct frames, all zero.
+    // Shared zero pages (eager): distinct frames, all zero.
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
-    let m = s.mmap(&zero, &MmapRequest::private(20 * PAGE_SIZE, VmFlags::READ)).expect("zero");
+    let m = s.mmap(&zero, &MmapRequest::shared(20 * PAGE_SIZE, VmFlags::READ)).expect("zero");
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..20u64 {
         let t = s.translate(va(m.addr.raw() + i * PAGE_SIZE)).expect("mapped");

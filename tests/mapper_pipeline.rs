@@ -211,7 +211,8 @@ fn huge_provider_hook_attaches_state_and_checks_alignment() {
 #[test]
 fn compat_entry_point_prepares_and_completes_an_existing_vma() {
     let mut s = space(&L);
-    let m = s.mmap(&Nothing, &MmapRequest::private(4 * PAGE_SIZE, RW)).expect("placeholder");
+    // Shared, so the zero provider populates it (a private one is lazy).
+    let m = s.mmap(&Nothing, &MmapRequest::shared(4 * PAGE_SIZE, RW)).expect("placeholder");
     assert!(s.translate(m.addr).is_none());
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
     s.compat_mmap_prepare(m.addr, &zero).expect("compat");
@@ -229,7 +230,7 @@ fn munmap_frees_tables_and_pool_pages() {
     let mut s = space(&L);
     let start = s.stats();
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
-    let m = s.mmap(&zero, &MmapRequest::private(3 << 20, RW)).expect("map");
+    let m = s.mmap(&zero, &MmapRequest::shared(3 << 20, RW)).expect("map");
     assert_eq!(s.stats().pool_free, start.pool_free - 768);
     assert_eq!(s.stats().pins, 768);
     let f = s.munmap(m.addr, 3 << 20).expect("unmap");

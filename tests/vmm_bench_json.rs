@@ -41,7 +41,7 @@ const HOST_IDS: &[&str] = &[
     "vma_scaling.munmap_vs_host",
 ];
 
-/// Figure ids of the guest-side items (5–9), present when KVM is.
+/// Figure ids of the guest-side items (5–9, 11), present when KVM is.
 const GUEST_IDS: &[&str] = &[
     "guest_read.vs_host",
     "first_touch.vs_second_pass",
@@ -49,6 +49,8 @@ const GUEST_IDS: &[&str] = &[
     "mmio.ioeventfd_vs_trapped",
     "mmio.passthrough_vs_ram",
     "hypercall.mmap_munmap_1page",
+    "fault.lazy_touch_64mib",
+    "fault.round_trip",
     "launch.wall_time",
     "launch.rss_beyond_guest",
     "launch.minimal_vs_qemu",
@@ -137,7 +139,7 @@ fn quick_json_report_is_complete_and_well_formed() {
     for f in figures {
         let id = f["id"].as_str().unwrap();
         let item = f["item"].as_u64().expect("item");
-        assert!((1..=10).contains(&item), "{id}: item {item}");
+        assert!((1..=11).contains(&item), "{id}: item {item}");
         assert!(!f["title"].as_str().expect("title").is_empty());
         assert!(UNITS.contains(&f["unit"].as_str().expect("unit")), "{id}: unit {}", f["unit"]);
         // Every figure has one sample per repetition.
@@ -184,7 +186,7 @@ fn quick_json_report_is_complete_and_well_formed() {
     if kvm {
         assert!(skipped.is_empty(), "skipped with KVM: {}", r["skipped"]);
     } else {
-        assert_eq!(skipped, [5, 6, 7, 8, 9]);
+        assert_eq!(skipped, [5, 6, 7, 8, 9, 11]);
     }
 
     let svg = std::fs::read_to_string(&svg_path).expect("chart written");
@@ -221,7 +223,7 @@ fn host_only_report_says_what_did_not_run() {
     assert_eq!(r["parts"], "host");
     let skipped: Vec<u64> =
         r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().unwrap()).collect();
-    assert_eq!(skipped, [5, 6, 7, 8, 9]);
+    assert_eq!(skipped, [5, 6, 7, 8, 9, 11]);
     assert!(r["figures"]
         .as_array()
         .expect("figures")

@@ -17,6 +17,8 @@ pub mod errno {
     pub const EACCES: i32 = 13;
     /// Bad address.
     pub const EFAULT: i32 = 14;
+    /// Device or resource busy.
+    pub const EBUSY: i32 = 16;
     /// File exists.
     pub const EEXIST: i32 = 17;
     /// No such device.
@@ -134,6 +136,9 @@ pub enum MmError {
     /// An operation the provider does not support.
     #[error("operation not supported: {0}")]
     NotSupported(&'static str),
+    /// The object is still mapped (a BAR window being removed).
+    #[error("{0} is still mapped")]
+    Busy(&'static str),
     /// Guest memory could not be accessed.
     #[error("guest memory access failed at {addr:#x}")]
     GuestMemory {
@@ -163,6 +168,7 @@ impl MmError {
             MmError::NoDevice { .. } => ENXIO,
             MmError::Again => EAGAIN,
             MmError::NotSupported(_) => EOPNOTSUPP,
+            MmError::Busy(_) => EBUSY,
         }
     }
 }
@@ -184,6 +190,7 @@ mod tests {
             (MmError::NoDevice { addr: 0 }, errno::ENXIO),
             (MmError::Again, errno::EAGAIN),
             (MmError::Access("write"), errno::EACCES),
+            (MmError::Busy("x"), errno::EBUSY),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

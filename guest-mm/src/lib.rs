@@ -39,6 +39,7 @@ pub use paging::{
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
 pub use space::{
-    AddressSpace, Audit, Mapped, MmapRequest, Placement, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
+    AddressSpace, Advice, Audit, FaultKind, Faulted, Mapped, MmapRequest, Placement, Remapped, SpaceConfig, SpaceStats,
+    Violation, DEFAULT_MAX_MAP_COUNT,
 };
-pub use vma::{Vma, VmaOps, VmaTree};
+pub use vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps, VmaTree};

@@ -163,6 +163,10 @@ impl World {
             Kind::Discontig { a, gap } => (pages.max(a + gap + 1), 0),
             _ => (pages, pgoff),
         };
+        // Private zero mappings are lazy (pages come at the first touch):
+        // this model covers eager mappings, so its zero mappings are shared;
+        // tests/mapper_model_lazy.rs models the lazy ones and their faults.
+        let shared = shared || matches!(kind, Kind::Zero);
         let mut req = if shared {
             MmapRequest::shared(pages * PAGE_SIZE, acc)
         } else {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::arch::idt::{vector_name, PF_VECTOR};
 
 /// An exception one vCPU took, as reported by the kernel stub (see
-/// `kernel::stub` for the register convention).
+/// `kernel::stub`: the frame on its stack, CR2 from the vCPU).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ExceptionReport {
     /// vCPU index.
@@ -29,9 +29,30 @@ pub struct ExceptionReport {
 }
 
 impl ExceptionReport {
-    /// Decodes the stub's registers.
-    pub fn from_regs(vcpu: u8, r: &kvm_regs) -> Self {
-        ExceptionReport { vcpu, vector: r.rax & 0xff, error_code: r.rdi, cr2: r.rsi, rip: r.rdx, cs: r.r10, rsp: r.r8 }
+    /// Decodes the stub's frame: `[vector, error code, RIP, CS, RFLAGS,
+    /// RSP]` as it lies on the exception stack, and CR2.
+    pub fn from_frame(vcpu: u8, frame: &[u64; 6], cr2: u64) -> Self {
+        ExceptionReport {
+            vcpu,
+            vector: frame[0] & 0xff,
+            error_code: frame[1],
+            cr2,
+            rip: frame[2],
+            cs: frame[3],
+            rsp: frame[5],
+        }
+    }
+
+    /// Loads the registers an expected fault resumes with (`expect_fault`
+    /// in `docs/guest-abi.md`): `rax` = vector, `rdi` = error code, `rsi` =
+    /// CR2, `rdx` = RIP, `r10` = CS, `r8` = RSP.
+    pub fn load_into(&self, r: &mut kvm_regs) {
+        r.rax = self.vector;
+        r.rdi = self.error_code;
+        r.rsi = self.cr2;
+        r.rdx = self.rip;
+        r.r10 = self.cs;
+        r.r8 = self.rsp;
     }
 
     /// Is this a page fault?
@@ -95,16 +116,10 @@ mod tests {
 
     #[test]
     fn page_fault_message() {
-        let r = kvm_regs {
-            rax: 14,
-            rdi: 6,
-            rsi: 0x7000_1000,
-            rdx: 0x40_0123,
-            r10: 0x23,
-            r8: 0x7fff_0000,
-            ..Default::default()
-        };
-        let e = ExceptionReport::from_regs(1, &r);
+        let e = ExceptionReport::from_frame(1, &[14, 6, 0x40_0123, 0x23, 0x202, 0x7fff_0000], 0x7000_1000);
+        let mut r = kvm_regs::default();
+        e.load_into(&mut r);
+        assert_eq!((r.rax, r.rdi, r.rsi, r.rdx, r.r10, r.r8), (14, 6, 0x7000_1000, 0x40_0123, 0x23, 0x7fff_0000));
         assert!(e.is_page_fault());
         assert_eq!(e.cpl(), 3);
         assert_eq!(
@@ -115,9 +130,8 @@ mod tests {
 
     #[test]
     fn general_protection_message() {
-        let r = kvm_regs { rax: 13, rdi: 0, rdx: 0x40_0000, r10: 0x23, ..Default::default() };
         assert_eq!(
-            ExceptionReport::from_regs(0, &r).to_string(),
+            ExceptionReport::from_frame(0, &[13, 0, 0x40_0000, 0x23, 0x202, 0], 0).to_string(),
             "vCPU 0: #GP (vector 13) at rip 0x400000 (CPL 3), error code 0x0"
         );
         assert_eq!(describe_pf_error(0x15), "protection violation, read, user, instruction fetch");

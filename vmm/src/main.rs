@@ -269,7 +269,7 @@ struct BenchArgs {
     /// Repetitions per figure (default 3 with --quick, 11 without).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     reps: Option<u16>,
-    /// Run only the host-side items (1–4, 10) or the guest-side items (5–9).
+    /// Run only the host-side items (1–4, 10) or the guest-side items (5–9, 11).
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Also write the report as JSON to FILE.
@@ -294,7 +294,7 @@ struct BenchArgs {
 enum Only {
     /// Items 1–4 and 10: the mapper on plain guest memory.
     Host,
-    /// Items 5–9: guests on KVM.
+    /// Items 5–9 and 11: guests on KVM.
     Guest,
 }
 

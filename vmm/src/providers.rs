@@ -6,7 +6,7 @@
 //! ([`FillOnFirstMap`]), not at start: a guest that never maps the huge-page
 //! region or the page buffer pays nothing for them.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use devices::{BarProvider, BarRegionProvider, BarWindow};
 use guest_mm::providers::{GuestRamProvider, HugePageProvider, PageBuffer, ZeroProvider};
@@ -26,14 +26,20 @@ type Fill = Box<dyn Fn() -> Result<(), MmError> + Send + Sync>;
 /// every later one).
 pub struct FillOnFirstMap<P> {
     inner: P,
-    fill: Fill,
-    filled: OnceLock<Result<(), MmError>>,
+    fill: Arc<Fill>,
+    filled: Arc<OnceLock<Result<(), MmError>>>,
 }
 
 impl<P: MmapProvider> FillOnFirstMap<P> {
     /// `inner`, with `fill` run before its first mapping.
     pub fn new(inner: P, fill: Fill) -> Self {
-        FillOnFirstMap { inner, fill, filled: OnceLock::new() }
+        FillOnFirstMap { inner, fill: Arc::new(fill), filled: Arc::default() }
+    }
+
+    /// Another provider over the same backing (a lazy view of the page
+    /// buffer): whichever is mapped first fills it, once.
+    pub fn view<Q: MmapProvider>(&self, inner: Q) -> FillOnFirstMap<Q> {
+        FillOnFirstMap { inner, fill: self.fill.clone(), filled: self.filled.clone() }
     }
 
     /// The wrapped provider.
@@ -67,6 +73,7 @@ pub struct Providers {
     guest_ram: GuestRamProvider,
     zero: ZeroProvider<GuestMem>,
     page_buffer: FillOnFirstMap<PageBuffer>,
+    page_buffer_lazy: FillOnFirstMap<PageBuffer>,
     huge: FillOnFirstMap<HugePageProvider>,
     bars: Vec<BarProvider>,
     bar_regions: Vec<BarRegionProvider>,
@@ -107,6 +114,8 @@ impl Providers {
                 Ok(())
             }),
         );
+        // The lazy view shares the pages and their one fill.
+        let page_buffer_lazy = page_buffer.view(page_buffer.inner().lazy());
         let huge = HugePageProvider::new(GuestAddress(HUGE_PA), HUGE_SIZE, PageSize::Size2M)?;
         let m = mem.clone();
         let huge = FillOnFirstMap::new(
@@ -126,7 +135,7 @@ impl Providers {
             bar_regions.push(BarRegionProvider::new(i, *w, BAR_REGION_OFFSET, size)?);
         }
         let bars = bars.iter().enumerate().map(|(i, w)| BarProvider::new(i, *w)).collect();
-        Ok(Providers { guest_ram, zero, page_buffer, huge, bars, bar_regions })
+        Ok(Providers { guest_ram, zero, page_buffer, page_buffer_lazy, huge, bars, bar_regions })
     }
 
     /// The provider behind handle `handle`: `EBADF` for a handle that names
@@ -140,6 +149,7 @@ impl Providers {
             fd::GUEST_RAM => Handle::Shared(&self.guest_ram),
             fd::ZERO => Handle::Shared(&self.zero),
             fd::PAGE_BUFFER => Handle::Shared(&self.page_buffer),
+            fd::PAGE_BUFFER_LAZY => Handle::Shared(&self.page_buffer_lazy),
             fd::HUGE => Handle::Shared(&self.huge),
             h if (fd::BAR0..fd::BAR_REGION0).contains(&h) => match bar(self.bars.len(), fd::BAR0) {
                 Some(i) => Handle::Shared(&self.bars[i]),

@@ -125,6 +125,8 @@ pub struct RunOptions {
     /// must be started before the filters go on (no filtered thread may
     /// create one).
     pub outputs: Vec<ConsoleOut>,
+    /// The fault-around window in pages (`None`: guest-mm's default).
+    pub fault_around: Option<u64>,
 }
 
 impl RunOptions {
@@ -138,6 +140,7 @@ impl RunOptions {
             seccomp: false,
             seccomp_selftest: None,
             outputs: Vec::new(),
+            fault_around: None,
         }
     }
 }
@@ -228,6 +231,9 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         Platform::Hosted => {
             let mut mapper =
                 Mapper::with_max_map_count(mem.clone(), cfg.max_map_count).map_err(RunError::PageTables)?;
+            if let Some(n) = opts.fault_around {
+                mapper.space_mut().set_fault_around(n).map_err(RunError::PageTables)?;
+            }
             let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
             let frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
             Some(HostedParts { mapper, kernel, frames })

@@ -17,7 +17,7 @@ use crate::control::{Outcome, RunControl};
 use crate::exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
 use crate::fault::ExceptionReport;
 use crate::guest::kind::SharedKind;
-use crate::hypercall::{Args, Block, Hypervisor};
+use crate::hypercall::{Args, Block, FaultOutcome, Hypervisor};
 use crate::kernel::KernelStub;
 use crate::tlb::{self, Shootdown};
 use crate::vstate::kick;
@@ -221,15 +221,33 @@ impl VcpuThread {
             Ok(r) => r,
             Err(n) => return n,
         };
-        let report = ExceptionReport::from_regs(self.me(), &regs);
+        let report = match self.exception_report(&regs) {
+            Ok(r) => r,
+            Err(message) => return self.fail(message),
+        };
+        // A lazy page or a copy-on-write write: resolved, the instruction
+        // runs again with every register as it was.
+        if let (true, Some(hv)) = (report.is_page_fault() && report.cpl() == 3, self.ctx.hv.clone()) {
+            match hv.page_fault(self.me(), report.cr2, report.error_code) {
+                FaultOutcome::Resolved => {
+                    regs.rip = stub.exc_retry;
+                    return match self.vcpu.set_regs(&regs) {
+                        Ok(()) => Next::Run,
+                        Err(e) => self.fail(format!("cannot set registers: {e}")),
+                    };
+                }
+                FaultOutcome::Fatal(message) => return self.fail(message),
+                FaultOutcome::Unresolved => {}
+            }
+        }
         // A fault in the kernel itself, or a double fault, is never
         // something the guest program can expect.
         let resumable = report.cpl() == 3 && report.vector != 8;
         match self.armed.take() {
             Some(resume) if resumable => {
                 log::debug!("expected exception: {report}; resuming at {resume:#x}");
-                // The stub left rax = vector, rdi = error code, rsi = CR2,
-                // rdx = RIP for the guest; it returns to rcx.
+                // The stub returns to rcx with the report in registers.
+                report.load_into(&mut regs);
                 regs.rcx = resume;
                 match self.vcpu.set_regs(&regs) {
                     Ok(()) => Next::Run,
@@ -273,6 +291,25 @@ impl VcpuThread {
                 Next::Stop
             }
         }
+    }
+
+    /// The report of the exception the stub is reporting: the frame on
+    /// its stack (a kernel-region address, read through guest memory) and
+    /// CR2 from the vCPU.
+    fn exception_report(&self, regs: &kvm_bindings::kvm_regs) -> Result<ExceptionReport, String> {
+        let pa = regs.rsp.wrapping_sub(crate::layout::KERNEL_VA);
+        if pa.checked_add(48).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
+            return Err(format!("exception stack pointer {:#x} is outside the kernel region", regs.rsp));
+        }
+        let mut bytes = [0u8; 48];
+        vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
+            .map_err(|e| format!("cannot read the exception frame at {pa:#x}: {e}"))?;
+        let mut frame = [0u64; 6];
+        for (w, b) in frame.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        }
+        let cr2 = self.vcpu.sregs().map_err(|e| format!("cannot read CR2: {e}"))?.cr2;
+        Ok(ExceptionReport::from_frame(self.me(), &frame, cr2))
     }
 
     fn on_hypercall(&mut self) -> Next {

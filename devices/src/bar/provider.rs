@@ -12,8 +12,15 @@
 //!
 //! Whether the window is trapped or passed through does not matter here:
 //! the page tables point at the same guest-physical range either way.
+//!
+//! Like iommufd, [`BarProvider`] counts the VMAs that map its window
+//! (`mapped` and `open` add one, `close` drops one), and a window may be
+//! removed ([`BarProvider::remove`]) only when none is left (`EBUSY`).
 
-use guest_mm::{MmError, MmapProvider, Pfn, VmFlags, VmaDesc, PAGE_SIZE};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use guest_mm::{MmError, MmapProvider, Pfn, VmFlags, Vma, VmaDesc, VmaOps, PAGE_SIZE};
 use vm_memory::GuestAddress;
 
 /// A BAR window as the mapper sees it.
@@ -30,18 +37,57 @@ pub struct BarWindow {
 pub struct BarProvider {
     name: String,
     window: Option<BarWindow>,
+    ops: Arc<BarOps>,
+}
+
+/// The VMA operations of a BAR window's mappings: they count the VMAs.
+#[derive(Debug, Default)]
+pub struct BarOps {
+    vmas: AtomicUsize,
+    removed: AtomicBool,
+}
+
+impl VmaOps for BarOps {
+    fn name(&self) -> &str {
+        "bar"
+    }
+    fn mapped(&self, _vma: &Vma) {
+        self.vmas.fetch_add(1, Ordering::Relaxed);
+    }
+    fn open(&self, _vma: &Vma) {
+        self.vmas.fetch_add(1, Ordering::Relaxed);
+    }
+    fn close(&self, _vma: &Vma) {
+        self.vmas.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BarProvider {
     /// The provider of BAR `index` at `window`.
     pub fn new(index: usize, window: BarWindow) -> Self {
-        BarProvider { name: format!("bar{index}"), window: Some(window) }
+        BarProvider { name: format!("bar{index}"), window: Some(window), ops: Arc::default() }
     }
 
     /// A provider for a BAR that does not exist: every mapping fails with
     /// `ENXIO`.
     pub fn unknown(index: u64) -> Self {
-        BarProvider { name: format!("bar{index} (absent)"), window: None }
+        BarProvider { name: format!("bar{index} (absent)"), window: None, ops: Arc::default() }
+    }
+
+    /// VMAs that map the window now.
+    pub fn mapped_vmas(&self) -> usize {
+        self.ops.vmas.load(Ordering::Relaxed)
+    }
+
+    /// Removes the window: later mappings fail with `ENXIO`. `EBUSY` while
+    /// any VMA maps it. The caller holds the address-space lock (as every
+    /// mmap does), so no mapping can be in flight.
+    pub fn remove(&self) -> Result<(), MmError> {
+        if self.mapped_vmas() > 0 {
+            return Err(MmError::Busy("BAR window"));
+        }
+        self.ops.removed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -59,11 +105,15 @@ impl MmapProvider for BarProvider {
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        let w = self.window.ok_or(MmError::NoDevice { addr: desc.pgoff.saturating_mul(PAGE_SIZE) })?;
+        let w = self
+            .window
+            .filter(|_| !self.ops.removed.load(Ordering::Relaxed))
+            .ok_or(MmError::NoDevice { addr: desc.pgoff.saturating_mul(PAGE_SIZE) })?;
         require_shared(desc)?;
         if desc.pgoff != 0 || desc.size() != w.size {
             return Err(MmError::Invalid("a BAR mapping must cover its window exactly"));
         }
+        desc.set_ops(self.ops.clone());
         desc.mmap_action_ioremap_full(Pfn::containing(w.base));
         Ok(())
     }

@@ -35,6 +35,10 @@ pub(crate) const COUNTED: u64 = 1 << 9;
 /// access, but the entry still records its frame (like Linux's
 /// `_PAGE_PROTNONE`), so protect can make it accessible again.
 pub(crate) const PROT_NONE: u64 = 1 << 10;
+/// Software bit: a copy-on-write 4 KiB leaf (the shared zero page in a
+/// private writable mapping). `RW` stays clear on it whatever the
+/// protection, until a write fault replaces the frame.
+pub(crate) const COW: u64 = 1 << 11;
 /// Execute disable.
 pub(crate) const NX: u64 = 1 << 63;
 
@@ -133,7 +137,12 @@ pub(crate) const fn leaf_bits(prot: PageProt, size: PageSize) -> u64 {
 /// those of `prot`; address, accessed/dirty and software bits are kept.
 #[inline]
 pub(crate) const fn protect_bits(raw: u64, prot: PageProt, size: PageSize) -> u64 {
-    (raw & !prot_mask(size)) | leaf_bits(prot, size)
+    let bits = (raw & !prot_mask(size)) | leaf_bits(prot, size);
+    if raw & COW != 0 {
+        bits & !RW
+    } else {
+        bits
+    }
 }
 
 /// Decodes the protection of a leaf of `size` (the inverse of

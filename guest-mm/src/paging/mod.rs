@@ -30,6 +30,7 @@
 //! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
 mod census;
+mod cow;
 mod entry;
 mod flush;
 mod insert;
@@ -47,6 +48,7 @@ mod unmap;
 mod walk;
 
 pub use census::{BadLink, TableCensus, TableInfo};
+pub(crate) use entry::split_child as split_leaf_child;
 pub use entry::PAT_MSR_VALUE;
 pub use flush::FlushSet;
 pub use page_tables::PageTables;

@@ -2,14 +2,16 @@
 //! pages, a kernel page buffer, huge pages, and a delegating read-only view.
 //! Device windows (BARs) live with the devices.
 
+mod anon;
 mod guest_ram;
 mod huge;
 mod page_buffer;
 mod read_only;
 mod zero;
 
+pub use anon::AnonOps;
 pub use guest_ram::GuestRamProvider;
 pub use huge::{HugePageProvider, HugeVmaState};
-pub use page_buffer::PageBuffer;
+pub use page_buffer::{BufferOps, PageBuffer};
 pub use read_only::ReadOnlyView;
 pub use zero::ZeroProvider;

@@ -1,6 +1,9 @@
 //! A kernel page buffer, like a relay channel's: an array of pool pages
 //! whose physical order is scattered, mapped as a page array. `pgoff`
-//! selects the first buffer page a mapping shows.
+//! selects the first buffer page a mapping shows. A lazy view
+//! ([`PageBuffer::lazy`]) maps nothing up front: its fault handler maps the
+//! touched page and fault-around its neighbours (all already available,
+//! like page-cache pages for `filemap_map_pages`).
 
 use std::sync::Arc;
 
@@ -8,13 +11,22 @@ use crate::action::PageArray;
 use crate::addr::Pfn;
 use crate::desc::VmaDesc;
 use crate::error::MmError;
+use crate::flags::VmFlags;
 use crate::frames::{Frames, PoolPages};
 use crate::provider::MmapProvider;
+use crate::vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps};
 
 /// A buffer of discontiguous pages that guests may map.
 pub struct PageBuffer {
     pages: PageArray,
-    _owner: Arc<PoolPages>,
+    owner: Arc<PoolPages>,
+    /// Set for a lazy view: the fault path maps the pages.
+    lazy: Option<Arc<BufferOps>>,
+}
+
+/// The fault handlers of a lazy page-buffer mapping.
+pub struct BufferOps {
+    pages: PageArray,
 }
 
 impl PageBuffer {
@@ -23,7 +35,16 @@ impl PageBuffer {
     pub fn new(frames: &Frames, nr_pages: u64) -> Result<Self, MmError> {
         let owner = Arc::new(frames.alloc(nr_pages)?);
         let pfns = scatter(owner.pfns());
-        Ok(PageBuffer { pages: PageArray::pin(frames, pfns.into())?, _owner: owner })
+        Ok(PageBuffer { pages: PageArray::pin(frames, pfns.into())?, owner, lazy: None })
+    }
+
+    /// A provider over the same pages that maps them on fault.
+    pub fn lazy(&self) -> PageBuffer {
+        PageBuffer {
+            pages: self.pages.clone(),
+            owner: self.owner.clone(),
+            lazy: Some(Arc::new(BufferOps { pages: self.pages.clone() })),
+        }
     }
 
     /// The frames in buffer order.
@@ -40,7 +61,11 @@ fn scatter(pfns: &[Pfn]) -> Vec<Pfn> {
 
 impl MmapProvider for PageBuffer {
     fn name(&self) -> &str {
-        "page-buffer"
+        if self.lazy.is_some() {
+            "page-buffer-lazy"
+        } else {
+            "page-buffer"
+        }
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
@@ -48,8 +73,32 @@ impl MmapProvider for PageBuffer {
             .pages
             .slice(desc.pgoff, desc.pages())
             .ok_or(MmError::Invalid("mapping extends beyond the page buffer"))?;
-        desc.mmap_action_map_kernel_pages_full(pages);
+        match &self.lazy {
+            Some(ops) => {
+                desc.set_flags(VmFlags::MIXEDMAP);
+                desc.set_ops(ops.clone());
+            }
+            None => desc.mmap_action_map_kernel_pages_full(pages),
+        }
         Ok(())
+    }
+}
+
+impl VmaOps for BufferOps {
+    fn name(&self) -> &str {
+        "page-buffer"
+    }
+
+    fn fault(&self, _vma: &Vma, vmf: &FaultInfo) -> Result<FaultPage, MmError> {
+        let i = usize::try_from(vmf.pgoff).map_err(|_| MmError::Invalid("page offset"))?;
+        let pfn = self.pages.as_slice().get(i).ok_or(MmError::Invalid("fault beyond the page buffer"))?;
+        Ok(FaultPage::new(*pfn))
+    }
+
+    fn map_pages(&self, _vma: &Vma, first: u64, nr: u64, _access: FaultAccess) -> Vec<Option<FaultPage>> {
+        (first..first.saturating_add(nr))
+            .map(|i| usize::try_from(i).ok().and_then(|i| self.pages.as_slice().get(i)).map(|&p| FaultPage::new(p)))
+            .collect()
     }
 }
 

@@ -39,8 +39,13 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         for pin in action::pins(&act.kind) {
             new_vma.hold(pin);
         }
-        drop(self.vmas.remove_range(start.raw(), vma.end()));
+        let gone = self.vmas.remove_range(start.raw(), vma.end());
+        drop(self.page_pins.take(start.raw(), vma.end()));
+        super::vma_life::close_all(gone);
         self.vmas.insert(new_vma.clone());
+        if let Some(ops) = new_vma.ops() {
+            ops.mapped(&new_vma);
+        }
         let done = action::complete(&act.kind, &new_vma, &mut self.pt);
         let done = done.and_then(|_| match act.success_hook.take() {
             Some(hook) => hook(&new_vma),

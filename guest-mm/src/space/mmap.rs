@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_len, checked_range, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
+use super::{checked_len, checked_range, vma_life, AddressSpace, Mapped, MmapRequest, Placement, KERNEL_HALF};
 use crate::action;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::desc::VmaDesc;
@@ -60,6 +60,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             vma.hold(pin);
         }
         self.vmas.insert(vma.clone());
+        if let Some(ops) = vma.ops() {
+            ops.mapped(&vma);
+        }
         let done = action::complete(&act.kind, &vma, &mut self.pt);
         // 6. The success hook sees the finished VMA.
         let done = done.and_then(|stats| match act.success_hook.take() {
@@ -73,8 +76,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                         v.private = Some(p);
                     }
                 }
-                let flush = detached.map(|d| self.commit(d)).unwrap_or_default();
-                self.vmas.merge_around(start.raw());
+                let flush = detached.map(|d| self.commit(d, (start.raw(), end))).unwrap_or_default();
+                self.merge_vmas(start.raw());
                 // The action (and its arrays) is dropped here; the VMA
                 // holds their pins.
                 drop(act);
@@ -140,7 +143,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             // allocation) is ever needed here.
             Err(e) => log::error!("rolling back {:#x}+{len:#x} failed: {e}", start.raw()),
         }
-        drop(self.vmas.remove_range(start.raw(), start.raw() + len));
+        vma_life::close_all(self.vmas.remove_range(start.raw(), start.raw() + len));
     }
 }
 

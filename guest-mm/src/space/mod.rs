@@ -1,5 +1,7 @@
 //! The address space: page tables, the VMA tree and the frame state of one
-//! guest, and the operations on them (mmap, munmap, mprotect).
+//! guest, and the operations on them (mmap, munmap, mprotect; the fault
+//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`; the
+//! VMA operations' `mapped`/`open`/`close` calls in `vma_life.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
@@ -21,17 +23,25 @@
 #[cfg(test)]
 mod bounds_tests;
 mod compat;
+mod fault;
 mod invariants;
 mod limits;
+mod madvise;
 mod mmap;
 mod mprotect;
+mod mremap;
 mod munmap;
+mod page_pins;
 mod request;
 mod rollback;
+mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES};
 pub use invariants::{Audit, Violation};
+pub use madvise::Advice;
+pub use mremap::Remapped;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
@@ -91,6 +101,9 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     window: (u64, u64),
     deferred: FlushSet,
     max_map_count: usize,
+    fault_around: u64,
+    /// Pins of the pages the fault path inserted, per faulted run.
+    page_pins: page_pins::PagePins,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -126,7 +139,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             window: (lo, hi),
             deferred: FlushSet::default(),
             max_map_count: cfg.max_map_count,
+            fault_around: FAULT_AROUND_PAGES,
+            page_pins: page_pins::PagePins::default(),
         })
+    }
+
+    /// Runs the fault path pinned and still holds, and their pages (a
+    /// range's runs go when it is unmapped, dropped or moved).
+    pub fn faulted_pins(&self) -> (usize, u64) {
+        (self.page_pins.len(), self.page_pins.pages())
     }
 
     /// The root table (the guest's CR3).

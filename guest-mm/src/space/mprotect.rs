@@ -63,8 +63,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             }
         }
         // Then the VMAs.
-        self.vmas.split_at(addr.raw());
-        self.vmas.split_at(end);
+        self.split_vma(addr.raw());
+        self.split_vma(end);
         for v in self.vmas.range_mut(addr.raw(), end) {
             let mut new = PageProt::from_flags(prot).with_cache(v.page_prot.cache);
             new.user = new.user && v.start.raw() < KERNEL_HALF;
@@ -73,10 +73,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let starts: Vec<u64> = self.vmas.overlapping(addr.raw(), end).map(|v| v.start().raw()).collect();
         for s in starts.into_iter().rev() {
-            self.vmas.merge_around(s);
+            self.merge_vmas(s);
         }
         if self.vmas.find(end).is_some_and(|v| v.start().raw() == end) {
-            self.vmas.merge_around(end);
+            self.merge_vmas(end);
         }
         Ok(flush)
     }

@@ -3,7 +3,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_len, checked_range, AddressSpace};
+use super::{checked_len, checked_range, vma_life, AddressSpace};
 use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::FlushSet;
@@ -21,9 +21,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         // A hole punched into one VMA makes two (Linux: ENOMEM at the limit).
         self.check_map_count(addr.raw(), end, Some(0))?;
         let un = self.pt.unmap_range(addr, len)?;
-        // The entries are gone; now the VMAs may let go of their pins (and
-        // private state of its pool pages).
-        drop(self.vmas.remove_range(addr.raw(), end));
+        // The entries are gone; now the VMAs and the faulted runs may let
+        // go of their pins (and private state of its pool pages).
+        drop(self.page_pins.take(addr.raw(), end));
+        let gone = self.take_vmas(addr.raw(), end);
+        vma_life::close_all(gone);
         Ok(un.flush)
     }
 }

@@ -4,6 +4,7 @@
 use vm_memory::GuestMemoryBackend;
 
 use super::AddressSpace;
+use crate::action::PageArray;
 use crate::addr::GuestVirtAddr;
 use crate::error::MmError;
 use crate::paging::{FlushSet, Leaf, SplitRecord};
@@ -18,6 +19,9 @@ pub(crate) struct Detached {
     /// The pieces removed from the tree.
     vmas: Vec<Vma>,
     flush: FlushSet,
+    /// The faulted runs of the range, whose pins keep its frames until the
+    /// range is given up or put back.
+    runs: Vec<(u64, PageArray)>,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -29,24 +33,28 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let originals: Vec<Vma> = self.vmas.overlapping(start.raw(), start.raw() + len).cloned().collect();
         let un = self.pt.unmap_range(start, len)?;
         let vmas = self.vmas.remove_range(start.raw(), start.raw() + len);
-        Ok(Detached { leaves, originals, splits: un.splits, vmas, flush: un.flush })
+        let runs = self.page_pins.take(start.raw(), start.raw() + len);
+        Ok(Detached { leaves, originals, splits: un.splits, vmas, flush: un.flush, runs })
     }
 
-    /// Gives the old range up for good: its VMAs drop their pins (frames
-    /// no one else pins may be reused) and its cleared entries must be
-    /// flushed.
-    pub(crate) fn commit(&mut self, d: Detached) -> FlushSet {
-        drop(d.vmas);
+    /// Gives the old range up for good: its VMAs and faulted runs drop
+    /// their pins (frames no one else pins may be reused) and its cleared
+    /// entries must be flushed. `new` is the range of the mapping that
+    /// replaced it.
+    pub(crate) fn commit(&mut self, d: Detached, new: (u64, u64)) -> FlushSet {
+        drop(d.runs);
+        self.commit_vmas(new, &d.originals, d.vmas);
         d.flush
     }
 
     /// Puts the old range back exactly as it was.
     pub(crate) fn reattach(&mut self, d: Detached) {
-        // The detached VMAs (and the originals) still pin every page-array
-        // frame of the old leaves.
+        // The detached VMAs (and the originals) and runs still pin every
+        // page-array and faulted frame of the old leaves.
         if let Err(e) = self.pt.restore(&d.leaves, &d.splits) {
             log::error!("restoring a replaced range failed: {e}");
         }
+        self.page_pins.put_back(d.runs, 0);
         // The VMAs the detach split keep their remnants outside the range;
         // replace those by the originals so boundaries are as before.
         drop(d.vmas);

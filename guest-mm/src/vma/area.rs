@@ -8,17 +8,12 @@ use std::sync::Arc;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT};
 use crate::flags::{PageProt, VmFlags, VM_SPECIAL};
 use crate::frames::Pinned;
+use crate::vma::VmaOps;
 
 /// Identity of the provider that created a VMA; VMAs from different
 /// providers never merge (the kernel compares `vm_file`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProviderId(pub usize);
-
-/// Operations a provider attaches to its VMAs (`vm_operations_struct`).
-pub trait VmaOps: Send + Sync {
-    /// A name for reports (`/proc/self/maps`-style listings).
-    fn name(&self) -> &str;
-}
 
 /// State a provider attaches to a VMA; shared by the pieces of a split VMA
 /// and dropped with the last of them.

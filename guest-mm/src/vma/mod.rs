@@ -1,10 +1,13 @@
-//! Virtual memory areas and the tree that orders them.
+//! Virtual memory areas, the operations providers attach to them, and the
+//! tree that orders them.
 
 mod area;
 mod gaps;
+mod ops;
 mod tree;
 #[cfg(test)]
 mod tree_model;
 
-pub use area::{ProviderId, Vma, VmaOps, VmaPrivate};
+pub use area::{ProviderId, Vma, VmaPrivate};
+pub use ops::{FaultAccess, FaultInfo, FaultPage, VmaOps};
 pub use tree::VmaTree;

@@ -2,7 +2,7 @@
 //! peer or floor in the same run.
 //!
 //! Items 1–4 and 10 ([`host`]) exercise the mapper on plain guest memory; items
-//! 5–9 ([`guest`]) run guests on KVM. Each item repeats its measurement
+//! 5–9 and 11 ([`guest`]) run guests on KVM. Each item repeats its measurement
 //! `reps` times, interleaving ours and the peer within each repetition, and
 //! reports median and min–max of both and of their per-repetition ratio
 //! ([`figure`]). Targets from the issue are checked and a miss is printed,
@@ -33,11 +33,11 @@ use report::{Skipped, TargetSummary};
 /// Which parts of the suite to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parts {
-    /// Items 1–9.
+    /// Items 1–11.
     All,
     /// Items 1–4 and 10 (no KVM needed).
     Host,
-    /// Items 5–9.
+    /// Items 5–9 and 11.
     Guest,
 }
 
@@ -86,10 +86,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
     }
     if !guest {
-        skipped.extend((5..=9).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
+        skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
     } else if !kvm {
         let reason = format!("KVM {}", machine.kvm.description);
-        skipped.extend((5..=9).map(|item| Skipped { item, reason: reason.clone() }));
+        skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: reason.clone() }));
     } else {
         // A failed guest benchmark does not throw away what was measured:
         // the report says what failed and `vmm bench` exits non-zero.
@@ -100,7 +100,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
             }
             Err(e) => {
                 errors.push(e.to_string());
-                skipped.extend((5..=9).map(|item| Skipped { item, reason: format!("failed: {e}") }));
+                skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: format!("failed: {e}") }));
             }
         }
     }

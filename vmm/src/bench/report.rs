@@ -38,7 +38,7 @@ pub struct Report {
     pub reps: usize,
     /// The machine and KVM backend.
     pub machine: Machine,
-    /// Which parts ran: `"all"`, `"host"` (items 1–4, 10) or `"guest"` (5–9).
+    /// Which parts ran: `"all"`, `"host"` (items 1–4, 10) or `"guest"` (5–9, 11).
     pub parts: String,
     /// The figures, in suite order.
     pub figures: Vec<Figure>,
@@ -174,6 +174,7 @@ pub fn item_name(item: u8) -> &'static str {
         8 => "hypercall: 1-page mmap + munmap",
         9 => "launch: whole run and resident memory",
         10 => "VMA-count scaling: mmap, munmap, mprotect, lookup at 10 to 100k VMAs",
+        11 => "fault path: lazy touch, faults, round trip",
         _ => "other",
     }
 }

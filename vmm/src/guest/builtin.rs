@@ -12,7 +12,7 @@
 use iced_x86::code_asm::*;
 
 use super::asm::{hcall, serial_print, Arg, AsmResult, Check};
-use super::{checks_bar, checks_fault, checks_map};
+use super::{checks_bar, checks_fault, checks_lazy, checks_map};
 use crate::kernel::abi::nr;
 use crate::layout::{BUILTIN_CODE_VA, BUILTIN_DATA_VA, PAGE_SIZE};
 use crate::program::{Program, Segment};
@@ -52,6 +52,12 @@ pub mod id {
     pub const SHOOTDOWN: u64 = 8;
     /// VMM side: passthrough writes visible on the host.
     pub const HOST_SEES_GUEST_WRITES: u64 = 9;
+    /// Lazy anonymous memory: zero page, copy-on-write, DONTNEED.
+    pub const LAZY_ZERO: u64 = 10;
+    /// Fault-around on a lazy page buffer.
+    pub const FAULT_AROUND: u64 = 11;
+    /// mremap: grow, move, DONTEXPAND.
+    pub const MREMAP: u64 = 12;
 }
 
 /// A check generator.
@@ -127,6 +133,13 @@ pub fn plan(p: &Params) -> Vec<(u64, &'static str, CheckFn)> {
     v.push((id::HUGE, "remap of a large contiguous range with 2 MiB leaves", checks_map::huge));
     v.push((id::FAULTS, "munmap and mprotect fault at the exact address", checks_fault::faults));
     v.push((id::BAD_REQUESTS, "bad requests: right -errno, nothing mapped", checks_fault::bad_requests));
+    v.push((
+        id::LAZY_ZERO,
+        "lazy anonymous memory: zero page, copy-on-write, DONTNEED refault",
+        checks_lazy::lazy_zero,
+    ));
+    v.push((id::FAULT_AROUND, "lazy page buffer: 16 pages touched, one fault", checks_lazy::fault_around));
+    v.push((id::MREMAP, "mremap: grow and move with the data, DONTEXPAND refused", checks_lazy::remap));
     if p.vcpus >= 2 {
         v.push((id::SHOOTDOWN, "no stale translation on another vCPU after munmap", checks_fault::shootdown));
     }

@@ -7,6 +7,7 @@ pub mod asm;
 pub mod builtin;
 mod checks_bar;
 mod checks_fault;
+mod checks_lazy;
 mod checks_map;
 pub mod elf;
 pub mod example;

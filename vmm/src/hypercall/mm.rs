@@ -40,7 +40,7 @@ fn prot_flags(p: u64) -> Result<VmFlags, i32> {
 }
 
 /// A user range: canonical, page-aligned start, inside the lower half.
-fn user_range(addr: u64, len: u64) -> Result<GuestVirtAddr, i32> {
+pub(super) fn user_range(addr: u64, len: u64) -> Result<GuestVirtAddr, i32> {
     if addr % PAGE_SIZE != 0 {
         return Err(errno::EINVAL);
     }
@@ -51,7 +51,7 @@ fn user_range(addr: u64, len: u64) -> Result<GuestVirtAddr, i32> {
     GuestVirtAddr::try_new(addr).map_err(|_| errno::EINVAL)
 }
 
-fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
+pub(super) fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
     let ret = match r {
         Ok(v) => v as i64,
         Err(e) => -i64::from(e),
@@ -63,7 +63,7 @@ fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
 /// present entry changed become [`EVERYTHING`]: there is no page to
 /// `invlpg`, yet paging-structure caches may point at the freed tables.
 /// (With ranges, their `invlpg`s also drop paging-structure caches.)
-fn ranges(fs: FlushSet) -> Vec<Range> {
+pub(super) fn ranges(fs: FlushSet) -> Vec<Range> {
     let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
     if r.is_empty() && fs.tables_freed() {
         r.push(EVERYTHING);
@@ -72,14 +72,14 @@ fn ranges(fs: FlushSet) -> Vec<Range> {
     r
 }
 
-fn mm_err(e: &MmError) -> i32 {
+pub(super) fn mm_err(e: &MmError) -> i32 {
     e.errno()
 }
 
 impl Hypervisor {
     /// Shoots `ranges` down (with the address-space lock held by the
     /// caller); a failure is fatal for the run.
-    fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
+    pub(super) fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
         if ranges.is_empty() {
             return None;
         }

@@ -9,6 +9,8 @@
 
 mod console;
 mod mm;
+mod mm_remap;
+mod page_fault;
 mod report;
 
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use guest_mm::{errno, GuestVirtAddr};
 use kvm_bindings::kvm_regs;
 
 pub use self::console::ConsoleOut;
+pub use self::page_fault::FaultOutcome;
 pub use self::report::{CheckRecord, ReportLog};
 use crate::exit::ExitCounters;
 use crate::kernel::abi::nr;
@@ -98,6 +101,8 @@ pub struct Hypervisor {
     console: ConsoleOut,
     report: ReportLog,
     counters: Vec<Arc<ExitCounters>>,
+    /// Page faults resolved (lazy pages filled, copies made).
+    faults_resolved: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hypervisor {
@@ -121,7 +126,21 @@ impl Hypervisor {
         report: ReportLog,
         counters: Vec<Arc<ExitCounters>>,
     ) -> Self {
-        Hypervisor { mem, mapper: Mutex::new(mapper), providers, flusher, console, report, counters }
+        Hypervisor {
+            mem,
+            mapper: Mutex::new(mapper),
+            providers,
+            flusher,
+            console,
+            report,
+            counters,
+            faults_resolved: Default::default(),
+        }
+    }
+
+    /// Page faults resolved so far (spurious ones not counted).
+    pub fn faults_resolved(&self) -> u64 {
+        self.faults_resolved.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where console output goes (the vCPU loop throttles on it).
@@ -174,6 +193,8 @@ impl Hypervisor {
             nr::MMAP => self.mmap(vcpu, args.a),
             nr::MUNMAP => self.munmap(vcpu, a0, a1),
             nr::MPROTECT => self.mprotect(vcpu, a0, a1, a2),
+            nr::MREMAP => self.mremap(vcpu, args.a),
+            nr::MADVISE => self.madvise(vcpu, a0, a1, a2),
             _ => Outcome::err(errno::ENOSYS),
         }
     }

@@ -102,7 +102,8 @@ fn small_calls() {
 fn munmap_clears_the_translation() {
     use crate::kernel::abi::{map, prot};
     let (hv, _, flusher) = setup_with_flusher();
-    let r = call(&hv, nr::MMAP, [0, 0x3000, prot::READ | prot::WRITE, map::PRIVATE | map::ANONYMOUS, 0, 0]);
+    // Shared: populated up front (a private one would be lazy).
+    let r = call(&hv, nr::MMAP, [0, 0x3000, prot::READ | prot::WRITE, map::SHARED | map::ANONYMOUS, 0, 0]);
     assert!(r.ret > 0, "{r:?}");
     let va = r.ret as u64;
     assert!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret > 0);
@@ -153,4 +154,56 @@ fn freed_tables_are_flushed_even_when_no_present_entry_changed() {
     flusher.0.lock().unwrap().clear();
     assert_eq!(call(&hv, nr::MUNMAP, [at, 0x1000, 0, 0, 0, 0]).ret, 0);
     assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![crate::tlb::EVERYTHING])]);
+}
+
+#[test]
+fn page_faults_on_lazy_memory_are_resolved_and_others_are_not() {
+    use crate::kernel::abi::{map, nr, prot};
+    let (hv, _, flusher) = setup_with_flusher();
+    let flags = map::PRIVATE | map::ANONYMOUS;
+    let a = call(&hv, nr::MMAP, [0, 0x4000, prot::READ | prot::WRITE, flags, 0, 0]).ret as u64;
+    assert!(a < 1 << 47, "{a:#x}");
+    // Supervisor, reserved-bit and read-protection faults are never ours.
+    for code in [0x0, 0x4 | 0x8, 0x5] {
+        assert_eq!(hv.page_fault(0, a, code), FaultOutcome::Unresolved, "{code:#x}");
+    }
+    // A user read of the absent page: the zero page, read-only.
+    assert_eq!(hv.page_fault(0, a + 8, 0x4), FaultOutcome::Resolved);
+    let zero = hv.mapper().page_tables().translate(GuestVirtAddr::try_new(a).unwrap()).unwrap();
+    assert!(!zero.prot.writable);
+    assert!(flusher.0.lock().unwrap().is_empty(), "filling an absent page needs no flush");
+    // The write to it: copy-on-write, the old entry shot down.
+    assert_eq!(hv.page_fault(0, a + 8, 0x7), FaultOutcome::Resolved);
+    let copy = hv.mapper().page_tables().translate(GuestVirtAddr::try_new(a).unwrap()).unwrap();
+    assert!(copy.prot.writable && copy.pfn != zero.pfn);
+    assert_eq!(flusher.0.lock().unwrap().as_slice(), &[(0, vec![(a, 0x1000)])]);
+    // Outside every mapping, or a non-canonical address: reported.
+    assert_eq!(hv.page_fault(0, a + 0x10_0000_0000, 0x4), FaultOutcome::Unresolved);
+    assert_eq!(hv.page_fault(0, 1 << 63, 0x4), FaultOutcome::Unresolved);
+    assert_eq!(hv.faults_resolved(), 2);
+}
+
+#[test]
+fn mremap_and_madvise_check_their_arguments() {
+    use crate::kernel::abi::{madv, map, mremap, nr, prot};
+    let (hv, _, flusher) = setup_with_flusher();
+    let flags = map::PRIVATE | map::ANONYMOUS;
+    let a = call(&hv, nr::MMAP, [0, 0x2000, prot::READ | prot::WRITE, flags, 0, 0]).ret as u64;
+    let e = |o: Outcome| o.ret;
+    let einval = -i64::from(errno::EINVAL);
+    assert_eq!(e(call(&hv, nr::MREMAP, [a, 0x2000, 0x4000, 4, 0, 0])), einval, "MREMAP_DONTUNMAP");
+    assert_eq!(e(call(&hv, nr::MREMAP, [a + 1, 0x2000, 0x4000, 1, 0, 0])), einval, "misaligned");
+    assert_eq!(e(call(&hv, nr::MREMAP, [a, 0x2000, 0x4000, mremap::FIXED, a + 0x10_0000, 0])), einval);
+    let past = call(&hv, nr::MREMAP, [a, 0x2000, 0x2000, mremap::MAYMOVE | mremap::FIXED, (1 << 47) - 0x1000, 0]);
+    assert_eq!(past.ret, -i64::from(errno::ENOMEM));
+    let grown = call(&hv, nr::MREMAP, [a, 0x2000, 0x8000, mremap::MAYMOVE, 0, 0]).ret;
+    assert!(grown > 0, "{grown}");
+    assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, 9, 0, 0, 0])), einval, "unknown advice");
+    assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64 + 8, 0x1000, madv::DONTNEED, 0, 0, 0])), einval);
+    // A populated page dropped: shot down.
+    assert_eq!(hv.page_fault(0, grown as u64, 0x6), FaultOutcome::Resolved);
+    flusher.0.lock().unwrap().clear();
+    assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, madv::DONTNEED, 0, 0, 0])), 0);
+    assert!(!flusher.0.lock().unwrap().is_empty());
+    assert!(hv.mapper().page_tables().translate(GuestVirtAddr::try_new(grown as u64).unwrap()).is_none());
 }

@@ -30,6 +30,10 @@ pub mod nr {
     pub const MPROTECT: u64 = 10;
     /// `munmap(addr, len)`.
     pub const MUNMAP: u64 = 11;
+    /// `mremap(old, old_len, new_len, flags, new)`.
+    pub const MREMAP: u64 = 25;
+    /// `madvise(addr, len, advice)`: `MADV_WILLNEED`, `MADV_DONTNEED`.
+    pub const MADVISE: u64 = 28;
     /// `exit(status)`: this vCPU stops; the run ends when all have.
     pub const EXIT: u64 = 60;
     /// `exit_group(status)`: the whole guest stops.
@@ -63,6 +67,9 @@ pub mod fd {
     pub const PAGE_BUFFER: u64 = 0x102;
     /// Huge pages (2 MiB leaves).
     pub const HUGE: u64 = 0x103;
+    /// The kernel page buffer, mapped lazily: each page on first touch,
+    /// with fault-around.
+    pub const PAGE_BUFFER_LAZY: u64 = 0x104;
     /// BAR window `i` is `BAR0 + i` (whole window, shared, `off` 0).
     pub const BAR0: u64 = 0x200;
     /// The register region of BAR `i` (from offset 0x100 of the window,
@@ -94,6 +101,22 @@ pub mod map {
     pub const ANONYMOUS: u64 = 0x20;
     /// MAP_FIXED_NOREPLACE.
     pub const FIXED_NOREPLACE: u64 = 0x10_0000;
+}
+
+/// `mremap` flags (Linux values).
+pub mod mremap {
+    /// MREMAP_MAYMOVE.
+    pub const MAYMOVE: u64 = 1;
+    /// MREMAP_FIXED.
+    pub const FIXED: u64 = 2;
+}
+
+/// `madvise` advice (Linux values).
+pub mod madv {
+    /// MADV_WILLNEED.
+    pub const WILLNEED: u64 = 3;
+    /// MADV_DONTNEED.
+    pub const DONTNEED: u64 = 4;
 }
 
 /// Offset of a BAR's register region (see [`fd::BAR_REGION0`]).

@@ -4,16 +4,20 @@
 //! exc_N:      [push 0]            ; vectors without an error code
 //!             push N
 //!             jmp exc_common
-//! exc_common: mov rax, [rsp]      ; vector
-//!             mov rdi, [rsp+8]    ; error code
-//!             mov rsi, cr2
-//!             mov rdx, [rsp+16]   ; faulting RIP
-//!             mov r10, [rsp+24]   ; CS (its low bits: the CPL)
-//!             mov r8,  [rsp+40]   ; RSP at the fault
-//!             out EXC_PORT, al    ; -> VMM. Resumed only for an expected
-//! exc_resume: mov [rsp+16], rcx   ;    fault, with rcx = resume RIP
-//!             add rsp, 16
-//!             iretq
+//! exc_common: out EXC_PORT, al    ; -> VMM, which reads the frame
+//!                                 ;    [vector, error, RIP, CS, RFLAGS,
+//!                                 ;    RSP] at RSP and CR2 from the vCPU.
+//! exc_resume: mov [rsp+16], rcx   ; an expected fault: the VMM loaded
+//!             add rsp, 16         ;    rax = vector, rdi = error, rsi =
+//!             iretq               ;    CR2, rdx = RIP, rcx = resume RIP
+//! exc_retry:  add rsp, 16         ; a fault the VMM resolved (a lazy
+//!             iretq               ;    page): every register as it was,
+//!                                 ;    the instruction runs again
+//!
+//! Exceptions are the fault path's hot loop, and CPL 0 is emulated
+//! instruction by instruction on the software-assisted backend, so the
+//! stub touches no register: a resolved fault costs five instructions at
+//! CPL 0 (push, jmp, out, add, iretq).
 //!
 //! nmi:        push rax, rcx, rdx, rsi      ; TLB shootdown (IST2)
 //!             swapgs                       ; gs: this vCPU's scratch page
@@ -79,6 +83,9 @@ pub struct KernelStub {
     /// RIP right after the exception report `out` (where an exit on
     /// [`EXC_PORT`] must come from).
     pub exc_report_rip: u64,
+    /// Where the VMM resumes a vCPU whose fault it resolved: returns to
+    /// the faulting instruction with every register as it was.
+    pub exc_retry: u64,
 
     /// RIP right after the shootdown acknowledgement `out`.
     pub flush_ack_rip: u64,
@@ -102,16 +109,14 @@ impl KernelStub {
         }
 
         a.set_label(&mut common)?;
-        a.mov(rax, qword_ptr(rsp))?;
-        a.mov(rdi, qword_ptr(rsp + 8))?;
-        a.mov(rsi, cr2)?;
-        a.mov(rdx, qword_ptr(rsp + 16))?;
-        a.mov(r10, qword_ptr(rsp + 24))?;
-        a.mov(r8, qword_ptr(rsp + 40))?;
         a.out(u32::from(EXC_PORT), al)?;
         let mut exc_resume = a.create_label();
         a.set_label(&mut exc_resume)?;
         a.mov(qword_ptr(rsp + 16), rcx)?;
+        a.add(rsp, 16)?;
+        a.iretq()?;
+        let mut exc_retry = a.create_label();
+        a.set_label(&mut exc_retry)?;
         a.add(rsp, 16)?;
         a.iretq()?;
 
@@ -186,6 +191,7 @@ impl KernelStub {
             syscall_entry: res.label_ip(&syscall)?,
             int80_entry: res.label_ip(&int80)?,
             exc_report_rip: res.label_ip(&exc_resume)?,
+            exc_retry: res.label_ip(&exc_retry)?,
             flush_ack_rip: res.label_ip(&ack)?,
         })
     }
@@ -215,6 +221,7 @@ mod tests {
         assert_eq!(mnemonic_at(&s, s.int80_entry), Mnemonic::Out);
         assert_eq!(mnemonic_at(&s, s.exc_report_rip), Mnemonic::Mov);
         assert_eq!(mnemonic_at(&s, s.flush_ack_rip), Mnemonic::Iretq);
+        assert_eq!(mnemonic_at(&s, s.exc_retry), Mnemonic::Add);
         assert_eq!(mnemonic_at(&s, s.nmi_entry), Mnemonic::Push);
     }
 

@@ -1,4 +1,4 @@
-//! The guest-side suite (items 5–9), on KVM.
+//! The guest-side suite (items 5–9 and 11), on KVM.
 //!
 //! Every figure here comes from guests the VMM really runs: small user
 //! programs assembled with `iced-x86` ([`programs`]) and run through the
@@ -27,8 +27,10 @@
 //! | 7 | [`mmio`] | trapped write; doorbell; passed-through window | bare exit loop; trapped write; guest RAM |
 //! | 8 | [`hypercall`] | 1-page mmap + munmap | no-op hypercall |
 //! | 9 | [`launch`] | `vmm run` wall time; resident memory beyond guest | `true` |
+//! | 11 | [`fault`] | 64 MiB lazy touch; faults; fault round trip | eager + touch; no fault-around; no-op hypercall |
 
 pub mod bare_exit;
+pub mod fault;
 pub mod host_read;
 pub mod hypercall;
 pub mod launch;
@@ -52,10 +54,10 @@ use super::BenchOptions;
 const CALIBRATION: (usize, Duration) = (5, Duration::from_millis(20));
 
 /// Steps `run` reports to the progress bar: the calibration, then one per
-/// repetition of items 5+6, 7 and 8, and of 9 when there is a `vmm` to
+/// repetition of items 5+6, 7, 8 and 11, and of 9 when there is a `vmm` to
 /// launch.
 pub fn steps(opts: &BenchOptions, reps: usize) -> u64 {
-    let items = 3 + u64::from(opts.vmm_binary.is_some());
+    let items = 4 + u64::from(opts.vmm_binary.is_some());
     1 + items * reps as u64
 }
 
@@ -73,7 +75,7 @@ fn repeat<T>(
     Ok(v)
 }
 
-/// Runs items 5–9; returns the figures and the items it could not run.
+/// Runs items 5–9 and 11; returns the figures and the items it could not run.
 pub fn run(
     opts: &BenchOptions,
     reps: usize,
@@ -104,6 +106,11 @@ pub fn run(
     let p = hypercall::Params::new(opts.quick);
     let s = repeat(reps, progress, || hypercall::sample(&p, &cal))?;
     figures.extend(hypercall::figures(&p, &s)?);
+
+    progress.stage("11: fault path: lazy 64 MiB touch, fault round trip");
+    let p = fault::Params::new(opts.quick);
+    let s = repeat(reps, progress, || fault::sample(&p, &cal))?;
+    figures.extend(fault::figures(&s, &Machine::detect().kvm.description)?);
 
     match &opts.vmm_binary {
         Some(vmm) => {

@@ -117,6 +117,17 @@ impl Drop for TempFile {
 /// Runs `elf` on the machine `cfg` describes (its `guest` and watchdog are
 /// replaced) and returns the results area.
 pub fn run_program(item: &str, cfg: &VmConfig, elf: &[u8]) -> Result<GuestResults, BenchError> {
+    run_program_with(item, cfg, elf, None)
+}
+
+/// [`run_program`] with the address space's fault-around window set
+/// (`None`: the default).
+pub fn run_program_with(
+    item: &str,
+    cfg: &VmConfig,
+    elf: &[u8],
+    fault_around: Option<u64>,
+) -> Result<GuestResults, BenchError> {
     let file =
         TempFile::write(elf).map_err(|source| BenchError::Io { context: format!("{item}: temp ELF"), source })?;
     let mut cfg = cfg.clone();
@@ -126,6 +137,7 @@ pub fn run_program(item: &str, cfg: &VmConfig, elf: &[u8]) -> Result<GuestResult
     let hook_slot = kept.clone();
     let mut opts = RunOptions::new(ConsoleSink::Writer(ConsoleOut::new(Box::new(std::io::sink()))));
     opts.stdin = false;
+    opts.fault_around = fault_around;
     opts.before_start = Some(Box::new(move |mem: &GuestMem| {
         *hook_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem.clone());
     }));

@@ -1,0 +1,223 @@
+//! The fault path (`handle_mm_fault`): a guest touched a page of a VMA
+//! whose entry is absent, or wrote a copy-on-write page. The VMA's
+//! [`VmaOps::fault`] gives the frame; [`VmaOps::map_pages`] fills absent
+//! neighbours in the same leaf table (fault-around) with the batched
+//! insert path.
+//!
+//! What is refused, with nothing changed: an address in no VMA
+//! (`NotMapped`, the guest's `SIGSEGV`), an access the VMA does not allow
+//! (`Access`), a VMA without a fault handler or a handler that refuses
+//! (its error, the guest's `SIGBUS`). A fault on an entry that is already
+//! present and allows the access (another vCPU filled it first, or a stale
+//! TLB entry) is *spurious*: nothing to do but retry the instruction.
+//!
+//! Fault-around is best effort: a neighbour the provider cannot give, or
+//! a failed insert of neighbours, leaves them absent; the faulting page
+//! alone decides success.
+
+use vm_memory::GuestMemoryBackend;
+
+use super::{AddressSpace, KERNEL_HALF};
+use crate::action::PageArray;
+use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::error::MmError;
+use crate::flags::{PageProt, VmFlags};
+use crate::paging::FlushSet;
+use crate::vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps};
+
+/// Fault-around window, in pages, by default: 256 KiB. Linux's
+/// `fault_around_bytes` is 64 KiB, sized for hardware where a fault costs
+/// about a microsecond; here a fault is an exit to the VMM (about 200 µs
+/// on the software-assisted backend this is developed on, see
+/// `docs/benchmarks.md`), so a window maps more per fault.
+pub const FAULT_AROUND_PAGES: u64 = 64;
+
+/// The window of a write fault is at most this many pages: its
+/// neighbours are fresh pages (anonymous memory), so a larger window
+/// would spend memory a sparse writer never uses. Reads map pages that
+/// exist anyway (the zero page, a page buffer).
+pub const WRITE_FAULT_AROUND_PAGES: u64 = 16;
+
+/// What a handled fault did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The entry already allowed the access: retry the instruction.
+    Spurious,
+    /// An absent page was filled.
+    Mapped,
+    /// A copy-on-write page was replaced by a private copy.
+    CopiedOnWrite,
+}
+
+/// The result of [`AddressSpace::fault`].
+#[derive(Debug)]
+#[must_use = "a copy-on-write fault replaced an entry that must be flushed"]
+pub struct Faulted {
+    /// What happened.
+    pub kind: FaultKind,
+    /// Neighbours fault-around mapped besides the faulting page.
+    pub around: u64,
+    /// Entries replaced (copy-on-write); empty otherwise.
+    pub flush: FlushSet,
+}
+
+impl<M: GuestMemoryBackend> AddressSpace<M> {
+    /// Sets the fault-around window (pages; a power of two up to 512,
+    /// 1 disables it). `EINVAL` otherwise.
+    pub fn set_fault_around(&mut self, pages: u64) -> Result<(), MmError> {
+        if !pages.is_power_of_two() || pages > 512 {
+            return Err(MmError::Invalid("fault-around window must be a power of two up to 512 pages"));
+        }
+        self.fault_around = pages;
+        Ok(())
+    }
+
+    /// The fault-around window in pages.
+    pub fn fault_around(&self) -> u64 {
+        self.fault_around
+    }
+
+    /// Handles a fault at `addr` with `access`; see the module docs.
+    pub fn fault(&mut self, addr: GuestVirtAddr, access: FaultAccess) -> Result<Faulted, MmError> {
+        let page = addr.raw() & !(PAGE_SIZE - 1);
+        let va = GuestVirtAddr::try_new(page)?;
+        let vma = self.vmas.find(page).cloned().ok_or(MmError::NotMapped { addr: addr.raw() })?;
+        if page >= KERNEL_HALF {
+            return Err(MmError::Access("fault in the supervisor half"));
+        }
+        check_access(vma.flags(), access)?;
+        let pgoff = vma.pgoff() + ((page - vma.start().raw()) >> PAGE_SHIFT);
+        let present = self.pt.translate(va);
+        if present.is_some_and(|t| !access.write || t.prot.writable) {
+            return Ok(Faulted { kind: FaultKind::Spurious, around: 0, flush: FlushSet::default() });
+        }
+        let ops = vma.ops().cloned().ok_or(MmError::NotSupported("no fault handler"))?;
+        if let Some(t) = present {
+            if !self.pt.is_copy_on_write(va) {
+                return Err(MmError::Access("write to a read-only entry"));
+            }
+            let info = FaultInfo { addr: va, pgoff, access, cow_from: Some(t.pfn) };
+            let fp = ops.fault(&vma, &info)?;
+            if fp.copy_on_write {
+                return Err(MmError::Invalid("a copy-on-write fault must give a private page"));
+            }
+            // The copy is pinned before its entry exists; the run that
+            // pinned the old frame lets go of this page after the store.
+            let page_arr = PageArray::pin(&self.frames, std::sync::Arc::from([fp.pfn].as_slice()))?;
+            let (_, flush) = self.pt.replace_page(va, &page_arr, vma.page_prot())?;
+            self.page_pins.insert(page, page_arr);
+            drop(fp);
+            return Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush });
+        }
+        let info = FaultInfo { addr: va, pgoff, access, cow_from: None };
+        let fp = ops.fault(&vma, &info)?;
+        self.map_run(&vma, page, std::slice::from_ref(&fp))?;
+        drop(fp);
+        let around = self.map_around(&vma, ops.as_ref(), page, access);
+        Ok(Faulted { kind: FaultKind::Mapped, around, flush: FlushSet::default() })
+    }
+
+    /// Maps `pages` at consecutive pages from `start` inside `vma` (all
+    /// absent), batched, and marks the copy-on-write ones. The run is
+    /// pinned as one array, recorded at `start` in the faulted runs. On
+    /// error nothing of this call remains.
+    pub(crate) fn map_run(&mut self, vma: &Vma, start: u64, pages: &[FaultPage]) -> Result<u64, MmError> {
+        let va = GuestVirtAddr::try_new(start)?;
+        let pfns: Vec<_> = pages.iter().map(|p| p.pfn).collect();
+        let cow = pages.iter().any(|p| p.copy_on_write);
+        let mut prot: PageProt = vma.page_prot();
+        if cow {
+            prot.writable = false;
+        }
+        // One pin for the run, taken before any entry exists and kept
+        // (by address) until the range is unmapped, dropped or moved.
+        let arr = PageArray::pin(&self.frames, pfns.into())?;
+        self.pt.insert_pages(va, &arr, prot)?;
+        self.page_pins.insert(start, arr);
+        if cow {
+            for i in 0..pages.len() as u64 {
+                let at = GuestVirtAddr::try_new(start + (i << PAGE_SHIFT))?;
+                self.pt.set_copy_on_write(at)?;
+            }
+        }
+        Ok(pages.len() as u64)
+    }
+
+    /// Fault-around: asks `ops.map_pages` for the absent pages of the
+    /// aligned window around `page` (inside the VMA and its leaf table)
+    /// and maps what it gives, one batched insert per run. Returns how
+    /// many pages it mapped.
+    fn map_around(&mut self, vma: &Vma, ops: &dyn VmaOps, page: u64, access: FaultAccess) -> u64 {
+        let n = if access.write { self.fault_around.min(WRITE_FAULT_AROUND_PAGES) } else { self.fault_around };
+        if n <= 1 {
+            return 0;
+        }
+        let win = n << PAGE_SHIFT;
+        let ws = (page & !(win - 1)).max(vma.start().raw());
+        let we = (page & !(win - 1)).saturating_add(win).min(vma.end());
+        let Ok(wva) = GuestVirtAddr::try_new(ws) else { return 0 };
+        let present: Vec<u64> = self.pt.leaves(wva, we - ws).iter().map(|l| l.va.raw()).collect();
+        // Runs of absent pages other than the faulting one.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut at = ws;
+        while at < we {
+            if at == page || present.contains(&at) {
+                at += PAGE_SIZE;
+                continue;
+            }
+            match runs.last_mut() {
+                Some((s, e)) if *e == at => *e = at + PAGE_SIZE,
+                _ => runs.push((at, at + PAGE_SIZE)),
+            }
+            at += PAGE_SIZE;
+        }
+        let mut mapped = 0;
+        for (s, e) in runs {
+            let first = vma.pgoff() + ((s - vma.start().raw()) >> PAGE_SHIFT);
+            let got = ops.map_pages(vma, first, (e - s) >> PAGE_SHIFT, access);
+            mapped += self.map_offered(vma, s, &got);
+        }
+        mapped
+    }
+
+    /// Maps what `map_pages` offered for consecutive pages from `start`:
+    /// one batched insert per stretch of offered pages with the same
+    /// copy-on-write setting. Best effort: a stretch that cannot be mapped
+    /// stays absent. Returns the pages mapped.
+    pub(crate) fn map_offered(&mut self, vma: &Vma, start: u64, got: &[Option<FaultPage>]) -> u64 {
+        let mut mapped = 0;
+        let mut i = 0;
+        while i < got.len() {
+            let Some(p0) = &got[i] else {
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < got.len() && got[j].as_ref().is_some_and(|p| p.copy_on_write == p0.copy_on_write) {
+                j += 1;
+            }
+            let run: Vec<FaultPage> = got[i..j].iter().flatten().cloned().collect();
+            let at = start + ((i as u64) << PAGE_SHIFT);
+            match self.map_run(vma, at, &run) {
+                Ok(k) => mapped += k,
+                Err(e) => log::debug!("mapping offered pages at {at:#x} stopped: {e}"),
+            }
+            i = j;
+        }
+        mapped
+    }
+}
+
+/// The VMA must allow the access (x86: write implies read).
+fn check_access(flags: VmFlags, access: FaultAccess) -> Result<(), MmError> {
+    if access.write && !flags.contains(VmFlags::WRITE) {
+        return Err(MmError::Access("write"));
+    }
+    if access.exec && !flags.contains(VmFlags::EXEC) {
+        return Err(MmError::Access("exec"));
+    }
+    if !flags.intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC) {
+        return Err(MmError::Access("read"));
+    }
+    Ok(())
+}

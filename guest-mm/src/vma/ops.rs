@@ -1,0 +1,140 @@
+//! The operations a provider attaches to its VMAs (`vm_operations_struct`)
+//! and what the fault path passes to them.
+//!
+//! A provider sets them in `mmap_prepare` with `VmaDesc::set_ops` (the
+//! descriptor's write-only `vm_ops`); the address space calls them at the
+//! points Linux does:
+//!
+//! - [`VmaOps::fault`]: the guest touched an absent page of the VMA (or
+//!   wrote a copy-on-write page); return the frame to map, or refuse;
+//! - [`VmaOps::map_pages`]: fault-around: frames for absent neighbours in
+//!   the same leaf table, inserted in the same fault with the batched path;
+//! - [`VmaOps::mapped`]: `mmap` made the VMA (called once, when it is
+//!   inserted, before the action completes; a later failure closes it);
+//! - [`VmaOps::open`]: a VMA was duplicated (a split, a move); every VMA
+//!   that exists was announced by `mapped` or `open`;
+//! - [`VmaOps::close`]: a VMA goes away (unmap, the part a split or merge
+//!   removes, a fixed mapping replacing it, a failed mapping undone). Each
+//!   VMA is closed exactly once, so `mapped + opens - closes` is the number
+//!   of VMAs carrying the ops;
+//! - [`VmaOps::mremap`]: the VMA is about to be moved or resized; may
+//!   refuse (resctrl does);
+//! - [`VmaOps::pagesize`]: the granule of the VMA (huge pages).
+//!
+//! Every method but [`VmaOps::name`] has the default Linux has when the
+//! provider leaves it `NULL`. Nothing here touches page tables: the
+//! address space maps what the ops return.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
+use crate::error::MmError;
+use crate::vma::Vma;
+
+/// What the guest did when it faulted (`struct vm_fault` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultAccess {
+    /// A write (`FAULT_FLAG_WRITE`).
+    pub write: bool,
+    /// An instruction fetch.
+    pub exec: bool,
+}
+
+impl FaultAccess {
+    /// A read.
+    pub const READ: FaultAccess = FaultAccess { write: false, exec: false };
+    /// A write.
+    pub const WRITE: FaultAccess = FaultAccess { write: true, exec: false };
+}
+
+/// One fault, as the ops see it (`struct vm_fault`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultInfo {
+    /// The faulting page (page aligned).
+    pub addr: GuestVirtAddr,
+    /// Its offset, in pages, into what the provider maps
+    /// (`vma.pgoff + (addr - vma.start) / 4 KiB`).
+    pub pgoff: u64,
+    /// The access.
+    pub access: FaultAccess,
+    /// The frame mapped there now, when the fault is a write to a
+    /// copy-on-write page (`vmf->page` in `do_wp_page`); `None` for an
+    /// absent page.
+    pub cow_from: Option<Pfn>,
+}
+
+/// The page a fault maps (`vmf->page` plus how to map it).
+#[derive(Clone)]
+pub struct FaultPage {
+    /// The frame.
+    pub pfn: Pfn,
+    /// Map it read-only even in a writable VMA and keep it so through
+    /// mprotect: a later write faults again and [`VmaOps::fault`] is
+    /// asked for a private copy (the shared zero page).
+    pub copy_on_write: bool,
+    /// Keeps a freshly allocated frame alive until the mapping holds its
+    /// own count (a [`crate::PoolPages`]); dropped after the fault, so a
+    /// frame the fault could not map returns to the pool.
+    pub hold: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl FaultPage {
+    /// `pfn`, mapped as the VMA's protection allows.
+    pub fn new(pfn: Pfn) -> Self {
+        FaultPage { pfn, copy_on_write: false, hold: None }
+    }
+}
+
+impl std::fmt::Debug for FaultPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultPage").field("pfn", &self.pfn).field("copy_on_write", &self.copy_on_write).finish()
+    }
+}
+
+/// Operations attached to VMAs (`vm_operations_struct`).
+pub trait VmaOps: Send + Sync {
+    /// A name for reports (`/proc/self/maps`-style listings).
+    fn name(&self) -> &str;
+
+    /// Fills one page (`vm_ops->fault`; for a write to a copy-on-write
+    /// page, `do_wp_page`'s copy). The default, like a VMA without a
+    /// `fault` handler, refuses (`SIGBUS`).
+    fn fault(&self, _vma: &Vma, _vmf: &FaultInfo) -> Result<FaultPage, MmError> {
+        Err(MmError::NotSupported("no fault handler"))
+    }
+
+    /// Fault-around (`vm_ops->map_pages`): frames for the pages
+    /// `first_pgoff..first_pgoff + nr` of the VMA that are absent now, in
+    /// order; `None` for a page the provider cannot give without work (it
+    /// stays absent). `access` is the faulting access. The default maps
+    /// nothing around.
+    fn map_pages(&self, _vma: &Vma, _first_pgoff: u64, _nr: u64, _access: FaultAccess) -> Vec<Option<FaultPage>> {
+        Vec::new()
+    }
+
+    /// `mmap` made `vma` (Linux's drivers take this reference in their
+    /// `mmap`; with `mmap_prepare` there is no live VMA to count yet, and
+    /// a success hook would run too late to cover a failed complete, which
+    /// still closes the VMA).
+    fn mapped(&self, _vma: &Vma) {}
+
+    /// A copy of a VMA came into being (`vm_ops->open`): a split made
+    /// `vma` out of a larger one, or a move made it.
+    fn open(&self, _vma: &Vma) {}
+
+    /// `vma` goes away (`vm_ops->close`).
+    fn close(&self, _vma: &Vma) {}
+
+    /// `vma` is about to move to `new_start` or change its size to
+    /// `new_len` (`vm_ops->mremap`); an error refuses the mremap before
+    /// anything changes.
+    fn mremap(&self, _vma: &Vma, _new_start: GuestVirtAddr, _new_len: u64) -> Result<(), MmError> {
+        Ok(())
+    }
+
+    /// The page size of the VMA (`vm_ops->pagesize`); 4 KiB by default.
+    fn pagesize(&self, _vma: &Vma) -> u64 {
+        PAGE_SIZE
+    }
+}
