@@ -121,7 +121,8 @@ fn a_failed_mprotect_still_flushes_what_it_changed_and_undid() {
     let huge_at = 0x4000_0000u64;
     let rw = prot::READ | prot::WRITE;
     let fixed = map::SHARED | map::FIXED;
-    let r = call(&hv, nr::MMAP, [huge_at - 0x1000, 0x1000, rw, map::PRIVATE | map::FIXED | map::ANONYMOUS, 0, 0]);
+    // Shared anonymous memory is populated at once (private is lazy).
+    let r = call(&hv, nr::MMAP, [huge_at - 0x1000, 0x1000, rw, map::SHARED | map::FIXED | map::ANONYMOUS, 0, 0]);
     assert_eq!(r.ret, (huge_at - 0x1000) as i64, "{r:?}");
     let r = call(&hv, nr::MMAP, [huge_at, 2 << 20, rw, fixed, fd::HUGE, 0]);
     assert_eq!(r.ret, huge_at as i64, "{r:?}");
@@ -149,7 +150,8 @@ fn freed_tables_are_flushed_even_when_no_present_entry_changed() {
     // present entry but frees the table, which a vCPU's paging-structure
     // caches may still point at.
     let at = 0x7000_0000u64;
-    let r = call(&hv, nr::MMAP, [at, 0x1000, 0, map::PRIVATE | map::FIXED | map::ANONYMOUS, 0, 0]);
+    // Shared: populated at once, so its PROT_NONE leaf needs a table.
+    let r = call(&hv, nr::MMAP, [at, 0x1000, 0, map::SHARED | map::FIXED | map::ANONYMOUS, 0, 0]);
     assert_eq!(r.ret, at as i64, "{r:?}");
     flusher.0.lock().unwrap().clear();
     assert_eq!(call(&hv, nr::MUNMAP, [at, 0x1000, 0, 0, 0, 0]).ret, 0);
