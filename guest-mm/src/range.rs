@@ -76,6 +76,7 @@ mod tests {
             provider_name: Arc::from("t"),
             ops: None,
             private: None,
+            pins: Vec::new(),
         };
         assert!(range_in_vma(Some(&vma), 0x10_000, 0x14_000));
         assert!(range_in_vma(Some(&vma), 0x11_000, 0x12_000));
