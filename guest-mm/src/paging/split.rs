@@ -182,22 +182,26 @@ mod tests {
     #[test]
     fn a_cut_gigabyte_leaf_asks_about_the_two_megabyte_piece_at_the_edge() {
         let mut pt = tables(4 * G1);
-        pt.map_range(gva(0), GuestAddress(G1), G1, rw(), PageSize::Size1G).unwrap();
+        // The leaf at 1 GiB maps 2 GiB: its base is not zero.
+        pt.map_range(gva(G1), GuestAddress(2 * G1), G1, rw(), PageSize::Size1G).unwrap();
         let asked = RefCell::new(Vec::new());
-        let w = pt.writer(false, 0);
-        // Cut inside the fourth 2 MiB piece: it maps G1 + 3 * M2.
-        let plan = w.plan_splits(3 * M2 + K4, G1, |raw, size| {
+        let w = pt.writer(false, G1);
+        // Cut inside the fourth 2 MiB piece: it maps 2 GiB + 3 * M2.
+        let plan = w.plan_splits(G1 + 3 * M2 + K4, 2 * G1, |raw, size| {
             asked.borrow_mut().push((leaf_addr(raw, size), size));
             true
         });
         assert_eq!(
             asked.into_inner(),
-            vec![(G1, PageSize::Size1G), (G1 + 3 * M2, PageSize::Size2M)],
+            vec![(2 * G1, PageSize::Size1G), (2 * G1 + 3 * M2, PageSize::Size2M)],
             "the predicate sees the 1 GiB leaf, then the 2 MiB piece the edge falls in"
         );
         assert_eq!(
             plan,
-            vec![PlannedSplit { va: 0, size: PageSize::Size1G }, PlannedSplit { va: 3 * M2, size: PageSize::Size2M }]
+            vec![
+                PlannedSplit { va: G1, size: PageSize::Size1G },
+                PlannedSplit { va: G1 + 3 * M2, size: PageSize::Size2M }
+            ]
         );
     }
 
