@@ -167,6 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn may_bits_follow_each_access_bit() {
+        let table: &[(VmFlags, VmFlags)] = &[
+            (VmFlags::empty(), VmFlags::empty()),
+            (VmFlags::READ, VmFlags::MAYREAD),
+            (VmFlags::WRITE, VmFlags::MAYWRITE),
+            (VmFlags::EXEC, VmFlags::MAYEXEC),
+            (VmFlags::READ | VmFlags::WRITE, VmFlags::MAYREAD | VmFlags::MAYWRITE),
+            (VM_ACCESS_FLAGS, VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC),
+            // Bits other than access bits need nothing.
+            (VmFlags::SHARED | VmFlags::IO, VmFlags::empty()),
+        ];
+        for &(access, want) in table {
+            assert_eq!(VmFlags::may_bits_for(access), want, "{access:?}");
+        }
+    }
+
+    #[test]
     fn prot_from_flags() {
         let table: &[(VmFlags, bool, bool, bool)] = &[
             // flags, present, writable, no_execute

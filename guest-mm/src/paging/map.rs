@@ -211,6 +211,21 @@ mod tests {
     }
 
     #[test]
+    fn physical_range_ends_at_maxphyaddr() {
+        let mut pt = tables(64 << 20);
+        // A frame past MAXPHYADDR cannot be encoded in an entry.
+        for (pa, len) in [(MAX_PHYS - K4, 2 * K4), (MAX_PHYS, K4), (MAX_PHYS - K4, M2)] {
+            let r = pt.map_range(gva(0), GuestAddress(pa), len, rw(), PageSize::Size4K);
+            assert_eq!(r, Err(MmError::Overflow { addr: pa, len }), "{pa:#x}+{len:#x}");
+        }
+        assert_eq!(pt.tables_in_use(), 1);
+        assert!(pt.leaves(gva(0), 4 << 20).is_empty());
+        // The last frame below it can.
+        pt.map_range(gva(0), GuestAddress(MAX_PHYS - K4), K4, rw(), PageSize::Size4K).unwrap();
+        assert_eq!(pt.translate(gva(0x123)).unwrap().phys, GuestAddress(MAX_PHYS - K4 + 0x123));
+    }
+
+    #[test]
     fn upper_half_addresses() {
         let mut pt = tables(64 << 20);
         let va = 0xffff_ffff_8000_0000;

@@ -142,6 +142,25 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_keeps_cpu_set_bits_and_leaves_another_leaf_alone() {
+        use super::super::entry::{leaf_bits, A, D};
+        use vm_memory::GuestMemoryMmap;
+
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let table = Table::new(&mem, Pfn(1), true).unwrap();
+        let seen = 0x5000 | leaf_bits(rw(), PageSize::Size4K);
+        // The CPU set accessed/dirty since `seen` was read: retried, kept.
+        table.set(0, seen | A | D);
+        assert!(rewrite(&table, 0, seen, ro(), PageSize::Size4K));
+        assert_eq!(table.get(0), protect_bits(seen, ro(), PageSize::Size4K) | A | D);
+        // The entry now holds another frame: given up, not overwritten.
+        let other = 0x6000 | leaf_bits(rw(), PageSize::Size4K);
+        table.set(1, other);
+        assert!(!rewrite(&table, 1, seen, ro(), PageSize::Size4K));
+        assert_eq!(table.get(1), other);
+    }
+
+    #[test]
     fn unchanged_huge_leaf_is_not_split() {
         let mut pt = tables(4 * G1);
         pt.map_range(gva(0), GuestAddress(0), G1, ro(), PageSize::Size1G).unwrap();

@@ -167,3 +167,62 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::cell::RefCell;
+
+    use vm_memory::GuestAddress;
+
+    use super::super::entry::leaf_addr;
+    use super::super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn a_cut_gigabyte_leaf_asks_about_the_two_megabyte_piece_at_the_edge() {
+        let mut pt = tables(4 * G1);
+        // The leaf at 1 GiB maps 2 GiB: its base is not zero.
+        pt.map_range(gva(G1), GuestAddress(2 * G1), G1, rw(), PageSize::Size1G).unwrap();
+        let asked = RefCell::new(Vec::new());
+        let w = pt.writer(false, G1);
+        // Cut inside the fourth 2 MiB piece: it maps 2 GiB + 3 * M2.
+        let plan = w.plan_splits(G1 + 3 * M2 + K4, 2 * G1, |raw, size| {
+            asked.borrow_mut().push((leaf_addr(raw, size), size));
+            true
+        });
+        assert_eq!(
+            asked.into_inner(),
+            vec![(2 * G1, PageSize::Size1G), (2 * G1 + 3 * M2, PageSize::Size2M)],
+            "the predicate sees the 1 GiB leaf, then the 2 MiB piece the edge falls in"
+        );
+        assert_eq!(
+            plan,
+            vec![
+                PlannedSplit { va: G1, size: PageSize::Size1G },
+                PlannedSplit { va: G1 + 3 * M2, size: PageSize::Size2M }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_planned_leaf_that_vanished_is_not_split() {
+        let mut pt = tables(64 << 20);
+        pt.map_range(gva(0), GuestAddress(M2), M2, rw(), PageSize::Size2M).unwrap();
+        let tables_before = pt.tables_in_use();
+        let mut w = pt.writer(false, 0);
+        let plan = w.plan_splits(K4, M2, |_, _| true);
+        assert_eq!(plan, vec![PlannedSplit { va: 0, size: PageSize::Size2M }]);
+        let reserved = w.reserve(plan.len()).unwrap();
+        // The leaf goes away between planning and splitting (a guest
+        // writing its own tables).
+        let (parent, level, idx) = w.find(0, 2).unwrap();
+        assert_eq!(level, 2);
+        parent.set(idx, 0);
+        assert!(w.split_all(&plan, reserved).is_empty());
+        assert_eq!(parent.get(idx), 0, "nothing linked in place of the vanished leaf");
+        drop(w);
+        assert_eq!(pt.tables_in_use(), tables_before, "the reserved frame is freed");
+        assert!(pt.leaves(gva(0), M2).is_empty());
+    }
+}

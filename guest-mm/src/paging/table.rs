@@ -215,6 +215,30 @@ mod tests {
     }
 
     #[test]
+    fn fill_unlinked_through_either_view() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let bits = 0x8000_0000_0000_0067;
+        let mut pages = [Pfn(0); ENTRIES];
+        for (i, p) in pages.iter_mut().enumerate() {
+            *p = Pfn(0x100 + 3 * i as u64);
+        }
+        // The write view stores plainly, the read-only view atomically:
+        // both write the same entries and report the OR of the frames.
+        for (frame, write) in [(Pfn(3), true), (Pfn(4), false)] {
+            let t = Table::new(&mem, frame, write).unwrap();
+            let any = t.fill_unlinked(&pages, bits);
+            assert_eq!(any, pages.iter().fold(0, |a, p| a | p.0), "write={write}");
+            for (i, p) in pages.iter().enumerate() {
+                let got = mem.read_obj::<u64>(GuestAddress((frame.0 << 12) + 8 * i as u64)).unwrap();
+                assert_eq!(got, (p.0 << 12) | bits, "write={write} entry {i}");
+            }
+        }
+        // All-zero frames report zero.
+        let t = Table::new(&mem, Pfn(5), false).unwrap();
+        assert_eq!(t.fill_unlinked(&[Pfn(0); ENTRIES], bits), 0);
+    }
+
+    #[test]
     fn frames_outside_memory_are_refused() {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(0x20_0800), 0x1000)])
             .unwrap();
