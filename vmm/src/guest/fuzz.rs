@@ -536,9 +536,17 @@ fn emit_probe(g: &mut Gen<'_>) -> AsmResult {
     g.a.set_label(&mut no_fault)?;
     g.a.xor(edi, edi)?;
     g.call(nr::EXPECT_FAULT)?;
-    // No fault: the VMM must have a translation.
+    // No fault: the VMM had a translation, or the page was absent in a
+    // lazy mapping and the fault path filled it (then it has one now).
+    let mut mapped = g.a.create_label();
     g.a.test(rbp, rbp)?;
+    g.a.jns(mapped)?;
+    g.a.mov(rdi, r11)?;
+    g.a.xor(esi, esi)?;
+    g.call(nr::TRANSLATE)?;
+    g.a.test(rax, rax)?;
     g.a.js(bad)?;
+    g.a.set_label(&mut mapped)?;
     g.a.ret()?;
 
     // rax = vector, rdi = error code, rsi = CR2.
