@@ -9,6 +9,8 @@
 pub mod census;
 pub mod fixture;
 pub mod frame_guarantee;
+#[cfg(feature = "vmm-stack")]
+#[cfg(feature = "vmm-stack")]
 pub mod fuzz;
 pub mod input;
 pub mod model;
