@@ -64,3 +64,16 @@ fn guests_pass_under_the_filters() {
     let _ = std::fs::remove_file(&elf);
     assert_eq!(r.code, 124, "{}\n{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn forbidden_syscall_on_a_writer_thread_kills_the_process() {
+    need_kvm!();
+    // The built-in guest writes to its console, so the console's writer
+    // thread wakes, installs its filter and makes the forbidden call.
+    let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "writer"]);
+    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
+    assert!(err.contains("the Writer thread calls socket()"), "{err}");
+    assert!(!err.contains("socket() returned"), "{err}");
+    let (code, signal, err) = run_raw(&["run", "--no-seccomp", "--seccomp-selftest", "writer"]);
+    assert_eq!((code, signal), (Some(0), None), "{err}");
+}

@@ -257,6 +257,20 @@ mod tests {
         assert_eq!(pages_to_bytes((1 << 52) - 1), Some(PAGE_MASK));
         assert_eq!(Pfn(u64::MAX).checked_addr(), None);
         assert_eq!(Pfn(5).checked_addr(), Some(GuestAddress(5 << 12)));
+        // The last frame whose address fits, and the first that does not.
+        assert_eq!(Pfn((1 << 52) - 1).checked_addr(), Some(GuestAddress(PAGE_MASK)));
+        assert_eq!(Pfn(1 << 52).checked_addr(), None);
+    }
+
+    #[test]
+    fn addresses_and_frames_format_as_hex() {
+        // Error messages and logs print these.
+        let a = GuestVirtAddr::try_new(0x7f00_1000).unwrap();
+        assert_eq!(format!("{a:?}"), "GuestVirtAddr(0x7f001000)");
+        assert_eq!(format!("{a:x}"), "7f001000");
+        assert_eq!(format!("{a:#x}"), "0x7f001000");
+        assert_eq!(format!("{:?}", Pfn(0x42)), "Pfn(0x42)");
+        assert_eq!(format!("{:#x}", Pfn(0x42)), "0x42");
     }
 
     #[test]

@@ -315,6 +315,12 @@ fn drain(sh: &Shared, sink: &mut dyn Write) {
             chunk.extend(s.buf.drain(..n));
             s.in_flight = n;
         }
+        // Under seccomp the thread filters itself before it writes what a
+        // filtered run produced (see `crate::seccomp`).
+        if let Err(e) = crate::seccomp::enter_writer() {
+            fail(sh, io::Error::other(e.to_string()));
+            return;
+        }
         if let Err(e) = sink.write_all(&chunk).and_then(|()| sink.flush()) {
             fail(sh, e);
             return;

@@ -345,6 +345,10 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
     let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu)).transpose()?;
     let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop)).transpose()?;
+    if opts.seccomp {
+        let writer = crate::seccomp::filter(ThreadKind::Writer)?;
+        crate::seccomp::filter_writers(writer, opts.seccomp_selftest == Some(ThreadKind::Writer));
+    }
     let ctx = VcpuContext {
         seccomp: Arc::new(Gate::new(vcpu_filter, opts.seccomp_selftest)),
         buses: Arc::new(devs.buses),

@@ -1,14 +1,19 @@
 //! seccomp: each thread of a running VMM may make only the system calls
 //! it needs, as Firecracker does. One allow-list per thread kind
-//! ([`rules`]): vCPU threads (KVM ioctls restricted by request number)
-//! and the event loop. Anything else kills the whole process with
+//! ([`rules`]): vCPU threads (KVM ioctls restricted by request number),
+//! the event loop, and the output writer threads. Anything else kills the whole process with
 //! `SIGSYS` (`SECCOMP_RET_KILL_PROCESS`): a VMM that tries a system call
 //! it never makes is compromised or broken, and must not go on.
 //!
 //! The filters are compiled before any vCPU starts and installed, per
 //! thread, once the machine is built: each vCPU thread installs its own
 //! and then waits at the [`Gate`] until the event loop has installed its
-//! filter, so no guest instruction runs unfiltered. A filter is permanent
+//! filter, so no guest instruction runs unfiltered. The output writer
+//! threads exist before that (a filtered thread may not create threads):
+//! the run publishes their filter ([`filter_writers`]) before the gate
+//! opens, and each writer installs it ([`enter_writer`]) before it hands
+//! its next bytes to the sink, so no byte the guest made is written by an
+//! unfiltered thread. A filter is permanent
 //! for its thread, which is why the library installs them only when
 //! asked (`RunOptions::seccomp`); the `vmm` command asks unless
 //! `--no-seccomp`.
@@ -19,8 +24,9 @@
 
 pub mod rules;
 
+use std::cell::Cell;
 use std::io::Write as _;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use thiserror::Error;
@@ -73,6 +79,39 @@ pub fn forbidden_syscall(kind: ThreadKind) {
         unsafe { libc::close(fd) };
     }
     let _ = writeln!(std::io::stderr(), "seccomp self-test: socket() returned {fd}: no filter on the {kind:?} thread");
+}
+
+/// The writer threads' filter, once a run has turned seccomp on, and
+/// whether they make the forbidden call once filtered (test hook).
+static WRITER_FILTER: OnceLock<(BpfProgram, bool)> = OnceLock::new();
+
+thread_local! {
+    /// Has this thread installed [`WRITER_FILTER`]?
+    static WRITER_FILTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Publishes the writer threads' filter: every output writer thread
+/// installs it before its next write ([`enter_writer`]). Once per
+/// process; a later call keeps the first filter (the filter is permanent
+/// for the threads that installed it anyway).
+pub fn filter_writers(prog: BpfProgram, selftest: bool) {
+    let _ = WRITER_FILTER.set((prog, selftest));
+}
+
+/// Called by an output writer thread before each write: installs the
+/// writer filter on the calling thread if one was published and this
+/// thread has not installed it yet.
+pub fn enter_writer() -> Result<(), SeccompError> {
+    if WRITER_FILTERED.get() {
+        return Ok(());
+    }
+    let Some((prog, selftest)) = WRITER_FILTER.get() else { return Ok(()) };
+    WRITER_FILTERED.set(true);
+    install(ThreadKind::Writer, prog)?;
+    if *selftest {
+        forbidden_syscall(ThreadKind::Writer);
+    }
+    Ok(())
 }
 
 /// What the vCPU threads need from the seccomp setup of a run.

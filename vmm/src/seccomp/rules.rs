@@ -72,6 +72,9 @@ const EVENT_LOOP: Allowed = &[
     (libc::SYS_exit, "exit", "a caller's thread that ends after the run"),
 ];
 
+/// The output writer threads (`vmm/src/output.rs`), beyond [`COMMON`].
+const WRITER: Allowed = &[(libc::SYS_exit, "exit", "the thread ends when its output shuts down")];
+
 /// ioctls of vCPU threads, by request number, with the reason.
 fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
     vec![
@@ -97,15 +100,14 @@ pub enum ThreadKind {
     Vcpu,
     /// The event loop (the main thread of `vmm run`).
     EventLoop,
+    /// An output writer thread (console, report and log buffers).
+    Writer,
 }
 
 /// The allow-list of `kind`: unconditional syscalls, and for vCPU
 /// threads `ioctl` with one of [`vcpu_ioctls`]'s request numbers.
 pub fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
-    let extra = match kind {
-        ThreadKind::Vcpu => VCPU,
-        ThreadKind::EventLoop => EVENT_LOOP,
-    };
+    let extra = extra(kind);
     let mut m: BTreeMap<i64, Vec<SeccompRule>> =
         COMMON.iter().chain(extra).map(|&(nr, _, _)| (nr, Vec::new())).collect();
     if kind == ThreadKind::Vcpu {
@@ -119,13 +121,19 @@ pub fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Seccom
     Ok(m)
 }
 
+/// What `kind` may call beyond [`COMMON`].
+fn extra(kind: ThreadKind) -> Allowed {
+    match kind {
+        ThreadKind::Vcpu => VCPU,
+        ThreadKind::EventLoop => EVENT_LOOP,
+        ThreadKind::Writer => WRITER,
+    }
+}
+
 /// The allow-list of `kind` as (syscall name or ioctl, reason) lines,
 /// for documentation and `--help`.
 pub fn describe(kind: ThreadKind) -> Vec<(String, &'static str)> {
-    let extra = match kind {
-        ThreadKind::Vcpu => VCPU,
-        ThreadKind::EventLoop => EVENT_LOOP,
-    };
+    let extra = extra(kind);
     let mut v: Vec<(String, &'static str)> =
         COMMON.iter().chain(extra).map(|&(_, n, why)| (n.to_string(), why)).collect();
     if kind == ThreadKind::Vcpu {
@@ -155,10 +163,16 @@ mod tests {
     fn lists_compile_and_differ() {
         let v = rules(ThreadKind::Vcpu).unwrap();
         let e = rules(ThreadKind::EventLoop).unwrap();
+        let w = rules(ThreadKind::Writer).unwrap();
         assert!(v.contains_key(&libc::SYS_ioctl) && !e.contains_key(&libc::SYS_ioctl));
         assert!(e.contains_key(&libc::SYS_epoll_wait) && !v.contains_key(&libc::SYS_epoll_wait));
+        // A writer neither enters the guest nor polls: no ioctl, no epoll.
+        assert!(!w.contains_key(&libc::SYS_ioctl) && !w.contains_key(&libc::SYS_epoll_wait));
+        assert!(w.contains_key(&libc::SYS_write) && !w.contains_key(&libc::SYS_exit_group));
         for forbidden in [libc::SYS_socket, libc::SYS_openat, libc::SYS_execve, libc::SYS_clone3, libc::SYS_ptrace] {
-            assert!(!v.contains_key(&forbidden) && !e.contains_key(&forbidden), "{forbidden}");
+            for (kind, list) in [("vcpu", &v), ("event loop", &e), ("writer", &w)] {
+                assert!(!list.contains_key(&forbidden), "{kind}: {forbidden}");
+            }
         }
         assert_eq!(describe(ThreadKind::Vcpu).len(), v.len() - 1 + vcpu_ioctls().len());
     }
