@@ -98,4 +98,19 @@ mod tests {
         assert_eq!(l.reserved_in(Pfn(0x90), 1), None);
         assert_eq!(l.ram_end(), Pfn(1280));
     }
+
+    #[test]
+    fn edges_are_exclusive_and_empty_ranges_are_dropped() {
+        let mut l = layout();
+        // A range that ends where the reserved one starts does not touch it.
+        assert_eq!(l.reserved_in(Pfn(0x70), 0x10), None);
+        assert_eq!(l.reserved_in(Pfn(0x70), 0x11), Some(Pfn(0x80)));
+        // Reserving nothing adds nothing.
+        l.reserve(GuestAddress(0x5000), 0);
+        assert_eq!(l.reserved(), &[(Pfn(0x80), Pfn(0x90))]);
+        // A region with no whole page is not RAM at all.
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20), (GuestAddress(0x20_0800), 0x800)])
+            .unwrap();
+        assert_eq!(PhysLayout::from_memory(&mem).ram(), &[(Pfn(0), Pfn(256))]);
+    }
 }
