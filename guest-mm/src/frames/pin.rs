@@ -107,6 +107,7 @@ mod tests {
         let b = f.pin(Arc::from([Pfn(2)].as_slice())).unwrap();
         assert_eq!((f.pin_count(Pfn(1)), f.pin_count(Pfn(2))), (1, 2));
         assert!(a.same(&a.clone()) && !a.same(&b));
+        assert_eq!(format!("{a:?}"), "Pinned[2 frames]");
         drop(a);
         assert_eq!((f.pin_count(Pfn(1)), f.pin_count(Pfn(2))), (0, 1));
         drop(b);

@@ -161,6 +161,21 @@ mod tests {
         assert!(m.unpin(Pfn(3)));
         assert_eq!(m.total(), 0);
         assert_eq!(m.get(Pfn(100)), 0);
+        assert_eq!((m.len(), m.is_empty()), (8, false));
+        assert!(PinCounts::new(0).is_empty());
+    }
+
+    #[test]
+    fn every_value_below_the_sentinels_is_a_count() {
+        // The limit sits right under the two sentinels: a count of
+        // u32::MAX - 3 can take one more pin, u32::MAX - 2 none.
+        let mut m = PinCounts::new(4);
+        m.counts[1] = u32::MAX - 3;
+        m.pin_all(&[Pfn(1)]).unwrap();
+        assert_eq!(m.get(Pfn(1)), u32::MAX - 2);
+        assert!(m.check(Pfn(1)).is_err());
+        assert!(!m.unpin(Pfn(1)));
+        assert_eq!(m.get(Pfn(1)), u32::MAX - 3);
     }
 
     #[test]

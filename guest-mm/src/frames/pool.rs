@@ -272,6 +272,13 @@ mod tests {
         drop(pages);
         assert_eq!(f.pool_free(), 7);
         assert!(!f.lock().free_frames().contains(&Pfn(17)));
+        {
+            // Pinned, not owned: used, not leaked; the lock's view agrees.
+            let st = f.lock();
+            let c = st.pool_census();
+            assert_eq!((c.total, c.free, c.used, c.leaked.len()), (8, 7, 1, 0));
+            assert_eq!((st.pool_free(), st.free_frames().len(), st.pins().get(Pfn(17))), (7, 7, 2));
+        }
         // A clone keeps the pin; the last one gives frame 17 back.
         let again = pin.clone();
         drop(pin);
@@ -295,11 +302,13 @@ mod tests {
         st.free.push(Pfn(17));
         st.release(Pfn(23));
         st.free.push(Pfn(3));
+        // One past the pool's last frame is outside it too.
+        st.free.push(Pfn(24));
         let c = st.pool_census();
         assert_eq!(c.leaked, vec![Pfn(16)]);
         assert_eq!(c.free_but_used, vec![Pfn(17)]);
         assert_eq!(c.free_twice, vec![Pfn(23)]);
-        assert_eq!(c.foreign_free, vec![Pfn(3)]);
+        assert_eq!(c.foreign_free, vec![Pfn(3), Pfn(24)]);
         assert_eq!((c.free, c.used), (4, 1));
         drop(st);
         std::mem::forget(pages);
