@@ -290,6 +290,24 @@ mod tests {
     }
 
     #[test]
+    fn zero_clears_every_page_it_owns_and_no_other() {
+        use vm_memory::{Bytes, GuestMemoryMmap};
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 * PAGE_SIZE as usize)]).unwrap();
+        let f = Frames::new(32, Some((GuestAddress(16 * PAGE_SIZE), 4 * PAGE_SIZE))).unwrap();
+        for p in 15..21u64 {
+            mem.write_slice(&[0xa5; PAGE_SIZE as usize], GuestAddress(p * PAGE_SIZE)).unwrap();
+        }
+        let pages = f.alloc(2).unwrap();
+        pages.zero(&mem).unwrap();
+        let mut page = [0u8; PAGE_SIZE as usize];
+        for p in 15..21u64 {
+            mem.read_slice(&mut page, GuestAddress(p * PAGE_SIZE)).unwrap();
+            let owned = pages.pfns().contains(&Pfn(p));
+            assert!(page.iter().all(|&b| b == if owned { 0 } else { 0xa5 }), "frame {p}");
+        }
+    }
+
+    #[test]
     fn census_finds_each_kind_of_bad_frame() {
         let f = Frames::new(64, Some((GuestAddress(16 * PAGE_SIZE), 8 * PAGE_SIZE))).unwrap();
         let pages = f.alloc(3).unwrap();

@@ -165,6 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn region_edges_and_frames_never_handed_out() {
+        let mut a = TableAllocator::new(GuestAddress(0x10000), 4 * PAGE_SIZE).unwrap();
+        assert_eq!(a.region(), (Pfn(0x10), Pfn(0x14)));
+        assert!(a.contains(Pfn(0x10)) && a.contains(Pfn(0x13)));
+        assert!(!a.contains(Pfn(0x14)) && !a.contains(Pfn(0xf)));
+        let x = a.alloc().unwrap();
+        assert_eq!(a.held(), (vec![x], true));
+        // Freeing the next frame, never handed out, corrupts the free list.
+        a.free(Pfn(x.0 + 1));
+        assert!(!a.held().1);
+    }
+
+    #[test]
     fn injected_failure() {
         let mut a = TableAllocator::new(GuestAddress(0), 16 * PAGE_SIZE).unwrap();
         a.inject_failure_after(Some(2));

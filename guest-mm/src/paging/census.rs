@@ -117,6 +117,17 @@ mod tests {
         assert!(c.bad_links.is_empty());
         assert_eq!(c.tables[0].level, 4);
         assert!(c.tables.iter().any(|t| t.level == 1 && t.va == 0xffff_ff80_0000_0000));
+        // Every table of the upper half has a canonical (sign-extended) base.
+        for level in 1..=3 {
+            assert!(c.tables.iter().any(|t| t.level == level && t.va == 0xffff_ff80_0000_0000), "level {level}");
+        }
+        // The root links the lower half's and the upper half's level-3
+        // tables; the 4 KiB and 2 MiB leaves are one entry each.
+        assert_eq!(c.tables[0].used, 2);
+        for va in [0, 0xffff_ff80_0000_0000] {
+            let l1 = c.tables.iter().find(|t| t.level == 1 && t.va == va).unwrap();
+            assert_eq!(l1.used, 1, "{va:#x}");
+        }
         // Level-2 table of the upper half: link it a second time, below
         // the lower half's level-3 table (a shared table).
         let l1 = c.tables.iter().find(|t| t.level == 1 && t.va == 0).unwrap().pfn;
