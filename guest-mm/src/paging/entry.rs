@@ -296,12 +296,33 @@ mod tests {
             (t | PS, 2, Entry::Leaf(PageSize::Size2M)),
             (t | PS, 3, Entry::Leaf(PageSize::Size1G)),
             (PROT_NONE | PS, 2, Entry::Leaf(PageSize::Size2M)),
+            // Not present and PROT_NONE is a leaf whatever PS says.
+            (PROT_NONE, 2, Entry::Leaf(PageSize::Size2M)),
+            (PROT_NONE, 3, Entry::Leaf(PageSize::Size1G)),
             (PROT_NONE, 1, Entry::Leaf(PageSize::Size4K)),
             (PROT_NONE, 4, Entry::Empty),
         ];
         for &(raw, level, want) in table {
             assert_eq!(classify(raw, level), want, "{raw:#x} at {level}");
         }
+    }
+
+    #[test]
+    fn a_table_entry_grants_everything_so_the_leaf_decides() {
+        // Present, writable, user; executable (no NX); nothing else.
+        assert_eq!(table_entry(Pfn(0x1234)), 0x123_4000 | 0b111);
+        assert_eq!(table_entry(Pfn(0x1234)) & NX, 0);
+    }
+
+    #[test]
+    fn same_leaf_ignores_only_what_the_cpu_sets() {
+        let leaf = 0x5000 | leaf_bits(PageProt::from_flags(crate::flags::VmFlags::READ), PageSize::Size4K);
+        assert_eq!((A, D), (1 << 5, 1 << 6));
+        assert!(same_leaf(leaf, leaf | A));
+        assert!(same_leaf(leaf, leaf | D));
+        assert!(same_leaf(leaf | A | D, leaf));
+        assert!(!same_leaf(leaf, leaf | RW));
+        assert!(!same_leaf(leaf, leaf + 0x1000));
     }
 
     #[test]
