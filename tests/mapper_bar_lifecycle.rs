@@ -1,6 +1,10 @@
 //! A BAR window counts the VMAs that map it through `mapped`, `open` and
 //! `close` (splits, partial unmaps, fixed replaces, rollbacks) and refuses
 //! to be removed while any is left.
+//!
+//! Needs the `devices` crate (the root package's default `vmm-stack`
+//! feature), unlike the other mapper tests.
+#![cfg(feature = "vmm-stack")]
 
 use devices::{BarProvider, BarWindow};
 use guest_mm::{errno, MmError, MmapProvider, MmapRequest, VmFlags, VmaDesc, PAGE_SIZE};
