@@ -120,10 +120,19 @@ impl<'a> Table<'a> {
 
     /// Replaces entry `i` (`i & 511`) with `new` if it still holds
     /// `current`, in one atomic compare-and-exchange; on a mismatch returns
-    /// what it holds.
+    /// what it holds. Release ordering on success, so it can also link a
+    /// table filled just before.
     #[inline]
     pub(crate) fn compare_exchange(&self, i: usize, current: u64, new: u64) -> Result<u64, u64> {
-        self.entries()[i % ENTRIES].compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed)
+        self.entries()[i % ENTRIES].compare_exchange(current, new, Ordering::Release, Ordering::Relaxed)
+    }
+
+    /// Replaces entry `i` (`i & 511`) with `new` in one atomic exchange and
+    /// returns the value it replaced: accessed bits a walker set up to that
+    /// instant included (see `flush.rs`).
+    #[inline]
+    pub(crate) fn swap(&self, i: usize, new: u64) -> u64 {
+        self.entries()[i % ENTRIES].swap(new, Ordering::Relaxed)
     }
 
     /// Writes entry `i` as `(pages[i] << 12) | bits` for all 512 entries of
