@@ -63,7 +63,17 @@ pub(super) fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
 /// present entry changed become [`EVERYTHING`]: there is no page to
 /// `invlpg`, yet paging-structure caches may point at the freed tables.
 /// (With ranges, their `invlpg`s also drop paging-structure caches.)
+///
+/// None at all when no entry the set covers can be cached
+/// ([`FlushSet::may_be_cached`]: no dropped or downgraded entry, and no
+/// parent entry of a freed table, had its Accessed bit set): neither the
+/// vCPUs' TLBs nor KVM's shadow MMU can hold a translation through them,
+/// so the whole shootdown (memslot zap and NMIs) is skipped.
 pub(super) fn ranges(fs: FlushSet) -> Vec<Range> {
+    if !fs.may_be_cached() {
+        fs.ignore();
+        return Vec::new();
+    }
     let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
     if r.is_empty() && fs.tables_freed() {
         r.push(EVERYTHING);
@@ -82,6 +92,9 @@ impl Hypervisor {
     pub(super) fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
         if ranges.is_empty() {
             return None;
+        }
+        if let Some(c) = self.counters.get(vcpu as usize) {
+            c.shootdowns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.flusher.flush(vcpu, ranges).err().map(|e| e.to_string())
     }
