@@ -259,3 +259,61 @@ fn a_replaced_entry_is_cached_only_if_it_was_walked() {
         assert_eq!(f.pages(), 1);
     }
 }
+
+/// A walker on another CPU that sets the Accessed bit between the
+/// clearing code's read of an entry and its change (the test hook
+/// `table::race_point` runs there): the change must still report it, which
+/// only a swap (not a load, then a store) does.
+#[test]
+fn an_accessed_bit_set_between_read_and_clear_is_not_lost() {
+    fn walker(e: &std::sync::atomic::AtomicU64) {
+        let _ = e.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |v| {
+            (v & P != 0).then_some(v | A)
+        });
+    }
+    let ro = PageProt { writable: false, ..rw() };
+    // (what is mapped, what is unmapped): a 4 KiB leaf in a table that
+    // stays (cleared by the leaf loop), a 2 MiB leaf, a whole leaf table
+    // (unlinked by its parent entry).
+    type Setup = fn(&mut Tables);
+    let cases: [(&str, Setup, u64, u64); 3] = [
+        ("4 KiB leaf", |pt| pt.insert_pages(gva(BASE), &arr(&[Pfn(1), Pfn(2)]), rw()).map(drop).unwrap(), BASE, 4096),
+        (
+            "2 MiB leaf",
+            |pt| pt.map_range(gva(BASE), GuestAddress(0), 4 << 20, rw(), PageSize::Size2M).map(drop).unwrap(),
+            BASE,
+            2 << 20,
+        ),
+        (
+            "leaf table",
+            |pt| {
+                pt.insert_pages(gva(BASE), &arr(&[Pfn(1)]), rw()).map(drop).unwrap();
+                pt.map_range(gva(BASE + (2 << 20)), GuestAddress(0), 2 << 20, rw(), PageSize::Size2M)
+                    .map(drop)
+                    .unwrap();
+            },
+            BASE,
+            2 << 20,
+        ),
+    ];
+    for (what, setup, at, len) in cases {
+        let mut pt = tables(64 << 20);
+        setup(&mut pt);
+        super::table::RACE.with(|r| r.set(Some(walker)));
+        let u = pt.unmap_range(gva(at), len);
+        super::table::RACE.with(|r| r.set(None));
+        let u = u.unwrap();
+        assert!(u.flush.may_be_cached(), "{what}: the A bit set in the race was lost");
+        // Without the race: nothing cached.
+        let mut pt = tables(64 << 20);
+        setup(&mut pt);
+        assert!(!pt.unmap_range(gva(at), len).unwrap().flush.may_be_cached(), "{what}");
+    }
+    // Protect reads the old value from its compare-and-exchange.
+    let mut pt = tables(64 << 20);
+    pt.insert_pages(gva(BASE), &arr(&[Pfn(1)]), rw()).unwrap();
+    super::table::RACE.with(|r| r.set(Some(walker)));
+    let f = pt.protect_range(gva(BASE), 4096, ro);
+    super::table::RACE.with(|r| r.set(None));
+    assert!(f.unwrap().may_be_cached(), "protect: the A bit set in the race was lost");
+}

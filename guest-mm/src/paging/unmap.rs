@@ -162,6 +162,7 @@ fn clear_leaves<const STORE: bool>(table: &Table<'_>, va: u64, end: u64, c: &mut
             let mut raw = e.load(Ordering::Relaxed);
             let used = raw & USED != 0;
             if STORE && used {
+                super::table::race_point(e);
                 // The value the clear replaced, A bit and all.
                 raw = e.swap(0, Ordering::Relaxed);
             }
