@@ -17,7 +17,7 @@ use super::{Effects, Hypervisor, Outcome};
 use crate::kernel::abi::{fd, map, prot};
 use crate::layout::PAGE_SIZE;
 use crate::mapper::Mapper;
-use crate::tlb::{Range, EVERYTHING};
+use crate::tlb::Range;
 
 /// End of the user half.
 const USER_END: u64 = 1 << 47;
@@ -59,27 +59,10 @@ pub(super) fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
     Outcome { ret, effects: Effects { fatal, ..Default::default() } }
 }
 
-/// The ranges of a flush set (consumed). Freed page-table pages with no
-/// present entry changed become [`EVERYTHING`]: there is no page to
-/// `invlpg`, yet paging-structure caches may point at the freed tables.
-/// (With ranges, their `invlpg`s also drop paging-structure caches.)
-///
-/// None at all when no entry the set covers can be cached
-/// ([`FlushSet::may_be_cached`]: no dropped or downgraded entry, and no
-/// parent entry of a freed table, had its Accessed bit set): neither the
-/// vCPUs' TLBs nor KVM's shadow MMU can hold a translation through them,
-/// so the whole shootdown (memslot zap and NMIs) is skipped.
+/// The ranges to shoot down for a flush set (consumed); none when nothing
+/// it covers can be cached (see [`crate::tlb::shootdown_ranges`]).
 pub(super) fn ranges(fs: FlushSet) -> Vec<Range> {
-    if !fs.may_be_cached() {
-        fs.ignore();
-        return Vec::new();
-    }
-    let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
-    if r.is_empty() && fs.tables_freed() {
-        r.push(EVERYTHING);
-    }
-    fs.ignore();
-    r
+    crate::tlb::shootdown_ranges(fs)
 }
 
 pub(super) fn mm_err(e: &MmError) -> i32 {

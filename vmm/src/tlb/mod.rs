@@ -29,8 +29,8 @@
 //!
 //! A change whose flush set says nothing can be cached
 //! (`guest_mm::FlushSet::may_be_cached` is false) gets no shootdown at all:
-//! no zap, no request, no NMI (the hypercalls' `ranges`, in
-//! `hypercall/mm.rs`, turns such a set into no ranges). guest-mm takes the
+//! no zap, no request, no NMI ([`shootdown_ranges`], which every
+//! hypercall and the fault path use, turns such a set into no ranges). guest-mm takes the
 //! old value of every entry it drops or downgrades atomically with the
 //! change (swap or compare-and-exchange) and the set records whether any
 //! had its Accessed bit set, the parent entries of freed tables included.
@@ -141,5 +141,5 @@ mod tests;
 pub use flusher::{
     before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
 };
-pub use list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
+pub use list::{coalesce, shootdown_ranges, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};
