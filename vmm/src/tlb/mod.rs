@@ -48,7 +48,10 @@
 //! with freed tables and split huge leaves, is in guest-mm's `flush.rs`.
 //! This skips the zap for a munmap or mprotect of pages the guest never
 //! accessed (mapped eagerly, e.g. a device window or page buffer, and
-//! never used); pages it accessed still pay it.
+//! never used); pages it accessed still pay it. In
+//! `tests/vmm_tlb_layers.rs` the simulated vCPUs walk real guest-mm tables
+//! (setting Accessed bits) and cache only what they walked, and the caller
+//! asks [`shootdown_ranges`]: skipping every shootdown fails it.
 //!
 //! # Lost and late kicks and NMIs
 //!
