@@ -5,6 +5,8 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 const P: u64 = 1;
+/// Accessed: set by a CPU on every entry its walk used.
+pub const A: u64 = 1 << 5;
 const PS: u64 = 1 << 7;
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
@@ -31,6 +33,9 @@ pub struct WalkLeaf {
     /// (in 4 KiB-entry form), each ANDed/ORed down the walk the way the CPU
     /// combines them (`RW`, `US` need every level, `NX` any level).
     pub attrs: u64,
+    /// The leaf entry's Accessed bit: a CPU used it, and may have cached
+    /// the translation (an entry with the bit clear cannot be cached).
+    pub accessed: bool,
 }
 
 impl WalkLeaf {
@@ -89,7 +94,7 @@ fn walk<M: GuestMemory>(
             let size = 1u64 << shift;
             let cache = if level == 1 { e & CACHE } else { (e & ((1 << 3) | (1 << 4))) | ((e >> 5) & (1 << 7)) };
             let pa = e & ADDR & !(size - 1);
-            out.push(WalkLeaf { va: canonical(va), size, pa, attrs: and | or | cache });
+            out.push(WalkLeaf { va: canonical(va), size, pa, attrs: and | or | cache, accessed: e & A != 0 });
         } else {
             walk(mem, GuestAddress(e & ADDR), level - 1, va, and, or, out);
         }

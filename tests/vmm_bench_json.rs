@@ -49,6 +49,8 @@ const GUEST_IDS: &[&str] = &[
     "mmio.ioeventfd_vs_trapped",
     "mmio.passthrough_vs_ram",
     "hypercall.mmap_munmap_1page",
+    "hypercall.mmap_munmap_1page_populated",
+    "hypercall.mmap_touch_munmap_1page",
     "fault.lazy_touch_64mib",
     "fault.round_trip",
     "launch.wall_time",

@@ -201,8 +201,12 @@ fn number(i: &mut Input<'_>) -> u64 {
 
 /// Guest stores: bytes written through user-writable translations only,
 /// as the guest's own `mov`s would (nothing is written if any byte is not).
+/// The CPU's walks set the Accessed bits of the pages written.
 fn store(m: &Machine, va: u64, bytes: &[u8]) {
-    let _ = m.hv.copy_to_user(va, bytes);
+    if m.hv.copy_to_user(va, bytes).is_ok() {
+        m.base.touch(va);
+        m.base.touch(va.saturating_add(bytes.len().saturating_sub(1) as u64));
+    }
 }
 
 /// Runs one input.

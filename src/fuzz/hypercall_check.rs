@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use devices::BarWindow;
 use guest_mm::SpaceStats;
-use vm_memory::GuestAddress;
+use vm_memory::{Bytes, GuestAddress};
 use vmm::hypercall::{Args, Hypervisor, Outcome};
 use vmm::kernel::abi::nr;
 use vmm::layout::{KERNEL_REGION_SIZE, PAGE_SIZE, TABLES_PA, TABLES_SIZE};
@@ -28,7 +28,7 @@ use vmm::memory::GuestMem;
 use vmm::tlb::{Range, RecordingFlusher};
 
 use crate::census::census;
-use crate::walk::{leaves, WalkLeaf, CACHE, NX, RW, US};
+use crate::walk::{leaves, WalkLeaf, A, CACHE, NX, RW, US};
 
 const USER_END: u64 = 1 << 47;
 
@@ -146,10 +146,30 @@ impl Baseline {
         }
     }
 
-    /// Every page that lost its translation or a right was flushed.
+    /// What a CPU's access to user address `va` does to the tables: its
+    /// walk sets the Accessed bit of every present entry it uses,
+    /// top-down (read back by the independent walker).
+    pub fn touch(&self, va: u64) {
+        if va >= USER_END {
+            return;
+        }
+        let mut table = self.cr3.0 & !0xfff;
+        for level in (1..=4u64).rev() {
+            let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
+            let Ok(e) = self.mem.read_obj::<u64>(at) else { return };
+            if e & 1 == 0 || self.mem.write_obj(e | A, at).is_err() || level == 1 || e & (1 << 7) != 0 {
+                return;
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+    }
+
+    /// Every page that lost its translation or a right was flushed, if a
+    /// CPU could have cached it (its leaf's Accessed bit was set: the
+    /// VMM skips the shootdown of entries no CPU used).
     fn check_flushes(&self, what: &str, before: &Snapshot, after: &Snapshot, flushed: &[(u8, Vec<Range>)]) {
         let covered = |p: u64| flushed.iter().flat_map(|(_, r)| r).any(|&(va, len)| va <= p && p - va < len);
-        for (&va, l) in &before.user {
+        for (&va, l) in before.user.iter().filter(|(_, l)| l.accessed) {
             if let Some(n) = after.user.get(&va) {
                 if n.size == l.size && keeps((l.pa, l.attrs), Some((n.pa, n.attrs))) {
                     continue;

@@ -42,6 +42,10 @@ pub struct ExitCounters {
     pub mmio: AtomicU64,
     /// Port I/O exits.
     pub pio: AtomicU64,
+    /// TLB shootdowns this vCPU's hypercalls and page faults performed
+    /// (each one memslot zap and an NMI round; see `tlb`). Not exits:
+    /// counted here so that they are reported beside them.
+    pub shootdowns: AtomicU64,
 }
 
 /// A snapshot of [`ExitCounters`].
@@ -53,6 +57,8 @@ pub struct ExitCounts {
     pub mmio: u64,
     /// Port I/O exits.
     pub pio: u64,
+    /// TLB shootdowns performed (see [`ExitCounters::shootdowns`]).
+    pub shootdowns: u64,
 }
 
 impl ExitCounters {
@@ -62,6 +68,7 @@ impl ExitCounters {
             total: self.total.load(Ordering::Relaxed),
             mmio: self.mmio.load(Ordering::Relaxed),
             pio: self.pio.load(Ordering::Relaxed),
+            shootdowns: self.shootdowns.load(Ordering::Relaxed),
         }
     }
 }
@@ -178,7 +185,7 @@ mod tests {
         assert_eq!(handle_exit(VcpuExit::IoIn(0x60, &mut d), &buses, &c), ExitAction::Continue);
         assert_eq!(d, [0xff, 0xff]);
         assert_eq!(echo.lock().unwrap().0, vec![(1, vec![7])]);
-        assert_eq!(c.snapshot(), ExitCounts { total: 3, mmio: 0, pio: 3 });
+        assert_eq!(c.snapshot(), ExitCounts { total: 3, mmio: 0, pio: 3, shootdowns: 0 });
     }
 
     #[test]

@@ -46,15 +46,21 @@ impl<M: GuestMemory> PageTables<M> {
     /// `MmError::NotMapped` when there is no such leaf.
     pub fn set_copy_on_write(&mut self, va: GuestVirtAddr) -> Result<(), MmError> {
         let (t, i) = self.leaf_table(va.raw(), true).ok_or(MmError::NotMapped { addr: va.raw() })?;
-        let raw = t.get(i);
-        if raw & P == 0 {
-            return Err(MmError::NotMapped { addr: va.raw() });
+        let mut raw = t.get(i);
+        loop {
+            if raw & P == 0 {
+                return Err(MmError::NotMapped { addr: va.raw() });
+            }
+            if raw & RW != 0 {
+                return Err(MmError::Invalid("copy-on-write mark on a writable entry"));
+            }
+            // Compare-and-exchange: an Accessed bit a walker sets meanwhile
+            // must not be lost (a later unmap trusts it, see `flush.rs`).
+            match t.compare_exchange(i, raw, raw | COW) {
+                Ok(_) => return Ok(()),
+                Err(now) => raw = now,
+            }
         }
-        if raw & RW != 0 {
-            return Err(MmError::Invalid("copy-on-write mark on a writable entry"));
-        }
-        t.set(i, raw | COW);
-        Ok(())
     }
 
     /// Replaces the present 4 KiB leaf at `va` by a page-array leaf for
@@ -73,14 +79,22 @@ impl<M: GuestMemory> PageTables<M> {
             return Err(MmError::Invalid("a replaced entry takes exactly one page"));
         };
         let (t, i) = self.leaf_table(va.raw(), true).ok_or(MmError::NotMapped { addr: va.raw() })?;
-        let raw = t.get(i);
-        if raw & P == 0 {
-            return Err(MmError::NotMapped { addr: va.raw() });
-        }
+        let new = (pfn.0 << crate::addr::PAGE_SHIFT) | leaf_bits(prot, PageSize::Size4K) | COUNTED;
+        let mut raw = t.get(i);
+        // Compare-and-exchange: the value replaced, with the Accessed bit a
+        // walker may have set up to that instant, decides the flush.
+        let raw = loop {
+            if raw & P == 0 {
+                return Err(MmError::NotMapped { addr: va.raw() });
+            }
+            match t.compare_exchange(i, raw, new) {
+                Ok(old) => break old,
+                Err(now) => raw = now,
+            }
+        };
         let old = Pfn((raw & super::entry::ADDR_4K) >> crate::addr::PAGE_SHIFT);
-        t.set(i, (pfn.0 << crate::addr::PAGE_SHIFT) | leaf_bits(prot, PageSize::Size4K) | COUNTED);
         let mut flush = FlushSet::default();
-        flush.add(va.raw(), PAGE_SIZE);
+        flush.add_entry(va.raw(), PAGE_SIZE, raw);
         Ok((old, flush))
     }
 }

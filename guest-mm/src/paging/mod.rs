@@ -29,6 +29,8 @@
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
 //! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
 
+#[cfg(test)]
+mod accessed_tests;
 mod census;
 mod cow;
 mod entry;

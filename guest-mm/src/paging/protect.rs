@@ -18,14 +18,16 @@ use crate::flags::PageProt;
 
 /// Stores the protected form of leaf `raw` (of `size`) in entry `idx`
 /// with a compare-and-exchange, so accessed/dirty bits the CPU sets in the
-/// meantime are kept rather than overwritten. Gives up (false) when the
-/// entry changes in any other way.
-fn rewrite(table: &Table<'_>, idx: usize, mut raw: u64, prot: PageProt, size: PageSize) -> bool {
+/// meantime are kept rather than overwritten. Returns the value it
+/// replaced (whose Accessed bit tells the flush whether the old
+/// translation can be cached), or `None` when the entry changed in any
+/// other way (left alone).
+fn rewrite(table: &Table<'_>, idx: usize, mut raw: u64, prot: PageProt, size: PageSize) -> Option<u64> {
     loop {
         match table.compare_exchange(idx, raw, protect_bits(raw, prot, size)) {
-            Ok(_) => return true,
+            Ok(old) => return Some(old),
             Err(now) if same_leaf(now, raw) => raw = now,
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
 }
@@ -46,10 +48,10 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                     if new == raw {
                         // Unchanged (and so not split when partly covered).
                     } else if cur & (span - 1) == 0 && next - cur == span {
-                        if rewrite(table, idx, raw, prot, size) {
+                        if let Some(old) = rewrite(table, idx, raw, prot, size) {
                             // A non-present entry cannot be cached in a TLB.
-                            if raw & P != 0 {
-                                flush.add(cur, span);
+                            if old & P != 0 {
+                                flush.add_entry(cur, span, old);
                             }
                         } else {
                             log::warn!("leaf at {cur:#x} changed under protect; left alone");
@@ -149,14 +151,15 @@ mod tests {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let table = Table::new(&mem, Pfn(1), true).unwrap();
         let seen = 0x5000 | leaf_bits(rw(), PageSize::Size4K);
-        // The CPU set accessed/dirty since `seen` was read: retried, kept.
+        // The CPU set accessed/dirty since `seen` was read: retried, kept,
+        // and the value replaced (A included, for the flush) returned.
         table.set(0, seen | A | D);
-        assert!(rewrite(&table, 0, seen, ro(), PageSize::Size4K));
+        assert_eq!(rewrite(&table, 0, seen, ro(), PageSize::Size4K), Some(seen | A | D));
         assert_eq!(table.get(0), protect_bits(seen, ro(), PageSize::Size4K) | A | D);
         // The entry now holds another frame: given up, not overwritten.
         let other = 0x6000 | leaf_bits(rw(), PageSize::Size4K);
         table.set(1, other);
-        assert!(!rewrite(&table, 1, seen, ro(), PageSize::Size4K));
+        assert_eq!(rewrite(&table, 1, seen, ro(), PageSize::Size4K), None);
         assert_eq!(table.get(1), other);
     }
 

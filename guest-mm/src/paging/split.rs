@@ -5,7 +5,10 @@
 //! once, and only then performed, so running out of table pages changes
 //! nothing. A split fills a new table with the 512 equivalent smaller
 //! leaves and then replaces the huge entry with the table pointer in one
-//! store: translations never change, so a split needs no TLB flush.
+//! compare-and-exchange: translations never change, so a split needs no
+//! TLB flush. The pieces inherit the leaf's Accessed bit as it was when the
+//! table replaced it, so a later flush of any piece knows that the huge
+//! translation may be cached (see `flush.rs`).
 
 use vm_memory::GuestMemory;
 
@@ -102,7 +105,7 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             let Some((parent, at, idx)) = self.find(p.va, level) else {
                 continue;
             };
-            let raw = parent.get(idx);
+            let mut raw = parent.get(idx);
             if at != level || classify(raw, level) != Entry::Leaf(p.size) {
                 log::error!("planned split of {:#x} ({:?}) found {raw:#x}", p.va, p.size);
                 continue;
@@ -110,10 +113,27 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             let Some(table) = frames.next() else {
                 break;
             };
-            for i in 0..ENTRIES {
-                table.set(i, split_child(raw, p.size, i as u64));
+            // Linked with a compare-and-exchange: when a walker set the
+            // leaf's Accessed (or Dirty) bit since it was read, the pieces
+            // are made again from the new value, so that they carry it
+            // (an unmap or protect of a piece trusts it, see `flush.rs`).
+            let linked = loop {
+                for i in 0..ENTRIES {
+                    table.set(i, split_child(raw, p.size, i as u64));
+                }
+                match parent.compare_exchange(idx, raw, table_entry(table.frame())) {
+                    Ok(_) => break true,
+                    Err(now) if super::entry::same_leaf(now, raw) => raw = now,
+                    Err(now) => {
+                        log::error!("huge leaf {raw:#x} at {:#x} changed to {now:#x} under a split", p.va);
+                        break false;
+                    }
+                }
+            };
+            if !linked {
+                self.alloc.free(table.frame());
+                continue;
             }
-            parent.set_release(idx, table_entry(table.frame()));
             match GuestVirtAddr::try_new(p.va) {
                 Ok(va) => done.push(SplitRecord { va, size: p.size, raw }),
                 Err(e) => log::error!("split of a non-canonical leaf: {e}"),

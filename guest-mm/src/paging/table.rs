@@ -27,6 +27,28 @@ use crate::error::MmError;
 /// Entries per table.
 pub(crate) const ENTRIES: usize = 512;
 
+#[cfg(test)]
+thread_local! {
+    /// Test hook run at [`race_point`]: what a walker on another CPU does
+    /// between a writer's read of an entry and its change.
+    pub(crate) static RACE: std::cell::Cell<Option<fn(&AtomicU64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Where a writer has read entry `e` and is about to change it: a walker
+/// on another CPU may set its Accessed bit just now, which the change must
+/// not lose (see `flush.rs`). Nothing outside tests ([`RACE`]).
+#[inline(always)]
+pub(crate) fn race_point(e: &AtomicU64) {
+    #[cfg(test)]
+    RACE.with(|r| {
+        if let Some(f) = r.get() {
+            f(e)
+        }
+    });
+    #[cfg(not(test))]
+    let _ = e;
+}
+
 /// Keeps the host mapping behind a view alive (vm-memory backends that map
 /// guest pages on demand unmap them when the guard drops).
 #[derive(Debug)]
@@ -120,10 +142,23 @@ impl<'a> Table<'a> {
 
     /// Replaces entry `i` (`i & 511`) with `new` if it still holds
     /// `current`, in one atomic compare-and-exchange; on a mismatch returns
-    /// what it holds.
+    /// what it holds. Release ordering on success, so it can also link a
+    /// table filled just before.
     #[inline]
     pub(crate) fn compare_exchange(&self, i: usize, current: u64, new: u64) -> Result<u64, u64> {
-        self.entries()[i % ENTRIES].compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed)
+        let e = &self.entries()[i % ENTRIES];
+        race_point(e);
+        e.compare_exchange(current, new, Ordering::Release, Ordering::Relaxed)
+    }
+
+    /// Replaces entry `i` (`i & 511`) with `new` in one atomic exchange and
+    /// returns the value it replaced: accessed bits a walker set up to that
+    /// instant included (see `flush.rs`).
+    #[inline]
+    pub(crate) fn swap(&self, i: usize, new: u64) -> u64 {
+        let e = &self.entries()[i % ENTRIES];
+        race_point(e);
+        e.swap(new, Ordering::Relaxed)
     }
 
     /// Writes entry `i` as `(pages[i] << 12) | bits` for all 512 entries of

@@ -15,7 +15,7 @@ use vm_memory::GuestMemory;
 
 use std::sync::atomic::Ordering;
 
-use super::entry::{classify, entry_end, index, span, Entry, P, USED};
+use super::entry::{classify, entry_end, index, span, Entry, A, P, USED};
 use super::flush::FlushSet;
 use super::page_tables::{check_range, PageTables};
 use super::split::SplitRecord;
@@ -64,10 +64,12 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
             match classify(raw, level) {
                 Entry::Empty => {}
                 Entry::Leaf(_) if whole => {
-                    table.set(idx, 0);
+                    // Swapped, not stored: the old value's Accessed bit
+                    // says whether it can be cached (see `flush.rs`).
+                    let old = table.swap(idx, 0);
                     c.out.entries_cleared += 1;
-                    if raw & P != 0 {
-                        c.out.flush.add(cur, span);
+                    if old & P != 0 {
+                        c.out.flush.add_entry(cur, span, old);
                     }
                 }
                 Entry::Leaf(size) => {
@@ -81,12 +83,14 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
                         } else {
                             self.clear(&child, level - 1, cur, next, c);
                         }
-                        // A wholly covered child had every entry cleared.
+                        // A wholly covered child had every entry cleared
+                        // (or read, a leaf table): the parent entry is
+                        // swapped after its children were reported.
                         if whole || child.is_unused() {
-                            table.set(idx, 0);
+                            let old = table.swap(idx, 0);
                             self.alloc.free(frame);
                             c.out.tables_freed += 1;
-                            c.out.flush.set_tables_freed();
+                            c.out.flush.table_unlinked(old);
                         }
                     }
                     Err(e) if whole => {
@@ -105,7 +109,10 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
 /// Clears the 4 KiB leaves of `[va, end)` in the leaf table `table` and
 /// records the present ones for the flush: the tight loop of a large
 /// unmap. With `STORE = false` the entries are only read (a whole table
-/// that the caller unlinks and frees).
+/// that the caller unlinks, with a swap of its parent entry, and frees).
+/// Either way the flush set learns whether any present entry had its
+/// Accessed bit set; a cleared entry is swapped, so the bit is the one it
+/// held when it stopped being reachable (see `flush.rs`).
 ///
 /// The loop has no branch on an entry's contents but the store: it counts
 /// the used entries and gathers the present ones in a bitmap, whose runs
@@ -119,39 +126,54 @@ fn clear_leaves<const STORE: bool>(table: &Table<'_>, va: u64, end: u64, c: &mut
     if !STORE {
         // The common case of a table a page array filled: every entry
         // present, an AND over the entries (four chains, no branch) tells.
+        // The OR of the entries too: with all of them present, its A bit
+        // is whether any was accessed.
         let mut all = [!0u64; 4];
+        let mut any = [0u64; 4];
         let quads = entries.chunks_exact(4);
         for e in quads.remainder() {
-            all[0] &= e.load(Ordering::Relaxed);
+            let raw = e.load(Ordering::Relaxed);
+            all[0] &= raw;
+            any[0] |= raw;
         }
         for q in quads {
-            for (a, e) in all.iter_mut().zip(q) {
-                *a &= e.load(Ordering::Relaxed);
+            for ((a, o), e) in all.iter_mut().zip(any.iter_mut()).zip(q) {
+                let raw = e.load(Ordering::Relaxed);
+                *a &= raw;
+                *o |= raw;
             }
         }
         if all[0] & all[1] & all[2] & all[3] & P != 0 {
             c.out.entries_cleared += n as u64;
-            c.out.flush.add(va, n as u64 * PAGE_SIZE);
+            c.out.flush.add_range(va, n as u64 * PAGE_SIZE);
+            c.out.flush.note_cached((any[0] | any[1] | any[2] | any[3]) & A != 0);
             return;
         }
     }
+    const { assert!(P << 5 == A) };
     let mut present = [0u64; ENTRIES / 64];
     let mut cleared = 0;
+    // Bit 5 (A) of the OR of `raw & (raw << 5)`: a present entry with A.
+    let mut accessed = 0u64;
     // One word of the bitmap at a time, kept in a register.
     for (word, chunk) in present.iter_mut().zip(entries.chunks(64)) {
         let mut bits = 0u64;
         for (b, e) in chunk.iter().enumerate() {
-            let raw = e.load(Ordering::Relaxed);
+            let mut raw = e.load(Ordering::Relaxed);
             let used = raw & USED != 0;
             if STORE && used {
-                e.store(0, Ordering::Relaxed);
+                super::table::race_point(e);
+                // The value the clear replaced, A bit and all.
+                raw = e.swap(0, Ordering::Relaxed);
             }
             cleared += used as u64;
             bits |= (raw & P) << b;
+            accessed |= raw & (raw << 5);
         }
         *word = bits;
     }
     c.out.entries_cleared += cleared;
+    c.out.flush.note_cached(accessed & A != 0);
     // Runs of set bits, in page order (`FlushSet::add` joins adjacent ones).
     for (w, &word) in present.iter().enumerate() {
         let mut bits = word;
@@ -159,7 +181,7 @@ fn clear_leaves<const STORE: bool>(table: &Table<'_>, va: u64, end: u64, c: &mut
             let start = bits.trailing_zeros() as u64;
             let len = (!(bits >> start)).trailing_zeros() as u64;
             let page = w as u64 * 64 + start;
-            c.out.flush.add(va + page * PAGE_SIZE, len * PAGE_SIZE);
+            c.out.flush.add_range(va + page * PAGE_SIZE, len * PAGE_SIZE);
             bits &= if start + len >= 64 { 0 } else { !0u64 << (start + len) };
         }
     }

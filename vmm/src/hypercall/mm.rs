@@ -17,7 +17,7 @@ use super::{Effects, Hypervisor, Outcome};
 use crate::kernel::abi::{fd, map, prot};
 use crate::layout::PAGE_SIZE;
 use crate::mapper::Mapper;
-use crate::tlb::{Range, EVERYTHING};
+use crate::tlb::Range;
 
 /// End of the user half.
 const USER_END: u64 = 1 << 47;
@@ -59,17 +59,10 @@ pub(super) fn done(r: Result<u64, i32>, fatal: Option<String>) -> Outcome {
     Outcome { ret, effects: Effects { fatal, ..Default::default() } }
 }
 
-/// The ranges of a flush set (consumed). Freed page-table pages with no
-/// present entry changed become [`EVERYTHING`]: there is no page to
-/// `invlpg`, yet paging-structure caches may point at the freed tables.
-/// (With ranges, their `invlpg`s also drop paging-structure caches.)
+/// The ranges to shoot down for a flush set (consumed); none when nothing
+/// it covers can be cached (see [`crate::tlb::shootdown_ranges`]).
 pub(super) fn ranges(fs: FlushSet) -> Vec<Range> {
-    let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
-    if r.is_empty() && fs.tables_freed() {
-        r.push(EVERYTHING);
-    }
-    fs.ignore();
-    r
+    crate::tlb::shootdown_ranges(fs)
 }
 
 pub(super) fn mm_err(e: &MmError) -> i32 {
@@ -82,6 +75,9 @@ impl Hypervisor {
     pub(super) fn shoot_down(&self, vcpu: u8, ranges: &[Range]) -> Option<String> {
         if ranges.is_empty() {
             return None;
+        }
+        if let Some(c) = self.counters.get(vcpu as usize) {
+            c.shootdowns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.flusher.flush(vcpu, ranges).err().map(|e| e.to_string())
     }

@@ -8,6 +8,7 @@
 
 use guest_mm::{FaultAccess, FaultKind, GuestVirtAddr};
 
+use super::mm::ranges;
 use super::Hypervisor;
 use crate::tlb::Range;
 
@@ -56,16 +57,14 @@ impl Hypervisor {
         let access = FaultAccess { write: error & pf::WRITE != 0, exec: error & pf::FETCH != 0 };
         let mut m = self.mapper();
         let r = m.space_mut().fault(va, access);
-        let mut flush: Vec<Range> =
-            m.space_mut().take_deferred_flush().ranges().iter().map(|&(v, l)| (v.raw(), l)).collect();
+        let mut flush: Vec<Range> = ranges(m.space_mut().take_deferred_flush());
         let out = match r {
             Ok(f) => {
                 log::trace!("vCPU {vcpu}: fault at {addr:#x} ({access:?}): {:?}, {} around", f.kind, f.around);
                 if f.kind != FaultKind::Spurious {
                     self.faults_resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                flush.extend(f.flush.ranges().iter().map(|&(v, l)| (v.raw(), l)));
-                f.flush.ignore();
+                flush.extend(ranges(f.flush));
                 FaultOutcome::Resolved
             }
             Err(e) => {

@@ -54,6 +54,25 @@ fn setup_with_flusher() -> (Hypervisor, Buf, Arc<RecordingFlusher>) {
     (hv, out, flusher)
 }
 
+/// What a CPU's access to `va` does to the page tables: its walk sets the
+/// Accessed bit of every present entry it uses, top-down. Without it a
+/// change needs no shootdown (nothing can be cached, see `tlb`).
+fn touch(hv: &Hypervisor, va: u64) {
+    let mut table = hv.mapper().cr3().0 & !0xfff;
+    for level in (1..=4u64).rev() {
+        let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
+        let e: u64 = hv.mem.read_obj(at).unwrap();
+        if e & 1 == 0 {
+            return;
+        }
+        hv.mem.write_obj(e | 0x20, at).unwrap();
+        if level == 1 || e & 0x80 != 0 {
+            return;
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+}
+
 fn call(hv: &Hypervisor, nr: u64, a: [u64; 6]) -> Outcome {
     hv.dispatch(0, &Args { nr, a })
 }
@@ -107,11 +126,17 @@ fn munmap_clears_the_translation() {
     assert!(r.ret > 0, "{r:?}");
     let va = r.ret as u64;
     assert!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret > 0);
+    touch(&hv, va + 0x1000);
     let u = call(&hv, nr::MUNMAP, [va + 0x1000, 0x1000, 0, 0, 0, 0]);
     assert_eq!(u.ret, 0);
     assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![(va + 0x1000, 0x1000)])]);
     assert_eq!(call(&hv, nr::TRANSLATE, [va + 0x1000, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EFAULT));
     assert!(call(&hv, nr::TRANSLATE, [va, 0, 0, 0, 0, 0]).ret > 0);
+    // A page no CPU walked: cleared without a shootdown.
+    assert_eq!(call(&hv, nr::MUNMAP, [va, 0x1000, 0, 0, 0, 0]).ret, 0);
+    assert_eq!(call(&hv, nr::TRANSLATE, [va, 0, 0, 0, 0, 0]).ret, -i64::from(errno::EFAULT));
+    assert_eq!(flusher.0.lock().unwrap().len(), 1, "no shootdown for the untouched page");
+    assert_eq!(hv.counters[0].shootdowns.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -127,6 +152,7 @@ fn a_failed_mprotect_still_flushes_what_it_changed_and_undid() {
     let r = call(&hv, nr::MMAP, [huge_at, 2 << 20, rw, fixed, fd::HUGE, 0]);
     assert_eq!(r.ret, huge_at as i64, "{r:?}");
     flusher.0.lock().unwrap().clear();
+    touch(&hv, huge_at - 0x1000);
     // The first piece (the zero page) is downgraded, then the second
     // needs a table to split the huge leaf and gets none: the first is
     // put back, and what a vCPU may have cached in between is flushed.
@@ -154,6 +180,9 @@ fn freed_tables_are_flushed_even_when_no_present_entry_changed() {
     let r = call(&hv, nr::MMAP, [at, 0x1000, 0, map::SHARED | map::FIXED | map::ANONYMOUS, 0, 0]);
     assert_eq!(r.ret, at as i64, "{r:?}");
     flusher.0.lock().unwrap().clear();
+    // A walk stopped at the PROT_NONE leaf: the entries above it may be
+    // in paging-structure caches.
+    touch(&hv, at);
     assert_eq!(call(&hv, nr::MUNMAP, [at, 0x1000, 0, 0, 0, 0]).ret, 0);
     assert_eq!(*flusher.0.lock().unwrap(), vec![(0, vec![crate::tlb::EVERYTHING])]);
 }
@@ -174,6 +203,8 @@ fn page_faults_on_lazy_memory_are_resolved_and_others_are_not() {
     let zero = hv.mapper().page_tables().translate(GuestVirtAddr::try_new(a).unwrap()).unwrap();
     assert!(!zero.prot.writable);
     assert!(flusher.0.lock().unwrap().is_empty(), "filling an absent page needs no flush");
+    // The read retried: the zero page's entry is used.
+    touch(&hv, a + 8);
     // The write to it: copy-on-write, the old entry shot down.
     assert_eq!(hv.page_fault(0, a + 8, 0x7), FaultOutcome::Resolved);
     let copy = hv.mapper().page_tables().translate(GuestVirtAddr::try_new(a).unwrap()).unwrap();
@@ -204,6 +235,7 @@ fn mremap_and_madvise_check_their_arguments() {
     assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64 + 8, 0x1000, madv::DONTNEED, 0, 0, 0])), einval);
     // A populated page dropped: shot down.
     assert_eq!(hv.page_fault(0, grown as u64, 0x6), FaultOutcome::Resolved);
+    touch(&hv, grown as u64);
     flusher.0.lock().unwrap().clear();
     assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, madv::DONTNEED, 0, 0, 0])), 0);
     assert!(!flusher.0.lock().unwrap().is_empty());

@@ -1,6 +1,8 @@
 //! The ranges a shootdown invalidates and the list the guest's NMI
 //! handler reads from a vCPU's scratch page.
 
+use guest_mm::FlushSet;
+
 use crate::layout::PAGE_SIZE;
 
 /// A range of virtual addresses to invalidate: start and length in bytes.
@@ -67,4 +69,29 @@ pub fn coalesce(ranges: &mut Vec<Range>) {
         out.push((s, l));
     }
     *ranges = out;
+}
+
+/// The ranges to shoot down for a flush set from guest-mm (consumed).
+/// Freed page-table pages with no present entry changed become
+/// [`EVERYTHING`]: there is no page to `invlpg`, yet paging-structure
+/// caches may point at the freed tables. (With ranges, their `invlpg`s
+/// also drop paging-structure caches.)
+///
+/// None at all when no entry the set covers can be cached
+/// ([`FlushSet::may_be_cached`]: no dropped or downgraded entry, and no
+/// parent entry of a freed table, had its Accessed bit set): neither the
+/// vCPUs' TLBs nor KVM's shadow MMU can hold a translation through them,
+/// so the whole shootdown (memslot zap and NMIs) is skipped (see the
+/// module docs).
+pub fn shootdown_ranges(fs: FlushSet) -> Vec<Range> {
+    if !fs.may_be_cached() {
+        fs.ignore();
+        return Vec::new();
+    }
+    let mut r: Vec<Range> = fs.ranges().iter().map(|&(va, len)| (va.raw(), len)).collect();
+    if r.is_empty() && fs.tables_freed() {
+        r.push(EVERYTHING);
+    }
+    fs.ignore();
+    r
 }

@@ -25,6 +25,34 @@
 //! NMI; a range taken early is only flushed early, never late (it was
 //! appended after the page tables changed).
 //!
+//! # When there is nothing to shoot down
+//!
+//! A change whose flush set says nothing can be cached
+//! (`guest_mm::FlushSet::may_be_cached` is false) gets no shootdown at all:
+//! no zap, no request, no NMI ([`shootdown_ranges`], which every
+//! hypercall and the fault path use, turns such a set into no ranges). guest-mm takes the
+//! old value of every entry it drops or downgrades atomically with the
+//! change (swap or compare-and-exchange) and the set records whether any
+//! had its Accessed bit set, the parent entries of freed tables included.
+//! A processor caches a translation or a paging-structure entry only from
+//! entries whose Accessed bit is 1, setting the bit with an atomic update
+//! as it walks (Intel SDM vol. 3A §4.8, §4.10.2–4.10.3; AMD APM vol. 2
+//! §5.4.2, §5.5), and KVM's shadow MMU, which on this backend is what
+//! walks the guest's tables, does the same in software: its walker sets
+//! the bits top-down with a compare-and-exchange on each guest entry
+//! (starting over when one changed) before it installs a shadow entry,
+//! and its prefetch and unsync paths skip guest entries with the bit
+//! clear. So an entry that went with its Accessed bit clear was never
+//! used: no vCPU's TLB and no shadow page holds it, and none can later
+//! (a walker's update would meet the new value). The argument in full,
+//! with freed tables and split huge leaves, is in guest-mm's `flush.rs`.
+//! This skips the zap for a munmap or mprotect of pages the guest never
+//! accessed (mapped eagerly, e.g. a device window or page buffer, and
+//! never used); pages it accessed still pay it. In
+//! `tests/vmm_tlb_layers.rs` the simulated vCPUs walk real guest-mm tables
+//! (setting Accessed bits) and cache only what they walked, and the caller
+//! asks [`shootdown_ranges`]: skipping every shootdown fails it.
+//!
 //! # Lost and late kicks and NMIs
 //!
 //! On the nested, software-assisted KVM backend this is developed on, a
@@ -116,5 +144,5 @@ mod tests;
 pub use flusher::{
     before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
 };
-pub use list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
+pub use list::{coalesce, shootdown_ranges, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};
