@@ -44,7 +44,7 @@ mod protect;
 mod snapshot;
 mod split;
 mod stats;
-mod table;
+pub(crate) mod table;
 mod translate;
 mod unmap;
 mod walk;

@@ -32,6 +32,8 @@ mod mprotect;
 mod mremap;
 mod munmap;
 mod page_pins;
+#[cfg(test)]
+mod reattach_tests;
 mod request;
 mod rollback;
 mod vma_life;

@@ -62,9 +62,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             drop(self.vmas.remove_range(v.start().raw(), v.end()));
             self.vmas.insert(v);
         }
-        // The same translations are back; a vCPU that cached them holds
-        // nothing stale. A split table the detach linked and the restore
-        // re-joined and freed is in the rollback flush (`restore`).
-        d.flush.ignore();
+        // The same translations are back, but not necessarily the same
+        // Accessed bits: the restore writes the leaves as read before the
+        // detach cleared them, and a vCPU may have walked (and cached) one
+        // in between, which the clear saw. A later change would trust the
+        // restored bits and skip its shootdown, so what the detach cleared
+        // is flushed now, as are tables it freed (the restore may rebuild
+        // them in other frames). A split table the detach linked and the
+        // restore re-joined and freed is in the rollback flush (`restore`).
+        self.deferred.merge(d.flush);
     }
 }

@@ -44,10 +44,15 @@ impl Hypervisor {
             let advice = Advice::from_linux(advice).map_err(|e| mm_err(&e))?;
             let va = user_range(addr, len)?;
             let mut m = self.mapper();
-            let fl = m.space_mut().madvise(va, len, advice).map_err(|e| mm_err(&e))?;
-            fatal = self.shoot_down(vcpu, &ranges(fl));
+            let r = m.space_mut().madvise(va, len, advice);
+            // As every call that changes mappings: what an undone insert
+            // left (WILLNEED populates best effort) goes with it, success
+            // or not.
+            let mut flush = ranges(m.space_mut().take_deferred_flush());
+            let r = r.map(|fl| flush.extend(ranges(fl)));
+            fatal = self.shoot_down(vcpu, &flush);
             drop(m);
-            Ok(0)
+            r.map(|()| 0).map_err(|e| mm_err(&e))
         })();
         done(r, fatal)
     }
