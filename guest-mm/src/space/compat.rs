@@ -54,7 +54,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         match done {
             Ok(private) => {
                 if let Some(p) = private {
-                    if let Some(v) = self.vmas.range_mut(start.raw(), start.raw() + 1).next() {
+                    if let Some(v) = self.vmas.starting_at_mut(start.raw()) {
                         v.private = Some(p);
                     }
                 }

@@ -65,12 +65,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         // Then the VMAs.
         self.split_vma(addr.raw());
         self.split_vma(end);
-        for v in self.vmas.range_mut(addr.raw(), end) {
+        self.vmas.update_range(addr.raw(), end, |v| {
             let mut new = PageProt::from_flags(prot).with_cache(v.page_prot.cache);
             new.user = new.user && v.start.raw() < KERNEL_HALF;
             v.flags = (v.flags - VM_ACCESS_FLAGS) | prot;
             v.page_prot = new;
-        }
+        });
         let starts: Vec<u64> = self.vmas.overlapping(addr.raw(), end).map(|v| v.start().raw()).collect();
         for s in starts.into_iter().rev() {
             self.merge_vmas(s);

@@ -4,6 +4,8 @@
 mod area;
 mod gaps;
 mod ops;
+mod radix;
+mod slab;
 mod tree;
 #[cfg(test)]
 mod tree_model;

@@ -1,27 +1,53 @@
 //! The ordered, non-overlapping set of VMAs of one address space, with
 //! splitting at arbitrary page boundaries, gap search and merging.
 //!
-//! VMAs live in a `BTreeMap` keyed by start: lookup, insert, remove, split
-//! and merge are O(log n), range walks O(log n + k). The gaps between them
-//! live beside it in [`FreeRanges`] (see `gaps.rs` for why a separate,
-//! augmented index), so top-down placement is O(log n) too rather than a
-//! walk over the VMAs. Only [`VmaTree::insert`] and
-//! [`VmaTree::remove_range`] change which addresses are covered, and they
-//! update both; everything else that edits VMAs keeps their bounds or
-//! their union (a split or a merge), so the gaps stay as they are.
+//! # Layout
+//!
+//! The VMAs themselves (over 100 bytes each) live in a slab (`slab.rs`)
+//! and are named by `u32` handles; three indexes refer to them:
+//!
+//! - a `BTreeMap` from start to handle, for everything ordered: iteration,
+//!   range walks, neighbours (O(log n + k));
+//! - a radix over the page number (`radix.rs`), for [`VmaTree::find`]:
+//!   at most five dependent loads whatever the number of VMAs, where a
+//!   search tree walks O(log n) nodes with a comparison per key;
+//! - the gaps between VMAs in [`FreeRanges`] (`gaps.rs`), so top-down
+//!   placement is O(log n) rather than a walk over the VMAs.
+//!
+//! Keeping the payloads out of the index nodes keeps the ordered map's
+//! nodes small (16 bytes an entry instead of ~140), and the radix answers
+//! a lookup without touching any VMA but the one it returns. Measured
+//! against the alternatives in docs/guest-mm.md ("VMA lookup").
+//!
+//! # Consistency
+//!
+//! Every method that changes VMAs updates each index it affects before it
+//! returns: [`VmaTree::insert`] and [`VmaTree::remove_range`] change which
+//! addresses are covered (all three indexes); a split or a merge changes
+//! which handle covers a range (the map and the radix, not the gaps);
+//! [`VmaTree::update_range`] and [`VmaTree::starting_at_mut`] hand out
+//! VMAs whose bounds the caller must not change. `check` (tests) compares
+//! every index with the slab from scratch.
 //!
 //! The tree only keeps ranges consistent; it does not touch page tables.
 
 use std::collections::BTreeMap;
 
 use super::gaps::FreeRanges;
+use super::radix::{AddrRadix, EMPTY};
+use super::slab::Slab;
 use crate::addr::GuestVirtAddr;
 use crate::vma::Vma;
 
-/// VMAs keyed by start address, with an index of the gaps between them.
+/// VMAs in a slab, indexed by start, by address (radix) and by gap.
 #[derive(Clone, Default, Debug)]
 pub struct VmaTree {
-    map: BTreeMap<u64, Vma>,
+    /// The VMAs, by handle.
+    slab: Slab,
+    /// Start to handle, in address order.
+    order: BTreeMap<u64, u32>,
+    /// Page to handle, for lookups.
+    radix: AddrRadix,
     /// The complement of the VMAs' union, for placement.
     free: FreeRanges,
 }
@@ -34,29 +60,44 @@ impl VmaTree {
 
     /// Number of VMAs.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.order.len()
     }
 
     /// True when there are no VMAs.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.order.is_empty()
+    }
+
+    /// The VMA with handle `h` (present for every handle in an index).
+    fn at(&self, h: u32) -> Option<&Vma> {
+        self.slab.get(h)
     }
 
     /// All VMAs in address order.
     pub fn iter(&self) -> impl Iterator<Item = &Vma> {
-        self.map.values()
+        self.order.values().filter_map(|&h| self.at(h))
     }
 
-    /// The VMA containing `addr`.
+    /// The VMA containing `addr`: one radix walk, then the VMA is checked
+    /// (a non-canonical `addr` aliases a canonical page).
+    #[inline]
     pub fn find(&self, addr: u64) -> Option<&Vma> {
-        self.map.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
+        self.radix.get(addr).and_then(|h| self.at(h)).filter(|v| v.contains(addr))
+    }
+
+    /// Handle of the last VMA starting before `addr`, with its start.
+    fn before(&self, addr: u64) -> Option<(u64, u32)> {
+        self.order.range(..addr).next_back().map(|(&k, &h)| (k, h))
     }
 
     /// VMAs that intersect `[start, end)`, in order.
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
-        let first =
-            self.map.range(..start).next_back().filter(|(_, v)| v.end > start).map(|(k, _)| *k).unwrap_or(start);
-        self.map.range(first..end).map(|(_, v)| v).filter(move |v| v.end > start && v.start.raw() < end)
+        let first = self
+            .before(start)
+            .filter(|&(_, h)| self.at(h).is_some_and(|v| v.end > start))
+            .map_or(start, |(k, _)| k);
+        let range = if first < end { self.order.range(first..end) } else { self.order.range(0..0) };
+        range.filter_map(|(_, &h)| self.at(h)).filter(move |v| v.end > start && v.start.raw() < end)
     }
 
     /// Does anything intersect `[start, end)`?
@@ -79,22 +120,32 @@ impl VmaTree {
     /// Inserts a VMA; the caller guarantees it overlaps nothing.
     pub(crate) fn insert(&mut self, vma: Vma) {
         debug_assert!(!self.intersects(vma.start.raw(), vma.end));
-        self.free.take(vma.start.raw(), vma.end);
-        self.map.insert(vma.start.raw(), vma);
+        let (start, end) = (vma.start.raw(), vma.end);
+        self.free.take(start, end);
+        let h = self.slab.put(vma);
+        self.radix.set(start, end, h);
+        if let Some(old) = self.order.insert(start, h) {
+            // Only reachable if the caller broke the contract (an empty
+            // VMA at the same start): keep the slab in step.
+            drop(self.slab.take(old));
+        }
     }
 
     /// Makes `addr` a VMA boundary, splitting the VMA that spans it.
     pub(crate) fn split_at(&mut self, addr: u64) {
-        let Some((&k, _)) = self.map.range(..addr).next_back() else {
+        let Some((_, h)) = self.before(addr) else {
             return;
         };
-        let Some(v) = self.map.get_mut(&k) else {
+        let Some(v) = self.slab.get_mut(h) else {
             return;
         };
         if v.end > addr {
             if let Ok(at) = GuestVirtAddr::try_new(addr) {
                 let hi = v.split_off(at);
-                self.map.insert(addr, hi);
+                let end = hi.end;
+                let h2 = self.slab.put(hi);
+                self.order.insert(addr, h2);
+                self.radix.set(addr, end, h2);
             }
         }
     }
@@ -102,51 +153,82 @@ impl VmaTree {
     /// Removes everything in `[start, end)`, splitting VMAs that straddle
     /// its ends, and returns the removed pieces in order.
     pub(crate) fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma> {
+        if start >= end {
+            return Vec::new();
+        }
         self.split_at(start);
         self.split_at(end);
-        let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
+        let keys: Vec<u64> = self.order.range(start..end).map(|(k, _)| *k).collect();
         if !keys.is_empty() {
             self.free.give(start, end);
+            self.radix.set(start, end, EMPTY);
         }
-        keys.into_iter().filter_map(|k| self.map.remove(&k)).collect()
+        keys.into_iter().filter_map(|k| self.order.remove(&k)).filter_map(|h| self.slab.take(h)).collect()
     }
 
-    /// Mutable access to the VMAs that start inside `[start, end)`. The
-    /// caller must not change their bounds (the gap index would not know).
-    pub(crate) fn range_mut(&mut self, start: u64, end: u64) -> impl Iterator<Item = &mut Vma> {
-        self.map.range_mut(start..end).map(|(_, v)| v)
+    /// Calls `f` on each VMA that starts inside `[start, end)`, in order.
+    /// `f` must not change their bounds (the indexes would not know).
+    pub(crate) fn update_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
+        if start >= end {
+            return;
+        }
+        for (_, &h) in self.order.range(start..end) {
+            if let Some(v) = self.slab.get_mut(h) {
+                f(v);
+            }
+        }
+    }
+
+    /// Mutable access to the VMA that starts at `start`, if one does. The
+    /// caller must not change its bounds.
+    pub(crate) fn starting_at_mut(&mut self, start: u64) -> Option<&mut Vma> {
+        let h = *self.order.get(&start)?;
+        self.slab.get_mut(h)
+    }
+
+    /// Folds the VMA with handle `next` (starting at `at`) into `prev`,
+    /// which ends at `at`.
+    fn fold(&mut self, prev: u32, at: u64, next: u32) {
+        self.order.remove(&at);
+        if let Some(n) = self.slab.take(next) {
+            self.radix.set(at, n.end, prev);
+            if let Some(p) = self.slab.get_mut(prev) {
+                p.end = n.end;
+            }
+        }
     }
 
     /// Merges the VMA starting at `addr` with its neighbours where
     /// [`Vma::can_merge_with`] allows. Returns the start of the result.
     pub(crate) fn merge_around(&mut self, addr: u64) -> u64 {
+        let Some(&cur) = self.order.get(&addr) else {
+            return addr;
+        };
         let mut start = addr;
+        let mut keep = cur;
         // Fold into the previous VMA.
-        if let Some((&pk, prev)) = self.map.range(..addr).next_back() {
-            if let Some(cur) = self.map.get(&addr) {
-                if prev.can_merge_with(cur) {
-                    if let Some(cur) = self.map.remove(&addr) {
-                        if let Some(p) = self.map.get_mut(&pk) {
-                            p.end = cur.end;
-                        }
-                        start = pk;
-                    }
-                }
+        if let Some((pk, prev)) = self.before(addr) {
+            let ok = match (self.at(prev), self.at(cur)) {
+                (Some(p), Some(c)) => p.can_merge_with(c),
+                _ => false,
+            };
+            if ok {
+                self.fold(prev, addr, cur);
+                start = pk;
+                keep = prev;
             }
         }
         // Fold the next VMA in.
-        let end = self.map.get(&start).map(|v| v.end);
-        if let Some(end) = end {
-            let mergeable = match (self.map.get(&start), self.map.get(&end)) {
+        let Some(end) = self.at(keep).map(|v| v.end) else {
+            return start;
+        };
+        if let Some(&next) = self.order.get(&end) {
+            let ok = match (self.at(keep), self.at(next)) {
                 (Some(c), Some(n)) => c.can_merge_with(n),
                 _ => false,
             };
-            if mergeable {
-                if let Some(n) = self.map.remove(&end) {
-                    if let Some(c) = self.map.get_mut(&start) {
-                        c.end = n.end;
-                    }
-                }
+            if ok {
+                self.fold(keep, end, next);
             }
         }
         start
@@ -159,18 +241,26 @@ impl VmaTree {
         self.free.find_top_down(len, align.max(1), lo, hi)
     }
 
-    /// Checks the gap index against the VMAs: every augmented value, and
-    /// the free ranges exactly the complement of the VMAs.
+    /// Checks every index against the slab from scratch: the gap index's
+    /// augmented values and ranges (exactly the complement of the VMAs),
+    /// the radix's runs (exactly the VMAs, by handle, with no uniform or
+    /// stray table) and the slab's live count.
     #[cfg(test)]
     pub(crate) fn check(&self) -> Result<(), String> {
         self.free.check()?;
         let mut want = Vec::new();
+        let mut runs = Vec::new();
         let mut at = 0;
-        for v in self.map.values() {
+        for (&k, &h) in &self.order {
+            let v = self.at(h).ok_or_else(|| format!("handle {h} at {k:#x} not live"))?;
+            if v.start.raw() != k {
+                return Err(format!("VMA {v:?} keyed at {k:#x}"));
+            }
             if v.start.raw() > at {
                 want.push((at, v.start.raw()));
             }
             at = v.end;
+            runs.push((v.start.raw(), v.end, h));
         }
         if at < super::gaps::SPACE_END {
             want.push((at, super::gaps::SPACE_END));
@@ -179,7 +269,20 @@ impl VmaTree {
         if got != want {
             return Err(format!("gaps {got:#x?}, VMAs leave {want:#x?}"));
         }
+        let got = self.radix.runs()?;
+        if got != runs {
+            return Err(format!("radix holds {got:#x?}, VMAs are {runs:#x?}"));
+        }
+        if self.slab.live() != self.order.len() {
+            return Err(format!("{} live slab slots for {} VMAs", self.slab.live(), self.order.len()));
+        }
         Ok(())
+    }
+
+    /// Radix tables in use (tests: the memory bound).
+    #[cfg(test)]
+    pub(crate) fn radix_tables(&self) -> usize {
+        self.radix.tables_in_use()
     }
 }
 
