@@ -33,9 +33,9 @@
 //!
 //! # What it does not do
 //!
-//! It does not order anything (the tree's `BTreeMap` does) and does not
-//! check that addresses are canonical: a non-canonical address aliases a
-//! canonical one, so `VmaTree::find` checks the VMA it finds.
+//! It does not order anything (the tree's `BTreeMap` does) and indexes
+//! canonical pages only (VMAs never cover others): a non-canonical address
+//! aliases a canonical page, so `VmaTree::find` checks the VMA it finds.
 
 use crate::addr::PAGE_SHIFT;
 
@@ -55,6 +55,10 @@ const ROOT_LEN: usize = 1 << (INDEX_BITS - ROOT_SPAN);
 pub(crate) const EMPTY: u32 = 0x7fff_ffff;
 /// The largest VMA handle an entry can hold.
 pub(crate) const MAX_HANDLE: u32 = EMPTY - 1;
+/// End of the lower canonical half.
+const LOWER_END: u64 = 1 << 47;
+/// Start of the upper canonical half.
+const UPPER_START: u64 = 0xffff_8000_0000_0000;
 /// Entries at or above this name a table (its index in the low bits).
 const TABLE: u32 = 0x8000_0000;
 
@@ -101,8 +105,21 @@ impl AddrRadix {
 
     /// Stores `val` (a handle, or [`EMPTY`] to clear) for every page of
     /// `[start, end)`; both page-aligned, `start < end`.
+    /// Only the canonical parts of the range are stored: a range that
+    /// crosses the non-canonical hole (a removal may) leaves the other
+    /// half's pages as they are.
     pub(crate) fn set(&mut self, start: u64, end: u64, val: u32) {
         debug_assert!(val <= EMPTY);
+        if start < LOWER_END {
+            self.set_within(start, end.min(LOWER_END), val);
+        }
+        if end > UPPER_START {
+            self.set_within(start.max(UPPER_START), end, val);
+        }
+    }
+
+    /// [`Self::set`] for a range inside one half.
+    fn set_within(&mut self, start: u64, end: u64, val: u32) {
         if end <= start {
             return;
         }
@@ -233,5 +250,100 @@ impl AddrRadix {
             self.walk(ce, base + ((c as u64) << sub), sub, seen, out)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = 1 << PAGE_SHIFT;
+
+    #[test]
+    fn empty_and_set_and_clear() {
+        let mut r = AddrRadix::default();
+        assert_eq!(r.get(0), None);
+        assert_eq!(r.get(u64::MAX), None);
+        r.set(3 * P, 5 * P, 7);
+        assert_eq!((r.get(3 * P - 1), r.get(3 * P), r.get(5 * P - 1), r.get(5 * P)), (None, Some(7), Some(7), None));
+        // The four table levels down to the leaf, nothing more.
+        assert_eq!(r.tables_in_use(), 4);
+        r.set(3 * P, 5 * P, EMPTY);
+        assert_eq!(r.get(3 * P), None);
+        assert_eq!(r.tables_in_use(), 0);
+        assert_eq!(r.runs().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn whole_blocks_take_one_entry() {
+        let mut r = AddrRadix::default();
+        // One root entry's 64 GiB, exactly: no table at all.
+        let span = P << ROOT_SPAN;
+        r.set(span, 2 * span, 3);
+        assert_eq!(r.tables_in_use(), 0);
+        assert_eq!((r.get(span - 1), r.get(span), r.get(2 * span - 1), r.get(2 * span)), (None, Some(3), Some(3), None));
+        // A 2 MiB-aligned, 4 MiB range: one table per level above 256 KiB.
+        r.set(2 << 20, 6 << 20, 4);
+        assert_eq!(r.tables_in_use(), 3);
+        assert_eq!(r.runs().unwrap(), vec![(2 << 20, 6 << 20, 4), (span, 2 * span, 3)]);
+    }
+
+    #[test]
+    fn split_and_merge_again_leave_no_table() {
+        // A range split and merged back (one handle again) collapses to the
+        // entry it had, however many times: no growth.
+        let mut r = AddrRadix::default();
+        let (s, e) = (1u64 << 30, 5u64 << 30);
+        r.set(s, e, 1);
+        let base = r.tables_in_use();
+        for k in 1..200u64 {
+            let at = s + k * 77 * P;
+            r.set(at, e, 2);
+            assert_eq!(r.get(at - 1), Some(1));
+            assert_eq!(r.get(at), Some(2));
+            r.set(at, e, 1);
+            assert_eq!(r.tables_in_use(), base, "after split and merge at {at:#x}");
+        }
+        assert_eq!(r.runs().unwrap(), vec![(s, e, 1)]);
+    }
+
+    #[test]
+    fn tables_are_bounded_by_boundaries() {
+        // Lone one-page ranges, 1 GiB apart: each is two boundaries, and
+        // needs at most the four levels' tables of its own.
+        let mut r = AddrRadix::default();
+        for i in 0..100u64 {
+            r.set((i << 30) + 5 * P, (i << 30) + 6 * P, i as u32);
+        }
+        assert!(r.tables_in_use() <= 4 * 100, "{}", r.tables_in_use());
+        // Packed one-page ranges: a few tables for thousands of pages.
+        let mut r = AddrRadix::default();
+        for i in 0..4096u64 {
+            r.set(i * P, (i + 1) * P, i as u32);
+        }
+        assert_eq!(r.tables_in_use(), 64 + 1 + 1 + 1);
+        // Freed tables are reused, not grown.
+        r.set(0, 4096 * P, EMPTY);
+        assert_eq!(r.tables_in_use(), 0);
+        r.set(P, 2 * P, 9);
+        assert_eq!(r.tables.len(), 67);
+    }
+
+    #[test]
+    fn the_halves_and_the_hole() {
+        let mut r = AddrRadix::default();
+        let top = LOWER_END - P;
+        r.set(top, LOWER_END, 1);
+        r.set(UPPER_START, UPPER_START + P, 2);
+        r.set(u64::MAX & !(P - 1) - P, u64::MAX & !(P - 1), 3);
+        assert_eq!((r.get(top), r.get(UPPER_START), r.get(u64::MAX - 2 * P + 1)), (Some(1), Some(2), Some(3)));
+        assert_eq!(r.get(UPPER_START - 1), Some(1), "a non-canonical address aliases a canonical page");
+        // Clearing a range across the hole clears both canonical ends only.
+        r.set(top, UPPER_START + P, EMPTY);
+        assert_eq!((r.get(top), r.get(UPPER_START)), (None, None));
+        assert_eq!(r.get(u64::MAX - 2 * P + 1), Some(3));
+        // A range entirely inside the hole stores nothing.
+        r.set(LOWER_END, UPPER_START, 4);
+        assert_eq!(r.runs().unwrap(), vec![(u64::MAX & !(P - 1) - P, u64::MAX & !(P - 1), 3)]);
     }
 }

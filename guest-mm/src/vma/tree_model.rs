@@ -3,7 +3,12 @@
 //! searches. The model is the set of covered units and a brute-force
 //! search over every aligned candidate; after every operation the tree's
 //! coverage equals the model's, and every augmented value of the gap index
-//! is recomputed from scratch and compared (`VmaTree::check`).
+//! is recomputed from scratch and compared (`VmaTree::check`, which also
+//! walks the lookup radix and compares its runs with the VMAs). Spaces
+//! start at address 0, at the top of the lower half or at the start of
+//! the upper half, with units up to 256 MiB (so ranges span many radix
+//! root entries); `find` is checked against a search of the VMAs at every
+//! VMA's edges and at byte-granular addresses.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +44,8 @@ enum Op {
     },
     Find {
         at: u64,
+        /// Byte offset inside the unit.
+        off: u64,
     },
     Gap {
         n: u64,
@@ -54,7 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..UNITS, 1u64..80).prop_map(|(at, n)| Op::Remove { at, n }),
         1 => (0..UNITS).prop_map(|at| Op::Split { at }),
         1 => (0..UNITS).prop_map(|at| Op::Merge { at }),
-        1 => (0..UNITS).prop_map(|at| Op::Find { at }),
+        2 => (0..UNITS + 2, any::<u64>()).prop_map(|(at, off)| Op::Find { at, off }),
         3 => (1u64..60, prop_oneof![Just(12u32), Just(13), Just(16), Just(21), Just(30)], 0..UNITS, 0..UNITS + 50)
             .prop_map(|(n, align_shift, lo, hi)| Op::Gap { n, align_shift, lo, hi }),
     ]
@@ -65,12 +72,14 @@ struct World {
     covered: BTreeSet<u64>,
     /// Bytes per unit (4 KiB times a power of two).
     unit: u64,
+    /// Address of unit 0.
+    base: u64,
 }
 
 impl World {
     fn vma(&self, at: u64, n: u64, rw: bool) -> Vma {
         let flags = if rw { VmFlags::READ | VmFlags::WRITE } else { VmFlags::READ };
-        let start = at * self.unit;
+        let start = self.base + at * self.unit;
         Vma {
             start: GuestVirtAddr::try_new(start).expect("canonical"),
             end: start + n * self.unit,
@@ -111,20 +120,30 @@ impl World {
         None
     }
 
+    /// The VMA holding `addr`, by a search of all of them.
+    fn brute_find(&self, addr: u64) -> Option<(u64, u64)> {
+        self.tree.iter().find(|v| v.contains(addr)).map(|v| (v.start().raw(), v.end()))
+    }
+
+    fn check_find(&self, addr: u64) {
+        let got = self.tree.find(addr).map(|v| (v.start().raw(), v.end()));
+        assert_eq!(got, self.brute_find(addr), "find {addr:#x}");
+    }
+
     fn apply(&mut self, op: &Op) {
-        let u = self.unit;
+        let (u, b) = (self.unit, self.base);
         match *op {
             Op::Insert { at, n, rw } => {
                 let n = n.min(UNITS - at).max(1);
                 if !self.free(at, n) {
-                    drop(self.tree.remove_range(at * u, (at + n) * u));
+                    drop(self.tree.remove_range(b + at * u, b + (at + n) * u));
                 }
                 self.tree.insert(self.vma(at, n, rw));
-                self.tree.merge_around(at * u);
+                self.tree.merge_around(b + at * u);
                 self.covered.extend(at..at + n);
             }
             Op::Remove { at, n } => {
-                let removed = self.tree.remove_range(at * u, (at + n) * u);
+                let removed = self.tree.remove_range(b + at * u, b + (at + n) * u);
                 let want: Vec<u64> = self.covered.range(at..at + n).copied().collect();
                 let got: u64 = removed.iter().map(|v| v.size() / u).sum();
                 assert_eq!(got, want.len() as u64, "removed units");
@@ -132,17 +151,21 @@ impl World {
                     self.covered.remove(&k);
                 }
             }
-            Op::Split { at } => self.tree.split_at(at * u),
+            Op::Split { at } => self.tree.split_at(b + at * u),
             Op::Merge { at } => {
-                if let Some(v) = self.tree.find(at * u) {
+                if let Some(v) = self.tree.find(b + at * u) {
                     let s = v.start().raw();
                     self.tree.merge_around(s);
                 }
             }
-            Op::Find { at } => {
-                let got = self.tree.find(at * u).is_some();
+            Op::Find { at, off } => {
+                let addr = b + at * u + off % u;
+                let got = self.tree.find(addr).is_some();
                 assert_eq!(got, self.covered.contains(&at), "find {at}");
+                self.check_find(addr);
             }
+            // The model's brute-force search counts from address 0.
+            Op::Gap { .. } if b != 0 => {}
             Op::Gap { n, align_shift, lo, hi } => {
                 let (len, align, lo, hi) = (n * u, 1u64 << align_shift, lo * u, hi * u);
                 let got = self.tree.find_gap_top_down(len, align, lo, hi);
@@ -153,10 +176,17 @@ impl World {
         // Coverage equals the model; every augmented value is right.
         let mut got = BTreeSet::new();
         for v in self.tree.iter() {
-            assert_eq!(v.start().raw() % u, 0);
-            got.extend(v.start().raw() / u..v.end() / u);
+            assert_eq!((v.start().raw() - b) % u, 0);
+            got.extend((v.start().raw() - b) / u..(v.end() - b) / u);
         }
         assert_eq!(got, self.covered, "coverage after {op:?}");
+        // Lookups at every VMA's edges and just outside them.
+        let edges: Vec<(u64, u64)> = self.tree.iter().map(|v| (v.start().raw(), v.end())).collect();
+        for (s, e) in edges {
+            for a in [s, e - 1, s.wrapping_sub(1), e, s + (e - s) / 2] {
+                self.check_find(a);
+            }
+        }
         if let Err(e) = self.tree.check() {
             panic!("after {op:?}: {e}");
         }
@@ -168,10 +198,14 @@ proptest! {
 
     #[test]
     fn tree_and_gaps_match_the_model(
-        scale in prop_oneof![Just(1u64), Just(16), Just(512)],
+        scale in prop_oneof![Just(1u64), Just(16), Just(512), Just(1 << 16)],
+        place in 0..3u8,
         ops in prop::collection::vec(op(), 1..80),
     ) {
-        let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096 * scale };
+        let unit = 4096 * scale;
+        // Address 0; the top of the lower half; the start of the upper half.
+        let base = [0, (1u64 << 47) - UNITS * unit, 0xffff_8000_0000_0000][place as usize];
+        let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit, base };
         for op in &ops {
             w.apply(op);
         }
@@ -182,11 +216,15 @@ proptest! {
 fn many_vmas_keep_a_balanced_index() {
     // 20,000 one-unit VMAs with one-unit holes, then every other removed:
     // the index stays consistent and the search still finds the top.
-    let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096 };
+    let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096, base: 0 };
     for i in 0..20_000u64 {
         w.tree.insert(w.vma(2 * i, 1, true));
     }
     w.tree.check().expect("after inserts");
+    // Packed VMAs cost the lookup radix a leaf table per 64 pages, one
+    // above per 4,096, and one per level higher up.
+    let most = 40_000usize.div_ceil(64) + 40_000usize.div_ceil(4096) + 2;
+    assert!(w.tree.radix_tables() <= most, "{} radix tables", w.tree.radix_tables());
     assert_eq!(w.tree.find_gap_top_down(0x1000, 0x1000, 0, 40_000 * 4096), Some(39_999 * 4096));
     assert_eq!(w.tree.find_gap_top_down(0x2000, 0x1000, 0, 40_000 * 4096), None);
     for i in (0..20_000u64).step_by(2) {
@@ -194,4 +232,8 @@ fn many_vmas_keep_a_balanced_index() {
     }
     w.tree.check().expect("after removals");
     assert_eq!(w.tree.find_gap_top_down(0x3000, 0x1000, 0, 40_000 * 4096), Some(39_995 * 4096));
+    // Removing everything frees every radix table.
+    drop(w.tree.remove_range(0, 40_000 * 4096));
+    w.tree.check().expect("after removing all");
+    assert_eq!((w.tree.len(), w.tree.radix_tables()), (0, 0));
 }
