@@ -67,6 +67,19 @@ const TABLE: u32 = 0x8000_0000;
 #[repr(C, align(64))]
 struct Table([u32; FAN]);
 
+/// The value every entry of `tab` holds, if they hold one and it is not
+/// a table. The two ends decide most tables at once; the rest is compared
+/// without early exits so that it vectorizes (a table that is about to
+/// collapse is mostly one value, and an early exit would scan it anyway).
+#[inline]
+fn uniform(tab: &[u32; FAN]) -> Option<u32> {
+    let t0 = tab[0];
+    if t0 >= TABLE || tab[FAN - 1] != t0 {
+        return None;
+    }
+    tab.iter().fold(true, |same, &x| same & (x == t0)).then_some(t0)
+}
+
 /// The page number a canonical address indexes.
 #[inline]
 fn page_index(addr: u64) -> u64 {
@@ -155,12 +168,13 @@ impl AddrRadix {
             self.tables[t as usize].0[c] = ne;
         }
         // Keep tables non-uniform (see the module docs).
-        let t0 = self.tables[t as usize].0[0];
-        if t0 < TABLE && self.tables[t as usize].0.iter().all(|&x| x == t0) {
-            self.spare.push(t);
-            return t0;
+        match uniform(&self.tables[t as usize].0) {
+            Some(v) => {
+                self.spare.push(t);
+                v
+            }
+            None => TABLE + t,
         }
-        TABLE + t
     }
 
     /// A table whose entries are all `e`.
@@ -242,6 +256,7 @@ impl AddrRadix {
             return Err(format!("table {t} reached twice or freed"));
         }
         let tab = &self.tables[t].0;
+        // Recomputed here, not with `uniform`.
         if tab[0] < TABLE && tab.iter().all(|&x| x == tab[0]) {
             return Err(format!("table {t} is uniform ({:#x})", tab[0]));
         }

@@ -18,6 +18,13 @@
 //!   and of 64 addresses spread over all the VMAs, each visited in turn
 //!   (at 100k VMAs their paths no longer fit in the L1 and L2 caches, so
 //!   this adds the memory hierarchy); one timed region per 64 lookups.
+//!   The first pass over them (the first touch since the rest of the
+//!   repetition ran) and the later passes are also reported apart;
+//! - the same 64 lookups once more right after sweeping 64 MiB through
+//!   the caches and TLBs (cold, under control), beside a floor measured the
+//!   same way: reading the `end` of 64 other VMAs through references taken
+//!   before the sweep, which is what any index must at least touch to hand
+//!   out a VMA (the VMAs are over 100 bytes each: 12 MiB at 100k).
 //!
 //! Every result is kept in a preallocated buffer and checked after the
 //! timed loop: the address each `mmap` returned, the VMA each lookup found,
@@ -45,6 +52,9 @@ pub const COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
 pub const CALLS: usize = 400;
 /// Addresses one timed lookup region visits.
 pub const LOOKUPS: usize = 64;
+/// Bytes swept before a cold pass: more than the last-level cache here
+/// (32 MiB) and than the TLBs reach.
+const EVICT: usize = 64 << 20;
 
 /// Guest RAM of a scaling space (only the root table is ever written).
 const RAM: u64 = 16 << 20;
@@ -130,8 +140,26 @@ pub struct Sample {
     pub lookup: f64,
     /// One `find_vma` of 64 spread addresses in turn.
     pub lookup_spread: f64,
+    /// The first of the spread passes.
+    pub spread_first: f64,
+    /// The spread passes after the first.
+    pub spread_later: f64,
+    /// The spread lookups right after an [`EVICT`] sweep.
+    pub spread_cold: f64,
+    /// The floor (reading 64 other VMAs) right after an [`EVICT`] sweep.
+    pub floor_cold: f64,
+    /// The floor, warm (passes after the cold one).
+    pub floor_warm: f64,
     /// An empty timed region (the two clock reads).
     pub clock: f64,
+}
+
+/// Touches every cache line of `buf` (evicting the caches and TLBs).
+fn sweep(buf: &mut [u8]) {
+    for b in buf.iter_mut().step_by(64) {
+        *b = b.wrapping_add(1);
+    }
+    black_box(buf);
 }
 
 /// Picks one operation's figure from a sample.
@@ -189,13 +217,52 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
         }
         t_mid += t.elapsed();
     }
-    for _ in 0..rounds {
+    let mut t_first = Duration::ZERO;
+    for r in 0..rounds {
         let t = Instant::now();
         for (a, out) in addrs.iter().zip(found.iter_mut()) {
             *out = black_box(space.find_vma(black_box(*a))).map_or(0, |v| v.start().raw());
         }
-        t_look += t.elapsed();
+        let d = t.elapsed();
+        t_look += d;
+        if r == 0 {
+            t_first = d;
+        }
     }
+    // Cold passes after a sweep: the floor first (64 other VMAs, half a
+    // stride away: no line or page shared with the lookups' VMAs at
+    // 1,000 VMAs and more), then the same lookups.
+    let other = |j: usize| (j * p.n / LOOKUPS + p.n / (2 * LOOKUPS)) % p.n;
+    let refs: Vec<&guest_mm::Vma> = (0..LOOKUPS)
+        .map(|j| {
+            let a = va(Populated::vma_start(other(j)) + PAGE_SIZE / 2)?;
+            space.find_vma(a).ok_or_else(|| BenchError::Check(format!("{} VMAs: no VMA at {:#x}", p.n, a.raw())))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut buf = vec![1u8; EVICT];
+    let mut floor_ends = vec![0u64; LOOKUPS];
+    sweep(&mut buf);
+    let t = Instant::now();
+    for (v, out) in refs.iter().zip(floor_ends.iter_mut()) {
+        *out = black_box(*v).end();
+    }
+    let t_floor_cold = t.elapsed();
+    let mut t_floor_warm = Duration::ZERO;
+    for _ in 1..rounds {
+        let t = Instant::now();
+        for (v, out) in refs.iter().zip(floor_ends.iter_mut()) {
+            *out = black_box(*v).end();
+        }
+        t_floor_warm += t.elapsed();
+    }
+    let mut found_cold = vec![0u64; LOOKUPS];
+    sweep(&mut buf);
+    let t = Instant::now();
+    for (a, out) in addrs.iter().zip(found_cold.iter_mut()) {
+        *out = black_box(space.find_vma(black_box(*a))).map_or(0, |v| v.start().raw());
+    }
+    let t_cold = t.elapsed();
+    drop(buf);
     let mut t_clock = Duration::ZERO;
     for _ in 0..calls {
         let t = Instant::now();
@@ -209,10 +276,20 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
     if let Some(bad) = found_mid.iter().find(|&&a| a != mid_va.raw()) {
         return Err(BenchError::Check(format!("{} VMAs: lookup of the middle VMA found {bad:#x}", p.n)));
     }
-    for (a, got) in addrs.iter().zip(&found) {
+    for (a, (got, cold)) in addrs.iter().zip(found.iter().zip(&found_cold)) {
         let want = a.raw() - PAGE_SIZE / 2;
-        if *got != want {
-            return Err(BenchError::Check(format!("{} VMAs: lookup of {:#x} found {got:#x}", p.n, a.raw())));
+        if *got != want || *cold != want {
+            return Err(BenchError::Check(format!(
+                "{} VMAs: lookup of {:#x} found {got:#x} (cold: {cold:#x})",
+                p.n,
+                a.raw()
+            )));
+        }
+    }
+    for (j, end) in floor_ends.iter().enumerate() {
+        let want = Populated::vma_start(other(j)) + PAGE_SIZE;
+        if *end != want {
+            return Err(BenchError::Check(format!("{} VMAs: floor read end {end:#x}, expected {want:#x}", p.n)));
         }
     }
     let v = space.find_vma(mid_va).map(|v| (v.start().raw(), v.end(), v.flags() & guest_mm::VM_ACCESS_FLAGS));
@@ -228,6 +305,11 @@ pub fn sample(p: &mut Populated, calls: usize) -> Result<Sample, BenchError> {
         mprotect: ns(t_prot, (calls / 2) * 2),
         lookup: ns(t_mid, rounds * LOOKUPS),
         lookup_spread: ns(t_look, rounds * LOOKUPS),
+        spread_first: ns(t_first, LOOKUPS),
+        spread_later: ns(t_look - t_first, (rounds - 1).max(1) * LOOKUPS),
+        spread_cold: ns(t_cold, LOOKUPS),
+        floor_cold: ns(t_floor_cold, LOOKUPS),
+        floor_warm: ns(t_floor_warm, (rounds - 1).max(1) * LOOKUPS),
         clock: ns(t_clock, calls),
     })
 }
@@ -286,10 +368,31 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
         }
         fig = fig.detail("clock_read_ns", clock);
         if id == "lookup_spread" {
-            fig = fig.note_if_missed(format!(
-                "same run: one address repeated scales {:.2}× from {lo_n} to {hi_n} VMAs; the spread addresses' \
-                 tree paths stop fitting in the caches and TLBs as the tree grows",
-                med(col(&ours[last], |s| s.lookup)) / med(col(&ours[0], |s| s.lookup))
+            let parts: [(&str, Pick); 5] = [
+                ("first_pass", |s| s.spread_first),
+                ("later_passes", |s| s.spread_later),
+                ("cold", |s| s.spread_cold),
+                ("floor_cold", |s| s.floor_cold),
+                ("floor_warm", |s| s.floor_warm),
+            ];
+            for (name, g) in parts {
+                for (i, &n) in COUNTS.iter().enumerate() {
+                    fig = fig.detail(&format!("{name}_ns_at_{n}"), med(col(&ours[i], g)));
+                }
+            }
+            let m = |i: usize, g: Pick| med(col(&ours[i], g));
+            fig = fig.note(format!(
+                "at {hi_n} VMAs: first pass {:.1} ns, later passes {:.1} ns (at {lo_n}: {:.1}, {:.1}); after a 64 MiB \
+                 sweep the lookups take {:.1} ns and reading 64 other VMAs alone (the floor) {:.1} ns ({:.1}× at \
+                 {hi_n}; floor warm {:.1} ns)",
+                m(last, |s| s.spread_first),
+                m(last, |s| s.spread_later),
+                m(0, |s| s.spread_first),
+                m(0, |s| s.spread_later),
+                m(last, |s| s.spread_cold),
+                m(last, |s| s.floor_cold),
+                m(last, |s| s.spread_cold) / m(last, |s| s.floor_cold),
+                m(last, |s| s.floor_warm),
             ));
         }
         figures.push(fig);
