@@ -74,12 +74,8 @@ fn main() {
             let va = GuestVirtAddr::try_new(a).expect("canonical");
             p.space.find_vma(va).map_or(0, |v| v.start().raw())
         };
-        let btree_payload = |a: u64| {
-            payload.range(..=a).next_back().filter(|(_, v)| v[0] > a).map_or(0, |(&k, _)| k)
-        };
-        let btree_compact = |a: u64| {
-            compact.range(..=a).next_back().filter(|(_, v)| v.0 > a).map_or(0, |(&k, _)| k)
-        };
+        let btree_payload = |a: u64| payload.range(..=a).next_back().filter(|(_, v)| v[0] > a).map_or(0, |(&k, _)| k);
+        let btree_compact = |a: u64| compact.range(..=a).next_back().filter(|(_, v)| v.0 > a).map_or(0, |(&k, _)| k);
         let sorted = |a: u64| {
             let i = starts.partition_point(|&s| s <= a);
             if i > 0 && ends[i - 1] > a {

@@ -238,7 +238,11 @@ impl AddrRadix {
                 // Page numbers back to addresses (bit 47 set: upper half).
                 let addr = |p: u64| {
                     let a = p << PAGE_SHIFT;
-                    if a & (1 << 47) != 0 && a < (1 << 48) { a | 0xffff_0000_0000_0000 } else { a }
+                    if a & (1 << 47) != 0 && a < (1 << 48) {
+                        a | 0xffff_0000_0000_0000
+                    } else {
+                        a
+                    }
                 };
                 let (s, end) = (addr(base), addr(base + (1 << span) - 1).wrapping_add(1 << PAGE_SHIFT));
                 match out.last_mut() {
@@ -296,7 +300,10 @@ mod tests {
         let span = P << ROOT_SPAN;
         r.set(span, 2 * span, 3);
         assert_eq!(r.tables_in_use(), 0);
-        assert_eq!((r.get(span - 1), r.get(span), r.get(2 * span - 1), r.get(2 * span)), (None, Some(3), Some(3), None));
+        assert_eq!(
+            (r.get(span - 1), r.get(span), r.get(2 * span - 1), r.get(2 * span)),
+            (None, Some(3), Some(3), None)
+        );
         // A 2 MiB-aligned, 4 MiB range: one table per level above 256 KiB.
         r.set(2 << 20, 6 << 20, 4);
         assert_eq!(r.tables_in_use(), 3);
@@ -350,7 +357,9 @@ mod tests {
         let top = LOWER_END - P;
         r.set(top, LOWER_END, 1);
         r.set(UPPER_START, UPPER_START + P, 2);
-        r.set(u64::MAX & !(P - 1) - P, u64::MAX & !(P - 1), 3);
+        // The last page below the highest page-aligned address.
+        let last = !(P - 1);
+        r.set(last - P, last, 3);
         assert_eq!((r.get(top), r.get(UPPER_START), r.get(u64::MAX - 2 * P + 1)), (Some(1), Some(2), Some(3)));
         assert_eq!(r.get(UPPER_START - 1), Some(1), "a non-canonical address aliases a canonical page");
         // Clearing a range across the hole clears both canonical ends only.
@@ -359,6 +368,6 @@ mod tests {
         assert_eq!(r.get(u64::MAX - 2 * P + 1), Some(3));
         // A range entirely inside the hole stores nothing.
         r.set(LOWER_END, UPPER_START, 4);
-        assert_eq!(r.runs().unwrap(), vec![(u64::MAX & !(P - 1) - P, u64::MAX & !(P - 1), 3)]);
+        assert_eq!(r.runs().unwrap(), vec![(last - P, last, 3)]);
     }
 }

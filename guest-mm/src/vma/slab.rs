@@ -60,3 +60,53 @@ impl Slab {
         self.slots.len() - self.spare.len()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::addr::GuestVirtAddr;
+    use crate::flags::{PageProt, VmFlags};
+    use crate::vma::ProviderId;
+
+    fn vma(start: u64) -> Vma {
+        Vma {
+            start: GuestVirtAddr::try_new(start).unwrap(),
+            end: start + 0x1000,
+            pgoff: 0,
+            flags: VmFlags::READ,
+            page_prot: PageProt::from_flags(VmFlags::READ),
+            provider: ProviderId(1),
+            provider_name: Arc::from("t"),
+            ops: None,
+            private: None,
+            pins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn handles_name_their_vma_until_taken_then_are_reused() {
+        let mut s = Slab::default();
+        let (a, b) = (s.put(vma(0x1000)), s.put(vma(0x2000)));
+        assert_ne!(a, b);
+        assert_eq!((s.get(a).unwrap().start().raw(), s.get(b).unwrap().start().raw()), (0x1000, 0x2000));
+        assert_eq!(s.live(), 2);
+        s.get_mut(b).unwrap().pgoff = 5;
+        assert_eq!(s.take(b).unwrap().pgoff(), 5);
+        assert!(s.get(b).is_none() && s.get_mut(b).is_none() && s.take(b).is_none());
+        assert!(s.get(99).is_none() && s.take(99).is_none());
+        assert_eq!(s.live(), 1);
+        // The freed slot is reused, not a new one grown.
+        assert_eq!(s.put(vma(0x3000)), b);
+        assert_eq!(s.get(b).unwrap().start().raw(), 0x3000);
+        assert_eq!((s.live(), s.slots.len()), (2, 2));
+    }
+
+    #[test]
+    fn an_empty_slot_costs_no_more_than_a_vma() {
+        // `Option<Vma>` uses a niche (the `Arc`s are non-null).
+        assert_eq!(std::mem::size_of::<Option<Vma>>(), std::mem::size_of::<Vma>());
+    }
+}

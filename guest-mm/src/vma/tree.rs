@@ -92,12 +92,12 @@ impl VmaTree {
 
     /// VMAs that intersect `[start, end)`, in order.
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> {
-        let first = self
-            .before(start)
-            .filter(|&(_, h)| self.at(h).is_some_and(|v| v.end > start))
-            .map_or(start, |(k, _)| k);
-        let range = if first < end { self.order.range(first..end) } else { self.order.range(0..0) };
-        range.filter_map(|(_, &h)| self.at(h)).filter(move |v| v.end > start && v.start.raw() < end)
+        let first =
+            self.before(start).filter(|&(_, h)| self.at(h).is_some_and(|v| v.end > start)).map_or(start, |(k, _)| k);
+        self.order
+            .range(first..end.max(first))
+            .filter_map(|(_, &h)| self.at(h))
+            .filter(move |v| v.end > start && v.start.raw() < end)
     }
 
     /// Does anything intersect `[start, end)`?
@@ -124,11 +124,7 @@ impl VmaTree {
         self.free.take(start, end);
         let h = self.slab.put(vma);
         self.radix.set(start, end, h);
-        if let Some(old) = self.order.insert(start, h) {
-            // Only reachable if the caller broke the contract (an empty
-            // VMA at the same start): keep the slab in step.
-            drop(self.slab.take(old));
-        }
+        self.order.insert(start, h);
     }
 
     /// Makes `addr` a VMA boundary, splitting the VMA that spans it.
@@ -151,7 +147,8 @@ impl VmaTree {
     }
 
     /// Removes everything in `[start, end)`, splitting VMAs that straddle
-    /// its ends, and returns the removed pieces in order.
+    /// its ends, and returns the removed pieces in order. An empty range
+    /// removes and splits nothing.
     pub(crate) fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma> {
         if start >= end {
             return Vec::new();
@@ -169,10 +166,7 @@ impl VmaTree {
     /// Calls `f` on each VMA that starts inside `[start, end)`, in order.
     /// `f` must not change their bounds (the indexes would not know).
     pub(crate) fn update_range(&mut self, start: u64, end: u64, mut f: impl FnMut(&mut Vma)) {
-        if start >= end {
-            return;
-        }
-        for (_, &h) in self.order.range(start..end) {
+        for (_, &h) in self.order.range(start..end.max(start)) {
             if let Some(v) = self.slab.get_mut(h) {
                 f(v);
             }
@@ -357,6 +351,70 @@ mod tests {
         t.insert(vma(0x8000, 0x9000, 2, VmFlags::READ | VmFlags::WRITE));
         t.merge_around(0x8000);
         assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn empty_and_reversed_ranges_change_nothing() {
+        let mut t = VmaTree::new();
+        t.insert(vma(0x1000, 0x4000, 0, VmFlags::READ));
+        assert!(t.remove_range(0x2000, 0x2000).is_empty());
+        assert!(t.remove_range(0x3000, 0x2000).is_empty());
+        assert_eq!(t.len(), 1, "an empty removal must not split");
+        assert_eq!(t.overlapping(0x5000, 0x4000).count(), 0);
+        assert!(!t.intersects(0x5000, 0x5000));
+        let mut calls = 0;
+        t.update_range(0x3000, 0x1000, |_| calls += 1);
+        assert_eq!(calls, 0);
+        t.check().unwrap();
+    }
+
+    #[test]
+    fn in_place_edits_reach_exactly_the_vmas_asked_for() {
+        let mut t = VmaTree::new();
+        for (s, e) in [(0x1000, 0x3000), (0x3000, 0x4000), (0x6000, 0x8000)] {
+            t.insert(vma(s, e, s >> 12, VmFlags::READ));
+        }
+        // Starts inside [0x2000, 0x6001): the second and third, not the
+        // first (it only overlaps).
+        let mut seen = Vec::new();
+        t.update_range(0x2000, 0x6001, |v| {
+            seen.push(v.start().raw());
+            v.flags = VmFlags::READ | VmFlags::WRITE;
+        });
+        assert_eq!(seen, vec![0x3000, 0x6000]);
+        assert_eq!(t.find(0x1000).unwrap().flags(), VmFlags::READ);
+        assert_eq!(t.find(0x7fff).unwrap().flags(), VmFlags::READ | VmFlags::WRITE);
+        assert!(t.starting_at_mut(0x2000).is_none());
+        t.starting_at_mut(0x1000).unwrap().pgoff = 77;
+        assert_eq!(t.find(0x2fff).unwrap().pgoff(), 77);
+        t.check().unwrap();
+    }
+
+    #[test]
+    fn find_follows_splits_and_merges() {
+        let mut t = VmaTree::new();
+        t.insert(vma(0x10000, 0x20000, 0x10, VmFlags::READ));
+        t.split_at(0x14000);
+        t.split_at(0x14000);
+        t.split_at(0x9000);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.find(0x13fff).unwrap().end(), 0x14000);
+        assert_eq!(t.find(0x14000).unwrap().start().raw(), 0x14000);
+        assert_eq!(t.find(0x14000).unwrap().pgoff(), 0x14);
+        assert_eq!(t.merge_around(0x14000), 0x10000);
+        assert_eq!(t.len(), 1);
+        for a in [0x10000, 0x14000, 0x1ffff] {
+            assert_eq!(t.find(a).unwrap().start().raw(), 0x10000, "{a:#x}");
+        }
+        assert!(t.find(0x20000).is_none());
+        // Nothing to merge at an address that starts no VMA.
+        assert_eq!(t.merge_around(0x15000), 0x15000);
+        // Non-canonical addresses alias canonical pages in the radix; find
+        // must not answer with the aliased VMA.
+        t.insert(vma(0xffff_8000_0000_0000, 0xffff_8000_0000_2000, 0, VmFlags::READ));
+        assert!(t.find(0x8000_0000_0000).is_none());
+        assert!(t.find(0xffff_8000_0000_1fff).is_some());
+        t.check().unwrap();
     }
 
     #[test]
