@@ -174,3 +174,155 @@ impl fmt::Debug for Vma {
             .finish()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::addr::Pfn;
+    use crate::frames::Frames;
+
+    struct NoOps;
+    impl VmaOps for NoOps {
+        fn name(&self) -> &str {
+            "no-ops"
+        }
+    }
+
+    fn vma(start: u64, end: u64, pgoff: u64) -> Vma {
+        let flags = VmFlags::READ | VmFlags::WRITE;
+        Vma {
+            start: GuestVirtAddr::try_new(start).unwrap(),
+            end,
+            pgoff,
+            flags,
+            page_prot: PageProt::from_flags(flags),
+            provider: ProviderId(3),
+            provider_name: Arc::from("prov"),
+            ops: None,
+            private: None,
+            pins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn accessors_return_the_fields() {
+        let ops: Arc<dyn VmaOps> = Arc::new(NoOps);
+        let private: VmaPrivate = Arc::new(7u32);
+        let frames = Frames::new(64, None).unwrap();
+        let pin = frames.pin(Arc::from([Pfn(1)].as_slice())).unwrap();
+        let mut v = vma(0x4000, 0x7000, 9);
+        v.ops = Some(ops.clone());
+        v.private = Some(private.clone());
+        v.hold(pin.clone());
+        assert_eq!((v.start().raw(), v.end(), v.size(), v.pages(), v.pgoff()), (0x4000, 0x7000, 0x3000, 3, 9));
+        assert_eq!(v.flags(), VmFlags::READ | VmFlags::WRITE);
+        assert_eq!(v.page_prot(), PageProt::from_flags(VmFlags::READ | VmFlags::WRITE));
+        assert_eq!((v.provider(), v.provider_name()), (ProviderId(3), "prov"));
+        assert!(Arc::ptr_eq(v.ops().unwrap(), &ops));
+        assert!(Arc::ptr_eq(v.private().unwrap(), &private));
+        assert_eq!(v.pins().len(), 1);
+        assert!(v.pins()[0].same(&pin));
+        assert!(format!("{v:?}").contains("0x4000"));
+    }
+
+    #[test]
+    fn hold_keeps_each_pin_once() {
+        let frames = Frames::new(64, None).unwrap();
+        let a = frames.pin(Arc::from([Pfn(1)].as_slice())).unwrap();
+        let b = frames.pin(Arc::from([Pfn(2)].as_slice())).unwrap();
+        let mut v = vma(0x1000, 0x2000, 0);
+        v.hold(a.clone());
+        v.hold(a.clone());
+        assert_eq!(v.pins().len(), 1);
+        v.hold(b.clone());
+        assert_eq!(v.pins().len(), 2);
+        assert!(v.pins()[1].same(&b));
+        // The VMA holds the frames pinned until it goes.
+        assert_eq!(frames.pin_count(Pfn(1)), 1);
+        drop(a);
+        assert_eq!(frames.pin_count(Pfn(1)), 1);
+        drop(v);
+        assert_eq!(frames.pin_count(Pfn(1)), 0);
+    }
+
+    #[test]
+    fn contains_is_half_open() {
+        let v = vma(0x1000, 0x3000, 0);
+        assert!(!v.contains(0xfff) && v.contains(0x1000) && v.contains(0x2fff) && !v.contains(0x3000));
+    }
+
+    #[test]
+    fn merging_needs_every_attribute_equal() {
+        let a = vma(0x1000, 0x3000, 10);
+        let b = || vma(0x3000, 0x4000, 12);
+        assert!(a.can_merge_with(&b()));
+        // Each difference alone forbids it.
+        let mut not_adjacent = vma(0x4000, 0x5000, 12);
+        assert!(!a.can_merge_with(&not_adjacent));
+        not_adjacent.start = GuestVirtAddr::try_new(0x2000).unwrap();
+        assert!(!a.can_merge_with(&not_adjacent));
+        let mut x = b();
+        x.provider = ProviderId(4);
+        assert!(!a.can_merge_with(&x));
+        let mut x = b();
+        x.flags = VmFlags::READ;
+        assert!(!a.can_merge_with(&x));
+        let mut x = b();
+        x.page_prot = PageProt::from_flags(VmFlags::READ);
+        assert!(!a.can_merge_with(&x));
+        let mut x = b();
+        x.pgoff = 13;
+        assert!(!a.can_merge_with(&x));
+        let mut x = b();
+        x.pgoff = 11;
+        assert!(!a.can_merge_with(&x));
+        // pgoff that would overflow.
+        let mut hi = vma(0x1000, 0x3000, u64::MAX - 1);
+        let mut x = b();
+        x.pgoff = 0;
+        assert!(!hi.can_merge_with(&x));
+        // VM_SPECIAL on both.
+        hi = vma(0x1000, 0x3000, 10);
+        hi.flags |= VmFlags::IO;
+        let mut x = b();
+        x.flags |= VmFlags::IO;
+        x.page_prot = hi.page_prot;
+        assert!(!hi.can_merge_with(&x));
+        // Ops and private state: the same Arc merges, another does not.
+        let ops: Arc<dyn VmaOps> = Arc::new(NoOps);
+        let (mut p, mut q) = (vma(0x1000, 0x3000, 10), b());
+        p.ops = Some(ops.clone());
+        assert!(!p.can_merge_with(&q));
+        q.ops = Some(Arc::new(NoOps));
+        assert!(!p.can_merge_with(&q));
+        q.ops = Some(ops);
+        assert!(p.can_merge_with(&q));
+        let state: VmaPrivate = Arc::new(1u8);
+        p.private = Some(state.clone());
+        assert!(!p.can_merge_with(&q));
+        q.private = Some(Arc::new(1u8));
+        assert!(!p.can_merge_with(&q));
+        q.private = Some(state);
+        assert!(p.can_merge_with(&q));
+        // Pins: the same set merges; a missing or different one does not.
+        let frames = Frames::new(64, None).unwrap();
+        let pa = frames.pin(Arc::from([Pfn(1)].as_slice())).unwrap();
+        let pb = frames.pin(Arc::from([Pfn(1)].as_slice())).unwrap();
+        p.hold(pa.clone());
+        assert!(!p.can_merge_with(&q));
+        q.hold(pb);
+        assert!(!p.can_merge_with(&q));
+        q.pins = vec![pa];
+        assert!(p.can_merge_with(&q));
+    }
+
+    #[test]
+    fn split_off_moves_pgoff() {
+        let mut v = vma(0x10000, 0x20000, 100);
+        let hi = v.split_off(GuestVirtAddr::try_new(0x13000).unwrap());
+        assert_eq!((v.start().raw(), v.end(), v.pgoff()), (0x10000, 0x13000, 100));
+        assert_eq!((hi.start().raw(), hi.end(), hi.pgoff()), (0x13000, 0x20000, 103));
+        assert!(v.can_merge_with(&hi));
+    }
+}

@@ -437,6 +437,8 @@ mod tests {
 
     #[test]
     fn starts_whole_and_takes_and_gives_back() {
+        // The whole space up to the highest page-aligned address.
+        assert_eq!(SPACE_END, 0xffff_ffff_ffff_f000);
         let mut f = FreeRanges::default();
         assert_eq!(f.ranges(), vec![(0, SPACE_END)]);
         f.take(0x1000, 0x3000);

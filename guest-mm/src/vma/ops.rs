@@ -138,3 +138,47 @@ pub trait VmaOps: Send + Sync {
         PAGE_SIZE
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::flags::{PageProt, VmFlags};
+    use crate::vma::ProviderId;
+
+    struct Bare;
+    impl VmaOps for Bare {
+        fn name(&self) -> &str {
+            "bare"
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_a_vma_without_handlers() {
+        let v = Vma {
+            start: GuestVirtAddr::try_new(0x1000).unwrap(),
+            end: 0x3000,
+            pgoff: 0,
+            flags: VmFlags::READ,
+            page_prot: PageProt::from_flags(VmFlags::READ),
+            provider: ProviderId(1),
+            provider_name: Arc::from("t"),
+            ops: None,
+            private: None,
+            pins: Vec::new(),
+        };
+        let vmf = FaultInfo { addr: v.start(), pgoff: 0, access: FaultAccess::READ, cow_from: None };
+        // No fault handler: SIGBUS.
+        assert!(matches!(Bare.fault(&v, &vmf), Err(MmError::NotSupported(_))));
+        // No fault-around.
+        assert!(Bare.map_pages(&v, 0, 2, FaultAccess::WRITE).is_empty());
+        // Any move or resize is allowed; pages are 4 KiB.
+        assert_eq!(Bare.mremap(&v, GuestVirtAddr::try_new(0x8000).unwrap(), 0x1000), Ok(()));
+        assert_eq!(Bare.pagesize(&v), PAGE_SIZE);
+        let p = FaultPage::new(Pfn(5));
+        assert_eq!((p.pfn, p.copy_on_write, p.hold.is_none()), (Pfn(5), false, true));
+        assert!(format!("{p:?}").contains("copy_on_write"));
+    }
+}
