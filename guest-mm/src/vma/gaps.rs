@@ -436,6 +436,19 @@ mod tests {
     const M2: u64 = 2 << 20;
 
     #[test]
+    fn room_is_what_an_aligned_mapping_gets() {
+        // Already aligned: all of it.
+        assert_eq!(room_of(2 * M2, 4 * M2, 21), 2 * M2);
+        // Rounded up to the next 2 MiB, or 1 GiB.
+        assert_eq!(room_of(0x1000, 3 * M2, 21), 2 * M2);
+        assert_eq!(room_of(G + 0x1000, 3 * G, 30), G);
+        assert_eq!(room_of(0x1000, 0x3000, 0), 0x2000);
+        // Nothing aligned inside; rounding past the end of the space.
+        assert_eq!(room_of(0x1000, M2, 21), 0);
+        assert_eq!(room_of(u64::MAX - 0x1000, u64::MAX, 21), 0);
+    }
+
+    #[test]
     fn starts_whole_and_takes_and_gives_back() {
         // The whole space up to the highest page-aligned address.
         assert_eq!(SPACE_END, 0xffff_ffff_ffff_f000);
