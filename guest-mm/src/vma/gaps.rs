@@ -436,6 +436,33 @@ mod tests {
     const M2: u64 = 2 << 20;
 
     #[test]
+    fn a_window_exactly_the_size_asked_for_fits() {
+        let mut f = FreeRanges::default();
+        assert_eq!(f.find_top_down(0x1000, 0x1000, 0x5000, 0x6000), Some(0x5000));
+        assert_eq!(f.find_top_down(0x2000, 0x1000, 0x5000, 0x6000), None);
+        f.take(0x5000, 0x6000);
+        assert_eq!(f.find_top_down(0x1000, 0x1000, 0x5000, 0x6000), None);
+        assert_eq!(f.find_top_down(0x1000, 0x1000, 0x4000, 0x7000), Some(0x6000));
+    }
+
+    #[test]
+    fn taking_what_is_partly_taken_clips() {
+        // The caller should take only free ranges; if it does not, only
+        // the free parts change (and nothing loops).
+        let mut f = FreeRanges::default();
+        f.take(0x3000, 0x5000);
+        f.take(0x1000, 0x4000);
+        assert_eq!(f.ranges(), vec![(0, 0x1000), (0x5000, SPACE_END)]);
+        // Starting exactly where a free range ends, in used space.
+        f.take(0x1000, 0x6000);
+        assert_eq!(f.ranges(), vec![(0, 0x1000), (0x6000, SPACE_END)]);
+        // Entirely inside used space: nothing changes.
+        f.take(0x2000, 0x3000);
+        assert_eq!(f.ranges(), vec![(0, 0x1000), (0x6000, SPACE_END)]);
+        f.check().unwrap();
+    }
+
+    #[test]
     fn room_is_what_an_aligned_mapping_gets() {
         // Already aligned: all of it.
         assert_eq!(room_of(2 * M2, 4 * M2, 21), 2 * M2);
