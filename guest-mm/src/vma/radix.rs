@@ -87,12 +87,22 @@ fn page_index(addr: u64) -> u64 {
 }
 
 /// Address to VMA handle, by page.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct AddrRadix {
     root: Box<[u32]>,
     tables: Vec<Table>,
     /// Freed tables, reused first.
     spare: Vec<u32>,
+}
+
+impl std::fmt::Debug for AddrRadix {
+    /// A summary: the entries themselves are the VMAs' ranges again.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddrRadix")
+            .field("tables", &(self.tables.len() - self.spare.len()))
+            .field("spare", &self.spare.len())
+            .finish()
+    }
 }
 
 impl Default for AddrRadix {
@@ -281,6 +291,7 @@ mod tests {
     #[test]
     fn empty_and_set_and_clear() {
         let mut r = AddrRadix::default();
+        assert_eq!(format!("{r:?}"), "AddrRadix { tables: 0, spare: 0 }");
         assert_eq!(r.get(0), None);
         assert_eq!(r.get(u64::MAX), None);
         r.set(3 * P, 5 * P, 7);
@@ -291,6 +302,7 @@ mod tests {
         assert_eq!(r.get(3 * P), None);
         assert_eq!(r.tables_in_use(), 0);
         assert_eq!(r.runs().unwrap(), vec![]);
+        assert_eq!(format!("{r:?}"), "AddrRadix { tables: 0, spare: 4 }");
     }
 
     #[test]
