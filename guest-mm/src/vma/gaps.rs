@@ -397,6 +397,19 @@ impl FreeRanges {
         Ok(())
     }
 
+    /// Depth of the treap (0 when empty).
+    #[cfg(test)]
+    pub(crate) fn depth(&self) -> usize {
+        fn d(f: &FreeRanges, t: u32) -> usize {
+            if t == NIL {
+                return 0;
+            }
+            let n = f.node(t);
+            1 + d(f, n.left).max(d(f, n.right))
+        }
+        d(self, self.root)
+    }
+
     /// Checks subtree `t`; returns its recomputed room.
     #[cfg(test)]
     fn check_in(&self, t: u32, parent_prio: u32, count: &mut usize) -> Result<[u64; TRACKED.len()], String> {
@@ -434,6 +447,34 @@ mod tests {
 
     const G: u64 = 1 << 30;
     const M2: u64 = 2 << 20;
+
+    #[test]
+    fn a_small_range_below_a_window_end_is_not_a_fit() {
+        // [0x1000, 0x3000) free and a large range above the window: the
+        // small one has 0x2000 bytes, so a 0x4000 request finds nothing,
+        // whichever of the two the random priorities make the root.
+        for _ in 0..64 {
+            let mut f = FreeRanges::default();
+            f.take(0, 0x1000);
+            f.take(0x3000, 0x10000);
+            assert_eq!(f.find_top_down(0x4000, 0x1000, 0, 0x10000), None);
+            assert_eq!(f.find_top_down(0x2000, 0x1000, 0, 0x10000), Some(0x1000));
+        }
+    }
+
+    #[test]
+    fn priorities_keep_the_treap_shallow() {
+        // 10,000 ranges made in address order (the worst order for a
+        // search tree without balancing): a treap's expected depth is
+        // about 3 ln n (28 here); a chain would be 10,000 deep.
+        let mut f = FreeRanges::default();
+        for i in 0..10_000u64 {
+            f.take(i * 0x2000 + 0x1000, i * 0x2000 + 0x2000);
+        }
+        assert_eq!(f.len(), 10_001);
+        assert!(f.depth() <= 80, "depth {}", f.depth());
+        f.check().unwrap();
+    }
 
     #[test]
     fn a_window_exactly_the_size_asked_for_fits() {

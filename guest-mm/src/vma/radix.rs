@@ -289,6 +289,17 @@ mod tests {
     const P: u64 = 1 << PAGE_SHIFT;
 
     #[test]
+    fn handles_tables_and_empty_never_collide() {
+        // Every handle the slab may give is below EMPTY, and table tags
+        // are above both.
+        assert!(MAX_HANDLE < EMPTY && EMPTY < TABLE);
+        assert_eq!(MAX_HANDLE, 0x7fff_fffe);
+        let mut r = AddrRadix::default();
+        r.set(0, P, MAX_HANDLE);
+        assert_eq!(r.get(0), Some(MAX_HANDLE));
+    }
+
+    #[test]
     fn empty_and_set_and_clear() {
         let mut r = AddrRadix::default();
         assert_eq!(format!("{r:?}"), "AddrRadix { tables: 0, spare: 0 }");
