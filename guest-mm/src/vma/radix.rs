@@ -133,12 +133,9 @@ impl AddrRadix {
     /// half's pages as they are.
     pub(crate) fn set(&mut self, start: u64, end: u64, val: u32) {
         debug_assert!(val <= EMPTY);
-        if start < LOWER_END {
-            self.set_within(start, end.min(LOWER_END), val);
-        }
-        if end > UPPER_START {
-            self.set_within(start.max(UPPER_START), end, val);
-        }
+        // Each part is empty when the range misses that half.
+        self.set_within(start, end.min(LOWER_END), val);
+        self.set_within(start.max(UPPER_START), end, val);
     }
 
     /// [`Self::set`] for a range inside one half.
