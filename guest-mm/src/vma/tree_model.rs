@@ -42,6 +42,13 @@ enum Op {
     Merge {
         at: u64,
     },
+    /// `overlapping`, `intersects` and `covers` of `[at, at + n)` units,
+    /// shifted by `skew` bytes (unit-aligned when 0).
+    Query {
+        at: u64,
+        n: u64,
+        skew: u64,
+    },
     Find {
         at: u64,
         /// Byte offset inside the unit.
@@ -62,6 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..UNITS).prop_map(|at| Op::Split { at }),
         1 => (0..UNITS).prop_map(|at| Op::Merge { at }),
         2 => (0..UNITS + 2, any::<u64>()).prop_map(|(at, off)| Op::Find { at, off }),
+        2 => (0..UNITS, 0u64..60, prop_oneof![Just(0u64), 1u64..4096]).prop_map(|(at, n, skew)| Op::Query { at, n, skew }),
         3 => (1u64..60, prop_oneof![Just(12u32), Just(13), Just(16), Just(21), Just(30)], 0..UNITS, 0..UNITS + 50)
             .prop_map(|(n, align_shift, lo, hi)| Op::Gap { n, align_shift, lo, hi }),
     ]
@@ -164,6 +172,24 @@ impl World {
                 assert_eq!(got, self.covered.contains(&at), "find {at}");
                 self.check_find(addr);
             }
+            Op::Query { at, n, skew } => {
+                let (qs, qe) = (b + at * u + skew, b + (at + n) * u + skew);
+                let got: Vec<(u64, u64)> = self.tree.overlapping(qs, qe).map(|v| (v.start().raw(), v.end())).collect();
+                let want: Vec<(u64, u64)> = self
+                    .tree
+                    .iter()
+                    .filter(|v| v.end() > qs && v.start().raw() < qe)
+                    .map(|v| (v.start().raw(), v.end()))
+                    .collect();
+                assert_eq!(got, want, "overlapping [{qs:#x}, {qe:#x})");
+                assert_eq!(self.tree.intersects(qs, qe), !want.is_empty(), "intersects [{qs:#x}, {qe:#x})");
+                // Covered: every unit the byte range touches (an empty
+                // range is covered).
+                let first = (qs - b) / u;
+                let last = (qe - b).div_ceil(u);
+                let all = qs == qe || (first..last).all(|k| self.covered.contains(&k));
+                assert_eq!(self.tree.covers(qs, qe), all, "covers [{qs:#x}, {qe:#x})");
+            }
             // The model's brute-force search counts from address 0.
             Op::Gap { .. } if b != 0 => {}
             Op::Gap { n, align_shift, lo, hi } => {
@@ -180,6 +206,7 @@ impl World {
             got.extend((v.start().raw() - b) / u..(v.end() - b) / u);
         }
         assert_eq!(got, self.covered, "coverage after {op:?}");
+        assert_eq!(self.tree.is_empty(), self.covered.is_empty());
         // Lookups at every VMA's edges and just outside them.
         let edges: Vec<(u64, u64)> = self.tree.iter().map(|v| (v.start().raw(), v.end())).collect();
         for (s, e) in edges {
