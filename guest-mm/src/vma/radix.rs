@@ -61,8 +61,6 @@ const LOWER_END: u64 = 1 << 47;
 const UPPER_START: u64 = 0xffff_8000_0000_0000;
 /// Entries at or above this name a table (its index in the low bits).
 const TABLE: u32 = 0x8000_0000;
-// Handles, EMPTY and table tags never collide.
-const _: () = assert!(MAX_HANDLE < EMPTY && EMPTY < TABLE);
 
 /// One level's 64 entries, on cache-line boundaries.
 #[derive(Clone, Debug)]
@@ -281,6 +279,9 @@ impl AddrRadix {
     }
 }
 
+// Handles, EMPTY and table tags never collide.
+const _: () = assert!(MAX_HANDLE < EMPTY && EMPTY < TABLE);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +291,7 @@ mod tests {
     #[test]
     fn handles_tables_and_empty_never_collide() {
         // Every handle the slab may give is below EMPTY, and table tags
-        // are above both (also checked at compile time, below TABLE).
+        // are above both (also checked at compile time, above these tests).
         assert_eq!((MAX_HANDLE, EMPTY, TABLE), (0x7fff_fffe, 0x7fff_ffff, 0x8000_0000));
         let mut r = AddrRadix::default();
         r.set(0, P, MAX_HANDLE);
