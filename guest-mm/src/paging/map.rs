@@ -199,6 +199,43 @@ mod tests {
     }
 
     #[test]
+    fn an_undone_map_flushes_exactly_the_live_entries_it_wrote() {
+        let mut pt = tables(64 << 20);
+        let base = 0x20_0000;
+        // A leaf table exists (and is reachable) for [base, base + 2 MiB).
+        pt.map_range(gva(base + 5 * K4), GuestAddress(0), K4, rw(), PageSize::Size4K).unwrap();
+        let _ = pt.take_rollback_flush();
+        // Two entries are written into it before the used one stops the map.
+        let r = pt.map_range(gva(base + 3 * K4), GuestAddress(0x40_0000), 3 * K4, rw(), PageSize::Size4K);
+        assert_eq!(r, Err(MmError::Exists { addr: base + 3 * K4 }));
+        let f = pt.take_rollback_flush();
+        assert_eq!(f.ranges(), &[(gva(base + 3 * K4), 2 * K4)]);
+        assert!(!f.tables_freed() && f.may_be_cached());
+        // A map whose first leaf table is new, filled whole and linked into
+        // the existing directory before the next one stops it: its 512
+        // entries were live, and the table is freed again.
+        let tables = pt.tables_in_use();
+        let r = pt.map_range(gva(0), GuestAddress(0x40_0000), M2 + 6 * K4, rw(), PageSize::Size4K);
+        assert_eq!(r, Err(MmError::Exists { addr: 0 }));
+        assert_eq!(pt.tables_in_use(), tables);
+        let f = pt.take_rollback_flush();
+        assert!(f.tables_freed());
+        assert!(f.ranges().iter().any(|&(a, len)| a.raw() == 0 && len >= M2), "{f:?}");
+        assert!(f.ranges().iter().all(|&(a, len)| a.raw() + len <= M2 + 6 * K4), "{f:?}");
+        // A map into a subtree of new tables that is never linked: a new
+        // directory gets a first leaf table, filled and linked into it,
+        // then the second leaf table cannot be allocated. The directory was
+        // never linked, so nothing it held was live: nothing to flush.
+        let tables = pt.tables_in_use();
+        pt.allocator_mut().inject_failure_after(Some(2));
+        let r = pt.map_range(gva((5 << 30) + M2 - K4), GuestAddress(0), 2 * K4, rw(), PageSize::Size4K);
+        pt.allocator_mut().inject_failure_after(None);
+        assert!(matches!(r, Err(MmError::OutOfMemory(_))), "{r:?}");
+        assert_eq!(pt.tables_in_use(), tables);
+        assert!(pt.take_rollback_flush().is_empty());
+    }
+
+    #[test]
     fn bad_arguments() {
         let mut pt = tables(64 << 20);
         let cases: &[(u64, u64, u64)] =
