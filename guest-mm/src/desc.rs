@@ -303,3 +303,51 @@ pub fn probe_mmap_prepare(
         error_hook: action.error_hook.is_some(),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::addr::PAGE_SIZE;
+
+    /// Attaches private state and asks for nothing else.
+    struct WithPrivate;
+
+    impl crate::MmapProvider for WithPrivate {
+        fn name(&self) -> &str {
+            "with-private"
+        }
+        fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+            desc.set_private(Arc::new(42u32));
+            desc.mmap_action_remap_full(crate::Pfn(0x100));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn probe_refuses_ranges_that_are_not_whole_pages() {
+        let at = GuestVirtAddr::try_new(1 << 32).unwrap();
+        let rw = VmFlags::READ | VmFlags::WRITE;
+        for (start, len) in [(at.raw(), 0), (at.raw(), PAGE_SIZE + 1), (at.raw(), 100), (at.raw() + 8, PAGE_SIZE)] {
+            let s = GuestVirtAddr::try_new(start).unwrap();
+            assert!(probe_mmap_prepare(&WithPrivate, s, len, 0, rw).is_err(), "{start:#x}+{len:#x}");
+        }
+        let p = probe_mmap_prepare(&WithPrivate, at, 2 * PAGE_SIZE, 3, rw).unwrap();
+        assert_eq!((p.pgoff, p.flags), (3, rw));
+    }
+
+    #[test]
+    fn private_state_set_in_prepare_reaches_the_vma() {
+        use vm_memory::{GuestAddress, GuestMemoryMmap};
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+        let mut space =
+            crate::AddressSpace::new(mem, crate::SpaceConfig::new((GuestAddress(48 << 20), 4 << 20))).unwrap();
+        let m = space.mmap(&WithPrivate, &crate::MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).unwrap();
+        m.flush.ignore();
+        let v = space.find_vma(m.addr).unwrap();
+        let private = v.private().unwrap().clone().downcast::<u32>().unwrap();
+        assert_eq!(*private, 42);
+    }
+}
