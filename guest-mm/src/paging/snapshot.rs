@@ -295,6 +295,36 @@ mod tests {
     }
 
     #[test]
+    fn counted_frame_is_the_frame_of_a_page_array_leaf_only() {
+        use super::super::entry::{leaf_bits, COUNTED};
+        let bits = leaf_bits(rw(), PageSize::Size4K);
+        let leaf = |raw, size| Leaf { va: gva(0x20_0000), size, raw };
+        assert_eq!(leaf(0x1234_5000 | bits | COUNTED, PageSize::Size4K).counted_frame(), Some(Pfn(0x12345)));
+        assert_eq!(leaf(0x1234_5000 | bits, PageSize::Size4K).counted_frame(), None);
+        let huge = 0x20_0000 | leaf_bits(rw(), PageSize::Size2M) | COUNTED;
+        assert_eq!(leaf(huge, PageSize::Size2M).counted_frame(), None);
+        // The frame number is bits 12..=51 only.
+        let high = (1 << 63) | (0xf_ffff_ffff << 12) | bits | COUNTED;
+        assert_eq!(leaf(high, PageSize::Size4K).counted_frame(), Some(Pfn(0xf_ffff_ffff)));
+    }
+
+    #[test]
+    fn restore_refuses_a_misaligned_leaf_and_a_different_piece_in_a_split() {
+        let mut pt = tables(4 * G1);
+        pt.map_range(gva(0), GuestAddress(0), M2, rw(), PageSize::Size2M).unwrap();
+        let saved = pt.leaves(gva(0), M2);
+        let misaligned = Leaf { va: gva(K4), ..saved[0] };
+        assert_eq!(pt.restore(&[misaligned], &[]), Err(MmError::Invalid("not a leaf entry")));
+        // Unmap one page (the huge leaf splits), then put another frame in
+        // that hole: restoring the huge leaf must not take the pieces as
+        // its own.
+        let u = pt.unmap_range(gva(5 * K4), K4).unwrap();
+        u.flush.ignore();
+        pt.map_range(gva(5 * K4), GuestAddress(0x80_0000), K4, rw(), PageSize::Size4K).unwrap();
+        assert_eq!(pt.restore(&saved, &u.splits), Err(MmError::Exists { addr: 0 }));
+    }
+
+    #[test]
     fn restore_ignores_failure_injection() {
         let mut pt = tables(4 * G1);
         mixed(&mut pt);
