@@ -64,5 +64,9 @@ mod tests {
         assert_eq!(s.tables_allocated, 1);
         assert_eq!(s.leaves_by_size, [2, 3, 0]);
         assert_eq!(s.leaves(PageSize::Size2M), 3);
+        // Table counts add up too (not only when one side is zero).
+        let mut c = MapStats { tables_allocated: 2, ..MapStats::default() };
+        c += s;
+        assert_eq!(c.tables_allocated, 3);
     }
 }
