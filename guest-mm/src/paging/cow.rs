@@ -114,6 +114,16 @@ mod tests {
         pt.set_copy_on_write(gva(0x1000)).unwrap();
         assert!(pt.is_copy_on_write(gva(0x1000)));
         assert!(!pt.is_copy_on_write(gva(0x2000)));
+        // Marking again keeps the mark.
+        pt.set_copy_on_write(gva(0x1000)).unwrap();
+        assert!(pt.is_copy_on_write(gva(0x1000)));
+        // A PROT_NONE copy-on-write leaf keeps its mark for later, but it
+        // is not present, so no write fault can be one to copy.
+        let none = PageProt::from_flags(VmFlags::empty());
+        pt.protect_range(gva(0x1000), K4, none).unwrap().ignore();
+        assert!(!pt.is_copy_on_write(gva(0x1000)));
+        pt.protect_range(gva(0x1000), K4, ro).unwrap().ignore();
+        assert!(pt.is_copy_on_write(gva(0x1000)));
         // mprotect to read-write: the COW page stays read-only, the other not.
         pt.protect_range(gva(0x1000), 2 * K4, rw()).unwrap().ignore();
         assert!(!pt.translate(gva(0x1000)).unwrap().prot.writable);
