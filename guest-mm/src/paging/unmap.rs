@@ -264,6 +264,46 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_leaf_table_reports_every_entry_and_any_accessed_bit() {
+        use super::super::entry::A;
+        let base = 0x40_0000u64;
+        let pages: Vec<Pfn> = (0..512).map(|i| Pfn(0x1000 + i)).collect();
+        // Accessed bits on no entry, one entry, or entries in different
+        // lanes of the 4-way scan: each set of them must be reported.
+        for accessed in [&[][..], &[1][..], &[0, 1][..], &[1, 2][..], &[3, 510][..], &[0, 1, 2, 3][..]] {
+            let mut pt = tables(64 << 20);
+            pt.insert_pages(gva(base), &arr(&pages), rw()).unwrap();
+            for &i in accessed {
+                let va = base + i * K4;
+                let raw = pt.leaves(gva(va), K4)[0].raw;
+                poke(&pt, va, 1, raw | A);
+            }
+            let u = unmap(&mut pt, base, M2);
+            assert_eq!(u.entries_cleared, 512, "{accessed:?}");
+            assert_eq!(u.flush.ranges(), &[(gva(base), M2)], "{accessed:?}");
+            assert_eq!(u.flush.may_be_cached(), !accessed.is_empty(), "{accessed:?}");
+        }
+    }
+
+    #[test]
+    fn a_prot_none_leaf_is_cleared_but_not_flushed() {
+        let mut pt = tables(64 << 20);
+        pt.map_range(gva(0x1000), GuestAddress(0), 2 * K4, rw(), PageSize::Size4K).unwrap();
+        let none = crate::flags::PageProt::from_flags(crate::flags::VmFlags::empty());
+        pt.protect_range(gva(0x2000), K4, none).unwrap().ignore();
+        let u = unmap(&mut pt, 0x2000, K4);
+        assert_eq!(u.entries_cleared, 1);
+        assert!(u.flush.ranges().is_empty(), "{:?}", u.flush);
+        assert!(pt.leaves(gva(0x2000), K4).is_empty());
+        // A PROT_NONE huge leaf likewise.
+        pt.map_range(gva(0x40_0000), GuestAddress(0), 2 * M2, rw(), PageSize::Size2M).unwrap();
+        pt.protect_range(gva(0x60_0000), M2, none).unwrap().ignore();
+        let u = unmap(&mut pt, 0x60_0000, M2);
+        assert_eq!(u.entries_cleared, 1);
+        assert!(u.flush.ranges().is_empty(), "{:?}", u.flush);
+    }
+
+    #[test]
     fn flush_covers_only_what_was_mapped() {
         let mut pt = tables(64 << 20);
         pt.map_range(gva(0x1000), GuestAddress(0), 2 * K4, rw(), PageSize::Size4K).unwrap();
