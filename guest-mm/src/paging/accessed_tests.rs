@@ -317,3 +317,33 @@ fn an_accessed_bit_set_between_read_and_clear_is_not_lost() {
     super::table::RACE.with(|r| r.set(None));
     assert!(f.unwrap().may_be_cached(), "protect: the A bit set in the race was lost");
 }
+
+/// A walker that sets the huge leaf's Accessed bit between the split's
+/// read of it and its relink: the relink is retried with the new value,
+/// so the pieces inherit the bit and the split goes through.
+#[test]
+fn a_split_retries_when_a_walker_sets_the_accessed_bit_meanwhile() {
+    thread_local! {
+        static ONCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    fn walker(e: &std::sync::atomic::AtomicU64) {
+        if ONCE.get() {
+            ONCE.set(false);
+            e.fetch_or(A, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let mut pt = tables(64 << 20);
+    pt.map_range(gva(BASE), GuestAddress(0), 2 << 20, rw(), PageSize::Size2M).unwrap();
+    ONCE.set(true);
+    super::table::RACE.with(|r| r.set(Some(walker)));
+    let u = pt.unmap_range(gva(BASE + 4096), 4096);
+    super::table::RACE.with(|r| r.set(None));
+    assert!(!ONCE.get(), "the walker ran");
+    let u = u.unwrap();
+    assert_eq!(u.splits.len(), 1);
+    assert!(u.flush.may_be_cached());
+    assert!(pt.translate(gva(BASE + 4096)).is_none(), "the page was unmapped");
+    let pieces = pt.leaves(gva(BASE), 2 << 20);
+    assert_eq!(pieces.len(), 511);
+    assert!(pieces.iter().all(|l| l.size == PageSize::Size4K && l.raw & A != 0), "the pieces inherit A");
+}
