@@ -7,6 +7,8 @@ mod guest_ram;
 mod huge;
 mod page_buffer;
 mod read_only;
+#[cfg(test)]
+mod small_tests;
 mod zero;
 
 pub use anon::AnonOps;

@@ -1,0 +1,106 @@
+//! Small contracts of the providers and actions that the mapper tests do
+//! not pin down: names (shown in logs and the VMM's VMA listings), the
+//! flags a huge-page mapping carries, the error a misaligned one gets,
+//! the fault-around bounds, and the debug forms of actions.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use super::{AnonOps, HugePageProvider, PageBuffer, ReadOnlyView};
+use crate::addr::{GuestVirtAddr, PageSize, PAGE_SIZE};
+use crate::error::MmError;
+use crate::flags::VmFlags;
+use crate::space::{AddressSpace, MmapRequest, SpaceConfig};
+use crate::vma::VmaOps;
+use crate::MmapProvider;
+
+const M2: u64 = 2 << 20;
+
+fn space() -> AddressSpace<GuestMemoryMmap<()>> {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
+    cfg.pool_region = Some((GuestAddress(40 << 20), 4 << 20));
+    AddressSpace::new(mem, cfg).unwrap()
+}
+
+#[test]
+fn names() {
+    let s = space();
+    let anon = AnonOps::new(s.frames().clone(), s.memory().clone());
+    assert_eq!(anon.name(), "anon");
+    let buf = PageBuffer::new(s.frames(), 4).unwrap();
+    assert_eq!(buf.name(), "page-buffer");
+    let lazy = buf.lazy();
+    assert_eq!(lazy.name(), "page-buffer-lazy");
+    let mut s2 = space();
+    let buf2 = PageBuffer::new(s2.frames(), 4).unwrap().lazy();
+    let m = s2.mmap(&buf2, &MmapRequest::shared(4 * PAGE_SIZE, VmFlags::READ)).unwrap();
+    m.flush.ignore();
+    assert_eq!(s2.find_vma(m.addr).unwrap().ops().unwrap().name(), "page-buffer");
+    let huge = Arc::new(HugePageProvider::new(GuestAddress(16 << 20), 4 * M2, PageSize::Size2M).unwrap());
+    assert_eq!(huge.name(), "huge");
+    assert_eq!(ReadOnlyView::new(huge).name(), "ro:huge");
+}
+
+#[test]
+fn a_huge_page_mapping_is_hugetlb_and_cannot_grow_and_misalignment_names_the_request() {
+    let mut s = space();
+    let huge = HugePageProvider::new(GuestAddress(16 << 20), 4 * M2, PageSize::Size2M).unwrap();
+    let m = s.mmap(&huge, &MmapRequest::shared(M2, VmFlags::READ)).unwrap();
+    m.flush.ignore();
+    let flags = s.find_vma(m.addr).unwrap().flags();
+    assert!(flags.contains(VmFlags::HUGETLB | VmFlags::DONTEXPAND), "{flags:?}");
+    let at = GuestVirtAddr::try_new((1 << 32) + PAGE_SIZE).unwrap();
+    let e = s.mmap(&huge, &MmapRequest::shared(M2, VmFlags::READ).fixed(at)).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::Misaligned { what: "huge-page mapping", value: at.raw() | M2, align: M2 });
+}
+
+#[test]
+fn fault_around_is_a_power_of_two_up_to_512_pages() {
+    let mut s = space();
+    for ok in [1, 2, 64, 512] {
+        assert!(s.set_fault_around(ok).is_ok(), "{ok}");
+    }
+    for bad in [0, 3, 1024] {
+        assert!(s.set_fault_around(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn page_arrays_and_actions_print_what_they_hold() {
+    let s = space();
+    let pages = s.frames().alloc(3).unwrap();
+    let arr = crate::action::PageArray::pin(s.frames(), pages.pfns().clone()).unwrap();
+    assert!(!arr.is_empty());
+    assert_eq!(format!("{arr:?}"), "PageArray[3 pages]");
+    assert!(arr.slice(0, 0).unwrap().is_empty());
+}
+
+/// Remaps the first page of its VMA only.
+struct FirstPage;
+
+impl MmapProvider for FirstPage {
+    fn name(&self) -> &str {
+        "first-page"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        desc.mmap_action_remap(desc.start(), crate::Pfn(0x100), PAGE_SIZE);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_private_writable_remap_must_cover_its_whole_mapping() {
+    let mut s = space();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    // Shared: a partial remap is fine.
+    s.mmap(&FirstPage, &MmapRequest::shared(2 * PAGE_SIZE, rw)).unwrap().flush.ignore();
+    // Private and writable (copy-on-write): refused, whichever end differs.
+    let e = s.mmap(&FirstPage, &MmapRequest::private(2 * PAGE_SIZE, rw)).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::Invalid("private writable remap must cover the whole mapping"));
+    // Covering it whole, it is accepted.
+    s.mmap(&FirstPage, &MmapRequest::private(PAGE_SIZE, rw)).unwrap().flush.ignore();
+}
