@@ -104,3 +104,29 @@ fn a_private_writable_remap_must_cover_its_whole_mapping() {
     // Covering it whole, it is accepted.
     s.mmap(&FirstPage, &MmapRequest::private(PAGE_SIZE, rw)).unwrap().flush.ignore();
 }
+
+#[test]
+fn a_copy_on_write_fault_copies_the_page_it_breaks() {
+    use vm_memory::Bytes;
+    let mut s = space();
+    let anon = AnonOps::new(s.frames().clone(), s.memory().clone());
+    // Any VMA to pass along (anon's fault does not look at it).
+    let m = s.mmap(&FirstPage, &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).unwrap();
+    m.flush.ignore();
+    let vma = s.find_vma(m.addr).unwrap().clone();
+    let src = s.frames().alloc(1).unwrap();
+    let from = src.pfns()[0];
+    s.memory().write_slice(&[0x5a; PAGE_SIZE as usize], from.addr()).unwrap();
+    let write = crate::vma::FaultAccess { write: true, exec: false };
+    let info = crate::vma::FaultInfo { addr: m.addr, pgoff: 0, access: write, cow_from: Some(from) };
+    let copy = anon.fault(&vma, &info).unwrap();
+    assert!(!copy.copy_on_write && copy.pfn != from);
+    let mut page = [0u8; PAGE_SIZE as usize];
+    s.memory().read_slice(&mut page, copy.pfn.addr()).unwrap();
+    assert!(page.iter().all(|&b| b == 0x5a), "the copy holds the broken page's bytes");
+    // A write to an absent page gets a zeroed one.
+    let info = crate::vma::FaultInfo { cow_from: None, ..info };
+    let fresh = anon.fault(&vma, &info).unwrap();
+    s.memory().read_slice(&mut page, fresh.pfn.addr()).unwrap();
+    assert!(page.iter().all(|&b| b == 0));
+}
