@@ -130,3 +130,33 @@ fn a_copy_on_write_fault_copies_the_page_it_breaks() {
     s.memory().read_slice(&mut page, fresh.pfn.addr()).unwrap();
     assert!(page.iter().all(|&b| b == 0));
 }
+
+/// Maps two runs of page-array pages, one at each end of a 4 MiB VMA.
+struct TwoRuns(crate::action::PageArray, crate::action::PageArray);
+
+impl MmapProvider for TwoRuns {
+    fn name(&self) -> &str {
+        "two-runs"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        let first = crate::action::PageRun { start: desc.start(), pages: self.0.clone() };
+        let last = GuestVirtAddr::try_new(desc.end() - PAGE_SIZE).map_err(|_| MmError::Invalid("end"))?;
+        let second = crate::action::PageRun { start: last, pages: self.1.clone() };
+        desc.mmap_action_map_kernel_pages_discontig(vec![first, second]);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_discontiguous_mapping_counts_what_each_run_wrote() {
+    let mut s = space();
+    let a = s.frames().alloc(2).unwrap();
+    let pin = |p: &crate::frames::PoolPages| crate::action::PageArray::pin(s.frames(), p.pfns().clone()).unwrap();
+    let (one, two) = (pin(&a), crate::action::PageArray::pin(s.frames(), Arc::from(&a.pfns()[..1])).unwrap());
+    let at = GuestVirtAddr::try_new(1 << 40).unwrap();
+    let m = s.mmap(&TwoRuns(one, two), &MmapRequest::shared(2 * M2, VmFlags::READ).fixed(at)).unwrap();
+    m.flush.ignore();
+    // Two runs in two leaf tables, under a new PDPT and directory.
+    assert_eq!(m.stats.entries_written, 3);
+    assert_eq!(m.stats.tables_allocated, 4);
+}
