@@ -160,3 +160,59 @@ fn a_discontiguous_mapping_counts_what_each_run_wrote() {
     assert_eq!(m.stats.entries_written, 3);
     assert_eq!(m.stats.tables_allocated, 4);
 }
+
+/// Remaps one page at frame `0`.
+struct OneFrame(u64);
+
+impl MmapProvider for OneFrame {
+    fn name(&self) -> &str {
+        "one-frame"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        desc.mmap_action_remap_full(crate::Pfn(self.0));
+        desc.set_success_hook(Box::new(|_| Ok(None)));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_remap_may_end_exactly_at_the_physical_address_width() {
+    let mut s = space();
+    let max = crate::frames::MAX_PFN;
+    let ok = s.mmap(&OneFrame(max - 1), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ));
+    ok.unwrap().flush.ignore();
+    let e = s.mmap(&OneFrame(max), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::Invalid("frame beyond the physical address width"));
+}
+
+#[test]
+fn guest_ram_ranges_end_exactly_at_the_top_and_name_forbidden_ones() {
+    let mut s = space();
+    let layout = crate::frames::PhysLayout::from_memory(s.memory());
+    let ram = super::GuestRamProvider::new(&layout, &[(GuestAddress(0x10_0000), 0x1_0000)]);
+    // Ending exactly at 2^64 is not a wrap: it is refused as not RAM.
+    let pages = 2;
+    let top = (1u64 << 52) - pages;
+    let req = MmapRequest::shared(pages * PAGE_SIZE, VmFlags::READ).pgoff(top);
+    let e = s.mmap(&ram, &req).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::Invalid("range is not guest RAM"));
+    // A forbidden range is named by its physical bounds.
+    let req = MmapRequest::shared(2 * PAGE_SIZE, VmFlags::READ).pgoff(0x10f);
+    let e = s.mmap(&ram, &req).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::NotAllowed { start: 0x10_f000, end: 0x11_1000 });
+}
+
+#[test]
+fn a_descriptor_prints_its_action_and_hooks() {
+    let at = GuestVirtAddr::try_new(1 << 32).unwrap();
+    let mut d = crate::VmaDesc::new(
+        at,
+        at.raw() + PAGE_SIZE,
+        0,
+        VmFlags::READ,
+        crate::flags::PageProt::from_flags(VmFlags::READ),
+    );
+    OneFrame(7).mmap_prepare(&mut d).unwrap();
+    let text = format!("{d:?}");
+    assert!(text.contains("MmapAction") && text.contains("success_hook: true"), "{text}");
+}
