@@ -216,3 +216,86 @@ fn a_descriptor_prints_its_action_and_hooks() {
     let text = format!("{d:?}");
     assert!(text.contains("MmapAction") && text.contains("success_hook: true"), "{text}");
 }
+
+/// Offers, around a fault, a pattern of pages: present or not, and
+/// copy-on-write or not, from a pool of pinned frames.
+struct Patchy {
+    frames: Vec<crate::Pfn>,
+    hold: Arc<crate::frames::PoolPages>,
+}
+
+impl VmaOps for Patchy {
+    fn name(&self) -> &str {
+        "patchy"
+    }
+    fn fault(&self, _vma: &crate::vma::Vma, vmf: &crate::vma::FaultInfo) -> Result<crate::vma::FaultPage, MmError> {
+        let pfn = self.frames[vmf.pgoff as usize];
+        Ok(crate::vma::FaultPage { pfn, copy_on_write: false, hold: Some(self.hold.clone()) })
+    }
+    fn map_pages(
+        &self,
+        _vma: &crate::vma::Vma,
+        first: u64,
+        nr: u64,
+        _access: crate::vma::FaultAccess,
+    ) -> Vec<Option<crate::vma::FaultPage>> {
+        (first..first + nr)
+            .map(|i| {
+                // Page 2 and 5 offered as absent; 6 and 7 copy-on-write.
+                (i != 2 && i != 5).then(|| crate::vma::FaultPage {
+                    pfn: self.frames[i as usize],
+                    copy_on_write: i >= 6,
+                    hold: Some(self.hold.clone()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A provider whose VMAs get [`Patchy`] ops.
+struct PatchyProvider(Arc<Patchy>);
+
+impl MmapProvider for PatchyProvider {
+    fn name(&self) -> &str {
+        "patchy"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        desc.set_ops(self.0.clone());
+        Ok(())
+    }
+}
+
+#[test]
+fn fault_around_maps_each_offered_stretch_where_it_belongs() {
+    let mut s = space();
+    s.set_fault_around(8).unwrap();
+    let pool = Arc::new(s.frames().alloc(8).unwrap());
+    let ops = Arc::new(Patchy { frames: pool.pfns().to_vec(), hold: pool.clone() });
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let at = GuestVirtAddr::try_new(1 << 40).unwrap();
+    let m = s.mmap(&PatchyProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, rw).fixed(at)).unwrap();
+    m.flush.ignore();
+    let read = crate::vma::FaultAccess { write: false, exec: false };
+    let f = s.fault(GuestVirtAddr::try_new(at.raw() + 3 * PAGE_SIZE).unwrap(), read).unwrap();
+    f.flush.ignore();
+    for i in 0..8u64 {
+        let t = s.page_tables().translate(GuestVirtAddr::try_new(at.raw() + i * PAGE_SIZE).unwrap());
+        match i {
+            2 | 5 => assert!(t.is_none(), "page {i} was offered as absent"),
+            _ => {
+                let t = t.unwrap_or_else(|| panic!("page {i} not mapped"));
+                assert_eq!(t.pfn, ops.frames[i as usize], "page {i}");
+                assert_eq!(t.prot.writable, i < 6, "page {i}: copy-on-write pages stay read-only");
+            }
+        }
+    }
+    assert_eq!(f.around, 5, "{:?}", f.kind);
+    // An instruction fetch needs an executable VMA.
+    let exec = crate::vma::FaultAccess { write: false, exec: true };
+    let e = s.fault(GuestVirtAddr::try_new(at.raw() + 2 * PAGE_SIZE).unwrap(), exec).map(|f| f.around).unwrap_err();
+    assert_eq!(e, MmError::Access("exec"));
+    let x = GuestVirtAddr::try_new(2 << 40).unwrap();
+    let rx = VmFlags::READ | VmFlags::EXEC;
+    s.mmap(&PatchyProvider(ops), &MmapRequest::shared(8 * PAGE_SIZE, rx).fixed(x)).unwrap().flush.ignore();
+    s.fault(x, exec).unwrap().flush.ignore();
+}
