@@ -299,3 +299,20 @@ fn fault_around_maps_each_offered_stretch_where_it_belongs() {
     s.mmap(&PatchyProvider(ops), &MmapRequest::shared(8 * PAGE_SIZE, rx).fixed(x)).unwrap().flush.ignore();
     s.fault(x, exec).unwrap().flush.ignore();
 }
+
+#[test]
+fn madvise_numbers_the_limit_and_the_audit_count() {
+    use crate::space::Advice;
+    assert_eq!(Advice::from_linux(3).unwrap(), Advice::WillNeed);
+    assert_eq!(Advice::from_linux(4).unwrap(), Advice::DontNeed);
+    assert!(Advice::from_linux(9).is_err());
+    let mut s = space();
+    assert_eq!(s.max_map_count(), crate::space::DEFAULT_MAX_MAP_COUNT);
+    for i in 0..3u64 {
+        let at = GuestVirtAddr::try_new((1 << 40) + i * 2 * PAGE_SIZE).unwrap();
+        s.mmap(&OneFrame(0x100), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ).fixed(at)).unwrap().flush.ignore();
+    }
+    let (audit, violations) = s.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(audit.vmas, 3);
+}
