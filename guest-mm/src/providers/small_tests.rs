@@ -316,3 +316,52 @@ fn madvise_numbers_the_limit_and_the_audit_count() {
     assert!(violations.is_empty(), "{violations:?}");
     assert_eq!(audit.vmas, 3);
 }
+
+/// Ops of a mapping made of 2 MiB pages (`pagesize`), faulting nothing.
+struct TwoMegPages;
+
+impl VmaOps for TwoMegPages {
+    fn name(&self) -> &str {
+        "two-meg"
+    }
+    fn fault(&self, _vma: &crate::vma::Vma, _vmf: &crate::vma::FaultInfo) -> Result<crate::vma::FaultPage, MmError> {
+        Err(MmError::NotSupported("no faults here"))
+    }
+    fn pagesize(&self, _vma: &crate::vma::Vma) -> u64 {
+        M2
+    }
+}
+
+/// Gives its VMAs [`TwoMegPages`].
+struct TwoMegProvider;
+
+impl MmapProvider for TwoMegProvider {
+    fn name(&self) -> &str {
+        "two-meg"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        desc.set_ops(Arc::new(TwoMegPages));
+        Ok(())
+    }
+}
+
+#[test]
+fn mremap_of_a_huge_page_mapping_needs_every_argument_aligned_to_its_pages() {
+    let mut s = space();
+    let at = GuestVirtAddr::try_new(1 << 40).unwrap();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    s.mmap(&TwoMegProvider, &MmapRequest::shared(2 * M2, rw).fixed(at)).unwrap().flush.ignore();
+    let misaligned = |value| MmError::Misaligned { what: "huge-page mremap", value, align: M2 };
+    // A new length that is not whole pages.
+    let e = s.mremap(at, 2 * M2, 2 * M2 + PAGE_SIZE, true, None).map(|r| r.addr).unwrap_err();
+    assert_eq!(e, misaligned(at.raw() | (2 * M2) | (2 * M2 + PAGE_SIZE)));
+    // Two arguments off by the same amount: each is refused (they must not
+    // cancel out).
+    let to = GuestVirtAddr::try_new((1 << 41) + M2 / 2).unwrap();
+    let e = s.mremap(at, 2 * M2, M2 + M2 / 2, true, Some(to)).map(|r| r.addr).unwrap_err();
+    assert_eq!(e, misaligned(at.raw() | (2 * M2) | (M2 + M2 / 2) | to.raw()));
+    // Whole pages: shrinking in place works.
+    let r = s.mremap(at, 2 * M2, M2, false, None).unwrap();
+    assert_eq!(r.addr, at);
+    r.flush.ignore();
+}
