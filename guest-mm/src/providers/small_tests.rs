@@ -365,3 +365,26 @@ fn mremap_of_a_huge_page_mapping_needs_every_argument_aligned_to_its_pages() {
     assert_eq!(r.addr, at);
     r.flush.ignore();
 }
+
+#[test]
+fn willneed_populates_the_absent_pages_of_its_range_with_their_own_frames() {
+    let mut s = space();
+    s.set_fault_around(1).unwrap();
+    let pool = Arc::new(s.frames().alloc(8).unwrap());
+    let ops = Arc::new(Patchy { frames: pool.pfns().to_vec(), hold: pool.clone() });
+    let at = GuestVirtAddr::try_new(1 << 40).unwrap();
+    let page = |i: u64| GuestVirtAddr::try_new(at.raw() + i * PAGE_SIZE).unwrap();
+    let m = s.mmap(&PatchyProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, VmFlags::READ).fixed(at)).unwrap();
+    m.flush.ignore();
+    let read = crate::vma::FaultAccess { write: false, exec: false };
+    s.fault(page(3), read).unwrap().flush.ignore();
+    s.madvise(page(1), 6 * PAGE_SIZE, crate::space::Advice::WillNeed).unwrap().ignore();
+    for i in 0..8u64 {
+        let t = s.page_tables().translate(page(i));
+        match i {
+            // Outside the range, or offered as absent.
+            0 | 2 | 7 => assert!(t.is_none(), "page {i}"),
+            _ => assert_eq!(t.map(|t| t.pfn), Some(ops.frames[i as usize]), "page {i}"),
+        }
+    }
+}
