@@ -60,24 +60,9 @@ mod tests {
 
     #[test]
     fn range_in_vma_uses_the_vma_bounds() {
-        use crate::addr::GuestVirtAddr;
-        use crate::flags::{PageProt, VmFlags};
-        use crate::vma::ProviderId;
-        use std::sync::Arc;
+        use crate::flags::VmFlags;
 
-        let start = GuestVirtAddr::try_new(0x10_000).unwrap_or_else(|e| panic!("{e}"));
-        let vma = Vma {
-            start,
-            end: 0x14_000,
-            pgoff: 0,
-            flags: VmFlags::READ,
-            page_prot: PageProt::from_flags(VmFlags::READ),
-            provider: ProviderId(1),
-            provider_name: Arc::from("t"),
-            ops: None,
-            private: None,
-            pins: Vec::new(),
-        };
+        let vma = Vma::bare(0x10_000, 0x14_000, 0, VmFlags::READ);
         assert!(range_in_vma(Some(&vma), 0x10_000, 0x14_000));
         assert!(range_in_vma(Some(&vma), 0x11_000, 0x12_000));
         assert!(!range_in_vma(Some(&vma), 0xf_000, 0x11_000));

@@ -6,27 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
-
-use super::{AddressSpace, MmapRequest, SpaceConfig};
-use crate::addr::{GuestVirtAddr, Pfn, PAGE_SIZE};
+use super::test_util::{space, va, WINDOW};
+use super::MmapRequest;
+use crate::addr::{Pfn, PAGE_SIZE};
 use crate::desc::VmaDesc;
 use crate::error::{errno, MmError};
 use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
-
-const WINDOW: (u64, u64) = (1 << 32, (1 << 32) + (64 << 20));
-
-fn va(a: u64) -> GuestVirtAddr {
-    GuestVirtAddr::try_new(a).unwrap()
-}
-
-fn space() -> AddressSpace<GuestMemoryMmap<()>> {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
-    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
-    cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
-    AddressSpace::new(mem, cfg).unwrap()
-}
 
 /// Replaces its descriptor by one for `[at, at + len)` and remaps it whole.
 struct Replacer {

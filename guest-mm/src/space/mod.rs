@@ -36,6 +36,8 @@ mod page_pins;
 mod reattach_tests;
 mod request;
 mod rollback;
+#[cfg(test)]
+mod test_util;
 mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};

@@ -176,6 +176,25 @@ impl fmt::Debug for Vma {
 }
 
 #[cfg(test)]
+impl Vma {
+    /// A bare VMA `[start, end)` for tests: provider 1, no ops, no state.
+    pub(crate) fn bare(start: u64, end: u64, pgoff: u64, flags: VmFlags) -> Vma {
+        Vma {
+            start: GuestVirtAddr::try_new(start).unwrap_or_else(|e| panic!("{e}")),
+            end,
+            pgoff,
+            flags,
+            page_prot: PageProt::from_flags(flags),
+            provider: ProviderId(1),
+            provider_name: Arc::from("t"),
+            ops: None,
+            private: None,
+            pins: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -142,11 +142,9 @@ pub trait VmaOps: Send + Sync {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::flags::{PageProt, VmFlags};
-    use crate::vma::ProviderId;
+    use crate::flags::VmFlags;
 
     struct Bare;
     impl VmaOps for Bare {
@@ -157,18 +155,7 @@ mod tests {
 
     #[test]
     fn the_defaults_are_those_of_a_vma_without_handlers() {
-        let v = Vma {
-            start: GuestVirtAddr::try_new(0x1000).unwrap(),
-            end: 0x3000,
-            pgoff: 0,
-            flags: VmFlags::READ,
-            page_prot: PageProt::from_flags(VmFlags::READ),
-            provider: ProviderId(1),
-            provider_name: Arc::from("t"),
-            ops: None,
-            private: None,
-            pins: Vec::new(),
-        };
+        let v = Vma::bare(0x1000, 0x3000, 0, VmFlags::READ);
         let vmf = FaultInfo { addr: v.start(), pgoff: 0, access: FaultAccess::READ, cow_from: None };
         // No fault handler: SIGBUS.
         assert!(matches!(Bare.fault(&v, &vmf), Err(MmError::NotSupported(_))));

@@ -64,26 +64,12 @@ impl Slab {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::addr::GuestVirtAddr;
-    use crate::flags::{PageProt, VmFlags};
-    use crate::vma::ProviderId;
+    use crate::flags::VmFlags;
 
     fn vma(start: u64) -> Vma {
-        Vma {
-            start: GuestVirtAddr::try_new(start).unwrap(),
-            end: start + 0x1000,
-            pgoff: 0,
-            flags: VmFlags::READ,
-            page_prot: PageProt::from_flags(VmFlags::READ),
-            provider: ProviderId(1),
-            provider_name: Arc::from("t"),
-            ops: None,
-            private: None,
-            pins: Vec::new(),
-        }
+        Vma::bare(start, start + 0x1000, 0, VmFlags::READ)
     }
 
     #[test]

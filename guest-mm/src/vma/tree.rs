@@ -283,25 +283,12 @@ impl VmaTree {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::flags::{PageProt, VmFlags};
-    use crate::vma::ProviderId;
+    use crate::flags::VmFlags;
 
     fn vma(start: u64, end: u64, pgoff: u64, flags: VmFlags) -> Vma {
-        Vma {
-            start: GuestVirtAddr::try_new(start).unwrap(),
-            end,
-            pgoff,
-            flags,
-            page_prot: PageProt::from_flags(flags),
-            provider: ProviderId(1),
-            provider_name: Arc::from("t"),
-            ops: None,
-            private: None,
-            pins: Vec::new(),
-        }
+        Vma::bare(start, end, pgoff, flags)
     }
 
     #[test]

@@ -1,0 +1,25 @@
+//! The address space the space/ unit tests share: 64 MiB of guest RAM, the
+//! page tables at 48 MiB, a 64 MiB mmap window at 4 GiB.
+
+#![allow(clippy::unwrap_used)]
+
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use super::{AddressSpace, SpaceConfig};
+use crate::addr::GuestVirtAddr;
+
+/// The mmap window, `[start, end)`.
+pub(super) const WINDOW: (u64, u64) = (1 << 32, (1 << 32) + (64 << 20));
+
+/// `a` as a canonical address (panics otherwise).
+pub(super) fn va(a: u64) -> GuestVirtAddr {
+    GuestVirtAddr::try_new(a).unwrap()
+}
+
+/// A fresh address space over 64 MiB of guest RAM.
+pub(super) fn space() -> AddressSpace<GuestMemoryMmap<()>> {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
+    cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
+    AddressSpace::new(mem, cfg).unwrap()
+}
