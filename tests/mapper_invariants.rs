@@ -181,6 +181,31 @@ fn leaf_outside_every_vma() {
     s.page_tables_mut().map_range(va(stray), GuestAddress(0x10_0000), 4096, prot, PageSize::Size4K).unwrap();
     let (_, v) = s.check_invariants();
     assert_eq!(v, vec![Violation::LeafOutsideVma { va: stray, size: 4096 }]);
+    // Kernel-half leaves are the VMM's own and need no VMA: the first one
+    // after the user half's last is not checked against the VMAs either.
+    let kernel = 0xffff_8000_0010_0000;
+    s.page_tables_mut().map_range(va(kernel), GuestAddress(0x20_0000), 2 * 4096, prot, PageSize::Size4K).unwrap();
+    let (audit, v) = s.check_invariants();
+    assert_eq!(v, vec![Violation::LeafOutsideVma { va: stray, size: 4096 }]);
+    assert_eq!(audit.leaves, s.page_tables().leaves(va(0), 1 << 47).len() + 2);
+}
+
+#[test]
+fn a_corrupt_free_list_whose_count_still_matches() {
+    // Free a table frame never handed out, then the root: the in-use count
+    // stops at zero, as many as the allocator holds, but the free list
+    // names a frame it never gave out.
+    let mut s = space(&L);
+    let root = Pfn(s.cr3().0 >> 12);
+    let alloc = s.page_tables_mut().allocator_mut();
+    let (first, end) = alloc.region();
+    let never = Pfn(end.0 - 1);
+    assert_ne!(never, first);
+    alloc.free(never);
+    alloc.free(root);
+    assert_eq!((alloc.in_use(), alloc.held().0.len(), alloc.held().1), (0, 0, false));
+    let (_, v) = s.check_invariants();
+    assert!(has(&v, |x| *x == Violation::AllocatorCorrupt { in_use: 0, held: 0, free_list_sane: false }), "{v:?}");
 }
 
 #[test]

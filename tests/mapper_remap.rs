@@ -264,6 +264,16 @@ fn dontneed_drops_pages_and_lazy_mappings_refault() {
     s.madvise(va(a), 16 * PAGE_SIZE, Advice::WillNeed).expect("willneed").ignore();
     let t = s.translate(va(a + 15 * PAGE_SIZE)).expect("populated");
     assert!(t.prot.writable);
+    // WILLNEED on private read-only anonymous memory populates for reading:
+    // the shared zero page, read-only, not a fresh page each.
+    let c = L.window.0 + (10 << 20);
+    s.mmap(&zero, &MmapRequest::private(4 * PAGE_SIZE, VmFlags::READ).fixed(va(c))).expect("ro").flush.ignore();
+    s.madvise(va(c), 4 * PAGE_SIZE, Advice::DontNeed).expect("dontneed").ignore();
+    let free = s.stats().pool_free;
+    s.madvise(va(c), 4 * PAGE_SIZE, Advice::WillNeed).expect("willneed").ignore();
+    let ro: Vec<_> = (0..4u64).map(|i| s.translate(va(c + i * PAGE_SIZE)).expect("populated")).collect();
+    assert!(ro.iter().all(|t| t.pfn == ro[0].pfn && !t.prot.writable), "{ro:?}");
+    assert!(free - s.stats().pool_free <= 1, "at most the zero page is new");
     // Refusals: a hole, a PFNMAP mapping, a misaligned address.
     let ram = GuestRamProvider::new(s.layout(), &[(GuestAddress(L.pool.0), L.pool.1)]);
     let g = s.mmap(&ram, &MmapRequest::shared(PAGE_SIZE, VmFlags::READ).pgoff(0x200)).expect("ram").addr;

@@ -236,6 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupted_table_pointer_is_an_error_naming_its_frame() {
+        use super::super::entry::table_entry;
+        use crate::addr::Pfn;
+        let mut pt = tables(64 << 20);
+        pt.map_range(gva(0x1000), GuestAddress(0x5000), K4, rw(), PageSize::Size4K).unwrap();
+        let map = |pt: &mut Tables| pt.map_range(gva(0x2000), GuestAddress(0x6000), K4, rw(), PageSize::Size4K);
+        // A PD entry pointing outside the table region...
+        poke(&pt, 0, 2, table_entry(Pfn(0x4_0000)));
+        assert_eq!(map(&mut pt), Err(MmError::GuestMemory { addr: 0x4000_0000 }));
+        // ... or at the root.
+        poke(&pt, 0, 2, table_entry(Pfn::containing(pt.root())));
+        assert_eq!(map(&mut pt), Err(MmError::GuestMemory { addr: pt.root().0 }));
+    }
+
+    #[test]
     fn bad_arguments() {
         let mut pt = tables(64 << 20);
         let cases: &[(u64, u64, u64)] =

@@ -325,6 +325,32 @@ mod tests {
     }
 
     #[test]
+    fn restore_of_a_gigabyte_leaf_refuses_a_different_piece_two_levels_down() {
+        let mut pt = tables(4 * G1);
+        pt.map_range(gva(G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
+        let saved = pt.leaves(gva(G1), G1);
+        // One page out: the 1 GiB leaf splits into 2 MiB leaves and one of
+        // those into 4 KiB leaves. Another frame goes into the hole.
+        let hole = G1 + 3 * M2 + 5 * K4;
+        let u = pt.unmap_range(gva(hole), K4).unwrap();
+        u.flush.ignore();
+        assert_eq!(u.splits.len(), 2);
+        pt.map_range(gva(hole), GuestAddress(0x80_0000), K4, rw(), PageSize::Size4K).unwrap();
+        // The conflict sits in the second-level split: the restore must
+        // still see it and keep the foreign page.
+        assert_eq!(pt.restore(&saved, &u.splits), Err(MmError::Exists { addr: G1 }));
+        assert_eq!(pt.translate(gva(hole)).unwrap().phys, GuestAddress(0x80_0000));
+        // Without the foreign page the same restore is exact.
+        let mut pt = tables(4 * G1);
+        pt.map_range(gva(G1), GuestAddress(0), G1, rw(), PageSize::Size1G).unwrap();
+        let before = snapshot(&pt, 0, 4 * G1);
+        let u = pt.unmap_range(gva(hole), K4).unwrap();
+        u.flush.ignore();
+        assert_eq!(pt.restore(&saved, &u.splits), Ok(()));
+        assert_eq!(snapshot(&pt, 0, 4 * G1), before);
+    }
+
+    #[test]
     fn restore_ignores_failure_injection() {
         let mut pt = tables(4 * G1);
         mixed(&mut pt);
