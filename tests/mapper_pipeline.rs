@@ -82,6 +82,34 @@ fn setup_rejects_bad_lengths_and_addresses() {
         assert_eq!(e.errno(), *want, "{req:?}: {e}");
     }
     assert_eq!(s.stats().vmas, 0);
+    // The page offset may run up to the last page number, counted in pages
+    // (not bytes): 16 pages from 2^64 - 17 fit, from 2^64 - 16 they do not.
+    let req = |pgoff| MmapRequest::shared(16 * PAGE_SIZE, VmFlags::READ).pgoff(pgoff);
+    let e = s.mmap(&Nothing, &req(u64::MAX - 15)).map(|m| m.addr).unwrap_err();
+    assert!(matches!(e, MmError::Overflow { .. }), "{e}");
+    let m = s.mmap(&Nothing, &req(u64::MAX - 16)).expect("last pages");
+    s.munmap(m.addr, 16 * PAGE_SIZE).expect("unmap").ignore();
+    // A provider's alignment must be a power of two and at least a page.
+    for align in [PAGE_SIZE / 2, 3 * PAGE_SIZE] {
+        let e = s.mmap(&Aligned(align), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).map(|m| m.addr).unwrap_err();
+        assert_eq!(e, MmError::Invalid("provider alignment is not a power of two"), "{align:#x}");
+    }
+    let m = s.mmap(&Aligned(4 * PAGE_SIZE), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).expect("aligned");
+    assert!(m.addr.is_aligned(4 * PAGE_SIZE));
+}
+
+/// A provider that asks for `.0`-aligned placement.
+struct Aligned(u64);
+impl MmapProvider for Aligned {
+    fn name(&self) -> &str {
+        "aligned"
+    }
+    fn align(&self) -> u64 {
+        self.0
+    }
+    fn mmap_prepare(&self, _d: &mut VmaDesc) -> Result<(), MmError> {
+        Ok(())
+    }
 }
 
 #[test]
