@@ -360,6 +360,10 @@ fn mremap_of_a_huge_page_mapping_needs_every_argument_aligned_to_its_pages() {
     let to = GuestVirtAddr::try_new((1 << 41) + M2 / 2).unwrap();
     let e = s.mremap(at, 2 * M2, M2 + M2 / 2, true, Some(to)).map(|r| r.addr).unwrap_err();
     assert_eq!(e, misaligned(at.raw() | (2 * M2) | (M2 + M2 / 2) | to.raw()));
+    // A misaligned address and old length that share their offset bits are
+    // each refused.
+    let e = s.mremap(GuestVirtAddr::try_new(at.raw() + M2 / 2).unwrap(), M2 / 2, 2 * M2, true, None).map(|r| r.addr);
+    assert_eq!(e.unwrap_err(), misaligned((at.raw() + M2 / 2) | (M2 / 2) | (2 * M2)));
     // Whole pages: shrinking in place works.
     let r = s.mremap(at, 2 * M2, M2, false, None).unwrap();
     assert_eq!(r.addr, at);

@@ -27,9 +27,15 @@ mod fault;
 mod invariants;
 mod limits;
 mod madvise;
+#[cfg(test)]
+mod may_bits_tests;
 mod mmap;
 mod mprotect;
+#[cfg(test)]
+mod mprotect_tests;
 mod mremap;
+#[cfg(test)]
+mod mremap_tests;
 mod munmap;
 mod page_pins;
 #[cfg(test)]

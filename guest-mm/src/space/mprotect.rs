@@ -71,12 +71,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             v.flags = (v.flags - VM_ACCESS_FLAGS) | prot;
             v.page_prot = new;
         });
+        // Each piece merges with both neighbours: the last one with the VMA
+        // after the range too.
         let starts: Vec<u64> = self.vmas.overlapping(addr.raw(), end).map(|v| v.start().raw()).collect();
         for s in starts.into_iter().rev() {
             self.merge_vmas(s);
-        }
-        if self.vmas.find(end).is_some_and(|v| v.start().raw() == end) {
-            self.merge_vmas(end);
         }
         Ok(flush)
     }
