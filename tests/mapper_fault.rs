@@ -91,6 +91,30 @@ fn lazy_zero_reads_the_zero_page_and_copies_on_write() {
 }
 
 #[test]
+fn a_fixed_mapping_over_faulted_pages_returns_them_at_once() {
+    let mut s = space(&L);
+    let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    s.set_fault_around(1).expect("1 page");
+    let free0 = s.stats().pool_free;
+    let m = s.mmap(&zero, &MmapRequest::private(8 * PAGE_SIZE, RW)).expect("map");
+    m.flush.ignore();
+    let a = m.addr.raw();
+    for i in [2, 3, 6] {
+        fault(&mut s, a + i * PAGE_SIZE, true).expect("write fault").flush.ignore();
+    }
+    assert_eq!(s.stats().pool_free, free0 - 3);
+    // Replace the middle four pages: two of the faulted pages go back to the
+    // pool now, not when the new mapping goes.
+    let r = MmapRequest::private(4 * PAGE_SIZE, RW).fixed(va(a + 2 * PAGE_SIZE));
+    s.mmap(&zero, &r).expect("fixed").flush.ignore();
+    assert_eq!(s.stats().pool_free, free0 - 1);
+    assert_eq!(s.faulted_pins().0, 1, "one faulted run left: page 6's");
+    s.munmap(m.addr, 8 * PAGE_SIZE).expect("munmap").ignore();
+    assert_eq!((s.stats().pool_free, s.faulted_pins()), (free0, (0, 0)));
+    walk_ok(&s);
+}
+
+#[test]
 fn refused_faults_change_nothing() {
     let mut s = space(&L);
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());

@@ -90,7 +90,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             Some(f) => Some(f),
             None if new_len <= old_len => None,
             None if old_end == vma.end() && self.can_expand(&vma, new_len - old_len, user) => None,
-            None if may_move => Some(self.move_target(&vma, old, new_len, page)?),
+            None if may_move => Some(self.move_target(new_len, page)?),
             None => return Err(MmError::NoSpace { len: new_len }),
         };
         if let Some(ops) = vma.ops() {
@@ -137,19 +137,16 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         self.merge_vmas(start);
     }
 
-    /// A free range for a move, aligned so the leaves keep their size.
-    fn move_target(&self, vma: &Vma, old: GuestVirtAddr, new_len: u64, page: u64) -> Result<GuestVirtAddr, MmError> {
-        let biggest = self
-            .pt
-            .leaves(old, new_len.min(vma.end() - old.raw()))
-            .iter()
-            .map(|l| l.size.bytes())
-            .max()
-            .unwrap_or(PAGE_SIZE);
-        let align = biggest.max(page);
+    /// A free range for a move of `new_len` bytes, aligned to the VMA's
+    /// page size. Only a growing move searches (a shrinking one stays put
+    /// or goes where `MREMAP_FIXED` says), and only VMAs without
+    /// `VM_DONTEXPAND`/`VM_PFNMAP` grow: remaps, the only mappings with
+    /// leaves larger than their page size, carry both, so every leaf of a
+    /// searching move keeps its size at this alignment.
+    fn move_target(&self, new_len: u64, page: u64) -> Result<GuestVirtAddr, MmError> {
         let (lo, hi) = self.window;
         self.vmas
-            .find_gap_top_down(new_len, align, lo, hi)
+            .find_gap_top_down(new_len, page, lo, hi)
             .and_then(|a| GuestVirtAddr::try_new(a).ok())
             .ok_or(MmError::NoSpace { len: new_len })
     }
@@ -175,10 +172,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 Ok(un) => self.deferred.merge(un.flush),
                 Err(e2) => log::error!("undoing a failed move at {:#x}: {e2}", to.raw()),
             }
-            return Err(match e {
-                MmError::OutOfMemory(_) => e,
-                _ => MmError::OutOfMemory("page-table pages"),
-            });
+            // The target was cleared first, so only running out of table
+            // pages can stop the copy.
+            log::debug!("moving {:#x}+{moved:#x} to {:#x}: {e}", old.raw(), to.raw());
+            return Err(MmError::OutOfMemory("page-table pages"));
         }
         // The faulted runs follow their pages.
         let runs = self.page_pins.take(old.raw(), old_end);

@@ -78,3 +78,122 @@ fn shrinking_in_place_leaves_the_neighbour_alone() {
     let n = s.find_vma(va(w + 4 * P)).unwrap();
     assert_eq!((n.start().raw(), n.end()), (w + 4 * P, w + 6 * P), "the neighbour is whole");
 }
+
+/// Remaps its VMA whole to guest-physical frame `.0` on: as huge leaves
+/// wherever virtual and physical addresses are aligned alike.
+struct Remap(u64);
+impl MmapProvider for Remap {
+    fn name(&self) -> &str {
+        "remap"
+    }
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        desc.mmap_action_ioremap_full(crate::addr::Pfn(self.0));
+        Ok(())
+    }
+}
+
+const M2: u64 = 2 << 20;
+const G1: u64 = 1 << 30;
+
+/// Every page of `[at, at + len)` translates to `phys` on, page by page;
+/// the page before and the page after map nothing. Returns the leaf sizes.
+fn maps_exactly(s: &super::AddressSpace<vm_memory::GuestMemoryMmap<()>>, at: u64, len: u64, phys: u64) -> Vec<u64> {
+    for i in 0..len / P {
+        let t = s.page_tables().translate(va(at + i * P)).unwrap_or_else(|| panic!("{:#x} unmapped", at + i * P));
+        assert_eq!(t.phys.0, phys + i * P, "page {i} of {at:#x}");
+    }
+    assert!(s.page_tables().translate(va(at - P)).is_none(), "the page before {at:#x}");
+    assert!(s.page_tables().translate(va(at + len)).is_none(), "the page after {:#x}", at + len);
+    s.page_tables().leaves(va(at), len).iter().map(|l| l.size.bytes()).collect()
+}
+
+#[test]
+fn a_moved_huge_mapping_keeps_its_leaves_when_aligned_and_splits_them_when_not() {
+    let mut s = space();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let x = 1 << 40;
+    let phys = 1 << 32;
+    s.mmap(&Remap(phys / P), &MmapRequest::shared(2 * M2, rw).fixed(va(x))).unwrap().flush.ignore();
+    assert_eq!(maps_exactly(&s, x, 2 * M2, phys), vec![M2, M2]);
+    // To an aligned target: the two leaves move whole.
+    let y = x + G1;
+    let r = s.mremap(va(x), 2 * M2, 2 * M2, true, Some(va(y))).unwrap();
+    assert_eq!(r.addr.raw(), y);
+    r.flush.ignore();
+    assert_eq!(maps_exactly(&s, y, 2 * M2, phys), vec![M2, M2]);
+    assert!(s.page_tables().leaves(va(x), 2 * M2).is_empty());
+    // To a target one page off: every page where it belongs, as 4 KiB.
+    let z = x + 2 * G1 + P;
+    s.mremap(va(y), 2 * M2, 2 * M2, true, Some(va(z))).unwrap().flush.ignore();
+    let sizes = maps_exactly(&s, z, 2 * M2, phys);
+    assert!(sizes.len() == 1024 && sizes.iter().all(|&b| b == P), "{} leaves", sizes.len());
+}
+
+#[test]
+fn a_move_of_part_of_a_huge_leaf_takes_exactly_that_part() {
+    let mut s = space();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let x = 1 << 40;
+    let phys = 1 << 32;
+    s.mmap(&Remap(phys / P), &MmapRequest::shared(2 * M2, rw).fixed(va(x))).unwrap().flush.ignore();
+    // The second half of the first leaf and the first half of the second.
+    let w = x + G1;
+    s.mremap(va(x + M2 / 2), M2, M2, true, Some(va(w))).unwrap().flush.ignore();
+    let sizes = maps_exactly(&s, w, M2, phys + M2 / 2);
+    assert!(sizes.iter().all(|&b| b == P), "{sizes:?}");
+    // What stayed behind still maps its own frames; the middle is gone.
+    maps_exactly(&s, x, M2 / 2, phys);
+    maps_exactly(&s, x + 3 * M2 / 2, M2 / 2, phys + 3 * M2 / 2);
+    // Again, to a target where the second leaf's piece would land aligned:
+    // still only the part inside the range moves.
+    let mut s = space();
+    s.mmap(&Remap(phys / P), &MmapRequest::shared(2 * M2, rw).fixed(va(x))).unwrap().flush.ignore();
+    let w = x + G1 + M2 / 2;
+    s.mremap(va(x + M2 / 2), M2, M2, true, Some(va(w))).unwrap().flush.ignore();
+    maps_exactly(&s, w, M2, phys + M2 / 2);
+}
+
+#[test]
+fn a_move_out_of_a_gigabyte_leaf_keeps_whole_2m_pieces_where_aligned() {
+    let mut s = space();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let x = 1 << 40;
+    let phys = 1 << 32;
+    s.mmap(&Remap(phys / P), &MmapRequest::shared(G1, rw).fixed(va(x))).unwrap().flush.ignore();
+    assert_eq!(s.page_tables().leaves(va(x), G1).len(), 1, "one 1 GiB leaf");
+    // Two whole 2 MiB pieces to a 2 MiB-aligned target.
+    let w = x + 4 * G1;
+    s.mremap(va(x + 2 * M2), 2 * M2, 2 * M2, true, Some(va(w))).unwrap().flush.ignore();
+    assert_eq!(maps_exactly(&s, w, 2 * M2, phys + 2 * M2), vec![M2, M2]);
+    // A piece across a 2 MiB boundary: 4 KiB leaves, two levels down.
+    let v = x + 8 * G1;
+    s.mremap(va(x + 7 * M2 - 3 * P), 5 * P, 5 * P, true, Some(va(v))).unwrap().flush.ignore();
+    assert_eq!(maps_exactly(&s, v, 5 * P, phys + 7 * M2 - 3 * P), vec![P; 5]);
+    maps_exactly(&s, x, 2 * M2, phys);
+    maps_exactly(&s, x + 4 * M2, 3 * M2 - 3 * P, phys + 4 * M2);
+    maps_exactly(&s, x + 7 * M2 + 2 * P, G1 - 7 * M2 - 2 * P, phys + 7 * M2 + 2 * P);
+}
+
+#[test]
+fn growing_to_the_last_user_page_is_allowed() {
+    let mut s = space();
+    let top = USER_END - 8 * P;
+    map(&mut s, top, 4, VmFlags::READ);
+    let r = s.mremap(va(top), 4 * P, 8 * P, false, None).unwrap();
+    assert_eq!(r.addr.raw(), top);
+    r.flush.ignore();
+    assert_eq!(s.find_vma(va(top)).unwrap().end(), USER_END);
+}
+
+#[test]
+fn a_shrinking_move_leaves_nothing_of_the_old_range() {
+    let mut s = space();
+    let w = WINDOW.0 + 16 * P;
+    map(&mut s, w, 4, VmFlags::READ);
+    let to = WINDOW.0 + 64 * P;
+    let r = s.mremap(va(w), 4 * P, P, true, Some(va(to))).unwrap();
+    assert_eq!(r.addr.raw(), to);
+    r.flush.ignore();
+    assert!(s.vmas().all(|v| v.end() <= w || v.start().raw() >= w + 4 * P), "the old range is empty");
+    assert_eq!(s.vmas().count(), 1);
+}
