@@ -28,6 +28,8 @@ mod invariants;
 mod limits;
 mod madvise;
 #[cfg(test)]
+mod madvise_tests;
+#[cfg(test)]
 mod may_bits_tests;
 mod mmap;
 mod mprotect;
