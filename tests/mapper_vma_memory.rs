@@ -93,4 +93,37 @@ fn host_memory_per_vma_is_bounded() {
     }
     let again = LIVE.load(Ordering::SeqCst) - before;
     assert!(again <= grown + grown / 8, "{again} bytes after mapping again, {grown} the first time");
+
+    // The worst case of the lookup radix: VMAs alone and straddling a
+    // 64 GiB boundary, so that their two ends lie in different radix tables
+    // at every level (eight 256-byte tables each). Empty VMAs (no page
+    // tables in guest memory), in a fresh space.
+    let mut s = space(&L);
+    s.mmap(&Nothing, &MmapRequest::shared(PAGE_SIZE, rw)).expect("warm-up").flush.ignore();
+    let n: u64 = 2_000;
+    let before = LIVE.load(Ordering::SeqCst);
+    for i in 1..=n {
+        let at = vmm_suite::fixture::va((i << 36) - PAGE_SIZE);
+        s.mmap(&Nothing, &MmapRequest::shared(2 * PAGE_SIZE, rw).fixed_noreplace(at)).expect("map").flush.ignore();
+    }
+    let grown = LIVE.load(Ordering::SeqCst) - before;
+    let per_vma = grown / n as isize;
+    eprintln!("host heap per lone VMA: {per_vma} bytes ({grown} bytes for {n} VMAs)");
+    assert!(per_vma <= MAX_BYTES_PER_VMA + MAX_RADIX_BYTES_PER_VMA, "{per_vma} bytes per lone VMA");
+    // Each VMA needs its own tables: the worst case is real.
+    assert!(per_vma >= MAX_RADIX_BYTES_PER_VMA, "{per_vma} bytes per lone VMA");
+}
+
+/// The radix tables one VMA can need: 4 levels x 2 ends x 256 bytes.
+const MAX_RADIX_BYTES_PER_VMA: isize = 2048;
+
+/// A VMA and nothing else.
+struct Nothing;
+impl guest_mm::MmapProvider for Nothing {
+    fn name(&self) -> &str {
+        "nothing"
+    }
+    fn mmap_prepare(&self, _d: &mut guest_mm::VmaDesc) -> Result<(), guest_mm::MmError> {
+        Ok(())
+    }
 }
