@@ -270,7 +270,9 @@ mod tests {
         let pages: Vec<Pfn> = (0..512).map(|i| Pfn(0x1000 + i)).collect();
         // Accessed bits on no entry, one entry, or entries in different
         // lanes of the 4-way scan: each set of them must be reported.
-        for accessed in [&[][..], &[1][..], &[0, 1][..], &[1, 2][..], &[3, 510][..], &[0, 1, 2, 3][..]] {
+        for accessed in
+            [&[][..], &[1][..], &[2][..], &[3][..], &[0, 1][..], &[1, 2][..], &[3, 510][..], &[0, 1, 2, 3][..]]
+        {
             let mut pt = tables(64 << 20);
             pt.insert_pages(gva(base), &arr(&pages), rw()).unwrap();
             for &i in accessed {
