@@ -56,6 +56,32 @@ fn a_huge_page_mapping_is_hugetlb_and_cannot_grow_and_misalignment_names_the_req
     let at = GuestVirtAddr::try_new((1 << 32) + PAGE_SIZE).unwrap();
     let e = s.mmap(&huge, &MmapRequest::shared(M2, VmFlags::READ).fixed(at)).map(|m| m.addr).unwrap_err();
     assert_eq!(e, MmError::Misaligned { what: "huge-page mapping", value: at.raw() | M2, align: M2 });
+    // An address and a length misaligned by the same amount: the value
+    // still shows it.
+    let at = GuestVirtAddr::try_new((1 << 32) + M2 / 2).unwrap();
+    let e = s.mmap(&huge, &MmapRequest::shared(M2 / 2, VmFlags::READ).fixed(at)).map(|m| m.addr).unwrap_err();
+    assert_eq!(e, MmError::Misaligned { what: "huge-page mapping", value: at.raw(), align: M2 });
+}
+
+/// Puts `MAYWRITE` back: a provider a read-only view must not trust.
+struct Widens;
+impl MmapProvider for Widens {
+    fn name(&self) -> &str {
+        "widens"
+    }
+    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
+        desc.set_flags(VmFlags::MAYWRITE);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_read_only_view_refuses_an_inner_provider_that_widens_it() {
+    let mut s = space();
+    let e =
+        s.mmap(&ReadOnlyView::new(Arc::new(Widens)), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ)).map(|m| m.addr);
+    assert_eq!(e.unwrap_err(), MmError::Access("write"));
+    assert_eq!(s.vmas().count(), 0);
 }
 
 #[test]
