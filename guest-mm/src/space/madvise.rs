@@ -76,10 +76,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Populates the absent pages of `[start, end)` in VMAs with ops, one
     /// `map_pages` call and one batched insert per run of absent pages (at
     /// most a leaf table). Best effort, like the advice: what the provider
-    /// cannot give stays absent. Returns the pages mapped.
-    pub(crate) fn populate(&mut self, start: u64, end: u64) -> u64 {
+    /// cannot give stays absent.
+    pub(crate) fn populate(&mut self, start: u64, end: u64) {
         let vmas: Vec<_> = self.vmas.overlapping(start, end).filter(|v| v.ops().is_some()).cloned().collect();
-        let mut mapped = 0;
         for vma in vmas {
             let Some(ops) = vma.ops().cloned() else { continue };
             let (s, e) = (vma.start().raw().max(start), vma.end().min(end));
@@ -104,10 +103,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 }
                 let first = vma.pgoff() + ((at - vma.start().raw()) >> PAGE_SHIFT);
                 let got = ops.map_pages(&vma, first, (run_end - at) >> PAGE_SHIFT, access);
-                mapped += self.map_offered(&vma, at, &got);
+                self.map_offered(&vma, at, &got);
                 at = run_end;
             }
         }
-        mapped
     }
 }
