@@ -36,6 +36,9 @@ fn an_access_without_its_may_bit_is_refused_and_named() {
         // reason.
         (VmFlags::MAYREAD | VmFlags::MAYWRITE, r, "read"),
         (VmFlags::MAYEXEC | VmFlags::MAYWRITE, r | x, "exec"),
+        // Nor is a missing MAYEXEC, or a present one.
+        (VmFlags::MAYREAD | VmFlags::MAYEXEC, r, "read"),
+        (VmFlags::MAYREAD, r | x, "read"),
     ];
     for (cleared, prot, want) in cases {
         let e = s.mmap(&Clears(cleared), &MmapRequest::shared(PAGE_SIZE, prot)).map(|m| m.addr);
