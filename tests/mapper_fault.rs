@@ -115,6 +115,22 @@ fn a_fixed_mapping_over_faulted_pages_returns_them_at_once() {
 }
 
 #[test]
+fn a_move_that_starts_where_a_faulted_run_ends_leaves_the_run_alone() {
+    let mut s = space(&L);
+    let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    s.set_fault_around(1).expect("1 page");
+    let m = s.mmap(&zero, &MmapRequest::private(8 * PAGE_SIZE, RW)).expect("map");
+    m.flush.ignore();
+    let a = m.addr.raw();
+    fault(&mut s, a, true).expect("write fault").flush.ignore();
+    assert_eq!(s.faulted_pins(), (1, 1));
+    let to = va(L.window.0 + (4 << 20));
+    s.mremap(va(a + PAGE_SIZE), 3 * PAGE_SIZE, 3 * PAGE_SIZE, true, Some(to)).expect("move").flush.ignore();
+    assert_eq!(s.faulted_pins(), (1, 1), "no run taken, none made");
+    walk_ok(&s);
+}
+
+#[test]
 fn refused_faults_change_nothing() {
     let mut s = space(&L);
     let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
@@ -336,6 +352,15 @@ fn open_and_close_balance_through_splits_merges_replaces_and_rollbacks() {
     p.fail_hook.store(false, Ordering::Relaxed);
     check(&s, "rolled-back fixed replace");
     assert_eq!(s.vmas().map(|v| format!("{v:?}")).collect::<Vec<_>>(), vmas_before);
+    // Fixed mappings of another provider inside one VMA (both outer
+    // pieces stay, the second is new) and over a whole one (nothing stays).
+    let zero = ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    map(&mut s, 100, 16, RW).expect("lone");
+    check(&s, "lone mmap");
+    s.mmap(&zero, &MmapRequest::private(4 * PAGE_SIZE, RW).fixed(at(104))).expect("inside").flush.ignore();
+    check(&s, "foreign fixed mapping inside a VMA");
+    s.mmap(&zero, &MmapRequest::private(4 * PAGE_SIZE, RW).fixed(at(100))).expect("whole").flush.ignore();
+    check(&s, "foreign fixed mapping over a whole VMA");
     // Unmap across several VMAs, then everything.
     s.munmap(at(5), 40 * PAGE_SIZE).expect("munmap across").ignore();
     check(&s, "munmap across VMAs");

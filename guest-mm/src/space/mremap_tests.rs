@@ -186,14 +186,36 @@ fn growing_to_the_last_user_page_is_allowed() {
 }
 
 #[test]
-fn a_shrinking_move_leaves_nothing_of_the_old_range() {
+fn a_shrinking_move_leaves_nothing_of_the_old_range_and_its_neighbour_whole() {
     let mut s = space();
     let w = WINDOW.0 + 16 * P;
     map(&mut s, w, 4, VmFlags::READ);
+    map(&mut s, w + 4 * P, 2, VmFlags::READ | VmFlags::WRITE);
     let to = WINDOW.0 + 64 * P;
     let r = s.mremap(va(w), 4 * P, P, true, Some(va(to))).unwrap();
     assert_eq!(r.addr.raw(), to);
     r.flush.ignore();
     assert!(s.vmas().all(|v| v.end() <= w || v.start().raw() >= w + 4 * P), "the old range is empty");
-    assert_eq!(s.vmas().count(), 1);
+    let n = s.find_vma(va(w + 4 * P)).unwrap();
+    assert_eq!((n.start().raw(), n.end()), (w + 4 * P, w + 6 * P), "the neighbour is whole");
+    assert_eq!(s.vmas().count(), 2);
+}
+
+#[test]
+fn a_fixed_target_right_before_or_after_the_old_range_is_not_an_overlap() {
+    let mut s = space();
+    let w = WINDOW.0 + 16 * P;
+    map(&mut s, w, 4, VmFlags::READ);
+    // Ending where the old range starts.
+    let r = s.mremap(va(w), 2 * P, 2 * P, true, Some(va(w - 2 * P))).unwrap();
+    assert_eq!(r.addr.raw(), w - 2 * P);
+    r.flush.ignore();
+    // Starting where the old range ends.
+    let r = s.mremap(va(w + 2 * P), 2 * P, 2 * P, true, Some(va(w + 4 * P))).unwrap();
+    assert_eq!(r.addr.raw(), w + 4 * P);
+    r.flush.ignore();
+    // Overlapping by one page either way is refused.
+    let overlap = Err(MmError::Invalid("MREMAP_FIXED target overlaps the old range"));
+    assert_eq!(s.mremap(va(w + 4 * P), 2 * P, 2 * P, true, Some(va(w + 5 * P))).map(|r| r.addr), overlap);
+    assert_eq!(s.mremap(va(w + 4 * P), 2 * P, 2 * P, true, Some(va(w + 3 * P))).map(|r| r.addr), overlap);
 }
