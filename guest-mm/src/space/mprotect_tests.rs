@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::test_util::{space, va, WINDOW};
+use super::test_util::{space, va, Plain, WINDOW};
 use super::{MmapRequest, KERNEL_HALF};
 use crate::addr::{Pfn, PAGE_SIZE};
 use crate::desc::VmaDesc;
@@ -16,17 +16,6 @@ use crate::provider::MmapProvider;
 const P: u64 = PAGE_SIZE;
 const M2: u64 = 2 << 20;
 const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
-
-/// An empty VMA (no action, no ops): mergeable with its like.
-struct Plain;
-impl MmapProvider for Plain {
-    fn name(&self) -> &str {
-        "plain"
-    }
-    fn mmap_prepare(&self, _desc: &mut VmaDesc) -> Result<(), MmError> {
-        Ok(())
-    }
-}
 
 /// Remaps its VMA whole to guest-physical frame `.0` on.
 struct Remap(u64);

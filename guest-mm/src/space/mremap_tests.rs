@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::test_util::{space, va, WINDOW};
+use super::test_util::{space, va, Plain, WINDOW};
 use super::{MmapRequest, KERNEL_HALF, USER_END};
 use crate::addr::PAGE_SIZE;
 use crate::desc::VmaDesc;
@@ -13,17 +13,6 @@ use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
 
 const P: u64 = PAGE_SIZE;
-
-/// An empty VMA (no action, no ops).
-struct Plain;
-impl MmapProvider for Plain {
-    fn name(&self) -> &str {
-        "plain"
-    }
-    fn mmap_prepare(&self, _desc: &mut VmaDesc) -> Result<(), MmError> {
-        Ok(())
-    }
-}
 
 fn map(s: &mut super::AddressSpace<vm_memory::GuestMemoryMmap<()>>, at: u64, pages: u64, prot: VmFlags) {
     s.mmap(&Plain, &MmapRequest::shared(pages * P, prot).fixed(va(at))).unwrap().flush.ignore();

@@ -7,6 +7,9 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::{AddressSpace, SpaceConfig};
 use crate::addr::GuestVirtAddr;
+use crate::desc::VmaDesc;
+use crate::error::MmError;
+use crate::provider::MmapProvider;
 
 /// The mmap window, `[start, end)`.
 pub(super) const WINDOW: (u64, u64) = (1 << 32, (1 << 32) + (64 << 20));
@@ -22,4 +25,16 @@ pub(super) fn space() -> AddressSpace<GuestMemoryMmap<()>> {
     let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
     cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
     AddressSpace::new(mem, cfg).unwrap()
+}
+
+/// A provider of empty VMAs (no action, no ops): mergeable with their like.
+pub(super) struct Plain;
+
+impl MmapProvider for Plain {
+    fn name(&self) -> &str {
+        "plain"
+    }
+    fn mmap_prepare(&self, _desc: &mut VmaDesc) -> Result<(), MmError> {
+        Ok(())
+    }
 }
