@@ -244,10 +244,18 @@ fn a_descriptor_prints_its_action_and_hooks() {
 }
 
 /// Offers, around a fault, a pattern of pages: present or not, and
-/// copy-on-write or not, from a pool of pinned frames.
+/// copy-on-write or not, from a pool of pinned frames; logs each
+/// `map_pages` call as `(first, nr)`.
 struct Patchy {
     frames: Vec<crate::Pfn>,
     hold: Arc<crate::frames::PoolPages>,
+    calls: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl Patchy {
+    fn new(pool: Arc<crate::frames::PoolPages>) -> Arc<Patchy> {
+        Arc::new(Patchy { frames: pool.pfns().to_vec(), hold: pool, calls: Default::default() })
+    }
 }
 
 impl VmaOps for Patchy {
@@ -265,6 +273,7 @@ impl VmaOps for Patchy {
         nr: u64,
         _access: crate::vma::FaultAccess,
     ) -> Vec<Option<crate::vma::FaultPage>> {
+        self.calls.lock().unwrap().push((first, nr));
         (first..first + nr)
             .map(|i| {
                 // Page 2 offered as absent; 5, 6 and 7 copy-on-write.
@@ -296,7 +305,7 @@ fn fault_around_maps_each_offered_stretch_where_it_belongs() {
     let mut s = space();
     s.set_fault_around(8).unwrap();
     let pool = Arc::new(s.frames().alloc(8).unwrap());
-    let ops = Arc::new(Patchy { frames: pool.pfns().to_vec(), hold: pool.clone() });
+    let ops = Patchy::new(pool);
     let rw = VmFlags::READ | VmFlags::WRITE;
     let at = GuestVirtAddr::try_new(1 << 40).unwrap();
     let m = s.mmap(&PatchyProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, rw).fixed(at)).unwrap();
@@ -401,7 +410,7 @@ fn willneed_populates_the_absent_pages_of_its_range_with_their_own_frames() {
     let mut s = space();
     s.set_fault_around(1).unwrap();
     let pool = Arc::new(s.frames().alloc(8).unwrap());
-    let ops = Arc::new(Patchy { frames: pool.pfns().to_vec(), hold: pool.clone() });
+    let ops = Patchy::new(pool);
     let at = GuestVirtAddr::try_new(1 << 40).unwrap();
     let page = |i: u64| GuestVirtAddr::try_new(at.raw() + i * PAGE_SIZE).unwrap();
     let m = s.mmap(&PatchyProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, VmFlags::READ).fixed(at)).unwrap();
@@ -419,65 +428,16 @@ fn willneed_populates_the_absent_pages_of_its_range_with_their_own_frames() {
     }
 }
 
-/// Ops that offer every page (page `i` on `frames[i]`) and log each
-/// `map_pages` call as `(first, nr)`.
-struct Logged {
-    frames: Vec<crate::Pfn>,
-    hold: Arc<crate::frames::PoolPages>,
-    calls: std::sync::Mutex<Vec<(u64, u64)>>,
-}
-
-impl VmaOps for Logged {
-    fn name(&self) -> &str {
-        "logged"
-    }
-    fn fault(&self, _vma: &crate::vma::Vma, vmf: &crate::vma::FaultInfo) -> Result<crate::vma::FaultPage, MmError> {
-        let pfn = self.frames[vmf.pgoff as usize];
-        Ok(crate::vma::FaultPage { pfn, copy_on_write: false, hold: Some(self.hold.clone()) })
-    }
-    fn map_pages(
-        &self,
-        _vma: &crate::vma::Vma,
-        first: u64,
-        nr: u64,
-        _access: crate::vma::FaultAccess,
-    ) -> Vec<Option<crate::vma::FaultPage>> {
-        self.calls.lock().unwrap().push((first, nr));
-        (first..first + nr)
-            .map(|i| {
-                Some(crate::vma::FaultPage {
-                    pfn: self.frames[i as usize],
-                    copy_on_write: false,
-                    hold: Some(self.hold.clone()),
-                })
-            })
-            .collect()
-    }
-}
-
-/// A provider whose VMAs get [`Logged`] ops.
-struct LoggedProvider(Arc<Logged>);
-
-impl MmapProvider for LoggedProvider {
-    fn name(&self) -> &str {
-        "logged"
-    }
-    fn mmap_prepare(&self, desc: &mut crate::VmaDesc) -> Result<(), MmError> {
-        desc.set_ops(self.0.clone());
-        Ok(())
-    }
-}
-
 #[test]
 fn willneed_asks_for_each_run_of_absent_pages_once_and_never_across_a_leaf_table() {
     let mut s = space();
     s.set_fault_around(1).unwrap();
     let pool = Arc::new(s.frames().alloc(8).unwrap());
-    let ops = Arc::new(Logged { frames: pool.pfns().to_vec(), hold: pool.clone(), calls: Default::default() });
+    let ops = Patchy::new(pool);
     // Eight pages, the 2 MiB boundary (a new leaf table) after the third.
     let at = GuestVirtAddr::try_new((1 << 40) + M2 - 3 * PAGE_SIZE).unwrap();
     let page = |i: u64| GuestVirtAddr::try_new(at.raw() + i * PAGE_SIZE).unwrap();
-    let m = s.mmap(&LoggedProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, VmFlags::READ).fixed(at)).unwrap();
+    let m = s.mmap(&PatchyProvider(ops.clone()), &MmapRequest::shared(8 * PAGE_SIZE, VmFlags::READ).fixed(at)).unwrap();
     m.flush.ignore();
     let read = crate::vma::FaultAccess { write: false, exec: false };
     s.fault(page(5), read).unwrap().flush.ignore();
@@ -487,6 +447,7 @@ fn willneed_asks_for_each_run_of_absent_pages_once_and_never_across_a_leaf_table
     assert_eq!(*ops.calls.lock().unwrap(), vec![(1, 2), (3, 2), (6, 2)]);
     for i in 0..8u64 {
         let t = s.page_tables().translate(page(i)).map(|t| t.pfn);
-        assert_eq!(t, (i > 0).then(|| ops.frames[i as usize]), "page {i}");
+        // Page 0 is outside the range; Patchy offers page 2 as absent.
+        assert_eq!(t, (i != 0 && i != 2).then(|| ops.frames[i as usize]), "page {i}");
     }
 }

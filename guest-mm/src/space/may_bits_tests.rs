@@ -4,25 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::test_util::{space, va, WINDOW};
+use super::test_util::{space, va, Flags, WINDOW};
 use super::MmapRequest;
 use crate::addr::PAGE_SIZE;
-use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
-use crate::provider::MmapProvider;
-
-/// Clears `.0` from its descriptor's flags.
-struct Clears(VmFlags);
-impl MmapProvider for Clears {
-    fn name(&self) -> &str {
-        "clears"
-    }
-    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        desc.clear_flags(self.0);
-        Ok(())
-    }
-}
 
 #[test]
 fn an_access_without_its_may_bit_is_refused_and_named() {
@@ -41,13 +27,16 @@ fn an_access_without_its_may_bit_is_refused_and_named() {
         (VmFlags::MAYREAD, r | x, "read"),
     ];
     for (cleared, prot, want) in cases {
-        let e = s.mmap(&Clears(cleared), &MmapRequest::shared(PAGE_SIZE, prot)).map(|m| m.addr);
+        let e = s.mmap(&Flags(VmFlags::empty(), cleared), &MmapRequest::shared(PAGE_SIZE, prot)).map(|m| m.addr);
         assert_eq!(e, Err(MmError::Access(want)), "{cleared:?} {prot:?}");
     }
     assert_eq!(s.vmas().count(), 0);
     // Without the access it is mapped, and mprotect cannot add it.
     let at = va(WINDOW.0);
-    s.mmap(&Clears(VmFlags::MAYWRITE), &MmapRequest::shared(PAGE_SIZE, r).fixed(at)).unwrap().flush.ignore();
+    s.mmap(&Flags(VmFlags::empty(), VmFlags::MAYWRITE), &MmapRequest::shared(PAGE_SIZE, r).fixed(at))
+        .unwrap()
+        .flush
+        .ignore();
     let e = s.mprotect(at, PAGE_SIZE, r | w).map(|f| f.ignore());
     assert_eq!(e, Err(MmError::Access("mprotect beyond the mapping's MAY flags")));
 }

@@ -9,6 +9,7 @@ use super::{AddressSpace, SpaceConfig};
 use crate::addr::GuestVirtAddr;
 use crate::desc::VmaDesc;
 use crate::error::MmError;
+use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
 
 /// The mmap window, `[start, end)`.
@@ -35,6 +36,21 @@ impl MmapProvider for Plain {
         "plain"
     }
     fn mmap_prepare(&self, _desc: &mut VmaDesc) -> Result<(), MmError> {
+        Ok(())
+    }
+}
+
+/// A provider of empty VMAs that sets `.0` and then clears `.1` in its
+/// descriptor's flags, as a provider may.
+pub(super) struct Flags(pub VmFlags, pub VmFlags);
+
+impl MmapProvider for Flags {
+    fn name(&self) -> &str {
+        "flags"
+    }
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        desc.set_flags(self.0);
+        desc.clear_flags(self.1);
         Ok(())
     }
 }
