@@ -8,7 +8,7 @@ mod kvm_support;
 use iced_x86::code_asm::*;
 use kvm_support::{run_vmm, write_guest};
 use vmm::guest::asm::{hcall, mmap, Arg};
-use vmm::kernel::abi::{map, nr, prot};
+use vmm::hosted::stub::abi::{map, nr, prot};
 
 const ROUNDS: u32 = 100;
 

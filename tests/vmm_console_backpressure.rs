@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use iced_x86::code_asm::*;
 use kvm_support::{vmm_bin, write_guest};
 use vmm::guest::asm::{hcall, Arg};
-use vmm::guest::example::EXAMPLE_CODE_VA;
-use vmm::kernel::abi::nr;
+use vmm::guest::kinds::abi_elf::example::EXAMPLE_CODE_VA;
+use vmm::hosted::stub::abi::nr;
 
 /// The watchdog of every run here, and how long after it the process must
 /// be gone.
@@ -143,7 +143,7 @@ fn a_slow_reader_gets_every_byte() {
     let code = must_end(child, Duration::from_secs(20), "count");
     let _ = std::fs::remove_file(&guest);
     let console = WRITES as usize * 4096;
-    assert!(console > vmm::output::HARD_LIMIT + (64 << 10));
+    assert!(console > vmm::run::output::HARD_LIMIT + (64 << 10));
     assert!(out.len() > console, "{} bytes, expected {console} and a report", out.len());
     let report = String::from_utf8_lossy(&out[console..]);
     assert!(

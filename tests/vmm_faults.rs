@@ -6,7 +6,7 @@ mod kvm_support;
 
 use iced_x86::code_asm::*;
 use kvm_support::{run_vmm, write_guest};
-use vmm::guest::example::{EXAMPLE_CODE_VA, EXAMPLE_DATA_VA};
+use vmm::guest::kinds::abi_elf::example::{EXAMPLE_CODE_VA, EXAMPLE_DATA_VA};
 
 /// The fault the report must show.
 struct Expect {
@@ -128,7 +128,7 @@ fn triple_fault_is_reported() {
     // delivered, nor can the double fault.
     let elf = write_guest("triple", |a| a.ud2());
     let cfg = vmm::VmConfig { guest: vmm::GuestChoice::Elf(elf.clone()), timeout_secs: Some(20), ..Default::default() };
-    let out = vmm::hypercall::ConsoleOut::new(Box::new(std::io::sink()));
+    let out = vmm::hosted::hypercall::ConsoleOut::new(Box::new(std::io::sink()));
     let mut opts = vmm::RunOptions::new(vmm::ConsoleSink::Writer(out));
     opts.stdin = false;
     opts.before_start = Some(Box::new(|mem| {
@@ -137,7 +137,7 @@ fn triple_fault_is_reported() {
     }));
     let report = vmm::run_with(&cfg, opts).expect("run");
     let _ = std::fs::remove_file(&elf);
-    assert_eq!(report.outcome, Some(vmm::control::Outcome::TripleFault { vcpu: 0 }));
+    assert_eq!(report.outcome, Some(vmm::run::control::Outcome::TripleFault { vcpu: 0 }));
     assert_eq!(report.exit_code, 2);
     assert!(report.to_text().contains("vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)"), "{}", report.to_text());
 }

@@ -37,7 +37,7 @@ fn value(j: &serde_json::Value, id: u64) -> u64 {
 fn one_vcpu() {
     need_kvm!();
     let j = fuzz("0xc1", "1", CALLS);
-    assert!(value(&j, vmm::guest::fuzz::id::CALLS) >= 20_000);
+    assert!(value(&j, vmm::guest::kinds::fuzz::program::id::CALLS) >= 20_000);
     // The probes both succeeded and faulted.
     let (probes, faulted) = (value(&j, 0x103), value(&j, 0x104));
     assert!(faulted > 0 && faulted < probes, "{probes} probes, {faulted} faulted");
@@ -48,7 +48,7 @@ fn two_vcpus() {
     need_kvm!();
     let j = fuzz("0xc2", "2", CALLS);
     // Summed over both vCPUs (each made at least its half).
-    assert!(value(&j, vmm::guest::fuzz::id::CALLS) >= 20_000, "{j}");
+    assert!(value(&j, vmm::guest::kinds::fuzz::program::id::CALLS) >= 20_000, "{j}");
     assert!(value(&j, 0x104) > 0, "{j}");
 }
 
@@ -101,11 +101,12 @@ fn plant_leaf(mem: &vmm::memory::GuestMem, va: u64, raw: u64) {
 #[test]
 fn check_invariants_catches_a_planted_entry() {
     need_kvm!();
-    use vmm::runner::{run_with, ConsoleSink, RunOptions};
+    use vmm::run::runner::{run_with, ConsoleSink, RunOptions};
     // Last page of the built-in guest's code table: no VMA there.
     let stray = vmm::layout::BUILTIN_CODE_VA + 0x1f_f000;
     let run = |check: bool| {
-        let mut o = RunOptions::new(ConsoleSink::Writer(vmm::hypercall::ConsoleOut::new(Box::new(std::io::sink()))));
+        let mut o =
+            RunOptions::new(ConsoleSink::Writer(vmm::hosted::hypercall::ConsoleOut::new(Box::new(std::io::sink()))));
         o.stdin = false;
         o.check_invariants = check;
         o.before_start = Some(Box::new(move |mem| plant_leaf(mem, stray, vmm::layout::FREE_PA | 0x7)));
@@ -114,7 +115,7 @@ fn check_invariants_catches_a_planted_entry() {
     // The guest never looks there: without the check the run passes.
     assert_eq!(run(false).exit_code, 0);
     let r = run(true);
-    assert_eq!(r.exit_code, vmm::report::EXIT_CHECK_FAILED, "{}", r.to_text());
+    assert_eq!(r.exit_code, vmm::run::report::EXIT_CHECK_FAILED, "{}", r.to_text());
     let v = &r.invariants.as_ref().expect("invariants").violations;
     assert_eq!(v, &[format!("a 0x1000-byte leaf at {stray:#x} lies outside every VMA")], "{}", r.to_text());
     assert!(r.to_text().contains("[FAIL]   - VMM invariants after the run"), "{}", r.to_text());
@@ -130,12 +131,13 @@ fn check_invariants_catches_a_planted_entry() {
 #[test]
 fn probe_oracle_catches_supervisor_only_leaves() {
     need_kvm!();
-    use vmm::guest::fuzz::ARENA_BASE;
-    use vmm::runner::{run_with, ConsoleSink, RunOptions};
+    use vmm::guest::kinds::fuzz::program::ARENA_BASE;
+    use vmm::run::runner::{run_with, ConsoleSink, RunOptions};
     let mem_size = vmm::config::DEFAULT_MEM;
     let table_pa = mem_size - 0x10_0000;
     let leaves_pa = vmm::layout::FREE_PA + 0x40_0000;
-    let mut o = RunOptions::new(ConsoleSink::Writer(vmm::hypercall::ConsoleOut::new(Box::new(std::io::sink()))));
+    let mut o =
+        RunOptions::new(ConsoleSink::Writer(vmm::hosted::hypercall::ConsoleOut::new(Box::new(std::io::sink()))));
     o.stdin = false;
     o.check_invariants = true;
     o.before_start = Some(Box::new(move |mem| {
@@ -156,10 +158,12 @@ fn probe_oracle_catches_supervisor_only_leaves() {
     }));
     let cfg = vmm::VmConfig { guest: vmm::GuestChoice::Fuzz { seed: 0xbad, calls: 20_000 }, ..Default::default() };
     let r = run_with(&cfg, o).expect("run");
-    assert_eq!(r.exit_code, vmm::report::EXIT_CHECK_FAILED, "{}", r.to_text());
-    let probes = r.checks.iter().find(|c| c.id == Some(vmm::guest::fuzz::id::PROBES)).expect("probe check");
+    assert_eq!(r.exit_code, vmm::run::report::EXIT_CHECK_FAILED, "{}", r.to_text());
+    let probes =
+        r.checks.iter().find(|c| c.id == Some(vmm::guest::kinds::fuzz::program::id::PROBES)).expect("probe check");
     assert!(!probes.passed, "{}", r.to_text());
     // The other guest checks still pass: only the probes saw it.
-    let results = r.checks.iter().find(|c| c.id == Some(vmm::guest::fuzz::id::RESULTS)).expect("results check");
+    let results =
+        r.checks.iter().find(|c| c.id == Some(vmm::guest::kinds::fuzz::program::id::RESULTS)).expect("results check");
     assert!(results.passed, "{}", r.to_text());
 }

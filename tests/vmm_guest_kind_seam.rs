@@ -9,11 +9,11 @@ mod kvm_support;
 use std::sync::Arc;
 
 use iced_x86::code_asm::*;
-use vmm::control::Outcome;
 use vmm::guest::kind::{Entry, GuestKind, LoadCtx, RunEnd, UserEntry};
-use vmm::hypercall::{self, Args, Hypervisor};
-use vmm::program::{Program, Segment};
-use vmm::report::RunReport;
+use vmm::hosted::hypercall::{self, Args, HostedKernel};
+use vmm::hosted::program::{Program, Segment};
+use vmm::run::control::Outcome;
+use vmm::run::report::RunReport;
 use vmm::RunError;
 
 /// A system call number the VMM's ABI answers with `-ENOSYS`.
@@ -33,13 +33,13 @@ impl GuestKind for PlusOneKind {
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
         let mem = ctx.mem;
         let h = ctx.hosted()?;
-        vmm::program::load(&self.prog, mem, h.frames, h.mapper)?;
+        vmm::hosted::program::load(&self.prog, mem, h.frames, h.mapper)?;
         let top = vmm::layout::user_stack_top(0);
-        vmm::program::map_stack(top, mem, h.frames, h.mapper)?;
+        vmm::hosted::program::map_stack(top, mem, h.frames, h.mapper)?;
         Ok(Entry::User(vec![UserEntry { rip: CODE_VA, rsp: top, rdi: 0, syscall_entry: None }]))
     }
 
-    fn syscall(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> hypercall::Outcome {
+    fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         if args.nr == PLUS_ONE {
             return hypercall::Outcome { ret: args.a[0] as i64 + 1, effects: Default::default() };
         }
@@ -49,7 +49,7 @@ impl GuestKind for PlusOneKind {
     fn finish(&self, end: RunEnd<'_>) -> RunReport {
         // Exit status 0 only if the guest passed 42 to exit_group.
         let ok = end.outcome == Some(Outcome::Exited { status: 42 });
-        let mut r = vmm::report::build(self.name(), end.outcome, end.records, &[], None, end.exits);
+        let mut r = vmm::run::report::build(self.name(), end.outcome, end.records, &[], None, end.exits);
         r.exit_code = if ok { 0 } else { 1 };
         r
     }
@@ -59,11 +59,11 @@ fn program() -> Program {
     let mut a = CodeAssembler::new(64).expect("assembler");
     a.mov(edi, 41u32).expect("asm");
     a.mov(rax, PLUS_ONE).expect("asm");
-    a.out(u32::from(vmm::kernel::abi::HCALL_PORT), al).expect("asm");
+    a.out(u32::from(vmm::hosted::stub::abi::HCALL_PORT), al).expect("asm");
     // exit_group(rax)
     a.mov(rdi, rax).expect("asm");
-    a.mov(rax, vmm::kernel::abi::nr::EXIT_GROUP).expect("asm");
-    a.out(u32::from(vmm::kernel::abi::HCALL_PORT), al).expect("asm");
+    a.mov(rax, vmm::hosted::stub::abi::nr::EXIT_GROUP).expect("asm");
+    a.out(u32::from(vmm::hosted::stub::abi::HCALL_PORT), al).expect("asm");
     a.ud2().expect("asm");
     let code = a.assemble(CODE_VA).expect("assemble");
     let len = code.len() as u64;

@@ -10,7 +10,7 @@ mod kvm_support;
 use iced_x86::code_asm::*;
 use kvm_support::{run_vmm, write_guest};
 use vmm::guest::asm::{hcall, Arg};
-use vmm::kernel::abi::{map, nr, prot};
+use vmm::hosted::stub::abi::{map, nr, prot};
 
 /// Maps one anonymous page after another until an error; reports, as
 /// checks 1 to 5: how many succeeded, the errno, what a munmap of the last

@@ -7,7 +7,7 @@ mod kvm_support;
 use iced_x86::code_asm::*;
 use kvm_support::{run_vmm, temp_path, write_guest};
 use vmm::guest::asm::{hcall, mmap, Arg};
-use vmm::kernel::abi::{fd, map, nr, prot, window_pattern};
+use vmm::hosted::stub::abi::{fd, map, nr, prot, window_pattern};
 
 const HOST_VALUE: u64 = 0x1122_3344_5566_7788;
 const GUEST_VALUE: u64 = 0xfeed_face_1234_5678;

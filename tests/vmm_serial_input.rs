@@ -56,7 +56,7 @@ fn hash(bytes: &[u8]) -> u64 {
 fn piped_input_arrives_whole_at_a_guest_reading_as_fast_as_it_can() {
     need_kvm!();
     use vmm::guest::asm::{hcall, Arg};
-    use vmm::kernel::abi::nr;
+    use vmm::hosted::stub::abi::nr;
     let elf = write_guest("checksum", |a| {
         let mut top = a.create_label();
         let mut wait = a.create_label();

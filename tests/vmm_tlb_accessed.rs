@@ -11,7 +11,7 @@ mod kvm_support;
 use iced_x86::code_asm::*;
 use kvm_support::{run_vmm, write_guest};
 use vmm::guest::asm::{hcall, mmap, Arg};
-use vmm::kernel::abi::{fd, map, nr, prot};
+use vmm::hosted::stub::abi::{fd, map, nr, prot};
 
 /// Untouched pairs per kind, touched pairs.
 const UNTOUCHED: u64 = 3;

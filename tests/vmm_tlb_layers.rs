@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use guest_mm::{CacheMode, GuestVirtAddr, PageProt, PageSize, PageTables, TableAllocator};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm::tlb::{before_entry, shoot_down, shootdown_ranges, FlushError, Shootdown, ShootdownVcpu, ShootdownVm, Timing};
+use vmm::hosted::tlb::{
+    before_entry, shoot_down, shootdown_ranges, FlushError, Shootdown, ShootdownVcpu, ShootdownVm, Timing,
+};
 
 const VCPUS: u8 = 3;
 /// The caller is not a vCPU: every vCPU is asked.
@@ -380,7 +382,7 @@ fn every_layer_together_leaves_nothing_stale() {
 #[test]
 fn lost_kicks_and_nmis_are_retried() {
     // A lost NMI may let a vCPU run stale translations until it is
-    // injected again (see `vmm::tlb`); what must hold is that every wait
+    // injected again (see `vmm::hosted::tlb`); what must hold is that every wait
     // ends, through re-kicks and re-injections.
     scenario(50, 30, 300, 7, false);
 }

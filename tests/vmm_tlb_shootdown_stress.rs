@@ -1,4 +1,4 @@
-//! Scenario: the TLB-shootdown protocol (`vmm::tlb`) against a simulated
+//! Scenario: the TLB-shootdown protocol (`vmm::hosted::tlb`) against a simulated
 //! KVM that loses kicks, loses or delays NMIs and merges duplicates, with
 //! vCPUs that spin in user mode without exits and vCPUs that block on the
 //! caller's lock. No KVM needed.
@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use vmm::tlb::{Shootdown, Timing, WaitError, MAX_RANGES};
+use vmm::hosted::tlb::{Shootdown, Timing, WaitError, MAX_RANGES};
 
 const VCPUS: u8 = 4;
 /// The caller's id: not a vCPU, so every vCPU is asked.

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use vm_memory::{Bytes, GuestAddress};
 use vmm::guest::elf::parse;
 use vmm::guest::kinds::solo5::note;
+use vmm::hosted::mapper::Mapper;
+use vmm::hosted::program::{load, Program};
 use vmm::layout::{LOAD_PA, LOAD_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
-use vmm::mapper::Mapper;
 use vmm::memory::{create_guest_memory, BootFrames};
-use vmm::program::{load, Program};
 
 use crate::walk::{leaves, NX, RW, US};
 

@@ -13,19 +13,19 @@ use std::sync::Arc;
 
 use devices::BarWindow;
 use vm_memory::GuestAddress;
-use vmm::boot::install_kernel;
-use vmm::exit::ExitCounters;
-use vmm::hypercall::{Args, ConsoleOut, Hypervisor, ReportLog};
-use vmm::kernel::abi::{fd, map, nr};
+use vmm::hosted::boot::install_kernel;
+use vmm::hosted::hypercall::{Args, ConsoleOut, HostedKernel, ReportLog};
+use vmm::hosted::mapper::Mapper;
+use vmm::hosted::program::{load, map_stack, Program, Segment};
+use vmm::hosted::providers::Providers;
+use vmm::hosted::stub::abi::{fd, map, nr};
+use vmm::hosted::tlb::RecordingFlusher;
 use vmm::layout::{
     user_stack_top, DEFAULT_BAR_BASE, FREE_PA, HUGE_PA, KERNEL_VA, LOAD_PA, LOAD_SIZE, MIN_MEM_SIZE, PAGE_SIZE,
     POOL_PA, TABLES_PA,
 };
-use vmm::mapper::Mapper;
 use vmm::memory::{create_guest_memory, BootFrames};
-use vmm::program::{load, map_stack, Program, Segment};
-use vmm::providers::Providers;
-use vmm::tlb::RecordingFlusher;
+use vmm::run::vm_exit::ExitCounters;
 
 use super::hypercall_check::{Baseline, Snapshot};
 use crate::input::Input;
@@ -40,7 +40,7 @@ const BAR_SIZE: u64 = 0x1_0000;
 
 /// The guest and what the checks need to see it independently.
 pub(super) struct Machine {
-    pub hv: Hypervisor,
+    pub hv: HostedKernel,
     pub flusher: Arc<RecordingFlusher>,
     pub base: Baseline,
 }
@@ -60,7 +60,7 @@ impl Machine {
         let providers = Providers::new(&mapper, &mem, &bars).expect("providers");
         let cr3 = mapper.cr3();
         let flusher = Arc::new(RecordingFlusher::default());
-        let hv = Hypervisor::new(
+        let hv = HostedKernel::new(
             mem.clone(),
             mapper,
             providers,

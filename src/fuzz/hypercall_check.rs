@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use devices::BarWindow;
 use guest_mm::SpaceStats;
 use vm_memory::{Bytes, GuestAddress};
-use vmm::hypercall::{Args, Hypervisor, Outcome};
-use vmm::kernel::abi::nr;
+use vmm::hosted::hypercall::{Args, HostedKernel, Outcome};
+use vmm::hosted::stub::abi::nr;
+use vmm::hosted::tlb::{Range, RecordingFlusher};
 use vmm::layout::{KERNEL_REGION_SIZE, PAGE_SIZE, TABLES_PA, TABLES_SIZE};
 use vmm::memory::GuestMem;
-use vmm::tlb::{Range, RecordingFlusher};
 
 use crate::census::census;
 use crate::walk::{leaves, WalkLeaf, A, CACHE, NX, RW, US};
@@ -49,12 +49,12 @@ pub(super) struct Snapshot {
     stats: SpaceStats,
 }
 
-fn stats(hv: &Hypervisor) -> SpaceStats {
+fn stats(hv: &HostedKernel) -> SpaceStats {
     hv.mapper().space().stats()
 }
 
 impl Snapshot {
-    pub fn take(b: &Baseline, hv: &Hypervisor) -> Snapshot {
+    pub fn take(b: &Baseline, hv: &HostedKernel) -> Snapshot {
         Snapshot { user: user_leaves(b), stats: stats(hv) }
     }
 }
@@ -82,7 +82,7 @@ fn keeps(old: (u64, u64), new: Option<(u64, u64)>) -> bool {
 
 impl Baseline {
     pub fn new(
-        hv: &Hypervisor,
+        hv: &HostedKernel,
         mem: (GuestMem, u64),
         cr3: GuestAddress,
         kernel_tables: usize,
@@ -105,7 +105,7 @@ impl Baseline {
     /// half's leaves around it; `flushed` what the flusher was asked).
     pub fn check_call(
         &self,
-        hv: &Hypervisor,
+        hv: &HostedKernel,
         nr: u64,
         out: &Outcome,
         before: &Snapshot,
@@ -129,7 +129,7 @@ impl Baseline {
     }
 
     /// Tables balance, the kernel half is untouched, user leaves are sane.
-    fn check_tables(&self, what: &str, hv: &Hypervisor, user: &BTreeMap<u64, WalkLeaf>) {
+    fn check_tables(&self, what: &str, hv: &HostedKernel, user: &BTreeMap<u64, WalkLeaf>) {
         let c = census(&self.mem, self.cr3);
         let st = stats(hv);
         assert_eq!(c.tables, st.tables_in_use, "{what}: reachable tables vs allocator");
@@ -190,7 +190,7 @@ impl Baseline {
 
     /// Unmaps the whole user half and checks that every table, pool page
     /// and map count the guest took is back.
-    pub fn check_teardown(&self, hv: &Hypervisor, flusher: &RecordingFlusher) {
+    pub fn check_teardown(&self, hv: &HostedKernel, flusher: &RecordingFlusher) {
         let before = Snapshot::take(self, hv);
         let out = hv.dispatch(0, &Args { nr: nr::MUNMAP, a: [0, USER_END, 0, 0, 0, 0] });
         let flushed = std::mem::take(&mut *flusher.0.lock().unwrap_or_else(|e| e.into_inner()));

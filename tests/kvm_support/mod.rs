@@ -110,12 +110,12 @@ pub fn temp_path(name: &str) -> PathBuf {
 }
 
 /// Writes a guest ELF whose code `body` emits (see
-/// `vmm::guest::example::assemble_elf`) and returns its path.
+/// `vmm::guest::kinds::abi_elf::example::assemble_elf`) and returns its path.
 pub fn write_guest(
     name: &str,
     body: impl FnOnce(&mut iced_x86::code_asm::CodeAssembler) -> Result<(), iced_x86::IcedError>,
 ) -> PathBuf {
-    let img = vmm::guest::example::assemble_elf(body).expect("assemble guest");
+    let img = vmm::guest::kinds::abi_elf::example::assemble_elf(body).expect("assemble guest");
     let path = temp_path(&format!("{name}.elf"));
     std::fs::write(&path, img).expect("write guest ELF");
     path

@@ -6,24 +6,22 @@
 //! NMIs to the VMM through kernel ports. Every mapping, the VMM's own
 //! supervisor mappings included, is built by guest-mm.
 //!
-//! A raw multiboot kernel (a kvm-unit-test, [`guest::raw`]) is its own
-//! kernel instead: it runs on a bare PC (KVM's interrupt controllers and
-//! PIT, fw_cfg, pc-testdev) from 32-bit protected mode; [`kut`] runs a
-//! kvm-unit-tests suite.
+//! A multiboot kernel (a kvm-unit-test, [`guest::kinds::multiboot`]) is
+//! its own kernel instead: it runs on a bare PC (KVM's interrupt
+//! controllers and PIT, fw_cfg, pc-testdev) from 32-bit protected mode.
 //!
-//! Module map:
-//! - [`config`]: options and the TOML file; [`input_file`]: reading user
-//!   files with bounds; [`layout`]: the address map;
-//! - [`memory`]: guest RAM, host windows, boot frames; [`mapper`]: the
-//!   boot mappings through guest-mm; [`program`] and [`guest`]: what runs;
-//! - [`arch`], [`kernel`], [`boot`]: the CPU structures and the stub;
-//! - [`vstate`]: KVM VM and vCPUs; [`exit`]: exit dispatch;
-//!   [`vcpu_thread`]: the run loop; [`hypercall`]: the guest ABI;
-//!   [`tlb`]: shootdowns; [`fault`]: exception reports;
-//! - [`seccomp`]: the per-thread system-call filters of a run;
-//! - [`event_loop`], [`control`], [`runner`], [`report`]: running a
-//!   guest and telling what happened; [`output`]: bounded, non-blocking
-//!   console, report and log output.
+//! Module map (`docs/architecture.md` walks through it):
+//! - [`config`]: the run's configuration and the TOML file;
+//!   [`input_file`]: reading user files with bounds; [`layout`]: the
+//!   address map; [`memory`]: guest RAM, host windows, boot frames;
+//! - [`guest`]: the kind seam and one folder per kind of guest;
+//! - [`hosted`]: the kernel the VMM plays for hosted guests (boot, stub,
+//!   descriptor tables, the guest-mm address space and providers,
+//!   hypercalls, exceptions, TLB shootdown);
+//! - [`run`]: one run (machine, devices, vCPU threads, exit dispatch,
+//!   event loop, report, output);
+//! - [`vstate`]: the KVM layer (VM, vCPUs, backend quirks);
+//! - [`seccomp`]: the per-thread system-call filters of a run.
 //!
 //! What it does not do: interrupts for its own guests (only a raw
 //! kernel's PC has an interrupt controller), firmware, ACPI tables, or any
@@ -33,32 +31,18 @@
 // Tests may unwrap: a failed unwrap is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod arch;
 pub mod bench;
-pub mod boot;
 pub mod config;
-pub mod control;
-pub mod event_loop;
-pub mod exit;
-pub mod fault;
 pub mod guest;
-pub mod hypercall;
+pub mod hosted;
 pub mod input_file;
-pub mod kernel;
 pub mod kut;
 pub mod layout;
-pub mod mapper;
 pub mod memory;
-pub mod output;
-pub mod program;
-pub mod providers;
-pub mod report;
-pub mod runner;
+pub mod run;
 pub mod seccomp;
-pub mod tlb;
-pub mod vcpu_thread;
 pub mod vstate;
 
 pub use config::{GuestChoice, VmConfig};
-pub use report::RunReport;
-pub use runner::{run, run_kind, run_with, ConsoleSink, RunError, RunOptions};
+pub use run::report::RunReport;
+pub use run::runner::{run, run_kind, run_with, ConsoleSink, RunError, RunOptions};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use vmm::config::{parse_block, parse_size, RawKernel, VmConfig};
-use vmm::output::{self, FlushError, Output};
+use vmm::run::output::{self, FlushError, Output};
 use vmm::{ConsoleSink, GuestChoice};
 
 /// A line on stderr; a full or closed stderr loses it (no panic).
@@ -396,7 +396,7 @@ impl log::Log for StderrLogger {
 }
 
 /// Exit status when stdout's reader went away (`128 + SIGPIPE`).
-const EXIT_BROKEN_PIPE: u8 = vmm::report::EXIT_OUTPUT_CLOSED as u8;
+const EXIT_BROKEN_PIPE: u8 = vmm::run::report::EXIT_OUTPUT_CLOSED as u8;
 
 /// Writes `text` to stdout (blocking: for `vmm bench`, which has no
 /// guest to stop). A closed pipe is a quiet exit, another error a message.
@@ -421,7 +421,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => return bench(args),
         Command::Kut(args) => return kut(args),
         Command::ExampleElf { file } => {
-            let written = vmm::guest::example::hello_elf()
+            let written = vmm::guest::kinds::abi_elf::example::hello_elf()
                 .map_err(|e| e.to_string())
                 .and_then(|img| std::fs::write(&file, img).map_err(|e| e.to_string()));
             return match written {
@@ -443,7 +443,7 @@ fn main() -> ExitCode {
         _ => log::LevelFilter::Debug,
     };
     // Every output of a run goes through a bounded, non-blocking buffer
-    // (see vmm::output): the guest console, the report and the log.
+    // (see vmm::run::output): the guest console, the report and the log.
     let (out, err) = match (Output::stdout(), Output::stderr()) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {

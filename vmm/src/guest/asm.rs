@@ -9,7 +9,7 @@
 
 use iced_x86::code_asm::*;
 
-use crate::kernel::abi::nr;
+use crate::hosted::stub::abi::nr;
 
 /// Result of the assembler calls.
 pub type AsmResult<T = ()> = Result<T, IcedError>;
@@ -39,7 +39,7 @@ pub fn hcall(a: &mut CodeAssembler, number: u64, args: &[Arg]) -> AsmResult {
         }
     }
     a.mov(rax, number)?;
-    a.out(u32::from(crate::kernel::abi::HCALL_PORT), al)
+    a.out(u32::from(crate::hosted::stub::abi::HCALL_PORT), al)
 }
 
 /// A check being assembled.
@@ -175,7 +175,7 @@ impl Check<'_> {
         a.mov(rdi, u64::MAX)?;
         a.set_label(&mut resume)?;
         a.mov(r8, rax)?;
-        self.expect_eq(r8, u64::from(crate::arch::idt::PF_VECTOR))?;
+        self.expect_eq(r8, u64::from(crate::hosted::arch::idt::PF_VECTOR))?;
         self.expect_eq_reg(rsi, addr)?;
         self.expect_eq(rdi, error_code)?;
         Ok(())

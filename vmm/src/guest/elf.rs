@@ -9,8 +9,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::hosted::program::{Program, Segment};
 use crate::input_file::{read_input, InputError};
-use crate::program::{Program, Segment};
 
 /// The largest ELF file read. What it may load is bounded further by the
 /// load region (`layout::LOAD_SIZE`); the rest of a file (symbols, debug

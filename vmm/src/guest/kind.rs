@@ -8,19 +8,19 @@
 //! [`crate::guest::kinds::choose`].
 //!
 //! What this module does not do: build the machine (that is
-//! [`crate::runner`]) or decide which kind a file is (that is `choose`).
+//! [`crate::run::runner`]) or decide which kind a file is (that is `choose`).
 
 use std::sync::Arc;
 
-use crate::boot::Kernel;
 use crate::config::{BarConfig, VmConfig};
-use crate::control::Outcome;
-use crate::exit::{Buses, ExitCounts};
-use crate::hypercall::{self, Args, CheckRecord, ConsoleOut, Hypervisor};
-use crate::mapper::Mapper;
+use crate::hosted::boot::KernelImage;
+use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
+use crate::hosted::mapper::Mapper;
 use crate::memory::{BootFrames, GuestMem, HostWindow};
-use crate::report::RunReport;
-use crate::runner::RunError;
+use crate::run::control::Outcome;
+use crate::run::report::RunReport;
+use crate::run::runner::RunError;
+use crate::run::vm_exit::{Buses, ExitCounts};
 use crate::vstate::vm::Vm;
 
 /// The machine a kind runs on.
@@ -57,7 +57,7 @@ pub struct HostedLoad<'a> {
     /// Frames for the program image.
     pub frames: &'a mut BootFrames,
     /// The kernel the VMM installed (stub addresses, descriptor tables).
-    pub kernel: &'a Kernel,
+    pub kernel: &'a KernelImage,
 }
 
 /// What [`GuestKind::load`] gets.
@@ -173,7 +173,7 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// Serves one system call of a hosted guest. The default is the
     /// VMM's own hypercall ABI (`docs/guest-abi.md`); a personality
     /// (e.g. Linux system-call numbers) answers with its own table.
-    fn syscall(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> hypercall::Outcome {
+    fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         hv.dispatch(vcpu, args)
     }
 

@@ -14,8 +14,8 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use thiserror::Error;
 
 use super::vm::Vm;
-use crate::arch::gdt::{Segment, FIXED_SEGMENTS, STAR, USER_CS, USER_DS};
-use crate::arch::regs::{self, msr};
+use crate::hosted::arch::gdt::{Segment, FIXED_SEGMENTS, STAR, USER_CS, USER_DS};
+use crate::hosted::arch::regs::{self, msr};
 
 /// Errors creating or configuring a vCPU.
 #[derive(Debug, Error)]

@@ -25,13 +25,13 @@ use super::programs::{FixedMap, EXIT_OK};
 use super::session::{collect, guest_err, GuestResults};
 use super::tsc;
 use crate::bench::error::BenchError;
-use crate::boot::install_kernel;
-use crate::exit::ExitCounts;
-use crate::kernel::abi::{map, prot};
+use crate::hosted::boot::install_kernel;
+use crate::hosted::mapper::Mapper;
+use crate::hosted::providers::Providers;
+use crate::hosted::stub::abi::{map, prot};
 use crate::layout::{user_stack_top, LOAD_PA, LOAD_SIZE, PAGE_SIZE};
-use crate::mapper::Mapper;
 use crate::memory::{create_guest_memory, BootFrames};
-use crate::providers::Providers;
+use crate::run::vm_exit::ExitCounts;
 use crate::vstate::vcpu::{Vcpu, VcpuSetup};
 use crate::vstate::vm::Vm;
 
@@ -70,8 +70,9 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
     let mut mapper = Mapper::new(mem.clone()).map_err(fail(item, "page tables"))?;
     let kernel = install_kernel(&mem, &mut mapper, 1).map_err(fail(item, "kernel stub"))?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    crate::program::load(&prog, &mem, &mut frames, &mut mapper).map_err(fail(item, "loading"))?;
-    crate::program::map_stack(user_stack_top(0), &mem, &mut frames, &mut mapper).map_err(fail(item, "stack"))?;
+    crate::hosted::program::load(&prog, &mem, &mut frames, &mut mapper).map_err(fail(item, "loading"))?;
+    crate::hosted::program::map_stack(user_stack_top(0), &mem, &mut frames, &mut mapper)
+        .map_err(fail(item, "stack"))?;
     let providers = Providers::new(&mapper, &mem, &m.bars).map_err(fail(item, "providers"))?;
     for fm in &m.maps {
         let provider = providers.get(fm.handle).map_err(fail(item, "provider handle (errno)"))?;

@@ -34,8 +34,8 @@ use crate::bench::error::BenchError;
 use crate::bench::figure::{Figure, RatioKind, Unit};
 use crate::config::VmConfig;
 use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, nr, prot};
+use crate::guest::kinds::abi_elf::example::assemble_elf;
+use crate::hosted::stub::abi::{fd, map, nr, prot};
 use crate::layout::PAGE_SIZE;
 
 const ITEM: &str = "8 (hypercall mmap + munmap)";

@@ -195,7 +195,7 @@ fn resident(vmm: &Path, binary: &str) -> Result<(smaps::Breakdown, u64, u64), Be
 /// The minimal guest as an ELF with the VMM's ABI: `out 0xf4` of 0.
 fn minimal_elf() -> Result<Vec<u8>, BenchError> {
     use iced_x86::code_asm::*;
-    crate::guest::example::assemble_elf(|a| {
+    crate::guest::kinds::abi_elf::example::assemble_elf(|a| {
         a.mov(al, 0)?;
         a.out(0xf4, al)?;
         a.ud2()

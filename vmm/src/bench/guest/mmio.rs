@@ -43,8 +43,8 @@ use crate::bench::error::BenchError;
 use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
 use crate::config::{BarBacking, BarConfig, VmConfig};
 use crate::guest::asm::AsmResult;
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, prot};
+use crate::guest::kinds::abi_elf::example::assemble_elf;
+use crate::hosted::stub::abi::{fd, map, prot};
 use crate::layout::{DEFAULT_BAR_BASE, FREE_PA};
 
 const ITEM: &str = "7 (MMIO)";

@@ -20,7 +20,7 @@
 use iced_x86::code_asm::*;
 
 use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::kernel::abi::{fd, map, nr, prot};
+use crate::hosted::stub::abi::{fd, map, nr, prot};
 use crate::layout::{FREE_PA, PAGE_SIZE};
 
 /// Guest-virtual address of the results area (in the mmap window).
@@ -236,7 +236,7 @@ pub fn read_loop(a: &mut CodeAssembler) -> AsmResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::example::assemble_elf;
+    use crate::guest::kinds::abi_elf::example::assemble_elf;
 
     #[test]
     fn a_minimal_program_assembles() {

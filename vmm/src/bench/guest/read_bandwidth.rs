@@ -31,8 +31,8 @@ use crate::bench::error::BenchError;
 use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
 use crate::config::VmConfig;
 use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, nr, prot};
+use crate::guest::kinds::abi_elf::example::assemble_elf;
+use crate::hosted::stub::abi::{fd, map, nr, prot};
 use crate::layout::{PAGE_SIZE, POOL_PA, POOL_SIZE};
 
 const ITEM: &str = "5/6 (read bandwidth, first touch)";

@@ -1,6 +1,6 @@
 //! Running one benchmark guest in the VMM and collecting what it measured.
 //!
-//! The program (a user ELF from [`crate::guest::example::assemble_elf`]) is
+//! The program (a user ELF from [`crate::guest::kinds::abi_elf::example::assemble_elf`]) is
 //! written to a temporary file and run through [`crate::run_with`], the
 //! same path `vmm run --guest FILE` takes: every exit, hypercall and
 //! device access goes through the VMM's own dispatch. Console output is
@@ -24,11 +24,11 @@ use super::tsc::{self, Calibration};
 use crate::bench::error::BenchError;
 use crate::bench::stats::Stat;
 use crate::config::{GuestChoice, VmConfig};
-use crate::control::Outcome;
-use crate::exit::ExitCounts;
-use crate::hypercall::ConsoleOut;
+use crate::hosted::hypercall::ConsoleOut;
 use crate::memory::GuestMem;
-use crate::runner::{run_with, ConsoleSink, RunOptions};
+use crate::run::control::Outcome;
+use crate::run::runner::{run_with, ConsoleSink, RunOptions};
+use crate::run::vm_exit::ExitCounts;
 
 /// Seconds a benchmark guest may run before the watchdog stops it.
 pub const WATCHDOG_SECS: u64 = 120;

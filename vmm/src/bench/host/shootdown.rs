@@ -14,8 +14,8 @@ use std::sync::Arc;
 use guest_mm::FlushSet;
 
 use crate::bench::error::BenchError;
-use crate::control::RunControl;
-use crate::tlb::{Flusher, KvmFlusher, Range, Shootdown};
+use crate::hosted::tlb::{Flusher, KvmFlusher, Range, Shootdown};
+use crate::run::control::RunControl;
 use crate::vstate::vm::Vm;
 
 /// A VM with the shootdown machinery and no running vCPU.

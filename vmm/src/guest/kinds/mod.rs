@@ -2,9 +2,10 @@
 //! chosen ([`choose`]). Each kind implements [`GuestKind`]; see
 //! `crate::guest::kind` for the seam.
 
-mod abi_elf;
-mod builtin;
-mod fuzz;
+pub mod abi_elf;
+pub mod builtin;
+pub mod fuzz;
+pub mod multiboot;
 pub mod solo5;
 
 use std::sync::Arc;
@@ -15,9 +16,9 @@ pub use self::fuzz::Fuzz;
 pub use self::solo5::Solo5;
 use super::kind::{Entry, LoadCtx, SharedKind, UserEntry};
 use crate::config::{Abi, GuestChoice, VmConfig};
+use crate::hosted::program::{self, Program};
 use crate::layout::user_stack_top;
-use crate::program::{self, Program};
-use crate::runner::RunError;
+use crate::run::runner::RunError;
 
 /// The kind that runs `cfg`'s guest.
 pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
@@ -51,7 +52,7 @@ pub fn choose(cfg: &VmConfig) -> Result<SharedKind, RunError> {
                 Arc::new(AbiElf::new(name, &bytes)?)
             }
         }
-        GuestChoice::Raw(spec) => Arc::new(crate::guest::raw::Raw::open(spec)?),
+        GuestChoice::Raw(spec) => Arc::new(multiboot::Multiboot::open(spec)?),
     })
 }
 

@@ -34,7 +34,7 @@ use thiserror::Error;
 use super::layout::TIMER_FD;
 use super::note::{self, NoteError, BLOCK_BASIC, ENTRY, NET_BASIC};
 use super::syscalls::nr;
-use crate::hypercall::{Args, Hypervisor, Outcome};
+use crate::hosted::hypercall::{Args, HostedKernel, Outcome};
 use crate::input_file::{open_checked, Accept, InputError};
 
 /// The block size `solo5-spt` gives every block device.
@@ -173,7 +173,7 @@ impl Devices {
 
     /// Serves `pread64`/`pwrite64(fd, buf, count, offset)`; `None` if
     /// the call is not allowed (the caller kills the run).
-    pub fn call(&self, hv: &Hypervisor, args: &Args) -> Option<Outcome> {
+    pub fn call(&self, hv: &HostedKernel, args: &Args) -> Option<Outcome> {
         let [fd, buf, count, offset, _, _] = args.a;
         let dev = self.allowed(fd, count, offset)?;
         Some(match args.nr {

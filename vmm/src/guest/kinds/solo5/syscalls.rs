@@ -19,7 +19,7 @@ use guest_mm::errno;
 
 use super::block::Devices;
 use super::layout::{EPOLL_FD, TIMER_FD};
-use crate::hypercall::{Args, Block, Effects, Hypervisor, Outcome};
+use crate::hosted::hypercall::{Args, Block, Effects, HostedKernel, Outcome};
 
 /// Linux x86-64 system-call numbers the bindings use.
 pub mod nr {
@@ -120,7 +120,7 @@ impl Table {
     }
 
     /// Serves one system call.
-    pub fn call(&self, hv: &Hypervisor, vcpu: u8, args: &Args) -> Outcome {
+    pub fn call(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> Outcome {
         let [a0, a1, a2, a3, _, _] = args.a;
         match args.nr {
             nr::WRITE if a0 == 1 => hv.dispatch(vcpu, args),
@@ -151,7 +151,7 @@ impl Table {
 
     /// `timerfd_settime(timerfd, flags, new, old)`: arms (or, with a zero
     /// value, disarms) the one-shot timer.
-    fn timerfd_settime(&self, hv: &Hypervisor, flags: u64, new: u64, old: u64) -> Outcome {
+    fn timerfd_settime(&self, hv: &HostedKernel, flags: u64, new: u64, old: u64) -> Outcome {
         if flags & !TFD_TIMER_ABSTIME != 0 {
             return Outcome::err(errno::EINVAL);
         }
@@ -191,7 +191,7 @@ impl Table {
     /// `epoll_pwait(epollfd, events, maxevents, timeout, ...)`: the only
     /// descriptor in the set is the timer, so this waits for it (or for
     /// `timeout` milliseconds, `-1` for ever) and reports it.
-    fn epoll_pwait(&self, hv: &Hypervisor, events: u64, maxevents: i32, timeout: i32) -> Outcome {
+    fn epoll_pwait(&self, hv: &HostedKernel, events: u64, maxevents: i32, timeout: i32) -> Outcome {
         if maxevents <= 0 {
             return Outcome::err(errno::EINVAL);
         }

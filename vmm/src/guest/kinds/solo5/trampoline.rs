@@ -6,7 +6,7 @@
 
 use iced_x86::code_asm::*;
 
-use crate::kernel::abi::HCALL_PORT;
+use crate::hosted::stub::abi::HCALL_PORT;
 
 /// Where the trampoline is mapped (the last page of the user half).
 pub const TRAMPOLINE_VA: u64 = (1 << 47) - 0x1000;

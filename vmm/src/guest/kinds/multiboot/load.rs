@@ -1,0 +1,263 @@
+//! Places a parsed multiboot kernel, its modules and its information
+//! block in guest RAM, after checking that every byte lands inside RAM
+//! below 4 GiB. On error nothing has been written.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress};
+
+use super::header::{self, Kernel, MultibootError};
+use super::info::{self, InfoParams, PlacedModule, LOW_RESERVED};
+use crate::memory::GuestMem;
+
+/// Largest kernel or module file read (a kvm-unit-test is < 1 MiB).
+pub const MAX_FILE: u64 = 256 << 20;
+/// Longest command line accepted.
+pub const MAX_CMDLINE: usize = 64 << 10;
+/// Most modules accepted.
+pub const MAX_MODULES: usize = 64;
+const PAGE: u64 = 4096;
+const FOUR_GIB: u64 = 1 << 32;
+
+/// Errors loading a raw kernel.
+#[derive(Debug, Error)]
+pub enum RawLoadError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is larger than [`MAX_FILE`].
+    #[error("{path} is larger than {} MiB", MAX_FILE >> 20)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The kernel is not a usable multiboot kernel.
+    #[error("{path}: {source}")]
+    Multiboot {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: MultibootError,
+    },
+    /// Something does not fit in guest RAM below 4 GiB.
+    #[error("{what} at [{start:#x}, {end:#x}) does not fit in guest RAM [0, {ram:#x}) below 4 GiB")]
+    DoesNotFit {
+        /// What.
+        what: String,
+        /// Start.
+        start: u64,
+        /// Exclusive end.
+        end: u64,
+        /// RAM size.
+        ram: u64,
+    },
+    /// Too many modules or too long a command line.
+    #[error("{0}")]
+    Limit(String),
+    /// Writing guest memory failed (a bug: everything was checked).
+    #[error("cannot write guest memory at {0:#x}")]
+    Write(u64),
+}
+
+/// Reads a whole file of at most [`MAX_FILE`] bytes.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, RawLoadError> {
+    let err = |source| RawLoadError::Read { path: path.to_owned(), source };
+    let f = std::fs::File::open(path).map_err(err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(err)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(RawLoadError::TooLarge { path: path.to_owned() });
+    }
+    Ok(bytes)
+}
+
+/// A module to load: its bytes and the command line the kernel sees.
+#[derive(Clone, Debug)]
+pub struct Module {
+    /// Contents.
+    pub bytes: Vec<u8>,
+    /// Command line (the file name, as boot loaders do).
+    pub cmdline: String,
+}
+
+/// Where the kernel starts and where its information block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entry point (EIP).
+    pub entry: u32,
+    /// Information block (EBX).
+    pub info: u32,
+    /// First byte after everything placed.
+    pub end: u64,
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+/// Checks `[start, start + len)` lies in RAM below 4 GiB.
+fn check_fits(what: impl Into<String>, start: u64, len: u64, ram: u64) -> Result<u64, RawLoadError> {
+    let limit = ram.min(FOUR_GIB);
+    match start.checked_add(len) {
+        Some(end) if end <= limit => Ok(end),
+        end => Err(RawLoadError::DoesNotFit { what: what.into(), start, end: end.unwrap_or(u64::MAX), ram }),
+    }
+}
+
+/// Loads `bytes` (a multiboot kernel named `name`) with `cmdline` and
+/// `modules` into `mem` of `ram` bytes. The kernel sees the command line
+/// `"<name> <cmdline>"`, as QEMU and GRUB pass it.
+pub fn load(
+    name: &Path,
+    bytes: &[u8],
+    cmdline: &str,
+    modules: &[Module],
+    mem: &GuestMem,
+    ram: u64,
+) -> Result<Loaded, RawLoadError> {
+    let k: Kernel = header::parse(bytes).map_err(|source| RawLoadError::Multiboot { path: name.into(), source })?;
+    if cmdline.len() > MAX_CMDLINE {
+        return Err(RawLoadError::Limit(format!("the command line is longer than {MAX_CMDLINE} bytes")));
+    }
+    if modules.len() > MAX_MODULES {
+        return Err(RawLoadError::Limit(format!("more than {MAX_MODULES} modules")));
+    }
+    let mut end = 0;
+    for s in &k.segments {
+        end = end.max(check_fits(format!("kernel segment at {:#x}", s.paddr), s.paddr, s.mem_size, ram)?);
+    }
+    // Modules after the image (page aligned: the header may ask for it,
+    // and it costs nothing), then the information block.
+    let mut next = align_up(end, PAGE);
+    if (LOW_RESERVED.0..LOW_RESERVED.1).contains(&next) || (next < LOW_RESERVED.0 && next + PAGE > LOW_RESERVED.0) {
+        next = LOW_RESERVED.1;
+    }
+    // Modules are always page aligned, which satisfies FLAG_PAGE_ALIGN.
+    let mut placed = Vec::with_capacity(modules.len());
+    for (i, m) in modules.iter().enumerate() {
+        let start = next;
+        let mend = check_fits(format!("module {i}"), start, m.bytes.len() as u64, ram)?;
+        placed.push(PlacedModule { start: start as u32, end: mend as u32, cmdline: m.cmdline.clone() });
+        next = align_up(mend, PAGE);
+    }
+    let full_cmdline =
+        if cmdline.is_empty() { name.display().to_string() } else { format!("{} {cmdline}", name.display()) };
+    let params = InfoParams { ram_size: ram, cmdline: &full_cmdline, modules: &placed };
+    let info_at = next;
+    let info_end = check_fits("the multiboot information block", info_at, info::encoded_len(&params) as u64, ram)?;
+    let block = info::encode(&params, info_at as u32);
+
+    // Everything fits: write.
+    let write = |at: u64, data: &[u8]| mem.write_slice(data, GuestAddress(at)).map_err(|_| RawLoadError::Write(at));
+    for s in &k.segments {
+        write(s.paddr, &bytes[s.file.clone()])?;
+        let zero_from = s.paddr + s.file.len() as u64;
+        zero(mem, zero_from, s.end() - zero_from)?;
+    }
+    for (m, p) in modules.iter().zip(&placed) {
+        write(u64::from(p.start), &m.bytes)?;
+    }
+    write(info_at, &block)?;
+    Ok(Loaded { entry: k.entry, info: info_at as u32, end: info_end })
+}
+
+/// Zeroes `len` bytes at `at` (bss) in bounded chunks.
+fn zero(mem: &GuestMem, at: u64, len: u64) -> Result<(), RawLoadError> {
+    const CHUNK: u64 = 64 << 10;
+    let buf = [0u8; CHUNK as usize];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(CHUNK);
+        mem.write_slice(&buf[..n as usize], GuestAddress(at + off)).map_err(|_| RawLoadError::Write(at + off))?;
+        off += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::Bytes;
+
+    use super::super::header::tests::elf32;
+    use super::*;
+    use crate::memory::create_guest_memory;
+
+    const RAM: u64 = 32 << 20;
+
+    #[test]
+    fn loads_segments_bss_modules_and_info() {
+        let mem = create_guest_memory(RAM).unwrap();
+        // Dirty the bss area first: the loader must zero it.
+        mem.write_slice(&[0xaa; 64], GuestAddress(0x10_0000 + 32)).unwrap();
+        let img = elf32(0x10_0000, &[0xf4; 20], 0x100);
+        let m = Module { bytes: b"NR_CPUS=1\n".to_vec(), cmdline: "env".into() };
+        let l = load(Path::new("k.flat"), &img, "a b", &[m], &mem, RAM).unwrap();
+        assert_eq!(l.entry, 0x10_000c);
+        let mut code = [0u8; 20];
+        mem.read_slice(&mut code, GuestAddress(0x10_000c)).unwrap();
+        assert_eq!(code, [0xf4; 20]);
+        let mut bss = [1u8; 64];
+        mem.read_slice(&mut bss, GuestAddress(0x10_0000 + 32)).unwrap();
+        assert_eq!(bss, [0; 64]);
+        // The module sits on the page after the image, the block after it.
+        let info = u64::from(l.info);
+        assert_eq!(info, 0x10_2000);
+        let mods_addr: u32 = mem.read_obj(GuestAddress(info + 24)).unwrap();
+        let mod_start: u32 = mem.read_obj(GuestAddress(u64::from(mods_addr))).unwrap();
+        assert_eq!(mod_start, 0x10_1000);
+        let mut env = [0u8; 10];
+        mem.read_slice(&mut env, GuestAddress(u64::from(mod_start))).unwrap();
+        assert_eq!(&env, b"NR_CPUS=1\n");
+        let cmd: u32 = mem.read_obj(GuestAddress(info + 16)).unwrap();
+        let mut s = [0u8; 11];
+        mem.read_slice(&mut s, GuestAddress(u64::from(cmd))).unwrap();
+        assert_eq!(&s, b"k.flat a b\0");
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit_and_writes_nothing() {
+        let mem = create_guest_memory(RAM).unwrap();
+        let img = elf32((RAM - 0x10) as u32, &[0x90; 4], 0);
+        assert!(matches!(load(Path::new("k"), &img, "", &[], &mem, RAM), Err(RawLoadError::DoesNotFit { .. })));
+        // A module too big for RAM: the kernel image is not written either.
+        let img = elf32(0x10_0000, &[0xcc; 4], 0);
+        let big = Module { bytes: vec![0; RAM as usize], cmdline: "big".into() };
+        assert!(matches!(
+            load(Path::new("k"), &img, "", &[big], &mem, RAM),
+            Err(RawLoadError::DoesNotFit { what, .. }) if what == "module 0"
+        ));
+        let b: u8 = mem.read_obj(GuestAddress(0x10_000c)).unwrap();
+        assert_eq!(b, 0);
+    }
+
+    #[test]
+    fn info_skips_the_legacy_hole() {
+        let mem = create_guest_memory(RAM).unwrap();
+        let img = elf32(0x9_e000, &[0x90; 4], 0);
+        let l = load(Path::new("k"), &img, "", &[], &mem, RAM).unwrap();
+        assert_eq!(l.info, 0x10_0000);
+        let img = elf32(0x8000, &[0x90; 4], 0);
+        let l = load(Path::new("k"), &img, "", &[], &mem, RAM).unwrap();
+        assert_eq!(l.info, 0x9000);
+    }
+
+    #[test]
+    fn file_cap() {
+        let dir = std::env::temp_dir().join(format!("vmm-raw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("k");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(read_file(&p).unwrap(), b"abc");
+        assert!(matches!(read_file(&dir.join("missing")), Err(RawLoadError::Read { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

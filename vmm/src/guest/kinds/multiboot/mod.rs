@@ -1,0 +1,13 @@
+//! Raw multiboot v1 kernels (kvm-unit-tests and the like): parsed from
+//! the file, placed at their physical addresses with a multiboot
+//! information block, started in 32-bit protected mode at CPL 0 with no
+//! firmware.
+
+pub mod header;
+pub mod info;
+mod kind;
+pub mod load;
+
+pub use header::{MultibootError, BOOT_MAGIC};
+pub use kind::Multiboot;
+pub use load::{load, read_file, Loaded, Module, RawLoadError};

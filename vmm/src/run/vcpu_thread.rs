@@ -1,0 +1,383 @@
+//! The loop each vCPU thread runs: enter the guest, handle the exit,
+//! repeat, until the run stops.
+//!
+//! Exception reports and shootdown acknowledgements are trusted only when
+//! RIP is right after the stub's own `out` (user mode cannot reach those
+//! ports anyway: the TSS I/O bitmap denies them). Hypercalls come straight
+//! from user mode.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use devices::ExitLatch;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::guest::kind::SharedKind;
+use crate::hosted::exception::ExceptionReport;
+use crate::hosted::hypercall::{Args, Block, FaultOutcome, HostedKernel};
+use crate::hosted::stub::KernelStub;
+use crate::hosted::tlb::{self, Shootdown};
+use crate::run::control::{Outcome, RunControl};
+use crate::run::vm_exit::{handle_exit, Buses, ExitAction, ExitCounters, StopReason};
+use crate::vstate::kick;
+use crate::vstate::vcpu::Vcpu;
+
+/// What a vCPU thread shares with the rest of the VMM.
+#[derive(Debug, Clone)]
+pub struct VcpuContext {
+    /// Device buses.
+    pub buses: Arc<Buses>,
+    /// The guest's kernel (hosted guests; `None` for a guest that is its
+    /// own kernel).
+    pub hv: Option<Arc<HostedKernel>>,
+    /// The kind of guest (what its system calls mean).
+    pub kind: SharedKind,
+    /// Run control.
+    pub ctl: Arc<RunControl>,
+    /// TLB shootdown state.
+    pub tlb: Arc<Shootdown>,
+    /// The exit port's latch.
+    pub latch: Arc<ExitLatch>,
+    /// Stub addresses (hosted guests).
+    pub stub: Option<Arc<KernelStub>>,
+    /// The guest console (serial and hypercall output), for backpressure.
+    pub console: crate::hosted::hypercall::ConsoleOut,
+    /// Guest memory (to write flush lists).
+    pub mem: crate::memory::GuestMem,
+    /// Guest-physical address of each vCPU's scratch page.
+    pub scratch_pa: Arc<Vec<u64>>,
+    /// The seccomp filter each vCPU thread installs before it first
+    /// enters the guest, and the gate it then waits at.
+    pub seccomp: Arc<crate::seccomp::Gate>,
+}
+
+/// Starts `vcpu` in its own thread. `counters` count its exits; `done` is
+/// signalled when the thread ends.
+pub fn spawn(
+    vcpu: Vcpu,
+    ctx: VcpuContext,
+    counters: Arc<ExitCounters>,
+    done: EventFd,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("vcpu{}", vcpu.index());
+    std::thread::Builder::new().name(name).spawn(move || {
+        let me = vcpu.index();
+        let mut t = VcpuThread { vcpu, ctx, counters, armed: None };
+        match t.ctx.seccomp.enter_vcpu() {
+            Ok(()) => t.run(),
+            Err(e) => {
+                t.fail(e.to_string());
+            }
+        }
+        t.ctx.tlb.exited(me);
+        if let Err(e) = done.write(1) {
+            log::error!("vCPU {me}: cannot signal its exit: {e}");
+        }
+    })
+}
+
+/// Where a vCPU's shootdown lists and NMIs go (step 3 of `tlb`).
+struct NmiTarget<'a> {
+    vcpu: &'a Vcpu,
+    mem: &'a crate::memory::GuestMem,
+    scratch: vm_memory::GuestAddress,
+}
+
+impl tlb::ShootdownVcpu for NmiTarget<'_> {
+    fn write_list(&mut self, bytes: &[u8]) -> Result<(), String> {
+        vm_memory::Bytes::write_slice(self.mem, bytes, self.scratch)
+            .map_err(|_| format!("cannot write the flush list at {:#x}", self.scratch.0))
+    }
+
+    fn inject_nmi(&mut self) -> Result<(), String> {
+        self.vcpu.inject_nmi().map_err(|e| format!("cannot inject the TLB-shootdown NMI: {e}"))
+    }
+}
+
+struct VcpuThread {
+    vcpu: Vcpu,
+    ctx: VcpuContext,
+    counters: Arc<ExitCounters>,
+    /// Resume RIP for the next exception (`expect_fault`).
+    armed: Option<u64>,
+}
+
+/// What the loop does after handling an action.
+enum Next {
+    Run,
+    Stop,
+}
+
+impl VcpuThread {
+    fn me(&self) -> u8 {
+        self.vcpu.index()
+    }
+
+    fn fail(&self, message: String) -> Next {
+        self.ctx.ctl.stop(Outcome::VcpuError { vcpu: self.me(), message });
+        Next::Stop
+    }
+
+    fn run(&mut self) {
+        kick::set_thread_kvm_run(self.vcpu.kvm_run_ptr());
+        loop {
+            if self.ctx.ctl.is_stopping() {
+                break;
+            }
+            // In the guest from here on (for shootdowns), then look for a
+            // due flush: in this order, a shootdown cannot miss this vCPU.
+            let me = self.me();
+            let scratch = vm_memory::GuestAddress(self.ctx.scratch_pa[me as usize]);
+            let mut target = NmiTarget { vcpu: &self.vcpu, mem: &self.ctx.mem, scratch };
+            if let Err(message) = tlb::before_entry(&self.ctx.tlb, me, &mut target) {
+                self.fail(message);
+                break;
+            }
+            let run = self.vcpu.run();
+            self.ctx.tlb.left(me);
+            let action = match run {
+                Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.clear_immediate_exit();
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(format!("KVM_RUN failed: {e}"));
+                    break;
+                }
+            };
+            let next = match action {
+                ExitAction::Continue => match self.ctx.latch.is_set().then(|| self.ctx.latch.status()).flatten() {
+                    Some(status) => {
+                        self.ctx.ctl.stop(Outcome::ExitPort { status });
+                        Next::Stop
+                    }
+                    None => Next::Run,
+                },
+                ExitAction::Exception => self.on_exception(),
+                ExitAction::Hypercall => self.on_hypercall(),
+                ExitAction::FlushAck => self.on_flush_ack(),
+                ExitAction::Stop(reason) => {
+                    let outcome = match reason {
+                        StopReason::TripleFault => Outcome::TripleFault { vcpu: self.me() },
+                        StopReason::Halted => Outcome::VcpuError { vcpu: self.me(), message: "halted".into() },
+                        StopReason::FailEntry { reason } => Outcome::VcpuError {
+                            vcpu: self.me(),
+                            message: format!("KVM could not enter the guest (hardware reason {reason:#x})"),
+                        },
+                        StopReason::InternalError => {
+                            Outcome::VcpuError { vcpu: self.me(), message: self.internal_error_message() }
+                        }
+                        StopReason::Unhandled(what) => {
+                            Outcome::VcpuError { vcpu: self.me(), message: format!("unhandled exit {what}") }
+                        }
+                    };
+                    self.ctx.ctl.stop(outcome);
+                    Next::Stop
+                }
+            };
+            if let Next::Stop = next {
+                break;
+            }
+            // Console backpressure: while the output is full, wait here,
+            // outside every lock, until it drains or the run stops.
+            self.ctx.console.throttle(&|| self.ctx.ctl.is_stopping());
+        }
+        kick::set_thread_kvm_run(std::ptr::null_mut());
+    }
+
+    /// Names what the backend could not do after `KVM_EXIT_INTERNAL_ERROR`.
+    fn internal_error_message(&mut self) -> String {
+        use crate::vstate::internal_error as ie;
+        let (sub, data) = self.vcpu.internal_error();
+        let (rip, bits, linear) = match (self.vcpu.regs(), self.vcpu.sregs()) {
+            (Ok(r), Ok(s)) => (r.rip, ie::bitness(s.cs.l, s.cs.db), s.cs.base.wrapping_add(r.rip)),
+            _ => (0, 64, 0),
+        };
+        let fetched = ie::reported_bytes(sub, &data).or_else(|| {
+            let pa = self.vcpu.translate(linear)?;
+            let mut b = [0u8; 15];
+            // A fetch near the end of RAM may be short; take what reads.
+            let n = vm_memory::Bytes::read(&self.ctx.mem, &mut b, vm_memory::GuestAddress(pa)).ok()?;
+            Some(b[..n].to_vec())
+        });
+        ie::describe(sub, &data, fetched.as_deref(), bits, rip)
+    }
+
+    fn regs_from_stub(&self, expected_rip: u64, what: &str) -> Result<kvm_bindings::kvm_regs, Next> {
+        let regs = self.vcpu.regs().map_err(|e| self.fail(format!("cannot read registers: {e}")))?;
+        if regs.rip != expected_rip {
+            return Err(self.fail(format!("{what} port written from rip {:#x}, not from the kernel stub", regs.rip)));
+        }
+        Ok(regs)
+    }
+
+    fn on_exception(&mut self) -> Next {
+        let Some(stub) = self.ctx.stub.clone() else {
+            return self.fail("exception port used without a kernel stub".into());
+        };
+        let mut regs = match self.regs_from_stub(stub.exc_report_rip, "exception") {
+            Ok(r) => r,
+            Err(n) => return n,
+        };
+        let report = match self.exception_report(&regs) {
+            Ok(r) => r,
+            Err(message) => return self.fail(message),
+        };
+        // A lazy page or a copy-on-write write: resolved, the instruction
+        // runs again with every register as it was.
+        if let (true, Some(hv)) = (report.is_page_fault() && report.cpl() == 3, self.ctx.hv.clone()) {
+            match hv.page_fault(self.me(), report.cr2, report.error_code) {
+                FaultOutcome::Resolved => {
+                    regs.rip = stub.exc_retry;
+                    return match self.vcpu.set_regs(&regs) {
+                        Ok(()) => Next::Run,
+                        Err(e) => self.fail(format!("cannot set registers: {e}")),
+                    };
+                }
+                FaultOutcome::Fatal(message) => return self.fail(message),
+                FaultOutcome::Unresolved => {}
+            }
+        }
+        // A fault in the kernel itself, or a double fault, is never
+        // something the guest program can expect.
+        let resumable = report.cpl() == 3 && report.vector != 8;
+        match self.armed.take() {
+            Some(resume) if resumable => {
+                log::debug!("expected exception: {report}; resuming at {resume:#x}");
+                // The stub returns to rcx with the report in registers.
+                report.load_into(&mut regs);
+                regs.rcx = resume;
+                match self.vcpu.set_regs(&regs) {
+                    Ok(()) => Next::Run,
+                    Err(e) => self.fail(format!("cannot set registers: {e}")),
+                }
+            }
+            _ => {
+                if report.rip == stub.syscall_entry && report.cpl() == 3 {
+                    log::error!(
+                        "`syscall` reached its entry point still in user mode: this KVM backend does not \
+                         implement syscall; write the hypercall port instead (see docs/guest-abi.md)"
+                    );
+                }
+                log::error!("unexpected exception: {report}");
+                let rip = guest_mm::GuestVirtAddr::try_new(report.rip).ok();
+                if let Some(insn) = rip.and_then(|r| self.ctx.hv.as_ref().and_then(|hv| hv.disassemble_at(r))) {
+                    log::error!("faulting instruction: {insn}");
+                }
+                if log::log_enabled!(log::Level::Debug) {
+                    if let Ok(s) = self.vcpu.sregs() {
+                        log::debug!(
+                            "vCPU {}: cs {:#x}/dpl {} ss {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+                            self.me(),
+                            s.cs.selector,
+                            s.cs.dpl,
+                            s.ss.selector,
+                            s.cr0,
+                            s.cr3,
+                            s.cr4,
+                            s.efer
+                        );
+                    }
+                    use crate::hosted::arch::regs::msr;
+                    log::debug!(
+                        "vCPU {}: MSRs {:x?}",
+                        self.me(),
+                        self.vcpu.msrs(&[msr::STAR, msr::LSTAR, msr::SFMASK, msr::KERNEL_GS_BASE, msr::PAT])
+                    );
+                }
+                self.ctx.ctl.stop(Outcome::Fault { report });
+                Next::Stop
+            }
+        }
+    }
+
+    /// The report of the exception the stub is reporting: the frame on
+    /// its stack (a kernel-region address, read through guest memory) and
+    /// CR2 from the vCPU.
+    fn exception_report(&self, regs: &kvm_bindings::kvm_regs) -> Result<ExceptionReport, String> {
+        let pa = regs.rsp.wrapping_sub(crate::layout::KERNEL_VA);
+        if pa.checked_add(48).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
+            return Err(format!("exception stack pointer {:#x} is outside the kernel region", regs.rsp));
+        }
+        let mut bytes = [0u8; 48];
+        vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
+            .map_err(|e| format!("cannot read the exception frame at {pa:#x}: {e}"))?;
+        let mut frame = [0u64; 6];
+        for (w, b) in frame.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        }
+        let cr2 = self.vcpu.sregs().map_err(|e| format!("cannot read CR2: {e}"))?.cr2;
+        Ok(ExceptionReport::from_frame(self.me(), &frame, cr2))
+    }
+
+    fn on_hypercall(&mut self) -> Next {
+        let mut regs = match self.vcpu.regs() {
+            Ok(r) => r,
+            Err(e) => return self.fail(format!("cannot read registers: {e}")),
+        };
+        let me = self.me();
+        let Some(hv) = self.ctx.hv.clone() else { return self.fail("hypercall without a hosted kernel".into()) };
+        let out = self.ctx.kind.syscall(&hv, me, &Args::from_regs(&regs));
+        let fx = out.effects;
+        if let Some(status) = fx.exit_group {
+            self.ctx.ctl.stop(Outcome::Exited { status });
+            return Next::Stop;
+        }
+        if let Some(status) = fx.exit_vcpu {
+            self.ctx.ctl.note_exit_status(status);
+            return Next::Stop;
+        }
+        if let Some(rip) = fx.arm_fault {
+            // 0 disarms.
+            self.armed = (rip != 0).then_some(rip);
+        }
+        regs.rax = out.ret as u64;
+        if let Some(message) = fx.fatal {
+            return self.fail(message);
+        }
+        if let Some(base) = fx.fs_base {
+            if let Err(e) = self.vcpu.set_msr(crate::hosted::arch::regs::msr::FS_BASE, base) {
+                return self.fail(format!("cannot set the FS base: {e}"));
+            }
+        }
+        if let Err(e) = self.vcpu.set_regs(&regs) {
+            return self.fail(format!("cannot set registers: {e}"));
+        }
+        if let Some(block) = fx.block {
+            self.wait(block);
+        }
+        Next::Run
+    }
+
+    /// Keeps this vCPU out of the guest until `block` ends or the run
+    /// stops, checking for a stop every few milliseconds.
+    fn wait(&self, block: Block) {
+        const SLICE: Duration = Duration::from_millis(10);
+        while !self.ctx.ctl.is_stopping() {
+            let left = match block {
+                Block::Until(t) => t.saturating_duration_since(Instant::now()),
+                Block::UntilStopped => SLICE,
+            };
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(SLICE));
+        }
+    }
+
+    fn on_flush_ack(&mut self) -> Next {
+        let Some(stub) = self.ctx.stub.clone() else {
+            return self.fail("flush port used without a kernel stub".into());
+        };
+        match self.regs_from_stub(stub.flush_ack_rip, "flush acknowledgement") {
+            Ok(_) => {
+                log::debug!("vCPU {}: TLB flushed", self.me());
+                self.ctx.tlb.acked(self.me());
+                Next::Run
+            }
+            Err(n) => n,
+        }
+    }
+}
