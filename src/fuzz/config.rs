@@ -18,7 +18,7 @@ pub fn config(data: &[u8]) {
     for line in text.lines().take(4) {
         sizes(line);
     }
-    match VmConfig::from_toml(text) {
+    match VmConfig::from_toml(text, &vmm::guest::registry::Registry::standard()) {
         Ok(c) => {
             if c.validate().is_ok() {
                 valid(&c);

@@ -14,12 +14,14 @@
 //! size = 0x10000
 //! backing = "/dev/shm/bar1"
 //!
-//! [[block]]               # a Solo5 unikernel's block device (--block)
+//! [[block]]               # an entry a kind owns: Solo5's --block
 //! name = "storage"
 //! path = "disk.img"
 //! ```
 //!
-//! A `[[bar]]` with `passthrough = true` and no `backing` gets an anonymous
+//! Top-level keys other than the machine's belong to a kind of guest
+//! (`guest::registry::KindSpec::config_keys`) and become values of that
+//! kind's options. A `[[bar]]` with `passthrough = true` and no `backing` gets an anonymous
 //! shared-memory object; a `backing` must be a regular file or a character
 //! device (never a FIFO). Command-line options override the file, which
 //! must be a regular file of at most [`CONFIG_FILE_MAX`] bytes.
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::guest::options::KindArgs;
 use crate::input_file::{read_input, InputError};
 use crate::layout::{self, DEFAULT_BAR_BASE, MIN_MEM_SIZE, PAGE_SIZE};
 
@@ -80,43 +83,16 @@ pub struct BarConfig {
 /// Which program to run.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum GuestChoice {
-    /// The built-in test guest.
+    /// Nothing chosen: the built-in test guest, unless an option of a
+    /// kind chooses that kind (`--kernel`).
     #[default]
     Builtin,
-    /// A freestanding x86-64 ELF.
+    /// An ELF file (`--guest`), run by the kind `abi` names or the first
+    /// that claims it.
     Elf(PathBuf),
-    /// The in-guest fuzzer (`vmm fuzz-guest`, see `guest::fuzz`).
-    Fuzz {
-        /// Seed of its generators.
-        seed: u64,
-        /// Hypercalls in total.
-        calls: u64,
-    },
-    /// A raw multiboot v1 kernel (`--kernel`), e.g. a kvm-unit-test.
-    Raw(RawKernel),
-}
-
-/// A raw multiboot kernel and what its boot loader passes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawKernel {
-    /// The kernel file.
-    pub kernel: PathBuf,
-    /// Its command line (`--append`); the kernel sees `"<file> <append>"`.
-    pub cmdline: String,
-    /// Module files (`--initrd`, `--module`), in order.
-    pub modules: Vec<PathBuf>,
-}
-
-/// Which ABI an ELF guest is run with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Abi {
-    /// Told by the file: a Solo5 ABI note makes it a Solo5 unikernel.
-    #[default]
-    Auto,
-    /// The VMM's own ABI (`docs/guest-abi.md`).
-    Vmm,
-    /// A Solo5 `spt` unikernel.
-    Solo5,
+    /// A kind by name (`vmm fuzz-guest` chooses `fuzz`), configured by
+    /// its options.
+    Kind(String),
 }
 
 /// Everything a run needs.
@@ -133,15 +109,16 @@ pub struct VmConfig {
     pub timeout_secs: Option<u64>,
     /// The program.
     pub guest: GuestChoice,
-    /// The ABI of an ELF guest.
-    pub abi: Abi,
+    /// The kind that runs an ELF guest (`--abi NAME`); `None`: told by
+    /// the file.
+    pub abi: Option<String>,
     /// Arguments for the guest (a Solo5 unikernel's command line).
     pub guest_args: Vec<String>,
     /// `mem_size` was given (on the command line or in the file), rather
     /// than defaulted: a kind with a default of its own uses it otherwise.
     pub mem_explicit: bool,
-    /// Block devices for a Solo5 unikernel: (manifest name, host file).
-    pub blocks: Vec<(String, PathBuf)>,
+    /// Values of the options kinds declare (`--block`, `--kernel`, ...).
+    pub kind_args: KindArgs,
     /// Most VMAs the guest may have (`vm.max_map_count`); more mappings
     /// fail with `ENOMEM`.
     pub max_map_count: usize,
@@ -164,10 +141,10 @@ impl Default for VmConfig {
             bars: Vec::new(),
             timeout_secs: None,
             guest: GuestChoice::Builtin,
-            abi: Abi::Auto,
+            abi: None,
             guest_args: Vec::new(),
             mem_explicit: false,
-            blocks: Vec::new(),
+            kind_args: KindArgs::new(),
             max_map_count: guest_mm::DEFAULT_MAX_MAP_COUNT,
         }
     }
@@ -193,16 +170,28 @@ struct FileConfig {
     max_map_count: Option<usize>,
     #[serde(default)]
     bar: Vec<FileBar>,
-    #[serde(default)]
-    block: Vec<FileBlock>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileBlock {
-    name: String,
-    path: PathBuf,
+/// Who takes the configuration file's top-level keys that are not the
+/// machine's: the registry of kinds (`guest::registry::Registry`).
+pub trait ConfigOwners {
+    /// `None` if no one owns `key`; else the entry as `(option, value)`
+    /// pairs of its owner's options, or why it is wrong.
+    fn config_entry(&self, key: &str, value: &toml::Value) -> Option<Result<Vec<(&'static str, String)>, String>>;
 }
+
+/// No owners: only the machine's keys are accepted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineOnly;
+
+impl ConfigOwners for MachineOnly {
+    fn config_entry(&self, _key: &str, _value: &toml::Value) -> Option<Result<Vec<(&'static str, String)>, String>> {
+        None
+    }
+}
+
+/// The machine's own keys; every other top-level key belongs to a kind.
+const MACHINE_KEYS: &[&str] = &["memory_mib", "vcpus", "timeout_secs", "max_map_count", "bar"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,22 +204,36 @@ struct FileBar {
 }
 
 impl VmConfig {
-    /// Reads `path` on top of the defaults.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads `path` on top of the defaults; `owners` (the registry of
+    /// kinds) take the keys that are not the machine's.
+    pub fn from_file(path: &Path, owners: &dyn ConfigOwners) -> Result<Self, ConfigError> {
         let bytes = read_input(path, CONFIG_FILE_MAX)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError::Parse { path: path.to_owned(), message: "not UTF-8 text".into() })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        Self::from_toml(&text, owners).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })
     }
 
-    /// Parses a TOML document on top of the defaults.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let f: FileConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+    /// Parses a TOML document on top of the defaults; `owners` (the
+    /// registry of kinds) take the keys that are not the machine's.
+    pub fn from_toml(text: &str, owners: &dyn ConfigOwners) -> Result<Self, ConfigError> {
+        let parse = |message: String| ConfigError::Parse { path: PathBuf::new(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
         let mut c = VmConfig::default();
+        let kind_keys: Vec<String> = table.keys().filter(|k| !MACHINE_KEYS.contains(&k.as_str())).cloned().collect();
+        for key in kind_keys {
+            let value = table.remove(&key).unwrap_or(toml::Value::Boolean(false));
+            let Some(values) = owners.config_entry(&key, &value) else {
+                return Err(parse(format!("unknown key `{key}`: neither the machine's nor any kind's")));
+            };
+            let values = values.map_err(|e| parse(format!("{key}: {e}")))?;
+            for (option, v) in values {
+                c.kind_args.push(option, v);
+            }
+        }
+        let f: FileConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse(e.to_string()))?;
         if let Some(m) = f.memory_mib {
             c.mem_size = m.checked_mul(1 << 20).ok_or_else(|| ConfigError::Invalid("memory_mib too large".into()))?;
             c.mem_explicit = true;
@@ -239,7 +242,6 @@ impl VmConfig {
             c.vcpus = v;
         }
         c.timeout_secs = f.timeout_secs;
-        c.blocks = f.block.into_iter().map(|b| (b.name, b.path)).collect();
         if let Some(n) = f.max_map_count {
             c.max_map_count = n;
         }
@@ -278,12 +280,6 @@ impl VmConfig {
         if self.timeout_secs == Some(0) {
             return inv("timeout must be at least 1 second".into());
         }
-        for (i, (name, _)) in self.blocks.iter().enumerate() {
-            check_block_name(name).map_err(ConfigError::Invalid)?;
-            if self.blocks[..i].iter().any(|(n, _)| n == name) {
-                return inv(format!("block device '{name}' is given twice"));
-            }
-        }
         if self.max_map_count == 0 || self.max_map_count > MAX_MAX_MAP_COUNT {
             return inv(format!("max_map_count must be 1..={MAX_MAX_MAP_COUNT}, not {}", self.max_map_count));
         }
@@ -311,30 +307,6 @@ impl VmConfig {
         }
         Ok(())
     }
-}
-
-/// Longest name of a Solo5 manifest entry (`MFT_NAME_MAX`).
-pub const BLOCK_NAME_MAX: usize = 67;
-
-/// Checks a block device's name as `solo5-spt` does: 1 to 67 ASCII
-/// letters and digits.
-pub fn check_block_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > BLOCK_NAME_MAX || !name.bytes().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!("block device name '{name}': it must be 1 to {BLOCK_NAME_MAX} ASCII letters and digits"));
-    }
-    Ok(())
-}
-
-/// Parses `--block NAME=FILE`.
-pub fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
-    let Some((name, path)) = s.split_once('=') else {
-        return Err(format!("'{s}': expected NAME=FILE"));
-    };
-    check_block_name(name)?;
-    if path.is_empty() {
-        return Err(format!("'{s}': no file after '='"));
-    }
-    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 /// Parses a size: a number of MiB, or a number with a `K`, `M` or `G`
@@ -380,6 +352,7 @@ mod tests {
             size = 0x1000
             passthrough = true
             "#,
+            &MachineOnly,
         )
         .unwrap();
         assert_eq!(c.mem_size, 256 << 20);
@@ -393,7 +366,7 @@ mod tests {
 
     #[test]
     fn bad_configs() {
-        assert!(matches!(VmConfig::from_toml("memory = 1"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(VmConfig::from_toml("memory = 1", &MachineOnly), Err(ConfigError::Parse { .. })));
         let mut c = VmConfig { vcpus: 0, ..Default::default() };
         assert!(c.validate().is_err());
         c.vcpus = 1;
@@ -417,22 +390,6 @@ mod tests {
         }
         c.max_map_count = MAX_MAX_MAP_COUNT;
         c.validate().unwrap();
-    }
-
-    #[test]
-    fn block_devices() {
-        assert_eq!(parse_block("storage=/tmp/d.img"), Ok(("storage".into(), "/tmp/d.img".into())));
-        assert_eq!(parse_block("a=b=c"), Ok(("a".into(), "b=c".into())));
-        for bad in ["storage", "=x", "st-o=x", "a=", &format!("{}=x", "n".repeat(68))] {
-            assert!(parse_block(bad).is_err(), "{bad}");
-        }
-        let c = VmConfig::from_toml("[[block]]\nname = \"disk0\"\npath = \"/tmp/d\"\n").unwrap();
-        assert_eq!(c.blocks, vec![("disk0".into(), "/tmp/d".into())]);
-        c.validate().unwrap();
-        let twice = VmConfig { blocks: vec![("a".into(), "x".into()), ("a".into(), "y".into())], ..c.clone() };
-        assert!(twice.validate().unwrap_err().to_string().contains("given twice"));
-        let bad = VmConfig { blocks: vec![("a b".into(), "x".into())], ..c };
-        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -45,4 +45,4 @@ pub mod vstate;
 
 pub use config::{GuestChoice, VmConfig};
 pub use run::report::RunReport;
-pub use run::runner::{run, run_kind, run_with, ConsoleSink, RunError, RunOptions};
+pub use run::runner::{run, run_kind, run_with, run_with_registry, ConsoleSink, RunError, RunOptions};

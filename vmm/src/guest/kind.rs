@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use thiserror::Error;
+
 use crate::config::{BarConfig, VmConfig};
 use crate::hosted::boot::KernelImage;
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
@@ -19,7 +21,11 @@ use crate::hosted::mapper::Mapper;
 use crate::memory::{BootFrames, GuestMem, HostWindow};
 use crate::run::control::Outcome;
 use crate::run::report::RunReport;
-use crate::run::runner::RunError;
+use crate::config::ConfigError;
+use crate::guest::elf::ElfError;
+use crate::hosted::program::LoadError;
+use crate::seccomp::Row;
+use crate::vstate::vm::VmError;
 use crate::run::vm_exit::{Buses, ExitCounts};
 use crate::vstate::vm::Vm;
 
@@ -74,8 +80,8 @@ pub struct LoadCtx<'a> {
 impl<'a> LoadCtx<'a> {
     /// The hosted address space, or an error for a kind that asked for
     /// another platform and still wants one.
-    pub fn hosted(&mut self) -> Result<&mut HostedLoad<'a>, RunError> {
-        self.hosted.as_mut().ok_or_else(|| RunError::Kind("this kind needs the hosted platform".into()))
+    pub fn hosted(&mut self) -> Result<&mut HostedLoad<'a>, KindError> {
+        self.hosted.as_mut().ok_or_else(|| KindError::Setup("this kind needs the hosted platform".into()))
     }
 }
 
@@ -162,11 +168,11 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
 
     /// Writes the guest's image into memory (and, hosted, maps it) and
     /// says where each vCPU starts.
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError>;
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError>;
 
     /// Adds devices only this kind has. Runs after the common devices
     /// (serial, exit port, BAR windows) exist.
-    fn add_devices(&self, _ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
+    fn add_devices(&self, _ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
         Ok(())
     }
 
@@ -179,6 +185,48 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
 
     /// Turns the end of the run into the report and its exit status.
     fn finish(&self, end: RunEnd<'_>) -> RunReport;
+
+    /// System calls this kind's guests make the VMM's threads do, beyond
+    /// the allow-lists every run has (`crate::seccomp`): each row names
+    /// the thread, the call and why.
+    fn seccomp_rows(&self) -> &'static [Row] {
+        &[]
+    }
+}
+
+/// What a kind reports when it cannot be opened, loaded or given its
+/// devices; the run reports it as it is (`RunError::Kind`).
+#[derive(Debug, Error)]
+pub enum KindError {
+    /// The kind's options, configuration or file are not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Setting the guest up failed.
+    #[error("{0}")]
+    Setup(String),
+    /// A generated program did not assemble.
+    #[error("cannot assemble {what}: {message}")]
+    Assemble {
+        /// Which program.
+        what: &'static str,
+        /// The assembler's message.
+        message: String,
+    },
+    /// A bad value in the run's configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The ELF file.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// Loading a program into the hosted address space.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A KVM VM operation (memory slots, irqfds, interrupt controllers).
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// A device could not be added.
+    #[error("device setup: {0}")]
+    Device(String),
 }
 
 /// A kind shared by the runner and every vCPU thread.

@@ -13,13 +13,12 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::devices::devices;
 use crate::config::{ConfigError, VmConfig};
-use crate::guest::elf;
 use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
-use crate::guest::kinds;
+use crate::guest::kind::KindError;
+use crate::guest::registry::Registry;
 use crate::hosted::boot::{install_kernel, BootError};
 use crate::hosted::hypercall::{ConsoleOut, HostedKernel, ReportLog};
 use crate::hosted::mapper::Mapper;
-use crate::hosted::program::LoadError;
 use crate::hosted::providers::Providers;
 use crate::hosted::tlb::{KvmFlusher, Shootdown};
 use crate::layout::{percpu, percpu_pa, LOAD_PA, LOAD_SIZE};
@@ -49,15 +48,6 @@ pub enum RunError {
     /// Kernel installation.
     #[error(transparent)]
     Boot(#[from] BootError),
-    /// The built-in guest did not assemble.
-    #[error("cannot assemble the built-in guest: {0}")]
-    Assemble(String),
-    /// The ELF file.
-    #[error(transparent)]
-    Elf(#[from] elf::ElfError),
-    /// Loading the program.
-    #[error(transparent)]
-    Load(#[from] LoadError),
     /// KVM VM setup.
     #[error(transparent)]
     Vm(#[from] VmError),
@@ -70,9 +60,13 @@ pub enum RunError {
     /// A device.
     #[error("device setup: {0}")]
     Device(String),
-    /// The guest kind could not set the guest up.
+    /// The guest's kind could not open, load or equip it.
+    #[error(transparent)]
+    Kind(#[from] KindError),
+    /// A kind broke the seam's contract (e.g. gave the wrong number of
+    /// vCPU entries).
     #[error("{0}")]
-    Kind(String),
+    Contract(String),
     /// The event loop or a thread.
     #[error("{what}: {source}")]
     Io {
@@ -164,8 +158,14 @@ pub fn run(cfg: &VmConfig, sink: ConsoleSink) -> Result<RunReport, RunError> {
 
 /// [`run`] with every option.
 pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError> {
+    run_with_registry(cfg, &Registry::standard(), opts)
+}
+
+/// [`run_with`], choosing the guest's kind from `registry` (the standard
+/// kinds and any a caller added).
+pub fn run_with_registry(cfg: &VmConfig, registry: &Registry, opts: RunOptions) -> Result<RunReport, RunError> {
     cfg.validate()?;
-    run_kind(cfg, kinds::choose(cfg)?, opts)
+    run_kind(cfg, registry.open(cfg)?, opts)
 }
 
 /// The VMM-as-kernel parts of a hosted machine.
@@ -201,7 +201,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     };
     if let Entry::User(entries) = &entry {
         if entries.len() != usize::from(cfg.vcpus) {
-            return Err(RunError::Kind(format!(
+            return Err(RunError::Contract(format!(
                 "{} gave {} vCPU entries for {} vCPUs",
                 kind.name(),
                 entries.len(),
@@ -262,7 +262,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
                     v.set_cpuid(&vm)?;
                 }
             }
-            _ => return Err(RunError::Kind(format!("{}: its entry does not match its platform", kind.name()))),
+            _ => return Err(RunError::Contract(format!("{}: its entry does not match its platform", kind.name()))),
         }
         vcpus.push(v);
     }
@@ -297,10 +297,10 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         console.start_writer();
         opts.outputs.iter().for_each(ConsoleOut::start_writer);
     }
-    let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu)).transpose()?;
-    let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop)).transpose()?;
+    let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu, kind.seccomp_rows())).transpose()?;
+    let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop, kind.seccomp_rows())).transpose()?;
     if opts.seccomp {
-        let writer = crate::seccomp::filter(ThreadKind::Writer)?;
+        let writer = crate::seccomp::filter(ThreadKind::Writer, kind.seccomp_rows())?;
         crate::seccomp::filter_writers(writer, opts.seccomp_selftest == Some(ThreadKind::Writer));
     }
     let ctx = VcpuContext {

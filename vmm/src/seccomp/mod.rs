@@ -31,7 +31,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use thiserror::Error;
 
-pub use rules::ThreadKind;
+pub use rules::{Call, Row, ThreadKind};
 
 /// Errors building or installing a filter.
 #[derive(Debug, Error)]
@@ -50,10 +50,10 @@ pub enum SeccompError {
     },
 }
 
-/// The compiled filter of `kind`.
-pub fn filter(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
-    let f =
-        SeccompFilter::new(rules::rules(kind)?, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
+/// The compiled filter of `kind`, with the guest kind's `rows`.
+pub fn filter(kind: ThreadKind, rows: &[Row]) -> Result<BpfProgram, SeccompError> {
+    let rules = rules::rules(kind, rows)?;
+    let f = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
     Ok(f.try_into()?)
 }
 

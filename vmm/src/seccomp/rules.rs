@@ -55,13 +55,7 @@ const COMMON: Allowed = &[
 ];
 
 /// vCPU threads, beyond [`COMMON`].
-const VCPU: Allowed = &[
-    (libc::SYS_exit, "exit", "the thread ends"),
-    (libc::SYS_clock_nanosleep, "clock_nanosleep", "a Solo5 guest blocked in epoll_pwait sleeps in slices"),
-    (libc::SYS_nanosleep, "nanosleep", "the same, where glibc uses the older call"),
-    (libc::SYS_pread64, "pread64", "a Solo5 unikernel's block device: one block read from its host file"),
-    (libc::SYS_pwrite64, "pwrite64", "a Solo5 unikernel's block device: one block written to its host file"),
-];
+const VCPU: Allowed = &[(libc::SYS_exit, "exit", "the thread ends")];
 
 /// The event loop (the thread that called `run_with`), beyond [`COMMON`].
 const EVENT_LOOP: Allowed = &[
@@ -83,7 +77,6 @@ fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
         (KVM_SET_REGS(), "KVM_SET_REGS", "hypercall results, resuming after an expected fault"),
         (KVM_GET_SREGS(), "KVM_GET_SREGS", "exception reports (CR2, CS)"),
         (KVM_GET_MSRS(), "KVM_GET_MSRS", "exception reports"),
-        (KVM_SET_MSRS(), "KVM_SET_MSRS", "a Solo5 guest's arch_prctl(ARCH_SET_FS) writes IA32_FS_BASE"),
         (KVM_NMI(), "KVM_NMI", "TLB-shootdown NMI to its own vCPU"),
         (
             KVM_SET_USER_MEMORY_REGION(),
@@ -93,8 +86,35 @@ fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
     ]
 }
 
+/// What a [`Row`] allows.
+#[derive(Clone, Copy, Debug)]
+pub enum Call {
+    /// A system call, by number and name.
+    Syscall(i64, &'static str),
+    /// `ioctl` with this request number (a function: the numbers are
+    /// computed) and name; vCPU threads only.
+    Ioctl(fn() -> u64, &'static str),
+}
+
+/// One row a kind of guest adds to a thread's allow-list
+/// (`GuestKind::seccomp_rows`).
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// Whose allow-list.
+    pub thread: ThreadKind,
+    /// What it allows.
+    pub call: Call,
+    /// Why the thread needs it.
+    pub why: &'static str,
+}
+
+/// The request number of `KVM_SET_MSRS`.
+pub fn kvm_set_msrs() -> u64 {
+    KVM_SET_MSRS()
+}
+
 /// Which thread a filter is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadKind {
     /// A vCPU thread.
     Vcpu,
@@ -105,14 +125,25 @@ pub enum ThreadKind {
 }
 
 /// The allow-list of `kind`: unconditional syscalls, and for vCPU
-/// threads `ioctl` with one of [`vcpu_ioctls`]'s request numbers.
-pub fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+/// threads `ioctl` with one of [`vcpu_ioctls`]'s request numbers; plus
+/// the rows of the guest's kind for this thread.
+pub fn rules(kind: ThreadKind, rows: &[Row]) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let extra = extra(kind);
+    let mine = || rows.iter().filter(move |r| r.thread == kind);
     let mut m: BTreeMap<i64, Vec<SeccompRule>> =
         COMMON.iter().chain(extra).map(|&(nr, _, _)| (nr, Vec::new())).collect();
+    for r in mine() {
+        if let Call::Syscall(nr, _) = r.call {
+            m.insert(nr, Vec::new());
+        }
+    }
+    let kind_ioctls = mine().filter_map(|r| match r.call {
+        Call::Ioctl(req, _) => Some(req()),
+        Call::Syscall(..) => None,
+    });
     if kind == ThreadKind::Vcpu {
         let mut ioctls = Vec::new();
-        for (req, _, _) in vcpu_ioctls() {
+        for req in vcpu_ioctls().into_iter().map(|(req, _, _)| req).chain(kind_ioctls) {
             let c = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)?;
             ioctls.push(SeccompRule::new(vec![c])?);
         }
@@ -161,9 +192,9 @@ mod tests {
 
     #[test]
     fn lists_compile_and_differ() {
-        let v = rules(ThreadKind::Vcpu).unwrap();
-        let e = rules(ThreadKind::EventLoop).unwrap();
-        let w = rules(ThreadKind::Writer).unwrap();
+            let v = rules(ThreadKind::Vcpu, &[]).unwrap();
+        let e = rules(ThreadKind::EventLoop, &[]).unwrap();
+        let w = rules(ThreadKind::Writer, &[]).unwrap();
         assert!(v.contains_key(&libc::SYS_ioctl) && !e.contains_key(&libc::SYS_ioctl));
         assert!(e.contains_key(&libc::SYS_epoll_wait) && !v.contains_key(&libc::SYS_epoll_wait));
         // A writer neither enters the guest nor polls: no ioctl, no epoll.
@@ -175,5 +206,23 @@ mod tests {
             }
         }
         assert_eq!(describe(ThreadKind::Vcpu).len(), v.len() - 1 + vcpu_ioctls().len());
+    }
+
+    #[test]
+    fn a_kinds_rows_reach_only_their_thread() {
+        let rows = [
+            Row { thread: ThreadKind::Vcpu, call: Call::Syscall(libc::SYS_pread64, "pread64"), why: "test" },
+            Row { thread: ThreadKind::Vcpu, call: Call::Ioctl(kvm_set_msrs, "KVM_SET_MSRS"), why: "test" },
+            Row { thread: ThreadKind::Writer, call: Call::Syscall(libc::SYS_fsync, "fsync"), why: "test" },
+        ];
+        let v = rules(ThreadKind::Vcpu, &rows).unwrap();
+        let e = rules(ThreadKind::EventLoop, &rows).unwrap();
+        let w = rules(ThreadKind::Writer, &rows).unwrap();
+        assert!(v.contains_key(&libc::SYS_pread64) && !e.contains_key(&libc::SYS_pread64));
+        assert!(!w.contains_key(&libc::SYS_pread64) && w.contains_key(&libc::SYS_fsync));
+        assert!(!v.contains_key(&libc::SYS_fsync));
+        let base = rules(ThreadKind::Vcpu, &[]).unwrap();
+        assert_eq!(v[&libc::SYS_ioctl].len(), base[&libc::SYS_ioctl].len() + 1);
+        assert!(!base.contains_key(&libc::SYS_pread64));
     }
 }

@@ -4,11 +4,11 @@
 //! `exit_group`) becomes the VMM's.
 
 use crate::guest::elf;
-use crate::guest::kind::{Entry, GuestKind, LoadCtx, RunEnd};
-use crate::guest::kinds::load_vmm_abi_program;
+use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
+use crate::guest::spec::{KindSpec, Launch};
+use super::load::load_vmm_abi_program;
 use crate::hosted::program::Program;
 use crate::run::report::{self, RunReport};
-use crate::run::runner::RunError;
 
 /// An ELF guest with the VMM's ABI.
 #[derive(Debug)]
@@ -19,8 +19,40 @@ pub struct AbiElf {
 
 impl AbiElf {
     /// The program in the ELF image `bytes` (named `name` in reports).
-    pub fn new(name: String, bytes: &[u8]) -> Result<Self, RunError> {
+    pub fn new(name: String, bytes: &[u8]) -> Result<Self, KindError> {
         Ok(AbiElf { name, prog: elf::parse(bytes)? })
+    }
+}
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "vmm"
+    }
+
+    fn about(&self) -> &'static str {
+        "a freestanding x86-64 ELF written for the VMM's own hypercall ABI"
+    }
+
+    fn runs_files(&self) -> bool {
+        true
+    }
+
+    /// Every ELF the kinds before it did not claim.
+    fn claims(&self, _bytes: &[u8]) -> bool {
+        true
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        let Some((path, bytes)) = launch.file else {
+            return Err(KindError::Invalid("an own-ABI guest needs --guest FILE".into()));
+        };
+        Ok(std::sync::Arc::new(AbiElf::new(path.display().to_string(), bytes)?))
     }
 }
 
@@ -29,7 +61,7 @@ impl GuestKind for AbiElf {
         self.name.clone()
     }
 
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         load_vmm_abi_program(ctx, &self.prog)
     }
 

@@ -4,5 +4,7 @@
 
 pub mod example;
 mod kind;
+pub mod load;
 
-pub use self::kind::AbiElf;
+pub use self::kind::{AbiElf, Spec, SPEC};
+pub use self::load::load_vmm_abi_program;

@@ -4,8 +4,9 @@
 
 use super::program::{self as builtin, id, Params};
 use crate::config::{default_bars, BarBacking, BarConfig, VmConfig};
-use crate::guest::kind::{DeviceCtx, Entry, GuestKind, LoadCtx, RunEnd};
-use crate::guest::kinds::load_vmm_abi_program;
+use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
+use crate::guest::spec::{KindSpec, Launch};
+use crate::guest::kinds::abi_elf::load::load_vmm_abi_program;
 use crate::hosted::hypercall::CheckRecord;
 use crate::hosted::program::Program;
 use crate::hosted::stub::abi::window_pattern;
@@ -13,7 +14,6 @@ use crate::layout::PAGE_SIZE;
 use crate::memory::HostWindow;
 use crate::run::control::Outcome;
 use crate::run::report::{self, RunReport};
-use crate::run::runner::RunError;
 
 /// The built-in test guest.
 #[derive(Debug)]
@@ -25,10 +25,31 @@ pub struct Builtin {
 
 impl Builtin {
     /// Generates the guest for `cfg`'s machine.
-    pub fn new(cfg: &VmConfig) -> Result<Self, RunError> {
+    pub fn new(cfg: &VmConfig) -> Result<Self, KindError> {
         let params = params(cfg);
-        let prog = builtin::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?;
+        let prog = builtin::build(&params)
+            .map_err(|e| KindError::Assemble { what: "the built-in guest", message: e.to_string() })?;
         Ok(Builtin { expected: builtin::checks(&params), params, prog })
+    }
+}
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn about(&self) -> &'static str {
+        "the built-in test guest: every mapping kind, checked through the CPU"
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        Ok(std::sync::Arc::new(Builtin::new(launch.cfg)?))
     }
 }
 
@@ -37,7 +58,7 @@ impl GuestKind for Builtin {
         "built-in test guest".into()
     }
 
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         load_vmm_abi_program(ctx, &self.prog)
     }
 
@@ -45,7 +66,7 @@ impl GuestKind for Builtin {
         bars(cfg)
     }
 
-    fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
+    fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
         // The built-in guest owns its windows: it expects the pattern.
         for w in ctx.windows {
             for off in (0..w.size()).step_by(8) {

@@ -6,4 +6,4 @@ pub mod checks;
 mod kind;
 pub mod program;
 
-pub use self::kind::Builtin;
+pub use self::kind::{Builtin, Spec, SPEC};

@@ -4,13 +4,14 @@
 
 use super::program::{self as fuzz, Params};
 use crate::config::{ConfigError, VmConfig};
-use crate::guest::kind::{Entry, GuestKind, LoadCtx, RunEnd};
-use crate::guest::kinds::load_vmm_abi_program;
+use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
+use crate::guest::options::KindOption;
+use crate::guest::spec::{KindSpec, Launch};
+use crate::guest::kinds::abi_elf::load::load_vmm_abi_program;
 use crate::hosted::hypercall::CheckRecord;
 use crate::hosted::program::Program;
 use crate::run::control::Outcome;
 use crate::run::report::{self, RunReport};
-use crate::run::runner::RunError;
 
 /// The in-guest fuzzer.
 #[derive(Debug)]
@@ -21,14 +22,74 @@ pub struct Fuzz {
 
 impl Fuzz {
     /// Generates the fuzzer for `cfg`'s machine.
-    pub fn new(cfg: &VmConfig, seed: u64, calls: u64) -> Result<Self, RunError> {
+    pub fn new(cfg: &VmConfig, seed: u64, calls: u64) -> Result<Self, KindError> {
         if cfg.vcpus > fuzz::MAX_VCPUS {
             let max = fuzz::MAX_VCPUS;
             return Err(ConfigError::Invalid(format!("the in-guest fuzzer runs on at most {max} vCPUs")).into());
         }
         let params = Params { seed, calls, vcpus: cfg.vcpus, mem_size: cfg.mem_size };
-        let prog = fuzz::build(&params).map_err(|e| RunError::Assemble(e.to_string()))?;
+        let prog = fuzz::build(&params)
+            .map_err(|e| KindError::Assemble { what: "the in-guest fuzzer", message: e.to_string() })?;
         Ok(Fuzz { params, prog })
+    }
+}
+
+/// Option: the seed of the fuzzer's generators.
+pub const SEED: &str = "fuzz-seed";
+/// Option: hypercalls in total, over all vCPUs.
+pub const CALLS: &str = "fuzz-calls";
+
+/// A u64 in decimal or `0x` hex.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn check_u64(s: &str) -> Result<(), String> {
+    parse_u64(s).map(|_| ())
+}
+
+/// Makes `cfg` run the fuzzer with `seed` and `calls` (what
+/// `vmm fuzz-guest` does).
+pub fn configure(cfg: &mut VmConfig, seed: u64, calls: u64) {
+    cfg.guest = crate::config::GuestChoice::Kind(SPEC.name().into());
+    cfg.kind_args.set(SEED, vec![format!("{seed:#x}")]);
+    cfg.kind_args.set(CALLS, vec![calls.to_string()]);
+}
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "fuzz"
+    }
+
+    fn about(&self) -> &'static str {
+        "the in-guest fuzzer (vmm fuzz-guest): random hypercalls and probes from every vCPU"
+    }
+
+    fn options(&self) -> &'static [KindOption] {
+        const OPTIONS: &[KindOption] = &[
+            KindOption::new(SEED, "S", "seed of the in-guest fuzzer's generators").hidden().checked(check_u64),
+            KindOption::new(CALLS, "N", "hypercalls the in-guest fuzzer makes in total").hidden().checked(check_u64),
+        ];
+        OPTIONS
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        let get = |name: &str, default: u64| match launch.args().value(name) {
+            Some(v) => parse_u64(v).map_err(|e| KindError::Invalid(format!("--{name}: {e}"))),
+            None => Ok(default),
+        };
+        let (seed, calls) = (get(SEED, 0)?, get(CALLS, 1_000_000)?);
+        Ok(std::sync::Arc::new(Fuzz::new(launch.cfg, seed, calls)?))
     }
 }
 
@@ -38,7 +99,7 @@ impl GuestKind for Fuzz {
         format!("in-guest fuzzer (seed {:#x}, {} calls, {} vCPUs)", p.seed, p.calls, p.vcpus)
     }
 
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         load_vmm_abi_program(ctx, &self.prog)
     }
 

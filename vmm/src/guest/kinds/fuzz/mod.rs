@@ -5,5 +5,5 @@
 mod kind;
 pub mod program;
 
-pub use self::kind::Fuzz;
+pub use self::kind::{configure, parse_u64, Fuzz, Spec, CALLS, SEED, SPEC};
 pub use self::program::MAX_VCPUS;

@@ -14,10 +14,77 @@ use devices::legacy::{
 
 use super::header::BOOT_MAGIC;
 use super::load::{self, read_file, Module};
-use crate::config::RawKernel;
-use crate::guest::kind::{DeviceCtx, Entry, GuestKind, LoadCtx, Platform, RunEnd};
+use std::path::PathBuf;
+use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platform, RunEnd, SharedKind};
+use crate::guest::options::KindOption;
+use crate::guest::spec::{KindSpec, Launch};
 use crate::run::report::{self, RunReport};
-use crate::run::runner::RunError;
+
+/// A multiboot kernel and what its boot loader passes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawKernel {
+    /// The kernel file.
+    pub kernel: PathBuf,
+    /// Its command line (`--append`); the kernel sees `"<file> <append>"`.
+    pub cmdline: String,
+    /// Module files (`--initrd`, `--module`), in order.
+    pub modules: Vec<PathBuf>,
+}
+
+/// Option: the kernel file (chooses this kind).
+pub const KERNEL: &str = "kernel";
+/// Option: the kernel's command line.
+pub const APPEND: &str = "append";
+/// Option: the first module.
+pub const INITRD: &str = "initrd";
+/// Option: further modules.
+pub const MODULE: &str = "module";
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "multiboot"
+    }
+
+    fn about(&self) -> &'static str {
+        "a multiboot v1 kernel (e.g. a kvm-unit-test .flat) on a bare PC with no firmware"
+    }
+
+    fn options(&self) -> &'static [KindOption] {
+        const OPTIONS: &[KindOption] = &[
+            KindOption::new(
+                KERNEL,
+                "FILE",
+                "A multiboot v1 kernel (ELF32/ELF64, e.g. a kvm-unit-test `.flat`) to boot on a bare PC with no \
+                 firmware, as `qemu -kernel` does.",
+            )
+            .selects(),
+            KindOption::new(APPEND, "ARGS", "The kernel's command line (it sees `\"<FILE> <ARGS>\"`)."),
+            KindOption::new(
+                INITRD,
+                "FILE",
+                "A file the kernel gets as its first multiboot module (kvm-unit-tests read their environment from it).",
+            ),
+            KindOption::new(MODULE, "FILE", "Further multiboot modules, after `--initrd`.").repeatable(),
+        ];
+        OPTIONS
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        let args = launch.args();
+        let Some(kernel) = args.value(KERNEL) else {
+            return Err(KindError::Invalid("a multiboot guest needs --kernel FILE".into()));
+        };
+        let modules = args.values(INITRD).iter().chain(args.values(MODULE)).map(PathBuf::from).collect();
+        let spec = RawKernel { kernel: kernel.into(), cmdline: args.value(APPEND).unwrap_or_default().into(), modules };
+        Ok(std::sync::Arc::new(Multiboot::open(&spec)?))
+    }
+}
 
 /// A multiboot kernel read into memory with its modules.
 #[derive(Debug)]
@@ -30,17 +97,17 @@ pub struct Multiboot {
 impl Multiboot {
     /// Reads the kernel and module files (each at most
     /// [`load::MAX_FILE`] bytes).
-    pub fn open(spec: &RawKernel) -> Result<Self, RunError> {
-        let err = |e: super::RawLoadError| RunError::Kind(e.to_string());
+    pub fn open(spec: &RawKernel) -> Result<Self, KindError> {
+        let err = |e: super::RawLoadError| KindError::Invalid(e.to_string());
         let kernel = read_file(&spec.kernel).map_err(err)?;
         if spec.modules.len() > load::MAX_MODULES {
-            return Err(RunError::Kind(format!("more than {} modules", load::MAX_MODULES)));
+            return Err(KindError::Invalid(format!("more than {} modules", load::MAX_MODULES)));
         }
         let modules = spec
             .modules
             .iter()
             .map(|p| Ok(Module { bytes: read_file(p).map_err(err)?, cmdline: p.display().to_string() }))
-            .collect::<Result<_, RunError>>()?;
+            .collect::<Result<_, KindError>>()?;
         Ok(Multiboot { spec: spec.clone(), kernel, modules })
     }
 }
@@ -54,15 +121,15 @@ impl GuestKind for Multiboot {
         Platform::Pc
     }
 
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let l =
             load::load(&self.spec.kernel, &self.kernel, &self.spec.cmdline, &self.modules, ctx.mem, ctx.cfg.mem_size)
-                .map_err(|e| RunError::Kind(e.to_string()))?;
+                .map_err(|e| KindError::Invalid(e.to_string()))?;
         log::info!("multiboot kernel: entry {:#x}, information block at {:#x}", l.entry, l.info);
         Ok(Entry::Protected32 { eip: l.entry, eax: BOOT_MAGIC, ebx: l.info })
     }
 
-    fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
+    fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
         let info = FwCfgInfo {
             ram_size: ctx.cfg.mem_size,
             cpus: u16::from(ctx.cfg.vcpus),
@@ -72,7 +139,7 @@ impl GuestKind for Multiboot {
         ctx.buses
             .pio
             .insert(fw_cfg, u64::from(FW_CFG_PORT), FW_CFG_PORT_LEN)
-            .map_err(|e| RunError::Device(e.to_string()))?;
+            .map_err(|e| KindError::Device(e.to_string()))?;
         add_testdev(ctx)?;
         // What SeaBIOS leaves: the PICs initialized at vectors 0x08/0x70.
         // IRQ 0 stays masked (the PIT's reset one-shot would reach a
@@ -87,9 +154,9 @@ impl GuestKind for Multiboot {
 }
 
 /// The `pc-testdev` ports, interrupt lines (each an irqfd) and memory.
-fn add_testdev(ctx: &mut DeviceCtx<'_>) -> Result<(), RunError> {
-    let dev = |e: devices::BusError| RunError::Device(e.to_string());
-    let irqs = TestdevIrqs::new().map_err(|e| RunError::Device(format!("pc-testdev lines: {e}")))?;
+fn add_testdev(ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
+    let dev = |e: devices::BusError| KindError::Device(e.to_string());
+    let irqs = TestdevIrqs::new().map_err(|e| KindError::Device(format!("pc-testdev lines: {e}")))?;
     for (gsi, line) in irqs.lines().iter().enumerate() {
         ctx.vm.register_irqfd(line.eventfd(), gsi as u32)?;
     }

@@ -9,5 +9,5 @@ mod kind;
 pub mod load;
 
 pub use header::{MultibootError, BOOT_MAGIC};
-pub use kind::Multiboot;
+pub use kind::{Multiboot, RawKernel, Spec, APPEND, INITRD, KERNEL, MODULE, SPEC};
 pub use load::{load, read_file, Loaded, Module, RawLoadError};

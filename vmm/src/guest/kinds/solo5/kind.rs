@@ -11,14 +11,18 @@ use super::syscalls::{Table, SIGSYS_STATUS};
 use super::{layout, note, trampoline};
 use crate::config::VmConfig;
 use crate::guest::elf;
-use crate::guest::kind::{Entry, GuestKind, LoadCtx, RunEnd, UserEntry};
+use std::path::PathBuf;
+
+use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
+use crate::guest::options::KindOption;
+use crate::guest::spec::{KindSpec, Launch};
+use crate::seccomp::{Call, Row, ThreadKind};
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::Access;
 use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
 use crate::run::control::Outcome;
 use crate::run::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
-use crate::run::runner::RunError;
 use crate::vstate::backend::{self, SyscallEntry};
 
 /// Exit status of a unikernel killed by a fault (128 + SIGSEGV).
@@ -36,15 +40,153 @@ pub struct Solo5 {
     table: Table,
 }
 
-fn kind_err(e: impl std::fmt::Display) -> RunError {
-    RunError::Kind(format!("solo5: {e}"))
+fn kind_err(e: impl std::fmt::Display) -> KindError {
+    KindError::Setup(format!("solo5: {e}"))
 }
+
+/// Option: a block device (`NAME=FILE`).
+pub const BLOCK: &str = "block";
+
+/// Longest name of a Solo5 manifest entry (`MFT_NAME_MAX`).
+pub const BLOCK_NAME_MAX: usize = 67;
+
+/// Checks a block device's name as `solo5-spt` does: 1 to 67 ASCII
+/// letters and digits.
+pub fn check_block_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > BLOCK_NAME_MAX || !name.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("block device name '{name}': it must be 1 to {BLOCK_NAME_MAX} ASCII letters and digits"));
+    }
+    Ok(())
+}
+
+/// Parses `--block NAME=FILE`.
+pub fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
+    let Some((name, path)) = s.split_once('=') else {
+        return Err(format!("'{s}': expected NAME=FILE"));
+    };
+    check_block_name(name)?;
+    if path.is_empty() {
+        return Err(format!("'{s}': no file after '='"));
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
+fn check_block(s: &str) -> Result<(), String> {
+    parse_block(s).map(|_| ())
+}
+
+/// The block devices of `values`, each name once.
+fn blocks(values: &[String]) -> Result<Vec<(String, PathBuf)>, KindError> {
+    let mut out: Vec<(String, PathBuf)> = Vec::with_capacity(values.len());
+    for v in values {
+        let (name, path) = parse_block(v).map_err(KindError::Invalid)?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(KindError::Invalid(format!("block device '{name}' is given twice")));
+        }
+        out.push((name, path));
+    }
+    Ok(out)
+}
+
+/// A `[[block]]` entry of the configuration file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBlock {
+    name: String,
+    path: PathBuf,
+}
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "solo5"
+    }
+
+    fn about(&self) -> &'static str {
+        "a Solo5 spt unikernel, unmodified (told by its ABI note)"
+    }
+
+    fn options(&self) -> &'static [KindOption] {
+        const OPTIONS: &[KindOption] = &[KindOption::new(
+            BLOCK,
+            "NAME=FILE",
+            "Attach the host file FILE as the Solo5 unikernel's block device NAME (declared in its manifest), like \
+             `solo5-spt --block:NAME=FILE`. Repeatable; replaces the configuration file's `[[block]]` entries.",
+        )
+        .repeatable()
+        .checked(check_block)];
+        OPTIONS
+    }
+
+    fn config_keys(&self) -> &'static [&'static str] {
+        &["block"]
+    }
+
+    fn config_entry(&self, key: &str, value: &toml::Value) -> Result<Vec<(&'static str, String)>, String> {
+        if key != "block" {
+            return Err(format!("solo5: no configuration entry '{key}'"));
+        }
+        let entries: Vec<FileBlock> = value.clone().try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        Ok(entries.into_iter().map(|b| (BLOCK, format!("{}={}", b.name, b.path.display()))).collect())
+    }
+
+    fn runs_files(&self) -> bool {
+        true
+    }
+
+    fn claims(&self, bytes: &[u8]) -> bool {
+        note::is_solo5(bytes)
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        let Some((path, bytes)) = launch.file else {
+            return Err(KindError::Invalid("a Solo5 unikernel needs --guest FILE".into()));
+        };
+        let blocks = blocks(launch.args().values(BLOCK))?;
+        Ok(std::sync::Arc::new(Solo5::new(path.display().to_string(), bytes, launch.cfg, &blocks)?))
+    }
+}
+
+/// What a Solo5 unikernel makes the vCPU thread do beyond every run's
+/// allow-list.
+const SECCOMP_ROWS: &[Row] = &[
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_clock_nanosleep, "clock_nanosleep"),
+        why: "a Solo5 guest blocked in epoll_pwait sleeps in slices",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_nanosleep, "nanosleep"),
+        why: "the same, where glibc uses the older call",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_pread64, "pread64"),
+        why: "a Solo5 unikernel's block device: one block read from its host file",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_pwrite64, "pwrite64"),
+        why: "a Solo5 unikernel's block device: one block written to its host file",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
+        why: "a Solo5 guest's arch_prctl(ARCH_SET_FS) writes IA32_FS_BASE",
+    },
+];
 
 impl Solo5 {
     /// The unikernel in the ELF image `bytes` (from `name`), with the
     /// run's memory size (Solo5's default unless one was given) and
     /// command line.
-    pub fn new(name: String, bytes: &[u8], cfg: &VmConfig) -> Result<Self, RunError> {
+    pub fn new(name: String, bytes: &[u8], cfg: &VmConfig, blocks: &[(String, PathBuf)]) -> Result<Self, KindError> {
         let mut notes = note::read(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         if cfg.vcpus != 1 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
@@ -52,7 +194,7 @@ impl Solo5 {
         let mem = layout::check_mem(if cfg.mem_explicit { cfg.mem_size } else { DEFAULT_MEM }).map_err(kind_err)?;
         let prog = elf::parse(bytes)?;
         // Last, so that nothing is opened for a run refused anyway.
-        let blocks = Devices::attach(&mut notes.manifest, &cfg.blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;
+        let blocks = Devices::attach(&mut notes.manifest, blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let entry = backend::syscall_entry();
         log::info!(
             "solo5: {name}: spt ABI {}, {} MiB, syscall {}",
@@ -76,7 +218,7 @@ impl GuestKind for Solo5 {
         FREE_PA + self.mem
     }
 
-    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, RunError> {
+    fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
         // Unikernel address `va` lives at guest-physical `FREE_PA + va`.
         let pa = |va: u64| GuestAddress(FREE_PA + va);
@@ -101,7 +243,8 @@ impl GuestKind for Solo5 {
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
             SyscallEntry::User => {
-                let code = trampoline::code().map_err(|e| RunError::Assemble(e.to_string()))?;
+                let code = trampoline::code()
+                    .map_err(|e| KindError::Assemble { what: "the Solo5 syscall trampoline", message: e.to_string() })?;
                 let frame = hosted.frames.alloc(1).map_err(|e| kind_err(e.to_string()))?;
                 mem.write_slice(&code, frame[0].addr()).map_err(|_| kind_err("cannot write the trampoline"))?;
                 let va = GuestVirtAddr::try_new(trampoline::TRAMPOLINE_VA).map_err(|e| kind_err(e.to_string()))?;
@@ -114,6 +257,10 @@ impl GuestKind for Solo5 {
 
     fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         self.table.call(hv, vcpu, args)
+    }
+
+    fn seccomp_rows(&self) -> &'static [Row] {
+        SECCOMP_ROWS
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {
@@ -141,7 +288,7 @@ pub fn is_solo5(bytes: &[u8]) -> bool {
     note::is_solo5(bytes)
 }
 
-impl From<LayoutError> for RunError {
+impl From<LayoutError> for KindError {
     fn from(e: LayoutError) -> Self {
         kind_err(e)
     }

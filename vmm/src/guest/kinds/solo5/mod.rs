@@ -28,5 +28,7 @@ pub mod note;
 mod syscalls;
 mod trampoline;
 
-pub use self::kind::{is_solo5, Solo5, SIGSEGV_STATUS};
+pub use self::kind::{
+    check_block_name, is_solo5, parse_block, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, SIGSEGV_STATUS, SPEC,
+};
 pub use self::layout::DEFAULT_MEM;

@@ -1,0 +1,142 @@
+//! Options a kind of guest declares for itself: the command-line options
+//! it adds to `vmm run` ([`KindOption`]) and the values a run was given
+//! for them ([`KindArgs`]).
+//!
+//! The library has no command-line parser: a kind declares its options as
+//! data, the `vmm` binary turns every registered kind's declarations into
+//! options of `vmm run` (with their usage text), and the configuration
+//! file's entries a kind owns become values of the same options
+//! ([`super::registry::KindSpec::config_entry`]). A kind reads its values
+//! back from [`KindArgs`] when it is opened; the runner and the command
+//! line never learn what they mean.
+//!
+//! What this module does not do: decide which kind runs (that is
+//! [`super::registry`]).
+
+use std::collections::BTreeMap;
+
+/// One command-line option of a kind (`--NAME VALUE`).
+#[derive(Clone, Copy, Debug)]
+pub struct KindOption {
+    /// The long name, without `--`.
+    pub name: &'static str,
+    /// The value's placeholder in the usage text (`NAME=FILE`).
+    pub value_name: &'static str,
+    /// The usage text.
+    pub help: &'static str,
+    /// May be given more than once (the values keep their order).
+    pub repeatable: bool,
+    /// Giving it chooses this kind (as `--kernel` chooses a multiboot
+    /// kernel); it cannot go with `--guest`.
+    pub selects: bool,
+    /// Not shown by `vmm run --help` (set by another subcommand, e.g.
+    /// `vmm fuzz-guest`).
+    pub hidden: bool,
+    /// Checks one value as typed, so that a bad one is refused before
+    /// anything runs (`None`: any value).
+    pub check: Option<fn(&str) -> Result<(), String>>,
+}
+
+impl KindOption {
+    /// An option taking one value, shown in the usage, with no check.
+    pub const fn new(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
+        KindOption { name, value_name, help, repeatable: false, selects: false, hidden: false, check: None }
+    }
+
+    /// The same option, repeatable.
+    pub const fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
+    }
+
+    /// The same option, choosing its kind.
+    pub const fn selects(mut self) -> Self {
+        self.selects = true;
+        self
+    }
+
+    /// The same option, hidden from `vmm run --help`.
+    pub const fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// The same option, with a check of each value.
+    pub const fn checked(mut self, check: fn(&str) -> Result<(), String>) -> Self {
+        self.check = Some(check);
+        self
+    }
+}
+
+/// The values a run was given for kinds' options, by option name, in the
+/// order given. The command line replaces what the configuration file
+/// gave for the same option.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KindArgs(BTreeMap<String, Vec<String>>);
+
+impl KindArgs {
+    /// No values.
+    pub fn new() -> Self {
+        KindArgs::default()
+    }
+
+    /// Adds one value of `option`.
+    pub fn push(&mut self, option: &str, value: impl Into<String>) {
+        self.0.entry(option.to_owned()).or_default().push(value.into());
+    }
+
+    /// Replaces every value of `option`.
+    pub fn set(&mut self, option: &str, values: Vec<String>) {
+        self.0.insert(option.to_owned(), values);
+    }
+
+    /// Every value of `option` (empty if it was not given).
+    pub fn values(&self, option: &str) -> &[String] {
+        self.0.get(option).map_or(&[], Vec::as_slice)
+    }
+
+    /// The value of a non-repeatable `option`, if given.
+    pub fn value(&self, option: &str) -> Option<&str> {
+        self.values(option).last().map(String::as_str)
+    }
+
+    /// Whether `option` was given.
+    pub fn has(&self, option: &str) -> bool {
+        !self.values(option).is_empty()
+    }
+
+    /// The options given, with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Takes over every option `other` gives (the command line over the
+    /// file).
+    pub fn override_with(&mut self, other: &KindArgs) {
+        for (k, v) in other.iter() {
+            self.set(k, v.to_vec());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_keep_their_order_and_override_replaces_whole_options() {
+        let mut file = KindArgs::new();
+        file.push("block", "a=1");
+        file.push("block", "b=2");
+        file.push("other", "x");
+        assert_eq!(file.values("block"), ["a=1", "b=2"]);
+        assert_eq!(file.value("block"), Some("b=2"));
+        assert!(file.has("other") && !file.has("none"));
+        let mut cli = KindArgs::new();
+        cli.push("block", "c=3");
+        file.override_with(&cli);
+        assert_eq!(file.values("block"), ["c=3"]);
+        assert_eq!(file.values("other"), ["x"]);
+        assert_eq!(file.iter().count(), 2);
+    }
+}
