@@ -8,8 +8,8 @@
 //!
 //! A raw multiboot kernel (a kvm-unit-test, [`guest::raw`]) is its own
 //! kernel instead: it runs on a bare PC (KVM's interrupt controllers and
-//! PIT, fw_cfg, pc-testdev) from 32-bit protected mode; [`kut`] runs a
-//! kvm-unit-tests suite.
+//! PIT, fw_cfg, pc-testdev) from 32-bit protected mode; `vmm kut` (the
+//! `vmm-cli` package) runs a kvm-unit-tests suite.
 //!
 //! Module map:
 //! - [`config`]: options and the TOML file; [`input_file`]: reading user
@@ -34,7 +34,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod arch;
-pub mod bench;
 pub mod boot;
 pub mod config;
 pub mod control;
@@ -45,7 +44,6 @@ pub mod guest;
 pub mod hypercall;
 pub mod input_file;
 pub mod kernel;
-pub mod kut;
 pub mod layout;
 pub mod mapper;
 pub mod memory;

@@ -94,7 +94,7 @@ fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
 }
 
 /// Which thread a filter is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadKind {
     /// A vCPU thread.
     Vcpu,

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use run::{TestResult, Verdict};
-
 /// Errors before any test runs.
 #[derive(Debug, Error)]
 pub enum KutError {

@@ -39,13 +39,13 @@ use super::programs::{
 };
 use super::session::{guest_err, run_program};
 use super::tsc::Calibration;
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::config::{BarBacking, BarConfig, VmConfig};
-use crate::guest::asm::AsmResult;
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, prot};
-use crate::layout::{DEFAULT_BAR_BASE, FREE_PA};
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use vmm::config::{BarBacking, BarConfig, VmConfig};
+use vmm::guest::asm::AsmResult;
+use vmm::guest::example::assemble_elf;
+use vmm::kernel::abi::{fd, map, prot};
+use vmm::layout::{DEFAULT_BAR_BASE, FREE_PA};
 
 const ITEM: &str = "7 (MMIO)";
 
@@ -222,7 +222,7 @@ fn asm_err(e: impl std::fmt::Display) -> BenchError {
 pub fn sample(p: &Params, cal: &Calibration) -> Result<Sample, BenchError> {
     let r = run_program(ITEM, &vm_config(p), &vmm_program(p).map_err(asm_err)?)?;
     let bare_machine = BareMachine {
-        mem_size: crate::config::DEFAULT_MEM,
+        mem_size: vmm::config::DEFAULT_MEM,
         bars: vec![TRAPPED],
         maps: vec![RESULTS_MAP, trapped_map()],
         max_exits: p.writes + WARM + 16,
@@ -317,7 +317,7 @@ mod tests {
             assert!(bare_program(&p).is_ok());
             assert!(slots::PASSES + 2 * p.passes as usize + 1 < super::super::programs::SLOTS);
             assert_eq!(p.writes % CHUNKS as u64, 0, "whole chunks");
-            assert!(RAM_PA + p.window <= crate::config::DEFAULT_MEM);
+            assert!(RAM_PA + p.window <= vmm::config::DEFAULT_MEM);
         }
     }
 }

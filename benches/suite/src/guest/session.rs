@@ -1,7 +1,7 @@
 //! Running one benchmark guest in the VMM and collecting what it measured.
 //!
-//! The program (a user ELF from [`crate::guest::example::assemble_elf`]) is
-//! written to a temporary file and run through [`crate::run_with`], the
+//! The program (a user ELF from [`vmm::guest::example::assemble_elf`]) is
+//! written to a temporary file and run through [`vmm::run_with`], the
 //! same path `vmm run --guest FILE` takes: every exit, hypercall and
 //! device access goes through the VMM's own dispatch. Console output is
 //! discarded, stdin is not attached, and a watchdog bounds the run. A
@@ -21,14 +21,14 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::programs::{DONE, EXIT_OK, FAIL_SETUP, RESULTS_PA, SLOTS, SLOT_DONE, SLOT_TSC_END, SLOT_TSC_START};
 use super::tsc::{self, Calibration};
-use crate::bench::error::BenchError;
-use crate::bench::stats::Stat;
-use crate::config::{GuestChoice, VmConfig};
-use crate::control::Outcome;
-use crate::exit::ExitCounts;
-use crate::hypercall::ConsoleOut;
-use crate::memory::GuestMem;
-use crate::runner::{run_with, ConsoleSink, RunOptions};
+use crate::error::BenchError;
+use crate::stats::Stat;
+use vmm::config::{GuestChoice, VmConfig};
+use vmm::control::Outcome;
+use vmm::exit::ExitCounts;
+use vmm::hypercall::ConsoleOut;
+use vmm::memory::GuestMem;
+use vmm::runner::{run_with, ConsoleSink, RunOptions};
 
 /// Seconds a benchmark guest may run before the watchdog stops it.
 pub const WATCHDOG_SECS: u64 = 120;
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn timings_must_fit_the_run() {
-        let mem = crate::memory::create_guest_memory(1 << 20).unwrap();
+        let mem = vmm::memory::create_guest_memory(1 << 20).unwrap();
         let r = GuestResults { words: vec![0, 0, 0, 0, 50, 500, 1500], mem, exits: vec![], host_tsc: (1000, 2000) };
         assert_eq!(r.cycles("t", 4).unwrap(), 50);
         assert!(r.cycles("t", 3).is_err(), "zero is no timing");

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use guest_mm::FlushSet;
 
-use crate::bench::error::BenchError;
-use crate::control::RunControl;
-use crate::tlb::{Flusher, KvmFlusher, Range, Shootdown};
-use crate::vstate::vm::Vm;
+use crate::error::BenchError;
+use vmm::control::RunControl;
+use vmm::tlb::{Flusher, KvmFlusher, Range, Shootdown};
+use vmm::vstate::vm::Vm;
 
 /// A VM with the shootdown machinery and no running vCPU.
 pub struct HostShootdown {
@@ -26,7 +26,7 @@ pub struct HostShootdown {
 impl HostShootdown {
     /// Creates the VM and its zap slot.
     pub fn new() -> Result<HostShootdown, BenchError> {
-        let fail = |e: crate::vstate::vm::VmError| BenchError::Check(format!("VM for the shootdown figure: {e}"));
+        let fail = |e: vmm::vstate::vm::VmError| BenchError::Check(format!("VM for the shootdown figure: {e}"));
         let mut vm = Vm::new().map_err(fail)?;
         vm.add_zap_slot().map_err(fail)?;
         let flusher =

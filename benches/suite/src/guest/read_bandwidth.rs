@@ -27,13 +27,13 @@ use super::host_read::HostPages;
 use super::programs::{finish, mmap_or_fail, prologue, read_loop, store_elapsed, tsc, va, FixedMap, SLOT_FIRST_FREE};
 use super::session::{guest_err, run_program};
 use super::tsc::Calibration;
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::config::VmConfig;
-use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, nr, prot};
-use crate::layout::{PAGE_SIZE, POOL_PA, POOL_SIZE};
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use vmm::config::VmConfig;
+use vmm::guest::asm::{hcall, Arg, AsmResult};
+use vmm::guest::example::assemble_elf;
+use vmm::kernel::abi::{fd, map, nr, prot};
+use vmm::layout::{PAGE_SIZE, POOL_PA, POOL_SIZE};
 
 const ITEM: &str = "5/6 (read bandwidth, first touch)";
 

@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 const PAGE: usize = 4096;
 /// VMAs left free under the cap for the rest of the process (allocator,

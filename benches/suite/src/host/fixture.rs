@@ -9,7 +9,7 @@ use std::sync::Arc;
 use guest_mm::{AddressSpace, GuestVirtAddr, PageArray, Pfn, SpaceConfig};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// Guest memory of the host-side benchmarks.
 pub type Mem = GuestMemoryMmap<()>;

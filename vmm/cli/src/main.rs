@@ -1,7 +1,10 @@
 //! The `vmm` command: `vmm run` boots the built-in test guest (or
 //! `--guest FILE`) and prints a report; the exit code says whether every
-//! check passed. `vmm bench` runs the throughput suite (see
-//! `docs/benchmarks.md`).
+//! check passed. `vmm bench` runs the throughput suite (the `vmm-bench`
+//! package, see `docs/benchmarks.md`); `vmm kut` runs a kvm-unit-tests
+//! suite ([`kut`]).
+
+mod kut;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +13,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use vmm::config::{parse_block, parse_size, RawKernel, VmConfig};
 use vmm::output::{self, FlushError, Output};
+use vmm::seccomp::ThreadKind;
 use vmm::{ConsoleSink, GuestChoice};
 
 /// A line on stderr; a full or closed stderr loses it (no panic).
@@ -113,7 +117,7 @@ struct RunArgs {
     /// Test hook: the given thread makes a forbidden system call once its
     /// filter is on (the process must die with SIGSYS).
     #[arg(long, value_enum, hide = true)]
-    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
+    seccomp_selftest: Option<SelftestThread>,
     /// More log output (-v info, -vv debug) on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -130,6 +134,29 @@ enum AbiArg {
     Vmm,
     /// A Solo5 spt unikernel.
     Solo5,
+}
+
+/// The thread `--seccomp-selftest` names: the command-line spelling of
+/// [`ThreadKind`] (`vcpu`, `event-loop`, `writer`), which the library
+/// keeps free of `clap`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SelftestThread {
+    /// A vCPU thread.
+    Vcpu,
+    /// The event loop (the main thread of `vmm run`).
+    EventLoop,
+    /// An output writer thread (console, report and log buffers).
+    Writer,
+}
+
+impl From<SelftestThread> for ThreadKind {
+    fn from(t: SelftestThread) -> Self {
+        match t {
+            SelftestThread::Vcpu => ThreadKind::Vcpu,
+            SelftestThread::EventLoop => ThreadKind::EventLoop,
+            SelftestThread::Writer => ThreadKind::Writer,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -203,7 +230,7 @@ struct KutArgs {
 
 /// `vmm kut`.
 fn kut(args: KutArgs) -> ExitCode {
-    use vmm::kut::{self, output};
+    use crate::kut::{self, output};
     let opts = kut::SuiteOptions {
         names: args.names,
         groups: args.groups,
@@ -300,7 +327,7 @@ enum Only {
 
 /// `vmm bench`.
 fn bench(args: BenchArgs) -> ExitCode {
-    use vmm::bench::{BenchOptions, Parts};
+    use vmm_bench::{BenchOptions, Parts};
     if args.plot.is_some() && matches!(args.only, Some(Only::Guest)) {
         say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest");
         return ExitCode::from(2);
@@ -332,7 +359,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         progress: !args.no_progress,
         spt: args.spt,
     };
-    let report = match vmm::bench::run(&opts) {
+    let report = match vmm_bench::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             say!("vmm bench: {e}");
@@ -357,7 +384,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         say!("JSON report written to {}", p.display());
     }
     if let Some(p) = &args.plot {
-        if let Err(e) = vmm::bench::plot::draw(&report, p) {
+        if let Err(e) = vmm_bench::plot::draw(&report, p) {
             say!("vmm bench: {e}");
             return ExitCode::from(1);
         }
@@ -510,7 +537,7 @@ fn run(args: RunArgs, out: &Output, err: &Output) -> u8 {
         json: args.json,
         check_invariants: args.check_invariants,
         seccomp: !args.no_seccomp,
-        seccomp_selftest: args.seccomp_selftest,
+        seccomp_selftest: args.seccomp_selftest.map(ThreadKind::from),
     };
     run_cfg(&cfg, &mode, out, err)
 }
@@ -520,7 +547,7 @@ struct Mode {
     json: bool,
     check_invariants: bool,
     seccomp: bool,
-    seccomp_selftest: Option<vmm::seccomp::ThreadKind>,
+    seccomp_selftest: Option<ThreadKind>,
 }
 
 /// Runs `cfg` and prints the report; returns the exit status.

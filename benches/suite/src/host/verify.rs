@@ -12,7 +12,7 @@
 use guest_mm::Pfn;
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// Present.
 const P: u64 = 1;

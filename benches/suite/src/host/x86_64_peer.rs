@@ -15,7 +15,7 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::fixture::{Fixture, PEER_TABLES, WINDOW};
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// Hands out the frames of the peer table region in order.
 struct Bump {

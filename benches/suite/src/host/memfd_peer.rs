@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use super::verify;
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// A memfd of `pages` allocated pages, each starting with its index.
 pub struct FilledMemfd {

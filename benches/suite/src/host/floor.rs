@@ -9,7 +9,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::fixture::{Fixture, PAGES, PEER_TABLES};
 use super::verify;
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// The entry the floor stores for frame `pfn`.
 fn entry(pfn: u64) -> u64 {

@@ -1,5 +1,10 @@
-//! `vmm bench`: the throughput suite, every figure measured beside its
-//! peer or floor in the same run.
+//! # vmm-bench: the throughput suite behind `vmm bench`
+//!
+//! Every figure is measured beside its peer or floor in the same run. The
+//! `vmm` command (package `vmm-cli`) parses `vmm bench`'s options and
+//! calls [`run`]; the criterion benches in the root `benches/` run the
+//! same host-side workloads ([`host`]). Nothing here is part of the VMM's
+//! runtime: the `vmm` library does not depend on this crate.
 //!
 //! Items 1–4 and 10 ([`host`]) exercise the mapper on plain guest memory; items
 //! 5–9 and 11 ([`guest`]) run guests on KVM. Each item repeats its measurement
@@ -8,6 +13,9 @@
 //! ([`figure`]). Targets from the issue are checked and a miss is printed,
 //! never hidden. The [`report`] names the machine and KVM backend
 //! ([`machine`]); [`plot`] draws ns/page against batch size.
+
+// Tests may unwrap: a failed unwrap is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
 pub mod figure;

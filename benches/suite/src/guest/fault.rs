@@ -31,13 +31,13 @@ use super::programs::{
 };
 use super::session::{guest_err, run_program_with};
 use super::tsc::Calibration;
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::config::VmConfig;
-use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{madv, map, nr, prot};
-use crate::layout::PAGE_SIZE;
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use vmm::config::VmConfig;
+use vmm::guest::asm::{hcall, Arg, AsmResult};
+use vmm::guest::example::assemble_elf;
+use vmm::kernel::abi::{madv, map, nr, prot};
+use vmm::layout::PAGE_SIZE;
 
 const ITEM: &str = "11 (fault path)";
 

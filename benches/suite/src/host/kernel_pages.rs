@@ -18,7 +18,7 @@ use guest_mm::{FlushSet, MmError, MmapProvider, MmapRequest, PageArray, PageProt
 
 use super::fixture::{addresses, va, Fixture, PAGES, WINDOW};
 use super::verify;
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// A driver-style provider: maps the slice of its page array that the
 /// VMA's page offset selects (`vm_map_pages` semantics). The array was

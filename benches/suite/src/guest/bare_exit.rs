@@ -24,16 +24,16 @@ use vm_memory::GuestAddress;
 use super::programs::{FixedMap, EXIT_OK};
 use super::session::{collect, guest_err, GuestResults};
 use super::tsc;
-use crate::bench::error::BenchError;
-use crate::boot::install_kernel;
-use crate::exit::ExitCounts;
-use crate::kernel::abi::{map, prot};
-use crate::layout::{user_stack_top, LOAD_PA, LOAD_SIZE, PAGE_SIZE};
-use crate::mapper::Mapper;
-use crate::memory::{create_guest_memory, BootFrames};
-use crate::providers::Providers;
-use crate::vstate::vcpu::{Vcpu, VcpuSetup};
-use crate::vstate::vm::Vm;
+use crate::error::BenchError;
+use vmm::boot::install_kernel;
+use vmm::exit::ExitCounts;
+use vmm::kernel::abi::{map, prot};
+use vmm::layout::{user_stack_top, LOAD_PA, LOAD_SIZE, PAGE_SIZE};
+use vmm::mapper::Mapper;
+use vmm::memory::{create_guest_memory, BootFrames};
+use vmm::providers::Providers;
+use vmm::vstate::vcpu::{Vcpu, VcpuSetup};
+use vmm::vstate::vm::Vm;
 
 /// The bare machine: memory size, BAR windows (none is backed: every
 /// access exits), and the mappings the host makes for the guest.
@@ -65,13 +65,13 @@ fn fail<'a, E: std::fmt::Display>(item: &'a str, what: &'static str) -> impl FnO
 
 /// Runs `elf` on the bare machine and returns its results area.
 pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, BenchError> {
-    let prog = crate::guest::elf::parse(elf).map_err(fail(item, "the program"))?;
+    let prog = vmm::guest::elf::parse(elf).map_err(fail(item, "the program"))?;
     let mem = create_guest_memory(m.mem_size).map_err(fail(item, "guest memory"))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(fail(item, "page tables"))?;
     let kernel = install_kernel(&mem, &mut mapper, 1).map_err(fail(item, "kernel stub"))?;
     let mut frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
-    crate::program::load(&prog, &mem, &mut frames, &mut mapper).map_err(fail(item, "loading"))?;
-    crate::program::map_stack(user_stack_top(0), &mem, &mut frames, &mut mapper).map_err(fail(item, "stack"))?;
+    vmm::program::load(&prog, &mem, &mut frames, &mut mapper).map_err(fail(item, "loading"))?;
+    vmm::program::map_stack(user_stack_top(0), &mem, &mut frames, &mut mapper).map_err(fail(item, "stack"))?;
     let providers = Providers::new(&mapper, &mem, &m.bars).map_err(fail(item, "providers"))?;
     for fm in &m.maps {
         let provider = providers.get(fm.handle).map_err(fail(item, "provider handle (errno)"))?;

@@ -42,9 +42,9 @@ use vm_memory::GuestAddress;
 
 use super::fixture::{va, Mem};
 use super::vma_scaling_host::{max_map_count, HostVmas};
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::bench::progress::Progress;
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use crate::progress::Progress;
 
 /// VMA counts measured.
 pub const COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
@@ -343,7 +343,7 @@ pub fn run(reps: usize, progress: &mut Progress) -> Result<Vec<Figure>, BenchErr
     let last = COUNTS.len() - 1;
     let (lo_n, hi_n) = (COUNTS[0], COUNTS[last]);
     let col = |v: &[Sample], f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
-    let med = |v: Vec<f64>| crate::bench::stats::Stat::of(&v).map_or(f64::NAN, |s| s.median);
+    let med = |v: Vec<f64>| crate::stats::Stat::of(&v).map_or(f64::NAN, |s| s.median);
     let clock = med(col(&ours[0], |s| s.clock));
     let mut figures = Vec::new();
     let ops: [(&str, &str, Pick); 5] = [

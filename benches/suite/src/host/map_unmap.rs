@@ -19,9 +19,9 @@ use super::fixture::{Fixture, PAGES};
 use super::kernel_pages::{self, ArrayProvider};
 use super::shootdown::HostShootdown;
 use super::{floor, memfd_peer, remap};
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::bench::progress::Progress;
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use crate::progress::Progress;
 
 /// Steps [`run`] reports per repetition.
 pub const STEPS_PER_REP: usize = 3;

@@ -30,13 +30,13 @@ use iced_x86::code_asm::*;
 use super::programs::{exit_port, finish, prologue, repeat, slot, timed_chunks, FAIL_SETUP, SLOT_FIRST_FREE};
 use super::session::{guest_err, run_program};
 use super::tsc::Calibration;
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Figure, RatioKind, Unit};
-use crate::config::VmConfig;
-use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::guest::example::assemble_elf;
-use crate::kernel::abi::{fd, map, nr, prot};
-use crate::layout::PAGE_SIZE;
+use crate::error::BenchError;
+use crate::figure::{Figure, RatioKind, Unit};
+use vmm::config::VmConfig;
+use vmm::guest::asm::{hcall, Arg, AsmResult};
+use vmm::guest::example::assemble_elf;
+use vmm::kernel::abi::{fd, map, nr, prot};
+use vmm::layout::PAGE_SIZE;
 
 const ITEM: &str = "8 (hypercall mmap + munmap)";
 

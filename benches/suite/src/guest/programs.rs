@@ -19,9 +19,9 @@
 
 use iced_x86::code_asm::*;
 
-use crate::guest::asm::{hcall, Arg, AsmResult};
-use crate::kernel::abi::{fd, map, nr, prot};
-use crate::layout::{FREE_PA, PAGE_SIZE};
+use vmm::guest::asm::{hcall, Arg, AsmResult};
+use vmm::kernel::abi::{fd, map, nr, prot};
+use vmm::layout::{FREE_PA, PAGE_SIZE};
 
 /// Guest-virtual address of the results area (in the mmap window).
 pub const RESULTS_VA: u64 = 0x1_0000_0000;
@@ -236,7 +236,7 @@ pub fn read_loop(a: &mut CodeAssembler) -> AsmResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::example::assemble_elf;
+    use vmm::guest::example::assemble_elf;
 
     #[test]
     fn a_minimal_program_assembles() {

@@ -32,9 +32,9 @@ use std::time::Instant;
 
 use super::session::{guest_err, TempFile};
 use super::smaps;
-use crate::bench::error::BenchError;
-use crate::bench::figure::{Bound, Figure, RatioKind, Unit};
-use crate::config::DEFAULT_MEM;
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use vmm::config::DEFAULT_MEM;
 
 const ITEM: &str = "9 (launch)";
 
@@ -195,7 +195,7 @@ fn resident(vmm: &Path, binary: &str) -> Result<(smaps::Breakdown, u64, u64), Be
 /// The minimal guest as an ELF with the VMM's ABI: `out 0xf4` of 0.
 fn minimal_elf() -> Result<Vec<u8>, BenchError> {
     use iced_x86::code_asm::*;
-    crate::guest::example::assemble_elf(|a| {
+    vmm::guest::example::assemble_elf(|a| {
         a.mov(al, 0)?;
         a.out(0xf4, al)?;
         a.ud2()

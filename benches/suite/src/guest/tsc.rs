@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// Reads the TSC (`lfence; rdtsc`, as the guest programs do).
 pub fn now() -> u64 {

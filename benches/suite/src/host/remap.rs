@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use guest_mm::{MmError, MmapProvider, MmapRequest, Pfn, VmFlags, VmaDesc, PAGE_SIZE};
 
 use super::fixture::{va, Fixture, WINDOW};
-use crate::bench::error::BenchError;
+use crate::error::BenchError;
 
 /// One remap case.
 #[derive(Clone, Copy, Debug)]

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use super::cfg::TestSpec;
-use crate::config::DEFAULT_MEM;
-use crate::layout::DEFAULT_BAR_BASE;
+use vmm::config::DEFAULT_MEM;
+use vmm::layout::DEFAULT_BAR_BASE;
 
 /// How to run a test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct PlanOptions {
 }
 
 /// Most vCPUs `vmm` runs.
-const MAX_VCPUS: u32 = crate::layout::MAX_VCPUS as u32;
+const MAX_VCPUS: u32 = vmm::layout::MAX_VCPUS as u32;
 
 /// Decides how to run `t` from the directory `dir` of its configuration.
 pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {

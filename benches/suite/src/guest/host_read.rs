@@ -10,8 +10,8 @@
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use super::tsc;
-use crate::layout::PAGE_SIZE;
-use crate::memory::GuestMem;
+use vmm::layout::PAGE_SIZE;
+use vmm::memory::GuestMem;
 
 /// Host addresses of whole guest pages, checked to be mapped.
 #[derive(Debug)]
@@ -108,7 +108,7 @@ mod tests {
     use vm_memory::Bytes;
 
     use super::*;
-    use crate::memory::create_guest_memory;
+    use vmm::memory::create_guest_memory;
 
     #[test]
     fn pages_must_be_whole_and_inside_guest_memory() {
