@@ -3,7 +3,7 @@
 //! public pipeline (prepare, VMA, complete), beside its floors and peers,
 //! and the batch-size sweep.
 //!
-//! The workloads are `vmm::bench::host`'s, the same code `vmm bench` runs;
+//! The workloads are `vmm_bench::host`'s, the same code `vmm bench` runs;
 //! each returns the time of its measured part only, so setup and teardown
 //! (building the fixture, unmapping after a map) stay outside the clock
 //! (`iter_custom`). Every sample also checks the entry and table counts
@@ -12,9 +12,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use vmm::bench::host::fixture::{Fixture, PAGES};
-use vmm::bench::host::kernel_pages::{insert_page_by_page, map_in_batches, ArrayProvider};
-use vmm::bench::host::{floor, memfd_peer, x86_64_peer, SWEEP};
+use vmm_bench::host::fixture::{Fixture, PAGES};
+use vmm_bench::host::kernel_pages::{insert_page_by_page, map_in_batches, ArrayProvider};
+use vmm_bench::host::{floor, memfd_peer, x86_64_peer, SWEEP};
 
 /// Sums `iters` samples of a workload that times itself.
 fn timed(iters: u64, mut sample: impl FnMut() -> Duration) -> Duration {

@@ -1,15 +1,15 @@
 //! Criterion benches of items 2 and 3 of the throughput suite: remapping a
 //! contiguous range (aligned and not, up to 1 GiB) and the munmap of item
 //! 1's 262,144-page range. Same workloads as `vmm bench`
-//! (`vmm::bench::host`); only the measured call is timed, and each sample
+//! (`vmm_bench::host`); only the measured call is timed, and each sample
 //! checks the entries and tables against the independent minimum.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vmm::bench::host::fixture::Fixture;
-use vmm::bench::host::kernel_pages::{unmap_whole, ArrayProvider};
-use vmm::bench::host::remap;
+use vmm_bench::host::fixture::Fixture;
+use vmm_bench::host::kernel_pages::{unmap_whole, ArrayProvider};
+use vmm_bench::host::remap;
 
 fn item2(c: &mut Criterion) {
     let mut fx = Fixture::new().expect("fixture");

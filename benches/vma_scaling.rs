@@ -1,12 +1,12 @@
 //! Criterion bench of item 10 of the throughput suite: one-page mmap
 //! (top-down placement), munmap, mprotect and lookup at 10 and 100,000
-//! VMAs. Same workload as `vmm bench` (`vmm::bench::host::vma_scaling`):
+//! VMAs. Same workload as `vmm bench` (`vmm_bench::host::vma_scaling`):
 //! each call timed on its own, results checked after the timed loop.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vmm::bench::host::vma_scaling::{sample, Pick, Populated};
+use vmm_bench::host::vma_scaling::{sample, Pick, Populated};
 
 fn item10(c: &mut Criterion) {
     let ops: [(&str, Pick); 5] = [

@@ -2,7 +2,7 @@
 """kvm-unit-tests with vmm beside QEMU: launch time of x86/dummy.flat and
 per-test / total time of the tests QEMU passes on this host.
 
-Usage (from the repository root, after `cargo build --release -p vmm` and
+Usage (from the repository root, after `cargo build --release -p vmm-cli` and
 `apt-get install qemu-system-x86`):
 
     python3 examples/kut-vs-qemu.py [--dir ../shared/testguests/kvm-unit-tests]

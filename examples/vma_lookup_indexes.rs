@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use guest_mm::{GuestVirtAddr, PAGE_SIZE};
-use vmm::bench::host::vma_scaling::Populated;
+use vmm_bench::host::vma_scaling::Populated;
 
 /// Lookups per timed region.
 const LOOKUPS: usize = 64;

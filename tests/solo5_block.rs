@@ -268,7 +268,7 @@ fn devices_that_do_not_match_are_refused_at_load() {
     assert!(r.code == 1 && r.stderr.contains("/nonexistent/disk.img"), "{}", r.stderr);
     // Only a Solo5 unikernel takes block devices.
     let r = run_vmm(&["run", "--block", &arg]);
-    assert!(r.code == 1 && r.stderr.contains("only a Solo5 unikernel"), "{}", r.stderr);
+    assert!(r.code == 1 && r.stderr.contains("--block is an option of solo5 guests"), "{}", r.stderr);
     assert_eq!(std::fs::read(&path).expect("read"), disk_bytes());
     let _ = std::fs::remove_file(&path);
 }

@@ -156,7 +156,8 @@ fn probe_oracle_catches_supervisor_only_leaves() {
         let l2 = (ARENA_BASE >> 21) & 511;
         mem.write_obj(table_pa | 0x7, GuestAddress(table + l2 * 8)).expect("link");
     }));
-    let cfg = vmm::VmConfig { guest: vmm::GuestChoice::Fuzz { seed: 0xbad, calls: 20_000 }, ..Default::default() };
+    let mut cfg = vmm::VmConfig::default();
+    vmm::guest::kinds::fuzz::configure(&mut cfg, 0xbad, 20_000);
     let r = run_with(&cfg, o).expect("run");
     assert_eq!(r.exit_code, vmm::run::report::EXIT_CHECK_FAILED, "{}", r.to_text());
     let probes =

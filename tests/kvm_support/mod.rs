@@ -40,7 +40,8 @@ macro_rules! need_kvm {
 }
 
 /// The `vmm` binary of this build (built on first use if cargo has not
-/// built it yet: it belongs to another package of the workspace).
+/// built it yet: it belongs to another package of the workspace,
+/// `vmm-cli`).
 pub fn vmm_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -60,12 +61,12 @@ pub fn vmm_bin() -> &'static Path {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "vmm", "--bin", "vmm"]).env("CARGO_TARGET_DIR", &target_dir);
+        cmd.args(["build", "--quiet", "-p", "vmm-cli", "--bin", "vmm"]).env("CARGO_TARGET_DIR", &target_dir);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("run cargo build -p vmm");
-        assert!(status.success(), "cargo build -p vmm failed");
+        let status = cmd.status().expect("run cargo build -p vmm-cli");
+        assert!(status.success(), "cargo build -p vmm-cli failed");
         assert!(bin.exists(), "{} missing after the build", bin.display());
         bin
     })

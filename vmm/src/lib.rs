@@ -8,7 +8,8 @@
 //!
 //! A multiboot kernel (a kvm-unit-test, [`guest::kinds::multiboot`]) is
 //! its own kernel instead: it runs on a bare PC (KVM's interrupt
-//! controllers and PIT, fw_cfg, pc-testdev) from 32-bit protected mode.
+//! controllers and PIT, fw_cfg, pc-testdev) from 32-bit protected mode;
+//! `vmm kut` (the `vmm-cli` package) runs a kvm-unit-tests suite.
 //!
 //! Module map (`docs/architecture.md` walks through it):
 //! - [`config`]: the run's configuration and the TOML file;
@@ -31,12 +32,10 @@
 // Tests may unwrap: a failed unwrap is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod bench;
 pub mod config;
 pub mod guest;
 pub mod hosted;
 pub mod input_file;
-pub mod kut;
 pub mod layout;
 pub mod memory;
 pub mod run;

@@ -14,20 +14,20 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::config::ConfigError;
 use crate::config::{BarConfig, VmConfig};
+use crate::guest::elf::ElfError;
 use crate::hosted::boot::KernelImage;
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
 use crate::hosted::mapper::Mapper;
+use crate::hosted::program::LoadError;
 use crate::memory::{BootFrames, GuestMem, HostWindow};
 use crate::run::control::Outcome;
 use crate::run::report::RunReport;
-use crate::config::ConfigError;
-use crate::guest::elf::ElfError;
-use crate::hosted::program::LoadError;
-use crate::seccomp::Row;
-use crate::vstate::vm::VmError;
 use crate::run::vm_exit::{Buses, ExitCounts};
+use crate::seccomp::Row;
 use crate::vstate::vm::Vm;
+use crate::vstate::vm::VmError;
 
 /// The machine a kind runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub struct KindOption {
     /// Not shown by `vmm run --help` (set by another subcommand, e.g.
     /// `vmm fuzz-guest`).
     pub hidden: bool,
+    /// Its value may start with `-` (a command line to pass on).
+    pub hyphen_values: bool,
     /// Checks one value as typed, so that a bad one is refused before
     /// anything runs (`None`: any value).
     pub check: Option<fn(&str) -> Result<(), String>>,
@@ -40,7 +42,16 @@ pub struct KindOption {
 impl KindOption {
     /// An option taking one value, shown in the usage, with no check.
     pub const fn new(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
-        KindOption { name, value_name, help, repeatable: false, selects: false, hidden: false, check: None }
+        KindOption {
+            name,
+            value_name,
+            help,
+            repeatable: false,
+            selects: false,
+            hidden: false,
+            hyphen_values: false,
+            check: None,
+        }
     }
 
     /// The same option, repeatable.
@@ -58,6 +69,12 @@ impl KindOption {
     /// The same option, hidden from `vmm run --help`.
     pub const fn hidden(mut self) -> Self {
         self.hidden = true;
+        self
+    }
+
+    /// The same option, taking values that start with `-`.
+    pub const fn hyphen_values(mut self) -> Self {
+        self.hyphen_values = true;
         self
     }
 

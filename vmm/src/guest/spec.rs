@@ -66,4 +66,3 @@ pub trait KindSpec: Send + Sync {
     /// Builds the kind for a run.
     fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError>;
 }
-

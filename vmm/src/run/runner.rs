@@ -13,8 +13,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::devices::devices;
 use crate::config::{ConfigError, VmConfig};
-use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::kind::KindError;
+use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::registry::Registry;
 use crate::hosted::boot::{install_kernel, BootError};
 use crate::hosted::hypercall::{ConsoleOut, HostedKernel, ReportLog};
@@ -297,8 +297,10 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         console.start_writer();
         opts.outputs.iter().for_each(ConsoleOut::start_writer);
     }
-    let vcpu_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu, kind.seccomp_rows())).transpose()?;
-    let loop_filter = opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop, kind.seccomp_rows())).transpose()?;
+    let vcpu_filter =
+        opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::Vcpu, kind.seccomp_rows())).transpose()?;
+    let loop_filter =
+        opts.seccomp.then(|| crate::seccomp::filter(ThreadKind::EventLoop, kind.seccomp_rows())).transpose()?;
     if opts.seccomp {
         let writer = crate::seccomp::filter(ThreadKind::Writer, kind.seccomp_rows())?;
         crate::seccomp::filter_writers(writer, opts.seccomp_selftest == Some(ThreadKind::Writer));

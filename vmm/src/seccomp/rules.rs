@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn lists_compile_and_differ() {
-            let v = rules(ThreadKind::Vcpu, &[]).unwrap();
+        let v = rules(ThreadKind::Vcpu, &[]).unwrap();
         let e = rules(ThreadKind::EventLoop, &[]).unwrap();
         let w = rules(ThreadKind::Writer, &[]).unwrap();
         assert!(v.contains_key(&libc::SYS_ioctl) && !e.contains_key(&libc::SYS_ioctl));

@@ -3,10 +3,10 @@
 //! mode at CPL 3, hypercalls. The guest's exit status (exit port or
 //! `exit_group`) becomes the VMM's.
 
+use super::load::load_vmm_abi_program;
 use crate::guest::elf;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
 use crate::guest::spec::{KindSpec, Launch};
-use super::load::load_vmm_abi_program;
 use crate::hosted::program::Program;
 use crate::run::report::{self, RunReport};
 

@@ -5,8 +5,8 @@
 use super::program::{self as builtin, id, Params};
 use crate::config::{default_bars, BarBacking, BarConfig, VmConfig};
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
-use crate::guest::spec::{KindSpec, Launch};
 use crate::guest::kinds::abi_elf::load::load_vmm_abi_program;
+use crate::guest::spec::{KindSpec, Launch};
 use crate::hosted::hypercall::CheckRecord;
 use crate::hosted::program::Program;
 use crate::hosted::stub::abi::window_pattern;

@@ -5,9 +5,9 @@
 use super::program::{self as fuzz, Params};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
+use crate::guest::kinds::abi_elf::load::load_vmm_abi_program;
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
-use crate::guest::kinds::abi_elf::load::load_vmm_abi_program;
 use crate::hosted::hypercall::CheckRecord;
 use crate::hosted::program::Program;
 use crate::run::control::Outcome;

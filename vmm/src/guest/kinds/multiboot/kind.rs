@@ -14,11 +14,11 @@ use devices::legacy::{
 
 use super::header::BOOT_MAGIC;
 use super::load::{self, read_file, Module};
-use std::path::PathBuf;
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
 use crate::run::report::{self, RunReport};
+use std::path::PathBuf;
 
 /// A multiboot kernel and what its boot loader passes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl KindSpec for Spec {
                  firmware, as `qemu -kernel` does.",
             )
             .selects(),
-            KindOption::new(APPEND, "ARGS", "The kernel's command line (it sees `\"<FILE> <ARGS>\"`)."),
+            KindOption::new(APPEND, "ARGS", "The kernel's command line (it sees `\"<FILE> <ARGS>\"`).").hyphen_values(),
             KindOption::new(
                 INITRD,
                 "FILE",

@@ -16,13 +16,13 @@ use std::path::PathBuf;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
-use crate::seccomp::{Call, Row, ThreadKind};
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::Access;
 use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
 use crate::run::control::Outcome;
 use crate::run::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
+use crate::seccomp::{Call, Row, ThreadKind};
 use crate::vstate::backend::{self, SyscallEntry};
 
 /// Exit status of a unikernel killed by a fault (128 + SIGSEGV).
@@ -243,8 +243,10 @@ impl GuestKind for Solo5 {
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
             SyscallEntry::User => {
-                let code = trampoline::code()
-                    .map_err(|e| KindError::Assemble { what: "the Solo5 syscall trampoline", message: e.to_string() })?;
+                let code = trampoline::code().map_err(|e| KindError::Assemble {
+                    what: "the Solo5 syscall trampoline",
+                    message: e.to_string(),
+                })?;
                 let frame = hosted.frames.alloc(1).map_err(|e| kind_err(e.to_string()))?;
                 mem.write_slice(&code, frame[0].addr()).map_err(|_| kind_err("cannot write the trampoline"))?;
                 let va = GuestVirtAddr::try_new(trampoline::TRAMPOLINE_VA).map_err(|e| kind_err(e.to_string()))?;

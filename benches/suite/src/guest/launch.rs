@@ -1,0 +1,408 @@
+//! Item 9: launching the VMM as a user would, what it keeps resident, and
+//! the same launch under QEMU.
+//!
+//! - **Built-in guest**: `vmm run --timeout 60` (1 vCPU, 128 MiB, its two
+//!   BAR windows) as a child process, spawn to exit, output discarded; it
+//!   must exit 0. The floor beside it is spawning and waiting for `true`.
+//! - **Minimal guest, against QEMU**: the smallest guest that does
+//!   anything, an ELF whose only instruction writes the exit port
+//!   (`vmm run --guest`), beside `qemu-system-x86_64 -M microvm -accel kvm`
+//!   booting a 64 KiB firmware image that does the same `out 0xf4`, with
+//!   every optional microvm device off, no option ROMs, no defaults, 16 MiB
+//!   (QEMU's best case; `-cpu host` aborts on this backend). Both must
+//!   exit 1 (the `isa-debug-exit` status of a 0 write). Skipped with a
+//!   note when QEMU is not installed (Debian: `qemu-system-x86`).
+//! - **Resident memory, whole**: the peak resident set of the minimal
+//!   guest's `vmm` process and of QEMU's, guest pages included (what
+//!   launching it costs the host): `VmHWM` of `/proc/<pid>/status` read
+//!   continuously from spawn to exit in a separate, untimed run; the last
+//!   read before exit is the figure (a lower bound of the true peak).
+//!   `ru_maxrss` from `wait4` is not used: it keeps the resident set of the
+//!   bench process the child was forked or vforked from. The built-in
+//!   guest's memory beyond guest RAM is sampled from `/proc/<pid>/smaps`
+//!   ([`super::smaps`]), as before.
+//! - **A Solo5 unikernel** (`vmm bench --spt test_hello.spt`): its launch
+//!   beside the minimal guest's.
+//! - **Cold and warm**: the first repetition (page cache and binary
+//!   possibly cold) is reported as a detail beside the median.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+use super::session::{guest_err, TempFile};
+use super::smaps;
+use crate::error::BenchError;
+use crate::figure::{Bound, Figure, RatioKind, Unit};
+use vmm::config::DEFAULT_MEM;
+
+const ITEM: &str = "9 (launch)";
+
+/// The command line: `vmm run` with a watchdog, so a guest that never
+/// finishes cannot hang the bench.
+const RUN: [&str; 3] = ["run", "--timeout", "60"];
+
+/// QEMU's best case for a firmware-only microvm.
+const QEMU_ARGS: [&str; 13] = [
+    "-M",
+    "microvm,x-option-roms=off,rtc=off,pit=off,pic=off,isa-serial=off",
+    "-accel",
+    "kvm",
+    "-m",
+    "16M",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=4",
+    "-bios",
+];
+
+/// One repetition's values.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// `vmm run` of the built-in guest, ms.
+    pub vmm_ms: f64,
+    /// `true`, ms.
+    pub true_ms: f64,
+    /// The built-in guest's resident split at the largest smaps sample.
+    pub rss: smaps::Breakdown,
+    /// Peak resident memory of that process (`VmHWM`), KiB.
+    pub hwm_kib: u64,
+    /// Usable smaps samples.
+    pub samples: u64,
+    /// The minimal guest: wall ms and peak resident KiB.
+    pub minimal: Launch,
+    /// QEMU on the same guest, when installed.
+    pub qemu: Option<Launch>,
+    /// The Solo5 unikernel, when given.
+    pub spt: Option<Launch>,
+}
+
+/// One child process: wall time, and peak resident set from a sampled run.
+#[derive(Clone, Copy, Debug)]
+pub struct Launch {
+    /// Spawn to exit, ms.
+    pub ms: f64,
+    /// Largest `VmHWM` seen in the sampled run, KiB.
+    pub hwm_kib: u64,
+}
+
+fn io(context: &str) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Io { context: format!("item {ITEM}: {context}"), source }
+}
+
+/// Spawns `cmd` (no stdio), waits, and returns the wall time in ms and the
+/// exit status.
+fn timed(cmd: &mut Command) -> Result<(f64, ExitStatus), BenchError> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let t = Instant::now();
+    let status = cmd.spawn().and_then(|mut c| c.wait()).map_err(io("spawning a process"))?;
+    Ok((t.elapsed().as_secs_f64() * 1e3, status))
+}
+
+/// Spawns `cmd` (no stdio) and reads its `VmHWM` until it exits; returns
+/// the largest value seen (KiB) and the exit status.
+fn sampled_hwm(cmd: &mut Command) -> Result<(u64, ExitStatus), BenchError> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(io("spawning a process"))?;
+    let (status_path, cmdline_path) = (format!("/proc/{}/status", child.id()), format!("/proc/{}/cmdline", child.id()));
+    // Until it has exec'd, the child shares or copies the bench's memory
+    // and shows the bench's command line: such samples are skipped.
+    let ours = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let mut hwm = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io("waiting for a process"))? {
+            break status;
+        }
+        // The command line first: once it is the new program's, the
+        // status read after it is too (exec happens once).
+        let cmdline = std::fs::read(&cmdline_path).unwrap_or_default();
+        if !cmdline.is_empty() && cmdline != ours {
+            let text = std::fs::read_to_string(&status_path).unwrap_or_default();
+            hwm = hwm.max(vm_hwm_kib(&text).unwrap_or(0));
+        }
+    };
+    Ok((hwm, status))
+}
+
+/// Sampled runs tried before giving up on seeing one.
+const SAMPLED_TRIES: usize = 10;
+
+/// A timed run and a sampled run of `cmd()`, each required to exit `want`.
+fn launch_expecting(what: &str, cmd: &dyn Fn() -> Command, want: i32) -> Result<Launch, BenchError> {
+    let (ms, status) = timed(&mut cmd())?;
+    if status.code() != Some(want) {
+        return Err(guest_err(ITEM, format!("{what} exited with {status}, not {want}")));
+    }
+    // A run can end before one sample saw it after exec: such a run says
+    // nothing and is repeated (a few times at most), never counted as 0.
+    for _ in 0..SAMPLED_TRIES {
+        let (hwm_kib, status) = sampled_hwm(&mut cmd())?;
+        if status.code() != Some(want) {
+            return Err(guest_err(ITEM, format!("{what} (sampled run) exited with {status}, not {want}")));
+        }
+        if hwm_kib > 0 {
+            return Ok(Launch { ms, hwm_kib });
+        }
+    }
+    Err(guest_err(ITEM, format!("{what}: no sample of its resident memory in {SAMPLED_TRIES} runs")))
+}
+
+/// `VmHWM` of `/proc/<pid>/status`, KiB.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Samples one `vmm run` from spawn to exit; returns the largest
+/// breakdown seen, `VmHWM`, and the number of usable samples.
+fn resident(vmm: &Path, binary: &str) -> Result<(smaps::Breakdown, u64, u64), BenchError> {
+    let mut child = Command::new(vmm)
+        .args(RUN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io("spawning vmm run"))?;
+    let pid = child.id();
+    let mut best: Option<smaps::Breakdown> = None;
+    let (mut hwm, mut samples) = (0u64, 0u64);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io("waiting for vmm run"))? {
+            break status;
+        }
+        // Either read fails once the process is gone; the loop then ends
+        // at `try_wait`.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let b = smaps::breakdown(&smaps::parse(&text), DEFAULT_MEM, binary);
+        let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(b) = b {
+            samples += 1;
+            if best.is_none_or(|x| b.beyond_guest_kib() > x.beyond_guest_kib()) {
+                best = Some(b);
+            }
+            hwm = hwm.max(vm_hwm_kib(&proc_status).unwrap_or(0));
+        }
+    };
+    if status.code() != Some(0) {
+        return Err(guest_err(ITEM, format!("the sampled `vmm run` exited with {status}, not 0")));
+    }
+    let b = best.ok_or_else(|| guest_err(ITEM, "no smaps sample showed the guest-RAM mapping"))?;
+    Ok((b, hwm, samples))
+}
+
+/// The minimal guest as an ELF with the VMM's ABI: `out 0xf4` of 0.
+fn minimal_elf() -> Result<Vec<u8>, BenchError> {
+    use iced_x86::code_asm::*;
+    vmm::guest::kinds::abi_elf::example::assemble_elf(|a| {
+        a.mov(al, 0)?;
+        a.out(0xf4, al)?;
+        a.ud2()
+    })
+    .map_err(|e| guest_err(ITEM, format!("cannot assemble the minimal guest: {e}")))
+}
+
+/// The same guest as a 64 KiB firmware image: at the reset vector (real
+/// mode, top of the image) `mov al, 0; out 0xf4, al; hlt; jmp $-1`.
+pub fn minimal_firmware() -> Vec<u8> {
+    let mut img = vec![0u8; 0x1_0000];
+    img[0xfff0..0xfff7].copy_from_slice(&[0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
+    img
+}
+
+/// `qemu-system-x86_64` on `PATH`, if any.
+fn find_qemu() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("qemu-system-x86_64")).find(|p| p.is_file())
+}
+
+/// Launches the `vmm` executable and its peers.
+pub struct Launcher {
+    vmm: PathBuf,
+    /// Its path as `/proc/<pid>/smaps` names it.
+    resolved: String,
+    minimal: TempFile,
+    qemu: Option<(PathBuf, TempFile)>,
+    spt: Option<PathBuf>,
+}
+
+impl Launcher {
+    /// Prepares the launches of `vmm` (and of QEMU when installed, and of
+    /// the Solo5 unikernel `spt` when given).
+    pub fn new(vmm: &Path, spt: Option<&Path>) -> Result<Launcher, BenchError> {
+        let resolved = std::fs::canonicalize(vmm).map_err(io("resolving the vmm path"))?;
+        let minimal = TempFile::write(&minimal_elf()?).map_err(io("writing the minimal guest"))?;
+        let qemu = match find_qemu() {
+            Some(q) => Some((q, TempFile::write(&minimal_firmware()).map_err(io("writing the firmware image"))?)),
+            None => None,
+        };
+        Ok(Launcher {
+            vmm: vmm.to_path_buf(),
+            resolved: resolved.display().to_string(),
+            minimal,
+            qemu,
+            spt: spt.map(Path::to_path_buf),
+        })
+    }
+
+    /// Whether QEMU is there to compare with.
+    pub fn has_qemu(&self) -> bool {
+        self.qemu.is_some()
+    }
+
+    /// One repetition: the built-in guest, `true`, the minimal guest,
+    /// QEMU, the unikernel, then the sampled built-in run.
+    pub fn sample(&self) -> Result<Sample, BenchError> {
+        let (vmm_ms, status) = timed(Command::new(&self.vmm).args(RUN))?;
+        if status.code() != Some(0) {
+            return Err(guest_err(ITEM, format!("`vmm run` (built-in guest) exited with {status}, not 0")));
+        }
+        let (true_ms, status) = timed(&mut Command::new("true"))?;
+        if !status.success() {
+            return Err(guest_err(ITEM, format!("`true` exited with {status}")));
+        }
+        let minimal = launch_expecting(
+            "`vmm run --guest` (minimal guest)",
+            &|| {
+                let mut c = Command::new(&self.vmm);
+                c.args(RUN).arg("--guest").arg(self.minimal.path());
+                c
+            },
+            1,
+        )?;
+        let qemu = match &self.qemu {
+            Some((q, fw)) => Some(launch_expecting(
+                "QEMU (minimal guest)",
+                &|| {
+                    let mut c = Command::new(q);
+                    c.args(QEMU_ARGS).arg(fw.path());
+                    c
+                },
+                1,
+            )?),
+            None => None,
+        };
+        let spt = match &self.spt {
+            Some(p) => Some(launch_expecting(
+                "`vmm run --guest` (Solo5 unikernel)",
+                &|| {
+                    let mut c = Command::new(&self.vmm);
+                    c.args(RUN).arg("--guest").arg(p).args(["--", "Hello_Solo5"]);
+                    c
+                },
+                0,
+            )?),
+            None => None,
+        };
+        let (rss, hwm_kib, samples) = resident(&self.vmm, &self.resolved)?;
+        Ok(Sample { vmm_ms, true_ms, rss, hwm_kib, samples, minimal, qemu, spt })
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The figures of item 9.
+pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
+    let col = |f: &dyn Fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
+    let first = s.first().ok_or_else(|| BenchError::NoSamples("launch".into()))?;
+    let last = s.last().ok_or_else(|| BenchError::NoSamples("launch".into()))?;
+    let wall = Figure::new(
+        9,
+        "launch.wall_time",
+        "`vmm run --timeout 60` of the built-in guest to completion: whole process, spawn to exit (code 0)",
+        Unit::Ms,
+        col(&|x| x.vmm_ms),
+    )?
+    .vs("spawning and waiting for `true`", col(&|x| x.true_ms), RatioKind::Times)?
+    .detail("cold_first_run_ms", first.vmm_ms)
+    .target_ours(Bound::AtMost(100.0), "the built-in guest's whole run well under 100 ms");
+    let rss = Figure::new(
+        9,
+        "launch.rss_beyond_guest",
+        "VMM resident memory beyond guest memory during `vmm run` (built-in guest), peak of continuous sampling",
+        Unit::Mib,
+        col(&|x| mib(x.rss.beyond_guest_kib())),
+    )?
+    .detail("total_rss_mib", mib(last.rss.total_kib))
+    .detail("guest_ram_rss_mib", mib(last.rss.guest_ram_kib))
+    .detail("bar_window_rss_mib", mib(last.rss.windows_kib))
+    .detail("vmm_binary_rss_mib", mib(last.rss.binary_kib))
+    .detail("shared_library_rss_mib", mib(last.rss.libraries_kib))
+    .detail("peak_rss_with_guest_mib", mib(last.hwm_kib))
+    .detail("smaps_samples", last.samples as f64)
+    .target_ours(Bound::AtMost(5.0), "VMM overhead under 5 MiB resident (Firecracker's published bound)")
+    .note(
+        "method: /proc/<pid>/smaps read continuously from spawn to exit; per sample, total Rss minus the guest-RAM \
+         mapping (pages the VMM wrote for the guest, such as page tables and the image, are guest RAM) and \
+         passed-through BAR windows; the largest sample (details: last repetition)",
+    );
+
+    let title = "minimal exit-port guest, spawn to exit (code 1): `vmm run --guest`";
+    let mut minimal = Figure::new(9, "launch.minimal_vs_qemu", title, Unit::Ms, col(&|x| x.minimal.ms))?
+        .detail("cold_first_run_ms", first.minimal.ms);
+    minimal = match s.iter().map(|x| x.qemu).collect::<Option<Vec<Launch>>>() {
+        Some(q) => minimal
+            .vs(
+                "qemu-system-x86_64 -M microvm (options off) -accel kvm -bios: the same `out 0xf4`",
+                q.iter().map(|l| l.ms).collect(),
+                RatioKind::Speedup,
+            )?
+            .detail("qemu_cold_first_run_ms", q[0].ms)
+            .target_ratio(Bound::AtLeast(3.0), "launch at least 3× faster than QEMU microvm"),
+        None => minimal.note("QEMU not installed (Debian package qemu-system-x86): peer and target skipped"),
+    };
+    let mut whole = Figure::new(
+        9,
+        "launch.minimal_rss_whole",
+        "minimal guest: peak resident memory of the whole `vmm` process, guest pages included (VmHWM, sampled)",
+        Unit::Mib,
+        col(&|x| mib(x.minimal.hwm_kib)),
+    )?
+    .target_ours(Bound::AtMost(6.0), "the minimal guest at most 6 MiB resident, whole");
+    if let Some(q) = s.iter().map(|x| x.qemu).collect::<Option<Vec<Launch>>>() {
+        whole = whole.vs(
+            "QEMU microvm, same guest (VmHWM, sampled)",
+            q.iter().map(|l| mib(l.hwm_kib)).collect(),
+            RatioKind::Times,
+        )?;
+    }
+    let mut out = vec![wall, rss, minimal, whole];
+    if let Some(u) = s.iter().map(|x| x.spt).collect::<Option<Vec<Launch>>>() {
+        out.push(
+            Figure::new(
+                9,
+                "launch.solo5_hello",
+                "Solo5 unikernel (`--spt`), spawn to exit (code 0): `vmm run --guest test_hello.spt -- Hello_Solo5`",
+                Unit::Ms,
+                u.iter().map(|l| l.ms).collect(),
+            )?
+            .vs("the minimal ELF guest", col(&|x| x.minimal.ms), RatioKind::Times)?
+            .detail("rss_whole_mib", mib(u[u.len() - 1].hwm_kib))
+            .detail("cold_first_run_ms", u[0].ms),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_rss_is_read_from_status() {
+        let status = "Name:\tvmm\nVmPeak:\t  200000 kB\nVmHWM:\t   22016 kB\nVmRSS:\t   21000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(22016));
+        assert_eq!(vm_hwm_kib("Name:\tvmm\n"), None);
+    }
+
+    #[test]
+    fn firmware_starts_with_the_exit_port_write_at_the_reset_vector() {
+        let img = minimal_firmware();
+        assert_eq!(img.len(), 0x1_0000);
+        // mov al, 0; out 0xf4, al at 0xffff_fff0.
+        assert_eq!(&img[0xfff0..0xfff4], &[0xb0, 0x00, 0xe6, 0xf4]);
+    }
+}

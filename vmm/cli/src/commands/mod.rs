@@ -1,0 +1,8 @@
+//! One module per subcommand: its options (`clap`) and the glue that
+//! turns them into a call of the `vmm` library, `vmm-bench` or [`crate::kut`].
+
+pub mod bench;
+pub mod example_elf;
+pub mod fuzz_guest;
+pub mod kut;
+pub mod run;

@@ -1,0 +1,239 @@
+//! What one `unittests.cfg` test needs, and whether `vmm` can give it:
+//! either the `vmm run --kernel` arguments that run it, or why it is
+//! skipped, in the words `run_tests.sh` uses where it has them.
+//!
+//! A test that needs something this VMM lacks (a QEMU device or machine
+//! type, Hyper-V enlightenments, nested virtualization, a CPU feature
+//! *removed*) is skipped with that reason, never run to a false failure.
+//! A CPU model name is not honoured: the guest gets the CPUID KVM
+//! supports here, so `-cpu max` and `-cpu qemu64,+x2apic` both mean
+//! "what this host offers", and a test checks CPUID itself; `vendor=` is
+//! not honoured either (the guest sees the host's vendor).
+
+use std::path::{Path, PathBuf};
+
+use super::cfg::TestSpec;
+use vmm::config::DEFAULT_MEM;
+use vmm::layout::DEFAULT_BAR_BASE;
+
+/// How to run a test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM in bytes.
+    pub mem: u64,
+    /// The kernel's arguments.
+    pub append: String,
+    /// Seconds before the guest is stopped.
+    pub timeout_secs: u64,
+}
+
+/// The decision for one test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Run it.
+    Run(Launch),
+    /// Skip it, for this reason.
+    Skip(String),
+}
+
+/// What the runner was asked for.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Timeout of a test whose section gives none.
+    pub default_timeout: u64,
+    /// Upper bound on any test's timeout (CI keeps runs short).
+    pub max_timeout: Option<u64>,
+    /// The test was named explicitly (runs even in group `nodefault`).
+    pub named: bool,
+}
+
+/// Most vCPUs `vmm` runs.
+const MAX_VCPUS: u32 = vmm::layout::MAX_VCPUS as u32;
+
+/// Decides how to run `t` from the directory `dir` of its configuration.
+pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {
+    if let Some(arch) = t.arch.as_deref().filter(|a| *a != "x86_64") {
+        return Plan::Skip(format!("{arch} only"));
+    }
+    if let Some(accel) = t.accel.as_deref().filter(|a| *a != "kvm") {
+        return Plan::Skip(format!("{accel} only"));
+    }
+    if t.groups.iter().any(|g| g == "nodefault") && !o.named {
+        return Plan::Skip("test marked as manual run only".into());
+    }
+    for (path, want) in &t.check {
+        let got = std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default();
+        if &got != want {
+            return Plan::Skip(format!("{path} not equal to {want}"));
+        }
+    }
+    let mut mem = DEFAULT_MEM;
+    let mut vcpus = t.smp;
+    let mut needs = Vec::new();
+    let mut words = t.qemu_params.split_whitespace();
+    while let Some(w) = words.next() {
+        let needs_value = matches!(w, "-cpu" | "-m" | "-device" | "-M" | "-machine" | "-smp" | "-overcommit");
+        let v = if needs_value { words.next().unwrap_or("") } else { "" };
+        let skip = match w {
+            "-cpu" => cpu_skip(v),
+            "-m" => match parse_mem(v) {
+                Some(m) if m <= DEFAULT_BAR_BASE => {
+                    mem = m;
+                    None
+                }
+                _ => Some(format!("needs -m {v}; vmm gives a raw kernel at most {} MiB", DEFAULT_BAR_BASE >> 20)),
+            },
+            "-device" => Some(format!("needs the QEMU device {}", v.split(',').next().unwrap_or(v))),
+            "-M" | "-machine" => machine_skip(v),
+            "-smp" => match v.split(',').next().and_then(|n| n.parse().ok()) {
+                Some(n) => {
+                    vcpus = n;
+                    None
+                }
+                None => Some(format!("cannot read -smp {v}")),
+            },
+            "-enable-kvm" => None,
+            "-overcommit" => Some(format!("needs -overcommit {v}")),
+            other => Some(format!("needs the QEMU option {other}")),
+        };
+        needs.extend(skip);
+    }
+    if !needs.is_empty() {
+        return Plan::Skip(needs.join("; "));
+    }
+    if vcpus == 0 || vcpus > MAX_VCPUS {
+        return Plan::Skip(format!("needs {vcpus} vCPUs; vmm runs 1 to {MAX_VCPUS}"));
+    }
+    let mut timeout = t.timeout_secs.unwrap_or(o.default_timeout).max(1);
+    if let Some(max) = o.max_timeout {
+        timeout = timeout.min(max.max(1));
+    }
+    Plan::Run(Launch { kernel: dir.join(&t.file), vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout })
+}
+
+/// A reason to skip for `-cpu MODEL,features`, if any.
+fn cpu_skip(v: &str) -> Option<String> {
+    for f in v.split(',').skip(1) {
+        let name = f.trim_start_matches(['+', '-']).split('=').next().unwrap_or(f);
+        if name.starts_with("hv_") || name == "hv-passthrough" {
+            return Some(format!("needs Hyper-V enlightenments (-cpu {v})"));
+        }
+        if matches!(name, "vmx" | "svm") && !f.starts_with('-') {
+            return Some(format!("needs nested virtualization ({name}), which vmm does not offer"));
+        }
+        let removed = f.starts_with('-') || f.ends_with("=off");
+        if removed {
+            return Some(format!("needs CPU feature {name} removed (-cpu {v}); vmm passes KVM's CPUID unchanged"));
+        }
+        if name == "phys-bits" {
+            return Some(format!("needs -cpu {f}; vmm passes the host's CPUID unchanged"));
+        }
+    }
+    None
+}
+
+/// A reason to skip for `-machine OPTIONS`, if any.
+fn machine_skip(v: &str) -> Option<String> {
+    let needs: Vec<String> = v
+        .split(',')
+        .filter_map(|opt| match opt {
+            // The PIT exists either way; a test that wants it off still runs.
+            "pit=off" | "accel=kvm" | "pc" => None,
+            "q35" => Some("needs the q35 machine (-M q35)".into()),
+            o => Some(format!("needs -machine {o}")),
+        })
+        .collect();
+    (!needs.is_empty()).then(|| needs.join("; "))
+}
+
+/// A QEMU `-m` size: MiB by default, or with a K/M/G suffix.
+fn parse_mem(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, shift) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 10),
+        'm' | 'M' => (&v[..v.len() - 1], 20),
+        'g' | 'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 20),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(params: &str) -> TestSpec {
+        TestSpec { name: "t".into(), file: "t.flat".into(), smp: 1, qemu_params: params.into(), ..Default::default() }
+    }
+
+    fn opts() -> PlanOptions {
+        PlanOptions { default_timeout: 90, max_timeout: None, named: false }
+    }
+
+    fn skip(p: Plan) -> String {
+        match p {
+            Plan::Skip(r) => r,
+            Plan::Run(l) => panic!("runs: {l:?}"),
+        }
+    }
+
+    #[test]
+    fn runs_with_translated_params() {
+        let mut t = spec("-cpu qemu64,+x2apic,+tsc-deadline -m 256 -enable-kvm");
+        t.smp = 2;
+        t.test_args = "ipi".into();
+        t.timeout_secs = Some(30);
+        let Plan::Run(l) = plan(&t, Path::new("/d"), &opts()) else { panic!() };
+        assert_eq!(
+            l,
+            Launch { kernel: "/d/t.flat".into(), vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: 30 }
+        );
+        let o = PlanOptions { max_timeout: Some(10), ..opts() };
+        let Plan::Run(l) = plan(&t, Path::new("/d"), &o) else { panic!() };
+        assert_eq!(l.timeout_secs, 10);
+    }
+
+    #[test]
+    fn skips_name_what_is_missing() {
+        let d = Path::new("/d");
+        let why =
+            skip(plan(&spec("-M q35,kernel-irqchip=split -device intel-iommu,intremap=on -device edu"), d, &opts()));
+        assert_eq!(
+            why,
+            "needs the q35 machine (-M q35); needs -machine kernel-irqchip=split; needs the QEMU device intel-iommu; \
+             needs the QEMU device edu"
+        );
+        assert!(skip(plan(&spec("-device edu"), d, &opts())).contains("QEMU device edu"));
+        assert!(skip(plan(&spec("-cpu host,hv_passthrough"), d, &opts())).contains("Hyper-V"));
+        assert!(skip(plan(&spec("-cpu max,+vmx"), d, &opts())).contains("nested"));
+        assert!(skip(plan(&spec("-cpu qemu64,-x2apic"), d, &opts())).contains("x2apic removed"));
+        assert!(skip(plan(&spec("-m 4g"), d, &opts())).contains("-m 4g"));
+        assert!(skip(plan(&spec("-machine vmport=on"), d, &opts())).contains("vmport"));
+        assert!(skip(plan(&spec("-foo"), d, &opts())).contains("-foo"));
+        let mut t = spec("");
+        t.arch = Some("i386".into());
+        assert_eq!(skip(plan(&t, d, &opts())), "i386 only");
+        let mut t = spec("");
+        t.groups = vec!["vmx".into(), "nodefault".into()];
+        assert_eq!(skip(plan(&t, d, &opts())), "test marked as manual run only");
+        assert!(matches!(plan(&t, d, &PlanOptions { named: true, ..opts() }), Plan::Run(_)));
+        let mut t = spec("");
+        t.check = vec![("/nonexistent/param".into(), "Y".into())];
+        assert_eq!(skip(plan(&t, d, &opts())), "/nonexistent/param not equal to Y");
+        let mut t = spec("");
+        t.smp = 99;
+        assert!(skip(plan(&t, d, &opts())).contains("99 vCPUs"));
+    }
+
+    #[test]
+    fn machine_pit_off_runs() {
+        assert!(matches!(plan(&spec("-machine pit=off"), Path::new("/d"), &opts()), Plan::Run(_)));
+        assert_eq!(parse_mem("2048"), Some(2048 << 20));
+        assert_eq!(parse_mem("4g"), Some(4 << 30));
+        assert_eq!(parse_mem("x"), None);
+    }
+}
