@@ -13,7 +13,8 @@
 //!
 //! Module map:
 //! - [`config`]: options and the TOML file; [`input_file`]: reading user
-//!   files with bounds; [`layout`]: the address map;
+//!   files with bounds; [`elf`]: the one ELF reader every kind uses;
+//!   [`layout`]: the address map;
 //! - [`memory`]: guest RAM, host windows, boot frames; [`mapper`]: the
 //!   boot mappings through guest-mm; [`program`] and [`guest`]: what runs;
 //! - [`arch`], [`kernel`], [`boot`]: the CPU structures and the stub;
@@ -38,6 +39,7 @@ pub mod bench;
 pub mod boot;
 pub mod config;
 pub mod control;
+pub mod elf;
 pub mod event_loop;
 pub mod exit;
 pub mod fault;
