@@ -44,9 +44,14 @@ fn config_corpus() {
     replay("config");
 }
 
+#[test]
+fn elf_reader_corpus() {
+    replay("elf_reader");
+}
+
 /// Every target has a test above and a corpus folder.
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config"]);
+    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader"]);
 }

@@ -137,7 +137,7 @@ fn the_vmm_abi_does_not_know_the_call() {
     need_kvm!();
     let prog = program();
     let s = &prog.segments[0];
-    let img = vmm::guest::elf::build_elf(CODE_VA, &[(CODE_VA, &s.bytes, s.mem_len, 5)]);
+    let img = vmm::guest::elf_program::build_elf(CODE_VA, &[(CODE_VA, &s.bytes, s.mem_len, 5)]);
     let path = kvm_support::temp_path("plus-one.elf");
     std::fs::write(&path, img).expect("write");
     let cfg =

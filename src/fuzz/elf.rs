@@ -1,5 +1,5 @@
 //! The ELF target: a file through the Solo5 note reader and
-//! `guest::elf::parse`, and what parses
+//! `guest::elf_program::parse`, and what parses
 //! through `program::load` into a fresh guest, as `vmm run --guest` does.
 //! A program that loads is read back through an independent walk of the
 //! page tables: every page of every segment is mapped user-accessible, to a
@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use vm_memory::{Bytes, GuestAddress};
-use vmm::guest::elf::parse;
+use vmm::guest::elf_program::parse;
 use vmm::guest::kinds::solo5::note;
 use vmm::hosted::mapper::Mapper;
 use vmm::hosted::program::{load, Program};

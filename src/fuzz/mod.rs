@@ -10,11 +10,13 @@
 
 mod config;
 mod elf;
+mod elf_reader;
 mod hypercall;
 mod hypercall_check;
 
 pub use config::config;
 pub use elf::elf;
+pub use elf_reader::elf_reader;
 pub use hypercall::hypercalls;
 
 use crate::model::{Op, World};
@@ -29,5 +31,10 @@ pub type Target = fn(&[u8]);
 
 /// Every target by name (the names of `fuzz/fuzz_targets/*.rs` and of the
 /// corpus folders).
-pub const TARGETS: &[(&str, Target)] =
-    &[("mapper_ops", mapper_ops), ("hypercalls", hypercalls), ("elf", elf), ("config", config)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("mapper_ops", mapper_ops),
+    ("hypercalls", hypercalls),
+    ("elf", elf),
+    ("config", config),
+    ("elf_reader", elf_reader),
+];

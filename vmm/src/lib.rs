@@ -13,8 +13,8 @@
 //!
 //! Module map (`docs/architecture.md` walks through it):
 //! - [`config`]: the run's configuration and the TOML file;
-//!   [`input_file`]: reading user files with bounds; [`layout`]: the
-//!   address map; [`memory`]: guest RAM, host windows, boot frames;
+//!   [`input_file`]: reading user files with bounds; [`elf`]: the one
+//!   ELF reader every kind uses; [`layout`]: the address map; [`memory`]: guest RAM, host windows, boot frames;
 //! - [`guest`]: the kind seam and one folder per kind of guest;
 //! - [`hosted`]: the kernel the VMM plays for hosted guests (boot, stub,
 //!   descriptor tables, the guest-mm address space and providers,
@@ -33,6 +33,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod elf;
 pub mod guest;
 pub mod hosted;
 pub mod input_file;

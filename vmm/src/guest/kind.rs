@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::config::{BarConfig, VmConfig};
-use crate::guest::elf::ElfError;
+use crate::guest::elf_program::ElfError;
 use crate::hosted::boot::KernelImage;
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
 use crate::hosted::mapper::Mapper;

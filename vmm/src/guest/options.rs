@@ -15,6 +15,9 @@
 
 use std::collections::BTreeMap;
 
+/// Checks one value of an option: `Err` says what is wrong with it.
+pub type CheckValue = fn(&str) -> Result<(), String>;
+
 /// One command-line option of a kind (`--NAME VALUE`).
 #[derive(Clone, Copy, Debug)]
 pub struct KindOption {
@@ -36,7 +39,7 @@ pub struct KindOption {
     pub hyphen_values: bool,
     /// Checks one value as typed, so that a bad one is refused before
     /// anything runs (`None`: any value).
-    pub check: Option<fn(&str) -> Result<(), String>>,
+    pub check: Option<CheckValue>,
 }
 
 impl KindOption {
@@ -79,7 +82,7 @@ impl KindOption {
     }
 
     /// The same option, with a check of each value.
-    pub const fn checked(mut self, check: fn(&str) -> Result<(), String>) -> Self {
+    pub const fn checked(mut self, check: CheckValue) -> Self {
         self.check = Some(check);
         self
     }

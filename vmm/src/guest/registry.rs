@@ -134,7 +134,7 @@ impl Registry {
             (GuestChoice::Kind(name), None) => (named(name)?, None),
             (GuestChoice::Builtin, None) => (named(DEFAULT_KIND)?, None),
             (GuestChoice::Elf(path), None) => {
-                let bytes = super::elf::read_file(path)?;
+                let bytes = super::elf_program::read_file(path)?;
                 let spec = match &cfg.abi {
                     Some(name) => {
                         let k = named(name)?;

@@ -65,7 +65,7 @@ fn fail<'a, E: std::fmt::Display>(item: &'a str, what: &'static str) -> impl FnO
 
 /// Runs `elf` on the bare machine and returns its results area.
 pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, BenchError> {
-    let prog = vmm::guest::elf::parse(elf).map_err(fail(item, "the program"))?;
+    let prog = vmm::guest::elf_program::parse(elf).map_err(fail(item, "the program"))?;
     let mem = create_guest_memory(m.mem_size).map_err(fail(item, "guest memory"))?;
     let mut mapper = Mapper::new(mem.clone()).map_err(fail(item, "page tables"))?;
     let kernel = install_kernel(&mem, &mut mapper, 1).map_err(fail(item, "kernel stub"))?;

@@ -10,7 +10,7 @@
 use iced_x86::code_asm::*;
 
 use crate::guest::asm::{hcall, mmap, serial_print, Arg, AsmResult};
-use crate::guest::elf::build_elf;
+use crate::guest::elf_program::build_elf;
 use crate::hosted::stub::abi::{map, nr, prot};
 
 /// Where example ELFs are linked.
@@ -71,7 +71,7 @@ pub fn hello_elf() -> AsmResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::elf::parse;
+    use crate::guest::elf_program::parse;
 
     #[test]
     fn example_is_a_loadable_elf() {

@@ -4,7 +4,7 @@
 //! `exit_group`) becomes the VMM's.
 
 use super::load::load_vmm_abi_program;
-use crate::guest::elf;
+use crate::guest::elf_program;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind};
 use crate::guest::spec::{KindSpec, Launch};
 use crate::hosted::program::Program;
@@ -20,7 +20,7 @@ pub struct AbiElf {
 impl AbiElf {
     /// The program in the ELF image `bytes` (named `name` in reports).
     pub fn new(name: String, bytes: &[u8]) -> Result<Self, KindError> {
-        Ok(AbiElf { name, prog: elf::parse(bytes)? })
+        Ok(AbiElf { name, prog: elf_program::parse(bytes)? })
     }
 }
 

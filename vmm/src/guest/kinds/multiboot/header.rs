@@ -2,6 +2,10 @@
 //! physical addresses (ELF32, ELF64, or the header's a.out-kludge
 //! addresses).
 //!
+//! The ELF structures are read by the VMM's one ELF reader
+//! ([`crate::elf`]); the multiboot header and the a.out kludge, which are
+//! not ELF, are read here.
+//!
 //! This module only *parses*: it turns the file into a list of
 //! [`Segment`]s and an entry point, each checked against the file's size.
 //! Checking them against guest memory and copying them is [`super::load`]'s
@@ -10,6 +14,9 @@
 use std::ops::Range;
 
 use thiserror::Error;
+
+use crate::elf::fields::u32_at;
+use crate::elf::{Class, Elf, EM_386, EM_X86_64, PT_LOAD};
 
 /// The magic a multiboot v1 header starts with.
 pub const HEADER_MAGIC: u32 = 0x1bad_b002;
@@ -82,21 +89,6 @@ pub struct Kernel {
     pub segments: Vec<Segment>,
     /// Guest-physical entry point (32-bit protected mode).
     pub entry: u32,
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off.checked_add(4)?).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    b.get(off..off.checked_add(2)?).map(|s| u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    let s = b.get(off..off.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
 }
 
 /// Finds the header: its offset in the file and its flags.
@@ -174,81 +166,42 @@ fn kludge_segments(bytes: &[u8], hdr: usize) -> Result<(Vec<Segment>, u64), Mult
     Ok((vec![seg], u64::from(entry)))
 }
 
-const PT_LOAD: u32 = 1;
-const EM_386: u16 = 3;
-const EM_X86_64: u16 = 62;
 /// Most program headers read (a kernel has a handful).
-const MAX_PHDRS: usize = 256;
+const MAX_PHDRS: u16 = 256;
 
 /// `PT_LOAD` segments at their physical addresses, and the entry point
-/// translated from its virtual address to the physical one.
+/// translated from its virtual address to the physical one. The ELF
+/// structures are read by the VMM's one reader ([`crate::elf`]); the
+/// checks here are multiboot's.
 fn elf_segments(bytes: &[u8]) -> Result<(Vec<Segment>, u64), MultibootError> {
     let bad = |m: String| MultibootError::BadElf(m);
-    let class64 = match bytes.get(4) {
-        Some(1) => false,
-        Some(2) => true,
-        other => return Err(bad(format!("unknown class {other:?}"))),
-    };
-    if bytes.get(5) != Some(&1) {
-        return Err(bad("not little-endian".into()));
-    }
-    let machine = u16_at(bytes, 18).ok_or_else(|| bad("header truncated".into()))?;
-    if machine != if class64 { EM_X86_64 } else { EM_386 } {
+    let elf = Elf::parse(bytes).map_err(|e| bad(e.to_string()))?;
+    let machine = elf.machine();
+    if machine != if elf.class() == Class::Elf64 { EM_X86_64 } else { EM_386 } {
         return Err(bad(format!("machine {machine} is not x86 for this class")));
     }
-    let t = |v: Option<u64>| v.ok_or_else(|| bad("header truncated".into()));
-    let (entry, phoff, phentsize, phnum) = if class64 {
-        (
-            t(u64_at(bytes, 24))?,
-            t(u64_at(bytes, 32))?,
-            t(u16_at(bytes, 54).map(u64::from))?,
-            t(u16_at(bytes, 56).map(u64::from))?,
-        )
-    } else {
-        (
-            t(u32_at(bytes, 24).map(u64::from))?,
-            t(u32_at(bytes, 28).map(u64::from))?,
-            t(u16_at(bytes, 42).map(u64::from))?,
-            t(u16_at(bytes, 44).map(u64::from))?,
-        )
-    };
-    let min_ent = if class64 { 56 } else { 32 };
-    if phentsize < min_ent || phnum as usize > MAX_PHDRS {
-        return Err(bad(format!("{phnum} program headers of {phentsize} bytes")));
+    if elf.phnum() > MAX_PHDRS {
+        return Err(bad(format!("{} program headers, more than {MAX_PHDRS}", elf.phnum())));
     }
+    let entry = elf.entry().0;
     let mut segs = Vec::new();
     let mut entry_pa = None;
-    for i in 0..phnum {
-        let off = phoff
-            .checked_add(i * phentsize)
-            .and_then(|o| usize::try_from(o).ok())
-            .filter(|&o| o.checked_add(min_ent as usize).is_some_and(|e| e <= bytes.len()))
-            .ok_or_else(|| bad(format!("program header {i} lies outside the file")))?;
-        let ph = &bytes[off..];
-        let r32 = |o: usize| u32_at(ph, o).map(u64::from).unwrap_or(0);
-        let r64 = |o: usize| u64_at(ph, o).unwrap_or(0);
-        let (p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz) = if class64 {
-            (r32(0), r64(8), r64(16), r64(24), r64(32), r64(40))
-        } else {
-            (r32(0), r32(4), r32(8), r32(12), r32(16), r32(20))
-        };
-        if p_type as u32 != PT_LOAD {
+    for ph in elf.program_headers().map_err(|e| bad(e.to_string()))? {
+        if ph.kind != PT_LOAD {
             continue;
         }
+        let (i, p_vaddr, p_paddr, p_filesz, p_memsz) = (ph.index, ph.vaddr.0, ph.paddr.0, ph.filesz, ph.memsz);
         if p_filesz > p_memsz {
             return Err(bad(format!("segment {i}: file size {p_filesz:#x} exceeds memory size {p_memsz:#x}")));
         }
-        let file_end = p_offset.checked_add(p_filesz).filter(|&e| e <= bytes.len() as u64);
-        let Some(file_end) = file_end else {
-            return Err(bad(format!("segment {i}: bytes [{p_offset:#x}, +{p_filesz:#x}) lie outside the file")));
-        };
+        let file = elf.segment_range(&ph).map_err(|e| bad(e.to_string()))?;
         if p_paddr.checked_add(p_memsz).is_none_or(|e| e > 1 << 52) || p_vaddr.checked_add(p_memsz).is_none() {
             return Err(bad(format!("segment {i}: address {p_paddr:#x} + {p_memsz:#x} is out of range")));
         }
         if (p_vaddr..p_vaddr + p_memsz).contains(&entry) {
             entry_pa = Some(entry - p_vaddr + p_paddr);
         }
-        segs.push(Segment { paddr: p_paddr, file: p_offset as usize..file_end as usize, mem_size: p_memsz });
+        segs.push(Segment { paddr: p_paddr, file, mem_size: p_memsz });
     }
     Ok((segs, entry_pa.unwrap_or(entry)))
 }

@@ -10,7 +10,7 @@ use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::{layout, note, trampoline};
 use crate::config::VmConfig;
-use crate::guest::elf;
+use crate::guest::elf_program;
 use std::path::PathBuf;
 
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
@@ -192,7 +192,7 @@ impl Solo5 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
         }
         let mem = layout::check_mem(if cfg.mem_explicit { cfg.mem_size } else { DEFAULT_MEM }).map_err(kind_err)?;
-        let prog = elf::parse(bytes)?;
+        let prog = elf_program::parse(bytes)?;
         // Last, so that nothing is opened for a run refused anyway.
         let blocks = Devices::attach(&mut notes.manifest, blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let entry = backend::syscall_entry();

@@ -1,14 +1,16 @@
 //! Loading a freestanding x86-64 ELF executable: its `PT_LOAD` segments
 //! become a [`Program`] mapped at their virtual addresses, entered at CPL 3.
 //!
-//! Only what such a program needs is read: the ELF header and the program
-//! headers, all bounds-checked (a malformed file is an error, never a
-//! panic). No relocations, no interpreter, no dynamic linking.
+//! Only what such a program needs is read, through the VMM's one ELF
+//! reader ([`crate::elf`]): the ELF header and the program headers, all
+//! bounds-checked (a malformed file is an error, never a panic). No
+//! relocations, no interpreter, no dynamic linking.
 
 use std::path::Path;
 
 use thiserror::Error;
 
+use crate::elf::{self as reader, Class, Elf, EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use crate::hosted::program::{Program, Segment};
 use crate::input_file::{read_input, InputError};
 
@@ -27,41 +29,22 @@ pub enum ElfError {
     /// Not an ELF file this VMM runs.
     #[error("not a freestanding x86-64 ELF executable: {0}")]
     Unsupported(&'static str),
-    /// A header points outside the file.
+    /// The reader refused a header (one pointing outside the file, a
+    /// table too large, ...).
     #[error("malformed ELF: {0}")]
-    Malformed(&'static str),
+    Malformed(#[from] reader::ElfError),
+    /// The segments together claim more file bytes than the file holds.
+    #[error("malformed ELF: segments claim more file bytes than the file holds ({total:#x} of {len:#x} bytes)")]
+    Amplified {
+        /// The file bytes claimed by the segments read so far.
+        total: u64,
+        /// Size of the file.
+        len: u64,
+    },
 }
 
 /// The largest program header table read (Linux refuses larger ones too).
-pub const PHDR_TABLE_MAX: u64 = 64 << 10;
-
-const PT_LOAD: u32 = 1;
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-
-fn u16_at(b: &[u8], off: usize) -> Result<u16, ElfError> {
-    off.checked_add(2)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u16::from_le_bytes)
-        .ok_or(ElfError::Malformed("header truncated"))
-}
-
-fn u32_at(b: &[u8], off: usize) -> Result<u32, ElfError> {
-    off.checked_add(4)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(ElfError::Malformed("header truncated"))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
-    off.checked_add(8)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or(ElfError::Malformed("header truncated"))
-}
+pub const PHDR_TABLE_MAX: u64 = reader::PHDR_TABLE_MAX;
 
 /// Reads `path`: a regular file of at most [`ELF_FILE_MAX`] bytes.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, ElfError> {
@@ -75,85 +58,49 @@ pub fn load_file(path: &Path) -> Result<Program, ElfError> {
 
 /// Parses an ELF image.
 pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
-    if b.get(0..4) != Some(b"\x7fELF") {
-        return Err(ElfError::Unsupported("bad magic"));
-    }
-    if b.get(4) != Some(&2) {
+    let elf = Elf::parse(b).map_err(|e| match e {
+        reader::ElfError::NotElf => ElfError::Unsupported("bad magic"),
+        reader::ElfError::Class(_) | reader::ElfError::Encoding { class: 1, .. } => ElfError::Unsupported("not 64-bit"),
+        reader::ElfError::Encoding { .. } => ElfError::Unsupported("not little endian"),
+        e => ElfError::Malformed(e),
+    })?;
+    if elf.class() != Class::Elf64 {
         return Err(ElfError::Unsupported("not 64-bit"));
     }
-    if b.get(5) != Some(&1) {
-        return Err(ElfError::Unsupported("not little endian"));
-    }
-    let e_type = u16_at(b, 16)?;
-    if e_type != 2 {
+    if elf.file_type() != ET_EXEC {
         return Err(ElfError::Unsupported("not an executable (ET_EXEC)"));
     }
-    if u16_at(b, 18)? != 62 {
+    if elf.machine() != EM_X86_64 {
         return Err(ElfError::Unsupported("not x86-64"));
     }
-    let entry = u64_at(b, 24)?;
-    let phoff = u64_at(b, 32)?;
-    let phentsize = u16_at(b, 54)? as u64;
-    let phnum = u16_at(b, 56)? as u64;
-    if phentsize < 56 {
-        return Err(ElfError::Malformed("program header entries too small"));
-    }
     // Cost is bounded by the file, never by what the headers claim: the
-    // header table must be small and inside the file (as Linux's loader
-    // requires), and the segments together may not copy more bytes than
-    // the file holds.
-    let table = phnum * phentsize;
-    if table > PHDR_TABLE_MAX {
-        return Err(ElfError::Malformed("program header table larger than 64 KiB"));
-    }
-    if phoff.checked_add(table).is_none_or(|end| end > b.len() as u64) {
-        return Err(ElfError::Malformed("program header table outside the file"));
-    }
+    // reader keeps the header table small and inside the file (as Linux's
+    // loader requires), and the segments together may not copy more bytes
+    // than the file holds.
+    let len = b.len() as u64;
     let mut file_bytes = 0u64;
     let mut segments = Vec::new();
-    for i in 0..phnum {
-        let off = phoff
-            .checked_add(i * phentsize)
-            .and_then(|o| usize::try_from(o).ok())
-            .ok_or(ElfError::Malformed("program header offset"))?;
-        // The whole 56-byte header lies in the file, so `off + k` below
-        // cannot overflow.
-        if off.checked_add(56).is_none_or(|end| end > b.len()) {
-            return Err(ElfError::Malformed("header truncated"));
-        }
-        if u32_at(b, off)? != PT_LOAD {
+    for ph in elf.program_headers()? {
+        if ph.kind != PT_LOAD || ph.memsz == 0 {
             continue;
         }
-        let flags = u32_at(b, off + 4)?;
-        let p_offset = u64_at(b, off + 8)?;
-        let vaddr = u64_at(b, off + 16)?;
-        let filesz = u64_at(b, off + 32)?;
-        let memsz = u64_at(b, off + 40)?;
-        if memsz == 0 {
-            continue;
-        }
-        let start = usize::try_from(p_offset).map_err(|_| ElfError::Malformed("segment offset"))?;
-        let end = usize::try_from(filesz)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-            .filter(|&e| e <= b.len())
-            .ok_or(ElfError::Malformed("segment data outside the file"))?;
-        file_bytes += filesz;
-        if file_bytes > b.len() as u64 {
-            return Err(ElfError::Malformed("segments claim more file bytes than the file holds"));
+        let bytes = elf.segment_data(&ph)?;
+        file_bytes += ph.filesz;
+        if file_bytes > len {
+            return Err(ElfError::Amplified { total: file_bytes, len });
         }
         segments.push(Segment {
-            va: vaddr,
-            bytes: b[start..end].to_vec(),
-            mem_len: memsz,
-            write: flags & PF_W != 0,
-            exec: flags & PF_X != 0,
+            va: ph.vaddr.0,
+            bytes: bytes.to_vec(),
+            mem_len: ph.memsz,
+            write: ph.flags & PF_W != 0,
+            exec: ph.flags & PF_X != 0,
         });
     }
     if segments.is_empty() {
         return Err(ElfError::Unsupported("no loadable segments"));
     }
-    Ok(Program { segments, entry })
+    Ok(Program { segments, entry: elf.entry().0 })
 }
 
 /// Builds a minimal ELF with the given segments (for tests of this
@@ -232,9 +179,23 @@ mod tests {
         // phnum huge with a tiny file.
         let mut img = build_elf(0, &[(0x1000, b"x", 1, PF_X)]);
         img[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
-        assert!(matches!(parse(&img), Err(ElfError::Malformed("program header table larger than 64 KiB"))));
+        assert!(matches!(parse(&img), Err(ElfError::Malformed(reader::ElfError::TableTooLarge { count: 0xffff, .. }))));
+        assert!(parse(&img).unwrap_err().to_string().contains("program header table larger than 64 KiB"));
         img[56..58].copy_from_slice(&2u16.to_le_bytes());
-        assert!(matches!(parse(&img), Err(ElfError::Malformed("program header table outside the file"))));
+        assert!(matches!(
+            parse(&img),
+            Err(ElfError::Malformed(reader::ElfError::TableOutside { off: 64, size: 112, .. }))
+        ));
+        assert!(parse(&img).unwrap_err().to_string().contains("program header table outside the file"));
+        // Identification refusals keep their words.
+        assert_eq!(
+            parse(b"\x7fELF\x01not really").unwrap_err().to_string(),
+            "not a freestanding x86-64 ELF executable: not 64-bit"
+        );
+        assert_eq!(
+            parse(b"\x7fELF\x02\x02").unwrap_err().to_string(),
+            "not a freestanding x86-64 ELF executable: not little endian"
+        );
     }
 
     #[test]
@@ -250,7 +211,8 @@ mod tests {
             img[h + 32..h + 40].copy_from_slice(&whole.to_le_bytes());
             img[h + 40..h + 48].copy_from_slice(&whole.to_le_bytes());
         }
-        assert!(matches!(parse(&img), Err(ElfError::Malformed("segments claim more file bytes than the file holds"))));
+        assert!(matches!(parse(&img), Err(ElfError::Amplified { len, .. }) if len == whole));
+        assert!(parse(&img).unwrap_err().to_string().contains("segments claim more file bytes than the file holds"));
         // One of them alone is fine.
         img[h1 + 32..h1 + 40].copy_from_slice(&0u64.to_le_bytes());
         assert_eq!(parse(&img).unwrap().segments[0].bytes.len() as u64, whole);
