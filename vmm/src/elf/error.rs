@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::header::Class;
+use super::types::Class;
 
 /// Why an ELF file (or the part of it a caller asked for) was refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

@@ -4,47 +4,9 @@
 //! else; the program header table is checked when it is first asked for
 //! ([`Elf::program_headers`]).
 
-use std::fmt;
-
 use super::error::ElfError;
 use super::fields::{u16_at, u32_at, u64_at};
-use super::segments::VirtAddr;
-
-/// The `EI_CLASS` of a file: the size of its addresses and structures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// `ELFCLASS32`.
-    Elf32,
-    /// `ELFCLASS64`.
-    Elf64,
-}
-
-impl Class {
-    /// Size of the ELF header.
-    pub const fn header_size(self) -> u64 {
-        match self {
-            Class::Elf32 => 52,
-            Class::Elf64 => 64,
-        }
-    }
-
-    /// Size of one program header.
-    pub const fn phdr_size(self) -> u16 {
-        match self {
-            Class::Elf32 => 32,
-            Class::Elf64 => 56,
-        }
-    }
-}
-
-impl fmt::Display for Class {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Class::Elf32 => "32-bit",
-            Class::Elf64 => "64-bit",
-        })
-    }
-}
+use super::types::{Class, VirtAddr};
 
 /// `e_type` of an executable.
 pub const ET_EXEC: u16 = 2;

@@ -50,10 +50,12 @@ mod notes;
 mod segments;
 #[cfg(test)]
 mod test_util;
+mod types;
 
 pub use error::ElfError;
-pub use header::{Class, Elf, EM_386, EM_X86_64, ET_EXEC};
+pub use header::{Elf, EM_386, EM_X86_64, ET_EXEC};
 pub use notes::{Note, Notes, NOTE_BYTES_MAX};
 pub use segments::{
-    ProgramHeader, ProgramHeaders, VirtAddr, INTERP_MAX, PF_R, PF_W, PF_X, PHDR_TABLE_MAX, PT_INTERP, PT_LOAD, PT_NOTE,
+    ProgramHeader, ProgramHeaders, INTERP_MAX, PF_R, PF_W, PF_X, PHDR_TABLE_MAX, PT_INTERP, PT_LOAD, PT_NOTE,
 };
+pub use types::{Class, VirtAddr};

@@ -10,7 +10,8 @@ use vm_memory::GuestAddress;
 
 use super::error::ElfError;
 use super::fields::{u32_at, u64_at};
-use super::header::{Class, Elf};
+use super::header::Elf;
+use super::types::{Class, VirtAddr};
 
 /// The largest program header table read (Linux's loader refuses larger
 /// ones too): 1,170 64-bit entries.
@@ -30,12 +31,6 @@ pub const PF_X: u32 = 1;
 pub const PF_W: u32 = 2;
 /// `p_flags` bit: readable.
 pub const PF_R: u32 = 4;
-
-/// A virtual address as the file states it: nothing checked yet (it may
-/// be non-canonical, or out of any guest's reach); each kind checks it
-/// against its own address space.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VirtAddr(pub u64);
 
 /// One program header, the same for both classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use devices::{BarDevice, ExitLatch, ExitPort, SerialDevice};
 use vm_memory::GuestAddress;
 
-use super::runner::{io, RunError};
+use super::error::{io, RunError};
 use super::vm_exit::Buses;
 use crate::config::{BarBacking, BarConfig};
 use crate::hosted::hypercall::ConsoleOut;

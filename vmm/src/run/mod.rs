@@ -17,6 +17,7 @@
 
 pub mod control;
 pub mod devices;
+pub mod error;
 pub mod event_loop;
 pub mod output;
 pub mod report;

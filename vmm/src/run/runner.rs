@@ -7,22 +7,22 @@ use std::sync::Arc;
 
 use devices::{BarWindow, DoorbellHandler, SerialInputHandler};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
-use thiserror::Error;
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::devices::devices;
-use crate::config::{ConfigError, VmConfig};
-use crate::guest::kind::KindError;
+use super::error::io;
+pub use super::error::RunError;
+use crate::config::VmConfig;
 use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::registry::Registry;
-use crate::hosted::boot::{install_kernel, BootError};
+use crate::hosted::boot::install_kernel;
 use crate::hosted::hypercall::{ConsoleOut, HostedKernel, ReportLog};
 use crate::hosted::mapper::Mapper;
 use crate::hosted::providers::Providers;
 use crate::hosted::tlb::{KvmFlusher, Shootdown};
 use crate::layout::{percpu, percpu_pa, LOAD_PA, LOAD_SIZE};
-use crate::memory::{create_guest_memory, BootFrames, MemoryError};
+use crate::memory::{create_guest_memory, BootFrames};
 use crate::run::control::{Outcome, RunControl};
 use crate::run::event_loop::{GuestExitHandler, VcpuExitHandler, Watchdog};
 use crate::run::report::RunReport;
@@ -30,57 +30,8 @@ use crate::run::vcpu_thread::{self, VcpuContext};
 use crate::run::vm_exit::ExitCounters;
 use crate::seccomp::{Gate, ThreadKind};
 use crate::vstate::kick;
-use crate::vstate::vcpu::{Vcpu, VcpuError, VcpuSetup};
-use crate::vstate::vm::{Vm, VmError};
-
-/// Everything that can stop a run before the guest gets to run.
-#[derive(Debug, Error)]
-pub enum RunError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Memory setup.
-    #[error(transparent)]
-    Memory(#[from] MemoryError),
-    /// guest-mm could not create the page tables.
-    #[error("cannot create the guest page tables: {0}")]
-    PageTables(#[source] guest_mm::MmError),
-    /// Kernel installation.
-    #[error(transparent)]
-    Boot(#[from] BootError),
-    /// KVM VM setup.
-    #[error(transparent)]
-    Vm(#[from] VmError),
-    /// vCPU setup.
-    #[error(transparent)]
-    Vcpu(#[from] VcpuError),
-    /// seccomp.
-    #[error(transparent)]
-    Seccomp(#[from] crate::seccomp::SeccompError),
-    /// A device.
-    #[error("device setup: {0}")]
-    Device(String),
-    /// The guest's kind could not open, load or equip it.
-    #[error(transparent)]
-    Kind(#[from] KindError),
-    /// A kind broke the seam's contract (e.g. gave the wrong number of
-    /// vCPU entries).
-    #[error("{0}")]
-    Contract(String),
-    /// The event loop or a thread.
-    #[error("{what}: {source}")]
-    Io {
-        /// What failed.
-        what: &'static str,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub(super) fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
-    move |source| RunError::Io { what, source }
-}
+use crate::vstate::vcpu::{Vcpu, VcpuSetup};
+use crate::vstate::vm::Vm;
 
 /// Where guest console output goes.
 #[derive(Clone, Debug)]

@@ -13,7 +13,8 @@
 
 use guest_mm::{errno, FlushSet, GuestVirtAddr, MmError, MmapRequest, Placement, VmFlags};
 
-use super::{Effects, HostedKernel, Outcome};
+use super::call::{Effects, Outcome};
+use super::kernel::HostedKernel;
 use crate::hosted::mapper::Mapper;
 use crate::hosted::stub::abi::{fd, map, prot};
 use crate::hosted::tlb::Range;

@@ -8,8 +8,9 @@
 
 use guest_mm::{errno, Advice};
 
+use super::call::Outcome;
+use super::kernel::HostedKernel;
 use super::mm::{done, mm_err, ranges, user_range};
-use super::{HostedKernel, Outcome};
 use crate::hosted::stub::abi::mremap;
 
 impl HostedKernel {

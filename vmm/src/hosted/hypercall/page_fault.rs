@@ -8,8 +8,8 @@
 
 use guest_mm::{FaultAccess, FaultKind, GuestVirtAddr};
 
+use super::kernel::HostedKernel;
 use super::mm::ranges;
-use super::HostedKernel;
 use crate::hosted::tlb::Range;
 
 /// `#PF` error-code bits.

@@ -1,13 +1,17 @@
 //! Hypercall tests over real guest memory and guest-mm tables, no KVM.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use crate::hosted::mapper::Access;
+use crate::hosted::mapper::{Access, Mapper};
+use crate::hosted::stub::abi::nr;
 use crate::hosted::tlb::RecordingFlusher;
 use crate::memory::create_guest_memory;
+use crate::run::vm_exit::ExitCounters;
+use guest_mm::{errno, GuestVirtAddr};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);

@@ -4,6 +4,7 @@
 
 pub mod checks;
 mod kind;
+pub mod params;
 pub mod program;
 
 pub use self::kind::{Builtin, Spec, SPEC};

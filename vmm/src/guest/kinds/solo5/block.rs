@@ -33,7 +33,7 @@ use thiserror::Error;
 
 use super::layout::TIMER_FD;
 use super::note::{self, NoteError, BLOCK_BASIC, ENTRY, NET_BASIC};
-use super::syscalls::nr;
+use super::numbers::nr;
 use crate::hosted::hypercall::{Args, HostedKernel, Outcome};
 use crate::input_file::{open_checked, Accept, InputError};
 

@@ -25,6 +25,7 @@ mod block;
 mod kind;
 mod layout;
 pub mod note;
+mod numbers;
 mod syscalls;
 mod trampoline;
 

@@ -7,7 +7,7 @@ use devices::bar::registers::{
 };
 use iced_x86::code_asm::*;
 
-use super::super::program::{id, Data, Params};
+use super::super::params::{id, Data, Params};
 use crate::guest::asm::{hcall, mmap, Arg, AsmResult, Check};
 use crate::hosted::stub::abi::{fd, map, nr, prot, window_pattern};
 use crate::layout::PAGE_SIZE;

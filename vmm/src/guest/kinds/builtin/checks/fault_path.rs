@@ -6,7 +6,7 @@
 use guest_mm::errno::{EEXIST, EINVAL, ENXIO, EPERM};
 use iced_x86::code_asm::*;
 
-use super::super::program::{id, shared, Data, Params};
+use super::super::params::{id, shared, Data, Params};
 use crate::guest::asm::{hcall, mmap, Arg, AsmResult, Check};
 use crate::hosted::stub::abi::{fd, map, nr, prot};
 use crate::layout::{BUILTIN_DATA_VA, PAGE_SIZE, TABLES_PA};

@@ -3,7 +3,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::super::program::{id, Data, Params};
+use super::super::params::{id, Data, Params};
 use crate::guest::asm::{hcall, mmap, Arg, AsmResult, Check};
 use crate::hosted::stub::abi::{fd, huge_pattern, map, nr, page_pattern, prot, PAGE_BUFFER_PAGES};
 use crate::layout::PAGE_SIZE;
