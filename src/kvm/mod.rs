@@ -78,6 +78,42 @@ pub fn vmm_bin() -> &'static Path {
     })
 }
 
+/// Set in a test process started by [`in_fresh_process`].
+const FRESH_PROCESS_ENV: &str = "VMM_SUITE_FRESH_PROCESS";
+
+/// Runs the calling test again in a fresh process of this test binary
+/// (`module` is the caller's `module_path!()`, `test` its function name),
+/// unless this already is that process. Returns `true` when the test ran
+/// elsewhere and passed (the caller returns at once), `false` when the
+/// caller is the fresh process and runs the test body; panics, with the
+/// other process's output, when it failed there.
+///
+/// For tests that measure the process they spawn: a child's peak RSS
+/// (`ru_maxrss`) starts at its parent's high-water mark, since `execve`
+/// folds the address space it replaces into it, and the tests of one
+/// binary share a process that has run other tests' guests.
+pub fn in_fresh_process(module: &str, test: &str) -> bool {
+    if std::env::var_os(FRESH_PROCESS_ENV).is_some() {
+        return false;
+    }
+    // Test names leave out the crate: `vmm::vmm_x` is `vmm_x::test`.
+    let path = module.split_once("::").map_or("", |(_, rest)| rest);
+    let name = if path.is_empty() { test.to_string() } else { format!("{path}::{test}") };
+    let exe = std::env::current_exe().expect("test executable path");
+    let out = Command::new(exe)
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(FRESH_PROCESS_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name} in a fresh process: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed in a fresh process:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run in the fresh process:\n{stdout}\n{stderr}");
+    eprint!("{stderr}");
+    true
+}
+
 /// The result of one `vmm` run.
 #[derive(Debug)]
 pub struct VmmRun {
