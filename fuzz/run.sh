@@ -19,7 +19,7 @@
 # exit non-zero. To keep a crash (after minimizing it with
 #   fuzz/target/x86_64-unknown-linux-gnu/release/<target> -minimize_crash=1 \
 #       -max_total_time=60 -exact_artifact_path=fuzz/corpus/<target>/crash-<name> <crash>
-# ) commit it under fuzz/corpus/<target>/: `cargo test --test fuzz_corpus`
+# ) commit it under fuzz/corpus/<target>/: `cargo test --test vmm fuzz_corpus`
 # replays it from then on.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,6 +1,6 @@
 //! Fuzz targets: plain functions from a byte string to "nothing went
 //! wrong" (they panic when something did). libFuzzer runs them from the
-//! `fuzz/` crate (`fuzz/run.sh`); `tests/fuzz_corpus.rs` replays every file
+//! `fuzz/` crate (`fuzz/run.sh`); `tests/vmm/fuzz_corpus.rs` replays every file
 //! of `fuzz/corpus/<target>/` through the same functions in `cargo test`.
 //!
 //! Each target keeps one input cheap: small guest memory, at most a few

@@ -1,5 +1,5 @@
 //! A reference model of guest-mm's address space, shared by the proptest
-//! (`tests/mapper_model.rs`) and the `mapper_ops` fuzz target.
+//! (`tests/mapper/mapper_model.rs`) and the `mapper_ops` fuzz target.
 //!
 //! [`World`] runs random sequences of mmap (every action kind, valid and
 //! invalid), munmap and mprotect ([`Op`]) on a real [`guest_mm::AddressSpace`]

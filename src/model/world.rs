@@ -165,7 +165,7 @@ impl World {
         };
         // Private zero mappings are lazy (pages come at the first touch):
         // this model covers eager mappings, so its zero mappings are shared;
-        // tests/mapper_model_lazy.rs models the lazy ones and their faults.
+        // tests/mapper/mapper_model_lazy.rs models the lazy ones and their faults.
         let shared = shared || matches!(kind, Kind::Zero);
         let mut req = if shared {
             MmapRequest::shared(pages * PAGE_SIZE, acc)

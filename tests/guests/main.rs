@@ -1,0 +1,18 @@
+//! Guests written elsewhere, through the `vmm` command on KVM: Solo5
+//! `spt` unikernels (upstream's own from `../shared/testguests/solo5-spt`,
+//! and small ones generated here for the personality and the block
+//! device), kvm-unit-tests from `../shared/testguests/kvm-unit-tests`
+//! (`vmm kut`), and the multiboot kernel loader they boot through
+//! (`vmm run --kernel`, with kernels generated here). One module per
+//! scenario, named after the file it lives in, so that
+//! `cargo test --test guests solo5_block` runs one of them.
+//!
+//! Without `/dev/kvm` the tests skip (or fail with `VMM_REQUIRE_KVM=1`);
+//! without the test data in `../shared/testguests` the tests that need it
+//! say so and pass. See docs/test-guests.md.
+
+mod kut_suite;
+mod solo5_block;
+mod solo5_personality;
+mod solo5_spt;
+mod vmm_raw_kernel;

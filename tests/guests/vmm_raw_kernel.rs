@@ -1,0 +1,166 @@
+//! Scenario: a raw multiboot v1 kernel (`vmm run --kernel`) made here
+//! with `iced-x86`: it starts in 32-bit protected mode with the boot
+//! magic in EAX and the information block in EBX, reads fw_cfg and the
+//! information block, and ends through the exit port. Also the negative
+//! cases: a file that is not a multiboot kernel, a kernel that does not
+//! fit in RAM, and an instruction the backend may not emulate.
+
+use std::path::PathBuf;
+
+use iced_x86::code_asm::*;
+use vmm_suite::kvm::{run_vmm, temp_path};
+use vmm_suite::need_kvm;
+
+const LOAD: u32 = 0x10_0000;
+
+/// An ELF32 multiboot kernel at `LOAD` whose code `body` emits (the
+/// header comes first, the entry right after it).
+fn kernel(name: &str, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> PathBuf {
+    let mut a = CodeAssembler::new(32).expect("assembler");
+    body(&mut a).expect("asm");
+    let code = a.assemble(u64::from(LOAD + 12)).expect("assemble");
+    let mut f = vec![0u8; 0x100];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 1; // ELF32
+    f[5] = 1; // little endian
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
+    f[24..28].copy_from_slice(&(LOAD + 12).to_le_bytes());
+    f[28..32].copy_from_slice(&52u32.to_le_bytes());
+    f[42..44].copy_from_slice(&32u16.to_le_bytes());
+    f[44..46].copy_from_slice(&1u16.to_le_bytes());
+    let len = 12 + code.len() as u32;
+    for (i, v) in [1u32, 0x100, LOAD, LOAD, len, len, 5, 0x1000].iter().enumerate() {
+        f[52 + 4 * i..56 + 4 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    for v in [0x1bad_b002u32, 0, 0u32.wrapping_sub(0x1bad_b002)] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&code);
+    let p = temp_path(&format!("{name}.elf32"));
+    std::fs::write(&p, f).expect("write kernel");
+    p
+}
+
+/// Ends the run with exit-port value `al`.
+fn exit_with_al(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.out(0xf4, al)?;
+    a.hlt()
+}
+
+#[test]
+fn boots_with_magic_and_reads_fw_cfg_cpu_count() {
+    need_kvm!();
+    // value = CPU count from fw_cfg if EAX held the magic, else 0x55.
+    let k = kernel("fwcfg", |a| {
+        let mut bad = a.create_label();
+        a.cmp(eax, 0x2bad_b002u32)?;
+        a.jne(bad)?;
+        a.mov(dx, 0x510u32)?;
+        a.mov(ax, 5u32)?; // FW_CFG_NB_CPUS
+        a.out(dx, ax)?;
+        a.inc(dx)?;
+        a.in_(al, dx)?;
+        exit_with_al(a)?;
+        a.set_label(&mut bad)?;
+        a.mov(al, 0x55u32)?;
+        exit_with_al(a)
+    });
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--vcpus", "3", "--timeout", "30", "--json"]);
+    // (3 << 1) | 1: three CPUs, and the magic was there.
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["outcome"]["kind"], "exit_port");
+    std::fs::remove_file(k).ok();
+}
+
+#[test]
+fn command_line_reaches_the_information_block() {
+    need_kvm!();
+    // The last byte of the command line ("<file> xyz"): EBX->cmdline,
+    // walk to the NUL, report the byte before it.
+    let k = kernel("cmdline", |a| {
+        let mut walk = a.create_label();
+        a.mov(esi, dword_ptr(ebx + 16))?;
+        a.set_label(&mut walk)?;
+        a.inc(esi)?;
+        a.cmp(byte_ptr(esi), 0)?;
+        a.jne(walk)?;
+        a.mov(al, byte_ptr(esi - 1))?;
+        exit_with_al(a)
+    });
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--append", "xyz", "--timeout", "30", "--json"]);
+    let expected = ((u32::from(b'z') << 1) | 1) & 0xff;
+    assert_eq!(r.code as u32, expected, "{}\n{}", r.stdout, r.stderr);
+    std::fs::remove_file(k).ok();
+}
+
+#[test]
+fn not_multiboot_and_too_big_are_clear_errors() {
+    need_kvm!();
+    let p = temp_path("plain.bin");
+    std::fs::write(&p, [0x90u8; 64]).unwrap();
+    let r = run_vmm(&["run", "--kernel", p.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no multiboot v1 header"), "{}", r.stderr);
+    std::fs::remove_file(p).ok();
+    // A module larger than guest RAM: refused before the guest runs.
+    let k = kernel("small", |a| {
+        a.mov(al, 0u32)?;
+        exit_with_al(a)
+    });
+    let big = temp_path("big.mod");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(100 << 20).unwrap();
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--initrd", big.to_str().unwrap(), "--mem", "64M"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("module 0") && r.stderr.contains("does not fit"), "{}", r.stderr);
+    std::fs::remove_file(big).ok();
+    std::fs::remove_file(k).ok();
+}
+
+#[test]
+fn backend_emulation_failure_names_the_instruction() {
+    need_kvm!();
+    // `int3` at CPL 0 with no IDT: on hardware virtualization this is a
+    // triple fault; on a backend that emulates CPL 0 and cannot emulate
+    // `int3`, the run must name the instruction and blame the backend.
+    let k = kernel("int3", |a| a.int3());
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--timeout", "30", "--json"]);
+    let o = &r.json()["outcome"];
+    match o["kind"].as_str() {
+        Some("triple_fault") => {}
+        Some("vcpu_error") => {
+            let m = o["message"].as_str().unwrap();
+            assert!(m.contains("could not emulate `int3` (cc)") && m.contains("not a VMM failure"), "{m}");
+        }
+        other => panic!("unexpected end {other:?}: {}", r.stdout),
+    }
+    std::fs::remove_file(k).ok();
+}
+
+#[test]
+fn passed_through_bar_window_works_for_a_raw_kernel() {
+    need_kvm!();
+    // The kernel writes a word into a BAR window backed by a host file and
+    // exits with the byte it reads back; the host then sees the word.
+    let backing = temp_path("raw-bar");
+    std::fs::write(&backing, vec![0u8; 0x1000]).unwrap();
+    let cfg = temp_path("raw-bar.toml");
+    std::fs::write(&cfg, format!("[[bar]]\nbase = 0xe0000000\nsize = 0x1000\nbacking = \"{}\"\n", backing.display()))
+        .unwrap();
+    let k = kernel("bar", |a| {
+        a.mov(dword_ptr(0xe000_0010u32), 0x1234_5642u32)?;
+        a.mov(al, byte_ptr(0xe000_0010u32))?;
+        exit_with_al(a)
+    });
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, (0x42 << 1) | 1, "{}\n{}", r.stdout, r.stderr);
+    // No MMIO exit: the window is a memory slot.
+    assert_eq!(r.json()["exits"][0]["mmio"], 0, "{}", r.stdout);
+    let host = std::fs::read(&backing).unwrap();
+    assert_eq!(&host[0x10..0x14], &0x1234_5642u32.to_le_bytes());
+    for p in [backing, cfg, k] {
+        std::fs::remove_file(p).ok();
+    }
+}

@@ -1,0 +1,233 @@
+//! `vmm bench --quick --json`: the report is complete and well-formed.
+//! Speed is not checked here (that is what the report is for); shape,
+//! consistency and the presence of every figure of the suite are.
+
+use serde_json::Value;
+use vmm_suite::kvm::{run_vmm, temp_path};
+
+/// Figure ids of the host-side items (1–4, 10), always present.
+const HOST_IDS: &[&str] = &[
+    "map_kernel_pages.vs_floor",
+    "map_kernel_pages.vs_per_page_calls",
+    "map_kernel_pages.vs_insert_page_each",
+    "map_kernel_pages.vs_x86_64",
+    "map_kernel_pages.vs_host_kernel",
+    "map_kernel_pages.cold_vs_floor",
+    "map_kernel_pages.cold_vs_x86_64",
+    "map_kernel_pages.pin_array",
+    "map_kernel_pages.unpin_array",
+    "munmap.whole_range",
+    "munmap.vs_map_per_page",
+    "sweep.batch_1",
+    "sweep.batch_8",
+    "sweep.batch_64",
+    "sweep.batch_512",
+    "sweep.batch_4096",
+    "remap.aligned_2m",
+    "remap.aligned_64m",
+    "remap.aligned_1g",
+    "remap.offset_2m",
+    "remap.offset_64m",
+    "remap.offset_1g",
+    "remap.skewed_1g",
+    "vma_scaling.mmap",
+    "vma_scaling.munmap",
+    "vma_scaling.mprotect",
+    "vma_scaling.lookup",
+    "vma_scaling.lookup_spread",
+    "vma_scaling.mmap_vs_host",
+    "vma_scaling.munmap_vs_host",
+];
+
+/// Figure ids of the guest-side items (5–9, 11), present when KVM is.
+const GUEST_IDS: &[&str] = &[
+    "guest_read.vs_host",
+    "first_touch.vs_second_pass",
+    "mmio.trapped_vs_bare_exit",
+    "mmio.ioeventfd_vs_trapped",
+    "mmio.passthrough_vs_ram",
+    "hypercall.mmap_munmap_1page",
+    "hypercall.mmap_munmap_1page_populated",
+    "hypercall.mmap_touch_munmap_1page",
+    "fault.lazy_touch_64mib",
+    "fault.round_trip",
+    "launch.wall_time",
+    "launch.rss_beyond_guest",
+    "launch.minimal_vs_qemu",
+    "launch.minimal_rss_whole",
+];
+
+const UNITS: &[&str] = &["ns_per_page", "ns", "us", "ms", "gib_per_s", "mib"];
+
+fn num(v: &Value, what: &str) -> f64 {
+    let n = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(n.is_finite(), "{what} is not finite");
+    n
+}
+
+/// Checks a `{median, min, max, reps}` statistic against its samples.
+fn check_stat(stat: &Value, samples: Option<&Value>, reps: u64, what: &str) {
+    let (med, min, max) = (num(&stat["median"], what), num(&stat["min"], what), num(&stat["max"], what));
+    assert!(min <= med && med <= max, "{what}: min {min} median {med} max {max}");
+    assert_eq!(stat["reps"].as_u64(), Some(reps), "{what}: repetitions");
+    if let Some(s) = samples {
+        let s: Vec<f64> =
+            s.as_array().unwrap_or_else(|| panic!("{what}: samples")).iter().map(|v| num(v, what)).collect();
+        assert_eq!(s.len() as u64, reps, "{what}: one sample per repetition");
+        let lo = s.iter().copied().fold(f64::MAX, f64::min);
+        let hi = s.iter().copied().fold(f64::MIN, f64::max);
+        assert_eq!((lo, hi), (min, max), "{what}: min/max are the samples'");
+        assert!(lo >= 0.0, "{what}: negative measurement");
+    }
+}
+
+#[test]
+fn quick_json_report_is_complete_and_well_formed() {
+    let kvm = vmm_suite::kvm::kvm_available();
+    if !kvm {
+        // Without KVM the guest items must be reported as skipped; with
+        // VMM_REQUIRE_KVM=1 this is a failure instead.
+        vmm_suite::kvm::require_kvm(module_path!());
+    }
+    let json_path = temp_path("bench.json");
+    let svg_path = temp_path("bench.svg");
+    let run = run_vmm(&[
+        "bench",
+        "--quick",
+        "--no-progress",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        svg_path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "vmm bench failed:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("targets:"), "no target summary in the table:\n{}", run.stdout);
+    let text = std::fs::read_to_string(&json_path).expect("JSON report written");
+    let r: Value = serde_json::from_str(&text).expect("JSON report parses");
+
+    assert_eq!(r["schema"], 1);
+    assert_eq!(r["quick"], true);
+    let reps = r["reps"].as_u64().expect("reps");
+    assert!(reps >= 1);
+    assert!(num(&r["wall_seconds"], "wall_seconds") > 0.0);
+    let m = &r["machine"];
+    assert!(!m["cpu_model"].as_str().expect("cpu_model").is_empty());
+    assert!(m["cpus"].as_u64().expect("cpus") >= 1);
+    assert_eq!(m["kvm"]["available"].as_bool(), Some(kvm), "usable /dev/kvm");
+    assert_eq!(r["parts"], "all");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "errors: {}", r["errors"]);
+    assert!(!m["kvm"]["description"].as_str().expect("kvm description").is_empty());
+
+    let figures = r["figures"].as_array().expect("figures");
+    let ids: Vec<&str> = figures.iter().map(|f| f["id"].as_str().expect("figure id")).collect();
+    let mut want: Vec<&str> = HOST_IDS.to_vec();
+    if kvm {
+        // The munmap with the VMM's TLB shootdown needs a VM.
+        want.extend(["munmap.with_shootdown", "munmap.shootdown_only"]);
+        want.extend(GUEST_IDS);
+    }
+    for id in &want {
+        assert!(ids.contains(id), "figure {id} missing; have {ids:?}");
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "duplicate figure ids");
+
+    let mut targets = 0;
+    let mut met = 0;
+    for f in figures {
+        let id = f["id"].as_str().unwrap();
+        let item = f["item"].as_u64().expect("item");
+        assert!((1..=11).contains(&item), "{id}: item {item}");
+        assert!(!f["title"].as_str().expect("title").is_empty());
+        assert!(UNITS.contains(&f["unit"].as_str().expect("unit")), "{id}: unit {}", f["unit"]);
+        // Every figure has one sample per repetition.
+        check_stat(&f["ours"], Some(&f["samples"]), reps, id);
+        match (&f["peer"], &f["ratio"]) {
+            (Value::Null, Value::Null) => {}
+            (p, q) if !p.is_null() && !q.is_null() => {
+                assert!(!p["name"].as_str().expect("peer name").is_empty());
+                check_stat(&p["value"], Some(&p["samples"]), reps, &format!("{id} peer"));
+                let kind = q["kind"].as_str().expect("ratio kind");
+                assert!(["speedup", "times", "fraction", "overhead"].contains(&kind), "{id}: {kind}");
+                // Overhead may be negative; its stat is still ordered.
+                let v = &q["value"];
+                let (lo, med, hi) = (num(&v["min"], id), num(&v["median"], id), num(&v["max"], id));
+                assert!(lo <= med && med <= hi, "{id}: ratio not ordered");
+            }
+            _ => panic!("{id}: a peer without a ratio or a ratio without a peer"),
+        }
+        for (k, v) in f["details"].as_object().expect("details") {
+            num(v, &format!("{id} detail {k}"));
+        }
+        for t in f["targets"].as_array().expect("targets") {
+            targets += 1;
+            assert!(!t["text"].as_str().expect("target text").is_empty());
+            if t["met"].as_bool().expect("met") {
+                met += 1;
+            }
+        }
+    }
+    // The remap counts are what the targets say they are.
+    for f in figures.iter().filter(|f| f["id"].as_str().unwrap().starts_with("remap.")) {
+        let d = &f["details"];
+        for k in ["entries_written", "entries_minimum", "tables_allocated", "tables_minimum"] {
+            num(&d[k], k);
+        }
+    }
+    let t = &r["targets"];
+    assert_eq!(t["checked"].as_u64(), Some(targets));
+    assert_eq!(t["met"].as_u64(), Some(met));
+    assert_eq!(t["missed"].as_array().expect("missed").len() as u64, targets - met);
+
+    let skipped: Vec<u64> =
+        r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().expect("item")).collect();
+    if kvm {
+        assert!(skipped.is_empty(), "skipped with KVM: {}", r["skipped"]);
+    } else {
+        assert_eq!(skipped, [5, 6, 7, 8, 9, 11]);
+    }
+
+    let svg = std::fs::read_to_string(&svg_path).expect("chart written");
+    assert!(svg.contains("<svg") && svg.contains("pages per call"), "not the chart");
+    let _ = std::fs::remove_file(json_path);
+    let _ = std::fs::remove_file(svg_path);
+}
+
+#[test]
+fn bad_arguments_fail_before_measuring() {
+    let run = run_vmm(&["bench", "--reps", "0"]);
+    assert_eq!(run.code, 2, "clap rejects --reps 0: {}", run.stderr);
+    let run = run_vmm(&["bench", "--json", "/nonexistent-dir/report.json"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("cannot write /nonexistent-dir/report.json"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "measured anyway:\n{}", run.stdout);
+    let run = run_vmm(&["bench", "--only", "nowhere"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // The chart needs the host items: refused up front, no file left.
+    let svg = temp_path("guest-only.svg");
+    let run = run_vmm(&["bench", "--only", "guest", "--plot", svg.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--only guest"), "{}", run.stderr);
+    assert!(!svg.exists(), "an empty chart file was left behind");
+}
+
+#[test]
+fn host_only_report_says_what_did_not_run() {
+    let json_path = temp_path("host-only.json");
+    let run =
+        run_vmm(&["bench", "--only", "host", "--reps", "1", "--no-progress", "--json", json_path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("report")).expect("JSON");
+    assert_eq!(r["parts"], "host");
+    let skipped: Vec<u64> =
+        r["skipped"].as_array().expect("skipped").iter().map(|s| s["item"].as_u64().unwrap()).collect();
+    assert_eq!(skipped, [5, 6, 7, 8, 9, 11]);
+    assert!(r["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .all(|f| matches!(f["item"].as_u64().unwrap(), 1..=4 | 10)));
+    let _ = std::fs::remove_file(json_path);
+}

@@ -1,0 +1,78 @@
+//! Scenario: the `vmm` command runs under seccomp by default. A system
+//! call outside a thread's allow-list kills the process with `SIGSYS`,
+//! whichever thread makes it (the test hook `--seccomp-selftest` makes a
+//! vCPU thread or the event loop call `socket()` once its filter is on);
+//! `--no-seccomp` turns the filters off; and guests that use every part
+//! of the VMM still pass with the filters on.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use vmm_suite::kvm::{run_vmm, vmm_bin};
+use vmm_suite::need_kvm;
+
+/// Runs `vmm` and returns (exit code, signal, stderr).
+fn run_raw(args: &[&str]) -> (Option<i32>, Option<i32>, String) {
+    let out = Command::new(vmm_bin()).args(args).stdin(Stdio::null()).output().expect("run vmm");
+    (out.status.code(), out.status.signal(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn forbidden_syscall_on_a_vcpu_thread_kills_the_process() {
+    need_kvm!();
+    let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "vcpu"]);
+    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
+    assert!(err.contains("the Vcpu thread calls socket()"), "{err}");
+    assert!(!err.contains("socket() returned"), "{err}");
+}
+
+#[test]
+fn forbidden_syscall_on_the_event_loop_kills_the_process() {
+    need_kvm!();
+    let (code, signal, err) = run_raw(&["run", "--vcpus", "2", "--seccomp-selftest", "event-loop"]);
+    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
+    assert!(err.contains("the EventLoop thread calls socket()"), "{err}");
+}
+
+#[test]
+fn no_seccomp_lets_the_same_call_through() {
+    need_kvm!();
+    for kind in ["vcpu", "event-loop"] {
+        let (code, signal, err) = run_raw(&["run", "--no-seccomp", "--seccomp-selftest", kind]);
+        assert_eq!((code, signal), (Some(0), None), "{kind}: {err}");
+        assert!(err.contains("socket() returned"), "{kind}: {err}");
+    }
+}
+
+#[test]
+fn guests_pass_under_the_filters() {
+    need_kvm!();
+    // Two vCPUs (shootdown NMIs, kicks, the zap slot), the watchdog, the
+    // invariant check, JSON on stdout and the console on stderr.
+    let r = run_vmm(&["run", "--vcpus", "2", "--timeout", "60", "--check-invariants", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["passed"], r.json()["total"]);
+    // The watchdog firing and kicking the vCPUs out of a spinning guest.
+    let elf = vmm_suite::kvm::write_guest("seccomp-spin", |a| {
+        let mut l = a.create_label();
+        a.set_label(&mut l)?;
+        a.pause()?;
+        a.jmp(l)
+    });
+    let r = run_vmm(&["run", "--vcpus", "2", "--timeout", "1", "--guest", elf.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_file(&elf);
+    assert_eq!(r.code, 124, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn forbidden_syscall_on_a_writer_thread_kills_the_process() {
+    need_kvm!();
+    // The built-in guest writes to its console, so the console's writer
+    // thread wakes, installs its filter and makes the forbidden call.
+    let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "writer"]);
+    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
+    assert!(err.contains("the Writer thread calls socket()"), "{err}");
+    assert!(!err.contains("socket() returned"), "{err}");
+    let (code, signal, err) = run_raw(&["run", "--no-seccomp", "--seccomp-selftest", "writer"]);
+    assert_eq!((code, signal), (Some(0), None), "{err}");
+}
