@@ -17,7 +17,7 @@ pub mod census;
 pub mod fixture;
 pub mod frame_guarantee;
 #[cfg(feature = "vmm-stack")]
-pub mod fuzz;
+pub mod fuzz_targets;
 pub mod import_graph;
 pub mod input;
 #[cfg(feature = "vmm-stack")]

@@ -1,6 +1,6 @@
-//! libFuzzer entry for `vmm_suite::fuzz::hypercalls` (see that function for what
+//! libFuzzer entry for `vmm_suite::fuzz_targets::hypercalls` (see that function for what
 //! it checks); `fuzz/run.sh` builds and runs it.
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vmm_suite::fuzz::hypercalls(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vmm_suite::fuzz_targets::hypercalls(data));

@@ -1,11 +1,11 @@
 //! Replays every file of `fuzz/corpus/<target>/` (seeds, inputs the fuzzer
 //! found interesting, and minimized crashes it found) through the fuzz
-//! targets of `vmm_suite::fuzz`, on the stable toolchain without
+//! targets of `vmm_suite::fuzz_targets`, on the stable toolchain without
 //! instrumentation: a crash that was fixed stays fixed.
 
 use std::path::PathBuf;
 
-use vmm_suite::fuzz::TARGETS;
+use vmm_suite::fuzz_targets::TARGETS;
 
 fn replay(name: &str) {
     let f = TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).expect("target exists");

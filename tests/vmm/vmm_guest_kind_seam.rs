@@ -182,7 +182,7 @@ fn without_its_registration_the_option_and_entry_are_refused() {
     let e = run_registered(&cfg, &Registry::standard()).unwrap_err().to_string();
     assert!(e.contains("no kind has an option --plus-amount"), "{e}");
     let e = vmm::VmConfig::from_toml("[plus]\namount = 5\n", &Registry::standard()).unwrap_err().to_string();
-    assert!(e.contains("unknown key `plus`"), "{e}");
+    assert!(e.contains("unknown field `plus`") && e.contains("`block`"), "{e}");
     let registry = Registry::standard().with(&PLUS).expect("register");
     cfg.kind_args.set("plus-amount", vec!["many".into()]);
     assert!(run_registered(&cfg, &registry).unwrap_err().to_string().contains("--plus-amount"));

@@ -178,6 +178,9 @@ pub trait ConfigOwners {
     /// `None` if no one owns `key`; else the entry as `(option, value)`
     /// pairs of its owner's options, or why it is wrong.
     fn config_entry(&self, key: &str, value: &toml::Value) -> Option<Result<Vec<(&'static str, String)>, String>>;
+
+    /// Every key the owners take (for messages).
+    fn keys(&self) -> Vec<&'static str>;
 }
 
 /// No owners: only the machine's keys are accepted.
@@ -187,6 +190,10 @@ pub struct MachineOnly;
 impl ConfigOwners for MachineOnly {
     fn config_entry(&self, _key: &str, _value: &toml::Value) -> Option<Result<Vec<(&'static str, String)>, String>> {
         None
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        Vec::new()
     }
 }
 
@@ -226,7 +233,10 @@ impl VmConfig {
         for key in kind_keys {
             let value = table.remove(&key).unwrap_or(toml::Value::Boolean(false));
             let Some(values) = owners.config_entry(&key, &value) else {
-                return Err(parse(format!("unknown key `{key}`: neither the machine's nor any kind's")));
+                let mut known: Vec<&str> = MACHINE_KEYS.to_vec();
+                known.extend(owners.keys());
+                let known = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+                return Err(parse(format!("unknown field `{key}`, expected one of {known}")));
             };
             let values = values.map_err(|e| parse(format!("{key}: {e}")))?;
             for (option, v) in values {

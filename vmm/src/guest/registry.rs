@@ -178,6 +178,10 @@ impl ConfigOwners for Registry {
             Ok(pairs)
         }))
     }
+
+    fn keys(&self) -> Vec<&'static str> {
+        self.kinds().flat_map(|k| k.config_keys().iter().copied()).collect()
+    }
 }
 
 impl Default for Registry {
