@@ -5,7 +5,7 @@
 //!
 //! On the software-assisted backend the memslot zap alone makes this pass;
 //! that each layer of the shootdown is needed is shown by
-//! `tests/vmm_tlb_layers.rs` on a simulated machine.
+//! `tests/vmm/vmm_tlb_layers.rs` on a simulated machine.
 
 use vmm_suite::kvm::run_vmm;
 use vmm_suite::need_kvm;

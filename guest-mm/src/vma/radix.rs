@@ -21,7 +21,7 @@
 //! level, so the tables are at most 4 per boundary (2 boundaries per VMA):
 //! at most 2 KiB per VMA when every VMA is alone in its 256 KiB, a few
 //! bytes per VMA when they are packed (measured by
-//! `tests/mapper_vma_memory.rs`), never more because a range was split and
+//! `tests/mapper/mapper_vma_memory.rs`), never more because a range was split and
 //! merged again.
 //!
 //! # Cost

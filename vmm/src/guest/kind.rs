@@ -5,10 +5,11 @@
 //! exit status. The runner builds memory, devices and vCPUs, asks the kind
 //! at each of those points, and holds no special case for any kind: a new
 //! kind is a module under [`crate::guest::kinds`] and one line in
-//! [`crate::guest::kinds::choose`].
+//! [`crate::guest::registry::Registry::standard`].
 //!
 //! What this module does not do: build the machine (that is
-//! [`crate::run::runner`]) or decide which kind a file is (that is `choose`).
+//! [`crate::run::runner`]) or decide which kind runs (that is
+//! [`crate::guest::registry`]).
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! What every guest-side benchmark program has in common: where it writes
 //! its results, how it reads the time stamp counter, and how it ends.
 //!
-//! A benchmark guest is a user ELF (see `guest::example::assemble_elf`)
+//! A benchmark guest is a user ELF (see `guest::kinds::abi_elf::example::assemble_elf`)
 //! that maps a **results area** of guest RAM at [`RESULTS_VA`] (physical
 //! [`RESULTS_PA`], through the guest-RAM provider), writes its raw
 //! measurements there as u64 words — TSC cycle counts, guest-physical

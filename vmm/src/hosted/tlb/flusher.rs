@@ -2,7 +2,7 @@
 //! steps 1, 2 and 4 of the module docs) and what a vCPU does before each
 //! entry ([`before_entry`]: step 3), each over a small backend trait so
 //! that the very same code runs on KVM and on the simulated machine of
-//! `tests/vmm_tlb_layers.rs`; and a recording flusher for tests.
+//! `tests/vmm/vmm_tlb_layers.rs`; and a recording flusher for tests.
 
 use std::sync::{Arc, Mutex};
 

@@ -43,7 +43,7 @@ impl FlushList {
 
     /// The list that flushes everything (the handler reloads CR3; the
     /// memslot zap that precedes every shootdown covers a backend on which
-    /// that alone would not drop user translations, see `kernel/stub.rs`).
+    /// that alone would not drop user translations, see `hosted/stub/code.rs`).
     pub fn everything() -> Self {
         FlushList(vec![u64::MAX])
     }

@@ -49,7 +49,7 @@
 //! This skips the zap for a munmap or mprotect of pages the guest never
 //! accessed (mapped eagerly, e.g. a device window or page buffer, and
 //! never used); pages it accessed still pay it. In
-//! `tests/vmm_tlb_layers.rs` the simulated vCPUs walk real guest-mm tables
+//! `tests/vmm/vmm_tlb_layers.rs` the simulated vCPUs walk real guest-mm tables
 //! (setting Accessed bits) and cache only what they walked, and the caller
 //! asks [`shootdown_ranges`]: skipping every shootdown fails it.
 //!
@@ -72,7 +72,7 @@
 //!   acknowledged 10 ms after it was injected (then after 20, 40, … up to
 //!   640 ms between attempts). The VMM cannot tell a lost NMI from a late
 //!   one, so a re-injection can produce a **duplicate**. The stub's handler
-//!   (`kernel/stub.rs`) saves what it uses, `invlpg`s (which is idempotent),
+//!   (`hosted/stub/code.rs`) saves what it uses, `invlpg`s (which is idempotent),
 //!   reads the list's count once and then the pairs one by one, and
 //!   acknowledges; handlers never nest (NMIs stay blocked until its
 //!   `iretq`, across exits). A duplicate is therefore harmless to the guest,
@@ -119,9 +119,9 @@
 //! or holds back that very NMI lets the vCPU run stale translations until
 //! the re-injection. A vCPU that acknowledges nothing for [`ACK_TIMEOUT`]
 //! despite the kicks and re-injections stops the run with
-//! [`FlushError::Timeout`]. `tests/vmm_tlb_shootdown_stress.rs` runs the
+//! [`FlushError::Timeout`]. `tests/vmm/vmm_tlb_shootdown_stress.rs` runs the
 //! protocol against a simulated KVM that loses kicks and loses, delays and
-//! merges NMIs; `tests/vmm_tlb_layers.rs` runs [`shoot_down`] and
+//! merges NMIs; `tests/vmm/vmm_tlb_layers.rs` runs [`shoot_down`] and
 //! [`before_entry`] (the code `KvmFlusher` and the vCPU loop run) on a
 //! simulated machine where each cache forgets only through its own layer,
 //! so removing any layer fails it.
