@@ -16,8 +16,11 @@ pub fn add(run: Command, registry: &Registry) -> Command {
     let mut run = run.mut_arg("abi", |a| a.value_parser(PossibleValuesParser::new(abi_values)));
     for kind in registry.kinds() {
         let selector = kind.options().iter().find(|o| o.selects).map(|o| o.name);
+        // One heading per kind in `vmm run --help`. Leaked once per kind
+        // when the command is built (clap keeps `&'static str` headings).
+        let heading: &'static str = Box::leak(format!("Options of {} guests", kind.name()).into_boxed_str());
         for opt in kind.options() {
-            run = run.arg(arg(opt, selector));
+            run = run.arg(arg(opt, selector).help_heading(heading));
         }
     }
     run
@@ -30,7 +33,7 @@ fn arg(opt: &'static KindOption, selector: Option<&'static str>) -> Arg {
     let mut a = Arg::new(opt.name)
         .long(opt.name)
         .value_name(opt.value_name)
-        .help(opt.help)
+        .help(opt.help.trim_end_matches('.'))
         .hide(opt.hidden)
         .allow_hyphen_values(opt.hyphen_values)
         .action(if opt.repeatable { ArgAction::Append } else { ArgAction::Set });
@@ -110,6 +113,7 @@ mod tests {
         let help = crate::command(&std).find_subcommand_mut("run").unwrap().render_long_help().to_string();
         assert!(help.contains("--block <NAME=FILE>") && help.contains("solo5-spt --block:NAME=FILE"), "{help}");
         assert!(!help.contains("--fuzz-seed"), "hidden options stay hidden");
+        assert!(help.contains("Options of solo5 guests") && help.contains("Options of multiboot guests"), "{help}");
     }
 
     #[test]
