@@ -139,6 +139,34 @@ fn backend_emulation_failure_names_the_instruction() {
     std::fs::remove_file(k).ok();
 }
 
+/// Runs `kernel` under the production filters; the run must end with
+/// status 2 and a vCPU error whose message the caller checks, not with a
+/// filter's `SIGSYS` (issue 20, item 2: the exception path used to call
+/// `KVM_TRANSLATE`, which the vCPU allow-list does not have).
+fn run_to_vcpu_error(k: &std::path::Path) -> String {
+    let r = run_vmm(&["run", "--kernel", k.to_str().expect("utf-8 path"), "--timeout", "30", "--json"]);
+    std::fs::remove_file(k).ok();
+    assert!(!r.stderr.contains("seccomp"), "a seccomp filter stopped the VMM:\n{}", r.stderr);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let o = &r.json()["outcome"];
+    assert_eq!(o["kind"], "vcpu_error", "{}", r.stdout);
+    o["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_jump_outside_ram_is_a_clear_error_under_the_filters() {
+    need_kvm!();
+    // The 39-byte kernel of the issue: jump to 0xe0000000, where nothing
+    // is mapped; KVM cannot fetch, reports an emulation failure without
+    // instruction bytes, and the VMM must say so without KVM_TRANSLATE.
+    let k = kernel("jump-e0000000", |a| {
+        a.mov(eax, 0xe000_0000u32)?;
+        a.jmp(eax)
+    });
+    let m = run_to_vcpu_error(&k);
+    assert!(m.contains("rip 0xe0000000") && m.contains("bytes unavailable"), "{m}");
+}
+
 #[test]
 fn passed_through_bar_window_works_for_a_raw_kernel() {
     need_kvm!();

@@ -32,6 +32,7 @@ mod vmm_log_rate_limit;
 mod vmm_max_map_count;
 mod vmm_passthrough;
 mod vmm_seccomp;
+mod vmm_seccomp_heap_trim;
 mod vmm_serial_input;
 mod vmm_stale_tlb;
 mod vmm_stdout_errors;

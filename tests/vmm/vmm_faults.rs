@@ -134,6 +134,9 @@ fn triple_fault_is_reported() {
         use vm_memory::{Bytes, GuestAddress};
         mem.write_slice(&[0u8; 4096], GuestAddress(vmm::layout::IDT_PA)).expect("clear the IDT");
     }));
+    // In this process, without seccomp: a filter is permanent for its
+    // thread and this test process runs others; `before_start` clears
+    // the IDT, a hook only a library caller has.
     let report = vmm::run_with(&cfg, opts).expect("run");
     let _ = std::fs::remove_file(&elf);
     assert_eq!(report.outcome, Some(vmm::run::control::Outcome::TripleFault { vcpu: 0 }));

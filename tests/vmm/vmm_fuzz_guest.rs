@@ -109,6 +109,9 @@ fn check_invariants_catches_a_planted_entry() {
         o.stdin = false;
         o.check_invariants = check;
         o.before_start = Some(Box::new(move |mem| plant_leaf(mem, stray, vmm::layout::FREE_PA | 0x7)));
+        // In this process, without seccomp: a filter is permanent for its
+        // thread and this test process runs others; `before_start`
+        // plants a page-table entry, a hook only a library caller has.
         run_with(&vmm::VmConfig::default(), o).expect("run")
     };
     // The guest never looks there: without the check the run passes.
@@ -157,6 +160,9 @@ fn probe_oracle_catches_supervisor_only_leaves() {
     }));
     let mut cfg = vmm::VmConfig::default();
     vmm::guest::kinds::fuzz::configure(&mut cfg, 0xbad, 20_000);
+    // In this process, without seccomp: a filter is permanent for its
+    // thread and this test process runs others; `before_start` plants
+    // supervisor-only leaves, a hook only a library caller has.
     let r = run_with(&cfg, o).expect("run");
     assert_eq!(r.exit_code, vmm::run::report::EXIT_CHECK_FAILED, "{}", r.to_text());
     let probes =

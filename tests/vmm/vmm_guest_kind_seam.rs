@@ -124,6 +124,9 @@ fn a_kind_from_outside_the_vmm_runs_with_its_own_system_calls() {
     let out = hypercall::ConsoleOut::new(Box::new(std::io::sink()));
     let mut opts = vmm::RunOptions::new(vmm::ConsoleSink::Writer(out));
     opts.stdin = false;
+    // In this process, without seccomp: a filter is permanent for its
+    // thread and this test process runs others; the kind is defined in
+    // this test, which the `vmm` binary cannot load.
     let report = vmm::run_kind(&cfg, Arc::new(PlusOneKind { prog: program(), amount: 1 }), opts).expect("run");
     assert_eq!(report.guest, "plus-one personality");
     assert_eq!(report.outcome, Some(Outcome::Exited { status: 42 }), "{}", report.to_text());
@@ -145,6 +148,9 @@ fn the_vmm_abi_does_not_know_the_call() {
     let out = hypercall::ConsoleOut::new(Box::new(std::io::sink()));
     let mut opts = vmm::RunOptions::new(vmm::ConsoleSink::Writer(out));
     opts.stdin = false;
+    // In this process, without seccomp: a filter is permanent for its
+    // thread and this test process runs others; this test compares
+    // with `run_kind` above on the same footing.
     let report = vmm::run_with(&cfg, opts).expect("run");
     let _ = std::fs::remove_file(&path);
     assert_eq!(report.outcome, Some(Outcome::Exited { status: -38 }), "{}", report.to_text());
@@ -154,6 +160,9 @@ fn run_registered(cfg: &vmm::VmConfig, registry: &Registry) -> Result<RunReport,
     let out = hypercall::ConsoleOut::new(Box::new(std::io::sink()));
     let mut opts = vmm::RunOptions::new(vmm::ConsoleSink::Writer(out));
     opts.stdin = false;
+    // In this process, without seccomp: a filter is permanent for its
+    // thread and this test process runs others; `run_with_registry`
+    // takes a registry built here, which the `vmm` binary cannot load.
     vmm::run_with_registry(cfg, registry, opts)
 }
 

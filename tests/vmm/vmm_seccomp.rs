@@ -1,7 +1,9 @@
 //! Scenario: the `vmm` command runs under seccomp by default. A system
-//! call outside a thread's allow-list kills the process with `SIGSYS`,
-//! whichever thread makes it (the test hook `--seccomp-selftest` makes a
-//! vCPU thread or the event loop call `socket()` once its filter is on);
+//! call outside a thread's allow-list ends the process with status 159
+//! (128 + `SIGSYS`) and a message on stderr from the `SIGSYS` handler that
+//! names the thread kind and the call, whichever thread makes it (the
+//! test hook `--seccomp-selftest` makes a vCPU thread, the event loop or
+//! an output writer call `socket()` once its filter is on);
 //! `--no-seccomp` turns the filters off; and guests that use every part
 //! of the VMM still pass with the filters on.
 
@@ -17,21 +19,34 @@ fn run_raw(args: &[&str]) -> (Option<i32>, Option<i32>, String) {
     (out.status.code(), out.status.signal(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-#[test]
-fn forbidden_syscall_on_a_vcpu_thread_kills_the_process() {
-    need_kvm!();
-    let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "vcpu"]);
-    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
-    assert!(err.contains("the Vcpu thread calls socket()"), "{err}");
+/// The exit status of a run a filter stopped (128 + `SIGSYS`).
+const FILTER_STATUS: i32 = 159;
+
+/// Checks that the `SIGSYS` handler ended the run: status 159, no signal,
+/// and one message naming `thread`, `socket` with its number, and the hint.
+fn assert_handler_report(code: Option<i32>, signal: Option<i32>, err: &str, thread: &str) {
+    assert_eq!((code, signal), (Some(FILTER_STATUS), None), "{err}");
+    let line = err.lines().find(|l| l.starts_with("vmm: seccomp:")).unwrap_or_else(|| panic!("no report:\n{err}"));
+    assert!(line.contains(&format!("the {thread} thread")), "{line}");
+    assert!(line.contains(&format!("socket ({})", libc::SYS_socket)), "{line}");
+    assert!(line.contains("a row missing from the allow-list") && line.contains("--no-seccomp"), "{line}");
     assert!(!err.contains("socket() returned"), "{err}");
 }
 
 #[test]
-fn forbidden_syscall_on_the_event_loop_kills_the_process() {
+fn forbidden_syscall_on_a_vcpu_thread_is_reported_and_ends_the_process() {
+    need_kvm!();
+    let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "vcpu"]);
+    assert!(err.contains("the Vcpu thread calls socket()"), "{err}");
+    assert_handler_report(code, signal, &err, "vCPU");
+}
+
+#[test]
+fn forbidden_syscall_on_the_event_loop_is_reported_and_ends_the_process() {
     need_kvm!();
     let (code, signal, err) = run_raw(&["run", "--vcpus", "2", "--seccomp-selftest", "event-loop"]);
-    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
     assert!(err.contains("the EventLoop thread calls socket()"), "{err}");
+    assert_handler_report(code, signal, &err, "event loop");
 }
 
 #[test]
@@ -65,14 +80,13 @@ fn guests_pass_under_the_filters() {
 }
 
 #[test]
-fn forbidden_syscall_on_a_writer_thread_kills_the_process() {
+fn forbidden_syscall_on_a_writer_thread_is_reported_and_ends_the_process() {
     need_kvm!();
     // The built-in guest writes to its console, so the console's writer
     // thread wakes, installs its filter and makes the forbidden call.
     let (code, signal, err) = run_raw(&["run", "--seccomp-selftest", "writer"]);
-    assert_eq!((code, signal), (None, Some(libc::SIGSYS)), "{err}");
     assert!(err.contains("the Writer thread calls socket()"), "{err}");
-    assert!(!err.contains("socket() returned"), "{err}");
+    assert_handler_report(code, signal, &err, "output writer");
     let (code, signal, err) = run_raw(&["run", "--no-seccomp", "--seccomp-selftest", "writer"]);
     assert_eq!((code, signal), (Some(0), None), "{err}");
 }

@@ -243,8 +243,11 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         None => None,
     };
     // Compiled before any thread starts; installed per thread in run_vcpus.
-    // Writer threads start now: a filtered thread cannot create them.
+    // The SIGSYS handler and the allocator settings come first (before any
+    // thread of the run allocates); writer threads start now: a filtered
+    // thread cannot create them.
     if opts.seccomp {
+        crate::seccomp::prepare_process()?;
         console.start_writer();
         opts.outputs.iter().for_each(ConsoleOut::start_writer);
     }

@@ -188,19 +188,29 @@ impl VcpuThread {
     }
 
     /// Names what the backend could not do after `KVM_EXIT_INTERNAL_ERROR`.
+    /// Without bytes from KVM, the instruction is read at CS:RIP through
+    /// the guest's own page tables ([`page_walk`]), never with
+    /// `KVM_TRANSLATE`: the vCPU allow-list does not have it, and the
+    /// report must not need a call the filter refuses.
     fn internal_error_message(&mut self) -> String {
         use crate::vstate::internal_error as ie;
+        use crate::vstate::page_walk::{self, PagingRegs};
         let (sub, data) = self.vcpu.internal_error();
-        let (rip, bits, linear) = match (self.vcpu.regs(), self.vcpu.sregs()) {
-            (Ok(r), Ok(s)) => (r.rip, ie::bitness(s.cs.l, s.cs.db), s.cs.base.wrapping_add(r.rip)),
-            _ => (0, 64, 0),
+        let (rip, bits, linear, paging) = match (self.vcpu.regs(), self.vcpu.sregs()) {
+            (Ok(r), Ok(s)) => {
+                let bits = ie::bitness(s.cs.l, s.cs.db);
+                // In 64-bit mode the CS base is ignored.
+                let base = if bits == 64 { 0 } else { s.cs.base };
+                (r.rip, bits, base.wrapping_add(r.rip), Some(PagingRegs::from_sregs(&s)))
+            }
+            _ => (0, 64, 0, None),
         };
         let fetched = ie::reported_bytes(sub, &data).or_else(|| {
-            let pa = self.vcpu.translate(linear)?;
             let mut b = [0u8; 15];
-            // A fetch near the end of RAM may be short; take what reads.
-            let n = vm_memory::Bytes::read(&self.ctx.mem, &mut b, vm_memory::GuestAddress(pa)).ok()?;
-            Some(b[..n].to_vec())
+            // A fetch near the end of RAM or of the mapped pages may be
+            // short; take what reads.
+            let n = page_walk::read_linear(paging?, linear, &mut b, &self.ctx.mem);
+            (n > 0).then(|| b[..n].to_vec())
         });
         ie::describe(sub, &data, fetched.as_deref(), bits, rip)
     }

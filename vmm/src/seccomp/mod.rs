@@ -1,9 +1,21 @@
 //! seccomp: each thread of a running VMM may make only the system calls
 //! it needs, as Firecracker does. One allow-list per thread kind
 //! ([`rules`]): vCPU threads (KVM ioctls restricted by request number),
-//! the event loop, and the output writer threads. Anything else kills the whole process with
-//! `SIGSYS` (`SECCOMP_RET_KILL_PROCESS`): a VMM that tries a system call
-//! it never makes is compromised or broken, and must not go on.
+//! the event loop, and the output writer threads. Anything else traps
+//! (`SECCOMP_RET_TRAP`): the `SIGSYS` handler installed with the filters
+//! ([`sigsys`]) writes which thread made which call, with a hint, and
+//! ends the whole process with status 159 ([`sigsys::EXIT_STATUS`], 128 +
+//! `SIGSYS`): a VMM that tries a system call it never makes is
+//! compromised or broken, and must not go on, but the user learns why.
+//!
+//! The filters must never be what ends a run a guest can cause. The lists
+//! come from the paths the VMM's own code takes; the C library can make
+//! calls behind its back. glibc's `malloc` does (it opens a `/proc` file
+//! the first time it shrinks a thread arena): [`allocator::tune`] sets it,
+//! before any filter, so that it never takes those paths (see that module
+//! for why this way and not a musl build or an errno answer to `openat`).
+//! Proof: the guests of `tests/vmm/vmm_seccomp_heap_trim.rs` and every
+//! integration test run the `vmm` binary with its filters on.
 //!
 //! The filters are compiled before any vCPU starts and installed, per
 //! thread, once the machine is built: each vCPU thread installs its own
@@ -22,7 +34,9 @@
 //! caller's others) or the setup phase (opening `/dev/kvm`, creating the
 //! VM and memory), which happens before the guest can do anything.
 
+pub mod allocator;
 pub mod rules;
+pub mod sigsys;
 
 use std::cell::Cell;
 use std::io::Write as _;
@@ -39,6 +53,10 @@ pub enum SeccompError {
     /// A rule or filter could not be built or compiled.
     #[error("cannot build the seccomp filter: {0}")]
     Build(#[from] seccompiler::BackendError),
+    /// The process could not be made ready for the filters (the `SIGSYS`
+    /// handler, the allocator settings).
+    #[error("cannot prepare the process for seccomp: {0}")]
+    Prepare(String),
     /// The kernel refused the filter.
     #[error("cannot install the seccomp filter of the {kind:?} thread: {source}")]
     Install {
@@ -53,18 +71,28 @@ pub enum SeccompError {
 /// The compiled filter of `kind`, with the guest kind's `rows`.
 pub fn filter(kind: ThreadKind, rows: &[Row]) -> Result<BpfProgram, SeccompError> {
     let rules = rules::rules(kind, rows)?;
-    let f = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)?;
+    let f = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64)?;
     Ok(f.try_into()?)
 }
 
-/// Installs `prog` on the calling thread (with `no_new_privs`).
+/// Makes the process ready for filters, before the first is installed:
+/// the `SIGSYS` handler ([`sigsys`]) and the allocator settings
+/// ([`allocator`]). Process-wide and idempotent.
+pub fn prepare_process() -> Result<(), SeccompError> {
+    sigsys::install_handler().map_err(|e| SeccompError::Prepare(format!("SIGSYS handler: {e}")))?;
+    allocator::tune().map_err(|what| SeccompError::Prepare(format!("glibc refused mallopt({what})")))
+}
+
+/// Installs `prog` on the calling thread (with `no_new_privs`), after
+/// noting the thread's kind for the `SIGSYS` handler.
 pub fn install(kind: ThreadKind, prog: &BpfProgram) -> Result<(), SeccompError> {
+    sigsys::set_thread_kind(kind);
     seccompiler::apply_filter(prog).map_err(|source| SeccompError::Install { kind, source })
 }
 
 /// Makes the calling thread try a system call no allow-list has
 /// (`socket(AF_INET, SOCK_STREAM)`): the self-test of `--seccomp-selftest`.
-/// Under a filter the process dies with `SIGSYS` here; without one the
+/// Under a filter the `SIGSYS` handler ends the process here; without one the
 /// socket is closed again and the run goes on.
 pub fn forbidden_syscall(kind: ThreadKind) {
     // Written synchronously, not through the log: the log is drained by a

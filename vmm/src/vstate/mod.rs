@@ -4,5 +4,6 @@
 pub mod backend;
 pub mod internal_error;
 pub mod kick;
+pub mod page_walk;
 pub mod vcpu;
 pub mod vm;

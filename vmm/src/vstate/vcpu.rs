@@ -276,12 +276,6 @@ impl Vcpu {
         self.fd.set_lapic(&l).map_err(self.set_err("local APIC"))
     }
 
-    /// Translates a guest linear address with the vCPU's current paging
-    /// state (for diagnostics).
-    pub fn translate(&self, linear: u64) -> Option<u64> {
-        self.fd.translate_gva(linear).ok().filter(|t| t.valid != 0).map(|t| t.physical_address)
-    }
-
     /// The `internal` part of `kvm_run` after a `KVM_EXIT_INTERNAL_ERROR`:
     /// the sub-error and its data words.
     pub fn internal_error(&mut self) -> (u32, Vec<u64>) {

@@ -51,7 +51,8 @@ pub struct RunArgs {
     #[arg(long)]
     check_invariants: bool,
     /// Run without the seccomp filters (for debugging: strace, gdb, a
-    /// system call the allow-lists lack). See docs/reliability.md.
+    /// system call the allow-lists lack; with them, such a call ends the
+    /// run with status 159 and a line naming it). See docs/reliability.md.
     #[arg(long)]
     no_seccomp: bool,
     /// Test hook: the given thread makes a forbidden system call once its
