@@ -13,7 +13,9 @@ mod elf;
 mod elf_reader;
 mod hypercall;
 mod hypercall_check;
+mod kut_cfg;
 
+pub use self::kut_cfg::kut_cfg;
 pub use config::config;
 pub use elf::elf;
 pub use elf_reader::elf_reader;
@@ -37,4 +39,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("elf", elf),
     ("config", config),
     ("elf_reader", elf_reader),
+    ("kut_cfg", kut_cfg),
 ];

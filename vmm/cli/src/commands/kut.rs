@@ -20,11 +20,12 @@ pub struct KutArgs {
     /// Tests run in parallel.
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
     jobs: usize,
-    /// Timeout of a test whose section gives none, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    /// Timeout of a test whose section gives none, in seconds (at most a
+    /// year).
+    #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = secs())]
     timeout: u64,
-    /// Cap every test's timeout at SECS.
-    #[arg(long, value_name = "SECS")]
+    /// Cap every test's timeout at SECS (at most a year).
+    #[arg(long, value_name = "SECS", value_parser = secs())]
     max_timeout: Option<u64>,
     /// Print the results as JSON on stdout instead of text.
     #[arg(long)]
@@ -35,9 +36,16 @@ pub struct KutArgs {
     /// Write TAP to FILE.
     #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
-    /// Write each test's console output to DIR/NAME.log.
+    /// Write each test's console output to DIR/NAME.log (a test whose
+    /// name is not a file name in DIR is skipped).
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
+}
+
+/// A number of seconds no larger than [`kut::plan::MAX_TIMEOUT_SECS`], so
+/// that no deadline computed from it can overflow.
+fn secs() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(..=kut::plan::MAX_TIMEOUT_SECS)
 }
 
 /// `vmm kut`.
@@ -47,6 +55,7 @@ pub fn kut(args: KutArgs) -> ExitCode {
         groups: args.groups,
         default_timeout: args.timeout,
         max_timeout: args.max_timeout,
+        logs: args.logs.is_some(),
     };
     let plans = match kut::plan_suite(&args.dir, &opts) {
         Ok(p) => p,
@@ -75,7 +84,7 @@ pub fn kut(args: KutArgs) -> ExitCode {
         }
         if let Some(d) = &logs {
             if !r.log.is_empty() {
-                if let Err(e) = std::fs::write(d.join(format!("{}.log", r.name)), &r.log) {
+                if let Err(e) = kut::logs::write_log(d, &r.name, &r.log) {
                     say!("vmm kut: cannot write the log of {}: {e}", r.name);
                 }
             }

@@ -3,12 +3,22 @@
 //! with `vmm` instead of QEMU: [`cfg`] reads the file, [`plan`] decides
 //! what each test needs and whether it can run, [`run`] runs each in its
 //! own `vmm run --kernel` process, [`output`] prints the results.
+//!
+//! The tree is written elsewhere and trusted with nothing: the file is
+//! read bounded and parsed in linear time (the `kut-cfg` crate, [`cfg`]),
+//! kernels must be regular files inside DIR ([`tree`]), `check =` files
+//! are read bounded and without blocking ([`check`]), log names stay in
+//! the log directory ([`logs`]); what fails these is a SKIP naming why.
 
-pub mod cfg;
+mod check;
+pub use kut_cfg as cfg;
+pub mod logs;
 pub mod output;
 pub mod plan;
 pub mod run;
+pub mod tree;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -19,10 +29,14 @@ pub enum KutError {
     /// No configuration file in the directory.
     #[error("no unittests.cfg in {0} or its x86/ directory")]
     NoConfig(PathBuf),
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
+    /// The file could not be read, is not a regular file, or is over
+    /// [`MAX_CFG`].
+    #[error(transparent)]
+    Read(#[from] vmm::input_file::InputError),
+    /// The directory could not be resolved.
+    #[error("cannot resolve {path}: {source}")]
+    Dir {
+        /// The directory.
         path: PathBuf,
         /// The error.
         #[source]
@@ -53,7 +67,12 @@ pub struct SuiteOptions {
     pub default_timeout: u64,
     /// Cap on every test's timeout.
     pub max_timeout: Option<u64>,
+    /// Each test's log will be written to a directory (`--logs`).
+    pub logs: bool,
 }
+
+/// Largest `unittests.cfg` read (upstream's is about 20 KiB).
+pub const MAX_CFG: u64 = 16 << 20;
 
 /// Finds the configuration file for `dir`.
 pub fn find_cfg(dir: &Path) -> Result<PathBuf, KutError> {
@@ -66,25 +85,34 @@ pub fn find_cfg(dir: &Path) -> Result<PathBuf, KutError> {
 /// Reads the suite and decides each selected test's plan, in file order.
 pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Plan)>, KutError> {
     let path = find_cfg(dir)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| KutError::Read { path: path.clone(), source })?;
-    let tests = cfg::parse(&text).map_err(|source| KutError::Parse { path: path.clone(), source })?;
+    let bytes = vmm::input_file::read_input(&path, MAX_CFG)?;
+    let tests = cfg::parse_bytes(&bytes).map_err(|source| KutError::Parse { path: path.clone(), source })?;
     let base = path.parent().unwrap_or(dir);
-    for n in &o.names {
-        if !tests.iter().any(|t| &t.name == n) {
-            return Err(KutError::NoMatch(format!("the name {n:?}")));
-        }
+    let tree = tree::Tree::new(dir, base).map_err(|source| KutError::Dir { path: dir.to_owned(), source })?;
+    let names: HashSet<&str> = o.names.iter().map(String::as_str).collect();
+    let groups: HashSet<&str> = o.groups.iter().map(String::as_str).collect();
+    let known: HashSet<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+    if let Some(n) = o.names.iter().find(|n| !known.contains(n.as_str())) {
+        return Err(KutError::NoMatch(format!("the name {n:?}")));
     }
     let selected: Vec<_> = tests
         .iter()
-        .filter(|t| o.names.is_empty() || o.names.contains(&t.name))
-        .filter(|t| o.groups.is_empty() || t.groups.iter().any(|g| o.groups.contains(g)))
+        .filter(|t| names.is_empty() || names.contains(t.name.as_str()))
+        .filter(|t| groups.is_empty() || t.groups.iter().any(|g| groups.contains(g.as_str())))
         .collect();
     if selected.is_empty() {
         return Err(KutError::NoMatch(format!("the groups {:?}", o.groups)));
     }
-    let popts =
-        |named| plan::PlanOptions { default_timeout: o.default_timeout.max(1), max_timeout: o.max_timeout, named };
-    Ok(selected.into_iter().map(|t| (t.name.clone(), plan::plan(t, base, &popts(o.names.contains(&t.name))))).collect())
+    let popts = |named| plan::PlanOptions {
+        default_timeout: o.default_timeout.max(1),
+        max_timeout: o.max_timeout,
+        named,
+        logs: o.logs,
+    };
+    Ok(selected
+        .into_iter()
+        .map(|t| (t.name.clone(), plan::plan(t, &tree, &popts(names.contains(t.name.as_str())))))
+        .collect())
 }
 
 #[cfg(test)]
@@ -103,7 +131,10 @@ mod tests {
         .unwrap();
         let all = plan_suite(&dir, &SuiteOptions::default()).unwrap();
         assert_eq!(all.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert!(matches!(&all[0].1, plan::Plan::Run(l) if l.kernel == dir.join("a.flat")));
+        assert!(matches!(&all[0].1, plan::Plan::Skip(why) if why.contains("not found")));
+        std::fs::write(dir.join("a.flat"), b"k").unwrap();
+        let all = plan_suite(&dir, &SuiteOptions::default()).unwrap();
+        assert!(matches!(&all[0].1, plan::Plan::Run(l) if l.kernel == dir.canonicalize().unwrap().join("a.flat")));
         assert_eq!(all[2].1, plan::Plan::Skip("i386 only".into()));
         let g = plan_suite(&dir, &SuiteOptions { groups: vec!["g1".into()], ..Default::default() }).unwrap();
         assert_eq!(g.len(), 2);
@@ -115,6 +146,22 @@ mod tests {
         ));
         std::fs::write(dir.join("unittests.cfg"), "[a]\nsmp = x\n").unwrap();
         assert!(matches!(plan_suite(&dir, &SuiteOptions::default()), Err(KutError::Parse { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 21's bad input: binary garbage is a clear error, and a file
+    /// over the cap is refused before it is read.
+    #[test]
+    fn garbage_and_huge_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("vmm-kut-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("unittests.cfg"), b"\x7fELF\x02\x01\x01\0\0\0\xff\xfe").unwrap();
+        let e = plan_suite(&dir, &SuiteOptions::default()).unwrap_err();
+        assert!(matches!(e, KutError::Parse { source: cfg::CfgError::Binary { line: 1, .. }, .. }), "{e}");
+        assert!(e.to_string().contains("not a text file"), "{e}");
+        std::fs::File::create(dir.join("unittests.cfg")).unwrap().set_len(MAX_CFG + 1).unwrap();
+        let e = plan_suite(&dir, &SuiteOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

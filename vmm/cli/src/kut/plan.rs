@@ -9,10 +9,21 @@
 //! supports here, so `-cpu max` and `-cpu qemu64,+x2apic` both mean
 //! "what this host offers", and a test checks CPUID itself; `vendor=` is
 //! not honoured either (the guest sees the host's vendor).
+//!
+//! Everything the tree names is checked here, before anything runs: the
+//! kernel must be a regular file inside the tree ([`Tree`]), `check =`
+//! files are read bounded ([`super::check`]), a log name must stay in the
+//! log directory ([`super::logs`]), and every number (vCPUs, memory,
+//! timeout) is range-checked before use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use kut_cfg::cut;
 
 use super::cfg::TestSpec;
+use super::check::check;
+use super::logs::log_name;
+use super::tree::Tree;
 use vmm::config::DEFAULT_MEM;
 use vmm::layout::DEFAULT_BAR_BASE;
 
@@ -49,27 +60,52 @@ pub struct PlanOptions {
     pub max_timeout: Option<u64>,
     /// The test was named explicitly (runs even in group `nodefault`).
     pub named: bool,
+    /// Each test's log is written to a directory (`--logs`): a test whose
+    /// name cannot be a file name there is skipped.
+    pub logs: bool,
 }
 
 /// Most vCPUs `vmm` runs.
-const MAX_VCPUS: u32 = vmm::layout::MAX_VCPUS as u32;
+const MAX_VCPUS: u64 = vmm::layout::MAX_VCPUS as u64;
 
-/// Decides how to run `t` from the directory `dir` of its configuration.
-pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {
+/// Longest timeout a test may have, in seconds (a year): anything longer
+/// is a skip (from `unittests.cfg`) or refused (`--timeout`), so that no
+/// sum of a timeout and a grace period, and no deadline, can overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// Most bytes of a skip reason (reasons quote the configuration).
+const MAX_REASON: usize = 600;
+
+/// Decides how to run `t` from the tree `tree`.
+pub fn plan(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Plan {
+    match decide(t, tree, o) {
+        Ok(l) => Plan::Run(l),
+        Err(why) => Plan::Skip(cut(&why, MAX_REASON).into_owned()),
+    }
+}
+
+fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> {
     if let Some(arch) = t.arch.as_deref().filter(|a| *a != "x86_64") {
-        return Plan::Skip(format!("{arch} only"));
+        return Err(format!("{arch} only"));
     }
     if let Some(accel) = t.accel.as_deref().filter(|a| *a != "kvm") {
-        return Plan::Skip(format!("{accel} only"));
+        return Err(format!("{accel} only"));
     }
     if t.groups.iter().any(|g| g == "nodefault") && !o.named {
-        return Plan::Skip("test marked as manual run only".into());
+        return Err("test marked as manual run only".into());
+    }
+    if o.logs {
+        log_name(&t.name)?;
+    }
+    let mut timeout = t.timeout_secs.unwrap_or(o.default_timeout).max(1);
+    if let Some(max) = o.max_timeout {
+        timeout = timeout.min(max.max(1));
+    }
+    if timeout > MAX_TIMEOUT_SECS {
+        return Err(format!("needs a timeout of {timeout} s; vmm kut allows at most {MAX_TIMEOUT_SECS} s (a year)"));
     }
     for (path, want) in &t.check {
-        let got = std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default();
-        if &got != want {
-            return Plan::Skip(format!("{path} not equal to {want}"));
-        }
+        check(path, want)?;
     }
     let mut mem = DEFAULT_MEM;
     let mut vcpus = t.smp;
@@ -103,16 +139,14 @@ pub fn plan(t: &TestSpec, dir: &Path, o: &PlanOptions) -> Plan {
         needs.extend(skip);
     }
     if !needs.is_empty() {
-        return Plan::Skip(needs.join("; "));
+        return Err(needs.join("; "));
     }
-    if vcpus == 0 || vcpus > MAX_VCPUS {
-        return Plan::Skip(format!("needs {vcpus} vCPUs; vmm runs 1 to {MAX_VCPUS}"));
-    }
-    let mut timeout = t.timeout_secs.unwrap_or(o.default_timeout).max(1);
-    if let Some(max) = o.max_timeout {
-        timeout = timeout.min(max.max(1));
-    }
-    Plan::Run(Launch { kernel: dir.join(&t.file), vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout })
+    let vcpus = match u32::try_from(vcpus) {
+        Ok(n) if (1..=MAX_VCPUS).contains(&vcpus) => n,
+        _ => return Err(format!("needs {vcpus} vCPUs; vmm runs 1 to {MAX_VCPUS}")),
+    };
+    let kernel = tree.test_file(&t.file)?;
+    Ok(Launch { kernel, vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout })
 }
 
 /// A reason to skip for `-cpu MODEL,features`, if any.
@@ -164,14 +198,27 @@ fn parse_mem(v: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
     use super::*;
+
+    /// A tree with `t.flat`, shared by the tests of this process.
+    fn tree() -> &'static Tree {
+        static T: OnceLock<Tree> = OnceLock::new();
+        T.get_or_init(|| {
+            let d = std::env::temp_dir().join(format!("vmm-kut-plan-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("t.flat"), b"k").unwrap();
+            Tree::new(&d, &d).unwrap()
+        })
+    }
 
     fn spec(params: &str) -> TestSpec {
         TestSpec { name: "t".into(), file: "t.flat".into(), smp: 1, qemu_params: params.into(), ..Default::default() }
     }
 
     fn opts() -> PlanOptions {
-        PlanOptions { default_timeout: 90, max_timeout: None, named: false }
+        PlanOptions { default_timeout: 90, max_timeout: None, named: false, logs: false }
     }
 
     fn skip(p: Plan) -> String {
@@ -187,19 +234,17 @@ mod tests {
         t.smp = 2;
         t.test_args = "ipi".into();
         t.timeout_secs = Some(30);
-        let Plan::Run(l) = plan(&t, Path::new("/d"), &opts()) else { panic!() };
-        assert_eq!(
-            l,
-            Launch { kernel: "/d/t.flat".into(), vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: 30 }
-        );
+        let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
+        let kernel = tree().root().join("t.flat");
+        assert_eq!(l, Launch { kernel, vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: 30 });
         let o = PlanOptions { max_timeout: Some(10), ..opts() };
-        let Plan::Run(l) = plan(&t, Path::new("/d"), &o) else { panic!() };
+        let Plan::Run(l) = plan(&t, tree(), &o) else { panic!() };
         assert_eq!(l.timeout_secs, 10);
     }
 
     #[test]
     fn skips_name_what_is_missing() {
-        let d = Path::new("/d");
+        let d = tree();
         let why =
             skip(plan(&spec("-M q35,kernel-irqchip=split -device intel-iommu,intremap=on -device edu"), d, &opts()));
         assert_eq!(
@@ -229,11 +274,68 @@ mod tests {
         assert!(skip(plan(&t, d, &opts())).contains("99 vCPUs"));
     }
 
+    /// Issue 21's bad input: `smp = 100000` and shell syntax in the
+    /// parameters are skips; test arguments are passed as they are (to a
+    /// program, never a shell).
+    #[test]
+    fn huge_counts_and_shell_syntax_are_skips() {
+        for n in [0, 100_000, u64::from(u32::MAX) + 1, u64::MAX] {
+            let mut t = spec("");
+            t.smp = n;
+            assert!(skip(plan(&t, tree(), &opts())).contains(&format!("needs {n} vCPUs")), "{n}");
+        }
+        assert!(skip(plan(&spec("-smp 99999999999999999999"), tree(), &opts())).contains("cannot read -smp"));
+        assert!(skip(plan(&spec("-m 99999999999999999g"), tree(), &opts())).contains("-m 99999999999999999g"));
+        let why = skip(plan(&spec("$(touch /tmp/x) `id` ; rm -rf ~ | cat"), tree(), &opts()));
+        assert!(why.contains("needs the QEMU option $(touch"), "{why}");
+        let mut t = spec("");
+        t.test_args = "`touch x`; $(id) | cat".into();
+        let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
+        assert_eq!(l.append, "`touch x`; $(id) | cat");
+        // A reason quoting a huge parameter is cut.
+        let why = skip(plan(&spec(&format!("-{}", "x".repeat(1 << 20))), tree(), &opts()));
+        assert!(why.len() <= MAX_REASON + 4 && why.ends_with('…'), "{} bytes", why.len());
+    }
+
+    /// Item 6 of issue 20: a timeout of 2^63 - 1 s panicked the runner, one
+    /// of 2^64 - 1 s made `vmm run`'s watchdog fail.
+    #[test]
+    fn timeouts_beyond_a_year_are_skips() {
+        for secs in [MAX_TIMEOUT_SECS + 1, i64::MAX as u64, u64::MAX] {
+            let mut t = spec("");
+            t.timeout_secs = Some(secs);
+            assert!(skip(plan(&t, tree(), &opts())).contains(&format!("timeout of {secs} s")), "{secs}");
+            // Capped by --max-timeout, it runs.
+            let o = PlanOptions { max_timeout: Some(60), ..opts() };
+            assert!(matches!(plan(&t, tree(), &o), Plan::Run(Launch { timeout_secs: 60, .. })));
+        }
+        let o = PlanOptions { default_timeout: u64::MAX, ..opts() };
+        assert!(skip(plan(&spec(""), tree(), &o)).contains("timeout"));
+        let mut t = spec("");
+        t.timeout_secs = Some(MAX_TIMEOUT_SECS);
+        assert!(matches!(plan(&t, tree(), &opts()), Plan::Run(_)));
+    }
+
+    /// Items 8 and 10 of issue 20: the kernel and the log name stay in
+    /// their directories (the cases are in `tree` and `logs`).
+    #[test]
+    fn files_and_log_names_outside_are_skips() {
+        let mut t = spec("");
+        t.file = "../../../etc/passwd".into();
+        assert!(skip(plan(&t, tree(), &opts())).contains("outside the tree"));
+        let mut t = spec("");
+        t.name = "../../x".into();
+        assert!(matches!(plan(&t, tree(), &opts()), Plan::Run(_)));
+        let o = PlanOptions { logs: true, ..opts() };
+        assert!(skip(plan(&t, tree(), &o)).contains("leave the log directory"));
+    }
+
     #[test]
     fn machine_pit_off_runs() {
-        assert!(matches!(plan(&spec("-machine pit=off"), Path::new("/d"), &opts()), Plan::Run(_)));
+        assert!(matches!(plan(&spec("-machine pit=off"), tree(), &opts()), Plan::Run(_)));
         assert_eq!(parse_mem("2048"), Some(2048 << 20));
         assert_eq!(parse_mem("4g"), Some(4 << 30));
         assert_eq!(parse_mem("x"), None);
+        assert_eq!(parse_mem("99999999999999999g"), None);
     }
 }

@@ -151,12 +151,16 @@ fn run_one(exe: &Path, name: &str, l: &Launch) -> TestResult {
     };
     let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let deadline = start + Duration::from_secs(l.timeout_secs + GRACE_SECS);
+    // The plan bounds the timeout (plan::MAX_TIMEOUT_SECS); a launch
+    // made otherwise whose deadline does not fit waits without one
+    // rather than overflow.
+    let limit = l.timeout_secs.saturating_add(GRACE_SECS);
+    let deadline = start.checked_add(Duration::from_secs(limit));
     let mut killed = false;
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 killed = true;
@@ -170,7 +174,7 @@ fn run_one(exe: &Path, name: &str, l: &Launch) -> TestResult {
     let stdout = out.join().unwrap_or_default();
     let console = err.join().unwrap_or_default();
     if killed {
-        let mut r = fail(format!("timeout; vmm killed after {} s", l.timeout_secs + GRACE_SECS), secs);
+        let mut r = fail(format!("timeout; vmm killed after {limit} s"), secs);
         r.log = console;
         return r;
     }
@@ -283,5 +287,18 @@ mod tests {
         let r = run_all(Path::new("/nonexistent/vmm"), &t, 1, &|_| {});
         assert_eq!(r[0].verdict, Verdict::Fail);
         assert!(r[0].reason.contains("cannot start"), "{}", r[0].reason);
+    }
+
+    /// Item 6 of issue 20: a timeout of 2^63 - 1 s panicked here ("overflow
+    /// when adding duration to instant"). Any value is a verdict, never a
+    /// panic (`true` stands in for `vmm`: it prints no report).
+    #[test]
+    fn any_timeout_is_a_verdict() {
+        for secs in [i64::MAX as u64, u64::MAX - GRACE_SECS, u64::MAX] {
+            let l = Launch { kernel: "k".into(), vcpus: 1, mem: 128 << 20, append: String::new(), timeout_secs: secs };
+            let r = run_all(Path::new("/bin/true"), &[("t".to_string(), Plan::Run(l))], 1, &|_| {});
+            assert_eq!(r[0].verdict, Verdict::Fail, "{secs}");
+            assert!(r[0].reason.contains("did not run the guest"), "{secs}: {}", r[0].reason);
+        }
     }
 }
