@@ -128,6 +128,10 @@ pub struct VmConfig {
 /// VMA tree at its measured ~365 bytes per VMA (docs/guest-mm.md).
 pub const MAX_MAX_MAP_COUNT: usize = 1 << 24;
 
+/// Longest watchdog accepted: a year (the watchdog's timer and the
+/// deadlines computed from it must not overflow).
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
 /// Default guest RAM.
 pub const DEFAULT_MEM: u64 = 128 << 20;
 /// Default size of each default BAR window.
@@ -290,6 +294,9 @@ impl VmConfig {
         if self.timeout_secs == Some(0) {
             return inv("timeout must be at least 1 second".into());
         }
+        if let Some(t) = self.timeout_secs.filter(|&t| t > MAX_TIMEOUT_SECS) {
+            return inv(format!("timeout must be at most {MAX_TIMEOUT_SECS} seconds (a year), not {t}"));
+        }
         if self.max_map_count == 0 || self.max_map_count > MAX_MAX_MAP_COUNT {
             return inv(format!("max_map_count must be 1..={MAX_MAX_MAP_COUNT}, not {}", self.max_map_count));
         }
@@ -399,6 +406,12 @@ mod tests {
             assert!(c.validate().unwrap_err().to_string().contains("max_map_count"), "{n}");
         }
         c.max_map_count = MAX_MAX_MAP_COUNT;
+        c.validate().unwrap();
+        for t in [MAX_TIMEOUT_SECS + 1, i64::MAX as u64, u64::MAX] {
+            c.timeout_secs = Some(t);
+            assert!(c.validate().unwrap_err().to_string().contains("at most"), "{t}");
+        }
+        c.timeout_secs = Some(MAX_TIMEOUT_SECS);
         c.validate().unwrap();
     }
 
