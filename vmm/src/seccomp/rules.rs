@@ -66,7 +66,7 @@ const EVENT_LOOP: Allowed = &[
     (libc::SYS_exit, "exit", "a caller's thread that ends after the run"),
 ];
 
-/// The output writer threads (`vmm/src/output.rs`), beyond [`COMMON`].
+/// The output writer threads (`vmm/src/run/output.rs`), beyond [`COMMON`].
 const WRITER: Allowed = &[(libc::SYS_exit, "exit", "the thread ends when its output shuts down")];
 
 /// ioctls of vCPU threads, by request number, with the reason.
