@@ -15,4 +15,5 @@ mod kut_suite;
 mod solo5_block;
 mod solo5_personality;
 mod solo5_spt;
+mod vmm_raw_inputs;
 mod vmm_raw_kernel;
