@@ -17,3 +17,4 @@ mod solo5_personality;
 mod solo5_spt;
 mod vmm_raw_inputs;
 mod vmm_raw_kernel;
+mod vmm_raw_unbacked;
