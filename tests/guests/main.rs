@@ -13,6 +13,7 @@
 
 mod kut_suite;
 mod solo5_block;
+mod solo5_load_checks;
 mod solo5_personality;
 mod solo5_spt;
 mod vmm_raw_inputs;
