@@ -107,6 +107,17 @@ fn check_fits(what: impl Into<String>, start: u64, len: u64, ram: u64) -> Result
     }
 }
 
+/// `start`, or the end of the legacy hole ([`LOW_RESERVED`]) when
+/// `[start, start + len)` would touch it.
+fn past_the_hole(start: u64, len: u64) -> u64 {
+    let (hole, mb) = LOW_RESERVED;
+    if start < mb && start.saturating_add(len) > hole {
+        mb
+    } else {
+        start
+    }
+}
+
 /// Places the kernel `bytes` (named `name`), `modules` (by their sizes:
 /// no module byte is read) and the information block for the command
 /// line `cmdline` in `ram` bytes of guest RAM, or says what does not fit.
@@ -124,16 +135,14 @@ pub fn plan(name: &Path, bytes: &[u8], cmdline: &str, modules: &[Module], ram: u
         end = end.max(check_fits(format!("kernel segment at {:#x}", s.paddr), s.paddr, s.mem_size, ram)?);
     }
     // Modules after the image (page aligned: the header may ask for it,
-    // and it costs nothing), then the information block.
+    // and it costs nothing), then the information block; none of them in
+    // the legacy hole the memory map reports as reserved.
     let mut next = align_up(end, PAGE);
-    if (LOW_RESERVED.0..LOW_RESERVED.1).contains(&next) || (next < LOW_RESERVED.0 && next + PAGE > LOW_RESERVED.0) {
-        next = LOW_RESERVED.1;
-    }
     // Modules are always page aligned, which satisfies FLAG_PAGE_ALIGN.
     // Every end is below 4 GiB (check_fits), so the casts keep the value.
     let mut placed = Vec::with_capacity(modules.len());
     for (i, m) in modules.iter().enumerate() {
-        let start = next;
+        let start = past_the_hole(next, m.len());
         let mend = check_fits(format!("module {i}"), start, m.len(), ram)?;
         placed.push(PlacedModule { start: start as u32, end: mend as u32, cmdline: m.cmdline().to_owned() });
         next = align_up(mend, PAGE);
@@ -141,7 +150,8 @@ pub fn plan(name: &Path, bytes: &[u8], cmdline: &str, modules: &[Module], ram: u
     let full_cmdline =
         if cmdline.is_empty() { name.display().to_string() } else { format!("{} {cmdline}", name.display()) };
     let params = InfoParams { ram_size: ram, cmdline: &full_cmdline, modules: &placed };
-    let info_at = next;
+    // Rounded up to a page for the hole check, as before.
+    let info_at = past_the_hole(next, (info::encoded_len(&params) as u64).max(PAGE));
     let end = check_fits("the multiboot information block", info_at, info::encoded_len(&params) as u64, ram)?;
     let info = info::encode(&params, info_at as u32);
     Ok(Plan { kernel, modules: placed, info_at, info, end })
@@ -251,6 +261,27 @@ mod tests {
         let img = elf32(0x8000, &[0x90; 4], 0);
         let l = load(Path::new("k"), &img, "", &[], &mem, RAM).unwrap();
         assert_eq!(l.info, 0x9000);
+        // A module that would reach into the hole goes above it, and so
+        // does everything after it; a small one stays below.
+        let small = Module::from_bytes(vec![1; 0x1000], "small");
+        let long = Module::from_bytes(vec![2; 0x9_7000], "long");
+        let p = plan(Path::new("k"), &img, "", &[small, long], RAM).unwrap();
+        let at: Vec<_> = p.modules.iter().map(|m| (m.start, m.end)).collect();
+        assert_eq!(at, [(0x9000, 0xa000), (0x10_0000, 0x19_7000)]);
+        assert_eq!(p.info_at, 0x19_7000);
+    }
+
+    #[test]
+    fn module_files_are_placed_by_their_size_unread() {
+        // A sparse file far larger than RAM: refused by plan, which never
+        // reads it (a read would take 200 MiB).
+        let p = std::env::temp_dir().join(format!("vmm-raw-sparse-{}", std::process::id()));
+        std::fs::File::create(&p).unwrap().set_len(200 << 20).unwrap();
+        let m = Module::open(&p).unwrap();
+        let img = elf32(0x10_0000, &[0xcc; 4], 0);
+        let e = plan(Path::new("k"), &img, "", &[m], RAM).unwrap_err();
+        assert!(matches!(&e, RawLoadError::DoesNotFit { what, start: 0x10_1000, .. } if what == "module 0"), "{e}");
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]
