@@ -13,11 +13,15 @@ mod elf;
 mod elf_reader;
 mod hypercall;
 mod hypercall_check;
+mod multiboot;
+mod solo5_notes;
 
 pub use config::config;
 pub use elf::elf;
 pub use elf_reader::elf_reader;
 pub use hypercall::hypercalls;
+pub use multiboot::multiboot;
+pub use solo5_notes::solo5_notes;
 
 use crate::model::{Op, World};
 
@@ -37,4 +41,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("elf", elf),
     ("config", config),
     ("elf_reader", elf_reader),
+    ("multiboot", multiboot),
+    ("solo5_notes", solo5_notes),
 ];

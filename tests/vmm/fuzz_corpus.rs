@@ -49,9 +49,19 @@ fn elf_reader_corpus() {
     replay("elf_reader");
 }
 
+#[test]
+fn multiboot_corpus() {
+    replay("multiboot");
+}
+
+#[test]
+fn solo5_notes_corpus() {
+    replay("solo5_notes");
+}
+
 /// Every target has a test above and a corpus folder.
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader"]);
+    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "multiboot", "solo5_notes"]);
 }
