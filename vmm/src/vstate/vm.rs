@@ -98,7 +98,7 @@ pub struct Vm {
     options: VmOptions,
     next_slot: u32,
     zap: Option<(u32, vm_memory::MmapRegion)>,
-    /// Serializes zaps: a slot is deleted and re-created as one step.
+    /// Serializes zaps: the slot is created and deleted as one step.
     zap_lock: std::sync::Mutex<()>,
 }
 

@@ -267,7 +267,7 @@ fn figures(s: Samples, shot: bool) -> Result<Vec<Figure>, BenchError> {
                 s.shot_only,
             )?
             .note(
-                "two KVM_SET_USER_MEMORY_REGION calls (zap slot deleted, re-created); each waits for the host \
+                "two KVM_SET_USER_MEMORY_REGION calls (zap slot created, deleted); each waits for the host \
                  kernel's SRCU grace period, which takes tens of µs or several 4 ms ticks depending on the host",
             ),
         );
