@@ -14,12 +14,16 @@ mod elf_reader;
 mod hypercall;
 mod hypercall_check;
 mod kut_cfg;
+mod multiboot;
+mod solo5_notes;
 
 pub use self::kut_cfg::kut_cfg;
 pub use config::config;
 pub use elf::elf;
 pub use elf_reader::elf_reader;
 pub use hypercall::hypercalls;
+pub use multiboot::multiboot;
+pub use solo5_notes::solo5_notes;
 
 use crate::model::{Op, World};
 
@@ -40,4 +44,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("elf_reader", elf_reader),
     ("kut_cfg", kut_cfg),
+    ("multiboot", multiboot),
+    ("solo5_notes", solo5_notes),
 ];

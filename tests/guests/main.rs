@@ -14,6 +14,9 @@
 mod kut_hostile;
 mod kut_suite;
 mod solo5_block;
+mod solo5_load_checks;
 mod solo5_personality;
 mod solo5_spt;
+mod vmm_raw_inputs;
 mod vmm_raw_kernel;
+mod vmm_raw_unbacked;

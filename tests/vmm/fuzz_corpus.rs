@@ -54,9 +54,19 @@ fn kut_cfg_corpus() {
     replay("kut_cfg");
 }
 
+#[test]
+fn fn multiboot_corpus() {
+    replay("multiboot");
+}
+
+#[test]
+fn solo5_notes_corpus() {
+    replay("solo5_notes");
+}
+
 /// Every target has a test above and a corpus folder.
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "kut_cfg"]);
+    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "kut_cfg", "multiboot", "solo5_notes"]);
 }

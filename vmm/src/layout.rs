@@ -116,8 +116,9 @@ pub const fn user_stack_top(index: u8) -> u64 {
 pub const IDENTITY_MAP_PA: u64 = 0xfffb_c000;
 /// KVM's real-mode TSS (three pages; set because Intel KVM expects it).
 pub const KVM_TSS_PA: u64 = 0xfffb_d000;
-/// The one-page memory slot the VMM deletes and re-creates to make KVM
-/// drop its shadow translations.
+/// The one-page memory slot the VMM creates and deletes to make KVM drop
+/// its shadow translations (it exists only during that zap, so the guest
+/// never reaches a page of the VMM's here).
 pub const ZAP_SLOT_PA: u64 = 0xfffc_0000;
 /// `[start, end)` of guest-physical space the VMM keeps for KVM (no BAR
 /// window may overlap it).

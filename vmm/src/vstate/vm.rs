@@ -98,7 +98,7 @@ pub struct Vm {
     options: VmOptions,
     next_slot: u32,
     zap: Option<(u32, vm_memory::MmapRegion)>,
-    /// Serializes zaps: a slot is deleted and re-created as one step.
+    /// Serializes zaps: the slot is created and deleted as one step.
     zap_lock: std::sync::Mutex<()>,
 }
 
@@ -148,19 +148,26 @@ impl Vm {
         Ok(Vm { fd, cpuid, options, next_slot: 0, zap: None, zap_lock: std::sync::Mutex::new(()) })
     }
 
-    /// Creates the one-page slot [`Vm::zap_shadow_mappings`] toggles.
+    /// Prepares the one-page slot [`Vm::zap_shadow_mappings`] toggles: its
+    /// backing page and its slot number. The slot is not registered: it
+    /// exists only inside a zap, so the guest never has a page of the
+    /// VMM's at [`ZAP_SLOT_GPA`] (an access there is an access to nothing,
+    /// as anywhere else outside RAM and the windows).
     pub fn add_zap_slot(&mut self) -> Result<(), VmError> {
         let region = vm_memory::MmapRegion::new(4096).map_err(|e| VmError::ZapSlot(e.to_string()))?;
         let slot = self.next_slot;
-        self.add_slot(ZAP_SLOT_GPA, 4096, region.as_ptr() as u64)?;
+        self.next_slot += 1;
         self.zap = Some((slot, region));
         Ok(())
     }
 
     /// Makes KVM drop every translation it derived from the guest's page
-    /// tables, on every vCPU, before returning: deletes and re-creates a
+    /// tables, on every vCPU, before returning: creates and deletes a
     /// one-page memory slot (deleting a slot zaps all shadow pages and
-    /// makes every vCPU reload its roots).
+    /// makes every vCPU reload its roots). Between the two calls the slot
+    /// exists at [`ZAP_SLOT_GPA`], above RAM; only hosted guests zap, and
+    /// their page tables (the VMM's) never map that address. A raw kernel
+    /// never zaps, so it never sees the slot.
     ///
     /// KVM learns about page-table writes the *guest* makes; the VMM writes
     /// the tables from outside, which a shadow-paging KVM backend never
@@ -168,7 +175,7 @@ impl Vm {
     pub fn zap_shadow_mappings(&self) -> Result<(), VmError> {
         let Some((slot, region)) = &self.zap else { return Ok(()) };
         let _one_at_a_time = self.zap_lock.lock().unwrap_or_else(|e| e.into_inner());
-        for size in [0, 4096] {
+        for size in [4096, 0] {
             let r = kvm_userspace_memory_region {
                 slot: *slot,
                 flags: 0,
@@ -176,8 +183,9 @@ impl Vm {
                 memory_size: size,
                 userspace_addr: region.as_ptr() as u64,
             };
-            // SAFETY: the region is owned by `self` and outlives the slot;
-            // the slot number is the zap slot's own.
+            // SAFETY: the region is owned by `self` and outlives the slot
+            // (which is deleted again before this returns); the slot
+            // number was reserved for the zap slot, no other slot uses it.
             unsafe { self.fd.set_user_memory_region(r) }.map_err(|source| VmError::MemorySlot {
                 slot: *slot,
                 gpa: ZAP_SLOT_GPA,

@@ -207,7 +207,7 @@ pub fn figures(p: &Params, s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
             "hypercall.mmap_touch_munmap_1page",
             "hypercall round trip: mmap of one anonymous page, a write to it + munmap (with its TLB shootdown)",
             "the write faults (the VMM maps a fresh page) and sets the entry's Accessed bit, so the munmap pays \
-             the shootdown: KVM's shadow translations are dropped by deleting and re-creating a memory slot, and \
+             the shootdown: KVM's shadow translations are dropped by creating and deleting a memory slot, and \
              the caller's own vCPU takes an NMI whose handler runs at CPL 0 (invlpg, then an acknowledgement \
              exit; exits_per_pair 4); each slot change waits for a host SRCU grace period, tens of µs on a quiet \
              host or several 4 ms ticks on a busy one",

@@ -254,8 +254,8 @@ fn figures(s: Samples, shot: bool) -> Result<Vec<Figure>, BenchError> {
                     RatioKind::Speedup,
                 )?
                 .note(
-                    "the shootdown is the VMM's KvmFlusher: KVM drops its shadow translations (the zap slot deleted \
-                     and re-created); the caller's own invlpg NMI runs at its next entry and is in neither figure",
+                    "the shootdown is the VMM's KvmFlusher: KVM drops its shadow translations (the zap slot created \
+                     and deleted); the caller's own invlpg NMI runs at its next entry and is in neither figure",
                 ),
         );
         out.push(
@@ -267,7 +267,7 @@ fn figures(s: Samples, shot: bool) -> Result<Vec<Figure>, BenchError> {
                 s.shot_only,
             )?
             .note(
-                "two KVM_SET_USER_MEMORY_REGION calls (zap slot deleted, re-created); each waits for the host \
+                "two KVM_SET_USER_MEMORY_REGION calls (zap slot created, deleted); each waits for the host \
                  kernel's SRCU grace period, which takes tens of µs or several 4 ms ticks depending on the host",
             ),
         );

@@ -2,7 +2,7 @@
 //! figure: the [`KvmFlusher`] a hypercall calls after a munmap, on a real
 //! KVM VM with its zap slot and one vCPU slot (the caller's, as in a
 //! one-vCPU guest). What it costs the caller is what is timed: KVM
-//! dropping its shadow translations (deleting and re-creating the zap
+//! dropping its shadow translations (creating and deleting the zap
 //! slot, two `KVM_SET_USER_MEMORY_REGION`s) and the request bookkeeping.
 //! The caller's own `invlpg` NMI runs at its next guest entry, after the
 //! lock is released, in a hypercall too, so it is in neither figure; with

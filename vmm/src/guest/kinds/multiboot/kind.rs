@@ -13,7 +13,8 @@ use devices::legacy::{
 };
 
 use super::header::BOOT_MAGIC;
-use super::load::{self, read_file, Module};
+use super::load::{self, read_file};
+use super::module::Module;
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
@@ -82,11 +83,12 @@ impl KindSpec for Spec {
         };
         let modules = args.values(INITRD).iter().chain(args.values(MODULE)).map(PathBuf::from).collect();
         let spec = RawKernel { kernel: kernel.into(), cmdline: args.value(APPEND).unwrap_or_default().into(), modules };
-        Ok(std::sync::Arc::new(Multiboot::open(&spec)?))
+        Ok(std::sync::Arc::new(Multiboot::open(&spec, launch.cfg.mem_size)?))
     }
 }
 
-/// A multiboot kernel read into memory with its modules.
+/// A multiboot kernel read into memory, with its modules opened (not
+/// read: they are copied into guest memory at load).
 #[derive(Debug)]
 pub struct Multiboot {
     spec: RawKernel,
@@ -95,19 +97,24 @@ pub struct Multiboot {
 }
 
 impl Multiboot {
-    /// Reads the kernel and module files (each at most
-    /// [`load::MAX_FILE`] bytes).
-    pub fn open(spec: &RawKernel) -> Result<Self, KindError> {
+    /// Reads the kernel file (at most [`super::MAX_FILE`] bytes) and
+    /// opens the module files, then checks that kernel, modules and
+    /// information block fit in `ram` bytes of guest RAM (the machine's:
+    /// the kind does not change it) before a byte of a module is read.
+    /// Every file is opened without blocking: a FIFO or a device is an
+    /// error at once.
+    pub fn open(spec: &RawKernel, ram: u64) -> Result<Self, KindError> {
         let err = |e: super::RawLoadError| KindError::Invalid(e.to_string());
-        let kernel = read_file(&spec.kernel).map_err(err)?;
         if spec.modules.len() > load::MAX_MODULES {
             return Err(KindError::Invalid(format!("more than {} modules", load::MAX_MODULES)));
         }
+        let kernel = read_file(&spec.kernel).map_err(err)?;
         let modules = spec
             .modules
             .iter()
-            .map(|p| Ok(Module { bytes: read_file(p).map_err(err)?, cmdline: p.display().to_string() }))
-            .collect::<Result<_, KindError>>()?;
+            .map(|p| Module::open(p).map_err(|e| err(e.into())))
+            .collect::<Result<Vec<_>, KindError>>()?;
+        load::plan(&spec.kernel, &kernel, &spec.cmdline, &modules, ram).map_err(err)?;
         Ok(Multiboot { spec: spec.clone(), kernel, modules })
     }
 }

@@ -7,7 +7,9 @@ pub mod header;
 pub mod info;
 mod kind;
 pub mod load;
+pub mod module;
 
 pub use header::{MultibootError, BOOT_MAGIC};
 pub use kind::{Multiboot, RawKernel, Spec, APPEND, INITRD, KERNEL, MODULE, SPEC};
-pub use load::{load, read_file, Loaded, Module, RawLoadError};
+pub use load::{load, plan, read_file, Loaded, Plan, RawLoadError};
+pub use module::{Module, ModuleError, MAX_FILE};

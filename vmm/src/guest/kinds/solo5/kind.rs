@@ -8,7 +8,7 @@ use super::block::Devices;
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
-use super::{layout, note, trampoline};
+use super::{layout, note, segments, trampoline};
 use crate::config::VmConfig;
 use crate::guest::elf_program;
 use std::path::PathBuf;
@@ -192,6 +192,7 @@ impl Solo5 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
         }
         let mem = layout::check_mem(if cfg.mem_explicit { cfg.mem_size } else { DEFAULT_MEM }).map_err(kind_err)?;
+        segments::check(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let prog = elf_program::parse(bytes)?;
         // Last, so that nothing is opened for a run refused anyway.
         let blocks = Devices::attach(&mut notes.manifest, blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;

@@ -1,7 +1,9 @@
 //! Solo5 `spt` unikernels, run unmodified: the personality that makes
 //! the VMM look like `solo5-spt` to them.
 //!
-//! - Loader: the `PT_LOAD` segments are mapped through guest-mm with
+//! - Loader: a segment `solo5-spt` refuses (writable and executable,
+//!   or more file than memory bytes: [`segments`]) is refused at load;
+//!   the `PT_LOAD` segments are mapped through guest-mm with
 //!   exactly their rights (text is not writable, data not executable),
 //!   the rest of the unikernel's memory `[64 KiB, mem)` read/write and not
 //!   executable, page zero unmapped; the boot-info block, manifest and
@@ -26,6 +28,7 @@ mod kind;
 mod layout;
 pub mod note;
 mod numbers;
+pub mod segments;
 mod syscalls;
 mod trampoline;
 
