@@ -55,7 +55,7 @@ fn kut_cfg_corpus() {
 }
 
 #[test]
-fn fn multiboot_corpus() {
+fn multiboot_corpus() {
     replay("multiboot");
 }
 
@@ -68,5 +68,8 @@ fn solo5_notes_corpus() {
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "kut_cfg", "multiboot", "solo5_notes"]);
+    assert_eq!(
+        names,
+        ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "kut_cfg", "multiboot", "solo5_notes"]
+    );
 }
