@@ -4,5 +4,6 @@
 pub mod backend;
 pub mod internal_error;
 pub mod kick;
+pub mod port_exit;
 pub mod vcpu;
 pub mod vm;
