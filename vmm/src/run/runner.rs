@@ -227,8 +227,10 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let flusher = Arc::new(KvmFlusher { vm: vm.clone(), tlb: tlb.clone(), ctl: ctl.clone() });
     let hv = match hosted {
         Some(h) => {
-            let bar_windows: Vec<BarWindow> =
-                bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+            let bar_windows: Vec<BarWindow> = bar_cfg
+                .iter()
+                .map(|b| BarWindow { base: GuestAddress(b.base), size: b.size, cache: b.cache.mode() })
+                .collect();
             let providers = Providers::new(&h.mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
             Some(Arc::new(HostedKernel::new(
                 mem.clone(),
