@@ -124,6 +124,9 @@ pub enum MmError {
     /// mprotect asked for access the mapping may never have.
     #[error("access {0} not permitted on this mapping")]
     Access(&'static str),
+    /// The provider's memory may not be executable (`VM_EXEC` asked).
+    #[error("{0} cannot be mapped executable")]
+    NoExec(&'static str),
     /// The provider knows no such window or object.
     #[error("no device window at {addr:#x}")]
     NoDevice {
@@ -158,7 +161,7 @@ impl MmError {
             | MmError::Invalid(_) => EINVAL,
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
             MmError::GuestMemory { .. } => EFAULT,
-            MmError::FrameReserved { .. } | MmError::NotAllowed { .. } => EPERM,
+            MmError::FrameReserved { .. } | MmError::NotAllowed { .. } | MmError::NoExec(_) => EPERM,
             MmError::NoSpace { .. }
             | MmError::OutOfMemory(_)
             | MmError::NotMapped { .. }
@@ -188,6 +191,7 @@ mod tests {
             (MmError::TooManyMappings { limit: 1 }, errno::ENOMEM),
             (MmError::Exists { addr: 0 }, errno::EEXIST),
             (MmError::NoDevice { addr: 0 }, errno::ENXIO),
+            (MmError::NoExec("x"), errno::EPERM),
             (MmError::Again, errno::EAGAIN),
             (MmError::Access("write"), errno::EACCES),
             (MmError::Busy("x"), errno::EBUSY),

@@ -54,8 +54,8 @@ impl Machine {
         install_kernel(&mem, &mut mapper, 2).expect("kernel");
         let kernel_tables = mapper.space().stats().tables_in_use;
         let bars = [
-            BarWindow { base: GuestAddress(DEFAULT_BAR_BASE), size: BAR_SIZE },
-            BarWindow { base: GuestAddress(DEFAULT_BAR_BASE + BAR_SIZE), size: BAR_SIZE },
+            BarWindow::uncached(GuestAddress(DEFAULT_BAR_BASE), BAR_SIZE),
+            BarWindow::uncached(GuestAddress(DEFAULT_BAR_BASE + BAR_SIZE), BAR_SIZE),
         ];
         let providers = Providers::new(&mapper, &mem, &bars).expect("providers");
         let cr3 = mapper.cr3();

@@ -100,6 +100,15 @@ impl World {
         None
     }
 
+    /// Whether a cut at `start` or `end` falls inside a huge-page mapping
+    /// off its 2 MiB pages (hugetlbfs refuses such a split: `EINVAL`).
+    /// Huge-page VMAs only ever begin and end on 2 MiB boundaries, so two
+    /// huge pages either side of a misaligned cut are one VMA.
+    fn cuts_a_huge_page(&self, start: u64, end: u64) -> bool {
+        let huge = |a: u64| self.model.get(&a).is_some_and(|p| p.provider == "huge");
+        [start, end].into_iter().any(|c| c % (2 << 20) != 0 && huge(c) && huge(c - PAGE_SIZE))
+    }
+
     /// Pool pages zero mappings hold: a zero mapping's array stays pinned
     /// whole while any piece of its VMA is left (partly unmapped arrays
     /// are not unpinned page by page).
@@ -116,6 +125,10 @@ impl World {
             Op::Unmap { page, pages } => {
                 let start = L.window.0 + page * PAGE_SIZE;
                 let r = self.space.munmap(va(start), pages * PAGE_SIZE);
+                if self.cuts_a_huge_page(start, start + pages * PAGE_SIZE) {
+                    assert_eq!(r.map(|f| f.ignore()).expect_err("huge cut").errno(), errno::EINVAL);
+                    return;
+                }
                 r.expect("munmap").ignore();
                 let keys: Vec<u64> = self.model.range(start..start + pages * PAGE_SIZE).map(|(k, _)| *k).collect();
                 for k in keys {
@@ -129,6 +142,10 @@ impl World {
                 let covered = (start..end).step_by(PAGE_SIZE as usize).all(|a| self.model.contains_key(&a));
                 if !covered {
                     assert_eq!(r.map(|f| f.ignore()).expect_err("hole").errno(), errno::ENOMEM);
+                    return;
+                }
+                if self.cuts_a_huge_page(start, end) {
+                    assert_eq!(r.map(|f| f.ignore()).expect_err("huge cut").errno(), errno::EINVAL);
                     return;
                 }
                 r.expect("mprotect").ignore();

@@ -1,7 +1,7 @@
 //! Scenario: the Solo5 `spt` personality, checked with unikernels
 //! generated here (so it needs nothing from `../shared`): segments get
 //! exactly their rights (writing text or executing data faults as
-//! SIGSEGV, 139), a system call outside the `spt` policy is SIGSYS (159),
+//! SIGSEGV, 139), so is any I/O port access, a system call outside the `spt` policy is SIGSYS (159),
 //! and the calls the bindings make behave as on Linux: `arch_prctl` sets
 //! the TLS base, `clock_gettime` moves forward, and a yield armed with
 //! `timerfd_settime` sleeps in `epoll_pwait` until the timer fires.
@@ -36,6 +36,26 @@ fn executing_data_is_a_segfault() {
     assert_eq!(r.code, 139, "{}\n{}", r.stdout, r.stderr);
     // Present, user, instruction fetch.
     assert!(r.stderr.contains(&format!("address {DATA_VA:#x}, error code 0x15")), "{}", r.stderr);
+}
+
+/// Issue 20 item 13: `solo5-spt` gives a unikernel no I/O ports, so the
+/// exit port (which would end the run with status 67 here) and the serial
+/// port are a #GP, a fault: 139.
+#[test]
+fn io_ports_are_a_segfault() {
+    need_kvm!();
+    let r = run_spt("out-exit-port", &[0], |a| {
+        a.mov(al, 0x21u32)?;
+        a.out(0xf4, al)?;
+        exit_group(a, 0)
+    });
+    assert_eq!(r.code, 139, "{}\n{}", r.stdout, r.stderr);
+    let r = run_spt("in-serial", &[0], |a| {
+        a.mov(edx, 0x3fdu32)?;
+        a.in_(al, dx)?;
+        exit_group(a, 0)
+    });
+    assert_eq!(r.code, 139, "{}\n{}", r.stdout, r.stderr);
 }
 
 #[test]

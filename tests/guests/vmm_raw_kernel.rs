@@ -74,6 +74,46 @@ fn boots_with_magic_and_reads_fw_cfg_cpu_count() {
     std::fs::remove_file(k).ok();
 }
 
+/// Issue 20 item 11: a string `in` is separate accesses of its width.
+/// `rep insb` of 4 bytes from fw_cfg's data port reads "QEMU" (not one
+/// 32-bit access that straddles the window and reads all-ones), and
+/// `rep insb` of 2 from the serial line status register reads `0x60`
+/// twice.
+#[test]
+fn rep_insb_reads_fw_cfg_and_serial_byte_by_byte() {
+    need_kvm!();
+    const BUF: u32 = 0x8000;
+    let k = kernel("rep_insb", |a| {
+        let mut bad = a.create_label();
+        a.cld()?;
+        a.mov(dx, 0x510u32)?;
+        a.xor(eax, eax)?; // FW_CFG_SIGNATURE
+        a.out(dx, ax)?;
+        a.inc(dx)?;
+        a.mov(edi, BUF)?;
+        a.mov(ecx, 4u32)?;
+        a.rep().insb()?;
+        a.cmp(dword_ptr(BUF), 0x554d_4551u32)?; // "QEMU"
+        a.jne(bad)?;
+        a.mov(dx, 0x3fdu32)?;
+        a.mov(edi, BUF)?;
+        a.mov(ecx, 2u32)?;
+        a.rep().insb()?;
+        a.cmp(word_ptr(BUF), 0x6060u32)?;
+        a.jne(bad)?;
+        a.mov(al, 0x21u32)?;
+        exit_with_al(a)?;
+        // The first byte read, to see what went wrong.
+        a.set_label(&mut bad)?;
+        a.mov(al, byte_ptr(BUF))?;
+        exit_with_al(a)
+    });
+    let r = run_vmm(&["run", "--kernel", k.to_str().unwrap(), "--timeout", "30", "--json"]);
+    assert_eq!(r.code, 67, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["outcome"]["kind"], "exit_port");
+    std::fs::remove_file(k).ok();
+}
+
 #[test]
 fn command_line_reaches_the_information_block() {
     need_kvm!();

@@ -16,6 +16,8 @@
 
 mod mapper_bad_frame_hook;
 #[cfg(feature = "vmm-stack")]
+mod mapper_bar_cache;
+#[cfg(feature = "vmm-stack")]
 mod mapper_bar_lifecycle;
 mod mapper_failure_flush;
 mod mapper_failure_injection;

@@ -12,7 +12,7 @@ use vmm_suite::fixture::{space, va, Layout};
 
 const L: Layout = Layout::SMALL;
 const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
-const W: BarWindow = BarWindow { base: GuestAddress(0xe000_0000), size: 16 * PAGE_SIZE };
+const W: BarWindow = BarWindow::uncached(GuestAddress(0xe000_0000), 16 * PAGE_SIZE);
 
 #[test]
 fn a_window_is_counted_through_splits_and_cannot_be_removed_while_mapped() {

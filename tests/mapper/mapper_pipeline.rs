@@ -227,10 +227,16 @@ fn huge_provider_hook_attaches_state_and_checks_alignment() {
     assert_eq!(state.created_at, m.addr);
     drop(state);
     assert_eq!(huge.live_vmas(), 1);
-    // A partial munmap splits the leaf range and keeps the state.
-    s.munmap(m.addr, PAGE_SIZE).expect("partial").ignore();
+    // A munmap that would cut a huge page is refused (hugetlbfs: EINVAL)
+    // and changes nothing.
+    let e = s.munmap(m.addr, PAGE_SIZE).map(|_| ()).unwrap_err();
+    assert_eq!(e.errno(), errno::EINVAL, "cut inside a huge page");
+    assert_eq!(s.translate(m.addr).expect("kept").size, PageSize::Size2M);
+    // A partial munmap on a huge-page boundary splits the VMA and keeps
+    // the state.
+    s.munmap(m.addr, 2 << 20).expect("partial").ignore();
     assert_eq!(huge.live_vmas(), 1);
-    assert_eq!(s.translate(va(m.addr.raw() + PAGE_SIZE)).expect("rest").size, PageSize::Size4K);
+    assert!(s.translate(m.addr).is_none());
     assert_eq!(s.translate(va(m.addr.raw() + (2 << 20))).expect("second").size, PageSize::Size2M);
     s.munmap(m.addr, 4 << 20).expect("all").ignore();
     assert_eq!(huge.live_vmas(), 0, "state dropped with the last piece");

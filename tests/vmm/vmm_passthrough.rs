@@ -102,3 +102,68 @@ fn builtin_guest_with_a_file_backed_window() {
         assert_eq!(word(page + 0x800), !window_pattern(page + 0x800));
     }
 }
+
+/// Issue 20 item 15: a window configured `cache = "wc"`, seen by a real
+/// guest: an executable mapping is `EPERM`, a mapping that is not the
+/// window is `ENXIO` (as iommufd answers), and a write and read-back
+/// through the write-combining entries reach the file. (The entries'
+/// PAT bits themselves are checked with the independent walker in
+/// `tests/mapper/mapper_bar_cache.rs`.)
+#[test]
+fn a_write_combining_window_answers_as_iommufd() {
+    need_kvm!();
+    let backing = temp_path("bar1-wc.bin");
+    std::fs::write(&backing, vec![0u8; SIZE as usize]).expect("write backing");
+    let cfg = temp_path("pt-wc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "timeout_secs = 20\n[[bar]]\nbase = 0xe0000000\nsize = 0x10000\n\
+             [[bar]]\nbase = 0xe0010000\nsize = {SIZE:#x}\nbacking = \"{}\"\ncache = \"wc\"\n",
+            backing.display()
+        ),
+    )
+    .expect("write config");
+    let bar1 = fd::BAR0 + 1;
+    let elf = write_guest("pt-wc", |a| {
+        // Check `id`: rax == want (a -errno), observed value in rdx.
+        let expect_ret = |a: &mut CodeAssembler, id: u64, want: i64| -> Result<(), IcedError> {
+            a.mov(rdx, rax)?;
+            a.mov(rcx, want as u64)?;
+            a.xor(esi, esi)?;
+            a.cmp(rdx, rcx)?;
+            a.sete(sil)?;
+            hcall(a, nr::REPORT, &[Arg::Imm(id), Arg::Keep, Arg::Keep, Arg::Imm(0), Arg::Imm(0)])
+        };
+        mmap(a, Arg::Imm(0), SIZE, prot::READ | prot::EXEC, map::SHARED, bar1, 0)?;
+        expect_ret(a, 201, -1)?; // EPERM
+        mmap(a, Arg::Imm(0), 0x1000, prot::READ, map::SHARED, bar1, 0)?;
+        expect_ret(a, 202, -6)?; // ENXIO
+        mmap(a, Arg::Imm(0), SIZE, prot::READ | prot::WRITE, map::SHARED, bar1, 0x1000)?;
+        expect_ret(a, 203, -6)?; // ENXIO: not the window's offset
+        mmap(a, Arg::Imm(0), SIZE, prot::READ | prot::WRITE, map::SHARED, bar1, 0)?;
+        a.mov(rbx, rax)?;
+        a.mov(rax, GUEST_VALUE)?;
+        a.mov(qword_ptr(rbx + 8), rax)?;
+        a.sfence()?;
+        a.mov(rax, qword_ptr(rbx + 8))?;
+        expect_ret(a, 204, GUEST_VALUE as i64)?;
+        a.mov(edx, 0xf4u32)?;
+        a.xor(eax, eax)?;
+        a.out(dx, eax)
+    });
+    let r =
+        run_vmm(&["run", "--json", "--config", cfg.to_str().expect("utf-8"), "--guest", elf.to_str().expect("utf-8")]);
+    let after = std::fs::read(&backing).expect("read backing");
+    for p in [&elf, &cfg, &backing] {
+        let _ = std::fs::remove_file(p);
+    }
+    assert_eq!(r.code, 1, "exit port value 0: status 1\n{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    let checks = j["checks"].as_array().expect("checks");
+    for id in 201..=204u64 {
+        let c = checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("check {id}: {checks:?}"));
+        assert_eq!(c["passed"], true, "check {id}: {c}");
+    }
+    assert_eq!(&after[8..16], &GUEST_VALUE.to_le_bytes(), "guest write through WC entries not in the file");
+}

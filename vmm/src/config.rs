@@ -13,6 +13,7 @@
 //! base = 0xe0010000
 //! size = 0x10000
 //! backing = "/dev/shm/bar1"
+//! cache = "wc"            # write-combining entries ("uc", the default: uncached)
 //!
 //! [[block]]               # an entry a kind owns: Solo5's --block
 //! name = "storage"
@@ -78,6 +79,32 @@ pub struct BarConfig {
     pub size: u64,
     /// Backing.
     pub backing: BarBacking,
+    /// Cache mode of the guest's page-table entries for it.
+    pub cache: BarCache,
+}
+
+/// The cache mode a BAR window's mappings get (`cache = "uc"` or `"wc"`
+/// in a `[[bar]]` entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum BarCache {
+    /// Uncached (`"uc"`, the default): every access reaches the device.
+    #[default]
+    #[serde(rename = "uc")]
+    Uncached,
+    /// Write-combining (`"wc"`, PAT index 4): writes may be buffered and
+    /// merged, as drivers set for framebuffers and doorbell pages.
+    #[serde(rename = "wc")]
+    WriteCombining,
+}
+
+impl BarCache {
+    /// The mapper's cache mode.
+    pub fn mode(self) -> guest_mm::CacheMode {
+        match self {
+            BarCache::Uncached => guest_mm::CacheMode::Uncached,
+            BarCache::WriteCombining => guest_mm::CacheMode::WriteCombining,
+        }
+    }
 }
 
 /// Which program to run.
@@ -160,8 +187,18 @@ impl Default for VmConfig {
 /// ioeventfd at start).
 pub fn default_bars() -> Vec<BarConfig> {
     vec![
-        BarConfig { base: DEFAULT_BAR_BASE, size: DEFAULT_BAR_SIZE, backing: BarBacking::Trapped },
-        BarConfig { base: DEFAULT_BAR_BASE + DEFAULT_BAR_SIZE, size: DEFAULT_BAR_SIZE, backing: BarBacking::Anonymous },
+        BarConfig {
+            base: DEFAULT_BAR_BASE,
+            size: DEFAULT_BAR_SIZE,
+            backing: BarBacking::Trapped,
+            cache: BarCache::Uncached,
+        },
+        BarConfig {
+            base: DEFAULT_BAR_BASE + DEFAULT_BAR_SIZE,
+            size: DEFAULT_BAR_SIZE,
+            backing: BarBacking::Anonymous,
+            cache: BarCache::Uncached,
+        },
     ]
 }
 
@@ -212,6 +249,8 @@ struct FileBar {
     backing: Option<PathBuf>,
     #[serde(default)]
     passthrough: bool,
+    #[serde(default)]
+    cache: BarCache,
 }
 
 impl VmConfig {
@@ -271,6 +310,7 @@ impl VmConfig {
                         (None, true) => BarBacking::Anonymous,
                         (None, false) => BarBacking::Trapped,
                     },
+                    cache: b.cache,
                 })
                 .collect();
         }
@@ -368,6 +408,7 @@ mod tests {
             base = 0xe0020000
             size = 0x1000
             passthrough = true
+            cache = "wc"
             "#,
             &MachineOnly,
         )
@@ -378,6 +419,15 @@ mod tests {
         assert_eq!(c.max_map_count, 200_000);
         assert_eq!(c.bars[1].backing, BarBacking::File("/tmp/x".into()));
         assert_eq!(c.bars[2].backing, BarBacking::Anonymous);
+        assert_eq!(
+            c.bars.iter().map(|b| b.cache).collect::<Vec<_>>(),
+            [BarCache::Uncached, BarCache::Uncached, BarCache::WriteCombining]
+        );
+        assert_eq!(BarCache::WriteCombining.mode(), guest_mm::CacheMode::WriteCombining);
+        // Anything else is refused, naming what is allowed.
+        let e = VmConfig::from_toml("[[bar]]\nbase = 0xe0000000\nsize = 0x1000\ncache = \"wb\"\n", &MachineOnly)
+            .unwrap_err();
+        assert!(e.to_string().contains("`uc`") && e.to_string().contains("`wc`"), "{e}");
         c.validate().unwrap();
     }
 
@@ -391,14 +441,30 @@ mod tests {
         assert!(c.validate().is_err());
         c.mem_size = DEFAULT_MEM;
         c.bars = default_bars();
-        c.bars.push(BarConfig { base: DEFAULT_BAR_BASE + 0x8000, size: 0x1000, backing: BarBacking::Trapped });
+        c.bars.push(BarConfig {
+            base: DEFAULT_BAR_BASE + 0x8000,
+            size: 0x1000,
+            backing: BarBacking::Trapped,
+            cache: BarCache::Uncached,
+        });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");
-        c.bars = vec![BarConfig { base: 0x100_0000, size: 0x1000, backing: BarBacking::Trapped }];
+        c.bars =
+            vec![BarConfig { base: 0x100_0000, size: 0x1000, backing: BarBacking::Trapped, cache: BarCache::Uncached }];
         assert!(c.validate().unwrap_err().to_string().contains("guest RAM"));
-        c.bars = vec![BarConfig { base: DEFAULT_BAR_BASE + 1, size: 0x1000, backing: BarBacking::Trapped }];
+        c.bars = vec![BarConfig {
+            base: DEFAULT_BAR_BASE + 1,
+            size: 0x1000,
+            backing: BarBacking::Trapped,
+            cache: BarCache::Uncached,
+        }];
         assert!(c.validate().is_err());
-        c.bars = vec![BarConfig { base: 0xfff0_0000, size: 0x10_0000, backing: BarBacking::Trapped }];
+        c.bars = vec![BarConfig {
+            base: 0xfff0_0000,
+            size: 0x10_0000,
+            backing: BarBacking::Trapped,
+            cache: BarCache::Uncached,
+        }];
         assert!(c.validate().unwrap_err().to_string().contains("KVM uses"));
         c.bars = default_bars();
         for n in [0, MAX_MAX_MAP_COUNT + 1] {

@@ -1,14 +1,19 @@
 //! Mapping providers for BAR windows (the `mmap_prepare` of a device
 //! driver, after iommufd's and resctrl's).
 //!
-//! - [`BarProvider`] maps a whole window: the request must be shared
-//!   (`EINVAL` otherwise, as iommufd refuses private MMIO mappings) and
-//!   cover the window exactly, from page offset 0 (`EINVAL`); the action
-//!   is an I/O remap of the window, so entries are uncached. A window the
-//!   VMM does not have is `ENXIO` ([`BarProvider::unknown`]).
+//! - [`BarProvider`] maps a whole window and answers as iommufd's
+//!   `iommufd_fops_mmap` does: the request must be shared (`EINVAL`), not
+//!   executable (`EPERM`; `VM_MAYEXEC` is dropped, so `mprotect` cannot
+//!   add it later) and cover the window exactly, from page offset 0
+//!   (`ENXIO`, as is a window the VMM does not have,
+//!   [`BarProvider::unknown`]). The action is an I/O remap of the window.
 //! - [`BarRegionProvider`] maps part of a window through the guard-railed
 //!   `simple_ioremap` action: the region may start mid-page and `pgoff`
-//!   picks the first page of it to map.
+//!   picks the first page of it to map. Shared and not executable, too.
+//!
+//! The entries get the window's cache mode ([`BarWindow::cache`]):
+//! uncached, or write-combining where a driver's `mmap_prepare` would set
+//! `pgprot_writecombine` (framebuffers, doorbell pages).
 //!
 //! Whether the window is trapped or passed through does not matter here:
 //! the page tables point at the same guest-physical range either way.
@@ -20,7 +25,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use guest_mm::{MmError, MmapProvider, Pfn, VmFlags, Vma, VmaDesc, VmaOps, PAGE_SIZE};
+use guest_mm::{CacheMode, MmError, MmapProvider, Pfn, VmFlags, Vma, VmaDesc, VmaOps, PAGE_SIZE};
 use vm_memory::GuestAddress;
 
 /// A BAR window as the mapper sees it.
@@ -30,6 +35,25 @@ pub struct BarWindow {
     pub base: GuestAddress,
     /// Size in bytes (whole pages).
     pub size: u64,
+    /// Cache mode of the entries that map it: [`CacheMode::Uncached`] or
+    /// [`CacheMode::WriteCombining`] (anything else is taken as uncached:
+    /// device memory is never cached).
+    pub cache: CacheMode,
+}
+
+impl BarWindow {
+    /// An uncached window.
+    pub const fn uncached(base: GuestAddress, size: u64) -> Self {
+        BarWindow { base, size, cache: CacheMode::Uncached }
+    }
+
+    /// The cache mode its entries get.
+    fn entry_cache(&self) -> CacheMode {
+        match self.cache {
+            CacheMode::WriteCombining => CacheMode::WriteCombining,
+            _ => CacheMode::Uncached,
+        }
+    }
 }
 
 /// Maps one whole BAR window.
@@ -91,12 +115,17 @@ impl BarProvider {
     }
 }
 
-fn require_shared(desc: &VmaDesc) -> Result<(), MmError> {
-    if desc.test_flags(VmFlags::SHARED) {
-        Ok(())
-    } else {
-        Err(MmError::Invalid("device memory can only be mapped shared"))
+/// What iommufd checks first: shared (`EINVAL`), then not executable
+/// (`EPERM`); executable rights are dropped for good.
+fn require_shared_no_exec(desc: &mut VmaDesc) -> Result<(), MmError> {
+    if !desc.test_flags(VmFlags::SHARED) {
+        return Err(MmError::Invalid("device memory can only be mapped shared"));
     }
+    if desc.test_flags(VmFlags::EXEC) {
+        return Err(MmError::NoExec("device memory"));
+    }
+    desc.clear_flags(VmFlags::MAYEXEC);
+    Ok(())
 }
 
 impl MmapProvider for BarProvider {
@@ -105,15 +134,15 @@ impl MmapProvider for BarProvider {
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        let w = self
-            .window
-            .filter(|_| !self.ops.removed.load(Ordering::Relaxed))
-            .ok_or(MmError::NoDevice { addr: desc.pgoff.saturating_mul(PAGE_SIZE) })?;
-        require_shared(desc)?;
+        require_shared_no_exec(desc)?;
+        let no_window = MmError::NoDevice { addr: desc.pgoff.saturating_mul(PAGE_SIZE) };
+        let w = self.window.filter(|_| !self.ops.removed.load(Ordering::Relaxed)).ok_or(no_window.clone())?;
+        // iommufd: no mapping at this offset, or not its length: ENXIO.
         if desc.pgoff != 0 || desc.size() != w.size {
-            return Err(MmError::Invalid("a BAR mapping must cover its window exactly"));
+            return Err(no_window);
         }
         desc.set_ops(self.ops.clone());
+        desc.page_prot = desc.page_prot.with_cache(w.entry_cache());
         desc.mmap_action_ioremap_full(Pfn::containing(w.base));
         Ok(())
     }
@@ -125,6 +154,7 @@ pub struct BarRegionProvider {
     name: String,
     phys: GuestAddress,
     size: u64,
+    cache: CacheMode,
 }
 
 impl BarRegionProvider {
@@ -135,7 +165,12 @@ impl BarRegionProvider {
         if end > window.size || size == 0 {
             return Err(MmError::Invalid("BAR region outside its window"));
         }
-        Ok(BarRegionProvider { name: format!("bar{index}-region"), phys: GuestAddress(window.base.0 + offset), size })
+        Ok(BarRegionProvider {
+            name: format!("bar{index}-region"),
+            phys: GuestAddress(window.base.0 + offset),
+            size,
+            cache: window.entry_cache(),
+        })
     }
 
     /// The region's first guest-physical byte.
@@ -150,7 +185,8 @@ impl MmapProvider for BarRegionProvider {
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        require_shared(desc)?;
+        require_shared_no_exec(desc)?;
+        desc.page_prot = desc.page_prot.with_cache(self.cache);
         desc.mmap_action_simple_ioremap(self.phys, self.size);
         Ok(())
     }
@@ -162,7 +198,7 @@ mod tests {
 
     use super::*;
 
-    const W: BarWindow = BarWindow { base: GuestAddress(0xe000_0000), size: 0x1_0000 };
+    const W: BarWindow = BarWindow::uncached(GuestAddress(0xe000_0000), 0x1_0000);
 
     /// What `p`'s prepare chooses for a VMA of `size` bytes.
     fn prepare(p: &dyn MmapProvider, size: u64, pgoff: u64, shared: bool) -> Result<PreparedDesc, MmError> {
@@ -175,17 +211,55 @@ mod tests {
     }
 
     #[test]
-    fn whole_window_only() {
+    fn whole_window_only_as_iommufd_answers() {
         let p = BarProvider::new(0, W);
         prepare(&p, 0x1_0000, 0, true).unwrap();
         assert_eq!(p.name(), "bar0");
-        for (size, pgoff, shared) in [(0x1000, 0, true), (0x1_0000, 1, true), (0x2_0000, 0, true), (0x1_0000, 0, false)]
-        {
-            let e = prepare(&p, size, pgoff, shared).unwrap_err();
-            assert_eq!(e.errno(), guest_mm::errno::EINVAL, "{size:#x} {pgoff} {shared}");
+        // Not the window (offset or length): ENXIO, as iommufd.
+        for (size, pgoff) in [(0x1000, 0), (0x1_0000, 1), (0x2_0000, 0)] {
+            let e = prepare(&p, size, pgoff, true).unwrap_err();
+            assert_eq!(e.errno(), guest_mm::errno::ENXIO, "{size:#x} {pgoff}");
         }
+        // Private: EINVAL, checked first.
+        let e = prepare(&p, 0x1000, 1, false).unwrap_err();
+        assert_eq!(e.errno(), guest_mm::errno::EINVAL);
         let e = prepare(&BarProvider::unknown(7), 0x1000, 0, true).unwrap_err();
         assert_eq!(e.errno(), guest_mm::errno::ENXIO);
+    }
+
+    /// What `p`'s prepare chooses for a shared mapping with `flags` added.
+    fn prepare_with(p: &dyn MmapProvider, size: u64, pgoff: u64, extra: VmFlags) -> Result<PreparedDesc, MmError> {
+        let start = GuestVirtAddr::try_new(0x1_0000_0000).unwrap();
+        let flags = VmFlags::READ | VmFlags::MAYREAD | VmFlags::SHARED | VmFlags::MAYSHARE | extra;
+        probe_mmap_prepare(p, start, size, pgoff, flags)
+    }
+
+    #[test]
+    fn executable_mappings_are_eperm_and_exec_may_not_be_added_later() {
+        let p = BarProvider::new(0, W);
+        let r = BarRegionProvider::new(0, W, 0x100, 0x2f00).unwrap();
+        for (what, prov, size) in [("window", &p as &dyn MmapProvider, 0x1_0000), ("region", &r, 0x1000)] {
+            let e = prepare_with(prov, size, 0, VmFlags::EXEC | VmFlags::MAYEXEC).unwrap_err();
+            assert_eq!(e.errno(), guest_mm::errno::EPERM, "{what}");
+            // Without VM_EXEC: mapped, and never executable (no MAYEXEC).
+            let d = prepare_with(prov, size, 0, VmFlags::MAYEXEC).unwrap();
+            assert!(!d.flags.contains(VmFlags::MAYEXEC), "{what}: {:?}", d.flags);
+        }
+    }
+
+    #[test]
+    fn the_window_cache_mode_reaches_the_entries() {
+        let wc = BarWindow { cache: CacheMode::WriteCombining, ..W };
+        let d = prepare(&BarProvider::new(0, wc), 0x1_0000, 0, true).unwrap();
+        assert_eq!(d.page_prot.cache, CacheMode::WriteCombining);
+        let d = prepare(&BarRegionProvider::new(0, wc, 0x100, 0x2f00).unwrap(), 0x1000, 0, true).unwrap();
+        assert_eq!(d.page_prot.cache, CacheMode::WriteCombining);
+        let d = prepare(&BarProvider::new(0, W), 0x1_0000, 0, true).unwrap();
+        assert_eq!(d.page_prot.cache, CacheMode::Uncached);
+        // Device memory is never write-back, whatever the window says.
+        let wb = BarWindow { cache: CacheMode::WriteBack, ..W };
+        let d = prepare(&BarProvider::new(0, wb), 0x1_0000, 0, true).unwrap();
+        assert_eq!(d.page_prot.cache, CacheMode::Uncached);
     }
 
     #[test]

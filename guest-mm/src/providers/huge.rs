@@ -1,7 +1,10 @@
 //! The huge-page provider, after hugetlbfs: a guest-RAM region handed out
 //! in 2 MiB or 1 GiB pages. `pgoff` must be huge-page aligned, mappings are
 //! placed on huge-page boundaries so leaves can be huge, and a success hook
-//! attaches per-VMA state (hugetlbfs allocates its VMA lock there).
+//! attaches per-VMA state (hugetlbfs allocates its VMA lock there). Its
+//! VMAs carry ops whose `pagesize` is the huge-page size (hugetlbfs's
+//! `hugetlb_vm_op_pagesize`), so `mremap` and `munmap` keep them whole
+//! pages.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
+use crate::vma::{Vma, VmaOps};
 
 /// Maps a huge-page region.
 pub struct HugePageProvider {
@@ -20,6 +24,24 @@ pub struct HugePageProvider {
     nr_pages: u64,
     page: PageSize,
     live: Arc<AtomicUsize>,
+    ops: Arc<HugePageOps>,
+}
+
+/// The ops of a huge-page VMA: no fault handler (the mapping is remapped
+/// whole at `mmap`), and the page size.
+#[derive(Debug)]
+struct HugePageOps {
+    page: u64,
+}
+
+impl VmaOps for HugePageOps {
+    fn name(&self) -> &str {
+        "huge"
+    }
+
+    fn pagesize(&self, _vma: &Vma) -> u64 {
+        self.page
+    }
 }
 
 /// Per-VMA state the success hook attaches; shared by the pieces of a
@@ -53,6 +75,7 @@ impl HugePageProvider {
             nr_pages: size >> PAGE_SHIFT,
             page,
             live: Arc::new(AtomicUsize::new(0)),
+            ops: Arc::new(HugePageOps { page: align }),
         })
     }
 
@@ -89,6 +112,7 @@ impl MmapProvider for HugePageProvider {
             _ => return Err(MmError::Invalid("mapping extends beyond the huge-page region")),
         }
         desc.set_flags(VmFlags::HUGETLB | VmFlags::DONTEXPAND);
+        desc.set_ops(self.ops.clone());
         desc.mmap_action_remap_full(Pfn(self.base.0 + desc.pgoff));
         let live = self.live.clone();
         desc.set_success_hook(Box::new(move |vma| {

@@ -24,6 +24,8 @@
 mod bounds_tests;
 mod compat;
 mod fault;
+#[cfg(test)]
+mod huge_tests;
 mod invariants;
 mod limits;
 mod madvise;

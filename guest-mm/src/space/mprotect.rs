@@ -1,5 +1,6 @@
 //! mprotect: change the access of a fully mapped range, within what each
-//! VMA's `MAY*` flags allow; split and re-merge VMAs.
+//! VMA's `MAY*` flags allow; split and re-merge VMAs (a huge-page VMA only
+//! on a boundary of its pages).
 
 use vm_memory::GuestMemoryBackend;
 
@@ -12,8 +13,9 @@ use crate::paging::FlushSet;
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Sets the access of `[addr, addr + len)` to `prot`. `ENOMEM` if part
     /// of it is unmapped or the VMA splits would pass the VMA limit, `EACCES`
-    /// if a VMA may never have that access. On
-    /// error nothing changed.
+    /// if a VMA may never have that access, `EINVAL` if it would split a
+    /// huge-page VMA off its pages (hugetlbfs's `may_split`). On error
+    /// nothing changed.
     pub fn mprotect(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
         let len = checked_len(len)?;
         let end = checked_range(addr, len)?;
@@ -40,6 +42,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let e = v.end().min(end);
             pieces.push((s, e, v.page_prot(), new));
         }
+        // A huge-page VMA splits only on a boundary of its pages.
+        self.check_huge_split(addr.raw(), end)?;
         // Splitting the VMAs at the range's ends must stay within the limit.
         self.check_map_count(addr.raw(), end, None)?;
         // Page tables first; undo what succeeded if a later piece fails.

@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::config::ConfigError;
 use crate::config::{BarConfig, VmConfig};
 use crate::guest::elf_program::ElfError;
-use crate::hosted::boot::KernelImage;
+use crate::hosted::boot::{KernelImage, PortAccess};
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
 use crate::hosted::mapper::Mapper;
 use crate::hosted::program::LoadError;
@@ -165,6 +165,15 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// The BAR windows the machine gets (default: those configured).
     fn bars(&self, cfg: &VmConfig) -> Vec<BarConfig> {
         cfg.bars.clone()
+    }
+
+    /// The I/O ports a hosted guest's user mode may use (default: every
+    /// port but the kernel stub's). A kind whose guests see no ports says
+    /// [`PortAccess::None`]: an `in` or `out` is then a #GP, and the run
+    /// ends as a fault. Not asked for [`Platform::Pc`] kinds (their guest
+    /// is its own kernel).
+    fn user_ports(&self) -> PortAccess {
+        PortAccess::AllButKernel
     }
 
     /// Writes the guest's image into memory (and, hosted, maps it) and

@@ -7,9 +7,9 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::hosted::arch::gdt::{self, tss_selector, Segment, KERNEL_CS};
 use crate::hosted::arch::idt::{self, EXCEPTION_VECTORS};
-use crate::hosted::arch::tss::{Tss, TSS_SIZE};
+use crate::hosted::arch::tss::{Tss, UserPorts, TSS_SIZE};
 use crate::hosted::mapper::{Access, Mapper};
-use crate::hosted::stub::abi::{HCALL_VECTOR, KERNEL_PORTS};
+use crate::hosted::stub::abi::{HCALL_PORT, HCALL_VECTOR, KERNEL_PORTS};
 use crate::hosted::stub::{KernelStub, StubError};
 use crate::layout::{self, kernel_va, percpu, percpu_pa, GDT_PA, IDT_PA, PAGE_SIZE, PERCPU_SIZE, STUB_PA, STUB_SIZE};
 use crate::memory::GuestMem;
@@ -45,6 +45,22 @@ pub enum BootError {
     },
 }
 
+/// Which I/O ports a hosted guest's user mode may use (a kind's choice,
+/// [`crate::guest::kind::GuestKind::user_ports`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PortAccess {
+    /// Every port except the kernel stub's: the serial port, the exit
+    /// port, anything on the port bus.
+    #[default]
+    AllButKernel,
+    /// Only the hypercall port, for a user-mode `syscall` trampoline
+    /// (`vstate::backend::SyscallEntry::User`): an `out` there is the
+    /// same as a `syscall`; any other port access is a #GP.
+    HypercallOnly,
+    /// None: an `in` or `out` is a #GP, which the kind sees as a fault.
+    None,
+}
+
 /// What vCPUs need to know about the installed kernel.
 #[derive(Clone, Debug)]
 pub struct KernelImage {
@@ -68,8 +84,20 @@ fn words(w: &[u64]) -> Vec<u8> {
     w.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes and maps the kernel for `nr_vcpus` vCPUs.
+/// Writes and maps the kernel for `nr_vcpus` vCPUs whose user mode may
+/// use every port but the kernel stub's (the VMM's own ABI).
 pub fn install_kernel(mem: &GuestMem, mapper: &mut Mapper, nr_vcpus: u8) -> Result<KernelImage, BootError> {
+    install_kernel_with(mem, mapper, nr_vcpus, PortAccess::AllButKernel)
+}
+
+/// Writes and maps the kernel for `nr_vcpus` vCPUs whose user mode gets
+/// the ports `ports` says (the kernel stub's ports are never among them).
+pub fn install_kernel_with(
+    mem: &GuestMem,
+    mapper: &mut Mapper,
+    nr_vcpus: u8,
+    ports: PortAccess,
+) -> Result<KernelImage, BootError> {
     if nr_vcpus == 0 || nr_vcpus > layout::MAX_VCPUS {
         return Err(BootError::TooManyVcpus(nr_vcpus));
     }
@@ -94,7 +122,11 @@ pub fn install_kernel(mem: &GuestMem, mapper: &mut Mapper, nr_vcpus: u8) -> Resu
                 0,
                 0,
             ],
-            denied_ports: vec![KERNEL_PORTS],
+            ports: match ports {
+                PortAccess::AllButKernel => UserPorts::AllBut(vec![KERNEL_PORTS]),
+                PortAccess::HypercallOnly => UserPorts::Only(HCALL_PORT),
+                PortAccess::None => UserPorts::None,
+            },
         };
         write(mem, "TSS", base + percpu::TSS, &t.to_bytes())?;
         tss.push(Segment::tss(tss_selector(i), kernel_va(base + percpu::TSS), TSS_SIZE as u32));

@@ -16,7 +16,7 @@ pub use super::error::RunError;
 use crate::config::VmConfig;
 use crate::guest::kind::{DeviceCtx, Entry, HostedLoad, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::registry::Registry;
-use crate::hosted::boot::install_kernel;
+use crate::hosted::boot::install_kernel_with;
 use crate::hosted::hypercall::{ConsoleOut, HostedKernel, ReportLog};
 use crate::hosted::mapper::Mapper;
 use crate::hosted::providers::Providers;
@@ -139,7 +139,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
             if let Some(n) = opts.fault_around {
                 mapper.space_mut().set_fault_around(n).map_err(RunError::PageTables)?;
             }
-            let kernel = install_kernel(&mem, &mut mapper, cfg.vcpus)?;
+            let kernel = install_kernel_with(&mem, &mut mapper, cfg.vcpus, kind.user_ports())?;
             let frames = BootFrames::new(GuestAddress(LOAD_PA), GuestAddress(LOAD_PA + LOAD_SIZE));
             Some(HostedParts { mapper, kernel, frames })
         }
@@ -227,8 +227,10 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let flusher = Arc::new(KvmFlusher { vm: vm.clone(), tlb: tlb.clone(), ctl: ctl.clone() });
     let hv = match hosted {
         Some(h) => {
-            let bar_windows: Vec<BarWindow> =
-                bar_cfg.iter().map(|b| BarWindow { base: GuestAddress(b.base), size: b.size }).collect();
+            let bar_windows: Vec<BarWindow> = bar_cfg
+                .iter()
+                .map(|b| BarWindow { base: GuestAddress(b.base), size: b.size, cache: b.cache.mode() })
+                .collect();
             let providers = Providers::new(&h.mapper, &mem, &bar_windows).map_err(RunError::PageTables)?;
             Some(Arc::new(HostedKernel::new(
                 mem.clone(),

@@ -13,6 +13,7 @@ use kvm_ioctls::VcpuExit;
 use serde::Serialize;
 
 use crate::hosted::stub::abi::{EXC_PORT, FLUSH_ACK_PORT, HCALL_PORT};
+use crate::vstate::port_exit::{Exit, PortData, PortExit};
 
 /// The two buses a vCPU dispatches to.
 #[derive(Debug)]
@@ -108,31 +109,18 @@ pub enum ExitAction {
 }
 
 /// Handles one exit: device accesses go to the buses (unclaimed ones read
-/// as all-ones), kernel-port writes become actions, fatal exits stop.
-pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses, counters: &ExitCounters) -> ExitAction {
+/// as all-ones; a string port instruction access by access), kernel-port
+/// writes become actions, fatal exits stop.
+pub fn handle_exit(exit: Exit<'_>, buses: &Buses, counters: &ExitCounters) -> ExitAction {
     counters.total.fetch_add(1, Ordering::Relaxed);
+    let exit = match exit {
+        Exit::Port(p) => {
+            counters.pio.fetch_add(1, Ordering::Relaxed);
+            return port_io(p, buses);
+        }
+        Exit::Other(other) => other,
+    };
     match exit {
-        VcpuExit::IoOut(port, data) => {
-            counters.pio.fetch_add(1, Ordering::Relaxed);
-            match port {
-                _ if !buses.kernel_ports => {
-                    buses.pio.write(u64::from(port), data);
-                    ExitAction::Continue
-                }
-                EXC_PORT => ExitAction::Exception,
-                HCALL_PORT => ExitAction::Hypercall,
-                FLUSH_ACK_PORT => ExitAction::FlushAck,
-                _ => {
-                    buses.pio.write(u64::from(port), data);
-                    ExitAction::Continue
-                }
-            }
-        }
-        VcpuExit::IoIn(port, data) => {
-            counters.pio.fetch_add(1, Ordering::Relaxed);
-            buses.pio.read(u64::from(port), data);
-            ExitAction::Continue
-        }
         VcpuExit::MmioRead(addr, data) => {
             counters.mmio.fetch_add(1, Ordering::Relaxed);
             buses.mmio.read(addr, data);
@@ -152,6 +140,32 @@ pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses, counters: &ExitCounters) -
     }
 }
 
+/// A port exit: kernel-port writes become actions, everything else goes
+/// to the port bus one access at a time, at the width the CPU used (a
+/// string instruction's accesses are separate reads or writes of the same
+/// port, as on hardware).
+fn port_io(p: PortExit<'_>, buses: &Buses) -> ExitAction {
+    let (port, size) = (p.port(), p.size());
+    let addr = u64::from(port);
+    match p.into_data() {
+        PortData::Out(_) if buses.kernel_ports && port == EXC_PORT => ExitAction::Exception,
+        PortData::Out(_) if buses.kernel_ports && port == HCALL_PORT => ExitAction::Hypercall,
+        PortData::Out(_) if buses.kernel_ports && port == FLUSH_ACK_PORT => ExitAction::FlushAck,
+        PortData::Out(data) => {
+            for access in data.chunks(size) {
+                buses.pio.write(addr, access);
+            }
+            ExitAction::Continue
+        }
+        PortData::In(data) => {
+            for access in data.chunks_mut(size) {
+                buses.pio.read(addr, access);
+            }
+            ExitAction::Continue
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -159,6 +173,18 @@ mod tests {
     use devices::{BarDevice, BusDevice};
 
     use super::*;
+
+    /// A one-access `out` (or a string `out` of `data.len()` one-byte
+    /// accesses: the same thing for a one-byte write).
+    fn out(port: u16, data: &[u8]) -> Exit<'_> {
+        Exit::Port(PortExit::output(port, data.len(), data))
+    }
+
+    /// A one-access `in` of `data.len()` bytes.
+    fn inp(port: u16, data: &mut [u8]) -> Exit<'_> {
+        let n = data.len();
+        Exit::Port(PortExit::input(port, n, data))
+    }
 
     struct Echo(Vec<(u64, Vec<u8>)>);
     impl BusDevice for Echo {
@@ -176,13 +202,13 @@ mod tests {
         let echo = Arc::new(Mutex::new(Echo(Vec::new())));
         buses.pio.insert(echo.clone(), 0x3f8, 8).unwrap();
         let c = ExitCounters::default();
-        assert_eq!(handle_exit(VcpuExit::IoOut(0x3f9, &[7]), &buses, &c), ExitAction::Continue);
+        assert_eq!(handle_exit(out(0x3f9, &[7]), &buses, &c), ExitAction::Continue);
         let mut d = [0u8; 1];
-        assert_eq!(handle_exit(VcpuExit::IoIn(0x3fd, &mut d), &buses, &c), ExitAction::Continue);
+        assert_eq!(handle_exit(inp(0x3fd, &mut d), &buses, &c), ExitAction::Continue);
         assert_eq!(d, [5]);
         // Unclaimed port: all-ones, the guest goes on.
         let mut d = [0u8; 2];
-        assert_eq!(handle_exit(VcpuExit::IoIn(0x60, &mut d), &buses, &c), ExitAction::Continue);
+        assert_eq!(handle_exit(inp(0x60, &mut d), &buses, &c), ExitAction::Continue);
         assert_eq!(d, [0xff, 0xff]);
         assert_eq!(echo.lock().unwrap().0, vec![(1, vec![7])]);
         assert_eq!(c.snapshot(), ExitCounts { total: 3, mmio: 0, pio: 3, shootdowns: 0 });
@@ -195,12 +221,12 @@ mod tests {
         buses.mmio.insert(bar.clone(), 0xe000_0000, 0x1000).unwrap();
         let c = ExitCounters::default();
         let v = 0x55u64.to_le_bytes();
-        handle_exit(VcpuExit::MmioWrite(0xe000_0008, &v), &buses, &c);
+        handle_exit(Exit::Other(VcpuExit::MmioWrite(0xe000_0008, &v)), &buses, &c);
         let mut d = [0u8; 8];
-        handle_exit(VcpuExit::MmioRead(0xe000_0010, &mut d), &buses, &c);
+        handle_exit(Exit::Other(VcpuExit::MmioRead(0xe000_0010, &mut d)), &buses, &c);
         assert_eq!(u64::from_le_bytes(d), devices::bar::registers::check_value(0x55));
         let mut d = [0u8; 4];
-        handle_exit(VcpuExit::MmioRead(0xf000_0000, &mut d), &buses, &c);
+        handle_exit(Exit::Other(VcpuExit::MmioRead(0xf000_0000, &mut d)), &buses, &c);
         assert_eq!(d, [0xff; 4]);
         assert_eq!(c.snapshot().mmio, 3);
     }
@@ -209,12 +235,15 @@ mod tests {
     fn kernel_ports_and_fatal_exits() {
         let buses = Buses::default();
         let c = ExitCounters::default();
-        assert_eq!(handle_exit(VcpuExit::IoOut(EXC_PORT, &[14]), &buses, &c), ExitAction::Exception);
-        assert_eq!(handle_exit(VcpuExit::IoOut(HCALL_PORT, &[1]), &buses, &c), ExitAction::Hypercall);
-        assert_eq!(handle_exit(VcpuExit::IoOut(FLUSH_ACK_PORT, &[0]), &buses, &c), ExitAction::FlushAck);
-        assert_eq!(handle_exit(VcpuExit::Shutdown, &buses, &c), ExitAction::Stop(StopReason::TripleFault));
-        assert_eq!(handle_exit(VcpuExit::Hlt, &buses, &c), ExitAction::Stop(StopReason::Halted));
-        assert!(matches!(handle_exit(VcpuExit::Unknown, &buses, &c), ExitAction::Stop(StopReason::Unhandled(_))));
+        assert_eq!(handle_exit(out(EXC_PORT, &[14]), &buses, &c), ExitAction::Exception);
+        assert_eq!(handle_exit(out(HCALL_PORT, &[1]), &buses, &c), ExitAction::Hypercall);
+        assert_eq!(handle_exit(out(FLUSH_ACK_PORT, &[0]), &buses, &c), ExitAction::FlushAck);
+        assert_eq!(handle_exit(Exit::Other(VcpuExit::Shutdown), &buses, &c), ExitAction::Stop(StopReason::TripleFault));
+        assert_eq!(handle_exit(Exit::Other(VcpuExit::Hlt), &buses, &c), ExitAction::Stop(StopReason::Halted));
+        assert!(matches!(
+            handle_exit(Exit::Other(VcpuExit::Unknown), &buses, &c),
+            ExitAction::Stop(StopReason::Unhandled(_))
+        ));
     }
 
     #[test]
@@ -224,8 +253,11 @@ mod tests {
         buses.pio.insert(rec.clone(), u64::from(EXC_PORT), 16).unwrap();
         let c = ExitCounters::default();
         for port in [EXC_PORT, HCALL_PORT, FLUSH_ACK_PORT] {
-            assert_eq!(handle_exit(VcpuExit::IoOut(port, &[1]), &buses, &c), ExitAction::Continue);
+            assert_eq!(handle_exit(out(port, &[1]), &buses, &c), ExitAction::Continue);
         }
         assert_eq!(rec.lock().unwrap().0.len(), 3);
     }
 }
+
+#[cfg(test)]
+mod string_io_tests;

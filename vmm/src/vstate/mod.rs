@@ -5,5 +5,6 @@ pub mod backend;
 pub mod internal_error;
 pub mod kick;
 pub mod page_walk;
+pub mod port_exit;
 pub mod vcpu;
 pub mod vm;

@@ -9,10 +9,11 @@
 //! ([`Vcpu::configure_protected32`]); its application processors are left
 //! in KVM's reset state, waiting for INIT/SIPI from the in-kernel APIC.
 
-use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, Msrs};
+use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_run, kvm_segment, Msrs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use thiserror::Error;
 
+use super::port_exit::{Exit, PortExit};
 use super::vm::Vm;
 use crate::hosted::arch::gdt::{Segment, FIXED_SEGMENTS, STAR, USER_CS, USER_DS};
 use crate::hosted::arch::regs::{self, msr};
@@ -75,6 +76,18 @@ pub struct VcpuSetup {
     pub kernel_gs_base: u64,
     /// IA32_PAT.
     pub pat: u64,
+}
+
+/// The `size` field of `kvm_run`'s `io` member after a `KVM_EXIT_IO`.
+fn io_size(run: *const kvm_run) -> usize {
+    // SAFETY: `run` points at this vCPU's `kvm_run` mapping, which lives as
+    // long as the vCPU (the caller holds `&mut Vcpu`). The exit reason is
+    // KVM_EXIT_IO (the caller only asks then), so `io` is the active union
+    // member; `size` is a plain byte in the header, disjoint from the data
+    // area `kvm-ioctls` lent out (it starts `data_offset` bytes in, past
+    // the header). A volatile read: the kernel wrote it behind our back.
+    let size = unsafe { std::ptr::read_volatile(&raw const (*run).__bindgen_anon_1.io.size) };
+    usize::from(size)
 }
 
 /// A KVM vCPU.
@@ -217,9 +230,16 @@ impl Vcpu {
         Ok(())
     }
 
-    /// `KVM_RUN`.
-    pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
-        self.fd.run()
+    /// `KVM_RUN`. A port exit keeps the width of one access, so that a
+    /// string instruction can be served access by access (see
+    /// [`super::port_exit`]).
+    pub fn run(&mut self) -> Result<Exit<'_>, kvm_ioctls::Error> {
+        let run: *const kvm_run = self.fd.get_kvm_run();
+        Ok(match self.fd.run()? {
+            VcpuExit::IoIn(port, data) => Exit::Port(PortExit::input(port, io_size(run), data)),
+            VcpuExit::IoOut(port, data) => Exit::Port(PortExit::output(port, io_size(run), data)),
+            other => Exit::Other(other),
+        })
     }
 
     /// General registers.

@@ -32,6 +32,7 @@ use vmm::hosted::stub::abi::{map, prot};
 use vmm::layout::{user_stack_top, LOAD_PA, LOAD_SIZE, PAGE_SIZE};
 use vmm::memory::{create_guest_memory, BootFrames};
 use vmm::run::vm_exit::ExitCounts;
+use vmm::vstate::port_exit::{Exit, PortData};
 use vmm::vstate::vcpu::{Vcpu, VcpuSetup};
 use vmm::vstate::vm::Vm;
 
@@ -126,11 +127,14 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
         };
         counts.total += 1;
         match exit {
-            VcpuExit::MmioWrite(..) | VcpuExit::MmioRead(..) => counts.mmio += 1,
-            VcpuExit::IoOut(port, data) if port == exit_port => {
-                counts.pio += 1;
-                break data.first().copied().unwrap_or(0xff);
-            }
+            Exit::Other(VcpuExit::MmioWrite(..) | VcpuExit::MmioRead(..)) => counts.mmio += 1,
+            Exit::Port(p) if p.port() == exit_port => match p.into_data() {
+                PortData::Out(data) => {
+                    counts.pio += 1;
+                    break data.first().copied().unwrap_or(0xff);
+                }
+                PortData::In(_) => return Err(guest_err(item, "bare exit loop: the guest read the exit port")),
+            },
             other => return Err(guest_err(item, format!("bare exit loop: unexpected exit {other:?}"))),
         }
     };

@@ -41,7 +41,7 @@ use super::session::{guest_err, run_program};
 use super::tsc::Calibration;
 use crate::error::BenchError;
 use crate::figure::{Bound, Figure, RatioKind, Unit};
-use vmm::config::{BarBacking, BarConfig, VmConfig};
+use vmm::config::{BarBacking, BarCache, BarConfig, VmConfig};
 use vmm::guest::asm::AsmResult;
 use vmm::guest::kinds::abi_elf::example::assemble_elf;
 use vmm::hosted::stub::abi::{fd, map, prot};
@@ -50,7 +50,7 @@ use vmm::layout::{DEFAULT_BAR_BASE, FREE_PA};
 const ITEM: &str = "7 (MMIO)";
 
 /// The trapped window (the BAR model needs at least its register page).
-const TRAPPED: BarWindow = BarWindow { base: GuestAddress(DEFAULT_BAR_BASE), size: 0x1_0000 };
+const TRAPPED: BarWindow = BarWindow::uncached(GuestAddress(DEFAULT_BAR_BASE), 0x1_0000);
 /// Guest-physical base of the passed-through window.
 const PASSTHROUGH_BASE: u64 = DEFAULT_BAR_BASE + 0x100_0000;
 /// Guest-physical base of the guest-RAM range (c) compares with.
@@ -207,8 +207,18 @@ fn bare_program(p: &Params) -> AsmResult<Vec<u8>> {
 fn vm_config(p: &Params) -> VmConfig {
     VmConfig {
         bars: vec![
-            BarConfig { base: TRAPPED.base.0, size: TRAPPED.size, backing: BarBacking::Trapped },
-            BarConfig { base: PASSTHROUGH_BASE, size: p.window, backing: BarBacking::Anonymous },
+            BarConfig {
+                base: TRAPPED.base.0,
+                size: TRAPPED.size,
+                backing: BarBacking::Trapped,
+                cache: BarCache::Uncached,
+            },
+            BarConfig {
+                base: PASSTHROUGH_BASE,
+                size: p.window,
+                backing: BarBacking::Anonymous,
+                cache: BarCache::Uncached,
+            },
         ],
         ..VmConfig::default()
     }

@@ -153,8 +153,13 @@ fn a_failed_mprotect_still_flushes_what_it_changed_and_undid() {
     // Shared anonymous memory is populated at once (private is lazy).
     let r = call(&hv, nr::MMAP, [huge_at - 0x1000, 0x1000, rw, map::SHARED | map::FIXED | map::ANONYMOUS, 0, 0]);
     assert_eq!(r.ret, (huge_at - 0x1000) as i64, "{r:?}");
-    let r = call(&hv, nr::MMAP, [huge_at, 2 << 20, rw, fixed, fd::HUGE, 0]);
+    // 2 MiB of guest RAM at a 2 MiB boundary: one huge leaf. (Not the
+    // huge-page region: its VMAs split only on 2 MiB boundaries.)
+    let ram = crate::layout::FREE_PA;
+    let r = call(&hv, nr::MMAP, [huge_at, 2 << 20, rw, fixed, fd::GUEST_RAM, ram]);
     assert_eq!(r.ret, huge_at as i64, "{r:?}");
+    let leaf = hv.mapper().page_tables().translate(GuestVirtAddr::try_new(huge_at).unwrap()).unwrap();
+    assert_eq!(leaf.size, guest_mm::PageSize::Size2M);
     flusher.0.lock().unwrap().clear();
     touch(&hv, huge_at - 0x1000);
     // The first piece (the zero page) is downgraded, then the second
@@ -244,4 +249,39 @@ fn mremap_and_madvise_check_their_arguments() {
     assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, madv::DONTNEED, 0, 0, 0])), 0);
     assert!(!flusher.0.lock().unwrap().is_empty());
     assert!(hv.mapper().page_tables().translate(GuestVirtAddr::try_new(grown as u64).unwrap()).is_none());
+}
+
+/// Issue 20 item 12: a huge-page mapping (`fd::HUGE`) cannot be shrunk,
+/// moved or cut off its 2 MiB pages (`EINVAL`, as hugetlbfs), and the
+/// refused calls change nothing.
+#[test]
+fn huge_page_mappings_stay_whole_pages() {
+    use crate::hosted::stub::abi::{fd, map, mremap, prot};
+    let (hv, _) = setup();
+    const M2: u64 = 2 << 20;
+    let at = 0x4000_0000u64;
+    let fixed = map::SHARED | map::FIXED;
+    let r = call(&hv, nr::MMAP, [at, 2 * M2, prot::READ | prot::WRITE, fixed, fd::HUGE, 0]);
+    assert_eq!(r.ret, at as i64, "{r:?}");
+    let einval = -i64::from(errno::EINVAL);
+    let moved = mremap::MAYMOVE | mremap::FIXED;
+    for (what, a) in [
+        ("shrink to 4 KiB", [at, 2 * M2, 0x1000, 0, 0, 0]),
+        ("shrink to 2 MiB - 4 KiB", [at, 2 * M2, M2 - 0x1000, 0, 0, 0]),
+        ("move by 4 KiB", [at, 2 * M2, 2 * M2, moved, at + 4 * M2 + 0x1000, 0]),
+    ] {
+        assert_eq!(call(&hv, nr::MREMAP, a).ret, einval, "{what}");
+    }
+    for (what, a, len) in [("first 4 KiB", at, 0x1000), ("2 MiB from 4 KiB in", at + 0x1000, M2)] {
+        assert_eq!(call(&hv, nr::MUNMAP, [a, len, 0, 0, 0, 0]).ret, einval, "munmap {what}");
+    }
+    assert_eq!(call(&hv, nr::MPROTECT, [at, 0x1000, prot::READ, 0, 0, 0]).ret, einval, "mprotect 4 KiB");
+    // Still one 4 MiB mapping of huge leaves.
+    let tr = |va: u64| hv.mapper().page_tables().translate(GuestVirtAddr::try_new(va).unwrap());
+    assert!(tr(at).is_some() && tr(at + 2 * M2 - 0x1000).is_some());
+    // Whole pages: fine.
+    assert_eq!(call(&hv, nr::MREMAP, [at, 2 * M2, M2, 0, 0, 0]).ret, at as i64);
+    assert_eq!(call(&hv, nr::MREMAP, [at, M2, M2, moved, at + 4 * M2, 0]).ret, (at + 4 * M2) as i64);
+    assert_eq!(call(&hv, nr::MUNMAP, [at + 4 * M2, M2, 0, 0, 0, 0]).ret, 0);
+    assert!(tr(at + 4 * M2).is_none());
 }

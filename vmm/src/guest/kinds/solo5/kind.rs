@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
+use crate::hosted::boot::PortAccess;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::Access;
 use crate::hosted::program::Program;
@@ -217,6 +218,18 @@ impl GuestKind for Solo5 {
 
     fn ram_size(&self, _cfg: &VmConfig) -> u64 {
         FREE_PA + self.mem
+    }
+
+    /// `solo5-spt` runs the unikernel as a seccomp-confined Linux process:
+    /// it has no I/O ports, so a port access is a fault (139), as there.
+    /// Where `syscall` stays in user mode, the trampoline's hypercall port
+    /// stays open (an `out` there is a `syscall`, served by the same
+    /// `spt` table).
+    fn user_ports(&self) -> PortAccess {
+        match self.entry {
+            SyscallEntry::Kernel => PortAccess::None,
+            SyscallEntry::User => PortAccess::HypercallOnly,
+        }
     }
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
