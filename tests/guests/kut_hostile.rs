@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vmm_suite::kvm::{require_kvm, temp_path, vmm_bin};
+use vmm_suite::kvm::{multiboot, require_kvm, temp_path, vmm_bin};
 
 /// A hang guard, not a measurement: a run still going after this long is
 /// stuck (the old runner blocked forever on a FIFO and ran for many
@@ -111,30 +111,9 @@ fn tree(name: &str, cfg: &str) -> PathBuf {
 }
 
 /// A multiboot ELF32 kernel that ends at once with exit-port status 1,
-/// kvm-unit-tests' PASS (`mov al, 0; out 0xf4, al; hlt`).
+/// kvm-unit-tests' PASS.
 fn write_pass_kernel(path: &Path) {
-    const LOAD: u32 = 0x10_0000;
-    let code = [0xb0, 0x00, 0xe6, 0xf4, 0xf4];
-    let mut f = vec![0u8; 0x100];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 1; // ELF32
-    f[5] = 1; // little endian
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
-    f[24..28].copy_from_slice(&(LOAD + 12).to_le_bytes());
-    f[28..32].copy_from_slice(&52u32.to_le_bytes());
-    f[42..44].copy_from_slice(&32u16.to_le_bytes());
-    f[44..46].copy_from_slice(&1u16.to_le_bytes());
-    let len = 12 + code.len() as u32;
-    for (i, v) in [1u32, 0x100, LOAD, LOAD, len, len, 5, 0x1000].iter().enumerate() {
-        f[52 + 4 * i..56 + 4 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    for v in [0x1bad_b002u32, 0, 0u32.wrapping_sub(0x1bad_b002)] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.extend_from_slice(&code);
-    std::fs::write(path, f).expect("write kernel");
+    std::fs::write(path, multiboot::elf32(&multiboot::PASS)).expect("write kernel");
 }
 
 /// Item 6: `timeout = 2^63 - 1` panicked the runner (exit 101),

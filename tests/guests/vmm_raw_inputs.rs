@@ -13,24 +13,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vmm_suite::kvm::{in_fresh_process, temp_path, vmm_bin};
-
-/// Where the kernel is loaded, and its entry (after the header).
-const LOAD: u32 = 0x10_0000;
+use vmm_suite::kvm::{in_fresh_process, multiboot, temp_path, vmm_bin};
 
 /// A multiboot kernel with a.out-kludge addresses (no ELF) whose code
 /// ends the run with exit-port value 0.
 fn kernel(name: &str) -> std::path::PathBuf {
-    let magic = 0x1bad_b002u32;
-    let flags = 1u32 << 16;
-    let mut f = Vec::new();
-    for v in [magic, flags, 0u32.wrapping_sub(magic.wrapping_add(flags)), LOAD, LOAD, 0, 0, LOAD + 0x20] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    // mov al, 0; out 0xf4, al; hlt
-    f.extend_from_slice(&[0xb0, 0x00, 0xe6, 0xf4, 0xf4]);
     let p = temp_path(name);
-    std::fs::write(&p, f).expect("write kernel");
+    std::fs::write(&p, multiboot::aout(&multiboot::PASS)).expect("write kernel");
     p
 }
 

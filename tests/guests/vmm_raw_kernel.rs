@@ -8,38 +8,14 @@
 use std::path::PathBuf;
 
 use iced_x86::code_asm::*;
-use vmm_suite::kvm::{run_vmm, temp_path};
+use vmm_suite::kvm::{multiboot, run_vmm, temp_path};
 use vmm_suite::need_kvm;
-
-const LOAD: u32 = 0x10_0000;
 
 /// An ELF32 multiboot kernel at `LOAD` whose code `body` emits (the
 /// header comes first, the entry right after it).
 fn kernel(name: &str, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> PathBuf {
-    let mut a = CodeAssembler::new(32).expect("assembler");
-    body(&mut a).expect("asm");
-    let code = a.assemble(u64::from(LOAD + 12)).expect("assemble");
-    let mut f = vec![0u8; 0x100];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 1; // ELF32
-    f[5] = 1; // little endian
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
-    f[24..28].copy_from_slice(&(LOAD + 12).to_le_bytes());
-    f[28..32].copy_from_slice(&52u32.to_le_bytes());
-    f[42..44].copy_from_slice(&32u16.to_le_bytes());
-    f[44..46].copy_from_slice(&1u16.to_le_bytes());
-    let len = 12 + code.len() as u32;
-    for (i, v) in [1u32, 0x100, LOAD, LOAD, len, len, 5, 0x1000].iter().enumerate() {
-        f[52 + 4 * i..56 + 4 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    for v in [0x1bad_b002u32, 0, 0u32.wrapping_sub(0x1bad_b002)] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.extend_from_slice(&code);
     let p = temp_path(&format!("{name}.elf32"));
-    std::fs::write(&p, f).expect("write kernel");
+    std::fs::write(&p, multiboot::elf32(&multiboot::code32(multiboot::ELF32_ENTRY, body))).expect("write kernel");
     p
 }
 

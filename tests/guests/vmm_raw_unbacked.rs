@@ -8,10 +8,9 @@
 //! Run with the production seccomp filters.
 
 use iced_x86::code_asm::*;
-use vmm_suite::kvm::{run_vmm, temp_path};
+use vmm_suite::kvm::{multiboot, run_vmm, temp_path};
 use vmm_suite::need_kvm;
 
-const LOAD: u32 = 0x10_0000;
 /// An address no slot and no device backs on the PC platform (above the
 /// zap slot, below 4 GiB).
 const UNBACKED: u32 = 0xfffd_0000;
@@ -19,17 +18,8 @@ const UNBACKED: u32 = 0xfffd_0000;
 /// An a.out-kludge multiboot kernel at `LOAD` whose code (after the
 /// 32-byte header) `body` emits.
 fn kernel(name: &str, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> std::path::PathBuf {
-    let mut a = CodeAssembler::new(32).expect("assembler");
-    body(&mut a).expect("asm");
-    let code = a.assemble(u64::from(LOAD + 0x20)).expect("assemble");
-    let (magic, flags) = (0x1bad_b002u32, 1u32 << 16);
-    let mut f = Vec::new();
-    for v in [magic, flags, 0u32.wrapping_sub(magic.wrapping_add(flags)), LOAD, LOAD, 0, 0, LOAD + 0x20] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.extend_from_slice(&code);
     let p = temp_path(name);
-    std::fs::write(&p, f).expect("write kernel");
+    std::fs::write(&p, multiboot::aout(&multiboot::code32(multiboot::AOUT_ENTRY, body))).expect("write kernel");
     p
 }
 
