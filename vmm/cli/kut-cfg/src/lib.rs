@@ -1,8 +1,10 @@
 //! The `unittests.cfg` format of kvm-unit-tests, as `vmm kut` reads it:
 //! `[name]` sections of `key = value` lines (`file`, `smp`,
 //! `extra_params` / `qemu_params`, `test_args`, `groups`, `timeout`,
-//! `arch`, `accel`, `check`); `#` starts a comment. Values may be quoted
-//! with `'` or `"`.
+//! `arch`, `accel`, `check`, `disabled_if`); `#` starts a comment.
+//! Values may be quoted with `'` or `"`, and a value opened with `"""`
+//! runs to the closing `"""`, its lines joined with spaces (as upstream's
+//! `scripts/common.bash` reads `extra_params = """...`).
 //!
 //! A crate of its own, beside the `vmm` command (`vmm/cli/`) that uses
 //! it, so that the root package's fuzz target (`kut_cfg`) reaches the

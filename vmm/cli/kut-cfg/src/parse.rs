@@ -4,6 +4,7 @@
 //! for minutes). [`parse_counted`] reports the work it did so a test can
 //! show it grows linearly without timing anything.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::CfgError;
@@ -62,19 +63,8 @@ fn parse_into(text: &str, work: &mut Work) -> Result<Vec<TestSpec>, CfgError> {
     // Section name -> its line, and each section's line (for "no file").
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut starts: Vec<usize> = Vec::new();
-    // Byte offset in the file (a byte-order mark included).
-    let mut offset = all - text.len();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_no = i + 1;
-        work.lines += 1;
-        work.bytes += raw.len();
-        let raw_start = offset;
-        offset += raw.len() + 1;
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if let Some((col, b)) = control_char(raw) {
-            let what = format!("control character {b:#04x}");
-            return Err(CfgError::Binary { line: line_no, offset: raw_start + col, what });
-        }
+    let mut lines = Lines { rest: text.split('\n').enumerate(), offset: all - text.len() };
+    while let Some((line_no, raw)) = lines.next(work)? {
         let line = raw.trim();
         let err = |message: String| CfgError::Syntax { line: line_no, message };
         if line.is_empty() || line.starts_with('#') {
@@ -98,7 +88,11 @@ fn parse_into(text: &str, work: &mut Work) -> Result<Vec<TestSpec>, CfgError> {
         let (key, value) =
             line.split_once('=').ok_or_else(|| err(format!("expected key = value, got {}", excerpt(line))))?;
         let t = tests.last_mut().ok_or_else(|| err("key before any [section]".into()))?;
-        let value = unquote(value);
+        let value: Cow<'_, str> = match value.trim().strip_prefix(TRIPLE) {
+            Some(first) => Cow::Owned(triple_quoted(first, line_no, &mut lines, work)?),
+            None => Cow::Borrowed(unquote(value)),
+        };
+        let value = value.as_ref();
         match key.trim() {
             "file" => t.file = value.into(),
             "smp" => {
@@ -132,8 +126,10 @@ fn parse_into(text: &str, work: &mut Work) -> Result<Vec<TestSpec>, CfgError> {
                     t.check.push((p.into(), v.into()));
                 }
             }
-            // Keys of other runners (e.g. `disabled_if`) are kept out of
-            // the plan and do not make the file invalid.
+            // The condition as written (quotes are part of it).
+            "disabled_if" => t.disabled_if = Some(value.into()),
+            // Keys of other runners (e.g. `kvmtool_params`) are kept out
+            // of the plan and do not make the file invalid.
             other => log::debug!("unittests.cfg line {line_no}: ignoring key {}", excerpt(other)),
         }
     }
@@ -141,6 +137,58 @@ fn parse_into(text: &str, work: &mut Work) -> Result<Vec<TestSpec>, CfgError> {
         return Err(CfgError::Syntax { line: *line, message: format!("[{}] has no file", excerpt(&t.name)) });
     }
     Ok(tests)
+}
+
+/// Opens and closes a value of several lines.
+const TRIPLE: &str = "\"\"\"";
+
+/// The file's lines, one at a time: each counted in the work, stripped of
+/// a trailing `\r`, and refused if it holds a control character.
+struct Lines<'a> {
+    rest: std::iter::Enumerate<std::str::Split<'a, char>>,
+    /// Byte offset of the next line in the file (a byte-order mark
+    /// included).
+    offset: usize,
+}
+
+impl<'a> Lines<'a> {
+    /// The next line and its 1-based number.
+    fn next(&mut self, work: &mut Work) -> Result<Option<(usize, &'a str)>, CfgError> {
+        let Some((i, raw)) = self.rest.next() else { return Ok(None) };
+        work.lines += 1;
+        work.bytes += raw.len();
+        let start = self.offset;
+        self.offset += raw.len() + 1;
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if let Some((col, b)) = control_char(raw) {
+            let what = format!("control character {b:#04x}");
+            return Err(CfgError::Binary { line: i + 1, offset: start + col, what });
+        }
+        Ok(Some((i + 1, raw)))
+    }
+}
+
+/// A value opened with `"""` on line `line_no` (`first` is the rest of
+/// that line): the text up to the closing `"""`, its lines trimmed and
+/// joined with spaces, as upstream's `scripts/common.bash` joins them.
+fn triple_quoted(first: &str, line_no: usize, lines: &mut Lines<'_>, work: &mut Work) -> Result<String, CfgError> {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut line = first;
+    loop {
+        if let Some(end) = line.find(TRIPLE) {
+            parts.push(line[..end].trim());
+            break;
+        }
+        parts.push(line.trim());
+        line = match lines.next(work)? {
+            Some((_, l)) => l,
+            None => {
+                let message = format!("the value opened with \"\"\" on line {line_no} is not closed");
+                return Err(CfgError::Syntax { line: line_no, message });
+            }
+        };
+    }
+    Ok(parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]

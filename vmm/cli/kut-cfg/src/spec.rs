@@ -25,4 +25,7 @@ pub struct TestSpec {
     pub accel: Option<String>,
     /// `check` conditions: `path=value` pairs.
     pub check: Vec<(String, String)>,
+    /// `disabled_if`: a bash condition, as written; the runner decides
+    /// whether it can evaluate it.
+    pub disabled_if: Option<String>,
 }

@@ -148,3 +148,24 @@ fn parses_the_shipped_file_if_present() {
     let v = t.iter().find(|t| t.name == "vmexit_ipi").unwrap();
     assert_eq!((v.smp, v.test_args.as_str(), v.qemu_params.as_str()), (2, "ipi", "-machine pit=off"));
 }
+
+/// Issue 21: a value of several lines between `"""` made the whole file
+/// fail to parse ("expected key = value" on its second line).
+#[test]
+fn triple_quoted_values_span_lines() {
+    let cfg = "[a]\nfile = a.flat\nextra_params = \"\"\"-smp 2\n   -m 64\r\n\n   -append 'x y'\"\"\"\n\
+               test_args = \"\"\"one\n two \"\"\"\n[b]\nfile = b.flat\nextra_params = \"\"\"-m 32\"\"\"\n\
+               kvmtool_params = \"\"\"--irqchip\n x\"\"\"\ndisabled_if = [[ \"$TARGET\" != qemu ]]\n";
+    let t = parse(cfg).unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0].qemu_params.as_str(), t[0].test_args.as_str()), ("-smp 2 -m 64", "one two"));
+    assert_eq!(t[1].qemu_params, "-m 32");
+    assert_eq!(t[1].disabled_if.as_deref(), Some("[[ \"$TARGET\" != qemu ]]"));
+    assert_eq!(t[0].disabled_if, None);
+    // Unclosed: an error naming the line it opened on.
+    let e = parse("[a]\nfile = a\nextra_params = \"\"\"-smp 2\n-m 64\n").unwrap_err();
+    assert_eq!(e, CfgError::Syntax { line: 3, message: "the value opened with \"\"\" on line 3 is not closed".into() });
+    // Binary data inside is still refused with its line.
+    let e = parse_bytes(b"[a]\nfile = a\nextra_params = \"\"\"-m 2\n\0\n\"\"\"\n").unwrap_err();
+    assert!(matches!(e, CfgError::Binary { line: 4, .. }), "{e}");
+}
