@@ -305,7 +305,7 @@ fn a_ten_megabyte_file_is_parsed() {
     }
     let dir = tree("kut-10mb", &cfg);
     let last = format!("t{}", n - 1);
-    let r = vmm(&["kut", dir.to_str().expect("path"), "--json", "-t", &last], &dir, None);
+    let r = vmm(&["kut", dir.to_str().expect("path"), "--json", &last], &dir, None);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let all = r.verdicts();
     assert_eq!(all.len(), 1);

@@ -71,7 +71,6 @@ fn qemu_passes_pass_with_vmm() {
             .map(|s| s.to_string())
             .collect();
     for name in MUST_PASS.iter().copied().chain(MAY_SKIP.iter().map(|(n, _)| *n)).chain(["msr64"]) {
-        args.push("-t".into());
         args.push(name.into());
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -11,6 +11,7 @@
 //! without the test data in `../shared/testguests` the tests that need it
 //! say so and pass. See docs/test-guests.md.
 
+mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
 mod solo5_block;

@@ -3,25 +3,46 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use crate::kut::{self, output};
 use crate::stdio::print_stdout;
 
+/// `vmm kut`'s options: `run_tests.sh`'s (`-a`, `-v`, `-l`, `-g`, `-j`,
+/// `-t`, test names) with their meaning, and its own (`--json`,
+/// `--junit`, `--tap`, `--logs`, `--timeout`, `--max-timeout`).
 #[derive(clap::Args, Debug)]
 pub struct KutArgs {
-    /// The directory holding unittests.cfg and the .flat files.
+    /// The directory holding unittests.cfg (or x86/unittests.cfg) and the
+    /// .flat files.
     dir: PathBuf,
-    /// Run only these tests (by section name; may repeat).
-    #[arg(long = "test", short = 't', value_name = "NAME")]
+    /// Run only these tests (also after `--`). A test in group nodefault
+    /// still needs -a (or -g naming one of its groups), as upstream.
+    #[arg(value_name = "TEST")]
     names: Vec<String>,
-    /// Run only tests in these groups (may repeat).
+    /// Run all tests, including those in group nodefault.
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+    /// Print each test's command line before running it.
+    #[arg(short = 'v', long = "verbose", conflicts_with = "json")]
+    verbose: bool,
+    /// List the tests, one per line, and run none.
+    #[arg(short = 'l', long = "list")]
+    list: bool,
+    /// Print TAP13 on stdout: one point per PASS:/FAIL:/SKIP: line a
+    /// guest printed.
+    #[arg(short = 't', long = "tap13", conflicts_with = "json")]
+    tap13: bool,
+    /// Run only tests in these groups (may repeat), nodefault ones too.
     #[arg(long = "group", short = 'g', value_name = "GROUP")]
     groups: Vec<String>,
-    /// Tests run in parallel.
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
-    jobs: usize,
-    /// Timeout of a test whose section gives none, in seconds (at most a
-    /// year).
+    /// Tests run in parallel (at least 1).
+    #[arg(short = 'j', long = "parallel", visible_alias = "jobs", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Timeout of a test whose section gives none, in seconds (0: none;
+    /// at most a year). The TIMEOUT environment variable overrides every
+    /// test's timeout.
     #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = secs())]
     timeout: u64,
     /// Cap every test's timeout at SECS (at most a year).
@@ -33,13 +54,32 @@ pub struct KutArgs {
     /// Write JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write TAP to FILE.
+    /// Write TAP13 (as -t prints it) to FILE.
     #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
     /// Write each test's console output to DIR/NAME.log (a test whose
     /// name is not a file name in DIR is skipped).
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
+}
+
+/// The `TIMEOUT` environment variable, as `run_tests.sh` reads it
+/// (`timeout(1)`'s durations: `90`, `90s`, `2m`...; 0: none), or why it
+/// is not one. Unset or empty: `None`.
+fn timeout_env() -> Result<Option<u64>, String> {
+    match std::env::var("TIMEOUT") {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => kut::cfg::parse_duration(&v).map(Some).ok_or_else(|| {
+            format!("TIMEOUT={} is not a duration (seconds, or with s, m, h, d)", kut::cfg::excerpt(&v))
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("TIMEOUT: {e}")),
+    }
+}
+
+/// The `ACCEL` environment variable, if set and not empty.
+fn accel_env() -> Option<String> {
+    std::env::var_os("ACCEL").filter(|v| !v.is_empty()).map(|v| v.to_string_lossy().into_owned())
 }
 
 /// A number of seconds no larger than [`kut::plan::MAX_TIMEOUT_SECS`], so
@@ -50,10 +90,30 @@ fn secs() -> clap::builder::RangedU64ValueParser<u64> {
 
 /// `vmm kut`.
 pub fn kut(args: KutArgs) -> ExitCode {
+    if args.list {
+        return match kut::list_suite(&args.dir) {
+            Ok(names) => print_stdout(&names.iter().map(|n| format!("{n}\n")).collect::<String>())
+                .map_or_else(|code| code, |()| ExitCode::SUCCESS),
+            Err(e) => {
+                say!("vmm kut: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let timeout_env = match timeout_env() {
+        Ok(t) => t,
+        Err(e) => {
+            say!("vmm kut: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = kut::SuiteOptions {
         names: args.names,
         groups: args.groups,
+        all: args.all,
         default_timeout: args.timeout,
+        timeout_env,
+        accel_env: accel_env(),
         max_timeout: args.max_timeout,
         logs: args.logs.is_some(),
     };
@@ -75,11 +135,28 @@ pub fn kut(args: KutArgs) -> ExitCode {
         }
     }
     let start = std::time::Instant::now();
-    let quiet = args.json;
+    let (quiet, tap13, verbose) = (args.json, args.tap13, args.verbose);
     let logs = args.logs.clone();
-    let results = kut::run::run_all(&exe, &plans, args.jobs, &|r| {
-        if !quiet {
-            // A closed stdout must not stop the suite; the summary reports it.
+    // TAP points printed so far; the lock also keeps a test's points
+    // together when tests run in parallel.
+    let points = Mutex::new(0usize);
+    if tap13 {
+        let _ = print_stdout("TAP version 13\n");
+    }
+    let starting = |_: &str, l: &kut::plan::Launch| {
+        if verbose {
+            let line = kut::run::command_line(&exe, l);
+            let _ = print_stdout(&if tap13 { format!("# {line}\n") } else { format!("{line}\n") });
+        }
+    };
+    let results = kut::run::run_all(&exe, &plans, usize::from(args.jobs), &starting, &|r| {
+        // A closed stdout must not stop the suite; the summary reports it.
+        if tap13 {
+            let mut n = points.lock().unwrap_or_else(|e| e.into_inner());
+            let p = output::tap_points(r);
+            let _ = print_stdout(&output::tap_lines(&p, *n + 1));
+            *n += p.len();
+        } else if !quiet {
             let _ = print_stdout(&format!("{}\n", output::line(r)));
         }
         if let Some(d) = &logs {
@@ -92,7 +169,14 @@ pub fn kut(args: KutArgs) -> ExitCode {
     });
     let secs = start.elapsed().as_secs_f64();
     let totals = output::totals(&results);
-    let text = if args.json { output::json(&results, secs) } else { output::summary(&totals, secs) };
+    let text = if args.json {
+        output::json(&results, secs)
+    } else if tap13 {
+        let n = *points.lock().unwrap_or_else(|e| e.into_inner());
+        format!("# {}\n1..{n}", output::summary(&totals, secs))
+    } else {
+        output::summary(&totals, secs)
+    };
     if let Err(code) = print_stdout(&(text + "\n")) {
         return code;
     }

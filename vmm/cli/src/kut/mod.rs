@@ -11,6 +11,7 @@
 //! the log directory ([`logs`]); what fails these is a SKIP naming why.
 
 mod check;
+pub mod cond;
 pub use kut_cfg as cfg;
 pub mod logs;
 pub mod output;
@@ -59,12 +60,20 @@ pub enum KutError {
 /// Which tests, and how.
 #[derive(Clone, Debug, Default)]
 pub struct SuiteOptions {
-    /// Test names to run (all when empty).
+    /// Test names to run (all when empty). Naming a test does not run it
+    /// if it is in group `nodefault` (as upstream's `run_tests.sh`).
     pub names: Vec<String>,
-    /// Groups to run (all when empty).
+    /// Groups to run (all when empty). A test in one of them runs even if
+    /// it is in group `nodefault`.
     pub groups: Vec<String>,
-    /// Timeout of a test whose section has none (seconds).
+    /// `-a`: run `nodefault` tests too.
+    pub all: bool,
+    /// Timeout of a test whose section has none (seconds; 0: none).
     pub default_timeout: u64,
+    /// The `TIMEOUT` environment variable: every test's timeout (0: none).
+    pub timeout_env: Option<u64>,
+    /// The `ACCEL` environment variable.
+    pub accel_env: Option<String>,
     /// Cap on every test's timeout.
     pub max_timeout: Option<u64>,
     /// Each test's log will be written to a directory (`--logs`).
@@ -82,11 +91,22 @@ pub fn find_cfg(dir: &Path) -> Result<PathBuf, KutError> {
         .ok_or_else(|| KutError::NoConfig(dir.to_owned()))
 }
 
-/// Reads the suite and decides each selected test's plan, in file order.
-pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Plan)>, KutError> {
+/// The tests of the suite in `dir`, in file order, and the file.
+fn read_suite(dir: &Path) -> Result<(PathBuf, Vec<cfg::TestSpec>), KutError> {
     let path = find_cfg(dir)?;
     let bytes = vmm::input_file::read_input(&path, MAX_CFG)?;
     let tests = cfg::parse_bytes(&bytes).map_err(|source| KutError::Parse { path: path.clone(), source })?;
+    Ok((path, tests))
+}
+
+/// The names of every test of the suite in `dir`, in file order (`-l`).
+pub fn list_suite(dir: &Path) -> Result<Vec<String>, KutError> {
+    Ok(read_suite(dir)?.1.into_iter().map(|t| t.name).collect())
+}
+
+/// Reads the suite and decides each selected test's plan, in file order.
+pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Plan)>, KutError> {
+    let (path, tests) = read_suite(dir)?;
     let base = path.parent().unwrap_or(dir);
     let tree = tree::Tree::new(dir, base).map_err(|source| KutError::Dir { path: dir.to_owned(), source })?;
     let names: HashSet<&str> = o.names.iter().map(String::as_str).collect();
@@ -103,16 +123,15 @@ pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Pla
     if selected.is_empty() {
         return Err(KutError::NoMatch(format!("the groups {:?}", o.groups)));
     }
-    let popts = |named| plan::PlanOptions {
-        default_timeout: o.default_timeout.max(1),
+    let popts = plan::PlanOptions {
+        default_timeout: o.default_timeout,
+        timeout_env: o.timeout_env,
         max_timeout: o.max_timeout,
-        named,
+        nodefault: o.all || !o.groups.is_empty(),
+        accel_env: o.accel_env.clone(),
         logs: o.logs,
     };
-    Ok(selected
-        .into_iter()
-        .map(|t| (t.name.clone(), plan::plan(t, &tree, &popts(names.contains(t.name.as_str())))))
-        .collect())
+    Ok(selected.into_iter().map(|t| (t.name.clone(), plan::plan(t, &tree, &popts))).collect())
 }
 
 #[cfg(test)]
@@ -144,6 +163,22 @@ mod tests {
             plan_suite(&dir, &SuiteOptions { names: vec!["zz".into()], ..Default::default() }),
             Err(KutError::NoMatch(_))
         ));
+        // Issue 21: naming a `nodefault` test does not run it; -a and -g do.
+        std::fs::write(dir.join("unittests.cfg"), "[a]\nfile = a.flat\ngroups = g1 nodefault\n[b]\nfile = a.flat\n")
+            .unwrap();
+        assert_eq!(list_suite(&dir).unwrap(), ["a", "b"]);
+        let named = |all, groups: &[&str]| {
+            let o = SuiteOptions {
+                names: vec!["a".into()],
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                all,
+                ..Default::default()
+            };
+            plan_suite(&dir, &o).unwrap().remove(0).1
+        };
+        assert_eq!(named(false, &[]), plan::Plan::Skip("test marked as manual run only".into()));
+        assert!(matches!(named(true, &[]), plan::Plan::Run(_)));
+        assert!(matches!(named(false, &["g1"]), plan::Plan::Run(_)));
         std::fs::write(dir.join("unittests.cfg"), "[a]\nsmp = x\n").unwrap();
         assert!(matches!(plan_suite(&dir, &SuiteOptions::default()), Err(KutError::Parse { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

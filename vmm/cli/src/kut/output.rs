@@ -1,5 +1,6 @@
 //! A suite's results as text (one line per test, as `run_tests.sh`
-//! prints them, and a summary), JSON, JUnit XML and TAP.
+//! prints them, and a summary), JSON, JUnit XML and TAP13 (one point per
+//! sub-result the guest printed, as `run_tests.sh -t` prints it).
 
 use std::fmt::Write as _;
 
@@ -105,17 +106,77 @@ pub fn junit(results: &[TestResult], secs: f64) -> String {
     s
 }
 
-/// The suite as TAP version 13.
-pub fn tap(results: &[TestResult]) -> String {
-    let mut s = format!("TAP version 13\n1..{}\n", results.len());
-    for (i, r) in results.iter().enumerate() {
-        let reason = r.reason.replace('#', "\\#").replace('\n', " ");
-        let _ = match r.verdict {
-            Verdict::Pass => writeln!(s, "ok {} - {}", i + 1, r.name),
-            Verdict::Fail => writeln!(s, "not ok {} - {} # {reason}", i + 1, r.name),
-            Verdict::Skip => writeln!(s, "ok {} - {} # SKIP {reason}", i + 1, r.name),
+/// One TAP point of a result, without its number: whether it is `ok`,
+/// and what follows the number (` - description`, maybe a directive).
+pub type TapPoint = (bool, String);
+
+/// `s` safe in a TAP description or directive: on one line, its `#`
+/// escaped (an unescaped one would start a directive).
+fn tap_text(s: &str) -> String {
+    s.replace(['\n', '\r'], " ").replace('#', "\\#")
+}
+
+/// The TAP points of one result, as upstream's `run_tests.sh -t` makes
+/// them: one per `PASS:` / `FAIL:` / `SKIP:` line the guest printed
+/// (`ok N - test: what`, `not ok N - test: what`, `ok N - test: what #
+/// skip`). A test that printed none (or was not run) is one point for the
+/// whole test, and a failed test none of whose lines failed (a timeout,
+/// a crash) gets one `not ok` point with the reason.
+pub fn tap_points(r: &TestResult) -> Vec<TapPoint> {
+    let mut points: Vec<TapPoint> = Vec::new();
+    for line in r.log.lines() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        // kvm-unit-tests' report lines are `PASS: what` (`report()` prints
+        // "%s: %s"); upstream looks at 4 characters, the colon is asked
+        // for here too so that a console line such as "FAILED to map"
+        // is not taken for a result.
+        let Some((kind, rest)) =
+            ["PASS", "FAIL", "SKIP"].into_iter().find_map(|k| Some((k, line.strip_prefix(k)?.strip_prefix(':')?)))
+        else {
+            continue;
         };
+        let what = tap_text(rest.strip_prefix(' ').unwrap_or(rest));
+        match kind {
+            "PASS" => points.push((true, format!("{}: {what}", tap_text(&r.name)))),
+            "FAIL" => points.push((false, format!("{}: {what}", tap_text(&r.name)))),
+            "SKIP" => points.push((true, format!("{}: {what} # skip", tap_text(&r.name)))),
+            _ => {}
+        }
     }
+    let name = tap_text(&r.name);
+    let reason = tap_text(&r.reason);
+    match r.verdict {
+        _ if points.is_empty() => points.push(match r.verdict {
+            Verdict::Pass => (true, name),
+            Verdict::Fail => (false, format!("{name}: {reason}")),
+            Verdict::Skip => (true, format!("{name} # skip {reason}")),
+        }),
+        Verdict::Fail if points.iter().all(|(ok, _)| *ok) => points.push((false, format!("{name}: {reason}"))),
+        _ => {}
+    }
+    points
+}
+
+/// `points` as TAP lines numbered from `first`.
+pub fn tap_lines(points: &[TapPoint], first: usize) -> String {
+    let mut s = String::new();
+    for (i, (ok, rest)) in points.iter().enumerate() {
+        let _ = writeln!(s, "{} {} - {rest}", if *ok { "ok" } else { "not ok" }, first + i);
+    }
+    s
+}
+
+/// The suite as TAP version 13, as [`tap_points`] makes it, the plan last
+/// (as upstream prints it).
+pub fn tap(results: &[TestResult]) -> String {
+    let mut s = String::from("TAP version 13\n");
+    let mut n = 0;
+    for r in results {
+        let points = tap_points(r);
+        s.push_str(&tap_lines(&points, n + 1));
+        n += points.len();
+    }
+    let _ = writeln!(s, "1..{n}");
     s
 }
 
@@ -153,13 +214,31 @@ mod tests {
         assert_eq!(x.matches("<testcase").count(), 3);
     }
 
+    /// Issue 21: TAP was one line per test, only to a file; upstream's
+    /// `-t` prints one line per sub-result the guest printed.
     #[test]
-    fn tap_lines() {
-        let t = tap(&sample());
-        assert!(t.starts_with("TAP version 13\n1..3\n"));
-        assert!(t.contains("ok 1 - a\n"));
-        assert!(t.contains("not ok 2 - b<&> # timeout; x=\"1\"\n"));
-        assert!(t.contains("ok 3 - c # SKIP i386 \\# only\n"));
+    fn tap_has_a_point_per_sub_result() {
+        let mut s = sample();
+        s[0].log = "PASS: x\nSKIP: y # z\r\nFAIL\nPASS: last\n".into();
+        s[1].log = "PASS: before the timeout\n".into();
+        let t = tap(&s);
+        assert_eq!(
+            t,
+            "TAP version 13\n\
+             ok 1 - a: x\n\
+             ok 2 - a: y \\# z # skip\n\
+             ok 3 - a: last\n\
+             ok 4 - b<&>: before the timeout\n\
+             not ok 5 - b<&>: timeout; x=\"1\"\n\
+             ok 6 - c # skip i386 \\# only\n\
+             1..6\n"
+        );
+        // A failed sub-result is the test's failure: no extra point.
+        s[1].log = "FAIL: this\n".into();
+        assert_eq!(tap_points(&s[1]), [(false, "b<&>: this".to_string())]);
+        // A test that printed nothing is one point.
+        s[0].log.clear();
+        assert_eq!(tap_points(&s[0]), [(true, "a".to_string())]);
     }
 
     #[test]

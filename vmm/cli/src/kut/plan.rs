@@ -10,6 +10,11 @@
 //! "what this host offers", and a test checks CPUID itself; `vendor=` is
 //! not honoured either (the guest sees the host's vendor).
 //!
+//! `run_tests.sh`'s environment is honoured here: `TIMEOUT` overrides
+//! every test's timeout (0: none), `ACCEL` other than `kvm` skips every
+//! test naming it, and `disabled_if` is evaluated as far as
+//! [`super::cond`] can (what it cannot evaluate is a skip naming it).
+//!
 //! Everything the tree names is checked here, before anything runs: the
 //! kernel must be a regular file inside the tree ([`Tree`]), `check =`
 //! files are read bounded ([`super::check`]), a log name must stay in the
@@ -38,8 +43,9 @@ pub struct Launch {
     pub mem: u64,
     /// The kernel's arguments.
     pub append: String,
-    /// Seconds before the guest is stopped.
-    pub timeout_secs: u64,
+    /// Seconds before the guest is stopped (`None`: never, as
+    /// `timeout = 0` or `TIMEOUT=0` ask).
+    pub timeout_secs: Option<u64>,
 }
 
 /// The decision for one test.
@@ -54,12 +60,17 @@ pub enum Plan {
 /// What the runner was asked for.
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
-    /// Timeout of a test whose section gives none.
+    /// Timeout of a test whose section gives none (0: none).
     pub default_timeout: u64,
+    /// The `TIMEOUT` environment variable: every test's timeout (0: none).
+    pub timeout_env: Option<u64>,
     /// Upper bound on any test's timeout (CI keeps runs short).
     pub max_timeout: Option<u64>,
-    /// The test was named explicitly (runs even in group `nodefault`).
-    pub named: bool,
+    /// Tests in group `nodefault` run too (`-a`, or `-g` was given, as
+    /// upstream: naming a test does not run it).
+    pub nodefault: bool,
+    /// The `ACCEL` environment variable.
+    pub accel_env: Option<String>,
     /// Each test's log is written to a directory (`--logs`): a test whose
     /// name cannot be a file name there is skipped.
     pub logs: bool,
@@ -85,23 +96,35 @@ pub fn plan(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Plan {
 }
 
 fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> {
+    if t.groups.iter().any(|g| g == "nodefault") && !o.nodefault {
+        return Err("test marked as manual run only".into());
+    }
     if let Some(arch) = t.arch.as_deref().filter(|a| *a != "x86_64") {
         return Err(format!("{arch} only"));
     }
-    if let Some(accel) = t.accel.as_deref().filter(|a| *a != "kvm") {
-        return Err(format!("{accel} only"));
+    match (o.accel_env.as_deref(), t.accel.as_deref()) {
+        (Some(env), _) if env != "kvm" => return Err(format!("ACCEL={env}, and vmm runs guests with kvm only")),
+        (Some(env), Some(a)) if a != env => return Err(format!("{a} only, but ACCEL={env}")),
+        (None, Some(a)) if a != "kvm" => return Err(format!("{a} only")),
+        _ => {}
     }
-    if t.groups.iter().any(|g| g == "nodefault") && !o.named {
-        return Err("test marked as manual run only".into());
+    if let Some(cond) = &t.disabled_if {
+        let var = |name: &str| variable(name, o);
+        match super::cond::evaluate(cond, &var) {
+            Ok(true) => return Err(format!("disabled because: {cond}")),
+            Ok(false) => {}
+            Err(why) => return Err(format!("cannot evaluate disabled_if = {cond}: {why}")),
+        }
     }
     if o.logs {
         log_name(&t.name)?;
     }
-    let mut timeout = t.timeout_secs.unwrap_or(o.default_timeout).max(1);
+    let secs = o.timeout_env.or(t.timeout_secs).unwrap_or(o.default_timeout);
+    let mut timeout = (secs != 0).then_some(secs);
     if let Some(max) = o.max_timeout {
-        timeout = timeout.min(max.max(1));
+        timeout = Some(timeout.map_or(max, |t| t.min(max)).max(1));
     }
-    if timeout > MAX_TIMEOUT_SECS {
+    if let Some(timeout) = timeout.filter(|t| *t > MAX_TIMEOUT_SECS) {
         return Err(format!("needs a timeout of {timeout} s; vmm kut allows at most {MAX_TIMEOUT_SECS} s (a year)"));
     }
     for (path, want) in &t.check {
@@ -147,6 +170,22 @@ fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> 
     };
     let kernel = tree.test_file(&t.file)?;
     Ok(Launch { kernel, vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout })
+}
+
+/// The value of `$name` in a `disabled_if` condition: what
+/// `run_tests.sh` would see for a tree configured for x86_64 with QEMU as
+/// the target (`vmm` runs the tests' QEMU parameters, translated), with
+/// `ACCEL` from the environment (else `kvm`, the only one `vmm` has).
+/// Any other variable is unknown: the condition cannot be evaluated.
+fn variable(name: &str, o: &PlanOptions) -> Option<String> {
+    Some(match name {
+        "TARGET" => "qemu".into(),
+        "ARCH" => "x86_64".into(),
+        "TEST_DIR" => "x86".into(),
+        "CONFIG_EFI" => "n".into(),
+        "ACCEL" => o.accel_env.clone().unwrap_or_else(|| "kvm".into()),
+        _ => return None,
+    })
 }
 
 /// A reason to skip for `-cpu MODEL,features`, if any.
@@ -218,7 +257,14 @@ mod tests {
     }
 
     fn opts() -> PlanOptions {
-        PlanOptions { default_timeout: 90, max_timeout: None, named: false, logs: false }
+        PlanOptions {
+            default_timeout: 90,
+            timeout_env: None,
+            max_timeout: None,
+            nodefault: false,
+            accel_env: None,
+            logs: false,
+        }
     }
 
     fn skip(p: Plan) -> String {
@@ -236,10 +282,10 @@ mod tests {
         t.timeout_secs = Some(30);
         let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
         let kernel = tree().root().join("t.flat");
-        assert_eq!(l, Launch { kernel, vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: 30 });
+        assert_eq!(l, Launch { kernel, vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: Some(30) });
         let o = PlanOptions { max_timeout: Some(10), ..opts() };
         let Plan::Run(l) = plan(&t, tree(), &o) else { panic!() };
-        assert_eq!(l.timeout_secs, 10);
+        assert_eq!(l.timeout_secs, Some(10));
     }
 
     #[test]
@@ -265,7 +311,7 @@ mod tests {
         let mut t = spec("");
         t.groups = vec!["vmx".into(), "nodefault".into()];
         assert_eq!(skip(plan(&t, d, &opts())), "test marked as manual run only");
-        assert!(matches!(plan(&t, d, &PlanOptions { named: true, ..opts() }), Plan::Run(_)));
+        assert!(matches!(plan(&t, d, &PlanOptions { nodefault: true, ..opts() }), Plan::Run(_)));
         let mut t = spec("");
         t.check = vec![("/nonexistent/param".into(), "Y".into())];
         assert_eq!(skip(plan(&t, d, &opts())), "/nonexistent/param not equal to Y");
@@ -307,7 +353,7 @@ mod tests {
             assert!(skip(plan(&t, tree(), &opts())).contains(&format!("timeout of {secs} s")), "{secs}");
             // Capped by --max-timeout, it runs.
             let o = PlanOptions { max_timeout: Some(60), ..opts() };
-            assert!(matches!(plan(&t, tree(), &o), Plan::Run(Launch { timeout_secs: 60, .. })));
+            assert!(matches!(plan(&t, tree(), &o), Plan::Run(Launch { timeout_secs: Some(60), .. })));
         }
         let o = PlanOptions { default_timeout: u64::MAX, ..opts() };
         assert!(skip(plan(&spec(""), tree(), &o)).contains("timeout"));
@@ -328,6 +374,71 @@ mod tests {
         assert!(matches!(plan(&t, tree(), &opts()), Plan::Run(_)));
         let o = PlanOptions { logs: true, ..opts() };
         assert!(skip(plan(&t, tree(), &o)).contains("leave the log directory"));
+    }
+
+    /// Issue 21: `timeout = 0` killed the guest after 1 s; `TIMEOUT` was
+    /// not read.
+    #[test]
+    fn timeout_zero_is_none_and_the_environment_overrides() {
+        let timeout = |cfg: Option<u64>, env: Option<u64>, max: Option<u64>| {
+            let mut t = spec("");
+            t.timeout_secs = cfg;
+            match plan(&t, tree(), &PlanOptions { timeout_env: env, max_timeout: max, ..opts() }) {
+                Plan::Run(l) => l.timeout_secs,
+                Plan::Skip(why) => panic!("{why}"),
+            }
+        };
+        assert_eq!(timeout(Some(0), None, None), None);
+        assert_eq!(timeout(None, None, None), Some(90));
+        assert_eq!(timeout(Some(5), Some(0), None), None);
+        assert_eq!(timeout(Some(5), Some(7), None), Some(7));
+        assert_eq!(timeout(None, Some(7), None), Some(7));
+        // --max-timeout still caps, "none" included.
+        assert_eq!(timeout(Some(0), None, Some(60)), Some(60));
+        assert_eq!(timeout(Some(0), Some(0), Some(0)), Some(1));
+        let mut t = spec("");
+        t.timeout_secs = Some(5);
+        let o = PlanOptions { timeout_env: Some(u64::MAX), ..opts() };
+        assert!(skip(plan(&t, tree(), &o)).contains("timeout of 18446744073709551615 s"));
+    }
+
+    /// Issue 21: any `accel` but kvm was a skip whatever `ACCEL` said, and
+    /// `ACCEL` was not read.
+    #[test]
+    fn accel_from_the_environment() {
+        let with = |cfg: Option<&str>, env: Option<&str>| {
+            let mut t = spec("");
+            t.accel = cfg.map(Into::into);
+            plan(&t, tree(), &PlanOptions { accel_env: env.map(Into::into), ..opts() })
+        };
+        assert!(matches!(with(None, None), Plan::Run(_)));
+        assert!(matches!(with(None, Some("kvm")), Plan::Run(_)));
+        assert!(matches!(with(Some("kvm"), Some("kvm")), Plan::Run(_)));
+        assert_eq!(skip(with(None, Some("tcg"))), "ACCEL=tcg, and vmm runs guests with kvm only");
+        assert_eq!(skip(with(Some("kvm"), Some("tcg"))), "ACCEL=tcg, and vmm runs guests with kvm only");
+        assert_eq!(skip(with(Some("tcg"), None)), "tcg only");
+        assert_eq!(skip(with(Some("tcg"), Some("kvm"))), "tcg only, but ACCEL=kvm");
+    }
+
+    /// Issue 21: `disabled_if` was ignored (a `disabled_if = true` test
+    /// ran); `nodefault` tests ran when named.
+    #[test]
+    fn disabled_if_and_nodefault() {
+        let with = |cond: &str, accel: Option<&str>| {
+            let mut t = spec("");
+            t.disabled_if = Some(cond.into());
+            plan(&t, tree(), &PlanOptions { accel_env: accel.map(Into::into), ..opts() })
+        };
+        assert_eq!(skip(with("true", None)), "disabled because: true");
+        assert!(matches!(with(r#"[[ "$TARGET" != qemu ]]"#, None), Plan::Run(_)));
+        assert!(matches!(with(r#"[[ "$ACCEL" == tcg ]]"#, None), Plan::Run(_)));
+        let why = skip(with(r#"[[ "$TARGET" != qemu ]] && [[ "$CONFIG_EFI" = y ]] || [[ $ARCH == x86_64 ]]"#, None));
+        assert!(why.starts_with("disabled because: "), "{why}");
+        let why = skip(with("[[ $(touch /tmp/x) == y ]]", None));
+        assert!(why.starts_with("cannot evaluate disabled_if = [[ $(touch"), "{why}");
+        let mut t = spec("");
+        t.groups = vec!["nodefault".into()];
+        assert_eq!(skip(plan(&t, tree(), &opts())), "test marked as manual run only");
     }
 
     #[test]

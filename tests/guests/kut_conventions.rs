@@ -1,0 +1,293 @@
+//! Scenario: `vmm kut` takes `run_tests.sh`'s options and environment
+//! with their meaning (issue 21): `-a`, `-v`, `-l`, test names as
+//! positional arguments (after `--` too) that do not bypass `nodefault`,
+//! `-g` running the `nodefault` tests of its group, `-j 0` refused, `-t`
+//! printing TAP13 (one line per sub-result the guest printed, checked by
+//! Perl's `TAP::Parser`), `timeout = 0` and the `TIMEOUT` and `ACCEL`
+//! variables, `"""` multi-line values and `disabled_if`.
+//!
+//! Trees are built here in a temporary directory with tiny multiboot
+//! kernels that print kvm-unit-tests' `PASS:` / `SKIP:` / `FAIL:` lines on
+//! the serial port and end through the exit port. The `vmm run` children
+//! run under the production seccomp filters (`vmm kut` never passes
+//! `--no-seccomp`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use iced_x86::code_asm::*;
+use vmm_suite::kvm::{multiboot, temp_path, vmm_bin};
+use vmm_suite::need_kvm;
+
+/// What one `vmm kut` printed.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The `--json` results: (name, verdict, reason).
+    fn verdicts(&self) -> Vec<(String, String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}), exit {:?}:\n{}\n{}", self.code, self.stdout, self.stderr));
+        v["tests"]
+            .as_array()
+            .expect("tests")
+            .iter()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+                (s("name"), s("verdict"), s("reason"))
+            })
+            .collect()
+    }
+
+    fn verdict(&self, name: &str) -> (String, String) {
+        let all = self.verdicts();
+        let (_, v, r) = all.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing: {all:?}"));
+        (v.clone(), r.clone())
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.verdicts().into_iter().map(|(n, _, _)| n).collect()
+    }
+}
+
+/// Runs `vmm kut DIR args...` with the environment `env` added (and
+/// `TIMEOUT` / `ACCEL` removed unless given).
+fn kut(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(vmm_bin());
+    cmd.arg("kut").arg(dir).args(args).env_remove("TIMEOUT").env_remove("ACCEL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.stdin(Stdio::null()).output().expect("run vmm kut");
+    Out {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A kernel that prints `text` on the serial port, waits for 2^33 to
+/// 3 * 2^32 TSC cycles if `wait` (more than a second on any host this
+/// runs on), then ends with kvm-unit-tests' exit `code` (0 is PASS).
+fn kernel(text: &str, wait: bool, code: u8) -> Vec<u8> {
+    let body = multiboot::code32(multiboot::ELF32_ENTRY, |a| {
+        a.mov(edx, 0x3f8u32)?;
+        for b in text.bytes() {
+            a.mov(al, u32::from(b))?;
+            a.out(dx, al)?;
+        }
+        if wait {
+            a.rdtsc()?;
+            a.mov(esi, edx)?;
+            a.add(esi, 2)?;
+            let mut again = a.create_label();
+            a.set_label(&mut again)?;
+            a.rdtsc()?;
+            a.cmp(edx, esi)?;
+            a.jb(again)?;
+        }
+        a.mov(al, u32::from(code))?;
+        a.out(0xf4, al)?;
+        a.hlt()?;
+        Ok(())
+    });
+    multiboot::elf32(&body)
+}
+
+/// A fresh tree: `unittests.cfg` with `cfg`, and `pass.flat`, a kernel
+/// that passes at once.
+fn tree(name: &str, cfg: &str) -> PathBuf {
+    let dir = temp_path(name);
+    std::fs::create_dir_all(&dir).expect("tree");
+    std::fs::write(dir.join("unittests.cfg"), cfg).expect("unittests.cfg");
+    std::fs::write(dir.join("pass.flat"), kernel("", false, 0)).expect("kernel");
+    dir
+}
+
+const NODEFAULT: &str = "[plain]\nfile = pass.flat\ngroups = g\n\
+                         [manual]\nfile = pass.flat\ngroups = g nodefault\n\
+                         [other]\nfile = pass.flat\ngroups = h\n";
+
+/// `-l` lists every test, one per line, and runs none; `-j 0` is refused
+/// with exit status 2 as upstream's.
+#[test]
+fn list_and_jobs_zero() {
+    let dir = tree("kut-conv-list", NODEFAULT);
+    let r = kut(&dir, &["-l"], &[]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "plain\nmanual\nother\n");
+    let r = kut(&dir, &["-j", "0"], &[]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Names are positional (after `--` too) and do not bypass `nodefault`;
+/// `-a` runs `nodefault` tests; `-g` runs those of its group; `-v` prints
+/// each command line.
+#[test]
+fn names_groups_all_and_verbose() {
+    need_kvm!();
+    let dir = tree("kut-conv-names", NODEFAULT);
+    for args in [&["--json", "plain", "manual"][..], &["--json", "--", "plain", "manual"]] {
+        let r = kut(&dir, args, &[]);
+        assert_eq!(r.names(), ["plain", "manual"], "{args:?}");
+        assert_eq!(r.verdict("plain").0, "PASS", "{}", r.stderr);
+        assert_eq!(r.verdict("manual"), ("SKIP".into(), "test marked as manual run only".into()), "{args:?}");
+    }
+    let r = kut(&dir, &["--json", "-a", "manual"], &[]);
+    assert_eq!(r.verdict("manual").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json", "-g", "g"], &[]);
+    assert_eq!(r.names(), ["plain", "manual"]);
+    assert_eq!(r.verdict("manual").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("manual").0, "SKIP");
+    let r = kut(&dir, &["-v", "other"], &[]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let cmd = r.stdout.lines().find(|l| l.contains(" run --kernel ")).unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(cmd.contains("pass.flat") && cmd.contains("--vcpus 1"), "{cmd}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// What Perl's `TAP::Parser` makes of `tap`: (version, tests, passed,
+/// failed, skipped, parse errors), or `None` if Perl or the module is
+/// missing.
+fn tap_parse(tap: &str) -> Option<(u32, u32, u32, u32, u32, String)> {
+    let script = r#"use TAP::Parser; local $/; my $t = <STDIN>;
+        my $p = TAP::Parser->new({ tap => $t }); while (my $r = $p->next) {}
+        printf "%d %d %d %d %d|%s", $p->version, $p->tests_run, scalar($p->passed), scalar($p->failed),
+            scalar($p->skipped), join("; ", $p->parse_errors);"#;
+    let mut child = Command::new("perl")
+        .arg("-e")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(tap.as_bytes()).expect("write TAP");
+    let o = child.wait_with_output().expect("perl");
+    if !o.status.success() {
+        eprintln!(
+            "kut_conventions: SKIPPED the TAP check: perl's TAP::Parser is missing: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return None;
+    }
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (nums, errors) = s.split_once('|').expect("output");
+    let n: Vec<u32> = nums.split(' ').map(|x| x.parse().expect("number")).collect();
+    Some((n[0], n[1], n[2], n[3], n[4], errors.to_string()))
+}
+
+/// `-t` prints TAP13 on stdout, one line per sub-result the guest printed
+/// (a test that printed none, or was not run, is one line), which a TAP
+/// consumer accepts.
+#[test]
+fn tap13_on_stdout() {
+    need_kvm!();
+    let dir = tree(
+        "kut-conv-tap",
+        "[multi]\nfile = multi.flat\n[good]\nfile = good.flat\n[silent]\nfile = pass.flat\n\
+         [arm]\nfile = pass.flat\narch = arm64\n",
+    );
+    std::fs::write(dir.join("multi.flat"), kernel("PASS: one\nSKIP: two # why\nFAIL: three\n", false, 1)).unwrap();
+    std::fs::write(dir.join("good.flat"), kernel("PASS: only\r\nSUMMARY: 1 tests\n", false, 0)).unwrap();
+    let r = kut(&dir, &["-t"], &[]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "TAP version 13",
+            "ok 1 - multi: one",
+            "ok 2 - multi: two \\# why # skip",
+            "not ok 3 - multi: three",
+            "ok 4 - good: only",
+            "ok 5 - silent",
+            "ok 6 - arm # skip arm64 only",
+            "1..6",
+        ],
+        "{}",
+        r.stdout
+    );
+    if let Some((version, tests, passed, failed, skipped, errors)) = tap_parse(&r.stdout) {
+        assert_eq!((version, tests, passed, failed, skipped), (13, 6, 5, 1, 2), "{errors}");
+        assert!(errors.is_empty(), "{errors}");
+    }
+    // --tap FILE writes the same TAP.
+    let file = dir.join("out.tap");
+    let r = kut(&dir, &["--json", "--tap", file.to_str().unwrap()], &[]);
+    assert_eq!(r.code, Some(1));
+    let t = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        t.starts_with("TAP version 13\n") && t.contains("not ok 3 - multi: three\n") && t.ends_with("1..6\n"),
+        "{t}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `timeout = 0` is no timeout (it was 1 s); `TIMEOUT` overrides every
+/// test's timeout (0: none); `ACCEL` other than `kvm` skips, naming it.
+#[test]
+fn timeouts_and_accel() {
+    need_kvm!();
+    let dir =
+        tree("kut-conv-timeout", "[slow]\nfile = slow.flat\ntimeout = 0\n[short]\nfile = slow.flat\ntimeout = 1\n");
+    std::fs::write(dir.join("slow.flat"), kernel("", true, 0)).unwrap();
+    let r = kut(&dir, &["--json", "slow"], &[]);
+    assert_eq!(r.verdict("slow"), ("PASS".into(), "exit status 1".into()), "{}", r.stderr);
+    let r = kut(&dir, &["--json", "short"], &[("TIMEOUT", "0")]);
+    assert_eq!(r.verdict("short").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json", "slow"], &[("TIMEOUT", "1s")]);
+    assert_eq!(r.verdict("slow"), ("FAIL".into(), "timeout; duration=1s".into()), "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[("TIMEOUT", "soon")]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(r.stderr.contains("TIMEOUT"), "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[("ACCEL", "tcg")]);
+    for name in ["slow", "short"] {
+        let (v, why) = r.verdict(name);
+        assert_eq!(v, "SKIP", "{why}");
+        assert!(why.contains("ACCEL=tcg"), "{why}");
+    }
+    let r = kut(&dir, &["--json", "slow"], &[("ACCEL", "kvm")]);
+    assert_eq!(r.verdict("slow").0, "PASS", "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `"""` multi-line values parse; `disabled_if` is evaluated where it is
+/// what upstream's configurations write, and a construct `vmm kut` cannot
+/// evaluate is a SKIP naming it, never a run.
+#[test]
+fn multi_line_values_and_disabled_if() {
+    need_kvm!();
+    let dir = tree(
+        "kut-conv-cfg",
+        "[multi]\nfile = pass.flat\nextra_params = \"\"\"-smp 2\n   -m 64\n   -append 'a b'\"\"\"\n\
+         [after]\nfile = pass.flat\n\
+         [off]\nfile = pass.flat\ndisabled_if = [[ \"$TARGET\" != qemu ]] || [[ \"$ACCEL\" == kvm ]]\n\
+         [on]\nfile = pass.flat\ndisabled_if = [[ \"$TARGET\" != qemu ]]\n\
+         [odd]\nfile = pass.flat\ndisabled_if = test -e /etc/passwd\n",
+    );
+    let r = kut(&dir, &["--json", "-v"], &[]);
+    assert_eq!(r.code, Some(2), "-v and --json conflict: {}", r.stdout);
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.names(), ["multi", "after", "off", "on", "odd"], "{}", r.stderr);
+    assert_eq!(r.verdict("multi").0, "PASS", "{}", r.stderr);
+    assert_eq!(r.verdict("after").0, "PASS");
+    let v = kut(&dir, &["-v", "multi"], &[]);
+    let cmd = v.stdout.lines().find(|l| l.contains(" run --kernel ")).unwrap_or_else(|| panic!("{}", v.stdout));
+    assert!(cmd.contains("--vcpus 2") && cmd.contains("--mem 64M") && cmd.contains("--append='a b'"), "{cmd}");
+    let (v, why) = r.verdict("off");
+    assert_eq!(v, "SKIP");
+    assert!(why.starts_with("disabled because: [[ \"$TARGET\" != qemu ]]"), "{why}");
+    assert_eq!(r.verdict("on").0, "PASS");
+    let (v, why) = r.verdict("odd");
+    assert_eq!(v, "SKIP");
+    assert!(why.contains("cannot evaluate disabled_if") && why.contains("test -e"), "{why}");
+    std::fs::remove_dir_all(&dir).ok();
+}
