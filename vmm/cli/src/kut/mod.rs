@@ -1,7 +1,8 @@
 //! `vmm kut DIR`: runs a kvm-unit-tests suite from `DIR/unittests.cfg`
 //! (or `DIR/x86/unittests.cfg`) the way upstream's `run_tests.sh` does,
 //! with `vmm` instead of QEMU: [`cfg`] reads the file, [`plan`] decides
-//! what each test needs and whether it can run, [`run`] runs each in its
+//! what each test needs and whether it can run (with [`cond`] for
+//! `disabled_if`), [`run`] runs each in its
 //! own `vmm run --kernel` process, [`output`] prints the results.
 //!
 //! The tree is written elsewhere and trusted with nothing: the file is
