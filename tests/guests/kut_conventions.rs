@@ -1,6 +1,7 @@
 //! Scenario: `vmm kut` takes `run_tests.sh`'s options and environment
 //! with their meaning (issue 21): `-a`, `-v`, `-l`, test names as
 //! positional arguments (after `--` too) that do not bypass `nodefault`,
+//! `-a` passing `ERRATA_FORCE=y` in the guest's environment,
 //! `-g` running the `nodefault` tests of its group, `-j 0` refused, `-t`
 //! printing TAP13 (one line per sub-result the guest printed, checked by
 //! Perl's `TAP::Parser`), `timeout = 0` and the `TIMEOUT` and `ACCEL`
@@ -289,5 +290,46 @@ fn multi_line_values_and_disabled_if() {
     let (v, why) = r.verdict("odd");
     assert_eq!(v, "SKIP");
     assert!(why.contains("cannot evaluate disabled_if") && why.contains("test -e"), "{why}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A kernel that passes if its first multiboot module starts with
+/// `ERRA` (the environment `ERRATA_FORCE=y`), else fails.
+fn errata_kernel() -> Vec<u8> {
+    let body = multiboot::code32(multiboot::ELF32_ENTRY, |a| {
+        let mut fail = a.create_label();
+        a.mov(eax, dword_ptr(ebx))?;
+        a.test(eax, 8)?;
+        a.jz(fail)?;
+        a.cmp(dword_ptr(ebx + 20), 1)?;
+        a.jb(fail)?;
+        a.mov(eax, dword_ptr(ebx + 24))?;
+        a.mov(eax, dword_ptr(eax))?;
+        a.cmp(dword_ptr(eax), 0x4152_5245)?;
+        a.jne(fail)?;
+        a.mov(al, 0u32)?;
+        a.out(0xf4, al)?;
+        a.hlt()?;
+        a.set_label(&mut fail)?;
+        a.mov(al, 1u32)?;
+        a.out(0xf4, al)?;
+        a.hlt()?;
+        Ok(())
+    });
+    multiboot::elf32(&body)
+}
+
+/// `-a` also runs the errata-guarded checks: upstream's `run_tests.sh -a`
+/// exports `ERRATA_FORCE=y`, which the guest reads from its environment
+/// (the first multiboot module); without `-a` no environment is passed.
+#[test]
+fn all_forces_errata() {
+    need_kvm!();
+    let dir = tree("kut-conv-errata", "[errata]\nfile = errata.flat\n");
+    std::fs::write(dir.join("errata.flat"), errata_kernel()).unwrap();
+    let r = kut(&dir, &["--json", "-a"], &[]);
+    assert_eq!(r.verdict("errata").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("errata").0, "FAIL", "{}", r.stderr);
     std::fs::remove_dir_all(&dir).ok();
 }

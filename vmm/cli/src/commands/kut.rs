@@ -20,7 +20,8 @@ pub struct KutArgs {
     /// still needs -a (or -g naming one of its groups), as upstream.
     #[arg(value_name = "TEST")]
     names: Vec<String>,
-    /// Run all tests, including those in group nodefault.
+    /// Run all tests, including those in group nodefault, and the
+    /// errata-guarded checks (ERRATA_FORCE=y in the guests' environment).
     #[arg(short = 'a', long = "all")]
     all: bool,
     /// Print each test's command line before running it.
@@ -88,6 +89,29 @@ fn secs() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(..=kut::plan::MAX_TIMEOUT_SECS)
 }
 
+/// A guest environment file in the temporary directory, new (never an
+/// existing file or a link planted there), removed when dropped.
+struct EnvFile(PathBuf);
+
+impl EnvFile {
+    fn create(text: &str) -> std::io::Result<EnvFile> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!("vmm-kut-env-{}-{nanos}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        let file = EnvFile(path);
+        f.write_all(text.as_bytes())?;
+        Ok(file)
+    }
+}
+
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// `vmm kut`.
 pub fn kut(args: KutArgs) -> ExitCode {
     if args.list {
@@ -107,6 +131,19 @@ pub fn kut(args: KutArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `run_tests.sh -a` exports ERRATA_FORCE=y; the guest reads it from
+    // its environment, the first multiboot module. Removed when dropped.
+    let env = if args.all {
+        match EnvFile::create("ERRATA_FORCE=y\n") {
+            Ok(f) => Some(f),
+            Err(e) => {
+                say!("vmm kut: cannot write the guests' environment file: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let opts = kut::SuiteOptions {
         names: args.names,
         groups: args.groups,
@@ -114,6 +151,7 @@ pub fn kut(args: KutArgs) -> ExitCode {
         default_timeout: args.timeout,
         timeout_env,
         accel_env: accel_env(),
+        initrd: env.as_ref().map(|e| e.0.clone()),
         max_timeout: args.max_timeout,
         logs: args.logs.is_some(),
     };

@@ -75,6 +75,8 @@ pub struct SuiteOptions {
     pub timeout_env: Option<u64>,
     /// The `ACCEL` environment variable.
     pub accel_env: Option<String>,
+    /// The guest environment file every test gets, if any.
+    pub initrd: Option<PathBuf>,
     /// Cap on every test's timeout.
     pub max_timeout: Option<u64>,
     /// Each test's log will be written to a directory (`--logs`).
@@ -130,6 +132,7 @@ pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Pla
         max_timeout: o.max_timeout,
         nodefault: o.all || !o.groups.is_empty(),
         accel_env: o.accel_env.clone(),
+        initrd: o.initrd.clone(),
         logs: o.logs,
     };
     Ok(selected.into_iter().map(|t| (t.name.clone(), plan::plan(t, &tree, &popts))).collect())

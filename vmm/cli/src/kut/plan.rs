@@ -46,6 +46,8 @@ pub struct Launch {
     /// Seconds before the guest is stopped (`None`: never, as
     /// `timeout = 0` or `TIMEOUT=0` ask).
     pub timeout_secs: Option<u64>,
+    /// The guest's environment file (its first multiboot module), if any.
+    pub initrd: Option<PathBuf>,
 }
 
 /// The decision for one test.
@@ -71,6 +73,8 @@ pub struct PlanOptions {
     pub nodefault: bool,
     /// The `ACCEL` environment variable.
     pub accel_env: Option<String>,
+    /// The guest environment file every test gets (`-a`: `ERRATA_FORCE=y`).
+    pub initrd: Option<PathBuf>,
     /// Each test's log is written to a directory (`--logs`): a test whose
     /// name cannot be a file name there is skipped.
     pub logs: bool,
@@ -169,7 +173,7 @@ fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> 
         _ => return Err(format!("needs {vcpus} vCPUs; vmm runs 1 to {MAX_VCPUS}")),
     };
     let kernel = tree.test_file(&t.file)?;
-    Ok(Launch { kernel, vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout })
+    Ok(Launch { kernel, vcpus, mem, append: t.test_args.clone(), timeout_secs: timeout, initrd: o.initrd.clone() })
 }
 
 /// The value of `$name` in a `disabled_if` condition: what
@@ -263,6 +267,7 @@ mod tests {
             max_timeout: None,
             nodefault: false,
             accel_env: None,
+            initrd: None,
             logs: false,
         }
     }
@@ -282,7 +287,10 @@ mod tests {
         t.timeout_secs = Some(30);
         let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
         let kernel = tree().root().join("t.flat");
-        assert_eq!(l, Launch { kernel, vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: Some(30) });
+        assert_eq!(
+            l,
+            Launch { kernel, vcpus: 2, mem: 256 << 20, append: "ipi".into(), timeout_secs: Some(30), initrd: None }
+        );
         let o = PlanOptions { max_timeout: Some(10), ..opts() };
         let Plan::Run(l) = plan(&t, tree(), &o) else { panic!() };
         assert_eq!(l.timeout_secs, Some(10));

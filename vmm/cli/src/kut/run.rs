@@ -121,6 +121,9 @@ pub fn arguments(l: &Launch) -> Vec<OsString> {
     if let Some(t) = l.timeout_secs {
         args.extend(["--timeout".into(), t.to_string().into()]);
     }
+    if let Some(f) = &l.initrd {
+        args.extend(["--initrd".into(), f.clone().into_os_string()]);
+    }
     args.push("--json".into());
     if !l.append.is_empty() {
         args.push(format!("--append={}", l.append).into());
@@ -341,6 +344,7 @@ mod tests {
                 mem: 128 << 20,
                 append: String::new(),
                 timeout_secs: Some(1),
+                initrd: None,
             }),
         )];
         let r = run_all(Path::new("/nonexistent/vmm"), &t, 1, &|_, _| {}, &|_| {});
@@ -360,6 +364,7 @@ mod tests {
                 mem: 128 << 20,
                 append: String::new(),
                 timeout_secs: Some(secs),
+                initrd: None,
             };
             let r = run_all(Path::new("/bin/true"), &[("t".to_string(), Plan::Run(l))], 1, &|_, _| {}, &|_| {});
             assert_eq!(r[0].verdict, Verdict::Fail, "{secs}");
@@ -377,7 +382,14 @@ mod tests {
         let exe = dir.join("fake-vmm");
         std::fs::write(&exe, "#!/bin/sh\nkill -SEGV $$\n").unwrap();
         std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let l = Launch { kernel: "k".into(), vcpus: 1, mem: 128 << 20, append: String::new(), timeout_secs: None };
+        let l = Launch {
+            kernel: "k".into(),
+            vcpus: 1,
+            mem: 128 << 20,
+            append: String::new(),
+            timeout_secs: None,
+            initrd: None,
+        };
         let r = run_all(&exe, &[("t".to_string(), Plan::Run(l))], 1, &|_, _| {}, &|_| {});
         assert_eq!((r[0].verdict, r[0].reason.as_str()), (Verdict::Fail, "terminated on SIGSEGV"));
         assert_eq!(signal_name(9), "SIGKILL");
@@ -390,13 +402,19 @@ mod tests {
     /// reader; no `--timeout` when there is none.
     #[test]
     fn command_lines() {
-        let l =
-            Launch { kernel: "/t/k.flat".into(), vcpus: 2, mem: 64 << 20, append: "a b's".into(), timeout_secs: None };
+        let l = Launch {
+            kernel: "/t/k.flat".into(),
+            vcpus: 2,
+            mem: 64 << 20,
+            append: "a b's".into(),
+            timeout_secs: None,
+            initrd: None,
+        };
         assert_eq!(
             command_line(Path::new("/bin/vmm"), &l),
             "/bin/vmm run --kernel /t/k.flat --vcpus 2 --mem 64M --json --append='a b'\\''s'"
         );
-        let l = Launch { append: String::new(), timeout_secs: Some(5), ..l };
-        assert!(command_line(Path::new("vmm"), &l).ends_with("--mem 64M --timeout 5 --json"));
+        let l = Launch { append: String::new(), timeout_secs: Some(5), initrd: Some("/e/env".into()), ..l };
+        assert!(command_line(Path::new("vmm"), &l).ends_with("--mem 64M --timeout 5 --initrd /e/env --json"));
     }
 }
