@@ -9,7 +9,7 @@ use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::{layout, note, segments, trampoline};
-use crate::config::VmConfig;
+use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
 use std::path::PathBuf;
 
@@ -214,6 +214,20 @@ impl Solo5 {
 impl GuestKind for Solo5 {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// The unikernel's memory was checked against Solo5's range (2 MiB to
+    /// 2 GiB, [`layout::check_mem`]) when it was opened; the machine gets
+    /// the VMM's own layout below it ([`GuestKind::ram_size`]), so the
+    /// layout's 64 MiB minimum does not apply.
+    fn check_mem(&self, _cfg: &VmConfig) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// `solo5-spt`'s stdout is the unikernel's: `vmm run --guest u.spt >
+    /// out` leaves in `out` only what the unikernel wrote.
+    fn stdout_is_the_guests(&self) -> bool {
+        true
     }
 
     fn ram_size(&self, _cfg: &VmConfig) -> u64 {
