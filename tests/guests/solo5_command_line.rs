@@ -52,3 +52,49 @@ fn stdout_carries_only_the_unikernels_output() {
     // The report went to stderr.
     assert!(r.stderr.contains("== vmm report:") && r.stderr.contains("(exit code 0)"), "{}", r.stderr);
 }
+
+/// A host file of `len` zero bytes.
+fn disk(name: &str, len: usize) -> std::path::PathBuf {
+    let p = temp_path(name);
+    std::fs::write(&p, vec![0u8; len]).expect("write");
+    p
+}
+
+#[test]
+fn block_colon_forms_attach_and_size_the_device() {
+    need_kvm!();
+    let d = disk("colon.img", 8192);
+    let attach = format!("--block:storage={}", d.display());
+    // solo5-spt's spelling attaches the declared device.
+    let r = run_writer("colon", b"ok\n", &[("storage", 1)], &[&attach]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "ok\n");
+    // A 4096-byte sector size over an 8 KiB file: two whole sectors.
+    let r = run_writer("sector", b"ok\n", &[("storage", 1)], &[&attach, "--block-sector-size:storage=4096"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The sector size is applied: 8 KiB is not a whole 32 KiB sector.
+    let r = run_writer("sector-big", b"ok\n", &[("storage", 1)], &[&attach, "--block-sector-size:storage=32768"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("32768-byte blocks"), "{}", r.stderr);
+    // What solo5-spt refuses: not a power of two, below 512, not a number,
+    // a device the manifest does not declare.
+    for bad in ["--block-sector-size:storage=1000", "--block-sector-size:storage=256", "--block-sector-size:storage=x"]
+    {
+        let r = run_writer("sector-bad", b"ok\n", &[("storage", 1)], &[&attach, bad]);
+        assert_eq!(r.code, 2, "{bad}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("power of two"), "{bad}: {}", r.stderr);
+    }
+    let r = run_writer("sector-undeclared", b"ok\n", &[("storage", 1)], &[&attach, "--block-sector-size:other=4096"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("'other'"), "{}", r.stderr);
+    let _ = std::fs::remove_file(&d);
+}
+
+#[test]
+fn x_exec_heap_is_refused_with_a_message() {
+    need_kvm!();
+    let r = run_writer("exec-heap", b"ok\n", &[], &["--x-exec-heap"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--x-exec-heap") && r.stderr.contains("not supported"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "nothing ran");
+}
