@@ -8,8 +8,9 @@
 //! declared block device (a network device is refused: not supported).
 //! The file is opened read-write, regular files only, without blocking
 //! (`input_file::open_checked`); its size is the capacity, which must be
-//! a whole number (at least one) of [`BLOCK_SIZE`]-byte blocks, as
-//! `solo5-spt` requires. The capacity, the block size, a descriptor
+//! a whole number (at least one) of the device's blocks ([`BLOCK_SIZE`]
+//! bytes, or what `--block-sector-size NAME=N` says), as `solo5-spt`
+//! requires. The capacity, the block size, a descriptor
 //! number the VMM makes up (from [`FIRST_FD`]) and `attached` are written
 //! into the manifest the unikernel reads, where `solo5-spt` writes them.
 //!
