@@ -15,6 +15,7 @@ mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
 mod solo5_block;
+mod solo5_command_line;
 mod solo5_load_checks;
 mod solo5_personality;
 mod solo5_spt;

@@ -206,7 +206,7 @@ fn calls_outside_the_block_policy_are_sigsys() {
     for &(name, nr, fd, count, offset) in cases {
         let r = one_call(name, nr, fd, count, offset);
         assert_eq!(r.code, 159, "{name}: {}\n{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("killed by SIGSYS"), "{name}: {}", r.stdout);
+        assert!(r.stderr.contains("killed by SIGSYS"), "{name}: {}", r.stderr);
     }
     // The same call within the policy returns (exit 7): the last block,
     // not block-aligned but inside the capacity.

@@ -67,7 +67,7 @@ fn a_call_outside_the_policy_is_sigsys() {
         exit_group(a, 0)
     });
     assert_eq!(r.code, 159, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("killed by SIGSYS"), "{}", r.stdout);
+    assert!(r.stderr.contains("killed by SIGSYS"), "{}", r.stderr);
     // write is allowed on fd 1 only.
     let r = run_spt("write-fd2", b"x", |a| {
         a.mov(edi, 2u32)?;

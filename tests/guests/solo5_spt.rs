@@ -85,3 +85,40 @@ fn zeropage_is_a_segfault() {
     // Page zero is not mapped: the fault is a not-present write at 0x8.
     assert!(r.stderr.contains("address 0x8, error code 0x6"), "{}", r.stderr);
 }
+
+/// Issue 22: stdout is the unikernel's alone (the report goes to stderr),
+/// so it is byte for byte what upstream's own tender, `solo5-spt` (built
+/// from the same commit, in `tenders/` beside the unikernels), writes
+/// for the same unikernel and command line; the exit status is the same
+/// too. Skipped where the tender is absent or cannot run here.
+#[test]
+fn stdout_is_byte_for_byte_solo5_spts() {
+    need_kvm!();
+    let Some(hello) = guest("hello") else { return };
+    let tender = hello.with_file_name("tenders").join("solo5-spt");
+    if !tender.exists() {
+        eprintln!("skipped: {} is absent", tender.display());
+        return;
+    }
+    for (name, args) in
+        [("hello", &["Hello_Solo5"][..]), ("quiet", &["--solo5:quiet"]), ("output", &[]), ("globals", &[])]
+    {
+        let p = guest(name).expect("present");
+        let upstream = match std::process::Command::new(&tender).arg(&p).args(args).output() {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("skipped: cannot run {}: {e}", tender.display());
+                return;
+            }
+        };
+        let Some(r) = spt_run(name, args) else { return };
+        assert_eq!(r.code, upstream.status.code().unwrap_or(-1), "{name}: {}", r.stderr);
+        assert_eq!(
+            r.stdout,
+            String::from_utf8_lossy(&upstream.stdout),
+            "{name}: stdout differs; stderr:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("== vmm report:"), "{name}: the report is on stderr:\n{}", r.stderr);
+    }
+}

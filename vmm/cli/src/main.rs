@@ -69,7 +69,9 @@ pub(crate) fn command(registry: &Registry) -> clap::Command {
 
 fn main() -> ExitCode {
     let registry = Registry::standard();
-    let matches = command(&registry).get_matches();
+    // Kinds' keyed options may be written `--NAME:KEY=VALUE` (Solo5's
+    // spelling), which clap cannot parse: rewritten first.
+    let matches = command(&registry).get_matches_from(kind_options::rewrite(std::env::args_os(), &registry));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let (Command::Run(args), Some(("run", m))) = (&mut cli.command, matches.subcommand()) {
         args.kind_args = kind_options::collect(m, &registry);

@@ -157,6 +157,23 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
         Platform::Hosted
     }
 
+    /// Checks the configured memory size for this kind (default: the
+    /// VMM layout's rule, [`VmConfig::check_mem`]). A kind whose
+    /// `mem_size` is its guest's own memory, laid out beside the VMM's
+    /// (see [`GuestKind::ram_size`]), checks its own range instead.
+    fn check_mem(&self, cfg: &VmConfig) -> Result<(), ConfigError> {
+        cfg.check_mem()
+    }
+
+    /// Whether standard output is the guest's alone (default: no, the
+    /// report follows the console on stdout). A kind that stands in for
+    /// a program users run directly, whose output they redirect (a Solo5
+    /// unikernel under `solo5-spt`), says yes: the report then goes to
+    /// standard error.
+    fn stdout_is_the_guests(&self) -> bool {
+        false
+    }
+
     /// Bytes of guest RAM the machine gets (default: the configured size).
     fn ram_size(&self, cfg: &VmConfig) -> u64 {
         cfg.mem_size

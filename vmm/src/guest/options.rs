@@ -40,6 +40,30 @@ pub struct KindOption {
     /// Checks one value as typed, so that a bad one is refused before
     /// anything runs (`None`: any value).
     pub check: Option<CheckValue>,
+    /// Its value is `KEY=VALUE` (a device name and what it gets), which
+    /// may also be written `--NAME:KEY=VALUE`, as Solo5's tenders spell
+    /// it (`--block:storage=disk.img`). The command line rewrites that
+    /// form for any kind's keyed option ([`colon_form`]).
+    pub keyed: bool,
+    /// Takes no value (`--NAME`); a run given it holds the one value
+    /// [`FLAG_SET`].
+    pub flag: bool,
+}
+
+/// The value a run holds for a [`KindOption::flag`] that was given.
+pub const FLAG_SET: &str = "true";
+
+/// The `--NAME=KEY=VALUE` that `arg` stands for when it is written
+/// `--NAME:KEY=VALUE` and `keyed(NAME)` says `NAME` is a keyed option
+/// ([`KindOption::keyed`]); `None` for any other argument.
+pub fn colon_form(arg: &str, keyed: impl Fn(&str) -> bool) -> Option<String> {
+    let rest = arg.strip_prefix("--")?;
+    let (name, value) = rest.split_once(':')?;
+    // `--opt=a:b` is an ordinary option whose value holds a colon.
+    if name.contains('=') || !keyed(name) {
+        return None;
+    }
+    Some(format!("--{name}={value}"))
 }
 
 impl KindOption {
@@ -54,7 +78,22 @@ impl KindOption {
             hidden: false,
             hyphen_values: false,
             check: None,
+            keyed: false,
+            flag: false,
         }
+    }
+
+    /// The same option, keyed: its value is `KEY=VALUE`, also written
+    /// `--NAME:KEY=VALUE`.
+    pub const fn keyed(mut self) -> Self {
+        self.keyed = true;
+        self
+    }
+
+    /// The same option, taking no value.
+    pub const fn flag(mut self) -> Self {
+        self.flag = true;
+        self
     }
 
     /// The same option, repeatable.
@@ -142,6 +181,23 @@ impl KindArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_colon_form_of_keyed_options_only() {
+        let keyed = |n: &str| n == "block" || n == "block-sector-size";
+        assert_eq!(colon_form("--block:disk=/a:b", keyed).as_deref(), Some("--block=disk=/a:b"));
+        assert_eq!(
+            colon_form("--block-sector-size:disk=4096", keyed).as_deref(),
+            Some("--block-sector-size=disk=4096")
+        );
+        // Not keyed, not an option, or a colon only inside the value.
+        assert_eq!(colon_form("--net:a=b", keyed), None);
+        assert_eq!(colon_form("block:a=b", keyed), None);
+        assert_eq!(colon_form("--block=a:b", keyed), None);
+        assert_eq!(colon_form("--block", keyed), None);
+        // The missing `=` is left for the option's own check to refuse.
+        assert_eq!(colon_form("--block:disk", keyed).as_deref(), Some("--block=disk"));
+    }
 
     #[test]
     fn values_keep_their_order_and_override_replaces_whole_options() {

@@ -60,6 +60,11 @@ pub struct RunReport {
     /// The end-of-run invariant check, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invariants: Option<Invariants>,
+    /// The guest owns standard output: a text report goes to standard
+    /// error, so stdout holds only what the guest wrote
+    /// (`GuestKind::stdout_is_the_guests`).
+    #[serde(skip)]
+    pub to_stderr: bool,
 }
 
 /// What the end-of-run invariant check looked at and found.
@@ -162,7 +167,7 @@ pub fn build(
         _ if passed == total => 0,
         _ => EXIT_CHECK_FAILED,
     };
-    RunReport { guest, outcome, checks, exits, passed, total, exit_code, invariants: None }
+    RunReport { guest, outcome, checks, exits, passed, total, exit_code, invariants: None, to_stderr: false }
 }
 
 /// Violations listed one per line in the text report.

@@ -115,7 +115,8 @@ pub fn run_with(cfg: &VmConfig, opts: RunOptions) -> Result<RunReport, RunError>
 /// [`run_with`], choosing the guest's kind from `registry` (the standard
 /// kinds and any a caller added).
 pub fn run_with_registry(cfg: &VmConfig, registry: &Registry, opts: RunOptions) -> Result<RunReport, RunError> {
-    cfg.validate()?;
+    // The memory rule is the kind's: checked in `run_kind`.
+    cfg.validate_machine()?;
     run_kind(cfg, registry.open(cfg)?, opts)
 }
 
@@ -129,7 +130,8 @@ struct HostedParts {
 /// Runs a guest of kind `kind` (chosen by the caller instead of from
 /// `cfg.guest`) on the machine `cfg` describes.
 pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<RunReport, RunError> {
-    cfg.validate()?;
+    cfg.validate_machine()?;
+    kind.check_mem(cfg)?;
     let platform = kind.platform();
     let mem = create_guest_memory(kind.ram_size(cfg))?;
     let mut hosted = match platform {
@@ -305,6 +307,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     }
     let exits = counters.iter().map(|c| c.snapshot()).collect();
     let mut report = kind.finish(RunEnd { outcome, records: &report_log.records(), exits, windows: &devs.windows.0 });
+    report.to_stderr = kind.stdout_is_the_guests();
     if opts.check_invariants {
         match &hv {
             Some(hv) => {

@@ -95,7 +95,8 @@ impl From<SelftestThread> for ThreadKind {
 }
 
 /// `vmm run`: returns the exit status. Console output goes to `out`
-/// (`err` with `--json`), the report to `out`, messages to `err`.
+/// (`err` with `--json`), the report to `out` (to `err` when the guest's
+/// kind owns stdout, unless `--json`), messages to `err`.
 pub fn run(args: RunArgs, registry: &Registry, out: &Output, err: &Output) -> u8 {
     let mut cfg = match &args.config {
         Some(p) => match VmConfig::from_file(p, registry) {
@@ -168,7 +169,13 @@ pub fn run_cfg_with(cfg: &VmConfig, registry: &Registry, mode: &Mode, out: &Outp
         }
     };
     let text = if mode.json { report.to_json() + "\n" } else { report.to_text() };
-    out.write(text.as_bytes());
+    // A kind whose guest owns stdout (a Solo5 unikernel) gets its text
+    // report on stderr; `--json` asks for the report on stdout.
+    if report.to_stderr && !mode.json {
+        err.write(text.as_bytes());
+    } else {
+        out.write(text.as_bytes());
+    }
     // With a watchdog, an unread stdout must not keep the process alive.
     let deadline = cfg.timeout_secs.map(|_| Instant::now() + output::GRACE);
     let code = (report.exit_code & 0xff) as u8;

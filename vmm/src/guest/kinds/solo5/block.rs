@@ -8,8 +8,9 @@
 //! declared block device (a network device is refused: not supported).
 //! The file is opened read-write, regular files only, without blocking
 //! (`input_file::open_checked`); its size is the capacity, which must be
-//! a whole number (at least one) of [`BLOCK_SIZE`]-byte blocks, as
-//! `solo5-spt` requires. The capacity, the block size, a descriptor
+//! a whole number (at least one) of the device's blocks ([`BLOCK_SIZE`]
+//! bytes, or what `--block-sector-size NAME=N` says), as `solo5-spt`
+//! requires. The capacity, the block size, a descriptor
 //! number the VMM makes up (from [`FIRST_FD`]) and `attached` are written
 //! into the manifest the unikernel reads, where `solo5-spt` writes them.
 //!
@@ -37,7 +38,8 @@ use super::numbers::nr;
 use crate::hosted::hypercall::{Args, HostedKernel, Outcome};
 use crate::input_file::{open_checked, Accept, InputError};
 
-/// The block size `solo5-spt` gives every block device.
+/// The block size `solo5-spt` gives a block device unless
+/// `--block-sector-size` says otherwise.
 pub const BLOCK_SIZE: u16 = 512;
 /// The descriptor number of the first attached device; the next ones
 /// follow in manifest order.
@@ -79,7 +81,7 @@ pub enum BlockError {
         source: InputError,
     },
     /// The file's size is not a whole number of blocks.
-    #[error("block device '{name}': {path} holds {size} bytes, not a whole number (at least one) of {BLOCK_SIZE}-byte blocks")]
+    #[error("block device '{name}': {path} holds {size} bytes, not a whole number (at least one) of {block_size}-byte blocks")]
     BadSize {
         /// The device.
         name: String,
@@ -87,7 +89,12 @@ pub enum BlockError {
         path: PathBuf,
         /// Its size.
         size: u64,
+        /// The device's block size.
+        block_size: u16,
     },
+    /// A sector size names no declared block device.
+    #[error("--block-sector-size {0}: the unikernel's manifest declares no block device '{0}'")]
+    SizeNotDeclared(String),
     /// The manifest is malformed.
     #[error(transparent)]
     Manifest(#[from] NoteError),
@@ -100,6 +107,7 @@ struct Device {
     fd: i32,
     file: File,
     capacity: u64,
+    block_size: u16,
 }
 
 /// The attached block devices.
@@ -126,8 +134,14 @@ fn errno_of(e: &std::io::Error) -> i32 {
 
 impl Devices {
     /// Attaches `blocks` (name, host file) to the block devices declared
-    /// in `manifest`, filling in their manifest entries.
-    pub fn attach(manifest: &mut [u8], blocks: &[(String, PathBuf)]) -> Result<Devices, BlockError> {
+    /// in `manifest`, with the block sizes `sizes` (name, bytes: a power
+    /// of two from 512, checked by the caller; [`BLOCK_SIZE`] for a
+    /// device not named), filling in their manifest entries.
+    pub fn attach(
+        manifest: &mut [u8],
+        blocks: &[(String, PathBuf)],
+        sizes: &[(String, u16)],
+    ) -> Result<Devices, BlockError> {
         let declared = note::devices(manifest)?;
         for d in &declared {
             match d.kind {
@@ -139,27 +153,38 @@ impl Devices {
                 kind => return Err(BlockError::UnknownType { name: d.name.clone(), kind }),
             }
         }
-        if let Some((n, _)) = blocks.iter().find(|(n, _)| !declared.iter().any(|d| d.name == *n)) {
+        let is_block = |n: &str| declared.iter().any(|d| d.kind == BLOCK_BASIC && d.name == n);
+        if let Some((n, _)) = blocks.iter().find(|(n, _)| !is_block(n)) {
             return Err(BlockError::NotDeclared(n.clone()));
+        }
+        if let Some((n, _)) = sizes.iter().find(|(n, _)| !is_block(n)) {
+            return Err(BlockError::SizeNotDeclared(n.clone()));
         }
         let mut out = Vec::with_capacity(declared.len());
         for (d, fd) in declared.iter().zip(FIRST_FD..) {
             let Some((_, path)) = blocks.iter().find(|(n, _)| *n == d.name) else {
                 return Err(BlockError::NotAttached(d.name.clone()));
             };
-            let (file, capacity) = open(&d.name, path)?;
-            out.push(Device { name: d.name.clone(), fd, file, capacity });
+            let block_size = sizes.iter().find(|(n, _)| *n == d.name).map_or(BLOCK_SIZE, |&(_, b)| b);
+            let (file, capacity) = open(&d.name, path, block_size)?;
+            out.push(Device { name: d.name.clone(), fd, file, capacity, block_size });
         }
         // Every file is open: only now is the manifest changed.
         for (d, dev) in declared.iter().zip(&out) {
             let e = &mut manifest[d.at..d.at + ENTRY];
             e[CAPACITY_AT..CAPACITY_AT + 8].copy_from_slice(&dev.capacity.to_le_bytes());
             e[BLOCK_SIZE_AT..HOSTFD_AT].fill(0);
-            e[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 2].copy_from_slice(&BLOCK_SIZE.to_le_bytes());
+            e[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 2].copy_from_slice(&dev.block_size.to_le_bytes());
             e[HOSTFD_AT..ATTACHED_AT].fill(0);
             e[HOSTFD_AT..HOSTFD_AT + 4].copy_from_slice(&dev.fd.to_le_bytes());
             e[ATTACHED_AT] = 1;
-            log::info!("solo5: block device '{}': {} bytes, descriptor {}", dev.name, dev.capacity, dev.fd);
+            log::info!(
+                "solo5: block device '{}': {} bytes in {}-byte blocks, descriptor {}",
+                dev.name,
+                dev.capacity,
+                dev.block_size,
+                dev.fd
+            );
         }
         Ok(Devices(out))
     }
@@ -167,8 +192,10 @@ impl Devices {
     /// The device `fd` names, if `solo5-spt`'s filter lets a transfer of
     /// `count` bytes at `offset` through to it.
     fn allowed(&self, fd: u64, count: u64, offset: u64) -> Option<&Device> {
-        let bs = u64::from(BLOCK_SIZE);
-        self.0.iter().find(|d| u64::try_from(d.fd) == Ok(fd) && count == bs && offset <= d.capacity - bs)
+        self.0.iter().find(|d| {
+            let bs = u64::from(d.block_size);
+            u64::try_from(d.fd) == Ok(fd) && count == bs && offset <= d.capacity - bs
+        })
     }
 
     /// Serves `pread64`/`pwrite64(fd, buf, count, offset)`; `None` if
@@ -178,7 +205,7 @@ impl Devices {
         let dev = self.allowed(fd, count, offset)?;
         Some(match args.nr {
             nr::PREAD64 => {
-                let mut data = vec![0u8; usize::from(BLOCK_SIZE)];
+                let mut data = vec![0u8; usize::from(dev.block_size)];
                 match read_full(&dev.file, &mut data, offset) {
                     Ok(n) => match hv.copy_to_user(buf, &data[..n]) {
                         Ok(()) => Outcome::ret(n as i64),
@@ -199,12 +226,13 @@ impl Devices {
     }
 }
 
-/// Opens a device's file and checks its size.
-fn open(name: &str, path: &Path) -> Result<(File, u64), BlockError> {
+/// Opens a device's file and checks its size: whole `block_size`-byte
+/// blocks, at least one.
+fn open(name: &str, path: &Path, block_size: u16) -> Result<(File, u64), BlockError> {
     let (file, size) =
         open_checked(path, true, Accept::Regular).map_err(|source| BlockError::Open { name: name.into(), source })?;
-    if size < u64::from(BLOCK_SIZE) || size % u64::from(BLOCK_SIZE) != 0 {
-        return Err(BlockError::BadSize { name: name.into(), path: path.to_owned(), size });
+    if size < u64::from(block_size) || size % u64::from(block_size) != 0 {
+        return Err(BlockError::BadSize { name: name.into(), path: path.to_owned(), size, block_size });
     }
     Ok((file, size))
 }
@@ -240,7 +268,7 @@ mod tests {
         let (a, b) = (file("a", 4096), file("b", 512));
         let mut m = manifest(&[("disk", 1), ("logs", 1)]);
         let blocks = vec![("logs".to_string(), b.clone()), ("disk".to_string(), a.clone())];
-        let devs = Devices::attach(&mut m, &blocks).unwrap();
+        let devs = Devices::attach(&mut m, &blocks, &[]).unwrap();
         let at = |i: usize, off: usize| 8 + i * ENTRY + off;
         let u64_at = |o: usize| u64::from_le_bytes(m[o..o + 8].try_into().unwrap());
         assert_eq!(u64_at(at(1, 72)), 4096);
@@ -263,6 +291,32 @@ mod tests {
         let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
     }
 
+    /// `--block-sector-size:NAME=N`: the manifest says N, the file must
+    /// hold whole N-byte blocks, and the policy moves N bytes at a time.
+    #[test]
+    fn a_sector_size_sizes_the_device_its_entry_and_its_policy() {
+        let f = file("sect", 8192);
+        let blocks = vec![("disk".to_string(), f.clone())];
+        let mut m = manifest(&[("disk", 1)]);
+        let devs = Devices::attach(&mut m, &blocks, &[("disk".into(), 4096)]).unwrap();
+        let at = 8 + ENTRY;
+        assert_eq!(u16::from_le_bytes([m[at + 80], m[at + 81]]), 4096);
+        let fd = FIRST_FD as u64;
+        assert!(devs.allowed(fd, 4096, 0).is_some() && devs.allowed(fd, 4096, 4096).is_some());
+        assert!(devs.allowed(fd, 512, 0).is_none() && devs.allowed(fd, 4096, 4097).is_none());
+        // 8 KiB is not a whole number of 16 KiB blocks: refused, manifest alone.
+        let mut m = manifest(&[("disk", 1)]);
+        let m0 = m.clone();
+        let e = Devices::attach(&mut m, &blocks, &[("disk".into(), 16384)]).unwrap_err();
+        assert!(matches!(e, BlockError::BadSize { size: 8192, block_size: 16384, .. }), "{e}");
+        assert!(e.to_string().contains("16384-byte blocks"), "{e}");
+        // A sector size for a device the manifest does not declare.
+        let e = Devices::attach(&mut m, &blocks, &[("other".into(), 4096)]).unwrap_err();
+        assert!(matches!(&e, BlockError::SizeNotDeclared(n) if n == "other"), "{e}");
+        assert_eq!(m, m0);
+        let _ = std::fs::remove_file(f);
+    }
+
     #[test]
     fn refusals_leave_the_manifest_alone() {
         let ok = file("ok", 1024);
@@ -271,25 +325,31 @@ mod tests {
         let blk = |n: &str, p: &Path| vec![(n.to_string(), p.to_path_buf())];
         let m0 = manifest(&[("disk", 1)]);
         let mut m = m0.clone();
-        let e = Devices::attach(&mut m, &[]).unwrap_err();
+        let e = Devices::attach(&mut m, &[], &[]).unwrap_err();
         assert_eq!(e.to_string(), "device 'disk' declared but not attached (attach it with --block disk=FILE)");
         let mut two = blk("disk", &ok);
         two.extend(blk("other", &ok));
-        assert!(matches!(Devices::attach(&mut m, &two), Err(BlockError::NotDeclared(n)) if n == "other"));
-        assert!(matches!(Devices::attach(&mut m, &blk("disk", &odd)), Err(BlockError::BadSize { size: 1000, .. })));
-        assert!(matches!(Devices::attach(&mut m, &blk("disk", &empty)), Err(BlockError::BadSize { size: 0, .. })));
+        assert!(matches!(Devices::attach(&mut m, &two, &[]), Err(BlockError::NotDeclared(n)) if n == "other"));
+        assert!(matches!(
+            Devices::attach(&mut m, &blk("disk", &odd), &[]),
+            Err(BlockError::BadSize { size: 1000, .. })
+        ));
+        assert!(matches!(Devices::attach(&mut m, &blk("disk", &empty), &[]), Err(BlockError::BadSize { size: 0, .. })));
         let dir = std::env::temp_dir();
-        assert!(matches!(Devices::attach(&mut m, &blk("disk", &dir)), Err(BlockError::Open { .. })));
-        assert!(matches!(Devices::attach(&mut m, &blk("disk", Path::new("/dev/zero"))), Err(BlockError::Open { .. })));
+        assert!(matches!(Devices::attach(&mut m, &blk("disk", &dir), &[]), Err(BlockError::Open { .. })));
+        assert!(matches!(
+            Devices::attach(&mut m, &blk("disk", Path::new("/dev/zero")), &[]),
+            Err(BlockError::Open { .. })
+        ));
         assert_eq!(m, m0);
         let mut net = manifest(&[("net0", 2)]);
-        assert!(matches!(Devices::attach(&mut net, &[]), Err(BlockError::Net(n)) if n == "net0"));
+        assert!(matches!(Devices::attach(&mut net, &[], &[]), Err(BlockError::Net(n)) if n == "net0"));
         let mut odd_type = manifest(&[("x", 7)]);
-        assert!(matches!(Devices::attach(&mut odd_type, &[]), Err(BlockError::UnknownType { kind: 7, .. })));
+        assert!(matches!(Devices::attach(&mut odd_type, &[], &[]), Err(BlockError::UnknownType { kind: 7, .. })));
         // No device declared, none given: nothing to do.
         let mut none = manifest(&[]);
-        assert!(Devices::attach(&mut none, &[]).unwrap().0.is_empty());
-        assert!(matches!(Devices::attach(&mut none, &blk("disk", &ok)), Err(BlockError::NotDeclared(_))));
+        assert!(Devices::attach(&mut none, &[], &[]).unwrap().0.is_empty());
+        assert!(matches!(Devices::attach(&mut none, &blk("disk", &ok), &[]), Err(BlockError::NotDeclared(_))));
         for p in [ok, odd, empty] {
             let _ = std::fs::remove_file(p);
         }

@@ -9,7 +9,7 @@ use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::{layout, note, segments, trampoline};
-use crate::config::VmConfig;
+use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
 use std::path::PathBuf;
 
@@ -76,6 +76,40 @@ fn check_block(s: &str) -> Result<(), String> {
     parse_block(s).map(|_| ())
 }
 
+/// Option: a block device's sector size (`NAME=N`).
+pub const BLOCK_SECTOR_SIZE: &str = "block-sector-size";
+/// Option: an executable heap (refused).
+pub const X_EXEC_HEAP: &str = "x-exec-heap";
+
+/// Parses `--block-sector-size NAME=N` as `solo5-spt` takes it: N a
+/// power of two from 512 up that fits its 16-bit field (512 to 32768).
+pub fn parse_sector_size(s: &str) -> Result<(String, u16), String> {
+    let Some((name, n)) = s.split_once('=') else {
+        return Err(format!("'{s}': expected NAME=N"));
+    };
+    check_block_name(name)?;
+    match n.parse::<u16>() {
+        Ok(n) if n >= 512 && n.is_power_of_two() => Ok((name.to_owned(), n)),
+        _ => Err(format!("'{s}': the sector size must be a power of two from 512 to 32768 bytes")),
+    }
+}
+
+fn check_sector_size(s: &str) -> Result<(), String> {
+    parse_sector_size(s).map(|_| ())
+}
+
+/// The sector sizes of `values`, by device (the last one given for a
+/// device counts, as under `solo5-spt`).
+fn sector_sizes(values: &[String]) -> Result<Vec<(String, u16)>, KindError> {
+    let mut out: Vec<(String, u16)> = Vec::with_capacity(values.len());
+    for v in values {
+        let (name, n) = parse_sector_size(v).map_err(KindError::Invalid)?;
+        out.retain(|(m, _)| *m != name);
+        out.push((name, n));
+    }
+    Ok(out)
+}
+
 /// The block devices of `values`, each name once.
 fn blocks(values: &[String]) -> Result<Vec<(String, PathBuf)>, KindError> {
     let mut out: Vec<(String, PathBuf)> = Vec::with_capacity(values.len());
@@ -113,14 +147,33 @@ impl KindSpec for Spec {
     }
 
     fn options(&self) -> &'static [KindOption] {
-        const OPTIONS: &[KindOption] = &[KindOption::new(
-            BLOCK,
-            "NAME=FILE",
-            "Attach the host file FILE as the Solo5 unikernel's block device NAME (declared in its manifest), like \
-             `solo5-spt --block:NAME=FILE`. Repeatable; replaces the configuration file's `[[block]]` entries.",
-        )
-        .repeatable()
-        .checked(check_block)];
+        const OPTIONS: &[KindOption] = &[
+            KindOption::new(
+                BLOCK,
+                "NAME=FILE",
+                "Attach the host file FILE as the Solo5 unikernel's block device NAME (declared in its manifest), \
+                 like `solo5-spt --block:NAME=FILE` (also written so here). Repeatable; replaces the configuration \
+                 file's `[[block]]` entries.",
+            )
+            .repeatable()
+            .keyed()
+            .checked(check_block),
+            KindOption::new(
+                BLOCK_SECTOR_SIZE,
+                "NAME=N",
+                "The block device NAME's sector size: a power of two from 512 (the default) to 32768 bytes; the \
+                 file must hold whole sectors. Also written `--block-sector-size:NAME=N`, as for `solo5-spt`.",
+            )
+            .repeatable()
+            .keyed()
+            .checked(check_sector_size),
+            KindOption::new(
+                X_EXEC_HEAP,
+                "",
+                "`solo5-spt`'s executable heap: not supported (the heap is never executable here); refused.",
+            )
+            .flag(),
+        ];
         OPTIONS
     }
 
@@ -148,8 +201,16 @@ impl KindSpec for Spec {
         let Some((path, bytes)) = launch.file else {
             return Err(KindError::Invalid("a Solo5 unikernel needs --guest FILE".into()));
         };
+        if launch.args().has(X_EXEC_HEAP) {
+            return Err(KindError::Invalid(
+                "--x-exec-heap is not supported: this VMM maps a Solo5 unikernel's heap read/write and never \
+                 executable (only its text segments are executable)"
+                    .into(),
+            ));
+        }
         let blocks = blocks(launch.args().values(BLOCK))?;
-        Ok(std::sync::Arc::new(Solo5::new(path.display().to_string(), bytes, launch.cfg, &blocks)?))
+        let sizes = sector_sizes(launch.args().values(BLOCK_SECTOR_SIZE))?;
+        Ok(std::sync::Arc::new(Solo5::new(path.display().to_string(), bytes, launch.cfg, &blocks, &sizes)?))
     }
 }
 
@@ -186,8 +247,16 @@ const SECCOMP_ROWS: &[Row] = &[
 impl Solo5 {
     /// The unikernel in the ELF image `bytes` (from `name`), with the
     /// run's memory size (Solo5's default unless one was given) and
-    /// command line.
-    pub fn new(name: String, bytes: &[u8], cfg: &VmConfig, blocks: &[(String, PathBuf)]) -> Result<Self, KindError> {
+    /// command line, its block devices `blocks` (name, host file) with
+    /// the sector sizes `sizes` (name, bytes; 512 for a device not
+    /// named).
+    pub fn new(
+        name: String,
+        bytes: &[u8],
+        cfg: &VmConfig,
+        blocks: &[(String, PathBuf)],
+        sizes: &[(String, u16)],
+    ) -> Result<Self, KindError> {
         let mut notes = note::read(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         if cfg.vcpus != 1 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
@@ -196,7 +265,8 @@ impl Solo5 {
         segments::check(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let prog = elf_program::parse(bytes)?;
         // Last, so that nothing is opened for a run refused anyway.
-        let blocks = Devices::attach(&mut notes.manifest, blocks).map_err(|e| kind_err(format!("{name}: {e}")))?;
+        let blocks =
+            Devices::attach(&mut notes.manifest, blocks, sizes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let entry = backend::syscall_entry();
         log::info!(
             "solo5: {name}: spt ABI {}, {} MiB, syscall {}",
@@ -214,6 +284,20 @@ impl Solo5 {
 impl GuestKind for Solo5 {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// The unikernel's memory was checked against Solo5's range (2 MiB to
+    /// 2 GiB, [`layout::check_mem`]) when it was opened; the machine gets
+    /// the VMM's own layout below it ([`GuestKind::ram_size`]), so the
+    /// layout's 64 MiB minimum does not apply.
+    fn check_mem(&self, _cfg: &VmConfig) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// `solo5-spt`'s stdout is the unikernel's: `vmm run --guest u.spt >
+    /// out` leaves in `out` only what the unikernel wrote.
+    fn stdout_is_the_guests(&self) -> bool {
+        true
     }
 
     fn ram_size(&self, _cfg: &VmConfig) -> u64 {

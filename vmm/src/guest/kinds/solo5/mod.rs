@@ -21,7 +21,8 @@
 //!   `pread64`/`pwrite64`.
 //!
 //! Not supported yet: network devices (a manifest that declares one is
-//! refused at load), and more than one vCPU (Solo5 has one).
+//! refused at load), `solo5-spt`'s `--x-exec-heap` (refused: the heap
+//! is never executable here), and more than one vCPU (Solo5 has one).
 
 mod block;
 mod kind;
@@ -33,6 +34,7 @@ mod syscalls;
 mod trampoline;
 
 pub use self::kind::{
-    check_block_name, is_solo5, parse_block, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, SIGSEGV_STATUS, SPEC,
+    check_block_name, is_solo5, parse_block, parse_sector_size, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, BLOCK_SECTOR_SIZE,
+    SIGSEGV_STATUS, SPEC, X_EXEC_HEAP,
 };
 pub use self::layout::DEFAULT_MEM;

@@ -3,7 +3,8 @@
 //! (the devices it declares). The notes are read by the VMM's one ELF
 //! reader ([`crate::elf`]), every offset bounds-checked and at most
 //! [`NOTE_BYTES_MAX`](crate::elf::NOTE_BYTES_MAX) bytes of notes examined per file; the manifest is
-//! read here.
+//! read, checked and normalized here as `solo5-spt`'s `mft_validate`
+//! does ([`validate`]).
 
 use thiserror::Error;
 
@@ -21,8 +22,8 @@ pub const TARGET_SPT: u32 = 2;
 /// ABI versions of `spt` this VMM serves (the boot-info block with the
 /// manifest, epoll and timerfd descriptors).
 pub const SPT_ABI_VERSIONS: [u32; 1] = [2];
-/// Largest manifest accepted (Solo5 allows 64 entries).
-pub const MAX_MANIFEST: usize = 8 + 64 * ENTRY;
+/// Largest manifest accepted (Solo5 allows [`MAX_ENTRIES`] entries).
+pub const MAX_MANIFEST: usize = 8 + MAX_ENTRIES * ENTRY;
 
 /// Errors reading the notes.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -111,8 +112,41 @@ pub fn read(b: &[u8]) -> Result<Notes, NoteError> {
     let mft = found.manifest.ok_or(NoteError::NoManifest)?;
     // The descriptor starts with 4 bytes of padding that align the
     // manifest to 8 (Solo5's MFT1_NOTE_ALIGN); the manifest follows.
-    let manifest = mft.get(4..).ok_or(NoteError::BadManifest("too short"))?.to_vec();
+    let mut manifest = mft.get(4..).ok_or(NoteError::BadManifest("too short"))?.to_vec();
+    validate(&mut manifest)?;
     Ok(Notes { target, version, manifest })
+}
+
+/// Most entries a manifest may have (`MFT_MAX_ENTRIES`).
+pub const MAX_ENTRIES: usize = 64;
+/// Bytes of an entry's name field, terminator included (`MFT_NAME_SIZE`).
+const NAME_SIZE: usize = 68;
+/// An entry's device properties (`union u`: capacity and block size, or
+/// MAC and MTU), which the tender fills in.
+const PROPERTIES: std::ops::Range<usize> = 72..88;
+
+/// Checks the manifest as `solo5-spt`'s `mft_validate` does, and
+/// normalizes it as that does: version 1, at most [`MAX_ENTRIES`]
+/// entries, exactly as many bytes as the entries it counts; every name
+/// terminated at its last byte and every entry's device properties
+/// cleared, so that the unikernel finds only what the VMM writes there.
+pub fn validate(manifest: &mut [u8]) -> Result<(), NoteError> {
+    let version = u32_at(manifest, 0).ok_or(NoteError::BadManifest("too short"))?;
+    if version != 1 {
+        return Err(NoteError::BadManifest("version is not 1"));
+    }
+    let entries = u32_at(manifest, 4).ok_or(NoteError::BadManifest("too short"))? as usize;
+    if entries > MAX_ENTRIES {
+        return Err(NoteError::BadManifest("more than 64 entries"));
+    }
+    if manifest.len() != 8 + entries * ENTRY {
+        return Err(NoteError::BadManifest("its size is not 8 bytes + 104 per entry"));
+    }
+    for e in manifest[8..].chunks_exact_mut(ENTRY) {
+        e[NAME_SIZE - 1] = 0;
+        e[PROPERTIES].fill(0);
+    }
+    Ok(())
 }
 
 /// A device the manifest declares.
@@ -157,7 +191,7 @@ pub fn devices(manifest: &[u8]) -> Result<Vec<Device>, NoteError> {
         if kind >= RESERVED_FIRST {
             continue;
         }
-        let name = e[..68].split(|&c| c == 0).next().unwrap_or_default();
+        let name = e[..NAME_SIZE - 1].split(|&c| c == 0).next().unwrap_or_default();
         out.push(Device { name: String::from_utf8_lossy(name).into_owned(), kind, at });
     }
     Ok(out)
@@ -310,5 +344,68 @@ mod tests {
         // What followed is now an empty note.
         img[abi + 24..abi + 36].fill(0);
         assert_eq!(read(&img), Err(NoteError::ShortAbi(4)));
+    }
+
+    /// Where `hello_spt`'s manifest starts in the image (after the note
+    /// header, the padded owner name and the 4 alignment bytes).
+    const MFT_AT: usize = 0x5000 + 12 + 8 + 4;
+
+    /// `solo5-spt`'s `mft_validate`: the version must be 1.
+    #[test]
+    fn a_manifest_of_another_version_is_refused() {
+        let mut img = hello_spt(0, 0);
+        img[MFT_AT..MFT_AT + 4].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(read(&img), Err(NoteError::BadManifest("version is not 1")));
+    }
+
+    /// `mft_validate`: at most `MFT_MAX_ENTRIES` (64) entries.
+    #[test]
+    fn a_manifest_of_more_than_64_entries_is_refused() {
+        let mut img = hello_spt(0, 0);
+        img[MFT_AT + 4..MFT_AT + 8].copy_from_slice(&65u32.to_le_bytes());
+        assert_eq!(read(&img), Err(NoteError::BadManifest("more than 64 entries")));
+    }
+
+    /// `mft_validate`: the note holds exactly the entries it counts, no
+    /// more and no fewer bytes.
+    #[test]
+    fn a_manifest_whose_size_is_not_its_entries_is_refused() {
+        // One entry's bytes, but zero entries counted: bytes left over.
+        let mut img = hello_spt(0, 0);
+        img[MFT_AT + 4..MFT_AT + 8].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(read(&img), Err(NoteError::BadManifest("its size is not 8 bytes + 104 per entry")));
+        // Two entries counted, one present.
+        img[MFT_AT + 4..MFT_AT + 8].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(read(&img), Err(NoteError::BadManifest("its size is not 8 bytes + 104 per entry")));
+    }
+
+    /// `mft_validate` terminates every name at its last byte, so a name
+    /// is at most 67 characters whatever the note holds.
+    #[test]
+    fn a_name_filling_its_field_is_cut_at_67_characters() {
+        let mut img = hello_spt(0, 0);
+        let e = MFT_AT + 8;
+        img[e..e + 68].fill(b'a');
+        img[e + 68..e + 72].copy_from_slice(&BLOCK_BASIC.to_le_bytes());
+        let n = read(&img).unwrap();
+        assert_eq!(n.manifest[8 + 67], 0);
+        let d = devices(&n.manifest).unwrap();
+        assert_eq!(d[0].name, "a".repeat(67));
+    }
+
+    /// `mft_validate` clears every entry's device properties (capacity
+    /// and block size, MAC and MTU): the unikernel cannot preset what the
+    /// tender fills in.
+    #[test]
+    fn device_properties_the_note_presets_are_cleared() {
+        let mut img = hello_spt(0, 0);
+        let e = MFT_AT + 8;
+        img[e + 72..e + 88].fill(0xab);
+        // Outside the properties: the host descriptor and `attached` are
+        // left as they are (the tender writes them when it attaches).
+        img[e + 88] = 0xcd;
+        let n = read(&img).unwrap();
+        assert_eq!(&n.manifest[8 + 72..8 + 88], &[0u8; 16]);
+        assert_eq!(n.manifest[8 + 88], 0xcd);
     }
 }
