@@ -10,6 +10,7 @@
 //! process-wide state behind but the path of the `vmm` binary; runs
 //! under seccomp go through that binary, never through this process.
 
+pub mod kut;
 pub mod multiboot;
 pub mod spt;
 

@@ -17,53 +17,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use iced_x86::code_asm::*;
+use vmm_suite::kvm::kut::KutOut;
 use vmm_suite::kvm::{multiboot, temp_path, vmm_bin};
 use vmm_suite::need_kvm;
 
-/// What one `vmm kut` printed.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// The `--json` results: (name, verdict, reason).
-    fn verdicts(&self) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("bad JSON ({e}), exit {:?}:\n{}\n{}", self.code, self.stdout, self.stderr));
-        v["tests"]
-            .as_array()
-            .expect("tests")
-            .iter()
-            .map(|t| {
-                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
-                (s("name"), s("verdict"), s("reason"))
-            })
-            .collect()
-    }
-
-    fn verdict(&self, name: &str) -> (String, String) {
-        let all = self.verdicts();
-        let (_, v, r) = all.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing: {all:?}"));
-        (v.clone(), r.clone())
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.verdicts().into_iter().map(|(n, _, _)| n).collect()
-    }
-}
-
 /// Runs `vmm kut DIR args...` with the environment `env` added (and
 /// `TIMEOUT` / `ACCEL` removed unless given).
-fn kut(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+fn kut(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> KutOut {
     let mut cmd = Command::new(vmm_bin());
     cmd.arg("kut").arg(dir).args(args).env_remove("TIMEOUT").env_remove("ACCEL");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let o = cmd.stdin(Stdio::null()).output().expect("run vmm kut");
-    Out {
+    KutOut {
         code: o.status.code(),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),

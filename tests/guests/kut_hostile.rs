@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vmm_suite::kvm::kut::KutOut;
 use vmm_suite::kvm::{multiboot, require_kvm, temp_path, vmm_bin};
 
 /// A hang guard, not a measurement: a run still going after this long is
@@ -26,39 +27,9 @@ use vmm_suite::kvm::{multiboot, require_kvm, temp_path, vmm_bin};
 /// hanging.
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
-/// What one `vmm kut` printed.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// The `--json` results, by test name: (verdict, reason).
-    fn verdicts(&self) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("bad JSON ({e}), exit {:?}:\n{}\n{}", self.code, self.stdout, self.stderr));
-        v["tests"]
-            .as_array()
-            .expect("tests")
-            .iter()
-            .map(|t| {
-                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
-                (s("name"), s("verdict"), s("reason"))
-            })
-            .collect()
-    }
-
-    fn verdict(&self, name: &str) -> (String, String) {
-        let all = self.verdicts();
-        let (_, v, r) = all.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing: {all:?}"));
-        (v.clone(), r.clone())
-    }
-}
-
 /// Runs `vmm` with `args` in `cwd`, its address space limited to
 /// `as_limit` bytes if given; kills it after [`HANG_GUARD`].
-fn vmm(args: &[&str], cwd: &Path, as_limit: Option<u64>) -> Out {
+fn vmm(args: &[&str], cwd: &Path, as_limit: Option<u64>) -> KutOut {
     let mut cmd = Command::new(vmm_bin());
     cmd.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(limit) = as_limit {
@@ -99,7 +70,7 @@ fn vmm(args: &[&str], cwd: &Path, as_limit: Option<u64>) -> Out {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Out { code: status.code(), stdout: out.join().expect("stdout"), stderr: err.join().expect("stderr") }
+    KutOut { code: status.code(), stdout: out.join().expect("stdout"), stderr: err.join().expect("stderr") }
 }
 
 /// A fresh directory holding `unittests.cfg` with `cfg`.
