@@ -14,6 +14,7 @@
 mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
+mod linux_programs;
 mod solo5_block;
 mod solo5_command_line;
 mod solo5_load_checks;

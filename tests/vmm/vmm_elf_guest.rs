@@ -28,5 +28,12 @@ fn malformed_elf_is_refused() {
     let r = run_vmm(&["run", "--guest", bad.to_str().expect("utf-8 path")]);
     let _ = std::fs::remove_file(&bad);
     assert_eq!(r.code, 1);
+    // No ABI note: the Linux kind is asked, and says why it cannot run it.
+    assert!(r.stderr.contains("a 32-bit ELF: only x86-64 programs run"), "{}", r.stderr);
+    // Forced to the VMM's own ABI, that kind says the same in its words.
+    std::fs::write(&bad, b"\x7fELF\x01not really").expect("write");
+    let r = run_vmm(&["run", "--abi", "vmm", "--guest", bad.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(r.code, 1);
     assert!(r.stderr.contains("not a freestanding x86-64 ELF executable"), "{}", r.stderr);
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::elf::{self as reader, Class, Elf, EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
+use crate::elf::{self as reader, Class, Elf, EM_X86_64, ET_EXEC, PF_R, PF_W, PF_X, PT_LOAD};
 use crate::hosted::program::{Program, Segment};
 use crate::input_file::{read_input, InputError};
 
@@ -103,11 +103,29 @@ pub fn parse(b: &[u8]) -> Result<Program, ElfError> {
     Ok(Program { segments, entry: elf.entry().0 })
 }
 
-/// Builds a minimal ELF with the given segments (for tests of this
-/// loader and of the VMM).
+/// Owner name of the note that marks an ELF written for the VMM's own
+/// ABI (`docs/guest-abi.md`); every ELF the project generates carries it.
+pub const VMM_ABI_NOTE_NAME: &[u8] = b"rust-vmm-mm\0";
+/// Type of that note.
+pub const VMM_ABI_NOTE_TYPE: u32 = 1;
+/// Its descriptor: the ABI version (little-endian u32).
+pub const VMM_ABI_VERSION: u32 = 1;
+
+/// Whether the ELF image `b` carries the VMM's ABI note (a malformed file
+/// carries none).
+pub fn has_vmm_abi_note(b: &[u8]) -> bool {
+    let Ok(elf) = Elf::parse(b) else { return false };
+    let Ok(notes) = elf.notes() else { return false };
+    notes.take_while(Result::is_ok).flatten().any(|n| n.name == VMM_ABI_NOTE_NAME && n.kind == VMM_ABI_NOTE_TYPE)
+}
+
+/// Builds a minimal ELF with the given segments and the VMM's ABI note
+/// (for tests of this loader and of the VMM, and the guests the project
+/// generates). The note's program header comes after the segments'.
 pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
     let phoff = 64u64;
-    let data_off = phoff + 56 * segs.len() as u64;
+    let phnum = segs.len() as u64 + 1;
+    let data_off = phoff + 56 * phnum;
     let mut out = vec![0u8; data_off as usize];
     out[0..4].copy_from_slice(b"\x7fELF");
     out[4] = 2;
@@ -120,7 +138,7 @@ pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
     out[32..40].copy_from_slice(&phoff.to_le_bytes());
     out[52..54].copy_from_slice(&64u16.to_le_bytes());
     out[54..56].copy_from_slice(&56u16.to_le_bytes());
-    out[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+    out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
     let mut file_off = data_off;
     for (i, &(va, data, memsz, flags)) in segs.iter().enumerate() {
         let h = (phoff + 56 * i as u64) as usize;
@@ -137,6 +155,26 @@ pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
     for &(_, data, _, _) in segs {
         out.extend_from_slice(data);
     }
+    // The note: namesz, descsz, type, name (padded to 4), descriptor.
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    let note_off = out.len() as u64;
+    out.extend_from_slice(&(VMM_ABI_NOTE_NAME.len() as u32).to_le_bytes());
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&VMM_ABI_NOTE_TYPE.to_le_bytes());
+    out.extend_from_slice(VMM_ABI_NOTE_NAME);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(&VMM_ABI_VERSION.to_le_bytes());
+    let note_len = out.len() as u64 - note_off;
+    let h = (phoff + 56 * segs.len() as u64) as usize;
+    out[h..h + 4].copy_from_slice(&crate::elf::PT_NOTE.to_le_bytes());
+    out[h + 4..h + 8].copy_from_slice(&PF_R.to_le_bytes());
+    out[h + 8..h + 16].copy_from_slice(&note_off.to_le_bytes());
+    out[h + 32..h + 40].copy_from_slice(&note_len.to_le_bytes());
+    out[h + 48..h + 56].copy_from_slice(&4u64.to_le_bytes());
     out
 }
 
@@ -181,10 +219,10 @@ mod tests {
         img[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
         assert!(matches!(parse(&img), Err(ElfError::Malformed(reader::ElfError::TableTooLarge { count: 0xffff, .. }))));
         assert!(parse(&img).unwrap_err().to_string().contains("program header table larger than 64 KiB"));
-        img[56..58].copy_from_slice(&2u16.to_le_bytes());
+        img[56..58].copy_from_slice(&3u16.to_le_bytes());
         assert!(matches!(
             parse(&img),
-            Err(ElfError::Malformed(reader::ElfError::TableOutside { off: 64, size: 112, .. }))
+            Err(ElfError::Malformed(reader::ElfError::TableOutside { off: 64, size: 168, .. }))
         ));
         assert!(parse(&img).unwrap_err().to_string().contains("program header table outside the file"));
         // Identification refusals keep their words.

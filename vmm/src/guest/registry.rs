@@ -11,14 +11,14 @@
 //! 1. an option that selects a kind (`--kernel`) chooses it;
 //! 2. a `--guest FILE` goes to the kind `--abi` names, else to the first
 //!    kind in registry order that claims the file (a Solo5 note means
-//!    Solo5; the VMM's own ABI takes the rest);
+//!    Solo5, the VMM's ABI note the VMM's own ABI; Linux takes the rest);
 //! 3. [`GuestChoice::Kind`] names a kind directly (`vmm fuzz-guest`);
 //! 4. nothing chosen runs the built-in test guest.
 //!
 //! Every option given must belong to the kind chosen.
 
 use super::kind::{KindError, SharedKind};
-use super::kinds::{abi_elf, builtin, fuzz, multiboot, solo5};
+use super::kinds::{abi_elf, builtin, fuzz, linux, multiboot, solo5};
 use super::options::{KindArgs, KindOption};
 use super::spec::{KindSpec, Launch};
 use crate::config::{ConfigOwners, GuestChoice, VmConfig};
@@ -47,8 +47,11 @@ impl Registry {
                 &fuzz::SPEC,
                 &multiboot::SPEC,
                 &solo5::SPEC,
-                // Claims every ELF: last among the kinds that run files.
+                // Claims ELFs with the VMM's ABI note.
                 &abi_elf::SPEC,
+                // Claims every other ELF: last among the kinds that run
+                // files.
+                &linux::SPEC,
             ],
         }
     }

@@ -26,5 +26,6 @@ pub mod program;
 pub mod providers;
 pub mod stub;
 pub mod tlb;
+pub mod trampoline;
 
 pub use hypercall::HostedKernel;

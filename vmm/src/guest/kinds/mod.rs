@@ -6,11 +6,13 @@
 pub mod abi_elf;
 pub mod builtin;
 pub mod fuzz;
+pub mod linux;
 pub mod multiboot;
 pub mod solo5;
 
 pub use self::abi_elf::AbiElf;
 pub use self::builtin::Builtin;
 pub use self::fuzz::Fuzz;
+pub use self::linux::Linux;
 pub use self::multiboot::Multiboot;
 pub use self::solo5::Solo5;

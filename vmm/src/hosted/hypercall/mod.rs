@@ -14,12 +14,14 @@ mod kernel;
 mod mm;
 mod mm_remap;
 mod page_fault;
+mod user_access;
 
 pub use self::call::{Args, Block, Effects, Outcome};
 pub use self::checks::{CheckRecord, ReportLog};
 pub use self::console::ConsoleOut;
 pub use self::kernel::HostedKernel;
 pub use self::page_fault::FaultOutcome;
+pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]
 mod tests;

@@ -43,9 +43,10 @@ impl KindSpec for Spec {
         true
     }
 
-    /// Every ELF the kinds before it did not claim.
-    fn claims(&self, _bytes: &[u8]) -> bool {
-        true
+    /// An ELF carrying the VMM's ABI note (every guest the project
+    /// generates does); one built elsewhere runs with `--abi vmm`.
+    fn claims(&self, bytes: &[u8]) -> bool {
+        elf_program::has_vmm_abi_note(bytes)
     }
 
     fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {

@@ -8,9 +8,10 @@ use super::block::Devices;
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
-use super::{layout, note, segments, trampoline};
+use super::{layout, note, segments};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
+use crate::hosted::trampoline;
 use std::path::PathBuf;
 
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};

@@ -31,7 +31,6 @@ pub mod note;
 mod numbers;
 pub mod segments;
 mod syscalls;
-mod trampoline;
 
 pub use self::kind::{
     check_block_name, is_solo5, parse_block, parse_sector_size, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, BLOCK_SECTOR_SIZE,

@@ -1,4 +1,4 @@
-//! The user-mode `syscall` trampoline, for backends where `syscall`
+//! The user-mode `syscall` trampoline (Solo5 and Linux programs), for backends where `syscall`
 //! jumps to `LSTAR` without leaving user mode (see
 //! `vstate::backend`). It makes the hypercall (the registers already
 //! follow the Linux convention), then returns as `sysret` would: flags

@@ -1,0 +1,143 @@
+//! Scenario: unmodified static Linux programs under `vmm run` (issue
+//! 18): a C program built here with `gcc -static` prints the same lines
+//! under the VMM as on the host and ends with the same status (exit,
+//! abort, a bad pointer); Linux's own `hello` and `map_fixed_noreplace`
+//! from `../shared/testguests/linux-mm` print what they print on Linux;
+//! a dynamically linked program is refused with the reason. Production
+//! seccomp filters throughout.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vmm_suite::kvm::{run_vmm, temp_path, VmmRun};
+use vmm_suite::need_kvm;
+
+/// The probe program, built once per test binary run; `None` (with a
+/// message) where there is no static C toolchain.
+fn probe() -> Option<PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/linux/probe.c");
+            let out = temp_path("probe");
+            let ok = Command::new("gcc")
+                .args(["-static", "-O1", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("SKIP: gcc -static could not build {} (no gcc or no static libc)", src.display());
+            }
+            ok.then_some(out)
+        })
+        .clone()
+}
+
+fn linux_mm(name: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testguests/linux-mm/bin").join(name);
+    if !p.exists() {
+        eprintln!("SKIP: {} is absent", p.display());
+        return None;
+    }
+    Some(p)
+}
+
+/// Runs `prog` with `args` on the host: (stdout, status as a shell
+/// reports it).
+fn host(prog: &Path, args: &[&str]) -> (String, i32) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = Command::new(prog).args(args).env_clear().output().expect("run on the host");
+    let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), code)
+}
+
+fn guest(prog: &Path, args: &[&str]) -> VmmRun {
+    let mut argv = vec!["run", "--timeout", "60", "--guest", prog.to_str().expect("utf-8")];
+    if !args.is_empty() {
+        argv.push("--");
+        argv.extend_from_slice(args);
+    }
+    run_vmm(&argv)
+}
+
+#[test]
+fn a_static_c_program_prints_what_it_prints_on_the_host() {
+    need_kvm!();
+    let Some(p) = probe() else { return };
+    let (want, code) = host(&p, &["one", "two words"]);
+    assert_eq!(code, 0, "on the host:\n{want}");
+    let r = guest(&p, &["one", "two words"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, want, "stderr:\n{}", r.stderr);
+    assert!(!r.stdout.contains("FAILED"), "{}", r.stdout);
+    // stderr is the program's fd 2 (and the report, after it).
+    assert!(r.stderr.contains("to stderr\n"), "{}", r.stderr);
+}
+
+#[test]
+fn exit_statuses_are_a_shells() {
+    need_kvm!();
+    let Some(p) = probe() else { return };
+    for (how, status) in [("exit", 42), ("abort", 134), ("segv", 139)] {
+        let (_, code) = host(&p, &[how]);
+        assert_eq!(code, status, "{how} on the host");
+        let r = guest(&p, &[how]);
+        assert_eq!(r.code, status, "{how}:\n{}\n{}", r.stdout, r.stderr);
+    }
+}
+
+#[test]
+fn environment_comes_from_env_options() {
+    need_kvm!();
+    let Some(p) = probe() else { return };
+    let r = run_vmm(&[
+        "run",
+        "--timeout",
+        "60",
+        "--env",
+        "PROBE_A=1",
+        "--env",
+        "PROBE_B=x=y",
+        "--guest",
+        p.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("env PROBE_A=1\nenv PROBE_B=x=y\n"), "{}", r.stdout);
+    let r = run_vmm(&["run", "--env", "=bad", "--guest", p.to_str().expect("utf-8")]);
+    // A command-line error (clap's status).
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("NAME=VALUE"), "{}", r.stderr);
+}
+
+#[test]
+fn linux_hello_programs_match_the_host() {
+    need_kvm!();
+    for name in ["hello-musl-static", "hello-glibc-static"] {
+        let Some(p) = linux_mm(name) else { return };
+        let (want, _) = host(&p, &[]);
+        let r = guest(&p, &[]);
+        assert_eq!((r.code, r.stdout.as_str()), (0, want.as_str()), "{name}:\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_dynamically_linked_program_is_refused_with_the_reason() {
+    need_kvm!();
+    // Debian's musl-gcc `-static-pie` output still names the dynamic
+    // loader and needs libc.so: it is not a static program.
+    let Some(p) = linux_mm("hello-musl-static-pie") else { return };
+    let r = guest(&p, &[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("dynamically linked (PT_INTERP /lib/ld-musl-x86_64.so.1)"), "{}", r.stderr);
+    assert!(r.stderr.contains("-static"), "{}", r.stderr);
+}
+
+#[test]
+fn map_fixed_noreplace_passes_as_on_linux() {
+    need_kvm!();
+    let Some(p) = linux_mm("map_fixed_noreplace") else { return };
+    let r = guest(&p, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("# Totals: pass:9 fail:0 xfail:0 xpass:0 skip:0 error:0"), "{}", r.stdout);
+}

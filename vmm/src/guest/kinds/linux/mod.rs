@@ -1,0 +1,15 @@
+//! Unmodified static x86-64 Linux programs (`--abi linux`, or any ELF
+//! without a Solo5 or VMM ABI note): the program is loaded as Linux's
+//! `load_elf_binary` would load it, gets the initial stack Linux gives,
+//! and its system calls are served from a table in code
+//! ([`syscalls::TABLE`], documented in `docs/linux-syscalls.md`). Every
+//! memory call goes through guest-mm.
+
+pub mod image;
+mod kind;
+pub mod spec;
+pub mod stack;
+pub mod syscalls;
+
+pub use self::kind::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};
+pub use self::spec::{Spec, ENV, SPEC};

@@ -1,0 +1,73 @@
+//! The registry's entry for Linux programs: the name (`--abi linux`), the
+//! options (`--env K=V`), and which files it claims: every ELF the kinds
+//! before it did not (a Solo5 note means Solo5, the VMM's ABI note means
+//! the VMM's own ABI). A file it cannot run is refused when it is opened,
+//! with the reason and what to do.
+
+use std::sync::Arc;
+
+use super::image;
+use super::kind::Linux;
+use crate::guest::kind::{KindError, SharedKind};
+use crate::guest::options::KindOption;
+use crate::guest::spec::{KindSpec, Launch};
+
+/// Option: one environment variable (`K=V`).
+pub const ENV: &str = "env";
+
+/// The environment a program gets when no `--env` is given.
+pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "LANG=C"];
+
+fn check_env(s: &str) -> Result<(), String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !s.contains('\0') => Ok(()),
+        _ => Err(format!("'{s}': expected NAME=VALUE (a non-empty name, no NUL)")),
+    }
+}
+
+/// The registry's entry (`guest::registry`).
+pub struct Spec;
+
+/// The one value of [`Spec`].
+pub static SPEC: Spec = Spec;
+
+impl KindSpec for Spec {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn about(&self) -> &'static str {
+        "an unmodified static x86-64 Linux program (any ELF without a Solo5 or VMM ABI note)"
+    }
+
+    fn options(&self) -> &'static [KindOption] {
+        const OPTIONS: &[KindOption] = &[KindOption::new(
+            ENV,
+            "NAME=VALUE",
+            "Set an environment variable of the Linux program (repeatable). Without any, it gets \
+             PATH, HOME=/tmp, TMPDIR=/tmp and LANG=C.",
+        )
+        .repeatable()
+        .checked(check_env)];
+        OPTIONS
+    }
+
+    fn runs_files(&self) -> bool {
+        true
+    }
+
+    fn claims(&self, bytes: &[u8]) -> bool {
+        image::is_elf(bytes)
+    }
+
+    fn open(&self, launch: &Launch<'_>) -> Result<SharedKind, KindError> {
+        let Some((path, bytes)) = launch.file else {
+            return Err(KindError::Invalid("a Linux program needs --guest FILE".into()));
+        };
+        let env: Vec<String> = match launch.args().values(ENV) {
+            [] => DEFAULT_ENV.iter().map(|s| s.to_string()).collect(),
+            v => v.to_vec(),
+        };
+        Ok(Arc::new(Linux::new(path, bytes, launch.cfg, env)?))
+    }
+}

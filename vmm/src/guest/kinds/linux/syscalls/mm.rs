@@ -1,0 +1,387 @@
+//! The memory calls, Linux arguments in, guest-mm's pipeline, a result or
+//! `-errno` out. This file only translates: which flags exist, which
+//! range a call names, which provider backs it, and the checks Linux
+//! makes before its mm sees a request (in Linux's order, so the same
+//! errno wins). Placement, overlap, splitting, merging, faults and frames
+//! are guest-mm's.
+
+use guest_mm::{Advice, GuestVirtAddr, MmError, MmapProvider, MmapRequest, Placement, VmFlags};
+
+use super::super::image::TASK_SIZE;
+use super::{ret, Ctx};
+use crate::hosted::hypercall::{Effects, Outcome};
+use crate::layout::PAGE_SIZE;
+
+/// `mmap` flags (Linux values).
+pub mod map {
+    /// Shared.
+    pub const SHARED: u64 = 0x01;
+    /// Private.
+    pub const PRIVATE: u64 = 0x02;
+    /// Shared, with unknown flags refused.
+    pub const SHARED_VALIDATE: u64 = 0x03;
+    /// Droppable (private anonymous memory the kernel may free).
+    pub const DROPPABLE: u64 = 0x08;
+    /// The type bits.
+    pub const TYPE: u64 = 0x0f;
+    /// Exactly here, replacing.
+    pub const FIXED: u64 = 0x10;
+    /// Not backed by a file.
+    pub const ANONYMOUS: u64 = 0x20;
+    /// Below 2 GiB.
+    pub const BIT32: u64 = 0x40;
+    /// A stack that grows down.
+    pub const GROWSDOWN: u64 = 0x100;
+    /// Ignored (historic).
+    pub const DENYWRITE: u64 = 0x800;
+    /// Ignored (historic).
+    pub const EXECUTABLE: u64 = 0x1000;
+    /// Locked.
+    pub const LOCKED: u64 = 0x2000;
+    /// No swap reservation.
+    pub const NORESERVE: u64 = 0x4000;
+    /// Populate now.
+    pub const POPULATE: u64 = 0x8000;
+    /// With POPULATE: do not block.
+    pub const NONBLOCK: u64 = 0x1_0000;
+    /// A thread stack (a hint).
+    pub const STACK: u64 = 0x2_0000;
+    /// Huge pages.
+    pub const HUGETLB: u64 = 0x4_0000;
+    /// Exactly here, failing if anything is there.
+    pub const FIXED_NOREPLACE: u64 = 0x10_0000;
+    /// Uninitialised anonymous memory (ignored).
+    pub const UNINITIALIZED: u64 = 0x400_0000;
+    /// The flags `MAP_SHARED_VALIDATE` accepts (`LEGACY_MAP_MASK` and
+    /// the newer ones Linux knows).
+    pub const KNOWN: u64 = TYPE
+        | FIXED
+        | ANONYMOUS
+        | BIT32
+        | GROWSDOWN
+        | DENYWRITE
+        | EXECUTABLE
+        | LOCKED
+        | NORESERVE
+        | POPULATE
+        | NONBLOCK
+        | STACK
+        | HUGETLB
+        | FIXED_NOREPLACE
+        | UNINITIALIZED
+        | (0x3f << 26);
+}
+
+/// `PROT_*`.
+mod prot {
+    pub const READ: u64 = 1;
+    pub const WRITE: u64 = 2;
+    pub const EXEC: u64 = 4;
+    pub const SEM: u64 = 8;
+    pub const GROWSDOWN: u64 = 0x0100_0000;
+    pub const GROWSUP: u64 = 0x0200_0000;
+}
+
+/// `MREMAP_*`.
+mod mremap_flags {
+    pub const MAYMOVE: u64 = 1;
+    pub const FIXED: u64 = 2;
+    pub const DONTUNMAP: u64 = 4;
+}
+
+fn vm_prot(p: u64) -> VmFlags {
+    let mut f = VmFlags::empty();
+    if p & prot::READ != 0 {
+        f |= VmFlags::READ;
+    }
+    if p & prot::WRITE != 0 {
+        f |= VmFlags::WRITE;
+    }
+    if p & prot::EXEC != 0 {
+        f |= VmFlags::EXEC;
+    }
+    f
+}
+
+fn page_up(v: u64) -> Option<u64> {
+    v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
+}
+
+fn va(addr: u64) -> Result<GuestVirtAddr, i32> {
+    GuestVirtAddr::try_new(addr).map_err(|_| libc::EINVAL)
+}
+
+/// A user range `[addr, addr + len)` a call names: page-aligned start
+/// (`EINVAL`), inside `TASK_SIZE` (`ENOMEM` past it, as Linux's
+/// `munmap`, `mprotect` and `madvise` answer).
+fn user_range(addr: u64, len: u64) -> Result<(GuestVirtAddr, u64), i32> {
+    if addr % PAGE_SIZE != 0 {
+        return Err(libc::EINVAL);
+    }
+    let len = page_up(len).ok_or(libc::ENOMEM)?;
+    let end = addr.checked_add(len).ok_or(libc::ENOMEM)?;
+    if end > TASK_SIZE {
+        return Err(libc::ENOMEM);
+    }
+    Ok((va(addr)?, len))
+}
+
+/// The outcome of an address-space operation: its value, and a fatal
+/// message if the shootdown after it failed.
+fn done(d: crate::hosted::hypercall::SpaceDone<u64>) -> Outcome {
+    let mut o = ret(d.result);
+    o.effects = Effects { fatal: d.fatal, ..Default::default() };
+    o
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)`.
+pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, p, flags, fd, off] = a;
+    let r = (|| -> Result<(MmapRequest, &dyn MmapProvider, bool), i32> {
+        if len == 0 {
+            return Err(libc::EINVAL);
+        }
+        let len = page_up(len).ok_or(libc::ENOMEM)?;
+        if len > TASK_SIZE {
+            return Err(libc::ENOMEM);
+        }
+        if off % PAGE_SIZE != 0 {
+            return Err(libc::EINVAL);
+        }
+        if off.checked_add(len).is_none() {
+            return Err(libc::EOVERFLOW);
+        }
+        let shared = match flags & map::TYPE {
+            map::SHARED => true,
+            map::PRIVATE => false,
+            map::SHARED_VALIDATE => {
+                if flags & !map::KNOWN != 0 {
+                    return Err(libc::EOPNOTSUPP);
+                }
+                true
+            }
+            map::DROPPABLE if flags & map::ANONYMOUS != 0 => false,
+            _ => return Err(libc::EINVAL),
+        };
+        let placement = if flags & map::FIXED_NOREPLACE != 0 {
+            Placement::FixedNoReplace
+        } else if flags & map::FIXED != 0 {
+            Placement::Fixed
+        } else {
+            Placement::Anywhere
+        };
+        let hint = match placement {
+            Placement::Anywhere => {
+                // A hint outside the user range is ignored, as Linux does.
+                let h = addr & !(PAGE_SIZE - 1);
+                (h >= 0x1_0000 && h.checked_add(len).is_some_and(|e| e <= TASK_SIZE)).then(|| va(h)).transpose()?
+            }
+            _ => {
+                if addr % PAGE_SIZE != 0 {
+                    return Err(libc::EINVAL);
+                }
+                if addr.checked_add(len).is_none_or(|e| e > TASK_SIZE) {
+                    return Err(libc::ENOMEM);
+                }
+                Some(va(addr)?)
+            }
+        };
+        if flags & map::HUGETLB != 0 {
+            // No huge pages are reserved (as `vm.nr_hugepages` 0).
+            return Err(libc::ENOMEM);
+        }
+        if flags & map::ANONYMOUS == 0 {
+            return Err(if fd <= 2 { libc::ENODEV } else { libc::EBADF });
+        }
+        let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
+        // Anonymous memory's offset follows its address (Linux sets
+        // vm_pgoff so), which lets neighbours merge; known here only for
+        // a fixed address.
+        let pgoff = if placement == Placement::Anywhere { 0 } else { addr >> 12 };
+        let req = MmapRequest { addr: hint, len, prot: vm_prot(p), shared, placement, pgoff };
+        let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
+        Ok((req, &*anon.zero, populate))
+    })();
+    let (req, provider, populate) = match r {
+        Ok(x) => x,
+        Err(e) => return Outcome::err(e),
+    };
+    let d = c.hv.space_op(c.vcpu, |m| {
+        let mapped = m.space_mut().mmap(provider, &req)?;
+        Ok((mapped.addr.raw(), mapped.flush))
+    });
+    if let (true, Ok(at)) = (populate, &d.result) {
+        // Populating is best effort: mmap has succeeded either way.
+        let (at, len) = (*at, req.len);
+        let _ = c.hv.space_op(c.vcpu, |m| {
+            let fs = m.space_mut().madvise(GuestVirtAddr::try_new(at)?, len, Advice::WillNeed)?;
+            Ok(((), fs))
+        });
+    }
+    done(d)
+}
+
+/// `munmap(addr, len)`.
+pub fn munmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, ..] = a;
+    if len == 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    let (start, len) = match user_range(addr, len) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
+    };
+    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().munmap(start, len)?))))
+}
+
+/// `mprotect(addr, len, prot)`.
+pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, p, ..] = a;
+    if p & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM | prot::GROWSDOWN | prot::GROWSUP) != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    if p & prot::GROWSDOWN != 0 && p & prot::GROWSUP != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    if len == 0 {
+        return if addr % PAGE_SIZE == 0 { Outcome::ret(0) } else { Outcome::err(libc::EINVAL) };
+    }
+    let (start, len) = match user_range(addr, len) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
+    };
+    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect(start, len, vm_prot(p))?))))
+}
+
+/// `mremap(old, old_len, new_len, flags, new)`.
+pub fn mremap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    use mremap_flags::*;
+    let [old, old_len, new_len, flags, new, _] = a;
+    if flags & !(MAYMOVE | FIXED | DONTUNMAP) != 0 || old % PAGE_SIZE != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    if flags & DONTUNMAP != 0 {
+        // Needs guest-mm's MREMAP_DONTUNMAP.
+        return Outcome::err(libc::EINVAL);
+    }
+    let fixed = if flags & FIXED != 0 {
+        if new % PAGE_SIZE != 0 {
+            return Outcome::err(libc::EINVAL);
+        }
+        let end = page_up(new_len).and_then(|l| new.checked_add(l));
+        if end.is_none_or(|e| e > TASK_SIZE) {
+            return Outcome::err(libc::EINVAL);
+        }
+        match va(new) {
+            Ok(v) => Some(v),
+            Err(e) => return Outcome::err(e),
+        }
+    } else {
+        None
+    };
+    let Ok(old_va) = va(old) else { return Outcome::err(libc::EINVAL) };
+    done(c.hv.space_op(c.vcpu, |m| {
+        let r = m.space_mut().mremap(old_va, old_len, new_len, flags & MAYMOVE != 0, fixed)?;
+        if r.addr.raw().checked_add(page_up(new_len).unwrap_or(0)).is_none_or(|e| e > TASK_SIZE) {
+            return Err(MmError::Invalid("moved past TASK_SIZE"));
+        }
+        Ok((r.addr.raw(), r.flush))
+    }))
+}
+
+/// `madvise(addr, len, advice)`.
+pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, advice, ..] = a;
+    if addr % PAGE_SIZE != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    let Ok(adv) = Advice::from_linux(advice) else {
+        // Advice that only tunes readahead changes nothing here.
+        return match advice {
+            0..=2 => Outcome::ret(0),
+            _ => Outcome::err(libc::EINVAL),
+        };
+    };
+    if len == 0 {
+        return Outcome::ret(0);
+    }
+    let (start, len) = match user_range(addr, len) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
+    };
+    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().madvise(start, len, adv)?))))
+}
+
+/// `brk(addr)`: moves the break (anonymous memory after the image, one
+/// `[heap]` VMA); a request below the start or one that cannot be met
+/// returns the break unchanged, as Linux does.
+pub fn brk(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let want = a[0];
+    let Some(anon) = c.linux.anon() else { return Outcome::err(libc::ENOMEM) };
+    let mut p = c.linux.proc();
+    let cur = p.brk;
+    if want < p.brk_start {
+        return Outcome::ret(cur as i64);
+    }
+    let (Some(old_top), Some(new_top)) = (page_up(cur), page_up(want)) else { return Outcome::ret(cur as i64) };
+    if new_top > TASK_SIZE {
+        return Outcome::ret(cur as i64);
+    }
+    let d = if new_top > old_top {
+        let Ok(at) = va(old_top) else { return Outcome::ret(cur as i64) };
+        let req = MmapRequest::private(new_top - old_top, VmFlags::READ | VmFlags::WRITE)
+            .fixed_noreplace(at)
+            .pgoff(old_top >> 12);
+        c.hv.space_op(c.vcpu, |m| {
+            let mapped = m.space_mut().mmap(&anon.heap, &req)?;
+            Ok((0, mapped.flush))
+        })
+    } else if new_top < old_top {
+        let Ok(at) = va(new_top) else { return Outcome::ret(cur as i64) };
+        c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().munmap(at, old_top - new_top)?)))
+    } else {
+        crate::hosted::hypercall::SpaceDone { result: Ok(0), fatal: None }
+    };
+    if d.fatal.is_some() {
+        return done(d);
+    }
+    if d.result.is_ok() {
+        p.brk = want;
+    }
+    Outcome::ret(p.brk as i64)
+}
+
+/// `msync(addr, len, flags)`: everything is in memory; the range must be
+/// mapped.
+pub fn msync(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, flags, ..] = a;
+    const ASYNC: u64 = 1;
+    const INVALIDATE: u64 = 2;
+    const SYNC: u64 = 4;
+    if flags & !(ASYNC | INVALIDATE | SYNC) != 0 || (flags & ASYNC != 0 && flags & SYNC != 0) {
+        return Outcome::err(libc::EINVAL);
+    }
+    let (start, len) = match user_range(addr, len) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
+    };
+    let m = c.hv.mapper();
+    let end = start.raw() + len;
+    let mut at = start.raw();
+    for v in m.space().vmas() {
+        if v.end() <= at || v.start().raw() >= end {
+            continue;
+        }
+        if v.start().raw() > at {
+            return Outcome::err(libc::ENOMEM);
+        }
+        at = v.end();
+        if at >= end {
+            break;
+        }
+    }
+    if at < end && len > 0 {
+        return Outcome::err(libc::ENOMEM);
+    }
+    Outcome::ret(0)
+}

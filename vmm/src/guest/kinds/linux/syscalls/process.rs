@@ -1,0 +1,342 @@
+//! The process's identity, limits, signal dispositions and exit.
+//!
+//! Signals: dispositions are kept (`rt_sigaction`, `rt_sigprocmask`,
+//! `sigaltstack`), and a signal the process sends itself takes its
+//! default action (terminate: the run ends with 128 + the signal, as a
+//! shell reports it; ignore). Delivery to a handler is not implemented
+//! yet (the table says so).
+
+use super::super::kind::rlimit;
+use super::super::random_bytes;
+use super::{ret, Ctx};
+use crate::hosted::hypercall::{Effects, Outcome};
+
+/// The process id (and thread id) the program sees.
+pub const PID: u64 = 100;
+/// `ARCH_SET_GS`, `ARCH_SET_FS`, `ARCH_GET_FS`, `ARCH_GET_GS`.
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+/// Signals whose default action is to do nothing.
+const DEFAULT_IGNORED: [u32; 4] = [17, 18, 23, 28];
+/// `SIGKILL` and `SIGSTOP`: no handler, no mask.
+const UNCATCHABLE: [u32; 2] = [9, 19];
+/// Most bytes one `getrandom` returns (Linux: `INT_MAX >> 6`).
+const GETRANDOM_MAX: u64 = 32 << 20;
+
+/// `exit_group(status)` (and `exit`: one thread is the whole process).
+pub fn exit_group(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    Outcome { ret: 0, effects: Effects { exit_group: Some((a[0] & 0xff) as i32), ..Default::default() } }
+}
+
+/// `arch_prctl(code, addr)`.
+pub fn arch_prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [code, addr, ..] = a;
+    match code {
+        ARCH_SET_FS => {
+            if addr >= 1 << 47 {
+                return Outcome::err(libc::EPERM);
+            }
+            c.linux.proc().fs_base = addr;
+            Outcome { ret: 0, effects: Effects { fs_base: Some(addr), ..Default::default() } }
+        }
+        ARCH_GET_FS => {
+            let base = c.linux.proc().fs_base;
+            ret(c.hv.write_user(c.vcpu, addr, &base.to_le_bytes()).map(|()| 0))
+        }
+        _ => Outcome::err(libc::EINVAL),
+    }
+}
+
+/// `set_tid_address(tidptr)`.
+pub fn set_tid_address(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    c.linux.proc().clear_child_tid = a[0];
+    Outcome::ret(PID as i64)
+}
+
+/// `set_robust_list(head, len)`: one thread, nothing to clean up.
+pub fn set_robust_list(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if a[1] != 24 {
+        return Outcome::err(libc::EINVAL);
+    }
+    Outcome::ret(0)
+}
+
+/// `getpid`, `gettid`, `getpgrp`, `getsid`...: the one process.
+pub fn getpid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(PID as i64)
+}
+
+/// `getppid()`: the VMM is the parent, as pid 1 would be.
+pub fn getppid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(1)
+}
+
+/// `getuid`, `geteuid`, `getgid`, `getegid`: root (the host results
+/// were taken as root).
+pub fn getuid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(0)
+}
+
+/// `uname(buf)`.
+pub fn uname(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let mut b = vec![0u8; 6 * 65];
+    for (i, s) in ["Linux", "vmm", "6.12.0-guest-mm", "#1 SMP", "x86_64", "(none)"].iter().enumerate() {
+        b[i * 65..i * 65 + s.len()].copy_from_slice(s.as_bytes());
+    }
+    ret(c.hv.write_user(c.vcpu, a[0], &b).map(|()| 0))
+}
+
+/// `prlimit64(pid, resource, new, old)`.
+pub fn prlimit64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [pid, res, new, old, ..] = a;
+    if pid != 0 && pid != PID {
+        return Outcome::err(libc::ESRCH);
+    }
+    ret(rlimit_common(c, res, new, old))
+}
+
+/// `getrlimit(resource, rlim)`.
+pub fn getrlimit(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(rlimit_common(c, a[0], 0, a[1]))
+}
+
+/// `setrlimit(resource, rlim)`.
+pub fn setrlimit(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(rlimit_common(c, a[0], a[1], 0))
+}
+
+fn rlimit_common(c: &Ctx<'_>, res: u64, new: u64, old: u64) -> Result<u64, i32> {
+    let i = usize::try_from(res).ok().filter(|&i| i < rlimit::COUNT).ok_or(libc::EINVAL)?;
+    let want = if new != 0 {
+        let b = c.hv.read_user(c.vcpu, new, 16)?;
+        let soft = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let hard = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        if soft > hard {
+            return Err(libc::EINVAL);
+        }
+        if i == rlimit::NOFILE && hard > 1 << 20 {
+            return Err(libc::EPERM);
+        }
+        Some((soft, hard))
+    } else {
+        None
+    };
+    let cur = c.linux.proc().rlimits[i];
+    if old != 0 {
+        let mut b = cur.0.to_le_bytes().to_vec();
+        b.extend_from_slice(&cur.1.to_le_bytes());
+        c.hv.write_user(c.vcpu, old, &b)?;
+    }
+    if let Some(w) = want {
+        c.linux.proc().rlimits[i] = w;
+    }
+    Ok(0)
+}
+
+/// `getrandom(buf, len, flags)`.
+pub fn getrandom(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [buf, len, flags, ..] = a;
+    if flags & !7 != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    let len = len.min(GETRANDOM_MAX);
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(4096);
+        let bytes = random_bytes::<4096>();
+        if let Err(e) = c.hv.write_user(c.vcpu, buf + done, &bytes[..n as usize]) {
+            return if done == 0 { Outcome::err(e) } else { Outcome::ret(done as i64) };
+        }
+        done += n;
+    }
+    Outcome::ret(len as i64)
+}
+
+fn check_sig(sig: u64) -> Result<u32, i32> {
+    u32::try_from(sig).ok().filter(|s| (1..=64).contains(s)).ok_or(libc::EINVAL)
+}
+
+/// `rt_sigaction(sig, act, oact, sigsetsize)`: keeps the disposition.
+pub fn rt_sigaction(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [sig, act, oact, size, ..] = a;
+    let r = (|| {
+        if size != 8 {
+            return Err(libc::EINVAL);
+        }
+        let s = check_sig(sig)?;
+        if act != 0 && UNCATCHABLE.contains(&s) {
+            return Err(libc::EINVAL);
+        }
+        let new = if act != 0 {
+            let b = c.hv.read_user(c.vcpu, act, 32)?;
+            let mut w = [0u64; 4];
+            for (i, x) in w.iter_mut().enumerate() {
+                *x = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            }
+            Some(w)
+        } else {
+            None
+        };
+        let old = c.linux.proc().sigactions.get(&s).copied().unwrap_or_default();
+        if oact != 0 {
+            let b: Vec<u8> = old.iter().flat_map(|w| w.to_le_bytes()).collect();
+            c.hv.write_user(c.vcpu, oact, &b)?;
+        }
+        if let Some(w) = new {
+            c.linux.proc().sigactions.insert(s, w);
+        }
+        Ok(0)
+    })();
+    ret(r)
+}
+
+/// `rt_sigprocmask(how, set, oldset, sigsetsize)`.
+pub fn rt_sigprocmask(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [how, set, oldset, size, ..] = a;
+    let r = (|| {
+        if size != 8 {
+            return Err(libc::EINVAL);
+        }
+        let new = if set != 0 {
+            let b = c.hv.read_user(c.vcpu, set, 8)?;
+            Some(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()))
+        } else {
+            None
+        };
+        let old = c.linux.proc().sigmask;
+        if let Some(n) = new {
+            let uncatchable = (1u64 << 8) | (1u64 << 18);
+            let m = match how {
+                0 => old | n,
+                1 => old & !n,
+                2 => n,
+                _ => return Err(libc::EINVAL),
+            };
+            c.linux.proc().sigmask = m & !uncatchable;
+        }
+        if oldset != 0 {
+            c.hv.write_user(c.vcpu, oldset, &old.to_le_bytes())?;
+        }
+        Ok(0)
+    })();
+    ret(r)
+}
+
+/// `sigaltstack(ss, old)`.
+pub fn sigaltstack(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [ss, old, ..] = a;
+    let r = (|| {
+        let cur = c.linux.proc().altstack;
+        if ss != 0 {
+            let b = c.hv.read_user(c.vcpu, ss, 24)?;
+            let sp = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+            let flags = u32::from_le_bytes(b[8..12].try_into().unwrap_or_default());
+            let size = u64::from_le_bytes(b[16..24].try_into().unwrap_or_default());
+            if flags & !(2 | (1 << 31)) != 0 {
+                return Err(libc::EINVAL);
+            }
+            if flags & 2 == 0 && size < 2048 {
+                return Err(libc::ENOMEM);
+            }
+            c.linux.proc().altstack = (sp, flags, size);
+        }
+        if old != 0 {
+            let mut b = cur.0.to_le_bytes().to_vec();
+            b.extend_from_slice(&cur.1.to_le_bytes());
+            b.extend_from_slice(&[0u8; 4]);
+            b.extend_from_slice(&cur.2.to_le_bytes());
+            c.hv.write_user(c.vcpu, old, &b)?;
+        }
+        Ok(0)
+    })();
+    ret(r)
+}
+
+/// A signal sent to the process itself: its default action, or nothing
+/// when ignored.
+fn signal_self(c: &Ctx<'_>, sig: u64) -> Outcome {
+    if sig == 0 {
+        return Outcome::ret(0);
+    }
+    let s = match check_sig(sig) {
+        Ok(s) => s,
+        Err(e) => return Outcome::err(e),
+    };
+    let handler = c.linux.proc().sigactions.get(&s).map_or(0, |w| w[0]);
+    match handler {
+        1 => Outcome::ret(0),
+        0 if DEFAULT_IGNORED.contains(&s) => Outcome::ret(0),
+        0 => c.linux.kill(s as i32),
+        _ => {
+            log::warn!("linux: signal {s} has a handler; delivering to handlers is not implemented: ignored");
+            Outcome::ret(0)
+        }
+    }
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let pid = a[0] as i64;
+    if pid == PID as i64 || pid == 0 || pid == -1 || pid == -(PID as i64) {
+        signal_self(c, a[1])
+    } else {
+        Outcome::err(libc::ESRCH)
+    }
+}
+
+/// `tgkill(tgid, tid, sig)`.
+pub fn tgkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if a[0] != PID || a[1] != PID {
+        return Outcome::err(libc::ESRCH);
+    }
+    signal_self(c, a[2])
+}
+
+/// `tkill(tid, sig)`.
+pub fn tkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if a[0] != PID {
+        return Outcome::err(libc::ESRCH);
+    }
+    signal_self(c, a[1])
+}
+
+/// `sched_yield()`.
+pub fn sched_yield(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(0)
+}
+
+/// `sched_getaffinity(pid, size, mask)`: one CPU.
+pub fn sched_getaffinity(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [pid, size, mask, ..] = a;
+    if pid != 0 && pid != PID {
+        return Outcome::err(libc::ESRCH);
+    }
+    if size < 8 || size % 8 != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    ret(c.hv.write_user(c.vcpu, mask, &1u64.to_le_bytes()).map(|()| 8))
+}
+
+/// `umask(mask)`.
+pub fn umask(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let mut p = c.linux.proc();
+    let old = p.umask;
+    p.umask = (a[0] & 0o777) as u32;
+    Outcome::ret(i64::from(old))
+}
+
+/// `prctl(option, ...)`: `PR_SET_NAME`/`PR_GET_NAME` and nothing else.
+pub fn prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    const PR_SET_NAME: u64 = 15;
+    const PR_GET_NAME: u64 = 16;
+    match a[0] {
+        PR_SET_NAME => ret(c.hv.read_user_cstr(c.vcpu, a[1], 4096).map(|_| 0)),
+        PR_GET_NAME => {
+            let mut n = c.linux.path().rsplit('/').next().unwrap_or("").as_bytes().to_vec();
+            n.truncate(15);
+            n.resize(16, 0);
+            ret(c.hv.write_user(c.vcpu, a[1], &n).map(|()| 0))
+        }
+        _ => Outcome::err(libc::EINVAL),
+    }
+}
