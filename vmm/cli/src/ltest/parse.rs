@@ -63,11 +63,13 @@ pub fn parse(stdout: &str, stderr: &str) -> Parsed {
 }
 
 impl Parsed {
-    /// The totals in the program's own spelling.
+    /// The totals in the program's own spelling (`no results` when it
+    /// printed none).
     pub fn counts_text(&self) -> String {
         match self.format {
             Format::Ltp => self.counts.ltp(),
-            Format::Kselftest | Format::None => self.counts.kselftest(),
+            Format::Kselftest => self.counts.kselftest(),
+            Format::None => "no results".into(),
         }
     }
 }
@@ -89,5 +91,6 @@ mod tests {
         assert_eq!((p.format, p.source, p.counts.pass, p.counts.fail), (Format::Ltp, Source::Counted, 1, 1));
         let p = parse("hello\n", "");
         assert_eq!((p.format, p.source, p.counts), (Format::None, Source::Nothing, Counts::default()));
+        assert_eq!(p.counts_text(), "no results");
     }
 }
