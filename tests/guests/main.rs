@@ -3,7 +3,8 @@
 //! and small ones generated here for the personality and the block
 //! device), kvm-unit-tests from `../shared/testguests/kvm-unit-tests`
 //! (`vmm kut`), and the multiboot kernel loader they boot through
-//! (`vmm run --kernel`, with kernels generated here). One module per
+//! (`vmm run --kernel`, with kernels generated here), and the runner of
+//! suites of Linux programs (`vmm ltest`, over fake programs). One module per
 //! scenario, named after the file it lives in, so that
 //! `cargo test --test guests solo5_block` runs one of them.
 //!
@@ -15,6 +16,7 @@ mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
 mod linux_programs;
+mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;
 mod solo5_load_checks;

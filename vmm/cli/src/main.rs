@@ -2,7 +2,8 @@
 //! `--guest FILE`) and prints a report; the exit code says whether every
 //! check passed. `vmm bench` runs the throughput suite (the `vmm-bench`
 //! package, see `docs/benchmarks.md`); `vmm kut` runs a kvm-unit-tests
-//! suite ([`kut`]).
+//! suite ([`kut`]); `vmm ltest` runs suites of static Linux programs
+//! ([`ltest`]).
 //!
 //! This crate is only the command line: each subcommand's options and the
 //! glue to the `vmm` library are in [`commands`]; the runtime is the `vmm`
@@ -17,6 +18,7 @@ mod commands;
 mod kind_options;
 mod kut;
 mod logger;
+mod ltest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use commands::bench::BenchArgs;
 use commands::fuzz_guest::FuzzArgs;
 use commands::kut::KutArgs;
+use commands::ltest::LtestArgs;
 use commands::run::RunArgs;
 use vmm::guest::registry::Registry;
 use vmm::run::output::{self, Output};
@@ -55,6 +58,10 @@ enum Command {
     /// Run a kvm-unit-tests suite from DIR/unittests.cfg (or DIR/x86/),
     /// each test in its own `vmm run --kernel` process.
     Kut(KutArgs),
+    /// Run suites of static x86-64 Linux programs (kselftests, LTP), each
+    /// in its own `vmm run --guest` process, and compare their TAP or LTP
+    /// totals with the expected ones.
+    Ltest(LtestArgs),
     /// Write the example user guest (a freestanding x86-64 ELF) to FILE.
     ExampleElf {
         /// Where to write it.
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::FuzzGuest(args) => Job::Fuzz(args),
         Command::Bench(args) => return commands::bench::bench(args),
         Command::Kut(args) => return commands::kut::kut(args),
+        Command::Ltest(args) => return commands::ltest::ltest(args),
         Command::ExampleElf { file } => return commands::example_elf::example_elf(&file),
     };
     let verbose = match &job {
