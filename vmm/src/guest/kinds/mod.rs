@@ -6,6 +6,7 @@
 pub mod abi_elf;
 pub mod builtin;
 pub mod fuzz;
+pub mod linux;
 pub mod multiboot;
 pub mod solo5;
 
