@@ -559,3 +559,35 @@ fn host_files_by_explicit_name_only() {
     assert_eq!(std::fs::read(&rw_path).unwrap(), b"01AB");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn memfd_is_an_anonymous_tmpfs_file() {
+    let mut v = Vfs::new(&VfsConfig { tmpfs_bytes: 4 * 4096, tmpfs_inodes: 2, ..VfsConfig::default() });
+    let m = v.memfd_create(b"heap", libc::MFD_CLOEXEC).unwrap();
+    assert_eq!(v.fcntl(m, libc::F_GETFD, 0), Ok(1));
+    assert_eq!(v.special(m), Ok(None));
+    v.ftruncate(m, 8192).unwrap();
+    assert_eq!(v.pwrite64(m, b"data", 4096), Ok(4));
+    assert_eq!(v.pread64(m, 6, 4094), Ok(b"\0\0data".to_vec()));
+    let st = v.fstat(m).unwrap();
+    assert_eq!(u32_at(&st, stat_offsets::MODE), libc::S_IFREG | 0o777);
+    assert_eq!(u64_at(&st, stat_offsets::NLINK), 0);
+    assert_eq!(names(&mut v, "/dev/shm"), vec![".", ".."], "in no directory");
+    assert_eq!(v.memfd_create(b"x", 0x100), Err(EINVAL));
+    assert_eq!(v.memfd_create(&[b'n'; 250], 0), Err(EINVAL));
+    let m2 = v.memfd_create(b"two", 0).unwrap();
+    assert_eq!(v.memfd_create(b"three", 0), Err(ENOSPC), "inodes counted");
+    v.close(m2).unwrap();
+    let d = v.dup(m).unwrap();
+    v.close(m).unwrap();
+    assert_eq!(u64_at(&v.statfs(b"/dev/shm").unwrap(), statfs_offsets::BFREE), 3, "alive through the dup");
+    v.close(d).unwrap();
+    assert_eq!(u64_at(&v.statfs(b"/dev/shm").unwrap(), statfs_offsets::BFREE), 4);
+    assert_eq!(u64_at(&v.statfs(b"/dev/shm").unwrap(), statfs_offsets::FFREE), 2);
+}
+
+#[test]
+fn vfs_can_live_in_a_guest_kind() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Vfs>();
+}

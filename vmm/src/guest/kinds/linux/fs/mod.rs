@@ -11,6 +11,11 @@
 //! `/dev/mem`, memfds, ...), which [`Vfs::special`] reports, and host
 //! files by explicit name only (no host directory is ever walked).
 //! `/proc/self/exe` is the one symbolic link the kind normally sets.
+//! `memfd_create` gives in-memory files in no directory.
+//!
+//! Permissions: the process owns every node and only the owner bits
+//! are checked; `/`, `/dev`, `/proc` and `/sys` are mode 0555, so
+//! creating or removing there is `EACCES`.
 //!
 //! Not done: hard links, renames, `chmod`/`chown`, timestamps set by the
 //! guest, permission checks beyond the owner bits (the process owns

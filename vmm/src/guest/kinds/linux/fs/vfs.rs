@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::devices::Device;
-use super::errno::{Errno, EACCES, EBADF, EEXIST, ENOENT, ENOTDIR};
+use super::errno::{Errno, EACCES, EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR};
 use super::fd_table::{Fd, FdTable, Slot};
 use super::node::{Dir, Generator, HostFile, Ino, Mount, Node, NodeKind, Nodes, Special, ROOT};
 use super::open_file::{Content, DescId, Description, Descriptions};
 use super::path;
-use super::tmpfs::Budget;
+use super::tmpfs::{Budget, SparseFile};
 
 /// The largest read served in one call; longer reads are short, as a
 /// device or a signal may make them on Linux.
@@ -236,6 +236,28 @@ impl Vfs {
         node.special_mode = Some(mode);
         let ino = self.nodes.add(node);
         self.install(ino, flags, Content::Live)
+    }
+
+    /// `memfd_create(name, flags)`: an in-memory file in no directory,
+    /// open read-write (mode 0777, counted in the tmpfs budget), freed at
+    /// its last close. `MFD_CLOEXEC` and `MFD_ALLOW_SEALING` are taken
+    /// (sealing itself is not done); other flags, or a name longer than
+    /// 249 bytes, are `EINVAL`. The kind maps it by reading it.
+    pub fn memfd_create(&mut self, name: &[u8], flags: u32) -> Result<Fd, Errno> {
+        /// `MFD_NAME_MAX_LEN`: `NAME_MAX` less `"memfd:"`.
+        const NAME_MAX_LEN: usize = 249;
+        if flags & !(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) != 0 || name.len() > NAME_MAX_LEN {
+            return Err(EINVAL);
+        }
+        self.fds.lowest_free(0)?;
+        self.budget.take_inode()?;
+        let mut full_name = b"memfd:".to_vec();
+        full_name.extend_from_slice(name);
+        let mut node = Node::new(NodeKind::File(SparseFile::default()), 0o777, Mount::Shm, ROOT, full_name);
+        node.links = 0;
+        let ino = self.nodes.add(node);
+        let cloexec = if flags & libc::MFD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
+        self.install(ino, libc::O_RDWR | cloexec, Content::Live)
     }
 
     /// If `fd` is open on a node the kind serves, which one, with the
