@@ -52,4 +52,8 @@ pub use self::vfs::{SpecialFile, Vfs, VfsConfig, IO_MAX};
 #[cfg(test)]
 mod calls_tests;
 #[cfg(test)]
+mod kind_nodes_tests;
+#[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod test_util;
