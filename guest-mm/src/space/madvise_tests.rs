@@ -13,7 +13,7 @@ use crate::flags::VmFlags;
 #[test]
 fn each_special_flag_alone_refuses_dontneed() {
     let mut s = space();
-    let refused = MmError::Invalid("MADV_DONTNEED on a PFNMAP, I/O or huge-page mapping");
+    let refused = MmError::Invalid("MADV_DONTNEED on a PFNMAP, I/O, huge-page or locked mapping");
     for (i, flag) in [VmFlags::PFNMAP, VmFlags::IO, VmFlags::HUGETLB, VmFlags::empty()].into_iter().enumerate() {
         let at = va(WINDOW.0 + 4 * i as u64 * PAGE_SIZE);
         s.mmap(&Flags(flag, VmFlags::empty()), &MmapRequest::shared(PAGE_SIZE, VmFlags::READ).fixed(at))
