@@ -225,3 +225,40 @@ fn locked_vmas_refuse_dontneed_free_cold_and_pageout_but_not_dontneed_locked() {
     assert_eq!(present(&s, a, 4).0, 0);
     sound(&s);
 }
+
+#[test]
+fn the_audit_finds_lock_and_wipe_flags_no_call_gives() {
+    let (mut s, z) = setup();
+    let a = anon(&mut s, &z, 16, 4, RW);
+    let io = WINDOW.0 + 32 * P;
+    s.mmap(&Flags(VmFlags::IO, VmFlags::empty()), &MmapRequest::shared(P, RW).fixed(va(io))).unwrap().flush.ignore();
+    let plain = WINDOW.0 + 48 * P;
+    s.mmap(&Plain, &MmapRequest::shared(P, RW).fixed(va(plain))).unwrap().flush.ignore();
+    // What the calls give is sound.
+    s.mlock(va(a), 4 * P, true).unwrap().ignore();
+    s.madvise(va(a), 4 * P, Advice::WipeOnFork).unwrap().ignore();
+    assert_eq!(
+        s.madvise(va(plain), P, Advice::WipeOnFork).map(|f| f.ignore()).map_err(|e| e.errno()),
+        Err(errno::EINVAL)
+    );
+    sound(&s);
+    // Each forged flag set is reported.
+    let forged = [
+        (a, VmFlags::LOCKONFAULT, "on-fault without locked"),
+        (io, VmFlags::LOCKED, "a special or huge-page VMA locked"),
+        (plain, VmFlags::WIPEONFORK, "wipe-on-fork on memory that is not private anonymous"),
+    ];
+    for (at, bits, why) in forged {
+        let old = s.find_vma(va(at)).unwrap().flags();
+        let end = s.find_vma(va(at)).unwrap().end();
+        s.vmas.update_range(at, end, |v| v.flags = (old - VM_LOCKED_MASK) | bits);
+        let (_, v) = s.check_invariants();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            matches!(v[0], super::Violation::BadVmaFlags { start, why: w, .. } if start == at && w == why),
+            "{v:?}"
+        );
+        s.vmas.update_range(at, end, |v| v.flags = old);
+        sound(&s);
+    }
+}

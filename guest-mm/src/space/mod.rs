@@ -24,6 +24,8 @@
 //! compat entry point too; see [`AddressSpace::take_deferred_flush`].
 
 #[cfg(test)]
+mod advice_model_tests;
+#[cfg(test)]
 mod bounds_tests;
 mod compat;
 mod fault;
