@@ -262,3 +262,26 @@ fn the_audit_finds_lock_and_wipe_flags_no_call_gives() {
         sound(&s);
     }
 }
+
+#[test]
+fn a_locked_mapping_that_grows_is_populated_in_its_new_part() {
+    let (mut s, z) = setup();
+    let a = anon(&mut s, &z, 16, 4, RW);
+    s.mlock(va(a), 4 * P, false).unwrap().ignore();
+    // In place.
+    s.mremap(va(a), 4 * P, 8 * P, false, None).unwrap().flush.ignore();
+    assert_eq!(present(&s, a, 8), (8, 8));
+    assert_eq!(s.locked_bytes(), 8 * P);
+    // Moved (a neighbour blocks growing in place).
+    anon(&mut s, &z, 24, 1, VmFlags::READ);
+    let r = s.mremap(va(a), 8 * P, 12 * P, true, None).unwrap();
+    r.flush.ignore();
+    assert_ne!(r.addr.raw(), a);
+    assert_eq!(present(&s, r.addr.raw(), 12), (12, 12));
+    // On fault: the new part stays absent.
+    let b = anon(&mut s, &z, 64, 2, RW);
+    s.mlock(va(b), 2 * P, true).unwrap().ignore();
+    s.mremap(va(b), 2 * P, 4 * P, false, None).unwrap().flush.ignore();
+    assert_eq!(present(&s, b, 4).0, 0);
+    sound(&s);
+}
