@@ -17,8 +17,12 @@
 //!   there with `ENOMEM` (`EFAULT` turned into `ENOMEM` by
 //!   `__mlock_posix_error_return`, as out of memory becomes `EAGAIN`);
 //! - `mlockall(MCL_FUTURE)` sets the space's default flags, which
-//!   [`AddressSpace::mmap`] adds to every new VMA (and then populates it,
-//!   errors ignored); any `mlockall` clears the previous default first.
+//!   [`AddressSpace::mmap`] adds to every new VMA of the user half (and
+//!   then populates it, errors ignored); any `mlockall` clears the
+//!   previous default first.
+//!
+//! The guest's process is the user half: `mlockall`, `munlockall` and the
+//! counts leave supervisor-half VMAs (the VMM's own) alone.
 //!
 //! `RLIMIT_MEMLOCK` and `CAP_IPC_LOCK` are the caller's: it gets the
 //! counts `do_mlock` and `mlockall` check against the limit
@@ -27,7 +31,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::AddressSpace;
+use super::{AddressSpace, USER_END};
 use crate::addr::{page_align_up, GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::{VmFlags, VM_LOCKED_MASK};
@@ -83,8 +87,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let mut flush = FlushSet::default();
         if current {
             self.lock_all(lock);
-            let all: Vec<(u64, u64)> = self.vmas.iter().map(|v| (v.start().raw(), v.end())).collect();
-            for (s, e) in all {
+            for (s, e) in self.user_vmas() {
                 if let Err(err) = self.populate_locked(s, e, true, &mut flush) {
                     log::debug!("mlockall: populating {s:#x}..{e:#x} stopped: {err}");
                 }
@@ -105,9 +108,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         self.def_flags
     }
 
-    /// Bytes in locked VMAs (`mm->locked_vm`, `VmLck`).
+    /// Bytes in locked VMAs of the user half (`mm->locked_vm`, `VmLck`).
     pub fn locked_bytes(&self) -> u64 {
-        self.vmas.iter().filter(|v| v.flags().contains(VmFlags::LOCKED)).map(|v| v.size()).sum()
+        self.vmas.overlapping(0, USER_END).filter(|v| v.flags().contains(VmFlags::LOCKED)).map(|v| v.size()).sum()
     }
 
     /// Bytes of `[addr, addr + len)` (rounded as [`AddressSpace::mlock`])
@@ -123,11 +126,16 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             .sum()
     }
 
-    /// Bytes in all VMAs (`mm->total_vm`): `mlockall(MCL_CURRENT)` is
-    /// refused with `ENOMEM` when it exceeds `RLIMIT_MEMLOCK` (the
-    /// caller's check).
+    /// Bytes in the VMAs of the user half (`mm->total_vm`):
+    /// `mlockall(MCL_CURRENT)` is refused with `ENOMEM` when it exceeds
+    /// `RLIMIT_MEMLOCK` (the caller's check).
     pub fn mapped_bytes(&self) -> u64 {
-        self.vmas.iter().map(|v| v.size()).sum()
+        self.vmas.overlapping(0, USER_END).map(|v| v.size()).sum()
+    }
+
+    /// The ranges of the user half's VMAs, in order.
+    fn user_vmas(&self) -> Vec<(u64, u64)> {
+        self.vmas.overlapping(0, USER_END).map(|v| (v.start().raw(), v.end())).collect()
     }
 
     /// `apply_vma_lock_flags`: sets the lock bits of each VMA of
@@ -147,11 +155,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
     }
 
-    /// `apply_mlockall_flags`' loop: every VMA's lock bits become `lock`,
-    /// errors ignored.
+    /// `apply_mlockall_flags`' loop: every user-half VMA's lock bits
+    /// become `lock`, errors ignored.
     fn lock_all(&mut self, lock: VmFlags) {
-        let all: Vec<(u64, u64)> = self.vmas.iter().map(|v| (v.start().raw(), v.end())).collect();
-        for (s, e) in all {
+        for (s, e) in self.user_vmas() {
             if let Err(err) = self.set_lock_bits(s, e, lock) {
                 log::debug!("locking {s:#x}..{e:#x} failed: {err}");
             }

@@ -285,3 +285,20 @@ fn a_locked_mapping_that_grows_is_populated_in_its_new_part() {
     assert_eq!(present(&s, b, 4).0, 0);
     sound(&s);
 }
+
+#[test]
+fn mlockall_and_the_counts_leave_the_supervisor_half_alone() {
+    let (mut s, z) = setup();
+    let k = super::KERNEL_HALF + (1 << 30);
+    s.mmap(&Plain, &MmapRequest::shared(2 * P, RW).fixed(va(k))).unwrap().flush.ignore();
+    let a = anon(&mut s, &z, 16, 2, RW);
+    s.mlockall(true, true, false).unwrap().ignore();
+    assert_eq!(lock_bits(&s, k), VmFlags::empty());
+    assert_eq!(lock_bits(&s, a), VmFlags::LOCKED);
+    assert_eq!((s.locked_bytes(), s.mapped_bytes()), (2 * P, 2 * P));
+    // A new supervisor mapping does not take the default either.
+    let k2 = k + (1 << 20);
+    s.mmap(&Plain, &MmapRequest::shared(P, RW).fixed(va(k2))).unwrap().flush.ignore();
+    assert_eq!(lock_bits(&s, k2), VmFlags::empty());
+    sound(&s);
+}

@@ -28,7 +28,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if kernel && req.prot.is_empty() {
             return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
         }
-        let mut flags = req.prot | self.def_flags | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
+        let mut flags = req.prot | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
+        // `mlockall(MCL_FUTURE)` locks the guest process's new mappings.
+        if !kernel {
+            flags |= self.def_flags;
+        }
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
