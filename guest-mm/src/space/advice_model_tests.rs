@@ -415,7 +415,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn lock_and_advice_match_the_model(ops in prop::collection::vec(op(), 1..40)) {
