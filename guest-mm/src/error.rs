@@ -142,6 +142,13 @@ pub enum MmError {
     /// The object is still mapped (a BAR window being removed).
     #[error("{0} is still mapped")]
     Busy(&'static str),
+    /// Populating a page failed the way a guest access would (`SIGBUS` or
+    /// `SIGSEGV`: the provider refused, or nothing can fault it in).
+    #[error("populating {addr:#x} failed")]
+    FaultFailed {
+        /// The page that could not be populated.
+        addr: u64,
+    },
     /// Guest memory could not be accessed.
     #[error("guest memory access failed at {addr:#x}")]
     GuestMemory {
@@ -160,7 +167,7 @@ impl MmError {
             | MmError::Overflow { .. }
             | MmError::Invalid(_) => EINVAL,
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
-            MmError::GuestMemory { .. } => EFAULT,
+            MmError::GuestMemory { .. } | MmError::FaultFailed { .. } => EFAULT,
             MmError::FrameReserved { .. } | MmError::NotAllowed { .. } | MmError::NoExec(_) => EPERM,
             MmError::NoSpace { .. }
             | MmError::OutOfMemory(_)
@@ -195,6 +202,7 @@ mod tests {
             (MmError::Again, errno::EAGAIN),
             (MmError::Access("write"), errno::EACCES),
             (MmError::Busy("x"), errno::EBUSY),
+            (MmError::FaultFailed { addr: 0 }, errno::EFAULT),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

@@ -41,6 +41,20 @@ bitflags! {
         const DONTDUMP = 1 << 26;
         /// Backed by huge pages.
         const HUGETLB = 1 << 22;
+        /// Pages are locked in memory (`mlock`): populated when locked and
+        /// not dropped by `MADV_DONTNEED`/`MADV_FREE`.
+        const LOCKED = 1 << 13;
+        /// With `LOCKED`: lock pages as they fault in, do not populate
+        /// (`MLOCK_ONFAULT`, `MCL_ONFAULT`).
+        const LOCKONFAULT = 1 << 19;
+        /// Expect sequential reads (`MADV_SEQUENTIAL`).
+        const SEQ_READ = 1 << 15;
+        /// Expect random reads (`MADV_RANDOM`).
+        const RAND_READ = 1 << 16;
+        /// Not copied into a child on fork (`MADV_DONTFORK`).
+        const DONTCOPY = 1 << 17;
+        /// A child on fork gets zero pages here (`MADV_WIPEONFORK`).
+        const WIPEONFORK = 1 << 25;
     }
 }
 
@@ -51,6 +65,9 @@ pub const VM_REMAP_FLAGS: VmFlags =
 /// Flags that forbid merging a VMA with its neighbours (`VM_SPECIAL`).
 pub const VM_SPECIAL: VmFlags = VmFlags::IO.union(VmFlags::DONTEXPAND).union(VmFlags::PFNMAP).union(VmFlags::MIXEDMAP);
 
+/// The lock bits (`VM_LOCKED_MASK`): mlock sets, munlock clears both.
+pub const VM_LOCKED_MASK: VmFlags = VmFlags::LOCKED.union(VmFlags::LOCKONFAULT);
+
 /// The access bits a caller may request and mprotect may change.
 pub const VM_ACCESS_FLAGS: VmFlags = VmFlags::READ.union(VmFlags::WRITE).union(VmFlags::EXEC);
 
@@ -58,6 +75,12 @@ impl VmFlags {
     /// Private and writable-capable: the kernel's `is_cow_mapping()`.
     pub fn is_cow_mapping(self) -> bool {
         !self.contains(VmFlags::SHARED) && self.contains(VmFlags::MAYWRITE)
+    }
+
+    /// mlock leaves these VMAs alone (no lock bits, not counted): the
+    /// `VM_SPECIAL` ones and huge-page ones, as `mlock_fixup` does.
+    pub fn is_unlockable(self) -> bool {
+        self.intersects(VM_SPECIAL.union(VmFlags::HUGETLB))
     }
 
     /// The `MAY*` bits a mapping's access bits need.

@@ -31,7 +31,7 @@ pub use action::{ActionKind, PageArray, PageRun};
 pub use addr::{page_align_up, pages_to_bytes, GuestVirtAddr, PageSize, Pfn, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
 pub use desc::{probe_mmap_prepare, PreparedDesc, VmaDesc};
 pub use error::{errno, MmError};
-pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_REMAP_FLAGS, VM_SPECIAL};
+pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_LOCKED_MASK, VM_REMAP_FLAGS, VM_SPECIAL};
 pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolCensus, PoolPages, TableAllocator};
 pub use paging::{
     FlushSet, Leaf, MapStats, PageTables, SplitRecord, TableCensus, Translation, Unmapped, PAT_MSR_VALUE,

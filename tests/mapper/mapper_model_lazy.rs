@@ -419,26 +419,29 @@ impl World {
     }
 
     /// `MADV_DONTNEED`: the entries go (and a faulted page's frame back to
-    /// the pool at once), the VMAs stay; a hole is `ENOMEM`, a
-    /// PFNMAP/IO/HUGETLB VMA `EINVAL`, both changing nothing.
+    /// the pool at once), the VMAs stay. As Linux, the mapped parts are
+    /// advised in address order: a PFNMAP/IO/HUGETLB VMA stops the walk
+    /// with `EINVAL` (the pages before it are dropped), and a hole is
+    /// `ENOMEM` after every mapped part was dropped.
     fn dont_need(&mut self, page: u64, pages: u64) {
         let start = L.window.0 + page * PAGE_SIZE;
         let end = start + pages * PAGE_SIZE;
-        let r = self.space.madvise(va(start), pages * PAGE_SIZE, guest_mm::Advice::DontNeed);
-        if !(start..end).step_by(PAGE_SIZE as usize).all(|a| self.model.contains_key(&a)) {
-            assert_eq!(r.map(|f| f.ignore()).expect_err("hole").errno(), errno::ENOMEM);
-            return;
-        }
+        let r = self.space.madvise(va(start), pages * PAGE_SIZE, guest_mm::Advice::DontNeed).map(|f| f.ignore());
         let special = VmFlags::PFNMAP | VmFlags::IO | VmFlags::HUGETLB;
-        let refused = (start..end)
-            .step_by(PAGE_SIZE as usize)
-            .any(|a| self.space.find_vma(va(a)).is_some_and(|v| v.flags().intersects(special)));
-        if refused {
-            assert_eq!(r.map(|f| f.ignore()).expect_err("special").errno(), errno::EINVAL);
-            return;
+        let mut dropped_to = end;
+        let mut want = Ok(());
+        for a in (start..end).step_by(PAGE_SIZE as usize) {
+            if !self.model.contains_key(&a) {
+                want = want.and(Err(errno::ENOMEM));
+            } else if self.space.find_vma(va(a)).is_some_and(|v| v.flags().intersects(special)) {
+                (want, dropped_to) = (Err(errno::EINVAL), a);
+                break;
+            }
         }
-        r.expect("dontneed").ignore();
-        for (_, p) in self.model.range_mut(start..end) {
+        assert_eq!(r.map_err(|e| e.errno()), want, "madvise({start:#x}, {pages} pages)");
+        // Dropped entries of a failed call are in the deferred flush.
+        self.space.take_deferred_flush().ignore();
+        for (_, p) in self.model.range_mut(start..dropped_to) {
             (p.pfn, p.counted, p.cow, p.anon_page) = (None, false, false, false);
         }
     }

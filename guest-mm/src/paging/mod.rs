@@ -19,9 +19,9 @@
 //!   of 4 KiB frames ([`crate::PageArray`]);
 //! - [`PageTables::unmap_range`] and [`PageTables::protect_range`], which
 //!   split cut huge leaves with every table frame reserved first;
-//! - [`PageTables::translate`], [`PageTables::leaves`] and
-//!   [`PageTables::census`], which read guest memory like the CPU does,
-//!   trusting no bookkeeping;
+//! - [`PageTables::translate`], [`PageTables::leaves`],
+//!   [`PageTables::resident_pages`] and [`PageTables::census`], which read
+//!   guest memory like the CPU does, trusting no bookkeeping;
 //! - [`PageTables::restore`], the rollback of an unmap.
 //!
 //! Map and insert undo everything on error; unmap and protect fail only
@@ -41,6 +41,7 @@ mod map;
 mod model_tests;
 mod page_tables;
 mod protect;
+mod resident;
 mod snapshot;
 mod split;
 mod stats;

@@ -340,7 +340,18 @@ fn madvise_numbers_the_limit_and_the_audit_count() {
     use crate::space::Advice;
     assert_eq!(Advice::from_linux(3).unwrap(), Advice::WillNeed);
     assert_eq!(Advice::from_linux(4).unwrap(), Advice::DontNeed);
-    assert!(Advice::from_linux(9).is_err());
+    // Every number round-trips; the gaps (KSM, THP, hwpoison) and numbers
+    // past the last are refused.
+    for n in 0..=30u64 {
+        match Advice::from_linux(n) {
+            Ok(a) => assert_eq!(a.to_linux(), n),
+            Err(e) => {
+                assert_eq!(e.errno(), crate::errno::EINVAL);
+                assert!(matches!(n, 5..=7 | 12..=15 | 25..), "{n} refused");
+            }
+        }
+    }
+    assert!(Advice::from_linux(100).is_err(), "MADV_HWPOISON");
     let mut s = space();
     assert_eq!(s.max_map_count(), crate::space::DEFAULT_MAX_MAP_COUNT);
     for i in 0..3u64 {

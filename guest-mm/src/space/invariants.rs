@@ -11,7 +11,10 @@
 //!   user-half leaf inside a VMA;
 //! - the page pool: every frame free exactly once, or used (owned or
 //!   pinned), so `free + used == total`, and no frame a page-array leaf
-//!   maps on the free list.
+//!   maps on the free list;
+//! - the VMAs' flags: lock bits only where mlock may put them
+//!   (`VM_LOCKONFAULT` only with `VM_LOCKED`, neither on a `VM_SPECIAL`
+//!   or huge-page VMA), `VM_WIPEONFORK` only on private anonymous memory.
 //!
 //! It changes nothing, and it is not cheap (it reads every table and every
 //! leaf): it is meant for the end of a run and for tests, not for the
@@ -103,6 +106,16 @@ pub enum Violation {
         /// Its size in bytes.
         size: u64,
     },
+    /// A VMA carries flags mlock or madvise never give it.
+    #[error("the VMA at {start:#x} has flags {flags:?} it can never get ({why})")]
+    BadVmaFlags {
+        /// Start of the VMA.
+        start: u64,
+        /// Its flags.
+        flags: crate::flags::VmFlags,
+        /// Which rule it breaks.
+        why: &'static str,
+    },
     /// A pool frame is neither free, nor owned, nor pinned.
     #[error("pool frame {pfn:#x} is neither free, owned nor pinned (leaked)")]
     PoolLeaked {
@@ -161,7 +174,25 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         self.check_tables(&mut audit, &mut v);
         self.check_leaves(&mut audit, &mut v);
         self.check_pool(&mut audit, &mut v);
+        self.check_vma_flags(&mut v);
         (audit, v)
+    }
+
+    fn check_vma_flags(&self, v: &mut Vec<Violation>) {
+        use crate::flags::{VmFlags, VM_LOCKED_MASK};
+        for vma in self.vmas.iter() {
+            let flags = vma.flags();
+            let why = if flags.contains(VmFlags::LOCKONFAULT) && !flags.contains(VmFlags::LOCKED) {
+                "on-fault without locked"
+            } else if flags.intersects(VM_LOCKED_MASK) && flags.is_unlockable() {
+                "a special or huge-page VMA locked"
+            } else if flags.contains(VmFlags::WIPEONFORK) && !vma.is_private_anon() {
+                "wipe-on-fork on memory that is not private anonymous"
+            } else {
+                continue;
+            };
+            v.push(Violation::BadVmaFlags { start: vma.start().raw(), flags, why });
+        }
     }
 
     fn check_tables(&self, audit: &mut Audit, v: &mut Vec<Violation>) {

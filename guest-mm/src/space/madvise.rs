@@ -1,46 +1,142 @@
-//! madvise: `MADV_DONTNEED` drops the pages of a range (the VMAs stay; a
-//! lazy mapping refaults zero pages or the provider's pages) and
-//! `MADV_WILLNEED` populates a lazy range now, batched through the VMAs'
-//! `map_pages`.
+//! madvise: the advice values of Linux 6.12 this address space implements
+//! ([`Advice`]), with Linux's errors.
 //!
-//! Unlike Linux, which applies the advice to the mapped parts and then
-//! returns `ENOMEM` for a hole, a range with a hole is refused up front
-//! and nothing changes.
+//! - `MADV_DONTNEED`, `MADV_DONTNEED_LOCKED`, `MADV_FREE`: drop the pages
+//!   of the range (the VMAs stay; a lazy mapping refaults zero pages or
+//!   the provider's pages). `MADV_FREE` may drop them at any time before
+//!   the next write, so dropping them at once is one of its outcomes.
+//!   `MADV_REMOVE` drops the pages of a shared writable mapping the same
+//!   way, if it has a fault handler to refault them (there is no file to
+//!   punch a hole in: a refault gives what the provider gives).
+//! - `MADV_WILLNEED` populates a lazy range now, best effort, batched
+//!   through the VMAs' `map_pages`; `MADV_POPULATE_(READ|WRITE)` fault
+//!   every page in as a read or write would and report what failed.
+//! - `MADV_NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`,
+//!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP` set or clear VMA
+//!   flags (split and re-merged as mprotect does); nothing here reads
+//!   them but a fork or a core dump would.
+//! - `MADV_COLD` and `MADV_PAGEOUT` are accepted and do nothing (nothing
+//!   is reclaimed in this mapper).
+//!
+//! A range with holes is handled as Linux's `madvise_walk_vmas` does: the
+//! advice is applied to the mapped parts in address order, then the call
+//! answers `ENOMEM`. An error from one VMA stops the walk there; the VMAs
+//! before it keep the advice. Entries dropped before an error are not lost
+//! to the caller: they go to the deferred flush
+//! ([`AddressSpace::take_deferred_flush`]).
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_range, AddressSpace};
-use crate::addr::{page_align_up, GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use super::AddressSpace;
+use crate::addr::{page_align_up, GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
-use crate::flags::VmFlags;
+use crate::flags::{VmFlags, VM_SPECIAL};
 use crate::paging::FlushSet;
-use crate::vma::FaultAccess;
 
 /// The advice values this address space implements (Linux numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Advice {
+    /// `MADV_NORMAL` (0): clears `VM_SEQ_READ` and `VM_RAND_READ`.
+    Normal,
+    /// `MADV_RANDOM` (1): sets `VM_RAND_READ`.
+    Random,
+    /// `MADV_SEQUENTIAL` (2): sets `VM_SEQ_READ`.
+    Sequential,
     /// `MADV_WILLNEED` (3): populate now.
     WillNeed,
     /// `MADV_DONTNEED` (4): drop the pages.
     DontNeed,
+    /// `MADV_FREE` (8): drop the pages of private anonymous memory.
+    Free,
+    /// `MADV_REMOVE` (9): drop the pages of a shared writable mapping.
+    Remove,
+    /// `MADV_DONTFORK` (10): sets `VM_DONTCOPY`.
+    DontFork,
+    /// `MADV_DOFORK` (11): clears `VM_DONTCOPY`.
+    DoFork,
+    /// `MADV_DONTDUMP` (16): sets `VM_DONTDUMP`.
+    DontDump,
+    /// `MADV_DODUMP` (17): clears `VM_DONTDUMP`.
+    DoDump,
+    /// `MADV_WIPEONFORK` (18): sets `VM_WIPEONFORK` (private anonymous
+    /// memory only).
+    WipeOnFork,
+    /// `MADV_KEEPONFORK` (19): clears `VM_WIPEONFORK`.
+    KeepOnFork,
+    /// `MADV_COLD` (20): accepted, nothing to deactivate.
+    Cold,
+    /// `MADV_PAGEOUT` (21): accepted, nothing is reclaimed.
+    PageOut,
+    /// `MADV_POPULATE_READ` (22): fault every page in for reading.
+    PopulateRead,
+    /// `MADV_POPULATE_WRITE` (23): fault every page in for writing.
+    PopulateWrite,
+    /// `MADV_DONTNEED_LOCKED` (24): `MADV_DONTNEED` that also drops the
+    /// pages of locked VMAs.
+    DontNeedLocked,
 }
 
 impl Advice {
     /// From Linux's number; `EINVAL` for advice not implemented.
     pub fn from_linux(advice: u64) -> Result<Advice, MmError> {
-        match advice {
-            3 => Ok(Advice::WillNeed),
-            4 => Ok(Advice::DontNeed),
-            _ => Err(MmError::Invalid("unknown or unsupported madvise advice")),
+        Ok(match advice {
+            0 => Advice::Normal,
+            1 => Advice::Random,
+            2 => Advice::Sequential,
+            3 => Advice::WillNeed,
+            4 => Advice::DontNeed,
+            8 => Advice::Free,
+            9 => Advice::Remove,
+            10 => Advice::DontFork,
+            11 => Advice::DoFork,
+            16 => Advice::DontDump,
+            17 => Advice::DoDump,
+            18 => Advice::WipeOnFork,
+            19 => Advice::KeepOnFork,
+            20 => Advice::Cold,
+            21 => Advice::PageOut,
+            22 => Advice::PopulateRead,
+            23 => Advice::PopulateWrite,
+            24 => Advice::DontNeedLocked,
+            _ => return Err(MmError::Invalid("unknown or unsupported madvise advice")),
+        })
+    }
+
+    /// Linux's number.
+    pub fn to_linux(self) -> u64 {
+        match self {
+            Advice::Normal => 0,
+            Advice::Random => 1,
+            Advice::Sequential => 2,
+            Advice::WillNeed => 3,
+            Advice::DontNeed => 4,
+            Advice::Free => 8,
+            Advice::Remove => 9,
+            Advice::DontFork => 10,
+            Advice::DoFork => 11,
+            Advice::DontDump => 16,
+            Advice::DoDump => 17,
+            Advice::WipeOnFork => 18,
+            Advice::KeepOnFork => 19,
+            Advice::Cold => 20,
+            Advice::PageOut => 21,
+            Advice::PopulateRead => 22,
+            Advice::PopulateWrite => 23,
+            Advice::DontNeedLocked => 24,
         }
     }
 }
 
+/// `MADV_DONTNEED` refuses these (and `VM_LOCKED` unless `_LOCKED`).
+const DONTNEED_REFUSED: VmFlags = VmFlags::PFNMAP.union(VmFlags::IO).union(VmFlags::HUGETLB);
+
 impl<M: GuestMemoryBackend> AddressSpace<M> {
-    /// Applies `advice` to `[addr, addr + len)`. `EINVAL` for a misaligned
-    /// address or (DONTNEED) a `VM_PFNMAP`/`VM_IO`/`VM_HUGETLB` VMA,
-    /// `ENOMEM` for a hole; on error nothing changed. Returns the entries
-    /// DONTNEED cleared, to be flushed.
+    /// Applies `advice` to `[addr, addr + len)` (`len` rounded up to whole
+    /// pages; zero does nothing). `EINVAL` for a misaligned address or a
+    /// length that wraps; per advice, `EINVAL`, `EACCES` or `EFAULT` as
+    /// Linux answers for a VMA it refuses; `ENOMEM` for a hole after the
+    /// mapped parts were advised (see the module docs). Returns the
+    /// entries that were dropped or replaced, to be flushed.
     pub fn madvise(&mut self, addr: GuestVirtAddr, len: u64, advice: Advice) -> Result<FlushSet, MmError> {
         if !addr.is_aligned(PAGE_SIZE) {
             return Err(MmError::Misaligned { what: "address", value: addr.raw(), align: PAGE_SIZE });
@@ -49,63 +145,136 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Ok(FlushSet::default());
         }
         let len = page_align_up(len).ok_or(MmError::Overflow { addr: addr.raw(), len })?;
-        let end = checked_range(addr, len)?;
-        if !self.vmas.covers(addr.raw(), end) {
-            return Err(MmError::NotMapped { addr: addr.raw() });
-        }
-        match advice {
-            Advice::DontNeed => {
-                let special = VmFlags::PFNMAP | VmFlags::IO | VmFlags::HUGETLB;
-                if self.vmas.overlapping(addr.raw(), end).any(|v| v.flags().intersects(special)) {
-                    return Err(MmError::Invalid("MADV_DONTNEED on a PFNMAP, I/O or huge-page mapping"));
-                }
-                let un = self.pt.unmap_range(addr, len)?;
-                // The entries are gone: the faulted runs of the range let
-                // go of their pages (a page-array mapping's frames stay
-                // pinned by its VMA, which stays).
-                drop(self.page_pins.take(addr.raw(), end));
-                Ok(un.flush)
+        let end = addr.checked_end(len)?;
+        let mut flush = FlushSet::default();
+        let done = match advice {
+            Advice::PopulateRead | Advice::PopulateWrite => {
+                self.madvise_populate(addr.raw(), end, advice == Advice::PopulateWrite, &mut flush)
             }
-            Advice::WillNeed => {
-                self.populate(addr.raw(), end);
-                Ok(FlushSet::default())
+            _ => self.madvise_walk(addr.raw(), end, advice, &mut flush),
+        };
+        match done {
+            Ok(()) => Ok(flush),
+            Err(e) => {
+                self.deferred.merge(flush);
+                Err(e)
             }
         }
     }
 
-    /// Populates the absent pages of `[start, end)` in VMAs with ops, one
-    /// `map_pages` call and one batched insert per run of absent pages (at
-    /// most a leaf table). Best effort, like the advice: what the provider
-    /// cannot give stays absent.
-    pub(crate) fn populate(&mut self, start: u64, end: u64) {
-        let vmas: Vec<_> = self.vmas.overlapping(start, end).filter(|v| v.ops().is_some()).cloned().collect();
-        for vma in vmas {
-            let Some(ops) = vma.ops().cloned() else { continue };
-            let (s, e) = (vma.start().raw().max(start), vma.end().min(end));
-            // A private writable mapping is populated for writing (fresh
-            // pages), anything else for reading (as `populate_vma_page_range`).
-            let write = vma.flags().contains(VmFlags::WRITE) && !vma.flags().contains(VmFlags::SHARED);
-            let access = FaultAccess { write, exec: false };
-            let Ok(sva) = GuestVirtAddr::try_new(s) else { continue };
-            let present: std::collections::BTreeSet<u64> =
-                self.pt.leaves(sva, e - s).iter().map(|l| l.va.raw()).collect();
-            let mut at = s;
-            while at < e {
-                // A run of absent pages inside one leaf table.
-                if present.contains(&at) {
-                    at += PAGE_SIZE;
-                    continue;
+    /// `madvise_walk_vmas`: each mapped part in order, then `ENOMEM` for a
+    /// hole.
+    fn madvise_walk(&mut self, start: u64, end: u64, advice: Advice, flush: &mut FlushSet) -> Result<(), MmError> {
+        let (parts, hole) = self.mapped_parts(start, end);
+        for (s, e) in parts {
+            self.madvise_part(s, e, advice, flush)?;
+        }
+        match hole {
+            Some(addr) => Err(MmError::NotMapped { addr }),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `advice` to `[s, e)`, inside one VMA.
+    fn madvise_part(&mut self, s: u64, e: u64, advice: Advice, flush: &mut FlushSet) -> Result<(), MmError> {
+        let Some(vma) = self.vmas.find(s) else {
+            return Err(MmError::NotMapped { addr: s });
+        };
+        let flags = vma.flags();
+        let anon = vma.is_private_anon();
+        let lru_refused = VmFlags::LOCKED | VmFlags::PFNMAP | VmFlags::HUGETLB;
+        match advice {
+            Advice::WillNeed => {
+                self.populate(s, e);
+                Ok(())
+            }
+            Advice::DontNeed | Advice::DontNeedLocked | Advice::Free => {
+                let mut refused = DONTNEED_REFUSED;
+                if advice != Advice::DontNeedLocked {
+                    refused |= VmFlags::LOCKED;
                 }
-                let table_end = ((at >> 21) + 1) << 21;
-                let mut run_end = at + PAGE_SIZE;
-                while run_end < e.min(table_end) && !present.contains(&run_end) {
-                    run_end += PAGE_SIZE;
+                if flags.intersects(refused) {
+                    return Err(MmError::Invalid("MADV_DONTNEED on a PFNMAP, I/O, huge-page or locked mapping"));
                 }
-                let first = vma.pgoff() + ((at - vma.start().raw()) >> PAGE_SHIFT);
-                let got = ops.map_pages(&vma, first, (run_end - at) >> PAGE_SHIFT, access);
-                self.map_offered(&vma, at, &got);
-                at = run_end;
+                if advice == Advice::Free && !anon {
+                    return Err(MmError::Invalid("MADV_FREE on memory that is not private anonymous"));
+                }
+                self.drop_pages(s, e, flush)
+            }
+            Advice::Remove => {
+                if flags.contains(VmFlags::LOCKED) || anon {
+                    return Err(MmError::Invalid("MADV_REMOVE on a locked or anonymous mapping"));
+                }
+                if !flags.contains(VmFlags::SHARED | VmFlags::MAYWRITE) {
+                    return Err(MmError::Access("MADV_REMOVE on a mapping that is not shared writable"));
+                }
+                // Punching a hole needs an object that refaults: a VMA
+                // without a fault handler (a page array, a remap) would
+                // lose its pages for good (the file system's
+                // `EOPNOTSUPP`).
+                if flags.intersects(DONTNEED_REFUSED) || vma.ops().is_none() {
+                    return Err(MmError::NotSupported("MADV_REMOVE on a mapping that cannot refault"));
+                }
+                self.drop_pages(s, e, flush)
+            }
+            Advice::Cold | Advice::PageOut => {
+                if flags.intersects(lru_refused) {
+                    return Err(MmError::Invalid("MADV_COLD/PAGEOUT on a locked, PFNMAP or huge-page mapping"));
+                }
+                Ok(())
+            }
+            Advice::DoFork if flags.contains(VmFlags::IO) => Err(MmError::Invalid("MADV_DOFORK on an I/O mapping")),
+            Advice::WipeOnFork if !anon => {
+                Err(MmError::Invalid("MADV_WIPEONFORK on memory that is not private anonymous"))
+            }
+            Advice::DoDump if !flags.contains(VmFlags::HUGETLB) && flags.intersects(VM_SPECIAL) => {
+                Err(MmError::Invalid("MADV_DODUMP on a special mapping"))
+            }
+            Advice::Normal => self.modify_flags(s, e, |f| f - VmFlags::SEQ_READ - VmFlags::RAND_READ),
+            Advice::Random => self.modify_flags(s, e, |f| (f - VmFlags::SEQ_READ) | VmFlags::RAND_READ),
+            Advice::Sequential => self.modify_flags(s, e, |f| (f - VmFlags::RAND_READ) | VmFlags::SEQ_READ),
+            Advice::DontFork => self.modify_flags(s, e, |f| f | VmFlags::DONTCOPY),
+            Advice::DoFork => self.modify_flags(s, e, |f| f - VmFlags::DONTCOPY),
+            Advice::WipeOnFork => self.modify_flags(s, e, |f| f | VmFlags::WIPEONFORK),
+            Advice::KeepOnFork => self.modify_flags(s, e, |f| f - VmFlags::WIPEONFORK),
+            Advice::DontDump => self.modify_flags(s, e, |f| f | VmFlags::DONTDUMP),
+            Advice::DoDump => self.modify_flags(s, e, |f| f - VmFlags::DONTDUMP),
+            Advice::PopulateRead | Advice::PopulateWrite => {
+                Err(MmError::Invalid("MADV_POPULATE_* is not a per-VMA advice"))
             }
         }
+    }
+
+    /// Clears the entries of `[s, e)`; the faulted runs of the range let
+    /// go of their pages (a page-array mapping's frames stay pinned by its
+    /// VMA, which stays).
+    fn drop_pages(&mut self, s: u64, e: u64, flush: &mut FlushSet) -> Result<(), MmError> {
+        let un = self.pt.unmap_range(GuestVirtAddr::try_new(s)?, e - s)?;
+        flush.merge(un.flush);
+        drop(self.page_pins.take(s, e));
+        Ok(())
+    }
+
+    /// `madvise_populate`: faults in `[start, end)` VMA by VMA; a hole is
+    /// `ENOMEM` where it starts, a VMA a fault may not populate (`VM_IO`,
+    /// `VM_PFNMAP`, no read access, or no write access for a write) is
+    /// `EINVAL`, a page the provider cannot give `EFAULT`. What was
+    /// populated before stays.
+    fn madvise_populate(&mut self, start: u64, end: u64, write: bool, flush: &mut FlushSet) -> Result<(), MmError> {
+        let mut at = start;
+        while at < end {
+            let Some(vma) = self.vmas.find(at) else {
+                return Err(MmError::NotMapped { addr: at });
+            };
+            let flags = vma.flags();
+            let e = vma.end().min(end);
+            let need = if write { VmFlags::WRITE } else { VmFlags::READ };
+            if flags.intersects(VmFlags::IO | VmFlags::PFNMAP) || !flags.contains(need) {
+                return Err(MmError::Invalid("MADV_POPULATE on a mapping that does not allow the access"));
+            }
+            self.fault_in(at, e, write, flush)?;
+            at = e;
+        }
+        Ok(())
     }
 }

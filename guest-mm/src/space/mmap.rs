@@ -8,7 +8,7 @@ use crate::action;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::desc::VmaDesc;
 use crate::error::MmError;
-use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS};
+use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS, VM_LOCKED_MASK};
 use crate::provider::{provider_id, MmapProvider};
 use crate::vma::Vma;
 
@@ -29,6 +29,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
         }
         let mut flags = req.prot | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
+        // `mlockall(MCL_FUTURE)` locks the guest process's new mappings.
+        if !kernel {
+            flags |= self.def_flags;
+        }
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
@@ -38,6 +42,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         provider.mmap_prepare(&mut desc)?;
         check_bounds(&desc, start, end)?;
         check_may_bits(desc.flags)?;
+        // mlock never flags these (`mmap_region` clears the lock bits).
+        if desc.flags.is_unlockable() {
+            desc.flags -= VM_LOCKED_MASK;
+        }
+        // A provider may not lock on its own terms: on-fault needs locked.
+        if desc.flags.contains(VmFlags::LOCKONFAULT) && !desc.flags.contains(VmFlags::LOCKED) {
+            desc.flags -= VmFlags::LOCKONFAULT;
+        }
         action::prepare(&mut desc, &self.layout)?;
         if kernel {
             desc.page_prot.user = false;
@@ -81,6 +93,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 // The action (and its arrays) is dropped here; the VMA
                 // holds their pins.
                 drop(act);
+                let mut flush = flush;
+                // A locked mapping (`mlockall(MCL_FUTURE)`) is populated
+                // now, errors ignored (`mm_populate`).
+                if self.vmas.find(start.raw()).is_some_and(|v| v.flags().contains(VmFlags::LOCKED)) {
+                    let _ = self.populate_locked(start.raw(), end, true, &mut flush);
+                }
                 Ok(Mapped { addr: start, flush, stats })
             }
             Err(err) => {

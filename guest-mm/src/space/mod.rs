@@ -1,7 +1,10 @@
 //! The address space: page tables, the VMA tree and the frame state of one
 //! guest, and the operations on them (mmap, munmap, mprotect; the fault
-//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`; the
-//! VMA operations' `mapped`/`open`/`close` calls in `vma_life.rs`).
+//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`;
+//! mlock and friends in `lock.rs`; mincore and resident-page counts in
+//! `residency.rs`; populating in `populate.rs`; flag-only VMA changes in
+//! `vma_flags.rs`; the VMA operations' `mapped`/`open`/`close` calls in
+//! `vma_life.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
@@ -21,6 +24,8 @@
 //! compat entry point too; see [`AddressSpace::take_deferred_flush`].
 
 #[cfg(test)]
+mod advice_model_tests;
+#[cfg(test)]
 mod bounds_tests;
 mod compat;
 mod fault;
@@ -28,6 +33,9 @@ mod fault;
 mod huge_tests;
 mod invariants;
 mod limits;
+mod lock;
+#[cfg(test)]
+mod lock_tests;
 mod madvise;
 #[cfg(test)]
 mod madvise_tests;
@@ -42,12 +50,17 @@ mod mremap;
 mod mremap_tests;
 mod munmap;
 mod page_pins;
+mod populate;
 #[cfg(test)]
 mod reattach_tests;
 mod request;
+mod residency;
+#[cfg(test)]
+mod residency_tests;
 mod rollback;
 #[cfg(test)]
 mod test_util;
+mod vma_flags;
 mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
@@ -118,6 +131,9 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     fault_around: u64,
     /// Pins of the pages the fault path inserted, per faulted run.
     page_pins: page_pins::PagePins,
+    /// Flags every new VMA gets (`mm->def_flags`: the lock bits of
+    /// `mlockall(MCL_FUTURE)`).
+    def_flags: crate::flags::VmFlags,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -155,6 +171,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             max_map_count: cfg.max_map_count,
             fault_around: FAULT_AROUND_PAGES,
             page_pins: page_pins::PagePins::default(),
+            def_flags: crate::flags::VmFlags::empty(),
         })
     }
 

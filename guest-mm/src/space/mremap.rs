@@ -8,7 +8,8 @@
 //! `VM_PFNMAP` VMA (`EFAULT`); the VMA's page size (huge pages need
 //! aligned addresses and lengths, `EINVAL`); then the provider's
 //! `ops.mremap`, which may refuse. Growing in place needs the range after
-//! the VMA free (`ENOMEM` without `MREMAP_MAYMOVE`).
+//! the VMA free (`ENOMEM` without `MREMAP_MAYMOVE`). A locked VMA that
+//! grows is populated in its new part, as after `mlock`.
 //!
 //! A move copies the leaves (the same frames, the same bits; a page-array
 //! page stays pinned by the VMA and faulted run that move with it) to the new range, and only then
@@ -103,6 +104,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 flush.merge(self.munmap(tail, old_len - new_len)?);
             } else if new_len > old_len {
                 self.expand(&vma, new_len - old_len);
+                self.populate_grown(&vma, old.raw() + old_len, new_len - old_len, &mut flush);
             }
             return Ok(Remapped { addr: old, flush });
         };
@@ -117,7 +119,20 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             flush.merge(self.munmap(tail, old_len - new_len)?);
         }
         flush.merge(self.move_range(old, moved, to, new_len)?);
+        if new_len > old_len {
+            self.populate_grown(&vma, to.raw() + old_len, new_len - old_len, &mut flush);
+        }
         Ok(Remapped { addr: to, flush })
+    }
+
+    /// A locked mapping that grew is populated in its new part, errors
+    /// ignored (`mm_populate` after `mremap`).
+    fn populate_grown(&mut self, vma: &Vma, at: u64, grow: u64, flush: &mut FlushSet) {
+        if vma.flags().contains(VmFlags::LOCKED) {
+            if let Err(e) = self.populate_locked(at, at + grow, true, flush) {
+                log::debug!("populating the grown part at {at:#x} stopped: {e}");
+            }
+        }
     }
 
     /// Is `[vma.end, vma.end + grow)` free and inside its half?

@@ -1,5 +1,6 @@
 //! The address space the space/ unit tests share: 64 MiB of guest RAM, the
-//! page tables at 48 MiB, a 64 MiB mmap window at 4 GiB.
+//! page tables at 48 MiB, a 64 MiB mmap window at 4 GiB (and, for lazy
+//! anonymous memory, a page pool at 40 MiB).
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +26,16 @@ pub(super) fn space() -> AddressSpace<GuestMemoryMmap<()>> {
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
     let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
     cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
+    AddressSpace::new(mem, cfg).unwrap()
+}
+
+/// A fresh address space over 64 MiB of guest RAM with a 4 MiB page
+/// pool at 40 MiB (for lazy anonymous memory).
+pub(super) fn pool_space() -> AddressSpace<GuestMemoryMmap<()>> {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
+    cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
+    cfg.pool_region = Some((GuestAddress(40 << 20), 4 << 20));
     AddressSpace::new(mem, cfg).unwrap()
 }
 

@@ -106,6 +106,12 @@ impl Vma {
     pub fn private(&self) -> Option<&VmaPrivate> {
         self.private.as_ref()
     }
+    /// Private anonymous memory: not shared, and its ops say anonymous
+    /// ([`VmaOps::is_anonymous`]).
+    pub fn is_private_anon(&self) -> bool {
+        !self.flags.contains(VmFlags::SHARED) && self.ops.as_ref().is_some_and(|o| o.is_anonymous())
+    }
+
     /// The pins it holds (see the field's docs).
     pub fn pins(&self) -> &[Pinned] {
         &self.pins

@@ -133,6 +133,13 @@ pub trait VmaOps: Send + Sync {
         Ok(())
     }
 
+    /// Whether the VMA is anonymous memory (Linux's `vma_is_anonymous`: no
+    /// file behind it). `MADV_FREE` and `MADV_WIPEONFORK` need it,
+    /// `MADV_REMOVE` refuses it. False by default.
+    fn is_anonymous(&self) -> bool {
+        false
+    }
+
     /// The page size of the VMA (`vm_ops->pagesize`); 4 KiB by default.
     fn pagesize(&self, _vma: &Vma) -> u64 {
         PAGE_SIZE

@@ -240,7 +240,7 @@ fn mremap_and_madvise_check_their_arguments() {
     assert_eq!(past.ret, -i64::from(errno::ENOMEM));
     let grown = call(&hv, nr::MREMAP, [a, 0x2000, 0x8000, mremap::MAYMOVE, 0, 0]).ret;
     assert!(grown > 0, "{grown}");
-    assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, 9, 0, 0, 0])), einval, "unknown advice");
+    assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64, 0x8000, 12, 0, 0, 0])), einval, "unknown advice");
     assert_eq!(e(call(&hv, nr::MADVISE, [grown as u64 + 8, 0x1000, madv::DONTNEED, 0, 0, 0])), einval);
     // A populated page dropped: shot down.
     assert_eq!(hv.page_fault(0, grown as u64, 0x6), FaultOutcome::Resolved);
