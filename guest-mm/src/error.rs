@@ -142,6 +142,13 @@ pub enum MmError {
     /// The object is still mapped (a BAR window being removed).
     #[error("{0} is still mapped")]
     Busy(&'static str),
+    /// The range holds a mapping sealed by `mseal` that the operation
+    /// would change.
+    #[error("the mapping at {addr:#x} is sealed")]
+    Sealed {
+        /// Start of the sealed VMA met first.
+        addr: u64,
+    },
     /// Guest memory could not be accessed.
     #[error("guest memory access failed at {addr:#x}")]
     GuestMemory {
@@ -161,7 +168,10 @@ impl MmError {
             | MmError::Invalid(_) => EINVAL,
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
             MmError::GuestMemory { .. } => EFAULT,
-            MmError::FrameReserved { .. } | MmError::NotAllowed { .. } | MmError::NoExec(_) => EPERM,
+            MmError::FrameReserved { .. }
+            | MmError::NotAllowed { .. }
+            | MmError::NoExec(_)
+            | MmError::Sealed { .. } => EPERM,
             MmError::NoSpace { .. }
             | MmError::OutOfMemory(_)
             | MmError::NotMapped { .. }
@@ -195,6 +205,7 @@ mod tests {
             (MmError::Again, errno::EAGAIN),
             (MmError::Access("write"), errno::EACCES),
             (MmError::Busy("x"), errno::EBUSY),
+            (MmError::Sealed { addr: 0x1000 }, errno::EPERM),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

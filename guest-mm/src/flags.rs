@@ -41,6 +41,11 @@ bitflags! {
         const DONTDUMP = 1 << 26;
         /// Backed by huge pages.
         const HUGETLB = 1 << 22;
+        /// Sealed by `mseal`: the mapping may no longer be unmapped,
+        /// moved, resized, replaced or have its protection changed, and
+        /// discarding advice on it is refused when it is read-only
+        /// anonymous memory (Linux's `VM_SEALED`, bit 63).
+        const SEALED = 1 << 63;
     }
 }
 

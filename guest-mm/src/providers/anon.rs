@@ -67,6 +67,10 @@ impl<M: GuestMemory + Send + Sync> VmaOps for AnonOps<M> {
         "anon"
     }
 
+    fn is_anonymous(&self) -> bool {
+        true
+    }
+
     fn fault(&self, _vma: &Vma, vmf: &FaultInfo) -> Result<FaultPage, MmError> {
         if !vmf.access.write {
             return self.zero_fault_page();

@@ -26,6 +26,14 @@ pub enum Advice {
 }
 
 impl Advice {
+    /// Linux's number.
+    pub fn linux(self) -> u64 {
+        match self {
+            Advice::WillNeed => 3,
+            Advice::DontNeed => 4,
+        }
+    }
+
     /// From Linux's number; `EINVAL` for advice not implemented.
     pub fn from_linux(advice: u64) -> Result<Advice, MmError> {
         match advice {
@@ -39,7 +47,9 @@ impl Advice {
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Applies `advice` to `[addr, addr + len)`. `EINVAL` for a misaligned
     /// address or (DONTNEED) a `VM_PFNMAP`/`VM_IO`/`VM_HUGETLB` VMA,
-    /// `ENOMEM` for a hole; on error nothing changed. Returns the entries
+    /// `ENOMEM` for a hole, `EPERM` for DONTNEED on sealed read-only
+    /// anonymous memory ([`AddressSpace::check_madvise_seal`]); on error
+    /// nothing changed. Returns the entries
     /// DONTNEED cleared, to be flushed.
     pub fn madvise(&mut self, addr: GuestVirtAddr, len: u64, advice: Advice) -> Result<FlushSet, MmError> {
         if !addr.is_aligned(PAGE_SIZE) {
@@ -53,6 +63,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if !self.vmas.covers(addr.raw(), end) {
             return Err(MmError::NotMapped { addr: addr.raw() });
         }
+        self.check_madvise_seal(addr, len, advice.linux())?;
         match advice {
             Advice::DontNeed => {
                 let special = VmFlags::PFNMAP | VmFlags::IO | VmFlags::HUGETLB;

@@ -1,7 +1,8 @@
 //! The address space: page tables, the VMA tree and the frame state of one
 //! guest, and the operations on them (mmap, munmap, mprotect; the fault
-//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`; the
-//! VMA operations' `mapped`/`open`/`close` calls in `vma_life.rs`).
+//! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`;
+//! sealing in `mseal.rs`, the program break in `brk.rs`; the VMA
+//! operations' `mapped`/`open`/`close` calls in `vma_life.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
@@ -21,7 +22,10 @@
 //! compat entry point too; see [`AddressSpace::take_deferred_flush`].
 
 #[cfg(test)]
+mod anon_model;
+#[cfg(test)]
 mod bounds_tests;
+mod brk;
 mod compat;
 mod fault;
 #[cfg(test)]
@@ -38,8 +42,10 @@ mod mprotect;
 #[cfg(test)]
 mod mprotect_tests;
 mod mremap;
+mod mremap_flags;
 #[cfg(test)]
 mod mremap_tests;
+mod mseal;
 mod munmap;
 mod page_pins;
 #[cfg(test)]
@@ -47,15 +53,20 @@ mod reattach_tests;
 mod request;
 mod rollback;
 #[cfg(test)]
+mod seal_model_tests;
+#[cfg(test)]
 mod test_util;
 mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+pub use brk::Brk;
 pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES};
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
 pub use mremap::Remapped;
+pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
+pub use mseal::DISCARD_ADVICE;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
@@ -118,6 +129,8 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     fault_around: u64,
     /// Pins of the pages the fault path inserted, per faulted run.
     page_pins: page_pins::PagePins,
+    /// The program break, once a heap is set (`brk.rs`).
+    heap: Option<brk::Heap>,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -155,6 +168,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             max_map_count: cfg.max_map_count,
             fault_around: FAULT_AROUND_PAGES,
             page_pins: page_pins::PagePins::default(),
+            heap: None,
         })
     }
 
