@@ -26,6 +26,8 @@ mod anon_model;
 #[cfg(test)]
 mod bounds_tests;
 mod brk;
+#[cfg(test)]
+mod brk_tests;
 mod compat;
 mod fault;
 #[cfg(test)]
