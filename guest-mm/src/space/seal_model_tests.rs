@@ -71,6 +71,8 @@ fn sealing_splits_merges_and_refuses_every_change() {
     let v: Vec<_> = s.vmas().map(|v| (v.start().raw(), v.end(), v.is_sealed())).collect();
     assert_eq!(v, vec![(w, w + 8 * P, true)]);
     assert_eq!(s.munmap(va(w + 7 * P), P).map(|f| f.ignore()), Err(MmError::Sealed { addr: w }));
+    // Nor may a provider be run over it again (the compat entry point).
+    assert_eq!(s.compat_mmap_prepare(va(w), &Plain), Err(MmError::Sealed { addr: w }));
     // munmap of a hole beside it is still fine.
     assert_eq!(s.munmap(va(w + 8 * P), P).map(|f| f.ignore()), Ok(()));
     assert_sound(&s);
