@@ -149,6 +149,13 @@ pub enum MmError {
         /// The page that could not be populated.
         addr: u64,
     },
+    /// The range holds a mapping sealed by `mseal` that the operation
+    /// would change.
+    #[error("the mapping at {addr:#x} is sealed")]
+    Sealed {
+        /// Start of the sealed VMA met first.
+        addr: u64,
+    },
     /// Guest memory could not be accessed.
     #[error("guest memory access failed at {addr:#x}")]
     GuestMemory {
@@ -168,7 +175,10 @@ impl MmError {
             | MmError::Invalid(_) => EINVAL,
             MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
             MmError::GuestMemory { .. } | MmError::FaultFailed { .. } => EFAULT,
-            MmError::FrameReserved { .. } | MmError::NotAllowed { .. } | MmError::NoExec(_) => EPERM,
+            MmError::FrameReserved { .. }
+            | MmError::NotAllowed { .. }
+            | MmError::NoExec(_)
+            | MmError::Sealed { .. } => EPERM,
             MmError::NoSpace { .. }
             | MmError::OutOfMemory(_)
             | MmError::NotMapped { .. }
@@ -203,6 +213,7 @@ mod tests {
             (MmError::Access("write"), errno::EACCES),
             (MmError::Busy("x"), errno::EBUSY),
             (MmError::FaultFailed { addr: 0 }, errno::EFAULT),
+            (MmError::Sealed { addr: 0x1000 }, errno::EPERM),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

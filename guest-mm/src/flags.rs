@@ -55,6 +55,11 @@ bitflags! {
         const DONTCOPY = 1 << 17;
         /// A child on fork gets zero pages here (`MADV_WIPEONFORK`).
         const WIPEONFORK = 1 << 25;
+        /// Sealed by `mseal`: the mapping may no longer be unmapped,
+        /// moved, resized, replaced or have its protection changed, and
+        /// discarding advice on it is refused when it is read-only
+        /// anonymous memory (Linux's `VM_SEALED`, bit 63).
+        const SEALED = 1 << 63;
     }
 }
 

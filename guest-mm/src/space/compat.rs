@@ -15,13 +15,18 @@ use crate::provider::MmapProvider;
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Prepares and completes `provider`'s mapping over the existing,
-    /// still unpopulated VMA that starts at `addr`. A failure after the
-    /// VMA was updated unmaps it entirely, as the kernel does.
+    /// still unpopulated VMA that starts at `addr` (`EPERM` if it is
+    /// sealed). A failure after the VMA was updated unmaps it entirely,
+    /// as the kernel does.
     pub fn compat_mmap_prepare(&mut self, addr: GuestVirtAddr, provider: &dyn MmapProvider) -> Result<(), MmError> {
         let vma = match self.vmas.find(addr.raw()) {
             Some(v) if v.start() == addr => v.clone(),
             _ => return Err(MmError::NotMapped { addr: addr.raw() }),
         };
+        // Replacing a sealed VMA's mapping is a change it refuses.
+        if vma.is_sealed() {
+            return Err(MmError::Sealed { addr: addr.raw() });
+        }
         if !self.pt.leaves(vma.start(), vma.size()).is_empty() {
             return Err(MmError::Invalid("compat prepare on a populated mapping"));
         }

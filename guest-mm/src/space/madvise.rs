@@ -77,6 +77,11 @@ pub enum Advice {
 }
 
 impl Advice {
+    /// Linux's number (as [`Advice::to_linux`]).
+    pub fn linux(self) -> u64 {
+        self.to_linux()
+    }
+
     /// From Linux's number; `EINVAL` for advice not implemented.
     pub fn from_linux(advice: u64) -> Result<Advice, MmError> {
         Ok(match advice {
@@ -135,7 +140,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// pages; zero does nothing). `EINVAL` for a misaligned address or a
     /// length that wraps; per advice, `EINVAL`, `EACCES` or `EFAULT` as
     /// Linux answers for a VMA it refuses; `ENOMEM` for a hole after the
-    /// mapped parts were advised (see the module docs). Returns the
+    /// mapped parts were advised (see the module docs); `EPERM`, before
+    /// anything changes, for discarding advice on sealed read-only
+    /// anonymous memory ([`AddressSpace::check_madvise_seal`]). Returns the
     /// entries that were dropped or replaced, to be flushed.
     pub fn madvise(&mut self, addr: GuestVirtAddr, len: u64, advice: Advice) -> Result<FlushSet, MmError> {
         if !addr.is_aligned(PAGE_SIZE) {
@@ -146,6 +153,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let len = page_align_up(len).ok_or(MmError::Overflow { addr: addr.raw(), len })?;
         let end = addr.checked_end(len)?;
+        self.check_madvise_seal(addr, len, advice.to_linux())?;
         let mut flush = FlushSet::default();
         let done = match advice {
             Advice::PopulateRead | Advice::PopulateWrite => {

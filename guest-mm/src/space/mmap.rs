@@ -23,6 +23,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         req.pgoff.checked_add(len >> PAGE_SHIFT).ok_or(MmError::Overflow { addr: req.pgoff, len })?;
         let start = self.place(provider, req, len)?;
         let end = start.raw() + len;
+        // A fixed mapping may not replace a sealed one (Linux meets it
+        // when gathering the VMAs to unmap, before the file's hook).
+        self.check_unsealed(start.raw(), end)?;
         self.check_map_count(start.raw(), end, Some(1))?;
         let kernel = start.raw() >= KERNEL_HALF;
         if kernel && req.prot.is_empty() {

@@ -3,7 +3,7 @@
 //! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`;
 //! mlock and friends in `lock.rs`; mincore and resident-page counts in
 //! `residency.rs`; populating in `populate.rs`; flag-only VMA changes in
-//! `vma_flags.rs`; the VMA operations' `mapped`/`open`/`close` calls in
+//! `vma_flags.rs`; sealing in `mseal.rs`, the program break in `brk.rs`; the VMA operations' `mapped`/`open`/`close` calls in
 //! `vma_life.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
@@ -26,7 +26,12 @@
 #[cfg(test)]
 mod advice_model_tests;
 #[cfg(test)]
+mod anon_model;
+#[cfg(test)]
 mod bounds_tests;
+mod brk;
+#[cfg(test)]
+mod brk_tests;
 mod compat;
 mod fault;
 #[cfg(test)]
@@ -46,8 +51,10 @@ mod mprotect;
 #[cfg(test)]
 mod mprotect_tests;
 mod mremap;
+mod mremap_flags;
 #[cfg(test)]
 mod mremap_tests;
+mod mseal;
 mod munmap;
 mod page_pins;
 mod populate;
@@ -59,16 +66,21 @@ mod residency;
 mod residency_tests;
 mod rollback;
 #[cfg(test)]
+mod seal_model_tests;
+#[cfg(test)]
 mod test_util;
 mod vma_flags;
 mod vma_life;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+pub use brk::Brk;
 pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES};
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
 pub use mremap::Remapped;
+pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
+pub use mseal::DISCARD_ADVICE;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
@@ -134,6 +146,8 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     /// Flags every new VMA gets (`mm->def_flags`: the lock bits of
     /// `mlockall(MCL_FUTURE)`).
     def_flags: crate::flags::VmFlags,
+    /// The program break, once a heap is set (`brk.rs`).
+    heap: Option<brk::Heap>,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -172,6 +186,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             fault_around: FAULT_AROUND_PAGES,
             page_pins: page_pins::PagePins::default(),
             def_flags: crate::flags::VmFlags::empty(),
+            heap: None,
         })
     }
 

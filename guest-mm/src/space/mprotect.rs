@@ -13,7 +13,8 @@ use crate::paging::FlushSet;
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Sets the access of `[addr, addr + len)` to `prot`. `ENOMEM` if part
     /// of it is unmapped or the VMA splits would pass the VMA limit, `EACCES`
-    /// if a VMA may never have that access, `EINVAL` if it would split a
+    /// if a VMA may never have that access, `EPERM` if a VMA is sealed
+    /// (checked after its access, as Linux's loop does), `EINVAL` if it would split a
     /// huge-page VMA off its pages (hugetlbfs's `may_split`). On error
     /// nothing changed.
     pub fn mprotect(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
@@ -32,6 +33,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         for v in self.vmas.overlapping(addr.raw(), end) {
             if !v.flags().contains(need) {
                 return Err(MmError::Access("mprotect beyond the mapping's MAY flags"));
+            }
+            if v.is_sealed() {
+                return Err(MmError::Sealed { addr: v.start().raw() });
             }
             if v.start().raw() >= KERNEL_HALF && prot.is_empty() {
                 return Err(MmError::Invalid("PROT_NONE in the supervisor half"));
@@ -84,7 +88,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         Ok(flush)
     }
 
-    fn first_hole(&self, start: u64, end: u64) -> u64 {
+    pub(super) fn first_hole(&self, start: u64, end: u64) -> u64 {
         let mut at = start;
         for v in self.vmas.overlapping(start, end) {
             if v.start().raw() > at {

@@ -1,15 +1,27 @@
 //! mremap: shrink a mapping, grow it in place, or move it (with its page
 //! table entries, so the data follows) to a free range or a fixed one.
 //!
-//! The checks, in Linux's order: a page-aligned old address, known flags
-//! (`MREMAP_FIXED` needs `MREMAP_MAYMOVE`), a non-zero new length, a fixed
-//! target that does not overlap the old range (all `EINVAL`); the old
-//! range inside one VMA (`EFAULT`); growing a `VM_DONTEXPAND` or
-//! `VM_PFNMAP` VMA (`EFAULT`); the VMA's page size (huge pages need
-//! aligned addresses and lengths, `EINVAL`); then the provider's
-//! `ops.mremap`, which may refuse. Growing in place needs the range after
-//! the VMA free (`ENOMEM` without `MREMAP_MAYMOVE`). A locked VMA that
-//! grows is populated in its new part, as after `mlock`.
+//! The checks, in Linux's order: known flags (`MREMAP_FIXED` and
+//! `MREMAP_DONTUNMAP` need `MREMAP_MAYMOVE`, `MREMAP_DONTUNMAP` needs
+//! equal lengths), a page-aligned old address, a non-zero new length, a
+//! fixed target that does not overlap the old range (all `EINVAL`); a VMA
+//! at the old address (`EFAULT`) that is not sealed (`EPERM`); the old
+//! range inside that VMA (`EFAULT`); `MREMAP_DONTUNMAP` of a
+//! `VM_DONTEXPAND` or `VM_PFNMAP` VMA (`EINVAL`; huge-page VMAs carry
+//! `VM_DONTEXPAND`); growing such a VMA (`EFAULT`); the VMA's page size
+//! (huge pages need aligned addresses and lengths, `EINVAL`); a fixed
+//! target over a sealed VMA (`EPERM`); the VMA limit for the copy
+//! `MREMAP_DONTUNMAP` adds (`ENOMEM`); then the provider's `ops.mremap`,
+//! which may refuse. Growing in place needs the range after the VMA free
+//! (`ENOMEM` without `MREMAP_MAYMOVE`).
+//!
+//! `MREMAP_DONTUNMAP` always moves (to the fixed target, or a free range
+//! found as for a growing move) and leaves the old VMA where it was,
+//! emptied: its pages refault as a new mapping's would (zero pages for
+//! anonymous memory, the provider's pages otherwise; a VMA without a
+//! fault handler stays empty). A locked VMA that grows is populated in its new part, as after
+//! `mlock`; the old VMA of a `MREMAP_DONTUNMAP` move loses `VM_LOCKED`,
+//! as in Linux.
 //!
 //! A move copies the leaves (the same frames, the same bits; a page-array
 //! page stays pinned by the VMA and faulted run that move with it) to the new range, and only then
@@ -19,7 +31,7 @@
 
 use vm_memory::GuestMemoryBackend;
 
-use super::{checked_range, vma_life, AddressSpace, USER_END};
+use super::{checked_range, vma_life, AddressSpace, MremapFlags, USER_END};
 use crate::addr::{page_align_up, GuestVirtAddr, PageSize, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::VmFlags;
@@ -39,7 +51,8 @@ pub struct Remapped {
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// `mremap(old, old_len, new_len, flags, new)`: `may_move` is
-    /// `MREMAP_MAYMOVE`, `fixed` is `MREMAP_FIXED` with its address.
+    /// `MREMAP_MAYMOVE`, `fixed` is `MREMAP_FIXED` with its address. The
+    /// same as [`AddressSpace::mremap_with`] without `MREMAP_DONTUNMAP`.
     pub fn mremap(
         &mut self,
         old: GuestVirtAddr,
@@ -48,11 +61,22 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         may_move: bool,
         fixed: Option<GuestVirtAddr>,
     ) -> Result<Remapped, MmError> {
+        self.mremap_with(old, old_len, new_len, MremapFlags { may_move, fixed, dont_unmap: false })
+    }
+
+    /// `mremap(old, old_len, new_len, flags, new)` with all of Linux's
+    /// flags; see the module docs for the checks and their order.
+    pub fn mremap_with(
+        &mut self,
+        old: GuestVirtAddr,
+        old_len: u64,
+        new_len: u64,
+        flags: MremapFlags,
+    ) -> Result<Remapped, MmError> {
+        flags.check(old_len, new_len)?;
+        let MremapFlags { may_move, fixed, dont_unmap } = flags;
         if !old.is_aligned(PAGE_SIZE) {
             return Err(MmError::Misaligned { what: "address", value: old.raw(), align: PAGE_SIZE });
-        }
-        if fixed.is_some() && !may_move {
-            return Err(MmError::Invalid("MREMAP_FIXED without MREMAP_MAYMOVE"));
         }
         let old_len = page_align_up(old_len).ok_or(MmError::Overflow { addr: old.raw(), len: old_len })?;
         let new_len = page_align_up(new_len).ok_or(MmError::Overflow { addr: old.raw(), len: new_len })?;
@@ -66,10 +90,18 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 return Err(MmError::Invalid("MREMAP_FIXED target overlaps the old range"));
             }
         }
-        let vma = match self.vmas.find(old.raw()) {
-            Some(v) if old_end <= v.end() => v.clone(),
-            _ => return Err(MmError::OutsideVma { start: old.raw(), end: old_end, vma_start: 0, vma_end: 0 }),
-        };
+        let outside = || MmError::OutsideVma { start: old.raw(), end: old_end, vma_start: 0, vma_end: 0 };
+        let vma = self.vmas.find(old.raw()).cloned().ok_or_else(outside)?;
+        // A sealed source is refused before its extent is looked at.
+        if vma.is_sealed() {
+            return Err(MmError::Sealed { addr: vma.start().raw() });
+        }
+        if old_end > vma.end() {
+            return Err(outside());
+        }
+        if dont_unmap && vma.flags().intersects(VmFlags::DONTEXPAND | VmFlags::PFNMAP) {
+            return Err(MmError::Invalid("MREMAP_DONTUNMAP of a VM_DONTEXPAND or VM_PFNMAP mapping"));
+        }
         if new_len > old_len && vma.flags().intersects(VmFlags::DONTEXPAND | VmFlags::PFNMAP) {
             return Err(MmError::OutsideVma {
                 start: old.raw(),
@@ -85,15 +117,24 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 return Err(MmError::Misaligned { what: "huge-page mremap", value: bad, align: page });
             }
         }
+        if let Some(f) = fixed {
+            self.check_unsealed(f.raw(), f.raw() + new_len)?;
+        }
         let user = old.raw() < USER_END;
         // Where it goes.
         let target = match fixed {
             Some(f) => Some(f),
+            None if dont_unmap => Some(self.move_target(new_len, page)?),
             None if new_len <= old_len => None,
             None if old_end == vma.end() && self.can_expand(&vma, new_len - old_len, user) => None,
             None if may_move => Some(self.move_target(new_len, page)?),
             None => return Err(MmError::NoSpace { len: new_len }),
         };
+        if let Some(to) = target.filter(|_| dont_unmap) {
+            // The copy is one VMA more (the old one stays), besides what
+            // a fixed target's unmap cuts.
+            self.check_map_count(to.raw(), to.raw() + new_len, Some(1))?;
+        }
         if let Some(ops) = vma.ops() {
             ops.mremap(&vma, target.unwrap_or(old), new_len)?;
         }
@@ -113,12 +154,16 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if fixed.is_some() {
             flush.merge(self.munmap(to, new_len)?);
         }
+        if dont_unmap {
+            flush.merge(self.move_range(old, old_len, to, new_len, Keep::OldVma)?);
+            return Ok(Remapped { addr: to, flush });
+        }
         let moved = old_len.min(new_len);
         if new_len < old_len {
             let tail = GuestVirtAddr::try_new(old.raw() + new_len)?;
             flush.merge(self.munmap(tail, old_len - new_len)?);
         }
-        flush.merge(self.move_range(old, moved, to, new_len)?);
+        flush.merge(self.move_range(old, moved, to, new_len, Keep::Nothing)?);
         if new_len > old_len {
             self.populate_grown(&vma, to.raw() + old_len, new_len - old_len, &mut flush);
         }
@@ -167,13 +212,16 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     }
 
     /// Moves the leaves and the VMA of `[old, old + moved)` to `to`; the
-    /// new VMA is `new_len` long. On error nothing changed.
+    /// new VMA is `new_len` long. With [`Keep::OldVma`] the old range keeps
+    /// its VMA (`MREMAP_DONTUNMAP`): only its entries go, and the new VMA
+    /// is a copy (announced with `open`). On error nothing changed.
     fn move_range(
         &mut self,
         old: GuestVirtAddr,
         moved: u64,
         to: GuestVirtAddr,
         new_len: u64,
+        keep: Keep,
     ) -> Result<FlushSet, MmError> {
         let delta = to.raw().wrapping_sub(old.raw());
         let old_end = old.raw() + moved;
@@ -195,8 +243,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         // The faulted runs follow their pages.
         let runs = self.page_pins.take(old.raw(), old_end);
         self.page_pins.put_back(runs, delta as i64);
-        // The VMA: the moved piece is closed, its copy opened.
-        let pieces = self.take_vmas(old.raw(), old_end);
+        // The VMA: the moved piece is closed, its copy opened; with
+        // `Keep::OldVma` the old VMA stays whole and only the copy is new.
+        let pieces = match keep {
+            Keep::Nothing => self.take_vmas(old.raw(), old_end),
+            Keep::OldVma => self.vmas.find(old.raw()).map(|v| piece(v, old.raw())).into_iter().collect(),
+        };
         let mut flush = FlushSet::default();
         match self.pt.unmap_range(old, moved) {
             Ok(un) => flush.merge(un.flush),
@@ -212,9 +264,31 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             self.vmas.insert(v);
             self.merge_vmas(to.raw());
         }
-        vma_life::close_all(pieces);
+        if keep == Keep::Nothing {
+            vma_life::close_all(pieces);
+        }
         Ok(flush)
     }
+}
+
+/// What a move leaves at the old range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    /// Nothing: the old VMA goes (a plain move).
+    Nothing,
+    /// The old VMA, emptied of its entries (`MREMAP_DONTUNMAP`).
+    OldVma,
+}
+
+/// A copy of `v` starting at `at` (inside it), with its page offset; the
+/// caller sets the end. The copy shares `v`'s ops, state and pins.
+fn piece(v: &Vma, at: u64) -> Vma {
+    let mut p = v.clone();
+    p.pgoff = v.pgoff.wrapping_add((at - v.start().raw()) >> crate::addr::PAGE_SHIFT);
+    if let Ok(a) = GuestVirtAddr::try_new(at) {
+        p.start = a;
+    }
+    p
 }
 
 /// The copy of leaf `l` shifted by `delta`, limited to `[lo, hi)`: whole

@@ -12,15 +12,16 @@ use crate::paging::FlushSet;
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Unmaps `[addr, addr + len)`. Unmapped parts are skipped, as in
-    /// Linux. On error (`ENOMEM` for a huge-leaf split, or a VMA split past
-    /// the VMA limit; `EINVAL` for a split of a huge-page VMA off its
-    /// pages) nothing changed.
+    /// Linux. On error (`EPERM` if any of it is sealed; `ENOMEM` for a
+    /// huge-leaf split, or a VMA split past the VMA limit; `EINVAL` for a
+    /// split of a huge-page VMA off its pages) nothing changed.
     pub fn munmap(&mut self, addr: GuestVirtAddr, len: u64) -> Result<FlushSet, MmError> {
         let len = checked_len(len)?;
         let end = checked_range(addr, len)?;
         if !self.vmas.intersects(addr.raw(), end) {
             return Ok(FlushSet::default());
         }
+        self.check_unsealed(addr.raw(), end)?;
         self.check_huge_split(addr.raw(), end)?;
         // A hole punched into one VMA makes two (Linux: ENOMEM at the limit).
         self.check_map_count(addr.raw(), end, Some(0))?;

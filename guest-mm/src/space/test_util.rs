@@ -65,3 +65,44 @@ impl MmapProvider for Flags {
         Ok(())
     }
 }
+
+/// A fresh address space like [`space`] with a 4 MiB page pool at 40 MiB
+/// (1,024 pages) for anonymous memory.
+pub(super) fn pooled_space() -> AddressSpace<GuestMemoryMmap<()>> {
+    pooled_space_limited(super::DEFAULT_MAX_MAP_COUNT)
+}
+
+/// [`pooled_space`] with at most `max_map_count` VMAs.
+pub(super) fn pooled_space_limited(max_map_count: usize) -> AddressSpace<GuestMemoryMmap<()>> {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
+    cfg.mmap_window = (va(WINDOW.0), va(WINDOW.1));
+    cfg.pool_region = Some((GuestAddress(40 << 20), 4 << 20));
+    cfg.max_map_count = max_map_count;
+    AddressSpace::new(mem, cfg).unwrap()
+}
+
+/// The first 8 bytes of the page `at` maps, read through a walk of the
+/// page tables; `None` if no entry maps it.
+pub(super) fn read_tag(s: &AddressSpace<GuestMemoryMmap<()>>, at: GuestVirtAddr) -> Option<u64> {
+    use vm_memory::Bytes;
+    let t = s.page_tables().translate(at)?;
+    Some(s.memory().read_obj::<u64>(t.phys).unwrap())
+}
+
+/// Writes `tag` into the page `at` maps, after a write fault made it a
+/// private writable page (panics if the fault fails or the entry is not
+/// writable).
+pub(super) fn write_tag(s: &mut AddressSpace<GuestMemoryMmap<()>>, at: GuestVirtAddr, tag: u64) {
+    use vm_memory::Bytes;
+    s.fault(at, crate::vma::FaultAccess::WRITE).unwrap().flush.ignore();
+    let t = s.page_tables().translate(at).unwrap();
+    assert!(t.prot.writable, "{at:#x} not writable after a write fault");
+    s.memory().write_obj(tag, t.phys).unwrap();
+}
+
+/// Panics with the list if the space breaks an invariant.
+pub(super) fn assert_sound(s: &AddressSpace<GuestMemoryMmap<()>>) {
+    let (_, violations) = s.check_invariants();
+    assert!(violations.is_empty(), "{violations:?}");
+}

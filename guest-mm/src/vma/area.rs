@@ -125,6 +125,16 @@ impl Vma {
         }
     }
 
+    /// Sealed by `mseal` ([`VmFlags::SEALED`]).
+    pub fn is_sealed(&self) -> bool {
+        self.flags.contains(VmFlags::SEALED)
+    }
+
+    /// Anonymous memory (its ops say so, [`VmaOps::is_anonymous`]).
+    pub fn is_anonymous(&self) -> bool {
+        self.ops.as_ref().is_some_and(|o| o.is_anonymous())
+    }
+
     /// Does the VMA contain `addr`?
     pub fn contains(&self, addr: u64) -> bool {
         self.start.raw() <= addr && addr < self.end

@@ -19,7 +19,8 @@
 //!   of VMAs carrying the ops;
 //! - [`VmaOps::mremap`]: the VMA is about to be moved or resized; may
 //!   refuse (resctrl does);
-//! - [`VmaOps::pagesize`]: the granule of the VMA (huge pages).
+//! - [`VmaOps::pagesize`]: the granule of the VMA (huge pages);
+//! - [`VmaOps::is_anonymous`]: anonymous memory (the seal rules of madvise).
 //!
 //! Every method but [`VmaOps::name`] has the default Linux has when the
 //! provider leaves it `NULL`. Nothing here touches page tables: the
@@ -134,8 +135,9 @@ pub trait VmaOps: Send + Sync {
     }
 
     /// Whether the VMA is anonymous memory (Linux's `vma_is_anonymous`: no
-    /// file behind it). `MADV_FREE` and `MADV_WIPEONFORK` need it,
-    /// `MADV_REMOVE` refuses it. False by default.
+    /// file behind it: a discard turns its pages into zero pages).
+    /// `MADV_FREE` and `MADV_WIPEONFORK` need it, `MADV_REMOVE` refuses
+    /// it, and the seal rules of `madvise` ask it. False by default.
     fn is_anonymous(&self) -> bool {
         false
     }
@@ -171,6 +173,8 @@ mod tests {
         // Any move or resize is allowed; pages are 4 KiB.
         assert_eq!(Bare.mremap(&v, GuestVirtAddr::try_new(0x8000).unwrap(), 0x1000), Ok(()));
         assert_eq!(Bare.pagesize(&v), PAGE_SIZE);
+        // Not anonymous memory unless the ops say so.
+        assert!(!Bare.is_anonymous());
         let p = FaultPage::new(Pfn(5));
         assert_eq!((p.pfn, p.copy_on_write, p.hold.is_none()), (Pfn(5), false, true));
         assert!(format!("{p:?}").contains("copy_on_write"));
