@@ -12,7 +12,9 @@ use guest_mm::providers::ZeroProvider;
 use guest_mm::{FaultAccess, GuestVirtAddr, MmError, MmapProvider, MmapRequest, VmFlags, VmaDesc};
 use vm_memory::{Bytes, GuestAddress};
 
+use super::fs::{Fd, Vfs, VfsConfig};
 use super::image::{self, Image, TASK_SIZE};
+use super::proc_files::{self, ProcFiles, View};
 use super::stack::{self, at, StackSpec};
 use super::syscalls;
 use crate::config::VmConfig;
@@ -54,10 +56,6 @@ pub mod rlimit {
 /// The process's own state, behind one lock.
 #[derive(Debug)]
 pub struct Proc {
-    /// Where the heap starts.
-    pub brk_start: u64,
-    /// The program break.
-    pub brk: u64,
     /// `set_tid_address`'s pointer.
     pub clear_child_tid: u64,
     /// `(soft, hard)` limits.
@@ -73,18 +71,30 @@ pub struct Proc {
     pub fs_base: u64,
     /// The file-mode creation mask.
     pub umask: u32,
+    /// Capabilities: (effective, permitted, inheritable).
+    pub caps: (u64, u64, u64),
+}
+
+/// `CAP_IPC_LOCK`: lock any amount of memory.
+pub const CAP_IPC_LOCK: u32 = 14;
+/// Every capability Linux 6.12 has (0 to 40).
+pub const ALL_CAPS: u64 = (1 << 41) - 1;
+
+impl Proc {
+    /// Whether capability `cap` is in the effective set.
+    pub fn has_cap(&self, cap: u32) -> bool {
+        self.caps.0 & (1 << cap) != 0
+    }
 }
 
 impl Proc {
-    fn new(brk_start: u64) -> Self {
+    fn new() -> Self {
         let mut rlimits = [(rlimit::INFINITY, rlimit::INFINITY); rlimit::COUNT];
         rlimits[rlimit::STACK] = (STACK_SIZE, rlimit::INFINITY);
         rlimits[rlimit::NOFILE] = (1024, 4096);
         rlimits[rlimit::MEMLOCK] = (8 << 20, 8 << 20);
         rlimits[4] = (0, rlimit::INFINITY); // RLIMIT_CORE
         Proc {
-            brk_start,
-            brk: brk_start,
             clear_child_tid: 0,
             rlimits,
             sigactions: BTreeMap::new(),
@@ -92,6 +102,7 @@ impl Proc {
             altstack: (0, 2, 0), // SS_DISABLE
             fs_base: 0,
             umask: 0o022,
+            caps: (ALL_CAPS, ALL_CAPS, 0),
         }
     }
 }
@@ -118,7 +129,7 @@ pub struct Anon {
     /// Anonymous mappings (`MAP_ANONYMOUS`, `/dev/zero`).
     pub zero: Arc<ZeroProvider<GuestMem>>,
     /// The heap (`brk`).
-    pub heap: Named,
+    pub heap: Arc<Named>,
     /// The stack.
     pub stack: Named,
 }
@@ -137,6 +148,8 @@ pub struct Linux {
     /// A signal that ended the run (the status is 128 + it).
     killed_by: Mutex<Option<i32>>,
     stderr: Option<Output>,
+    vfs: Mutex<Vfs>,
+    proc_files: ProcFiles,
 }
 
 impl std::fmt::Debug for Linux {
@@ -180,10 +193,17 @@ impl Linux {
             o.start_writer();
         }
         let exe = std::fs::canonicalize(path).map_or_else(|_| name.clone(), |p| p.display().to_string());
+        let setup = |e: super::fs::Errno| KindError::Setup(format!("{name}: the file tree: errno {}", e.raw()));
+        let mut vfs = Vfs::new(&VfsConfig::default());
+        vfs.set_exe(exe.as_bytes()).map_err(setup)?;
+        let proc_files = ProcFiles::default();
+        proc_files.register(&mut vfs).map_err(setup)?;
         Ok(Linux {
+            vfs: Mutex::new(vfs),
+            proc_files,
             exe,
             path: name,
-            proc: Mutex::new(Proc::new(image.end)),
+            proc: Mutex::new(Proc::new()),
             image,
             argv,
             envp: env.into_iter().map(String::into_bytes).collect(),
@@ -213,6 +233,42 @@ impl Linux {
     /// The program's absolute path (`/proc/self/exe`, as Linux gives it).
     pub fn exe(&self) -> &str {
         &self.exe
+    }
+
+    /// The file layer, locked.
+    pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
+        self.vfs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renders the `/proc` file `path` names (if it is a generated one)
+    /// before it is opened.
+    pub fn refresh_proc(&self, hv: &HostedKernel, path: &[u8]) {
+        let base = self.image.segments.iter().map(|s| s.va & !0xfff).min().unwrap_or(0);
+        self.proc_files.refresh(hv, path, &View { exe: &self.exe, image_base: base });
+    }
+
+    /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
+    /// at `off` or at the descriptor's offset (which then moves).
+    pub fn read_special(
+        &self,
+        c: &syscalls::Ctx<'_>,
+        fd: Fd,
+        tag: u32,
+        len: usize,
+        off: Option<u64>,
+    ) -> Result<Vec<u8>, i32> {
+        let at = match off {
+            Some(o) => o,
+            None => self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset),
+        };
+        let bytes = match tag {
+            proc_files::PAGEMAP => self.proc_files.pagemap(c.hv, at, len),
+            _ => return Err(libc::EINVAL),
+        };
+        if off.is_none() {
+            self.vfs().set_offset(fd, at + bytes.len() as u64).map_err(|e| e.raw())?;
+        }
+        Ok(bytes)
     }
 
     /// Counts a call answered `ENOSYS`.
@@ -353,11 +409,17 @@ impl GuestKind for Linux {
         program::load(&prog, mem, hosted.frames, hosted.mapper)?;
         let zero = Arc::new(ZeroProvider::new(hosted.mapper.space().frames().clone(), mem.clone()));
         let anon = Anon {
-            heap: Named { name: "[heap]", inner: zero.clone() },
+            heap: Arc::new(Named { name: "[heap]", inner: zero.clone() }),
             stack: Named { name: "[stack]", inner: zero.clone() },
             zero,
         };
         let sp = self.load_stack(hosted.mapper, mem, &anon)?;
+        let heap = GuestVirtAddr::try_new(self.image.end).map_err(|e| KindError::Setup(e.to_string()))?;
+        hosted
+            .mapper
+            .space_mut()
+            .set_heap(heap, anon.heap.clone())
+            .map_err(|e| KindError::Setup(format!("{}: the heap: {e}", self.path)))?;
         let _ = self.anon.set(anon);
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,

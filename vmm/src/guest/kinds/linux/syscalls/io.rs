@@ -1,36 +1,51 @@
-//! Standard input, output and error, and what a libc asks about them at
-//! start-up (`fstat`, `ioctl(TIOCGWINSZ)`, `readlink("/proc/self/exe")`).
+//! Descriptors and files: the calls copy guest memory in and out and
+//! hand bytes to the file layer ([`super::super::fs::Vfs`]), which owns
+//! the tree, the open files and the descriptor table.
 //!
-//! fd 1 is the VMM's standard output (only the program writes there), fd
-//! 2 its standard error; both are streamed: one call moves at most
+//! The standard streams are nodes the kind serves itself: fd 1 is the
+//! VMM's standard output (only the program writes there), fd 2 its
+//! standard error; both are streamed: one call moves at most
 //! [`WRITE_MAX`] bytes (a short write, which every libc continues), so a
-//! 1 GiB `write` is never buffered whole.
+//! 1 GiB `write` is never buffered whole. Standard input reads as at its
+//! end for now.
+//!
+//! Before a `/proc/self` file is opened, the kind renders it from the
+//! address space as it is at that moment (`super::super::proc_files`).
 
+use super::super::fs::{Errno, Fd, Special, IOV_MAX, PATH_MAX};
 use super::{ret, Ctx};
 use crate::hosted::hypercall::Outcome;
 
-/// Most bytes one `write`/`writev` moves.
+/// Most bytes one `write`/`writev`/`read` moves.
 pub const WRITE_MAX: u64 = 1 << 20;
-/// Most entries of one `writev` (`IOV_MAX`).
-const IOV_MAX: u64 = 1024;
-/// `ioctl` request: window size.
-const TIOCGWINSZ: u64 = 0x5413;
-/// `ioctl` request: terminal attributes.
-const TCGETS: u64 = 0x5401;
-/// `AT_EMPTY_PATH`.
-const AT_EMPTY_PATH: u64 = 0x1000;
-/// Longest path (`PATH_MAX`).
-pub const PATH_MAX: usize = 4096;
+/// `AT_FDCWD`.
+const AT_FDCWD: i64 = -100;
 
-fn is_stdio(fd: u64) -> bool {
-    fd <= 2
+fn fd(v: u64) -> Fd {
+    Fd(v as i32)
 }
 
-/// Sends `bytes` to the program's fd `fd` (1 or 2).
-fn emit(c: &Ctx<'_>, fd: u64, bytes: &[u8]) -> Result<u64, i32> {
-    match fd {
-        1 => c.hv.console().write(bytes),
-        2 => match c.linux.stderr() {
+fn dirfd(v: u64) -> Fd {
+    if v as i64 == AT_FDCWD || v as i32 == AT_FDCWD as i32 {
+        Fd::CWD
+    } else {
+        Fd(v as i32)
+    }
+}
+
+fn e(err: Errno) -> i32 {
+    err.raw()
+}
+
+fn path(c: &Ctx<'_>, va: u64) -> Result<Vec<u8>, i32> {
+    c.hv.read_user_cstr(c.vcpu, va, PATH_MAX)
+}
+
+/// Sends `bytes` to the program's standard output or error.
+fn emit(c: &Ctx<'_>, s: Special, bytes: &[u8]) -> Result<u64, i32> {
+    match s {
+        Special::Stdout => c.hv.console().write(bytes),
+        Special::Stderr => match c.linux.stderr() {
             Some(o) => o.write(bytes),
             None => c.hv.console().write(bytes),
         },
@@ -39,153 +54,370 @@ fn emit(c: &Ctx<'_>, fd: u64, bytes: &[u8]) -> Result<u64, i32> {
     Ok(bytes.len() as u64)
 }
 
-/// `write(fd, buf, count)`.
-pub fn write(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    let [fd, buf, count, ..] = a;
-    if fd != 1 && fd != 2 {
-        return Outcome::err(libc::EBADF);
+/// Writes `data` to `fd`: a standard stream or a file.
+fn write_bytes(c: &Ctx<'_>, fd: Fd, data: &[u8]) -> Result<u64, i32> {
+    let special = c.linux.vfs().special(fd).map_err(e)?;
+    match special.map(|s| s.special) {
+        Some(s @ (Special::Stdout | Special::Stderr)) => emit(c, s, data),
+        Some(Special::Stdin) => Err(libc::EBADF),
+        Some(Special::Tag(_)) => Err(libc::EINVAL),
+        None => c.linux.vfs().write(fd, data).map(|n| n as u64).map_err(e),
     }
-    let n = count.min(WRITE_MAX);
-    ret(c.hv.read_user(c.vcpu, buf, n).and_then(|b| emit(c, fd, &b)))
 }
 
-/// `writev(fd, iov, iovcnt)`.
-pub fn writev(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    let [fd, iov, cnt, ..] = a;
-    if fd != 1 && fd != 2 {
-        return Outcome::err(libc::EBADF);
+/// Reads up to `len` bytes from `fd`.
+fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
+    let special = c.linux.vfs().special(fd).map_err(e)?;
+    match special.map(|s| s.special) {
+        Some(Special::Stdin) => Ok(Vec::new()),
+        Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
+        Some(Special::Tag(t)) => c.linux.read_special(c, fd, t, len, None),
+        None => c.linux.vfs().read(fd, len).map_err(e),
     }
-    if cnt > IOV_MAX {
-        return Outcome::err(libc::EINVAL);
-    }
+}
+
+/// `write(fd, buf, count)`.
+pub fn write(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, buf, count, ..] = a;
     let r = (|| {
-        let vec = c.hv.read_user(c.vcpu, iov, cnt * 16)?;
+        // The descriptor first: EBADF before EFAULT, as Linux.
+        c.linux.vfs().special(fd(f)).map_err(e)?;
+        let bytes = c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX))?;
+        write_bytes(c, fd(f), &bytes)
+    })();
+    ret(r)
+}
+
+/// `read(fd, buf, count)`.
+pub fn read(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, buf, count, ..] = a;
+    let r = (|| {
+        let bytes = read_bytes(c, fd(f), count.min(WRITE_MAX) as usize)?;
+        c.hv.write_user(c.vcpu, buf, &bytes)?;
+        Ok(bytes.len() as u64)
+    })();
+    ret(r)
+}
+
+/// `pread64(fd, buf, count, off)`.
+pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, buf, count, off, ..] = a;
+    let r = (|| {
+        let special = c.linux.vfs().special(fd(f)).map_err(e)?;
+        let len = count.min(WRITE_MAX) as usize;
+        let bytes = match special.map(|s| s.special) {
+            Some(Special::Tag(t)) => c.linux.read_special(c, fd(f), t, len, Some(off))?,
+            Some(_) => return Err(libc::ESPIPE),
+            None => c.linux.vfs().pread64(fd(f), len, off as i64).map_err(e)?,
+        };
+        c.hv.write_user(c.vcpu, buf, &bytes)?;
+        Ok(bytes.len() as u64)
+    })();
+    ret(r)
+}
+
+/// `pwrite64(fd, buf, count, off)`.
+pub fn pwrite64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, buf, count, off, ..] = a;
+    let r = (|| {
+        if c.linux.vfs().special(fd(f)).map_err(e)?.is_some() {
+            return Err(libc::ESPIPE);
+        }
+        let bytes = c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX))?;
+        c.linux.vfs().pwrite64(fd(f), &bytes, off as i64).map(|n| n as u64).map_err(e)
+    })();
+    ret(r)
+}
+
+/// The `(base, len)` pairs of an iovec array.
+fn iovecs(c: &Ctx<'_>, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, i32> {
+    if cnt > IOV_MAX as u64 {
+        return Err(libc::EINVAL);
+    }
+    let raw = c.hv.read_user(c.vcpu, iov, cnt * 16)?;
+    let mut out = Vec::with_capacity(cnt as usize);
+    for v in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(v[8..].try_into().unwrap_or_default());
+        if len > i64::MAX as u64 {
+            return Err(libc::EINVAL);
+        }
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+/// `writev(fd, iov, iovcnt)`: gathered, at most [`WRITE_MAX`] bytes.
+pub fn writev(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, iov, cnt, ..] = a;
+    let r = (|| {
+        c.linux.vfs().special(fd(f)).map_err(e)?;
         let mut out = Vec::new();
-        for e in vec.chunks_exact(16) {
-            let base = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-            let len = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
-            if len > i64::MAX as u64 {
-                return Err(libc::EINVAL);
-            }
+        for (base, len) in iovecs(c, iov, cnt)? {
             let room = WRITE_MAX - out.len() as u64;
             if room == 0 {
                 break;
             }
             out.extend(c.hv.read_user(c.vcpu, base, len.min(room))?);
         }
-        emit(c, fd, &out)
+        write_bytes(c, fd(f), &out)
     })();
     ret(r)
 }
 
-/// `read(fd, buf, count)`: standard input is at its end.
-pub fn read(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    match a[0] {
-        0 => Outcome::ret(0),
-        1 | 2 => Outcome::err(libc::EBADF),
-        _ => Outcome::err(libc::EBADF),
-    }
+/// `readv(fd, iov, iovcnt)`: scattered over the buffers in order.
+pub fn readv(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [f, iov, cnt, ..] = a;
+    let r = (|| {
+        let vecs = iovecs(c, iov, cnt)?;
+        let total: u64 = vecs.iter().map(|v| v.1).fold(0u64, u64::saturating_add).min(WRITE_MAX);
+        let bytes = read_bytes(c, fd(f), total as usize)?;
+        let mut done = 0usize;
+        for (base, len) in vecs {
+            if done >= bytes.len() {
+                break;
+            }
+            let n = (len as usize).min(bytes.len() - done);
+            c.hv.write_user(c.vcpu, base, &bytes[done..done + n])?;
+            done += n;
+        }
+        Ok(done as u64)
+    })();
+    ret(r)
+}
+
+/// `open(path, flags, mode)`.
+pub fn open(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    openat(c, [AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
+}
+
+/// `creat(path, mode)`.
+pub fn creat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    openat(c, [AT_FDCWD as u64, a[0], (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64, a[1], 0, 0])
+}
+
+/// `openat(dirfd, path, flags, mode)`.
+pub fn openat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [d, p, flags, mode, ..] = a;
+    let r = (|| {
+        let p = path(c, p)?;
+        c.linux.refresh_proc(c.hv, &p);
+        c.linux.vfs().openat(dirfd(d), &p, flags as i32, mode as u32).map(|f| f.0 as u64).map_err(e)
+    })();
+    ret(r)
 }
 
 /// `close(fd)`.
-pub fn close(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if is_stdio(a[0]) {
-        Outcome::ret(0)
-    } else {
-        Outcome::err(libc::EBADF)
-    }
+pub fn close(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().close(fd(a[0])).map(|()| 0).map_err(e))
 }
 
-/// `ioctl(fd, request, arg)`: nothing is a terminal.
-pub fn ioctl(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    match (is_stdio(a[0]), a[1]) {
-        (true, TIOCGWINSZ | TCGETS) => Outcome::err(libc::ENOTTY),
-        (true, _) => Outcome::err(libc::ENOTTY),
-        (false, _) => Outcome::err(libc::EBADF),
-    }
+/// `dup(fd)`.
+pub fn dup(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().dup(fd(a[0])).map(|f| f.0 as u64).map_err(e))
 }
 
-/// The `struct stat` (144 bytes) of a standard stream: a character
-/// device, as a terminal or `/dev/null` would be.
-fn stdio_stat(fd: u64) -> Vec<u8> {
-    let mut s = vec![0u8; 144];
-    s[8..16].copy_from_slice(&(fd + 3).to_le_bytes()); // st_ino
-    s[16..24].copy_from_slice(&1u64.to_le_bytes()); // st_nlink
-    s[24..28].copy_from_slice(&(libc::S_IFCHR | 0o620).to_le_bytes()); // st_mode
-    s[40..48].copy_from_slice(&0x8800u64.to_le_bytes()); // st_rdev
-    s[56..64].copy_from_slice(&1024u64.to_le_bytes()); // st_blksize
-    s
+/// `dup2(old, new)`.
+pub fn dup2(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().dup2(fd(a[0]), fd(a[1])).map(|f| f.0 as u64).map_err(e))
+}
+
+/// `dup3(old, new, flags)`.
+pub fn dup3(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().dup3(fd(a[0]), fd(a[1]), a[2] as i32).map(|f| f.0 as u64).map_err(e))
+}
+
+/// `fcntl(fd, cmd, arg)`.
+pub fn fcntl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().fcntl(fd(a[0]), a[1] as i32, a[2]).map(|v| v as u64).map_err(e))
+}
+
+/// `lseek(fd, off, whence)`.
+pub fn lseek(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().lseek(fd(a[0]), a[1] as i64, a[2] as i32).map_err(e))
+}
+
+/// `ftruncate(fd, len)`.
+pub fn ftruncate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().ftruncate(fd(a[0]), a[1] as i64).map(|()| 0).map_err(e))
+}
+
+/// `fallocate(fd, mode, off, len)`.
+pub fn fallocate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().fallocate(fd(a[0]), a[1] as i32, a[2] as i64, a[3] as i64).map(|()| 0).map_err(e))
 }
 
 /// `fstat(fd, statbuf)`.
 pub fn fstat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if !is_stdio(a[0]) {
-        return Outcome::err(libc::EBADF);
-    }
-    ret(c.hv.write_user(c.vcpu, a[1], &stdio_stat(a[0])).map(|()| 0))
-}
-
-/// `newfstatat(dirfd, path, statbuf, flags)`: `AT_EMPTY_PATH` on a
-/// standard stream; no file system yet, so any path is `ENOENT`.
-pub fn newfstatat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    let [dirfd, path, buf, flags, ..] = a;
     let r = (|| {
-        let p = c.hv.read_user_cstr(c.vcpu, path, PATH_MAX)?;
-        if p.is_empty() {
-            if flags & AT_EMPTY_PATH == 0 {
-                return Err(libc::ENOENT);
-            }
-            if !is_stdio(dirfd) {
-                return Err(libc::EBADF);
-            }
-            c.hv.write_user(c.vcpu, buf, &stdio_stat(dirfd))?;
-            return Ok(0);
-        }
-        Err(libc::ENOENT)
+        let st = c.linux.vfs().fstat(fd(a[0])).map_err(e)?;
+        c.hv.write_user(c.vcpu, a[1], &st).map(|()| 0)
     })();
     ret(r)
 }
 
-/// `readlink(path, buf, size)` / `readlinkat(dirfd, path, buf, size)`:
-/// `/proc/self/exe` is the program's path.
-fn readlink_common(c: &Ctx<'_>, path: u64, buf: u64, size: u64) -> Outcome {
+fn stat_common(c: &Ctx<'_>, d: u64, p: u64, buf: u64, flags: i32) -> Outcome {
+    let r = (|| {
+        let p = path(c, p)?;
+        let st = c.linux.vfs().newfstatat(dirfd(d), &p, flags).map_err(e)?;
+        c.hv.write_user(c.vcpu, buf, &st).map(|()| 0)
+    })();
+    ret(r)
+}
+
+/// `newfstatat(dirfd, path, statbuf, flags)`.
+pub fn newfstatat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    stat_common(c, a[0], a[1], a[2], a[3] as i32)
+}
+
+/// `stat(path, statbuf)`.
+pub fn stat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    stat_common(c, AT_FDCWD as u64, a[0], a[1], 0)
+}
+
+/// `lstat(path, statbuf)`.
+pub fn lstat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    stat_common(c, AT_FDCWD as u64, a[0], a[1], libc::AT_SYMLINK_NOFOLLOW)
+}
+
+/// `statfs(path, buf)`.
+pub fn statfs(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[0])?;
+        let st = c.linux.vfs().statfs(&p).map_err(e)?;
+        c.hv.write_user(c.vcpu, a[1], &st).map(|()| 0)
+    })();
+    ret(r)
+}
+
+/// `fstatfs(fd, buf)`.
+pub fn fstatfs(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let st = c.linux.vfs().fstatfs(fd(a[0])).map_err(e)?;
+        c.hv.write_user(c.vcpu, a[1], &st).map(|()| 0)
+    })();
+    ret(r)
+}
+
+fn readlink_common(c: &Ctx<'_>, d: u64, p: u64, buf: u64, size: u64) -> Outcome {
     let r = (|| {
         if size as i64 <= 0 {
             return Err(libc::EINVAL);
         }
-        let p = c.hv.read_user_cstr(c.vcpu, path, PATH_MAX)?;
-        if p != b"/proc/self/exe" {
-            return Err(libc::ENOENT);
-        }
-        let target = c.linux.exe().as_bytes();
-        let n = target.len().min(size as usize);
-        c.hv.write_user(c.vcpu, buf, &target[..n])?;
-        Ok(n as u64)
+        let p = path(c, p)?;
+        let target = c.linux.vfs().readlinkat(dirfd(d), &p, size.min(PATH_MAX as u64) as usize).map_err(e)?;
+        c.hv.write_user(c.vcpu, buf, &target)?;
+        Ok(target.len() as u64)
     })();
     ret(r)
 }
 
 /// `readlink(path, buf, size)`.
 pub fn readlink(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    readlink_common(c, a[0], a[1], a[2])
+    readlink_common(c, AT_FDCWD as u64, a[0], a[1], a[2])
 }
 
 /// `readlinkat(dirfd, path, buf, size)`.
 pub fn readlinkat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    readlink_common(c, a[1], a[2], a[3])
+    readlink_common(c, a[0], a[1], a[2], a[3])
 }
 
-/// `openat(dirfd, path, flags, mode)`: no file system yet.
-pub fn openat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.hv.read_user_cstr(c.vcpu, a[1], PATH_MAX).and(Err(libc::ENOENT)))
+/// `access(path, mode)`.
+pub fn access(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    faccessat(c, [AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
 }
 
-/// `open(path, flags, mode)`.
-pub fn open(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.hv.read_user_cstr(c.vcpu, a[0], PATH_MAX).and(Err(libc::ENOENT)))
+/// `faccessat(dirfd, path, mode)` and `faccessat2(..., flags)`.
+pub fn faccessat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[1])?;
+        c.linux.vfs().faccessat(dirfd(a[0]), &p, a[2] as i32, a[3] as i32).map(|()| 0).map_err(e)
+    })();
+    ret(r)
 }
 
-/// `lseek(fd, off, whence)`: the standard streams do not seek.
-pub fn lseek(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    Outcome::err(if is_stdio(a[0]) { libc::ESPIPE } else { libc::EBADF })
+/// `mkdir(path, mode)`.
+pub fn mkdir(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    mkdirat(c, [AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+
+/// `mkdirat(dirfd, path, mode)`.
+pub fn mkdirat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[1])?;
+        c.linux.vfs().mkdirat(dirfd(a[0]), &p, a[2] as u32).map(|()| 0).map_err(e)
+    })();
+    ret(r)
+}
+
+/// `unlink(path)`.
+pub fn unlink(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    unlinkat(c, [AT_FDCWD as u64, a[0], 0, 0, 0, 0])
+}
+
+/// `rmdir(path)`.
+pub fn rmdir(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    unlinkat(c, [AT_FDCWD as u64, a[0], libc::AT_REMOVEDIR as u64, 0, 0, 0])
+}
+
+/// `unlinkat(dirfd, path, flags)`.
+pub fn unlinkat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[1])?;
+        c.linux.vfs().unlinkat(dirfd(a[0]), &p, a[2] as i32).map(|()| 0).map_err(e)
+    })();
+    ret(r)
+}
+
+/// `chdir(path)`.
+pub fn chdir(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[0])?;
+        c.linux.vfs().chdir(&p).map(|()| 0).map_err(e)
+    })();
+    ret(r)
+}
+
+/// `fchdir(fd)`.
+pub fn fchdir(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().fchdir(fd(a[0])).map(|()| 0).map_err(e))
+}
+
+/// `getcwd(buf, size)`.
+pub fn getcwd(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let cwd = c.linux.vfs().getcwd(a[1].min(PATH_MAX as u64) as usize).map_err(e)?;
+        c.hv.write_user(c.vcpu, a[0], &cwd)?;
+        Ok(cwd.len() as u64)
+    })();
+    ret(r)
+}
+
+/// `getdents64(fd, dirp, count)`.
+pub fn getdents64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let b = c.linux.vfs().getdents64(fd(a[0]), a[2].min(WRITE_MAX) as usize).map_err(e)?;
+        c.hv.write_user(c.vcpu, a[1], &b)?;
+        Ok(b.len() as u64)
+    })();
+    ret(r)
+}
+
+/// `memfd_create(name, flags)`.
+pub fn memfd_create(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let name =
+            c.hv.read_user_cstr(c.vcpu, a[0], 249)
+                .map_err(|x| if x == libc::ENAMETOOLONG { libc::EINVAL } else { x })?;
+        c.linux.vfs().memfd_create(&name, a[1] as u32).map(|f| f.0 as u64).map_err(e)
+    })();
+    ret(r)
+}
+
+/// `ioctl(fd, request, arg)`: nothing is a terminal.
+pub fn ioctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    match c.linux.vfs().special(fd(a[0])) {
+        Err(err) => Outcome::err(err.raw()),
+        Ok(_) => Outcome::err(libc::ENOTTY),
+    }
 }

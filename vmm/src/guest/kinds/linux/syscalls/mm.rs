@@ -5,7 +5,9 @@
 //! errno wins). Placement, overlap, splitting, merging, faults and frames
 //! are guest-mm's.
 
-use guest_mm::{Advice, GuestVirtAddr, MmError, MmapProvider, MmapRequest, Placement, VmFlags};
+use guest_mm::{Advice, GuestVirtAddr, MmError, MmapProvider, MmapRequest, MremapFlags, Placement, VmFlags};
+
+use super::super::kind::CAP_IPC_LOCK;
 
 use super::super::image::TASK_SIZE;
 use super::{ret, Ctx};
@@ -80,13 +82,6 @@ mod prot {
     pub const SEM: u64 = 8;
     pub const GROWSDOWN: u64 = 0x0100_0000;
     pub const GROWSUP: u64 = 0x0200_0000;
-}
-
-/// `MREMAP_*`.
-mod mremap_flags {
-    pub const MAYMOVE: u64 = 1;
-    pub const FIXED: u64 = 2;
-    pub const DONTUNMAP: u64 = 4;
 }
 
 fn vm_prot(p: u64) -> VmFlags {
@@ -255,36 +250,23 @@ pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `mremap(old, old_len, new_len, flags, new)`.
 pub fn mremap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    use mremap_flags::*;
     let [old, old_len, new_len, flags, new, _] = a;
-    if flags & !(MAYMOVE | FIXED | DONTUNMAP) != 0 || old % PAGE_SIZE != 0 {
-        return Outcome::err(libc::EINVAL);
-    }
-    if flags & DONTUNMAP != 0 {
-        // Needs guest-mm's MREMAP_DONTUNMAP.
-        return Outcome::err(libc::EINVAL);
-    }
-    let fixed = if flags & FIXED != 0 {
-        if new % PAGE_SIZE != 0 {
-            return Outcome::err(libc::EINVAL);
-        }
-        let end = page_up(new_len).and_then(|l| new.checked_add(l));
-        if end.is_none_or(|e| e > TASK_SIZE) {
-            return Outcome::err(libc::EINVAL);
-        }
-        match va(new) {
-            Ok(v) => Some(v),
-            Err(e) => return Outcome::err(e),
-        }
-    } else {
-        None
+    let f = match MremapFlags::from_linux(flags, new) {
+        Ok(f) => f,
+        Err(err) => return Outcome::err(err.errno()),
     };
+    if old % PAGE_SIZE != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    if let Some(to) = f.fixed {
+        let end = page_up(new_len).and_then(|l| to.raw().checked_add(l));
+        if to.raw() % PAGE_SIZE != 0 || end.is_none_or(|e| e > TASK_SIZE) {
+            return Outcome::err(libc::EINVAL);
+        }
+    }
     let Ok(old_va) = va(old) else { return Outcome::err(libc::EINVAL) };
     done(c.hv.space_op(c.vcpu, |m| {
-        let r = m.space_mut().mremap(old_va, old_len, new_len, flags & MAYMOVE != 0, fixed)?;
-        if r.addr.raw().checked_add(page_up(new_len).unwrap_or(0)).is_none_or(|e| e > TASK_SIZE) {
-            return Err(MmError::Invalid("moved past TASK_SIZE"));
-        }
+        let r = m.space_mut().mremap_with(old_va, old_len, new_len, f)?;
         Ok((r.addr.raw(), r.flush))
     }))
 }
@@ -295,13 +277,7 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if addr % PAGE_SIZE != 0 {
         return Outcome::err(libc::EINVAL);
     }
-    let Ok(adv) = Advice::from_linux(advice) else {
-        // Advice that only tunes readahead changes nothing here.
-        return match advice {
-            0..=2 => Outcome::ret(0),
-            _ => Outcome::err(libc::EINVAL),
-        };
-    };
+    let Ok(adv) = Advice::from_linux(advice) else { return Outcome::err(libc::EINVAL) };
     if len == 0 {
         return Outcome::ret(0);
     }
@@ -312,43 +288,152 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().madvise(start, len, adv)?))))
 }
 
-/// `brk(addr)`: moves the break (anonymous memory after the image, one
-/// `[heap]` VMA); a request below the start or one that cannot be met
-/// returns the break unchanged, as Linux does.
-pub fn brk(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    let want = a[0];
-    let Some(anon) = c.linux.anon() else { return Outcome::err(libc::ENOMEM) };
-    let mut p = c.linux.proc();
-    let cur = p.brk;
-    if want < p.brk_start {
-        return Outcome::ret(cur as i64);
+/// The limit on locked memory, unless the process may lock any amount
+/// (`CAP_IPC_LOCK`).
+fn memlock_limit(c: &Ctx<'_>) -> Option<u64> {
+    let p = c.linux.proc();
+    (!p.has_cap(CAP_IPC_LOCK)).then_some(p.rlimits[super::super::kind::rlimit::MEMLOCK].0)
+}
+
+/// Linux's `mlock` start: the address rounded down to a page, the length
+/// up (covering the first byte's page).
+fn lock_range(addr: u64, len: u64) -> Result<(GuestVirtAddr, u64), i32> {
+    let start = addr & !(PAGE_SIZE - 1);
+    let len = len.checked_add(addr - start).and_then(page_up).ok_or(libc::ENOMEM)?;
+    user_range(start, len)
+}
+
+fn mlock_common(c: &Ctx<'_>, addr: u64, len: u64, on_fault: bool) -> Outcome {
+    if len == 0 {
+        return Outcome::ret(0);
     }
-    let (Some(old_top), Some(new_top)) = (page_up(cur), page_up(want)) else { return Outcome::ret(cur as i64) };
-    if new_top > TASK_SIZE {
-        return Outcome::ret(cur as i64);
-    }
-    let d = if new_top > old_top {
-        let Ok(at) = va(old_top) else { return Outcome::ret(cur as i64) };
-        let req = MmapRequest::private(new_top - old_top, VmFlags::READ | VmFlags::WRITE)
-            .fixed_noreplace(at)
-            .pgoff(old_top >> 12);
-        c.hv.space_op(c.vcpu, |m| {
-            let mapped = m.space_mut().mmap(&anon.heap, &req)?;
-            Ok((0, mapped.flush))
-        })
-    } else if new_top < old_top {
-        let Ok(at) = va(new_top) else { return Outcome::ret(cur as i64) };
-        c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().munmap(at, old_top - new_top)?)))
-    } else {
-        crate::hosted::hypercall::SpaceDone { result: Ok(0), fatal: None }
+    let (start, len) = match lock_range(addr, len) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
     };
-    if d.fatal.is_some() {
-        return done(d);
+    let limit = memlock_limit(c);
+    done(c.hv.space_op(c.vcpu, |m| {
+        let s = m.space_mut();
+        if let Some(limit) = limit {
+            let more = len - s.locked_bytes_in(start, len);
+            if s.locked_bytes().saturating_add(more) > limit {
+                return Err(MmError::NoSpace { len });
+            }
+        }
+        Ok((0, s.mlock(start, len, on_fault)?))
+    }))
+}
+
+/// `mlock(addr, len)`.
+pub fn mlock(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    mlock_common(c, a[0], a[1], false)
+}
+
+/// `mlock2(addr, len, flags)`: `MLOCK_ONFAULT`.
+pub fn mlock2(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    const MLOCK_ONFAULT: u64 = 1;
+    if a[2] & !MLOCK_ONFAULT != 0 {
+        return Outcome::err(libc::EINVAL);
     }
-    if d.result.is_ok() {
-        p.brk = want;
+    mlock_common(c, a[0], a[1], a[2] & MLOCK_ONFAULT != 0)
+}
+
+/// `munlock(addr, len)`.
+pub fn munlock(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if a[1] == 0 {
+        return Outcome::ret(0);
     }
-    Outcome::ret(p.brk as i64)
+    let (start, len) = match lock_range(a[0], a[1]) {
+        Ok(r) => r,
+        Err(e) => return Outcome::err(e),
+    };
+    done(c.hv.space_op(c.vcpu, |m| {
+        m.space_mut().munlock(start, len)?;
+        Ok((0, Default::default()))
+    }))
+}
+
+/// `mlockall(flags)`: `MCL_CURRENT`, `MCL_FUTURE`, `MCL_ONFAULT`.
+pub fn mlockall(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    const CURRENT: u64 = 1;
+    const FUTURE: u64 = 2;
+    const ONFAULT: u64 = 4;
+    let f = a[0];
+    if f == 0 || f & !(CURRENT | FUTURE | ONFAULT) != 0 || f == ONFAULT {
+        return Outcome::err(libc::EINVAL);
+    }
+    let limit = memlock_limit(c);
+    done(c.hv.space_op(c.vcpu, |m| {
+        let s = m.space_mut();
+        if let (Some(limit), true) = (limit, f & CURRENT != 0) {
+            if s.mapped_bytes() > limit {
+                return Err(MmError::NoSpace { len: s.mapped_bytes() });
+            }
+        }
+        Ok((0, s.mlockall(f & CURRENT != 0, f & FUTURE != 0, f & ONFAULT != 0)?))
+    }))
+}
+
+/// `munlockall()`.
+pub fn munlockall(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    done(c.hv.space_op(c.vcpu, |m| {
+        m.space_mut().munlockall();
+        Ok((0, Default::default()))
+    }))
+}
+
+/// `mincore(addr, len, vec)`.
+pub fn mincore(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, vec, ..] = a;
+    if addr % PAGE_SIZE != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    let r = (|| {
+        let (start, len) = user_range(addr, len)?;
+        // One byte per page, copied out a bounded piece at a time.
+        let mut done_pages = 0u64;
+        let pages = len / PAGE_SIZE;
+        while done_pages < pages {
+            let n = (pages - done_pages).min(1 << 16);
+            let at = va(start.raw() + done_pages * PAGE_SIZE)?;
+            let bytes = c.hv.mapper().space().mincore(at, n * PAGE_SIZE).map_err(|e| e.errno())?;
+            c.hv.write_user(c.vcpu, vec + done_pages, &bytes)?;
+            done_pages += n;
+        }
+        Ok(0)
+    })();
+    ret(r)
+}
+
+/// `mseal(addr, len, flags)`.
+pub fn mseal(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [addr, len, flags, ..] = a;
+    if flags != 0 || addr % PAGE_SIZE != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
+    if len == 0 {
+        return Outcome::ret(0);
+    }
+    let Some(l) = page_up(len) else { return Outcome::err(libc::EINVAL) };
+    if addr.checked_add(l).is_none_or(|e| e > TASK_SIZE) {
+        return Outcome::err(libc::ENOMEM);
+    }
+    let Ok(start) = va(addr) else { return Outcome::err(libc::EINVAL) };
+    done(c.hv.space_op(c.vcpu, |m| {
+        m.space_mut().mseal(start, l, 0)?;
+        Ok((0, Default::default()))
+    }))
+}
+
+/// `brk(addr)`: guest-mm's program break (one `[heap]` VMA after the
+/// image); a request it cannot meet returns the break unchanged, as
+/// Linux does.
+pub fn brk(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let d = c.hv.space_op(c.vcpu, |m| {
+        let b = m.space_mut().brk(a[0]);
+        Ok((b.brk.raw(), b.flush))
+    });
+    done(d)
 }
 
 /// `msync(addr, len, flags)`: everything is in memory; the range must be

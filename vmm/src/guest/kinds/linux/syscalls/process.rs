@@ -340,3 +340,57 @@ pub fn prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         _ => Outcome::err(libc::EINVAL),
     }
 }
+
+/// `capget(hdr, data)`: version 3 headers (two 32-bit halves).
+pub fn capget(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        cap_header(c, a[0])?;
+        if a[1] == 0 {
+            return Ok(0);
+        }
+        let (e, p, i) = c.linux.proc().caps;
+        let mut b = Vec::with_capacity(24);
+        for half in [0, 32] {
+            for v in [e, p, i] {
+                b.extend_from_slice(&((v >> half) as u32).to_le_bytes());
+            }
+        }
+        c.hv.write_user(c.vcpu, a[1], &b).map(|()| 0)
+    })();
+    ret(r)
+}
+
+/// `capset(hdr, data)`: a process may drop capabilities, never gain
+/// one it is not permitted.
+pub fn capset(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        cap_header(c, a[0])?;
+        let b = c.hv.read_user(c.vcpu, a[1], 24)?;
+        let w = |i: usize| u64::from(u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default()));
+        let (e, p, i) = (w(0) | (w(3) << 32), w(1) | (w(4) << 32), w(2) | (w(5) << 32));
+        let mut proc = c.linux.proc();
+        if p & !proc.caps.1 != 0 || e & !p != 0 {
+            return Err(libc::EPERM);
+        }
+        proc.caps = (e, p, i);
+        Ok(0)
+    })();
+    ret(r)
+}
+
+/// Checks a `cap_user_header_t`: version 3 (or 2), this process.
+fn cap_header(c: &Ctx<'_>, hdr: u64) -> Result<(), i32> {
+    const V3: u32 = 0x2008_0522;
+    const V2: u32 = 0x2007_1026;
+    let b = c.hv.read_user(c.vcpu, hdr, 8)?;
+    let version = u32::from_le_bytes(b[..4].try_into().unwrap_or_default());
+    let pid = i32::from_le_bytes(b[4..].try_into().unwrap_or_default());
+    if version != V3 && version != V2 {
+        c.hv.write_user(c.vcpu, hdr, &V3.to_le_bytes())?;
+        return Err(libc::EINVAL);
+    }
+    if pid != 0 && pid as u64 != PID {
+        return Err(libc::ESRCH);
+    }
+    Ok(())
+}
