@@ -81,6 +81,11 @@ impl FrameState {
         usize::try_from(self.free.len()).unwrap_or(usize::MAX)
     }
 
+    /// The pool's regions, `[first, end)` each, ascending.
+    pub fn pool_regions(&self) -> Vec<(Pfn, Pfn)> {
+        self.free.regions().iter().map(|r| (Pfn(r.first), Pfn(r.end))).collect()
+    }
+
     /// Frames in the pool's regions.
     pub fn pool_total(&self) -> u64 {
         self.free.total()
