@@ -19,8 +19,9 @@ pub fn assert_mapped_frames_kept(space: &AddressSpace<Mem>) -> usize {
     let frames = space.frames();
     {
         let st = frames.lock();
-        for f in st.free_frames() {
-            assert!(!mapped.contains(&f.0), "frame {:#x} is mapped and free in the pool", f.0);
+        let free = st.free_view();
+        for &f in &mapped {
+            assert!(!free.contains(Pfn(f)), "frame {f:#x} is mapped and free in the pool");
         }
         for l in leaves.iter().filter(|l| l.page_array) {
             assert!(st.pins().get(Pfn(l.pfn)) > 0, "page-array frame {:#x} is mapped but not pinned", l.pfn);

@@ -31,6 +31,7 @@ mod vmm_lazy_faults;
 mod vmm_log_rate_limit;
 mod vmm_max_map_count;
 mod vmm_passthrough;
+mod vmm_pool_all_ram;
 mod vmm_seccomp;
 mod vmm_seccomp_heap_trim;
 mod vmm_serial_input;

@@ -14,13 +14,23 @@
 //! | [`POOL_PA`]                | kernel page pool (zero pages, page buffers) |
 //! | [`LOAD_PA`]                | the guest program image and stacks |
 //! | [`HUGE_PA`]                | the huge-page region (2 MiB pages) |
-//! | [`FREE_PA`] ..             | free guest RAM (mappable through the guest-RAM provider) |
+//! | [`FREE_PA`]                | the guest-RAM window: [`RAM_WINDOW_SIZE`] bytes of free RAM only the guest-RAM provider maps |
+//! | [`POOL_RAM_PA`] .. end of RAM | free RAM the kernel page pool takes too (see below) |
 //!
 //! The kernel region is mapped supervisor-only at [`KERNEL_VA`] + its
 //! physical address (the top 512 GiB of the upper half); the guest program
 //! lives in the lower half. BAR windows sit above RAM, at
 //! [`DEFAULT_BAR_BASE`] unless configured; [`KVM_RESERVED`] below 4 GiB is
 //! KVM's.
+//!
+//! The kernel page pool hands out frames of [`POOL_PA`] and, for guest
+//! kinds that leave free RAM to the VMM (all but Solo5, whose unikernel
+//! memory is the free RAM), of `[POOL_RAM_PA, end of RAM)` as well: every
+//! page the VMM does not reserve is then usable by the fault path and
+//! eager mappings. The rule that keeps the guest-RAM provider (this
+//! project's `/dev/mem`) from mapping a frame the pool handed out: it may
+//! map only the guest-RAM window `[FREE_PA, POOL_RAM_PA)`, which the pool
+//! never takes; a mapping of pool RAM is refused (`EPERM`).
 //!
 //! This module only names addresses; nothing here touches memory.
 
@@ -78,8 +88,15 @@ pub const HUGE_PA: u64 = LOAD_PA + LOAD_SIZE;
 pub const HUGE_SIZE: u64 = 0x100_0000;
 /// First byte of free guest RAM.
 pub const FREE_PA: u64 = HUGE_PA + HUGE_SIZE;
-/// Smallest guest memory the layout works with.
-pub const MIN_MEM_SIZE: u64 = FREE_PA + 0x100_0000;
+/// Size of the guest-RAM window at [`FREE_PA`]: free RAM the pool never
+/// takes, for the guest-RAM provider alone.
+pub const RAM_WINDOW_SIZE: u64 = 0x100_0000;
+/// First byte of the free RAM the kernel page pool takes, to the end of
+/// RAM (when the guest's kind leaves free RAM to the VMM).
+pub const POOL_RAM_PA: u64 = FREE_PA + RAM_WINDOW_SIZE;
+/// Smallest guest memory the layout works with (the pool then has no
+/// free RAM beyond [`POOL_PA`]).
+pub const MIN_MEM_SIZE: u64 = POOL_RAM_PA;
 
 /// Virtual base of the supervisor mapping of the kernel region.
 pub const KERNEL_VA: u64 = 0xffff_ff80_0000_0000;
@@ -137,5 +154,6 @@ const _: () = {
     assert!(percpu::SCRATCH + PAGE_SIZE <= percpu::IST_EXC_TOP - 0x4000);
     assert!(TABLES_PA + TABLES_SIZE == POOL_PA);
     assert!(HUGE_PA % (2 << 20) == 0 && HUGE_SIZE % (2 << 20) == 0);
+    assert!(POOL_RAM_PA % PAGE_SIZE == 0 && POOL_RAM_PA > FREE_PA);
     assert!(user_stack_top(MAX_VCPUS) > BUILTIN_DATA_VA + (1 << 24));
 };

@@ -1,10 +1,16 @@
 //! The kernel page pool and the shared frame state.
 //!
 //! Guest pages handed out for page arrays (the zero provider, kernel page
-//! buffers) come from a pool region of guest RAM. A pool frame is free only
-//! when nobody owns it and nothing pins it, so a frame stays allocated
-//! while any mapping uses it, even after its owner let go: the mapping's
-//! VMA holds the pinned array (see [`crate::frames::Pinned`]).
+//! buffers, lazily faulted anonymous pages) come from the pool's regions
+//! of guest RAM. A pool frame is free only when nobody owns it and nothing
+//! pins it, so a frame stays allocated while any mapping uses it, even
+//! after its owner let go: the mapping's VMA holds the pinned array (see
+//! [`crate::frames::Pinned`]).
+//!
+//! The pool may span all of a guest's free RAM in several regions: its
+//! bookkeeping ([`FreeList`], [`OwnedSet`]) costs host memory for the
+//! frames handed out, not for the frames it could hand out, and it never
+//! touches a guest page until the page is handed out.
 //!
 //! Pin counts live here too, behind one lock, because freeing a frame needs
 //! both. The lock is taken once per operation, never per page.
@@ -15,28 +21,33 @@ use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use crate::addr::{Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::MmError;
+use crate::frames::free_list::{FreeList, FreeView};
+use crate::frames::owned::OwnedSet;
 use crate::frames::{PhysLayout, PinCounts};
 
 /// Pin counts and pool state, guarded together.
 #[derive(Debug)]
 pub struct FrameState {
-    pins: PinCounts,
-    first: Pfn,
-    end: Pfn,
-    free: Vec<Pfn>,
-    owned: Vec<bool>,
+    pub(super) pins: PinCounts,
+    pub(super) free: FreeList,
+    pub(super) owned: OwnedSet,
 }
 
 impl FrameState {
     fn is_pool(&self, pfn: Pfn) -> bool {
-        pfn >= self.first && pfn < self.end
+        self.free.region_of(pfn).is_some()
+    }
+
+    /// Is `pfn` a pool frame that nobody owns and nothing pins?
+    fn unused_pool_frame(&self, pfn: Pfn) -> bool {
+        self.is_pool(pfn) && !self.owned.contains(pfn) && self.pins.get(pfn) == 0
     }
 
     /// Returns `pfn` to the free list if it is a pool frame that no owner
     /// holds and nothing pins.
     fn release(&mut self, pfn: Pfn) {
-        if self.is_pool(pfn) && !self.owned[(pfn.0 - self.first.0) as usize] && self.pins.get(pfn) == 0 {
-            self.free.push(pfn);
+        if self.unused_pool_frame(pfn) {
+            self.free.give(pfn);
         }
     }
 
@@ -44,10 +55,8 @@ impl FrameState {
     /// A pool frame must be owned or already pinned: one on the free list
     /// would go back on it a second time when unpinned.
     pub(crate) fn pin_all(&mut self, pfns: &[Pfn]) -> Result<(), MmError> {
-        for &p in pfns {
-            if self.is_pool(p) && !self.owned[(p.0 - self.first.0) as usize] && self.pins.get(p) == 0 {
-                return Err(MmError::Invalid("a free pool frame cannot be pinned"));
-            }
+        if pfns.iter().any(|&p| self.unused_pool_frame(p)) {
+            return Err(MmError::Invalid("a free pool frame cannot be pinned"));
         }
         self.pins.pin_all(pfns)
     }
@@ -69,60 +78,38 @@ impl FrameState {
 
     /// Pool frames available.
     pub fn pool_free(&self) -> usize {
-        self.free.len()
+        usize::try_from(self.free.len()).unwrap_or(usize::MAX)
     }
 
-    /// The free pool frames (the ones [`Frames::alloc`] may hand out next).
-    pub fn free_frames(&self) -> &[Pfn] {
-        &self.free
+    /// The pool's regions, `[first, end)` each, ascending.
+    pub fn pool_regions(&self) -> Vec<(Pfn, Pfn)> {
+        self.free.regions().iter().map(|r| (Pfn(r.first), Pfn(r.end))).collect()
     }
 
-    /// Accounts for every pool frame: free (on the free list), or used
-    /// (owned by a [`PoolPages`] handle or pinned). See
-    /// [`PoolCensus`].
-    pub fn pool_census(&self) -> PoolCensus {
-        let n = (self.end.0 - self.first.0) as usize;
-        let mut on_list = vec![0u32; n];
-        let mut c = PoolCensus { total: n, ..PoolCensus::default() };
-        for p in &self.free {
-            match p.0.checked_sub(self.first.0).map(|i| i as usize).filter(|&i| i < n) {
-                Some(i) => on_list[i] += 1,
-                None => c.foreign_free.push(*p),
-            }
-        }
-        for (i, &times) in on_list.iter().enumerate() {
-            let pfn = Pfn(self.first.0 + i as u64);
-            let used = self.owned[i] || self.pins.get(pfn) > 0;
-            match (times, used) {
-                (0, true) => c.used += 1,
-                (0, false) => c.leaked.push(pfn),
-                (1, false) => c.free += 1,
-                (1, true) => c.free_but_used.push(pfn),
-                _ => c.free_twice.push(pfn),
-            }
-        }
-        c
+    /// Frames in the pool's regions.
+    pub fn pool_total(&self) -> u64 {
+        self.free.total()
     }
-}
 
-/// Where every pool frame is, from [`FrameState::pool_census`]. In a
-/// sound state `free + used == total` and every list is empty.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoolCensus {
-    /// Frames in the pool.
-    pub total: usize,
-    /// On the free list once, with no owner and no pin.
-    pub free: usize,
-    /// Off the free list, owned or pinned.
-    pub used: usize,
-    /// Off the free list, yet neither owned nor pinned: lost for good.
-    pub leaked: Vec<Pfn>,
-    /// On the free list while owned or pinned: would be handed out twice.
-    pub free_but_used: Vec<Pfn>,
-    /// On the free list more than once.
-    pub free_twice: Vec<Pfn>,
-    /// On the free list but not a pool frame.
-    pub foreign_free: Vec<Pfn>,
+    /// The free pool frames (the ones [`Frames::alloc`] may hand out next,
+    /// in that order). As many as are free: for small pools and tests;
+    /// [`FrameState::free_view`] answers membership.
+    pub fn free_frames(&self) -> impl Iterator<Item = Pfn> + '_ {
+        self.free.iter()
+    }
+
+    /// A snapshot of the free frames that answers "is this frame free?"
+    /// in logarithmic time (costs one sort of the returned frames).
+    pub fn free_view(&self) -> FreeView {
+        self.free.view()
+    }
+
+    /// Host bytes the pool's bookkeeping holds (free list and owner set;
+    /// not the pin counts). Grows with the frames handed out, not with the
+    /// size of the pool.
+    pub fn pool_host_bytes(&self) -> usize {
+        self.free.host_bytes() + self.owned.host_bytes()
+    }
 }
 
 /// The shared state and what never changes after creation.
@@ -142,28 +129,27 @@ impl Frames {
     /// region (page aligned, inside RAM). Every frame is pinnable until
     /// [`Frames::block`] says otherwise.
     pub fn new(ram_frames: u64, pool: Option<(GuestAddress, u64)>) -> Result<Self, MmError> {
-        let (first, end) = match pool {
-            Some((base, size)) => {
-                if base.0 % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
-                    return Err(MmError::Misaligned { what: "pool region", value: base.0 | size, align: PAGE_SIZE });
-                }
-                let end = base.0.checked_add(size).ok_or(MmError::Overflow { addr: base.0, len: size })? >> PAGE_SHIFT;
-                if end > ram_frames {
-                    return Err(MmError::Invalid("pool region outside guest RAM"));
-                }
-                (base.0 >> PAGE_SHIFT, end)
+        Self::with_pool_regions(ram_frames, pool.as_slice())
+    }
+
+    /// Frame state for `ram_frames` frames of RAM and a pool over
+    /// `regions` (each page aligned, below `ram_frames`, none overlapping
+    /// another; empty ones are ignored). Costs host memory per region, not
+    /// per frame: see [`FrameState::pool_host_bytes`].
+    pub fn with_pool_regions(ram_frames: u64, regions: &[(GuestAddress, u64)]) -> Result<Self, MmError> {
+        let mut frames = Vec::with_capacity(regions.len());
+        for &(base, size) in regions {
+            if base.0 % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+                return Err(MmError::Misaligned { what: "pool region", value: base.0 | size, align: PAGE_SIZE });
             }
-            None => (0, 0),
-        };
-        // Reversed so that pops hand out ascending frames.
-        let free: Vec<Pfn> = (first..end).rev().map(Pfn).collect();
-        let state = FrameState {
-            pins: PinCounts::new(ram_frames),
-            first: Pfn(first),
-            end: Pfn(end),
-            owned: vec![false; (end - first) as usize],
-            free,
-        };
+            let end = base.0.checked_add(size).ok_or(MmError::Overflow { addr: base.0, len: size })? >> PAGE_SHIFT;
+            if end > ram_frames {
+                return Err(MmError::Invalid("pool region outside guest RAM"));
+            }
+            frames.push((Pfn(base.0 >> PAGE_SHIFT), Pfn(end)));
+        }
+        let state =
+            FrameState { pins: PinCounts::new(ram_frames), free: FreeList::new(&frames)?, owned: OwnedSet::default() };
         Ok(Frames(Arc::new(Shared { state: Mutex::new(state), nr_frames: ram_frames })))
     }
 
@@ -189,19 +175,14 @@ impl Frames {
     }
 
     /// Takes `n` pool pages, owned by the returned handle. `ENOMEM` when
-    /// the pool has fewer free pages.
+    /// the pool has fewer free pages. The pages hold whatever they last
+    /// held: the new owner zeroes them ([`PoolPages::zero`]) or overwrites
+    /// them.
     pub fn alloc(&self, n: u64) -> Result<PoolPages, MmError> {
         let mut st = self.lock();
-        let n = usize::try_from(n).map_err(|_| MmError::OutOfMemory("pool pages"))?;
-        if st.free.len() < n {
-            return Err(MmError::OutOfMemory("pool pages"));
-        }
-        let at = st.free.len() - n;
-        let mut pfns = st.free.split_off(at);
-        pfns.reverse();
-        let first = st.first.0;
-        for p in &pfns {
-            st.owned[(p.0 - first) as usize] = true;
+        let pfns = st.free.take(n).ok_or(MmError::OutOfMemory("pool pages"))?;
+        for &p in &pfns {
+            st.owned.insert(p);
         }
         drop(st);
         Ok(PoolPages { frames: self.clone(), pfns: pfns.into() })
@@ -209,7 +190,7 @@ impl Frames {
 
     /// Pool pages free.
     pub fn pool_free(&self) -> usize {
-        self.lock().free.len()
+        self.lock().pool_free()
     }
 
     /// The pin count of `pfn`.
@@ -245,9 +226,8 @@ impl PoolPages {
 impl Drop for PoolPages {
     fn drop(&mut self) {
         let mut st = self.frames.lock();
-        let first = st.first.0;
         for &p in self.pfns.iter() {
-            st.owned[(p.0 - first) as usize] = false;
+            st.owned.remove(p);
             st.release(p);
         }
     }
@@ -271,13 +251,13 @@ mod tests {
         assert_eq!(f.pin_count(Pfn(17)), 2);
         drop(pages);
         assert_eq!(f.pool_free(), 7);
-        assert!(!f.lock().free_frames().contains(&Pfn(17)));
+        assert!(!f.lock().free_frames().any(|p| p == Pfn(17)));
         {
             // Pinned, not owned: used, not leaked; the lock's view agrees.
             let st = f.lock();
             let c = st.pool_census();
             assert_eq!((c.total, c.free, c.used, c.leaked.len()), (8, 7, 1, 0));
-            assert_eq!((st.pool_free(), st.free_frames().len(), st.pins().get(Pfn(17))), (7, 7, 2));
+            assert_eq!((st.pool_free(), st.free_frames().count(), st.pins().get(Pfn(17))), (7, 7, 2));
         }
         // A clone keeps the pin; the last one gives frame 17 back.
         let again = pin.clone();
@@ -315,13 +295,13 @@ mod tests {
         assert_eq!((c.total, c.free, c.used), (8, 5, 3));
         let mut st = f.lock();
         // Owner gone without a release: leaked.
-        st.owned[0] = false;
+        st.owned.remove(Pfn(16));
         // A used frame put on the free list; a free one released twice.
-        st.free.push(Pfn(17));
+        st.free.push_for_test(Pfn(17));
         st.release(Pfn(23));
-        st.free.push(Pfn(3));
+        st.free.push_for_test(Pfn(3));
         // One past the pool's last frame is outside it too.
-        st.free.push(Pfn(24));
+        st.free.push_for_test(Pfn(24));
         let c = st.pool_census();
         assert_eq!(c.leaked, vec![Pfn(16)]);
         assert_eq!(c.free_but_used, vec![Pfn(17)]);

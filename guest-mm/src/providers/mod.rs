@@ -1,5 +1,6 @@
 //! Providers that show the API off and that the VMM uses: guest RAM, zero
-//! pages, a kernel page buffer, huge pages, and a delegating read-only view.
+//! pages, a kernel page buffer, huge pages, shared-memory objects, and a
+//! delegating read-only view.
 //! Device windows (BARs) live with the devices.
 
 mod anon;
@@ -7,6 +8,9 @@ mod guest_ram;
 mod huge;
 mod page_buffer;
 mod read_only;
+mod shmem;
+#[cfg(test)]
+mod shmem_tests;
 #[cfg(test)]
 mod small_tests;
 mod zero;
@@ -16,4 +20,5 @@ pub use guest_ram::GuestRamProvider;
 pub use huge::{HugePageProvider, HugeVmaState};
 pub use page_buffer::{BufferOps, PageBuffer};
 pub use read_only::ReadOnlyView;
+pub use shmem::{ShmemObject, MAX_SHMEM_SIZE};
 pub use zero::ZeroProvider;

@@ -229,7 +229,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         audit.leaves = leaves.len();
         let st = self.frames.lock();
-        let free: std::collections::HashSet<Pfn> = st.free_frames().iter().copied().collect();
+        let free = st.free_view();
         let mut counted = 0u64;
         for (i, l) in leaves.iter().enumerate() {
             let va = l.va.raw();
@@ -238,7 +238,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 if st.pins().get(pfn) == 0 {
                     v.push(Violation::UnpinnedLeaf { va, pfn });
                 }
-                if free.contains(&pfn) {
+                if free.contains(pfn) {
                     v.push(Violation::MappedButFree { va, pfn });
                 }
             }

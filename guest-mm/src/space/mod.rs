@@ -101,6 +101,12 @@ pub struct SpaceConfig {
     pub table_region: (GuestAddress, u64),
     /// Guest-physical region (in RAM) for the kernel page pool.
     pub pool_region: Option<(GuestAddress, u64)>,
+    /// Further pool regions (each whole pages of guest RAM, outside the
+    /// table and reserved regions, none overlapping another): the pool
+    /// hands out frames of all of them, as one. They may be as large as
+    /// guest RAM: the pool costs host memory per region and per frame
+    /// handed out, not per frame it could hand out.
+    pub extra_pool_regions: Vec<(GuestAddress, u64)>,
     /// Further VMM-owned regions that may never be mapped.
     pub reserved: Vec<(GuestAddress, u64)>,
     /// `[lo, hi)` window for mappings placed by the mapper.
@@ -122,6 +128,7 @@ impl SpaceConfig {
         SpaceConfig {
             table_region,
             pool_region: None,
+            extra_pool_regions: Vec::new(),
             reserved: Vec::new(),
             mmap_window: (GuestVirtAddr::ZERO.checked_add(1 << 32).unwrap_or_default(), {
                 GuestVirtAddr::try_new(USER_END - (1 << 32)).unwrap_or_default()
@@ -172,7 +179,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if lo >= hi || lo % PAGE_SIZE != 0 || hi % PAGE_SIZE != 0 {
             return Err(MmError::Invalid("empty or misaligned mmap window"));
         }
-        let frames = Frames::new(layout.ram_end().0, cfg.pool_region)?;
+        let pool: Vec<(GuestAddress, u64)> = cfg.pool_region.iter().chain(&cfg.extra_pool_regions).copied().collect();
+        for &(b, s) in &cfg.extra_pool_regions {
+            let (first, n) = (crate::Pfn::containing(b), s / PAGE_SIZE);
+            if s % PAGE_SIZE != 0 || !layout.is_ram(first, n) || layout.reserved_in(first, n).is_some() {
+                return Err(MmError::Invalid("a pool region must be whole pages of unreserved guest RAM"));
+            }
+        }
+        let frames = Frames::with_pool_regions(layout.ram_end().0, &pool)?;
         frames.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
         Ok(AddressSpace {

@@ -20,7 +20,7 @@ use crate::config::{BarConfig, VmConfig};
 use crate::guest::elf_program::ElfError;
 use crate::hosted::boot::{KernelImage, PortAccess};
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
-use crate::hosted::mapper::Mapper;
+use crate::hosted::mapper::{Mapper, PoolRam};
 use crate::hosted::program::LoadError;
 use crate::memory::{BootFrames, GuestMem, HostWindow};
 use crate::run::control::Outcome;
@@ -177,6 +177,14 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// Bytes of guest RAM the machine gets (default: the configured size).
     fn ram_size(&self, cfg: &VmConfig) -> u64 {
         cfg.mem_size
+    }
+
+    /// Which guest RAM the kernel page pool of a hosted machine hands out
+    /// (default: all free RAM beyond the guest-RAM window, see
+    /// `crate::layout`). A kind whose guest owns the free RAM says
+    /// [`PoolRam::FixedOnly`].
+    fn pool_ram(&self) -> PoolRam {
+        PoolRam::AllFree
     }
 
     /// The BAR windows the machine gets (default: those configured).

@@ -18,8 +18,38 @@ use guest_mm::{
 };
 use vm_memory::GuestAddress;
 
-use crate::layout::{KERNEL_REGION_SIZE, POOL_PA, POOL_SIZE, TABLES_PA, TABLES_SIZE};
+use crate::layout::{KERNEL_REGION_SIZE, PAGE_SIZE, POOL_PA, POOL_RAM_PA, POOL_SIZE, TABLES_PA, TABLES_SIZE};
 use crate::memory::GuestMem;
+
+/// Which guest RAM the kernel page pool hands out (see `crate::layout`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolRam {
+    /// The fixed pool region at [`POOL_PA`] and all free RAM from
+    /// [`POOL_RAM_PA`] to the end of RAM: every page the VMM does not
+    /// reserve serves the fault path and eager mappings.
+    #[default]
+    AllFree,
+    /// The fixed pool region only: for a kind whose guest owns the free
+    /// RAM (a Solo5 unikernel's memory).
+    FixedOnly,
+}
+
+/// The pool regions of `mem` under `pool`: the fixed region, then the
+/// whole pages of each RAM region at or above [`POOL_RAM_PA`].
+pub fn pool_regions(mem: &GuestMem, pool: PoolRam) -> Vec<(GuestAddress, u64)> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let mut out = vec![(GuestAddress(POOL_PA), POOL_SIZE)];
+    if pool == PoolRam::AllFree {
+        for r in mem.iter() {
+            let start = r.start_addr().0.max(POOL_RAM_PA).next_multiple_of(PAGE_SIZE);
+            let end = r.start_addr().0.saturating_add(r.len()) & !(PAGE_SIZE - 1);
+            if end > start {
+                out.push((GuestAddress(start), end - start));
+            }
+        }
+    }
+    out
+}
 
 /// Access rights of a boot mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,9 +125,17 @@ impl Mapper {
 
     /// As [`Mapper::new`], allowing at most `max_map_count` VMAs.
     pub fn with_max_map_count(mem: GuestMem, max_map_count: usize) -> Result<Self, MmError> {
+        Self::with_options(mem, max_map_count, PoolRam::default())
+    }
+
+    /// As [`Mapper::new`], allowing at most `max_map_count` VMAs, the pool
+    /// taking the RAM `pool` says.
+    pub fn with_options(mem: GuestMem, max_map_count: usize, pool: PoolRam) -> Result<Self, MmError> {
         let mut cfg = SpaceConfig::new((GuestAddress(TABLES_PA), TABLES_SIZE));
         cfg.max_map_count = max_map_count;
-        cfg.pool_region = Some((GuestAddress(POOL_PA), POOL_SIZE));
+        let mut regions = pool_regions(&mem, pool).into_iter();
+        cfg.pool_region = regions.next();
+        cfg.extra_pool_regions = regions.collect();
         cfg.reserved = vec![(GuestAddress(0), KERNEL_REGION_SIZE)];
         Ok(Mapper { space: AddressSpace::new(mem, cfg)? })
     }

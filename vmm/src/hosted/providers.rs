@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::hosted::mapper::Mapper;
 use crate::hosted::stub::abi::{fd, huge_pattern, page_pattern, BAR_REGION_OFFSET, PAGE_BUFFER_PAGES};
-use crate::layout::{HUGE_PA, HUGE_SIZE, LOAD_PA, LOAD_SIZE, PAGE_SIZE, POOL_PA, POOL_SIZE};
+use crate::layout::{HUGE_PA, HUGE_SIZE, LOAD_PA, LOAD_SIZE, PAGE_SIZE};
 use crate::memory::GuestMem;
 
 /// Writes a provider's contents into guest memory.
@@ -90,16 +90,14 @@ impl Providers {
     /// their patterns when first mapped.
     pub fn new(mapper: &Mapper, mem: &GuestMem, bars: &[BarWindow]) -> Result<Self, MmError> {
         let space = mapper.space();
-        // The guest-RAM provider never maps the pool, the load region or the
+        // The guest-RAM provider never maps the pool (every region of it:
+        // the fixed one and the free RAM it takes, so a frame the pool
+        // hands out is never also a raw mapping), the load region or the
         // huge-page region: those belong to other providers.
-        let guest_ram = GuestRamProvider::new(
-            space.layout(),
-            &[
-                (GuestAddress(POOL_PA), POOL_SIZE),
-                (GuestAddress(LOAD_PA), LOAD_SIZE),
-                (GuestAddress(HUGE_PA), HUGE_SIZE),
-            ],
-        );
+        let mut forbidden = vec![(GuestAddress(LOAD_PA), LOAD_SIZE), (GuestAddress(HUGE_PA), HUGE_SIZE)];
+        forbidden
+            .extend(space.frames().lock().pool_regions().into_iter().map(|(s, e)| (s.addr(), (e.0 - s.0) * PAGE_SIZE)));
+        let guest_ram = GuestRamProvider::new(space.layout(), &forbidden);
         let zero = ZeroProvider::new(space.frames().clone(), mem.clone());
         let page_buffer = PageBuffer::new(space.frames(), PAGE_BUFFER_PAGES)?;
         let (pages, m) = (page_buffer.pages().to_vec(), mem.clone());
@@ -204,6 +202,49 @@ mod tests {
         let mut b = [0u8; 8];
         mem.read_slice(&mut b, GuestAddress(pa)).unwrap();
         u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn the_pool_takes_free_ram_past_the_window_and_the_guest_ram_provider_maps_only_the_window() {
+        use crate::hosted::mapper::{pool_regions, PoolRam};
+        use crate::layout::{FREE_PA, POOL_PA, POOL_RAM_PA, POOL_SIZE};
+        let size = 128 << 20;
+        let mem = create_guest_memory(size).unwrap();
+        assert_eq!(
+            pool_regions(&mem, PoolRam::AllFree),
+            vec![(GuestAddress(POOL_PA), POOL_SIZE), (GuestAddress(POOL_RAM_PA), size - POOL_RAM_PA)]
+        );
+        assert_eq!(pool_regions(&mem, PoolRam::FixedOnly), vec![(GuestAddress(POOL_PA), POOL_SIZE)]);
+        let small = create_guest_memory(crate::layout::MIN_MEM_SIZE).unwrap();
+        assert_eq!(pool_regions(&small, PoolRam::AllFree).len(), 1, "no free RAM past the window at the minimum");
+
+        for (pool, pool_ram_mappable) in [(PoolRam::AllFree, false), (PoolRam::FixedOnly, true)] {
+            let mut mapper = Mapper::with_options(mem.clone(), 64, pool).unwrap();
+            let total = mapper.space().frames().lock().pool_total();
+            let want = if pool == PoolRam::AllFree { POOL_SIZE + size - POOL_RAM_PA } else { POOL_SIZE };
+            assert_eq!(total, want / PAGE_SIZE);
+            let p = Providers::new(&mapper, &mem, &[]).unwrap();
+            let ram = p.get(fd::GUEST_RAM).unwrap();
+            for (pa, ok) in [
+                (FREE_PA, true),
+                (POOL_RAM_PA - PAGE_SIZE, true),
+                (POOL_RAM_PA, pool_ram_mappable),
+                (size - PAGE_SIZE, pool_ram_mappable),
+                (POOL_PA, false),
+            ] {
+                let req = MmapRequest { pgoff: pa / PAGE_SIZE, ..MmapRequest::shared(PAGE_SIZE, VmFlags::READ) };
+                match mapper.space_mut().mmap(ram.provider(), &req) {
+                    Ok(m) => {
+                        assert!(ok, "{pool:?}: guest RAM at {pa:#x} mapped");
+                        m.flush.ignore();
+                    }
+                    Err(e) => {
+                        assert!(!ok, "{pool:?}: guest RAM at {pa:#x} refused: {e}");
+                        assert_eq!(e.errno(), guest_mm::errno::EPERM, "{pool:?} at {pa:#x}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let mut hosted = match platform {
         Platform::Hosted => {
             let mut mapper =
-                Mapper::with_max_map_count(mem.clone(), cfg.max_map_count).map_err(RunError::PageTables)?;
+                Mapper::with_options(mem.clone(), cfg.max_map_count, kind.pool_ram()).map_err(RunError::PageTables)?;
             if let Some(n) = opts.fault_around {
                 mapper.space_mut().set_fault_around(n).map_err(RunError::PageTables)?;
             }

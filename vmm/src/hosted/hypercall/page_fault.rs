@@ -67,6 +67,12 @@ impl HostedKernel {
                 flush.extend(ranges(f.flush));
                 FaultOutcome::Resolved
             }
+            Err(e @ guest_mm::MmError::OutOfMemory(_)) => {
+                // Linux without swap would OOM-kill; the run ends as this
+                // fault, and the log says why.
+                log::warn!("vCPU {vcpu}: fault at {addr:#x} ({access:?}) cannot be filled, guest RAM exhausted: {e}");
+                FaultOutcome::Unresolved
+            }
             Err(e) => {
                 log::debug!("vCPU {vcpu}: fault at {addr:#x} ({access:?}) not resolved: {e}");
                 FaultOutcome::Unresolved

@@ -20,6 +20,7 @@ use crate::guest::spec::{KindSpec, Launch};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::Access;
+use crate::hosted::mapper::PoolRam;
 use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
 use crate::run::control::Outcome;
@@ -303,6 +304,12 @@ impl GuestKind for Solo5 {
 
     fn ram_size(&self, _cfg: &VmConfig) -> u64 {
         FREE_PA + self.mem
+    }
+
+    /// The free RAM is the unikernel's memory: the pool keeps to its
+    /// fixed region.
+    fn pool_ram(&self) -> PoolRam {
+        PoolRam::FixedOnly
     }
 
     /// `solo5-spt` runs the unikernel as a seccomp-confined Linux process:

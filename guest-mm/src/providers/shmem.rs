@@ -1,0 +1,303 @@
+//! A shared-memory object (a memfd, a SysV segment): a byte size and the
+//! pool pages behind it, allocated on first touch, readable and writable
+//! by the VMM (`read`/`write` on the descriptor) and mappable.
+//!
+//! - A **shared** mapping faults in the object's own page (allocating it,
+//!   zeroed, in a hole): every shared mapping and the VMM's reads and
+//!   writes see the same bytes.
+//! - A **private** mapping maps the object's pages copy-on-write; a write
+//!   gets a private copy (of the object's page, or a zeroed page in a
+//!   hole, which leaves the object untouched), as a `MAP_PRIVATE` file
+//!   mapping does.
+//! - A fault at or past the object's size fails (`SIGBUS` in Linux).
+//! - [`ShmemObject::set_len`] (ftruncate) and [`ShmemObject::punch_hole`]
+//!   (`fallocate(PUNCH_HOLE)`, `MADV_REMOVE`) drop the object's pages in
+//!   the range and zero the partial pages at its edges.
+//!
+//! What this does not do (Linux does): truncating or punching does not
+//! unmap the dropped pages from existing mappings. A mapped page stays
+//! mapped and pinned (so it is never reused while mapped) until that
+//! mapping goes, and it no longer belongs to the object: a later fault in
+//! another mapping, or a `read_at`, sees a new zeroed page instead. No
+//! huge-page variant, no seals, no swap.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+
+use crate::addr::{Pfn, PAGE_SIZE};
+use crate::desc::VmaDesc;
+use crate::error::MmError;
+use crate::flags::VmFlags;
+use crate::frames::{Frames, PoolPages};
+use crate::provider::MmapProvider;
+use crate::vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps};
+
+/// Largest size an object may have (Linux's `MAX_LFS_FILESIZE`).
+pub const MAX_SHMEM_SIZE: u64 = i64::MAX as u64;
+
+/// The object's size and the pages it holds, by page index.
+#[derive(Default)]
+struct State {
+    size: u64,
+    pages: BTreeMap<u64, Arc<PoolPages>>,
+}
+
+struct Inner<M> {
+    name: String,
+    frames: Frames,
+    mem: M,
+    state: Mutex<State>,
+}
+
+/// A shared-memory object; cheap to clone (clones are the same object).
+pub struct ShmemObject<M>(Arc<Inner<M>>);
+
+impl<M> Clone for ShmemObject<M> {
+    fn clone(&self) -> Self {
+        ShmemObject(self.0.clone())
+    }
+}
+
+fn mem_err(p: Pfn) -> MmError {
+    MmError::GuestMemory { addr: p.addr().0 }
+}
+
+impl<M: GuestMemory> Inner<M> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object's page `index`, allocated (zeroed) if it is a hole.
+    fn page(&self, st: &mut State, index: u64) -> Result<Arc<PoolPages>, MmError> {
+        if let Some(p) = st.pages.get(&index) {
+            return Ok(p.clone());
+        }
+        let page = self.frames.alloc(1)?;
+        page.zero(&self.mem)?;
+        let page = Arc::new(page);
+        st.pages.insert(index, page.clone());
+        Ok(page)
+    }
+
+    /// A fresh pool page holding a copy of `from` (zeroed for `None`).
+    fn private_copy(&self, from: Option<Pfn>) -> Result<FaultPage, MmError> {
+        let page = self.frames.alloc(1)?;
+        let dst = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
+        match from {
+            Some(src) => {
+                let mut buf = [0u8; PAGE_SIZE as usize];
+                self.mem.read_slice(&mut buf, src.addr()).map_err(|_| mem_err(src))?;
+                self.mem.write_slice(&buf, dst.addr()).map_err(|_| mem_err(dst))?;
+            }
+            None => page.zero(&self.mem)?,
+        }
+        Ok(FaultPage { pfn: dst, copy_on_write: false, hold: Some(Arc::new(page)) })
+    }
+
+    /// Drops the pages wholly inside `[from, to)` (bytes) and zeroes the
+    /// parts of the edge pages inside it.
+    fn clear(&self, st: &mut State, from: u64, to: u64) -> Result<(), MmError> {
+        if from >= to {
+            return Ok(());
+        }
+        let first_whole = from.div_ceil(PAGE_SIZE);
+        let end_whole = to / PAGE_SIZE;
+        if first_whole < end_whole {
+            let doomed: Vec<u64> = st.pages.range(first_whole..end_whole).map(|(&i, _)| i).collect();
+            for i in doomed {
+                st.pages.remove(&i);
+            }
+        }
+        // The partial pages at either edge (one page if both are in it).
+        let mut edges = vec![(from, to.min((from / PAGE_SIZE + 1) * PAGE_SIZE))];
+        if to % PAGE_SIZE != 0 && to / PAGE_SIZE != from / PAGE_SIZE {
+            edges.push((to - to % PAGE_SIZE, to));
+        }
+        for (a, b) in edges {
+            let index = a / PAGE_SIZE;
+            if a % PAGE_SIZE == 0 && b - a == PAGE_SIZE {
+                continue;
+            }
+            if let Some(p) = st.pages.get(&index) {
+                let pfn = p.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
+                let zeros = vec![0u8; (b - a) as usize];
+                let at = GuestAddress(pfn.addr().0 + a % PAGE_SIZE);
+                self.mem.write_slice(&zeros, at).map_err(|_| mem_err(pfn))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
+    /// An object of `size` bytes (all a hole) named `name`, its pages
+    /// from `frames`' pool, read and written through `mem`.
+    pub fn new(name: &str, frames: Frames, mem: M, size: u64) -> Result<Self, MmError> {
+        if size > MAX_SHMEM_SIZE {
+            return Err(MmError::Invalid("shared-memory object too large"));
+        }
+        let state = Mutex::new(State { size, pages: BTreeMap::new() });
+        Ok(ShmemObject(Arc::new(Inner { name: name.to_owned(), frames, mem, state })))
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> u64 {
+        self.0.lock().size
+    }
+
+    /// True when the size is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pages the object holds (the rest are holes).
+    pub fn resident_pages(&self) -> u64 {
+        self.0.lock().pages.len() as u64
+    }
+
+    /// The frame of page `index`, if the object holds it.
+    pub fn frame(&self, index: u64) -> Option<Pfn> {
+        self.0.lock().pages.get(&index).and_then(|p| p.pfns().first().copied())
+    }
+
+    /// ftruncate: a new size. Growing adds a hole; shrinking drops the
+    /// pages past the new size and zeroes the tail of the last page (see
+    /// the module doc for mapped pages).
+    pub fn set_len(&self, len: u64) -> Result<(), MmError> {
+        if len > MAX_SHMEM_SIZE {
+            return Err(MmError::Invalid("shared-memory object too large"));
+        }
+        let mut st = self.0.lock();
+        let old = st.size;
+        if len < old {
+            // Every page from the one holding `len` on, cleared.
+            let end = old.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+            self.0.clear(&mut st, len, end)?;
+        }
+        st.size = len;
+        Ok(())
+    }
+
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: drops the pages wholly inside
+    /// `[off, off + len)` and zeroes the rest of the range; the size stays.
+    pub fn punch_hole(&self, off: u64, len: u64) -> Result<(), MmError> {
+        let end = off.checked_add(len).ok_or(MmError::Overflow { addr: off, len })?;
+        let mut st = self.0.lock();
+        let end = end.min(st.size);
+        self.0.clear(&mut st, off, end)
+    }
+
+    /// pread: up to `buf.len()` bytes from `off`; fewer at the end of the
+    /// object, 0 at or past it. A hole reads as zeroes without taking a
+    /// page.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, MmError> {
+        let st = self.0.lock();
+        let n = usize::try_from(st.size.saturating_sub(off)).unwrap_or(usize::MAX).min(buf.len());
+        let mut done = 0usize;
+        while done < n {
+            let pos = off + done as u64;
+            let in_page = (PAGE_SIZE - pos % PAGE_SIZE).min((n - done) as u64) as usize;
+            let chunk = &mut buf[done..done + in_page];
+            match st.pages.get(&(pos / PAGE_SIZE)).and_then(|p| p.pfns().first().copied()) {
+                Some(pfn) => {
+                    let at = GuestAddress(pfn.addr().0 + pos % PAGE_SIZE);
+                    self.0.mem.read_slice(chunk, at).map_err(|_| mem_err(pfn))?;
+                }
+                None => chunk.fill(0),
+            }
+            done += in_page;
+        }
+        Ok(n)
+    }
+
+    /// pwrite: all of `data` at `off`, allocating the pages it touches and
+    /// growing the object past its end. `ENOMEM` when the pool runs out
+    /// part way: what was written stays, the size grows only over it.
+    pub fn write_at(&self, off: u64, data: &[u8]) -> Result<usize, MmError> {
+        let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_SHMEM_SIZE);
+        let end = end.ok_or(MmError::Invalid("write past the largest shared-memory object"))?;
+        let mut st = self.0.lock();
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = off + done as u64;
+            let in_page = (PAGE_SIZE - pos % PAGE_SIZE).min((data.len() - done) as u64) as usize;
+            let page = match self.0.page(&mut st, pos / PAGE_SIZE) {
+                Ok(p) => p,
+                Err(e) => {
+                    st.size = st.size.max(pos);
+                    return Err(e);
+                }
+            };
+            let pfn = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
+            let at = GuestAddress(pfn.addr().0 + pos % PAGE_SIZE);
+            self.0.mem.write_slice(&data[done..done + in_page], at).map_err(|_| mem_err(pfn))?;
+            done += in_page;
+        }
+        st.size = st.size.max(end);
+        Ok(done)
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fault(&self, vma: &Vma, vmf: &FaultInfo) -> Result<FaultPage, MmError> {
+        let mut st = self.lock();
+        if vmf.pgoff.checked_mul(PAGE_SIZE).is_none_or(|b| b >= st.size) {
+            return Err(MmError::NotSupported("fault past the end of the shared-memory object"));
+        }
+        if vma.flags().contains(VmFlags::SHARED) {
+            let page = self.page(&mut st, vmf.pgoff)?;
+            let pfn = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
+            return Ok(FaultPage { pfn, copy_on_write: false, hold: Some(page) });
+        }
+        let existing = st.pages.get(&vmf.pgoff).cloned();
+        if !vmf.access.write {
+            // A read maps the object's page copy-on-write; in a hole, the
+            // object gets the page (it reads as zeroes either way).
+            let page = match existing {
+                Some(p) => p,
+                None => self.page(&mut st, vmf.pgoff)?,
+            };
+            let pfn = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
+            return Ok(FaultPage { pfn, copy_on_write: true, hold: Some(page) });
+        }
+        drop(st);
+        let from = vmf.cow_from.or_else(|| existing.and_then(|p| p.pfns().first().copied()));
+        self.private_copy(from)
+    }
+
+    fn map_pages(&self, vma: &Vma, first: u64, nr: u64, access: FaultAccess) -> Vec<Option<FaultPage>> {
+        // Like filemap_map_pages: only pages the object holds, only for
+        // reads (private ones copy-on-write).
+        if access.write {
+            return Vec::new();
+        }
+        let cow = !vma.flags().contains(VmFlags::SHARED);
+        let st = self.lock();
+        let last = st.size.div_ceil(PAGE_SIZE);
+        (first..first.saturating_add(nr))
+            .map(|i| {
+                let page = st.pages.get(&i).filter(|_| i < last)?;
+                let pfn = page.pfns().first().copied()?;
+                Some(FaultPage { pfn, copy_on_write: cow, hold: Some(page.clone()) })
+            })
+            .collect()
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for ShmemObject<M> {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Every mapping is lazy: the fault path asks the object for pages.
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        desc.set_ops(self.0.clone());
+        Ok(())
+    }
+}
