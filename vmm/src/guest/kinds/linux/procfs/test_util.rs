@@ -117,3 +117,23 @@ pub fn status_kb(text: &str, field: &str) -> u64 {
     let line = text.lines().find(|l| l.starts_with(&format!("{field}:\t"))).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+impl Fixture {
+    /// Sets `bits` in the leaf mapping `at`, as a CPU's access would
+    /// (Accessed 0x20, Dirty 0x40), walking the tables in guest memory.
+    pub fn set_leaf_bits(&self, at: u64, bits: u64) {
+        use vm_memory::{Bytes, GuestAddress};
+        let mem = self.mapper.space().memory();
+        let mut table = self.mapper.cr3().0 & !0xfff;
+        for level in (1..=4u64).rev() {
+            let slot = GuestAddress(table + 8 * ((at >> (12 + 9 * (level - 1))) & 511));
+            let e: u64 = mem.read_obj(slot).unwrap();
+            assert!(e & 1 != 0, "{at:#x} not mapped at level {level}");
+            if level == 1 || e & 0x80 != 0 {
+                mem.write_obj(e | bits, slot).unwrap();
+                return;
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+    }
+}

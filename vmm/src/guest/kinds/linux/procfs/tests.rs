@@ -335,3 +335,28 @@ fn shmem_inodes_come_from_the_kind() {
     assert!(text.contains("30000000-30001000 rw-s 00000000 00:01 77 "));
     let _ = Arc::strong_count(&f.zero);
 }
+
+#[test]
+fn dirty_and_accessed_bits_make_private_file_pages_anonymous() {
+    use super::pagemap::{PM_MMAP_EXCLUSIVE, PM_PRESENT};
+    let f = process();
+    let head = "00402000-00403000";
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    assert_eq!((field(&s, head, "Private_Clean"), field(&s, head, "Anonymous")), (4, 0));
+    assert_eq!(field(&s, head, "Referenced"), 0);
+    // The CPU wrote the data page: Linux's copy-on-write copy, anonymous.
+    f.set_leaf_bits(0x40_2000, 0x60);
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    assert_eq!(field(&s, head, "Private_Clean"), 0);
+    assert_eq!(field(&s, head, "Private_Dirty"), 4);
+    assert_eq!(field(&s, head, "Pss_Dirty"), 4);
+    assert_eq!(field(&s, head, "Anonymous"), 4);
+    assert_eq!(field(&s, head, "Referenced"), 4);
+    let e = entries(&pagemap_read(&f.view(), (0x40_2000 >> 12) * 8, 8).unwrap())[0];
+    assert_eq!(e, PM_PRESENT | PM_MMAP_EXCLUSIVE);
+    // A dirty shared page stays shmem.
+    f.set_leaf_bits(0x3000_0000, 0x40);
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    let shm = "30000000-30001000";
+    assert_eq!((field(&s, shm, "Private_Dirty"), field(&s, shm, "Anonymous")), (4, 0));
+}
