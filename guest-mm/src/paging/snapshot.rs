@@ -39,6 +39,28 @@ impl Leaf {
             None
         }
     }
+
+    /// The CPU has set the leaf's Accessed bit (Linux's `pte_young`).
+    pub fn is_accessed(&self) -> bool {
+        self.raw & super::entry::A != 0
+    }
+
+    /// The CPU has set the leaf's Dirty bit (Linux's `pte_dirty`).
+    pub fn is_dirty(&self) -> bool {
+        self.raw & super::entry::D != 0
+    }
+
+    /// A copy-on-write leaf (the shared zero page in private memory):
+    /// not a page of the mapping's own, as Linux's `vm_normal_page`
+    /// refuses the zero page.
+    pub fn is_copy_on_write(&self) -> bool {
+        self.raw & super::entry::COW != 0
+    }
+
+    /// Writes through the leaf are allowed.
+    pub fn is_writable(&self) -> bool {
+        self.raw & super::entry::RW != 0
+    }
 }
 
 /// Collects the leaves of `[va, end)` below `table` (at `level`).

@@ -39,7 +39,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
-        let mut desc = VmaDesc::new(start, end, req.pgoff, flags, user_prot(flags, kernel));
+        let pgoff = if req.pgoff_from_addr { start.raw() >> PAGE_SHIFT } else { req.pgoff };
+        let mut desc = VmaDesc::new(start, end, pgoff, flags, user_prot(flags, kernel));
 
         // 2. Provider prepare; 3. action prepare. Nothing is touched yet.
         provider.mmap_prepare(&mut desc)?;

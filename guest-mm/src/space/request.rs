@@ -32,6 +32,11 @@ pub struct MmapRequest {
     pub placement: Placement,
     /// Offset into the provider's object, in pages.
     pub pgoff: u64,
+    /// The offset is the mapping's own address in pages, known only once
+    /// it is placed (Linux's private anonymous memory: `vm_pgoff = addr
+    /// >> PAGE_SHIFT`, which lets neighbouring anonymous mappings merge).
+    /// `pgoff` is then ignored.
+    pub pgoff_from_addr: bool,
 }
 
 impl MmapRequest {
@@ -58,6 +63,12 @@ impl MmapRequest {
     /// The same request with a page offset.
     pub fn pgoff(self, pgoff: u64) -> Self {
         MmapRequest { pgoff, ..self }
+    }
+
+    /// The same request with the offset taken from the address it gets
+    /// (anonymous memory; see [`MmapRequest::pgoff_from_addr`]).
+    pub fn anonymous(self) -> Self {
+        MmapRequest { pgoff_from_addr: true, ..self }
     }
 }
 

@@ -84,6 +84,7 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
             shared: fm.flags & map::SHARED != 0,
             placement: Placement::Fixed,
             pgoff: fm.off / PAGE_SIZE,
+            pgoff_from_addr: false,
         };
         let mapped = mapper.space_mut().mmap(provider.provider(), &req).map_err(fail(item, "mmap"))?;
         // Nothing was mapped there before and no vCPU runs yet.

@@ -36,6 +36,8 @@ pub const STACK_SIZE: u64 = 8 << 20;
 /// Top of the stack (Linux's `STACK_TOP` is `TASK_SIZE`, less a random
 /// offset; this leaves a guard gap below `TASK_SIZE`).
 pub const STACK_TOP: u64 = TASK_SIZE - (1 << 20);
+/// The lowest address a mapping may have (`vm.mmap_min_addr`).
+pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
 /// The signal number of `SIGSEGV`.
 pub const SIGSEGV: i32 = 11;
 
@@ -414,6 +416,15 @@ impl GuestKind for Linux {
             zero,
         };
         let sp = self.load_stack(hosted.mapper, mem, &anon)?;
+        // Linux's layout: mappings go top-down from `mmap_base` (a gap of
+        // 128 MiB and a random offset below the stack) to `mmap_min_addr`.
+        let rnd = u64::from_le_bytes(random_bytes::<8>()) % (1 << 18);
+        let mmap_base = STACK_TOP - STACK_SIZE - (128 << 20) - rnd * 0x1000;
+        hosted
+            .mapper
+            .space_mut()
+            .set_mmap_window(MMAP_MIN_ADDR, mmap_base)
+            .map_err(|e| KindError::Setup(format!("{}: the mmap window: {e}", self.path)))?;
         let heap = GuestVirtAddr::try_new(self.image.end).map_err(|e| KindError::Setup(e.to_string()))?;
         hosted
             .mapper

@@ -9,6 +9,7 @@ pub mod fs;
 pub mod image;
 mod kind;
 mod proc_files;
+pub mod procfs;
 pub mod spec;
 pub mod stack;
 pub mod syscalls;

@@ -189,11 +189,10 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             return Err(if fd <= 2 { libc::ENODEV } else { libc::EBADF });
         }
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
-        // Anonymous memory's offset follows its address (Linux sets
-        // vm_pgoff so), which lets neighbours merge; known here only for
-        // a fixed address.
-        let pgoff = if placement == Placement::Anywhere { 0 } else { addr >> 12 };
-        let req = MmapRequest { addr: hint, len, prot: vm_prot(p), shared, placement, pgoff };
+        // Private anonymous memory's offset follows its address (Linux
+        // sets vm_pgoff so), which lets neighbours merge.
+        let req =
+            MmapRequest { addr: hint, len, prot: vm_prot(p), shared, placement, pgoff: 0, pgoff_from_addr: !shared };
         let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
         Ok((req, &*anon.zero, populate))
     })();
