@@ -87,6 +87,10 @@ pub struct Image {
     pub bias: u64,
     /// First page after the highest segment: where the heap starts.
     pub end: u64,
+    /// The file-backed part of each segment: `(first page, end of its
+    /// file bytes rounded up to a page, file offset of the first page)`,
+    /// as `/proc/self/maps` shows them.
+    pub file_parts: Vec<(u64, u64, u64)>,
 }
 
 /// Whether `bytes` looks like a program this kind should be asked about:
@@ -130,6 +134,7 @@ pub fn parse(bytes: &[u8], random: u64) -> Result<Image, ImageError> {
         0
     };
     let (mut segments, mut file_bytes, mut end) = (Vec::new(), 0u64, 0u64);
+    let mut file_parts = Vec::new();
     for ph in &loads {
         if ph.filesz > ph.memsz {
             return Err(ImageError::FileLargerThanMemory { va: ph.vaddr.0 });
@@ -150,6 +155,11 @@ pub fn parse(bytes: &[u8], random: u64) -> Result<Image, ImageError> {
             exec: ph.flags & PF_X != 0,
         });
         end = end.max(seg_end.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+        if ph.filesz > 0 {
+            let first = va & !(PAGE_SIZE - 1);
+            let file_end = (va + ph.filesz).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            file_parts.push((first, file_end, ph.offset & !(PAGE_SIZE - 1)));
+        }
     }
     // AT_PHDR: the PT_PHDR entry, else the load segment whose file bytes
     // hold the table (Linux does the same).
@@ -172,6 +182,7 @@ pub fn parse(bytes: &[u8], random: u64) -> Result<Image, ImageError> {
         phnum: u64::from(elf.phnum()),
         bias,
         end,
+        file_parts,
     })
 }
 

@@ -15,6 +15,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::fs::{Fd, Vfs, VfsConfig};
 use super::image::{self, Image, TASK_SIZE};
 use super::proc_files::{self, ProcFiles, View};
+use super::procfs::{FileId, StatusExtra};
 use super::stack::{self, at, StackSpec};
 use super::syscalls;
 use crate::config::VmConfig;
@@ -140,6 +141,7 @@ pub struct Anon {
 pub struct Linux {
     path: String,
     exe: String,
+    exe_ino: u64,
     image: Image,
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
@@ -200,7 +202,9 @@ impl Linux {
         vfs.set_exe(exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
+        let exe_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?);
         Ok(Linux {
+            exe_ino,
             vfs: Mutex::new(vfs),
             proc_files,
             exe,
@@ -245,8 +249,28 @@ impl Linux {
     /// Renders the `/proc` file `path` names (if it is a generated one)
     /// before it is opened.
     pub fn refresh_proc(&self, hv: &HostedKernel, path: &[u8]) {
-        let base = self.image.segments.iter().map(|s| s.va & !0xfff).min().unwrap_or(0);
-        self.proc_files.refresh(hv, path, &View { exe: &self.exe, image_base: base });
+        self.proc_files.refresh(hv, path, &self.view());
+    }
+
+    /// What the `/proc` files show beyond the address space.
+    fn view(&self) -> View<'_> {
+        let p = self.proc();
+        let name = self.path.rsplit('/').next().unwrap_or("").to_string();
+        let extra = StatusExtra {
+            name,
+            umask: p.umask,
+            pid: syscalls::PID as u32,
+            ppid: 1,
+            caps: [p.caps.2, p.caps.1, p.caps.0, super::kind::ALL_CAPS, 0],
+            ..StatusExtra::default()
+        };
+        View {
+            exe: &self.exe,
+            exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
+            file_parts: &self.image.file_parts,
+            start_stack: STACK_TOP - 8,
+            extra,
+        }
     }
 
     /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
@@ -264,7 +288,7 @@ impl Linux {
             None => self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset),
         };
         let bytes = match tag {
-            proc_files::PAGEMAP => self.proc_files.pagemap(c.hv, at, len),
+            proc_files::PAGEMAP => self.proc_files.pagemap(c.hv, at, len, &self.view())?,
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {

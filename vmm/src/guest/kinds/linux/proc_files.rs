@@ -13,6 +13,7 @@ use guest_mm::GuestVirtAddr;
 
 use super::fs::{Errno, Special, Vfs};
 use super::image::TASK_SIZE;
+use super::procfs::{self, FileId, ImageFile, ImageSegment, ProcView, StatusExtra};
 use crate::hosted::hypercall::HostedKernel;
 
 /// Tag of `/proc/self/pagemap` ([`Special::Tag`]).
@@ -28,7 +29,8 @@ pub struct ProcFiles {
 }
 
 /// The files rendered from the address space.
-const RENDERED: &[&str] = &["/proc/self/maps", "/proc/self/smaps", "/proc/self/status"];
+const RENDERED: &[&str] =
+    &["/proc/self/maps", "/proc/self/smaps", "/proc/self/smaps_rollup", "/proc/self/status"];
 
 /// Files whose contents never change: `(path, contents)`.
 const FIXED: &[(&str, &str)] = &[
@@ -61,80 +63,71 @@ impl ProcFiles {
     /// from the address space as it is now.
     pub fn refresh(&self, hv: &HostedKernel, path: &[u8], view: &View<'_>) {
         let Some(&name) = RENDERED.iter().find(|p| p.as_bytes() == path) else { return };
-        let text = match name {
-            "/proc/self/maps" => render_maps(hv, view),
-            _ => Vec::new(),
-        };
+        let text = render(name, hv.mapper().space(), view);
         self.cell.lock().unwrap_or_else(|e| e.into_inner()).insert(name, text);
     }
 
-    /// `len` bytes of `/proc/self/pagemap` at `offset`: 8 bytes per page,
-    /// bit 63 set where a page is present (frame numbers hidden, as
-    /// Linux shows them to an unprivileged reader).
-    pub fn pagemap(&self, hv: &HostedKernel, offset: u64, len: usize) -> Vec<u8> {
-        let first = offset / 8;
-        let count = (len / 8) as u64;
+    /// `len` bytes of `/proc/self/pagemap` at `offset` (never the whole
+    /// file: 8 bytes per page of the user range).
+    pub fn pagemap(&self, hv: &HostedKernel, offset: u64, len: usize, view: &View<'_>) -> Result<Vec<u8>, i32> {
+        let segs: Vec<ImageSegment> = Vec::new();
         let m = hv.mapper();
-        let mut out = Vec::with_capacity(len);
-        for page in first..first.saturating_add(count) {
-            let va = page << 12;
-            if va >= TASK_SIZE {
-                break;
-            }
-            let present = GuestVirtAddr::try_new(va)
-                .ok()
-                .and_then(|v| m.page_tables().translate(v))
-                .is_some_and(|t| t.prot.present);
-            let entry: u64 = if present { (1 << 63) | (1 << 56) } else { 0 };
-            out.extend_from_slice(&entry.to_le_bytes());
-        }
-        out
+        let (Ok(start_stack), Ok(task_size)) =
+            (GuestVirtAddr::try_new(view.start_stack), GuestVirtAddr::try_new(TASK_SIZE))
+        else {
+            return Err(libc::EINVAL);
+        };
+        let pv = ProcView {
+            space: m.space(),
+            image: ImageFile { path: view.exe, id: view.exe_id, segments: &segs },
+            start_stack,
+            task_size,
+            shmem_ino: None,
+        };
+        procfs::pagemap_read(&pv, offset, len).map_err(|e| e.errno())
     }
 }
 
-/// What the rendering needs to know about the process.
+/// What the rendering needs to know about the process beyond its
+/// address space.
 pub struct View<'a> {
     /// The program's absolute path.
     pub exe: &'a str,
-    /// The lowest page of the program image.
-    pub image_base: u64,
+    /// The device and inode shown for it.
+    pub exe_id: FileId,
+    /// The image's file-backed parts (see `Image::file_parts`).
+    pub file_parts: &'a [(u64, u64, u64)],
+    /// An address in the initial stack.
+    pub start_stack: u64,
+    /// What `status` shows that the address space does not know.
+    pub extra: StatusExtra,
 }
 
-/// `/proc/self/maps` in Linux's format.
-fn render_maps(hv: &HostedKernel, view: &View<'_>) -> Vec<u8> {
-    use std::fmt::Write as _;
-    let m = hv.mapper();
-    let space = m.space();
-    let mut out = String::new();
-    for v in space.vmas() {
-        let (start, end) = (v.start().raw(), v.end());
-        if end > TASK_SIZE {
-            continue;
-        }
-        let f = v.flags();
-        use guest_mm::VmFlags as F;
-        let perms: String = [
-            if f.contains(F::READ) { 'r' } else { '-' },
-            if f.contains(F::WRITE) { 'w' } else { '-' },
-            if f.contains(F::EXEC) { 'x' } else { '-' },
-            if f.contains(F::MAYSHARE) || f.contains(F::SHARED) { 's' } else { 'p' },
-        ]
+/// Renders `name` from `space` as seen through `view`.
+fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, view: &View<'_>) -> Vec<u8> {
+    let segs: Vec<ImageSegment> = view
+        .file_parts
         .iter()
+        .filter_map(|&(s, e, off)| {
+            Some(ImageSegment { start: GuestVirtAddr::try_new(s).ok()?, end: GuestVirtAddr::try_new(e).ok()?, offset: off })
+        })
         .collect();
-        let (name, off) = match v.provider_name() {
-            "image" => (view.exe.to_string(), start - view.image_base),
-            "[stack]" => ("[stack]".to_string(), 0),
-            _ if space.is_heap(v) => ("[heap]".to_string(), 0),
-            n if n.starts_with("memfd:") => (format!("/{n} (deleted)"), v.pgoff() << 12),
-            _ => (String::new(), 0),
-        };
-        let line = format!("{start:08x}-{end:08x} {perms} {off:08x} 00:00 0 ");
-        out.push_str(&line);
-        if !name.is_empty() {
-            let pad = 73usize.saturating_sub(line.len());
-            let _ = write!(out, "{:pad$}{name}", "");
-        }
-        out.push('\n');
+    let (Ok(start_stack), Ok(task_size)) = (GuestVirtAddr::try_new(view.start_stack), GuestVirtAddr::try_new(TASK_SIZE))
+    else {
+        return Vec::new();
+    };
+    let pv = ProcView {
+        space,
+        image: ImageFile { path: view.exe, id: view.exe_id, segments: &segs },
+        start_stack,
+        task_size,
+        shmem_ino: None,
+    };
+    match name {
+        "/proc/self/maps" => procfs::maps(&pv),
+        "/proc/self/smaps" => procfs::smaps(&pv),
+        "/proc/self/smaps_rollup" => procfs::smaps_rollup(&pv),
+        "/proc/self/status" => procfs::status(&pv, &view.extra),
+        _ => Vec::new(),
     }
-    out.into_bytes()
 }

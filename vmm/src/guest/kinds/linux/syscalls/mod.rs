@@ -17,6 +17,7 @@ mod table;
 mod time;
 
 pub use self::docs::markdown;
+pub use self::process::PID;
 pub use self::table::TABLE;
 
 use super::kind::Linux;
