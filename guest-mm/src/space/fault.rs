@@ -144,12 +144,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     }
 
     /// Fault-around: asks `ops.map_pages` for the absent pages of the
-    /// aligned window around `page` (inside the VMA and its leaf table)
+    /// aligned window around `page` (inside the VMA and its leaf table;
+    /// never in a `VM_LOCKONFAULT` VMA)
     /// and maps what it gives, one batched insert per run. Returns how
     /// many pages it mapped.
     fn map_around(&mut self, vma: &Vma, ops: &dyn VmaOps, page: u64, access: FaultAccess) -> u64 {
         let n = if access.write { self.fault_around.min(WRITE_FAULT_AROUND_PAGES) } else { self.fault_around };
-        if n <= 1 {
+        // A lock-on-fault VMA locks exactly the pages touched
+        // (`MLOCK_ONFAULT`): its residency is what the program faulted.
+        if n <= 1 || vma.flags().contains(VmFlags::LOCKONFAULT) {
             return 0;
         }
         let win = n << PAGE_SHIFT;

@@ -302,3 +302,18 @@ fn mlockall_and_the_counts_leave_the_supervisor_half_alone() {
     assert_eq!(lock_bits(&s, k2), VmFlags::empty());
     sound(&s);
 }
+
+#[test]
+fn a_lock_on_fault_vma_gets_exactly_the_pages_touched() {
+    let (mut s, z) = setup();
+    let a = anon(&mut s, &z, 0, 32, RW);
+    s.mlock(va(a), 32 * P, true).unwrap().ignore();
+    assert_eq!(present(&s, a, 32).0, 0, "on-fault: nothing populated");
+    s.fault(va(a + 5 * P), crate::vma::FaultAccess { write: true, exec: false }).unwrap().flush.ignore();
+    s.fault(va(a + 20 * P), crate::vma::FaultAccess { write: false, exec: false }).unwrap().flush.ignore();
+    assert_eq!(present(&s, a, 32).0, 2, "no fault-around in a lock-on-fault VMA");
+    // Elsewhere fault-around still maps neighbours.
+    let b = anon(&mut s, &z, 64, 32, RW);
+    s.fault(va(b + 5 * P), crate::vma::FaultAccess { write: true, exec: false }).unwrap().flush.ignore();
+    assert!(present(&s, b, 32).0 > 1);
+}
