@@ -449,6 +449,10 @@ impl GuestKind for Linux {
             .space_mut()
             .set_mmap_window(MMAP_MIN_ADDR, mmap_base)
             .map_err(|e| KindError::Setup(format!("{}: the mmap window: {e}", self.path)))?;
+        // Linux maps one page per anonymous fault (no fault-around for
+        // anonymous memory): residency (mincore, smaps, lock-on-fault)
+        // is then what the program touched, as the mm tests check.
+        hosted.mapper.space_mut().set_fault_around(1).map_err(|e| KindError::Setup(e.to_string()))?;
         let heap = GuestVirtAddr::try_new(self.image.end).map_err(|e| KindError::Setup(e.to_string()))?;
         hosted
             .mapper
