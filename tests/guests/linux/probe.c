@@ -10,7 +10,9 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -70,6 +72,33 @@ int main(int argc, char **argv, char **envp) {
     check("getrandom", getrandom(r, sizeof r, 0) == 64);
     struct rlimit rl;
     check("getrlimit", getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur > 0);
+    /* A memfd: its pages are shared by read/write and every shared
+     * mapping; a private mapping copies on write. */
+    int mfd = memfd_create("probe", MFD_CLOEXEC);
+    check("memfd_create", mfd >= 0 && ftruncate(mfd, 8192) == 0);
+    char *ms = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    char *mp = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+    check("memfd maps", ms != MAP_FAILED && mp != MAP_FAILED);
+    strcpy(ms, "shared");
+    char mb[8] = {0};
+    check("memfd read sees the mapping", pread(mfd, mb, 6, 0) == 6 && strcmp(mb, "shared") == 0);
+    check("memfd write reaches the mapping", pwrite(mfd, "SH", 2, 0) == 2 && ms[0] == 'S' && mp[0] == 'S');
+    mp[1] = 'x';
+    check("private copy on write", mp[1] == 'x' && ms[1] == 'H');
+    struct stat st;
+    check("memfd fstat size", fstat(mfd, &st) == 0 && st.st_size == 8192);
+    check("memfd close", munmap(ms, 8192) == 0 && munmap(mp, 8192) == 0 && close(mfd) == 0);
+    /* Files in the in-memory /tmp. */
+    int tf = open("/tmp/probe.txt", O_CREAT | O_RDWR | O_TRUNC, 0600);
+    check("open /tmp", tf >= 0 && write(tf, "line\n", 5) == 5 && lseek(tf, 0, SEEK_SET) == 0);
+    char tb[8] = {0};
+    check("read /tmp", read(tf, tb, 8) == 5 && strcmp(tb, "line\n") == 0 && close(tf) == 0);
+    check("unlink /tmp", unlink("/tmp/probe.txt") == 0 && open("/tmp/probe.txt", O_RDONLY) == -1 && errno == ENOENT);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    int stack = 0;
+    while (maps && fgets(line, sizeof line, maps)) stack |= strstr(line, "[stack]") != NULL;
+    check("/proc/self/maps names the stack", stack);
     /* A bad pointer is EFAULT, not a crash. */
     void *volatile bad = (void *)16;
     check("write of a bad pointer is EFAULT", write(1, bad, 10) == -1 && errno == EFAULT);

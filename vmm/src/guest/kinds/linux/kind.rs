@@ -135,6 +135,10 @@ pub struct Anon {
     pub heap: Arc<Named>,
     /// The stack.
     pub stack: Named,
+    /// The frame state new shared-memory objects take pages from.
+    pub frames: guest_mm::Frames,
+    /// Guest memory (to zero and copy those pages).
+    pub mem: GuestMem,
 }
 
 /// An unmodified static x86-64 Linux program.
@@ -154,6 +158,7 @@ pub struct Linux {
     stderr: Option<Output>,
     vfs: Mutex<Vfs>,
     proc_files: ProcFiles,
+    memfds: super::memfd::Memfds,
 }
 
 impl std::fmt::Debug for Linux {
@@ -202,11 +207,14 @@ impl Linux {
         vfs.set_exe(exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
-        let exe_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?);
+        let exe_ino = std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
+        );
         Ok(Linux {
             exe_ino,
             vfs: Mutex::new(vfs),
             proc_files,
+            memfds: Default::default(),
             exe,
             path: name,
             proc: Mutex::new(Proc::new()),
@@ -239,6 +247,11 @@ impl Linux {
     /// The program's absolute path (`/proc/self/exe`, as Linux gives it).
     pub fn exe(&self) -> &str {
         &self.exe
+    }
+
+    /// The memfds.
+    pub fn memfds(&self) -> &super::memfd::Memfds {
+        &self.memfds
     }
 
     /// The file layer, locked.
@@ -438,6 +451,8 @@ impl GuestKind for Linux {
             heap: Arc::new(Named { name: "[heap]", inner: zero.clone() }),
             stack: Named { name: "[stack]", inner: zero.clone() },
             zero,
+            frames: hosted.mapper.space().frames().clone(),
+            mem: mem.clone(),
         };
         let sp = self.load_stack(hosted.mapper, mem, &anon)?;
         // Linux's layout: mappings go top-down from `mmap_base` (a gap of

@@ -8,6 +8,7 @@
 pub mod fs;
 pub mod image;
 mod kind;
+pub mod memfd;
 mod proc_files;
 pub mod procfs;
 pub mod spec;

@@ -29,8 +29,7 @@ pub struct ProcFiles {
 }
 
 /// The files rendered from the address space.
-const RENDERED: &[&str] =
-    &["/proc/self/maps", "/proc/self/smaps", "/proc/self/smaps_rollup", "/proc/self/status"];
+const RENDERED: &[&str] = &["/proc/self/maps", "/proc/self/smaps", "/proc/self/smaps_rollup", "/proc/self/status"];
 
 /// Files whose contents never change: `(path, contents)`.
 const FIXED: &[(&str, &str)] = &[
@@ -109,10 +108,15 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         .file_parts
         .iter()
         .filter_map(|&(s, e, off)| {
-            Some(ImageSegment { start: GuestVirtAddr::try_new(s).ok()?, end: GuestVirtAddr::try_new(e).ok()?, offset: off })
+            Some(ImageSegment {
+                start: GuestVirtAddr::try_new(s).ok()?,
+                end: GuestVirtAddr::try_new(e).ok()?,
+                offset: off,
+            })
         })
         .collect();
-    let (Ok(start_stack), Ok(task_size)) = (GuestVirtAddr::try_new(view.start_stack), GuestVirtAddr::try_new(TASK_SIZE))
+    let (Ok(start_stack), Ok(task_size)) =
+        (GuestVirtAddr::try_new(view.start_stack), GuestVirtAddr::try_new(TASK_SIZE))
     else {
         return Vec::new();
     };

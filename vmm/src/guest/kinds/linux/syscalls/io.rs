@@ -13,6 +13,7 @@
 //! address space as it is at that moment (`super::super::proc_files`).
 
 use super::super::fs::{Errno, Fd, Special, IOV_MAX, PATH_MAX};
+use super::super::memfd::{self, tag_of};
 use super::{ret, Ctx};
 use crate::hosted::hypercall::Outcome;
 
@@ -60,9 +61,39 @@ fn write_bytes(c: &Ctx<'_>, fd: Fd, data: &[u8]) -> Result<u64, i32> {
     match special.map(|s| s.special) {
         Some(s @ (Special::Stdout | Special::Stderr)) => emit(c, s, data),
         Some(Special::Stdin) => Err(libc::EBADF),
-        Some(Special::Tag(_)) => Err(libc::EINVAL),
+        Some(Special::Tag(t)) => match c.linux.memfds().get(t) {
+            Some(obj) => {
+                let at = special_offset(c, fd)?;
+                let n = obj.write_at(at, data).map_err(memfd::errno)?;
+                c.linux.vfs().set_offset(fd, at + n as u64).map_err(e)?;
+                Ok(n as u64)
+            }
+            None => Err(libc::EINVAL),
+        },
         None => c.linux.vfs().write(fd, data).map(|n| n as u64).map_err(e),
     }
+}
+
+/// The offset of a descriptor the kind serves.
+fn special_offset(c: &Ctx<'_>, fd: Fd) -> Result<u64, i32> {
+    Ok(c.linux.vfs().special(fd).map_err(e)?.map_or(0, |s| s.offset))
+}
+
+/// Reads from a memfd at `at` (the descriptor's offset when `None`,
+/// which then moves).
+fn memfd_read(c: &Ctx<'_>, fd: Fd, tag: u32, len: usize, at: Option<u64>) -> Result<Vec<u8>, i32> {
+    let obj = c.linux.memfds().get(tag).ok_or(libc::EBADF)?;
+    let off = match at {
+        Some(o) => o,
+        None => special_offset(c, fd)?,
+    };
+    let mut buf = vec![0u8; len.min(obj.len().saturating_sub(off) as usize)];
+    let n = obj.read_at(off, &mut buf).map_err(memfd::errno)?;
+    buf.truncate(n);
+    if at.is_none() {
+        c.linux.vfs().set_offset(fd, off + n as u64).map_err(e)?;
+    }
+    Ok(buf)
 }
 
 /// Reads up to `len` bytes from `fd`.
@@ -71,6 +102,7 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
     match special.map(|s| s.special) {
         Some(Special::Stdin) => Ok(Vec::new()),
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
+        Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
         Some(Special::Tag(t)) => c.linux.read_special(c, fd, t, len, None),
         None => c.linux.vfs().read(fd, len).map_err(e),
     }
@@ -106,6 +138,7 @@ pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         let special = c.linux.vfs().special(fd(f)).map_err(e)?;
         let len = count.min(WRITE_MAX) as usize;
         let bytes = match special.map(|s| s.special) {
+            Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd(f), t, len, Some(off))?,
             Some(Special::Tag(t)) => c.linux.read_special(c, fd(f), t, len, Some(off))?,
             Some(_) => return Err(libc::ESPIPE),
             None => c.linux.vfs().pread64(fd(f), len, off as i64).map_err(e)?,
@@ -120,10 +153,15 @@ pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 pub fn pwrite64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, buf, count, off, ..] = a;
     let r = (|| {
-        if c.linux.vfs().special(fd(f)).map_err(e)?.is_some() {
+        let special = c.linux.vfs().special(fd(f)).map_err(e)?;
+        let bytes = c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX))?;
+        if let Some(t) = special.and_then(|s| tag_of(s.special)) {
+            let obj = c.linux.memfds().get(t).ok_or(libc::EBADF)?;
+            return obj.write_at(off, &bytes).map(|n| n as u64).map_err(memfd::errno);
+        }
+        if special.is_some() {
             return Err(libc::ESPIPE);
         }
-        let bytes = c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX))?;
         c.linux.vfs().pwrite64(fd(f), &bytes, off as i64).map(|n| n as u64).map_err(e)
     })();
     ret(r)
@@ -209,7 +247,19 @@ pub fn openat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `close(fd)`.
 pub fn close(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().close(fd(a[0])).map(|()| 0).map_err(e))
+    let mut vfs = c.linux.vfs();
+    let was_memfd = vfs.special(fd(a[0])).ok().flatten().and_then(|s| tag_of(s.special)).is_some();
+    let r = vfs.close(fd(a[0])).map(|()| 0).map_err(e);
+    if was_memfd {
+        c.linux.memfds().release_unused(&vfs);
+    }
+    ret(r)
+}
+
+/// The memfd object behind `fd`, if it is one.
+fn memfd_of(c: &Ctx<'_>, f: Fd) -> Result<Option<guest_mm::providers::ShmemObject<crate::memory::GuestMem>>, i32> {
+    let s = c.linux.vfs().special(f).map_err(e)?;
+    Ok(s.and_then(|s| tag_of(s.special)).and_then(|t| c.linux.memfds().get(t)))
 }
 
 /// `dup(fd)`.
@@ -234,23 +284,71 @@ pub fn fcntl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `lseek(fd, off, whence)`.
 pub fn lseek(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().lseek(fd(a[0]), a[1] as i64, a[2] as i32).map_err(e))
+    let r = (|| {
+        if let Some(obj) = memfd_of(c, fd(a[0]))? {
+            let cur = special_offset(c, fd(a[0]))? as i64;
+            let base = match a[2] {
+                0 => 0,
+                1 => cur,
+                2 => obj.len() as i64,
+                _ => return Err(libc::EINVAL),
+            };
+            let to = base.checked_add(a[1] as i64).filter(|&t| t >= 0).ok_or(libc::EINVAL)?;
+            c.linux.vfs().set_offset(fd(a[0]), to as u64).map_err(e)?;
+            return Ok(to as u64);
+        }
+        c.linux.vfs().lseek(fd(a[0]), a[1] as i64, a[2] as i32).map_err(e)
+    })();
+    ret(r)
 }
 
 /// `ftruncate(fd, len)`.
 pub fn ftruncate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().ftruncate(fd(a[0]), a[1] as i64).map(|()| 0).map_err(e))
+    let r = (|| {
+        if let Some(obj) = memfd_of(c, fd(a[0]))? {
+            if (a[1] as i64) < 0 {
+                return Err(libc::EINVAL);
+            }
+            return obj.set_len(a[1]).map(|()| 0).map_err(memfd::errno);
+        }
+        c.linux.vfs().ftruncate(fd(a[0]), a[1] as i64).map(|()| 0).map_err(e)
+    })();
+    ret(r)
 }
 
 /// `fallocate(fd, mode, off, len)`.
 pub fn fallocate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().fallocate(fd(a[0]), a[1] as i32, a[2] as i64, a[3] as i64).map(|()| 0).map_err(e))
+    let [f, mode, off, len, ..] = a;
+    let r = (|| {
+        if let Some(obj) = memfd_of(c, fd(f))? {
+            const KEEP_SIZE: u64 = 1;
+            const PUNCH_HOLE: u64 = 2;
+            let end = off.checked_add(len).filter(|_| (off as i64) >= 0 && (len as i64) > 0).ok_or(libc::EINVAL)?;
+            return match mode {
+                0 | KEEP_SIZE => {
+                    if mode == 0 && end > obj.len() {
+                        obj.set_len(end).map_err(memfd::errno)?;
+                    }
+                    Ok(0)
+                }
+                m if m == PUNCH_HOLE | KEEP_SIZE => obj.punch_hole(off, len).map(|()| 0).map_err(memfd::errno),
+                _ => Err(libc::EOPNOTSUPP),
+            };
+        }
+        c.linux.vfs().fallocate(fd(f), mode as i32, off as i64, len as i64).map(|()| 0).map_err(e)
+    })();
+    ret(r)
 }
 
 /// `fstat(fd, statbuf)`.
 pub fn fstat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let r = (|| {
-        let st = c.linux.vfs().fstat(fd(a[0])).map_err(e)?;
+        let mut st = c.linux.vfs().fstat(fd(a[0])).map_err(e)?;
+        if let Some(obj) = memfd_of(c, fd(a[0]))? {
+            // st_size and st_blocks (512-byte units) are the object's.
+            st[48..56].copy_from_slice(&obj.len().to_le_bytes());
+            st[64..72].copy_from_slice(&(obj.resident_pages() * 8).to_le_bytes());
+        }
         c.hv.write_user(c.vcpu, a[1], &st).map(|()| 0)
     })();
     ret(r)
@@ -259,10 +357,23 @@ pub fn fstat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 fn stat_common(c: &Ctx<'_>, d: u64, p: u64, buf: u64, flags: i32) -> Outcome {
     let r = (|| {
         let p = path(c, p)?;
+        if p.is_empty() && flags & libc::AT_EMPTY_PATH != 0 && d as i32 != libc::AT_FDCWD {
+            // The descriptor itself (glibc's fstat is this call).
+            return ret_value(fstat(c, [d, buf, 0, 0, 0, 0]));
+        }
         let st = c.linux.vfs().newfstatat(dirfd(d), &p, flags).map_err(e)?;
         c.hv.write_user(c.vcpu, buf, &st).map(|()| 0)
     })();
     ret(r)
+}
+
+/// An outcome's value back as a result.
+fn ret_value(o: Outcome) -> Result<u64, i32> {
+    if o.ret < 0 {
+        Err(-o.ret as i32)
+    } else {
+        Ok(o.ret as u64)
+    }
 }
 
 /// `newfstatat(dirfd, path, statbuf, flags)`.
@@ -409,7 +520,11 @@ pub fn memfd_create(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         let name =
             c.hv.read_user_cstr(c.vcpu, a[0], 249)
                 .map_err(|x| if x == libc::ENAMETOOLONG { libc::EINVAL } else { x })?;
-        c.linux.vfs().memfd_create(&name, a[1] as u32).map(|f| f.0 as u64).map_err(e)
+        let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
+        let label = format!("memfd:{}", String::from_utf8_lossy(&name));
+        let obj = guest_mm::providers::ShmemObject::new(&label, anon.frames.clone(), anon.mem.clone(), 0)
+            .map_err(memfd::errno)?;
+        c.linux.memfds().create(&mut c.linux.vfs(), obj, a[1] as u32).map(|f| f.0 as u64)
     })();
     ret(r)
 }

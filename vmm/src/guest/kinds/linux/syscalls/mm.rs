@@ -132,7 +132,7 @@ fn done(d: crate::hosted::hypercall::SpaceDone<u64>) -> Outcome {
 /// `mmap(addr, len, prot, flags, fd, off)`.
 pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [addr, len, p, flags, fd, off] = a;
-    let r = (|| -> Result<(MmapRequest, &dyn MmapProvider, bool), i32> {
+    let r = (|| -> Result<(MmapRequest, FileProvider<'_>, bool), i32> {
         if len == 0 {
             return Err(libc::EINVAL);
         }
@@ -185,23 +185,34 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             // No huge pages are reserved (as `vm.nr_hugepages` 0).
             return Err(libc::ENOMEM);
         }
-        if flags & map::ANONYMOUS == 0 {
-            return Err(if fd <= 2 { libc::ENODEV } else { libc::EBADF });
-        }
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
+        if flags & map::ANONYMOUS == 0 {
+            let file = file_provider(c, fd, off)?;
+            let req = MmapRequest {
+                addr: hint,
+                len,
+                prot: vm_prot(p),
+                shared,
+                placement,
+                pgoff: off >> 12,
+                pgoff_from_addr: false,
+            };
+            let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
+            return Ok((req, file, populate));
+        }
         // Private anonymous memory's offset follows its address (Linux
         // sets vm_pgoff so), which lets neighbours merge.
         let req =
             MmapRequest { addr: hint, len, prot: vm_prot(p), shared, placement, pgoff: 0, pgoff_from_addr: !shared };
         let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
-        Ok((req, &*anon.zero, populate))
+        Ok((req, FileProvider::Zero(&anon.zero), populate))
     })();
     let (req, provider, populate) = match r {
         Ok(x) => x,
         Err(e) => return Outcome::err(e),
     };
     let d = c.hv.space_op(c.vcpu, |m| {
-        let mapped = m.space_mut().mmap(provider, &req)?;
+        let mapped = m.space_mut().mmap(provider.get(), &req)?;
         Ok((mapped.addr.raw(), mapped.flush))
     });
     if let (true, Ok(at)) = (populate, &d.result) {
@@ -213,6 +224,43 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         });
     }
     done(d)
+}
+
+/// What a mapping of a descriptor maps.
+enum FileProvider<'a> {
+    /// Anonymous memory (`MAP_ANONYMOUS`, `/dev/zero`).
+    Zero(&'a guest_mm::providers::ZeroProvider<crate::memory::GuestMem>),
+    /// A memfd's pages.
+    Shmem(guest_mm::providers::ShmemObject<crate::memory::GuestMem>),
+}
+
+impl FileProvider<'_> {
+    fn get(&self) -> &dyn MmapProvider {
+        match self {
+            FileProvider::Zero(z) => *z,
+            FileProvider::Shmem(o) => o,
+        }
+    }
+}
+
+/// The provider behind descriptor `fd`: a memfd, or `/dev/zero`;
+/// `EBADF` for no descriptor, `ENODEV` for what cannot be mapped (yet).
+fn file_provider<'a>(c: &Ctx<'a>, fd: u64, _off: u64) -> Result<FileProvider<'a>, i32> {
+    let f = super::super::fs::Fd(fd as i32);
+    let vfs = c.linux.vfs();
+    let special = vfs.special(f).map_err(|e| e.raw())?;
+    if let Some(t) = special.and_then(|s| super::super::memfd::tag_of(s.special)) {
+        drop(vfs);
+        return c.linux.memfds().get(t).map(FileProvider::Shmem).ok_or(libc::EBADF);
+    }
+    let st = vfs.fstat(f).map_err(|e| e.raw())?;
+    let rdev = u64::from_le_bytes(st[40..48].try_into().unwrap_or_default());
+    const DEV_ZERO: u64 = (1 << 8) | 5;
+    if special.is_none() && rdev == DEV_ZERO {
+        let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
+        return Ok(FileProvider::Zero(&anon.zero));
+    }
+    Err(libc::ENODEV)
 }
 
 /// `munmap(addr, len)`.
