@@ -307,4 +307,38 @@ mod tests {
         assert!(TableAllocator::new(GuestAddress(0), 100).is_err());
         assert!(TableAllocator::new(GuestAddress(!0xfff), 2 * PAGE_SIZE).is_err());
     }
+
+    #[test]
+    fn the_pool_after_the_region_and_a_hold_keeps_freed_pool_frames() {
+        let frames = Frames::new(64, Some((GuestAddress(32 * PAGE_SIZE), 4 * PAGE_SIZE))).unwrap();
+        let mut a = TableAllocator::new(GuestAddress(0x10000), PAGE_SIZE).unwrap().with_pool(frames.clone());
+        let r = a.alloc().unwrap();
+        let p1 = a.alloc().unwrap();
+        let p2 = a.alloc().unwrap();
+        assert_eq!((r, p1, p2), (Pfn(0x10), Pfn(32), Pfn(33)));
+        assert!(a.contains(p1) && !a.in_region(p1) && !a.contains(Pfn(34)));
+        assert_eq!((a.in_use(), a.pool_in_use(), frames.pool_free()), (3, 2, 2));
+        assert_eq!(a.held(), (vec![r, p1, p2], true));
+        // A held frame stays off the pool and is handed out again first.
+        a.hold_freed();
+        a.free(p1);
+        assert_eq!((a.in_use(), a.pool_in_use(), a.held_back(), frames.pool_free()), (2, 1, 1, 2));
+        assert!(!a.contains(p1));
+        assert_eq!(a.held(), (vec![r, p2], true));
+        a.free(r);
+        assert_eq!(a.alloc().unwrap(), p1);
+        a.free(p1);
+        a.release_held();
+        assert_eq!((a.held_back(), frames.pool_free(), frames.lock().pool_tables()), (0, 3, 1));
+        // Without a hold a freed pool frame goes straight back; dropping
+        // the allocator gives back what it still holds.
+        a.free(p2);
+        assert_eq!(frames.pool_free(), 4);
+        let _ = a.alloc().unwrap();
+        let q = a.alloc().unwrap();
+        assert_eq!((frames.pool_free(), frames.lock().pool_tables()), (3, 1));
+        assert!(frames.pin(std::sync::Arc::from([q].as_slice())).is_err());
+        drop(a);
+        assert_eq!((frames.pool_free(), frames.lock().pool_tables()), (4, 0));
+    }
 }
