@@ -8,4 +8,4 @@ mod prepare;
 
 pub use complete::complete;
 pub use kind::{ActionKind, ErrorHook, MmapAction, PageArray, PageRun, SuccessHook};
-pub use prepare::{check_pins, pins, prepare, simple_ioremap_prep};
+pub use prepare::{check_pins, check_table_frames, pins, prepare, simple_ioremap_prep};

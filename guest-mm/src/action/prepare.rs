@@ -178,6 +178,27 @@ pub fn check_pins(kind: &ActionKind, frames: &Frames) -> Result<(), MmError> {
     }
 }
 
+/// Refuses (`FrameReserved`, EPERM) a raw remap over a pool frame that
+/// currently holds a page table: like the table region, such a frame is
+/// never mapped. Touches nothing; while the pool lends tables it costs
+/// one load per frame of the remap that lies in a pool region (none for
+/// remaps of device memory or of guest RAM outside the pool).
+pub fn check_table_frames(kind: &ActionKind, frames: &Frames) -> Result<(), MmError> {
+    let ActionKind::Remap { pfn, size, .. } = kind else { return Ok(()) };
+    let st = frames.lock();
+    if st.pool_tables() == 0 {
+        return Ok(());
+    }
+    let end = pfn.0.saturating_add(size >> PAGE_SHIFT);
+    for (first, last) in st.pool_regions() {
+        let (lo, hi) = (pfn.0.max(first.0), end.min(last.0));
+        if let Some(p) = (lo..hi).map(Pfn).find(|&p| st.pins().is_table(p)) {
+            return Err(MmError::FrameReserved { pfn: p.0 });
+        }
+    }
+    Ok(())
+}
+
 /// The pins the action's page arrays hold, each once: the VMA keeps them.
 pub fn pins(kind: &ActionKind) -> Vec<Pinned> {
     let mut out: Vec<Pinned> = Vec::new();

@@ -9,8 +9,11 @@
 //! The slot of a frame that must never be mapped as a page holds a
 //! sentinel instead of a count: [`PinCounts::block`] marks the VMM's
 //! reserved frames and the holes between RAM regions, so one load both
-//! checks a frame and finds its count. A count that reaches [`MAX_COUNT`]
-//! refuses further pins rather than wrapping or saturating into a sentinel.
+//! checks a frame and finds its count. A pool frame lent to the page-table
+//! allocator carries a third sentinel while it holds a table
+//! ([`PinCounts::mark_table`]): it is refused like a reserved frame. A
+//! count that reaches [`MAX_COUNT`] refuses further pins rather than
+//! wrapping or saturating into a sentinel.
 
 use crate::addr::Pfn;
 use crate::error::MmError;
@@ -20,15 +23,17 @@ use crate::frames::PhysLayout;
 const RESERVED: u32 = u32::MAX;
 /// Slot of a frame number inside the tracked span that is not RAM.
 const NOT_RAM: u32 = u32::MAX - 1;
+/// Slot of a pool frame that currently holds a page table.
+const TABLE: u32 = u32::MAX - 2;
 /// The highest count a frame can hold; slots above it are sentinels.
-pub(crate) const MAX_COUNT: u32 = u32::MAX - 2;
+pub(crate) const MAX_COUNT: u32 = u32::MAX - 3;
 
 /// Why the frame behind slot value `slot` (at or above [`MAX_COUNT`])
 /// cannot be pinned.
 #[cold]
 fn refused(pfn: Pfn, slot: u32) -> MmError {
     match slot {
-        RESERVED => MmError::FrameReserved { pfn: pfn.0 },
+        RESERVED | TABLE => MmError::FrameReserved { pfn: pfn.0 },
         NOT_RAM => MmError::FrameNotInGuest { pfn: pfn.0 },
         _ => MmError::Invalid("frame pin count at its limit"),
     }
@@ -93,6 +98,37 @@ impl PinCounts {
     /// The count of `pfn` (0 for untracked or blocked frames).
     pub fn get(&self, pfn: Pfn) -> u32 {
         self.counts.get(pfn.0 as usize).copied().filter(|&c| c <= MAX_COUNT).unwrap_or(0)
+    }
+
+    /// Marks `pfn`, an unpinned frame, as holding a page table: it cannot
+    /// be pinned (`FrameReserved`, EPERM) until [`PinCounts::unmark_table`].
+    /// False (nothing changed) if the frame is untracked, pinned or
+    /// blocked.
+    pub(crate) fn mark_table(&mut self, pfn: Pfn) -> bool {
+        match self.counts.get_mut(pfn.0 as usize) {
+            Some(c) if *c == 0 => {
+                *c = TABLE;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends [`PinCounts::mark_table`]: the frame reads as unpinned again.
+    /// False (nothing changed) if it was not marked.
+    pub(crate) fn unmark_table(&mut self, pfn: Pfn) -> bool {
+        match self.counts.get_mut(pfn.0 as usize) {
+            Some(c) if *c == TABLE => {
+                *c = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Does `pfn` hold a page table (see [`PinCounts::mark_table`])?
+    pub fn is_table(&self, pfn: Pfn) -> bool {
+        self.counts.get(pfn.0 as usize) == Some(&TABLE)
     }
 
     /// Sum of all counts: the number of pins held.
@@ -167,15 +203,15 @@ mod tests {
 
     #[test]
     fn every_value_below_the_sentinels_is_a_count() {
-        // The limit sits right under the two sentinels: a count of
-        // u32::MAX - 3 can take one more pin, u32::MAX - 2 none.
+        // The limit sits right under the three sentinels: a count of
+        // u32::MAX - 4 can take one more pin, u32::MAX - 3 none.
         let mut m = PinCounts::new(4);
-        m.counts[1] = u32::MAX - 3;
+        m.counts[1] = u32::MAX - 4;
         m.pin_all(&[Pfn(1)]).unwrap();
-        assert_eq!(m.get(Pfn(1)), u32::MAX - 2);
+        assert_eq!(m.get(Pfn(1)), u32::MAX - 3);
         assert!(m.check(Pfn(1)).is_err());
         assert!(!m.unpin(Pfn(1)));
-        assert_eq!(m.get(Pfn(1)), u32::MAX - 3);
+        assert_eq!(m.get(Pfn(1)), u32::MAX - 4);
     }
 
     #[test]
@@ -211,5 +247,23 @@ mod tests {
         assert_eq!(m.get(Pfn(5)), MAX_COUNT);
         assert_eq!(m.pin_all(&[Pfn(5)]), Err(MmError::Invalid("frame pin count at its limit")));
         assert_eq!(m.get(Pfn(5)), MAX_COUNT);
+    }
+
+    #[test]
+    fn a_table_frame_is_refused_like_a_reserved_one_until_unmarked() {
+        let mut m = PinCounts::new(8);
+        m.pin_all(&[Pfn(2)]).unwrap();
+        // Only an unpinned, unblocked, tracked frame can become a table.
+        assert!(!m.mark_table(Pfn(2)) && !m.mark_table(Pfn(8)));
+        assert!(m.mark_table(Pfn(3)));
+        assert!(!m.mark_table(Pfn(3)), "marked twice");
+        assert!(m.is_table(Pfn(3)) && !m.is_table(Pfn(2)));
+        assert_eq!(m.pin_all(&[Pfn(2), Pfn(3)]), Err(MmError::FrameReserved { pfn: 3 }));
+        assert_eq!((m.get(Pfn(2)), m.get(Pfn(3)), m.total()), (1, 0, 1));
+        assert!(!m.unpin(Pfn(3)), "unpinning a table frame");
+        assert!(m.is_table(Pfn(3)));
+        assert!(m.unmark_table(Pfn(3)) && !m.unmark_table(Pfn(3)) && !m.unmark_table(Pfn(2)));
+        m.pin_all(&[Pfn(3)]).unwrap();
+        assert_eq!(m.get(Pfn(3)), 1);
     }
 }

@@ -14,6 +14,13 @@
 //!
 //! Pin counts live here too, behind one lock, because freeing a frame needs
 //! both. The lock is taken once per operation, never per page.
+//!
+//! When its own region is used up, the page-table allocator borrows pool
+//! frames one at a time ([`Frames::take_table`], as Linux allocates page
+//! tables from the page allocator). Such a frame is neither owned nor
+//! pinned: its pin slot holds the table sentinel, so nothing can pin it
+//! (`EPERM`, as a VMM-reserved frame) and the pool does not hand it out
+//! until the allocator gives it back ([`Frames::give_table`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,6 +38,8 @@ pub struct FrameState {
     pub(super) pins: PinCounts,
     pub(super) free: FreeList,
     pub(super) owned: OwnedSet,
+    /// Pool frames lent to page-table allocators.
+    pub(super) tables: u64,
 }
 
 impl FrameState {
@@ -38,9 +47,16 @@ impl FrameState {
         self.free.region_of(pfn).is_some()
     }
 
-    /// Is `pfn` a pool frame that nobody owns and nothing pins?
+    /// Is `pfn` a pool frame that nobody owns, nothing pins and no page
+    /// table uses?
     fn unused_pool_frame(&self, pfn: Pfn) -> bool {
-        self.is_pool(pfn) && !self.owned.contains(pfn) && self.pins.get(pfn) == 0
+        self.is_pool(pfn) && !self.owned.contains(pfn) && self.pins.get(pfn) == 0 && !self.pins.is_table(pfn)
+    }
+
+    /// Is `pfn` off the free list for a reason: owned, pinned, or lent
+    /// to a page-table allocator?
+    pub(super) fn in_use(&self, pfn: Pfn) -> bool {
+        self.owned.contains(pfn) || self.pins.get(pfn) > 0 || self.pins.is_table(pfn)
     }
 
     /// Returns `pfn` to the free list if it is a pool frame that no owner
@@ -69,6 +85,11 @@ impl FrameState {
                 self.release(p);
             }
         }
+    }
+
+    /// Pool frames lent to page-table allocators ([`Frames::take_table`]).
+    pub fn pool_tables(&self) -> u64 {
+        self.tables
     }
 
     /// The pin counts.
@@ -148,8 +169,12 @@ impl Frames {
             }
             frames.push((Pfn(base.0 >> PAGE_SHIFT), Pfn(end)));
         }
-        let state =
-            FrameState { pins: PinCounts::new(ram_frames), free: FreeList::new(&frames)?, owned: OwnedSet::default() };
+        let state = FrameState {
+            pins: PinCounts::new(ram_frames),
+            free: FreeList::new(&frames)?,
+            owned: OwnedSet::default(),
+            tables: 0,
+        };
         Ok(Frames(Arc::new(Shared { state: Mutex::new(state), nr_frames: ram_frames })))
     }
 
@@ -191,6 +216,40 @@ impl Frames {
     /// Pool pages free.
     pub fn pool_free(&self) -> usize {
         self.lock().pool_free()
+    }
+
+    /// Lends one free pool frame to a page-table allocator: until
+    /// [`Frames::give_table`] it is off the free list and cannot be pinned
+    /// (so no page array, and no mapping built on one, can ever name it).
+    /// The frame holds whatever it last held: the page-table code zeroes or
+    /// overwrites a table before linking it. `ENOMEM` when the pool is
+    /// empty.
+    pub fn take_table(&self) -> Result<Pfn, MmError> {
+        let mut st = self.lock();
+        let pfn = st.free.take(1).and_then(|v| v.first().copied()).ok_or(MmError::OutOfMemory("page-table pages"))?;
+        if !st.pins.mark_table(pfn) {
+            // A free frame is unpinned; anything else is a corrupt free
+            // list. The frame stays off it (leaked, which the census
+            // reports) rather than become a table something pins.
+            log::error!("free pool frame {pfn:#x} is pinned or blocked");
+            return Err(MmError::OutOfMemory("page-table pages"));
+        }
+        st.tables += 1;
+        Ok(pfn)
+    }
+
+    /// Takes back a frame lent by [`Frames::take_table`]; it returns to
+    /// the free list. False (nothing changed, logged) if `pfn` is not a
+    /// lent pool frame.
+    pub fn give_table(&self, pfn: Pfn) -> bool {
+        let mut st = self.lock();
+        if !st.is_pool(pfn) || !st.pins.unmark_table(pfn) {
+            log::error!("frame {pfn:#x} given back as a page table was not lent as one");
+            return false;
+        }
+        st.tables = st.tables.saturating_sub(1);
+        st.release(pfn);
+        true
     }
 
     /// The pin count of `pfn`.

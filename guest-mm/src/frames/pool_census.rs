@@ -19,7 +19,7 @@ pub struct PoolCensus {
     pub total: usize,
     /// On the free list once, with no owner and no pin.
     pub free: usize,
-    /// Off the free list, owned or pinned.
+    /// Off the free list, owned, pinned or lent as a page table.
     pub used: usize,
     /// Off the free list, yet neither owned nor pinned: lost for good.
     pub leaked: Vec<Pfn>,
@@ -38,11 +38,12 @@ fn count(n: u64) -> usize {
 
 impl FrameState {
     /// Accounts for every pool frame: free (on the free list), or used
-    /// (owned by a [`crate::frames::PoolPages`] handle or pinned). See
+    /// (owned by a [`crate::frames::PoolPages`] handle, pinned, or lent to a
+    /// page-table allocator). See
     /// [`PoolCensus`].
     pub fn pool_census(&self) -> PoolCensus {
         let mut c = PoolCensus { total: count(self.free.total()), ..PoolCensus::default() };
-        let used = |p: Pfn| self.owned.contains(p) || self.pins.get(p) > 0;
+        let used = |p: Pfn| self.in_use(p);
         let mut listed: Vec<Pfn> = self.free.returned().to_vec();
         listed.sort_unstable();
         // The returned frames, each distinct frame once, with how often

@@ -1,9 +1,11 @@
 //! Capturing the leaves of a range ([`PageTables::leaves`]) and putting
 //! them back after an unmap ([`PageTables::restore`]): the rollback path
-//! of a failed replace.
+//! of a failed replace; and writing captured leaves into an empty range
+//! ([`PageTables::copy_leaves`]), the forward path of an mremap move.
 //!
 //! `leaves` reads guest memory only, like `translate`. `restore` writes
-//! through the writer, with allocations that bypass failure injection.
+//! through the writer, with allocations that bypass failure injection;
+//! `copy_leaves` honours it and stops at the first failure.
 
 use vm_memory::GuestMemory;
 
@@ -197,7 +199,8 @@ impl<M: GuestMemory> PageTables<M> {
     /// table count are exactly as before.
     ///
     /// Table allocations bypass failure injection (this is the rollback
-    /// path). Everything possible is restored; the first error (a slot
+    /// path) and take frames a hold kept first
+    /// ([`crate::TableAllocator::hold_freed`]). Everything possible is restored; the first error (a slot
     /// holding something else: `MmError::Exists`) is returned at the end.
     pub fn restore(&mut self, leaves: &[Leaf], splits: &[SplitRecord]) -> Result<(), MmError> {
         let mut first_err = None;
@@ -220,6 +223,21 @@ impl<M: GuestMemory> PageTables<M> {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Writes `leaves` (captured by [`PageTables::leaves`], possibly
+    /// relocated) into their slots, which must be empty, creating tables
+    /// as needed; stops at the first failure (`ENOMEM` when no table page
+    /// is left, `MmError::Exists` for a used slot) and returns it, with
+    /// the leaves before it written (the caller unmaps them) and the
+    /// failing leaf's own tables undone. Allocations honour failure
+    /// injection: this is a forward operation, not a rollback.
+    pub fn copy_leaves(&mut self, leaves: &[Leaf]) -> Result<(), MmError> {
+        let mut w = self.writer(false, 0);
+        for leaf in leaves {
+            w.restore_leaf(leaf)?;
+        }
+        Ok(())
     }
 }
 

@@ -40,6 +40,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let (parts, mut act) = desc.into_parts();
         let (start, len) = (vma.start(), vma.size());
         action::check_pins(&act.kind, &self.frames)?;
+        action::check_table_frames(&act.kind, &self.frames)?;
         let mut new_vma = crate::vma::Vma::from_parts(start, vma.end(), parts, vma.provider(), vma.provider_name());
         for pin in action::pins(&act.kind) {
             new_vma.hold(pin);

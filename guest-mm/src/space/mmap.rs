@@ -62,6 +62,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         // A page array must be pinned in this space's frame state (its
         // frames were checked when it was pinned).
         action::check_pins(&desc.action().kind, &self.frames)?;
+        action::check_table_frames(&desc.action().kind, &self.frames)?;
 
         // 4. A fixed mapping over existing ones detaches them (atomically).
         let replaces = self.vmas.intersects(start.raw(), end);

@@ -68,6 +68,8 @@ mod rollback;
 #[cfg(test)]
 mod seal_model_tests;
 #[cfg(test)]
+mod table_pool_tests;
+#[cfg(test)]
 mod test_util;
 mod vma_flags;
 mod vma_life;
@@ -98,6 +100,8 @@ pub const USER_END: u64 = 1 << 47;
 #[derive(Clone, Debug)]
 pub struct SpaceConfig {
     /// Guest-physical region (in RAM) for page-table pages; never mappable.
+    /// Tables come from here first; once it is used up, from the pool
+    /// (pool frames holding tables are never pinnable or mappable either).
     pub table_region: (GuestAddress, u64),
     /// Guest-physical region (in RAM) for the kernel page pool.
     pub pool_region: Option<(GuestAddress, u64)>,
@@ -188,7 +192,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let frames = Frames::with_pool_regions(layout.ram_end().0, &pool)?;
         frames.block(&layout);
-        let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?)?;
+        let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?.with_pool(frames.clone()))?;
         Ok(AddressSpace {
             pt,
             vmas: VmaTree::new(),

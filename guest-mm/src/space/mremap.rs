@@ -230,7 +230,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             relocate(&l, old.raw(), old_end, delta, &mut copies);
         }
         // The old range's VMAs and runs pin every frame of the copies.
-        if let Err(e) = self.pt.restore(&copies, &[]) {
+        // The copy stops at its first failure; what it wrote is cleared.
+        if let Err(e) = self.pt.copy_leaves(&copies) {
             match self.pt.unmap_range(to, moved) {
                 Ok(un) => self.deferred.merge(un.flush),
                 Err(e2) => log::error!("undoing a failed move at {:#x}: {e2}", to.raw()),

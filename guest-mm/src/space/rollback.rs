@@ -1,5 +1,13 @@
 //! Detach and reattach of the range a fixed mapping replaces, so that a
 //! failed fixed mapping leaves the old mappings exactly as they were.
+//!
+//! The tables the detach empties and frees may have to be built again by
+//! the reattach. From the detach until the commit or the reattach, the
+//! table allocator holds the pool frames of freed tables for itself
+//! ([`crate::TableAllocator::hold_freed`]; region frames are its own
+//! anyway), and everything the new mapping took is freed again before a
+//! reattach: the restore finds every frame it needs without asking the
+//! pool, so it cannot run out of table pages whoever else allocates.
 
 use vm_memory::GuestMemoryBackend;
 
@@ -31,7 +39,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     pub(crate) fn detach(&mut self, start: GuestVirtAddr, len: u64) -> Result<Detached, MmError> {
         let leaves = self.pt.leaves(start, len);
         let originals: Vec<Vma> = self.vmas.overlapping(start.raw(), start.raw() + len).cloned().collect();
-        let un = self.pt.unmap_range(start, len)?;
+        self.pt.allocator_mut().hold_freed();
+        let un = match self.pt.unmap_range(start, len) {
+            Ok(un) => un,
+            Err(e) => {
+                self.pt.allocator_mut().release_held();
+                return Err(e);
+            }
+        };
         let vmas = self.vmas.remove_range(start.raw(), start.raw() + len);
         let runs = self.page_pins.take(start.raw(), start.raw() + len);
         Ok(Detached { leaves, originals, splits: un.splits, vmas, flush: un.flush, runs })
@@ -42,6 +57,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// entries must be flushed. `new` is the range of the mapping that
     /// replaced it.
     pub(crate) fn commit(&mut self, d: Detached, new: (u64, u64)) -> FlushSet {
+        self.pt.allocator_mut().release_held();
         drop(d.runs);
         self.commit_vmas(new, &d.originals, d.vmas);
         d.flush
@@ -54,6 +70,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if let Err(e) = self.pt.restore(&d.leaves, &d.splits) {
             log::error!("restoring a replaced range failed: {e}");
         }
+        self.pt.allocator_mut().release_held();
         self.page_pins.put_back(d.runs, 0);
         // The VMAs the detach split keep their remnants outside the range;
         // replace those by the originals so boundaries are as before.
