@@ -265,6 +265,22 @@ impl Linux {
         self.proc_files.refresh(hv, path, &self.view());
     }
 
+    /// Before a read of `fd`: a generated `/proc` file read from its
+    /// start is rendered again (the file layer then takes the new text).
+    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) {
+        let name = {
+            let mut vfs = self.vfs();
+            let Ok(st) = vfs.fstat(fd) else { return };
+            let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
+            let Some(name) = self.proc_files.rendered(ino) else { return };
+            if vfs.lseek(fd, 0, libc::SEEK_CUR) != Ok(0) {
+                return;
+            }
+            name
+        };
+        self.refresh_proc(hv, name.as_bytes());
+    }
+
     /// What the `/proc` files show beyond the address space.
     fn view(&self) -> View<'_> {
         let p = self.proc();

@@ -26,6 +26,8 @@ type Cell = Arc<Mutex<BTreeMap<&'static str, Vec<u8>>>>;
 #[derive(Default)]
 pub struct ProcFiles {
     cell: Cell,
+    /// The inode of each rendered file, to know one when it is read.
+    inodes: Mutex<BTreeMap<u64, &'static str>>,
 }
 
 /// The files rendered from the address space.
@@ -55,7 +57,17 @@ impl ProcFiles {
             vfs.register_synthetic(path, move || text.as_bytes().to_vec())?;
         }
         vfs.register_special("/proc/self/pagemap", Special::Tag(PAGEMAP), 0o100444)?;
+        let mut inodes = self.inodes.lock().unwrap_or_else(|e| e.into_inner());
+        for &path in RENDERED {
+            let st = vfs.newfstatat(super::fs::Fd::CWD, path.as_bytes(), 0)?;
+            inodes.insert(u64::from_le_bytes(st[8..16].try_into().unwrap_or_default()), path);
+        }
         Ok(())
+    }
+
+    /// The rendered file with inode `ino`, if it is one.
+    pub fn rendered(&self, ino: u64) -> Option<&'static str> {
+        self.inodes.lock().unwrap_or_else(|e| e.into_inner()).get(&ino).copied()
     }
 
     /// Renders the file `path` names, if it is one of the generated ones,

@@ -104,7 +104,10 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
         Some(Special::Tag(t)) => c.linux.read_special(c, fd, t, len, None),
-        None => c.linux.vfs().read(fd, len).map_err(e),
+        None => {
+            c.linux.before_read(c.hv, fd);
+            c.linux.vfs().read(fd, len).map_err(e)
+        }
     }
 }
 
