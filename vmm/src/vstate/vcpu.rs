@@ -252,6 +252,16 @@ impl Vcpu {
         self.fd.set_regs(r)
     }
 
+    /// The x87 and SSE registers and MXCSR (`KVM_GET_FPU`).
+    pub fn fpu(&self) -> Result<kvm_bindings::kvm_fpu, kvm_ioctls::Error> {
+        self.fd.get_fpu()
+    }
+
+    /// Replaces the x87 and SSE registers and MXCSR (`KVM_SET_FPU`).
+    pub fn set_fpu(&self, f: &kvm_bindings::kvm_fpu) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_fpu(f)
+    }
+
     /// System registers (for diagnostics).
     pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, kvm_ioctls::Error> {
         self.fd.get_sregs()
