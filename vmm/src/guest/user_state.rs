@@ -18,12 +18,12 @@ use kvm_bindings::{kvm_fpu, kvm_regs};
 
 /// The arithmetic flags, `TF`, `DF`, `AC` and `RF`: what user mode may
 /// change in RFLAGS (Linux's `FIX_EFLAGS`, used by `rt_sigreturn`).
-pub const USER_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x1_0000;
+pub const USER_SETTABLE_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x1_0000;
 
-/// RFLAGS `new` may give user mode: its [`USER_RFLAGS`] bits, every
+/// RFLAGS `new` may give user mode: its [`USER_SETTABLE_RFLAGS`] bits, every
 /// other bit from `old` (the flags user mode had).
 pub fn user_rflags(old: u64, new: u64) -> u64 {
-    (old & !USER_RFLAGS) | (new & USER_RFLAGS)
+    (old & !USER_SETTABLE_RFLAGS) | (new & USER_SETTABLE_RFLAGS)
 }
 
 /// Reads and writes the FPU/SSE state of the vCPU a [`UserState`]
@@ -107,7 +107,7 @@ mod tests {
         // Clearing IF is refused as well.
         assert_eq!(user_rflags(0x202, 0), 0x202);
         // The arithmetic flags and DF/TF/AC go through.
-        assert_eq!(user_rflags(0x2, 0xffff_ffff) & USER_RFLAGS, USER_RFLAGS);
+        assert_eq!(user_rflags(0x2, 0xffff_ffff) & USER_SETTABLE_RFLAGS, USER_SETTABLE_RFLAGS);
     }
 
     struct NoFpu;

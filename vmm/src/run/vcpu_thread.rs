@@ -440,7 +440,8 @@ impl VcpuThread {
                 return self.fail(format!("cannot return to user mode at {:#x} with sysret", new.rip));
             }
             let (rip, rflags) = (regs.rip, regs.rflags);
-            regs = kvm_bindings::kvm_regs { rip, rflags, rcx: new.rip, r11: user_rflags(view.rflags, new.rflags), ..new };
+            regs =
+                kvm_bindings::kvm_regs { rip, rflags, rcx: new.rip, r11: user_rflags(view.rflags, new.rflags), ..new };
         } else {
             regs = kvm_bindings::kvm_regs { rflags: user_rflags(view.rflags, new.rflags), ..new };
         }

@@ -288,8 +288,8 @@ fn huge_page_mappings_stay_whole_pages() {
 
 #[test]
 fn unresolved_faults_are_told_apart_as_linux_signals_them() {
-    use crate::hosted::stub::abi::{map, nr, prot};
     use super::FaultCause;
+    use crate::hosted::stub::abi::{map, nr, prot};
     let (hv, _, _) = setup_with_flusher();
     let flags = map::PRIVATE | map::ANONYMOUS;
     let ro = call(&hv, nr::MMAP, [0, 0x1000, prot::READ, flags, 0, 0]).ret as u64;

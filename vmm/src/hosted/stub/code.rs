@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(mnemonic_at(&s, s.exception_entries[14]), Mnemonic::Push);
         assert_eq!(mnemonic_at(&s, s.syscall_entry), Mnemonic::Out);
         assert_eq!(mnemonic_at(&s, s.int80_entry), Mnemonic::Out);
-        assert_eq!(mnemonic_at(&s, s.syscall_return), Mnemonic::Sysret);
+        assert_eq!(mnemonic_at(&s, s.syscall_return), Mnemonic::Sysretq);
         assert_eq!(mnemonic_at(&s, s.exc_report_rip), Mnemonic::Mov);
         assert_eq!(mnemonic_at(&s, s.flush_ack_rip), Mnemonic::Iretq);
         assert_eq!(mnemonic_at(&s, s.exc_retry), Mnemonic::Add);

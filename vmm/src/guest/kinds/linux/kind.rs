@@ -14,10 +14,12 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::image::{self, Image, TASK_SIZE};
 use super::stack::{self, at, StackSpec};
-use super::syscalls;
+use super::{signal, syscalls};
 use crate::config::VmConfig;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
+use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
+use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::program::{self, Program};
@@ -67,6 +69,8 @@ pub struct Proc {
     pub sigactions: BTreeMap<u32, [u64; 4]>,
     /// The blocked-signal mask.
     pub sigmask: u64,
+    /// Signals sent and not yet delivered (one of each).
+    pub pending: BTreeMap<u32, super::signal::SigInfo>,
     /// `sigaltstack`: (sp, flags, size).
     pub altstack: (u64, u32, u64),
     /// The FS base the program set.
@@ -89,6 +93,7 @@ impl Proc {
             rlimits,
             sigactions: BTreeMap::new(),
             sigmask: 0,
+            pending: BTreeMap::new(),
             altstack: (0, 2, 0), // SS_DISABLE
             fs_base: 0,
             umask: 0o022,
@@ -325,6 +330,16 @@ const SECCOMP_ROWS: &[Row] = &[
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "arch_prctl(ARCH_SET_FS/ARCH_SET_GS) writes IA32_FS_BASE/IA32_GS_BASE",
     },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_get_fpu, "KVM_GET_FPU"),
+        why: "a signal frame saves the interrupted FPU/SSE state",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_fpu, "KVM_SET_FPU"),
+        why: "a handler starts with a fresh FPU state; rt_sigreturn restores the saved one",
+    },
 ];
 
 impl GuestKind for Linux {
@@ -387,6 +402,36 @@ impl GuestKind for Linux {
 
     fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         syscalls::dispatch(hv, vcpu, self, args)
+    }
+
+    /// Serves the call, then delivers a pending signal (`rt_sigreturn`
+    /// needs the registers, so it is served here).
+    fn syscall_in(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
+        let args = Args::from_regs(&user.regs);
+        let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
+            let fx = signal::sigreturn(self, hv, vcpu, user);
+            (fx, user.regs)
+        } else {
+            let out = syscalls::dispatch(hv, vcpu, self, &args);
+            user.regs.rax = out.ret as u64;
+            // `syscall` returns to rcx with r11's flags.
+            let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
+            (out.effects, resume)
+        };
+        if fx.exit_group.is_some() || fx.exit_vcpu.is_some() || fx.fatal.is_some() {
+            return fx;
+        }
+        signal::at_syscall_return(self, hv, vcpu, user, &resume, fx)
+    }
+
+    fn on_user_fault(
+        &self,
+        hv: &HostedKernel,
+        vcpu: u8,
+        report: &ExceptionReport,
+        user: &mut UserState<'_>,
+    ) -> FaultAction {
+        signal::on_fault(self, hv, vcpu, report, user)
     }
 
     fn seccomp_rows(&self) -> &'static [Row] {

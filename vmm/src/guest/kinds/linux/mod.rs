@@ -8,6 +8,7 @@
 pub mod fs;
 pub mod image;
 mod kind;
+pub mod signal;
 pub mod spec;
 pub mod stack;
 pub mod syscalls;
