@@ -12,9 +12,13 @@
 //! What this module does not do: read or write the vCPU itself. The
 //! runner fills a [`UserState`] before the kind's call and applies it
 //! after; the FPU is reached through [`FpuAccess`], only when the kind
-//! asks (two ioctls a kind that never asks never makes).
+//! asks (ioctls a kind that never asks never makes).
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
+
+/// The legacy region of the FPU/SSE state, as `fxsave` writes it: x87
+/// control, status and registers, MXCSR, XMM0-15 (512 bytes).
+pub type FxImage = [u8; 512];
 
 /// The arithmetic flags, `TF`, `DF`, `AC` and `RF`: what user mode may
 /// change in RFLAGS (Linux's `FIX_EFLAGS`, used by `rt_sigreturn`).
@@ -29,10 +33,11 @@ pub fn user_rflags(old: u64, new: u64) -> u64 {
 /// Reads and writes the FPU/SSE state of the vCPU a [`UserState`]
 /// belongs to.
 pub trait FpuAccess {
-    /// The x87, SSE registers and MXCSR (`KVM_GET_FPU`).
-    fn read_fpu(&self) -> Result<kvm_fpu, String>;
-    /// Replaces them (`KVM_SET_FPU`).
-    fn write_fpu(&self, fpu: &kvm_fpu) -> Result<(), String>;
+    /// The legacy region (`KVM_GET_XSAVE`).
+    fn read_fpu(&self) -> Result<FxImage, String>;
+    /// Replaces it, MXCSR's reserved bits cleared; other XSAVE
+    /// components stay (`KVM_SET_XSAVE`).
+    fn write_fpu(&self, fpu: &FxImage) -> Result<(), String>;
 }
 
 /// The user-mode registers of one vCPU, as the kind sees them and as the
@@ -43,7 +48,7 @@ pub struct UserState<'a> {
     /// [`crate::guest::kind::GuestKind::syscall_in`]).
     pub regs: kvm_regs,
     fpu: &'a dyn FpuAccess,
-    new_fpu: Option<kvm_fpu>,
+    new_fpu: Option<FxImage>,
 }
 
 impl std::fmt::Debug for UserState<'_> {
@@ -59,7 +64,7 @@ impl<'a> UserState<'a> {
     }
 
     /// The FPU/SSE state (what [`UserState::set_fpu`] set, if it did).
-    pub fn fpu(&self) -> Result<kvm_fpu, String> {
+    pub fn fpu(&self) -> Result<FxImage, String> {
         match &self.new_fpu {
             Some(f) => Ok(*f),
             None => self.fpu.read_fpu(),
@@ -67,17 +72,17 @@ impl<'a> UserState<'a> {
     }
 
     /// Replaces the FPU/SSE state (applied with the registers).
-    pub fn set_fpu(&mut self, fpu: kvm_fpu) {
+    pub fn set_fpu(&mut self, fpu: FxImage) {
         self.new_fpu = Some(fpu);
     }
 
     /// The FPU state to write, if the kind replaced it.
-    pub fn take_new_fpu(&mut self) -> Option<kvm_fpu> {
+    pub fn take_new_fpu(&mut self) -> Option<FxImage> {
         self.new_fpu.take()
     }
 
     /// Writes `fpu` through this state's vCPU now.
-    pub fn write_fpu(&self, fpu: &kvm_fpu) -> Result<(), String> {
+    pub fn write_fpu(&self, fpu: &FxImage) -> Result<(), String> {
         self.fpu.write_fpu(fpu)
     }
 }
@@ -112,10 +117,10 @@ mod tests {
 
     struct NoFpu;
     impl FpuAccess for NoFpu {
-        fn read_fpu(&self) -> Result<kvm_fpu, String> {
+        fn read_fpu(&self) -> Result<FxImage, String> {
             Err("no fpu".into())
         }
-        fn write_fpu(&self, _: &kvm_fpu) -> Result<(), String> {
+        fn write_fpu(&self, _: &FxImage) -> Result<(), String> {
             Err("no fpu".into())
         }
     }
@@ -124,9 +129,10 @@ mod tests {
     fn a_set_fpu_is_read_back_without_the_vcpu() {
         let mut s = UserState::new(kvm_regs::default(), &NoFpu);
         assert!(s.fpu().is_err());
-        let f = kvm_fpu { mxcsr: 0x1f80, ..Default::default() };
+        let mut f = [0u8; 512];
+        f[24] = 0x80;
         s.set_fpu(f);
-        assert_eq!(s.fpu().map(|f| f.mxcsr), Ok(0x1f80));
+        assert_eq!(s.fpu().map(|f| f[24]), Ok(0x80));
         assert!(s.take_new_fpu().is_some());
         assert!(s.take_new_fpu().is_none());
     }

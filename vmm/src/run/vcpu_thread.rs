@@ -14,7 +14,7 @@ use devices::ExitLatch;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::guest::kind::SharedKind;
-use crate::guest::user_state::{user_rflags, FaultAction, FpuAccess, UserState};
+use crate::guest::user_state::{user_rflags, FaultAction, FpuAccess, FxImage, UserState};
 use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{Block, FaultOutcome, HostedKernel};
 use crate::hosted::stub::KernelStub;
@@ -100,12 +100,12 @@ impl tlb::ShootdownVcpu for NmiTarget<'_> {
 struct VcpuFpu<'a>(&'a Vcpu);
 
 impl FpuAccess for VcpuFpu<'_> {
-    fn read_fpu(&self) -> Result<kvm_bindings::kvm_fpu, String> {
-        self.0.fpu().map_err(|e| format!("cannot read the FPU state: {e}"))
+    fn read_fpu(&self) -> Result<FxImage, String> {
+        self.0.fx_state().map_err(|e| format!("cannot read the FPU state: {e}"))
     }
 
-    fn write_fpu(&self, fpu: &kvm_bindings::kvm_fpu) -> Result<(), String> {
-        self.0.set_fpu(fpu).map_err(|e| format!("cannot set the FPU state: {e}"))
+    fn write_fpu(&self, fpu: &FxImage) -> Result<(), String> {
+        self.0.set_fx_state(fpu).map_err(|e| format!("cannot set the FPU state: {e}"))
     }
 }
 

@@ -332,13 +332,13 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
-        call: Call::Ioctl(crate::seccomp::rules::kvm_get_fpu, "KVM_GET_FPU"),
+        call: Call::Ioctl(crate::seccomp::rules::kvm_get_xsave, "KVM_GET_XSAVE"),
         why: "a signal frame saves the interrupted FPU/SSE state",
     },
     Row {
         thread: ThreadKind::Vcpu,
-        call: Call::Ioctl(crate::seccomp::rules::kvm_set_fpu, "KVM_SET_FPU"),
-        why: "a handler starts with a fresh FPU state; rt_sigreturn restores the saved one",
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_xsave, "KVM_SET_XSAVE"),
+        why: "a handler starts with a fresh FPU state; rt_sigreturn restores the saved one (KVM_SET_FPU cannot set MXCSR)",
     },
 ];
 

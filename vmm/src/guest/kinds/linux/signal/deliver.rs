@@ -13,9 +13,9 @@
 //! registers, the FPU state and the mask; the runner keeps the
 //! privileged RFLAGS bits and the segments whatever the frame says.
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
 
-use super::fpstate::{from_fxsave, to_fxsave, FXSAVE_SIZE};
+use super::fpstate::{self, FXSAVE_SIZE};
 use super::frame::{self, AltStack, FrameContent, Trap, INFO, RED_ZONE, UC, UCONTEXT_SIZE};
 use super::info::{bit, code, default_ignored, sa, sig, SigInfo, UNBLOCKABLE};
 use crate::guest::kinds::linux::Linux;
@@ -40,12 +40,6 @@ enum Undeliverable {
     Kill(u32),
     /// The VMM could not do its part (the run cannot go on).
     Fatal(String),
-}
-
-/// The FPU state a handler (or `rt_sigreturn` without an image) starts
-/// with: what `fninit` and a reset MXCSR give.
-fn initial_fpu() -> kvm_fpu {
-    kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }
 }
 
 /// Is `sp` on the alternate stack `(sp, flags, size)`?
@@ -105,8 +99,7 @@ fn act(
         log::debug!("linux: signal {s}: the frame overflows the alternate stack: SIGSEGV");
         return Err(Undeliverable::Kill(sig::SIGSEGV));
     }
-    let fpu = user.fpu().map_err(Undeliverable::Fatal)?;
-    let fx = to_fxsave(&fpu);
+    let fx = user.fpu().map_err(Undeliverable::Fatal)?;
     let content = FrameContent {
         restorer,
         regs: saved,
@@ -146,7 +139,7 @@ fn act(
         rflags: saved.rflags & !HANDLER_CLEARS,
         ..*saved
     };
-    user.set_fpu(initial_fpu());
+    user.set_fpu(fpstate::initial());
     log::debug!("linux: signal {s} delivered to {handler:#x}, frame at {:#x}", at.frame);
     Ok(true)
 }
@@ -205,14 +198,21 @@ pub fn sigreturn(linux: &Linux, hv: &HostedKernel, vcpu: u8, user: &mut UserStat
         log::debug!("linux: rt_sigreturn: no frame at {uc:#x}: SIGSEGV");
         return force_segv(linux, hv, vcpu, user, &at_call);
     };
+    // Linux returns with the saved selectors (RPL 3); any but the user
+    // code and stack selectors cannot be returned to (`iretq` faults).
+    if r.cs | 3 != USER_CS || r.ss | 3 != USER_DS {
+        log::debug!("linux: rt_sigreturn with cs {:#x}, ss {:#x}: SIGSEGV", r.cs, r.ss);
+        let regs = kvm_regs { rflags: crate::guest::user_state::user_rflags(at_call.rflags, r.regs.rflags), ..r.regs };
+        return force_segv(linux, hv, vcpu, user, &regs);
+    }
     let fpu = if r.fpstate == 0 {
-        Some(initial_fpu())
+        Some(fpstate::initial())
     } else if r.fpstate % 16 != 0 {
         None
     } else {
         hv.read_user(vcpu, r.fpstate, FXSAVE_SIZE as u64).ok().and_then(|b| {
-            let img: &[u8; FXSAVE_SIZE] = b.as_slice().try_into().ok()?;
-            Some(from_fxsave(img))
+            let img: [u8; FXSAVE_SIZE] = b.as_slice().try_into().ok()?;
+            Some(fpstate::sanitized(img))
         })
     };
     let Some(fpu) = fpu else {

@@ -184,6 +184,10 @@ pub struct Restored {
     pub fpstate: u64,
     /// `uc_stack`.
     pub altstack: AltStack,
+    /// The code selector saved.
+    pub cs: u16,
+    /// The stack selector saved.
+    pub ss: u16,
 }
 
 /// Reads a `ucontext`; `None` if `b` is short.
@@ -216,7 +220,15 @@ pub fn parse(b: &[u8]) -> Option<Restored> {
     let mut flags = [0u8; 4];
     flags.copy_from_slice(&b[UC_STACK + 8..UC_STACK + 12]);
     let altstack = AltStack { sp: get(b, UC_STACK), flags: u32::from_le_bytes(flags), size: get(b, UC_STACK + 16) };
-    Some(Restored { regs, mask: get(b, UC_SIGMASK), fpstate: w(sc::FPSTATE), altstack })
+    let sel = w(sc::CSGSFS);
+    Some(Restored {
+        regs,
+        mask: get(b, UC_SIGMASK),
+        fpstate: w(sc::FPSTATE),
+        altstack,
+        cs: sel as u16,
+        ss: (sel >> 48) as u16,
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +366,7 @@ mod tests {
         assert_eq!(r.regs, regs);
         assert_eq!((r.mask, r.fpstate), (0x400, at.fpstate));
         assert_eq!(r.altstack, AltStack { sp: 0x5000, flags: 2, size: 0x2000 });
+        assert_eq!((r.cs, r.ss), (0x23, 0x1b));
         assert_eq!(parse(&b[UC..UC + UCONTEXT_SIZE - 1]), None);
     }
 }
