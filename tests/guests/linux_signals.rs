@@ -13,7 +13,10 @@
 //! signals that are blocked or ignored killing anyway; frames corrupted
 //! before `rt_sigreturn` (a non-canonical RIP, a bad FPU pointer, a bad
 //! CS) killing the program with `SIGSEGV`, and privileged RFLAGS bits
-//! in a frame dropped. `SIGBUS` for memory the VMM cannot give is
+//! in a frame dropped; `alarm` waking `pause`, a periodic
+//! `ITIMER_REAL` waking `sigsuspend` (which waits with its own mask and
+//! restores the caller's), `SIGALRM`'s default action (142). `SIGBUS`
+//! for memory the VMM cannot give is
 //! checked under the VMM alone (Linux overcommits). Production seccomp
 //! filters throughout.
 
@@ -118,6 +121,12 @@ fn a_corrupted_frame_kills_the_program_not_the_vmm() {
     let Some(p) = program() else { return };
     let r = guest(&p, "badrip");
     assert!(r.stderr.contains("killed by signal 11"), "{}", r.stderr);
+}
+
+#[test]
+fn alarm_and_itimer_real_wake_pause_and_sigsuspend() {
+    need_kvm!();
+    same_as_host(&[("alarm", 0), ("die-alarm", 142)]);
 }
 
 #[test]

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -286,6 +288,35 @@ static int exhaust(void) {
     return 0;
 }
 
+/* alarm + pause; a periodic ITIMER_REAL + sigsuspend, which waits with
+ * its own mask and restores the caller's. */
+static int alarms(void) {
+    on(SIGALRM, trap_handler, 0);
+    unsigned first = alarm(1);
+    unsigned left = alarm(1);
+    int r = pause();
+    printf("alarm: first %u left %u pause %d eintr %d hits %d sig %d code_kernel %d\n", first, left, r,
+           errno == EINTR, hits, got_sig, got_code == SI_KERNEL);
+    sigset_t b, none, now;
+    sigemptyset(&none);
+    sigemptyset(&b);
+    sigaddset(&b, SIGALRM);
+    sigprocmask(SIG_BLOCK, &b, 0);
+    struct itimerval it = {{0, 20000}, {0, 20000}}, got;
+    setitimer(ITIMER_REAL, &it, 0);
+    for (int i = 0; i < 3; i++)
+        sigsuspend(&none);
+    getitimer(ITIMER_REAL, &got);
+    sigprocmask(SIG_BLOCK, 0, &now);
+    printf("itimer: hits %d interval_us %ld armed %d alrm_still_blocked %d\n", hits, (long)got.it_interval.tv_usec,
+           got.it_value.tv_sec == 0 && got.it_value.tv_usec > 0, sigismember(&now, SIGALRM));
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, 0);
+    getitimer(ITIMER_REAL, &got);
+    printf("stopped: %d\n", got.it_value.tv_sec == 0 && got.it_value.tv_usec == 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IONBF, 0);
     const char *w = argc > 1 ? argv[1] : "";
@@ -296,6 +327,8 @@ int main(int argc, char **argv) {
     if (!strcmp(w, "xmm")) return xmm();
     if (!strcmp(w, "ill")) return ill();
     if (!strcmp(w, "exhaust")) return exhaust();
+    if (!strcmp(w, "alarm")) return alarms();
+    if (!strcmp(w, "die-alarm")) { alarm(1); pause(); return 0; }
     if (!strcmp(w, "fpe")) return fpe();
     if (!strcmp(w, "trap")) return trap();
     if (!strcmp(w, "badrip")) return badframe(0);

@@ -71,6 +71,8 @@ pub struct Proc {
     pub sigmask: u64,
     /// Signals sent and not yet delivered (one of each).
     pub pending: BTreeMap<u32, super::signal::SigInfo>,
+    /// `ITIMER_REAL` (`alarm`, `setitimer`), when armed.
+    pub itimer_real: Option<super::signal::timer::RealTimer>,
     /// `sigaltstack`: (sp, flags, size).
     pub altstack: (u64, u32, u64),
     /// The FS base the program set.
@@ -94,6 +96,7 @@ impl Proc {
             sigactions: BTreeMap::new(),
             sigmask: 0,
             pending: BTreeMap::new(),
+            itimer_real: None,
             altstack: (0, 2, 0), // SS_DISABLE
             fs_base: 0,
             umask: 0o022,
@@ -411,6 +414,21 @@ impl GuestKind for Linux {
         let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
             let fx = signal::sigreturn(self, hv, vcpu, user);
             (fx, user.regs)
+        } else if args.nr == libc::SYS_pause as u64 {
+            return signal::suspend(self, hv, vcpu, user, None);
+        } else if args.nr == libc::SYS_rt_sigsuspend as u64 {
+            let mask = match (args.a[1], hv.read_user(vcpu, args.a[0], 8)) {
+                (8, Ok(b)) => b.try_into().map(u64::from_le_bytes).map_err(|_| libc::EFAULT),
+                (8, Err(e)) => Err(e),
+                _ => Err(libc::EINVAL),
+            };
+            match mask {
+                Ok(m) => return signal::suspend(self, hv, vcpu, user, Some(m)),
+                Err(e) => {
+                    user.regs.rax = (-i64::from(e)) as u64;
+                    return hypercall::Effects::default();
+                }
+            }
         } else {
             let out = syscalls::dispatch(hv, vcpu, self, &args);
             user.regs.rax = out.ret as u64;

@@ -18,11 +18,14 @@ use kvm_bindings::kvm_regs;
 use super::fpstate::{self, FXSAVE_SIZE};
 use super::frame::{self, AltStack, FrameContent, Trap, INFO, RED_ZONE, UC, UCONTEXT_SIZE};
 use super::info::{bit, code, default_ignored, sa, sig, SigInfo, UNBLOCKABLE};
-use crate::guest::kinds::linux::Linux;
+use super::timer;
+use crate::guest::kinds::linux::{Linux, Proc};
 use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::arch::gdt::{USER_CS, USER_DS};
 use crate::hosted::exception::ExceptionReport;
+use crate::hosted::hypercall::Block;
 use crate::hosted::hypercall::{Effects, FaultCause, HostedKernel};
+use std::time::Instant;
 
 /// `ss_flags` bits.
 const SS_ONSTACK: u32 = 1;
@@ -50,8 +53,10 @@ fn on_stack(alt: (u64, u32, u64), sp: u64) -> bool {
 /// How a signal came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
-    /// Sent (pending until unblocked; ignored when ignored).
-    Sent,
+    /// Sent (pending until unblocked; ignored when ignored); the frame
+    /// restores the given mask rather than the current one (a
+    /// `rt_sigsuspend` waiting with its own).
+    Sent(Option<u64>),
     /// Raised by the kernel for what the process did (a fault, a bad
     /// frame): kills when blocked or ignored, as `force_sig_fault`.
     Forced(Trap),
@@ -69,9 +74,9 @@ fn act(
     origin: Origin,
 ) -> Result<bool, Undeliverable> {
     let s = info.signo;
-    let (forced, trap) = match origin {
-        Origin::Sent => (false, Trap::default()),
-        Origin::Forced(t) => (true, t),
+    let (forced, trap, frame_mask) = match origin {
+        Origin::Sent(m) => (false, Trap::default(), m),
+        Origin::Forced(t) => (true, t, None),
     };
     let (action, old_mask, alt) = {
         let p = linux.proc();
@@ -106,7 +111,7 @@ fn act(
         cs: USER_CS,
         ss: USER_DS,
         trap,
-        mask: old_mask,
+        mask: frame_mask.unwrap_or(old_mask),
         altstack: AltStack { sp: alt.0, flags: alt.1 | if on_alt { SS_ONSTACK } else { 0 }, size: alt.2 },
         info,
         fx: &fx,
@@ -144,10 +149,31 @@ fn act(
     Ok(true)
 }
 
+/// Makes `info` pending for the process `p`, unless it is ignored and
+/// not blocked (a blocked one stays: its disposition may change before
+/// it is unblocked). One instance of each signal is pending at most.
+pub fn post(p: &mut Proc, info: SigInfo) {
+    let s = info.signo;
+    let handler = p.sigactions.get(&s).map_or(0, |w| w[0]);
+    let blocked = p.sigmask & bit(s) != 0;
+    if !blocked && (handler == 1 || (handler == 0 && default_ignored(s))) {
+        return;
+    }
+    p.pending.entry(s).or_insert(info);
+}
+
+/// Posts `SIGALRM` if the real-time timer expired.
+fn fire_timers(p: &mut Proc) {
+    if timer::expire(&mut p.itimer_real, Instant::now()) {
+        post(p, timer::alarm_info());
+    }
+}
+
 /// The next signal that may be delivered (the lowest unblocked pending
 /// one), taken off the pending set.
 fn take_next(linux: &Linux) -> Option<SigInfo> {
     let mut p = linux.proc();
+    fire_timers(&mut p);
     let blocked = p.sigmask;
     let s = p.pending.keys().copied().find(|&s| blocked & bit(s) == 0)?;
     p.pending.remove(&s)
@@ -169,7 +195,7 @@ pub fn at_syscall_return(
     fx: Effects,
 ) -> Effects {
     let Some(info) = take_next(linux) else { return fx };
-    match act(linux, hv, vcpu, user, resume, &info, Origin::Sent) {
+    match act(linux, hv, vcpu, user, resume, &info, Origin::Sent(None)) {
         Ok(_) => fx,
         Err(Undeliverable::Kill(s)) => kill_effects(linux, s),
         Err(Undeliverable::Fatal(m)) => Effects { fatal: Some(m), ..fx },
@@ -289,4 +315,41 @@ pub fn on_fault(
             FaultAction::Default
         }
     }
+}
+
+/// `pause()` (`mask` `None`) and `rt_sigsuspend` (`mask` the one to wait
+/// with): a signal that may be delivered is, and the call returns
+/// `EINTR` into its handler (whose frame keeps the mask before the call);
+/// otherwise the vCPU sleeps until the real-time timer expires (or the
+/// run stops) and makes the call again, as Linux restarts it.
+pub fn suspend(linux: &Linux, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, mask: Option<u64>) -> Effects {
+    let nr = user.regs.rax;
+    let eintr = (-i64::from(libc::EINTR)) as u64;
+    let resume = kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, rax: eintr, ..user.regs };
+    let old = {
+        let mut p = linux.proc();
+        let old = p.sigmask;
+        if let Some(m) = mask {
+            p.sigmask = m & !UNBLOCKABLE;
+        }
+        old
+    };
+    if let Some(info) = take_next(linux) {
+        match act(linux, hv, vcpu, user, &resume, &info, Origin::Sent(Some(old))) {
+            Ok(true) => return Effects::default(),
+            // Discarded (ignored by now): keep waiting.
+            Ok(false) => {}
+            Err(Undeliverable::Kill(s)) => return kill_effects(linux, s),
+            Err(Undeliverable::Fatal(m)) => return Effects { fatal: Some(m), ..Default::default() },
+        }
+    }
+    let deadline = {
+        let mut p = linux.proc();
+        p.sigmask = old;
+        p.itimer_real.map(|t| t.deadline)
+    };
+    // Back to the `syscall` instruction (2 bytes), with its number.
+    user.regs = kvm_regs { rip: resume.rip.wrapping_sub(2), rax: nr, ..resume };
+    let block = deadline.map_or(Block::UntilStopped, Block::Until);
+    Effects { block: Some(block), ..Default::default() }
 }

@@ -10,12 +10,15 @@
 //! `sigaltstack` are in `syscalls::process`), queue real-time signals
 //! (one pending instance per signal, as for standard signals), stop or
 //! continue the process (`SIGSTOP`-like defaults are ignored), or
-//! restart an interrupted call (no call here blocks interruptibly).
+//! restart an interrupted call other than `pause` and `rt_sigsuspend`
+//! (no other call here blocks interruptibly). The real-time timer
+//! (`alarm`, `setitimer`) is [`timer`].
 
 pub mod deliver;
 pub mod fpstate;
 pub mod frame;
 pub mod info;
+pub mod timer;
 
-pub use self::deliver::{at_syscall_return, on_fault, sigreturn};
+pub use self::deliver::{at_syscall_return, on_fault, post, sigreturn, suspend};
 pub use self::info::SigInfo;

@@ -10,6 +10,7 @@
 use super::super::kind::rlimit;
 use super::super::random_bytes;
 use super::{ret, Ctx};
+use crate::guest::kinds::linux::signal;
 use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
 
@@ -258,9 +259,7 @@ pub fn sigaltstack(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 }
 
 /// A signal sent to the process itself (`code`: `SI_USER` or
-/// `SI_TKILL`): pending until the call returns, or discarded when it is
-/// ignored and not blocked (a blocked one stays: its disposition may
-/// change before it is unblocked).
+/// `SI_TKILL`): pending until the call returns (see `signal::post`).
 fn signal_self(c: &Ctx<'_>, sig: u64, code: i32) -> Outcome {
     if sig == 0 {
         return Outcome::ret(0);
@@ -269,14 +268,8 @@ fn signal_self(c: &Ctx<'_>, sig: u64, code: i32) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::err(e),
     };
-    let mut p = c.linux.proc();
-    let handler = p.sigactions.get(&s).map_or(0, |w| w[0]);
-    let blocked = p.sigmask & bit(s) != 0;
-    if !blocked && (handler == 1 || (handler == 0 && default_ignored(s))) {
-        return Outcome::ret(0);
-    }
     let info = SigInfo { signo: s, code, fields: Fields::Sender { pid: PID as u32, uid: 0 } };
-    p.pending.entry(s).or_insert(info);
+    signal::post(&mut c.linux.proc(), info);
     Outcome::ret(0)
 }
 

@@ -1,7 +1,7 @@
 //! The table itself: one row per call, in number order.
 
 use super::Status::{Partial, Supported, Unimplemented};
-use super::{io, mm, process, time, Entry};
+use super::{io, itimer, mm, process, time, Entry};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -24,7 +24,11 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 25, name: "mremap", status: Partial, note: "MREMAP_MAYMOVE, MREMAP_FIXED; MREMAP_DONTUNMAP not yet (EINVAL)", handler: Some(mm::mremap) },
     Entry { nr: 26, name: "msync", status: Supported, note: "all memory is resident: checks the range only", handler: Some(mm::msync) },
     Entry { nr: 28, name: "madvise", status: Partial, note: "MADV_WILLNEED, MADV_DONTNEED; NORMAL/RANDOM/SEQUENTIAL accepted; other advice EINVAL", handler: Some(mm::madvise) },
+    Entry { nr: 34, name: "pause", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
     Entry { nr: 35, name: "nanosleep", status: Supported, note: "", handler: Some(time::nanosleep) },
+    Entry { nr: 36, name: "getitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others)", handler: Some(itimer::getitimer) },
+    Entry { nr: 37, name: "alarm", status: Partial, note: "SIGALRM comes when a system call returns after the deadline (or ends a pause/rt_sigsuspend), not in the middle of a computation or a nanosleep", handler: Some(itimer::alarm) },
+    Entry { nr: 38, name: "setitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others), delivered as for alarm", handler: Some(itimer::setitimer) },
     Entry { nr: 39, name: "getpid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 56, name: "clone", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
     Entry { nr: 57, name: "fork", status: Unimplemented, note: "processes are not implemented", handler: None },
@@ -47,6 +51,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 121, name: "getpgid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 127, name: "rt_sigpending", status: Supported, note: "", handler: Some(process::rt_sigpending) },
+    Entry { nr: 130, name: "rt_sigsuspend", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
     Entry { nr: 131, name: "sigaltstack", status: Supported, note: "", handler: Some(process::sigaltstack) },
     Entry { nr: 157, name: "prctl", status: Partial, note: "PR_SET_NAME and PR_GET_NAME", handler: Some(process::prctl) },
     Entry { nr: 158, name: "arch_prctl", status: Partial, note: "ARCH_SET_FS and ARCH_GET_FS", handler: Some(process::arch_prctl) },
