@@ -16,6 +16,7 @@ mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
 mod linux_programs;
+mod linux_signals;
 mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;

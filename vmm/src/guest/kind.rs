@@ -18,7 +18,9 @@ use thiserror::Error;
 use crate::config::ConfigError;
 use crate::config::{BarConfig, VmConfig};
 use crate::guest::elf_program::ElfError;
+use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::{KernelImage, PortAccess};
+use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{self, Args, CheckRecord, ConsoleOut, HostedKernel};
 use crate::hosted::mapper::{Mapper, PoolRam};
 use crate::hosted::program::LoadError;
@@ -216,6 +218,36 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// (e.g. Linux system-call numbers) answers with its own table.
     fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         hv.dispatch(vcpu, args)
+    }
+
+    /// Serves one system call with the calling vCPU's user state at hand:
+    /// a kind may replace any register (and the FPU state) before the
+    /// vCPU resumes, to return from a signal handler or enter one. The
+    /// state is the registers at the exit, with `rip` and `rflags` as
+    /// user mode will see them: at a `syscall` that entered the kernel
+    /// stub, `rip` is `rcx` and `rflags` is `r11` (what `sysret` restores;
+    /// there `rcx` and `r11` cannot be given other values). The default
+    /// calls [`GuestKind::syscall`] and puts its value in `rax`.
+    fn syscall_in(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
+        let out = self.syscall(hv, vcpu, &Args::from_regs(&user.regs));
+        user.regs.rax = out.ret as u64;
+        out.effects
+    }
+
+    /// A user-mode exception the VMM did not resolve (a page fault
+    /// guest-mm refused, `#GP`, `#UD`, `#DE`, ...), with the faulting
+    /// registers in `user` (`rip`, `rsp`, `rflags` the faulting code's).
+    /// The kind may resume user mode with `user` as it leaves it, end the
+    /// run, or leave it to the runner ([`FaultAction::Default`], what
+    /// every kind does unless it says otherwise).
+    fn on_user_fault(
+        &self,
+        _hv: &HostedKernel,
+        _vcpu: u8,
+        _report: &ExceptionReport,
+        _user: &mut UserState<'_>,
+    ) -> FaultAction {
+        FaultAction::Default
     }
 
     /// Turns the end of the run into the report and its exit status.

@@ -14,8 +14,9 @@ use devices::ExitLatch;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::guest::kind::SharedKind;
+use crate::guest::user_state::{user_rflags, FaultAction, FpuAccess, FxImage, UserState};
 use crate::hosted::exception::ExceptionReport;
-use crate::hosted::hypercall::{Args, Block, FaultOutcome, HostedKernel};
+use crate::hosted::hypercall::{Block, FaultOutcome, HostedKernel};
 use crate::hosted::stub::KernelStub;
 use crate::hosted::tlb::{self, Shootdown};
 use crate::run::control::{Outcome, RunControl};
@@ -94,6 +95,22 @@ impl tlb::ShootdownVcpu for NmiTarget<'_> {
         self.vcpu.inject_nmi().map_err(|e| format!("cannot inject the TLB-shootdown NMI: {e}"))
     }
 }
+
+/// The FPU of the vCPU a [`UserState`] belongs to.
+struct VcpuFpu<'a>(&'a Vcpu);
+
+impl FpuAccess for VcpuFpu<'_> {
+    fn read_fpu(&self) -> Result<FxImage, String> {
+        self.0.fx_state().map_err(|e| format!("cannot read the FPU state: {e}"))
+    }
+
+    fn write_fpu(&self, fpu: &FxImage) -> Result<(), String> {
+        self.0.set_fx_state(fpu).map_err(|e| format!("cannot set the FPU state: {e}"))
+    }
+}
+
+/// The first non-canonical user address.
+const USER_END: u64 = 1 << 47;
 
 struct VcpuThread {
     vcpu: Vcpu,
@@ -253,6 +270,13 @@ impl VcpuThread {
         // A fault in the kernel itself, or a double fault, is never
         // something the guest program can expect.
         let resumable = report.cpl() == 3 && report.vector != 8;
+        if let (true, Some(hv)) = (resumable, self.ctx.hv.clone()) {
+            match self.ask_kind(&hv, &stub, &report, regs) {
+                Ok(Some(next)) => return next,
+                Ok(None) => {}
+                Err(message) => return self.fail(message),
+            }
+        }
         match self.armed.take() {
             Some(resume) if resumable => {
                 log::debug!("expected exception: {report}; resuming at {resume:#x}");
@@ -303,14 +327,18 @@ impl VcpuThread {
         }
     }
 
-    /// The report of the exception the stub is reporting: the frame on
-    /// its stack (a kernel-region address, read through guest memory) and
-    /// CR2 from the vCPU.
-    fn exception_report(&self, regs: &kvm_bindings::kvm_regs) -> Result<ExceptionReport, String> {
+    /// The guest-physical address of the stub's exception frame.
+    fn exception_frame_pa(regs: &kvm_bindings::kvm_regs) -> Result<u64, String> {
         let pa = regs.rsp.wrapping_sub(crate::layout::KERNEL_VA);
         if pa.checked_add(48).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
             return Err(format!("exception stack pointer {:#x} is outside the kernel region", regs.rsp));
         }
+        Ok(pa)
+    }
+
+    /// The stub's frame: `[vector, error code, RIP, CS, RFLAGS, RSP]`.
+    fn exception_frame(&self, regs: &kvm_bindings::kvm_regs) -> Result<[u64; 6], String> {
+        let pa = Self::exception_frame_pa(regs)?;
         let mut bytes = [0u8; 48];
         vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
             .map_err(|e| format!("cannot read the exception frame at {pa:#x}: {e}"))?;
@@ -318,8 +346,61 @@ impl VcpuThread {
         for (w, b) in frame.iter_mut().zip(bytes.chunks_exact(8)) {
             *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
         }
+        Ok(frame)
+    }
+
+    /// The report of the exception the stub is reporting: the frame on
+    /// its stack (a kernel-region address, read through guest memory) and
+    /// CR2 from the vCPU.
+    fn exception_report(&self, regs: &kvm_bindings::kvm_regs) -> Result<ExceptionReport, String> {
+        let frame = self.exception_frame(regs)?;
         let cr2 = self.vcpu.sregs().map_err(|e| format!("cannot read CR2: {e}"))?.cr2;
         Ok(ExceptionReport::from_frame(self.me(), &frame, cr2))
+    }
+
+    /// Asks the kind about a user-mode exception nobody resolved; `None`:
+    /// the kind left it to the runner. Resuming rewrites the stub's
+    /// `iretq` frame (RIP, RFLAGS as user mode may have them, RSP; CS and
+    /// SS stay the user's) and the general registers, and leaves through
+    /// `exc_retry`.
+    fn ask_kind(
+        &self,
+        hv: &HostedKernel,
+        stub: &KernelStub,
+        report: &ExceptionReport,
+        regs: kvm_bindings::kvm_regs,
+    ) -> Result<Option<Next>, String> {
+        let mut frame = self.exception_frame(&regs)?;
+        let mut view = regs;
+        view.rip = frame[2];
+        view.rflags = frame[4];
+        view.rsp = frame[5];
+        let fpu = VcpuFpu(&self.vcpu);
+        let mut user = UserState::new(view, &fpu);
+        match self.ctx.kind.on_user_fault(hv, self.me(), report, &mut user) {
+            FaultAction::Default => Ok(None),
+            FaultAction::Exit(status) => {
+                log::debug!("exception ends the program (status {status}): {report}");
+                self.ctx.ctl.stop(Outcome::Exited { status });
+                Ok(Some(Next::Stop))
+            }
+            FaultAction::Resume => {
+                if let Some(f) = user.take_new_fpu() {
+                    user.write_fpu(&f)?;
+                }
+                let new = user.regs;
+                frame[2] = new.rip;
+                frame[4] = user_rflags(frame[4], new.rflags);
+                frame[5] = new.rsp;
+                let bytes: Vec<u8> = frame[2..].iter().flat_map(|w| w.to_le_bytes()).collect();
+                let pa = Self::exception_frame_pa(&regs)? + 16;
+                vm_memory::Bytes::write_slice(&self.ctx.mem, &bytes, vm_memory::GuestAddress(pa))
+                    .map_err(|e| format!("cannot write the exception frame at {pa:#x}: {e}"))?;
+                let out = kvm_bindings::kvm_regs { rip: stub.exc_retry, rsp: regs.rsp, rflags: regs.rflags, ..new };
+                self.vcpu.set_regs(&out).map_err(|e| format!("cannot set registers: {e}"))?;
+                Ok(Some(Next::Run))
+            }
+        }
     }
 
     fn on_hypercall(&mut self) -> Next {
@@ -329,8 +410,19 @@ impl VcpuThread {
         };
         let me = self.me();
         let Some(hv) = self.ctx.hv.clone() else { return self.fail("hypercall without a hosted kernel".into()) };
-        let out = self.ctx.kind.syscall(&hv, me, &Args::from_regs(&regs));
-        let fx = out.effects;
+        // From the stub's `syscall` entry, `sysret` returns to rcx with
+        // r11's flags: that is where user mode resumes.
+        let via_sysret = self.ctx.stub.as_ref().is_some_and(|s| regs.rip == s.syscall_return);
+        let mut view = regs;
+        if via_sysret {
+            view.rip = regs.rcx;
+            view.rflags = regs.r11;
+        }
+        let fpu = VcpuFpu(&self.vcpu);
+        let mut user = UserState::new(view, &fpu);
+        let fx = self.ctx.kind.syscall_in(&hv, me, &mut user);
+        let new_fpu = user.take_new_fpu();
+        let new = user.regs;
         if let Some(status) = fx.exit_group {
             self.ctx.ctl.stop(Outcome::Exited { status });
             return Next::Stop;
@@ -343,9 +435,23 @@ impl VcpuThread {
             // 0 disarms.
             self.armed = (rip != 0).then_some(rip);
         }
-        regs.rax = out.ret as u64;
+        if via_sysret {
+            if new.rip >= USER_END {
+                return self.fail(format!("cannot return to user mode at {:#x} with sysret", new.rip));
+            }
+            let (rip, rflags) = (regs.rip, regs.rflags);
+            regs =
+                kvm_bindings::kvm_regs { rip, rflags, rcx: new.rip, r11: user_rflags(view.rflags, new.rflags), ..new };
+        } else {
+            regs = kvm_bindings::kvm_regs { rflags: user_rflags(view.rflags, new.rflags), ..new };
+        }
         if let Some(message) = fx.fatal {
             return self.fail(message);
+        }
+        if let Some(f) = new_fpu {
+            if let Err(e) = fpu.write_fpu(&f) {
+                return self.fail(e);
+            }
         }
         if let Some(base) = fx.fs_base {
             if let Err(e) = self.vcpu.set_msr(crate::hosted::arch::regs::msr::FS_BASE, base) {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kvm_bindings::{kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, KVMIO};
+use kvm_bindings::{kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_xsave, KVMIO};
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
@@ -25,6 +25,8 @@ mod kvm_nr {
     ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
     ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
     ioctl_io_nr!(KVM_NMI, KVMIO, 0x9a);
+    ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+    ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
     ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
 }
 use kvm_nr::*;
@@ -113,6 +115,17 @@ pub fn kvm_set_msrs() -> u64 {
     KVM_SET_MSRS()
 }
 
+/// The request number of `KVM_GET_XSAVE` (a kind that saves the FPU
+/// state in a signal frame adds it).
+pub fn kvm_get_xsave() -> u64 {
+    KVM_GET_XSAVE()
+}
+
+/// The request number of `KVM_SET_XSAVE`.
+pub fn kvm_set_xsave() -> u64 {
+    KVM_SET_XSAVE()
+}
+
 /// Which thread a filter is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadKind {
@@ -187,6 +200,8 @@ mod tests {
         assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
         assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
         assert_eq!(KVM_NMI(), 0xae9a);
+        assert_eq!(KVM_GET_XSAVE(), 0x9000_aea4);
+        assert_eq!(KVM_SET_XSAVE(), 0x5000_aea5);
         assert_eq!(KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);
     }
 

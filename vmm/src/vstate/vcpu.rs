@@ -90,6 +90,9 @@ fn io_size(run: *const kvm_run) -> usize {
     usize::from(size)
 }
 
+/// Size of the legacy (`fxsave`) region of the FPU state.
+pub const FX_SIZE: usize = 512;
+
 /// A KVM vCPU.
 #[derive(Debug)]
 pub struct Vcpu {
@@ -250,6 +253,39 @@ impl Vcpu {
     /// Sets general registers.
     pub fn set_regs(&self, r: &kvm_regs) -> Result<(), kvm_ioctls::Error> {
         self.fd.set_regs(r)
+    }
+
+    /// The legacy region of the FPU/SSE state (the 512 bytes `fxsave`
+    /// writes: x87, MXCSR, XMM0-15), from `KVM_GET_XSAVE`.
+    pub fn fx_state(&self) -> Result<[u8; FX_SIZE], kvm_ioctls::Error> {
+        let x = self.fd.get_xsave()?;
+        let mut img = [0u8; FX_SIZE];
+        for (b, w) in img.chunks_exact_mut(4).zip(x.region.iter()) {
+            b.copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(img)
+    }
+
+    /// Replaces the legacy region (MXCSR's reserved bits cleared), keeping
+    /// the other XSAVE components as they are (`KVM_GET_XSAVE`, then
+    /// `KVM_SET_XSAVE` with x87 and SSE marked present in `XSTATE_BV`).
+    pub fn set_fx_state(&self, img: &[u8; FX_SIZE]) -> Result<(), kvm_ioctls::Error> {
+        let mut x = self.fd.get_xsave()?;
+        for (w, b) in x.region.iter_mut().zip(img.chunks_exact(4)) {
+            *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        // MXCSR (bytes 24..28) may not have reserved bits; MXCSR_MASK
+        // (28..32) is the CPU's, never the caller's.
+        x.region[6] &= 0xffff;
+        // XSTATE_BV (byte 512): x87 and SSE present, or XRSTOR would
+        // initialize them instead of loading them.
+        x.region[FX_SIZE / 4] |= 3;
+        // SAFETY: `x` is the `kvm_xsave` KVM_GET_XSAVE just filled for
+        // this vCPU, of the 4096 bytes KVM_SET_XSAVE reads: the VMM never
+        // asks for dynamically enabled XSAVE features for its guests
+        // (ARCH_REQ_XCOMP_GUEST_PERM), so the vCPU's XSAVE size is not
+        // larger than `kvm_xsave`.
+        unsafe { self.fd.set_xsave(&x) }
     }
 
     /// System registers (for diagnostics).

@@ -6,7 +6,7 @@
 //! (no VMA, an access the VMA does not allow, no handler, no memory) is
 //! left to the caller to report exactly as before.
 
-use guest_mm::{FaultAccess, FaultKind, GuestVirtAddr};
+use guest_mm::{FaultAccess, FaultKind, GuestVirtAddr, VmFlags};
 
 use super::kernel::HostedKernel;
 use super::mm::ranges;
@@ -37,6 +37,19 @@ pub enum FaultOutcome {
     Fatal(String),
 }
 
+/// Why a user page fault was not resolved, as Linux's signal for it
+/// tells it (`SIGSEGV` with `SEGV_MAPERR` or `SEGV_ACCERR`, or `SIGBUS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCause {
+    /// No mapping at the address (or not a user address at all).
+    NoMapping,
+    /// A mapping that does not allow the access.
+    Access,
+    /// A mapping that allows it, whose page could not be given (no
+    /// memory, past the end of its object, a provider that refused).
+    Bus,
+}
+
 /// Could a fault with `error` be resolved at all? User mode, no reserved
 /// bit, and an absent entry or a write to a present one (copy-on-write).
 /// Other protection faults stay reports.
@@ -47,6 +60,25 @@ pub fn resolvable(error: u64) -> bool {
 }
 
 impl HostedKernel {
+    /// Why the fault at `addr` with `error` that [`HostedKernel::page_fault`]
+    /// left unresolved was refused; asked after it, under the lock again.
+    pub fn fault_cause(&self, addr: u64, error: u64) -> FaultCause {
+        let Ok(va) = GuestVirtAddr::try_new(addr) else { return FaultCause::NoMapping };
+        if addr >= 1 << 47 {
+            return FaultCause::NoMapping;
+        }
+        let m = self.mapper();
+        let Some(vma) = m.space().find_vma(va) else { return FaultCause::NoMapping };
+        let flags = vma.flags();
+        let denied = (error & pf::WRITE != 0 && !flags.contains(VmFlags::WRITE))
+            || (error & pf::FETCH != 0 && !flags.contains(VmFlags::EXEC))
+            || !flags.intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC);
+        if denied || !resolvable(error) {
+            return FaultCause::Access;
+        }
+        FaultCause::Bus
+    }
+
     /// Resolves the page fault vCPU `vcpu` took at `addr` with `error`,
     /// if it is a lazy page or a copy-on-write write.
     pub fn page_fault(&self, vcpu: u8, addr: u64, error: u64) -> FaultOutcome {

@@ -285,3 +285,31 @@ fn huge_page_mappings_stay_whole_pages() {
     assert_eq!(call(&hv, nr::MUNMAP, [at + 4 * M2, M2, 0, 0, 0, 0]).ret, 0);
     assert!(tr(at + 4 * M2).is_none());
 }
+
+#[test]
+fn unresolved_faults_are_told_apart_as_linux_signals_them() {
+    use super::FaultCause;
+    use crate::hosted::stub::abi::{map, nr, prot};
+    let (hv, _, _) = setup_with_flusher();
+    let flags = map::PRIVATE | map::ANONYMOUS;
+    let ro = call(&hv, nr::MMAP, [0, 0x1000, prot::READ, flags, 0, 0]).ret as u64;
+    let none = call(&hv, nr::MMAP, [0, 0x1000, 0, flags, 0, 0]).ret as u64;
+    assert!(ro < 1 << 47 && none < 1 << 47);
+    // A write to a read-only mapping, any access to PROT_NONE, a fetch
+    // from memory without PROT_EXEC: the mapping refuses (SEGV_ACCERR).
+    assert_eq!(hv.page_fault(0, ro, 0x6), FaultOutcome::Unresolved);
+    assert_eq!(hv.fault_cause(ro, 0x6), FaultCause::Access);
+    assert_eq!(hv.page_fault(0, none, 0x4), FaultOutcome::Unresolved);
+    assert_eq!(hv.fault_cause(none, 0x4), FaultCause::Access);
+    assert_eq!(hv.fault_cause(ro, 0x14), FaultCause::Access);
+    // A present read-only entry written: refused by the mapping too.
+    assert_eq!(hv.page_fault(0, ro, 0x4), FaultOutcome::Resolved);
+    assert_eq!(hv.fault_cause(ro, 0x7), FaultCause::Access);
+    // Nothing mapped there, a kernel-half or non-canonical address:
+    // SEGV_MAPERR.
+    assert_eq!(hv.fault_cause(ro + 0x10_0000_0000, 0x4), FaultCause::NoMapping);
+    assert_eq!(hv.fault_cause(1 << 63, 0x4), FaultCause::NoMapping);
+    assert_eq!(hv.fault_cause(0xffff_ff80_0000_0000, 0x5), FaultCause::NoMapping);
+    // A read the mapping allows that still was not filled: SIGBUS.
+    assert_eq!(hv.fault_cause(ro, 0x4), FaultCause::Bus);
+}

@@ -78,6 +78,9 @@ pub struct KernelStub {
     pub nmi_entry: u64,
     /// `IA32_LSTAR`.
     pub syscall_entry: u64,
+    /// RIP right after the `syscall` entry's `out` (a hypercall exit from
+    /// here returns with `sysret`: to `rcx`, with `r11`'s flags).
+    pub syscall_return: u64,
     /// The `int 0x80` gate's handler.
     pub int80_entry: u64,
     /// RIP right after the exception report `out` (where an exit on
@@ -176,6 +179,8 @@ impl KernelStub {
         let mut syscall = a.create_label();
         a.set_label(&mut syscall)?;
         a.out(u32::from(HCALL_PORT), al)?;
+        let mut sysret = a.create_label();
+        a.set_label(&mut sysret)?;
         a.sysretq()?;
 
         let res = a.assemble_options(base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
@@ -189,6 +194,7 @@ impl KernelStub {
             exception_entries,
             nmi_entry: res.label_ip(&nmi)?,
             syscall_entry: res.label_ip(&syscall)?,
+            syscall_return: res.label_ip(&sysret)?,
             int80_entry: res.label_ip(&int80)?,
             exc_report_rip: res.label_ip(&exc_resume)?,
             exc_retry: res.label_ip(&exc_retry)?,
@@ -219,6 +225,7 @@ mod tests {
         assert_eq!(mnemonic_at(&s, s.exception_entries[14]), Mnemonic::Push);
         assert_eq!(mnemonic_at(&s, s.syscall_entry), Mnemonic::Out);
         assert_eq!(mnemonic_at(&s, s.int80_entry), Mnemonic::Out);
+        assert_eq!(mnemonic_at(&s, s.syscall_return), Mnemonic::Sysretq);
         assert_eq!(mnemonic_at(&s, s.exc_report_rip), Mnemonic::Mov);
         assert_eq!(mnemonic_at(&s, s.flush_ack_rip), Mnemonic::Iretq);
         assert_eq!(mnemonic_at(&s, s.exc_retry), Mnemonic::Add);

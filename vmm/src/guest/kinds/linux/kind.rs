@@ -17,10 +17,12 @@ use super::image::{self, Image, TASK_SIZE};
 use super::proc_files::{self, ProcFiles, View};
 use super::procfs::{FileId, StatusExtra};
 use super::stack::{self, at, StackSpec};
-use super::syscalls;
+use super::{signal, syscalls};
 use crate::config::VmConfig;
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
+use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
+use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::program::{self, Program};
@@ -68,6 +70,10 @@ pub struct Proc {
     pub sigactions: BTreeMap<u32, [u64; 4]>,
     /// The blocked-signal mask.
     pub sigmask: u64,
+    /// Signals sent and not yet delivered (one of each).
+    pub pending: BTreeMap<u32, super::signal::SigInfo>,
+    /// `ITIMER_REAL` (`alarm`, `setitimer`), when armed.
+    pub itimer_real: Option<super::signal::timer::RealTimer>,
     /// `sigaltstack`: (sp, flags, size).
     pub altstack: (u64, u32, u64),
     /// The FS base the program set.
@@ -102,6 +108,8 @@ impl Proc {
             rlimits,
             sigactions: BTreeMap::new(),
             sigmask: 0,
+            pending: BTreeMap::new(),
+            itimer_real: None,
             altstack: (0, 2, 0), // SS_DISABLE
             fs_base: 0,
             umask: 0o022,
@@ -436,6 +444,16 @@ const SECCOMP_ROWS: &[Row] = &[
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "arch_prctl(ARCH_SET_FS/ARCH_SET_GS) writes IA32_FS_BASE/IA32_GS_BASE",
     },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_get_xsave, "KVM_GET_XSAVE"),
+        why: "a signal frame saves the interrupted FPU/SSE state",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_xsave, "KVM_SET_XSAVE"),
+        why: "a handler starts with a fresh FPU state; rt_sigreturn restores the saved one (KVM_SET_FPU cannot set MXCSR)",
+    },
 ];
 
 impl GuestKind for Linux {
@@ -519,6 +537,51 @@ impl GuestKind for Linux {
 
     fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
         syscalls::dispatch(hv, vcpu, self, args)
+    }
+
+    /// Serves the call, then delivers a pending signal (`rt_sigreturn`
+    /// needs the registers, so it is served here).
+    fn syscall_in(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
+        let args = Args::from_regs(&user.regs);
+        let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
+            let fx = signal::sigreturn(self, hv, vcpu, user);
+            (fx, user.regs)
+        } else if args.nr == libc::SYS_pause as u64 {
+            return signal::suspend(self, hv, vcpu, user, None);
+        } else if args.nr == libc::SYS_rt_sigsuspend as u64 {
+            let mask = match (args.a[1], hv.read_user(vcpu, args.a[0], 8)) {
+                (8, Ok(b)) => b.try_into().map(u64::from_le_bytes).map_err(|_| libc::EFAULT),
+                (8, Err(e)) => Err(e),
+                _ => Err(libc::EINVAL),
+            };
+            match mask {
+                Ok(m) => return signal::suspend(self, hv, vcpu, user, Some(m)),
+                Err(e) => {
+                    user.regs.rax = (-i64::from(e)) as u64;
+                    return hypercall::Effects::default();
+                }
+            }
+        } else {
+            let out = syscalls::dispatch(hv, vcpu, self, &args);
+            user.regs.rax = out.ret as u64;
+            // `syscall` returns to rcx with r11's flags.
+            let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
+            (out.effects, resume)
+        };
+        if fx.exit_group.is_some() || fx.exit_vcpu.is_some() || fx.fatal.is_some() {
+            return fx;
+        }
+        signal::at_syscall_return(self, hv, vcpu, user, &resume, fx)
+    }
+
+    fn on_user_fault(
+        &self,
+        hv: &HostedKernel,
+        vcpu: u8,
+        report: &ExceptionReport,
+        user: &mut UserState<'_>,
+    ) -> FaultAction {
+        signal::on_fault(self, hv, vcpu, report, user)
     }
 
     fn seccomp_rows(&self) -> &'static [Row] {

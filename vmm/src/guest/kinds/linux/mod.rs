@@ -11,6 +11,7 @@ mod kind;
 pub mod memfd;
 mod proc_files;
 pub mod procfs;
+pub mod signal;
 pub mod spec;
 pub mod stack;
 pub mod syscalls;

@@ -11,6 +11,7 @@
 
 mod docs;
 mod io;
+mod itimer;
 mod mm;
 mod process;
 mod table;

@@ -1,14 +1,17 @@
 //! The process's identity, limits, signal dispositions and exit.
 //!
-//! Signals: dispositions are kept (`rt_sigaction`, `rt_sigprocmask`,
-//! `sigaltstack`), and a signal the process sends itself takes its
-//! default action (terminate: the run ends with 128 + the signal, as a
-//! shell reports it; ignore). Delivery to a handler is not implemented
-//! yet (the table says so).
+//! Signals: dispositions, the mask and the alternate stack are kept
+//! here (`rt_sigaction`, `rt_sigprocmask`, `sigaltstack`); a signal the
+//! process sends itself is made pending, and delivered (to its handler,
+//! or its default action: the run ends with 128 + the signal, as a shell
+//! reports it) when the call returns and it is not blocked
+//! (`crate::guest::kinds::linux::signal`).
 
 use super::super::kind::rlimit;
 use super::super::random_bytes;
 use super::{ret, Ctx};
+use crate::guest::kinds::linux::signal;
+use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
 
 /// The process id (and thread id) the program sees.
@@ -16,8 +19,6 @@ pub const PID: u64 = 100;
 /// `ARCH_SET_GS`, `ARCH_SET_FS`, `ARCH_GET_FS`, `ARCH_GET_GS`.
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
-/// Signals whose default action is to do nothing.
-const DEFAULT_IGNORED: [u32; 4] = [17, 18, 23, 28];
 /// `SIGKILL` and `SIGSTOP`: no handler, no mask.
 const UNCATCHABLE: [u32; 2] = [9, 19];
 /// Most bytes one `getrandom` returns (Linux: `INT_MAX >> 6`).
@@ -183,7 +184,12 @@ pub fn rt_sigaction(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             c.hv.write_user(c.vcpu, oact, &b)?;
         }
         if let Some(w) = new {
-            c.linux.proc().sigactions.insert(s, w);
+            let mut p = c.linux.proc();
+            p.sigactions.insert(s, w);
+            // A signal now ignored is discarded, pending or not.
+            if w[0] == 1 || (w[0] == 0 && default_ignored(s)) {
+                p.pending.remove(&s);
+            }
         }
         Ok(0)
     })();
@@ -252,9 +258,9 @@ pub fn sigaltstack(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     ret(r)
 }
 
-/// A signal sent to the process itself: its default action, or nothing
-/// when ignored.
-fn signal_self(c: &Ctx<'_>, sig: u64) -> Outcome {
+/// A signal sent to the process itself (`code`: `SI_USER` or
+/// `SI_TKILL`): pending until the call returns (see `signal::post`).
+fn signal_self(c: &Ctx<'_>, sig: u64, code: i32) -> Outcome {
     if sig == 0 {
         return Outcome::ret(0);
     }
@@ -262,23 +268,36 @@ fn signal_self(c: &Ctx<'_>, sig: u64) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::err(e),
     };
-    let handler = c.linux.proc().sigactions.get(&s).map_or(0, |w| w[0]);
-    match handler {
-        1 => Outcome::ret(0),
-        0 if DEFAULT_IGNORED.contains(&s) => Outcome::ret(0),
-        0 => c.linux.kill(s as i32),
-        _ => {
-            log::warn!("linux: signal {s} has a handler; delivering to handlers is not implemented: ignored");
-            Outcome::ret(0)
-        }
+    let info = SigInfo { signo: s, code, fields: Fields::Sender { pid: PID as u32, uid: 0 } };
+    signal::post(&mut c.linux.proc(), info);
+    Outcome::ret(0)
+}
+
+/// `rt_sigpending(set, sigsetsize)`: the pending signals (all blocked:
+/// an unblocked one was delivered when its call returned).
+pub fn rt_sigpending(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let [set, size, ..] = a;
+    if size > 8 {
+        return Outcome::err(libc::EINVAL);
     }
+    let pending = c.linux.proc().pending.keys().fold(0u64, |m, &s| m | bit(s));
+    let bytes = pending.to_le_bytes();
+    ret(c.hv.write_user(c.vcpu, set, &bytes[..size as usize]).map(|()| 0))
+}
+
+/// `rt_sigreturn()` without the caller's registers: the kind serves it
+/// in `GuestKind::syscall_in`, which has them. Reached only through
+/// `GuestKind::syscall`, where no frame can be restored: as a bad frame,
+/// `SIGSEGV`.
+pub fn rt_sigreturn(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    c.linux.kill(crate::guest::kinds::linux::signal::info::sig::SIGSEGV as i32)
 }
 
 /// `kill(pid, sig)`.
 pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let pid = a[0] as i64;
     if pid == PID as i64 || pid == 0 || pid == -1 || pid == -(PID as i64) {
-        signal_self(c, a[1])
+        signal_self(c, a[1], code::SI_USER)
     } else {
         Outcome::err(libc::ESRCH)
     }
@@ -289,7 +308,7 @@ pub fn tgkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if a[0] != PID || a[1] != PID {
         return Outcome::err(libc::ESRCH);
     }
-    signal_self(c, a[2])
+    signal_self(c, a[2], code::SI_TKILL)
 }
 
 /// `tkill(tid, sig)`.
@@ -297,7 +316,7 @@ pub fn tkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if a[0] != PID {
         return Outcome::err(libc::ESRCH);
     }
-    signal_self(c, a[1])
+    signal_self(c, a[1], code::SI_TKILL)
 }
 
 /// `sched_yield()`.

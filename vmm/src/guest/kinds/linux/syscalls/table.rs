@@ -1,7 +1,7 @@
 //! The table itself: one row per call, in number order.
 
 use super::Status::{Partial, Supported, Unimplemented};
-use super::{io, mm, process, time, Entry};
+use super::{io, itimer, mm, process, time, Entry};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -17,8 +17,9 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 10, name: "mprotect", status: Supported, note: "", handler: Some(mm::mprotect) },
     Entry { nr: 11, name: "munmap", status: Supported, note: "", handler: Some(mm::munmap) },
     Entry { nr: 12, name: "brk", status: Supported, note: "", handler: Some(mm::brk) },
-    Entry { nr: 13, name: "rt_sigaction", status: Partial, note: "dispositions are kept; handlers are not yet called", handler: Some(process::rt_sigaction) },
+    Entry { nr: 13, name: "rt_sigaction", status: Partial, note: "handlers run with the x86-64 rt_sigframe (fxsave FPU image, no AVX state); SA_RESTORER required as on Linux; SA_RESTART not needed (no call blocks interruptibly)", handler: Some(process::rt_sigaction) },
     Entry { nr: 14, name: "rt_sigprocmask", status: Supported, note: "", handler: Some(process::rt_sigprocmask) },
+    Entry { nr: 15, name: "rt_sigreturn", status: Supported, note: "", handler: Some(process::rt_sigreturn) },
     Entry { nr: 16, name: "ioctl", status: Partial, note: "nothing is a terminal: ENOTTY", handler: Some(io::ioctl) },
     Entry { nr: 17, name: "pread64", status: Supported, note: "", handler: Some(io::pread64) },
     Entry { nr: 18, name: "pwrite64", status: Supported, note: "", handler: Some(io::pwrite64) },
@@ -32,7 +33,11 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes", handler: Some(mm::madvise) },
     Entry { nr: 32, name: "dup", status: Supported, note: "", handler: Some(io::dup) },
     Entry { nr: 33, name: "dup2", status: Supported, note: "", handler: Some(io::dup2) },
+    Entry { nr: 34, name: "pause", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
     Entry { nr: 35, name: "nanosleep", status: Supported, note: "", handler: Some(time::nanosleep) },
+    Entry { nr: 36, name: "getitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others)", handler: Some(itimer::getitimer) },
+    Entry { nr: 37, name: "alarm", status: Partial, note: "SIGALRM comes when a system call returns after the deadline (or ends a pause/rt_sigsuspend), not in the middle of a computation or a nanosleep", handler: Some(itimer::alarm) },
+    Entry { nr: 38, name: "setitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others), delivered as for alarm", handler: Some(itimer::setitimer) },
     Entry { nr: 39, name: "getpid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 56, name: "clone", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
     Entry { nr: 57, name: "fork", status: Unimplemented, note: "processes are not implemented", handler: None },
@@ -40,7 +45,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 59, name: "execve", status: Unimplemented, note: "one program per run", handler: None },
     Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits", handler: Some(process::exit_group) },
     Entry { nr: 61, name: "wait4", status: Unimplemented, note: "processes are not implemented", handler: None },
-    Entry { nr: 62, name: "kill", status: Partial, note: "to itself only: default actions and ignore; handlers not yet called", handler: Some(process::kill) },
+    Entry { nr: 62, name: "kill", status: Partial, note: "to itself only: pending, delivered when the call returns", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags and duplication; no locks", handler: Some(io::fcntl) },
     Entry { nr: 77, name: "ftruncate", status: Supported, note: "", handler: Some(io::ftruncate) },
@@ -65,6 +70,8 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 125, name: "capget", status: Supported, note: "", handler: Some(process::capget) },
     Entry { nr: 126, name: "capset", status: Supported, note: "", handler: Some(process::capset) },
+    Entry { nr: 127, name: "rt_sigpending", status: Supported, note: "", handler: Some(process::rt_sigpending) },
+    Entry { nr: 130, name: "rt_sigsuspend", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
     Entry { nr: 131, name: "sigaltstack", status: Supported, note: "", handler: Some(process::sigaltstack) },
     Entry { nr: 137, name: "statfs", status: Supported, note: "", handler: Some(io::statfs) },
     Entry { nr: 138, name: "fstatfs", status: Supported, note: "", handler: Some(io::fstatfs) },

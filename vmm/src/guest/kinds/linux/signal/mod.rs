@@ -1,0 +1,24 @@
+//! Signals of the Linux kind: what a signal is and carries ([`info`]),
+//! the x86-64 `rt_sigframe` Linux builds on the user stack ([`frame`],
+//! with the FPU/SSE state in `fxsave` form, [`fpstate`]), and delivery:
+//! a fault the VMM did not resolve becomes a signal, a signal the process
+//! sent itself is delivered when the system call returns, a handler
+//! returns through `rt_sigreturn` ([`deliver`]).
+//!
+//! What this module does not do: keep dispositions and the mask (the
+//! process does, `Proc`; `rt_sigaction`, `rt_sigprocmask` and
+//! `sigaltstack` are in `syscalls::process`), queue real-time signals
+//! (one pending instance per signal, as for standard signals), stop or
+//! continue the process (`SIGSTOP`-like defaults are ignored), or
+//! restart an interrupted call other than `pause` and `rt_sigsuspend`
+//! (no other call here blocks interruptibly). The real-time timer
+//! (`alarm`, `setitimer`) is [`timer`].
+
+pub mod deliver;
+pub mod fpstate;
+pub mod frame;
+pub mod info;
+pub mod timer;
+
+pub use self::deliver::{at_syscall_return, on_fault, post, sigreturn, suspend};
+pub use self::info::SigInfo;
