@@ -10,11 +10,12 @@ pub mod image;
 mod kind;
 pub mod memfd;
 mod proc_files;
+pub mod process;
 pub mod procfs;
 pub mod signal;
 pub mod spec;
 pub mod stack;
 pub mod syscalls;
 
-pub use self::kind::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};
+pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};
 pub use self::spec::{Spec, ENV, SPEC};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::image;
-use super::kind::Linux;
+use super::process::Linux;
 use crate::guest::kind::{KindError, SharedKind};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};

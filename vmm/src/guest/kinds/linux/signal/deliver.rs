@@ -19,7 +19,7 @@ use super::fpstate::{self, FXSAVE_SIZE};
 use super::frame::{self, AltStack, FrameContent, Trap, INFO, RED_ZONE, UC, UCONTEXT_SIZE};
 use super::info::{bit, code, default_ignored, sa, sig, SigInfo, UNBLOCKABLE};
 use super::timer;
-use crate::guest::kinds::linux::{Linux, Proc};
+use crate::guest::kinds::linux::process::{Linux, Proc};
 use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::arch::gdt::{USER_CS, USER_DS};
 use crate::hosted::exception::ExceptionReport;

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Status, TABLE};
+use super::ctx::Status;
+use super::table::TABLE;
 
 /// The page, from [`TABLE`].
 pub fn markdown() -> String {

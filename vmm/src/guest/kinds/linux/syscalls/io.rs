@@ -14,7 +14,7 @@
 
 use super::super::fs::{Errno, Fd, Special, IOV_MAX, PATH_MAX};
 use super::super::memfd::{self, tag_of};
-use super::{ret, Ctx};
+use super::ctx::{ret, Ctx};
 use crate::hosted::hypercall::Outcome;
 
 /// Most bytes one `write`/`writev`/`read` moves.
@@ -103,7 +103,7 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
         Some(Special::Stdin) => Ok(Vec::new()),
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
-        Some(Special::Tag(t)) => c.linux.read_special(c, fd, t, len, None),
+        Some(Special::Tag(t)) => c.linux.read_special(c.hv, fd, t, len, None),
         None => {
             c.linux.before_read(c.hv, fd);
             c.linux.vfs().read(fd, len).map_err(e)
@@ -142,7 +142,7 @@ pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         let len = count.min(WRITE_MAX) as usize;
         let bytes = match special.map(|s| s.special) {
             Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd(f), t, len, Some(off))?,
-            Some(Special::Tag(t)) => c.linux.read_special(c, fd(f), t, len, Some(off))?,
+            Some(Special::Tag(t)) => c.linux.read_special(c.hv, fd(f), t, len, Some(off))?,
             Some(_) => return Err(libc::ESPIPE),
             None => c.linux.vfs().pread64(fd(f), len, off as i64).map_err(e)?,
         };

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ret, Ctx};
+use super::ctx::{ret, Ctx};
 use crate::guest::kinds::linux::signal::timer::RealTimer;
 use crate::hosted::hypercall::Outcome;
 

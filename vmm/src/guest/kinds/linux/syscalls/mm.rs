@@ -7,10 +7,10 @@
 
 use guest_mm::{Advice, GuestVirtAddr, MmError, MmapProvider, MmapRequest, MremapFlags, Placement, VmFlags};
 
-use super::super::kind::CAP_IPC_LOCK;
+use super::super::process::CAP_IPC_LOCK;
 
 use super::super::image::TASK_SIZE;
-use super::{ret, Ctx};
+use super::ctx::{ret, Ctx};
 use crate::hosted::hypercall::{Effects, Outcome};
 use crate::layout::PAGE_SIZE;
 
@@ -339,7 +339,7 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// (`CAP_IPC_LOCK`).
 fn memlock_limit(c: &Ctx<'_>) -> Option<u64> {
     let p = c.linux.proc();
-    (!p.has_cap(CAP_IPC_LOCK)).then_some(p.rlimits[super::super::kind::rlimit::MEMLOCK].0)
+    (!p.has_cap(CAP_IPC_LOCK)).then_some(p.rlimits[super::super::process::rlimit::MEMLOCK].0)
 }
 
 /// Linux's `mlock` start: the address rounded down to a page, the length

@@ -9,6 +9,7 @@
 //! (`EFAULT` for what the program could not touch itself), and every
 //! length is bounded before anything is allocated on the host.
 
+mod ctx;
 mod docs;
 mod io;
 mod itimer;
@@ -17,50 +18,13 @@ mod process;
 mod table;
 mod time;
 
+pub use self::ctx::{ret, Ctx, Entry, Handler, Status};
 pub use self::docs::markdown;
 pub use self::process::PID;
 pub use self::table::TABLE;
 
-use super::kind::Linux;
+use super::process::Linux;
 use crate::hosted::hypercall::{Args, HostedKernel, Outcome};
-
-/// How much of a call is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// As Linux does it, for a single-threaded process.
-    Supported,
-    /// Served, with what is missing in the entry's note.
-    Partial,
-    /// Returns `-ENOSYS` (the note says why, if there is a reason).
-    Unimplemented,
-}
-
-/// What a handler gets.
-pub struct Ctx<'a> {
-    /// The VMM's kernel state (address space, console).
-    pub hv: &'a HostedKernel,
-    /// The calling vCPU.
-    pub vcpu: u8,
-    /// The process.
-    pub linux: &'a Linux,
-}
-
-/// A handler: the six argument registers in, `rax` and effects out.
-pub type Handler = fn(&Ctx<'_>, [u64; 6]) -> Outcome;
-
-/// One row of the table.
-pub struct Entry {
-    /// The x86-64 system-call number.
-    pub nr: u64,
-    /// Its name.
-    pub name: &'static str,
-    /// How much is served.
-    pub status: Status,
-    /// What is missing or how it differs (may be empty).
-    pub note: &'static str,
-    /// The handler (`None` for [`Status::Unimplemented`]).
-    pub handler: Option<Handler>,
-}
 
 /// The highest system-call number the table can hold.
 pub const NR_MAX: u64 = 512;
@@ -104,14 +68,6 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
 /// The name of call `nr`, or "unknown".
 pub fn name_of(nr: u64) -> &'static str {
     entry(nr).map_or("unknown", |e| e.name)
-}
-
-/// `Ok(v)` as a return value, `Err(e)` as `-e`.
-pub fn ret(r: Result<u64, i32>) -> Outcome {
-    match r {
-        Ok(v) => Outcome::ret(v as i64),
-        Err(e) => Outcome::err(e),
-    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,14 @@
 //! reports it) when the call returns and it is not blocked
 //! (`crate::guest::kinds::linux::signal`).
 
-use super::super::kind::rlimit;
+use super::super::process::rlimit;
 use super::super::random_bytes;
-use super::{ret, Ctx};
+use super::ctx::{ret, Ctx};
 use crate::guest::kinds::linux::signal;
 use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
 
-/// The process id (and thread id) the program sees.
-pub const PID: u64 = 100;
+pub use super::super::process::PID;
 /// `ARCH_SET_GS`, `ARCH_SET_FS`, `ARCH_GET_FS`, `ARCH_GET_GS`.
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;

@@ -1,7 +1,8 @@
 //! The table itself: one row per call, in number order.
 
-use super::Status::{Partial, Supported, Unimplemented};
-use super::{io, itimer, mm, process, time, Entry};
+use super::ctx::Entry;
+use super::ctx::Status::{Partial, Supported, Unimplemented};
+use super::{io, itimer, mm, process, time};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ret, Ctx};
+use super::ctx::{ret, Ctx};
 use crate::hosted::hypercall::{Block, Effects, Outcome};
 
 const NSEC: u64 = 1_000_000_000;

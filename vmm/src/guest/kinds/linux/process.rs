@@ -1,0 +1,415 @@
+//! The Linux process: its image, stack, break, limits, capabilities,
+//! signal dispositions, files and memfds, and how it is set up in the
+//! hosted address space. The system calls (`super::syscalls`) and
+//! signals (`super::signal`) work on it; the `GuestKind` seam
+//! (`super::kind`) runs it. Nothing here serves a call itself.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use guest_mm::providers::ZeroProvider;
+use guest_mm::{FaultAccess, GuestVirtAddr, MmError, MmapProvider, MmapRequest, VmFlags, VmaDesc};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::fs::{Fd, Vfs, VfsConfig};
+use super::image::{self, Image, TASK_SIZE};
+use super::proc_files::{self, ProcFiles, View};
+use super::procfs::{FileId, StatusExtra};
+use super::stack::{self, at, StackSpec};
+use crate::config::VmConfig;
+use crate::guest::kind::KindError;
+use crate::hosted::hypercall::{self, HostedKernel};
+use crate::hosted::mapper::Mapper;
+use crate::memory::GuestMem;
+use crate::run::output::Output;
+use crate::vstate::backend::{self, SyscallEntry};
+
+/// Size of the stack mapping (`RLIMIT_STACK`'s default).
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Top of the stack (Linux's `STACK_TOP` is `TASK_SIZE`, less a random
+/// offset; this leaves a guard gap below `TASK_SIZE`).
+pub const STACK_TOP: u64 = TASK_SIZE - (1 << 20);
+/// The lowest address a mapping may have (`vm.mmap_min_addr`).
+pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
+/// The process id (and thread id) the program sees.
+pub const PID: u64 = 100;
+/// The signal number of `SIGSEGV`.
+pub const SIGSEGV: i32 = 11;
+
+/// Resource limits (`RLIMIT_*` numbers index [`Proc::rlimits`]).
+pub mod rlimit {
+    /// Stack size.
+    pub const STACK: usize = 3;
+    /// Open files.
+    pub const NOFILE: usize = 7;
+    /// Locked memory.
+    pub const MEMLOCK: usize = 8;
+    /// How many there are.
+    pub const COUNT: usize = 16;
+    /// No limit.
+    pub const INFINITY: u64 = u64::MAX;
+}
+
+/// The process's own state, behind one lock.
+#[derive(Debug)]
+pub struct Proc {
+    /// `set_tid_address`'s pointer.
+    pub clear_child_tid: u64,
+    /// `(soft, hard)` limits.
+    pub rlimits: [(u64, u64); rlimit::COUNT],
+    /// Signal dispositions: the handler address (0 default, 1 ignore),
+    /// by signal number.
+    pub sigactions: BTreeMap<u32, [u64; 4]>,
+    /// The blocked-signal mask.
+    pub sigmask: u64,
+    /// Signals sent and not yet delivered (one of each).
+    pub pending: BTreeMap<u32, super::signal::info::SigInfo>,
+    /// `ITIMER_REAL` (`alarm`, `setitimer`), when armed.
+    pub itimer_real: Option<super::signal::timer::RealTimer>,
+    /// `sigaltstack`: (sp, flags, size).
+    pub altstack: (u64, u32, u64),
+    /// The FS base the program set.
+    pub fs_base: u64,
+    /// The file-mode creation mask.
+    pub umask: u32,
+    /// Capabilities: (effective, permitted, inheritable).
+    pub caps: (u64, u64, u64),
+}
+
+/// `CAP_IPC_LOCK`: lock any amount of memory.
+pub const CAP_IPC_LOCK: u32 = 14;
+/// Every capability Linux 6.12 has (0 to 40).
+pub const ALL_CAPS: u64 = (1 << 41) - 1;
+
+impl Proc {
+    /// Whether capability `cap` is in the effective set.
+    pub fn has_cap(&self, cap: u32) -> bool {
+        self.caps.0 & (1 << cap) != 0
+    }
+}
+
+impl Proc {
+    fn new() -> Self {
+        let mut rlimits = [(rlimit::INFINITY, rlimit::INFINITY); rlimit::COUNT];
+        rlimits[rlimit::STACK] = (STACK_SIZE, rlimit::INFINITY);
+        rlimits[rlimit::NOFILE] = (1024, 4096);
+        rlimits[rlimit::MEMLOCK] = (8 << 20, 8 << 20);
+        rlimits[4] = (0, rlimit::INFINITY); // RLIMIT_CORE
+        Proc {
+            clear_child_tid: 0,
+            rlimits,
+            sigactions: BTreeMap::new(),
+            sigmask: 0,
+            pending: BTreeMap::new(),
+            itimer_real: None,
+            altstack: (0, 2, 0), // SS_DISABLE
+            fs_base: 0,
+            umask: 0o022,
+            caps: (ALL_CAPS, ALL_CAPS, 0),
+        }
+    }
+}
+
+/// An anonymous provider under another name (`[heap]`, `[stack]`): the
+/// name shows in `/proc/self/maps`; the pages are the zero provider's.
+pub struct Named {
+    pub(super) name: &'static str,
+    pub(super) inner: Arc<ZeroProvider<GuestMem>>,
+}
+
+impl MmapProvider for Named {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        self.inner.mmap_prepare(desc)
+    }
+}
+
+/// The providers of the process's anonymous memory, made at load.
+pub struct Anon {
+    /// Anonymous mappings (`MAP_ANONYMOUS`, `/dev/zero`).
+    pub zero: Arc<ZeroProvider<GuestMem>>,
+    /// The heap (`brk`).
+    pub heap: Arc<Named>,
+    /// The stack.
+    pub stack: Named,
+    /// The frame state new shared-memory objects take pages from.
+    pub frames: guest_mm::Frames,
+    /// Guest memory (to zero and copy those pages).
+    pub mem: GuestMem,
+}
+
+/// An unmodified static x86-64 Linux program.
+pub struct Linux {
+    pub(super) path: String,
+    pub(super) exe: String,
+    pub(super) exe_ino: u64,
+    pub(super) image: Image,
+    pub(super) argv: Vec<Vec<u8>>,
+    pub(super) envp: Vec<Vec<u8>>,
+    pub(super) entry: SyscallEntry,
+    pub(super) proc: Mutex<Proc>,
+    pub(super) anon: OnceLock<Anon>,
+    pub(super) enosys: Mutex<BTreeMap<u64, u64>>,
+    /// A signal that ended the run (the status is 128 + it).
+    pub(super) killed_by: Mutex<Option<i32>>,
+    pub(super) stderr: Option<Output>,
+    pub(super) vfs: Mutex<Vfs>,
+    pub(super) proc_files: ProcFiles,
+    pub(super) memfds: super::memfd::Memfds,
+}
+
+impl std::fmt::Debug for Linux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linux").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Host-random bytes.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let mut done = 0;
+    while done < N {
+        // SAFETY: the pointer and length describe the unfilled tail of
+        // `b`, which getrandom only writes.
+        let n = unsafe { libc::getrandom(b[done..].as_mut_ptr().cast(), N - done, 0) };
+        if n <= 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    b
+}
+
+impl Linux {
+    /// The program in `bytes` (from `path`), with the run's arguments and
+    /// the environment `env`.
+    pub fn new(path: &Path, bytes: &[u8], cfg: &VmConfig, env: Vec<String>) -> Result<Self, KindError> {
+        let name = path.display().to_string();
+        if cfg.vcpus != 1 {
+            return Err(KindError::Invalid(format!(
+                "{name}: a Linux program runs on one vCPU here (threads are not implemented); drop --vcpus"
+            )));
+        }
+        let image = image::parse(bytes, u64::from_le_bytes(random_bytes::<8>()))
+            .map_err(|e| KindError::Invalid(format!("{name}: {e}")))?;
+        let mut argv = vec![name.clone().into_bytes()];
+        argv.extend(cfg.guest_args.iter().map(|a| a.clone().into_bytes()));
+        let stderr = Output::stderr().ok();
+        if let Some(o) = &stderr {
+            o.start_writer();
+        }
+        let exe = std::fs::canonicalize(path).map_or_else(|_| name.clone(), |p| p.display().to_string());
+        let setup = |e: super::fs::Errno| KindError::Setup(format!("{name}: the file tree: errno {}", e.raw()));
+        let mut vfs = Vfs::new(&VfsConfig::default());
+        vfs.set_exe(exe.as_bytes()).map_err(setup)?;
+        let proc_files = ProcFiles::default();
+        proc_files.register(&mut vfs).map_err(setup)?;
+        let exe_ino = std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
+        );
+        Ok(Linux {
+            exe_ino,
+            vfs: Mutex::new(vfs),
+            proc_files,
+            memfds: Default::default(),
+            exe,
+            path: name,
+            proc: Mutex::new(Proc::new()),
+            image,
+            argv,
+            envp: env.into_iter().map(String::into_bytes).collect(),
+            entry: backend::syscall_entry(),
+            anon: OnceLock::new(),
+            enosys: Mutex::new(BTreeMap::new()),
+            killed_by: Mutex::new(None),
+            stderr,
+        })
+    }
+
+    /// The process state, locked.
+    pub fn proc(&self) -> MutexGuard<'_, Proc> {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The anonymous providers (made when the program was loaded).
+    pub fn anon(&self) -> Option<&Anon> {
+        self.anon.get()
+    }
+
+    /// The program's path as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The program's absolute path (`/proc/self/exe`, as Linux gives it).
+    pub fn exe(&self) -> &str {
+        &self.exe
+    }
+
+    /// The memfds.
+    pub fn memfds(&self) -> &super::memfd::Memfds {
+        &self.memfds
+    }
+
+    /// The file layer, locked.
+    pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
+        self.vfs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renders the `/proc` file `path` names (if it is a generated one)
+    /// before it is opened.
+    pub fn refresh_proc(&self, hv: &HostedKernel, path: &[u8]) {
+        self.proc_files.refresh(hv, path, &self.view());
+    }
+
+    /// Before a read of `fd`: a generated `/proc` file read from its
+    /// start is rendered again (the file layer then takes the new text).
+    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) {
+        let name = {
+            let mut vfs = self.vfs();
+            let Ok(st) = vfs.fstat(fd) else { return };
+            let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
+            let Some(name) = self.proc_files.rendered(ino) else { return };
+            if vfs.lseek(fd, 0, libc::SEEK_CUR) != Ok(0) {
+                return;
+            }
+            name
+        };
+        self.refresh_proc(hv, name.as_bytes());
+    }
+
+    /// What the `/proc` files show beyond the address space.
+    fn view(&self) -> View<'_> {
+        let p = self.proc();
+        let name = self.path.rsplit('/').next().unwrap_or("").to_string();
+        let extra = StatusExtra {
+            name,
+            umask: p.umask,
+            pid: PID as u32,
+            ppid: 1,
+            caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
+            ..StatusExtra::default()
+        };
+        View {
+            exe: &self.exe,
+            exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
+            file_parts: &self.image.file_parts,
+            start_stack: STACK_TOP - 8,
+            extra,
+        }
+    }
+
+    /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
+    /// at `off` or at the descriptor's offset (which then moves).
+    pub fn read_special(
+        &self,
+        hv: &HostedKernel,
+        fd: Fd,
+        tag: u32,
+        len: usize,
+        off: Option<u64>,
+    ) -> Result<Vec<u8>, i32> {
+        let at = match off {
+            Some(o) => o,
+            None => self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset),
+        };
+        let bytes = match tag {
+            proc_files::PAGEMAP => self.proc_files.pagemap(hv, at, len, &self.view())?,
+            _ => return Err(libc::EINVAL),
+        };
+        if off.is_none() {
+            self.vfs().set_offset(fd, at + bytes.len() as u64).map_err(|e| e.raw())?;
+        }
+        Ok(bytes)
+    }
+
+    /// Counts a call answered `ENOSYS`.
+    pub fn count_enosys(&self, nr: u64) {
+        *self.enosys.lock().unwrap_or_else(|e| e.into_inner()).entry(nr).or_default() += 1;
+    }
+
+    /// Where the program's standard error goes.
+    pub fn stderr(&self) -> Option<&Output> {
+        self.stderr.as_ref()
+    }
+
+    /// Records that signal `sig` ends the run.
+    pub fn kill(&self, sig: i32) -> hypercall::Outcome {
+        self.killed_by.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(sig);
+        hypercall::Outcome { ret: 0, effects: hypercall::Effects { exit_group: Some(128 + sig), ..Default::default() } }
+    }
+
+    fn aux(&self) -> Vec<(u64, u64)> {
+        let i = &self.image;
+        vec![
+            (at::PHDR, i.phdr),
+            (at::PHENT, i.phent),
+            (at::PHNUM, i.phnum),
+            (at::PAGESZ, 4096),
+            (at::BASE, 0),
+            (at::FLAGS, 0),
+            (at::ENTRY, i.entry),
+            (at::UID, 0),
+            (at::EUID, 0),
+            (at::GID, 0),
+            (at::EGID, 0),
+            (at::SECURE, 0),
+            (at::HWCAP, hwcap()),
+            (at::HWCAP2, 0),
+            (at::CLKTCK, 100),
+            (at::MINSIGSTKSZ, 2048),
+        ]
+    }
+
+    /// Maps the stack and writes the initial one (arguments, environment,
+    /// auxiliary vector); returns the initial `rsp`.
+    pub(super) fn load_stack(&self, mapper: &mut Mapper, mem: &GuestMem, anon: &Anon) -> Result<u64, KindError> {
+        let err = |e: String| KindError::Setup(format!("{}: {e}", self.path));
+        let spec = StackSpec {
+            argv: self.argv.clone(),
+            envp: self.envp.clone(),
+            execfn: self.path.clone().into_bytes(),
+            aux: self.aux(),
+            random: random_bytes::<16>(),
+        };
+        let (bytes, sp) = stack::build(&spec, STACK_TOP)
+            .ok_or_else(|| err(format!("arguments and environment are over {} bytes", stack::ARG_MAX)))?;
+        let base = GuestVirtAddr::try_new(STACK_TOP - STACK_SIZE).map_err(|e| err(e.to_string()))?;
+        let req = MmapRequest::private(STACK_SIZE, VmFlags::READ | VmFlags::WRITE)
+            .fixed_noreplace(base)
+            .pgoff(base.raw() >> 12);
+        mapper
+            .space_mut()
+            .mmap(&anon.stack, &req)
+            .map_err(|e| err(format!("cannot map the stack: {e}")))?
+            .flush
+            .ignore();
+        let mut page = sp & !0xfff;
+        while page < STACK_TOP {
+            let va = GuestVirtAddr::try_new(page).map_err(|e| err(e.to_string()))?;
+            let f = mapper
+                .space_mut()
+                .fault(va, FaultAccess { write: true, exec: false })
+                .map_err(|e| err(format!("cannot fill the stack: {e}")))?;
+            f.flush.ignore();
+            let t = mapper.page_tables().translate(va).ok_or_else(|| err("stack page not mapped".into()))?;
+            let lo = page.max(sp);
+            let hi = (page + 0x1000).min(STACK_TOP);
+            let chunk = &bytes[(lo - sp) as usize..(hi - sp) as usize];
+            mem.write_slice(chunk, GuestAddress(t.phys.0 + (lo - page)))
+                .map_err(|e| err(format!("cannot write the stack: {e}")))?;
+            page += 0x1000;
+        }
+        Ok(sp)
+    }
+}
+
+/// `AT_HWCAP`: CPUID leaf 1's EDX, as Linux gives it on x86.
+fn hwcap() -> u64 {
+    let r = std::arch::x86_64::__cpuid(1);
+    u64::from(r.edx)
+}
