@@ -112,10 +112,10 @@ impl Vfs {
     pub fn read(&mut self, fd: Fd, len: usize) -> Result<Vec<u8>, Errno> {
         let id = self.io_desc(fd)?;
         let offset = self.descs.get(id).ok_or(EBADF)?.offset;
-        // A synthetic file read again from its start is made anew, as
-        // Linux's seq_file does (`rewind` then read sees the current
-        // state); the first read takes what open made.
-        if offset == 0 && self.descs.get(id).is_some_and(|d| d.read_once) {
+        // A synthetic file read from its start is made anew, as Linux's
+        // seq_file makes it at read time (a file opened early, then
+        // rewound and read, shows the current state).
+        if offset == 0 {
             let node = self.descs.get(id).ok_or(EBADF)?.node;
             if let NodeKind::Synthetic(generate) = &self.node(node)?.kind {
                 let fresh = generate();
@@ -127,7 +127,6 @@ impl Vfs {
         let data = self.read_at(id, offset, len)?;
         if let Some(desc) = self.descs.get_mut(id) {
             desc.offset = offset + data.len() as u64;
-            desc.read_once = true;
         }
         Ok(data)
     }

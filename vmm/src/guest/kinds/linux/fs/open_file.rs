@@ -35,9 +35,6 @@ pub struct Description {
     pub refs: u32,
     /// What was fixed at open.
     pub content: Content,
-    /// Something was read through it (a synthetic file read again from
-    /// its start is then made anew).
-    pub read_once: bool,
 }
 
 impl Description {

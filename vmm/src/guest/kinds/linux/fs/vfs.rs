@@ -337,14 +337,7 @@ impl Vfs {
             | libc::O_ASYNC
             | libc::O_SYNC
             | libc::O_DSYNC;
-        let desc = Description {
-            node: ino,
-            offset: 0,
-            flags: (flags & keep) | KERNEL_O_LARGEFILE,
-            refs: 1,
-            content,
-            read_once: false,
-        };
+        let desc = Description { node: ino, offset: 0, flags: (flags & keep) | KERNEL_O_LARGEFILE, refs: 1, content };
         let id = self.descs.add(desc);
         match self.fds.install_lowest(0, Slot { desc: id, cloexec: flags & libc::O_CLOEXEC != 0 }) {
             Ok(fd) => {
