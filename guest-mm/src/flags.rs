@@ -60,6 +60,10 @@ bitflags! {
         /// discarding advice on it is refused when it is read-only
         /// anonymous memory (Linux's `VM_SEALED`, bit 63).
         const SEALED = 1 << 63;
+        /// Private anonymous memory whose pages the system may free at
+        /// any time (`MAP_DROPPABLE`, Linux's `VM_DROPPABLE`): a later
+        /// access reads zeros. Here `MADV_PAGEOUT` frees them.
+        const DROPPABLE = 1 << 40;
     }
 }
 

@@ -94,4 +94,31 @@ mod window_tests {
         let (_, bad) = s.check_invariants();
         assert!(bad.is_empty(), "{bad:?}");
     }
+
+    #[test]
+    fn pageout_drops_droppable_pages_and_keeps_others() {
+        use crate::vma::FaultAccess;
+        use crate::Advice;
+        let mut s = pooled_space();
+        let z = crate::providers::ZeroProvider::new(s.frames().clone(), s.memory().clone());
+        let rw = VmFlags::READ | VmFlags::WRITE;
+        let d = s.mmap(&z, &MmapRequest::private(0x4000, rw).droppable()).unwrap();
+        let k = s.mmap(&z, &MmapRequest::private(0x4000, rw)).unwrap();
+        let (d, k) = (d.addr, k.addr);
+        for a in [d, k] {
+            for i in 0..4 {
+                let p = a.checked_add(i * 0x1000).unwrap();
+                s.fault(p, FaultAccess { write: true, exec: false }).unwrap().flush.ignore();
+            }
+        }
+        assert!(s.find_vma(d).unwrap().flags().contains(VmFlags::DROPPABLE));
+        s.madvise(d, 0x4000, Advice::PageOut).unwrap().ignore();
+        s.madvise(k, 0x4000, Advice::PageOut).unwrap().ignore();
+        assert_eq!(s.resident_pages(d, 0x4000), 0, "droppable pages are freed");
+        assert_eq!(s.resident_pages(k, 0x4000), 4, "other pages stay (no swap)");
+        // Only private mappings may be droppable.
+        assert!(s.mmap(&z, &MmapRequest::shared(0x1000, rw).droppable()).is_err());
+        let (_, bad) = s.check_invariants();
+        assert!(bad.is_empty(), "{bad:?}");
+    }
 }

@@ -229,6 +229,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 if flags.intersects(lru_refused) {
                     return Err(MmError::Invalid("MADV_COLD/PAGEOUT on a locked, PFNMAP or huge-page mapping"));
                 }
+                // Nothing is swapped here; droppable memory is dropped
+                // instead (as Linux frees its pages rather than swap them).
+                if advice == Advice::PageOut && flags.contains(VmFlags::DROPPABLE) {
+                    return self.drop_pages(s, e, flush);
+                }
                 Ok(())
             }
             Advice::DoFork if flags.contains(VmFlags::IO) => Err(MmError::Invalid("MADV_DOFORK on an I/O mapping")),

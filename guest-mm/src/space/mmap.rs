@@ -39,6 +39,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
+        if !(req.extra - VmFlags::DROPPABLE).is_empty() || (req.shared && !req.extra.is_empty()) {
+            return Err(MmError::Invalid("only private mappings may be droppable"));
+        }
+        flags |= req.extra;
         let pgoff = if req.pgoff_from_addr { start.raw() >> PAGE_SHIFT } else { req.pgoff };
         let mut desc = VmaDesc::new(start, end, pgoff, flags, user_prot(flags, kernel));
 

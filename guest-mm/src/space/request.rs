@@ -37,6 +37,9 @@ pub struct MmapRequest {
     /// >> PAGE_SHIFT`, which lets neighbouring anonymous mappings merge).
     /// `pgoff` is then ignored.
     pub pgoff_from_addr: bool,
+    /// Flags beyond the access bits the VMA gets (only
+    /// [`VmFlags::DROPPABLE`], on private mappings).
+    pub extra: VmFlags,
 }
 
 impl MmapRequest {
@@ -63,6 +66,11 @@ impl MmapRequest {
     /// The same request with a page offset.
     pub fn pgoff(self, pgoff: u64) -> Self {
         MmapRequest { pgoff, ..self }
+    }
+
+    /// The same request with droppable pages ([`VmFlags::DROPPABLE`]).
+    pub fn droppable(self) -> Self {
+        MmapRequest { extra: self.extra | VmFlags::DROPPABLE, ..self }
     }
 
     /// The same request with the offset taken from the address it gets

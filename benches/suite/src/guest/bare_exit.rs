@@ -85,6 +85,7 @@ pub fn run(item: &str, m: &BareMachine, elf: &[u8]) -> Result<GuestResults, Benc
             placement: Placement::Fixed,
             pgoff: fm.off / PAGE_SIZE,
             pgoff_from_addr: false,
+            extra: guest_mm::VmFlags::empty(),
         };
         let mapped = mapper.space_mut().mmap(provider.provider(), &req).map_err(fail(item, "mmap"))?;
         // Nothing was mapped there before and no vCPU runs yet.

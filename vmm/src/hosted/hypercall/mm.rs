@@ -144,7 +144,7 @@ impl HostedKernel {
         let handle = if flags & map::ANONYMOUS != 0 { fd::ZERO } else { handle };
         let provider = self.providers.get(handle)?;
         let req =
-            MmapRequest { addr: hint, len, prot, shared, placement, pgoff: off / PAGE_SIZE, pgoff_from_addr: false };
+            MmapRequest { addr: hint, len, prot, shared, placement, pgoff: off / PAGE_SIZE, ..Default::default() };
         let mut m = self.mapper();
         let result = m.space_mut().mmap(provider.provider(), &req);
         let deferred = m.space_mut().take_deferred_flush();

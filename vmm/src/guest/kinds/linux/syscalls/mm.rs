@@ -195,15 +195,24 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
                 shared,
                 placement,
                 pgoff: off >> 12,
-                pgoff_from_addr: false,
+                ..Default::default()
             };
             let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
             return Ok((req, file, populate));
         }
+        let extra = if flags & map::TYPE == map::DROPPABLE { VmFlags::DROPPABLE } else { VmFlags::empty() };
         // Private anonymous memory's offset follows its address (Linux
         // sets vm_pgoff so), which lets neighbours merge.
-        let req =
-            MmapRequest { addr: hint, len, prot: vm_prot(p), shared, placement, pgoff: 0, pgoff_from_addr: !shared };
+        let req = MmapRequest {
+            addr: hint,
+            len,
+            prot: vm_prot(p),
+            shared,
+            placement,
+            pgoff: 0,
+            pgoff_from_addr: !shared,
+            extra,
+        };
         let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
         Ok((req, FileProvider::Zero(&anon.zero), populate))
     })();
