@@ -75,6 +75,8 @@ pub struct Proc {
     pub umask: u32,
     /// Capabilities: (effective, permitted, inheritable).
     pub caps: (u64, u64, u64),
+    /// The user (and group) id.
+    pub uid: u32,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -107,6 +109,7 @@ impl Proc {
             fs_base: 0,
             umask: 0o022,
             caps: (ALL_CAPS, ALL_CAPS, 0),
+            uid: 0,
         }
     }
 }
@@ -208,6 +211,9 @@ impl Linux {
         vfs.set_exe(exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
+        // The program starts in the writable /tmp (as a test run from a
+        // scratch directory does); `/` itself is read-only.
+        vfs.chdir(b"/tmp").map_err(setup)?;
         let exe_ino = std::os::unix::fs::MetadataExt::ino(
             &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
         );
@@ -248,6 +254,14 @@ impl Linux {
     /// The program's absolute path (`/proc/self/exe`, as Linux gives it).
     pub fn exe(&self) -> &str {
         &self.exe
+    }
+
+    /// Runs the program as user (and group) `uid`: root keeps every
+    /// capability, any other user has none.
+    pub fn set_uid(&self, uid: u32) {
+        let mut p = self.proc();
+        p.uid = uid;
+        p.caps = if uid == 0 { (ALL_CAPS, ALL_CAPS, 0) } else { (0, 0, 0) };
     }
 
     /// The memfds.
@@ -292,6 +306,8 @@ impl Linux {
             pid: PID as u32,
             ppid: 1,
             caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
+            uid: [p.uid; 4],
+            gid: [p.uid; 4],
             ..StatusExtra::default()
         };
         View {

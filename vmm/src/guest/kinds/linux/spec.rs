@@ -15,6 +15,9 @@ use crate::guest::spec::{KindSpec, Launch};
 /// Option: one environment variable (`K=V`).
 pub const ENV: &str = "env";
 
+/// Option: the user (and group) id the program runs as.
+pub const UID: &str = "uid";
+
 /// The environment a program gets when no `--env` is given.
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "LANG=C"];
 
@@ -23,6 +26,15 @@ fn check_env(s: &str) -> Result<(), String> {
         Some((k, _)) if !k.is_empty() && !s.contains('\0') => Ok(()),
         _ => Err(format!("'{s}': expected NAME=VALUE (a non-empty name, no NUL)")),
     }
+}
+
+fn check_uid(s: &str) -> Result<(), String> {
+    parse_uid(s).map(|_| ())
+}
+
+/// Parses `--uid`: a number below 2^32 - 1.
+pub fn parse_uid(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().ok().filter(|&u| u != u32::MAX).ok_or_else(|| format!("'{s}': expected a user id (0 to 4294967294)"))
 }
 
 /// The registry's entry (`guest::registry`).
@@ -41,14 +53,23 @@ impl KindSpec for Spec {
     }
 
     fn options(&self) -> &'static [KindOption] {
-        const OPTIONS: &[KindOption] = &[KindOption::new(
-            ENV,
-            "NAME=VALUE",
-            "Set an environment variable of the Linux program (repeatable). Without any, it gets \
-             PATH, HOME=/tmp, TMPDIR=/tmp and LANG=C.",
-        )
-        .repeatable()
-        .checked(check_env)];
+        const OPTIONS: &[KindOption] = &[
+            KindOption::new(
+                ENV,
+                "NAME=VALUE",
+                "Set an environment variable of the Linux program (repeatable). Without any, it gets \
+                 PATH, HOME=/tmp, TMPDIR=/tmp and LANG=C.",
+            )
+            .repeatable()
+            .checked(check_env),
+            KindOption::new(
+                UID,
+                "ID",
+                "The user and group id the Linux program runs as (default 0, root, with every \
+                 capability); any other id has no capabilities (RLIMIT_MEMLOCK then applies).",
+            )
+            .checked(check_uid),
+        ];
         OPTIONS
     }
 
@@ -68,6 +89,12 @@ impl KindSpec for Spec {
             [] => DEFAULT_ENV.iter().map(|s| s.to_string()).collect(),
             v => v.to_vec(),
         };
-        Ok(Arc::new(Linux::new(path, bytes, launch.cfg, env)?))
+        let uid = match launch.args().value(UID) {
+            Some(v) => parse_uid(v).map_err(KindError::Invalid)?,
+            None => 0,
+        };
+        let linux = Linux::new(path, bytes, launch.cfg, env)?;
+        linux.set_uid(uid);
+        Ok(Arc::new(linux))
     }
 }

@@ -14,6 +14,10 @@ use super::ctx::{ret, Ctx};
 use crate::hosted::hypercall::{Effects, Outcome};
 use crate::layout::PAGE_SIZE;
 
+/// The top of the fallback search for a mapping placed anywhere: below
+/// the stack and its guard gap (Linux's `stack_guard_gap`, 1 MiB).
+const FALLBACK_TOP: u64 = super::super::process::STACK_TOP - super::super::process::STACK_SIZE - (1 << 20);
+
 /// `mmap` flags (Linux values).
 pub mod map {
     /// Shared.
@@ -220,8 +224,29 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Ok(x) => x,
         Err(e) => return Outcome::err(e),
     };
+    let limit = memlock_limit(c);
     let d = c.hv.space_op(c.vcpu, |m| {
-        let mapped = m.space_mut().mmap(provider.get(), &req)?;
+        // A mapping locked by `mlockall(MCL_FUTURE)` counts against
+        // RLIMIT_MEMLOCK (Linux's `mlock_future_ok`: EAGAIN).
+        let s = m.space();
+        if let (Some(limit), true) = (limit, s.def_flags().contains(VmFlags::LOCKED)) {
+            if s.locked_bytes().saturating_add(req.len) > limit {
+                return Err(MmError::Again);
+            }
+        }
+        let mapped = match m.space_mut().mmap(provider.get(), &req) {
+            // Linux falls back to searching the whole range, up to the
+            // stack's guard gap, when the top-down search below
+            // `mmap_base` finds no room.
+            Err(MmError::NoSpace { .. }) if req.placement == Placement::Anywhere => {
+                let (lo, hi) = m.space().mmap_window();
+                m.space_mut().set_mmap_window(lo, FALLBACK_TOP)?;
+                let r = m.space_mut().mmap(provider.get(), &req);
+                m.space_mut().set_mmap_window(lo, hi)?;
+                r?
+            }
+            r => r?,
+        };
         Ok((mapped.addr.raw(), mapped.flush))
     });
     if let (true, Ok(at)) = (populate, &d.result) {

@@ -71,10 +71,10 @@ pub fn getppid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
     Outcome::ret(1)
 }
 
-/// `getuid`, `geteuid`, `getgid`, `getegid`: root (the host results
-/// were taken as root).
-pub fn getuid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
-    Outcome::ret(0)
+/// `getuid`, `geteuid`, `getgid`, `getegid`: `--uid` (root by default:
+/// the host results were taken as root).
+pub fn getuid(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(i64::from(c.linux.proc().uid))
 }
 
 /// `uname(buf)`.
