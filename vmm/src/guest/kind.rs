@@ -176,6 +176,14 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether standard input is the guest's own (default: no, it feeds
+    /// the serial port). A kind whose program reads its standard input
+    /// (a Linux program in a pipeline) says yes: the serial port then
+    /// gets none.
+    fn stdin_is_the_guests(&self) -> bool {
+        false
+    }
+
     /// Bytes of guest RAM the machine gets (default: the configured size).
     fn ram_size(&self, cfg: &VmConfig) -> u64 {
         cfg.mem_size

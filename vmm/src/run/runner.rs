@@ -289,7 +289,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     for dev in &devs.bars {
         em.add_subscriber(Box::new(DoorbellHandler::new(dev.clone()).map_err(io("doorbell"))?));
     }
-    if opts.stdin {
+    if opts.stdin && !kind.stdin_is_the_guests() {
         if let Ok(stdin) = std::io::stdin().lock().as_fd_clone() {
             em.add_subscriber(Box::new(SerialInputHandler::new(stdin, devs.serial.clone())));
         }

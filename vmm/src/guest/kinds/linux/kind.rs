@@ -38,6 +38,56 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_poll, "poll"),
+        why: "a read of the program's standard input waits for it in short slices",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_ppoll, "ppoll"),
+        why: "the same, where the C library's poll is ppoll",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_pread64, "pread64"),
+        why: "a host file given with --file, read where the program reads it",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_pwrite64, "pwrite64"),
+        why: "a host file given with --file GUEST=HOST:rw, written where the program writes",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_fstat, "fstat"),
+        why: "the size of a host file given with --file",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_newfstatat, "newfstatat"),
+        why: "the same, where the C library's fstat is newfstatat",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_statx, "statx"),
+        why: "the same, where the standard library asks statx",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_fcntl, "fcntl"),
+        why: "a host file given with --file is duplicated (F_DUPFD_CLOEXEC) for each open of it",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_openat, "openat"),
+        why: "a host file given with --file is opened when the program first opens it",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_ftruncate, "ftruncate"),
+        why: "a host file given with --file GUEST=HOST:rw, truncated by the program",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Syscall(libc::SYS_getrandom, "getrandom"),
         why: "the program's getrandom and /dev/urandom take host-random bytes",
     },
@@ -65,6 +115,11 @@ impl GuestKind for Linux {
 
     /// `./prog > out` leaves in `out` only what the program wrote.
     fn stdout_is_the_guests(&self) -> bool {
+        true
+    }
+
+    /// `prog < in`: the program reads the VMM's standard input.
+    fn stdin_is_the_guests(&self) -> bool {
         true
     }
 
@@ -165,7 +220,20 @@ impl GuestKind for Linux {
             }
         } else {
             let out = syscalls::dispatch(hv, vcpu, self, &args);
-            user.regs.rax = out.ret as u64;
+            if out.ret == syscalls::RESTART {
+                if self.proc().pending.is_empty() {
+                    // Back to the `syscall` instruction (2 bytes) with its
+                    // number: the call is made again after a short sleep.
+                    user.regs.rip = user.regs.rcx.wrapping_sub(2);
+                    user.regs.rax = args.nr;
+                    let slice = std::time::Instant::now() + std::time::Duration::from_millis(1);
+                    return hypercall::Effects { block: Some(hypercall::Block::Until(slice)), ..out.effects };
+                }
+                // A signal is waiting: the call is interrupted.
+                user.regs.rax = (-i64::from(libc::EINTR)) as u64;
+            } else {
+                user.regs.rax = out.ret as u64;
+            }
             // `syscall` returns to rcx with r11's flags.
             let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
             (out.effects, resume)

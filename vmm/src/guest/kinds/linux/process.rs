@@ -264,6 +264,14 @@ impl Linux {
         p.caps = if uid == 0 { (ALL_CAPS, ALL_CAPS, 0) } else { (0, 0, 0) };
     }
 
+    /// Makes the host file `host` reachable as `guest` (read-only unless
+    /// `writable`).
+    pub fn add_host_file(&self, guest: &str, host: std::path::PathBuf, writable: bool) -> Result<(), KindError> {
+        self.vfs()
+            .add_host_file(guest, host, writable)
+            .map_err(|e| KindError::Invalid(format!("--file {guest}: cannot place it (errno {})", e.raw())))
+    }
+
     /// The memfds.
     pub fn memfds(&self) -> &super::memfd::Memfds {
         &self.memfds

@@ -15,6 +15,32 @@ use crate::guest::spec::{KindSpec, Launch};
 /// Option: one environment variable (`K=V`).
 pub const ENV: &str = "env";
 
+/// Option: a host file the program may open (`GUEST=HOST[:rw]`).
+pub const FILE: &str = "file";
+
+/// Parses `--file GUEST=HOST[:rw]`: an absolute guest path, a host path,
+/// and whether the program may write it.
+pub fn parse_file(s: &str) -> Result<(String, std::path::PathBuf, bool), String> {
+    let Some((guest, host)) = s.split_once('=') else {
+        return Err(format!("'{s}': expected GUEST_PATH=HOST_PATH[:rw]"));
+    };
+    if !guest.starts_with('/') || guest.contains('\0') || guest.len() > 4095 {
+        return Err(format!("'{s}': the guest path must be absolute"));
+    }
+    let (host, rw) = match host.strip_suffix(":rw") {
+        Some(h) => (h, true),
+        None => (host.strip_suffix(":ro").unwrap_or(host), false),
+    };
+    if host.is_empty() {
+        return Err(format!("'{s}': no host path"));
+    }
+    Ok((guest.to_owned(), std::path::PathBuf::from(host), rw))
+}
+
+fn check_file(s: &str) -> Result<(), String> {
+    parse_file(s).map(|_| ())
+}
+
 /// Option: the user (and group) id the program runs as.
 pub const UID: &str = "uid";
 
@@ -34,7 +60,10 @@ fn check_uid(s: &str) -> Result<(), String> {
 
 /// Parses `--uid`: a number below 2^32 - 1.
 pub fn parse_uid(s: &str) -> Result<u32, String> {
-    s.parse::<u32>().ok().filter(|&u| u != u32::MAX).ok_or_else(|| format!("'{s}': expected a user id (0 to 4294967294)"))
+    s.parse::<u32>()
+        .ok()
+        .filter(|&u| u != u32::MAX)
+        .ok_or_else(|| format!("'{s}': expected a user id (0 to 4294967294)"))
 }
 
 /// The registry's entry (`guest::registry`).
@@ -62,6 +91,14 @@ impl KindSpec for Spec {
             )
             .repeatable()
             .checked(check_env),
+            KindOption::new(
+                FILE,
+                "GUEST=HOST[:rw]",
+                "Let the Linux program open the host file HOST as GUEST (an absolute path in its \
+                 file tree); read-only unless `:rw`. Nothing else on the host is reachable. Repeatable.",
+            )
+            .repeatable()
+            .checked(check_file),
             KindOption::new(
                 UID,
                 "ID",
@@ -95,6 +132,13 @@ impl KindSpec for Spec {
         };
         let linux = Linux::new(path, bytes, launch.cfg, env)?;
         linux.set_uid(uid);
+        for f in launch.args().values(FILE) {
+            let (guest, host, rw) = parse_file(f).map_err(KindError::Invalid)?;
+            if !host.is_file() {
+                return Err(KindError::Invalid(format!("--file {f}: {} is not a regular file", host.display())));
+            }
+            linux.add_host_file(&guest, host, rw)?;
+        }
         Ok(Arc::new(linux))
     }
 }

@@ -50,3 +50,10 @@ pub fn ret(r: Result<u64, i32>) -> Outcome {
         Err(e) => Outcome::err(e),
     }
 }
+
+/// A handler's `rax` meaning "not yet: sleep a slice and make the same
+/// call again" (a read of standard input with nothing to read). Linux's
+/// kernel-internal `ERESTARTSYS`; the program never sees it: the kind
+/// turns it into a restart of the `syscall` instruction, or into `EINTR`
+/// when a signal is pending.
+pub const RESTART: i64 = -512;

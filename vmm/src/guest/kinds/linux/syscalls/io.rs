@@ -14,7 +14,7 @@
 
 use super::super::fs::{Errno, Fd, Special, IOV_MAX, PATH_MAX};
 use super::super::memfd::{self, tag_of};
-use super::ctx::{ret, Ctx};
+use super::ctx::{ret, Ctx, RESTART};
 use crate::hosted::hypercall::Outcome;
 
 /// Most bytes one `write`/`writev`/`read` moves.
@@ -96,11 +96,50 @@ fn memfd_read(c: &Ctx<'_>, fd: Fd, tag: u32, len: usize, at: Option<u64>) -> Res
     Ok(buf)
 }
 
+/// Most bytes one read of standard input takes.
+const STDIN_MAX: usize = 64 << 10;
+/// How long one read of standard input waits before the call is made
+/// again (so a stopping run never waits on it).
+const STDIN_SLICE_MS: i32 = 20;
+/// `read_bytes`'s error for "nothing yet: make the call again".
+const WOULD_RESTART: i32 = -RESTART as i32;
+
+/// Reads the VMM's standard input (the program's): what is there, `0` at
+/// its end; nothing there yet is [`WOULD_RESTART`].
+fn stdin_read(len: usize) -> Result<Vec<u8>, i32> {
+    let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, STDIN_SLICE_MS) };
+    if n == 0 {
+        return Err(WOULD_RESTART);
+    }
+    if n < 0 {
+        return Err(WOULD_RESTART);
+    }
+    if pfd.revents & libc::POLLNVAL != 0 {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; len.min(STDIN_MAX)];
+    // SAFETY: `buf` is valid for `buf.len()` bytes, which read only writes.
+    let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+    match got {
+        n if n >= 0 => {
+            buf.truncate(n as usize);
+            Ok(buf)
+        }
+        _ => match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) => Err(WOULD_RESTART),
+            Some(err) => Err(err),
+            None => Err(libc::EIO),
+        },
+    }
+}
+
 /// Reads up to `len` bytes from `fd`.
 fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
     let special = c.linux.vfs().special(fd).map_err(e)?;
     match special.map(|s| s.special) {
-        Some(Special::Stdin) => Ok(Vec::new()),
+        Some(Special::Stdin) => stdin_read(len),
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
         Some(Special::Tag(t)) => c.linux.read_special(c.hv, fd, t, len, None),

@@ -18,7 +18,7 @@ mod process;
 mod table;
 mod time;
 
-pub use self::ctx::{ret, Ctx, Entry, Handler, Status};
+pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;
 pub use self::process::PID;
 pub use self::table::TABLE;
