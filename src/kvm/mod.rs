@@ -11,6 +11,7 @@
 //! under seccomp go through that binary, never through this process.
 
 pub mod kut;
+pub mod linux;
 pub mod multiboot;
 pub mod spt;
 

@@ -21,40 +21,20 @@
 //! filters throughout.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use vmm_suite::kvm::{run_vmm, temp_path, VmmRun};
+use vmm_suite::kvm::linux::{run_on_host, static_c_program};
+use vmm_suite::kvm::{run_vmm, VmmRun};
 use vmm_suite::need_kvm;
 
-/// The program, built once per test binary run; `None` (with a message)
-/// where there is no static C toolchain.
+/// The program (`tests/guests/linux/signals.c`).
 fn program() -> Option<PathBuf> {
-    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/linux/signals.c");
-            let out = temp_path("signals");
-            let ok = Command::new("gcc")
-                .args(["-static", "-O1", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("SKIP: gcc -static could not build {} (no gcc or no static libc)", src.display());
-            }
-            ok.then_some(out)
-        })
-        .clone()
+    static_c_program("signals")
 }
 
 /// Runs `prog scenario` on the host: (stdout, status as a shell reports
 /// it).
 fn host(prog: &Path, scenario: &str) -> (String, i32) {
-    use std::os::unix::process::ExitStatusExt;
-    let out = Command::new(prog).arg(scenario).env_clear().output().expect("run on the host");
-    let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
-    (String::from_utf8_lossy(&out.stdout).into_owned(), code)
+    run_on_host(prog, &[scenario])
 }
 
 fn guest(prog: &Path, scenario: &str) -> VmmRun {

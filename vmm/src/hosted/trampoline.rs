@@ -24,3 +24,20 @@ pub fn code() -> Result<Vec<u8>, IcedError> {
     a.jmp(rcx)?;
     a.assemble(TRAMPOLINE_VA)
 }
+
+/// Writes the trampoline into a frame from `frames` and maps it
+/// read/execute at [`TRAMPOLINE_VA`]; returns that address (the `LSTAR` a
+/// kind asks for).
+pub fn install(
+    mapper: &mut crate::hosted::mapper::Mapper,
+    frames: &mut crate::memory::BootFrames,
+    mem: &crate::memory::GuestMem,
+) -> Result<u64, String> {
+    let code = code().map_err(|e| format!("cannot assemble the syscall trampoline: {e}"))?;
+    let frame = frames.alloc(1).map_err(|e| e.to_string())?;
+    vm_memory::Bytes::write_slice(mem, &code, frame[0].addr())
+        .map_err(|_| "cannot write the syscall trampoline".to_string())?;
+    let va = guest_mm::GuestVirtAddr::try_new(TRAMPOLINE_VA).map_err(|e| e.to_string())?;
+    mapper.map_user_pages(va, &frame, crate::hosted::mapper::Access::RX).map_err(|e| e.to_string())?;
+    Ok(TRAMPOLINE_VA)
+}

@@ -11,7 +11,6 @@ use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
-use crate::hosted::mapper::Access;
 use crate::hosted::program::{self, Program};
 use crate::hosted::trampoline;
 use crate::run::control::Outcome;
@@ -21,7 +20,6 @@ use crate::vstate::backend::SyscallEntry;
 use guest_mm::providers::ZeroProvider;
 use guest_mm::GuestVirtAddr;
 use std::sync::Arc;
-use vm_memory::Bytes;
 
 /// What a Linux program makes the VMM's vCPU thread do beyond every run's
 /// allow-list.
@@ -169,17 +167,7 @@ impl GuestKind for Linux {
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
             SyscallEntry::User => {
-                let code = trampoline::code().map_err(|e| KindError::Assemble {
-                    what: "the Linux syscall trampoline",
-                    message: e.to_string(),
-                })?;
-                let frame = hosted.frames.alloc(1).map_err(|e| KindError::Setup(e.to_string()))?;
-                mem.write_slice(&code, frame[0].addr())
-                    .map_err(|_| KindError::Setup("cannot write the syscall trampoline".into()))?;
-                let va =
-                    GuestVirtAddr::try_new(trampoline::TRAMPOLINE_VA).map_err(|e| KindError::Setup(e.to_string()))?;
-                hosted.mapper.map_user_pages(va, &frame, Access::RX).map_err(|e| KindError::Setup(e.to_string()))?;
-                Some(trampoline::TRAMPOLINE_VA)
+                Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(KindError::Setup)?)
             }
         };
         log::info!(

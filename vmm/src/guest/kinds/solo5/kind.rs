@@ -348,17 +348,7 @@ impl GuestKind for Solo5 {
         }
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
-            SyscallEntry::User => {
-                let code = trampoline::code().map_err(|e| KindError::Assemble {
-                    what: "the Solo5 syscall trampoline",
-                    message: e.to_string(),
-                })?;
-                let frame = hosted.frames.alloc(1).map_err(|e| kind_err(e.to_string()))?;
-                mem.write_slice(&code, frame[0].addr()).map_err(|_| kind_err("cannot write the trampoline"))?;
-                let va = GuestVirtAddr::try_new(trampoline::TRAMPOLINE_VA).map_err(|e| kind_err(e.to_string()))?;
-                hosted.mapper.map_user_pages(va, &frame, Access::RX).map_err(kind_err)?;
-                Some(trampoline::TRAMPOLINE_VA)
-            }
+            SyscallEntry::User => Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(kind_err)?),
         };
         Ok(Entry::User(vec![UserEntry { rip: self.prog.entry, rsp: self.mem - 8, rdi: BOOT_INFO, syscall_entry }]))
     }

@@ -1,0 +1,46 @@
+//! Helpers for the Linux-program scenarios (`tests/guests/linux_*`): a C
+//! program from `tests/guests/linux/` built once with `gcc -static`, and
+//! running a program on the host to compare with what it does under the
+//! VMM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use super::temp_path;
+
+/// `tests/guests/linux/NAME.c` built with `gcc -static -O1`, once per
+/// test binary run; `None` (with a message) where there is no static C
+/// toolchain.
+pub fn static_c_program(name: &str) -> Option<PathBuf> {
+    static BUILT: Mutex<BTreeMap<String, Option<PathBuf>>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/guests/linux/{name}.c"));
+            let out = temp_path(name);
+            let ok = Command::new("gcc")
+                .args(["-static", "-O1", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("SKIP: gcc -static could not build {} (no gcc or no static libc)", src.display());
+            }
+            ok.then_some(out)
+        })
+        .clone()
+}
+
+/// Runs `prog` with `args` on the host with an empty environment:
+/// (stdout, status as a shell reports it: 128 + the signal that killed
+/// it).
+pub fn run_on_host(prog: &Path, args: &[&str]) -> (String, i32) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = Command::new(prog).args(args).env_clear().output().expect("run on the host");
+    let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), code)
+}
