@@ -235,3 +235,22 @@ fn host_files_are_reachable_only_by_name_and_read_only_unless_rw() {
     }
     let _ = std::fs::remove_file(&f);
 }
+
+#[test]
+fn report_file_takes_the_report_off_stderr() {
+    need_kvm!();
+    let Some(p) = linux_mm("hello-musl-static").or_else(probe) else { return };
+    let rep = temp_path("report.txt");
+    let r = run_vmm(&["run", "--report", rep.to_str().expect("utf-8"), "--guest", p.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("== vmm report"), "{}", r.stderr);
+    assert!(!r.stdout.contains("== vmm report"), "{}", r.stdout);
+    let text = std::fs::read_to_string(&rep).expect("report file");
+    assert!(text.contains("== vmm report") && text.contains("(exit code 0)"), "{text}");
+    // A report file that cannot be created is refused before the run.
+    let r = run_vmm(&["run", "--report", "/nonexistent-dir/r.txt", "--guest", p.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot create the report file"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "nothing ran: {}", r.stdout);
+    let _ = std::fs::remove_file(&rep);
+}

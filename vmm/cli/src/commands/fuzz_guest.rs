@@ -49,6 +49,12 @@ pub fn fuzz_guest(args: FuzzArgs, out: &Output, err: &Output) -> u8 {
     }
     cfg.timeout_secs = args.timeout;
     err.write(format!("vmm fuzz-guest: seed {seed:#x}, {} calls, {} vCPUs\n", args.calls, args.vcpus).as_bytes());
-    let mode = Mode { json: args.json, check_invariants: true, seccomp: !args.no_seccomp, seccomp_selftest: None };
+    let mode = Mode {
+        json: args.json,
+        check_invariants: true,
+        seccomp: !args.no_seccomp,
+        seccomp_selftest: None,
+        report: None,
+    };
     run_cfg(&cfg, &mode, out, err)
 }

@@ -43,9 +43,14 @@ pub struct RunArgs {
     /// vm.max_map_count; more fail with ENOMEM. Default 65530.
     #[arg(long, value_name = "N")]
     max_map_count: Option<usize>,
-    /// Print the report as JSON (guest console output goes to stderr).
+    /// Print the report as JSON (guest console output goes to stderr,
+    /// unless --report takes the report).
     #[arg(long)]
     json: bool,
+    /// Write the report (text, or JSON with --json) to FILE instead of
+    /// stdout or stderr: the terminal then shows only the guest's output.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// When the guest has ended, check the VMM's own state (page-table
     /// census, map counts, pool accounting); a violation fails the run.
     #[arg(long)]
@@ -132,6 +137,7 @@ pub fn run(args: RunArgs, registry: &Registry, out: &Output, err: &Output) -> u8
         check_invariants: args.check_invariants,
         seccomp: !args.no_seccomp,
         seccomp_selftest: args.seccomp_selftest.map(ThreadKind::from),
+        report: args.report,
     };
     run_cfg_with(&cfg, registry, &mode, out, err)
 }
@@ -146,6 +152,8 @@ pub struct Mode {
     pub seccomp: bool,
     /// The thread that makes a forbidden call (test hook).
     pub seccomp_selftest: Option<ThreadKind>,
+    /// Where the report goes instead of stdout/stderr.
+    pub report: Option<PathBuf>,
 }
 
 /// Runs `cfg` and prints the report; returns the exit status.
@@ -155,7 +163,20 @@ pub fn run_cfg(cfg: &VmConfig, mode: &Mode, out: &Output, err: &Output) -> u8 {
 
 /// [`run_cfg`] with the kinds of `registry`.
 pub fn run_cfg_with(cfg: &VmConfig, registry: &Registry, mode: &Mode, out: &Output, err: &Output) -> u8 {
-    let console = if mode.json { err.clone() } else { out.clone() };
+    // The report file is opened before the run: a bad path is refused at
+    // once, and the seccomp filters (on from the run's start) never see
+    // an open.
+    let mut report_file = match &mode.report {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                err.write(format!("vmm: cannot create the report file {}: {e}\n", path.display()).as_bytes());
+                return 1;
+            }
+        },
+        None => None,
+    };
+    let console = if mode.json && mode.report.is_none() { err.clone() } else { out.clone() };
     let mut opts = vmm::RunOptions::new(ConsoleSink::Writer(console));
     opts.check_invariants = mode.check_invariants;
     opts.seccomp = mode.seccomp;
@@ -170,8 +191,15 @@ pub fn run_cfg_with(cfg: &VmConfig, registry: &Registry, mode: &Mode, out: &Outp
     };
     let text = if mode.json { report.to_json() + "\n" } else { report.to_text() };
     // A kind whose guest owns stdout (a Solo5 unikernel) gets its text
-    // report on stderr; `--json` asks for the report on stdout.
-    if report.to_stderr && !mode.json {
+    // report on stderr; `--json` asks for the report on stdout; `--report`
+    // for it in a file.
+    if let Some(file) = report_file.as_mut() {
+        if let Err(e) = std::io::Write::write_all(file, text.as_bytes()) {
+            err.write(format!("vmm: cannot write the report file: {e}\n").as_bytes());
+            let _ = out.flush(None);
+            return 1;
+        }
+    } else if report.to_stderr && !mode.json {
         err.write(text.as_bytes());
     } else {
         out.write(text.as_bytes());
