@@ -64,6 +64,21 @@ int main(int argc, char **argv, char **envp) {
     memset(big, 0x5a, 4 << 20);
     check("big block holds", big[0] == 0x5a && big[(4 << 20) - 1] == 0x5a);
     free(big);
+    /* A buffer grown with realloc: glibc moves large blocks with mremap. */
+    size_t n = 1 << 16;
+    unsigned char *g = malloc(n);
+    for (size_t i = 0; i < n; i++) g[i] = (unsigned char)(i * 7);
+    int grown = g != NULL;
+    while (grown && n < (32u << 20)) {
+        unsigned char *h = realloc(g, 2 * n);
+        if (!h) { grown = 0; break; }
+        g = h;
+        for (size_t i = n; i < 2 * n; i++) g[i] = (unsigned char)(i * 7);
+        n *= 2;
+    }
+    for (size_t i = 0; grown && i < n; i += 4093) grown &= g[i] == (unsigned char)(i * 7);
+    check("realloc to 32 MiB keeps the data", grown);
+    free(g);
     void *cur = sbrk(0);
     check("brk grows", sbrk(1 << 20) == cur && sbrk(0) == (char *)cur + (1 << 20));
     memset(cur, 1, 1 << 20);
