@@ -1,6 +1,7 @@
 //! Scenario: Linux's own mm selftests as guest-mm's conformance suite
 //! (issue 18). `vmm ltest` runs every program in
-//! `../shared/testguests/linux-mm/bin` in its own `vmm run --mem 3072`
+//! `../shared/testguests/linux-mm/bin` in its own `vmm run --mem 3072
+//! --hugepages 160` (160 2 MiB pages, as `vm.nr_hugepages`)
 //! and compares what each prints with what it printed on Linux
 //! (`host-results-*.txt`), allowing only the differences listed with their
 //! reasons in `tests/guests/linux/mm-expectations.toml`. Without the test
@@ -43,6 +44,7 @@ fn linux_mm_selftests_print_what_they_print_on_linux() {
         "-j",
         "2",
         "--vmm-arg=--mem=3072",
+        "--vmm-arg=--hugepages=160",
     ]);
     eprintln!("{}", r.stdout);
     assert_eq!(r.code, 0, "programs differ from Linux beyond the expectations file:\n{}\n{}", r.stdout, r.stderr);

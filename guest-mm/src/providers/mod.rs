@@ -1,11 +1,16 @@
 //! Providers that show the API off and that the VMM uses: guest RAM, zero
-//! pages, a kernel page buffer, huge pages, shared-memory objects, and a
+//! pages, a kernel page buffer, huge pages (a fixed region, or a hugetlb
+//! pool faulted in page by page), shared-memory objects, and a
 //! delegating read-only view.
 //! Device windows (BARs) live with the devices.
 
 mod anon;
 mod guest_ram;
 mod huge;
+mod hugetlb;
+mod hugetlb_pool;
+#[cfg(test)]
+mod hugetlb_tests;
 mod page_buffer;
 mod read_only;
 mod shmem;
@@ -18,6 +23,8 @@ mod zero;
 pub use anon::AnonOps;
 pub use guest_ram::GuestRamProvider;
 pub use huge::{HugePageProvider, HugeVmaState};
+pub use hugetlb::{HugetlbProvider, HUGETLB_NAME};
+pub use hugetlb_pool::{HugePage, HugetlbCounts, HugetlbPool, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
 pub use page_buffer::{BufferOps, PageBuffer};
 pub use read_only::ReadOnlyView;
 pub use shmem::{ShmemObject, MAX_SHMEM_SIZE};

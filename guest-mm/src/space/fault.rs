@@ -19,7 +19,7 @@ use vm_memory::GuestMemoryBackend;
 
 use super::{AddressSpace, KERNEL_HALF};
 use crate::action::PageArray;
-use crate::addr::{GuestVirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{GuestVirtAddr, PageSize, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::{PageProt, VmFlags};
 use crate::paging::FlushSet;
@@ -92,6 +92,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Ok(Faulted { kind: FaultKind::Spurious, around: 0, flush: FlushSet::default() });
         }
         let ops = vma.ops().cloned().ok_or(MmError::NotSupported("no fault handler"))?;
+        let huge = ops.pagesize(&vma);
+        if vma.flags().contains(VmFlags::HUGETLB) && huge > PAGE_SIZE {
+            if present.is_some() {
+                return Err(MmError::Access("write to a read-only huge page"));
+            }
+            self.fault_huge(&vma, ops.as_ref(), page, huge, access)?;
+            return Ok(Faulted { kind: FaultKind::Mapped, around: 0, flush: FlushSet::default() });
+        }
         if let Some(t) = present {
             if !self.pt.is_copy_on_write(va) {
                 return Err(MmError::Access("write to a read-only entry"));
@@ -115,6 +123,44 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         drop(fp);
         let around = self.map_around(&vma, ops.as_ref(), page, access);
         Ok(Faulted { kind: FaultKind::Mapped, around, flush: FlushSet::default() })
+    }
+
+    /// A fault in a hugetlb VMA (`hugetlb_fault`): the ops give the huge
+    /// page holding `page` (its first frame, aligned to `size`), mapped by
+    /// one leaf of `size`. Its frames are pinned as one faulted run at the
+    /// huge page's address (so munmap, `MADV_DONTNEED` and mremap let go
+    /// of it as of any run); the leaf itself is a raw one. No fault-around.
+    fn fault_huge(
+        &mut self,
+        vma: &Vma,
+        ops: &dyn VmaOps,
+        page: u64,
+        size: u64,
+        access: FaultAccess,
+    ) -> Result<(), MmError> {
+        let leaf = match size {
+            s if s == PageSize::Size2M.bytes() => PageSize::Size2M,
+            s if s == PageSize::Size1G.bytes() => PageSize::Size1G,
+            _ => return Err(MmError::Invalid("huge-page size is not a leaf size")),
+        };
+        let hpage = page & !(size - 1);
+        if hpage < vma.start().raw() || hpage + size > vma.end() {
+            return Err(MmError::Misaligned { what: "huge-page VMA", value: vma.start().raw(), align: size });
+        }
+        let va = GuestVirtAddr::try_new(hpage)?;
+        let pgoff = vma.pgoff() + ((hpage - vma.start().raw()) >> PAGE_SHIFT);
+        let fp = ops.fault(vma, &FaultInfo { addr: va, pgoff, access, cow_from: None })?;
+        if fp.pfn.addr().0 % size != 0 || fp.copy_on_write {
+            return Err(MmError::Misaligned { what: "huge-page frame", value: fp.pfn.addr().0, align: size });
+        }
+        let frames: std::sync::Arc<[crate::addr::Pfn]> =
+            (0..size >> PAGE_SHIFT).map(|i| crate::addr::Pfn(fp.pfn.0 + i)).collect();
+        // Pinned before the entry exists, kept by address until removed.
+        let arr = PageArray::pin(&self.frames, frames)?;
+        self.pt.map_range(va, fp.pfn.addr(), size, vma.page_prot(), leaf)?;
+        self.page_pins.insert(hpage, arr);
+        drop(fp);
+        Ok(())
     }
 
     /// Maps `pages` at consecutive pages from `start` inside `vma` (all

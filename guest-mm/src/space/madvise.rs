@@ -5,6 +5,9 @@
 //!   of the range (the VMAs stay; a lazy mapping refaults zero pages or
 //!   the provider's pages). `MADV_FREE` may drop them at any time before
 //!   the next write, so dropping them at once is one of its outcomes.
+//!   In a hugetlb VMA (one that faults, not a `VM_PFNMAP` remap) only
+//!   `DONTNEED` and `DONTNEED_LOCKED` are allowed, from a huge-page
+//!   aligned start (`EINVAL`), the end rounded down to a huge page.
 //!   `MADV_REMOVE` drops the pages of a shared writable mapping the same
 //!   way, if it has a fault handler to refault them (there is no file to
 //!   punch a hole in: a refault gives what the provider gives).
@@ -195,6 +198,21 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             Advice::WillNeed => {
                 self.populate(s, e);
                 Ok(())
+            }
+            Advice::DontNeed | Advice::DontNeedLocked
+                if flags.contains(VmFlags::HUGETLB) && !flags.intersects(VmFlags::PFNMAP | VmFlags::IO) =>
+            {
+                // madvise_dontneed_free_valid_vma: a hugetlb VMA needs a
+                // start on a huge page; the end is rounded down to one.
+                let size = vma.ops().map_or(PAGE_SIZE, |o| o.pagesize(vma));
+                if s % size != 0 {
+                    return Err(MmError::Misaligned { what: "huge-page MADV_DONTNEED", value: s, align: size });
+                }
+                let e = e & !(size - 1);
+                if e <= s {
+                    return Ok(());
+                }
+                self.drop_pages(s, e, flush)
             }
             Advice::DontNeed | Advice::DontNeedLocked | Advice::Free => {
                 let mut refused = DONTNEED_REFUSED;

@@ -32,17 +32,39 @@ pub enum PoolRam {
     /// The fixed pool region only: for a kind whose guest owns the free
     /// RAM (a Solo5 unikernel's memory).
     FixedOnly,
+    /// As [`PoolRam::AllFree`], but the top `pages` 2 MiB pages of RAM are
+    /// set aside for a hugetlb pool ([`hugetlb_region`]); with no room
+    /// for them, as [`PoolRam::AllFree`].
+    AllFreeButHuge {
+        /// 2 MiB pages set aside.
+        pages: u64,
+    },
+}
+
+/// The 2 MiB-aligned top of RAM that [`PoolRam::AllFreeButHuge`] sets
+/// aside for huge pages, if RAM above [`POOL_RAM_PA`] holds it whole.
+pub fn hugetlb_region(mem: &GuestMem, pool: PoolRam) -> Option<(GuestAddress, u64)> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let PoolRam::AllFreeButHuge { pages } = pool else { return None };
+    const HUGE: u64 = 2 << 20;
+    let size = pages.checked_mul(HUGE).filter(|&s| s > 0)?;
+    let last = mem.iter().last()?;
+    let end = last.start_addr().0.saturating_add(last.len()) & !(HUGE - 1);
+    let start = end.checked_sub(size)?;
+    (start >= POOL_RAM_PA.max(last.start_addr().0)).then_some((GuestAddress(start), size))
 }
 
 /// The pool regions of `mem` under `pool`: the fixed region, then the
-/// whole pages of each RAM region at or above [`POOL_RAM_PA`].
+/// whole pages of each RAM region at or above [`POOL_RAM_PA`] (below the
+/// huge pages set aside, if any).
 pub fn pool_regions(mem: &GuestMem, pool: PoolRam) -> Vec<(GuestAddress, u64)> {
     use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
     let mut out = vec![(GuestAddress(POOL_PA), POOL_SIZE)];
-    if pool == PoolRam::AllFree {
+    let huge_start = hugetlb_region(mem, pool).map_or(u64::MAX, |(a, _)| a.0);
+    if pool != PoolRam::FixedOnly {
         for r in mem.iter() {
             let start = r.start_addr().0.max(POOL_RAM_PA).next_multiple_of(PAGE_SIZE);
-            let end = r.start_addr().0.saturating_add(r.len()) & !(PAGE_SIZE - 1);
+            let end = (r.start_addr().0.saturating_add(r.len()) & !(PAGE_SIZE - 1)).min(huge_start);
             if end > start {
                 out.push((GuestAddress(start), end - start));
             }

@@ -205,6 +205,32 @@ mod tests {
     }
 
     #[test]
+    fn huge_pages_come_off_the_top_of_ram_and_out_of_the_pool() {
+        use crate::hosted::mapper::{hugetlb_region, pool_regions, PoolRam};
+        use crate::layout::{POOL_PA, POOL_RAM_PA, POOL_SIZE};
+        let size = 128 << 20;
+        let mem = create_guest_memory(size).unwrap();
+        let pool = PoolRam::AllFreeButHuge { pages: 4 };
+        let top = size - (8 << 20);
+        assert_eq!(hugetlb_region(&mem, pool), Some((GuestAddress(top), 8 << 20)));
+        assert_eq!(
+            pool_regions(&mem, pool),
+            vec![(GuestAddress(POOL_PA), POOL_SIZE), (GuestAddress(POOL_RAM_PA), top - POOL_RAM_PA)]
+        );
+        // None asked, or more than RAM above the VMM's own holds: no region.
+        assert_eq!(hugetlb_region(&mem, PoolRam::AllFreeButHuge { pages: 0 }), None);
+        assert_eq!(hugetlb_region(&mem, PoolRam::AllFree), None);
+        assert_eq!(hugetlb_region(&mem, PoolRam::AllFreeButHuge { pages: size / (2 << 20) }), None);
+        assert_eq!(pool_regions(&mem, PoolRam::AllFreeButHuge { pages: 0 }), pool_regions(&mem, PoolRam::AllFree));
+        // The space's pool never hands out a huge page's frame.
+        let mapper = Mapper::with_options(mem.clone(), 64, pool).unwrap();
+        let total = mapper.space().frames().lock().pool_total();
+        assert_eq!(total, (POOL_SIZE + top - POOL_RAM_PA) / PAGE_SIZE);
+        let all = mapper.space().frames().alloc(total).unwrap();
+        assert!(all.pfns().iter().all(|p| p.addr().0 < top));
+    }
+
+    #[test]
     fn the_pool_takes_free_ram_past_the_window_and_the_guest_ram_provider_maps_only_the_window() {
         use crate::hosted::mapper::{pool_regions, PoolRam};
         use crate::layout::{FREE_PA, POOL_PA, POOL_RAM_PA, POOL_SIZE};

@@ -11,13 +11,14 @@ use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
+use crate::hosted::mapper::{hugetlb_region, PoolRam};
 use crate::hosted::program::{self, Program};
 use crate::hosted::trampoline;
 use crate::run::control::Outcome;
 use crate::run::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
 use crate::seccomp::{Call, Row, ThreadKind};
 use crate::vstate::backend::SyscallEntry;
-use guest_mm::providers::ZeroProvider;
+use guest_mm::providers::{HugetlbPool, ZeroProvider};
 use guest_mm::GuestVirtAddr;
 use std::sync::Arc;
 
@@ -130,9 +131,27 @@ impl GuestKind for Linux {
         }
     }
 
+    /// All free RAM, but the top `--hugepages` 2 MiB pages, which the
+    /// hugetlb pool takes.
+    fn pool_ram(&self) -> PoolRam {
+        PoolRam::AllFreeButHuge { pages: self.hugepages() }
+    }
+
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
         let hosted = ctx.hosted()?;
+        let wanted = self.hugepages();
+        let region = hugetlb_region(mem, self.pool_ram());
+        if wanted > 0 && region.is_none() {
+            return Err(KindError::Invalid(format!(
+                "--hugepages {wanted}: {} MiB of huge pages do not fit in guest RAM above the VMM's own",
+                wanted.saturating_mul(2)
+            )));
+        }
+        let frames = hosted.mapper.space().frames().clone();
+        let pool = HugetlbPool::new(frames, mem.clone(), region.as_slice())
+            .map_err(|e| KindError::Setup(format!("{}: the hugetlb pool: {e}", self.path)))?;
+        let _ = self.hugetlb.set(pool);
         let prog = Program { segments: self.image.segments.clone(), entry: self.image.entry };
         program::load(&prog, mem, hosted.frames, hosted.mapper)?;
         let zero = Arc::new(ZeroProvider::new(hosted.mapper.space().frames().clone(), mem.clone()));

@@ -31,17 +31,28 @@ pub struct ProcFiles {
 }
 
 /// The files rendered from the address space.
-const RENDERED: &[&str] = &["/proc/self/maps", "/proc/self/smaps", "/proc/self/smaps_rollup", "/proc/self/status"];
+const RENDERED: &[&str] = &[
+    "/proc/self/maps",
+    "/proc/self/smaps",
+    "/proc/self/smaps_rollup",
+    "/proc/self/status",
+    "/proc/meminfo",
+    "/proc/sys/vm/nr_hugepages",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB/surplus_hugepages",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages",
+];
+
+/// The directory of the 2 MiB pool's files in sysfs.
+const HUGEPAGES_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
 
 /// Files whose contents never change: `(path, contents)`.
 const FIXED: &[(&str, &str)] = &[
     ("/proc/sys/vm/mmap_min_addr", "65536\n"),
     ("/proc/sys/vm/max_map_count", "65530\n"),
     ("/proc/sys/vm/overcommit_memory", "0\n"),
-    ("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "0\n"),
-    ("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "0\n"),
-    ("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages", "0\n"),
-    ("/sys/kernel/mm/hugepages/hugepages-2048kB/surplus_hugepages", "0\n"),
 ];
 
 impl ProcFiles {
@@ -112,6 +123,8 @@ pub struct View<'a> {
     pub start_stack: u64,
     /// What `status` shows that the address space does not know.
     pub extra: StatusExtra,
+    /// The hugetlb pool's counters (`/proc/meminfo`, sysfs).
+    pub huge: guest_mm::providers::HugetlbCounts,
 }
 
 /// Renders `name` from `space` as seen through `view`.
@@ -139,11 +152,36 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         task_size,
         shmem_ino: None,
     };
+    let h = &view.huge;
+    if let Some(file) = name.strip_prefix(HUGEPAGES_DIR) {
+        return procfs::hugepages_file(file, h.total, h.free, h.reserved).unwrap_or_default();
+    }
     match name {
+        "/proc/meminfo" => procfs::meminfo(&mem_info(space, h)),
+        "/proc/sys/vm/nr_hugepages" => format!("{}\n", h.total).into_bytes(),
         "/proc/self/maps" => procfs::maps(&pv),
         "/proc/self/smaps" => procfs::smaps(&pv),
         "/proc/self/smaps_rollup" => procfs::smaps_rollup(&pv),
         "/proc/self/status" => procfs::status(&pv, &view.extra),
         _ => Vec::new(),
+    }
+}
+
+/// `/proc/meminfo`'s numbers: RAM's size, the page pool's free pages, the
+/// hugetlb pool's counters.
+fn mem_info(
+    space: &guest_mm::AddressSpace<crate::memory::GuestMem>,
+    h: &guest_mm::providers::HugetlbCounts,
+) -> procfs::MemInfo {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let total = space.memory().iter().map(|r| r.len()).sum();
+    let free = (space.stats().pool_free as u64).saturating_mul(guest_mm::PAGE_SIZE);
+    procfs::MemInfo {
+        total,
+        free,
+        hugepages_total: h.total,
+        hugepages_free: h.free,
+        hugepages_rsvd: h.reserved,
+        ..Default::default()
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use guest_mm::providers::ZeroProvider;
+use guest_mm::providers::{HugetlbPool, ZeroProvider};
 use guest_mm::{FaultAccess, GuestVirtAddr, MmError, MmapProvider, MmapRequest, VmFlags, VmaDesc};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -163,6 +163,10 @@ pub struct Linux {
     pub(super) vfs: Mutex<Vfs>,
     pub(super) proc_files: ProcFiles,
     pub(super) memfds: super::memfd::Memfds,
+    /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
+    pub(super) hugepages: std::sync::atomic::AtomicU64,
+    /// The hugetlb pool (made at load, empty without `--hugepages`).
+    pub(super) hugetlb: OnceLock<HugetlbPool<GuestMem>>,
 }
 
 impl std::fmt::Debug for Linux {
@@ -222,6 +226,8 @@ impl Linux {
             vfs: Mutex::new(vfs),
             proc_files,
             memfds: Default::default(),
+            hugepages: Default::default(),
+            hugetlb: OnceLock::new(),
             exe,
             path: name,
             proc: Mutex::new(Proc::new()),
@@ -270,6 +276,22 @@ impl Linux {
         self.vfs()
             .add_host_file(guest, host, writable)
             .map_err(|e| KindError::Invalid(format!("--file {guest}: cannot place it (errno {})", e.raw())))
+    }
+
+    /// Sets aside `pages` 2 MiB pages of guest RAM for `MAP_HUGETLB`
+    /// (before the run starts; `vm.nr_hugepages`).
+    pub fn set_hugepages(&self, pages: u64) {
+        self.hugepages.store(pages, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The 2 MiB pages asked for.
+    pub fn hugepages(&self) -> u64 {
+        self.hugepages.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The hugetlb pool (made when the program was loaded).
+    pub fn hugetlb(&self) -> Option<&HugetlbPool<GuestMem>> {
+        self.hugetlb.get()
     }
 
     /// The memfds.
@@ -324,6 +346,7 @@ impl Linux {
             file_parts: &self.image.file_parts,
             start_stack: STACK_TOP - 8,
             extra,
+            huge: self.hugetlb().map(|h| h.counts()).unwrap_or_default(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The registry's entry for Linux programs: the name (`--abi linux`), the
-//! options (`--env K=V`), and which files it claims: every ELF the kinds
+//! options (`--env K=V`, `--file`, `--uid`, `--hugepages N`), and which files it claims: every ELF the kinds
 //! before it did not (a Solo5 note means Solo5, the VMM's ABI note means
 //! the VMM's own ABI). A file it cannot run is refused when it is opened,
 //! with the reason and what to do.
@@ -43,6 +43,28 @@ fn check_file(s: &str) -> Result<(), String> {
 
 /// Option: the user (and group) id the program runs as.
 pub const UID: &str = "uid";
+
+/// Option: 2 MiB pages reserved for `MAP_HUGETLB` (`vm.nr_hugepages`).
+pub const HUGEPAGES: &str = "hugepages";
+
+/// Guest RAM a program keeps besides its huge pages: the VMM's own low
+/// RAM and at least this much of the page pool.
+const MIN_POOL_RAM: u64 = 16 << 20;
+
+/// Parses `--hugepages N`: a count of 2 MiB pages.
+pub fn parse_hugepages(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| format!("'{s}': expected a number of 2 MiB pages"))
+}
+
+fn check_hugepages(s: &str) -> Result<(), String> {
+    parse_hugepages(s).map(|_| ())
+}
+
+/// The most 2 MiB pages `--hugepages` may take out of `mem_size` bytes of
+/// RAM: what lies above the VMM's own RAM, less [`MIN_POOL_RAM`].
+pub fn max_hugepages(mem_size: u64) -> u64 {
+    mem_size.saturating_sub(crate::layout::POOL_RAM_PA + MIN_POOL_RAM) / (2 << 20)
+}
 
 /// The environment a program gets when no `--env` is given.
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "LANG=C"];
@@ -106,6 +128,14 @@ impl KindSpec for Spec {
                  capability); any other id has no capabilities (RLIMIT_MEMLOCK then applies).",
             )
             .checked(check_uid),
+            KindOption::new(
+                HUGEPAGES,
+                "N",
+                "Reserve N 2 MiB pages of guest RAM for the Linux program's MAP_HUGETLB mappings (as \
+                 vm.nr_hugepages; default 0). They come out of --mem: at most what leaves the program \
+                 16 MiB besides the VMM's own RAM.",
+            )
+            .checked(check_hugepages),
         ];
         OPTIONS
     }
@@ -130,8 +160,23 @@ impl KindSpec for Spec {
             Some(v) => parse_uid(v).map_err(KindError::Invalid)?,
             None => 0,
         };
+        let hugepages = match launch.args().value(HUGEPAGES) {
+            Some(v) => parse_hugepages(v).map_err(KindError::Invalid)?,
+            None => 0,
+        };
+        let most = max_hugepages(launch.cfg.mem_size);
+        if hugepages > most {
+            return Err(KindError::Invalid(format!(
+                "--hugepages {hugepages}: {} MiB of huge pages do not fit in --mem {} MiB (at most {most} \
+                 pages leave the program {} MiB besides the VMM's own RAM)",
+                hugepages.saturating_mul(2),
+                launch.cfg.mem_size >> 20,
+                MIN_POOL_RAM >> 20
+            )));
+        }
         let linux = Linux::new(path, bytes, launch.cfg, env)?;
         linux.set_uid(uid);
+        linux.set_hugepages(hugepages);
         for f in launch.args().values(FILE) {
             let (guest, host, rw) = parse_file(f).map_err(KindError::Invalid)?;
             if !host.is_file() {

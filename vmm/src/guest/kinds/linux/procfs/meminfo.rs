@@ -37,6 +37,8 @@ pub struct MemInfo {
     pub hugepages_total: u64,
     /// `HugePages_Free`.
     pub hugepages_free: u64,
+    /// `HugePages_Rsvd`.
+    pub hugepages_rsvd: u64,
 }
 
 /// One `show_val_kb` line: the label padded to 16 columns, `%8lu kB`.
@@ -93,7 +95,7 @@ pub fn meminfo(m: &MemInfo) -> Vec<u8> {
         &mut o,
         format_args!(
             "HugePages_Total:   {:>5}\nHugePages_Free:    {:>5}\nHugePages_Rsvd:    {:>5}\nHugePages_Surp:    {:>5}\n",
-            m.hugepages_total, m.hugepages_free, 0, 0
+            m.hugepages_total, m.hugepages_free, m.hugepages_rsvd, 0
         ),
     );
     val(&mut o, "Hugepagesize:", 2 << 20);
@@ -121,12 +123,13 @@ pub fn sysctl_vm(space: &AddressSpace<GuestMem>, name: &str, hugepages: u64) -> 
 }
 
 /// `/sys/kernel/mm/hugepages/hugepages-2048kB/NAME` for a pool of
-/// `total` pages, `free` of them free.
-pub fn hugepages_file(name: &str, total: u64, free: u64) -> Option<Vec<u8>> {
+/// `total` pages, `free` of them free and `rsvd` reserved (no surplus).
+pub fn hugepages_file(name: &str, total: u64, free: u64, rsvd: u64) -> Option<Vec<u8>> {
     let v = match name {
         "nr_hugepages" | "nr_hugepages_mempolicy" => total,
         "free_hugepages" => free,
-        "resv_hugepages" | "surplus_hugepages" | "nr_overcommit_hugepages" => 0,
+        "resv_hugepages" => rsvd,
+        "surplus_hugepages" | "nr_overcommit_hugepages" => 0,
         _ => return None,
     };
     Some(format!("{v}\n").into_bytes())

@@ -308,10 +308,17 @@ fn sixty_five_thousand_vmas_cost_linear_time() {
 
 #[test]
 fn meminfo_and_knobs() {
-    let m = MemInfo { total: 64 << 20, free: 32 << 20, hugepages_total: 2, hugepages_free: 1, ..Default::default() };
+    let m = MemInfo {
+        total: 64 << 20,
+        free: 32 << 20,
+        hugepages_total: 2,
+        hugepages_free: 1,
+        hugepages_rsvd: 1,
+        ..Default::default()
+    };
     let text = String::from_utf8(meminfo(&m)).unwrap();
     assert!(text.starts_with("MemTotal:          65536 kB\nMemFree:           32768 kB\nMemAvailable:      32768 kB\n"));
-    assert!(text.contains("\nHugePages_Total:       2\nHugePages_Free:        1\n"));
+    assert!(text.contains("\nHugePages_Total:       2\nHugePages_Free:        1\nHugePages_Rsvd:        1\n"));
     assert!(text.contains("\nHugepagesize:       2048 kB\n"));
     assert!(text.contains("\nHardwareCorrupted:     0 kB\n"));
     assert!(text.lines().all(|l| l.len() >= 24), "{text}");
@@ -321,9 +328,11 @@ fn meminfo_and_knobs() {
     assert_eq!(sysctl_vm(space, "max_map_count", 0).unwrap(), b"65530\n");
     assert_eq!(sysctl_vm(space, "overcommit_memory", 0).unwrap(), b"0\n");
     assert_eq!(sysctl_vm(space, "swappiness", 0), None);
-    assert_eq!(hugepages_file("free_hugepages", 4, 3).unwrap(), b"3\n");
-    assert_eq!(hugepages_file("nr_hugepages", 4, 3).unwrap(), b"4\n");
-    assert_eq!(hugepages_file("x", 4, 3), None);
+    assert_eq!(hugepages_file("free_hugepages", 4, 3, 2).unwrap(), b"3\n");
+    assert_eq!(hugepages_file("nr_hugepages", 4, 3, 2).unwrap(), b"4\n");
+    assert_eq!(hugepages_file("resv_hugepages", 4, 3, 2).unwrap(), b"2\n");
+    assert_eq!(hugepages_file("surplus_hugepages", 4, 3, 2).unwrap(), b"0\n");
+    assert_eq!(hugepages_file("x", 4, 3, 2), None);
 }
 
 #[test]

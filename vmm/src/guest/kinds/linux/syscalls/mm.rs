@@ -186,8 +186,7 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             }
         };
         if flags & map::HUGETLB != 0 {
-            // No huge pages are reserved (as `vm.nr_hugepages` 0).
-            return Err(libc::ENOMEM);
+            return hugetlb_request(c, flags, len, vm_prot(p), shared, placement, hint);
         }
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
         if flags & map::ANONYMOUS == 0 {
@@ -250,10 +249,12 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Ok((mapped.addr.raw(), mapped.flush))
     });
     if let (true, Ok(at)) = (populate, &d.result) {
-        // Populating is best effort: mmap has succeeded either way.
+        // Populating is best effort: mmap has succeeded either way. Huge
+        // pages are faulted in one by one (they have no fault-around).
         let (at, len) = (*at, req.len);
+        let advice = if matches!(provider, FileProvider::Huge(_)) { Advice::PopulateRead } else { Advice::WillNeed };
         let _ = c.hv.space_op(c.vcpu, |m| {
-            let fs = m.space_mut().madvise(GuestVirtAddr::try_new(at)?, len, Advice::WillNeed)?;
+            let fs = m.space_mut().madvise(GuestVirtAddr::try_new(at)?, len, advice)?;
             Ok(((), fs))
         });
     }
@@ -266,6 +267,8 @@ enum FileProvider<'a> {
     Zero(&'a guest_mm::providers::ZeroProvider<crate::memory::GuestMem>),
     /// A memfd's pages.
     Shmem(guest_mm::providers::ShmemObject<crate::memory::GuestMem>),
+    /// Anonymous `MAP_HUGETLB` memory from the hugetlb pool.
+    Huge(guest_mm::providers::HugetlbProvider<crate::memory::GuestMem>),
 }
 
 impl FileProvider<'_> {
@@ -273,8 +276,50 @@ impl FileProvider<'_> {
         match self {
             FileProvider::Zero(z) => *z,
             FileProvider::Shmem(o) => o,
+            FileProvider::Huge(h) => h,
         }
     }
+}
+
+/// `MAP_HUGE_SHIFT`: where `MAP_HUGETLB`'s page-size bits start.
+const MAP_HUGE_SHIFT: u64 = 26;
+/// `MAP_HUGE_MASK`: the page-size bits (log2 of the size; 0 the default).
+const MAP_HUGE_MASK: u64 = 0x3f;
+
+/// The request of an `mmap(MAP_HUGETLB)` (`ksys_mmap_pgoff`'s hugetlb
+/// branch): anonymous only (`EINVAL` for a file that is not hugetlbfs),
+/// a page size of 2 MiB (default, `MAP_HUGE_2MB`) or 1 GiB (`MAP_HUGE_1GB`,
+/// for which no page is ever reserved: `ENOMEM`), any other `EINVAL`; the
+/// length rounded up to the page size, a fixed address on one (`EINVAL`).
+fn hugetlb_request<'a>(
+    c: &Ctx<'a>,
+    flags: u64,
+    len: u64,
+    prot: VmFlags,
+    shared: bool,
+    placement: Placement,
+    hint: Option<GuestVirtAddr>,
+) -> Result<(MmapRequest, FileProvider<'a>, bool), i32> {
+    if flags & map::ANONYMOUS == 0 {
+        return Err(libc::EINVAL);
+    }
+    let size: u64 = match (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK {
+        0 | 21 => 2 << 20,
+        30 => 1 << 30,
+        _ => return Err(libc::EINVAL),
+    };
+    let len = len.checked_next_multiple_of(size).filter(|&l| l <= TASK_SIZE).ok_or(libc::ENOMEM)?;
+    if placement != Placement::Anywhere && hint.is_some_and(|h| h.raw() % size != 0) {
+        return Err(libc::EINVAL);
+    }
+    if size != 2 << 20 {
+        // The 1 GiB pool exists on x86-64 and holds no page here.
+        return Err(libc::ENOMEM);
+    }
+    let pool = c.linux.hugetlb().ok_or(libc::ENOMEM)?;
+    let req = MmapRequest { addr: hint, len, prot, shared, placement, ..Default::default() };
+    let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
+    Ok((req, FileProvider::Huge(pool.provider(flags & map::NORESERVE != 0)), populate))
 }
 
 /// The provider behind descriptor `fd`: a memfd, or `/dev/zero`;

@@ -14,7 +14,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 5, name: "fstat", status: Supported, note: "", handler: Some(io::fstat) },
     Entry { nr: 6, name: "lstat", status: Supported, note: "", handler: Some(io::lstat) },
     Entry { nr: 8, name: "lseek", status: Supported, note: "", handler: Some(io::lseek) },
-    Entry { nr: 9, name: "mmap", status: Partial, note: "anonymous private and shared memory, MAP_FIXED, MAP_FIXED_NOREPLACE, hints, MAP_POPULATE, MAP_LOCKED; MAP_HUGETLB is ENOMEM (no huge pages reserved); no file mappings yet", handler: Some(mm::mmap) },
+    Entry { nr: 9, name: "mmap", status: Partial, note: "anonymous private and shared memory, MAP_FIXED, MAP_FIXED_NOREPLACE, hints, MAP_POPULATE, MAP_LOCKED; MAP_HUGETLB anonymous from the --hugepages pool (2 MiB; MAP_HUGE_1GB ENOMEM); no file mappings yet", handler: Some(mm::mmap) },
     Entry { nr: 10, name: "mprotect", status: Supported, note: "", handler: Some(mm::mprotect) },
     Entry { nr: 11, name: "munmap", status: Supported, note: "", handler: Some(mm::munmap) },
     Entry { nr: 12, name: "brk", status: Supported, note: "", handler: Some(mm::brk) },

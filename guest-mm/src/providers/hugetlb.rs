@@ -1,0 +1,197 @@
+//! `MAP_HUGETLB` anonymous memory: mappings whose pages come one 2 MiB
+//! page at a time from a [`HugetlbPool`], faulted in on first touch and
+//! mapped by one 2 MiB leaf (the fault path's huge-page branch), as
+//! Linux's hugetlbfs does for an anonymous `MAP_HUGETLB` mapping.
+//!
+//! - Every mapping is `VM_HUGETLB | VM_DONTEXPAND` with a 2 MiB page size
+//!   (`vm_ops->pagesize`), so `munmap`, `mprotect` and `mremap` keep it
+//!   whole pages (`EINVAL`), it never merges and never grows in place.
+//!   Its start, length and offset must be 2 MiB multiples (`EINVAL`; the
+//!   caller rounds an anonymous length up first, as Linux's `mmap` does).
+//! - `mmap` reserves one pool page per huge page of the mapping
+//!   (`ENOMEM` when the pool cannot promise them), unless asked not to
+//!   (`MAP_NORESERVE`); the first fault of each page consumes its
+//!   reservation, later ones (after `MADV_DONTNEED`) take any free page or
+//!   fail (the guest's `SIGBUS`).
+//! - A **private** mapping's page belongs to the faulted run that maps it:
+//!   `munmap` or `MADV_DONTNEED` gives it back to the pool at once. The
+//!   reservations of a private mapping's unmapped piece are given back
+//!   when the piece goes (`hugetlb_vm_op_close`); a moved piece keeps them.
+//! - A **shared** mapping's pages belong to the mapping object (the
+//!   anonymous hugetlbfs file behind it): `MADV_DONTNEED` only unmaps
+//!   them, a refault finds the same bytes, and they return to the pool
+//!   with the last VMA of the mapping (with its reservations).
+//!
+//! Not here: hugetlbfs files and `memfd_create(MFD_HUGETLB)`, copy-on-write
+//! of shared pages into private mappings, 1 GiB pages, `MAP_POPULATE`
+//! prefaulting (pages fault in on touch).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vm_memory::GuestMemory;
+
+use super::hugetlb_pool::{HugePage, HugetlbPool, PoolInner, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
+use crate::desc::VmaDesc;
+use crate::error::MmError;
+use crate::flags::VmFlags;
+use crate::provider::MmapProvider;
+use crate::vma::{FaultInfo, FaultPage, Vma, VmaOps};
+
+/// The name of hugetlb mappings (as the eager huge-page provider's, so
+/// `/proc` shows both as `/anon_hugepage (deleted)`).
+pub const HUGETLB_NAME: &str = "huge";
+
+/// Maps anonymous `MAP_HUGETLB` memory from a pool; see the module docs.
+pub struct HugetlbProvider<M> {
+    pool: Arc<PoolInner<M>>,
+    noreserve: bool,
+}
+
+impl<M> HugetlbPool<M> {
+    /// A provider of anonymous hugetlb mappings from this pool; with
+    /// `noreserve` (`MAP_NORESERVE`) mappings reserve nothing.
+    pub fn provider(&self, noreserve: bool) -> HugetlbProvider<M> {
+        HugetlbProvider { pool: self.0.clone(), noreserve }
+    }
+}
+
+#[derive(Default)]
+struct MapState {
+    /// Huge-page indexes (`pgoff / 512`) holding a reservation.
+    reserved: BTreeSet<u64>,
+    /// A shared mapping's pages, by index.
+    pages: BTreeMap<u64, Arc<HugePage>>,
+    /// Start of a VMA about to move: its close keeps the reservations.
+    moving: Option<u64>,
+}
+
+/// One mapping (`mmap` call): the ops of its VMAs.
+struct HugetlbMapping<M> {
+    pool: Arc<PoolInner<M>>,
+    shared: bool,
+    state: Mutex<MapState>,
+}
+
+impl<M> HugetlbMapping<M> {
+    fn lock(&self) -> MutexGuard<'_, MapState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<M> Drop for HugetlbMapping<M> {
+    fn drop(&mut self) {
+        let n = self.lock().reserved.len() as u64;
+        self.pool.unreserve(n);
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> HugetlbMapping<M> {
+    /// A fresh zeroed page for index `idx`, with its reservation if it
+    /// still has one.
+    fn new_page(&self, st: &mut MapState, idx: u64) -> Result<Arc<HugePage>, MmError> {
+        let reserved = st.reserved.remove(&idx);
+        let page = match self.pool.take(reserved) {
+            Ok(p) => p,
+            Err(e) => {
+                if reserved {
+                    st.reserved.insert(idx);
+                }
+                return Err(e);
+            }
+        };
+        self.pool.zero(&page)?;
+        Ok(page)
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
+    fn name(&self) -> &str {
+        HUGETLB_NAME
+    }
+
+    fn fault(&self, _vma: &Vma, vmf: &FaultInfo) -> Result<FaultPage, MmError> {
+        if vmf.pgoff % FRAMES_PER_HUGE_PAGE != 0 {
+            return Err(MmError::Misaligned { what: "huge-page fault", value: vmf.pgoff, align: FRAMES_PER_HUGE_PAGE });
+        }
+        let idx = vmf.pgoff / FRAMES_PER_HUGE_PAGE;
+        let mut st = self.lock();
+        let page = match st.pages.get(&idx) {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.new_page(&mut st, idx)?;
+                if self.shared {
+                    st.pages.insert(idx, p.clone());
+                }
+                p
+            }
+        };
+        Ok(FaultPage { pfn: page.head(), copy_on_write: false, hold: Some(page) })
+    }
+
+    fn mremap(&self, vma: &Vma, new_start: crate::addr::GuestVirtAddr, _new_len: u64) -> Result<(), MmError> {
+        if new_start != vma.start() {
+            self.lock().moving = Some(vma.start().raw());
+        }
+        Ok(())
+    }
+
+    fn close(&self, vma: &Vma) {
+        let mut st = self.lock();
+        if st.moving.take_if(|&mut s| s == vma.start().raw()).is_some() || self.shared {
+            return;
+        }
+        // hugetlb_vm_op_close: the piece's unconsumed reservations go.
+        let first = vma.pgoff() / FRAMES_PER_HUGE_PAGE;
+        let end = (vma.pgoff() + vma.pages()) / FRAMES_PER_HUGE_PAGE;
+        let gone: Vec<u64> = st.reserved.range(first..end).copied().collect();
+        for i in &gone {
+            st.reserved.remove(i);
+        }
+        drop(st);
+        self.pool.unreserve(gone.len() as u64);
+    }
+
+    fn pagesize(&self, _vma: &Vma) -> u64 {
+        HUGE_PAGE_SIZE
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for HugetlbProvider<M> {
+    fn name(&self) -> &str {
+        HUGETLB_NAME
+    }
+
+    fn align(&self) -> u64 {
+        HUGE_PAGE_SIZE
+    }
+
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        if desc.pgoff % FRAMES_PER_HUGE_PAGE != 0 {
+            return Err(MmError::Misaligned {
+                what: "huge-page pgoff",
+                value: desc.pgoff,
+                align: FRAMES_PER_HUGE_PAGE,
+            });
+        }
+        if !desc.start().is_aligned(HUGE_PAGE_SIZE) || desc.size() % HUGE_PAGE_SIZE != 0 {
+            return Err(MmError::Misaligned {
+                what: "huge-page mapping",
+                value: desc.start().raw() | desc.size(),
+                align: HUGE_PAGE_SIZE,
+            });
+        }
+        let first = desc.pgoff / FRAMES_PER_HUGE_PAGE;
+        let n = desc.size() / HUGE_PAGE_SIZE;
+        let mut state = MapState::default();
+        if !self.noreserve {
+            self.pool.reserve(n)?;
+            state.reserved.extend(first..first + n);
+        }
+        let shared = desc.test_flags(VmFlags::SHARED);
+        let mapping = HugetlbMapping { pool: self.pool.clone(), shared, state: Mutex::new(state) };
+        desc.set_flags(VmFlags::HUGETLB | VmFlags::DONTEXPAND);
+        desc.set_ops(Arc::new(mapping));
+        Ok(())
+    }
+}
