@@ -146,12 +146,11 @@ pub fn check_same_output(exit_code: i32, vmm: &[u8], host: &[u8]) -> Result<(), 
     Ok(())
 }
 
-/// The figure; `syscall_us` is item 12a's median round trip (for the
-/// exit-cost estimate), `backend` the KVM backend.
-pub fn figure(bytes: usize, s: &[Sample], syscall_us: Option<f64>, backend: &str) -> Result<Figure, BenchError> {
+/// The figure; `backend` names the KVM backend.
+pub fn figure(bytes: usize, s: &[Sample], backend: &str) -> Result<Figure, BenchError> {
     let col = |f: fn(&Sample) -> f64| s.iter().map(f).collect::<Vec<f64>>();
     let last = s.last().ok_or_else(|| BenchError::NoSamples("linux.busybox_sort".into()))?;
-    let mut f = Figure::new(
+    let f = Figure::new(
         12,
         "linux.busybox_sort",
         &format!(
@@ -167,13 +166,10 @@ pub fn figure(bytes: usize, s: &[Sample], syscall_us: Option<f64>, backend: &str
     .detail("syscalls", last.syscalls as f64)
     .detail("page_faults", last.faults as f64)
     .detail("other_exits", last.exits.saturating_sub(last.syscalls + last.faults) as f64);
-    if let Some(us) = syscall_us {
-        f = f.detail("exits_times_syscall_round_trip_ms", last.exits as f64 * us / 1e3);
-    }
     Ok(f.note(format!(
         "no target: the ratio is the backend's exit cost made visible. Every system call and every page \
-         fault is an exit to the VMM, tens of µs each on {backend}, where the host pays about a µs or less; \
-         exits_times_syscall_round_trip_ms estimates that part (counts: last repetition)"
+         fault is an exit to the VMM, tens of µs each on {backend} (linux.syscall_round_trip), where the host \
+         pays about a µs or less (counts: last repetition)"
     )))
 }
 

@@ -51,9 +51,7 @@ pub fn run(
     progress.stage("12: Linux system call round trip, bare exit");
     let p = syscall::Params::new(opts.quick);
     let s = repeat(reps, progress, || syscall::sample(&p, cal))?;
-    let f = syscall::figure(&p, &s, backend)?;
-    let syscall_us = f.ours.median;
-    figures.push(f);
+    figures.push(syscall::figure(&p, &s, backend)?);
 
     progress.stage("12: Linux 64 MiB lazy write touch");
     let s = repeat(reps, progress, || touch::sample(cal))?;
@@ -64,7 +62,7 @@ pub fn run(
             progress.stage("12: busybox sort under the VMM and on the host");
             let sorter = busybox::Sorter::new(&bb, &busybox::Params::new(opts.quick))?;
             let s = repeat(reps, progress, || sorter.sample())?;
-            figures.push(busybox::figure(sorter.bytes(), &s, Some(syscall_us), backend)?);
+            figures.push(busybox::figure(sorter.bytes(), &s, backend)?);
         }
         Err(why) => skipped.push(Skipped { item: ITEM, reason: format!("busybox sort: {why}") }),
     }
