@@ -168,8 +168,8 @@ pub fn figure(bytes: usize, s: &[Sample], backend: &str) -> Result<Figure, Bench
     .detail("other_exits", last.exits.saturating_sub(last.syscalls + last.faults) as f64);
     Ok(f.note(format!(
         "no target: the ratio is the backend's exit cost made visible. Every system call and every page \
-         fault is an exit to the VMM, tens of µs each on {backend} (linux.syscall_round_trip), where the host \
-         pays about a µs or less (counts: last repetition)"
+         fault is an exit to the VMM, as long as linux.syscall_round_trip each, where the host pays about a \
+         µs or less (counts: last repetition). Backend: {backend}"
     )))
 }
 
