@@ -7,7 +7,7 @@
 //! runtime: the `vmm` library does not depend on this crate.
 //!
 //! Items 1–4 and 10 ([`host`]) exercise the mapper on plain guest memory; items
-//! 5–9 and 11 ([`guest`]) run guests on KVM. Each item repeats its measurement
+//! 5–9, 11 and 12 ([`guest`]) run guests on KVM (12: unmodified Linux programs). Each item repeats its measurement
 //! `reps` times, interleaving ours and the peer within each repetition, and
 //! reports median and min–max of both and of their per-repetition ratio
 //! ([`figure`]). Targets from the issue are checked and a miss is printed,
@@ -45,8 +45,10 @@ pub enum Parts {
     All,
     /// Items 1–4 and 10 (no KVM needed).
     Host,
-    /// Items 5–9 and 11.
+    /// Items 5–9, 11 and 12.
     Guest,
+    /// Item 12 alone: Linux programs.
+    Linux,
 }
 
 /// Options of one run.
@@ -80,8 +82,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let machine = Machine::detect();
     let reps = opts.reps();
-    let host = opts.parts != Parts::Guest;
+    let host = matches!(opts.parts, Parts::All | Parts::Host);
     let guest = opts.parts != Parts::Host;
+    let guest_items: Vec<u8> = if opts.parts == Parts::Linux { vec![12] } else { (5..=9).chain([11, 12]).collect() };
     let kvm = machine.kvm.available;
     let total = if host { host::steps(reps) } else { 0 } + if guest && kvm { guest::steps(opts, reps) } else { 0 };
     let mut progress = Progress::new(total, opts.progress);
@@ -91,13 +94,15 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     if host {
         figures.extend(host::run(reps, kvm, &mut progress)?);
     } else {
-        skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: "not requested (--only guest)".into() }));
+        let only = if opts.parts == Parts::Linux { "--only linux" } else { "--only guest" };
+        skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: format!("not requested ({only})") }));
     }
     if !guest {
-        skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
+        skipped
+            .extend((5..=9).chain([11, 12]).map(|item| Skipped { item, reason: "not requested (--only host)".into() }));
     } else if !kvm {
         let reason = format!("KVM {}", machine.kvm.description);
-        skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: reason.clone() }));
+        skipped.extend(guest_items.iter().map(|&item| Skipped { item, reason: reason.clone() }));
     } else {
         // A failed guest benchmark does not throw away what was measured:
         // the report says what failed and `vmm bench` exits non-zero.
@@ -108,7 +113,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
             }
             Err(e) => {
                 errors.push(e.to_string());
-                skipped.extend((5..=9).chain([11]).map(|item| Skipped { item, reason: format!("failed: {e}") }));
+                skipped.extend(guest_items.iter().map(|&item| Skipped { item, reason: format!("failed: {e}") }));
             }
         }
     }
@@ -127,6 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
             Parts::All => "all",
             Parts::Host => "host",
             Parts::Guest => "guest",
+            Parts::Linux => "linux",
         }
         .to_string(),
         skipped,

@@ -38,7 +38,8 @@ pub struct Report {
     pub reps: usize,
     /// The machine and KVM backend.
     pub machine: Machine,
-    /// Which parts ran: `"all"`, `"host"` (items 1–4, 10) or `"guest"` (5–9, 11).
+    /// Which parts ran: `"all"`, `"host"` (items 1–4, 10), `"guest"` (5–9,
+    /// 11, 12) or `"linux"` (12).
     pub parts: String,
     /// The figures, in suite order.
     pub figures: Vec<Figure>,
@@ -175,6 +176,7 @@ pub fn item_name(item: u8) -> &'static str {
         9 => "launch: whole run and resident memory",
         10 => "VMA-count scaling: mmap, munmap, mprotect, lookup at 10 to 100k VMAs",
         11 => "fault path: lazy touch, faults, round trip",
+        12 => "Linux programs: system call, lazy write touch, busybox sort, VMM memory in --mem",
         _ => "other",
     }
 }

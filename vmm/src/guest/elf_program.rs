@@ -123,8 +123,19 @@ pub fn has_vmm_abi_note(b: &[u8]) -> bool {
 /// (for tests of this loader and of the VMM, and the guests the project
 /// generates). The note's program header comes after the segments'.
 pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
+    build(entry, segs, true)
+}
+
+/// [`build_elf`] without the VMM's ABI note: a static Linux executable
+/// (`ET_EXEC`, no interpreter), which `vmm run --guest` runs as a Linux
+/// program (the benchmarks' Linux guests are built this way).
+pub fn build_linux_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
+    build(entry, segs, false)
+}
+
+fn build(entry: u64, segs: &[(u64, &[u8], u64, u32)], abi_note: bool) -> Vec<u8> {
     let phoff = 64u64;
-    let phnum = segs.len() as u64 + 1;
+    let phnum = segs.len() as u64 + u64::from(abi_note);
     let data_off = phoff + 56 * phnum;
     let mut out = vec![0u8; data_off as usize];
     out[0..4].copy_from_slice(b"\x7fELF");
@@ -154,6 +165,9 @@ pub fn build_elf(entry: u64, segs: &[(u64, &[u8], u64, u32)]) -> Vec<u8> {
     }
     for &(_, data, _, _) in segs {
         out.extend_from_slice(data);
+    }
+    if !abi_note {
+        return out;
     }
     // The note: namesz, descsz, type, name (padded to 4), descriptor.
     while out.len() % 4 != 0 {
@@ -193,6 +207,18 @@ mod tests {
         assert!(p.segments[0].exec && !p.segments[0].write);
         assert_eq!(p.segments[1].mem_len, 0x2000);
         assert!(p.segments[1].write);
+    }
+
+    #[test]
+    fn a_linux_elf_has_no_abi_note() {
+        let segs: &[(u64, &[u8], u64, u32)] = &[(0x40_1000, &[0x90, 0xf4], 2, PF_X | 4)];
+        let with = build_elf(0x40_1000, segs);
+        let without = build_linux_elf(0x40_1000, segs);
+        assert!(has_vmm_abi_note(&with));
+        assert!(!has_vmm_abi_note(&without));
+        let p = parse(&without).unwrap();
+        assert_eq!((p.entry, p.segments.len()), (0x40_1000, 1));
+        assert_eq!(p.segments[0].bytes, vec![0x90, 0xf4]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The guest-side suite (items 5–9 and 11), on KVM.
+//! The guest-side suite (items 5–9, 11 and 12), on KVM.
 //!
 //! Every figure here comes from guests the VMM really runs: small user
 //! programs assembled with `iced-x86` ([`programs`]) and run through the
@@ -28,12 +28,14 @@
 //! | 8 | [`hypercall`] | 1-page mmap + munmap | no-op hypercall |
 //! | 9 | [`launch`] | `vmm run` wall time; resident memory beyond guest | `true` |
 //! | 11 | [`fault`] | 64 MiB lazy touch; faults; fault round trip | eager + touch; no fault-around; no-op hypercall |
+//! | 12 | [`linux`] | Linux programs: system call, lazy write touch, busybox sort, VMM memory | bare exit; eager populate; the host; a small `--mem` |
 
 pub mod bare_exit;
 pub mod fault;
 pub mod host_read;
 pub mod hypercall;
 pub mod launch;
+pub mod linux;
 pub mod mmio;
 pub mod programs;
 pub mod read_bandwidth;
@@ -48,7 +50,7 @@ use super::figure::Figure;
 use super::machine::Machine;
 use super::progress::Progress;
 use super::report::Skipped;
-use super::BenchOptions;
+use super::{BenchOptions, Parts};
 
 /// Calibration windows and their length.
 const CALIBRATION: (usize, Duration) = (5, Duration::from_millis(20));
@@ -57,8 +59,8 @@ const CALIBRATION: (usize, Duration) = (5, Duration::from_millis(20));
 /// repetition of items 5+6, 7, 8 and 11, and of 9 when there is a `vmm` to
 /// launch.
 pub fn steps(opts: &BenchOptions, reps: usize) -> u64 {
-    let items = 4 + u64::from(opts.vmm_binary.is_some());
-    1 + items * reps as u64
+    let items = if opts.parts == Parts::Linux { 0 } else { 4 + u64::from(opts.vmm_binary.is_some()) };
+    1 + items * reps as u64 + linux::steps(opts, reps)
 }
 
 /// `reps` results of `f`, one progress step each.
@@ -75,7 +77,8 @@ fn repeat<T>(
     Ok(v)
 }
 
-/// Runs items 5–9 and 11; returns the figures and the items it could not run.
+/// Runs items 5–9, 11 and 12 (only 12 for [`Parts::Linux`]); returns the
+/// figures and the items it could not run.
 pub fn run(
     opts: &BenchOptions,
     reps: usize,
@@ -84,9 +87,13 @@ pub fn run(
     progress.stage("5-8: calibrating the TSC");
     let cal = tsc::calibrate(CALIBRATION.0, CALIBRATION.1)?;
     progress.inc();
-    let tdp = Machine::detect().kvm.two_dimensional_paging;
+    let machine = Machine::detect();
+    let tdp = machine.kvm.two_dimensional_paging;
     let mut figures = Vec::new();
     let mut skipped = Vec::new();
+    if opts.parts == Parts::Linux {
+        return linux::run(opts, reps, &cal, &machine.kvm.description, progress);
+    }
 
     progress.stage("5+6: guest read bandwidth, first touch");
     let p = read_bandwidth::Params::new(opts.quick);
@@ -121,5 +128,9 @@ pub fn run(
         }
         None => skipped.push(Skipped { item: 9, reason: "no vmm executable to launch".into() }),
     }
+
+    let (f, s) = linux::run(opts, reps, &cal, &machine.kvm.description, progress)?;
+    figures.extend(f);
+    skipped.extend(s);
     Ok((figures, skipped))
 }

@@ -95,9 +95,14 @@ pub struct TempFile(PathBuf);
 impl TempFile {
     /// Writes `bytes` to a fresh file in the temporary directory.
     pub fn write(bytes: &[u8]) -> std::io::Result<TempFile> {
+        TempFile::write_as(bytes, "elf")
+    }
+
+    /// [`TempFile::write`] with the file name ending `.{extension}`.
+    pub fn write_as(bytes: &[u8], extension: &str) -> std::io::Result<TempFile> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vmm-bench-{}-{n}.elf", std::process::id()));
+        let path = std::env::temp_dir().join(format!("vmm-bench-{}-{n}.{extension}", std::process::id()));
         std::fs::write(&path, bytes)?;
         Ok(TempFile(path))
     }

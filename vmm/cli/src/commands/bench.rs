@@ -17,7 +17,8 @@ pub struct BenchArgs {
     /// Repetitions per figure (default 3 with --quick, 11 without).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     reps: Option<u16>,
-    /// Run only the host-side items (1–4, 10) or the guest-side items (5–9, 11).
+    /// Run only the host-side items (1–4, 10), the guest-side items (5–9,
+    /// 11, 12) or the Linux programs (12).
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Also write the report as JSON to FILE.
@@ -42,14 +43,16 @@ pub struct BenchArgs {
 enum Only {
     /// Items 1–4 and 10: the mapper on plain guest memory.
     Host,
-    /// Items 5–9 and 11: guests on KVM.
+    /// Items 5–9, 11 and 12: guests on KVM.
     Guest,
+    /// Item 12: unmodified Linux programs on KVM.
+    Linux,
 }
 
 /// `vmm bench`.
 pub fn bench(args: BenchArgs) -> ExitCode {
-    if args.plot.is_some() && matches!(args.only, Some(Only::Guest)) {
-        say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest");
+    if args.plot.is_some() && matches!(args.only, Some(Only::Guest | Only::Linux)) {
+        say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest or linux");
         return ExitCode::from(2);
     }
     // Refuse unwritable outputs before spending minutes measuring, without
@@ -74,6 +77,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
             None => Parts::All,
             Some(Only::Host) => Parts::Host,
             Some(Only::Guest) => Parts::Guest,
+            Some(Only::Linux) => Parts::Linux,
         },
         vmm_binary: std::env::current_exe().ok(),
         progress: !args.no_progress,
