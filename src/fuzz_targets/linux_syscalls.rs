@@ -39,7 +39,7 @@ use vmm::memory::{create_guest_memory, BootFrames};
 use vmm::run::vm_exit::ExitCounters;
 
 use super::linux_program::{program, DATA_LEN, DATA_VA, PATHS, PATHS_VA, PATH_SLOT};
-use super::linux_syscalls_check::{Baseline, Snapshot};
+use super::linux_syscalls_check::{resident, Baseline, Snapshot};
 use crate::input::Input;
 
 /// Most calls (and stores) one input makes.
@@ -214,10 +214,12 @@ pub fn linux_syscalls(data: &[u8]) {
             *x = arg(&mut i, &recent);
         }
         let before = Snapshot::take(&m.base, &m.hv);
+        let r0 = resident();
         let out = m.linux.syscall(&m.hv, 0, &Args { nr, a });
+        let r1 = resident();
         m.flusher.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let after = Snapshot::take(&m.base, &m.hv);
-        m.base.check_call(&m.hv, nr, &a, &out, &before, &after);
+        m.base.check_call(&m.hv, (nr, &a), &out, (&before, &after), (r0, r1));
         if out.effects.exit_group.is_some() || out.effects.exit_vcpu.is_some() {
             break;
         }
