@@ -28,7 +28,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(mapper_ops hypercalls elf config elf_reader kut_cfg multiboot solo5_notes)
+    targets=(mapper_ops hypercalls elf config elf_reader kut_cfg multiboot solo5_notes linux_elf linux_syscalls)
 fi
 
 triple=x86_64-unknown-linux-gnu

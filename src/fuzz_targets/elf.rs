@@ -65,7 +65,7 @@ fn expected(prog: &Program) -> BTreeMap<u64, (bool, bool, Vec<u8>)> {
     pages
 }
 
-fn check_loaded(prog: &Program, mem: &vmm::memory::GuestMem, cr3: GuestAddress) {
+pub(super) fn check_loaded(prog: &Program, mem: &vmm::memory::GuestMem, cr3: GuestAddress) {
     let want = expected(prog);
     let got: BTreeMap<u64, _> = leaves(mem, cr3).into_iter().map(|l| (l.va, l)).collect();
     assert_eq!(got.len(), want.len(), "one leaf per program page, nothing else");

@@ -14,6 +14,10 @@ mod elf_reader;
 mod hypercall;
 mod hypercall_check;
 mod kut_cfg;
+mod linux_elf;
+pub mod linux_program;
+mod linux_syscalls;
+mod linux_syscalls_check;
 mod multiboot;
 mod solo5_notes;
 
@@ -22,6 +26,8 @@ pub use config::config;
 pub use elf::elf;
 pub use elf_reader::elf_reader;
 pub use hypercall::hypercalls;
+pub use linux_elf::linux_elf;
+pub use linux_syscalls::linux_syscalls;
 pub use multiboot::multiboot;
 pub use solo5_notes::solo5_notes;
 
@@ -46,4 +52,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kut_cfg", kut_cfg),
     ("multiboot", multiboot),
     ("solo5_notes", solo5_notes),
+    ("linux_elf", linux_elf),
+    ("linux_syscalls", linux_syscalls),
 ];

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use vmm_suite::fuzz_targets::TARGETS;
+use vmm_suite::fuzz_targets::{linux_program, TARGETS};
 
 fn replay(name: &str) {
     let f = TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).expect("target exists");
@@ -64,12 +64,53 @@ fn solo5_notes_corpus() {
     replay("solo5_notes");
 }
 
+#[test]
+fn linux_elf_corpus() {
+    replay("linux_elf");
+}
+
+#[test]
+fn linux_syscalls_corpus() {
+    replay("linux_syscalls");
+}
+
+/// The seeds of the Linux targets are committed as
+/// `vmm_suite::fuzz_targets::linux_program` builds them (`VMM_BLESS=1`
+/// writes them).
+#[test]
+fn linux_seeds_are_committed() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let sets = [("linux_elf", linux_program::elf_seeds()), ("linux_syscalls", linux_program::syscall_seeds())];
+    for (target, seeds) in sets {
+        for (name, bytes) in seeds {
+            let path = root.join(target).join(name);
+            if std::env::var_os("VMM_BLESS").is_some() {
+                std::fs::create_dir_all(root.join(target)).expect("corpus folder");
+                std::fs::write(&path, &bytes).expect("write a seed");
+            }
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(on_disk == bytes, "{} differs from its generator: rerun with VMM_BLESS=1", path.display());
+        }
+    }
+}
+
 /// Every target has a test above and a corpus folder.
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["mapper_ops", "hypercalls", "elf", "config", "elf_reader", "kut_cfg", "multiboot", "solo5_notes"]
+        [
+            "mapper_ops",
+            "hypercalls",
+            "elf",
+            "config",
+            "elf_reader",
+            "kut_cfg",
+            "multiboot",
+            "solo5_notes",
+            "linux_elf",
+            "linux_syscalls"
+        ]
     );
 }

@@ -210,6 +210,25 @@ fn mlockall_future_locks_later_mappings_and_each_call_replaces_the_default() {
     sound(&s);
 }
 
+/// Found by the `linux_syscalls` fuzz target: a mapping the action's
+/// prepare makes special (a shared zero mapping is a page array,
+/// `VM_MIXEDMAP`) kept the lock bits of `MCL_FUTURE`, which the audit
+/// refuses; Linux clears them after the file's hook (`__mmap_region`).
+#[test]
+fn mcl_future_leaves_a_mapping_its_action_made_special_unlocked() {
+    let (mut s, z) = setup();
+    for on_fault in [false, true] {
+        s.mlockall(false, true, on_fault).unwrap().ignore();
+        let a = WINDOW.0 + if on_fault { 16 } else { 32 } * P;
+        s.mmap(&z, &MmapRequest::shared(4 * P, RW).fixed(va(a))).unwrap().flush.ignore();
+        let flags = s.find_vma(va(a)).unwrap().flags();
+        assert!(flags.contains(VmFlags::MIXEDMAP), "a shared zero mapping is a page array");
+        assert_eq!(flags & VM_LOCKED_MASK, VmFlags::empty(), "on_fault {on_fault}");
+        sound(&s);
+    }
+    assert_eq!(s.locked_bytes(), 0);
+}
+
 #[test]
 fn locked_vmas_refuse_dontneed_free_cold_and_pageout_but_not_dontneed_locked() {
     let (mut s, z) = setup();

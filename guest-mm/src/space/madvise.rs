@@ -12,7 +12,8 @@
 //!   way, if it has a fault handler to refault them (there is no file to
 //!   punch a hole in: a refault gives what the provider gives).
 //! - `MADV_WILLNEED` populates a lazy range now, best effort, batched
-//!   through the VMAs' `map_pages`; `MADV_POPULATE_(READ|WRITE)` fault
+//!   through the VMAs' `map_pages` (not `PROT_NONE` VMAs; a VMA is left
+//!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
 //!   every page in as a read or write would and report what failed.
 //! - `MADV_NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`,
 //!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP` set or clear VMA

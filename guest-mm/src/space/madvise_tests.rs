@@ -168,3 +168,73 @@ fn flag_advice_splits_merges_and_refuses_as_linux() {
     let (_, v) = s.check_invariants();
     assert!(v.is_empty(), "{v:?}");
 }
+
+/// Ops that offer one frame for every page (as the shared zero page is
+/// offered to reads), counting the runs asked for.
+struct SameFrame {
+    pfn: crate::Pfn,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl crate::vma::VmaOps for SameFrame {
+    fn name(&self) -> &str {
+        "same-frame"
+    }
+
+    fn map_pages(
+        &self,
+        _vma: &crate::vma::Vma,
+        _first: u64,
+        nr: u64,
+        _access: crate::vma::FaultAccess,
+    ) -> Vec<Option<crate::vma::FaultPage>> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let page = crate::vma::FaultPage { pfn: self.pfn, copy_on_write: true, hold: None };
+        vec![Some(page); nr as usize]
+    }
+}
+
+struct SameFrameProvider(std::sync::Arc<SameFrame>);
+
+impl crate::provider::MmapProvider for SameFrameProvider {
+    fn name(&self) -> &str {
+        "same-frame"
+    }
+
+    fn mmap_prepare(&self, desc: &mut crate::desc::VmaDesc) -> Result<(), MmError> {
+        desc.set_ops(self.0.clone());
+        Ok(())
+    }
+}
+
+/// Found by the `linux_syscalls` fuzz target (`mmap` of 3 TiB with
+/// `MAP_LOCKED`, populated through this advice): populating asked for
+/// every leaf table's run of a huge range after the tables ran out (a
+/// minute of one vCPU's time), and populated `PROT_NONE` VMAs. As
+/// `__mm_populate`: a VMA nothing may access is skipped, and a VMA is left
+/// at its first run that cannot be mapped.
+#[test]
+fn willneed_skips_prot_none_and_stops_where_the_tables_run_out() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut s, _) = setup();
+    let frame = s.frames().alloc(1).unwrap();
+    let ops = std::sync::Arc::new(SameFrame { pfn: frame.pfns()[0], calls: Default::default() });
+    let provider = SameFrameProvider(ops.clone());
+    let none = WINDOW.0 + 16 * P;
+    s.mmap(&provider, &MmapRequest::private(4 * P, VmFlags::empty()).fixed(va(none))).unwrap().flush.ignore();
+    s.madvise(va(none), 4 * P, Advice::WillNeed).unwrap().ignore();
+    assert_eq!((ops.calls.load(Relaxed), present(&s, none, 4)), (0, 0), "PROT_NONE is not populated");
+    // 64 GiB: 32768 leaf tables' worth, far more than the space has.
+    let (big, len) = (1u64 << 40, 64u64 << 30);
+    s.mmap(&provider, &MmapRequest::private(len, VmFlags::READ).fixed(va(big))).unwrap().flush.ignore();
+    let tables_before = s.stats().tables_in_use;
+    s.madvise(va(big), len, Advice::WillNeed).unwrap().ignore();
+    let runs = ops.calls.load(Relaxed);
+    let tables = (s.stats().tables_in_use - tables_before) as u64;
+    assert!(present(&s, big, 4) == 4, "the start is populated");
+    assert!(runs <= tables + 1, "{runs} runs asked for, {tables} tables taken: it went on after they ran out");
+    let (_, v) = s.check_invariants();
+    assert!(v.is_empty(), "{v:?}");
+    s.munmap(va(big), len).unwrap().ignore();
+    s.munmap(va(none), 4 * P).unwrap().ignore();
+}

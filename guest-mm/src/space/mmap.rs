@@ -50,7 +50,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         provider.mmap_prepare(&mut desc)?;
         check_bounds(&desc, start, end)?;
         check_may_bits(desc.flags)?;
-        // mlock never flags these (`mmap_region` clears the lock bits).
+        action::prepare(&mut desc, &self.layout)?;
+        // mlock never flags these (`mmap_region` clears the lock bits once
+        // the file's hook ran): after the action's prepare, which may make
+        // the mapping special (`VM_MIXEDMAP` of a page array, as a shared
+        // anonymous mapping under `mlockall(MCL_FUTURE)` is).
         if desc.flags.is_unlockable() {
             desc.flags -= VM_LOCKED_MASK;
         }
@@ -58,7 +62,6 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if desc.flags.contains(VmFlags::LOCKONFAULT) && !desc.flags.contains(VmFlags::LOCKED) {
             desc.flags -= VmFlags::LOCKONFAULT;
         }
-        action::prepare(&mut desc, &self.layout)?;
         if kernel {
             desc.page_prot.user = false;
         }

@@ -25,9 +25,18 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Populates the absent pages of `[start, end)` in VMAs with ops, one
     /// `map_pages` call and one batched insert per run of absent pages (at
     /// most a leaf table). Best effort, like the advice: what the provider
-    /// cannot give stays absent.
+    /// does not offer stays absent. As `__mm_populate`, a `PROT_NONE` VMA
+    /// is skipped, and a VMA is left at its first run that cannot be had
+    /// (the provider is out of pages, or the tables or pins are): a
+    /// terabyte-sized range costs one failed run, not one per leaf table.
     pub(crate) fn populate(&mut self, start: u64, end: u64) {
-        let vmas: Vec<_> = self.vmas.overlapping(start, end).filter(|v| v.ops().is_some()).cloned().collect();
+        let accessible = VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC;
+        let vmas: Vec<_> = self
+            .vmas
+            .overlapping(start, end)
+            .filter(|v| v.ops().is_some() && v.flags().intersects(accessible))
+            .cloned()
+            .collect();
         for vma in vmas {
             let Some(ops) = vma.ops().cloned() else { continue };
             let (s, e) = (vma.start().raw().max(start), vma.end().min(end));
@@ -52,7 +61,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 }
                 let first = vma.pgoff() + ((at - vma.start().raw()) >> PAGE_SHIFT);
                 let got = ops.map_pages(&vma, first, (run_end - at) >> PAGE_SHIFT, access);
-                self.map_offered(&vma, at, &got);
+                let offered = got.iter().any(Option::is_some);
+                // Nothing at all (the provider failed), or pages offered
+                // and none mapped (no table or pin): the rest of this VMA
+                // would fail the same way.
+                if got.is_empty() || (offered && self.map_offered(&vma, at, &got) == 0) {
+                    log::debug!("populating {at:#x}..{e:#x} stopped: no pages could be mapped");
+                    break;
+                }
                 at = run_end;
             }
         }

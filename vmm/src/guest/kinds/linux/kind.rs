@@ -4,7 +4,7 @@
 //! exit status as a shell reports it (the program's `exit_group` status,
 //! or 128 + the signal that killed it).
 
-use super::process::{random_bytes, Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STACK_TOP};
+use super::process::{Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STACK_TOP};
 use super::{signal, syscalls};
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
 use crate::guest::user_state::{FaultAction, UserState};
@@ -165,7 +165,7 @@ impl GuestKind for Linux {
         let sp = self.load_stack(hosted.mapper, mem, &anon)?;
         // Linux's layout: mappings go top-down from `mmap_base` (a gap of
         // 128 MiB and a random offset below the stack) to `mmap_min_addr`.
-        let rnd = u64::from_le_bytes(random_bytes::<8>()) % (1 << 18);
+        let rnd = self.layout_random() % (1 << 18);
         let mmap_base = STACK_TOP - STACK_SIZE - (128 << 20) - rnd * 0x1000;
         hosted
             .mapper

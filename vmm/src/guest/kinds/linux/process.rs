@@ -167,6 +167,21 @@ pub struct Linux {
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
     pub(super) hugetlb: OnceLock<HugetlbPool<GuestMem>>,
+    /// Stands for host randomness in the layout ([`Linux::detached`]).
+    layout_seed: Option<u64>,
+}
+
+/// What [`Linux::new`] and [`Linux::detached`] find out before the
+/// process is put together.
+struct Parts {
+    name: String,
+    exe: String,
+    exe_ino: u64,
+    image: Image,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<String>,
+    entry: SyscallEntry,
+    stderr: Option<Output>,
 }
 
 impl std::fmt::Debug for Linux {
@@ -210,36 +225,72 @@ impl Linux {
             o.start_writer();
         }
         let exe = std::fs::canonicalize(path).map_or_else(|_| name.clone(), |p| p.display().to_string());
-        let setup = |e: super::fs::Errno| KindError::Setup(format!("{name}: the file tree: errno {}", e.raw()));
+        let exe_ino = std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
+        );
+        let parts = Parts { name, exe, exe_ino, image, argv, envp: env, entry: backend::syscall_entry(), stderr };
+        Self::assemble(parts, None)
+    }
+
+    /// The program in `bytes`, named `name`, with no file behind it and
+    /// nothing random in its layout: for running its system calls without
+    /// KVM (the fuzz targets, tests). `seed` stands for every random
+    /// choice (the base of a `-static-pie` image, where mappings start);
+    /// `/proc/self/exe` names `name` (inode 0); standard error goes to the
+    /// console, as standard output does; `syscall` enters the kernel stub
+    /// (no trampoline page).
+    pub fn detached(name: &str, bytes: &[u8], seed: u64) -> Result<Self, KindError> {
+        let image = image::parse(bytes, seed).map_err(|e| KindError::Invalid(format!("{name}: {e}")))?;
+        let parts = Parts {
+            name: name.to_string(),
+            exe: name.to_string(),
+            exe_ino: 0,
+            image,
+            argv: vec![name.as_bytes().to_vec()],
+            envp: Vec::new(),
+            entry: SyscallEntry::Kernel,
+            stderr: None,
+        };
+        Self::assemble(parts, Some(seed))
+    }
+
+    /// The process from its parts; `layout_seed` replaces host-random
+    /// layout choices at load when given.
+    fn assemble(p: Parts, layout_seed: Option<u64>) -> Result<Self, KindError> {
+        let setup = |e: super::fs::Errno| KindError::Setup(format!("{}: the file tree: errno {}", p.name, e.raw()));
         let mut vfs = Vfs::new(&VfsConfig::default());
-        vfs.set_exe(exe.as_bytes()).map_err(setup)?;
+        vfs.set_exe(p.exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
-        let exe_ino = std::os::unix::fs::MetadataExt::ino(
-            &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
-        );
         Ok(Linux {
-            exe_ino,
+            exe_ino: p.exe_ino,
             vfs: Mutex::new(vfs),
             proc_files,
             memfds: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
-            exe,
-            path: name,
+            exe: p.exe,
+            path: p.name,
             proc: Mutex::new(Proc::new()),
-            image,
-            argv,
-            envp: env.into_iter().map(String::into_bytes).collect(),
-            entry: backend::syscall_entry(),
+            image: p.image,
+            argv: p.argv,
+            envp: p.envp.into_iter().map(String::into_bytes).collect(),
+            entry: p.entry,
             anon: OnceLock::new(),
             enosys: Mutex::new(BTreeMap::new()),
             killed_by: Mutex::new(None),
-            stderr,
+            stderr: p.stderr,
+            layout_seed,
         })
+    }
+
+    /// A number for a random layout choice: host-random, or the seed of
+    /// a [`Linux::detached`] process.
+    pub(super) fn layout_random(&self) -> u64 {
+        self.layout_seed.unwrap_or_else(|| u64::from_le_bytes(random_bytes::<8>()))
     }
 
     /// The process state, locked.
@@ -421,7 +472,10 @@ impl Linux {
             envp: self.envp.clone(),
             execfn: self.path.clone().into_bytes(),
             aux: self.aux(),
-            random: random_bytes::<16>(),
+            random: match self.layout_seed {
+                Some(seed) => [seed.to_le_bytes(), (!seed).to_le_bytes()].concat().try_into().unwrap_or_default(),
+                None => random_bytes::<16>(),
+            },
         };
         let (bytes, sp) = stack::build(&spec, STACK_TOP)
             .ok_or_else(|| err(format!("arguments and environment are over {} bytes", stack::ARG_MAX)))?;
