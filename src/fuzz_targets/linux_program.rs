@@ -217,3 +217,19 @@ pub fn syscall_seeds() -> Vec<(&'static str, Vec<u8>)> {
     .concat();
     vec![("seed-memory", mem), ("seed-files", files), ("seed-lock-seal", lock), ("seed-no-memory", pure)]
 }
+
+/// The memory-management calls: they alone may change the VMAs.
+pub(super) const MM_CALLS: &[u64] = &[
+    9,   // mmap
+    10,  // mprotect
+    11,  // munmap
+    12,  // brk
+    25,  // mremap
+    28,  // madvise
+    149, // mlock
+    150, // munlock
+    151, // mlockall
+    152, // munlockall
+    325, // mlock2
+    462, // mseal
+];

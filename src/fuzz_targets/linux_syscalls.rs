@@ -38,7 +38,7 @@ use vmm::layout::{KERNEL_VA, LOAD_PA, LOAD_SIZE, MIN_MEM_SIZE, PAGE_SIZE};
 use vmm::memory::{create_guest_memory, BootFrames};
 use vmm::run::vm_exit::ExitCounters;
 
-use super::linux_program::{program, DATA_LEN, DATA_VA, PATHS, PATHS_VA, PATH_SLOT};
+use super::linux_program::{program, DATA_LEN, DATA_VA, MM_CALLS, PATHS, PATHS_VA, PATH_SLOT};
 use super::linux_syscalls_check::{resident, Baseline, Snapshot};
 use crate::input::Input;
 
@@ -50,22 +50,6 @@ const MEM_SIZE: u64 = MIN_MEM_SIZE + (32 << 20);
 const SEED: u64 = 0x5eed;
 /// Where the heap starts (the page after the image's data).
 const HEAP_VA: u64 = DATA_VA + DATA_LEN;
-
-/// The memory-management calls: they alone may change the VMAs.
-pub(super) const MM_CALLS: &[u64] = &[
-    9,   // mmap
-    10,  // mprotect
-    11,  // munmap
-    12,  // brk
-    25,  // mremap
-    28,  // madvise
-    149, // mlock
-    150, // munlock
-    151, // mlockall
-    152, // munlockall
-    325, // mlock2
-    462, // mseal
-];
 
 /// A process and the machine it runs on.
 pub(super) struct Machine {

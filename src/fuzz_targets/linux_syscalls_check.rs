@@ -31,7 +31,7 @@ use vmm::hosted::hypercall::{HostedKernel, Outcome};
 use vmm::layout::{KERNEL_REGION_SIZE, PAGE_SIZE, TABLES_PA, TABLES_SIZE};
 use vmm::memory::GuestMem;
 
-use super::linux_syscalls::MM_CALLS;
+use super::linux_program::MM_CALLS;
 use crate::census::census;
 use crate::walk::{leaves, WalkLeaf, NX, RW, US};
 
