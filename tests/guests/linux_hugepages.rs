@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vmm_suite::kvm::{run_vmm, temp_path};
+use vmm_suite::kvm::run_vmm;
 use vmm_suite::need_kvm;
 
 /// What the program prints on Linux 6.12 with 8 or more free 2 MiB pages
@@ -48,26 +48,9 @@ munmap: ok
 end: used 0, reserved 0, sysfs agrees 1
 ";
 
-/// The program, built once; `None` (with a message) without a static C
-/// toolchain.
+/// The program (`tests/guests/linux/hugetlb.c`).
 fn program() -> Option<PathBuf> {
-    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/linux/hugetlb.c");
-            let out = temp_path("hugetlb");
-            let ok = Command::new("gcc")
-                .args(["-static", "-O1", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("SKIP: gcc -static could not build {} (no gcc or no static libc)", src.display());
-            }
-            ok.then_some(out)
-        })
-        .clone()
+    vmm_suite::kvm::linux::static_c_program("hugetlb")
 }
 
 /// The host's free 2 MiB pages.
