@@ -27,6 +27,12 @@ fn prot_flags(p: u64) -> Result<VmFlags, i32> {
     if p & !(prot::READ | prot::WRITE | prot::EXEC) != 0 {
         return Err(errno::EINVAL);
     }
+    Ok(prot_vm_flags(p))
+}
+
+/// The access flags of Linux's `PROT_READ`/`PROT_WRITE`/`PROT_EXEC` bits
+/// in `p` (other bits are the caller's to check).
+pub fn prot_vm_flags(p: u64) -> VmFlags {
     let mut f = VmFlags::empty();
     if p & prot::READ != 0 {
         f |= VmFlags::READ;
@@ -37,7 +43,7 @@ fn prot_flags(p: u64) -> Result<VmFlags, i32> {
     if p & prot::EXEC != 0 {
         f |= VmFlags::EXEC;
     }
-    Ok(f)
+    f
 }
 
 /// A user range: canonical, page-aligned start, inside the lower half.

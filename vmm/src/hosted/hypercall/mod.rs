@@ -20,6 +20,7 @@ pub use self::call::{Args, Block, Effects, Outcome};
 pub use self::checks::{CheckRecord, ReportLog};
 pub use self::console::ConsoleOut;
 pub use self::kernel::HostedKernel;
+pub use self::mm::prot_vm_flags;
 pub use self::page_fault::{FaultCause, FaultOutcome};
 pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 

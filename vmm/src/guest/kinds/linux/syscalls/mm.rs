@@ -89,17 +89,7 @@ mod prot {
 }
 
 fn vm_prot(p: u64) -> VmFlags {
-    let mut f = VmFlags::empty();
-    if p & prot::READ != 0 {
-        f |= VmFlags::READ;
-    }
-    if p & prot::WRITE != 0 {
-        f |= VmFlags::WRITE;
-    }
-    if p & prot::EXEC != 0 {
-        f |= VmFlags::EXEC;
-    }
-    f
+    crate::hosted::hypercall::prot_vm_flags(p)
 }
 
 fn page_up(v: u64) -> Option<u64> {
