@@ -31,6 +31,8 @@ pub mod note;
 mod numbers;
 pub mod segments;
 mod syscalls;
+#[cfg(test)]
+mod syscalls_tests;
 
 pub use self::kind::{
     check_block_name, is_solo5, parse_block, parse_sector_size, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, BLOCK_SECTOR_SIZE,
