@@ -53,7 +53,6 @@ fn name(n: u64) -> &'static str {
         nr::PWRITE64 => "pwrite64",
         nr::ARCH_PRCTL => "arch_prctl",
         nr::CLOCK_GETTIME => "clock_gettime",
-        nr::EXIT_GROUP => "exit_group",
         nr::EPOLL_PWAIT => "epoll_pwait",
         nr::TIMERFD_SETTIME => "timerfd_settime",
         _ => "a system call spt does not allow",
