@@ -25,4 +25,6 @@ pub use self::page_fault::{FaultCause, FaultOutcome};
 pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]
+pub(crate) mod test_kernel;
+#[cfg(test)]
 mod tests;

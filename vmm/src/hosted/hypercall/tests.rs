@@ -1,29 +1,16 @@
 //! Hypercall tests over real guest memory and guest-mm tables, no KVM.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use vm_memory::{Bytes, GuestAddress};
 
+use super::test_kernel::Buf;
 use super::*;
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::stub::abi::nr;
 use crate::hosted::tlb::RecordingFlusher;
 use crate::memory::create_guest_memory;
-use crate::run::vm_exit::ExitCounters;
 use guest_mm::{errno, GuestVirtAddr};
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const MEM: u64 = 64 << 20;
 const USER_VA: u64 = 0x40_0000;
@@ -44,17 +31,7 @@ fn setup_with_flusher() -> (HostedKernel, Buf, Arc<RecordingFlusher>) {
     // "hello" straddling the two (physically distant) pages.
     mem.write_slice(b"hel", GuestAddress((0x2000 << 12) + 0xffd)).unwrap();
     mem.write_slice(b"lo", GuestAddress(0x2005 << 12)).unwrap();
-    let out = Buf::default();
-    let flusher = Arc::new(RecordingFlusher::default());
-    let hv = HostedKernel::new(
-        mem,
-        m,
-        providers,
-        flusher.clone(),
-        ConsoleOut::new(Box::new(out.clone())),
-        ReportLog::default(),
-        vec![Arc::new(ExitCounters::default())],
-    );
+    let (hv, out, flusher) = super::test_kernel::kernel(mem, m, providers);
     (hv, out, flusher)
 }
 

@@ -3,9 +3,7 @@
 //! KVM): every return value, errno, effect, kill reason and byte the
 //! calls write into the unikernel's memory.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use guest_mm::{errno, GuestVirtAddr, Pfn};
@@ -15,25 +13,11 @@ use super::layout::{EPOLL_FD, TIMER_FD};
 use super::note::{BLOCK_BASIC, ENTRY};
 use super::numbers::nr;
 use super::syscalls::{Table, SIGSYS_STATUS};
-use crate::hosted::hypercall::{Args, Block, ConsoleOut, Effects, HostedKernel, Outcome, ReportLog};
+use crate::hosted::hypercall::test_kernel::Buf;
+use crate::hosted::hypercall::{Args, Block, Effects, HostedKernel, Outcome};
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::providers::Providers;
-use crate::hosted::tlb::RecordingFlusher;
 use crate::memory::create_guest_memory;
-use crate::run::vm_exit::ExitCounters;
-
-/// Console output, kept for the test to read.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const MEM: u64 = 64 << 20;
 /// Two user read/write pages, then one user read-only page, then
@@ -50,16 +34,7 @@ fn setup() -> (HostedKernel, Buf) {
     let providers = Providers::new(&m, &mem, &[]).unwrap();
     m.map_user_pages(GuestVirtAddr::try_new(USER_VA).unwrap(), &[Pfn(0x2000), Pfn(0x2001)], Access::RW).unwrap();
     m.map_user_pages(GuestVirtAddr::try_new(RO_VA).unwrap(), &[Pfn(0x2002)], Access::R).unwrap();
-    let out = Buf::default();
-    let hv = HostedKernel::new(
-        mem,
-        m,
-        providers,
-        Arc::new(RecordingFlusher::default()),
-        ConsoleOut::new(Box::new(out.clone())),
-        ReportLog::default(),
-        vec![Arc::new(ExitCounters::default())],
-    );
+    let (hv, out, _) = crate::hosted::hypercall::test_kernel::kernel(mem, m, providers);
     (hv, out)
 }
 
