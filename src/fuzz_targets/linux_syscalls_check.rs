@@ -110,6 +110,11 @@ fn guest_resident(mem: &GuestMem) -> u64 {
 }
 
 impl Snapshot {
+    /// Leaves mapped in the user half.
+    pub fn leaves(&self) -> usize {
+        self.user.len()
+    }
+
     pub fn take(b: &Baseline, hv: &HostedKernel) -> Snapshot {
         let m = hv.mapper();
         let space = m.space();
