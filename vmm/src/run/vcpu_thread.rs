@@ -364,7 +364,7 @@ impl VcpuThread {
     /// SS stay the user's) and the general registers, and leaves through
     /// `exc_retry`.
     fn ask_kind(
-        &self,
+        &mut self,
         hv: &HostedKernel,
         stub: &KernelStub,
         report: &ExceptionReport,

@@ -5,12 +5,20 @@
 //! user selectors, TR is this vCPU's TSS, CR3 is the root guest-mm built.
 //! Nothing runs at CPL 0 until the first exception, `syscall` or NMI.
 //!
+//! Registers cross at each exit through `kvm_run`'s synced-register area
+//! (`KVM_CAP_SYNC_REGS`) where KVM has it: KVM stores the general and
+//! system registers there as the vCPU exits and loads the general ones
+//! marked dirty as it enters, so a hypercall or a page fault costs one
+//! `KVM_RUN` instead of `KVM_RUN` + `KVM_GET_REGS` (+ `KVM_GET_SREGS` for
+//! CR2) + `KVM_SET_REGS`. Without the capability, and before the first
+//! run, the same methods use the ioctls.
+//!
 //! A raw multiboot kernel instead starts in 32-bit protected mode at CPL 0
 //! ([`Vcpu::configure_protected32`]); its application processors are left
 //! in KVM's reset state, waiting for INIT/SIPI from the in-kernel APIC.
 
 use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_run, kvm_segment, Msrs};
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{Cap, SyncReg, VcpuExit, VcpuFd};
 use thiserror::Error;
 
 use super::port_exit::{Exit, PortExit};
@@ -98,13 +106,31 @@ pub const FX_SIZE: usize = 512;
 pub struct Vcpu {
     index: u8,
     fd: VcpuFd,
+    /// KVM stores the registers in `kvm_run` at every exit.
+    synced: bool,
+    /// The synced area holds this vCPU's registers: a `KVM_RUN` has
+    /// returned since the last register write by ioctl.
+    fresh: std::cell::Cell<bool>,
 }
 
 impl Vcpu {
-    /// Creates vCPU `index` of `vm`.
+    /// Creates vCPU `index` of `vm`, with the synced-register area on
+    /// where KVM has it (`VMM_NO_SYNC_REGS=1` turns it off, to measure
+    /// the difference).
     pub fn new(vm: &Vm, index: u8) -> Result<Self, VcpuError> {
-        let fd = vm.fd().create_vcpu(u64::from(index)).map_err(|source| VcpuError::Create { index, source })?;
-        Ok(Vcpu { index, fd })
+        let mut fd = vm.fd().create_vcpu(u64::from(index)).map_err(|source| VcpuError::Create { index, source })?;
+        let off = std::env::var_os("VMM_NO_SYNC_REGS").is_some_and(|v| v == "1");
+        let synced = !off && vm.fd().check_extension(Cap::SyncRegs);
+        if synced {
+            fd.set_sync_valid_reg(SyncReg::Register);
+            fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        Ok(Vcpu { index, fd, synced, fresh: std::cell::Cell::new(false) })
+    }
+
+    /// Whether registers cross through `kvm_run` (`KVM_CAP_SYNC_REGS`).
+    pub fn synced_regs(&self) -> bool {
+        self.synced
     }
 
     /// The vCPU index.
@@ -173,6 +199,7 @@ impl Vcpu {
             rflags: 2,
             ..Default::default()
         };
+        self.fresh.set(false);
         self.fd.set_regs(&r).map_err(self.set_err("registers"))
     }
 
@@ -229,6 +256,7 @@ impl Vcpu {
             rflags: regs::USER_RFLAGS,
             ..Default::default()
         };
+        self.fresh.set(false);
         self.fd.set_regs(&r).map_err(self.set_err("registers"))?;
         Ok(())
     }
@@ -238,6 +266,9 @@ impl Vcpu {
     /// [`super::port_exit`]).
     pub fn run(&mut self) -> Result<Exit<'_>, kvm_ioctls::Error> {
         let run: *const kvm_run = self.fd.get_kvm_run();
+        // KVM stores the registers on every way out of KVM_RUN past its
+        // argument checks, an interrupted run included.
+        self.fresh.set(self.synced);
         Ok(match self.fd.run()? {
             VcpuExit::IoIn(port, data) => Exit::Port(PortExit::input(port, io_size(run), data)),
             VcpuExit::IoOut(port, data) => Exit::Port(PortExit::output(port, io_size(run), data)),
@@ -245,13 +276,23 @@ impl Vcpu {
         })
     }
 
-    /// General registers.
+    /// General registers: from the synced area after a run, else by
+    /// `KVM_GET_REGS`.
     pub fn regs(&self) -> Result<kvm_regs, kvm_ioctls::Error> {
+        if self.fresh.get() {
+            return Ok(self.fd.sync_regs().regs);
+        }
         self.fd.get_regs()
     }
 
-    /// Sets general registers.
-    pub fn set_regs(&self, r: &kvm_regs) -> Result<(), kvm_ioctls::Error> {
+    /// Sets general registers: into the synced area, marked dirty, which
+    /// KVM loads as the next run enters; else by `KVM_SET_REGS`.
+    pub fn set_regs(&mut self, r: &kvm_regs) -> Result<(), kvm_ioctls::Error> {
+        if self.fresh.get() {
+            self.fd.sync_regs_mut().regs = *r;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            return Ok(());
+        }
         self.fd.set_regs(r)
     }
 
@@ -288,8 +329,12 @@ impl Vcpu {
         unsafe { self.fd.set_xsave(&x) }
     }
 
-    /// System registers (for diagnostics).
+    /// System registers: from the synced area after a run (nothing
+    /// writes them by ioctl once the vCPU runs), else by `KVM_GET_SREGS`.
     pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, kvm_ioctls::Error> {
+        if self.fresh.get() {
+            return Ok(self.fd.sync_regs().sregs);
+        }
         self.fd.get_sregs()
     }
 
