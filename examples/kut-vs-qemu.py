@@ -26,6 +26,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 QEMU_PASSES = (
@@ -90,7 +91,11 @@ def qemu_cmd(flat, t):
 
 def vmm_cmd(vmm, kdir, name):
     # -a: a named test in group nodefault runs too (run_tests.sh's rule).
-    return [vmm, "kut", kdir, "-a", "--json", "--", name]
+    # --logs: vmm kut, as run_tests.sh, otherwise writes ./logs afresh.
+    return [vmm, "kut", kdir, "-a", "--json", "--logs", LOG_DIR, "--", name]
+
+
+LOG_DIR = os.path.join(tempfile.gettempdir(), f"kut-vs-qemu-logs-{os.getpid()}")
 
 
 def main():

@@ -5,7 +5,10 @@
 //! `-g` running the `nodefault` tests of its group, `-j 0` refused, `-t`
 //! printing TAP13 (one line per sub-result the guest printed, checked by
 //! Perl's `TAP::Parser`), `timeout = 0` and the `TIMEOUT` and `ACCEL`
-//! variables, `"""` multi-line values and `disabled_if`.
+//! variables, `"""` multi-line values and `disabled_if`; the rest of
+//! upstream's environment (`CHECK`, `MACHINE` with `machine =`, `QEMU`,
+//! the errata environment from `errata.txt` and `ERRATA_*`), backquoted
+//! commands, and `logs/` written as upstream writes it.
 //!
 //! Trees are built here in a temporary directory with tiny multiboot
 //! kernels that print kvm-unit-tests' `PASS:` / `SKIP:` / `FAIL:` lines on
@@ -21,11 +24,20 @@ use vmm_suite::kvm::kut::KutOut;
 use vmm_suite::kvm::{multiboot, temp_path, vmm_bin};
 use vmm_suite::need_kvm;
 
-/// Runs `vmm kut DIR args...` with the environment `env` added (and
-/// `TIMEOUT` / `ACCEL` removed unless given).
+/// The environment variables `vmm kut` reads, removed from its
+/// environment unless a test gives them.
+const READ: &[&str] = &["TIMEOUT", "ACCEL", "CHECK", "MACHINE", "QEMU", "ERRATATXT"];
+
+/// Runs `vmm kut DIR args...` in DIR (its `logs/` goes there) with the
+/// environment `env` added (and [`READ`] and `ERRATA_*` removed unless
+/// given).
 fn kut(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> KutOut {
     let mut cmd = Command::new(vmm_bin());
-    cmd.arg("kut").arg(dir).args(args).env_remove("TIMEOUT").env_remove("ACCEL");
+    cmd.arg("kut").arg(dir).args(args).current_dir(dir);
+    let errata = std::env::vars_os().map(|(k, _)| k).filter(|k| k.to_string_lossy().starts_with("ERRATA_"));
+    for k in READ.iter().map(Into::into).chain(errata).collect::<Vec<std::ffi::OsString>>() {
+        cmd.env_remove(k);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -260,25 +272,49 @@ fn multi_line_values_and_disabled_if() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A kernel that passes if its first multiboot module starts with
-/// `ERRA` (the environment `ERRATA_FORCE=y`), else fails.
-fn errata_kernel() -> Vec<u8> {
+/// A kernel that prints its first multiboot module (the environment)
+/// and then `CMDLINE:` and its command line on the serial port, and
+/// passes: what a test reads from `logs/NAME.log`.
+fn echo_kernel() -> Vec<u8> {
     let body = multiboot::code32(multiboot::ELF32_ENTRY, |a| {
-        let mut fail = a.create_label();
-        a.mov(eax, dword_ptr(ebx))?;
-        a.test(eax, 8)?;
-        a.jz(fail)?;
+        let mut no_module = a.create_label();
+        let mut module = a.create_label();
+        let mut cmdline = a.create_label();
+        let mut no_cmdline = a.create_label();
+        a.mov(edx, 0x3f8u32)?;
+        a.test(dword_ptr(ebx), 8)?;
+        a.jz(no_module)?;
         a.cmp(dword_ptr(ebx + 20), 1)?;
-        a.jb(fail)?;
-        a.mov(eax, dword_ptr(ebx + 24))?;
-        a.mov(eax, dword_ptr(eax))?;
-        a.cmp(dword_ptr(eax), 0x4152_5245)?;
-        a.jne(fail)?;
+        a.jb(no_module)?;
+        a.mov(esi, dword_ptr(ebx + 24))?;
+        a.mov(edi, dword_ptr(esi + 4))?;
+        a.mov(esi, dword_ptr(esi))?;
+        a.set_label(&mut module)?;
+        a.cmp(esi, edi)?;
+        a.jae(no_module)?;
+        a.mov(al, byte_ptr(esi))?;
+        a.out(dx, al)?;
+        a.inc(esi)?;
+        a.jmp(module)?;
+        a.set_label(&mut no_module)?;
+        for b in "\nCMDLINE:".bytes() {
+            a.mov(al, u32::from(b))?;
+            a.out(dx, al)?;
+        }
+        a.test(dword_ptr(ebx), 4)?;
+        a.jz(no_cmdline)?;
+        a.mov(esi, dword_ptr(ebx + 16))?;
+        a.set_label(&mut cmdline)?;
+        a.mov(al, byte_ptr(esi))?;
+        a.test(al, al)?;
+        a.jz(no_cmdline)?;
+        a.out(dx, al)?;
+        a.inc(esi)?;
+        a.jmp(cmdline)?;
+        a.set_label(&mut no_cmdline)?;
+        a.mov(al, 10u32)?;
+        a.out(dx, al)?;
         a.mov(al, 0u32)?;
-        a.out(0xf4, al)?;
-        a.hlt()?;
-        a.set_label(&mut fail)?;
-        a.mov(al, 1u32)?;
         a.out(0xf4, al)?;
         a.hlt()?;
         Ok(())
@@ -286,17 +322,187 @@ fn errata_kernel() -> Vec<u8> {
     multiboot::elf32(&body)
 }
 
+/// What test `name` printed in `dir/logs/` (empty if it has no log).
+fn log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+}
+
 /// `-a` also runs the errata-guarded checks: upstream's `run_tests.sh -a`
 /// exports `ERRATA_FORCE=y`, which the guest reads from its environment
-/// (the first multiboot module); without `-a` no environment is passed.
+/// (the first multiboot module).
 #[test]
 fn all_forces_errata() {
     need_kvm!();
-    let dir = tree("kut-conv-errata", "[errata]\nfile = errata.flat\n");
-    std::fs::write(dir.join("errata.flat"), errata_kernel()).unwrap();
+    let dir = tree("kut-conv-errata", "[errata]\nfile = echo.flat\n");
+    std::fs::write(dir.join("echo.flat"), echo_kernel()).unwrap();
     let r = kut(&dir, &["--json", "-a"], &[]);
     assert_eq!(r.verdict("errata").0, "PASS", "{}", r.stderr);
+    assert!(log(&dir, "errata").lines().any(|l| l == "ERRATA_FORCE=y"), "{}", log(&dir, "errata"));
     let r = kut(&dir, &["--json"], &[]);
-    assert_eq!(r.verdict("errata").0, "FAIL", "{}", r.stderr);
+    assert_eq!(r.verdict("errata").0, "PASS", "{}", r.stderr);
+    assert!(!log(&dir, "errata").contains("ERRATA_FORCE"), "{}", log(&dir, "errata"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: the errata environment was not passed (only `-a`'s
+/// `ERRATA_FORCE=y`). Upstream gives every test the host kernel's version
+/// and one `ERRATA_<commit>=y|n` per line of `errata.txt` (`y` when the
+/// host kernel is at least the line's version), a user's `ERRATA_*`
+/// deciding its own entry; `ERRATATXT` names another file, which must
+/// exist, and a bad line is an error before anything runs.
+#[test]
+fn errata_environment() {
+    need_kvm!();
+    let dir = tree("kut-conv-errata-env", "[env]\nfile = echo.flat\n");
+    std::fs::write(dir.join("echo.flat"), echo_kernel()).unwrap();
+    std::fs::write(
+        dir.join("errata.txt"),
+        "# commit : version : what\nc0ffee01 : 3.0 : old fix\nc0ffee02:999.1:future\n",
+    )
+    .unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("env").0, "PASS", "{}", r.stderr);
+    let env = log(&dir, "env");
+    for line in [
+        "ERRATA_c0ffee01=y",
+        "ERRATA_c0ffee02=n",
+        "QEMU_ACCEL=kvm",
+        &format!("KERNEL_VERSION_STRING={}", release.trim()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing:\n{env}");
+    }
+    let r = kut(&dir, &["--json"], &[("ERRATA_c0ffee02", "y"), ("ERRATA_extra", "n")]);
+    assert_eq!(r.verdict("env").0, "PASS", "{}", r.stderr);
+    let env = log(&dir, "env");
+    for line in ["ERRATA_c0ffee01=y", "ERRATA_c0ffee02=y", "ERRATA_extra=n"] {
+        assert!(env.lines().any(|l| l == line), "{line} missing:\n{env}");
+    }
+    assert!(!env.contains("ERRATA_c0ffee02=n"), "{env}");
+    let other = dir.join("other-errata.txt");
+    std::fs::write(&other, "beef:1.0\n").unwrap();
+    let r = kut(&dir, &["--json"], &[("ERRATATXT", other.to_str().unwrap())]);
+    assert_eq!(r.verdict("env").0, "PASS", "{}", r.stderr);
+    assert!(log(&dir, "env").contains("ERRATA_beef=y\n") && !log(&dir, "env").contains("c0ffee"));
+    let r = kut(&dir, &["--json"], &[("ERRATATXT", "/nonexistent/errata.txt")]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    std::fs::write(dir.join("errata.txt"), "$(reboot):6.1\n").unwrap();
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("errata.txt line 1"), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: `CHECK` was not read. Set, it replaces every test's
+/// `check =` conditions (upstream's `${CHECK:-$check}`); malformed, it is
+/// a usage error.
+#[test]
+fn check_replaces_the_sections_rules() {
+    need_kvm!();
+    let dir =
+        tree("kut-conv-check", "[guarded]\nfile = pass.flat\ncheck = /nonexistent/param=Y\n[free]\nfile = pass.flat\n");
+    let y = dir.join("param");
+    std::fs::write(&y, "Y\n").unwrap();
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("guarded"), ("SKIP".into(), "/nonexistent/param not equal to Y".into()));
+    assert_eq!(r.verdict("free").0, "PASS");
+    let holds = format!("{}=Y", y.display());
+    let r = kut(&dir, &["--json"], &[("CHECK", &holds)]);
+    assert_eq!(r.verdict("guarded").0, "PASS", "{}", r.stderr);
+    let not = format!("{}=N", y.display());
+    let r = kut(&dir, &["--json"], &[("CHECK", &not)]);
+    for name in ["guarded", "free"] {
+        assert_eq!(r.verdict(name), ("SKIP".into(), format!("{} not equal to N", y.display())));
+    }
+    let r = kut(&dir, &["--json"], &[("CHECK", "no-equals-sign")]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(r.stderr.contains("CHECK"), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: `machine =` was ignored and `MACHINE` not read: a test for
+/// another machine than `MACHINE` is skipped ("q35 only") as upstream's
+/// `run()` does; `QEMU` is accepted and `-v` says it is not used.
+#[test]
+fn machine_and_qemu() {
+    need_kvm!();
+    let dir = tree("kut-conv-machine", "[q35]\nfile = pass.flat\nmachine = q35\n[any]\nfile = pass.flat\n");
+    let r = kut(&dir, &["--json"], &[("MACHINE", "pc")]);
+    assert_eq!(r.verdict("q35"), ("SKIP".into(), "q35 only".into()));
+    assert_eq!(r.verdict("any").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[("MACHINE", "q35")]);
+    assert_eq!(r.verdict("q35").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("q35").0, "PASS", "{}", r.stderr);
+    let r = kut(&dir, &["-v", "any"], &[("QEMU", "/opt/qemu/bin/qemu-system-x86_64")]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("QEMU=/opt/qemu/bin/qemu-system-x86_64 is not used"), "{}", r.stdout);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: a backquoted command was passed literally. A fixed one
+/// (`date +%s`) runs without a shell and its output takes its place, as
+/// upstream's `eval` gives; any other skips the test, naming it, and runs
+/// nothing.
+#[test]
+fn backquoted_commands() {
+    need_kvm!();
+    let marker = temp_path("kut-conv-backquote-ran");
+    let dir = tree(
+        "kut-conv-backquote",
+        &format!(
+            "[date]\nfile = echo.flat\ntest_args = \"10000000 `date +%s`\"\n             [old]\nfile = echo.flat\nextra_params = -append \"7 `date +%s`\"\n             [evil]\nfile = echo.flat\nextra_params = -append \"`touch {}`\"\n",
+            marker.display()
+        ),
+    );
+    std::fs::write(dir.join("echo.flat"), echo_kernel()).unwrap();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let r = kut(&dir, &["--json"], &[]);
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (name, first) in [("date", "10000000"), ("old", "7")] {
+        assert_eq!(r.verdict(name).0, "PASS", "{}", r.stderr);
+        let out = log(&dir, name);
+        let cmdline = out.lines().find_map(|l| l.strip_prefix("CMDLINE:")).unwrap_or_else(|| panic!("{out}"));
+        let args: Vec<&str> = cmdline.split(' ').skip(1).collect();
+        assert_eq!(args.len(), 2, "{cmdline}");
+        assert_eq!(args[0], first);
+        let secs: u64 = args[1].parse().unwrap_or_else(|_| panic!("{cmdline}"));
+        assert!((before..=after).contains(&secs), "{secs} not in {before}..={after}");
+    }
+    let (v, why) = r.verdict("evil");
+    assert_eq!(v, "SKIP");
+    assert_eq!(why, format!("backquoted command not supported: touch {}", marker.display()));
+    assert!(!marker.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: logs were written only with `--logs DIR`. As upstream,
+/// `logs/NAME.log` and `logs/SUMMARY` (first line `BUILD_HEAD=`) are
+/// written in the working directory, the previous run's kept in
+/// `logs.old`; `--logs DIR` writes there instead, leaving `logs` alone.
+#[test]
+fn logs_as_upstream() {
+    need_kvm!();
+    let dir = tree("kut-conv-logs", "[one]\nfile = echo.flat\n[two]\nfile = pass.flat\narch = arm64\n");
+    std::fs::write(dir.join("echo.flat"), echo_kernel()).unwrap();
+    std::fs::write(dir.join("build-head"), "0123abcd\n").unwrap();
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.verdict("one").0, "PASS", "{}", r.stderr);
+    assert!(log(&dir, "one").contains("CMDLINE:"), "{}", log(&dir, "one"));
+    let summary = std::fs::read_to_string(dir.join("logs/SUMMARY")).unwrap();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines[0], "BUILD_HEAD=0123abcd", "{summary}");
+    assert!(lines[1].starts_with("PASS one") && lines[2] == "SKIP two (arm64 only)", "{summary}");
+    assert!(lines[3].starts_with("SUMMARY: "), "{summary}");
+    std::fs::write(dir.join("logs/marker"), "first run").unwrap();
+    let r = kut(&dir, &["--json"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(dir.join("logs.old/marker")).unwrap(), "first run");
+    assert!(!dir.join("logs/marker").exists() && dir.join("logs/one.log").exists());
+    let elsewhere = dir.join("elsewhere");
+    let r = kut(&dir, &["--json", "--logs", elsewhere.to_str().unwrap()], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(elsewhere.join("one.log").exists() && elsewhere.join("SUMMARY").exists());
+    assert!(dir.join("logs/one.log").exists() && dir.join("logs.old/marker").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

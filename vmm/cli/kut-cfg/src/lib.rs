@@ -1,7 +1,7 @@
 //! The `unittests.cfg` format of kvm-unit-tests, as `vmm kut` reads it:
 //! `[name]` sections of `key = value` lines (`file`, `smp`,
 //! `extra_params` / `qemu_params`, `test_args`, `groups`, `timeout`,
-//! `arch`, `accel`, `check`, `disabled_if`); `#` starts a comment.
+//! `arch`, `accel`, `machine`, `check`, `disabled_if`); `#` starts a comment.
 //! Values may be quoted with `'` or `"`, and a value opened with `"""`
 //! runs to the closing `"""`, its lines joined with spaces (as upstream's
 //! `scripts/common.bash` reads `extra_params = """...`).
@@ -32,4 +32,4 @@ pub use error::CfgError;
 pub use excerpt::{cut, excerpt, EXCERPT_MAX};
 pub use parse::{parse, parse_bytes, parse_counted, Work};
 pub use spec::TestSpec;
-pub use values::{parse_duration, split_append};
+pub use values::{parse_checks, parse_duration, split_append};

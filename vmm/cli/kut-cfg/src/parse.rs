@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::error::CfgError;
 use crate::excerpt::excerpt;
 use crate::spec::TestSpec;
-use crate::values::{parse_duration, split_append, unquote};
+use crate::values::{parse_checks, parse_duration, split_append, unquote};
 
 /// Work one parse did: what the tests bound to show linear growth.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,12 +120,8 @@ fn parse_into(text: &str, work: &mut Work) -> Result<Vec<TestSpec>, CfgError> {
             }
             "arch" => t.arch = Some(value.into()),
             "accel" => t.accel = Some(value.into()),
-            "check" => {
-                for c in value.split_whitespace() {
-                    let (p, v) = c.split_once('=').ok_or_else(|| err(format!("bad check {}", excerpt(c))))?;
-                    t.check.push((p.into(), v.into()));
-                }
-            }
+            "machine" => t.machine = Some(value.into()),
+            "check" => t.check.extend(parse_checks(value).map_err(err)?),
             // The condition as written (quotes are part of it).
             "disabled_if" => t.disabled_if = Some(value.into()),
             // Keys of other runners (e.g. `kvmtool_params`) are kept out

@@ -23,6 +23,9 @@ pub struct TestSpec {
     pub arch: Option<String>,
     /// `accel`, if given.
     pub accel: Option<String>,
+    /// `machine`, if given: the QEMU machine the test is for (upstream
+    /// skips it when `MACHINE` names another).
+    pub machine: Option<String>,
     /// `check` conditions: `path=value` pairs.
     pub check: Vec<(String, String)>,
     /// `disabled_if`: a bash condition, as written; the runner decides

@@ -1,6 +1,8 @@
 //! The values of `key = value` lines: quotes, times, and the `-append`
 //! hidden in QEMU parameters.
 
+use crate::excerpt::excerpt;
+
 /// `v` without surrounding whitespace and one pair of `'` or `"` quotes.
 pub(crate) fn unquote(v: &str) -> &str {
     let v = v.trim();
@@ -25,6 +27,18 @@ pub fn parse_duration(v: &str) -> Option<u64> {
         _ => (v, 1),
     };
     num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// `check` conditions (the `check =` key, or the `CHECK` environment
+/// variable that replaces it): space-separated `PATH=VALUE` words, split
+/// at the first `=`; a word without one is an error naming it.
+pub fn parse_checks(value: &str) -> Result<Vec<(String, String)>, String> {
+    value
+        .split_whitespace()
+        .map(|c| {
+            c.split_once('=').map(|(p, v)| (p.into(), v.into())).ok_or_else(|| format!("bad check {}", excerpt(c)))
+        })
+        .collect()
 }
 
 /// Splits `-append 'args'` (or `"args"`, or one word) out of QEMU
@@ -64,5 +78,8 @@ mod tests {
         assert_eq!(split_append("-smp 2"), ("-smp 2".into(), None));
         assert_eq!(split_append("-append 'x"), ("".into(), Some("x".into())));
         assert_eq!(unquote(" 'a b' "), "a b");
+        assert_eq!(parse_checks(" /a=Y  /b=N=x "), Ok(vec![("/a".into(), "Y".into()), ("/b".into(), "N=x".into())]));
+        assert_eq!(parse_checks(""), Ok(vec![]));
+        assert!(parse_checks("/a=Y oops").unwrap_err().contains("oops"));
     }
 }

@@ -58,8 +58,10 @@ pub struct KutArgs {
     /// Write TAP13 (as -t prints it) to FILE.
     #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
-    /// Write each test's console output to DIR/NAME.log (a test whose
-    /// name is not a file name in DIR is skipped).
+    /// Write each test's console output to DIR/NAME.log and the results
+    /// to DIR/SUMMARY, instead of to ./logs (which, as upstream's, is made
+    /// afresh each run, the previous one kept as ./logs.old). A test whose
+    /// name is not a file name in DIR is skipped.
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
 }
@@ -78,9 +80,61 @@ fn timeout_env() -> Result<Option<u64>, String> {
     }
 }
 
-/// The `ACCEL` environment variable, if set and not empty.
-fn accel_env() -> Option<String> {
-    std::env::var_os("ACCEL").filter(|v| !v.is_empty()).map(|v| v.to_string_lossy().into_owned())
+/// The environment variable `name`, if set and not empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// The `CHECK` environment variable split into conditions (it replaces
+/// every test's `check =`, as upstream's `${CHECK:-$check}`), or why it
+/// is not `PATH=VALUE` words. Unset or empty: `None`.
+fn check_env() -> Result<Option<Vec<(String, String)>>, String> {
+    env_var("CHECK").map(|v| kut::cfg::parse_checks(&v).map_err(|e| format!("CHECK: {e}"))).transpose()
+}
+
+/// The guest environment every test gets, as upstream's `initrd_create`
+/// builds it ([`kut::environ`]): the errata come from `ERRATATXT` if set
+/// (it must exist), else `DIR/errata.txt` if there is one. Also says
+/// where the errata came from, for `-v`.
+fn guest_environment(dir: &std::path::Path, all: bool) -> Result<(String, String), String> {
+    use kut::environ;
+    const MAX_ERRATA: u64 = 1 << 20;
+    let kernel = environ::KernelVersion::host().map_err(|e| format!("cannot read the host kernel version: {e}"))?;
+    let mut set = environ::errata_variables(std::env::vars_os())?;
+    if all {
+        // `run_tests.sh -a` exports ERRATA_FORCE=y.
+        set.retain(|(k, _)| k != "ERRATA_FORCE");
+        set.push(("ERRATA_FORCE".into(), "y".into()));
+        set.sort();
+    }
+    let (path, note) = match env_var("ERRATATXT") {
+        Some(p) => (Some(PathBuf::from(&p)), format!("errata from ERRATATXT={p}")),
+        None => {
+            let p = dir.join("errata.txt");
+            match p.exists() {
+                true => (Some(p.clone()), format!("errata from {}", p.display())),
+                false => (None, format!("no {}: no ERRATA_ entries from errata.txt", p.display())),
+            }
+        }
+    };
+    let errata = match path {
+        Some(p) => {
+            let bytes = vmm::input_file::read_input(&p, MAX_ERRATA).map_err(|e| format!("errata: {e}"))?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", p.display()))?;
+            environ::errata_entries(&text, &kernel, &set).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => Vec::new(),
+    };
+    Ok((environ::environment(&kernel, &errata, &set), note))
+}
+
+/// `BUILD_HEAD=` and the first line of `DIR/build-head` (empty if there
+/// is none), as the first line of upstream's `logs/SUMMARY`.
+fn build_head(dir: &std::path::Path) -> String {
+    let head = vmm::input_file::read_input(&dir.join("build-head"), 4096).unwrap_or_default();
+    let head = String::from_utf8_lossy(&head);
+    let line: String = head.lines().next().unwrap_or("").chars().filter(|c| !c.is_control()).collect();
+    format!("BUILD_HEAD={line}\n")
 }
 
 /// A number of seconds no larger than [`kut::plan::MAX_TIMEOUT_SECS`], so
@@ -131,29 +185,41 @@ pub fn kut(args: KutArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `run_tests.sh -a` exports ERRATA_FORCE=y; the guest reads it from
-    // its environment, the first multiboot module. Removed when dropped.
-    let env = if args.all {
-        match EnvFile::create("ERRATA_FORCE=y\n") {
-            Ok(f) => Some(f),
+    let check_env = match check_env() {
+        Ok(c) => c,
+        Err(e) => {
+            say!("vmm kut: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Upstream passes every test this environment (its first multiboot
+    // module); removed when dropped.
+    let (env, errata_note) = match guest_environment(&args.dir, args.all) {
+        Ok((text, note)) => match EnvFile::create(&text) {
+            Ok(f) => (f, note),
             Err(e) => {
                 say!("vmm kut: cannot write the guests' environment file: {e}");
                 return ExitCode::from(2);
             }
+        },
+        Err(e) => {
+            say!("vmm kut: {e}");
+            return ExitCode::from(2);
         }
-    } else {
-        None
     };
+    let machine_env = env_var("MACHINE");
     let opts = kut::SuiteOptions {
         names: args.names,
         groups: args.groups,
         all: args.all,
         default_timeout: args.timeout,
         timeout_env,
-        accel_env: accel_env(),
-        initrd: env.as_ref().map(|e| e.0.clone()),
+        accel_env: env_var("ACCEL"),
+        initrd: Some(env.0.clone()),
         max_timeout: args.max_timeout,
-        logs: args.logs.is_some(),
+        logs: true,
+        check_env,
+        machine_env: machine_env.clone(),
     };
     let plans = match kut::plan_suite(&args.dir, &opts) {
         Ok(p) => p,
@@ -166,20 +232,35 @@ pub fn kut(args: KutArgs) -> ExitCode {
         say!("vmm kut: cannot find the vmm binary");
         return ExitCode::from(2);
     };
-    if let Some(d) = &args.logs {
-        if let Err(e) = std::fs::create_dir_all(d) {
-            say!("vmm kut: cannot create {}: {e}", d.display());
-            return ExitCode::from(2);
-        }
+    // `--logs DIR` is used as it is; `logs` is made afresh, as upstream's.
+    let logs = args.logs.clone().unwrap_or_else(|| PathBuf::from(kut::logs::DEFAULT_DIR));
+    let made = match &args.logs {
+        Some(d) => std::fs::create_dir_all(d),
+        None => kut::logs::rotate(&logs),
+    };
+    if let Err(e) = made {
+        say!("vmm kut: cannot make the log directory {}: {e}", logs.display());
+        return ExitCode::from(2);
     }
     let start = std::time::Instant::now();
     let (quiet, tap13, verbose) = (args.json, args.tap13, args.verbose);
-    let logs = args.logs.clone();
     // TAP points printed so far; the lock also keeps a test's points
     // together when tests run in parallel.
     let points = Mutex::new(0usize);
     if tap13 {
         let _ = print_stdout("TAP version 13\n");
+    }
+    if verbose {
+        // What upstream reads but vmm has no use for, said once.
+        let mut notes = vec![format!("guest environment: {errata_note}")];
+        if let Some(q) = env_var("QEMU") {
+            notes.push(format!("QEMU={q} is not used: vmm runs each test itself (vmm run --kernel)"));
+        }
+        if let Some(m) = &machine_env {
+            notes.push(format!("MACHINE={m}: tests for another machine are skipped; x86's run script gives QEMU no -machine from it, and vmm has one machine"));
+        }
+        let prefix = if tap13 { "# " } else { "" };
+        let _ = print_stdout(&notes.iter().map(|n| format!("{prefix}{n}\n")).collect::<String>());
     }
     let starting = |_: &str, l: &kut::plan::Launch| {
         if verbose {
@@ -197,11 +278,9 @@ pub fn kut(args: KutArgs) -> ExitCode {
         } else if !quiet {
             let _ = print_stdout(&format!("{}\n", output::line(r)));
         }
-        if let Some(d) = &logs {
-            if !r.log.is_empty() {
-                if let Err(e) = kut::logs::write_log(d, &r.name, &r.log) {
-                    say!("vmm kut: cannot write the log of {}: {e}", r.name);
-                }
+        if !r.log.is_empty() {
+            if let Err(e) = kut::logs::write_log(&logs, &r.name, &r.log) {
+                say!("vmm kut: cannot write the log of {}: {e}", r.name);
             }
         }
     });
@@ -215,6 +294,13 @@ pub fn kut(args: KutArgs) -> ExitCode {
     } else {
         output::summary(&totals, secs)
     };
+    let summary: String = std::iter::once(build_head(&args.dir))
+        .chain(results.iter().map(|r| format!("{}\n", output::line(r))))
+        .chain([format!("{}\n", output::summary(&totals, secs))])
+        .collect();
+    if let Err(e) = kut::logs::write_summary(&logs, &summary) {
+        say!("vmm kut: cannot write {}: {e}", logs.join("SUMMARY").display());
+    }
     if let Err(code) = print_stdout(&(text + "\n")) {
         return code;
     }

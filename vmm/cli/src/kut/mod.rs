@@ -14,10 +14,12 @@
 mod check;
 pub mod cond;
 pub use kut_cfg as cfg;
+pub mod environ;
 pub mod logs;
 pub mod output;
 pub mod plan;
 pub mod run;
+pub mod subst;
 pub mod tree;
 
 use std::collections::HashSet;
@@ -81,6 +83,10 @@ pub struct SuiteOptions {
     pub max_timeout: Option<u64>,
     /// Each test's log will be written to a directory (`--logs`).
     pub logs: bool,
+    /// The `CHECK` environment variable, split into conditions.
+    pub check_env: Option<Vec<(String, String)>>,
+    /// The `MACHINE` environment variable.
+    pub machine_env: Option<String>,
 }
 
 /// Largest `unittests.cfg` read (upstream's is about 20 KiB).
@@ -134,6 +140,8 @@ pub fn plan_suite(dir: &Path, o: &SuiteOptions) -> Result<Vec<(String, plan::Pla
         accel_env: o.accel_env.clone(),
         initrd: o.initrd.clone(),
         logs: o.logs,
+        check_env: o.check_env.clone(),
+        machine_env: o.machine_env.clone(),
     };
     Ok(selected.into_iter().map(|t| (t.name.clone(), plan::plan(t, &tree, &popts))).collect())
 }

@@ -28,6 +28,7 @@ use kut_cfg::cut;
 use super::cfg::TestSpec;
 use super::check::check;
 use super::logs::log_name;
+use super::subst::Template;
 use super::tree::Tree;
 use vmm::config::DEFAULT_MEM;
 use vmm::layout::DEFAULT_BAR_BASE;
@@ -41,7 +42,8 @@ pub struct Launch {
     pub vcpus: u32,
     /// Guest RAM in bytes.
     pub mem: u64,
-    /// The kernel's arguments.
+    /// The kernel's arguments, as written: a backquoted command in them
+    /// (checked here, [`super::subst`]) runs when the test starts.
     pub append: String,
     /// Seconds before the guest is stopped (`None`: never, as
     /// `timeout = 0` or `TIMEOUT=0` ask).
@@ -78,6 +80,12 @@ pub struct PlanOptions {
     /// Each test's log is written to a directory (`--logs`): a test whose
     /// name cannot be a file name there is skipped.
     pub logs: bool,
+    /// The `CHECK` environment variable: replaces every test's `check =`
+    /// conditions, as upstream's `${CHECK:-$check}`.
+    pub check_env: Option<Vec<(String, String)>>,
+    /// The `MACHINE` environment variable: a test whose `machine =`
+    /// names another is skipped.
+    pub machine_env: Option<String>,
 }
 
 /// Most vCPUs `vmm` runs.
@@ -106,6 +114,11 @@ fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> 
     if let Some(arch) = t.arch.as_deref().filter(|a| *a != "x86_64") {
         return Err(format!("{arch} only"));
     }
+    if let (Some(m), Some(env)) = (t.machine.as_deref(), o.machine_env.as_deref()) {
+        if m != env {
+            return Err(format!("{m} only"));
+        }
+    }
     match (o.accel_env.as_deref(), t.accel.as_deref()) {
         (Some(env), _) if env != "kvm" => return Err(format!("ACCEL={env}, and vmm runs guests with kvm only")),
         (Some(env), Some(a)) if a != env => return Err(format!("{a} only, but ACCEL={env}")),
@@ -131,13 +144,18 @@ fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> 
     if let Some(timeout) = timeout.filter(|t| *t > MAX_TIMEOUT_SECS) {
         return Err(format!("needs a timeout of {timeout} s; vmm kut allows at most {MAX_TIMEOUT_SECS} s (a year)"));
     }
-    for (path, want) in &t.check {
+    for (path, want) in o.check_env.as_ref().unwrap_or(&t.check) {
         check(path, want)?;
     }
+    // Upstream's shell runs backquoted commands; here only fixed ones run,
+    // those in the parameters now (they decide vCPUs and memory), those
+    // in the arguments when the test starts.
+    let params = Template::parse(&t.qemu_params)?.expand()?;
+    Template::parse(&t.test_args)?;
     let mut mem = DEFAULT_MEM;
     let mut vcpus = t.smp;
     let mut needs = Vec::new();
-    let mut words = t.qemu_params.split_whitespace();
+    let mut words = params.split_whitespace();
     while let Some(w) = words.next() {
         let needs_value = matches!(w, "-cpu" | "-m" | "-device" | "-M" | "-machine" | "-smp" | "-overcommit");
         let v = if needs_value { words.next().unwrap_or("") } else { "" };
@@ -179,7 +197,8 @@ fn decide(t: &TestSpec, tree: &Tree, o: &PlanOptions) -> Result<Launch, String> 
 /// The value of `$name` in a `disabled_if` condition: what
 /// `run_tests.sh` would see for a tree configured for x86_64 with QEMU as
 /// the target (`vmm` runs the tests' QEMU parameters, translated), with
-/// `ACCEL` from the environment (else `kvm`, the only one `vmm` has).
+/// `ACCEL` from the environment (else `kvm`, the only one `vmm` has) and
+/// `MACHINE` from the environment (else empty).
 /// Any other variable is unknown: the condition cannot be evaluated.
 fn variable(name: &str, o: &PlanOptions) -> Option<String> {
     Some(match name {
@@ -188,6 +207,7 @@ fn variable(name: &str, o: &PlanOptions) -> Option<String> {
         "TEST_DIR" => "x86".into(),
         "CONFIG_EFI" => "n".into(),
         "ACCEL" => o.accel_env.clone().unwrap_or_else(|| "kvm".into()),
+        "MACHINE" => o.machine_env.clone().unwrap_or_default(),
         _ => return None,
     })
 }
@@ -269,6 +289,8 @@ mod tests {
             accel_env: None,
             initrd: None,
             logs: false,
+            check_env: None,
+            machine_env: None,
         }
     }
 
@@ -341,11 +363,17 @@ mod tests {
         assert!(skip(plan(&spec("-smp 99999999999999999999"), tree(), &opts())).contains("cannot read -smp"));
         assert!(skip(plan(&spec("-m 99999999999999999g"), tree(), &opts())).contains("-m 99999999999999999g"));
         let why = skip(plan(&spec("$(touch /tmp/x) `id` ; rm -rf ~ | cat"), tree(), &opts()));
-        assert!(why.contains("needs the QEMU option $(touch"), "{why}");
+        assert_eq!(why, "command substitution not supported: $(touch /tmp/x)");
+        let why = skip(plan(&spec("; rm -rf ~ | cat"), tree(), &opts()));
+        assert!(why.contains("needs the QEMU option ;"), "{why}");
+        // Test arguments go to a program, never a shell: a backquoted
+        // command in them that is not a fixed one is a skip (issue 21).
         let mut t = spec("");
         t.test_args = "`touch x`; $(id) | cat".into();
+        assert_eq!(skip(plan(&t, tree(), &opts())), "backquoted command not supported: touch x");
+        t.test_args = "x; y | cat $HOME".into();
         let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
-        assert_eq!(l.append, "`touch x`; $(id) | cat");
+        assert_eq!(l.append, "x; y | cat $HOME");
         // A reason quoting a huge parameter is cut.
         let why = skip(plan(&spec(&format!("-{}", "x".repeat(1 << 20))), tree(), &opts()));
         assert!(why.len() <= MAX_REASON + 4 && why.ends_with('…'), "{} bytes", why.len());
@@ -447,6 +475,60 @@ mod tests {
         let mut t = spec("");
         t.groups = vec!["nodefault".into()];
         assert_eq!(skip(plan(&t, tree(), &opts())), "test marked as manual run only");
+    }
+
+    /// Issue 21: `CHECK` was not read; it replaces every test's `check =`
+    /// (upstream's `${CHECK:-$check}`).
+    #[test]
+    fn check_from_the_environment_replaces_the_section() {
+        let y = tree().root().join("y");
+        std::fs::write(&y, "Y\n").unwrap();
+        let y = y.to_str().unwrap().to_string();
+        let with = |cfg: &[(&str, &str)], env: Option<&[(&str, &str)]>| {
+            let mut t = spec("");
+            t.check = cfg.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect();
+            let check_env = env.map(|e| e.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect());
+            plan(&t, tree(), &PlanOptions { check_env, ..opts() })
+        };
+        assert_eq!(skip(with(&[("/nonexistent/p", "Y")], None)), "/nonexistent/p not equal to Y");
+        assert!(matches!(with(&[("/nonexistent/p", "Y")], Some(&[(&y, "Y")])), Plan::Run(_)));
+        assert_eq!(skip(with(&[(&y, "Y")], Some(&[(&y, "N")]))), format!("{y} not equal to N"));
+        assert!(matches!(with(&[(&y, "N")], Some(&[])), Plan::Run(_)));
+    }
+
+    /// Issue 21: `machine =` was ignored and `MACHINE` not read: a test
+    /// for another machine than `MACHINE` is skipped as upstream does
+    /// ("q35 only"); without `MACHINE`, or with the same, it runs.
+    #[test]
+    fn machine_from_the_environment() {
+        let with = |cfg: Option<&str>, env: Option<&str>| {
+            let mut t = spec("");
+            t.machine = cfg.map(Into::into);
+            plan(&t, tree(), &PlanOptions { machine_env: env.map(Into::into), ..opts() })
+        };
+        assert_eq!(skip(with(Some("q35"), Some("pc"))), "q35 only");
+        assert!(matches!(with(Some("q35"), None), Plan::Run(_)));
+        assert!(matches!(with(Some("pc"), Some("pc")), Plan::Run(_)));
+        assert!(matches!(with(None, Some("pc")), Plan::Run(_)));
+        let mut t = spec("");
+        t.disabled_if = Some(r#"[[ "$MACHINE" == pc ]]"#.into());
+        let o = PlanOptions { machine_env: Some("pc".into()), ..opts() };
+        assert_eq!(skip(plan(&t, tree(), &o)), r#"disabled because: [[ "$MACHINE" == pc ]]"#);
+        assert!(matches!(plan(&t, tree(), &opts()), Plan::Run(_)));
+    }
+
+    /// Issue 21: a backquoted fixed command in the parameters runs before
+    /// they are read; any other is a skip.
+    #[test]
+    fn backquoted_commands_in_the_parameters() {
+        let Plan::Run(l) = plan(&spec("-smp `nproc`"), tree(), &opts()) else { panic!() };
+        assert!(l.vcpus >= 1);
+        let why = skip(plan(&spec("-smp `cat /etc/passwd`"), tree(), &opts()));
+        assert_eq!(why, "backquoted command not supported: cat /etc/passwd");
+        let mut t = spec("");
+        t.test_args = "10000000 `date +%s`".into();
+        let Plan::Run(l) = plan(&t, tree(), &opts()) else { panic!() };
+        assert_eq!(l.append, "10000000 `date +%s`", "run when the test starts");
     }
 
     #[test]

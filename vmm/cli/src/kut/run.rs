@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::plan::{Launch, Plan};
+use super::subst::Template;
 
 /// A test's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -174,8 +175,15 @@ pub fn signal_name(sig: i32) -> String {
 /// Runs one launch with the `vmm` binary `exe`.
 fn run_one(exe: &Path, name: &str, l: &Launch) -> TestResult {
     let start = Instant::now();
+    // The arguments' fixed backquoted commands run now, as the test starts.
+    let expanded = match Template::parse(&l.append).and_then(|t| t.expand()) {
+        Ok(append) => Launch { append, ..l.clone() },
+        Err(why) => {
+            return TestResult { name: name.into(), verdict: Verdict::Fail, reason: why, secs: 0.0, log: String::new() }
+        }
+    };
     let mut cmd = Command::new(exe);
-    cmd.args(arguments(l)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(arguments(&expanded)).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let fail = |reason: String, secs: f64| TestResult {
         name: name.into(),
         verdict: Verdict::Fail,

@@ -22,6 +22,7 @@ timeout = 2m
 arch = x86_64
 accel = kvm
 check = /sys/x=Y /sys/y=N
+machine = q35
 "#;
 
 #[test]
@@ -38,6 +39,9 @@ fn parses_sections_and_keys() {
     assert_eq!(t[2].arch.as_deref(), Some("x86_64"));
     assert_eq!(t[2].accel.as_deref(), Some("kvm"));
     assert_eq!(t[2].check, [("/sys/x".into(), "Y".into()), ("/sys/y".into(), "N".into())]);
+    // Issue 21: `machine =` was ignored.
+    assert_eq!(t[2].machine.as_deref(), Some("q35"));
+    assert_eq!(t[1].machine, None);
     // CRLF line ends and a byte-order mark are text too.
     let t = parse("\u{feff}[a]\r\nfile = a.flat\r\n").unwrap();
     assert_eq!((t[0].name.as_str(), t[0].file.as_str()), ("a", "a.flat"));
