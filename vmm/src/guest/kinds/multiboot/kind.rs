@@ -13,7 +13,7 @@ use devices::legacy::{
 };
 
 use super::header::BOOT_MAGIC;
-use super::load::{self, read_file};
+use super::load::{self, read_file_for};
 use super::module::Module;
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::options::KindOption;
@@ -97,7 +97,8 @@ pub struct Multiboot {
 }
 
 impl Multiboot {
-    /// Reads the kernel file (at most [`super::MAX_FILE`] bytes) and
+    /// Reads the kernel file (at most [`super::MAX_FILE`] bytes, and no
+    /// more than the RAM below 4 GiB) and
     /// opens the module files, then checks that kernel, modules and
     /// information block fit in `ram` bytes of guest RAM (the machine's:
     /// the kind does not change it) before a byte of a module is read.
@@ -108,7 +109,7 @@ impl Multiboot {
         if spec.modules.len() > load::MAX_MODULES {
             return Err(KindError::Invalid(format!("more than {} modules", load::MAX_MODULES)));
         }
-        let kernel = read_file(&spec.kernel).map_err(err)?;
+        let kernel = read_file_for(&spec.kernel, ram).map_err(err)?;
         let modules = spec
             .modules
             .iter()

@@ -65,7 +65,14 @@ pub enum RawLoadError {
 /// Reads a kernel file: a regular file of at most [`MAX_FILE`] bytes,
 /// opened without blocking (a FIFO or a device is an error at once).
 pub fn read_file(path: &Path) -> Result<Vec<u8>, RawLoadError> {
-    Ok(read_input(path, MAX_FILE)?)
+    read_file_for(path, u64::MAX)
+}
+
+/// [`read_file`] for a machine of `ram` bytes: a file larger than the
+/// RAM below 4 GiB cannot be loaded whatever it holds, so it is refused
+/// from its size, before a byte is read.
+pub fn read_file_for(path: &Path, ram: u64) -> Result<Vec<u8>, RawLoadError> {
+    Ok(read_input(path, MAX_FILE.min(ram.min(FOUR_GIB)))?)
 }
 
 /// Where the kernel starts and where its information block is.
@@ -298,6 +305,24 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read_file(&fifo).unwrap_err();
         assert!(matches!(e, RawLoadError::Input(InputError::NotRegular { kind: "a FIFO", .. })), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 20: a kernel file was read whole (up to 256 MiB) before its
+    /// size was compared with the machine's RAM.
+    #[test]
+    fn kernel_larger_than_ram_is_refused_from_its_size() {
+        let dir = std::env::temp_dir().join(format!("vmm-mb-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("k");
+        // Sparse: 100 MiB of holes cost no disk.
+        std::fs::File::create(&p).unwrap().set_len(100 << 20).unwrap();
+        let e = read_file_for(&p, 64 << 20).unwrap_err();
+        assert!(
+            matches!(e, RawLoadError::Input(InputError::TooLarge { size, max, .. }) if size == 100 << 20 && max == 64 << 20),
+            "{e}"
+        );
+        assert_eq!(read_file_for(&p, 128 << 20).unwrap().len(), 100 << 20);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

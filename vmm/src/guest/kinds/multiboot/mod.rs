@@ -11,5 +11,5 @@ pub mod module;
 
 pub use header::{MultibootError, BOOT_MAGIC};
 pub use kind::{Multiboot, RawKernel, Spec, APPEND, INITRD, KERNEL, MODULE, SPEC};
-pub use load::{load, plan, read_file, Loaded, Plan, RawLoadError};
+pub use load::{load, plan, read_file, read_file_for, Loaded, Plan, RawLoadError};
 pub use module::{Module, ModuleError, MAX_FILE};
