@@ -34,12 +34,12 @@ pub use error::{errno, MmError};
 pub use flags::{CacheMode, PageProt, VmFlags, VM_ACCESS_FLAGS, VM_LOCKED_MASK, VM_REMAP_FLAGS, VM_SPECIAL};
 pub use frames::{Frames, PhysLayout, PinCounts, Pinned, PoolCensus, PoolPages, TableAllocator};
 pub use paging::{
-    FlushSet, Leaf, MapStats, PageTables, SplitRecord, TableCensus, Translation, Unmapped, PAT_MSR_VALUE,
+    FlushSet, Leaf, MapStats, PageTables, SplitRecord, TableCensus, Translation, Unmapped, UsedLeaf, PAT_MSR_VALUE,
 };
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
 pub use space::{
-    AddressSpace, Advice, Audit, Brk, FaultKind, Faulted, Mapped, MmapRequest, MremapFlags, Placement, Remapped,
-    SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
+    AddressSpace, Advice, Audit, Brk, FaultKind, Faulted, Forced, Mapped, MmapRequest, MremapFlags, Placement,
+    Remapped, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
 };
 pub use vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps, VmaTree};

@@ -1,6 +1,8 @@
 //! Single-entry operations of the fault path: marking a 4 KiB leaf
-//! copy-on-write, and replacing the frame of a present 4 KiB leaf in one
-//! store (the copy of a copy-on-write fault).
+//! copy-on-write, replacing the frame of a 4 KiB leaf in one store (the
+//! copy of a copy-on-write fault), and finding the leaf of an address
+//! whether it is present or a PROT_NONE leaf (what a forced access reads
+//! through).
 //!
 //! A copy-on-write leaf carries the software bit `entry::COW` and no `RW`;
 //! `protect_range` keeps `RW` clear on it, so mprotect cannot make a shared
@@ -9,7 +11,9 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, index, leaf_bits, Entry, COUNTED, COW, P, RW};
+use vm_memory::GuestAddress;
+
+use super::entry::{classify, index, leaf_addr, leaf_bits, Entry, COUNTED, COW, P, RW, USED};
 use super::flush::FlushSet;
 use super::page_tables::PageTables;
 use super::table::Table;
@@ -18,7 +22,47 @@ use crate::addr::{GuestVirtAddr, PageSize, Pfn, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::PageProt;
 
+/// The leaf mapping an address, present or PROT_NONE, as
+/// [`PageTables::used_leaf`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsedLeaf {
+    /// The guest-physical byte address the address leads to.
+    pub phys: GuestAddress,
+    /// The leaf's size.
+    pub size: PageSize,
+    /// Present (`false`: a PROT_NONE leaf the CPU faults on).
+    pub present: bool,
+    /// A 4 KiB leaf with the copy-on-write mark.
+    pub copy_on_write: bool,
+}
+
 impl<M: GuestMemory> PageTables<M> {
+    /// The leaf mapping `va`, present or PROT_NONE (which
+    /// [`PageTables::translate`] does not follow, as the CPU does not);
+    /// `None` when there is none or a table pointer leads outside guest
+    /// memory.
+    pub fn used_leaf(&self, va: GuestVirtAddr) -> Option<UsedLeaf> {
+        let v = va.raw();
+        let mut frame = self.root;
+        for level in (1..=4u32).rev() {
+            let raw = Table::new(&self.mem, frame, false).ok()?.get(index(v, level));
+            match classify(raw, level) {
+                Entry::Empty => return None,
+                Entry::Table(f) => frame = f,
+                Entry::Leaf(size) => {
+                    let phys = leaf_addr(raw, size) | (v & (size.bytes() - 1));
+                    return Some(UsedLeaf {
+                        phys: GuestAddress(phys),
+                        size,
+                        present: raw & P != 0,
+                        copy_on_write: size == PageSize::Size4K && raw & COW != 0,
+                    });
+                }
+            }
+        }
+        None
+    }
+
     /// The leaf table holding the 4 KiB leaf of `va` and its index, if the
     /// tables down to it exist (a huge leaf on the way gives `None`).
     fn leaf_table(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
@@ -63,10 +107,11 @@ impl<M: GuestMemory> PageTables<M> {
         }
     }
 
-    /// Replaces the present 4 KiB leaf at `va` by a page-array leaf for
+    /// Replaces the 4 KiB leaf at `va` (present, or PROT_NONE for a
+    /// forced write) by a page-array leaf for
     /// the one frame of `page` (pinned: the caller keeps the pin for as
     /// long as the entry may map it) with `prot`, in one 8-byte store. On
-    /// error (`page` is not one frame, no present 4 KiB leaf) nothing
+    /// error (`page` is not one frame, no 4 KiB leaf) nothing
     /// changed. Returns the old frame and the flush the old translation
     /// needs; the old frame's pin is the caller's to drop.
     pub fn replace_page(
@@ -84,7 +129,7 @@ impl<M: GuestMemory> PageTables<M> {
         // Compare-and-exchange: the value replaced, with the Accessed bit a
         // walker may have set up to that instant, decides the flush.
         let raw = loop {
-            if raw & P == 0 {
+            if raw & USED == 0 {
                 return Err(MmError::NotMapped { addr: va.raw() });
             }
             match t.compare_exchange(i, raw, new) {

@@ -51,6 +51,7 @@ mod unmap;
 mod walk;
 
 pub use census::{BadLink, TableCensus, TableInfo};
+pub use cow::UsedLeaf;
 pub(crate) use entry::split_child as split_leaf_child;
 pub use entry::PAT_MSR_VALUE;
 pub use flush::FlushSet;

@@ -1,5 +1,6 @@
 //! A reference model of private anonymous memory for the property tests
-//! of mseal and `MREMAP_DONTUNMAP` (`seal_model_tests.rs`): per page, the
+//! of mseal and `MREMAP_DONTUNMAP` (`seal_model_tests.rs`) and of forced
+//! access (`remote_model_tests.rs`): per page, the
 //! tag last written (0 for a zero page or no page), the page offset, the
 //! access and the seal. Every operation's outcome (errno or success) is
 //! predicted from the model alone, then the real space is compared with
@@ -56,6 +57,15 @@ pub(super) enum Op {
         page: u64,
     },
     Read {
+        page: u64,
+    },
+    /// A forced write of a new tag (`/proc/self/mem`): allowed in every
+    /// private anonymous page, read-only or not; the access is unchanged.
+    ForceWrite {
+        page: u64,
+    },
+    /// A forced read: the page's tag.
+    ForceRead {
         page: u64,
     },
     /// mremap with equal lengths: to `to` (fixed) or anywhere, with or
@@ -232,6 +242,38 @@ impl World {
             }
             Op::Move { page, pages, to, dont_unmap } => {
                 self.apply_move(op, addr(page), pages, to.map(addr), dont_unmap)
+            }
+            Op::ForceWrite { page } => {
+                let a = addr(page);
+                let tag = self.next_tag;
+                let r = self.s.write_forced(va(a), &tag.to_le_bytes()).map(|f| {
+                    f.flush.ignore();
+                    f.bytes
+                });
+                match self.model.get(&a).copied() {
+                    Some(p) => {
+                        assert_eq!(r, Ok(8), "{op:?}");
+                        self.next_tag += 1;
+                        self.model.insert(a, Page { tag, ..p });
+                    }
+                    None => assert_eq!(errno_of(r), errno::ENOMEM, "{op:?}"),
+                }
+            }
+            Op::ForceRead { page } => {
+                let a = addr(page);
+                let mut buf = [0u8; 8];
+                let r = self.s.read_forced(va(a), &mut buf).map(|f| {
+                    f.flush.ignore();
+                    f.bytes
+                });
+                match self.model.get(&a).copied() {
+                    Some(p) => {
+                        assert_eq!(r, Ok(8), "{op:?}");
+                        assert_eq!(u64::from_le_bytes(buf), p.tag, "{op:?}");
+                        self.zero_page |= p.tag == 0;
+                    }
+                    None => assert_eq!(errno_of(r), errno::ENOMEM, "{op:?}"),
+                }
             }
         }
         self.check(op);

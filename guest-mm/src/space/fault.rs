@@ -104,17 +104,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             if !self.pt.is_copy_on_write(va) {
                 return Err(MmError::Access("write to a read-only entry"));
             }
-            let info = FaultInfo { addr: va, pgoff, access, cow_from: Some(t.pfn) };
-            let fp = ops.fault(&vma, &info)?;
-            if fp.copy_on_write {
-                return Err(MmError::Invalid("a copy-on-write fault must give a private page"));
-            }
-            // The copy is pinned before its entry exists; the run that
-            // pinned the old frame lets go of this page after the store.
-            let page_arr = PageArray::pin(&self.frames, std::sync::Arc::from([fp.pfn].as_slice()))?;
-            let (_, flush) = self.pt.replace_page(va, &page_arr, vma.page_prot())?;
-            self.page_pins.insert(page, page_arr);
-            drop(fp);
+            let flush = self.copy_on_write(&vma, ops.as_ref(), va, pgoff, t.pfn)?;
             return Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush });
         }
         let info = FaultInfo { addr: va, pgoff, access, cow_from: None };
@@ -123,6 +113,32 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         drop(fp);
         let around = self.map_around(&vma, ops.as_ref(), page, access);
         Ok(Faulted { kind: FaultKind::Mapped, around, flush: FlushSet::default() })
+    }
+
+    /// Replaces the copy-on-write leaf at `va` (offset `pgoff` in `vma`,
+    /// mapping `from`) by the private copy `ops` gives for a write, with
+    /// the VMA's protection (read-only in a VMA without `WRITE`: a forced
+    /// write leaves it so). Returns the flush of the old entry.
+    pub(super) fn copy_on_write(
+        &mut self,
+        vma: &Vma,
+        ops: &dyn VmaOps,
+        va: GuestVirtAddr,
+        pgoff: u64,
+        from: crate::addr::Pfn,
+    ) -> Result<FlushSet, MmError> {
+        let info = FaultInfo { addr: va, pgoff, access: FaultAccess::WRITE, cow_from: Some(from) };
+        let fp = ops.fault(vma, &info)?;
+        if fp.copy_on_write {
+            return Err(MmError::Invalid("a copy-on-write fault must give a private page"));
+        }
+        // The copy is pinned before its entry exists; the run that
+        // pinned the old frame lets go of this page after the store.
+        let page_arr = PageArray::pin(&self.frames, std::sync::Arc::from([fp.pfn].as_slice()))?;
+        let (_, flush) = self.pt.replace_page(va, &page_arr, vma.page_prot())?;
+        self.page_pins.insert(va.raw(), page_arr);
+        drop(fp);
+        Ok(flush)
     }
 
     /// A fault in a hugetlb VMA (`hugetlb_fault`): the ops give the huge

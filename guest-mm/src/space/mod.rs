@@ -60,6 +60,9 @@ mod page_pins;
 mod populate;
 #[cfg(test)]
 mod reattach_tests;
+mod remote;
+#[cfg(test)]
+mod remote_model_tests;
 mod request;
 mod residency;
 #[cfg(test)]
@@ -83,6 +86,7 @@ pub use madvise::Advice;
 pub use mremap::Remapped;
 pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 pub use mseal::DISCARD_ADVICE;
+pub use remote::Forced;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};

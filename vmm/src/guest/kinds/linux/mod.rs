@@ -10,6 +10,7 @@ pub mod image;
 mod kind;
 pub mod memfd;
 mod proc_files;
+mod proc_mem;
 pub mod process;
 pub mod procfs;
 pub mod signal;

@@ -68,6 +68,9 @@ impl ProcFiles {
             vfs.register_synthetic(path, move || text.as_bytes().to_vec())?;
         }
         vfs.register_special("/proc/self/pagemap", Special::Tag(PAGEMAP), 0o100444)?;
+        for path in super::proc_mem::paths() {
+            vfs.register_special(&path, Special::Tag(super::proc_mem::MEM), super::proc_mem::MODE)?;
+        }
         let mut inodes = self.inodes.lock().unwrap_or_else(|e| e.into_inner());
         for &path in RENDERED {
             let st = vfs.newfstatat(super::fs::Fd::CWD, path.as_bytes(), 0)?;

@@ -169,6 +169,9 @@ pub struct Linux {
     pub(super) hugetlb: OnceLock<HugetlbPool<GuestMem>>,
     /// Stands for host randomness in the layout ([`Linux::detached`]).
     layout_seed: Option<u64>,
+    /// A shootdown that failed inside a call (the run cannot go on);
+    /// the dispatcher ends the run with it.
+    fatal: Mutex<Option<String>>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -284,6 +287,7 @@ impl Linux {
             killed_by: Mutex::new(None),
             stderr: p.stderr,
             layout_seed,
+            fatal: Mutex::new(None),
         })
     }
 
@@ -406,23 +410,39 @@ impl Linux {
     pub fn read_special(
         &self,
         hv: &HostedKernel,
+        vcpu: u8,
         fd: Fd,
         tag: u32,
         len: usize,
         off: Option<u64>,
     ) -> Result<Vec<u8>, i32> {
+        let file = self.vfs().special(fd).map_err(|e| e.raw())?;
         let at = match off {
             Some(o) => o,
-            None => self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset),
+            None => file.map_or(0, |s| s.offset),
         };
         let bytes = match tag {
             proc_files::PAGEMAP => self.proc_files.pagemap(hv, at, len, &self.view())?,
+            super::proc_mem::MEM => {
+                super::proc_mem::check_mode(&file.ok_or(libc::EBADF)?, false)?;
+                super::proc_mem::read(self, hv, vcpu, at, len)?
+            }
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {
-            self.vfs().set_offset(fd, at + bytes.len() as u64).map_err(|e| e.raw())?;
+            self.vfs().set_offset(fd, at.wrapping_add(bytes.len() as u64)).map_err(|e| e.raw())?;
         }
         Ok(bytes)
+    }
+
+    /// Records that a call left the run unable to go on (`msg` says why).
+    pub fn note_fatal(&self, msg: String) {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(msg);
+    }
+
+    /// The failure [`Linux::note_fatal`] recorded, once.
+    pub fn take_fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Counts a call answered `ENOSYS`.

@@ -19,7 +19,7 @@
 //!
 //! Not done: hard links, renames, `chmod`/`chown`, timestamps set by the
 //! guest, permission checks beyond the owner bits (the process owns
-//! every node), `O_TMPFILE`, file locks.
+//! every node), naming an `O_TMPFILE` file (`linkat`), file locks.
 
 mod devices;
 mod dirent;
@@ -34,6 +34,7 @@ mod open_file;
 mod path;
 mod resolve;
 mod stat;
+mod tmpfile;
 mod tmpfs;
 mod vfs;
 
@@ -57,3 +58,5 @@ mod kind_nodes_tests;
 mod model_tests;
 #[cfg(test)]
 mod test_util;
+#[cfg(test)]
+mod tmpfile_tests;

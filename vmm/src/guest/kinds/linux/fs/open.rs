@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 
-use super::errno::{Errno, EACCES, EBADF, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT, ENOTDIR, EOPNOTSUPP};
+use super::errno::{Errno, EACCES, EBADF, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT, ENOTDIR};
 use super::fd_table::{Fd, Slot};
 use super::node::{Ino, Mount, Node, NodeKind};
 use super::open_file::Content;
@@ -22,10 +22,11 @@ impl Vfs {
     /// writable directory: `/tmp`, `/dev/shm` and below); `O_EXCL`,
     /// `O_TRUNC`, `O_APPEND`, `O_DIRECTORY`, `O_NOFOLLOW`, `O_CLOEXEC`
     /// and `O_NONBLOCK` act as in Linux; `O_PATH` opens for `fstat`,
-    /// `fchdir`, `*at` and `fcntl` only; `O_TMPFILE` is `EOPNOTSUPP`.
+    /// `fchdir`, `*at` and `fcntl` only; `O_TMPFILE` and `O_DIRECT` as
+    /// `tmpfile.rs` says.
     pub fn openat(&mut self, dirfd: Fd, path: &[u8], flags: i32, mode: u32) -> Result<Fd, Errno> {
-        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
-            return Err(EOPNOTSUPP);
+        if flags & super::tmpfile::O_TMPFILE_BIT != 0 {
+            return self.open_tmpfile(dirfd, path, flags, mode);
         }
         let flags = if flags & libc::O_PATH != 0 {
             flags & (libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -79,6 +80,7 @@ impl Vfs {
             }
             self.check_perm(ino, want)?;
         }
+        self.check_direct(ino, flags)?;
         let content = if path_only { Content::Live } else { self.open_content(ino, acc, trunc)? };
         if trunc {
             match &content {
@@ -198,6 +200,10 @@ impl Vfs {
             }
             libc::F_GETFL => Ok(i64::from(self.desc(fd)?.flags)),
             libc::F_SETFL => {
+                let node = self.desc(fd)?.node;
+                if !self.desc(fd)?.is_path() {
+                    self.check_direct(node, arg as i32 & libc::O_DIRECT)?;
+                }
                 let desc = self.descs.get_mut(slot.desc).ok_or(EBADF)?;
                 if desc.is_path() {
                     return Err(EBADF);

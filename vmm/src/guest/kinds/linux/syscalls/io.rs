@@ -68,7 +68,7 @@ fn write_bytes(c: &Ctx<'_>, fd: Fd, data: &[u8]) -> Result<u64, i32> {
                 c.linux.vfs().set_offset(fd, at + n as u64).map_err(e)?;
                 Ok(n as u64)
             }
-            None => Err(libc::EINVAL),
+            None => c.linux.write_special(c.hv, c.vcpu, fd, t, data, None).map(|n| n as u64),
         },
         None => c.linux.vfs().write(fd, data).map(|n| n as u64).map_err(e),
     }
@@ -142,7 +142,7 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
         Some(Special::Stdin) => stdin_read(len),
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
-        Some(Special::Tag(t)) => c.linux.read_special(c.hv, fd, t, len, None),
+        Some(Special::Tag(t)) => c.linux.read_special(c.hv, c.vcpu, fd, t, len, None),
         None => {
             c.linux.before_read(c.hv, fd);
             c.linux.vfs().read(fd, len).map_err(e)
@@ -181,7 +181,8 @@ pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         let len = count.min(WRITE_MAX) as usize;
         let bytes = match special.map(|s| s.special) {
             Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd(f), t, len, Some(off))?,
-            Some(Special::Tag(t)) => c.linux.read_special(c.hv, fd(f), t, len, Some(off))?,
+            Some(Special::Tag(_)) if (off as i64) < 0 => return Err(libc::EINVAL),
+            Some(Special::Tag(t)) => c.linux.read_special(c.hv, c.vcpu, fd(f), t, len, Some(off))?,
             Some(_) => return Err(libc::ESPIPE),
             None => c.linux.vfs().pread64(fd(f), len, off as i64).map_err(e)?,
         };
@@ -200,6 +201,12 @@ pub fn pwrite64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         if let Some(t) = special.and_then(|s| tag_of(s.special)) {
             let obj = c.linux.memfds().get(t).ok_or(libc::EBADF)?;
             return obj.write_at(off, &bytes).map(|n| n as u64).map_err(memfd::errno);
+        }
+        if let Some(Special::Tag(t)) = special.map(|s| s.special) {
+            if (off as i64) < 0 {
+                return Err(libc::EINVAL);
+            }
+            return c.linux.write_special(c.hv, c.vcpu, fd(f), t, &bytes, Some(off)).map(|n| n as u64);
         }
         if special.is_some() {
             return Err(libc::ESPIPE);

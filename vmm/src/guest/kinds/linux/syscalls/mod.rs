@@ -53,7 +53,10 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
     let ctx = Ctx { hv, vcpu, linux };
     match entry(args.nr).and_then(|e| e.handler.map(|h| (e, h))) {
         Some((e, h)) => {
-            let out = h(&ctx, args.a);
+            let mut out = h(&ctx, args.a);
+            if let Some(msg) = linux.take_fatal() {
+                out.effects.fatal.get_or_insert(msg);
+            }
             log::trace!("linux: {}({:#x?}) = {:#x}", e.name, args.a, out.ret);
             out
         }

@@ -6,9 +6,9 @@ use super::{io, itimer, mm, process, time};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
-    Entry { nr: 0, name: "read", status: Partial, note: "standard input reads as at its end; files, /dev, /proc", handler: Some(io::read) },
-    Entry { nr: 1, name: "write", status: Supported, note: "fd 1 is stdout, fd 2 stderr (streamed, at most 1 MiB a call)", handler: Some(io::write) },
-    Entry { nr: 2, name: "open", status: Supported, note: "the in-memory tree: /tmp, /dev/shm, /dev/{null,zero,urandom}, /proc, /sys", handler: Some(io::open) },
+    Entry { nr: 0, name: "read", status: Partial, note: "standard input reads as at its end; files, /dev, /proc (/proc/self/mem reads any mapping the process may read, as ptrace does)", handler: Some(io::read) },
+    Entry { nr: 1, name: "write", status: Supported, note: "fd 1 is stdout, fd 2 stderr (streamed, at most 1 MiB a call); /proc/self/mem writes with FOLL_FORCE (a read-only private page gets a private copy and stays read-only)", handler: Some(io::write) },
+    Entry { nr: 2, name: "open", status: Supported, note: "the in-memory tree: /tmp, /dev/shm, /dev/{null,zero,urandom}, /proc, /sys; O_TMPFILE in /tmp and /dev/shm (no linkat to name it); O_DIRECT on files only (EINVAL elsewhere, as Linux)", handler: Some(io::open) },
     Entry { nr: 3, name: "close", status: Supported, note: "", handler: Some(io::close) },
     Entry { nr: 4, name: "stat", status: Supported, note: "", handler: Some(io::stat) },
     Entry { nr: 5, name: "fstat", status: Supported, note: "", handler: Some(io::fstat) },
