@@ -16,7 +16,8 @@
 //! - a `VM_DONTCOPY` VMA (`MADV_DONTFORK`): nothing;
 //! - any other VMA: a copy with its flags but the lock bits (mlock is not
 //!   inherited, and neither is `mlockall(MCL_FUTURE)`), its seal, its
-//!   ops (announced with `open`), provider state and page-array pins;
+//!   ops (announced with `open`; fresh ones where the ops' `dup_for_fork`
+//!   says so), provider state and page-array pins;
 //! - a `VM_WIPEONFORK` VMA: empty; its pages fault in fresh (zeroes);
 //! - a copy-on-write mapping (private, `VM_MAYWRITE`): every 4 KiB leaf
 //!   write-protected in both spaces and marked fork-shared (pool pages,
@@ -109,6 +110,9 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
     fn copy_vma(&mut self, child: &mut AddressSpace<M>, vma: Vma, flush: &mut FlushSet) -> Result<(), MmError> {
         let mut copy = vma.clone();
         copy.flags.remove(VM_LOCKED_MASK);
+        if let Some(ops) = vma.ops().and_then(|o| o.dup_for_fork(&vma)) {
+            copy.ops = Some(ops);
+        }
         child.vmas.insert(copy.clone());
         if let Some(ops) = copy.ops() {
             ops.open(&copy);
