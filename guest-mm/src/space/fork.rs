@@ -29,6 +29,13 @@
 //! - any other mapping (shared, read-only private, raw-frame `VM_PFNMAP` /
 //!   `VM_IO`): the same leaves, the same frames.
 //!
+//! The supervisor half's leaves outside every VMA (the kernel side the
+//! VMM maps straight into the tables) are copied as they are: every
+//! process maps the same kernel frames. Supervisor-half VMAs are never
+//! write-protected either: the kernel's half is shared, not copied on
+//! write. Mappings made straight into a space's tables after the fork are
+//! that space's alone.
+//!
 //! The child's page tables come from the pool. The parent's downgraded
 //! entries must be flushed before the parent runs again: the caller
 //! flushes [`Forked::flush`] through its usual flush path. A failed fork
@@ -40,7 +47,7 @@
 
 use vm_memory::{Bytes, GuestMemoryBackend};
 
-use super::{vma_life, AddressSpace};
+use super::{vma_life, AddressSpace, KERNEL_HALF};
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::{VmFlags, VM_LOCKED_MASK};
@@ -95,15 +102,30 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
         child.heap = self.heap.clone();
         let mut flush = FlushSet::default();
         let vmas: Vec<Vma> = self.vmas.iter().filter(|v| !v.flags().contains(VmFlags::DONTCOPY)).cloned().collect();
+        let mut copied = Ok(());
         for vma in vmas {
-            if let Err(e) = self.copy_vma(&mut child, vma, &mut flush) {
-                self.deferred.merge(flush);
-                // The child never ran: nothing of it can be cached.
-                child.exit().ignore();
-                return Err(e);
+            copied = self.copy_vma(&mut child, vma, &mut flush);
+            if copied.is_err() {
+                break;
             }
         }
+        if let Err(e) = copied.and_then(|()| child.pt.copy_leaves(&self.kernel_leaves())) {
+            self.deferred.merge(flush);
+            // The child never ran: nothing of it can be cached.
+            child.exit().ignore();
+            return Err(e);
+        }
         Ok(Forked { child, flush })
+    }
+
+    /// The supervisor-half leaves outside every VMA (the kernel side a VMM
+    /// maps straight into the tables): a child gets them as they are, the
+    /// same frames, as every Linux process shares the kernel's half.
+    fn kernel_leaves(&self) -> Vec<crate::paging::Leaf> {
+        let Ok(k) = GuestVirtAddr::try_new(KERNEL_HALF) else { return Vec::new() };
+        let mut leaves = self.pt.leaves_for_child(k, 0u64.wrapping_sub(KERNEL_HALF));
+        leaves.retain(|l| !self.vmas.intersects(l.va.raw(), l.va.raw().saturating_add(l.size.bytes())));
+        leaves
     }
 
     /// Gives `child` its copy of `vma` and of its pages.
@@ -123,7 +145,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
         let (start, end) = (vma.start(), vma.end());
         let len = end - start.raw();
         let page = vma.ops().map_or(PAGE_SIZE, |o| o.pagesize(&vma));
-        let cow = vma.flags().is_cow_mapping();
+        let cow = vma.flags().is_cow_mapping() && start.raw() < KERNEL_HALF;
         if cow && vma.flags().contains(VmFlags::HUGETLB) && page > PAGE_SIZE {
             return self.copy_huge_pages(child, &copy, page);
         }
@@ -156,9 +178,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Tears the whole space down (`exit_mmap`): every entry cleared, every
     /// VMA closed (seals do not hold here), every faulted run and table
     /// page let go; frames another space still maps stay pinned by it.
-    /// Returns the flush of the cleared entries, for a caller whose vCPUs
-    /// may still cache this space's translations (one that switched away
-    /// and flushed its PCID may ignore it).
+    /// Its table pages go back to their region or the pool, so no vCPU
+    /// may still run on its CR3 (switch every vCPU away first). Returns
+    /// the flush of the cleared entries, for a caller whose vCPUs may
+    /// still cache this space's translations (one that flushed the
+    /// space's PCID may ignore it).
     pub fn exit(mut self) -> FlushSet {
         let mut flush = self.take_deferred_flush();
         // Adjacent VMAs as one range: a huge leaf across their boundary

@@ -334,3 +334,25 @@ fn a_sibling_is_empty_over_the_same_pool_and_a_failed_fork_changes_nothing_in_th
     assert!(s.translate(va(a)).unwrap().prot.writable);
     assert_sound(&s);
 }
+
+#[test]
+fn the_kernel_half_is_shared_as_it_is() {
+    use crate::addr::PageSize;
+    use crate::flags::PageProt;
+    let (mut s, _z) = setup();
+    let k = super::KERNEL_HALF + (1 << 30);
+    let prot = PageProt { user: false, ..PageProt::from_flags(RW) };
+    s.page_tables_mut().map_range(va(k), GuestAddress(0x20_0000), 2 << 20, prot, PageSize::Size2M).unwrap();
+    s.page_tables_mut().map_range(va(k + (4 << 20)), GuestAddress(0x5000), P, prot, PageSize::Size4K).unwrap();
+    let (c, flush) = fork(&mut s);
+    assert!(flush.is_empty(), "the kernel's entries stay writable in the parent");
+    for off in [0, 0x1234, (4 << 20) + 8] {
+        let (pt, ct) = (s.translate(va(k + off)).unwrap(), c.translate(va(k + off)).unwrap());
+        assert_eq!((pt.phys, pt.size, pt.prot), (ct.phys, ct.size, ct.prot), "{off:#x}");
+        assert!(ct.prot.writable && !ct.prot.user);
+    }
+    assert_ne!(s.cr3(), c.cr3());
+    assert_sound(&c);
+    c.exit().ignore();
+    assert!(s.translate(va(k)).is_some(), "the child's exit leaves the parent's kernel half");
+}
