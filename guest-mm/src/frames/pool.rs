@@ -59,6 +59,14 @@ impl FrameState {
         self.owned.contains(pfn) || self.pins.get(pfn) > 0 || self.pins.is_table(pfn)
     }
 
+    /// Does exactly one pin, and no owner, hold `pfn`? The write fault on a
+    /// fork-shared page asks this about a frame its own faulted run pins:
+    /// then no other space (and no provider) can see the frame, and it may
+    /// be made writable in place (`wp_page_reuse`).
+    pub(crate) fn only_one_pin(&self, pfn: Pfn) -> bool {
+        self.pins.get(pfn) == 1 && !self.owned.contains(pfn)
+    }
+
     /// Returns `pfn` to the free list if it is a pool frame that no owner
     /// holds and nothing pins.
     fn release(&mut self, pfn: Pfn) {

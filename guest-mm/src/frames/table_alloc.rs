@@ -74,6 +74,26 @@ impl TableAllocator {
         })
     }
 
+    /// An allocator without a region of its own: every table comes from
+    /// `frames`' pool (a forked child's tables, as Linux's come from the
+    /// page allocator). The pool's frames must lie in the guest memory the
+    /// tables are built in.
+    pub fn pool_only(frames: Frames) -> Self {
+        TableAllocator {
+            first: Pfn(0),
+            end: Pfn(0),
+            free: Vec::new(),
+            next: Pfn(0),
+            in_use: 0,
+            fail_after: None,
+            peak: 0,
+            pool: Some(frames),
+            pool_tables: OwnedSet::default(),
+            pool_in_use: 0,
+            held: None,
+        }
+    }
+
     /// The same allocator, borrowing frames from `frames`' pool once its
     /// region is used up. The pool's frames must lie in the guest memory
     /// the tables are built in.

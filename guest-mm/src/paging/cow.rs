@@ -65,7 +65,7 @@ impl<M: GuestMemory> PageTables<M> {
 
     /// The leaf table holding the 4 KiB leaf of `va` and its index, if the
     /// tables down to it exist (a huge leaf on the way gives `None`).
-    fn leaf_table(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
+    pub(super) fn leaf_table(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
         let mut frame = self.root;
         for level in (2..=4u32).rev() {
             let t = Table::new(&self.mem, frame, false).ok()?;

@@ -39,6 +39,12 @@ pub(crate) const PROT_NONE: u64 = 1 << 10;
 /// private writable mapping). `RW` stays clear on it whatever the
 /// protection, until a write fault replaces the frame.
 pub(crate) const COW: u64 = 1 << 11;
+/// Software bit (one of the bits 52..=58 the CPU ignores in a leaf): with
+/// [`COW`], the 4 KiB leaf's frame was shared by a fork and may be mapped
+/// by another address space too. A write fault copies it into a fresh pool
+/// page, or reuses it when this space holds the last reference
+/// (`space/fork_fault.rs`); it never asks the VMA's provider.
+pub(crate) const FORKED: u64 = 1 << 52;
 /// Execute disable.
 pub(crate) const NX: u64 = 1 << 63;
 

@@ -27,7 +27,8 @@
 //! Map and insert undo everything on error; unmap and protect fail only
 //! before changing anything. Files: `entry.rs` (bits), `table.rs` (the
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
-//! undo), `split.rs`, one file per operation, `flush.rs`, `stats.rs`.
+//! undo), `split.rs`, one file per operation (`fork_share.rs`: fork's
+//! write-protect and a child's leaves), `flush.rs`, `stats.rs`.
 
 #[cfg(test)]
 mod accessed_tests;
@@ -35,6 +36,7 @@ mod census;
 mod cow;
 mod entry;
 mod flush;
+mod fork_share;
 mod insert;
 mod map;
 #[cfg(test)]

@@ -52,11 +52,14 @@ pub struct PageTables<M: GuestMemory> {
 
 impl<M: GuestMemory> PageTables<M> {
     /// Allocates and zeroes the root (PML4) from `alloc`. The whole table
-    /// region of `alloc` must be writable guest memory.
+    /// region of `alloc` (if it has one) must be writable guest memory.
     pub fn new(mem: M, mut alloc: TableAllocator) -> Result<Self, MmError> {
         let (first, end) = alloc.region();
         let bytes = (end.0 - first.0).saturating_mul(PAGE_SIZE);
-        let fits = usize::try_from(bytes).is_ok_and(|n| mem.check_range(first.addr(), n, Permissions::ReadWrite));
+        // An allocator without a region (tables from the pool only) has
+        // nothing to check here.
+        let fits = bytes == 0
+            || usize::try_from(bytes).is_ok_and(|n| mem.check_range(first.addr(), n, Permissions::ReadWrite));
         if !fits {
             return Err(MmError::GuestMemory { addr: first.addr().0 });
         }

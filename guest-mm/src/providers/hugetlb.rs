@@ -21,6 +21,9 @@
 //!   anonymous hugetlbfs file behind it): `MADV_DONTNEED` only unmaps
 //!   them, a refault finds the same bytes, and they return to the pool
 //!   with the last VMA of the mapping (with its reservations).
+//! - A fork's child gets a copy of each private page at once, in a page
+//!   taken without a reservation (its copy of the VMA has none, as in
+//!   Linux); a shared mapping's pages are the child's too.
 //!
 //! Not here: hugetlbfs files and `memfd_create(MFD_HUGETLB)`, copy-on-write
 //! of shared pages into private mappings, 1 GiB pages, `MAP_POPULATE`
@@ -154,6 +157,18 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
 
     fn pagesize(&self, _vma: &Vma) -> u64 {
         HUGE_PAGE_SIZE
+    }
+
+    /// A private mapping's copy in a fork's child has its own state and
+    /// no reservations (`hugetlb_dup_vma_private`): its pages come from
+    /// the free pages, and its exit gives back none of the parent's
+    /// reservations. A shared mapping's copy shares the mapping.
+    fn dup_for_fork(&self, _vma: &Vma) -> Option<Arc<dyn VmaOps>> {
+        if self.shared {
+            return None;
+        }
+        let fresh = HugetlbMapping { pool: self.pool.clone(), shared: false, state: Mutex::new(MapState::default()) };
+        Some(Arc::new(fresh))
     }
 }
 

@@ -378,3 +378,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fork_copies_private_huge_pages_and_shares_shared_ones() {
+    let (mut s, pool) = setup();
+    let private = map(&mut s, &pool, 2, false).unwrap();
+    let shared = map(&mut s, &pool, 1, true).unwrap();
+    touch(&mut s, private, true).unwrap();
+    touch(&mut s, shared, true).unwrap();
+    write(&s, private + 8, 0x1111);
+    write(&s, shared + 8, 0x2222);
+    let forked = s.fork().unwrap();
+    assert!(forked.flush.is_empty(), "huge pages are copied, not write-protected");
+    let c = forked.child;
+    // The child's private page is its own copy; the shared one is the same.
+    let (pp, cp) = (s.page_tables().translate(va(private)).unwrap(), c.page_tables().translate(va(private)).unwrap());
+    assert_ne!(pp.pfn, cp.pfn);
+    assert_eq!(read(&c, &pool, private + 8), Some(0x1111));
+    assert!(c.page_tables().translate(va(private + H)).is_none(), "an untouched page stays absent");
+    write(&s, private + 8, 0x3333);
+    assert_eq!(read(&c, &pool, private + 8), Some(0x1111));
+    assert_eq!(c.page_tables().translate(va(shared)).unwrap().pfn, s.page_tables().translate(va(shared)).unwrap().pfn);
+    write(&c, shared + 8, 0x4444);
+    assert_eq!(read(&s, &pool, shared + 8), Some(0x4444));
+    sound(&s);
+    sound(&c);
+    let before = pool.counts();
+    c.exit().ignore();
+    assert_eq!(pool.counts().reserved, before.reserved, "the child's exit keeps the parent's reservation");
+    assert_eq!(read(&s, &pool, private + 8), Some(0x3333));
+    s.exit().ignore();
+    assert_eq!(pool.counts(), counts(POOL, POOL, 0), "every huge page and reservation back");
+}

@@ -34,7 +34,8 @@ use crate::paging::FlushSet;
 use crate::provider::MmapProvider;
 use crate::vma::Vma;
 
-/// The heap of an address space.
+/// The heap of an address space (a fork's child inherits it).
+#[derive(Clone)]
 pub(crate) struct Heap {
     /// `mm->start_brk`: page aligned.
     start: u64,

@@ -14,6 +14,9 @@
 //! Fault-around is best effort: a neighbour the provider cannot give, or
 //! a failed insert of neighbours, leaves them absent; the faulting page
 //! alone decides success.
+//!
+//! A write to a page a fork shared goes to `fork_fault.rs` instead of the
+//! provider: Linux copies such a page itself (`wp_page_copy`).
 
 use vm_memory::GuestMemoryBackend;
 
@@ -47,6 +50,9 @@ pub enum FaultKind {
     Mapped,
     /// A copy-on-write page was replaced by a private copy.
     CopiedOnWrite,
+    /// A page a fork shared, which no other space maps any more, was made
+    /// writable in place (Linux's `wp_page_reuse`); nothing to flush.
+    Reused,
 }
 
 /// The result of [`AddressSpace::fault`].
@@ -90,6 +96,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let present = self.pt.translate(va);
         if present.is_some_and(|t| !access.write || t.prot.writable) {
             return Ok(Faulted { kind: FaultKind::Spurious, around: 0, flush: FlushSet::default() });
+        }
+        if let Some(t) = present.filter(|_| self.pt.is_fork_shared(va)) {
+            return self.fault_fork_shared(&vma, va, t.pfn);
         }
         let ops = vma.ops().cloned().ok_or(MmError::NotSupported("no fault handler"))?;
         let huge = ops.pagesize(&vma);
@@ -146,7 +155,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// one leaf of `size`. Its frames are pinned as one faulted run at the
     /// huge page's address (so munmap, `MADV_DONTNEED` and mremap let go
     /// of it as of any run); the leaf itself is a raw one. No fault-around.
-    fn fault_huge(
+    pub(super) fn fault_huge(
         &mut self,
         vma: &Vma,
         ops: &dyn VmaOps,

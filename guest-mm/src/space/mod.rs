@@ -4,7 +4,8 @@
 //! mlock and friends in `lock.rs`; mincore and resident-page counts in
 //! `residency.rs`; populating in `populate.rs`; flag-only VMA changes in
 //! `vma_flags.rs`; sealing in `mseal.rs`, the program break in `brk.rs`; the VMA operations' `mapped`/`open`/`close` calls in
-//! `vma_life.rs`).
+//! `vma_life.rs`; fork, sibling spaces and teardown in `fork.rs`, the
+//! write fault on a page a fork shared in `fork_fault.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
@@ -34,6 +35,12 @@ mod brk;
 mod brk_tests;
 mod compat;
 mod fault;
+mod fork;
+mod fork_fault;
+#[cfg(test)]
+mod fork_model_tests;
+#[cfg(test)]
+mod fork_tests;
 #[cfg(test)]
 mod huge_tests;
 mod invariants;
@@ -81,6 +88,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 pub use brk::Brk;
 pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES};
+pub use fork::Forked;
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
 pub use mremap::Remapped;

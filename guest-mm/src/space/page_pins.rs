@@ -83,6 +83,33 @@ impl PagePins {
         }
     }
 
+    /// The frame the run covering `va` pinned for that page, if a run
+    /// covers it.
+    pub(crate) fn frame_at(&self, va: u64) -> Option<crate::addr::Pfn> {
+        let (&k, arr) = self.runs.range(..=va).next_back()?;
+        let i = usize::try_from((va - k) >> PAGE_SHIFT).ok()?;
+        arr.as_slice().get(i).copied()
+    }
+
+    /// Copies of the runs of `[start, end)` (cut at its ends), each pinned
+    /// on its own: a fork's child holds its own reference to every frame
+    /// it maps, so a frame's pin count tells how many spaces map it. On
+    /// error (a count at its limit) nothing is pinned.
+    pub(crate) fn copy_range(&self, start: u64, end: u64) -> Result<Vec<(u64, PageArray)>, crate::error::MmError> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let first = self.runs.range(..start).next_back().filter(|(&k, a)| Self::end_of(k, a) > start);
+        for (&k, arr) in first.into_iter().chain(self.runs.range(start..end)) {
+            let (cs, ce) = (k.max(start), Self::end_of(k, arr).min(end));
+            let Some(part) = arr.slice((cs - k) >> PAGE_SHIFT, (ce - cs) >> PAGE_SHIFT) else { continue };
+            let own = PageArray::pin(part.pinned().frames(), part.as_slice().into())?;
+            out.push((cs, own));
+        }
+        Ok(out)
+    }
+
     /// Runs recorded.
     pub(crate) fn len(&self) -> usize {
         self.runs.len()

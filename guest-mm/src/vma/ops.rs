@@ -19,6 +19,8 @@
 //!   of VMAs carrying the ops;
 //! - [`VmaOps::mremap`]: the VMA is about to be moved or resized; may
 //!   refuse (resctrl does);
+//! - [`VmaOps::dup_for_fork`]: the ops of a fork's child's copy (shared
+//!   unless the provider says otherwise);
 //! - [`VmaOps::pagesize`]: the granule of the VMA (huge pages);
 //! - [`VmaOps::is_anonymous`]: anonymous memory (the seal rules of madvise).
 //!
@@ -142,6 +144,14 @@ pub trait VmaOps: Send + Sync {
         false
     }
 
+    /// The ops a fork's child's copy of `vma` gets; `None` (the default)
+    /// shares these. A provider whose state must not follow a copy into
+    /// another process answers fresh ops (Linux's `hugetlb_dup_vma_private`:
+    /// the child's copy of a private hugetlb VMA has no reservations).
+    fn dup_for_fork(&self, _vma: &Vma) -> Option<Arc<dyn VmaOps>> {
+        None
+    }
+
     /// The page size of the VMA (`vm_ops->pagesize`); 4 KiB by default.
     fn pagesize(&self, _vma: &Vma) -> u64 {
         PAGE_SIZE
@@ -173,6 +183,8 @@ mod tests {
         // Any move or resize is allowed; pages are 4 KiB.
         assert_eq!(Bare.mremap(&v, GuestVirtAddr::try_new(0x8000).unwrap(), 0x1000), Ok(()));
         assert_eq!(Bare.pagesize(&v), PAGE_SIZE);
+        // A fork's child shares the ops.
+        assert!(Bare.dup_for_fork(&v).is_none());
         // Not anonymous memory unless the ops say so.
         assert!(!Bare.is_anonymous());
         let p = FaultPage::new(Pfn(5));
