@@ -27,7 +27,7 @@ use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
 use crate::run::control::Outcome;
 use crate::run::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
-use crate::seccomp::{Call, Row, ThreadKind};
+use crate::seccomp::{ArgIs, Call, Row, ThreadKind};
 use crate::vstate::backend::{self, SyscallEntry};
 
 /// Exit status of a unikernel killed by a fault (128 + SIGSEGV).
@@ -273,6 +273,10 @@ impl KindSpec for Spec {
     }
 }
 
+/// The `ppoll` the network devices' wait makes (`tap::poll_readable`):
+/// at most one descriptor per manifest entry, no signal mask.
+const PPOLL_ARGS: &[ArgIs] = &[ArgIs::AtMost(1, note::MAX_ENTRIES as u64), ArgIs::Eq(3, 0)];
+
 /// What a Solo5 unikernel makes the vCPU thread do beyond every run's
 /// allow-list.
 const SECCOMP_ROWS: &[Row] = &[
@@ -298,9 +302,9 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
-        call: Call::Syscall(libc::SYS_ppoll, "ppoll"),
-        why: "a Solo5 unikernel's yield waits for a frame on its network devices' taps (read and write of a \
-              frame are on every thread's list already)",
+        call: Call::SyscallIf(libc::SYS_ppoll, "ppoll", PPOLL_ARGS),
+        why: "a Solo5 unikernel's yield waits for a frame on its network devices' taps: at most one descriptor per \
+              manifest entry, no signal mask (read and write of a frame are on every thread's list already)",
     },
     Row {
         thread: ThreadKind::Vcpu,

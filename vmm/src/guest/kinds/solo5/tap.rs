@@ -158,9 +158,6 @@ impl Tap {
         if i32::from(ifr.short()) & (libc::IFF_UP | libc::IFF_RUNNING) == 0 {
             return Err(TapError::Down(name.to_owned()));
         }
-        let mut ifr = IfReq::new(name);
-        ifreq_ioctl(&sock, libc::SIOCGIFMTU, &mut ifr).map_err(io("SIOCGIFMTU"))?;
-        let mtu = u16::try_from(ifr.int()).map_err(|_| TapError::Mtu { name: name.to_owned(), mtu: ifr.int() })?;
         let path: &CStr = c"/dev/net/tun";
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
         let fd = owned(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })
@@ -183,6 +180,9 @@ impl Tap {
         if got != name.as_bytes() {
             return Err(TapError::NotTap(name.to_owned()));
         }
+        let mut ifr = IfReq::new(name);
+        ifreq_ioctl(&sock, libc::SIOCGIFMTU, &mut ifr).map_err(io("SIOCGIFMTU"))?;
+        let mtu = u16::try_from(ifr.int()).map_err(|_| TapError::Mtu { name: name.to_owned(), mtu: ifr.int() })?;
         Ok(Tap { file: File::from(fd), mtu })
     }
 }
