@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::kind::check_block_name;
+use super::note::NAME_MAX;
 use super::tap;
 
 /// An Ethernet hardware address.
@@ -69,7 +69,9 @@ fn split_named(s: &str, what: &str) -> Result<(String, String), String> {
     let Some((name, value)) = s.split_once('=') else {
         return Err(format!("'{s}': expected NAME={what}"));
     };
-    check_block_name(name).map_err(|e| e.replacen("block device", "network device", 1))?;
+    if name.is_empty() || name.len() > NAME_MAX || !name.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("network device name '{name}': it must be 1 to {NAME_MAX} ASCII letters and digits"));
+    }
     Ok((name.to_owned(), value.to_owned()))
 }
 
