@@ -24,6 +24,7 @@ mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;
 mod solo5_load_checks;
+mod solo5_net;
 mod solo5_personality;
 mod solo5_spt;
 mod vmm_raw_inputs;

@@ -98,3 +98,34 @@ fn x_exec_heap_is_refused_with_a_message() {
     assert!(r.stderr.contains("--x-exec-heap") && r.stderr.contains("not supported"), "{}", r.stderr);
     assert_eq!(r.stdout, "", "nothing ran");
 }
+
+/// `--net:NAME=TAP` and `--net-mac:NAME=MAC` are `solo5-spt`'s forms,
+/// checked before anything is opened (no root needed: every value here
+/// is refused before a tap would be attached).
+#[test]
+fn net_options_take_the_colon_forms_and_refuse_bad_values_before_the_run() {
+    need_kvm!();
+    let net = &[("service0", 2)];
+    // A MAC that is not one, a name that cannot be an interface's, a
+    // device name that cannot be a manifest's: refused by the option
+    // check, in the colon form as in the plain one.
+    for (args, why) in [
+        (&["--net:service0=tap0", "--net-mac:service0=02:00:00:00:00"][..], "is not a MAC address"),
+        (&["--net=service0=tap0", "--net-mac=service0=02:00:00:00:00:0g"][..], "is not a MAC address"),
+        (&["--net:service0=a/b"][..], "is not an interface name"),
+        (&["--net:service0=sixteen_bytes_xx"][..], "is not an interface name"),
+        (&["--net:ser-vice0=tap0"][..], "letters and digits"),
+        (&["--net:service0=tap0", "--net:service0=tap1"][..], "given twice"),
+    ] {
+        let r = run_writer("net-opts", b"x", net, args);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(why), "{args:?}: wanted '{why}':\n{}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?} ran");
+    }
+    // A declared network device with no --net, and a --net for a
+    // unikernel that declares none: refused at load, naming the device.
+    let r = run_writer("net-none", b"x", net, &[]);
+    assert!(r.code == 1 && r.stderr.contains("device 'service0' declared but not attached"), "{}", r.stderr);
+    let r = run_writer("net-undeclared", b"x", &[], &["--net:service0=tap0"]);
+    assert!(r.code == 1 && r.stderr.contains("declares no network device 'service0'"), "{}", r.stderr);
+}

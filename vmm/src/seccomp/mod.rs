@@ -45,7 +45,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use thiserror::Error;
 
-pub use rules::{Call, Row, ThreadKind};
+pub use rules::{ArgIs, Call, Row, ThreadKind};
 
 /// Errors building or installing a filter.
 #[derive(Debug, Error)]

@@ -96,6 +96,28 @@ pub enum Call {
     /// `ioctl` with this request number (a function: the numbers are
     /// computed) and name; vCPU threads only.
     Ioctl(fn() -> u64, &'static str),
+    /// A system call, by number and name, only with arguments that meet
+    /// every one of these (a call also allowed unconditionally stays so).
+    SyscallIf(i64, &'static str, &'static [ArgIs]),
+}
+
+/// One condition on a system call's argument (compared as 64 bits).
+#[derive(Clone, Copy, Debug)]
+pub enum ArgIs {
+    /// Argument `.0` equals `.1`.
+    Eq(u8, u64),
+    /// Argument `.0` is at most `.1` (unsigned).
+    AtMost(u8, u64),
+}
+
+impl ArgIs {
+    fn condition(self) -> Result<SeccompCondition, SeccompError> {
+        let (arg, op, value) = match self {
+            ArgIs::Eq(arg, v) => (arg, SeccompCmpOp::Eq, v),
+            ArgIs::AtMost(arg, v) => (arg, SeccompCmpOp::Le, v),
+        };
+        Ok(SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)?)
+    }
 }
 
 /// One row a kind of guest adds to a thread's allow-list
@@ -150,9 +172,23 @@ pub fn rules(kind: ThreadKind, rows: &[Row]) -> Result<BTreeMap<i64, Vec<Seccomp
             m.insert(nr, Vec::new());
         }
     }
+    for r in mine() {
+        if let Call::SyscallIf(nr, _, args) = r.call {
+            let conditions = args.iter().map(|a| a.condition()).collect::<Result<Vec<_>, _>>()?;
+            let rule = SeccompRule::new(conditions)?;
+            // An empty list allows the call whatever its arguments: keep it so.
+            match m.get_mut(&nr) {
+                Some(rules) if rules.is_empty() => {}
+                Some(rules) => rules.push(rule),
+                None => {
+                    m.insert(nr, vec![rule]);
+                }
+            }
+        }
+    }
     let kind_ioctls = mine().filter_map(|r| match r.call {
         Call::Ioctl(req, _) => Some(req()),
-        Call::Syscall(..) => None,
+        Call::Syscall(..) | Call::SyscallIf(..) => None,
     });
     if kind == ThreadKind::Vcpu {
         let mut ioctls = Vec::new();
@@ -244,5 +280,21 @@ mod tests {
         let base = rules(ThreadKind::Vcpu, &[]).unwrap();
         assert_eq!(v[&libc::SYS_ioctl].len(), base[&libc::SYS_ioctl].len() + 1);
         assert!(!base.contains_key(&libc::SYS_pread64));
+    }
+
+    #[test]
+    fn a_conditional_row_allows_only_those_arguments_unless_allowed_anyway() {
+        const PPOLL: &[ArgIs] = &[ArgIs::AtMost(1, 64), ArgIs::Eq(3, 0)];
+        let rows = [
+            Row { thread: ThreadKind::Vcpu, call: Call::SyscallIf(libc::SYS_ppoll, "ppoll", PPOLL), why: "test" },
+            Row { thread: ThreadKind::Vcpu, call: Call::SyscallIf(libc::SYS_read, "read", PPOLL), why: "test" },
+        ];
+        let v = rules(ThreadKind::Vcpu, &rows).unwrap();
+        assert_eq!(v[&libc::SYS_ppoll].len(), 1, "one rule: both conditions");
+        // `read` is on every list already: still allowed whatever its arguments.
+        assert!(v[&libc::SYS_read].is_empty());
+        assert!(!rules(ThreadKind::EventLoop, &rows).unwrap().contains_key(&libc::SYS_ppoll));
+        // The filter compiles, the conditional rule with it.
+        assert!(crate::seccomp::filter(ThreadKind::Vcpu, &rows).is_ok());
     }
 }

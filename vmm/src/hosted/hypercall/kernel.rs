@@ -67,6 +67,12 @@ impl HostedKernel {
         self.faults_resolved.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether the run is stopping: a call that waits on the host (a
+    /// Solo5 yield polling its taps) gives up.
+    pub fn is_stopping(&self) -> bool {
+        self.flusher.is_stopping()
+    }
+
     /// Where console output goes (the vCPU loop throttles on it).
     pub fn console(&self) -> &ConsoleOut {
         &self.console

@@ -31,6 +31,12 @@ pub trait Flusher: Send + Sync {
     /// Flushes `ranges` on every vCPU; `me` (the caller) flushes before it
     /// next enters the guest.
     fn flush(&self, me: u8, ranges: &[Range]) -> Result<(), FlushError>;
+
+    /// The run is stopping: a call that waits should stop waiting (a
+    /// flusher with no run behind it never stops).
+    fn is_stopping(&self) -> bool {
+        false
+    }
 }
 
 /// The VM side of a shootdown: KVM ([`KvmFlusher`]) or a simulation.
@@ -106,6 +112,10 @@ impl ShootdownVm for KvmFlusher {
 impl Flusher for KvmFlusher {
     fn flush(&self, me: u8, ranges: &[Range]) -> Result<(), FlushError> {
         shoot_down(self, &self.tlb, me, ranges)
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.ctl.is_stopping()
     }
 }
 

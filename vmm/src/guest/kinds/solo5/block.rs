@@ -5,7 +5,7 @@
 //!
 //! Attaching (at load, [`Devices::attach`]): every block device the
 //! manifest declares must be given a file, and every file must name a
-//! declared block device (a network device is refused: not supported).
+//! declared block device (network devices are `net.rs`'s).
 //! The file is opened read-write, regular files only, without blocking
 //! (`input_file::open_checked`); its size is the capacity, which must be
 //! a whole number (at least one) of the device's blocks ([`BLOCK_SIZE`]
@@ -60,9 +60,6 @@ pub enum BlockError {
     /// A file names no declared block device.
     #[error("--block {0}: the unikernel's manifest declares no block device '{0}'")]
     NotDeclared(String),
-    /// The manifest declares a network device.
-    #[error("device '{0}' is a network device; network devices are not supported")]
-    Net(String),
     /// The manifest declares a device of a type Solo5 does not define.
     #[error("device '{name}' has type {kind}, which Solo5 does not define")]
     UnknownType {
@@ -148,8 +145,7 @@ impl Devices {
                 BLOCK_BASIC if !blocks.iter().any(|(n, _)| *n == d.name) => {
                     return Err(BlockError::NotAttached(d.name.clone()))
                 }
-                BLOCK_BASIC => {}
-                NET_BASIC => return Err(BlockError::Net(d.name.clone())),
+                BLOCK_BASIC | NET_BASIC => {}
                 kind => return Err(BlockError::UnknownType { name: d.name.clone(), kind }),
             }
         }
@@ -161,7 +157,7 @@ impl Devices {
             return Err(BlockError::SizeNotDeclared(n.clone()));
         }
         let mut out = Vec::with_capacity(declared.len());
-        for (d, fd) in declared.iter().zip(FIRST_FD..) {
+        for (d, fd) in declared.iter().zip(FIRST_FD..).filter(|(d, _)| d.kind == BLOCK_BASIC) {
             let Some((_, path)) = blocks.iter().find(|(n, _)| *n == d.name) else {
                 return Err(BlockError::NotAttached(d.name.clone()));
             };
@@ -170,7 +166,7 @@ impl Devices {
             out.push(Device { name: d.name.clone(), fd, file, capacity, block_size });
         }
         // Every file is open: only now is the manifest changed.
-        for (d, dev) in declared.iter().zip(&out) {
+        for (d, dev) in declared.iter().filter(|d| d.kind == BLOCK_BASIC).zip(&out) {
             let e = &mut manifest[d.at..d.at + ENTRY];
             e[CAPACITY_AT..CAPACITY_AT + 8].copy_from_slice(&dev.capacity.to_le_bytes());
             e[BLOCK_SIZE_AT..HOSTFD_AT].fill(0);
@@ -342,8 +338,19 @@ mod tests {
             Err(BlockError::Open { .. })
         ));
         assert_eq!(m, m0);
+        // A network device is left to `net.rs`; a block device after it
+        // keeps its place in the descriptor numbering.
         let mut net = manifest(&[("net0", 2)]);
-        assert!(matches!(Devices::attach(&mut net, &[], &[]), Err(BlockError::Net(n)) if n == "net0"));
+        assert!(Devices::attach(&mut net, &[], &[]).unwrap().0.is_empty());
+        assert_eq!(net, manifest(&[("net0", 2)]));
+        let mut mixed = manifest(&[("net0", 2), ("disk", 1)]);
+        let devs = Devices::attach(&mut mixed, &blk("disk", &ok), &[]).unwrap();
+        assert_eq!(devs.0.len(), 1);
+        assert_eq!(devs.0[0].fd, FIRST_FD + 1);
+        assert_eq!(mixed[8 + ENTRY..8 + 2 * ENTRY], manifest(&[("net0", 2)])[8 + ENTRY..]);
+        let mut to_net = blk("disk", &ok);
+        to_net.extend(blk("net0", &ok));
+        assert!(matches!(Devices::attach(&mut mixed, &to_net, &[]), Err(BlockError::NotDeclared(n)) if n == "net0"));
         let mut odd_type = manifest(&[("x", 7)]);
         assert!(matches!(Devices::attach(&mut odd_type, &[], &[]), Err(BlockError::UnknownType { kind: 7, .. })));
         // No device declared, none given: nothing to do.

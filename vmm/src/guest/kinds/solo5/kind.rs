@@ -6,6 +6,8 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::block::Devices;
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
+use super::mac::{check_net, check_net_mac, parse_net, parse_net_mac, Mac};
+use super::net::Nets;
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::{layout, note, segments};
@@ -25,7 +27,7 @@ use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
 use crate::run::control::Outcome;
 use crate::run::report::{self, CheckLine, RunReport, EXIT_CRASHED, EXIT_OUTPUT_CLOSED, EXIT_TIMEOUT};
-use crate::seccomp::{Call, Row, ThreadKind};
+use crate::seccomp::{ArgIs, Call, Row, ThreadKind};
 use crate::vstate::backend::{self, SyscallEntry};
 
 /// Exit status of a unikernel killed by a fault (128 + SIGSEGV).
@@ -76,6 +78,36 @@ pub fn parse_block(s: &str) -> Result<(String, PathBuf), String> {
 
 fn check_block(s: &str) -> Result<(), String> {
     parse_block(s).map(|_| ())
+}
+
+/// Option: a network device (`NAME=TAP`).
+pub const NET: &str = "net";
+/// Option: a network device's MAC address (`NAME=MAC`).
+pub const NET_MAC: &str = "net-mac";
+
+/// The network devices of `values` (name, tap), each name once.
+fn nets(values: &[String]) -> Result<Vec<(String, String)>, KindError> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(values.len());
+    for v in values {
+        let (name, tap) = parse_net(v).map_err(KindError::Invalid)?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(KindError::Invalid(format!("network device '{name}' is given twice")));
+        }
+        out.push((name, tap));
+    }
+    Ok(out)
+}
+
+/// The MAC addresses of `values`, by device (the last one given for a
+/// device counts, as under `solo5-spt`).
+fn macs(values: &[String]) -> Result<Vec<(String, Mac)>, KindError> {
+    let mut out: Vec<(String, Mac)> = Vec::with_capacity(values.len());
+    for v in values {
+        let (name, mac) = parse_net_mac(v).map_err(KindError::Invalid)?;
+        out.retain(|(m, _)| *m != name);
+        out.push((name, mac));
+    }
+    Ok(out)
 }
 
 /// Option: a block device's sector size (`NAME=N`).
@@ -170,6 +202,25 @@ impl KindSpec for Spec {
             .keyed()
             .checked(check_sector_size),
             KindOption::new(
+                NET,
+                "NAME=TAP",
+                "Attach the host tap interface TAP (up, not in use by another process) as the Solo5 unikernel's \
+                 network device NAME (declared in its manifest), like `solo5-spt --net:NAME=TAP` (also written so \
+                 here). Repeatable.",
+            )
+            .repeatable()
+            .keyed()
+            .checked(check_net),
+            KindOption::new(
+                NET_MAC,
+                "NAME=MAC",
+                "The network device NAME's MAC address (`02:00:00:00:00:01`); a random locally administered one \
+                 otherwise. Also written `--net-mac:NAME=MAC`, as for `solo5-spt`.",
+            )
+            .repeatable()
+            .keyed()
+            .checked(check_net_mac),
+            KindOption::new(
                 X_EXEC_HEAP,
                 "",
                 "`solo5-spt`'s executable heap: not supported (the heap is never executable here); refused.",
@@ -212,9 +263,19 @@ impl KindSpec for Spec {
         }
         let blocks = blocks(launch.args().values(BLOCK))?;
         let sizes = sector_sizes(launch.args().values(BLOCK_SECTOR_SIZE))?;
-        Ok(std::sync::Arc::new(Solo5::new(path.display().to_string(), bytes, launch.cfg, &blocks, &sizes)?))
+        let devices = DeviceArgs {
+            blocks,
+            sizes,
+            nets: nets(launch.args().values(NET))?,
+            macs: macs(launch.args().values(NET_MAC))?,
+        };
+        Ok(std::sync::Arc::new(Solo5::new(path.display().to_string(), bytes, launch.cfg, &devices)?))
     }
 }
+
+/// The `ppoll` the network devices' wait makes (`tap::poll_readable`):
+/// at most one descriptor per manifest entry, no signal mask.
+const PPOLL_ARGS: &[ArgIs] = &[ArgIs::AtMost(1, note::MAX_ENTRIES as u64), ArgIs::Eq(3, 0)];
 
 /// What a Solo5 unikernel makes the vCPU thread do beyond every run's
 /// allow-list.
@@ -241,24 +302,35 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::SyscallIf(libc::SYS_ppoll, "ppoll", PPOLL_ARGS),
+        why: "a Solo5 unikernel's yield waits for a frame on its network devices' taps: at most one descriptor per \
+              manifest entry, no signal mask (read and write of a frame are on every thread's list already)",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "a Solo5 guest's arch_prctl(ARCH_SET_FS) writes IA32_FS_BASE",
     },
 ];
 
+/// The devices a run attaches to a unikernel, as its options gave them.
+#[derive(Debug, Default)]
+pub struct DeviceArgs {
+    /// Block devices (name, host file).
+    pub blocks: Vec<(String, PathBuf)>,
+    /// Sector sizes (name, bytes; 512 for a device not named).
+    pub sizes: Vec<(String, u16)>,
+    /// Network devices (name, host tap interface).
+    pub nets: Vec<(String, String)>,
+    /// MAC addresses (name, address; generated for a device not named).
+    pub macs: Vec<(String, Mac)>,
+}
+
 impl Solo5 {
     /// The unikernel in the ELF image `bytes` (from `name`), with the
     /// run's memory size (Solo5's default unless one was given) and
-    /// command line, its block devices `blocks` (name, host file) with
-    /// the sector sizes `sizes` (name, bytes; 512 for a device not
-    /// named).
-    pub fn new(
-        name: String,
-        bytes: &[u8],
-        cfg: &VmConfig,
-        blocks: &[(String, PathBuf)],
-        sizes: &[(String, u16)],
-    ) -> Result<Self, KindError> {
+    /// command line, and its devices `devices`.
+    pub fn new(name: String, bytes: &[u8], cfg: &VmConfig, devices: &DeviceArgs) -> Result<Self, KindError> {
         let mut notes = note::read(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         if cfg.vcpus != 1 {
             return Err(kind_err("a Solo5 unikernel runs on exactly one vCPU"));
@@ -267,8 +339,10 @@ impl Solo5 {
         segments::check(bytes).map_err(|e| kind_err(format!("{name}: {e}")))?;
         let prog = elf_program::parse(bytes)?;
         // Last, so that nothing is opened for a run refused anyway.
-        let blocks =
-            Devices::attach(&mut notes.manifest, blocks, sizes).map_err(|e| kind_err(format!("{name}: {e}")))?;
+        let blocks = Devices::attach(&mut notes.manifest, &devices.blocks, &devices.sizes)
+            .map_err(|e| kind_err(format!("{name}: {e}")))?;
+        let nets = Nets::attach(&mut notes.manifest, &devices.nets, &devices.macs)
+            .map_err(|e| kind_err(format!("{name}: {e}")))?;
         let entry = backend::syscall_entry();
         log::info!(
             "solo5: {name}: spt ABI {}, {} MiB, syscall {}",
@@ -279,7 +353,7 @@ impl Solo5 {
                 SyscallEntry::User => "stays in user mode on this backend: LSTAR is a user-mode trampoline",
             }
         );
-        Ok(Solo5 { name, prog, notes, mem, cmdline: cfg.guest_args.join(" "), entry, table: Table::new(blocks) })
+        Ok(Solo5 { name, prog, notes, mem, cmdline: cfg.guest_args.join(" "), entry, table: Table::new(blocks, nets) })
     }
 }
 

@@ -19,23 +19,32 @@
 //!
 //! - Block devices: host files attached by name ([`block`]), served by
 //!   `pread64`/`pwrite64`.
+//! - Network devices: host tap interfaces attached by name ([`net`],
+//!   [`tap`]), served by `read`/`write`, one frame each, and waited for
+//!   in the yield's `epoll_pwait`.
 //!
-//! Not supported yet: network devices (a manifest that declares one is
-//! refused at load), `solo5-spt`'s `--x-exec-heap` (refused: the heap
-//! is never executable here), and more than one vCPU (Solo5 has one).
+//! Not supported yet: `solo5-spt`'s `--net:NAME=@FD` (a descriptor
+//! passed in), `--x-exec-heap` (refused: the heap is never executable
+//! here), and more than one vCPU (Solo5 has one).
 
 mod block;
 mod kind;
 mod layout;
+mod mac;
+mod net;
+#[cfg(test)]
+mod net_tests;
 pub mod note;
 mod numbers;
 pub mod segments;
 mod syscalls;
 #[cfg(test)]
 mod syscalls_tests;
+mod tap;
 
 pub use self::kind::{
-    check_block_name, is_solo5, parse_block, parse_sector_size, Solo5, Spec, BLOCK, BLOCK_NAME_MAX, BLOCK_SECTOR_SIZE,
-    SIGSEGV_STATUS, SPEC, X_EXEC_HEAP,
+    check_block_name, is_solo5, parse_block, parse_sector_size, DeviceArgs, Solo5, Spec, BLOCK, BLOCK_NAME_MAX,
+    BLOCK_SECTOR_SIZE, NET, NET_MAC, SIGSEGV_STATUS, SPEC, X_EXEC_HEAP,
 };
 pub use self::layout::DEFAULT_MEM;
+pub use self::mac::Mac;

@@ -121,6 +121,8 @@ pub fn read(b: &[u8]) -> Result<Notes, NoteError> {
 pub const MAX_ENTRIES: usize = 64;
 /// Bytes of an entry's name field, terminator included (`MFT_NAME_SIZE`).
 const NAME_SIZE: usize = 68;
+/// The longest device name (`MFT_NAME_MAX`).
+pub const NAME_MAX: usize = NAME_SIZE - 1;
 /// An entry's device properties (`union u`: capacity and block size, or
 /// MAC and MTU), which the tender fills in.
 const PROPERTIES: std::ops::Range<usize> = 72..88;

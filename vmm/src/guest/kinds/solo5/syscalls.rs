@@ -5,12 +5,17 @@
 //! that filter does: killed by `SIGSYS`.
 //!
 //! `pread64`/`pwrite64` reach the unikernel's block devices (`block.rs`),
-//! under the same rules `solo5-spt`'s filter sets for them.
+//! `read`/`write` its network devices (`net.rs`), under the same rules
+//! `solo5-spt`'s filter sets for them.
 //!
 //! Yielding (`solo5_yield`) arms the unikernel's timer with
 //! `timerfd_settime` and waits in `epoll_pwait`; here the timer is a
 //! deadline and the wait blocks the vCPU until it, so a sleeping
-//! unikernel costs no CPU.
+//! unikernel costs no CPU. With network devices attached, the wait is a
+//! `ppoll` of their taps on the vCPU thread (in slices, so that a run
+//! that stops ends it), and `epoll_pwait` reports each device with a
+//! frame pending by its manifest index, as `solo5-spt`'s epoll set does,
+//! besides the timer once it is due.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use guest_mm::errno;
 
 use super::block::Devices;
 use super::layout::{EPOLL_FD, TIMER_FD};
+use super::net::Nets;
 use super::numbers::nr;
 use crate::hosted::hypercall::{Args, Block, Effects, HostedKernel, Outcome};
 
@@ -32,6 +38,9 @@ const TIMER_EVENT_DATA: u64 = 0xffff_fffe;
 /// The exit status of a process killed by `SIGSYS` (128 + 31).
 pub const SIGSYS_STATUS: i32 = 159;
 const NSEC: u64 = 1_000_000_000;
+/// The longest a wait on the network devices goes without checking
+/// whether the run is stopping.
+const POLL_SLICE: Duration = Duration::from_millis(10);
 
 /// The state behind the table: the timer, the block devices, and why
 /// the run was killed.
@@ -39,6 +48,8 @@ const NSEC: u64 = 1_000_000_000;
 pub struct Table {
     /// The attached block devices.
     blocks: Devices,
+    /// The attached network devices.
+    nets: Nets,
     /// Deadline of the armed timer, in `CLOCK_MONOTONIC` nanoseconds.
     timer: Mutex<Option<u64>>,
     /// The call that killed the run, if one did.
@@ -73,9 +84,10 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 impl Table {
-    /// A table serving the block devices `blocks`.
-    pub fn new(blocks: Devices) -> Self {
-        Table { blocks, ..Default::default() }
+    /// A table serving the block devices `blocks` and the network
+    /// devices `nets`.
+    pub fn new(blocks: Devices, nets: Nets) -> Self {
+        Table { blocks, nets, ..Default::default() }
     }
 
     /// Why the run was killed by `SIGSYS`, if it was.
@@ -102,6 +114,8 @@ impl Table {
         let [a0, a1, a2, a3, _, _] = args.a;
         match args.nr {
             nr::WRITE if a0 == 1 => hv.dispatch(vcpu, args),
+            nr::WRITE => self.nets.write(hv, args).unwrap_or_else(|| self.kill(args)),
+            nr::READ => self.nets.read(hv, args).unwrap_or_else(|| self.kill(args)),
             nr::EXIT_GROUP => hv.dispatch(vcpu, args),
             nr::ARCH_PRCTL if a0 == ARCH_SET_FS => {
                 // Linux refuses a base outside the user half.
@@ -121,7 +135,10 @@ impl Table {
                 }
             }
             nr::TIMERFD_SETTIME if a0 == TIMER_FD as u64 => self.timerfd_settime(hv, a1, a2, a3),
-            nr::EPOLL_PWAIT if a0 == EPOLL_FD as u64 => self.epoll_pwait(hv, a1, a2 as i32, a3 as i32),
+            nr::EPOLL_PWAIT if a0 == EPOLL_FD as u64 && self.nets.is_empty() => {
+                self.epoll_pwait(hv, a1, a2 as i32, a3 as i32)
+            }
+            nr::EPOLL_PWAIT if a0 == EPOLL_FD as u64 => self.epoll_pwait_nets(hv, a1, a2 as i32, a3 as i32),
             nr::PREAD64 | nr::PWRITE64 => self.blocks.call(hv, args).unwrap_or_else(|| self.kill(args)),
             _ => self.kill(args),
         }
@@ -198,5 +215,51 @@ impl Table {
         }
         *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Outcome { ret: 1, effects: Effects { block, ..Default::default() } }
+    }
+
+    /// `epoll_pwait` with network devices in the set: waits (polling
+    /// their taps, in slices of at most [`POLL_SLICE`]) until a frame is
+    /// pending, the timer is due, `timeout` milliseconds pass (`-1`:
+    /// never) or the run stops; reports the ready devices (by manifest
+    /// index) and then the timer, at most `maxevents` of them.
+    fn epoll_pwait_nets(&self, hv: &HostedKernel, events: u64, maxevents: i32, timeout: i32) -> Outcome {
+        let Ok(max) = usize::try_from(maxevents) else {
+            return Outcome::err(errno::EINVAL);
+        };
+        if max == 0 {
+            return Outcome::err(errno::EINVAL);
+        }
+        let start = clock_ns(libc::CLOCK_MONOTONIC);
+        let limit = u64::try_from(timeout).ok().map(|ms| start.saturating_add(ms.saturating_mul(1_000_000)));
+        loop {
+            let now = clock_ns(libc::CLOCK_MONOTONIC);
+            let timer = *self.timer.lock().unwrap_or_else(|e| e.into_inner());
+            let wake = [timer, limit].into_iter().flatten().min();
+            let wait = wake.map_or(POLL_SLICE, |w| Duration::from_nanos(w.saturating_sub(now)).min(POLL_SLICE));
+            let ready = self.nets.ready(wait);
+            let now = clock_ns(libc::CLOCK_MONOTONIC);
+            let timer_due = timer.is_some_and(|t| t <= now);
+            if ready.is_empty() && !timer_due {
+                if limit.is_some_and(|l| l <= now) || hv.is_stopping() {
+                    return Outcome::ret(0);
+                }
+                continue;
+            }
+            let mut list: Vec<(u32, u64)> = ready.into_iter().map(|(handle, ev)| (ev, handle)).collect();
+            if timer_due {
+                list.push((EPOLLIN, TIMER_EVENT_DATA));
+            }
+            list.truncate(max);
+            // { u32 events; u64 data } packed, as on x86-64.
+            let bytes: Vec<u8> =
+                list.iter().flat_map(|&(ev, data)| ev.to_le_bytes().into_iter().chain(data.to_le_bytes())).collect();
+            if let Err(e) = hv.copy_to_user(events, &bytes) {
+                return Outcome::err(e);
+            }
+            if list.iter().any(|&(_, data)| data == TIMER_EVENT_DATA) {
+                *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            return Outcome::ret(list.len() as i64);
+        }
     }
 }

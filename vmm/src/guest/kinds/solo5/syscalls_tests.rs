@@ -22,13 +22,13 @@ use crate::memory::create_guest_memory;
 const MEM: u64 = 64 << 20;
 /// Two user read/write pages, then one user read-only page, then
 /// nothing mapped.
-const USER_VA: u64 = 0x40_0000;
-const RO_VA: u64 = USER_VA + 0x2000;
-const UNMAPPED_VA: u64 = USER_VA + 0x3000;
+pub(super) const USER_VA: u64 = 0x40_0000;
+pub(super) const RO_VA: u64 = USER_VA + 0x2000;
+pub(super) const UNMAPPED_VA: u64 = USER_VA + 0x3000;
 const NSEC: u64 = 1_000_000_000;
 const ARCH_SET_FS: u64 = 0x1002;
 
-fn setup() -> (HostedKernel, Buf) {
+pub(super) fn setup() -> (HostedKernel, Buf) {
     let mem = create_guest_memory(MEM).unwrap();
     let mut m = Mapper::new(mem.clone()).unwrap();
     let providers = Providers::new(&m, &mem, &[]).unwrap();
@@ -38,7 +38,7 @@ fn setup() -> (HostedKernel, Buf) {
     (hv, out)
 }
 
-fn call(t: &Table, hv: &HostedKernel, nr: u64, a: [u64; 6]) -> Outcome {
+pub(super) fn call(t: &Table, hv: &HostedKernel, nr: u64, a: [u64; 6]) -> Outcome {
     t.call(hv, 0, &Args { nr, a })
 }
 
@@ -47,7 +47,7 @@ fn err(e: i32) -> i64 {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, as the table reads it.
-fn mono_ns() -> u64 {
+pub(super) fn mono_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec that clock_gettime
     // writes only into.
@@ -390,7 +390,7 @@ fn with_disk(tag: &str) -> (Table, PathBuf) {
     let p = std::env::temp_dir().join(format!("vmm-solo5-syscalls-{}-{tag}", std::process::id()));
     std::fs::write(&p, (0..1024).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
     let devs = Devices::attach(&mut manifest(), &[("disk".into(), p.clone())], &[]).unwrap();
-    (Table::new(devs), p)
+    (Table::new(devs, Default::default()), p)
 }
 
 #[test]
