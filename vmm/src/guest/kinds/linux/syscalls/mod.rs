@@ -11,6 +11,7 @@
 
 mod ctx;
 mod docs;
+mod file_map;
 mod io;
 mod itimer;
 mod mm;
@@ -53,7 +54,12 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
     let ctx = Ctx { hv, vcpu, linux };
     match entry(args.nr).and_then(|e| e.handler.map(|h| (e, h))) {
         Some((e, h)) => {
-            let out = h(&ctx, args.a);
+            let mut out = h(&ctx, args.a);
+            // A call that shrank a file clears the dropped pages from its
+            // mappings before the program runs again.
+            if let Some(fatal) = super::file_pages::apply(hv, vcpu, linux.file_zaps()) {
+                out.effects.fatal.get_or_insert(fatal);
+            }
             log::trace!("linux: {}({:#x?}) = {:#x}", e.name, args.a, out.ret);
             out
         }
