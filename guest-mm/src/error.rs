@@ -25,6 +25,8 @@ pub mod errno {
     pub const ENODEV: i32 = 19;
     /// Invalid argument.
     pub const EINVAL: i32 = 22;
+    /// No space left on device.
+    pub const ENOSPC: i32 = 28;
     /// Function not implemented.
     pub const ENOSYS: i32 = 38;
     /// Operation not supported.
@@ -156,6 +158,9 @@ pub enum MmError {
         /// Start of the sealed VMA met first.
         addr: u64,
     },
+    /// A shared-memory object's page quota (a tmpfs `size=`) is used up.
+    #[error("the {0} quota is used up")]
+    QuotaFull(&'static str),
     /// Guest memory could not be accessed.
     #[error("guest memory access failed at {addr:#x}")]
     GuestMemory {
@@ -189,6 +194,7 @@ impl MmError {
             MmError::Again => EAGAIN,
             MmError::NotSupported(_) => EOPNOTSUPP,
             MmError::Busy(_) => EBUSY,
+            MmError::QuotaFull(_) => ENOSPC,
         }
     }
 }
@@ -214,6 +220,7 @@ mod tests {
             (MmError::Busy("x"), errno::EBUSY),
             (MmError::FaultFailed { addr: 0 }, errno::EFAULT),
             (MmError::Sealed { addr: 0x1000 }, errno::EPERM),
+            (MmError::QuotaFull("tmpfs"), errno::ENOSPC),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

@@ -39,7 +39,7 @@ pub use paging::{
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
 pub use space::{
-    AddressSpace, Advice, Audit, Brk, FaultKind, Faulted, Forced, Forked, Mapped, MmapRequest, MremapFlags, Placement,
-    Remapped, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
+    AddressSpace, Advice, Audit, Brk, Cows, FaultKind, Faulted, Forced, Forked, Mapped, MmapRequest, MremapFlags,
+    Placement, Remapped, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
 };
 pub use vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps, VmaTree};

@@ -66,7 +66,8 @@ pub(super) struct Machine {
 }
 
 impl Machine {
-    fn new() -> Machine {
+    /// The fuzz program loaded, its first call not yet made.
+    pub(super) fn new() -> Machine {
         let linux = Linux::detached("/fuzz/prog", &program(), SEED).expect("the fuzz program parses");
         let cfg = VmConfig { mem_size: MEM_SIZE, ..VmConfig::default() };
         let mem = create_guest_memory(MEM_SIZE).expect("guest memory");

@@ -15,6 +15,8 @@ mod hypercall;
 mod hypercall_check;
 mod kut_cfg;
 mod linux_elf;
+#[cfg(test)]
+mod linux_file_map_tests;
 pub mod linux_program;
 mod linux_syscalls;
 mod linux_syscalls_check;

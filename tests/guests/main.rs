@@ -15,6 +15,7 @@
 mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
+mod linux_filemap;
 mod linux_hugepages;
 mod linux_mm_suite;
 mod linux_proc_mem;

@@ -15,6 +15,9 @@ mod page_buffer;
 mod read_only;
 mod shmem;
 #[cfg(test)]
+mod shmem_mapping_tests;
+mod shmem_quota;
+#[cfg(test)]
 mod shmem_tests;
 #[cfg(test)]
 mod small_tests;
@@ -28,4 +31,5 @@ pub use hugetlb_pool::{HugePage, HugetlbCounts, HugetlbPool, FRAMES_PER_HUGE_PAG
 pub use page_buffer::{BufferOps, PageBuffer};
 pub use read_only::ReadOnlyView;
 pub use shmem::{ShmemObject, MAX_SHMEM_SIZE};
+pub use shmem_quota::ShmemQuota;
 pub use zero::ZeroProvider;

@@ -1,6 +1,7 @@
-//! A shared-memory object (a memfd, a SysV segment): a byte size and the
-//! pool pages behind it, allocated on first touch, readable and writable
-//! by the VMM (`read`/`write` on the descriptor) and mappable.
+//! A shared-memory object (a memfd, a tmpfs file, a SysV segment): a
+//! byte size and the pool pages behind it, allocated on first touch,
+//! readable and writable by the VMM (`read`/`write` on the descriptor)
+//! and mappable.
 //!
 //! - A **shared** mapping faults in the object's own page (allocating it,
 //!   zeroed, in a hole): every shared mapping and the VMM's reads and
@@ -13,19 +14,24 @@
 //! - [`ShmemObject::set_len`] (ftruncate) and [`ShmemObject::punch_hole`]
 //!   (`fallocate(PUNCH_HOLE)`, `MADV_REMOVE`) drop the object's pages in
 //!   the range and zero the partial pages at its edges.
+//! - An object made [`ShmemObject::with_quota`] charges a shared
+//!   [`ShmemQuota`] for every page it holds (a tmpfs mount's `size=`):
+//!   a write past it is short or `ENOSPC`, a fault in a hole `SIGBUS`.
 //!
-//! What this does not do (Linux does): truncating or punching does not
-//! unmap the dropped pages from existing mappings. A mapped page stays
-//! mapped and pinned (so it is never reused while mapped) until that
-//! mapping goes, and it no longer belongs to the object: a later fault in
-//! another mapping, or a `read_at`, sees a new zeroed page instead. No
-//! huge-page variant, no seals, no swap.
+//! What this does not do on its own: truncating or punching does not
+//! unmap the dropped pages from existing mappings. The caller does, with
+//! [`crate::AddressSpace::unmap_mapping_range`] over
+//! [`ShmemObject::vma_ops`] (Linux's `unmap_mapping_range` after
+//! `truncate_setsize`). Until then a mapped page stays mapped and pinned
+//! (so it is never reused while mapped) and no longer belongs to the
+//! object. No huge-page variant, no seals, no swap.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
+use super::ShmemQuota;
 use crate::addr::{Pfn, PAGE_SIZE};
 use crate::desc::VmaDesc;
 use crate::error::MmError;
@@ -49,6 +55,16 @@ struct Inner<M> {
     frames: Frames,
     mem: M,
     state: Mutex<State>,
+    quota: Option<ShmemQuota>,
+}
+
+impl<M> Drop for Inner<M> {
+    fn drop(&mut self) {
+        let held = self.state.get_mut().map_or_else(|e| e.into_inner().pages.len(), |st| st.pages.len());
+        if let Some(q) = &self.quota {
+            q.uncharge(held as u64);
+        }
+    }
 }
 
 /// A shared-memory object; cheap to clone (clones are the same object).
@@ -74,11 +90,26 @@ impl<M: GuestMemory> Inner<M> {
         if let Some(p) = st.pages.get(&index) {
             return Ok(p.clone());
         }
-        let page = self.frames.alloc(1)?;
-        page.zero(&self.mem)?;
+        if self.quota.as_ref().is_some_and(|q| !q.try_charge(1)) {
+            return Err(MmError::QuotaFull("tmpfs size"));
+        }
+        let page = match self.frames.alloc(1).and_then(|p| p.zero(&self.mem).map(|()| p)) {
+            Ok(p) => p,
+            Err(e) => {
+                self.uncharge(1);
+                return Err(e);
+            }
+        };
         let page = Arc::new(page);
         st.pages.insert(index, page.clone());
         Ok(page)
+    }
+
+    /// Gives `n` pages back to the quota, if there is one.
+    fn uncharge(&self, n: u64) {
+        if let Some(q) = &self.quota {
+            q.uncharge(n);
+        }
     }
 
     /// A fresh pool page holding a copy of `from` (zeroed for `None`).
@@ -106,6 +137,7 @@ impl<M: GuestMemory> Inner<M> {
         let end_whole = to / PAGE_SIZE;
         if first_whole < end_whole {
             let doomed: Vec<u64> = st.pages.range(first_whole..end_whole).map(|(&i, _)| i).collect();
+            self.uncharge(doomed.len() as u64);
             for i in doomed {
                 st.pages.remove(&i);
             }
@@ -139,7 +171,23 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
             return Err(MmError::Invalid("shared-memory object too large"));
         }
         let state = Mutex::new(State { size, pages: BTreeMap::new() });
-        Ok(ShmemObject(Arc::new(Inner { name: name.to_owned(), frames, mem, state })))
+        Ok(ShmemObject(Arc::new(Inner { name: name.to_owned(), frames, mem, state, quota: None })))
+    }
+
+    /// As [`ShmemObject::new`], charging `quota` for every page it holds
+    /// (see the module docs).
+    pub fn with_quota(name: &str, frames: Frames, mem: M, size: u64, quota: ShmemQuota) -> Result<Self, MmError> {
+        if size > MAX_SHMEM_SIZE {
+            return Err(MmError::Invalid("shared-memory object too large"));
+        }
+        let state = Mutex::new(State { size, pages: BTreeMap::new() });
+        Ok(ShmemObject(Arc::new(Inner { name: name.to_owned(), frames, mem, state, quota: Some(quota) })))
+    }
+
+    /// The operations its mappings carry: what
+    /// [`crate::AddressSpace::unmap_mapping_range`] finds them by.
+    pub fn vma_ops(&self) -> Arc<dyn crate::vma::VmaOps> {
+        self.0.clone()
     }
 
     /// The size in bytes.
@@ -189,6 +237,77 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
         self.0.clear(&mut st, off, end)
     }
 
+    /// `fallocate` mode 0 or `KEEP_SIZE`: gives every page of
+    /// `[off, off + len)` a (zeroed) page, all or nothing: `ENOSPC` when
+    /// the quota lacks them, `ENOMEM` when the pool does (nothing is
+    /// allocated then). Grows the size to `off + len` unless `keep_size`.
+    pub fn allocate(&self, off: u64, len: u64, keep_size: bool) -> Result<(), MmError> {
+        let end = off.checked_add(len).filter(|&e| e <= MAX_SHMEM_SIZE);
+        let end = end.ok_or(MmError::Overflow { addr: off, len })?;
+        let mut st = self.0.lock();
+        let (first, last) = (off / PAGE_SIZE, end.div_ceil(PAGE_SIZE));
+        let missing: Vec<u64> = (first..last).filter(|i| !st.pages.contains_key(i)).collect();
+        let n = missing.len() as u64;
+        if self.0.quota.as_ref().is_some_and(|q| !q.try_charge(n)) {
+            return Err(MmError::QuotaFull("tmpfs size"));
+        }
+        let mut fresh = Vec::with_capacity(missing.len());
+        for _ in &missing {
+            match self.0.frames.alloc(1).and_then(|p| p.zero(&self.0.mem).map(|()| p)) {
+                Ok(p) => fresh.push(Arc::new(p)),
+                Err(e) => {
+                    self.0.uncharge(n);
+                    return Err(e);
+                }
+            }
+        }
+        st.pages.extend(missing.into_iter().zip(fresh));
+        if !keep_size {
+            st.size = st.size.max(end);
+        }
+        Ok(())
+    }
+
+    /// `SEEK_DATA`: the first offset at or after `off`, before the end,
+    /// in a page the object holds; `None` when there is none.
+    pub fn seek_data(&self, off: u64) -> Option<u64> {
+        let st = self.0.lock();
+        if off >= st.size {
+            return None;
+        }
+        let (&index, _) = st.pages.range(off / PAGE_SIZE..).next()?;
+        let at = index.checked_mul(PAGE_SIZE)?.max(off);
+        (at < st.size).then_some(at)
+    }
+
+    /// `SEEK_HOLE`: the first offset at or after `off` in no page the
+    /// object holds (the end counts as a hole); `None` at or past the end.
+    pub fn seek_hole(&self, off: u64) -> Option<u64> {
+        let st = self.0.lock();
+        if off >= st.size {
+            return None;
+        }
+        let mut index = off / PAGE_SIZE;
+        for (&i, _) in st.pages.range(index..) {
+            if i != index {
+                break;
+            }
+            index += 1;
+        }
+        Some(index.saturating_mul(PAGE_SIZE).max(off).min(st.size))
+    }
+
+    /// The frames of the pages the object holds in `[first, end)` (page
+    /// indexes): what a hole punch must unmap from private mappings,
+    /// which keep their own copies.
+    pub fn frames_in(&self, first: u64, end: u64) -> Vec<Pfn> {
+        let st = self.0.lock();
+        if first >= end {
+            return Vec::new();
+        }
+        st.pages.range(first..end).filter_map(|(_, p)| p.pfns().first().copied()).collect()
+    }
+
     /// pread: up to `buf.len()` bytes from `off`; fewer at the end of the
     /// object, 0 at or past it. A hole reads as zeroes without taking a
     /// page.
@@ -212,9 +331,11 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
         Ok(n)
     }
 
-    /// pwrite: all of `data` at `off`, allocating the pages it touches and
-    /// growing the object past its end. `ENOMEM` when the pool runs out
-    /// part way: what was written stays, the size grows only over it.
+    /// pwrite: `data` at `off`, allocating the pages it touches and
+    /// growing the object past its end. When the pool (`ENOMEM`) or the
+    /// quota (`ENOSPC`) runs out part way the write is short: what was
+    /// written stays, the size grows only over it, and the count is
+    /// returned; the error only when not one byte could be written.
     pub fn write_at(&self, off: u64, data: &[u8]) -> Result<usize, MmError> {
         let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_SHMEM_SIZE);
         let end = end.ok_or(MmError::Invalid("write past the largest shared-memory object"))?;
@@ -227,7 +348,7 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
                 Ok(p) => p,
                 Err(e) => {
                     st.size = st.size.max(pos);
-                    return Err(e);
+                    return if done > 0 { Ok(done) } else { Err(e) };
                 }
             };
             let pfn = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;

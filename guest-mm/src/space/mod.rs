@@ -2,7 +2,8 @@
 //! guest, and the operations on them (mmap, munmap, mprotect; the fault
 //! path, mremap and madvise in `fault.rs`, `mremap.rs`, `madvise.rs`;
 //! mlock and friends in `lock.rs`; mincore and resident-page counts in
-//! `residency.rs`; populating in `populate.rs`; flag-only VMA changes in
+//! `residency.rs`; populating in `populate.rs`; clearing a file's
+//! shrunk or punched pages from its mappings in `mapping_range.rs`; flag-only VMA changes in
 //! `vma_flags.rs`; sealing in `mseal.rs`, the program break in `brk.rs`; the VMA operations' `mapped`/`open`/`close` calls in
 //! `vma_life.rs`; fork, sibling spaces and teardown in `fork.rs`, the
 //! write fault on a page a fork shared in `fork_fault.rs`).
@@ -51,6 +52,7 @@ mod lock_tests;
 mod madvise;
 #[cfg(test)]
 mod madvise_tests;
+mod mapping_range;
 #[cfg(test)]
 mod may_bits_tests;
 mod mmap;
@@ -91,6 +93,7 @@ pub use fault::{FaultKind, Faulted, FAULT_AROUND_PAGES, WRITE_FAULT_AROUND_PAGES
 pub use fork::Forked;
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
+pub use mapping_range::Cows;
 pub use mremap::Remapped;
 pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 pub use mseal::DISCARD_ADVICE;

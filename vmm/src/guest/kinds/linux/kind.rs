@@ -182,6 +182,15 @@ impl GuestKind for Linux {
             .space_mut()
             .set_heap(heap, anon.heap.clone())
             .map_err(|e| KindError::Setup(format!("{}: the heap: {e}", self.path)))?;
+        // From here on, new /tmp and /dev/shm files keep their bytes in
+        // guest RAM, where programs can map them.
+        {
+            let mut vfs = self.vfs();
+            let quota = vfs.tmpfs_quota();
+            let factory =
+                super::file_pages::factory(anon.frames.clone(), anon.mem.clone(), quota, self.file_zaps.clone());
+            vfs.set_store_factory(factory);
+        }
         let _ = self.anon.set(anon);
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,

@@ -5,6 +5,7 @@
 //! ([`syscalls::TABLE`], documented in `docs/linux-syscalls.md`). Every
 //! memory call goes through guest-mm.
 
+pub mod file_pages;
 pub mod fs;
 pub mod image;
 mod kind;

@@ -163,6 +163,8 @@ pub struct Linux {
     pub(super) vfs: Mutex<Vfs>,
     pub(super) proc_files: ProcFiles,
     pub(super) memfds: super::memfd::Memfds,
+    /// Ranges of shrunk files still to clear from their mappings.
+    pub(super) file_zaps: super::file_pages::Zaps,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -273,6 +275,7 @@ impl Linux {
             vfs: Mutex::new(vfs),
             proc_files,
             memfds: Default::default(),
+            file_zaps: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
@@ -352,6 +355,11 @@ impl Linux {
     /// The memfds.
     pub fn memfds(&self) -> &super::memfd::Memfds {
         &self.memfds
+    }
+
+    /// Ranges of shrunk files still to clear from their mappings.
+    pub fn file_zaps(&self) -> &super::file_pages::Zaps {
+        &self.file_zaps
     }
 
     /// The file layer, locked.

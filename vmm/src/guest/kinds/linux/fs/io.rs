@@ -36,7 +36,7 @@ impl Vfs {
         let len = len.min(IO_MAX);
         match (&self.node(desc.node)?.kind, &desc.content) {
             (NodeKind::Dir(_), _) => Err(EISDIR),
-            (NodeKind::File(file), _) => Ok(file.read(offset, len)),
+            (NodeKind::File(file), _) => file.read(offset, len),
             (NodeKind::Device(device), _) => device.read(len),
             (NodeKind::Synthetic(_), Content::Snapshot(bytes)) => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
@@ -80,7 +80,7 @@ impl Vfs {
         match (&mut node.kind, host) {
             (NodeKind::File(file), _) => {
                 let at = if append { file.size() } else { offset };
-                let n = file.write(at, data, &mut self.budget)?;
+                let n = file.write(at, data)?;
                 node.touch();
                 Ok((n, at + n as u64))
             }
@@ -242,7 +242,7 @@ impl Vfs {
     pub(super) fn truncate_node(&mut self, ino: Ino, size: u64) -> Result<(), Errno> {
         let node = self.nodes.get_mut(ino).ok_or(EBADF)?;
         if let NodeKind::File(file) = &mut node.kind {
-            file.truncate(size, &mut self.budget);
+            file.truncate(size)?;
             node.touch();
         }
         Ok(())
@@ -298,8 +298,8 @@ impl Vfs {
         const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
         const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
         match mode {
-            0 | KEEP => file.allocate(offset, len, mode == KEEP, &mut self.budget)?,
-            m if m == PUNCH | KEEP => file.punch_hole(offset, len, &mut self.budget),
+            0 | KEEP => file.allocate(offset, len, mode == KEEP)?,
+            m if m == PUNCH | KEEP => file.punch_hole(offset, len)?,
             _ => return Err(EOPNOTSUPP),
         }
         node.touch();

@@ -11,7 +11,10 @@
 //! `/dev/mem`, memfds, ...), which [`Vfs::special`] reports, and host
 //! files by explicit name only (no host directory is ever walked).
 //! `/proc/self/exe` is the one symbolic link the kind normally sets.
-//! `memfd_create` gives in-memory files in no directory.
+//! `memfd_create` gives in-memory files in no directory. Where a file's
+//! bytes live is the kind's choice ([`Vfs::set_store_factory`]: guest
+//! RAM, so that programs can map them); [`Vfs::map_file`] gives `mmap`
+//! what it needs.
 //!
 //! Permissions: the process owns every node and only the owner bits
 //! are checked; `/`, `/dev`, `/proc` and `/sys` are mode 0555, so
@@ -26,7 +29,9 @@ mod dirent;
 mod dirs;
 pub mod errno;
 mod fd_table;
+mod file_store;
 mod io;
+mod map;
 mod meta;
 mod node;
 mod open;
@@ -42,7 +47,9 @@ pub use self::devices::Device;
 pub use self::dirent::{parse_records, Record};
 pub use self::errno::Errno;
 pub use self::fd_table::{Fd, DEFAULT_NOFILE, NR_OPEN};
+pub use self::file_store::{FileStore, StoreFactory};
 pub use self::io::IOV_MAX;
+pub use self::map::{MapContents, MapFile};
 pub use self::node::Special;
 pub use self::path::{NAME_MAX, PATH_MAX};
 pub use self::stat::{

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::devices::Device;
-use super::tmpfs::SparseFile;
+use super::file_store::FileStore;
 
 /// An inode number (`st_ino`); the root is 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,7 +155,7 @@ pub enum NodeKind {
     /// A directory.
     Dir(Dir),
     /// An in-memory file.
-    File(SparseFile),
+    File(Box<dyn FileStore>),
     /// A file whose contents a callback makes at `open`.
     Synthetic(Generator),
     /// `/dev/null` and friends.

@@ -9,7 +9,6 @@ use super::fd_table::{Fd, Slot};
 use super::node::{Ino, Mount, Node, NodeKind};
 use super::open_file::Content;
 use super::resolve::Lookup;
-use super::tmpfs::SparseFile;
 use super::vfs::{Vfs, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 /// Status flags `F_SETFL` may change.
@@ -104,7 +103,14 @@ impl Vfs {
         }
         self.budget.take_inode()?;
         let perm = mode & 0o7777 & !self.umask;
-        let ino = self.nodes.add(Node::new(NodeKind::File(SparseFile::default()), perm, mount, parent, name.clone()));
+        let store = match self.new_file_store(&name) {
+            Ok(s) => s,
+            Err(e) => {
+                self.budget.put_inode();
+                return Err(e);
+            }
+        };
+        let ino = self.nodes.add(Node::new(NodeKind::File(store), perm, mount, parent, name.clone()));
         let dir = self.node_mut(parent)?;
         if let NodeKind::Dir(d) = &mut dir.kind {
             d.insert(name, ino);

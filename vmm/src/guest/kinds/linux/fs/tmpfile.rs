@@ -14,7 +14,6 @@ use super::fd_table::Fd;
 use super::node::{Ino, Node, NodeKind, ROOT};
 use super::open_file::Content;
 use super::resolve::Lookup;
-use super::tmpfs::SparseFile;
 use super::vfs::{Vfs, MAY_EXEC, MAY_WRITE};
 
 /// The kernel's `__O_TMPFILE` bit (`O_TMPFILE` is it with `O_DIRECTORY`).
@@ -55,7 +54,14 @@ impl Vfs {
         self.check_perm(dir, MAY_WRITE | MAY_EXEC)?;
         self.budget.take_inode()?;
         let perm = mode & 0o7777 & !self.umask;
-        let mut file = Node::new(NodeKind::File(SparseFile::default()), perm, mount, ROOT, Vec::new());
+        let store = match self.new_file_store(b"#tmpfile") {
+            Ok(s) => s,
+            Err(e) => {
+                self.budget.put_inode();
+                return Err(e);
+            }
+        };
+        let mut file = Node::new(NodeKind::File(store), perm, mount, ROOT, Vec::new());
         file.links = 0;
         let ino = self.nodes.add(file);
         let open = flags & !(O_TMPFILE_BIT | libc::O_DIRECTORY);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::devices::Device;
 use super::errno::{Errno, EACCES, EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR};
 use super::fd_table::{Fd, FdTable, Slot};
+use super::file_store::{FileStore, StoreFactory};
 use super::node::{Dir, Generator, HostFile, Ino, Mount, Node, NodeKind, Nodes, Special, ROOT};
 use super::open_file::{Content, DescId, Description, Descriptions};
 use super::path;
@@ -60,10 +61,22 @@ pub struct Vfs {
     pub(super) descs: Descriptions,
     pub(super) fds: FdTable,
     pub(super) budget: Budget,
+    pub(super) stores: Stores,
     pub(super) cwd: Ino,
     pub(super) umask: u32,
     pub(super) uid: u32,
     pub(super) gid: u32,
+}
+
+/// Where new in-memory files keep their bytes: the kind's factory once
+/// it set one, host memory before.
+#[derive(Clone, Default)]
+pub(super) struct Stores(Option<StoreFactory>);
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Stores(kind)" } else { "Stores(host)" })
+    }
 }
 
 /// The kernel's `O_LARGEFILE` on x86-64 (the libc crate says 0), which
@@ -91,6 +104,7 @@ impl Vfs {
             descs: Descriptions::default(),
             fds: FdTable::default(),
             budget: Budget::new(config.tmpfs_bytes, config.tmpfs_inodes),
+            stores: Stores::default(),
             cwd: ROOT,
             umask: 0o022,
             uid: config.uid,
@@ -238,6 +252,26 @@ impl Vfs {
         self.install(ino, flags, Content::Live)
     }
 
+    /// Makes every in-memory file created from now on keep its bytes
+    /// where `factory` says (the kind: guest RAM, so it can be mapped).
+    /// Files made before keep theirs in host memory.
+    pub fn set_store_factory(&mut self, factory: StoreFactory) {
+        self.stores = Stores(Some(factory));
+    }
+
+    /// The page quota of the tmpfs budget, which every store charges.
+    pub fn tmpfs_quota(&self) -> guest_mm::providers::ShmemQuota {
+        self.budget.pages.clone()
+    }
+
+    /// The store of a new in-memory file named `name`.
+    pub(super) fn new_file_store(&self, name: &[u8]) -> Result<Box<dyn FileStore>, Errno> {
+        match &self.stores.0 {
+            Some(factory) => factory(name),
+            None => Ok(Box::new(SparseFile::new(self.budget.pages.clone()))),
+        }
+    }
+
     /// `memfd_create(name, flags)`: an in-memory file in no directory,
     /// open read-write (mode 0777, counted in the tmpfs budget), freed at
     /// its last close. `MFD_CLOEXEC` and `MFD_ALLOW_SEALING` are taken
@@ -250,10 +284,11 @@ impl Vfs {
             return Err(EINVAL);
         }
         self.fds.lowest_free(0)?;
-        self.budget.take_inode()?;
         let mut full_name = b"memfd:".to_vec();
         full_name.extend_from_slice(name);
-        let mut node = Node::new(NodeKind::File(SparseFile::default()), 0o777, Mount::Shm, ROOT, full_name);
+        let store = self.new_file_store(&full_name)?;
+        self.budget.take_inode()?;
+        let mut node = Node::new(NodeKind::File(store), 0o777, Mount::Shm, ROOT, full_name);
         node.links = 0;
         let ino = self.nodes.add(node);
         let cloexec = if flags & libc::MFD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
@@ -371,7 +406,7 @@ impl Vfs {
         }
         if let Some(mut node) = self.nodes.remove(ino) {
             if let NodeKind::File(file) = &mut node.kind {
-                file.release(&mut self.budget);
+                file.release();
             }
             if node.mount.is_tmpfs() {
                 self.budget.put_inode();

@@ -27,8 +27,8 @@ pub use self::maps::maps;
 pub use self::meminfo::{hugepages_file, meminfo, sysctl_vm, MemInfo};
 pub use self::pagemap::{pagemap_read, PagemapError, PM_ENTRY_BYTES};
 pub use self::region::{
-    Backing, FileId, ImageFile, ImageSegment, InodeOf, ProcView, Region, HEAP_PROVIDER, HUGE_PROVIDER, IMAGE_PROVIDER,
-    MEMFD_PREFIX, STACK_PROVIDER, ZERO_PROVIDER,
+    Backing, FileId, ImageFile, ImageSegment, InodeOf, ProcView, Region, FILE_PREFIX, HEAP_PROVIDER, HUGE_PROVIDER,
+    IMAGE_PROVIDER, MEMFD_PREFIX, STACK_PROVIDER, ZERO_PROVIDER,
 };
 pub use self::smaps::{smaps, smaps_rollup};
 pub use self::stats::MemStats;

@@ -129,6 +129,9 @@ pub const HEAP_PROVIDER: &str = "[heap]";
 pub const STACK_PROVIDER: &str = "[stack]";
 /// The prefix of memfd providers' names (`memfd:NAME`).
 pub const MEMFD_PREFIX: &str = "memfd:";
+/// The prefix of a regular file's mapping (`file:DEV:INO:PATH`, `DEV`
+/// in hex): the line shows the path, with the device and inode.
+pub const FILE_PREFIX: &str = "file:";
 /// The zero provider (`/dev/zero`, `MAP_ANONYMOUS`).
 pub const ZERO_PROVIDER: &str = "zero";
 /// The huge-page provider (`MAP_HUGETLB`).
@@ -171,7 +174,10 @@ impl<'a> ProcView<'a> {
         let name = vma.provider_name();
         let flags = vma.flags();
         let shared = flags.contains(VmFlags::MAYSHARE);
-        if name.starts_with(MEMFD_PREFIX) || (shared && (name == ZERO_PROVIDER || name == HUGE_PROVIDER)) {
+        if name.starts_with(MEMFD_PREFIX)
+            || name.starts_with(FILE_PREFIX)
+            || (shared && (name == ZERO_PROVIDER || name == HUGE_PROVIDER))
+        {
             Backing::Shmem
         } else if vma.is_anonymous()
             || name == ZERO_PROVIDER
@@ -206,7 +212,11 @@ impl<'a> ProcView<'a> {
         };
         // File-backed names first, as `get_vma_name` checks `vm_file`
         // before the heap and the stack.
-        if let Some(memfd) = name.strip_prefix(MEMFD_PREFIX) {
+        if let Some((dev, ino, path)) = file_name(name) {
+            r.name = Some(Cow::Borrowed(path));
+            r.offset = file_offset;
+            r.file = FileId { major: (dev >> 8) as u32 & 0xfff, minor: (dev & 0xff) as u32, ino };
+        } else if let Some(memfd) = name.strip_prefix(MEMFD_PREFIX) {
             r.name = Some(Cow::Owned(format!("/memfd:{memfd} (deleted)")));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));
         } else if name == ZERO_PROVIDER && shared {
@@ -273,4 +283,12 @@ impl<'a> ProcView<'a> {
             cur = next;
         }
     }
+}
+
+/// The device, inode and path in a file mapping's provider name.
+fn file_name(name: &str) -> Option<(u64, u64, &str)> {
+    let rest = name.strip_prefix(FILE_PREFIX)?;
+    let (dev, rest) = rest.split_once(':')?;
+    let (ino, path) = rest.split_once(':')?;
+    Some((u64::from_str_radix(dev, 16).ok()?, ino.parse().ok()?, path))
 }

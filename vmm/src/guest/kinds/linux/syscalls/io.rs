@@ -358,7 +358,12 @@ pub fn ftruncate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             if (a[1] as i64) < 0 {
                 return Err(libc::EINVAL);
             }
-            return obj.set_len(a[1]).map(|()| 0).map_err(memfd::errno);
+            let old = obj.len();
+            obj.set_len(a[1]).map_err(memfd::errno)?;
+            if a[1] < old {
+                c.linux.file_zaps().truncated(&obj, a[1]);
+            }
+            return Ok(0);
         }
         c.linux.vfs().ftruncate(fd(a[0]), a[1] as i64).map(|()| 0).map_err(e)
     })();
@@ -380,7 +385,9 @@ pub fn fallocate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
                     }
                     Ok(0)
                 }
-                m if m == PUNCH_HOLE | KEEP_SIZE => obj.punch_hole(off, len).map(|()| 0).map_err(memfd::errno),
+                m if m == PUNCH_HOLE | KEEP_SIZE => {
+                    c.linux.file_zaps().punch(&obj, off, len).map(|()| 0).map_err(memfd::errno)
+                }
                 _ => Err(libc::EOPNOTSUPP),
             };
         }

@@ -180,7 +180,7 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         }
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
         if flags & map::ANONYMOUS == 0 {
-            let file = file_provider(c, fd, off)?;
+            let file = file_provider(c, fd, off, len, shared, p & prot::WRITE != 0)?;
             let req = MmapRequest {
                 addr: hint,
                 len,
@@ -259,6 +259,8 @@ enum FileProvider<'a> {
     Shmem(guest_mm::providers::ShmemObject<crate::memory::GuestMem>),
     /// Anonymous `MAP_HUGETLB` memory from the hugetlb pool.
     Huge(guest_mm::providers::HugetlbProvider<crate::memory::GuestMem>),
+    /// A regular file's pages.
+    File(super::file_map::FileMapping),
 }
 
 impl FileProvider<'_> {
@@ -267,6 +269,7 @@ impl FileProvider<'_> {
             FileProvider::Zero(z) => *z,
             FileProvider::Shmem(o) => o,
             FileProvider::Huge(h) => h,
+            FileProvider::File(f) => f,
         }
     }
 }
@@ -312,9 +315,18 @@ fn hugetlb_request<'a>(
     Ok((req, FileProvider::Huge(pool.provider(flags & map::NORESERVE != 0)), populate))
 }
 
-/// The provider behind descriptor `fd`: a memfd, or `/dev/zero`;
-/// `EBADF` for no descriptor, `ENODEV` for what cannot be mapped (yet).
-fn file_provider<'a>(c: &Ctx<'a>, fd: u64, _off: u64) -> Result<FileProvider<'a>, i32> {
+/// The provider behind descriptor `fd`: a memfd, `/dev/zero`, or a
+/// regular file (`super::file_map`, which checks the open mode against
+/// `shared` and `write`); `EBADF` for no descriptor, `ENODEV` for what
+/// cannot be mapped.
+fn file_provider<'a>(
+    c: &Ctx<'a>,
+    fd: u64,
+    off: u64,
+    len: u64,
+    shared: bool,
+    write: bool,
+) -> Result<FileProvider<'a>, i32> {
     let f = super::super::fs::Fd(fd as i32);
     let vfs = c.linux.vfs();
     let special = vfs.special(f).map_err(|e| e.raw())?;
@@ -329,7 +341,11 @@ fn file_provider<'a>(c: &Ctx<'a>, fd: u64, _off: u64) -> Result<FileProvider<'a>
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
         return Ok(FileProvider::Zero(&anon.zero));
     }
-    Err(libc::ENODEV)
+    if special.is_some() {
+        return Err(libc::ENODEV);
+    }
+    drop(vfs);
+    super::file_map::file_mapping(c, f, off, len, shared, write).map(FileProvider::File)
 }
 
 /// `munmap(addr, len)`.

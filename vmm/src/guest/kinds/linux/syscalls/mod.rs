@@ -11,6 +11,7 @@
 
 mod ctx;
 mod docs;
+mod file_map;
 mod io;
 mod itimer;
 mod mm;
@@ -56,6 +57,11 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
             let mut out = h(&ctx, args.a);
             if let Some(msg) = linux.take_fatal() {
                 out.effects.fatal.get_or_insert(msg);
+            }
+            // A call that shrank a file clears the dropped pages from its
+            // mappings before the program runs again.
+            if let Some(fatal) = super::file_pages::apply(hv, vcpu, linux.file_zaps()) {
+                out.effects.fatal.get_or_insert(fatal);
             }
             log::trace!("linux: {}({:#x?}) = {:#x}", e.name, args.a, out.ret);
             out

@@ -1,0 +1,190 @@
+//! The bytes of the kind's in-memory files (`/tmp`, `/dev/shm`) in guest
+//! RAM: each regular file is a guest-mm [`ShmemObject`] charging the
+//! tmpfs budget's quota, as a memfd is, so that `read`/`write` on a
+//! descriptor and every mapping of the file see the same pages at once.
+//!
+//! When a file shrinks or has a hole punched, the pages dropped must
+//! leave every mapping too (Linux's `unmap_mapping_range`). The file
+//! layer cannot reach the address space, so the store records what to
+//! clear ([`Zaps`]) and the kind clears it when the call that caused it
+//! returns ([`apply`]), before the program runs again.
+//!
+//! Not here: the mapping of a file (`syscalls::mm`), its name in
+//! `/proc/self/maps` (`procfs::region`).
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use guest_mm::providers::{ShmemObject, ShmemQuota};
+use guest_mm::{Cows, MmError, Pfn, VmaOps, PAGE_SIZE};
+
+use super::fs::errno::{Errno, EFBIG, EINVAL, ENOSPC, ENXIO};
+use super::fs::{FileStore, StoreFactory};
+use crate::hosted::hypercall::HostedKernel;
+use crate::memory::GuestMem;
+
+/// `MAX_LFS_FILESIZE`.
+const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// One range of a file to clear from its mappings.
+pub struct Zap {
+    ops: Arc<dyn VmaOps>,
+    first: u64,
+    end: u64,
+    /// `None`: private copies go too (a truncation); otherwise the
+    /// file's frames the range held (a punch keeps private copies).
+    frames: Option<BTreeSet<Pfn>>,
+}
+
+/// The ranges waiting to be cleared; shared by every store and the kind.
+#[derive(Clone, Default)]
+pub struct Zaps(Arc<Mutex<Vec<Zap>>>);
+
+impl Zaps {
+    fn push(&self, z: Zap) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(z);
+    }
+
+    fn take(&self) -> Vec<Zap> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records that `obj` shrank to `size`: every page from the first
+    /// wholly past it goes from its mappings (`truncate_pagecache`).
+    pub fn truncated(&self, obj: &ShmemObject<GuestMem>, size: u64) {
+        self.push(Zap { ops: obj.vma_ops(), first: size.div_ceil(PAGE_SIZE), end: u64::MAX, frames: None });
+    }
+
+    /// Punches `[off, off + len)` out of `obj`, recording the whole pages
+    /// to clear from its mappings (`shmem_fallocate`'s unmap).
+    pub fn punch(&self, obj: &ShmemObject<GuestMem>, off: u64, len: u64) -> Result<(), MmError> {
+        let (first, end) = (off.div_ceil(PAGE_SIZE), off.saturating_add(len) / PAGE_SIZE);
+        let frames: BTreeSet<Pfn> = obj.frames_in(first, end).into_iter().collect();
+        obj.punch_hole(off, len)?;
+        if !frames.is_empty() {
+            self.push(Zap { ops: obj.vma_ops(), first, end, frames: Some(frames) });
+        }
+        Ok(())
+    }
+}
+
+/// Clears the recorded ranges from the address space; a fatal message
+/// if the shootdown after it failed.
+pub fn apply(hv: &HostedKernel, vcpu: u8, zaps: &Zaps) -> Option<String> {
+    let pending = zaps.take();
+    if pending.is_empty() {
+        return None;
+    }
+    let done = hv.space_op(vcpu, |m| {
+        let mut flush = guest_mm::FlushSet::default();
+        for z in &pending {
+            let cows = z.frames.as_ref().map_or(Cows::Even, Cows::Keep);
+            flush.merge(m.space_mut().unmap_mapping_range(&z.ops, z.first, z.end, cows)?);
+        }
+        Ok(((), flush))
+    });
+    if let Err(e) = done.result {
+        log::error!("linux: clearing a shrunk file's pages from its mappings failed: errno {e}");
+    }
+    done.fatal
+}
+
+/// A file's bytes in guest RAM.
+pub struct GuestFile {
+    obj: ShmemObject<GuestMem>,
+    zaps: Zaps,
+}
+
+/// The file layer's errno for a guest-mm error of a store.
+fn errno(e: MmError) -> Errno {
+    match e.errno() {
+        0 => EINVAL,
+        n => Errno(n),
+    }
+}
+
+impl FileStore for GuestFile {
+    fn size(&self) -> u64 {
+        self.obj.len()
+    }
+
+    fn pages(&self) -> u64 {
+        self.obj.resident_pages()
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let n = usize::try_from(self.obj.len().saturating_sub(offset)).unwrap_or(usize::MAX).min(len);
+        let mut buf = vec![0u8; n];
+        let got = self.obj.read_at(offset, &mut buf).map_err(errno)?;
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if offset >= MAX_FILE_SIZE {
+            return Err(EFBIG);
+        }
+        let data = &data[..data.len().min((MAX_FILE_SIZE - offset) as usize)];
+        match self.obj.write_at(offset, data) {
+            Ok(n) => Ok(n),
+            Err(MmError::QuotaFull(_)) => Err(ENOSPC),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    fn truncate(&mut self, size: u64) -> Result<(), Errno> {
+        let old = self.obj.len();
+        self.obj.set_len(size).map_err(errno)?;
+        if size < old {
+            self.zaps.truncated(&self.obj, size);
+        }
+        Ok(())
+    }
+
+    fn allocate(&mut self, offset: u64, len: u64, keep_size: bool) -> Result<(), Errno> {
+        self.obj.allocate(offset, len, keep_size).map_err(|e| match e {
+            MmError::Overflow { .. } => EFBIG,
+            e => errno(e),
+        })
+    }
+
+    fn punch_hole(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
+        let end = offset.saturating_add(len).min(self.obj.len());
+        if offset >= end {
+            return Ok(());
+        }
+        self.zaps.punch(&self.obj, offset, end - offset).map_err(errno)
+    }
+
+    fn seek_data(&self, offset: u64) -> Result<u64, Errno> {
+        self.obj.seek_data(offset).ok_or(ENXIO)
+    }
+
+    fn seek_hole(&self, offset: u64) -> Result<u64, Errno> {
+        self.obj.seek_hole(offset).ok_or(ENXIO)
+    }
+
+    /// The object goes with its last holder: this store, or the last
+    /// mapping of it (its pages stay charged until then, as Linux keeps
+    /// an unlinked file's pages while it is mapped).
+    fn release(&mut self) {}
+
+    fn mappable(&self) -> Option<Box<dyn Any + Send>> {
+        Some(Box::new(self.obj.clone()))
+    }
+}
+
+/// The factory the kind sets on its file tree: new files in guest RAM
+/// (pages from `frames`' pool, through `mem`), charging `quota`, their
+/// truncations recorded in `zaps`.
+pub fn factory(frames: guest_mm::Frames, mem: GuestMem, quota: ShmemQuota, zaps: Zaps) -> StoreFactory {
+    Arc::new(move |name: &[u8]| {
+        let label = format!("tmpfs:{}", String::from_utf8_lossy(name));
+        let obj = ShmemObject::with_quota(&label, frames.clone(), mem.clone(), 0, quota.clone()).map_err(errno)?;
+        Ok(Box::new(GuestFile { obj, zaps: zaps.clone() }) as Box<dyn FileStore>)
+    })
+}
