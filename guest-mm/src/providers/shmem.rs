@@ -157,6 +157,12 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
         self.0.lock().pages.len() as u64
     }
 
+    /// The operations every VMA of the object carries (for a provider
+    /// that wraps the object and must attach them itself).
+    pub fn vma_ops(&self) -> Arc<dyn VmaOps> {
+        self.0.clone()
+    }
+
     /// The frame of page `index`, if the object holds it.
     pub fn frame(&self, index: u64) -> Option<Pfn> {
         self.0.lock().pages.get(&index).and_then(|p| p.pfns().first().copied())
