@@ -53,6 +53,13 @@ const FIXED: &[(&str, &str)] = &[
     ("/proc/sys/vm/mmap_min_addr", "65536\n"),
     ("/proc/sys/vm/max_map_count", "65530\n"),
     ("/proc/sys/vm/overcommit_memory", "0\n"),
+    // x86-64 has a 1 GiB hstate whenever the CPU has GB pages; none is
+    // ever reserved here (MAP_HUGE_1GB and SHM_HUGE_1GB are ENOMEM).
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/resv_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/surplus_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_overcommit_hugepages", "0\n"),
 ];
 
 impl ProcFiles {

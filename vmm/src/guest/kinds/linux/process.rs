@@ -163,6 +163,8 @@ pub struct Linux {
     pub(super) vfs: Mutex<Vfs>,
     pub(super) proc_files: ProcFiles,
     pub(super) memfds: super::memfd::Memfds,
+    /// The SysV shared-memory segments.
+    pub(super) shm: super::sysv_shm::SharedTable,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -262,6 +264,7 @@ impl Linux {
         vfs.set_exe(p.exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
+        super::sysv_shm::procfs::register(&mut vfs).map_err(setup)?;
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
@@ -270,6 +273,7 @@ impl Linux {
             vfs: Mutex::new(vfs),
             proc_files,
             memfds: Default::default(),
+            shm: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
@@ -350,6 +354,17 @@ impl Linux {
         &self.memfds
     }
 
+    /// The SysV shared-memory table (never held across an address-space
+    /// operation: its VMAs' hooks lock it).
+    pub fn shm(&self) -> &super::sysv_shm::SharedTable {
+        &self.shm
+    }
+
+    /// The SysV shared-memory table, locked.
+    pub fn shm_table(&self) -> MutexGuard<'_, super::sysv_shm::ShmTable<super::sysv_shm::Backing>> {
+        self.shm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The file layer, locked.
     pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|e| e.into_inner())
@@ -417,12 +432,31 @@ impl Linux {
         };
         let bytes = match tag {
             proc_files::PAGEMAP => self.proc_files.pagemap(hv, at, len, &self.view())?,
+            t if super::sysv_shm::procfs::is_ours(t) => super::sysv_shm::procfs::read(t, &self.shm_table(), at, len)?,
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {
             self.vfs().set_offset(fd, at + bytes.len() as u64).map_err(|e| e.raw())?;
         }
         Ok(bytes)
+    }
+
+    /// Writes `data` to a file the kind serves itself (tag `tag`) at the
+    /// descriptor's offset: the SysV sysctls (root only, `EPERM`).
+    pub fn write_special(&self, fd: Fd, tag: u32, data: &[u8]) -> Result<u64, i32> {
+        if !super::sysv_shm::procfs::is_ours(tag) || tag == super::sysv_shm::procfs::SYSVIPC_SHM {
+            return Err(libc::EINVAL);
+        }
+        if self.proc().uid != 0 {
+            return Err(libc::EPERM);
+        }
+        let at = self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset);
+        let mut t = self.shm_table();
+        let l = super::sysv_shm::procfs::write(tag, t.limits(), at, data)?;
+        t.set_limits(l);
+        drop(t);
+        self.vfs().set_offset(fd, at + data.len() as u64).map_err(|e| e.raw())?;
+        Ok(data.len() as u64)
     }
 
     /// Counts a call answered `ENOSYS`.

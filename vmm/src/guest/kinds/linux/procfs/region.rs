@@ -129,6 +129,8 @@ pub const HEAP_PROVIDER: &str = "[heap]";
 pub const STACK_PROVIDER: &str = "[stack]";
 /// The prefix of memfd providers' names (`memfd:NAME`).
 pub const MEMFD_PREFIX: &str = "memfd:";
+/// The prefix of SysV shared-memory attaches' names (`SYSV%08x`).
+pub const SYSV_PREFIX: &str = "SYSV";
 /// The zero provider (`/dev/zero`, `MAP_ANONYMOUS`).
 pub const ZERO_PROVIDER: &str = "zero";
 /// The huge-page provider (`MAP_HUGETLB`).
@@ -171,7 +173,10 @@ impl<'a> ProcView<'a> {
         let name = vma.provider_name();
         let flags = vma.flags();
         let shared = flags.contains(VmFlags::MAYSHARE);
-        if name.starts_with(MEMFD_PREFIX) || (shared && (name == ZERO_PROVIDER || name == HUGE_PROVIDER)) {
+        if name.starts_with(MEMFD_PREFIX)
+            || name.starts_with(SYSV_PREFIX)
+            || (shared && (name == ZERO_PROVIDER || name == HUGE_PROVIDER))
+        {
             Backing::Shmem
         } else if vma.is_anonymous()
             || name == ZERO_PROVIDER
@@ -209,6 +214,16 @@ impl<'a> ProcView<'a> {
         if let Some(memfd) = name.strip_prefix(MEMFD_PREFIX) {
             r.name = Some(Cow::Owned(format!("/memfd:{memfd} (deleted)")));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));
+        } else if name.starts_with(SYSV_PREFIX) {
+            // A SysV segment's file: `SYSV%08x` on the shmem (or, for
+            // SHM_HUGETLB, the hugetlbfs) internal mount, unlinked.
+            r.name = Some(Cow::Owned(format!("/{name} (deleted)")));
+            r.offset = file_offset;
+            r.file = if flags.contains(VmFlags::HUGETLB) {
+                FileId { major: 0, minor: 0, ino: self.shmem_ino.map_or(0, |f| f(vma)) }
+            } else {
+                self.shmem_id(vma)
+            };
         } else if name == ZERO_PROVIDER && shared {
             r.name = Some(Cow::Borrowed("/dev/zero (deleted)"));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));

@@ -68,7 +68,7 @@ fn write_bytes(c: &Ctx<'_>, fd: Fd, data: &[u8]) -> Result<u64, i32> {
                 c.linux.vfs().set_offset(fd, at + n as u64).map_err(e)?;
                 Ok(n as u64)
             }
-            None => Err(libc::EINVAL),
+            None => c.linux.write_special(fd, t, data),
         },
         None => c.linux.vfs().write(fd, data).map(|n| n as u64).map_err(e),
     }

@@ -12,6 +12,7 @@
 mod ctx;
 mod docs;
 mod io;
+mod ipc;
 mod itimer;
 mod mm;
 mod process;
