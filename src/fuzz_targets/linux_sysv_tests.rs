@@ -53,6 +53,20 @@ fn stat(m: &Machine, id: u64) -> Result<(u64, u32), i64> {
     Ok((u64::from_le_bytes(b[88..96].try_into().unwrap()), u32::from_le_bytes(b[20..24].try_into().unwrap())))
 }
 
+/// `Shmem:` of `/proc/meminfo` in kB, read by the program's calls.
+fn shmem_kb(m: &Machine) -> u64 {
+    let path = DATA_VA + 2048;
+    m.hv.write_user(0, path, b"/proc/meminfo\0").unwrap();
+    let fd = call(m, 2, [path, 0, 0, 0, 0, 0]);
+    assert!(fd >= 0, "open /proc/meminfo: {fd}");
+    let n = call(m, 0, [fd as u64, DATA_VA + 4096, 4096, 0, 0, 0]);
+    assert!(n > 0);
+    assert_eq!(call(m, 3, [fd as u64, 0, 0, 0, 0, 0]), 0);
+    let text = String::from_utf8(m.hv.read_user(0, DATA_VA + 4096, n as u64).unwrap()).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("Shmem:")).unwrap();
+    line.trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
+
 fn pool_free(m: &Machine) -> usize {
     m.hv.mapper().space().stats().pool_free
 }
@@ -75,6 +89,7 @@ fn attaches_share_frames_and_the_last_detach_frees_them() {
     assert_eq!(fa, fb, "one frame behind both attaches");
     assert!(wa && !wb, "SHM_RDONLY maps it read-only");
     assert!(pool_free(&m) < free0, "the segment holds a page");
+    assert_eq!(shmem_kb(&m), 4, "its page counts as Shmem");
     // Errors on the way.
     assert_eq!(call(&m, SHMAT, [u64::MAX, 0, 0, 0, 0, 0]), -i64::from(libc::EINVAL));
     assert_eq!(call(&m, SHMDT, [a + 1, 0, 0, 0, 0, 0]), -i64::from(libc::EINVAL));
@@ -90,6 +105,7 @@ fn attaches_share_frames_and_the_last_detach_frees_them() {
     assert_eq!(call(&m, MUNMAP, [b, 4 * PAGE_SIZE, 0, 0, 0, 0]), 0);
     assert_eq!(stat(&m, 0), Err(-i64::from(libc::EINVAL)));
     assert_eq!(pool_free(&m), free0, "every page back in the pool");
+    assert_eq!(shmem_kb(&m), 0);
     let Machine { hv, linux, base, .. } = m;
     base.check_teardown(&hv, linux);
 }

@@ -47,7 +47,7 @@ static long meminfo(const char *field) {
 	long v = -1;
 	FILE *f = fopen("/proc/meminfo", "r");
 	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, field, strlen(field)) == 0)
+		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
 			v = atol(line + strlen(field) + 1);
 	if (f)
 		fclose(f);

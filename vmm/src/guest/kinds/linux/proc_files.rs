@@ -132,6 +132,9 @@ pub struct View<'a> {
     pub extra: StatusExtra,
     /// The hugetlb pool's counters (`/proc/meminfo`, sysfs).
     pub huge: guest_mm::providers::HugetlbCounts,
+    /// Bytes of shared memory (`Shmem`): SysV segments' pages for now
+    /// (memfds and shared anonymous memory are not counted yet).
+    pub shmem: u64,
 }
 
 /// Renders `name` from `space` as seen through `view`.
@@ -164,7 +167,7 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         return procfs::hugepages_file(file, h.total, h.free, h.reserved).unwrap_or_default();
     }
     match name {
-        "/proc/meminfo" => procfs::meminfo(&mem_info(space, h)),
+        "/proc/meminfo" => procfs::meminfo(&procfs::MemInfo { shmem: view.shmem, ..mem_info(space, h) }),
         "/proc/sys/vm/nr_hugepages" => format!("{}\n", h.total).into_bytes(),
         "/proc/self/maps" => procfs::maps(&pv),
         "/proc/self/smaps" => procfs::smaps(&pv),

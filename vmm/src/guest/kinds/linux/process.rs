@@ -406,14 +406,19 @@ impl Linux {
             gid: [p.uid; 4],
             ..StatusExtra::default()
         };
-        View {
+        let mut view = View {
             exe: &self.exe,
             exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
             file_parts: &self.image.file_parts,
             start_stack: STACK_TOP - 8,
             extra,
             huge: self.hugetlb().map(|h| h.counts()).unwrap_or_default(),
-        }
+            shmem: 0,
+        };
+        drop(p);
+        // SysV segments' 4 KiB pages are shmem (hugetlb ones are not).
+        view.shmem = self.shm_table().segments().filter(|s| !s.huge).map(|s| s.backing.resident_bytes()).sum();
+        view
     }
 
     /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
