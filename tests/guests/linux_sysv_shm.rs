@@ -29,7 +29,7 @@ stat: key ok 1, mode 640, size 12388, nattch 0, cpid ok 1, lpid 0, atime 0
 two attaches: 1, nattch 2
 read through the other: shared bytes
 tail of the last page reads zero: 1
-maps: /SYSV5653ed01 (deleted)
+maps: inode is the id 1, /SYSV5653ed01 (deleted)
 mprotect write on SHM_RDONLY: Permission denied
 lpid is ours 1, atime set 1
 split: nattch 4
@@ -52,7 +52,7 @@ IPC_RMID: ok
 removed: key 0, mode 1604, nattch 3
 the key is free: No such file or directory
 attach after IPC_RMID: ok, nattch 4
-maps: /SYSV5653ed01 (deleted)
+maps: inode is the id 1, /SYSV5653ed01 (deleted)
 one left: nattch 1
 munmap of the last: Invalid argument
 SHM_INFO: ok, counts ours 1
@@ -67,7 +67,7 @@ hugetlb shmget: ok
 hugetlb reserved 2
 hugetlb shmat: ok, 2 MiB aligned 1
 hugetlb used 2, reserved 0
-maps: /SYSV00000000 (deleted)
+maps: inode is the id 1, /SYSV00000000 (deleted)
 hugetlb shmdt: ok
 hugetlb freed 1
 SHM_HUGE_1GB: Cannot allocate memory

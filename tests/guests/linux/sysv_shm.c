@@ -26,8 +26,9 @@ static int nattch(int id) {
 	return (int)ds.shm_nattch;
 }
 
-/* The maps line of the mapping at p, name only. */
-static void maps_name(void *p) {
+/* The maps line of the mapping at p: its name, and whether its inode
+ * number is the segment's id. */
+static void maps_name(void *p, int id) {
 	char line[512], want[32];
 	FILE *f = fopen("/proc/self/maps", "r");
 	snprintf(want, sizeof want, "%lx-", (unsigned long)p);
@@ -35,7 +36,9 @@ static void maps_name(void *p) {
 		if (strncmp(line, want, strlen(want)) == 0) {
 			char *name = strrchr(line, ' ');
 			char *slash = strchr(line, '/');
-			printf("maps: %s", slash ? slash : name);
+			unsigned long ino = 0;
+			sscanf(line, "%*s %*s %*s %*s %lu", &ino);
+			printf("maps: inode is the id %d, %s", ino == (unsigned long)id, slash ? slash : name);
 		}
 	}
 	if (f)
@@ -66,7 +69,7 @@ static void huge(void) {
 	shmctl(id, IPC_RMID, NULL);
 	memset(p, 0x5a, 4 << 20);
 	printf("hugetlb used %ld, reserved %ld\n", before - meminfo("HugePages_Free"), meminfo("HugePages_Rsvd"));
-	maps_name(p);
+	maps_name(p, id);
 	printf("hugetlb shmdt: %s\n", err(shmdt(p)));
 	printf("hugetlb freed %d\n", meminfo("HugePages_Free") == before);
 	printf("SHM_HUGE_1GB: %s\n", err(shmget(IPC_PRIVATE, 1 << 30, IPC_CREAT | SHM_HUGETLB | (30 << 26) | 0600)));
@@ -105,7 +108,7 @@ int main(int argc, char **argv) {
 	strcpy(a + 2 * PG, "shared bytes");
 	printf("read through the other: %s\n", b + 2 * PG);
 	printf("tail of the last page reads zero: %d\n", a[3 * PG + 4000] == 0);
-	maps_name(a);
+	maps_name(a, id);
 	printf("mprotect write on SHM_RDONLY: %s\n", err(mprotect(b, PG, PROT_READ | PROT_WRITE)));
 	shmctl(id, IPC_STAT, &ds);
 	printf("lpid is ours %d, atime set %d\n", ds.shm_lpid == getpid(), ds.shm_atime != 0);
@@ -147,7 +150,7 @@ int main(int argc, char **argv) {
 	char *e = shmat(id, NULL, 0);
 	r = err(e == (void *)-1 ? -1 : 0);
 	printf("attach after IPC_RMID: %s, nattch %d\n", r, nattch(id));
-	maps_name(e);
+	maps_name(e, id);
 	shmdt(b);
 	shmdt(c);
 	shmdt(d);

@@ -219,11 +219,10 @@ impl<'a> ProcView<'a> {
             // SHM_HUGETLB, the hugetlbfs) internal mount, unlinked.
             r.name = Some(Cow::Owned(format!("/{name} (deleted)")));
             r.offset = file_offset;
-            r.file = if flags.contains(VmFlags::HUGETLB) {
-                FileId { major: 0, minor: 0, ino: self.shmem_ino.map_or(0, |f| f(vma)) }
-            } else {
-                self.shmem_id(vma)
-            };
+            // Its inode number is the shmid (`newseg` sets `i_ino` so).
+            let ino = crate::guest::kinds::linux::sysv_shm::attach::tag_of(vma).map_or(0, |t| t.id.0 as u64);
+            let minor = if flags.contains(VmFlags::HUGETLB) { 0 } else { 1 };
+            r.file = FileId { major: 0, minor, ino };
         } else if name == ZERO_PROVIDER && shared {
             r.name = Some(Cow::Borrowed("/dev/zero (deleted)"));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));
