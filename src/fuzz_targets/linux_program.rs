@@ -215,7 +215,28 @@ pub fn syscall_seeds() -> Vec<(&'static str, Vec<u8>)> {
         seed_call(231, &[Raw(3)]),
     ]
     .concat();
-    vec![("seed-memory", mem), ("seed-files", files), ("seed-lock-seal", lock), ("seed-no-memory", pure)]
+    // SysV shared memory: a private segment attached twice, written,
+    // split, removed while attached, detached.
+    let shm = [
+        seed_call(29, &[Zero, Pages(4), Raw(0o1600)]),
+        seed_call(30, &[Zero, Zero, Zero]),
+        seed_call(30, &[Zero, Zero, Raw(0o10000)]),
+        seed_store(Mapped(6, 1), b"shared"),
+        seed_call(10, &[Mapped(6, 1), Pages(1), Raw(1)]),
+        seed_call(31, &[Zero, Raw(2), Scratch(0)]),
+        seed_call(31, &[Zero, Zero, Zero]),
+        seed_call(67, &[Mapped(6, 0)]),
+        seed_call(11, &[Mapped(7, 0), Pages(4)]),
+        seed_call(31, &[Zero, Raw(14), Scratch(128)]),
+    ]
+    .concat();
+    vec![
+        ("seed-memory", mem),
+        ("seed-files", files),
+        ("seed-lock-seal", lock),
+        ("seed-no-memory", pure),
+        ("seed-sysv-shm", shm),
+    ]
 }
 
 /// The memory-management calls: they alone may change the VMAs.
@@ -232,4 +253,6 @@ pub(super) const MM_CALLS: &[u64] = &[
     152, // munlockall
     325, // mlock2
     462, // mseal
+    30,  // shmat
+    67,  // shmdt
 ];

@@ -42,6 +42,10 @@ use super::linux_program::{program, DATA_LEN, DATA_VA, MM_CALLS, PATHS, PATHS_VA
 use super::linux_syscalls_check::{resident, Baseline, Snapshot};
 use crate::input::Input;
 
+#[cfg(test)]
+#[path = "linux_sysv_tests.rs"]
+mod sysv_tests;
+
 /// Most calls (and stores) one input makes.
 const MAX_STEPS: usize = 48;
 /// Guest RAM: the VMM's regions and 16 MiB the pool hands out.
@@ -214,7 +218,7 @@ pub fn linux_syscalls(data: &[u8]) {
         if out.effects.exit_group.is_some() || out.effects.exit_vcpu.is_some() || after.leaves() > LEAF_BOUND {
             break;
         }
-        if matches!(nr, 9 | 12 | 25) && out.ret > 0 && recent.len() < 16 {
+        if matches!(nr, 9 | 12 | 25 | 30) && out.ret > 0 && recent.len() < 16 {
             recent.push(out.ret as u64);
         }
     }

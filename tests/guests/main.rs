@@ -21,6 +21,7 @@ mod linux_mm_suite;
 mod linux_proc_mem;
 mod linux_programs;
 mod linux_signals;
+mod linux_sysv_shm;
 mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;

@@ -60,24 +60,33 @@ impl<M> HugetlbPool<M> {
 }
 
 #[derive(Default)]
-struct MapState {
+pub(super) struct MapState {
     /// Huge-page indexes (`pgoff / 512`) holding a reservation.
-    reserved: BTreeSet<u64>,
+    pub(super) reserved: BTreeSet<u64>,
     /// A shared mapping's pages, by index.
-    pages: BTreeMap<u64, Arc<HugePage>>,
+    pub(super) pages: BTreeMap<u64, Arc<HugePage>>,
     /// Start of a VMA about to move: its close keeps the reservations.
     moving: Option<u64>,
 }
 
-/// One mapping (`mmap` call): the ops of its VMAs.
-struct HugetlbMapping<M> {
+/// One mapping (`mmap` call): the ops of its VMAs. A shared one is also
+/// the object behind a SysV `SHM_HUGETLB` segment
+/// ([`super::HugetlbShm`]), which every attach maps.
+pub(super) struct HugetlbMapping<M> {
     pool: Arc<PoolInner<M>>,
     shared: bool,
     state: Mutex<MapState>,
 }
 
 impl<M> HugetlbMapping<M> {
-    fn lock(&self) -> MutexGuard<'_, MapState> {
+    /// A shared mapping object of `pool` holding the reservations of the
+    /// huge-page indexes in `reserved` (taken by the caller).
+    pub(super) fn shared_object(pool: Arc<PoolInner<M>>, reserved: BTreeSet<u64>) -> Self {
+        let state = MapState { reserved, ..Default::default() };
+        HugetlbMapping { pool, shared: true, state: Mutex::new(state) }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, MapState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

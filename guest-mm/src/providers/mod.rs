@@ -9,6 +9,9 @@ mod guest_ram;
 mod huge;
 mod hugetlb;
 mod hugetlb_pool;
+mod hugetlb_shm;
+#[cfg(test)]
+mod hugetlb_shm_tests;
 #[cfg(test)]
 mod hugetlb_tests;
 mod page_buffer;
@@ -28,6 +31,7 @@ pub use guest_ram::GuestRamProvider;
 pub use huge::{HugePageProvider, HugeVmaState};
 pub use hugetlb::{HugetlbProvider, HUGETLB_NAME};
 pub use hugetlb_pool::{HugePage, HugetlbCounts, HugetlbPool, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
+pub use hugetlb_shm::HugetlbShm;
 pub use page_buffer::{BufferOps, PageBuffer};
 pub use read_only::ReadOnlyView;
 pub use shmem::{ShmemObject, MAX_SHMEM_SIZE};

@@ -184,8 +184,9 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
         Ok(ShmemObject(Arc::new(Inner { name: name.to_owned(), frames, mem, state, quota: Some(quota) })))
     }
 
-    /// The operations its mappings carry: what
-    /// [`crate::AddressSpace::unmap_mapping_range`] finds them by.
+    /// The operations every VMA of the object carries: what
+    /// [`crate::AddressSpace::unmap_mapping_range`] finds them by, and
+    /// what a provider that wraps the object attaches itself.
     pub fn vma_ops(&self) -> Arc<dyn crate::vma::VmaOps> {
         self.0.clone()
     }

@@ -53,6 +53,13 @@ const FIXED: &[(&str, &str)] = &[
     ("/proc/sys/vm/mmap_min_addr", "65536\n"),
     ("/proc/sys/vm/max_map_count", "65530\n"),
     ("/proc/sys/vm/overcommit_memory", "0\n"),
+    // x86-64 has a 1 GiB hstate whenever the CPU has GB pages; none is
+    // ever reserved here (MAP_HUGE_1GB and SHM_HUGE_1GB are ENOMEM).
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/resv_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/surplus_hugepages", "0\n"),
+    ("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_overcommit_hugepages", "0\n"),
 ];
 
 impl ProcFiles {
@@ -128,6 +135,9 @@ pub struct View<'a> {
     pub extra: StatusExtra,
     /// The hugetlb pool's counters (`/proc/meminfo`, sysfs).
     pub huge: guest_mm::providers::HugetlbCounts,
+    /// Bytes of shared memory (`Shmem`): SysV segments' pages for now
+    /// (memfds and shared anonymous memory are not counted yet).
+    pub shmem: u64,
 }
 
 /// Renders `name` from `space` as seen through `view`.
@@ -160,7 +170,7 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         return procfs::hugepages_file(file, h.total, h.free, h.reserved).unwrap_or_default();
     }
     match name {
-        "/proc/meminfo" => procfs::meminfo(&mem_info(space, h)),
+        "/proc/meminfo" => procfs::meminfo(&procfs::MemInfo { shmem: view.shmem, ..mem_info(space, h) }),
         "/proc/sys/vm/nr_hugepages" => format!("{}\n", h.total).into_bytes(),
         "/proc/self/maps" => procfs::maps(&pv),
         "/proc/self/smaps" => procfs::smaps(&pv),

@@ -78,7 +78,8 @@ pub fn check_mode(file: &SpecialFile, write: bool) -> Result<(), i32> {
 
 impl Linux {
     /// Writes `data` to a file the kind serves itself (tag `tag`), at
-    /// `off` or at the descriptor's offset (which then moves).
+    /// `off` or at the descriptor's offset (which then moves); a SysV
+    /// sysctl is written at the descriptor's offset.
     pub fn write_special(
         &self,
         hv: &HostedKernel,
@@ -88,6 +89,9 @@ impl Linux {
         data: &[u8],
         off: Option<u64>,
     ) -> Result<usize, i32> {
+        if super::sysv_shm::procfs::is_ours(tag) {
+            return self.write_sysctl(fd, tag, data).map(|n| n as usize);
+        }
         let file = self.vfs().special(fd).map_err(|e| e.raw())?.ok_or(libc::EBADF)?;
         if tag != MEM {
             return Err(libc::EINVAL);

@@ -165,6 +165,8 @@ pub struct Linux {
     pub(super) memfds: super::memfd::Memfds,
     /// Ranges of shrunk files still to clear from their mappings.
     pub(super) file_zaps: super::file_pages::Zaps,
+    /// The SysV shared-memory segments.
+    pub(super) shm: super::sysv_shm::SharedTable,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -267,6 +269,7 @@ impl Linux {
         vfs.set_exe(p.exe.as_bytes()).map_err(setup)?;
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
+        super::sysv_shm::procfs::register(&mut vfs).map_err(setup)?;
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
@@ -276,6 +279,7 @@ impl Linux {
             proc_files,
             memfds: Default::default(),
             file_zaps: Default::default(),
+            shm: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
@@ -362,6 +366,17 @@ impl Linux {
         &self.file_zaps
     }
 
+    /// The SysV shared-memory table (never held across an address-space
+    /// operation: its VMAs' hooks lock it).
+    pub fn shm(&self) -> &super::sysv_shm::SharedTable {
+        &self.shm
+    }
+
+    /// The SysV shared-memory table, locked.
+    pub fn shm_table(&self) -> MutexGuard<'_, super::sysv_shm::ShmTable<super::sysv_shm::Backing>> {
+        self.shm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The file layer, locked.
     pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|e| e.into_inner())
@@ -403,14 +418,19 @@ impl Linux {
             gid: [p.uid; 4],
             ..StatusExtra::default()
         };
-        View {
+        let mut view = View {
             exe: &self.exe,
             exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
             file_parts: &self.image.file_parts,
             start_stack: STACK_TOP - 8,
             extra,
             huge: self.hugetlb().map(|h| h.counts()).unwrap_or_default(),
-        }
+            shmem: 0,
+        };
+        drop(p);
+        // SysV segments' 4 KiB pages are shmem (hugetlb ones are not).
+        view.shmem = self.shm_table().segments().filter(|s| !s.huge).map(|s| s.backing.resident_bytes()).sum();
+        view
     }
 
     /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
@@ -435,6 +455,7 @@ impl Linux {
                 super::proc_mem::check_mode(&file.ok_or(libc::EBADF)?, false)?;
                 super::proc_mem::read(self, hv, vcpu, at, len)?
             }
+            t if super::sysv_shm::procfs::is_ours(t) => super::sysv_shm::procfs::read(t, &self.shm_table(), at, len)?,
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {
@@ -451,6 +472,24 @@ impl Linux {
     /// The failure [`Linux::note_fatal`] recorded, once.
     pub fn take_fatal(&self) -> Option<String> {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Writes `data` to a SysV sysctl the kind serves itself (tag `tag`)
+    /// at the descriptor's offset (root only, `EPERM`).
+    pub fn write_sysctl(&self, fd: Fd, tag: u32, data: &[u8]) -> Result<u64, i32> {
+        if !super::sysv_shm::procfs::is_ours(tag) || tag == super::sysv_shm::procfs::SYSVIPC_SHM {
+            return Err(libc::EINVAL);
+        }
+        if self.proc().uid != 0 {
+            return Err(libc::EPERM);
+        }
+        let at = self.vfs().special(fd).map_err(|e| e.raw())?.map_or(0, |s| s.offset);
+        let mut t = self.shm_table();
+        let l = super::sysv_shm::procfs::write(tag, t.limits(), at, data)?;
+        t.set_limits(l);
+        drop(t);
+        self.vfs().set_offset(fd, at + data.len() as u64).map_err(|e| e.raw())?;
+        Ok(data.len() as u64)
     }
 
     /// Counts a call answered `ENOSYS`.

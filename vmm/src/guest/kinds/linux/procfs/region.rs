@@ -132,6 +132,8 @@ pub const MEMFD_PREFIX: &str = "memfd:";
 /// The prefix of a regular file's mapping (`file:DEV:INO:PATH`, `DEV`
 /// in hex): the line shows the path, with the device and inode.
 pub const FILE_PREFIX: &str = "file:";
+/// The prefix of SysV shared-memory attaches' names (`SYSV%08x`).
+pub const SYSV_PREFIX: &str = "SYSV";
 /// The zero provider (`/dev/zero`, `MAP_ANONYMOUS`).
 pub const ZERO_PROVIDER: &str = "zero";
 /// The huge-page provider (`MAP_HUGETLB`).
@@ -176,6 +178,7 @@ impl<'a> ProcView<'a> {
         let shared = flags.contains(VmFlags::MAYSHARE);
         if name.starts_with(MEMFD_PREFIX)
             || name.starts_with(FILE_PREFIX)
+            || name.starts_with(SYSV_PREFIX)
             || (shared && (name == ZERO_PROVIDER || name == HUGE_PROVIDER))
         {
             Backing::Shmem
@@ -219,6 +222,15 @@ impl<'a> ProcView<'a> {
         } else if let Some(memfd) = name.strip_prefix(MEMFD_PREFIX) {
             r.name = Some(Cow::Owned(format!("/memfd:{memfd} (deleted)")));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));
+        } else if name.starts_with(SYSV_PREFIX) {
+            // A SysV segment's file: `SYSV%08x` on the shmem (or, for
+            // SHM_HUGETLB, the hugetlbfs) internal mount, unlinked.
+            r.name = Some(Cow::Owned(format!("/{name} (deleted)")));
+            r.offset = file_offset;
+            // Its inode number is the shmid (`newseg` sets `i_ino` so).
+            let ino = crate::guest::kinds::linux::sysv_shm::attach::tag_of(vma).map_or(0, |t| t.id.0 as u64);
+            let minor = if flags.contains(VmFlags::HUGETLB) { 0 } else { 1 };
+            r.file = FileId { major: 0, minor, ino };
         } else if name == ZERO_PROVIDER && shared {
             r.name = Some(Cow::Borrowed("/dev/zero (deleted)"));
             (r.offset, r.file) = (file_offset, self.shmem_id(vma));

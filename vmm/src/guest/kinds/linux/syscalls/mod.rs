@@ -13,6 +13,7 @@ mod ctx;
 mod docs;
 mod file_map;
 mod io;
+mod ipc;
 mod itimer;
 mod mm;
 mod process;

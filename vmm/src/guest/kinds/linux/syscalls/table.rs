@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, itimer, mm, process, time};
+use super::{io, ipc, itimer, mm, process, time};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -32,6 +32,9 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 26, name: "msync", status: Supported, note: "all memory is resident: checks the range only", handler: Some(mm::msync) },
     Entry { nr: 27, name: "mincore", status: Supported, note: "", handler: Some(mm::mincore) },
     Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes", handler: Some(mm::madvise) },
+    Entry { nr: 29, name: "shmget", status: Partial, note: "one IPC namespace per process; SHM_HUGETLB takes 2 MiB pages from the --hugepages pool (SHM_HUGE_1GB ENOMEM)", handler: Some(ipc::shmget) },
+    Entry { nr: 30, name: "shmat", status: Supported, note: "", handler: Some(ipc::shmat) },
+    Entry { nr: 31, name: "shmctl", status: Supported, note: "SHM_LOCK only marks the segment (nothing swaps)", handler: Some(ipc::shmctl) },
     Entry { nr: 32, name: "dup", status: Supported, note: "", handler: Some(io::dup) },
     Entry { nr: 33, name: "dup2", status: Supported, note: "", handler: Some(io::dup2) },
     Entry { nr: 34, name: "pause", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
@@ -48,6 +51,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 61, name: "wait4", status: Unimplemented, note: "processes are not implemented", handler: None },
     Entry { nr: 62, name: "kill", status: Partial, note: "to itself only: pending, delivered when the call returns", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
+    Entry { nr: 67, name: "shmdt", status: Supported, note: "", handler: Some(ipc::shmdt) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags and duplication; no locks", handler: Some(io::fcntl) },
     Entry { nr: 77, name: "ftruncate", status: Supported, note: "shrinking a tmpfs file or memfd unmaps the pages past the end from every mapping", handler: Some(io::ftruncate) },
     Entry { nr: 79, name: "getcwd", status: Supported, note: "", handler: Some(io::getcwd) },
