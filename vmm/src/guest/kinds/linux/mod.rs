@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod image;
+pub mod ipc;
 mod kind;
 pub mod memfd;
 mod proc_files;
