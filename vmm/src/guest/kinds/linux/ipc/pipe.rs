@@ -69,9 +69,10 @@ impl Pipe {
     }
 
     /// `vmsplice` into the write end: after waiting for one free slot,
-    /// one buffer per user page of `data` (which starts `page_off` into
-    /// its page) while slots are free; the bytes taken.
-    pub fn splice_in(&mut self, data: &[u8], page_off: usize, nonblock: bool) -> Result<Io<usize>, IpcError> {
+    /// one buffer per user page of each segment (its bytes and where
+    /// they start in their first page) while slots are free; the bytes
+    /// taken.
+    pub fn splice_in(&mut self, segs: &[(Vec<u8>, usize)], nonblock: bool) -> Result<Io<usize>, IpcError> {
         if !self.reader {
             return Err(IpcError::BrokenPipe);
         }
@@ -81,7 +82,15 @@ impl Pipe {
             }
             return Ok(Io::Wait { want: Want::Writable, done: 0 });
         }
-        Ok(Io::Ready(self.ring.write(data, WriteMode::Spliced, page_off)))
+        let mut done = 0;
+        for (data, page_off) in segs {
+            let n = self.ring.write(data, WriteMode::Spliced, *page_off);
+            done += n;
+            if n < data.len() {
+                break;
+            }
+        }
+        Ok(Io::Ready(done))
     }
 
     /// `poll` bits of the read end.

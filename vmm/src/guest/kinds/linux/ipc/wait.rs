@@ -31,3 +31,13 @@ pub enum Io<T> {
         done: usize,
     },
 }
+
+impl<T> Io<T> {
+    /// The ready value changed by `f`; a wait stays a wait.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Io<U> {
+        match self {
+            Io::Ready(v) => Io::Ready(f(v)),
+            Io::Wait { want, done } => Io::Wait { want, done },
+        }
+    }
+}
