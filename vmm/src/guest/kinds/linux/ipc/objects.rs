@@ -18,6 +18,10 @@ pub const IPC_TAG_BASE: u32 = 0x8000_0000;
 /// Most objects alive at once (each costs a little host memory, and a
 /// full pipe 64 KiB or more).
 pub const IPC_MAX: usize = 4096;
+/// Most bytes all objects together hold on the host: a write that would
+/// go past it waits (or is `EAGAIN`) as on a full pipe, whatever the
+/// object's own size (a root program may make a pipe 2 GiB).
+pub const IPC_BYTES_MAX: usize = 256 << 20;
 /// `fstat`'s mode of a pipe end.
 const FIFO_MODE: u32 = libc::S_IFIFO | 0o600;
 /// `fstat`'s mode of a socket.
@@ -132,6 +136,20 @@ impl Ipc {
     /// objects with no end open.
     pub fn release_unused(&self, vfs: &Vfs) {
         collect(vfs, &mut self.lock());
+    }
+
+    /// Whether `more` bytes still fit within [`IPC_BYTES_MAX`].
+    pub fn fits(&self, more: usize) -> bool {
+        let held: usize = self
+            .lock()
+            .by_id
+            .values()
+            .map(|o| match o {
+                Object::Pipe(p) => p.ring.len(),
+                Object::Socket(s) => s.held(),
+            })
+            .sum();
+        held.saturating_add(more) <= IPC_BYTES_MAX
     }
 
     /// Objects alive (for tests and leak checks).

@@ -243,6 +243,11 @@ impl SocketPair {
         Ok(Io::Wait { want: Want::Readable, done: 0 })
     }
 
+    /// Bytes queued in both directions (what the host holds for it).
+    pub fn held(&self) -> usize {
+        self.ends.iter().map(End::queued).sum()
+    }
+
     /// `poll` bits of end `side`.
     pub fn poll(&self, side: usize) -> i16 {
         let (me, peer) = (&self.ends[side & 1], &self.ends[(side & 1) ^ 1]);

@@ -10,9 +10,13 @@
 //! copied when the call is made. The slots they take are Linux's (one
 //! per page touched), and a read gives the same bytes as long as the
 //! program does not change them before reading.
+//!
+//! All pipes and sockets together hold at most
+//! [`IPC_BYTES_MAX`] bytes on the host; a write past that waits (or is
+//! `EAGAIN`) as on a full pipe.
 
 use super::super::fs::Fd;
-use super::super::ipc::{EndId, IpcError, MsgFlags, Object, WriteMode};
+use super::super::ipc::{EndId, Io, IpcError, MsgFlags, Object, Want, WriteMode, IPC_BYTES_MAX};
 use super::ctx::{ret, Ctx};
 use super::iov::{iovecs, scatter, WRITE_MAX};
 use super::wait::{finish, is_socket};
@@ -71,6 +75,9 @@ pub fn write_end(c: &Ctx<'_>, end: EndId, flags: i32, gather: impl FnOnce() -> R
     let data = &data[..];
     let nonblock = flags & libc::O_NONBLOCK != 0;
     let mode = if flags & libc::O_DIRECT != 0 { WriteMode::Packet } else { WriteMode::Stream };
+    if !c.linux.ipc().fits(data.len()) {
+        return over_budget(c, end, nonblock);
+    }
     let r = c
         .linux
         .ipc()
@@ -80,6 +87,14 @@ pub fn write_end(c: &Ctx<'_>, end: EndId, flags: i32, gather: impl FnOnce() -> R
         })
         .unwrap_or(Err(IpcError::WrongEnd));
     finish(c, &name(c, "write", end), r, true, |n| Ok(n as u64))
+}
+
+/// A write past [`IPC_BYTES_MAX`]: as on a full pipe.
+pub fn over_budget(c: &Ctx<'_>, end: EndId, nonblock: bool) -> Outcome {
+    log::debug!("linux: pipes and sockets hold {IPC_BYTES_MAX} bytes: a write waits");
+    let r: Result<Io<usize>, IpcError> =
+        if nonblock { Err(IpcError::WouldBlock) } else { Ok(Io::Wait { want: Want::Writable, done: 0 }) };
+    finish(c, &name(c, "write", end), r, false, |n| Ok(n as u64))
 }
 
 /// `pipe2(fds, flags)`.
@@ -163,6 +178,9 @@ pub fn vmsplice(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             Err(e) => return Outcome::err(e),
         }
         room -= n;
+    }
+    if !c.linux.ipc().fits(segs.iter().map(|s| s.0.len()).sum()) {
+        return over_budget(c, end, nonblock);
     }
     let r = c
         .linux

@@ -134,6 +134,9 @@ fn send_common(
         Err(e) => return Outcome::err(e),
     };
     let mf = msg_flags(flags, fl);
+    if !c.linux.ipc().fits(data.len()) {
+        return super::pipes::over_budget(c, end, mf.nonblock);
+    }
     let r = c
         .linux
         .ipc()
