@@ -237,16 +237,32 @@ impl GuestKind for Linux {
         } else {
             let out = syscalls::dispatch(hv, vcpu, self, &args);
             if out.ret == syscalls::RESTART {
-                if self.proc().pending.is_empty() {
-                    // Back to the `syscall` instruction (2 bytes) with its
-                    // number: the call is made again after a short sleep.
-                    user.regs.rip = user.regs.rcx.wrapping_sub(2);
-                    user.regs.rax = args.nr;
-                    let slice = std::time::Instant::now() + std::time::Duration::from_millis(1);
-                    return hypercall::Effects { block: Some(hypercall::Block::Until(slice)), ..out.effects };
+                match signal::interrupting(self) {
+                    None => {
+                        // Back to the `syscall` instruction (2 bytes) with
+                        // its number: the call is made again after the
+                        // handler's sleep (or a short one).
+                        user.regs.rip = user.regs.rcx.wrapping_sub(2);
+                        user.regs.rax = args.nr;
+                        let slice = std::time::Instant::now() + std::time::Duration::from_millis(1);
+                        let block = out.effects.block.unwrap_or(hypercall::Block::Until(slice));
+                        return hypercall::Effects { block: Some(block), ..out.effects };
+                    }
+                    Some(true) => {
+                        // SA_RESTART: the handler returns to the `syscall`
+                        // instruction, which makes the call again.
+                        let resume = kvm_bindings::kvm_regs {
+                            rip: user.regs.rcx.wrapping_sub(2),
+                            rflags: user.regs.r11,
+                            rax: args.nr,
+                            ..user.regs
+                        };
+                        let fx = hypercall::Effects { block: None, ..out.effects };
+                        return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
+                    }
+                    // A signal is waiting: the call is interrupted.
+                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
                 }
-                // A signal is waiting: the call is interrupted.
-                user.regs.rax = (-i64::from(libc::EINTR)) as u64;
             } else {
                 user.regs.rax = out.ret as u64;
             }
@@ -294,6 +310,15 @@ impl GuestKind for Linux {
                 name: format!("killed by signal {sig}"),
                 passed: false,
                 detail: format!("exit status {}", 128 + sig),
+            });
+            r.total += 1;
+        }
+        if let Some(why) = self.blocked_reason() {
+            r.checks.push(CheckLine {
+                id: None,
+                name: why,
+                passed: false,
+                detail: "exit status 137, as if killed by SIGKILL".into(),
             });
             r.total += 1;
         }

@@ -2,7 +2,8 @@
 //! ([`ShmemObject`]) whose pages are guest RAM from the pool, so that
 //! `read`/`write` on the descriptor and every mapping of it (shared, or
 //! private copy-on-write) see the same pages. The descriptor is a node
-//! the kind serves ([`Special::Tag`] from [`MEMFD_TAG_BASE`]); the object
+//! the kind serves ([`Special::Tag`] from [`MEMFD_TAG_BASE`] to the IPC
+//! tags, `super::ipc::IPC_TAG_BASE`); the object
 //! lives while a descriptor or a mapping holds it.
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ pub struct Memfds {
 /// The memfd tag of a special node, if it is one.
 pub fn tag_of(s: Special) -> Option<u32> {
     match s {
-        Special::Tag(t) if t >= MEMFD_TAG_BASE => Some(t),
+        Special::Tag(t) if (MEMFD_TAG_BASE..super::ipc::IPC_TAG_BASE).contains(&t) => Some(t),
         _ => None,
     }
 }
@@ -58,7 +59,7 @@ impl Memfds {
         }
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         let tag = MEMFD_TAG_BASE + *next;
-        *next = next.wrapping_add(1) % (u32::MAX - MEMFD_TAG_BASE);
+        *next = next.wrapping_add(1) % (super::ipc::IPC_TAG_BASE - MEMFD_TAG_BASE);
         let oflags = libc::O_RDWR | if flags & MFD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
         let fd = vfs.open_anonymous(Special::Tag(tag), oflags, libc::S_IFREG | 0o777).map_err(|e| e.raw())?;
         objects.insert(tag, obj);

@@ -8,6 +8,7 @@
 pub mod file_pages;
 pub mod fs;
 pub mod image;
+pub mod ipc;
 mod kind;
 pub mod memfd;
 mod proc_files;

@@ -36,6 +36,7 @@ const RENDERED: &[&str] = &[
     "/proc/self/smaps",
     "/proc/self/smaps_rollup",
     "/proc/self/status",
+    "/proc/self/comm",
     "/proc/meminfo",
     "/proc/sys/vm/nr_hugepages",
     "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
@@ -176,6 +177,7 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         "/proc/self/smaps" => procfs::smaps(&pv),
         "/proc/self/smaps_rollup" => procfs::smaps_rollup(&pv),
         "/proc/self/status" => procfs::status(&pv, &view.extra),
+        "/proc/self/comm" => format!("{}\n", view.extra.name).into_bytes(),
         _ => Vec::new(),
     }
 }

@@ -77,6 +77,14 @@ pub struct Proc {
     pub caps: (u64, u64, u64),
     /// The user (and group) id.
     pub uid: u32,
+    /// The command name (`comm`: `PR_SET_NAME`, `/proc/self/comm`), at
+    /// most 15 bytes.
+    pub comm: Vec<u8>,
+    /// `PR_SET_DUMPABLE`'s value (1 at start).
+    pub dumpable: u64,
+    /// `PR_SET_MDWE`'s bits (`PR_MDWE_REFUSE_EXEC_GAIN`,
+    /// `PR_MDWE_NO_INHERIT`); once set they stay.
+    pub mdwe: u64,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -110,6 +118,9 @@ impl Proc {
             umask: 0o022,
             caps: (ALL_CAPS, ALL_CAPS, 0),
             uid: 0,
+            comm: Vec::new(),
+            dumpable: 1,
+            mdwe: 0,
         }
     }
 }
@@ -167,6 +178,10 @@ pub struct Linux {
     pub(super) file_zaps: super::file_pages::Zaps,
     /// The SysV shared-memory segments.
     pub(super) shm: super::sysv_shm::SharedTable,
+    /// Pipes and socket pairs.
+    pub(super) ipc: super::ipc::Ipc,
+    /// A wait nothing could end, which ended the run (what it was).
+    pub(super) blocked_forever: Mutex<Option<String>>,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -273,6 +288,7 @@ impl Linux {
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
+        let comm = comm_of(&p.name);
         Ok(Linux {
             exe_ino: p.exe_ino,
             vfs: Mutex::new(vfs),
@@ -280,11 +296,13 @@ impl Linux {
             memfds: Default::default(),
             file_zaps: Default::default(),
             shm: Default::default(),
+            ipc: Default::default(),
+            blocked_forever: Mutex::new(None),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
             path: p.name,
-            proc: Mutex::new(Proc::new()),
+            proc: Mutex::new(Proc { comm, ..Proc::new() }),
             image: p.image,
             argv: p.argv,
             envp: p.envp.into_iter().map(String::into_bytes).collect(),
@@ -377,6 +395,28 @@ impl Linux {
         self.shm.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The pipes and socket pairs.
+    pub fn ipc(&self) -> &super::ipc::Ipc {
+        &self.ipc
+    }
+
+    /// Ends the run: the process waits for `what`, which only another
+    /// process could bring, and there is none. Linux would wait forever;
+    /// the run ends with the status of a process killed by `SIGKILL`
+    /// (137) and the report says why.
+    pub fn blocked_forever(&self, what: &str) -> hypercall::Outcome {
+        let msg = format!("blocked forever: {what} with no other process");
+        log::warn!("linux: {}: {msg}", self.path);
+        self.blocked_forever.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(msg);
+        let status = 128 + super::signal::info::sig::SIGKILL as i32;
+        hypercall::Outcome { ret: 0, effects: hypercall::Effects { exit_group: Some(status), ..Default::default() } }
+    }
+
+    /// Why the run ended blocked forever, if it did.
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.blocked_forever.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The file layer, locked.
     pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|e| e.into_inner())
@@ -407,7 +447,7 @@ impl Linux {
     /// What the `/proc` files show beyond the address space.
     fn view(&self) -> View<'_> {
         let p = self.proc();
-        let name = self.path.rsplit('/').next().unwrap_or("").to_string();
+        let name = String::from_utf8_lossy(&p.comm).into_owned();
         let extra = StatusExtra {
             name,
             umask: p.umask,
@@ -574,6 +614,14 @@ impl Linux {
         }
         Ok(sp)
     }
+}
+
+/// The command name Linux gives a program started from `path`: the
+/// last component, cut to 15 bytes (`TASK_COMM_LEN` less the NUL).
+pub fn comm_of(path: &str) -> Vec<u8> {
+    let mut n = path.rsplit('/').next().unwrap_or("").as_bytes().to_vec();
+    n.truncate(15);
+    n
 }
 
 /// `AT_HWCAP`: CPUID leaf 1's EDX, as Linux gives it on x86.

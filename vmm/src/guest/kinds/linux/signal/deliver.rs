@@ -179,6 +179,19 @@ fn take_next(linux: &Linux) -> Option<SigInfo> {
     p.pending.remove(&s)
 }
 
+/// Whether a signal interrupts a waiting call now (the real-time timer
+/// expired, or an unblocked signal is pending): `Some(restart)`, with
+/// `restart` when the signal's handler asks for `SA_RESTART` (the call
+/// is made again after the handler returns, as Linux restarts it).
+pub fn interrupting(linux: &Linux) -> Option<bool> {
+    let mut p = linux.proc();
+    fire_timers(&mut p);
+    let blocked = p.sigmask;
+    let s = p.pending.keys().copied().find(|&s| blocked & bit(s) == 0)?;
+    let [handler, flags, ..] = p.sigactions.get(&s).copied().unwrap_or_default();
+    Some(handler > 1 && flags & sa::RESTART != 0)
+}
+
 fn kill_effects(linux: &Linux, s: u32) -> Effects {
     linux.kill(s as i32).effects
 }

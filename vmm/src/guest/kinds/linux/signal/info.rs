@@ -19,6 +19,8 @@ pub mod sig {
     pub const SIGSEGV: u32 = 11;
     /// Cannot be caught or blocked.
     pub const SIGSTOP: u32 = 19;
+    /// A write with no reader.
+    pub const SIGPIPE: u32 = 13;
 }
 
 /// `sa_flags` bits.
@@ -29,6 +31,8 @@ pub mod sa {
     pub const RESTORER: u64 = 0x0400_0000;
     /// Run on the alternate stack.
     pub const ONSTACK: u64 = 0x0800_0000;
+    /// Make an interrupted waiting call again after the handler.
+    pub const RESTART: u64 = 0x1000_0000;
     /// Do not block the signal in its own handler.
     pub const NODEFER: u64 = 0x4000_0000;
     /// Reset to the default action on delivery.

@@ -9,9 +9,10 @@
 //! process does, `Proc`; `rt_sigaction`, `rt_sigprocmask` and
 //! `sigaltstack` are in `syscalls::process`), queue real-time signals
 //! (one pending instance per signal, as for standard signals), stop or
-//! continue the process (`SIGSTOP`-like defaults are ignored), or
-//! restart an interrupted call other than `pause` and `rt_sigsuspend`
-//! (no other call here blocks interruptibly). The real-time timer
+//! continue the process (`SIGSTOP`-like defaults are ignored). A call
+//! that waits (a pipe or socket read or write, standard input) is
+//! interrupted with `EINTR`, or made again after the handler with
+//! `SA_RESTART` ([`interrupting`]). The real-time timer
 //! (`alarm`, `setitimer`) is [`timer`].
 
 pub mod deliver;
@@ -20,5 +21,5 @@ pub mod frame;
 pub mod info;
 pub mod timer;
 
-pub use self::deliver::{at_syscall_return, on_fault, post, sigreturn, suspend};
+pub use self::deliver::{at_syscall_return, interrupting, on_fault, post, sigreturn, suspend};
 pub use self::info::SigInfo;

@@ -12,13 +12,14 @@
 //! Before a `/proc/self` file is opened, the kind renders it from the
 //! address space as it is at that moment (`super::super::proc_files`).
 
-use super::super::fs::{Errno, Fd, Special, IOV_MAX, PATH_MAX};
+use super::super::fs::{Errno, Fd, Special, PATH_MAX};
 use super::super::memfd::{self, tag_of};
 use super::ctx::{ret, Ctx, RESTART};
+use super::iov::{iovecs, WRITE_MAX};
+use super::pipes;
+use super::wait::end_of;
 use crate::hosted::hypercall::Outcome;
 
-/// Most bytes one `write`/`writev`/`read` moves.
-pub const WRITE_MAX: u64 = 1 << 20;
 /// `AT_FDCWD`.
 const AT_FDCWD: i64 = -100;
 
@@ -153,6 +154,11 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
 /// `write(fd, buf, count)`.
 pub fn write(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, buf, count, ..] = a;
+    if let Some(o) = on_ipc_end(c, fd(f), |end, fl| {
+        pipes::write_end(c, end, fl, || c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX)))
+    }) {
+        return o;
+    }
     let r = (|| {
         // The descriptor first: EBADF before EFAULT, as Linux.
         c.linux.vfs().special(fd(f)).map_err(e)?;
@@ -165,6 +171,9 @@ pub fn write(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `read(fd, buf, count)`.
 pub fn read(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, buf, count, ..] = a;
+    if let Some(o) = on_ipc_end(c, fd(f), |end, fl| pipes::read_end(c, end, fl, &[(buf, count)])) {
+        return o;
+    }
     let r = (|| {
         let bytes = read_bytes(c, fd(f), count.min(WRITE_MAX) as usize)?;
         c.hv.write_user(c.vcpu, buf, &bytes)?;
@@ -178,6 +187,9 @@ pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, buf, count, off, ..] = a;
     let r = (|| {
         let special = c.linux.vfs().special(fd(f)).map_err(e)?;
+        if special.is_some_and(|s| super::super::ipc::EndId::of(s.special).is_some()) {
+            return Err(libc::ESPIPE);
+        }
         let len = count.min(WRITE_MAX) as usize;
         let bytes = match special.map(|s| s.special) {
             Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd(f), t, len, Some(off))?,
@@ -216,29 +228,10 @@ pub fn pwrite64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     ret(r)
 }
 
-/// The `(base, len)` pairs of an iovec array.
-fn iovecs(c: &Ctx<'_>, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, i32> {
-    if cnt > IOV_MAX as u64 {
-        return Err(libc::EINVAL);
-    }
-    let raw = c.hv.read_user(c.vcpu, iov, cnt * 16)?;
-    let mut out = Vec::with_capacity(cnt as usize);
-    for v in raw.chunks_exact(16) {
-        let base = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
-        let len = u64::from_le_bytes(v[8..].try_into().unwrap_or_default());
-        if len > i64::MAX as u64 {
-            return Err(libc::EINVAL);
-        }
-        out.push((base, len));
-    }
-    Ok(out)
-}
-
 /// `writev(fd, iov, iovcnt)`: gathered, at most [`WRITE_MAX`] bytes.
 pub fn writev(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, iov, cnt, ..] = a;
-    let r = (|| {
-        c.linux.vfs().special(fd(f)).map_err(e)?;
+    let gather = || {
         let mut out = Vec::new();
         for (base, len) in iovecs(c, iov, cnt)? {
             let room = WRITE_MAX - out.len() as u64;
@@ -247,14 +240,37 @@ pub fn writev(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             }
             out.extend(c.hv.read_user(c.vcpu, base, len.min(room))?);
         }
-        write_bytes(c, fd(f), &out)
+        Ok(out)
+    };
+    if let Some(o) = on_ipc_end(c, fd(f), |end, fl| pipes::write_end(c, end, fl, gather)) {
+        return o;
+    }
+    let r = (|| {
+        c.linux.vfs().special(fd(f)).map_err(e)?;
+        write_bytes(c, fd(f), &gather()?)
     })();
     ret(r)
+}
+
+/// Serves a call on `f` with `on` if `f` names a pipe or socket end;
+/// `None` for other files (and for a descriptor that is not open, which
+/// the caller refuses in its own order).
+fn on_ipc_end(c: &Ctx<'_>, f: Fd, on: impl FnOnce(super::super::ipc::EndId, i32) -> Outcome) -> Option<Outcome> {
+    match end_of(c, f) {
+        Ok(Some((end, fl))) => Some(on(end, fl)),
+        _ => None,
+    }
 }
 
 /// `readv(fd, iov, iovcnt)`: scattered over the buffers in order.
 pub fn readv(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, iov, cnt, ..] = a;
+    if let Some(o) = on_ipc_end(c, fd(f), |end, fl| match iovecs(c, iov, cnt) {
+        Ok(bufs) => pipes::read_end(c, end, fl, &bufs),
+        Err(err) => Outcome::err(err),
+    }) {
+        return o;
+    }
     let r = (|| {
         let vecs = iovecs(c, iov, cnt)?;
         let total: u64 = vecs.iter().map(|v| v.1).fold(0u64, u64::saturating_add).min(WRITE_MAX);
@@ -298,10 +314,23 @@ pub fn openat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 pub fn close(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let mut vfs = c.linux.vfs();
     let was_memfd = vfs.special(fd(a[0])).ok().flatten().and_then(|s| tag_of(s.special)).is_some();
+    let was_ipc = vfs.special(fd(a[0])).ok().flatten().and_then(|s| super::super::ipc::EndId::of(s.special));
     let r = vfs.close(fd(a[0])).map(|()| 0).map_err(e);
     if was_memfd {
         c.linux.memfds().release_unused(&vfs);
     }
+    if was_ipc.is_some() {
+        c.linux.ipc().release_unused(&vfs);
+    }
+    ret(r)
+}
+
+/// After a call that may have closed a descriptor (`dup2`, `dup3` over
+/// an open one): the objects nothing names any more are let go.
+fn released(c: &Ctx<'_>, r: Result<u64, i32>) -> Outcome {
+    let vfs = c.linux.vfs();
+    c.linux.memfds().release_unused(&vfs);
+    c.linux.ipc().release_unused(&vfs);
     ret(r)
 }
 
@@ -318,22 +347,30 @@ pub fn dup(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `dup2(old, new)`.
 pub fn dup2(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().dup2(fd(a[0]), fd(a[1])).map(|f| f.0 as u64).map_err(e))
+    let r = c.linux.vfs().dup2(fd(a[0]), fd(a[1])).map(|f| f.0 as u64).map_err(e);
+    released(c, r)
 }
 
 /// `dup3(old, new, flags)`.
 pub fn dup3(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    ret(c.linux.vfs().dup3(fd(a[0]), fd(a[1]), a[2] as i32).map(|f| f.0 as u64).map_err(e))
+    let r = c.linux.vfs().dup3(fd(a[0]), fd(a[1]), a[2] as i32).map(|f| f.0 as u64).map_err(e);
+    released(c, r)
 }
 
 /// `fcntl(fd, cmd, arg)`.
 pub fn fcntl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if matches!(a[1] as i32, pipes::F_GETPIPE_SZ | pipes::F_SETPIPE_SZ) {
+        return pipes::pipe_size(c, fd(a[0]), a[1] as i32, a[2]);
+    }
     ret(c.linux.vfs().fcntl(fd(a[0]), a[1] as i32, a[2]).map(|v| v as u64).map_err(e))
 }
 
 /// `lseek(fd, off, whence)`.
 pub fn lseek(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let r = (|| {
+        if end_of(c, fd(a[0]))?.is_some() {
+            return Err(libc::ESPIPE);
+        }
         if let Some(obj) = memfd_of(c, fd(a[0]))? {
             let cur = special_offset(c, fd(a[0]))? as i64;
             let base = match a[2] {

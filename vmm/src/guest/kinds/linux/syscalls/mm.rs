@@ -175,6 +175,9 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
                 Some(va(addr)?)
             }
         };
+        if super::prctl::mdwe_denies(c, p & prot::EXEC != 0, p & prot::WRITE != 0, p & prot::EXEC != 0) {
+            return Err(libc::EACCES);
+        }
         if flags & map::HUGETLB != 0 {
             return hugetlb_request(c, flags, len, vm_prot(p), shared, placement, hint);
         }
@@ -377,7 +380,30 @@ pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::err(e),
     };
+    if mdwe_refuses(c, start.raw(), len, p) {
+        return Outcome::err(libc::EACCES);
+    }
     done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect(start, len, vm_prot(p))?))))
+}
+
+/// Whether memory-deny-write-execute refuses `mprotect(start, len, p)`
+/// for one of the mappings in the range (checked for all before any
+/// changes; Linux changes the mappings before the refused one).
+fn mdwe_refuses(c: &Ctx<'_>, start: u64, len: u64, p: u64) -> bool {
+    let (write, exec) = (p & prot::WRITE != 0, p & prot::EXEC != 0);
+    if !super::prctl::mdwe_denies(c, false, write, exec) {
+        return false;
+    }
+    let end = start.saturating_add(len);
+    let m = c.hv.mapper();
+    let olds: Vec<bool> = m
+        .space()
+        .vmas()
+        .filter(|v| v.start().raw() < end && v.end() > start)
+        .map(|v| v.flags().contains(VmFlags::EXEC))
+        .collect();
+    drop(m);
+    olds.into_iter().any(|old_exec| super::prctl::mdwe_denies(c, old_exec, write, exec))
 }
 
 /// `mremap(old, old_len, new_len, flags, new)`.

@@ -13,12 +13,18 @@ mod ctx;
 mod docs;
 mod file_map;
 mod io;
+mod iov;
 mod ipc;
 mod itimer;
 mod mm;
+mod pipes;
+mod poll;
+mod prctl;
 mod process;
+mod sockets;
 mod table;
 mod time;
+mod wait;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;
@@ -79,6 +85,9 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
 pub fn name_of(nr: u64) -> &'static str {
     entry(nr).map_or("unknown", |e| e.name)
 }
+
+#[cfg(test)]
+mod ipc_tests;
 
 #[cfg(test)]
 mod tests {

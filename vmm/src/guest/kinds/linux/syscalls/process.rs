@@ -343,22 +343,6 @@ pub fn umask(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     Outcome::ret(i64::from(old))
 }
 
-/// `prctl(option, ...)`: `PR_SET_NAME`/`PR_GET_NAME` and nothing else.
-pub fn prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    const PR_SET_NAME: u64 = 15;
-    const PR_GET_NAME: u64 = 16;
-    match a[0] {
-        PR_SET_NAME => ret(c.hv.read_user_cstr(c.vcpu, a[1], 4096).map(|_| 0)),
-        PR_GET_NAME => {
-            let mut n = c.linux.path().rsplit('/').next().unwrap_or("").as_bytes().to_vec();
-            n.truncate(15);
-            n.resize(16, 0);
-            ret(c.hv.write_user(c.vcpu, a[1], &n).map(|()| 0))
-        }
-        _ => Outcome::err(libc::EINVAL),
-    }
-}
-
 /// `capget(hdr, data)`: version 3 headers (two 32-bit halves).
 pub fn capget(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let r = (|| {
