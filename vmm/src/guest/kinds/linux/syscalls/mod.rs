@@ -11,6 +11,7 @@
 
 mod ctx;
 mod docs;
+mod huge_memfd;
 mod io;
 mod itimer;
 mod mm;
