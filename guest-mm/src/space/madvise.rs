@@ -9,8 +9,10 @@
 //!   `DONTNEED` and `DONTNEED_LOCKED` are allowed, from a huge-page
 //!   aligned start (`EINVAL`), the end rounded down to a huge page.
 //!   `MADV_REMOVE` drops the pages of a shared writable mapping the same
-//!   way, if it has a fault handler to refault them (there is no file to
-//!   punch a hole in: a refault gives what the provider gives).
+//!   way, if it has a fault handler to refault them (a refault gives what
+//!   the provider gives); an object that punches holes
+//!   ([`crate::VmaOps::remove`], a hugetlbfs file) frees its pages, and
+//!   every VMA of it loses them ([`AddressSpace::unmap_object_range`]).
 //! - `MADV_WILLNEED` populates a lazy range now, best effort, batched
 //!   through the VMAs' `map_pages` (not `PROT_NONE` VMAs; a VMA is left
 //!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
