@@ -163,6 +163,7 @@ pub struct Linux {
     pub(super) vfs: Mutex<Vfs>,
     pub(super) proc_files: ProcFiles,
     pub(super) memfds: super::memfd::Memfds,
+    pub(super) uffds: super::userfaultfd::Uffds,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -270,6 +271,7 @@ impl Linux {
             vfs: Mutex::new(vfs),
             proc_files,
             memfds: Default::default(),
+            uffds: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
@@ -350,6 +352,11 @@ impl Linux {
         &self.memfds
     }
 
+    /// The userfaultfd contexts.
+    pub fn uffds(&self) -> &super::userfaultfd::Uffds {
+        &self.uffds
+    }
+
     /// The file layer, locked.
     pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|e| e.into_inner())
@@ -417,6 +424,8 @@ impl Linux {
         };
         let bytes = match tag {
             proc_files::PAGEMAP => self.proc_files.pagemap(hv, at, len, &self.view())?,
+            // A userfaultfd has no events to read (none is ever queued).
+            t if super::userfaultfd::tag_of(super::fs::Special::Tag(t)).is_some() => return Err(libc::EAGAIN),
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {

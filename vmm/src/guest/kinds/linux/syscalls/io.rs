@@ -611,10 +611,16 @@ pub fn memfd_create(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     ret(r)
 }
 
-/// `ioctl(fd, request, arg)`: nothing is a terminal.
+/// `ioctl(fd, request, arg)`: nothing is a terminal; a userfaultfd's
+/// requests go to [`super::uffd::ioctl`].
 pub fn ioctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    match c.linux.vfs().special(fd(a[0])) {
+    let special = c.linux.vfs().special(fd(a[0]));
+    match special {
         Err(err) => Outcome::err(err.raw()),
-        Ok(_) => Outcome::err(libc::ENOTTY),
+        Ok(Some(s)) => match super::super::userfaultfd::tag_of(s.special) {
+            Some(t) => super::uffd::ioctl(c, t, a[1] & 0xffff_ffff, a[2]),
+            None => Outcome::err(libc::ENOTTY),
+        },
+        Ok(None) => Outcome::err(libc::ENOTTY),
     }
 }

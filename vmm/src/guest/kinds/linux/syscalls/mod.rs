@@ -18,6 +18,7 @@ mod mm;
 mod process;
 mod table;
 mod time;
+mod uffd;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;

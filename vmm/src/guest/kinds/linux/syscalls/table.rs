@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, itimer, mm, process, time};
+use super::{io, itimer, mm, process, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -21,7 +21,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 13, name: "rt_sigaction", status: Partial, note: "handlers run with the x86-64 rt_sigframe (fxsave FPU image, no AVX state); SA_RESTORER required as on Linux; SA_RESTART not needed (no call blocks interruptibly)", handler: Some(process::rt_sigaction) },
     Entry { nr: 14, name: "rt_sigprocmask", status: Supported, note: "", handler: Some(process::rt_sigprocmask) },
     Entry { nr: 15, name: "rt_sigreturn", status: Supported, note: "", handler: Some(process::rt_sigreturn) },
-    Entry { nr: 16, name: "ioctl", status: Partial, note: "nothing is a terminal: ENOTTY", handler: Some(io::ioctl) },
+    Entry { nr: 16, name: "ioctl", status: Partial, note: "nothing is a terminal: ENOTTY; userfaultfd: UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER", handler: Some(io::ioctl) },
     Entry { nr: 17, name: "pread64", status: Supported, note: "", handler: Some(io::pread64) },
     Entry { nr: 18, name: "pwrite64", status: Supported, note: "", handler: Some(io::pwrite64) },
     Entry { nr: 19, name: "readv", status: Supported, note: "", handler: Some(io::readv) },
@@ -106,6 +106,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 302, name: "prlimit64", status: Supported, note: "", handler: Some(process::prlimit64) },
     Entry { nr: 318, name: "getrandom", status: Supported, note: "", handler: Some(process::getrandom) },
     Entry { nr: 319, name: "memfd_create", status: Partial, note: "read, write, truncate, mmap; MFD_HUGETLB (2 MiB, MFD_HUGE_2MB) as hugetlbfs: write EINVAL, sizes in whole huge pages; other huge page sizes ENODEV", handler: Some(io::memfd_create) },
+    Entry { nr: 323, name: "userfaultfd", status: Partial, note: "registration only: UFFDIO_API (no features), UFFDIO_REGISTER and UFFDIO_UNREGISTER check their ranges as Linux; no fault is ever delivered (a registered range faults as unregistered), no range ioctls, read is EAGAIN", handler: Some(uffd::userfaultfd) },
     Entry { nr: 325, name: "mlock2", status: Supported, note: "MLOCK_ONFAULT", handler: Some(mm::mlock2) },
     Entry { nr: 334, name: "rseq", status: Unimplemented, note: "libcs fall back without it", handler: None },
     Entry { nr: 435, name: "clone3", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
