@@ -17,6 +17,7 @@ mod kut_hostile;
 mod kut_suite;
 mod linux_filemap;
 mod linux_hugepages;
+mod linux_hugetlb_memfd;
 mod linux_ipc;
 mod linux_mm_suite;
 mod linux_proc_mem;

@@ -1,8 +1,8 @@
-//! Single-entry operations of the fault path: marking a 4 KiB leaf
-//! copy-on-write, replacing the frame of a 4 KiB leaf in one store (the
-//! copy of a copy-on-write fault), and finding the leaf of an address
-//! whether it is present or a PROT_NONE leaf (what a forced access reads
-//! through).
+//! Single-entry operations of the fault path: marking a leaf (4 KiB, or a
+//! hugetlb 2 MiB leaf) copy-on-write, replacing the frame of a present
+//! 4 KiB leaf in one store (the copy of a copy-on-write fault), and
+//! finding the leaf of an address whether it is present or a PROT_NONE
+//! leaf (what a forced access reads through).
 //!
 //! A copy-on-write leaf carries the software bit `entry::COW` and no `RW`;
 //! `protect_range` keeps `RW` clear on it, so mprotect cannot make a shared
@@ -77,19 +77,35 @@ impl<M: GuestMemory> PageTables<M> {
         Some((Table::new(&self.mem, frame, write).ok()?, index(va, 1)))
     }
 
-    /// Is the 4 KiB leaf at `va` present and copy-on-write?
+    /// The table holding the leaf of `va`, whatever its size, and its
+    /// index, if the tables down to it exist.
+    fn leaf_slot(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
+        let mut frame = self.root;
+        for level in (1..=4u32).rev() {
+            let t = Table::new(&self.mem, frame, false).ok()?;
+            match classify(t.get(index(va, level)), level) {
+                Entry::Table(f) if level > 1 => frame = f,
+                Entry::Leaf(_) => return Some((Table::new(&self.mem, frame, write).ok()?, index(va, level))),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Is the leaf at `va` (of any size) present and copy-on-write?
     pub fn is_copy_on_write(&self, va: GuestVirtAddr) -> bool {
-        self.leaf_table(va.raw(), false).is_some_and(|(t, i)| {
+        self.leaf_slot(va.raw(), false).is_some_and(|(t, i)| {
             let raw = t.get(i);
             raw & P != 0 && raw & COW != 0
         })
     }
 
-    /// Marks the present 4 KiB leaf at `va` copy-on-write (read-only until
-    /// a write fault replaces it). A read-only entry needs no flush.
-    /// `MmError::NotMapped` when there is no such leaf.
+    /// Marks the present leaf at `va` copy-on-write (read-only until a
+    /// write fault replaces it); a huge leaf is marked whole (a hugetlb
+    /// private mapping of a file's page). A read-only entry needs no
+    /// flush. `MmError::NotMapped` when there is no such leaf.
     pub fn set_copy_on_write(&mut self, va: GuestVirtAddr) -> Result<(), MmError> {
-        let (t, i) = self.leaf_table(va.raw(), true).ok_or(MmError::NotMapped { addr: va.raw() })?;
+        let (t, i) = self.leaf_slot(va.raw(), true).ok_or(MmError::NotMapped { addr: va.raw() })?;
         let mut raw = t.get(i);
         loop {
             if raw & P == 0 {

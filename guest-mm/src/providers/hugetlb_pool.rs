@@ -164,6 +164,25 @@ impl<M: GuestMemory> PoolInner<M> {
     }
 }
 
+impl<M: GuestMemory> PoolInner<M> {
+    /// Copies the huge page starting at frame `from` into `to` (a
+    /// copy-on-write fault's private copy).
+    pub(super) fn copy(&self, from: Pfn, to: &HugePage) -> Result<(), MmError> {
+        const CHUNK: usize = 64 << 10;
+        let mut buf = vec![0u8; CHUNK];
+        let (src, dst) = (from.addr().0, to.head.addr().0);
+        for off in (0..HUGE_PAGE_SIZE).step_by(CHUNK) {
+            self.mem
+                .read_slice(&mut buf, GuestAddress(src + off))
+                .map_err(|_| MmError::GuestMemory { addr: src + off })?;
+            self.mem
+                .write_slice(&buf, GuestAddress(dst + off))
+                .map_err(|_| MmError::GuestMemory { addr: dst + off })?;
+        }
+        Ok(())
+    }
+}
+
 impl<M> HugetlbPool<M> {
     /// A pool of the 2 MiB pages of `regions` (each 2 MiB aligned, whole
     /// pages, inside guest RAM as `frames` tracks it, and in no other

@@ -104,7 +104,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let huge = ops.pagesize(&vma);
         if vma.flags().contains(VmFlags::HUGETLB) && huge > PAGE_SIZE {
             if present.is_some() {
-                return Err(MmError::Access("write to a read-only huge page"));
+                if !access.write || !self.pt.is_copy_on_write(va) {
+                    return Err(MmError::Access("write to a read-only huge page"));
+                }
+                let flush = self.cow_huge(&vma, ops.as_ref(), page, huge, access)?;
+                return Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush });
             }
             self.fault_huge(&vma, ops.as_ref(), page, huge, access)?;
             return Ok(Faulted { kind: FaultKind::Mapped, around: 0, flush: FlushSet::default() });
@@ -154,7 +158,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// page holding `page` (its first frame, aligned to `size`), mapped by
     /// one leaf of `size`. Its frames are pinned as one faulted run at the
     /// huge page's address (so munmap, `MADV_DONTNEED` and mremap let go
-    /// of it as of any run); the leaf itself is a raw one. No fault-around.
+    /// of it as of any run); the leaf itself is a raw one. A page the ops
+    /// give copy-on-write (a file's page in a private mapping) is mapped
+    /// read-only with the `COW` bit, so a write comes back to
+    /// [`Self::cow_huge`]. No fault-around.
     pub(super) fn fault_huge(
         &mut self,
         vma: &Vma,
@@ -175,17 +182,71 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let va = GuestVirtAddr::try_new(hpage)?;
         let pgoff = vma.pgoff() + ((hpage - vma.start().raw()) >> PAGE_SHIFT);
         let fp = ops.fault(vma, &FaultInfo { addr: va, pgoff, access, cow_from: None })?;
-        if fp.pfn.addr().0 % size != 0 || fp.copy_on_write {
+        if fp.pfn.addr().0 % size != 0 {
             return Err(MmError::Misaligned { what: "huge-page frame", value: fp.pfn.addr().0, align: size });
         }
         let frames: std::sync::Arc<[crate::addr::Pfn]> =
             (0..size >> PAGE_SHIFT).map(|i| crate::addr::Pfn(fp.pfn.0 + i)).collect();
         // Pinned before the entry exists, kept by address until removed.
         let arr = PageArray::pin(&self.frames, frames)?;
-        self.pt.map_range(va, fp.pfn.addr(), size, vma.page_prot(), leaf)?;
+        let mut prot = vma.page_prot();
+        if fp.copy_on_write {
+            prot.writable = false;
+        }
+        self.pt.map_range(va, fp.pfn.addr(), size, prot, leaf)?;
+        if fp.copy_on_write {
+            if let Err(e) = self.pt.set_copy_on_write(va) {
+                // Read-only and never written: no walker cached it writable.
+                let un = self.pt.unmap_range(va, size)?;
+                self.deferred.merge(un.flush);
+                return Err(e);
+            }
+        }
         self.page_pins.insert(hpage, arr);
         drop(fp);
         Ok(())
+    }
+
+    /// A write to a copy-on-write huge leaf (`hugetlb_wp`): the ops give a
+    /// private copy of the huge page (`cow_from` is its first frame); the
+    /// old leaf is cleared and its run let go, then the copy is mapped
+    /// writable by one leaf (break before make, as Linux's
+    /// `huge_ptep_clear_flush` + `set_huge_pte_at`). Returns the old
+    /// leaf's flush. The copy is pinned before anything changes, so a
+    /// refused copy leaves the old leaf; a failed map after the clear
+    /// leaves the page absent (it refaults) with the flush deferred.
+    fn cow_huge(
+        &mut self,
+        vma: &Vma,
+        ops: &dyn VmaOps,
+        page: u64,
+        size: u64,
+        access: FaultAccess,
+    ) -> Result<FlushSet, MmError> {
+        let leaf = match size {
+            s if s == PageSize::Size2M.bytes() => PageSize::Size2M,
+            _ => return Err(MmError::Invalid("copy-on-write of a huge page that is not 2 MiB")),
+        };
+        let hpage = page & !(size - 1);
+        let va = GuestVirtAddr::try_new(hpage)?;
+        let old = self.pt.translate(va).ok_or(MmError::NotMapped { addr: hpage })?;
+        let pgoff = vma.pgoff() + ((hpage - vma.start().raw()) >> PAGE_SHIFT);
+        let fp = ops.fault(vma, &FaultInfo { addr: va, pgoff, access, cow_from: Some(old.pfn) })?;
+        if fp.pfn.addr().0 % size != 0 || fp.copy_on_write {
+            return Err(MmError::Misaligned { what: "huge-page copy", value: fp.pfn.addr().0, align: size });
+        }
+        let frames: std::sync::Arc<[crate::addr::Pfn]> =
+            (0..size >> PAGE_SHIFT).map(|i| crate::addr::Pfn(fp.pfn.0 + i)).collect();
+        let arr = PageArray::pin(&self.frames, frames)?;
+        let un = self.pt.unmap_range(va, size)?;
+        drop(self.page_pins.take(hpage, hpage + size));
+        if let Err(e) = self.pt.map_range(va, fp.pfn.addr(), size, vma.page_prot(), leaf) {
+            self.deferred.merge(un.flush);
+            return Err(e);
+        }
+        self.page_pins.insert(hpage, arr);
+        drop(fp);
+        Ok(un.flush)
     }
 
     /// Maps `pages` at consecutive pages from `start` inside `vma` (all

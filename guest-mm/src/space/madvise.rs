@@ -9,8 +9,10 @@
 //!   `DONTNEED` and `DONTNEED_LOCKED` are allowed, from a huge-page
 //!   aligned start (`EINVAL`), the end rounded down to a huge page.
 //!   `MADV_REMOVE` drops the pages of a shared writable mapping the same
-//!   way, if it has a fault handler to refault them (there is no file to
-//!   punch a hole in: a refault gives what the provider gives).
+//!   way, if it has a fault handler to refault them (a refault gives what
+//!   the provider gives); an object that punches holes
+//!   ([`crate::VmaOps::remove`], a hugetlbfs file) frees its pages, and
+//!   every VMA of it loses them ([`AddressSpace::unmap_object_range`]).
 //! - `MADV_WILLNEED` populates a lazy range now, best effort, batched
 //!   through the VMAs' `map_pages` (not `PROT_NONE` VMAs; a VMA is left
 //!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
@@ -235,6 +237,17 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 if !flags.contains(VmFlags::SHARED | VmFlags::MAYWRITE) {
                     return Err(MmError::Access("MADV_REMOVE on a mapping that is not shared writable"));
                 }
+                // An object that punches holes (a hugetlbfs file) frees
+                // its pages, and every mapping of it loses them.
+                if let (Some(ops), Some(key)) = (vma.ops().cloned(), vma.ops().and_then(|o| o.object_key())) {
+                    let offset = (vma.pgoff() << crate::addr::PAGE_SHIFT) + (s - vma.start().raw());
+                    let vma = vma.clone();
+                    if let Some(pages) = ops.remove(&vma, offset, e - s)? {
+                        let f = self.unmap_object_range(key, pages)?;
+                        flush.merge(f);
+                        return Ok(());
+                    }
+                }
                 // Punching a hole needs an object that refaults: a VMA
                 // without a fault handler (a page array, a remap) would
                 // lose its pages for good (the file system's
@@ -280,7 +293,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Clears the entries of `[s, e)`; the faulted runs of the range let
     /// go of their pages (a page-array mapping's frames stay pinned by its
     /// VMA, which stays).
-    fn drop_pages(&mut self, s: u64, e: u64, flush: &mut FlushSet) -> Result<(), MmError> {
+    pub(super) fn drop_pages(&mut self, s: u64, e: u64, flush: &mut FlushSet) -> Result<(), MmError> {
         let un = self.pt.unmap_range(GuestVirtAddr::try_new(s)?, e - s)?;
         flush.merge(un.flush);
         drop(self.page_pins.take(s, e));

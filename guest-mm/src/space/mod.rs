@@ -65,6 +65,7 @@ mod mremap_flags;
 mod mremap_tests;
 mod mseal;
 mod munmap;
+mod object_unmap;
 mod page_pins;
 mod populate;
 #[cfg(test)]

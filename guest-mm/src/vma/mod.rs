@@ -11,5 +11,5 @@ mod tree;
 mod tree_model;
 
 pub use area::{ProviderId, Vma, VmaPrivate};
-pub use ops::{FaultAccess, FaultInfo, FaultPage, VmaOps};
+pub use ops::{FaultAccess, FaultInfo, FaultPage, ObjectKey, VmaOps};
 pub use tree::VmaTree;

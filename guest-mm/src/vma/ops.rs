@@ -22,7 +22,9 @@
 //! - [`VmaOps::dup_for_fork`]: the ops of a fork's child's copy (shared
 //!   unless the provider says otherwise);
 //! - [`VmaOps::pagesize`]: the granule of the VMA (huge pages);
-//! - [`VmaOps::is_anonymous`]: anonymous memory (the seal rules of madvise).
+//! - [`VmaOps::is_anonymous`]: anonymous memory (the seal rules of madvise);
+//! - [`VmaOps::object_key`] and [`VmaOps::remove`]: the object behind the
+//!   VMA (`vma->vm_file->f_mapping`) and `MADV_REMOVE`'s hole punch in it.
 //!
 //! Every method but [`VmaOps::name`] has the default Linux has when the
 //! provider leaves it `NULL`. Nothing here touches page tables: the
@@ -156,7 +158,30 @@ pub trait VmaOps: Send + Sync {
     fn pagesize(&self, _vma: &Vma) -> u64 {
         PAGE_SIZE
     }
+
+    /// Which object the VMA maps (`vma->vm_file->f_mapping`), as a key
+    /// equal for every VMA of the same object, so that
+    /// `AddressSpace::unmap_object_range` finds them all (Linux's
+    /// `unmap_mapping_range`). `None` (the default): no such object.
+    fn object_key(&self) -> Option<ObjectKey> {
+        None
+    }
+
+    /// `MADV_REMOVE` on `vma` (`vfs_fallocate(PUNCH_HOLE | KEEP_SIZE)` of
+    /// the object behind it): punch the bytes `[offset, offset + len)` of
+    /// the object. `Ok(Some(pages))` when the object freed its pages in
+    /// `pages` (object page offsets, 4 KiB units): the address space then
+    /// clears that range in every VMA of [`VmaOps::object_key`].
+    /// `Ok(None)` (the default): the object punches nothing; only this
+    /// VMA's entries of the range are dropped.
+    fn remove(&self, _vma: &Vma, _offset: u64, _len: u64) -> Result<Option<std::ops::Range<u64>>, MmError> {
+        Ok(None)
+    }
 }
+
+/// The identity of an object mapped by VMAs ([`VmaOps::object_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(pub usize);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

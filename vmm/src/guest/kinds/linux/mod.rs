@@ -20,6 +20,7 @@ pub mod spec;
 pub mod stack;
 pub mod syscalls;
 pub mod sysv_shm;
+pub mod userfaultfd;
 
 pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};
 pub use self::spec::{Spec, ENV, SPEC};

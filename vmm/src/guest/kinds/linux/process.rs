@@ -182,6 +182,7 @@ pub struct Linux {
     pub(super) ipc: super::ipc::Ipc,
     /// A wait nothing could end, which ended the run (what it was).
     pub(super) blocked_forever: Mutex<Option<String>>,
+    pub(super) uffds: super::userfaultfd::Uffds,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -298,6 +299,7 @@ impl Linux {
             shm: Default::default(),
             ipc: Default::default(),
             blocked_forever: Mutex::new(None),
+            uffds: Default::default(),
             hugepages: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
@@ -417,6 +419,11 @@ impl Linux {
         self.blocked_forever.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The userfaultfd contexts.
+    pub fn uffds(&self) -> &super::userfaultfd::Uffds {
+        &self.uffds
+    }
+
     /// The file layer, locked.
     pub fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|e| e.into_inner())
@@ -496,6 +503,8 @@ impl Linux {
                 super::proc_mem::read(self, hv, vcpu, at, len)?
             }
             t if super::sysv_shm::procfs::is_ours(t) => super::sysv_shm::procfs::read(t, &self.shm_table(), at, len)?,
+            // A userfaultfd has no events to read (none is ever queued).
+            t if super::userfaultfd::tag_of(super::fs::Special::Tag(t)).is_some() => return Err(libc::EAGAIN),
             _ => return Err(libc::EINVAL),
         };
         if off.is_none() {

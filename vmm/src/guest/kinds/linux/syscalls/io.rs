@@ -83,14 +83,20 @@ fn special_offset(c: &Ctx<'_>, fd: Fd) -> Result<u64, i32> {
 /// Reads from a memfd at `at` (the descriptor's offset when `None`,
 /// which then moves).
 fn memfd_read(c: &Ctx<'_>, fd: Fd, tag: u32, len: usize, at: Option<u64>) -> Result<Vec<u8>, i32> {
-    let obj = c.linux.memfds().get(tag).ok_or(libc::EBADF)?;
     let off = match at {
         Some(o) => o,
         None => special_offset(c, fd)?,
     };
-    let mut buf = vec![0u8; len.min(obj.len().saturating_sub(off) as usize)];
-    let n = obj.read_at(off, &mut buf).map_err(memfd::errno)?;
-    buf.truncate(n);
+    let buf = if let Some(f) = c.linux.memfds().get_huge(tag) {
+        super::huge_memfd::read(&f, off, len)?
+    } else {
+        let obj = c.linux.memfds().get(tag).ok_or(libc::EBADF)?;
+        let mut buf = vec![0u8; len.min(obj.len().saturating_sub(off) as usize)];
+        let n = obj.read_at(off, &mut buf).map_err(memfd::errno)?;
+        buf.truncate(n);
+        buf
+    };
+    let n = buf.len();
     if at.is_none() {
         c.linux.vfs().set_offset(fd, off + n as u64).map_err(e)?;
     }
@@ -211,7 +217,8 @@ pub fn pwrite64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         let special = c.linux.vfs().special(fd(f)).map_err(e)?;
         let bytes = c.hv.read_user(c.vcpu, buf, count.min(WRITE_MAX))?;
         if let Some(t) = special.and_then(|s| tag_of(s.special)) {
-            let obj = c.linux.memfds().get(t).ok_or(libc::EBADF)?;
+            // A hugetlbfs memfd cannot be written (Linux's EINVAL).
+            let obj = c.linux.memfds().get(t).ok_or(libc::EINVAL)?;
             return obj.write_at(off, &bytes).map(|n| n as u64).map_err(memfd::errno);
         }
         if let Some(Special::Tag(t)) = special.map(|s| s.special) {
@@ -334,6 +341,12 @@ fn released(c: &Ctx<'_>, r: Result<u64, i32>) -> Outcome {
     ret(r)
 }
 
+/// The hugetlbfs memfd behind `fd`, if it is one.
+fn huge_memfd_of(c: &Ctx<'_>, f: Fd) -> Result<Option<guest_mm::providers::HugetlbFile<crate::memory::GuestMem>>, i32> {
+    let s = c.linux.vfs().special(f).map_err(e)?;
+    Ok(s.and_then(|s| tag_of(s.special)).and_then(|t| c.linux.memfds().get_huge(t)))
+}
+
 /// The memfd object behind `fd`, if it is one.
 fn memfd_of(c: &Ctx<'_>, f: Fd) -> Result<Option<guest_mm::providers::ShmemObject<crate::memory::GuestMem>>, i32> {
     let s = c.linux.vfs().special(f).map_err(e)?;
@@ -371,12 +384,17 @@ pub fn lseek(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         if end_of(c, fd(a[0]))?.is_some() {
             return Err(libc::ESPIPE);
         }
-        if let Some(obj) = memfd_of(c, fd(a[0]))? {
+        let size = match (memfd_of(c, fd(a[0]))?, huge_memfd_of(c, fd(a[0]))?) {
+            (Some(obj), _) => Some(obj.len()),
+            (None, Some(f)) => Some(f.len()),
+            (None, None) => None,
+        };
+        if let Some(size) = size {
             let cur = special_offset(c, fd(a[0]))? as i64;
             let base = match a[2] {
                 0 => 0,
                 1 => cur,
-                2 => obj.len() as i64,
+                2 => size as i64,
                 _ => return Err(libc::EINVAL),
             };
             let to = base.checked_add(a[1] as i64).filter(|&t| t >= 0).ok_or(libc::EINVAL)?;
@@ -390,6 +408,11 @@ pub fn lseek(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `ftruncate(fd, len)`.
 pub fn ftruncate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    match huge_memfd_of(c, fd(a[0])) {
+        Ok(Some(f)) => return super::huge_memfd::ftruncate(c, &f, a[1]),
+        Ok(None) => {}
+        Err(err) => return Outcome::err(err),
+    }
     let r = (|| {
         if let Some(obj) = memfd_of(c, fd(a[0]))? {
             if (a[1] as i64) < 0 {
@@ -410,6 +433,11 @@ pub fn ftruncate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `fallocate(fd, mode, off, len)`.
 pub fn fallocate(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [f, mode, off, len, ..] = a;
+    match huge_memfd_of(c, fd(f)) {
+        Ok(Some(h)) => return super::huge_memfd::fallocate(c, &h, mode, off, len),
+        Ok(None) => {}
+        Err(err) => return Outcome::err(err),
+    }
     let r = (|| {
         if let Some(obj) = memfd_of(c, fd(f))? {
             const KEEP_SIZE: u64 = 1;
@@ -441,6 +469,12 @@ pub fn fstat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             // st_size and st_blocks (512-byte units) are the object's.
             st[48..56].copy_from_slice(&obj.len().to_le_bytes());
             st[64..72].copy_from_slice(&(obj.resident_pages() * 8).to_le_bytes());
+        } else if let Some(f) = huge_memfd_of(c, fd(a[0]))? {
+            // hugetlbfs: st_blksize is the huge page size.
+            let huge = guest_mm::providers::HUGE_PAGE_SIZE;
+            st[48..56].copy_from_slice(&f.len().to_le_bytes());
+            st[56..64].copy_from_slice(&huge.to_le_bytes());
+            st[64..72].copy_from_slice(&(f.resident_pages() * (huge / 512)).to_le_bytes());
         }
         c.hv.write_user(c.vcpu, a[1], &st).map(|()| 0)
     })();
@@ -610,22 +644,34 @@ pub fn getdents64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `memfd_create(name, flags)`.
 pub fn memfd_create(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let r = (|| {
+        let huge = memfd::check_flags(a[1] as u32)?;
         let name =
             c.hv.read_user_cstr(c.vcpu, a[0], 249)
                 .map_err(|x| if x == libc::ENAMETOOLONG { libc::EINVAL } else { x })?;
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
         let label = format!("memfd:{}", String::from_utf8_lossy(&name));
-        let obj = guest_mm::providers::ShmemObject::new(&label, anon.frames.clone(), anon.mem.clone(), 0)
-            .map_err(memfd::errno)?;
+        let obj = if huge {
+            memfd::MemfdObject::Huge(c.linux.hugetlb().ok_or(libc::ENOMEM)?.file(&label))
+        } else {
+            let o = guest_mm::providers::ShmemObject::new(&label, anon.frames.clone(), anon.mem.clone(), 0)
+                .map_err(memfd::errno)?;
+            memfd::MemfdObject::Shmem(o)
+        };
         c.linux.memfds().create(&mut c.linux.vfs(), obj, a[1] as u32).map(|f| f.0 as u64)
     })();
     ret(r)
 }
 
-/// `ioctl(fd, request, arg)`: nothing is a terminal.
+/// `ioctl(fd, request, arg)`: nothing is a terminal; a userfaultfd's
+/// requests go to [`super::uffd::ioctl`].
 pub fn ioctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    match c.linux.vfs().special(fd(a[0])) {
+    let special = c.linux.vfs().special(fd(a[0]));
+    match special {
         Err(err) => Outcome::err(err.raw()),
-        Ok(_) => Outcome::err(libc::ENOTTY),
+        Ok(Some(s)) => match super::super::userfaultfd::tag_of(s.special) {
+            Some(t) => super::uffd::ioctl(c, t, a[1] & 0xffff_ffff, a[2]),
+            None => Outcome::err(libc::ENOTTY),
+        },
+        Ok(None) => Outcome::err(libc::ENOTTY),
     }
 }

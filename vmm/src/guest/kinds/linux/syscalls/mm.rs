@@ -5,7 +5,10 @@
 //! errno wins). Placement, overlap, splitting, merging, faults and frames
 //! are guest-mm's.
 
+use guest_mm::providers::HugetlbFile;
 use guest_mm::{Advice, GuestVirtAddr, MmError, MmapProvider, MmapRequest, MremapFlags, Placement, VmFlags};
+
+use crate::memory::GuestMem;
 
 use super::super::process::CAP_IPC_LOCK;
 
@@ -178,6 +181,20 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         if super::prctl::mdwe_denies(c, p & prot::EXEC != 0, p & prot::WRITE != 0, p & prot::EXEC != 0) {
             return Err(libc::EACCES);
         }
+        if flags & map::ANONYMOUS == 0 {
+            if let Some(f) = huge_memfd(c, fd)? {
+                let req = MmapRequest {
+                    addr: hint,
+                    len,
+                    prot: vm_prot(p),
+                    shared,
+                    placement,
+                    pgoff: off >> 12,
+                    ..Default::default()
+                };
+                return hugetlb_file_request(f, flags, req);
+            }
+        }
         if flags & map::HUGETLB != 0 {
             return hugetlb_request(c, flags, len, vm_prot(p), shared, placement, hint);
         }
@@ -245,7 +262,8 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // Populating is best effort: mmap has succeeded either way. Huge
         // pages are faulted in one by one (they have no fault-around).
         let (at, len) = (*at, req.len);
-        let advice = if matches!(provider, FileProvider::Huge(_)) { Advice::PopulateRead } else { Advice::WillNeed };
+        let huge = matches!(provider, FileProvider::Huge(_) | FileProvider::HugeFile(_));
+        let advice = if huge { Advice::PopulateRead } else { Advice::WillNeed };
         let _ = c.hv.space_op(c.vcpu, |m| {
             let fs = m.space_mut().madvise(GuestVirtAddr::try_new(at)?, len, advice)?;
             Ok(((), fs))
@@ -264,6 +282,8 @@ enum FileProvider<'a> {
     Huge(guest_mm::providers::HugetlbProvider<crate::memory::GuestMem>),
     /// A regular file's pages.
     File(super::file_map::FileMapping),
+    /// An `MFD_HUGETLB` memfd (a hugetlbfs file).
+    HugeFile(guest_mm::providers::HugetlbFileProvider<crate::memory::GuestMem>),
 }
 
 impl FileProvider<'_> {
@@ -273,6 +293,7 @@ impl FileProvider<'_> {
             FileProvider::Shmem(o) => o,
             FileProvider::Huge(h) => h,
             FileProvider::File(f) => f,
+            FileProvider::HugeFile(h) => h,
         }
     }
 }
@@ -316,6 +337,32 @@ fn hugetlb_request<'a>(
     let req = MmapRequest { addr: hint, len, prot, shared, placement, ..Default::default() };
     let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
     Ok((req, FileProvider::Huge(pool.provider(flags & map::NORESERVE != 0)), populate))
+}
+
+/// The hugetlbfs file behind descriptor `fd` (an `MFD_HUGETLB` memfd), if
+/// it is one; `EBADF` for no descriptor.
+fn huge_memfd(c: &Ctx<'_>, fd: u64) -> Result<Option<HugetlbFile<GuestMem>>, i32> {
+    let special = c.linux.vfs().special(super::super::fs::Fd(fd as i32)).map_err(|e| e.raw())?;
+    Ok(special.and_then(|s| super::super::memfd::tag_of(s.special)).and_then(|t| c.linux.memfds().get_huge(t)))
+}
+
+/// The request of an `mmap` of a hugetlbfs file (`ksys_mmap_pgoff` and
+/// `hugetlbfs_file_mmap`), `MAP_HUGETLB` or not: the length rounded up
+/// to 2 MiB, a fixed address on a huge page (`EINVAL`); the offset's
+/// alignment, the reservations (`ENOMEM`) and the file's growth are the
+/// provider's.
+fn hugetlb_file_request<'a>(
+    f: HugetlbFile<GuestMem>,
+    flags: u64,
+    mut req: MmapRequest,
+) -> Result<(MmapRequest, FileProvider<'a>, bool), i32> {
+    let huge = guest_mm::providers::HUGE_PAGE_SIZE;
+    req.len = req.len.checked_next_multiple_of(huge).filter(|&l| l <= TASK_SIZE).ok_or(libc::ENOMEM)?;
+    if req.placement != Placement::Anywhere && req.addr.is_some_and(|h| h.raw() % huge != 0) {
+        return Err(libc::EINVAL);
+    }
+    let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
+    Ok((req, FileProvider::HugeFile(f.provider(flags & map::NORESERVE != 0)), populate))
 }
 
 /// The provider behind descriptor `fd`: a memfd, `/dev/zero`, or a

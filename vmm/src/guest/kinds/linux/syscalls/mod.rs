@@ -12,6 +12,7 @@
 mod ctx;
 mod docs;
 mod file_map;
+mod huge_memfd;
 mod io;
 mod iov;
 mod ipc;
@@ -24,6 +25,7 @@ mod process;
 mod sockets;
 mod table;
 mod time;
+mod uffd;
 mod wait;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};

@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, sockets, time};
+use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, sockets, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -15,14 +15,14 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 6, name: "lstat", status: Supported, note: "", handler: Some(io::lstat) },
     Entry { nr: 7, name: "poll", status: Partial, note: "pipes, sockets and standard input report readiness, other files are always ready; nothing ready with a timeout sleeps it out", handler: Some(poll::poll) },
     Entry { nr: 8, name: "lseek", status: Supported, note: "", handler: Some(io::lseek) },
-    Entry { nr: 9, name: "mmap", status: Partial, note: "anonymous private and shared memory, MAP_FIXED, MAP_FIXED_NOREPLACE, hints, MAP_POPULATE, MAP_LOCKED; MAP_HUGETLB anonymous from the --hugepages pool (2 MiB; MAP_HUGE_1GB ENOMEM); /dev/zero; memfds and /tmp, /dev/shm files shared (coherent with read/write) or private (copy-on-write), SIGBUS past the end, open-mode checks (EACCES); --file host files as a copy taken at mmap (private, or shared of a read-only fd; shared of a writable one ENODEV)", handler: Some(mm::mmap) },
+    Entry { nr: 9, name: "mmap", status: Partial, note: "anonymous private and shared memory, MAP_FIXED, MAP_FIXED_NOREPLACE, hints, MAP_POPULATE, MAP_LOCKED; MAP_HUGETLB anonymous from the --hugepages pool (2 MiB; MAP_HUGE_1GB ENOMEM); /dev/zero; memfds (MFD_HUGETLB ones by 2 MiB pages: length rounded up, reserved at mmap) and /tmp, /dev/shm files shared (coherent with read/write) or private (copy-on-write), SIGBUS past the end, open-mode checks (EACCES); --file host files as a copy taken at mmap (private, or shared of a read-only fd; shared of a writable one ENODEV)", handler: Some(mm::mmap) },
     Entry { nr: 10, name: "mprotect", status: Supported, note: "", handler: Some(mm::mprotect) },
     Entry { nr: 11, name: "munmap", status: Supported, note: "", handler: Some(mm::munmap) },
     Entry { nr: 12, name: "brk", status: Supported, note: "", handler: Some(mm::brk) },
     Entry { nr: 13, name: "rt_sigaction", status: Partial, note: "handlers run with the x86-64 rt_sigframe (fxsave FPU image, no AVX state); SA_RESTORER required as on Linux; SA_RESTART restarts an interrupted pipe, socket or standard-input wait", handler: Some(process::rt_sigaction) },
     Entry { nr: 14, name: "rt_sigprocmask", status: Supported, note: "", handler: Some(process::rt_sigprocmask) },
     Entry { nr: 15, name: "rt_sigreturn", status: Supported, note: "", handler: Some(process::rt_sigreturn) },
-    Entry { nr: 16, name: "ioctl", status: Partial, note: "nothing is a terminal: ENOTTY", handler: Some(io::ioctl) },
+    Entry { nr: 16, name: "ioctl", status: Partial, note: "nothing is a terminal: ENOTTY; userfaultfd: UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER", handler: Some(io::ioctl) },
     Entry { nr: 17, name: "pread64", status: Supported, note: "", handler: Some(io::pread64) },
     Entry { nr: 18, name: "pwrite64", status: Supported, note: "", handler: Some(io::pwrite64) },
     Entry { nr: 19, name: "readv", status: Supported, note: "", handler: Some(io::readv) },
@@ -115,12 +115,13 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 271, name: "ppoll", status: Partial, note: "as poll; the signal mask is checked, not applied", handler: Some(poll::ppoll) },
     Entry { nr: 273, name: "set_robust_list", status: Supported, note: "one thread: nothing to clean up", handler: Some(process::set_robust_list) },
     Entry { nr: 278, name: "vmsplice", status: Partial, note: "copies the bytes when called (Linux references the pages); one pipe slot per page touched as Linux", handler: Some(pipes::vmsplice) },
-    Entry { nr: 285, name: "fallocate", status: Supported, note: "tmpfs files and memfds: mode 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE (a punched page leaves shared mappings; private copies stay)", handler: Some(io::fallocate) },
+    Entry { nr: 285, name: "fallocate", status: Supported, note: "tmpfs files and memfds: mode 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE (a punched page leaves shared mappings; private copies stay); on MFD_HUGETLB memfds they allocate and free pool pages (ENOSPC when out) and a punch unmaps the pages everywhere", handler: Some(io::fallocate) },
     Entry { nr: 292, name: "dup3", status: Supported, note: "", handler: Some(io::dup3) },
     Entry { nr: 293, name: "pipe2", status: Supported, note: "O_CLOEXEC, O_NONBLOCK, O_DIRECT (packets); O_NOTIFICATION_PIPE is EINVAL", handler: Some(pipes::pipe2) },
     Entry { nr: 302, name: "prlimit64", status: Supported, note: "", handler: Some(process::prlimit64) },
     Entry { nr: 318, name: "getrandom", status: Supported, note: "", handler: Some(process::getrandom) },
-    Entry { nr: 319, name: "memfd_create", status: Partial, note: "read, write, truncate, mmap; no seals, MFD_HUGETLB ENOMEM", handler: Some(io::memfd_create) },
+    Entry { nr: 319, name: "memfd_create", status: Partial, note: "read, write, truncate, mmap; MFD_HUGETLB (2 MiB, MFD_HUGE_2MB) as hugetlbfs: write EINVAL, sizes in whole huge pages; other huge page sizes ENODEV", handler: Some(io::memfd_create) },
+    Entry { nr: 323, name: "userfaultfd", status: Partial, note: "registration only: UFFDIO_API (no features), UFFDIO_REGISTER and UFFDIO_UNREGISTER check their ranges as Linux; no fault is ever delivered (a registered range faults as unregistered), no range ioctls, read is EAGAIN", handler: Some(uffd::userfaultfd) },
     Entry { nr: 325, name: "mlock2", status: Supported, note: "MLOCK_ONFAULT", handler: Some(mm::mlock2) },
     Entry { nr: 334, name: "rseq", status: Unimplemented, note: "libcs fall back without it", handler: None },
     Entry { nr: 435, name: "clone3", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
