@@ -97,6 +97,11 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_sregs, "KVM_SET_SREGS"),
+        why: "a process switch loads the next process's CR3 where KVM does not sync registers through kvm_run",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_get_xsave, "KVM_GET_XSAVE"),
         why: "a signal frame saves the interrupted FPU/SSE state",
     },
