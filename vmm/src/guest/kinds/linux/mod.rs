@@ -17,6 +17,7 @@ pub mod signal;
 pub mod spec;
 pub mod stack;
 pub mod syscalls;
+pub mod tasks;
 
 pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};
 pub use self::spec::{Spec, ENV, SPEC};
