@@ -225,11 +225,9 @@ impl<S> Tasks<S> {
     /// Makes `pid` the running process; its saved state.
     pub fn resume(&mut self, pid: u32) -> Option<S> {
         let t = self.tasks.get_mut(&pid)?;
+        // A zombie or the running one stays as it is.
+        t.state.saved_mut()?;
         let saved = std::mem::replace(&mut t.state, State::Running).into_saved();
-        if saved.is_none() {
-            // Not resumable: leave it as it was found (a zombie stays).
-            return None;
-        }
         self.current = pid;
         saved
     }
