@@ -99,3 +99,14 @@ impl HostedKernel {
         sw
     }
 }
+
+impl HostedKernel {
+    /// Tears down `space`, a space no vCPU runs any more (the caller
+    /// switched away from it), and shoots down what it held; a failed
+    /// shootdown is returned (the run cannot go on).
+    pub fn exit_space(&self, vcpu: u8, space: AddressSpace<GuestMem>) -> Option<String> {
+        let _m = self.mapper();
+        let flush = ranges(space.exit());
+        self.shoot_down(vcpu, &flush)
+    }
+}

@@ -15,6 +15,7 @@ mod io;
 mod itimer;
 mod mm;
 mod process;
+mod procs;
 mod table;
 mod time;
 

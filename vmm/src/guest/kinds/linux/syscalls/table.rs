@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, itimer, mm, process, time};
+use super::{io, itimer, mm, process, procs, time};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -40,12 +40,12 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 37, name: "alarm", status: Partial, note: "SIGALRM comes when a system call returns after the deadline (or ends a pause/rt_sigsuspend), not in the middle of a computation or a nanosleep", handler: Some(itimer::alarm) },
     Entry { nr: 38, name: "setitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others), delivered as for alarm", handler: Some(itimer::setitimer) },
     Entry { nr: 39, name: "getpid", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 56, name: "clone", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
-    Entry { nr: 57, name: "fork", status: Unimplemented, note: "processes are not implemented", handler: None },
-    Entry { nr: 58, name: "vfork", status: Unimplemented, note: "processes are not implemented", handler: None },
+    Entry { nr: 56, name: "clone", status: Partial, note: "a process (fork; CLONE_VM|CLONE_VFORK as vfork; the child's stack and CLONE_SETTLS); threads (CLONE_THREAD, CLONE_VM alone) ENOSYS", handler: Some(procs::fork_needs_regs) },
+    Entry { nr: 57, name: "fork", status: Supported, note: "copy-on-write address space, descriptors shared by copy, signal handlers kept, pending signals and timers not; every process runs on vCPU 0", handler: Some(procs::fork_needs_regs) },
+    Entry { nr: 58, name: "vfork", status: Partial, note: "as fork (the child has its own copy of memory); the parent waits until the child ends", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 59, name: "execve", status: Unimplemented, note: "one program per run", handler: None },
-    Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits", handler: Some(process::exit_group) },
-    Entry { nr: 61, name: "wait4", status: Unimplemented, note: "processes are not implemented", handler: None },
+    Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits (a child: a zombie until reaped, SIGCHLD to its parent; the first process: the run ends, other processes killed)", handler: Some(process::exit_group) },
+    Entry { nr: 61, name: "wait4", status: Partial, note: "exited and killed children (no stopped or continued ones), WNOHANG; rusage zeroed", handler: Some(procs::wait4) },
     Entry { nr: 62, name: "kill", status: Partial, note: "to itself only: pending, delivered when the call returns", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags and duplication; no locks", handler: Some(io::fcntl) },
@@ -65,10 +65,12 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 104, name: "getgid", status: Supported, note: "root", handler: Some(process::getuid) },
     Entry { nr: 107, name: "geteuid", status: Supported, note: "root", handler: Some(process::getuid) },
     Entry { nr: 108, name: "getegid", status: Supported, note: "root", handler: Some(process::getuid) },
-    Entry { nr: 110, name: "getppid", status: Supported, note: "", handler: Some(process::getppid) },
-    Entry { nr: 111, name: "getpgrp", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 121, name: "getpgid", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(process::getpid) },
+    Entry { nr: 110, name: "getppid", status: Supported, note: "the first process's parent is 1", handler: Some(procs::getppid) },
+    Entry { nr: 109, name: "setpgid", status: Supported, note: "", handler: Some(procs::setpgid) },
+    Entry { nr: 111, name: "getpgrp", status: Supported, note: "", handler: Some(procs::getpgrp) },
+    Entry { nr: 112, name: "setsid", status: Supported, note: "", handler: Some(procs::setsid) },
+    Entry { nr: 121, name: "getpgid", status: Supported, note: "", handler: Some(procs::getpgid) },
+    Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(procs::getsid) },
     Entry { nr: 125, name: "capget", status: Supported, note: "", handler: Some(process::capget) },
     Entry { nr: 126, name: "capset", status: Supported, note: "", handler: Some(process::capset) },
     Entry { nr: 127, name: "rt_sigpending", status: Supported, note: "", handler: Some(process::rt_sigpending) },

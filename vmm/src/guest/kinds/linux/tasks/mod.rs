@@ -9,6 +9,7 @@
 //! (`CLONE_VM|CLONE_THREAD`), `execve`.
 
 pub mod status;
+pub mod switch;
 pub mod table;
 
 #[cfg(test)]

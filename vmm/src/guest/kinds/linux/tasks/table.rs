@@ -222,6 +222,13 @@ impl<S> Tasks<S> {
         }
     }
 
+    /// Sets the state of `pid` (a process put aside after a switch).
+    pub fn set_state(&mut self, pid: u32, state: State<S>) {
+        if let Some(t) = self.tasks.get_mut(&pid) {
+            t.state = state;
+        }
+    }
+
     /// Makes `pid` the running process; its saved state.
     pub fn resume(&mut self, pid: u32) -> Option<S> {
         let t = self.tasks.get_mut(&pid)?;
@@ -321,15 +328,15 @@ impl<S> Tasks<S> {
         after.filter(|(_, t)| runnable(t)).map(|(&p, _)| p).next()
     }
 
-    /// The earliest time a sleeping process wakes, if one sleeps.
-    pub fn next_wake(&self) -> Option<Instant> {
+    /// The sleeping process that wakes first, and when.
+    pub fn next_wake(&self) -> Option<(u32, Instant)> {
         self.tasks
-            .values()
-            .filter_map(|t| match t.state {
-                State::Sleeping { until, .. } => Some(until),
+            .iter()
+            .filter_map(|(&p, t)| match t.state {
+                State::Sleeping { until, .. } => Some((p, until)),
                 _ => None,
             })
-            .min()
+            .min_by_key(|&(_, u)| u)
     }
 
     /// Every process that is neither running nor a zombie: what a blocked

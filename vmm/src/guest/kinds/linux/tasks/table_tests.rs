@@ -92,7 +92,7 @@ fn blocked_processes_wake_on_events_and_sleepers_on_time() {
     // The child sleeps: nothing can run until an event or the time.
     t.park(State::Sleeping { saved: 1, until: now + Duration::from_millis(5) });
     assert_eq!(t.pick_next(now), None);
-    assert_eq!(t.next_wake(), Some(now + Duration::from_millis(5)));
+    assert_eq!(t.next_wake(), Some((a, now + Duration::from_millis(5))));
     assert_eq!(t.pick_next(now + Duration::from_millis(5)), Some(a));
     t.event();
     assert_eq!(t.pick_next(now), Some(INIT));
