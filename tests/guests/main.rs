@@ -18,6 +18,7 @@ mod kut_suite;
 mod linux_hugepages;
 mod linux_mm_suite;
 mod linux_proc_mem;
+mod linux_processes;
 mod linux_programs;
 mod linux_signals;
 mod ltest_runner;
