@@ -21,6 +21,7 @@ mod linux_hugetlb_memfd;
 mod linux_ipc;
 mod linux_mm_suite;
 mod linux_proc_mem;
+mod linux_processes;
 mod linux_programs;
 mod linux_signals;
 mod linux_sysv_shm;

@@ -182,6 +182,12 @@ impl Mapper {
         &mut self.space
     }
 
+    /// Makes `next` the address space; returns the one it replaces (a
+    /// process switch: see `hypercall::spaces`).
+    pub fn replace_space(&mut self, next: AddressSpace<GuestMem>) -> AddressSpace<GuestMem> {
+        std::mem::replace(&mut self.space, next)
+    }
+
     /// Maps the contiguous `[pa, pa + len)` supervisor-only at `va` (upper
     /// half), write-back.
     pub fn map_kernel(&mut self, va: GuestVirtAddr, pa: GuestAddress, len: u64, access: Access) -> Result<(), MmError> {

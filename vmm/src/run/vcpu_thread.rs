@@ -142,6 +142,14 @@ impl VcpuThread {
             if self.ctx.ctl.is_stopping() {
                 break;
             }
+            // A process switch: the next process's page tables and FS
+            // base, before anything of it runs.
+            if let Some(sw) = self.ctx.hv.as_ref().and_then(|hv| hv.take_switch(self.me())) {
+                if let Err(message) = self.switch_process(sw) {
+                    self.fail(message);
+                    break;
+                }
+            }
             // In the guest from here on (for shootdowns), then look for a
             // due flush: in this order, a shootdown cannot miss this vCPU.
             let me = self.me();
@@ -202,6 +210,14 @@ impl VcpuThread {
             self.ctx.console.throttle(&|| self.ctx.ctl.is_stopping());
         }
         kick::set_thread_kvm_run(std::ptr::null_mut());
+    }
+
+    /// Loads a process switch's CR3 and FS base.
+    fn switch_process(&mut self, sw: crate::hosted::hypercall::Switch) -> Result<(), String> {
+        self.vcpu.set_cr3(sw.cr3.0).map_err(|e| format!("cannot load CR3 {:#x}: {e}", sw.cr3.0))?;
+        self.vcpu
+            .set_msr(crate::hosted::arch::regs::msr::FS_BASE, sw.fs_base)
+            .map_err(|e| format!("cannot set the FS base: {e}"))
     }
 
     /// Names what the backend could not do after `KVM_EXIT_INTERNAL_ERROR`.

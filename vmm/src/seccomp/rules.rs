@@ -22,6 +22,7 @@ mod kvm_nr {
     ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
     ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
     ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_sregs);
     ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
     ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
     ioctl_io_nr!(KVM_NMI, KVMIO, 0x9a);
@@ -135,6 +136,12 @@ pub struct Row {
 /// The request number of `KVM_SET_MSRS`.
 pub fn kvm_set_msrs() -> u64 {
     KVM_SET_MSRS()
+}
+
+/// The request number of `KVM_SET_SREGS` (a kind that switches page
+/// tables on a vCPU without synced registers adds it).
+pub fn kvm_set_sregs() -> u64 {
+    KVM_SET_SREGS()
 }
 
 /// The request number of `KVM_GET_XSAVE` (a kind that saves the FPU

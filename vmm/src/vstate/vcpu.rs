@@ -338,6 +338,23 @@ impl Vcpu {
         self.fd.get_sregs()
     }
 
+    /// Switches the vCPU to the page tables rooted at `cr3` (a process
+    /// switch): into the synced system registers, marked dirty, which KVM
+    /// loads as the next run enters; else `KVM_GET_SREGS` +
+    /// `KVM_SET_SREGS`. KVM resets its MMU context when CR3 changes, and
+    /// a CR3 load without PCID drops every non-global translation, so
+    /// nothing of the previous space survives the switch.
+    pub fn set_cr3(&mut self, cr3: u64) -> Result<(), kvm_ioctls::Error> {
+        if self.fresh.get() {
+            self.fd.sync_regs_mut().sregs.cr3 = cr3;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            return Ok(());
+        }
+        let mut s = self.fd.get_sregs()?;
+        s.cr3 = cr3;
+        self.fd.set_sregs(&s)
+    }
+
     /// Reads the given MSRs (for diagnostics); missing ones are left out.
     pub fn msrs(&self, indices: &[u32]) -> Vec<(u32, u64)> {
         let list: Vec<kvm_msr_entry> =

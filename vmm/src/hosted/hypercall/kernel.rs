@@ -27,6 +27,10 @@ pub struct HostedKernel {
     pub(super) counters: Vec<Arc<ExitCounters>>,
     /// Page faults resolved (lazy pages filled, copies made).
     pub(super) faults_resolved: std::sync::atomic::AtomicU64,
+    /// Process switches asked of each vCPU (see `spaces`).
+    pub(super) switches: Mutex<std::collections::BTreeMap<u8, super::spaces::Switch>>,
+    /// Whether `switches` may hold one.
+    pub(super) switch_pending: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for HostedKernel {
@@ -59,6 +63,8 @@ impl HostedKernel {
             report,
             counters,
             faults_resolved: Default::default(),
+            switches: Default::default(),
+            switch_pending: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ mod kernel;
 mod mm;
 mod mm_remap;
 mod page_fault;
+mod spaces;
 mod user_access;
 
 pub use self::call::{Args, Block, Effects, Outcome};
@@ -22,6 +23,7 @@ pub use self::console::ConsoleOut;
 pub use self::kernel::HostedKernel;
 pub use self::mm::prot_vm_flags;
 pub use self::page_fault::{FaultCause, FaultOutcome};
+pub use self::spaces::{SpaceError, Switch};
 pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! or 128 + the signal that killed it).
 
 use super::process::{Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STACK_TOP};
+use super::tasks::status::ExitKind;
+use super::tasks::switch::CloneArgs;
 use super::{signal, syscalls};
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
 use crate::guest::user_state::{FaultAction, UserState};
@@ -97,6 +99,11 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Ioctl(crate::seccomp::rules::kvm_set_sregs, "KVM_SET_SREGS"),
+        why: "a process switch loads the next process's CR3 where KVM does not sync registers through kvm_run",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_get_xsave, "KVM_GET_XSAVE"),
         why: "a signal frame saves the interrupted FPU/SSE state",
     },
@@ -106,6 +113,144 @@ const SECCOMP_ROWS: &[Row] = &[
         why: "a handler starts with a fresh FPU state; rt_sigreturn restores the saved one (KVM_SET_FPU cannot set MXCSR)",
     },
 ];
+
+/// `CLONE_VM`, `CLONE_VFORK`, `CLONE_THREAD`, `CLONE_SETTLS`.
+const CLONE_VM: u64 = 0x100;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_THREAD: u64 = 0x10000;
+const CLONE_SETTLS: u64 = 0x8_0000;
+
+/// Whether `args` is a fork (`Some(Ok(false))`), a vfork
+/// (`Some(Ok(true))`), a clone refused with an errno, or another call.
+fn fork_kind(args: &Args) -> Option<Result<bool, i32>> {
+    match args.nr as i64 {
+        libc::SYS_fork => Some(Ok(false)),
+        libc::SYS_vfork => Some(Ok(true)),
+        libc::SYS_clone => {
+            let f = args.a[0];
+            Some(if f & CLONE_THREAD != 0 {
+                // Threads share an address space: not implemented.
+                Err(libc::ENOSYS)
+            } else if f & CLONE_VM != 0 {
+                if f & CLONE_VFORK != 0 {
+                    Ok(true)
+                } else {
+                    Err(libc::ENOSYS)
+                }
+            } else {
+                Ok(f & CLONE_VFORK != 0)
+            })
+        }
+        _ => None,
+    }
+}
+
+impl Linux {
+    /// Serves the call, then delivers a pending signal (`rt_sigreturn`
+    /// and `fork` need the registers, so they are served here).
+    fn serve(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
+        let args = Args::from_regs(&user.regs);
+        let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
+            let fx = signal::sigreturn(self, hv, vcpu, user);
+            (fx, user.regs)
+        } else if args.nr == libc::SYS_pause as u64 {
+            return signal::suspend(self, hv, vcpu, user, None);
+        } else if args.nr == libc::SYS_rt_sigsuspend as u64 {
+            let mask = match (args.a[1], hv.read_user(vcpu, args.a[0], 8)) {
+                (8, Ok(b)) => b.try_into().map(u64::from_le_bytes).map_err(|_| libc::EFAULT),
+                (8, Err(e)) => Err(e),
+                _ => Err(libc::EINVAL),
+            };
+            match mask {
+                Ok(m) => return signal::suspend(self, hv, vcpu, user, Some(m)),
+                Err(e) => {
+                    user.regs.rax = (-i64::from(e)) as u64;
+                    return hypercall::Effects::default();
+                }
+            }
+        } else if let Some(vfork) = fork_kind(&args) {
+            let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
+            let clone = (args.nr == libc::SYS_clone as u64)
+                .then(|| CloneArgs { stack: args.a[1], tls: (args.a[0] & CLONE_SETTLS != 0).then_some(args.a[4]) });
+            let r = match vfork {
+                Ok(v) => self.fork(hv, vcpu, user, &resume, clone, v),
+                Err(e) => Ok((-i64::from(e), hypercall::Effects::default())),
+            };
+            match r {
+                Ok((ret, fx)) => {
+                    user.regs.rax = ret as u64;
+                    (fx, kvm_bindings::kvm_regs { rax: ret as u64, ..resume })
+                }
+                // The vCPU now runs the vfork child.
+                Err(_) => return hypercall::Effects::default(),
+            }
+        } else {
+            let out = syscalls::dispatch(hv, vcpu, self, &args);
+            if out.ret == syscalls::RESTART {
+                match signal::interrupting(self) {
+                    None => {
+                        // Back to the `syscall` instruction (2 bytes) with
+                        // its number: the call is made again after the
+                        // handler's sleep (or a short one).
+                        user.regs.rip = user.regs.rcx.wrapping_sub(2);
+                        user.regs.rax = args.nr;
+                        let slice = std::time::Instant::now() + std::time::Duration::from_millis(1);
+                        let block = out.effects.block.unwrap_or(hypercall::Block::Until(slice));
+                        return hypercall::Effects { block: Some(block), ..out.effects };
+                    }
+                    Some(true) => {
+                        // SA_RESTART: the handler returns to the `syscall`
+                        // instruction, which makes the call again.
+                        let resume = kvm_bindings::kvm_regs {
+                            rip: user.regs.rcx.wrapping_sub(2),
+                            rflags: user.regs.r11,
+                            rax: args.nr,
+                            ..user.regs
+                        };
+                        let fx = hypercall::Effects { block: None, ..out.effects };
+                        return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
+                    }
+                    // A signal is waiting: the call is interrupted.
+                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
+                }
+            } else {
+                user.regs.rax = out.ret as u64;
+            }
+            // `syscall` returns to rcx with r11's flags.
+            let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
+            (out.effects, resume)
+        };
+        if fx.exit_group.is_some() || fx.exit_vcpu.is_some() || fx.fatal.is_some() {
+            return fx;
+        }
+        signal::at_syscall_return(self, hv, vcpu, user, &resume, fx)
+    }
+
+    /// The running process ended with `status` (128 + a signal when
+    /// `killed_by` says so): the first process ends the run (every other
+    /// is killed first); another becomes a zombie and the next runs.
+    fn process_end(
+        &self,
+        hv: &HostedKernel,
+        vcpu: u8,
+        user: &mut UserState<'_>,
+        status: i32,
+        fx: hypercall::Effects,
+    ) -> hypercall::Effects {
+        if self.pid() == self.tasks().init() {
+            if let Some(m) = self.end_all_others(hv, vcpu) {
+                return hypercall::Effects { fatal: Some(m), ..fx };
+            }
+            return fx;
+        }
+        let killed = self.killed_by.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let how = match killed {
+            Some(sig) => ExitKind::Signaled { sig: sig as u8, core: false },
+            None => ExitKind::Exited((status & 0xff) as u8),
+        };
+        self.end_current(hv, vcpu, user, how)
+    }
+}
 
 impl GuestKind for Linux {
     fn name(&self) -> String {
@@ -212,68 +357,14 @@ impl GuestKind for Linux {
         syscalls::dispatch(hv, vcpu, self, args)
     }
 
-    /// Serves the call, then delivers a pending signal (`rt_sigreturn`
-    /// needs the registers, so it is served here).
+    /// Serves the call ([`Linux::serve`]), then ends the process or
+    /// gives the vCPU to another one where it must.
     fn syscall_in(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
-        let args = Args::from_regs(&user.regs);
-        let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
-            let fx = signal::sigreturn(self, hv, vcpu, user);
-            (fx, user.regs)
-        } else if args.nr == libc::SYS_pause as u64 {
-            return signal::suspend(self, hv, vcpu, user, None);
-        } else if args.nr == libc::SYS_rt_sigsuspend as u64 {
-            let mask = match (args.a[1], hv.read_user(vcpu, args.a[0], 8)) {
-                (8, Ok(b)) => b.try_into().map(u64::from_le_bytes).map_err(|_| libc::EFAULT),
-                (8, Err(e)) => Err(e),
-                _ => Err(libc::EINVAL),
-            };
-            match mask {
-                Ok(m) => return signal::suspend(self, hv, vcpu, user, Some(m)),
-                Err(e) => {
-                    user.regs.rax = (-i64::from(e)) as u64;
-                    return hypercall::Effects::default();
-                }
-            }
-        } else {
-            let out = syscalls::dispatch(hv, vcpu, self, &args);
-            if out.ret == syscalls::RESTART {
-                match signal::interrupting(self) {
-                    None => {
-                        // Back to the `syscall` instruction (2 bytes) with
-                        // its number: the call is made again after the
-                        // handler's sleep (or a short one).
-                        user.regs.rip = user.regs.rcx.wrapping_sub(2);
-                        user.regs.rax = args.nr;
-                        let slice = std::time::Instant::now() + std::time::Duration::from_millis(1);
-                        let block = out.effects.block.unwrap_or(hypercall::Block::Until(slice));
-                        return hypercall::Effects { block: Some(block), ..out.effects };
-                    }
-                    Some(true) => {
-                        // SA_RESTART: the handler returns to the `syscall`
-                        // instruction, which makes the call again.
-                        let resume = kvm_bindings::kvm_regs {
-                            rip: user.regs.rcx.wrapping_sub(2),
-                            rflags: user.regs.r11,
-                            rax: args.nr,
-                            ..user.regs
-                        };
-                        let fx = hypercall::Effects { block: None, ..out.effects };
-                        return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
-                    }
-                    // A signal is waiting: the call is interrupted.
-                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
-                }
-            } else {
-                user.regs.rax = out.ret as u64;
-            }
-            // `syscall` returns to rcx with r11's flags.
-            let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
-            (out.effects, resume)
-        };
-        if fx.exit_group.is_some() || fx.exit_vcpu.is_some() || fx.fatal.is_some() {
-            return fx;
+        let fx = self.serve(hv, vcpu, user);
+        if let Some(status) = fx.exit_group {
+            return self.process_end(hv, vcpu, user, status, fx);
         }
-        signal::at_syscall_return(self, hv, vcpu, user, &resume, fx)
+        self.schedule(hv, vcpu, user, fx)
     }
 
     fn on_user_fault(
@@ -283,7 +374,17 @@ impl GuestKind for Linux {
         report: &ExceptionReport,
         user: &mut UserState<'_>,
     ) -> FaultAction {
-        signal::on_fault(self, hv, vcpu, report, user)
+        match signal::on_fault(self, hv, vcpu, report, user) {
+            FaultAction::Exit(status) if self.pid() != self.tasks().init() => {
+                let fx = self.process_end(hv, vcpu, user, status, hypercall::Effects::default());
+                if let Some(m) = fx.fatal {
+                    log::error!("linux: {m}");
+                    return FaultAction::Exit(crate::run::report::EXIT_CRASHED);
+                }
+                FaultAction::Resume
+            }
+            other => other,
+        }
     }
 
     fn seccomp_rows(&self) -> &'static [Row] {

@@ -20,6 +20,7 @@ pub mod spec;
 pub mod stack;
 pub mod syscalls;
 pub mod sysv_shm;
+pub mod tasks;
 pub mod userfaultfd;
 
 pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};

@@ -52,7 +52,7 @@ pub mod rlimit {
 }
 
 /// The process's own state, behind one lock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Proc {
     /// `set_tid_address`'s pointer.
     pub clear_child_tid: u64,
@@ -192,6 +192,14 @@ pub struct Linux {
     /// A shootdown that failed inside a call (the run cannot go on);
     /// the dispatcher ends the run with it.
     fatal: Mutex<Option<String>>,
+    /// The processes (the running one's state is live: in the address
+    /// space, [`Linux::proc`] and the file layer).
+    pub(super) tasks: Mutex<super::tasks::table::Tasks<Box<super::tasks::switch::Saved>>>,
+    /// Set by a call that answers `RESTART` until another process does
+    /// something (`wait4`): the process blocks rather than retrying.
+    pub(super) waits_for_event: std::sync::atomic::AtomicBool,
+    /// When the running process got the vCPU (preemption).
+    pub(super) slice_start: Mutex<std::time::Instant>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -315,6 +323,9 @@ impl Linux {
             stderr: p.stderr,
             layout_seed,
             fatal: Mutex::new(None),
+            tasks: Mutex::new(super::tasks::table::Tasks::new(PID as u32, super::tasks::switch::MAX_PROCS)),
+            waits_for_event: Default::default(),
+            slice_start: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -453,13 +464,14 @@ impl Linux {
 
     /// What the `/proc` files show beyond the address space.
     fn view(&self) -> View<'_> {
+        let (pid, ppid) = (self.pid(), self.ppid());
         let p = self.proc();
         let name = String::from_utf8_lossy(&p.comm).into_owned();
         let extra = StatusExtra {
             name,
             umask: p.umask,
-            pid: PID as u32,
-            ppid: 1,
+            pid,
+            ppid,
             caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
             uid: [p.uid; 4],
             gid: [p.uid; 4],

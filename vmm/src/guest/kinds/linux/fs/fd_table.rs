@@ -30,7 +30,7 @@ pub struct Slot {
 }
 
 /// The table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FdTable {
     slots: Vec<Option<Slot>>,
     limit: u64,

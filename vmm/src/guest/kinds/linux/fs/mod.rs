@@ -37,6 +37,7 @@ mod node;
 mod open;
 mod open_file;
 mod path;
+mod process_files;
 mod resolve;
 mod stat;
 mod tmpfile;
@@ -52,6 +53,7 @@ pub use self::io::IOV_MAX;
 pub use self::map::{MapContents, MapFile};
 pub use self::node::Special;
 pub use self::path::{NAME_MAX, PATH_MAX};
+pub use self::process_files::FileContext;
 pub use self::stat::{
     stat_offsets, statfs_offsets, Stat, StatFs, PROC_SUPER_MAGIC, STATFS_SIZE, STAT_SIZE, SYSFS_MAGIC, TMPFS_MAGIC,
 };

@@ -22,6 +22,7 @@ mod pipes;
 mod poll;
 mod prctl;
 mod process;
+mod procs;
 mod sockets;
 mod table;
 mod time;

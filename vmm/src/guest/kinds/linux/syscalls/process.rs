@@ -50,7 +50,7 @@ pub fn arch_prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `set_tid_address(tidptr)`.
 pub fn set_tid_address(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     c.linux.proc().clear_child_tid = a[0];
-    Outcome::ret(PID as i64)
+    Outcome::ret(i64::from(c.linux.pid()))
 }
 
 /// `set_robust_list(head, len)`: one thread, nothing to clean up.
@@ -62,13 +62,8 @@ pub fn set_robust_list(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 }
 
 /// `getpid`, `gettid`, `getpgrp`, `getsid`...: the one process.
-pub fn getpid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
-    Outcome::ret(PID as i64)
-}
-
-/// `getppid()`: the VMM is the parent, as pid 1 would be.
-pub fn getppid(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
-    Outcome::ret(1)
+pub fn getpid(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(i64::from(c.linux.pid()))
 }
 
 /// `getuid`, `geteuid`, `getgid`, `getegid`: `--uid` (root by default:
@@ -89,7 +84,7 @@ pub fn uname(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `prlimit64(pid, resource, new, old)`.
 pub fn prlimit64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [pid, res, new, old, ..] = a;
-    if pid != 0 && pid != PID {
+    if pid != 0 && pid != u64::from(c.linux.pid()) {
         return Outcome::err(libc::ESRCH);
     }
     ret(rlimit_common(c, res, new, old))
@@ -267,7 +262,7 @@ fn signal_self(c: &Ctx<'_>, sig: u64, code: i32) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::err(e),
     };
-    let info = SigInfo { signo: s, code, fields: Fields::Sender { pid: PID as u32, uid: 0 } };
+    let info = SigInfo { signo: s, code, fields: Fields::Sender { pid: c.linux.pid(), uid: 0 } };
     signal::post(&mut c.linux.proc(), info);
     Outcome::ret(0)
 }
@@ -292,19 +287,47 @@ pub fn rt_sigreturn(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
     c.linux.kill(crate::guest::kinds::linux::signal::info::sig::SIGSEGV as i32)
 }
 
-/// `kill(pid, sig)`.
+/// `kill(pid, sig)`: to one process, the caller's group (0), every
+/// process but the first and the caller (-1), or a group (< -1).
+/// `SIGKILL` ends another process at once; other signals wait in its
+/// pending set until it runs.
 pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    let pid = a[0] as i64;
-    if pid == PID as i64 || pid == 0 || pid == -1 || pid == -(PID as i64) {
-        signal_self(c, a[1], code::SI_USER)
-    } else {
-        Outcome::err(libc::ESRCH)
+    let pid = i64::from(a[0] as i32);
+    let targets = match c.linux.tasks().kill_targets(pid) {
+        Ok(v) => v,
+        Err(e) => return Outcome::err(e.errno()),
+    };
+    let s = match a[1] {
+        0 => return Outcome::ret(0),
+        sig => match check_sig(sig) {
+            Ok(s) => s,
+            Err(e) => return Outcome::err(e),
+        },
+    };
+    let me = c.linux.pid();
+    let mut out = Outcome::ret(0);
+    for t in targets {
+        if t == me {
+            out = signal_self(c, a[1], code::SI_USER);
+        } else if s == crate::guest::kinds::linux::tasks::switch::SIGKILL {
+            if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
+                c.linux.note_fatal(m);
+            }
+        } else {
+            let info = SigInfo { signo: s, code: code::SI_USER, fields: Fields::Sender { pid: me, uid: 0 } };
+            let mut tasks = c.linux.tasks();
+            if let Some(saved) = tasks.saved_mut(t) {
+                signal::post(&mut saved.proc, info);
+            }
+            tasks.event();
+        }
     }
+    out
 }
 
 /// `tgkill(tgid, tid, sig)`.
 pub fn tgkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[0] != PID || a[1] != PID {
+    if a[0] != u64::from(c.linux.pid()) || a[1] != u64::from(c.linux.pid()) {
         return Outcome::err(libc::ESRCH);
     }
     signal_self(c, a[2], code::SI_TKILL)
@@ -312,7 +335,7 @@ pub fn tgkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 
 /// `tkill(tid, sig)`.
 pub fn tkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[0] != PID {
+    if a[0] != u64::from(c.linux.pid()) {
         return Outcome::err(libc::ESRCH);
     }
     signal_self(c, a[1], code::SI_TKILL)
@@ -326,7 +349,7 @@ pub fn sched_yield(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
 /// `sched_getaffinity(pid, size, mask)`: one CPU.
 pub fn sched_getaffinity(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [pid, size, mask, ..] = a;
-    if pid != 0 && pid != PID {
+    if pid != 0 && pid != u64::from(c.linux.pid()) {
         return Outcome::err(libc::ESRCH);
     }
     if size < 8 || size % 8 != 0 {
@@ -391,7 +414,7 @@ fn cap_header(c: &Ctx<'_>, hdr: u64) -> Result<(), i32> {
         c.hv.write_user(c.vcpu, hdr, &V3.to_le_bytes())?;
         return Err(libc::EINVAL);
     }
-    if pid != 0 && pid as u64 != PID {
+    if pid != 0 && pid as u64 != u64::from(c.linux.pid()) {
         return Err(libc::ESRCH);
     }
     Ok(())

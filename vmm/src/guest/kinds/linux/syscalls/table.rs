@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, sockets, time, uffd};
+use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -51,13 +51,13 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 47, name: "recvmsg", status: Partial, note: "socketpair ends only; no ancillary data is returned", handler: Some(sockets::recvmsg) },
     Entry { nr: 48, name: "shutdown", status: Supported, note: "socketpair ends", handler: Some(sockets::shutdown) },
     Entry { nr: 53, name: "socketpair", status: Partial, note: "AF_UNIX SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET; queues bounded by bytes (212992) rather than Linux's buffer accounting", handler: Some(sockets::socketpair) },
-    Entry { nr: 56, name: "clone", status: Unimplemented, note: "processes and threads are not implemented", handler: None },
-    Entry { nr: 57, name: "fork", status: Unimplemented, note: "processes are not implemented", handler: None },
-    Entry { nr: 58, name: "vfork", status: Unimplemented, note: "processes are not implemented", handler: None },
+    Entry { nr: 56, name: "clone", status: Partial, note: "a process (fork; CLONE_VM|CLONE_VFORK as vfork; the child's stack and CLONE_SETTLS); threads (CLONE_THREAD, CLONE_VM alone) ENOSYS", handler: Some(procs::fork_needs_regs) },
+    Entry { nr: 57, name: "fork", status: Supported, note: "copy-on-write address space, descriptors shared by copy, signal handlers kept, pending signals and timers not; every process runs on vCPU 0", handler: Some(procs::fork_needs_regs) },
+    Entry { nr: 58, name: "vfork", status: Partial, note: "as fork (the child has its own copy of memory); the parent waits until the child ends", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 59, name: "execve", status: Unimplemented, note: "one program per run", handler: None },
-    Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits", handler: Some(process::exit_group) },
-    Entry { nr: 61, name: "wait4", status: Unimplemented, note: "processes are not implemented", handler: None },
-    Entry { nr: 62, name: "kill", status: Partial, note: "to itself only: pending, delivered when the call returns", handler: Some(process::kill) },
+    Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits (a child: a zombie until reaped, SIGCHLD to its parent; the first process: the run ends, other processes killed)", handler: Some(process::exit_group) },
+    Entry { nr: 61, name: "wait4", status: Partial, note: "exited and killed children (no stopped or continued ones), WNOHANG; rusage zeroed", handler: Some(procs::wait4) },
+    Entry { nr: 62, name: "kill", status: Partial, note: "pid > 0, 0, -1 and < -1; SIGKILL ends another process at once, other signals pend until its next system call", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
     Entry { nr: 67, name: "shmdt", status: Supported, note: "", handler: Some(ipc::shmdt) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags, duplication, F_GETPIPE_SZ and F_SETPIPE_SZ; no locks", handler: Some(io::fcntl) },
@@ -77,10 +77,12 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 104, name: "getgid", status: Supported, note: "root", handler: Some(process::getuid) },
     Entry { nr: 107, name: "geteuid", status: Supported, note: "root", handler: Some(process::getuid) },
     Entry { nr: 108, name: "getegid", status: Supported, note: "root", handler: Some(process::getuid) },
-    Entry { nr: 110, name: "getppid", status: Supported, note: "", handler: Some(process::getppid) },
-    Entry { nr: 111, name: "getpgrp", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 121, name: "getpgid", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(process::getpid) },
+    Entry { nr: 110, name: "getppid", status: Supported, note: "the first process's parent is 1", handler: Some(procs::getppid) },
+    Entry { nr: 109, name: "setpgid", status: Supported, note: "", handler: Some(procs::setpgid) },
+    Entry { nr: 111, name: "getpgrp", status: Supported, note: "", handler: Some(procs::getpgrp) },
+    Entry { nr: 112, name: "setsid", status: Supported, note: "", handler: Some(procs::setsid) },
+    Entry { nr: 121, name: "getpgid", status: Supported, note: "", handler: Some(procs::getpgid) },
+    Entry { nr: 124, name: "getsid", status: Supported, note: "", handler: Some(procs::getsid) },
     Entry { nr: 125, name: "capget", status: Supported, note: "", handler: Some(process::capget) },
     Entry { nr: 126, name: "capset", status: Supported, note: "", handler: Some(process::capset) },
     Entry { nr: 127, name: "rt_sigpending", status: Supported, note: "", handler: Some(process::rt_sigpending) },

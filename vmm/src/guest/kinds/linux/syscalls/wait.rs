@@ -2,7 +2,9 @@
 //! descriptor names, sending `SIGPIPE`, and turning a step that would
 //! wait ([`Io::Wait`]) into what one process can do about it.
 //!
-//! With one process, only a signal can end such a wait: with the
+//! With other processes, the caller is parked until one of them
+//! changes something (the scheduler's event wait), then the call is made
+//! again. With one process, only a signal can end such a wait: with the
 //! real-time timer armed the call sleeps until it expires and is then
 //! interrupted (`EINTR`, or made again with `SA_RESTART`: the kind's
 //! [`RESTART`] path); otherwise nothing ever could, and the run ends as
@@ -13,7 +15,6 @@
 
 use super::super::fs::Fd;
 use super::super::ipc::{EndId, Io, IpcError, Object, Want};
-use super::super::process::PID;
 use super::super::signal::{self, info};
 use super::ctx::{Ctx, RESTART};
 use crate::hosted::hypercall::{Block, Effects, Outcome};
@@ -34,7 +35,7 @@ pub fn is_socket(c: &Ctx<'_>, end: EndId) -> bool {
 pub fn sigpipe(c: &Ctx<'_>) {
     let mut p = c.linux.proc();
     let uid = p.uid;
-    let sender = info::Fields::Sender { pid: PID as u32, uid };
+    let sender = info::Fields::Sender { pid: c.linux.pid(), uid };
     signal::post(&mut p, info::SigInfo { signo: info::sig::SIGPIPE, code: info::code::SI_USER, fields: sender });
 }
 
@@ -50,6 +51,17 @@ pub fn write_error(c: &Ctx<'_>, e: IpcError, signal: bool) -> Outcome {
 /// What the call does when the object would make it wait for `want`
 /// after moving `done` bytes (`what` names the call for the report).
 pub fn would_wait(c: &Ctx<'_>, what: &str, want: Want, done: usize) -> Outcome {
+    if c.linux.tasks().len() > 1 {
+        // Another process may end the wait: a write that moved bytes
+        // returns them; otherwise the process is parked until another
+        // process changes something, then the call is made again (the
+        // scheduler reports a deadlock if nobody can run).
+        if done > 0 {
+            return Outcome::ret(done as i64);
+        }
+        c.linux.wait_for_event();
+        return Outcome { ret: RESTART, effects: Effects::default() };
+    }
     let timer = c.linux.proc().itimer_real.map(|t| t.deadline);
     match timer {
         Some(_) if done > 0 => Outcome::ret(done as i64),

@@ -1,0 +1,48 @@
+//! Scenario: processes in the Linux kind, as a static C program
+//! (`tests/guests/linux/procs.c`) sees them under `vmm run` with the
+//! production seccomp filters: fork and wait, copy-on-write isolation in
+//! both directions, `MAP_SHARED` anonymous memory shared, exit statuses,
+//! children killed by `SIGKILL` and by a fault, vfork, `WNOHANG`,
+//! `ECHILD`; and a fork bomb stopped with `EAGAIN` (at the kind's fixed
+//! process limit: root on Linux is not held by `RLIMIT_NPROC`).
+
+use vmm_suite::kvm::linux::{run_on_host, static_c_program};
+use vmm_suite::kvm::run_vmm;
+use vmm_suite::need_kvm;
+
+/// What the program prints on Linux with no argument.
+const LINUX: &str = "\
+child: parent ok 1
+waited right child 1
+child: exited 7
+parent value 1 priv p shared 42
+isolated: exited 0
+killed: signaled 9
+segv: signaled 11
+vfork: exited 3
+no children: -1 No child processes
+nohang: 0
+slept: exited 0
+";
+
+#[test]
+fn fork_wait_copy_on_write_and_exit_statuses_as_linux() {
+    need_kvm!();
+    let Some(p) = static_c_program("procs") else { return };
+    let prog = p.to_str().expect("utf-8");
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
+    let (host, code) = run_on_host(&p, &[]);
+    assert_eq!((host.as_str(), code), (LINUX, 0), "the host's own run");
+}
+
+#[test]
+fn a_fork_bomb_stops_at_eagain_and_every_child_is_reaped() {
+    need_kvm!();
+    let Some(p) = static_c_program("procs") else { return };
+    let prog = p.to_str().expect("utf-8");
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog, "--", "bomb"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "fork failed: EAGAIN\nbounded: 1 reaped all: 1\n", "stderr:\n{}", r.stderr);
+}

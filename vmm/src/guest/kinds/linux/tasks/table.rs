@@ -1,0 +1,423 @@
+//! The process table: pids, parents, process groups and sessions, what
+//! each process is doing (running, ready, blocked, sleeping, waiting for
+//! a vfork child, a zombie), which one runs next, and what `wait4`,
+//! `waitid` and `kill` find. Generic over what a process keeps while it
+//! does not run (`S`): the kind stores its registers, address space and
+//! files there; the tests store numbers. Nothing here touches a vCPU or
+//! memory.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::status::ExitKind;
+
+/// The parent pid the first process reports (the VMM stands for the
+/// init of the host).
+pub const OUTSIDE_PARENT: u32 = 1;
+
+/// What a process is doing.
+#[derive(Debug)]
+pub enum State<S> {
+    /// On the vCPU: its state is live (no saved copy).
+    Running,
+    /// Runnable.
+    Ready(S),
+    /// In a call that cannot finish until another process does something
+    /// (an exit, a signal, a pipe write): runnable again once the event
+    /// count moves past `gen`; it then makes the call again.
+    Blocked {
+        /// Its saved state (rewound to the call).
+        saved: S,
+        /// The event count when it blocked.
+        gen: u64,
+    },
+    /// Runnable again at `until`.
+    Sleeping {
+        /// Its saved state.
+        saved: S,
+        /// When.
+        until: Instant,
+    },
+    /// A `vfork` parent: runnable once `child` has exited.
+    VforkWait {
+        /// Its saved state.
+        saved: S,
+        /// The child.
+        child: u32,
+    },
+    /// Ended, not yet reaped.
+    Zombie(ExitKind),
+}
+
+impl<S> State<S> {
+    fn saved_mut(&mut self) -> Option<&mut S> {
+        match self {
+            State::Ready(s)
+            | State::Blocked { saved: s, .. }
+            | State::Sleeping { saved: s, .. }
+            | State::VforkWait { saved: s, .. } => Some(s),
+            State::Running | State::Zombie(_) => None,
+        }
+    }
+
+    fn into_saved(self) -> Option<S> {
+        match self {
+            State::Ready(s)
+            | State::Blocked { saved: s, .. }
+            | State::Sleeping { saved: s, .. }
+            | State::VforkWait { saved: s, .. } => Some(s),
+            State::Running | State::Zombie(_) => None,
+        }
+    }
+}
+
+/// One process.
+#[derive(Debug)]
+pub struct Task<S> {
+    /// Its parent.
+    pub ppid: u32,
+    /// Its process group.
+    pub pgid: u32,
+    /// Its session.
+    pub sid: u32,
+    /// What it does.
+    pub state: State<S>,
+}
+
+/// Which children a wait looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// Any child (`-1`, `P_ALL`).
+    Any,
+    /// This child (`> 0`, `P_PID`).
+    Pid(u32),
+    /// Any child in this group (`0`, `< -1`, `P_PGID`).
+    Group(u32),
+}
+
+/// What a wait finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// This child ended so (reaped, unless the wait only peeked).
+    Ended(u32, ExitKind),
+    /// Matching children exist; none has ended.
+    NotYet,
+    /// No matching child (`ECHILD`).
+    NoChild,
+}
+
+/// Why a process could not be created or changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The process limit is reached (`EAGAIN`).
+    #[error("too many processes")]
+    TooMany,
+    /// No such process (`ESRCH`).
+    #[error("no such process")]
+    NoSuchProcess,
+    /// Not allowed (`EPERM`).
+    #[error("not permitted")]
+    NotPermitted,
+}
+
+impl TaskError {
+    /// The errno a guest sees.
+    pub fn errno(self) -> i32 {
+        match self {
+            TaskError::TooMany => libc::EAGAIN,
+            TaskError::NoSuchProcess => libc::ESRCH,
+            TaskError::NotPermitted => libc::EPERM,
+        }
+    }
+}
+
+/// The table.
+#[derive(Debug)]
+pub struct Tasks<S> {
+    tasks: BTreeMap<u32, Task<S>>,
+    current: u32,
+    init: u32,
+    next_pid: u32,
+    gen: u64,
+    max: usize,
+}
+
+impl<S> Tasks<S> {
+    /// A table with the first process `init` running (its own group and
+    /// session), allowing at most `max` processes, zombies included.
+    pub fn new(init: u32, max: usize) -> Self {
+        let mut tasks = BTreeMap::new();
+        tasks.insert(init, Task { ppid: OUTSIDE_PARENT, pgid: init, sid: init, state: State::Running });
+        Tasks { tasks, current: init, init, next_pid: init + 1, gen: 0, max }
+    }
+
+    /// The running process.
+    pub fn current(&self) -> u32 {
+        self.current
+    }
+
+    /// The first process.
+    pub fn init(&self) -> u32 {
+        self.init
+    }
+
+    /// How many processes there are (zombies included).
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the table is empty (never: the first process stays
+    /// until the run ends).
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Whether the running process is the only one.
+    pub fn alone(&self) -> bool {
+        self.tasks.len() <= 1
+    }
+
+    /// Process `pid`.
+    pub fn get(&self, pid: u32) -> Option<&Task<S>> {
+        self.tasks.get(&pid)
+    }
+
+    /// The saved state of `pid`, if it is not running and not a zombie.
+    pub fn saved_mut(&mut self, pid: u32) -> Option<&mut S> {
+        self.tasks.get_mut(&pid)?.state.saved_mut()
+    }
+
+    /// The event count (moves on each [`Tasks::event`]).
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
+    /// Something happened that may unblock a blocked process.
+    pub fn event(&mut self) {
+        self.gen = self.gen.wrapping_add(1);
+    }
+
+    /// A child of the running process, ready with `saved`, in its group
+    /// and session; its pid.
+    pub fn spawn(&mut self, saved: S) -> Result<u32, TaskError> {
+        if self.tasks.len() >= self.max {
+            return Err(TaskError::TooMany);
+        }
+        let parent = self.tasks.get(&self.current).ok_or(TaskError::NoSuchProcess)?;
+        let (pgid, sid) = (parent.pgid, parent.sid);
+        let mut pid = self.next_pid;
+        while self.tasks.contains_key(&pid) {
+            pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
+        }
+        self.next_pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
+        self.tasks.insert(pid, Task { ppid: self.current, pgid, sid, state: State::Ready(saved) });
+        Ok(pid)
+    }
+
+    /// Puts the running process aside in `state` (not `Running` or
+    /// `Zombie`); [`Tasks::resume`] must follow.
+    pub fn park(&mut self, state: State<S>) {
+        if let Some(t) = self.tasks.get_mut(&self.current) {
+            t.state = state;
+        }
+    }
+
+    /// Sets the state of `pid` (a process put aside after a switch).
+    pub fn set_state(&mut self, pid: u32, state: State<S>) {
+        if let Some(t) = self.tasks.get_mut(&pid) {
+            t.state = state;
+        }
+    }
+
+    /// Makes `pid` the running process; its saved state.
+    pub fn resume(&mut self, pid: u32) -> Option<S> {
+        let t = self.tasks.get_mut(&pid)?;
+        // A zombie or the running one stays as it is.
+        t.state.saved_mut()?;
+        let saved = std::mem::replace(&mut t.state, State::Running).into_saved();
+        self.current = pid;
+        saved
+    }
+
+    /// Ends process `pid` (running or not) as `how`: a zombie; its
+    /// children go to the first process; a vfork parent waiting for it
+    /// is ready. Returns its parent and its saved state (to tear down).
+    pub fn exit(&mut self, pid: u32, how: ExitKind) -> Option<(u32, Option<S>)> {
+        let t = self.tasks.get_mut(&pid)?;
+        if matches!(t.state, State::Zombie(_)) {
+            return None;
+        }
+        let saved = std::mem::replace(&mut t.state, State::Zombie(how)).into_saved();
+        let ppid = t.ppid;
+        let init = self.init;
+        for c in self.tasks.values_mut() {
+            if c.ppid == pid {
+                c.ppid = init;
+            }
+        }
+        if let Some(p) = self.tasks.get_mut(&ppid) {
+            if matches!(p.state, State::VforkWait { child, .. } if child == pid) {
+                let s = std::mem::replace(&mut p.state, State::Running);
+                if let Some(saved) = s.into_saved() {
+                    p.state = State::Ready(saved);
+                }
+            }
+        }
+        self.event();
+        Some((ppid, saved))
+    }
+
+    /// Removes zombie `pid` (reaped).
+    pub fn reap(&mut self, pid: u32) -> Option<ExitKind> {
+        match self.tasks.get(&pid)?.state {
+            State::Zombie(how) => {
+                self.tasks.remove(&pid);
+                Some(how)
+            }
+            _ => None,
+        }
+    }
+
+    /// What a wait of `parent` for `which` finds; reaps the child found
+    /// when `reap`.
+    pub fn wait(&mut self, parent: u32, which: Which, reap: bool) -> Waited {
+        let matches = |pid: u32, t: &Task<S>| {
+            t.ppid == parent
+                && match which {
+                    Which::Any => true,
+                    Which::Pid(p) => p == pid,
+                    Which::Group(g) => t.pgid == g,
+                }
+        };
+        let mut any = false;
+        let mut found = None;
+        for (&pid, t) in &self.tasks {
+            if pid == parent || !matches(pid, t) {
+                continue;
+            }
+            any = true;
+            if let State::Zombie(how) = t.state {
+                found = Some((pid, how));
+                break;
+            }
+        }
+        match (found, any) {
+            (Some((pid, how)), _) => {
+                if reap {
+                    self.tasks.remove(&pid);
+                }
+                Waited::Ended(pid, how)
+            }
+            (None, true) => Waited::NotYet,
+            (None, false) => Waited::NoChild,
+        }
+    }
+
+    /// The next process to run after the running one, round robin by
+    /// pid: ready, blocked with the event count moved, sleeping past
+    /// `now`; the running one itself last, if it was parked; `None` when
+    /// none can run.
+    pub fn pick_next(&self, now: Instant) -> Option<u32> {
+        let runnable = |t: &Task<S>| match &t.state {
+            State::Ready(_) => true,
+            State::Blocked { gen, .. } => *gen != self.gen,
+            State::Sleeping { until, .. } => *until <= now,
+            _ => false,
+        };
+        let after = self.tasks.range(self.current + 1..).chain(self.tasks.range(..=self.current));
+        after.filter(|(_, t)| runnable(t)).map(|(&p, _)| p).next()
+    }
+
+    /// The sleeping process that wakes first, and when.
+    pub fn next_wake(&self) -> Option<(u32, Instant)> {
+        self.tasks
+            .iter()
+            .filter_map(|(&p, t)| match t.state {
+                State::Sleeping { until, .. } => Some((p, until)),
+                _ => None,
+            })
+            .min_by_key(|&(_, u)| u)
+    }
+
+    /// Every process that is neither running nor a zombie: what a blocked
+    /// run reports.
+    pub fn waiting(&self) -> Vec<(u32, &'static str)> {
+        self.tasks
+            .iter()
+            .filter_map(|(&p, t)| {
+                let what = match t.state {
+                    State::Ready(_) => "ready",
+                    State::Blocked { .. } => "blocked",
+                    State::Sleeping { .. } => "sleeping",
+                    State::VforkWait { .. } => "waiting for its vfork child",
+                    _ => return None,
+                };
+                Some((p, what))
+            })
+            .collect()
+    }
+
+    /// Every live process but the running one (the first process's end
+    /// kills them).
+    pub fn others(&self) -> Vec<u32> {
+        self.tasks
+            .iter()
+            .filter(|(&p, t)| p != self.current && !matches!(t.state, State::Zombie(_)))
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
+    /// The processes `kill(pid, ...)` from the running process reaches
+    /// (zombies included: a signal to one succeeds and does nothing).
+    pub fn kill_targets(&self, pid: i64) -> Result<Vec<u32>, TaskError> {
+        let me = self.current;
+        let group = |g: u32| -> Vec<u32> { self.tasks.iter().filter(|(_, t)| t.pgid == g).map(|(&p, _)| p).collect() };
+        let v = match pid {
+            p if p > 0 => u32::try_from(p).ok().filter(|p| self.tasks.contains_key(p)).into_iter().collect(),
+            0 => group(self.tasks.get(&me).map_or(0, |t| t.pgid)),
+            -1 => self.tasks.keys().copied().filter(|&p| p != me && p != self.init).collect(),
+            p => u32::try_from(p.unsigned_abs()).map(group).unwrap_or_default(),
+        };
+        if v.is_empty() {
+            return Err(TaskError::NoSuchProcess);
+        }
+        Ok(v)
+    }
+
+    /// `setpgid(pid, pgid)` from the running process (0s meaning itself).
+    pub fn setpgid(&mut self, pid: u32, pgid: u32) -> Result<(), TaskError> {
+        let me = self.current;
+        let pid = if pid == 0 { me } else { pid };
+        let pgid = if pgid == 0 { pid } else { pgid };
+        let my_sid = self.tasks.get(&me).map_or(0, |t| t.sid);
+        let t = self.tasks.get(&pid).ok_or(TaskError::NoSuchProcess)?;
+        if pid != me && t.ppid != me {
+            return Err(TaskError::NoSuchProcess);
+        }
+        // A session leader cannot move; nor can a process of another
+        // session; the group must exist in the caller's session.
+        if t.sid == pid || t.sid != my_sid {
+            return Err(TaskError::NotPermitted);
+        }
+        if pgid != pid && !self.tasks.values().any(|o| o.pgid == pgid && o.sid == my_sid) {
+            return Err(TaskError::NotPermitted);
+        }
+        if let Some(t) = self.tasks.get_mut(&pid) {
+            t.pgid = pgid;
+        }
+        Ok(())
+    }
+
+    /// `setsid()` of the running process: a new session and group, its
+    /// pid (`EPERM` for a group leader).
+    pub fn setsid(&mut self) -> Result<u32, TaskError> {
+        let me = self.current;
+        if self.tasks.values().any(|t| t.pgid == me) {
+            return Err(TaskError::NotPermitted);
+        }
+        let t = self.tasks.get_mut(&me).ok_or(TaskError::NoSuchProcess)?;
+        t.pgid = me;
+        t.sid = me;
+        Ok(me)
+    }
+}
