@@ -215,6 +215,15 @@ impl Linux {
                 }
             } else {
                 user.regs.rax = out.ret as u64;
+                // A call that completed may have changed what another
+                // process waits for (a pipe written or closed, a socket
+                // read): parked processes try their call again. A call
+                // that itself parks (RESTART) changes nothing, so
+                // blocked processes never wake each other.
+                let mut tasks = self.tasks();
+                if tasks.len() > 1 {
+                    tasks.event();
+                }
             }
             // `syscall` returns to rcx with r11's flags.
             let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };

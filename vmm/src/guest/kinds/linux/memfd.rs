@@ -127,11 +127,9 @@ impl Memfds {
     }
 
     fn collect(&self, vfs: &Vfs, objects: &mut BTreeMap<u32, MemfdObject>) {
-        let live: std::collections::BTreeSet<u32> = vfs
-            .open_fds()
-            .into_iter()
-            .filter_map(|(fd, _)| vfs.special(fd).ok().flatten().and_then(|s| tag_of(s.special)))
-            .collect();
+        // Open descriptions of every process, not the current one's
+        // descriptors (after a fork another process may hold the only one).
+        let live: std::collections::BTreeSet<u32> = vfs.open_specials().into_iter().filter_map(tag_of).collect();
         objects.retain(|t, _| live.contains(t));
     }
 }

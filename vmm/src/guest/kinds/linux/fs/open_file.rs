@@ -78,6 +78,11 @@ impl Descriptions {
     }
 
     /// The description `id`.
+    /// Every open description.
+    pub fn iter(&self) -> impl Iterator<Item = &Description> {
+        self.slots.iter().flatten()
+    }
+
     pub fn get(&self, id: DescId) -> Option<&Description> {
         self.slots.get(id.0).and_then(Option::as_ref)
     }

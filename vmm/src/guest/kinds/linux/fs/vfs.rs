@@ -307,6 +307,19 @@ impl Vfs {
         })
     }
 
+    /// The special node of every open description, whichever process's
+    /// descriptors name it (a description lives while any descriptor of
+    /// any process does).
+    pub fn open_specials(&self) -> Vec<Special> {
+        self.descs
+            .iter()
+            .filter_map(|d| match self.node(d.node).ok()?.kind {
+                NodeKind::Special(special) => Some(special),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Sets the shared offset of `fd` (for the kind serving a special node).
     pub fn set_offset(&mut self, fd: Fd, offset: u64) -> Result<(), Errno> {
         let id = self.fds.get(fd)?.desc;

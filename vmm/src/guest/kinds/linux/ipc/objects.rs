@@ -132,7 +132,8 @@ impl Ipc {
         self.add(vfs, Object::Socket(SocketPair::new(ty)), [fl, fl], SOCK_MODE)
     }
 
-    /// Closes the ends no descriptor of `vfs` names, and drops the
+    /// Closes the ends no open description of `vfs` (of any process)
+    /// names, and drops the
     /// objects with no end open.
     pub fn release_unused(&self, vfs: &Vfs) {
         collect(vfs, &mut self.lock());
@@ -159,11 +160,9 @@ impl Ipc {
 }
 
 fn collect(vfs: &Vfs, objs: &mut Objects) {
-    let live: BTreeSet<EndId> = vfs
-        .open_fds()
-        .into_iter()
-        .filter_map(|(fd, _)| vfs.special(fd).ok().flatten().and_then(|s| EndId::of(s.special)))
-        .collect();
+    // Open descriptions, not the current process's descriptors: after a
+    // fork another process's table may be the only one naming an end.
+    let live: BTreeSet<EndId> = vfs.open_specials().into_iter().filter_map(EndId::of).collect();
     objs.by_id.retain(|&obj, o| {
         let open = |side| live.contains(&EndId { obj, side });
         match o {

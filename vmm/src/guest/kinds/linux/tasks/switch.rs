@@ -198,7 +198,14 @@ impl Linux {
     }
 
     fn tear_down(&self, hv: &HostedKernel, vcpu: u8, s: Saved) -> Option<String> {
-        self.vfs().drop_files(s.files);
+        {
+            let mut vfs = self.vfs();
+            vfs.drop_files(s.files);
+            // Pipe ends and memfds only the ended process named go now
+            // (a reader then sees EOF, a writer EPIPE).
+            self.memfds().release_unused(&vfs);
+            self.ipc().release_unused(&vfs);
+        }
         hv.exit_space(vcpu, s.space)
     }
 
