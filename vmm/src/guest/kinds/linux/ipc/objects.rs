@@ -182,3 +182,43 @@ fn collect(vfs: &Vfs, objs: &mut Objects) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fs::{Fd, Vfs, VfsConfig};
+    use super::*;
+
+    fn ends(ipc: &Ipc, vfs: &Vfs, fd: Fd) -> (bool, bool) {
+        let end = vfs.special(fd).ok().flatten().and_then(|s| EndId::of(s.special)).expect("a pipe end");
+        ipc.with(end, |o| match o {
+            Object::Pipe(p) => (p.reader, p.writer),
+            Object::Socket(_) => (false, false),
+        })
+        .unwrap_or((false, false))
+    }
+
+    /// After a fork, a child that closes its copy of a pipe's read end
+    /// must not close the parent's: the end lives while any process's
+    /// open description names it (it was released from the child's
+    /// descriptor table alone, and the parent's read got `EBADF`).
+    #[test]
+    fn an_end_lives_while_another_process_names_it() {
+        let ipc = Ipc::default();
+        let mut vfs = Vfs::new(&VfsConfig::default());
+        let [r, w] = ipc.pipe(&mut vfs, 0).expect("pipe");
+        let child = vfs.fork_files();
+        let parent = vfs.swap_files(child);
+        vfs.close(r).expect("the child closes its read end");
+        ipc.release_unused(&vfs);
+        let child = vfs.swap_files(parent);
+        assert_eq!(ends(&ipc, &vfs, r), (true, true), "the parent's read end is still open");
+        // The child ends: its write end goes with it, the parent's stays.
+        vfs.drop_files(child);
+        ipc.release_unused(&vfs);
+        assert_eq!(ends(&ipc, &vfs, r), (true, true));
+        // The parent closes its writer: now no process names it.
+        vfs.close(w).expect("close");
+        ipc.release_unused(&vfs);
+        assert_eq!(ends(&ipc, &vfs, r), (true, false), "EOF for the reader");
+    }
+}
