@@ -70,3 +70,36 @@ fn on_fault_limit_passes_as_a_normal_user() {
     let r = run_vmm(&["run", "--guest", p.to_str().expect("utf-8")]);
     assert!(r.stdout.contains("skip:1"), "{}", r.stdout);
 }
+
+/// Issue 19: LTP's mm programs (their library forks each test body into a
+/// child, reports through a `MAP_SHARED` file in `/dev/shm`, and uses
+/// `SIGALRM`/`SIGUSR1`), compared with what they printed on Linux, allowing
+/// only the differences in `tests/guests/linux/ltp-expectations.toml`.
+#[test]
+fn ltp_mm_programs_print_what_they_print_on_linux() {
+    need_kvm!();
+    let Some(dir) = linux_mm() else { return };
+    let ltp = dir.join("ltp");
+    if !ltp.join("host-results-musl.txt").is_file() {
+        eprintln!("SKIP: {} is absent", ltp.display());
+        return;
+    }
+    let s = |p: PathBuf| p.to_str().expect("utf-8 path").to_owned();
+    let expect = s(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/linux/ltp-expectations.toml"));
+    let r = run_vmm(&[
+        "ltest",
+        &s(ltp.clone()),
+        "--host-results",
+        &s(ltp.join("host-results-musl.txt")),
+        "--expect",
+        &expect,
+        "--timeout",
+        "120",
+        "-j",
+        "2",
+        "--vmm-arg=--mem=512",
+    ]);
+    eprintln!("{}", r.stdout);
+    assert_eq!(r.code, 0, "programs differ from Linux beyond the expectations file:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(" 0 not (0 timed out)"), "{}", r.stdout);
+}

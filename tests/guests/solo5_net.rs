@@ -463,6 +463,8 @@ fn bad_taps_and_macs_are_refused_at_load_with_the_reason() {
         std::thread::sleep(Duration::from_millis(50));
     }
     refused(&["--net:service0=tap100"], "tap interface 'tap100' is in use by another process");
-    let (_, stdout, _) = finish(holder);
-    assert!(stdout.contains("Serving ping"), "{stdout}");
+    // The holder itself was not refused: it still runs when killed (its
+    // guest may not have printed yet on a loaded machine).
+    let (code, stdout, stderr) = finish(holder);
+    assert_eq!(code, None, "the holder ended by itself:\n{stdout}\n{stderr}");
 }

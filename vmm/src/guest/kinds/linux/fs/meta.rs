@@ -91,6 +91,11 @@ impl Vfs {
         Ok(self.stat_node(ino)?.to_bytes())
     }
 
+    /// The node `chmod` and its kin change (see [`Self::lookup_existing`]).
+    pub(super) fn lookup_for_chmod(&self, dirfd: Fd, path: &[u8], flags: i32) -> Result<Ino, Errno> {
+        self.lookup_existing(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, flags)
+    }
+
     /// The existing node `path` names (with `AT_EMPTY_PATH` in `flags`,
     /// an empty path names `dirfd`); `ENOENT` if missing, `ENOTDIR` for
     /// a trailing slash on a non-directory.

@@ -24,6 +24,7 @@
 //! guest, permission checks beyond the owner bits (the process owns
 //! every node), naming an `O_TMPFILE` file (`linkat`), file locks.
 
+mod attrs;
 mod devices;
 mod dirent;
 mod dirs;

@@ -574,6 +574,49 @@ pub fn faccessat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     ret(r)
 }
 
+/// `chmod(path, mode)`.
+pub fn chmod(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    fchmodat(c, [AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().fchmod(fd(a[0]), a[1] as u32).map(|()| 0).map_err(e))
+}
+
+/// `fchmodat(dirfd, path, mode)` and `fchmodat2(..., flags)`.
+pub fn fchmodat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[1])?;
+        c.linux.vfs().fchmodat(dirfd(a[0]), &p, a[2] as u32, a[3] as i32).map(|()| 0).map_err(e)
+    })();
+    ret(r)
+}
+
+/// `chown(path, uid, gid)`.
+pub fn chown(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    fchownat(c, [AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
+}
+
+/// `lchown(path, uid, gid)`.
+pub fn lchown(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    fchownat(c, [AT_FDCWD as u64, a[0], a[1], a[2], libc::AT_SYMLINK_NOFOLLOW as u64, 0])
+}
+
+/// `fchown(fd, uid, gid)`.
+pub fn fchown(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    ret(c.linux.vfs().fchown(fd(a[0]), a[1] as u32, a[2] as u32).map(|()| 0).map_err(e))
+}
+
+/// `fchownat(dirfd, path, uid, gid, flags)`.
+pub fn fchownat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        let p = path(c, a[1])?;
+        c.linux.vfs().fchownat(dirfd(a[0]), &p, a[2] as u32, a[3] as u32, a[4] as i32).map(|()| 0).map_err(e)
+    })();
+    ret(r)
+}
+
 /// `mkdir(path, mode)`.
 pub fn mkdir(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     mkdirat(c, [AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
