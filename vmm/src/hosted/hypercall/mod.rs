@@ -25,6 +25,12 @@ pub use self::page_fault::{FaultCause, FaultOutcome};
 pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]
+mod console_tests;
+#[cfg(test)]
+mod kernel_tests;
+#[cfg(test)]
+mod mm_tests;
+#[cfg(test)]
 pub(crate) mod test_kernel;
 #[cfg(test)]
 mod tests;
