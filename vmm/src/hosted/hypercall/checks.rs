@@ -42,3 +42,24 @@ impl ReportLog {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(id: u64) -> CheckRecord {
+        CheckRecord { vcpu: 1, id, passed: id % 2 == 0, got: id, expected: 0, step: 0 }
+    }
+
+    #[test]
+    fn the_first_4096_checks_are_kept_in_order() {
+        let log = ReportLog::default();
+        for id in 0..4100 {
+            log.record(check(id));
+        }
+        let kept = log.records();
+        assert_eq!(kept.len(), 4096);
+        assert_eq!(kept.first(), Some(&check(0)));
+        assert_eq!(kept.last(), Some(&check(4095)));
+    }
+}

@@ -27,6 +27,12 @@ pub use self::spaces::{SpaceError, Switch};
 pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]
+mod console_tests;
+#[cfg(test)]
+mod kernel_tests;
+#[cfg(test)]
+mod mm_tests;
+#[cfg(test)]
 pub(crate) mod test_kernel;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use vm_memory::{Bytes, GuestAddress};
+
 use super::{ConsoleOut, HostedKernel, ReportLog};
 use crate::hosted::mapper::Mapper;
 use crate::hosted::providers::Providers;
@@ -41,4 +43,23 @@ pub fn kernel(mem: GuestMem, m: Mapper, providers: Providers) -> (HostedKernel, 
         vec![Arc::new(ExitCounters::default())],
     );
     (hv, out, flusher)
+}
+
+/// What a CPU's access to `va` does to the page tables: its walk sets the
+/// Accessed bit of every present entry it uses, top-down. Without it a
+/// change needs no shootdown (nothing can be cached, see `tlb`).
+pub fn touch(hv: &HostedKernel, va: u64) {
+    let mut table = hv.mapper().cr3().0 & !0xfff;
+    for level in (1..=4u64).rev() {
+        let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
+        let e: u64 = hv.mem.read_obj(at).unwrap();
+        if e & 1 == 0 {
+            return;
+        }
+        hv.mem.write_obj(e | 0x20, at).unwrap();
+        if level == 1 || e & 0x80 != 0 {
+            return;
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::test_kernel::Buf;
+use super::test_kernel::{touch, Buf};
 use super::*;
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::stub::abi::nr;
@@ -33,25 +33,6 @@ fn setup_with_flusher() -> (HostedKernel, Buf, Arc<RecordingFlusher>) {
     mem.write_slice(b"lo", GuestAddress(0x2005 << 12)).unwrap();
     let (hv, out, flusher) = super::test_kernel::kernel(mem, m, providers);
     (hv, out, flusher)
-}
-
-/// What a CPU's access to `va` does to the page tables: its walk sets the
-/// Accessed bit of every present entry it uses, top-down. Without it a
-/// change needs no shootdown (nothing can be cached, see `tlb`).
-fn touch(hv: &HostedKernel, va: u64) {
-    let mut table = hv.mapper().cr3().0 & !0xfff;
-    for level in (1..=4u64).rev() {
-        let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
-        let e: u64 = hv.mem.read_obj(at).unwrap();
-        if e & 1 == 0 {
-            return;
-        }
-        hv.mem.write_obj(e | 0x20, at).unwrap();
-        if level == 1 || e & 0x80 != 0 {
-            return;
-        }
-        table = e & 0x000f_ffff_ffff_f000;
-    }
 }
 
 fn call(hv: &HostedKernel, nr: u64, a: [u64; 6]) -> Outcome {

@@ -361,4 +361,63 @@ mod tests {
             let _ = std::fs::remove_file(p);
         }
     }
+
+    /// A file ends: `read_full` returns what there was, from the offset
+    /// asked, and the rest of the buffer is left alone.
+    #[test]
+    fn read_full_stops_at_the_end_of_the_file() {
+        let p = std::env::temp_dir().join(format!("vmm-block-{}-short", std::process::id()));
+        let data: Vec<u8> = (0..100u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut buf = [0xaa; 512];
+        assert_eq!(read_full(&f, &mut buf, 0).unwrap(), 100);
+        assert_eq!(buf[..100], data[..]);
+        assert!(buf[100..].iter().all(|&b| b == 0xaa));
+        let mut buf = [0xaa; 64];
+        assert_eq!(read_full(&f, &mut buf, 50).unwrap(), 50);
+        assert_eq!(buf[..50], data[50..]);
+        assert_eq!(read_full(&f, &mut buf, 100).unwrap(), 0);
+        assert_eq!(read_full(&f, &mut buf, 1 << 40).unwrap(), 0);
+        let _ = std::fs::remove_file(p);
+    }
+
+    /// A host error is the call's result, its errno as the host gave it
+    /// (`EIO` when it has none), not retried.
+    #[test]
+    fn host_errors_are_returned_with_their_errno() {
+        let p = std::env::temp_dir().join(format!("vmm-block-{}-wronly", std::process::id()));
+        std::fs::write(&p, [0u8; 512]).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let e = read_full(&f, &mut [0; 512], 0).unwrap_err();
+        assert_eq!(errno_of(&e), libc::EBADF);
+        assert_eq!(errno_of(&std::io::Error::from_raw_os_error(libc::ENOSPC)), libc::ENOSPC);
+        assert_eq!(errno_of(&std::io::Error::other("no errno")), libc::EIO);
+        let _ = std::fs::remove_file(p);
+    }
+
+    /// The devices' descriptors are not the ones the unikernel already
+    /// uses for its epoll set and timer.
+    #[test]
+    fn device_descriptors_follow_the_timer_and_epoll_ones() {
+        let f = file("fds", 512);
+        let mut m = manifest(&[("disk", 1)]);
+        let devs = Devices::attach(&mut m, &[("disk".to_string(), f.clone())], &[]).unwrap();
+        let fd = u64::from_le_bytes(m[8 + ENTRY + 88..8 + ENTRY + 96].try_into().unwrap());
+        assert!(fd > TIMER_FD as u64 && fd > super::super::layout::EPOLL_FD as u64, "{fd}");
+        assert!(devs.allowed(fd, 512, 0).is_some());
+        assert!(devs.allowed(TIMER_FD as u64, 512, 0).is_none());
+        let _ = std::fs::remove_file(f);
+    }
+
+    /// A file given under a name the manifest does not declare, while the
+    /// declared one is missing: the message names the device to attach.
+    #[test]
+    fn a_misnamed_file_reports_the_missing_device() {
+        let f = file("misnamed", 512);
+        let mut m = manifest(&[("disk", 1)]);
+        let e = Devices::attach(&mut m, &[("dsik".to_string(), f.clone())], &[]).unwrap_err();
+        assert!(matches!(&e, BlockError::NotAttached(n) if n == "disk"), "{e}");
+        let _ = std::fs::remove_file(f);
+    }
 }
