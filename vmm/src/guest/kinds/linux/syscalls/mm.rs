@@ -130,6 +130,11 @@ fn done(d: crate::hosted::hypercall::SpaceDone<u64>) -> Outcome {
 pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [addr, len, p, flags, fd, off] = a;
     let r = (|| -> Result<(MmapRequest, FileProvider<'_>, bool), i32> {
+        // `ksys_mmap_pgoff` looks the descriptor up before `do_mmap`
+        // checks anything else: a closed one is EBADF even with length 0.
+        if flags & map::ANONYMOUS == 0 {
+            c.linux.vfs().special(super::super::fs::Fd(fd as i32)).map_err(|e| e.raw())?;
+        }
         if len == 0 {
             return Err(libc::EINVAL);
         }
