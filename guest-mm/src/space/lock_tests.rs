@@ -336,3 +336,29 @@ fn a_lock_on_fault_vma_gets_exactly_the_pages_touched() {
     s.fault(va(b + 5 * P), crate::vma::FaultAccess { write: true, exec: false }).unwrap().flush.ignore();
     assert!(present(&s, b, 32).0 > 1);
 }
+
+/// `MAP_LOCKED` (`MmapRequest::locked`): the VMA is `VM_LOCKED` and counts
+/// in the locked bytes (it only populated before, and `VmLck` stayed 0);
+/// a mapping that cannot be locked drops the bit, as `mmap_region` does;
+/// anything else in `extra` is refused.
+#[test]
+fn map_locked_flags_the_vma_unless_it_cannot_be_locked() {
+    let (mut s, z) = setup();
+    let a = WINDOW.0 + 8 * P;
+    s.mmap(&z, &MmapRequest::private(4 * P, RW).fixed(va(a)).locked()).unwrap().flush.ignore();
+    assert_eq!(lock_bits(&s, a), VmFlags::LOCKED);
+    assert_eq!(s.locked_bytes(), 4 * P);
+    let shared = WINDOW.0 + 16 * P;
+    s.mmap(&z, &MmapRequest::shared(2 * P, RW).fixed(va(shared)).locked()).unwrap().flush.ignore();
+    // Shared anonymous memory becomes a page array (`VM_MIXEDMAP`), which
+    // is never locked: as under `mlockall(MCL_FUTURE)` (see above).
+    assert_eq!(lock_bits(&s, shared), VmFlags::empty());
+    assert_eq!(s.locked_bytes(), 4 * P);
+    let io = WINDOW.0 + 32 * P;
+    let special = Flags(VmFlags::IO | VmFlags::PFNMAP, VmFlags::empty());
+    s.mmap(&special, &MmapRequest::shared(2 * P, RW).fixed(va(io)).locked()).unwrap().flush.ignore();
+    assert_eq!(lock_bits(&s, io), VmFlags::empty(), "VM_IO is never locked");
+    let bad = MmapRequest { extra: VmFlags::SEALED, ..MmapRequest::private(P, RW) };
+    assert!(matches!(s.mmap(&z, &bad), Err(MmError::Invalid(_))));
+    sound(&s);
+}

@@ -39,10 +39,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
-        if !(req.extra - VmFlags::DROPPABLE).is_empty() || (req.shared && !req.extra.is_empty()) {
+        if !(req.extra - VmFlags::DROPPABLE - VmFlags::LOCKED).is_empty() {
+            return Err(MmError::Invalid("a request may add only VM_DROPPABLE and VM_LOCKED"));
+        }
+        if req.shared && req.extra.contains(VmFlags::DROPPABLE) {
             return Err(MmError::Invalid("only private mappings may be droppable"));
         }
-        flags |= req.extra;
+        // `MAP_LOCKED` in the supervisor half means nothing (it is the
+        // guest process's lock, as `def_flags` is).
+        flags |= if kernel { req.extra - VmFlags::LOCKED } else { req.extra };
         let pgoff = if req.pgoff_from_addr { start.raw() >> PAGE_SHIFT } else { req.pgoff };
         let mut desc = VmaDesc::new(start, end, pgoff, flags, user_prot(flags, kernel));
 

@@ -37,8 +37,10 @@ pub struct MmapRequest {
     /// >> PAGE_SHIFT`, which lets neighbouring anonymous mappings merge).
     /// `pgoff` is then ignored.
     pub pgoff_from_addr: bool,
-    /// Flags beyond the access bits the VMA gets (only
-    /// [`VmFlags::DROPPABLE`], on private mappings).
+    /// Flags beyond the access bits the VMA gets: [`VmFlags::DROPPABLE`]
+    /// (private mappings only) and [`VmFlags::LOCKED`] (`MAP_LOCKED`:
+    /// dropped again, as Linux drops it, where the mapping cannot be
+    /// locked).
     pub extra: VmFlags,
 }
 
@@ -71,6 +73,12 @@ impl MmapRequest {
     /// The same request with droppable pages ([`VmFlags::DROPPABLE`]).
     pub fn droppable(self) -> Self {
         MmapRequest { extra: self.extra | VmFlags::DROPPABLE, ..self }
+    }
+
+    /// The same request, locked (`MAP_LOCKED`: [`VmFlags::LOCKED`]; the
+    /// caller populates it and checks `RLIMIT_MEMLOCK`).
+    pub fn locked(self) -> Self {
+        MmapRequest { extra: self.extra | VmFlags::LOCKED, ..self }
     }
 
     /// The same request with the offset taken from the address it gets

@@ -215,6 +215,7 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
                 pgoff: off >> 12,
                 ..Default::default()
             };
+            let req = if flags & map::LOCKED != 0 { req.locked() } else { req };
             let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
             return Ok((req, file, populate));
         }
@@ -231,6 +232,8 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             pgoff_from_addr: !shared,
             extra,
         };
+        // MAP_LOCKED: VM_LOCKED (VmLck counts it), not only populated.
+        let req = if flags & map::LOCKED != 0 { req.locked() } else { req };
         let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
         Ok((req, FileProvider::Zero(&anon.zero), populate))
     })();
@@ -243,7 +246,9 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // A mapping locked by `mlockall(MCL_FUTURE)` counts against
         // RLIMIT_MEMLOCK (Linux's `mlock_future_ok`: EAGAIN).
         let s = m.space();
-        if let (Some(limit), true) = (limit, s.def_flags().contains(VmFlags::LOCKED)) {
+        // So does a MAP_LOCKED one (`mlock_future_ok`).
+        let locking = s.def_flags().contains(VmFlags::LOCKED) || req.extra.contains(VmFlags::LOCKED);
+        if let (Some(limit), true) = (limit, locking) {
             if s.locked_bytes().saturating_add(req.len) > limit {
                 return Err(MmError::Again);
             }
