@@ -181,12 +181,35 @@ pub fn read(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         return o;
     }
     let r = (|| {
-        let bytes = read_bytes(c, fd(f), count.min(WRITE_MAX) as usize)?;
-        c.hv.write_user(c.vcpu, buf, &bytes)?;
-        Ok(bytes.len() as u64)
+        // A file of the tree (no special node: tmpfs, host files, /dev)
+        // is read in full, as Linux reads up to MAX_RW_COUNT, through a
+        // bounded host buffer; anything else (stdin, memfds, /proc) one
+        // buffer at a time, a short read the caller continues.
+        let regular = c.linux.vfs().special(fd(f)).map_err(e)?.is_none();
+        let count = count.min(MAX_RW_COUNT);
+        let mut total = 0u64;
+        loop {
+            let want = (count - total).min(WRITE_MAX) as usize;
+            let step = read_bytes(c, fd(f), want)
+                .and_then(|bytes| c.hv.write_user(c.vcpu, buf.wrapping_add(total), &bytes).map(|()| bytes.len()));
+            let n = match step {
+                Ok(n) => n,
+                // What was read before an error is the result, as Linux.
+                Err(_) if total > 0 => break,
+                Err(err) => return Err(err),
+            };
+            total += n as u64;
+            if !regular || n < want || total >= count {
+                break;
+            }
+        }
+        Ok(total)
     })();
     ret(r)
 }
+
+/// Linux's `MAX_RW_COUNT`: the most one `read` or `write` moves.
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
 
 /// `pread64(fd, buf, count, off)`.
 pub fn pread64(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {

@@ -6,7 +6,7 @@ use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, ti
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
-    Entry { nr: 0, name: "read", status: Partial, note: "files, /dev, /proc (/proc/self/mem reads any mapping the process may read, as ptrace does), standard input, pipes and sockets (a read nothing could ever satisfy ends the run as blocked forever)", handler: Some(io::read) },
+    Entry { nr: 0, name: "read", status: Partial, note: "files of the tree read in full (up to MAX_RW_COUNT, through 1 MiB host buffers), /dev, /proc (/proc/self/mem reads any mapping the process may read, as ptrace does; at most 1 MiB a call), standard input, pipes and sockets (a read nothing could ever satisfy ends the run as blocked forever)", handler: Some(io::read) },
     Entry { nr: 1, name: "write", status: Supported, note: "fd 1 is stdout, fd 2 stderr (streamed, at most 1 MiB a call); pipes and sockets as Linux (EPIPE and SIGPIPE, PIPE_BUF atomicity); /proc/self/mem writes with FOLL_FORCE (a read-only private page gets a private copy and stays read-only)", handler: Some(io::write) },
     Entry { nr: 2, name: "open", status: Supported, note: "the in-memory tree: /tmp, /dev/shm, /dev/{null,zero,urandom}, /proc, /sys; O_TMPFILE in /tmp and /dev/shm (no linkat to name it); O_DIRECT on files only (EINVAL elsewhere, as Linux)", handler: Some(io::open) },
     Entry { nr: 3, name: "close", status: Supported, note: "", handler: Some(io::close) },
