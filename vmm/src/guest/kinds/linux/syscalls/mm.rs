@@ -273,7 +273,17 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // pages are faulted in one by one (they have no fault-around).
         let (at, len) = (*at, req.len);
         let huge = matches!(provider, FileProvider::Huge(_) | FileProvider::HugeFile(_));
-        let advice = if huge { Advice::PopulateRead } else { Advice::WillNeed };
+        // As `populate_vma_page_range`: a private writable mapping is
+        // populated with write faults (its own copies, not the file's
+        // or the zero page), anything else with read faults.
+        let private_writable = !req.shared && req.prot.contains(VmFlags::WRITE);
+        let advice = if private_writable {
+            Advice::PopulateWrite
+        } else if huge {
+            Advice::PopulateRead
+        } else {
+            Advice::WillNeed
+        };
         let _ = c.hv.space_op(c.vcpu, |m| {
             let fs = m.space_mut().madvise(GuestVirtAddr::try_new(at)?, len, advice)?;
             Ok(((), fs))
