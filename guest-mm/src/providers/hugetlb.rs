@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vm_memory::GuestMemory;
 
 use super::hugetlb_pool::{HugePage, HugetlbPool, PoolInner, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
+use super::hugetlb_reserve::Reservations;
 use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
@@ -61,12 +62,10 @@ impl<M> HugetlbPool<M> {
 
 #[derive(Default)]
 pub(super) struct MapState {
-    /// Huge-page indexes (`pgoff / 512`) holding a reservation.
-    pub(super) reserved: BTreeSet<u64>,
+    /// Reservations by huge-page index (`pgoff / 512`).
+    pub(super) res: Reservations,
     /// A shared mapping's pages, by index.
     pub(super) pages: BTreeMap<u64, Arc<HugePage>>,
-    /// Start of a VMA about to move: its close keeps the reservations.
-    moving: Option<u64>,
 }
 
 /// One mapping (`mmap` call): the ops of its VMAs. A shared one is also
@@ -82,7 +81,7 @@ impl<M> HugetlbMapping<M> {
     /// A shared mapping object of `pool` holding the reservations of the
     /// huge-page indexes in `reserved` (taken by the caller).
     pub(super) fn shared_object(pool: Arc<PoolInner<M>>, reserved: BTreeSet<u64>) -> Self {
-        let state = MapState { reserved, ..Default::default() };
+        let state = MapState { res: Reservations::holding(reserved), ..Default::default() };
         HugetlbMapping { pool, shared: true, state: Mutex::new(state) }
     }
 
@@ -93,7 +92,7 @@ impl<M> HugetlbMapping<M> {
 
 impl<M> Drop for HugetlbMapping<M> {
     fn drop(&mut self) {
-        let n = self.lock().reserved.len() as u64;
+        let n = self.lock().res.reserved.len() as u64;
         self.pool.unreserve(n);
     }
 }
@@ -102,12 +101,12 @@ impl<M: GuestMemory + Send + Sync + 'static> HugetlbMapping<M> {
     /// A fresh zeroed page for index `idx`, with its reservation if it
     /// still has one.
     fn new_page(&self, st: &mut MapState, idx: u64) -> Result<Arc<HugePage>, MmError> {
-        let reserved = st.reserved.remove(&idx);
+        let reserved = st.res.reserved.remove(&idx);
         let page = match self.pool.take(reserved) {
             Ok(p) => p,
             Err(e) => {
                 if reserved {
-                    st.reserved.insert(idx);
+                    st.res.reserved.insert(idx);
                 }
                 return Err(e);
             }
@@ -142,26 +141,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
     }
 
     fn mremap(&self, vma: &Vma, new_start: crate::addr::GuestVirtAddr, _new_len: u64) -> Result<(), MmError> {
-        if new_start != vma.start() {
-            self.lock().moving = Some(vma.start().raw());
-        }
+        self.lock().res.moving(vma, new_start);
         Ok(())
     }
 
     fn close(&self, vma: &Vma) {
-        let mut st = self.lock();
-        if st.moving.take_if(|&mut s| s == vma.start().raw()).is_some() || self.shared {
-            return;
-        }
         // hugetlb_vm_op_close: the piece's unconsumed reservations go.
-        let first = vma.pgoff() / FRAMES_PER_HUGE_PAGE;
-        let end = (vma.pgoff() + vma.pages()) / FRAMES_PER_HUGE_PAGE;
-        let gone: Vec<u64> = st.reserved.range(first..end).copied().collect();
-        for i in &gone {
-            st.reserved.remove(i);
-        }
-        drop(st);
-        self.pool.unreserve(gone.len() as u64);
+        let gone = self.lock().res.close(vma, self.shared);
+        self.pool.unreserve(gone);
     }
 
     fn pagesize(&self, _vma: &Vma) -> u64 {
@@ -210,7 +197,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for HugetlbProvider<M>
         let mut state = MapState::default();
         if !self.noreserve {
             self.pool.reserve(n)?;
-            state.reserved.extend(first..first + n);
+            state.res.reserved.extend(first..first + n);
         }
         let shared = desc.test_flags(VmFlags::SHARED);
         let mapping = HugetlbMapping { pool: self.pool.clone(), shared, state: Mutex::new(state) };

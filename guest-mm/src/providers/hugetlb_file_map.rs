@@ -22,7 +22,6 @@
 //! `MAP_NORESERVE` mappings reserve nothing; their faults take a page
 //! nobody was promised or fail.
 
-use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,6 +29,7 @@ use vm_memory::GuestMemory;
 
 use super::hugetlb_file::{FileInner, HugetlbFile};
 use super::hugetlb_pool::{HugePage, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
+use super::hugetlb_reserve::Reservations;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT};
 use crate::desc::VmaDesc;
 use crate::error::MmError;
@@ -53,10 +53,8 @@ impl<M> HugetlbFile<M> {
 
 #[derive(Default)]
 struct PrivState {
-    /// A private mapping's huge-page indexes holding a reservation.
-    reserved: BTreeSet<u64>,
-    /// Start of a VMA about to move: its close keeps the reservations.
-    moving: Option<u64>,
+    /// A private mapping's reservations by huge-page index.
+    res: Reservations,
 }
 
 /// One mapping (`mmap` call): the ops of its VMAs.
@@ -74,7 +72,7 @@ impl<M> FileMapping<M> {
 
 impl<M> Drop for FileMapping<M> {
     fn drop(&mut self) {
-        let n = self.lock().reserved.len() as u64;
+        let n = self.lock().res.reserved.len() as u64;
         self.file.pool.unreserve(n);
     }
 }
@@ -84,12 +82,12 @@ impl<M: GuestMemory + Send + Sync + 'static> FileMapping<M> {
     /// reservation if it still has one), a copy of `from` or zeroed.
     fn private_page(&self, idx: u64, from: Option<crate::addr::Pfn>) -> Result<FaultPage, MmError> {
         let mut st = self.lock();
-        let reserved = st.reserved.remove(&idx);
+        let reserved = st.res.reserved.remove(&idx);
         let page = match self.file.pool.take(reserved) {
             Ok(p) => p,
             Err(e) => {
                 if reserved {
-                    st.reserved.insert(idx);
+                    st.res.reserved.insert(idx);
                 }
                 return Err(e);
             }
@@ -145,25 +143,13 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for FileMapping<M> {
     }
 
     fn mremap(&self, vma: &Vma, new_start: GuestVirtAddr, _new_len: u64) -> Result<(), MmError> {
-        if new_start != vma.start() {
-            self.lock().moving = Some(vma.start().raw());
-        }
+        self.lock().res.moving(vma, new_start);
         Ok(())
     }
 
     fn close(&self, vma: &Vma) {
-        let mut st = self.lock();
-        if st.moving.take_if(|&mut s| s == vma.start().raw()).is_some() || self.shared {
-            return;
-        }
-        let first = vma.pgoff() / FRAMES_PER_HUGE_PAGE;
-        let end = (vma.pgoff() + vma.pages()) / FRAMES_PER_HUGE_PAGE;
-        let gone: Vec<u64> = st.reserved.range(first..end).copied().collect();
-        for i in &gone {
-            st.reserved.remove(i);
-        }
-        drop(st);
-        self.file.pool.unreserve(gone.len() as u64);
+        let gone = self.lock().res.close(vma, self.shared);
+        self.file.pool.unreserve(gone);
     }
 
     fn pagesize(&self, _vma: &Vma) -> u64 {
@@ -217,7 +203,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for HugetlbFileProvide
                 self.file.reserve(first, n)?;
             } else {
                 self.file.pool.reserve(n)?;
-                state.reserved.extend(first..first + n);
+                state.res.reserved.extend(first..first + n);
             }
         }
         if desc.test_flags(VmFlags::WRITE) {

@@ -80,7 +80,7 @@ impl<M: GuestMemory + Send + Sync + 'static> HugetlbShm<M> {
 
     /// Reservations not yet consumed by a fault.
     pub fn reserved_pages(&self) -> u64 {
-        self.mapping.lock().reserved.len() as u64
+        self.mapping.lock().res.reserved.len() as u64
     }
 
     /// The operations every VMA of the object carries (for a provider

@@ -14,6 +14,7 @@ mod hugetlb_file_map;
 #[cfg(test)]
 mod hugetlb_file_tests;
 mod hugetlb_pool;
+mod hugetlb_reserve;
 mod hugetlb_shm;
 #[cfg(test)]
 mod hugetlb_shm_tests;
