@@ -282,7 +282,7 @@ pub fn figure(p: &Params, s: &[Sample], backend: &str) -> Result<Figure, BenchEr
         String::new()
     } else {
         " Missed: port_write_us is the same call made by the trampoline's `out` alone (no `syscall` \
-         instruction): the VMM's part (the exit, KVM_GET_REGS and KVM_SET_REGS, the Linux kind's \
+         instruction): the VMM's part (the exit, the registers through kvm_run's synced area, the Linux kind's \
          dispatch) against the bare exit is port_write_vs_bare_exit; syscall_instruction_us is what the \
          backend's handling of `syscall` itself (its jump to LSTAR) adds; see docs/benchmarks.md."
             .to_string()
