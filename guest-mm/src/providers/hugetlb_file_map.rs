@@ -175,20 +175,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for HugetlbFileProvide
     }
 
     fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
-        if desc.pgoff % FRAMES_PER_HUGE_PAGE != 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page pgoff",
-                value: desc.pgoff,
-                align: FRAMES_PER_HUGE_PAGE,
-            });
-        }
-        if !desc.start().is_aligned(HUGE_PAGE_SIZE) || desc.size() % HUGE_PAGE_SIZE != 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page mapping",
-                value: desc.start().raw() | desc.size(),
-                align: HUGE_PAGE_SIZE,
-            });
-        }
+        super::hugetlb_pool::check_huge_desc(desc)?;
         let end = desc
             .pgoff
             .checked_mul(1 << PAGE_SHIFT)

@@ -33,6 +33,23 @@ pub const HUGE_PAGE_SIZE: u64 = 2 << 20;
 /// 4 KiB frames in one huge page.
 pub const FRAMES_PER_HUGE_PAGE: u64 = HUGE_PAGE_SIZE >> PAGE_SHIFT;
 
+/// A hugetlb mapping's shape (`hugetlb_get_unmapped_area` and
+/// `hugetlbfs_file_mmap`): the offset, start and length on huge pages
+/// (`Misaligned` otherwise).
+pub(super) fn check_huge_desc(desc: &crate::desc::VmaDesc) -> Result<(), MmError> {
+    if desc.pgoff % FRAMES_PER_HUGE_PAGE != 0 {
+        return Err(MmError::Misaligned { what: "huge-page pgoff", value: desc.pgoff, align: FRAMES_PER_HUGE_PAGE });
+    }
+    if !desc.start().is_aligned(HUGE_PAGE_SIZE) || desc.size() % HUGE_PAGE_SIZE != 0 {
+        return Err(MmError::Misaligned {
+            what: "huge-page mapping",
+            value: desc.start().raw() | desc.size(),
+            align: HUGE_PAGE_SIZE,
+        });
+    }
+    Ok(())
+}
+
 /// The pool's counters, as `/proc/meminfo` and
 /// `/sys/kernel/mm/hugepages/hugepages-2048kB/` show them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use vm_memory::GuestMemory;
 
 use super::hugetlb::HugetlbMapping;
-use super::hugetlb_pool::{HugetlbPool, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
+use super::hugetlb_pool::{HugetlbPool, HUGE_PAGE_SIZE};
 use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
@@ -106,20 +106,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmapProvider for HugetlbShm<M> {
         if !desc.test_flags(VmFlags::SHARED) {
             return Err(MmError::NotSupported("private mapping of a hugetlb shared-memory object"));
         }
-        if desc.pgoff % FRAMES_PER_HUGE_PAGE != 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page pgoff",
-                value: desc.pgoff,
-                align: FRAMES_PER_HUGE_PAGE,
-            });
-        }
-        if !desc.start().is_aligned(HUGE_PAGE_SIZE) || desc.size() % HUGE_PAGE_SIZE != 0 {
-            return Err(MmError::Misaligned {
-                what: "huge-page mapping",
-                value: desc.start().raw() | desc.size(),
-                align: HUGE_PAGE_SIZE,
-            });
-        }
+        super::hugetlb_pool::check_huge_desc(desc)?;
         let end = desc.pgoff.checked_mul(crate::addr::PAGE_SIZE).and_then(|o| o.checked_add(desc.size()));
         if end.is_none_or(|e| e > self.size) {
             return Err(MmError::Invalid("mapping past the end of a hugetlb object"));
