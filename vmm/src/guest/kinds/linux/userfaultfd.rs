@@ -1,17 +1,21 @@
-//! `userfaultfd`, registration only: a descriptor that takes the
-//! `UFFDIO_API` handshake and checks `UFFDIO_REGISTER` /
+//! `userfaultfd` without fault delivery: a descriptor that takes the
+//! `UFFDIO_API` handshake, checks `UFFDIO_REGISTER` /
 //! `UFFDIO_UNREGISTER` ranges as Linux 6.12 does (`fs/userfaultfd.c`),
-//! with its errno values.
+//! with its errno values, and serves `UFFDIO_COPY` into registered
+//! ranges (`syscalls/uffd.rs`).
 //!
-//! What it does not do: deliver faults. No feature and no range ioctl
-//! (`UFFDIO_COPY`, `ZEROPAGE`, `WAKE`, ...) is offered (the handshake
-//! reports none), nothing reads events (`read` is `EAGAIN`), and a
-//! registered range faults as if it were not registered. Linux would
-//! hand a missing-page fault to a reader; a one-thread program with no
-//! reader would wait forever there, so a program that runs to its end
-//! on Linux never relies on it. Registrations are not recorded either:
-//! `mremap` drops them on Linux too when, as here, `UFFD_FEATURE_EVENT_REMAP`
-//! was not asked for, which is what `hugepage-mremap` exercises.
+//! What it does not do: deliver faults. No feature and no other range
+//! ioctl (`ZEROPAGE`, `WAKE`, ...) is offered, nothing reads events
+//! (`read` is `EAGAIN`), and a registered range faults as if it were not
+//! registered. Linux would hand a missing-page fault to a reader; a
+//! one-thread program with no reader would wait forever there, so a
+//! program that runs to its end on Linux never relies on it.
+//! Registrations are kept per context as ranges, not on the VMAs: an
+//! `munmap` or `mremap` does not drop them as Linux does (it drops them
+//! on `mremap` too when, as here, `UFFD_FEATURE_EVENT_REMAP` was not asked
+//! for, which is what `hugepage-mremap` exercises), so a copy into an
+//! unmapped-and-remapped range is accepted here where Linux says
+//! `ENOENT`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -55,6 +59,10 @@ const UFFD_MAX: usize = 1024;
 pub struct Uffds {
     api_done: Mutex<BTreeMap<u32, bool>>,
     next: Mutex<u32>,
+    /// Each context's registered ranges `[start, end)`, as registered
+    /// (kept by the context, not by the VMAs: an unmapped range stays
+    /// registered here, where Linux drops it with the VMA).
+    ranges: Mutex<BTreeMap<u32, Vec<(u64, u64)>>>,
 }
 
 impl Uffds {
@@ -103,11 +111,62 @@ impl Uffds {
         (Ok(()), [UFFD_API, 0, API_IOCTLS])
     }
 
+    /// Records `[start, end)` as registered with context `tag`.
+    pub fn register(&self, tag: u32, start: u64, end: u64) {
+        let mut r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        let list = r.entry(tag).or_default();
+        cut(list, start, end);
+        list.push((start, end));
+    }
+
+    /// Forgets `[start, end)` for context `tag` (pieces outside stay).
+    pub fn unregister(&self, tag: u32, start: u64, end: u64) {
+        let mut r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = r.get_mut(&tag) {
+            cut(list, start, end);
+        }
+    }
+
+    /// Whether every byte of `[start, end)` is registered with `tag`.
+    pub fn covers(&self, tag: u32, start: u64, end: u64) -> bool {
+        let r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<(u64, u64)> = r.get(&tag).cloned().unwrap_or_default();
+        list.sort_unstable();
+        let mut at = start;
+        for (s, e) in list {
+            if s <= at && e > at {
+                at = e;
+            }
+            if at >= end {
+                return true;
+            }
+        }
+        at >= end
+    }
+
     /// Whether context `tag` finished its handshake (every other ioctl
     /// needs it: `EINVAL`).
     pub fn initialized(&self, tag: u32) -> bool {
         self.api_done.lock().unwrap_or_else(|e| e.into_inner()).get(&tag).copied().unwrap_or(false)
     }
+}
+
+/// Removes `[start, end)` from `list`, splitting ranges it cuts.
+fn cut(list: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    let mut out = Vec::with_capacity(list.len() + 1);
+    for &(s, e) in list.iter() {
+        if e <= start || s >= end {
+            out.push((s, e));
+            continue;
+        }
+        if s < start {
+            out.push((s, start));
+        }
+        if e > end {
+            out.push((end, e));
+        }
+    }
+    *list = out;
 }
 
 /// `validate_range`: a page-aligned, non-empty range from
@@ -156,7 +215,7 @@ pub struct VmaKind {
 /// each must be able to take the mode (anonymous, shmem or hugetlb;
 /// `MINOR` not anonymous; `WP` anonymous only, as without uffd-wp PTE
 /// markers) and be `VM_MAYWRITE`. Returns the range ioctls offered:
-/// none (see the module docs).
+/// `UFFDIO_COPY` alone (see the module docs).
 pub fn check_register(vmas: &[VmaKind], start: u64, end: u64, m: u64) -> Result<u64, i32> {
     let first = vmas.first().ok_or(libc::EINVAL)?;
     if first.hugetlb.is_some_and(|h| start % h != 0) {
@@ -176,12 +235,28 @@ pub fn check_register(vmas: &[VmaKind], start: u64, end: u64, m: u64) -> Result<
             }
         }
     }
-    Ok(0)
+    Ok(1 << UFFDIO_COPY_NR)
 }
+
+/// `_UFFDIO_COPY`: the ioctl number, and its bit in a register's answer.
+pub const UFFDIO_COPY_NR: u64 = 0x03;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_ranges_are_cut_and_covered() {
+        let u = Uffds::default();
+        u.register(7, 0x10000, 0x20000);
+        u.register(7, 0x20000, 0x30000);
+        assert!(u.covers(7, 0x18000, 0x28000), "two adjacent registrations cover across their seam");
+        assert!(!u.covers(8, 0x18000, 0x19000), "another context's registration");
+        u.unregister(7, 0x14000, 0x15000);
+        assert!(!u.covers(7, 0x14000, 0x15000));
+        assert!(u.covers(7, 0x10000, 0x14000) && u.covers(7, 0x15000, 0x30000));
+        assert!(!u.covers(7, 0x2f000, 0x31000), "past the end");
+    }
 
     const TASK: u64 = 0x7fff_ffff_f000;
     const H: u64 = 2 << 20;
@@ -206,7 +281,7 @@ mod tests {
     fn vmas_must_be_able_to_take_the_mode() {
         let a = anon(0x10000, 0x20000);
         assert_eq!(check_register(&[], 0x10000, 0x20000, mode::MISSING), Err(libc::EINVAL));
-        assert_eq!(check_register(&[a], 0x10000, 0x20000, mode::MISSING), Ok(0));
+        assert_eq!(check_register(&[a], 0x10000, 0x20000, mode::MISSING), Ok(1 << UFFDIO_COPY_NR));
         assert_eq!(check_register(&[a], 0x10000, 0x20000, mode::MINOR), Err(libc::EINVAL), "minor: not anonymous");
         let ro = VmaKind { may_write: false, ..a };
         assert_eq!(check_register(&[ro], 0x10000, 0x20000, mode::MISSING), Err(libc::EINVAL));
@@ -215,7 +290,7 @@ mod tests {
         let drop = VmaKind { droppable: true, ..a };
         assert_eq!(check_register(&[drop], 0x10000, 0x20000, mode::MISSING), Err(libc::EINVAL));
         let huge = VmaKind { anonymous: false, shmem: false, hugetlb: Some(H), ..anon(4 * H, 8 * H) };
-        assert_eq!(check_register(&[huge], 4 * H, 8 * H, mode::MISSING | mode::MINOR), Ok(0));
+        assert_eq!(check_register(&[huge], 4 * H, 8 * H, mode::MISSING | mode::MINOR), Ok(1 << UFFDIO_COPY_NR));
         assert_eq!(check_register(&[huge], 4 * H + 0x1000, 8 * H, mode::MISSING), Err(libc::EINVAL));
         assert_eq!(check_register(&[huge], 4 * H, 6 * H + 0x1000, mode::MISSING), Err(libc::EINVAL));
         assert_eq!(check_register(&[huge], 4 * H, 8 * H, mode::WP), Err(libc::EINVAL), "wp: anonymous only");

@@ -130,7 +130,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 302, name: "prlimit64", status: Supported, note: "", handler: Some(process::prlimit64) },
     Entry { nr: 318, name: "getrandom", status: Supported, note: "", handler: Some(process::getrandom) },
     Entry { nr: 319, name: "memfd_create", status: Partial, note: "read, write, truncate, mmap; MFD_HUGETLB (2 MiB, MFD_HUGE_2MB) as hugetlbfs: write EINVAL, sizes in whole huge pages; other huge page sizes ENODEV", handler: Some(io::memfd_create) },
-    Entry { nr: 323, name: "userfaultfd", status: Partial, note: "registration only: UFFDIO_API (no features), UFFDIO_REGISTER and UFFDIO_UNREGISTER check their ranges as Linux; no fault is ever delivered (a registered range faults as unregistered), no range ioctls, read is EAGAIN", handler: Some(uffd::userfaultfd) },
+    Entry { nr: 323, name: "userfaultfd", status: Partial, note: "no fault delivery: UFFDIO_API (no features), UFFDIO_REGISTER and UFFDIO_UNREGISTER check their ranges as Linux, UFFDIO_COPY into registered ranges (registrations kept per context, not dropped by munmap); a registered range faults as unregistered, read is EAGAIN", handler: Some(uffd::userfaultfd) },
     Entry { nr: 325, name: "mlock2", status: Supported, note: "MLOCK_ONFAULT", handler: Some(mm::mlock2) },
     Entry { nr: 334, name: "rseq", status: Unimplemented, note: "libcs fall back without it", handler: None },
     Entry { nr: 435, name: "clone3", status: Unimplemented, note: "ENOSYS: libcs fall back to clone or fork", handler: None },

@@ -19,6 +19,8 @@ const UFFDIO_API: u64 = 0xc018_aa3f;
 const UFFDIO_REGISTER: u64 = 0xc020_aa00;
 /// `UFFDIO_UNREGISTER`: `_IOR(0xAA, 0x01, struct uffdio_range)`.
 const UFFDIO_UNREGISTER: u64 = 0x8010_aa01;
+/// `UFFDIO_COPY`: `_IOWR(0xAA, 0x03, struct uffdio_copy)`.
+const UFFDIO_COPY: u64 = 0xc028_aa03;
 
 /// `userfaultfd(flags)`.
 pub fn userfaultfd(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
@@ -84,15 +86,78 @@ pub fn ioctl(c: &Ctx<'_>, tag: u32, req: u64, arg: u64) -> Outcome {
                 let end = uffd::validate_range(start, len, MIN_ADDR, TASK_SIZE)?;
                 let ioctls = uffd::check_register(&vmas_in(c, start, end), start, end, mode)?;
                 c.hv.write_user(c.vcpu, arg + 24, &ioctls.to_le_bytes())?;
+                c.linux.uffds().register(tag, start, end);
                 Ok(0)
             }
             UFFDIO_UNREGISTER => {
                 let [start, len] = read_words::<2>(c, arg)?;
-                uffd::validate_range(start, len, MIN_ADDR, TASK_SIZE)?;
+                let end = uffd::validate_range(start, len, MIN_ADDR, TASK_SIZE)?;
+                c.linux.uffds().unregister(tag, start, end);
                 Ok(0)
             }
+            UFFDIO_COPY => copy(c, tag, arg),
             _ => Err(libc::EINVAL),
         }
     })();
     ret(r)
+}
+
+/// `UFFDIO_COPY` (`struct uffdio_copy { dst, src, len, mode, copy }`):
+/// page by page, the bytes at `src` become a fresh page at `dst`, mapped
+/// with the VMA's own protection (a read-only VMA's page stays read-only,
+/// as `mfill_atomic_pte_copy` maps it); `EEXIST` at the first page
+/// already there. `copy` gets the bytes copied, or the error when none
+/// were. `dst`, `len` page-aligned and registered with this context
+/// (`ENOENT` otherwise); only mode `DONTWAKE` (nothing waits here).
+fn copy(c: &Ctx<'_>, tag: u32, arg: u64) -> Result<u64, i32> {
+    const DONTWAKE: u64 = 1;
+    let [dst, src, len, mode] = read_words::<4>(c, arg)?;
+    let report = |v: i64| c.hv.write_user(c.vcpu, arg + 32, &v.to_le_bytes());
+    let end = uffd::validate_range(dst, len, MIN_ADDR, TASK_SIZE)?;
+    if src.checked_add(len).is_none() || mode & !DONTWAKE != 0 {
+        return Err(libc::EINVAL);
+    }
+    if !c.linux.uffds().covers(tag, dst, end) {
+        return Err(libc::ENOENT);
+    }
+    let mut done = 0u64;
+    let mut failed = None;
+    while done < len {
+        let at = dst + done;
+        let va = guest_mm::GuestVirtAddr::try_new(at).map_err(|_| libc::EINVAL)?;
+        let present = c.hv.mapper().space().translate(va).is_some();
+        if present {
+            failed = Some(libc::EEXIST);
+            break;
+        }
+        let bytes = match c.hv.read_user(c.vcpu, src + done, 4096) {
+            Ok(b) => b,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        match super::super::proc_mem::write(c.linux, c.hv, c.vcpu, at, &bytes) {
+            Ok(4096) => done += 4096,
+            Ok(_) | Err(_) => {
+                failed = Some(libc::ENOENT);
+                break;
+            }
+        }
+    }
+    match (failed, done) {
+        (Some(e), 0) => {
+            report(-i64::from(e))?;
+            Err(e)
+        }
+        (Some(_), n) => {
+            // A partial copy: the count says how far, the call EAGAIN.
+            report(n as i64)?;
+            Err(libc::EAGAIN)
+        }
+        (None, n) => {
+            report(n as i64)?;
+            Ok(0)
+        }
+    }
 }
