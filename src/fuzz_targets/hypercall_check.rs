@@ -119,7 +119,9 @@ impl Baseline {
             let a = out.ret as u64;
             assert!(a.is_multiple_of(PAGE_SIZE) && a < USER_END, "{what}: mmap result is not a user page");
         }
-        let changes = matches!(nr, nr::MMAP | nr::MUNMAP | nr::MPROTECT) && out.ret >= 0;
+        // `madvise` (WILLNEED populates, DONTNEED drops) and `mremap`
+        // change mappings as much as the other three.
+        let changes = matches!(nr, nr::MMAP | nr::MUNMAP | nr::MPROTECT | nr::MADVISE | nr::MREMAP) && out.ret >= 0;
         if !changes {
             assert!(before.user == after.user, "{what}: a call that failed or maps nothing changed the tables");
             assert_eq!(before.stats, after.stats, "{what}: a call that failed or maps nothing changed the figures");

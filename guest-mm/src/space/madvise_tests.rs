@@ -238,3 +238,25 @@ fn willneed_skips_prot_none_and_stops_where_the_tables_run_out() {
     s.munmap(va(big), len).unwrap().ignore();
     s.munmap(va(none), 4 * P).unwrap().ignore();
 }
+
+/// `WILLNEED` over a read-only page and a writable one of private
+/// anonymous memory, then `munmap`: every page comes back but the shared
+/// zero page, which the provider allocated on the first read and keeps
+/// until it goes (the `hypercalls` fuzz target took that for a leak).
+#[test]
+fn willneed_then_unmap_returns_every_page_but_the_providers_zero_page() {
+    let (mut s, z) = setup();
+    let free = s.stats().pool_free;
+    let a = WINDOW.0 + 16 * PAGE_SIZE;
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    s.mmap(&z, &MmapRequest::private(4 * PAGE_SIZE, rw).anonymous().fixed(va(a))).unwrap().flush.ignore();
+    s.mprotect(va(a), PAGE_SIZE, VmFlags::READ).unwrap().ignore();
+    s.madvise(va(a), 2 * PAGE_SIZE, Advice::WillNeed).unwrap().ignore();
+    s.munmap(va(a), 4 * PAGE_SIZE).unwrap().ignore();
+    assert_eq!(s.stats().pool_free, free - 1, "all but the zero page");
+    assert_eq!(s.stats().pins, 0);
+    drop(z);
+    assert_eq!(s.stats().pool_free, free, "the zero page goes with its provider");
+    let (_, v) = s.check_invariants();
+    assert!(v.is_empty(), "{v:?}");
+}

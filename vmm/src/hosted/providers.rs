@@ -99,6 +99,11 @@ impl Providers {
             .extend(space.frames().lock().pool_regions().into_iter().map(|(s, e)| (s.addr(), (e.0 - s.0) * PAGE_SIZE)));
         let guest_ram = GuestRamProvider::new(space.layout(), &forbidden);
         let zero = ZeroProvider::new(space.frames().clone(), mem.clone());
+        // The shared zero page now, with the other providers' pages: a
+        // guest's first read fault then takes nothing from the pool, and
+        // the pool's figures after a guest unmapped everything are those
+        // from before it ran (the `hypercalls` fuzz target's teardown).
+        zero.anon_ops().zero_page()?;
         let page_buffer = PageBuffer::new(space.frames(), PAGE_BUFFER_PAGES)?;
         let (pages, m) = (page_buffer.pages().to_vec(), mem.clone());
         let page_buffer = FillOnFirstMap::new(
