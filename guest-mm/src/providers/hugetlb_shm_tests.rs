@@ -13,31 +13,18 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::hugetlb_tests::{setup, va};
 use super::{HugetlbCounts, HugetlbPool, HugetlbShm, HUGE_PAGE_SIZE};
-use crate::addr::{GuestVirtAddr, PageSize};
+use crate::addr::PageSize;
 use crate::error::errno;
 use crate::flags::VmFlags;
-use crate::space::{AddressSpace, MmapRequest, SpaceConfig};
+use crate::space::{AddressSpace, MmapRequest};
 use crate::vma::FaultAccess;
 
 type Mem = GuestMemoryMmap<()>;
 const H: u64 = HUGE_PAGE_SIZE;
 const POOL: u64 = 8;
 const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
-
-fn va(a: u64) -> GuestVirtAddr {
-    GuestVirtAddr::try_new(a).unwrap()
-}
-
-fn setup() -> (AddressSpace<Mem>, HugetlbPool<Mem>) {
-    let mem = Mem::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
-    let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
-    cfg.mmap_window = (va(1 << 32), va((1 << 32) + (256 << 20)));
-    cfg.pool_region = Some((GuestAddress(40 << 20), 4 << 20));
-    let s = AddressSpace::new(mem, cfg).unwrap();
-    let pool = HugetlbPool::new(s.frames().clone(), s.memory().clone(), &[(GuestAddress(16 << 20), POOL * H)]).unwrap();
-    (s, pool)
-}
 
 fn counts(free: u64, reserved: u64) -> HugetlbCounts {
     HugetlbCounts { total: POOL, free, reserved, surplus: 0 }

@@ -26,13 +26,14 @@ const H: u64 = HUGE_PAGE_SIZE;
 const POOL: u64 = 8;
 const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
 
-fn va(a: u64) -> GuestVirtAddr {
+pub(super) fn va(a: u64) -> GuestVirtAddr {
     GuestVirtAddr::try_new(a).unwrap()
 }
 
 /// 64 MiB of RAM: tables at 48 MiB, a 4 KiB page pool at 40 MiB, the
-/// hugetlb pool over `[16 MiB, 32 MiB)`, the mmap window at 4 GiB.
-fn setup() -> (AddressSpace<Mem>, HugetlbPool<Mem>) {
+/// hugetlb pool over `[16 MiB, 32 MiB)`, the mmap window at 4 GiB (the
+/// machine of the SysV object's tests too).
+pub(super) fn setup() -> (AddressSpace<Mem>, HugetlbPool<Mem>) {
     let mem = Mem::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
     let mut cfg = SpaceConfig::new((GuestAddress(48 << 20), 4 << 20));
     cfg.mmap_window = (va(1 << 32), va((1 << 32) + (256 << 20)));
