@@ -5,8 +5,8 @@
 //! or 128 + the signal that killed it).
 
 use super::process::{Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STACK_TOP};
+use super::tasks::spawn::{spawn_request, Spawn};
 use super::tasks::status::ExitKind;
-use super::tasks::switch::CloneArgs;
 use super::{signal, syscalls};
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
 use crate::guest::user_state::{FaultAction, UserState};
@@ -114,37 +114,6 @@ const SECCOMP_ROWS: &[Row] = &[
     },
 ];
 
-/// `CLONE_VM`, `CLONE_VFORK`, `CLONE_THREAD`, `CLONE_SETTLS`.
-const CLONE_VM: u64 = 0x100;
-const CLONE_VFORK: u64 = 0x4000;
-const CLONE_THREAD: u64 = 0x10000;
-const CLONE_SETTLS: u64 = 0x8_0000;
-
-/// Whether `args` is a fork (`Some(Ok(false))`), a vfork
-/// (`Some(Ok(true))`), a clone refused with an errno, or another call.
-fn fork_kind(args: &Args) -> Option<Result<bool, i32>> {
-    match args.nr as i64 {
-        libc::SYS_fork => Some(Ok(false)),
-        libc::SYS_vfork => Some(Ok(true)),
-        libc::SYS_clone => {
-            let f = args.a[0];
-            Some(if f & CLONE_THREAD != 0 {
-                // Threads share an address space: not implemented.
-                Err(libc::ENOSYS)
-            } else if f & CLONE_VM != 0 {
-                if f & CLONE_VFORK != 0 {
-                    Ok(true)
-                } else {
-                    Err(libc::ENOSYS)
-                }
-            } else {
-                Ok(f & CLONE_VFORK != 0)
-            })
-        }
-        _ => None,
-    }
-}
-
 impl Linux {
     /// Serves the call, then delivers a pending signal (`rt_sigreturn`
     /// and `fork` need the registers, so they are served here).
@@ -168,12 +137,17 @@ impl Linux {
                     return hypercall::Effects::default();
                 }
             }
-        } else if let Some(vfork) = fork_kind(&args) {
+        } else if args.nr == libc::SYS_exit as u64 {
+            return self.exit_thread(hv, vcpu, user, (args.a[0] & 0xff) as i32);
+        } else if let Some(req) = spawn_request(hv, vcpu, &args) {
             let resume = kvm_bindings::kvm_regs { rip: user.regs.rcx, rflags: user.regs.r11, ..user.regs };
-            let clone = (args.nr == libc::SYS_clone as u64)
-                .then(|| CloneArgs { stack: args.a[1], tls: (args.a[0] & CLONE_SETTLS != 0).then_some(args.a[4]) });
-            let r = match vfork {
-                Ok(v) => self.fork(hv, vcpu, user, &resume, clone, v),
+            let r = match req {
+                Ok((Spawn::Thread, c)) => Ok((
+                    self.spawn_thread(hv, vcpu, user, &resume, c.unwrap_or_default()),
+                    hypercall::Effects::default(),
+                )),
+                Ok((Spawn::Fork, c)) => self.fork(hv, vcpu, user, &resume, c, false),
+                Ok((Spawn::Vfork, c)) => self.fork(hv, vcpu, user, &resume, c, true),
                 Err(e) => Ok((-i64::from(e), hypercall::Effects::default())),
             };
             match r {

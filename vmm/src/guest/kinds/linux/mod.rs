@@ -7,6 +7,7 @@
 
 pub mod file_pages;
 pub mod fs;
+pub mod futex;
 pub mod image;
 pub mod ipc;
 mod kind;

@@ -51,11 +51,18 @@ pub mod rlimit {
     pub const INFINITY: u64 = u64::MAX;
 }
 
-/// The process's own state, behind one lock.
+/// The running thread's state, behind one lock: its own (mask, pending
+/// signals, alternate stack, FS base, tid pointers, name) and its
+/// process's (limits, dispositions, timer, umask, credentials), which
+/// every thread of the process shares ([`Proc::inherit_shared`]).
 #[derive(Debug, Clone)]
 pub struct Proc {
-    /// `set_tid_address`'s pointer.
+    /// `set_tid_address`'s pointer (`CLONE_CHILD_CLEARTID`): zeroed and
+    /// woken when the thread exits.
     pub clear_child_tid: u64,
+    /// `CLONE_CHILD_SETTID`'s pointer: the thread's tid is written there
+    /// before it first runs (then 0).
+    pub set_child_tid: u64,
     /// `(soft, hard)` limits.
     pub rlimits: [(u64, u64); rlimit::COUNT],
     /// Signal dispositions: the handler address (0 default, 1 ignore),
@@ -100,6 +107,20 @@ impl Proc {
 }
 
 impl Proc {
+    /// Takes the process-wide fields from `from`, another thread of the
+    /// same process: limits, dispositions, the real-time timer, umask,
+    /// capabilities, uid, dumpable, MDWE.
+    pub fn inherit_shared(&mut self, from: &Proc) {
+        self.rlimits = from.rlimits;
+        self.sigactions.clone_from(&from.sigactions);
+        self.itimer_real = from.itimer_real;
+        self.umask = from.umask;
+        self.caps = from.caps;
+        self.uid = from.uid;
+        self.dumpable = from.dumpable;
+        self.mdwe = from.mdwe;
+    }
+
     fn new() -> Self {
         let mut rlimits = [(rlimit::INFINITY, rlimit::INFINITY); rlimit::COUNT];
         rlimits[rlimit::STACK] = (STACK_SIZE, rlimit::INFINITY);
@@ -108,6 +129,7 @@ impl Proc {
         rlimits[4] = (0, rlimit::INFINITY); // RLIMIT_CORE
         Proc {
             clear_child_tid: 0,
+            set_child_tid: 0,
             rlimits,
             sigactions: BTreeMap::new(),
             sigmask: 0,
@@ -198,6 +220,14 @@ pub struct Linux {
     /// Set by a call that answers `RESTART` until another process does
     /// something (`wait4`): the process blocks rather than retrying.
     pub(super) waits_for_event: std::sync::atomic::AtomicBool,
+    /// The deadline of the wait [`Linux::wait_for_event_until`] asked for.
+    pub(super) wait_deadline: Mutex<Option<std::time::Instant>>,
+    /// Set by `sched_yield`: another thread runs now if one can.
+    pub(super) yields: std::sync::atomic::AtomicBool,
+    /// What each process keeps while none of its threads runs.
+    pub(super) aside: Mutex<BTreeMap<u32, super::tasks::switch::Shared>>,
+    /// Threads waiting on futexes.
+    pub(super) futexes: Mutex<super::futex::Futexes>,
     /// When the running process got the vCPU (preemption).
     pub(super) slice_start: Mutex<std::time::Instant>,
 }
@@ -325,6 +355,10 @@ impl Linux {
             fatal: Mutex::new(None),
             tasks: Mutex::new(super::tasks::table::Tasks::new(PID as u32, super::tasks::switch::MAX_PROCS)),
             waits_for_event: Default::default(),
+            wait_deadline: Mutex::new(None),
+            yields: Default::default(),
+            aside: Mutex::new(BTreeMap::new()),
+            futexes: Default::default(),
             slice_start: Mutex::new(std::time::Instant::now()),
         })
     }
@@ -465,6 +499,7 @@ impl Linux {
     /// What the `/proc` files show beyond the address space.
     fn view(&self) -> View<'_> {
         let (pid, ppid) = (self.pid(), self.ppid());
+        let threads = self.tasks().threads(pid).len().max(1) as u32;
         let p = self.proc();
         let name = String::from_utf8_lossy(&p.comm).into_owned();
         let extra = StatusExtra {
@@ -475,6 +510,7 @@ impl Linux {
             caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
             uid: [p.uid; 4],
             gid: [p.uid; 4],
+            threads,
             ..StatusExtra::default()
         };
         let mut view = View {

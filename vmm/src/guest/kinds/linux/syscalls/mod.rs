@@ -12,6 +12,7 @@
 mod ctx;
 mod docs;
 mod file_map;
+mod futex;
 mod huge_memfd;
 mod io;
 mod iov;
@@ -31,6 +32,7 @@ mod wait;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;
+pub use self::futex::key_of as futex_key;
 pub use self::process::PID;
 pub use self::table::TABLE;
 

@@ -10,7 +10,6 @@
 use super::super::process::rlimit;
 use super::super::random_bytes;
 use super::ctx::{ret, Ctx};
-use crate::guest::kinds::linux::signal;
 use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
 
@@ -23,7 +22,9 @@ const UNCATCHABLE: [u32; 2] = [9, 19];
 /// Most bytes one `getrandom` returns (Linux: `INT_MAX >> 6`).
 const GETRANDOM_MAX: u64 = 32 << 20;
 
-/// `exit_group(status)` (and `exit`: one thread is the whole process).
+/// `exit_group(status)` (and `exit` where the caller's registers are not
+/// at hand: `GuestKind::syscall`; the kind serves a thread's `exit`
+/// itself).
 pub fn exit_group(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     Outcome { ret: 0, effects: Effects { exit_group: Some((a[0] & 0xff) as i32), ..Default::default() } }
 }
@@ -50,10 +51,11 @@ pub fn arch_prctl(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `set_tid_address(tidptr)`.
 pub fn set_tid_address(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     c.linux.proc().clear_child_tid = a[0];
-    Outcome::ret(i64::from(c.linux.pid()))
+    Outcome::ret(i64::from(c.linux.tid()))
 }
 
-/// `set_robust_list(head, len)`: one thread, nothing to clean up.
+/// `set_robust_list(head, len)`: the list is not walked when a thread
+/// dies (a mutex held by a dead thread stays held).
 pub fn set_robust_list(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if a[1] != 24 {
         return Outcome::err(libc::EINVAL);
@@ -61,9 +63,14 @@ pub fn set_robust_list(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     Outcome::ret(0)
 }
 
-/// `getpid`, `gettid`, `getpgrp`, `getsid`...: the one process.
+/// `getpid()`: the thread group's id.
 pub fn getpid(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
     Outcome::ret(i64::from(c.linux.pid()))
+}
+
+/// `gettid()`: the calling thread's id.
+pub fn gettid(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    Outcome::ret(i64::from(c.linux.tid()))
 }
 
 /// `getuid`, `geteuid`, `getgid`, `getegid`: `--uid` (root by default:
@@ -252,21 +259,6 @@ pub fn sigaltstack(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     ret(r)
 }
 
-/// A signal sent to the process itself (`code`: `SI_USER` or
-/// `SI_TKILL`): pending until the call returns (see `signal::post`).
-fn signal_self(c: &Ctx<'_>, sig: u64, code: i32) -> Outcome {
-    if sig == 0 {
-        return Outcome::ret(0);
-    }
-    let s = match check_sig(sig) {
-        Ok(s) => s,
-        Err(e) => return Outcome::err(e),
-    };
-    let info = SigInfo { signo: s, code, fields: Fields::Sender { pid: c.linux.pid(), uid: 0 } };
-    signal::post(&mut c.linux.proc(), info);
-    Outcome::ret(0)
-}
-
 /// `rt_sigpending(set, sigsetsize)`: the pending signals (all blocked:
 /// an unblocked one was delivered when its call returned).
 pub fn rt_sigpending(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
@@ -305,44 +297,68 @@ pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         },
     };
     let me = c.linux.pid();
-    let mut out = Outcome::ret(0);
     for t in targets {
-        if t == me {
-            out = signal_self(c, a[1], code::SI_USER);
-        } else if s == crate::guest::kinds::linux::tasks::switch::SIGKILL {
+        if s == crate::guest::kinds::linux::tasks::switch::SIGKILL && t != me {
             if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
                 c.linux.note_fatal(m);
             }
         } else {
             let info = SigInfo { signo: s, code: code::SI_USER, fields: Fields::Sender { pid: me, uid: 0 } };
-            let mut tasks = c.linux.tasks();
-            if let Some(saved) = tasks.saved_mut(t) {
-                signal::post(&mut saved.proc, info);
-            }
-            tasks.event();
+            c.linux.post_to_process(t, info);
         }
     }
-    out
+    Outcome::ret(0)
+}
+
+/// A signal to thread `tid` (of process `tgid`, when given): `ESRCH`
+/// when there is none; `SIGKILL` ends its whole process.
+fn signal_thread(c: &Ctx<'_>, tgid: Option<u32>, tid: u32, sig: u64) -> Outcome {
+    let pid = {
+        let t = c.linux.tasks();
+        match t.tgid(tid) {
+            Some(p) if t.threads(p).contains(&tid) && tgid.is_none_or(|g| g == p) => p,
+            _ => return Outcome::err(libc::ESRCH),
+        }
+    };
+    if sig == 0 {
+        return Outcome::ret(0);
+    }
+    let s = match check_sig(sig) {
+        Ok(s) => s,
+        Err(e) => return Outcome::err(e),
+    };
+    let me = c.linux.pid();
+    if s == crate::guest::kinds::linux::tasks::switch::SIGKILL && pid != me {
+        if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, pid, s) {
+            c.linux.note_fatal(m);
+        }
+        return Outcome::ret(0);
+    }
+    let info = SigInfo { signo: s, code: code::SI_TKILL, fields: Fields::Sender { pid: me, uid: 0 } };
+    ret(c.linux.post_to_thread(tid, info).map(|()| 0))
 }
 
 /// `tgkill(tgid, tid, sig)`.
 pub fn tgkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[0] != u64::from(c.linux.pid()) || a[1] != u64::from(c.linux.pid()) {
-        return Outcome::err(libc::ESRCH);
+    let (tgid, tid) = (a[0] as i32, a[1] as i32);
+    if tgid <= 0 || tid <= 0 {
+        return Outcome::err(libc::EINVAL);
     }
-    signal_self(c, a[2], code::SI_TKILL)
+    signal_thread(c, Some(tgid as u32), tid as u32, a[2])
 }
 
 /// `tkill(tid, sig)`.
 pub fn tkill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[0] != u64::from(c.linux.pid()) {
-        return Outcome::err(libc::ESRCH);
+    let tid = a[0] as i32;
+    if tid <= 0 {
+        return Outcome::err(libc::EINVAL);
     }
-    signal_self(c, a[1], code::SI_TKILL)
+    signal_thread(c, None, tid as u32, a[1])
 }
 
 /// `sched_yield()`.
-pub fn sched_yield(_c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+pub fn sched_yield(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
+    c.linux.yield_now();
     Outcome::ret(0)
 }
 

@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
+use super::{futex, io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -51,13 +51,13 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 47, name: "recvmsg", status: Partial, note: "socketpair ends only; no ancillary data is returned", handler: Some(sockets::recvmsg) },
     Entry { nr: 48, name: "shutdown", status: Supported, note: "socketpair ends", handler: Some(sockets::shutdown) },
     Entry { nr: 53, name: "socketpair", status: Partial, note: "AF_UNIX SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET; queues bounded by bytes (212992) rather than Linux's buffer accounting", handler: Some(sockets::socketpair) },
-    Entry { nr: 56, name: "clone", status: Partial, note: "a process (fork; CLONE_VM|CLONE_VFORK as vfork; the child's stack and CLONE_SETTLS); threads (CLONE_THREAD, CLONE_VM alone) ENOSYS", handler: Some(procs::fork_needs_regs) },
+    Entry { nr: 56, name: "clone", status: Partial, note: "a process (fork; CLONE_VM|CLONE_VFORK as vfork) or a thread (CLONE_THREAD with CLONE_VM, CLONE_SIGHAND, CLONE_FILES: glibc's and musl's pthread_create); the child's stack, CLONE_SETTLS, CLONE_PARENT_SETTID, CLONE_CHILD_SETTID, CLONE_CHILD_CLEARTID; Linux's flag checks (EINVAL); CLONE_VM without CLONE_THREAD or CLONE_VFORK, a thread without CLONE_FILES, CLONE_PIDFD: ENOSYS; every thread runs on vCPU 0", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 57, name: "fork", status: Supported, note: "copy-on-write address space, descriptors shared by copy, signal handlers kept, pending signals and timers not; every process runs on vCPU 0", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 58, name: "vfork", status: Partial, note: "as fork (the child has its own copy of memory); the parent waits until the child ends", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 59, name: "execve", status: Unimplemented, note: "one program per run", handler: None },
-    Entry { nr: 60, name: "exit", status: Supported, note: "one thread: the whole process exits (a child: a zombie until reaped, SIGCHLD to its parent; the first process: the run ends, other processes killed)", handler: Some(process::exit_group) },
+    Entry { nr: 60, name: "exit", status: Supported, note: "the calling thread ends (CLONE_CHILD_CLEARTID: its tid word zeroed and woken); the last thread's exit ends the process (a child: a zombie until reaped, SIGCHLD to its parent; the first process: the run ends, other processes killed); a leader that exits first stays a zombie until its threads end", handler: Some(process::exit_group) },
     Entry { nr: 61, name: "wait4", status: Partial, note: "exited and killed children (no stopped or continued ones), WNOHANG; rusage zeroed", handler: Some(procs::wait4) },
-    Entry { nr: 62, name: "kill", status: Partial, note: "pid > 0, 0, -1 and < -1; SIGKILL ends another process at once, other signals pend until its next system call", handler: Some(process::kill) },
+    Entry { nr: 62, name: "kill", status: Partial, note: "pid > 0, 0, -1 and < -1; SIGKILL ends another process at once, other signals go to a thread that does not block them (the running one first) and pend until its next system call", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
     Entry { nr: 67, name: "shmdt", status: Supported, note: "", handler: Some(ipc::shmdt) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags, duplication, F_GETPIPE_SZ and F_SETPIPE_SZ; no locks", handler: Some(io::fcntl) },
@@ -102,9 +102,10 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 157, name: "prctl", status: Partial, note: "PR_SET_NAME, PR_GET_NAME, PR_SET_DUMPABLE, PR_GET_DUMPABLE, PR_SET_MDWE (mmap and mprotect obey it), PR_GET_MDWE; others EINVAL", handler: Some(prctl::prctl) },
     Entry { nr: 158, name: "arch_prctl", status: Partial, note: "ARCH_SET_FS and ARCH_GET_FS", handler: Some(process::arch_prctl) },
     Entry { nr: 160, name: "setrlimit", status: Supported, note: "", handler: Some(process::setrlimit) },
-    Entry { nr: 186, name: "gettid", status: Supported, note: "", handler: Some(process::getpid) },
-    Entry { nr: 200, name: "tkill", status: Partial, note: "as kill", handler: Some(process::tkill) },
+    Entry { nr: 186, name: "gettid", status: Supported, note: "", handler: Some(process::gettid) },
+    Entry { nr: 200, name: "tkill", status: Partial, note: "to that thread; SIGKILL ends its process; pends until the thread's next system call", handler: Some(process::tkill) },
     Entry { nr: 201, name: "time", status: Supported, note: "", handler: Some(time::time) },
+    Entry { nr: 202, name: "futex", status: Partial, note: "FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, with FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME; private words keyed by process and address, shared mappings' words by physical address; priority-inheritance operations ENOSYS", handler: Some(futex::futex) },
     Entry { nr: 204, name: "sched_getaffinity", status: Supported, note: "one CPU", handler: Some(process::sched_getaffinity) },
     Entry { nr: 217, name: "getdents64", status: Supported, note: "", handler: Some(io::getdents64) },
     Entry { nr: 218, name: "set_tid_address", status: Supported, note: "", handler: Some(process::set_tid_address) },
@@ -112,7 +113,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 229, name: "clock_getres", status: Supported, note: "", handler: Some(time::clock_getres) },
     Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "", handler: Some(time::clock_nanosleep) },
     Entry { nr: 231, name: "exit_group", status: Supported, note: "", handler: Some(process::exit_group) },
-    Entry { nr: 234, name: "tgkill", status: Partial, note: "as kill", handler: Some(process::tgkill) },
+    Entry { nr: 234, name: "tgkill", status: Partial, note: "as tkill, ESRCH when the thread is not of that process", handler: Some(process::tgkill) },
     Entry { nr: 257, name: "openat", status: Supported, note: "as open", handler: Some(io::openat) },
     Entry { nr: 258, name: "mkdirat", status: Supported, note: "", handler: Some(io::mkdirat) },
     Entry { nr: 260, name: "fchownat", status: Partial, note: "as chown", handler: Some(io::fchownat) },
@@ -122,7 +123,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 268, name: "fchmodat", status: Supported, note: "as chmod", handler: Some(io::fchmodat) },
     Entry { nr: 269, name: "faccessat", status: Supported, note: "", handler: Some(io::faccessat) },
     Entry { nr: 271, name: "ppoll", status: Partial, note: "as poll; the signal mask is checked, not applied", handler: Some(poll::ppoll) },
-    Entry { nr: 273, name: "set_robust_list", status: Supported, note: "one thread: nothing to clean up", handler: Some(process::set_robust_list) },
+    Entry { nr: 273, name: "set_robust_list", status: Partial, note: "recorded nowhere: a robust mutex held by a thread that dies is not released", handler: Some(process::set_robust_list) },
     Entry { nr: 278, name: "vmsplice", status: Partial, note: "copies the bytes when called (Linux references the pages); one pipe slot per page touched as Linux", handler: Some(pipes::vmsplice) },
     Entry { nr: 285, name: "fallocate", status: Supported, note: "tmpfs files and memfds: mode 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE (a punched page leaves shared mappings; private copies stay); on MFD_HUGETLB memfds they allocate and free pool pages (ENOSPC when out) and a punch unmaps the pages everywhere", handler: Some(io::fallocate) },
     Entry { nr: 292, name: "dup3", status: Supported, note: "", handler: Some(io::dup3) },
@@ -133,7 +134,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 323, name: "userfaultfd", status: Partial, note: "no fault delivery: UFFDIO_API (no features), UFFDIO_REGISTER and UFFDIO_UNREGISTER check their ranges as Linux, UFFDIO_COPY into registered ranges (registrations kept per context, not dropped by munmap); a registered range faults as unregistered, read is EAGAIN", handler: Some(uffd::userfaultfd) },
     Entry { nr: 325, name: "mlock2", status: Supported, note: "MLOCK_ONFAULT", handler: Some(mm::mlock2) },
     Entry { nr: 334, name: "rseq", status: Unimplemented, note: "libcs fall back without it", handler: None },
-    Entry { nr: 435, name: "clone3", status: Unimplemented, note: "ENOSYS: libcs fall back to clone or fork", handler: None },
+    Entry { nr: 435, name: "clone3", status: Partial, note: "as clone (stack and stack_size give the child's stack); the struct checked as Linux (EINVAL, E2BIG); set_tid and CLONE_INTO_CGROUP EINVAL", handler: Some(procs::fork_needs_regs) },
     Entry { nr: 439, name: "faccessat2", status: Supported, note: "", handler: Some(io::faccessat) },
     Entry { nr: 452, name: "fchmodat2", status: Supported, note: "as chmod; AT_SYMLINK_NOFOLLOW on a symbolic link EOPNOTSUPP", handler: Some(io::fchmodat) },
     Entry { nr: 462, name: "mseal", status: Supported, note: "", handler: Some(mm::mseal) },

@@ -1,16 +1,20 @@
-//! Processes of the Linux kind: the process table ([`table`]), how a
-//! process ended ([`status`]), and the switch between processes on a vCPU
-//! (`switch`: saving one process's registers, FPU, address space, signal
-//! state and files, and loading another's).
+//! Processes and threads of the Linux kind: the table of threads and
+//! their processes ([`table`]), how a process ended ([`status`]), the
+//! switch between threads on a vCPU (`switch`: saving one thread's
+//! registers, FPU and signal state, and for another process its address
+//! space and files too, and loading another's), and threads themselves
+//! ([`threads`]: `clone` with `CLONE_THREAD`, a thread's `exit`, where a
+//! signal goes).
 //!
-//! Every process runs on vCPU 0 (the kind runs on one vCPU); a process
+//! Every thread runs on vCPU 0 (the kind runs on one vCPU); a thread
 //! that blocks gives it to another, and one that makes system calls is
-//! preempted at one after its time slice. Not done here: threads
-//! (`CLONE_VM|CLONE_THREAD`), `execve`.
+//! preempted at one after its time slice. Not done here: `execve`.
 
+pub mod spawn;
 pub mod status;
 pub mod switch;
 pub mod table;
+pub mod threads;
 
 #[cfg(test)]
 mod table_tests;

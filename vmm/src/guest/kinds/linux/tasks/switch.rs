@@ -1,15 +1,18 @@
-//! The kind's side of processes: what a process keeps while another runs
-//! ([`Saved`]), `fork`/`vfork`/`clone` (served with the caller's
-//! registers), a process's end (zombie, `SIGCHLD`, its memory and files
-//! released), and the switch to the next process on the vCPU (its
-//! registers and FPU through the [`UserState`], its CR3 and FS base
-//! through [`HostedKernel::request_switch`]).
+//! The kind's side of processes: what a thread keeps while another runs
+//! ([`Saved`]) and what its process keeps while none of its threads runs
+//! ([`Shared`]: address space, descriptors, the process-wide signal
+//! state), `fork`/`vfork`/`clone` (served with the caller's registers), a
+//! process's end (zombie, `SIGCHLD`, its memory and files released), and
+//! the switch to the next thread on the vCPU (its registers and FPU
+//! through the [`UserState`]; for a thread of another process, its CR3
+//! and FS base through [`HostedKernel::request_switch`]; between threads
+//! of one process, the FS base alone: no CR3 load, no TLB flush).
 //!
-//! Scheduling: all processes share vCPU 0. A process runs until it
-//! blocks (a call that answers `RESTART`, `pause`, a sleep), ends, or
-//! makes a system call after [`SLICE`] while another can run. A process
-//! that never makes a system call is not preempted. When no process can
-//! run and none sleeps, the run ends with a deadlock report.
+//! Scheduling: all threads share vCPU 0. A thread runs until it blocks
+//! (a call that answers `RESTART`, `pause`, a sleep, a futex wait), ends,
+//! yields, or makes a system call after [`SLICE`] while another can run.
+//! A thread that never makes a system call is not preempted. When no
+//! thread can run and none sleeps, the run ends with a deadlock report.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -37,24 +40,32 @@ pub const SIGKILL: u32 = 9;
 /// `SA_NOCLDWAIT`.
 const SA_NOCLDWAIT: u64 = 2;
 
-/// What a process keeps while it does not run.
+/// What a thread keeps while it does not run.
 pub struct Saved {
     /// Its user registers (where it resumes).
     pub regs: kvm_regs,
     /// Its FPU/SSE state (`None`: the one the vCPU has).
     pub fpu: Option<FxImage>,
-    /// Its address space.
-    pub space: AddressSpace<GuestMem>,
-    /// Its signal state, limits, FS base.
+    /// Its signal state, FS base (the process-wide fields are taken from
+    /// the process when it runs again).
     pub proc: Proc,
-    /// Its descriptors.
-    pub files: FileContext,
 }
 
 impl std::fmt::Debug for Saved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Saved").field("rip", &self.regs.rip).field("cr3", &self.space.cr3()).finish_non_exhaustive()
+        f.debug_struct("Saved").field("rip", &self.regs.rip).finish_non_exhaustive()
     }
+}
+
+/// What a process keeps while none of its threads runs.
+pub struct Shared {
+    /// Its address space.
+    pub space: AddressSpace<GuestMem>,
+    /// Its descriptors.
+    pub files: FileContext,
+    /// The last thread's state: its process-wide fields are the
+    /// process's ([`Proc::inherit_shared`]).
+    pub proc: Proc,
 }
 
 /// A fork's vfork child now runs on the vCPU (the parent waits): the
@@ -63,16 +74,17 @@ impl std::fmt::Debug for Saved {
 pub struct RunsChild;
 
 /// How the running process leaves the vCPU.
+#[derive(Debug)]
 pub enum Leave {
     /// Runnable.
     Ready,
-    /// Until another process does something.
-    Blocked,
+    /// Until another thread does something, or the deadline.
+    Blocked(Option<Instant>),
     /// Until then.
     Sleeping(Instant),
     /// Until its vfork child ends.
     Vfork(u32),
-    /// It ended (already a zombie in the table).
+    /// It ended (already a zombie in the table; its process may live on).
     Ended,
 }
 
@@ -84,8 +96,13 @@ impl Linux {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The running process's pid.
+    /// The running process's pid (its thread group: `getpid`).
     pub fn pid(&self) -> u32 {
+        self.tasks().current_tgid()
+    }
+
+    /// The running thread's id (`gettid`).
+    pub fn tid(&self) -> u32 {
         self.tasks().current()
     }
 
@@ -99,6 +116,28 @@ impl Linux {
     /// process (it blocks instead of retrying).
     pub fn wait_for_event(&self) {
         self.waits_for_event.store(true, Ordering::Relaxed);
+    }
+
+    /// As [`Linux::wait_for_event`], runnable again at `until` anyway
+    /// (a futex wait's timeout).
+    pub fn wait_for_event_until(&self, until: Option<Instant>) {
+        *self.wait_deadline.lock().unwrap_or_else(|e| e.into_inner()) = until;
+        self.wait_for_event();
+    }
+
+    /// `sched_yield`: another thread runs after this call, if one can.
+    pub fn yield_now(&self) {
+        self.yields.store(true, Ordering::Relaxed);
+    }
+
+    /// What processes keep while none of their threads runs, locked.
+    pub(crate) fn aside(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u32, Shared>> {
+        self.aside.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The futex waiters, locked.
+    pub(crate) fn futexes(&self) -> std::sync::MutexGuard<'_, super::super::futex::Futexes> {
+        self.futexes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `fork`, `vfork` and `clone` without `CLONE_VM` (`vfork`: the parent
@@ -127,6 +166,7 @@ impl Linux {
         let mut proc = self.proc().clone();
         proc.pending.clear();
         proc.itimer_real = None;
+        proc.clear_child_tid = 0;
         let mut regs = kvm_regs { rax: 0, ..*resume };
         if let Some(c) = clone {
             if c.stack != 0 {
@@ -135,37 +175,70 @@ impl Linux {
             if let Some(tls) = c.tls {
                 proc.fs_base = tls;
             }
+            proc.set_child_tid = c.child_settid.unwrap_or(0);
+            proc.clear_child_tid = c.child_cleartid.unwrap_or(0);
         }
         let files = self.vfs().fork_files();
         let fpu = user.fpu().ok();
-        let saved = Box::new(Saved { regs, fpu, space, proc, files });
+        let shared = Shared { space, files, proc: proc.clone() };
+        let saved = Box::new(Saved { regs, fpu, proc });
         let pid = match self.tasks().spawn(saved) {
             Ok(p) => p,
-            Err(e) => return Ok((-i64::from(e.errno()), Effects::default())),
+            Err(e) => {
+                // The copy goes back at once.
+                if let Some(m) = self.tear_down(hv, vcpu, shared) {
+                    return Ok((0, Effects { fatal: Some(m), ..Default::default() }));
+                }
+                return Ok((-i64::from(e.errno()), Effects::default()));
+            }
         };
+        self.aside().insert(pid, shared);
+        // CLONE_PARENT_SETTID: the parent's word (not the child's copy).
+        if let Some(ptid) = clone.and_then(|c| c.parent_settid) {
+            let _ = hv.write_user(vcpu, ptid, &pid.to_le_bytes());
+        }
         log::debug!("linux: process {} forked {pid}", self.pid());
         if vfork {
             user.regs = kvm_regs { rax: u64::from(pid), ..*resume };
-            self.switch_to(hv, vcpu, user, pid, Leave::Vfork(pid));
+            // Another process: CR3 and FS base come with the switch.
+            let _ = self.switch_to(hv, vcpu, user, pid, Leave::Vfork(pid));
             return Err(RunsChild);
         }
         Ok((i64::from(pid), Effects::default()))
     }
 
-    /// Ends the running process as `how` (not the first one: its end is
-    /// the run's): a zombie, `SIGCHLD` to its parent (reaped at once when
-    /// the parent ignores `SIGCHLD`), then the next process runs.
+    /// Ends the running process (every thread of it) as `how` (not the
+    /// first one: its end is the run's): a zombie, `SIGCHLD` to its
+    /// parent (reaped at once when the parent ignores `SIGCHLD`), then the
+    /// next thread runs.
     pub fn end_current(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, how: ExitKind) -> Effects {
-        let pid = self.pid();
+        let (pid, tid) = (self.pid(), self.tid());
         log::debug!("linux: process {pid} ended: {how:?}");
-        let parent = self.tasks().exit(pid, how).map(|(p, _)| p);
+        let (parent, gone) = self.tasks().end_group(pid, Some(tid), how);
+        self.forget_threads(&gone);
+        self.futexes().forget_process(pid);
         if let Some(p) = parent {
             self.notify_parent(p, pid, how);
         }
+        self.run_next_after_end(hv, vcpu, user)
+    }
+
+    /// Forgets what the ended threads `tids` waited on.
+    pub(crate) fn forget_threads(&self, tids: &[u32]) {
+        let mut f = self.futexes();
+        for &t in tids {
+            f.cancel(t);
+        }
+    }
+
+    /// The running thread ended (a zombie in the table): the next one
+    /// runs.
+    pub(crate) fn run_next_after_end(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Effects {
+        let pid = self.tid();
         match self.choose(&Leave::Ended) {
             Ok(Some((next, at))) => {
-                self.switch_to(hv, vcpu, user, next, Leave::Ended);
-                Effects { block: at.map(Block::Until), ..Default::default() }
+                let fs_base = self.switch_to(hv, vcpu, user, next, Leave::Ended);
+                Effects { block: at.map(Block::Until), fs_base, ..Default::default() }
             }
             // Unreachable: the first process never ends here.
             Ok(None) => {
@@ -175,29 +248,33 @@ impl Linux {
         }
     }
 
-    /// Ends process `pid`, which is not running, killed by `sig`.
+    /// Ends process `pid`, none of whose threads runs, killed by `sig`.
     pub fn kill_other(&self, hv: &HostedKernel, vcpu: u8, pid: u32, sig: u32) -> Option<String> {
         let how = ExitKind::Signaled { sig: sig as u8, core: false };
-        let (parent, saved) = self.tasks().exit(pid, how)?;
-        self.notify_parent(parent, pid, how);
-        saved.and_then(|s| self.tear_down(hv, vcpu, *s))
+        let (parent, gone) = self.tasks().end_group(pid, None, how);
+        self.forget_threads(&gone);
+        self.futexes().forget_process(pid);
+        self.notify_parent(parent?, pid, how);
+        let shared = self.aside().remove(&pid)?;
+        self.tear_down(hv, vcpu, shared)
     }
 
     /// The first process ended: every other one is killed and its memory
     /// returned (the run ends with the first one's status).
     pub fn end_all_others(&self, hv: &HostedKernel, vcpu: u8) -> Option<String> {
         let others = self.tasks().others();
-        let mut fatal = None;
         for p in others {
-            let saved = self.tasks().exit(p, ExitKind::Signaled { sig: SIGKILL as u8, core: false });
-            if let Some((_, Some(s))) = saved {
-                fatal = fatal.or(self.tear_down(hv, vcpu, *s));
-            }
+            self.tasks().exit(p, ExitKind::Signaled { sig: SIGKILL as u8, core: false });
+        }
+        let aside = std::mem::take(&mut *self.aside());
+        let mut fatal = None;
+        for (_, s) in aside {
+            fatal = fatal.or(self.tear_down(hv, vcpu, s));
         }
         fatal
     }
 
-    fn tear_down(&self, hv: &HostedKernel, vcpu: u8, s: Saved) -> Option<String> {
+    fn tear_down(&self, hv: &HostedKernel, vcpu: u8, s: Shared) -> Option<String> {
         {
             let mut vfs = self.vfs();
             vfs.drop_files(s.files);
@@ -221,10 +298,22 @@ impl Linux {
                 super::super::signal::post(p, info);
                 act[0] == 1 || act[1] & SA_NOCLDWAIT != 0
             };
-            if parent == tasks.current() {
+            if parent == tasks.current_tgid() {
                 f(&mut self.proc())
             } else {
-                tasks.saved_mut(parent).map(|s| f(&mut s.proc)).unwrap_or(false)
+                // The parent's first live thread takes it, with the
+                // process's dispositions.
+                let first = tasks.threads(parent).first().copied();
+                let shared = self.aside().get(&parent).map(|s| s.proc.clone());
+                first
+                    .and_then(|t| tasks.saved_mut(t))
+                    .map(|s| {
+                        if let Some(sh) = &shared {
+                            s.proc.inherit_shared(sh);
+                        }
+                        f(&mut s.proc)
+                    })
+                    .unwrap_or(false)
             }
         };
         if auto_reap {
@@ -244,7 +333,7 @@ impl Linux {
             return Ok(Some((p, None)));
         }
         let mine = match leave {
-            Leave::Sleeping(u) => Some(*u),
+            Leave::Sleeping(u) | Leave::Blocked(Some(u)) => Some(*u),
             Leave::Ready => Some(now),
             _ => None,
         };
@@ -255,50 +344,107 @@ impl Linux {
             (None, None) => {
                 let mut list: Vec<String> = t.waiting().iter().map(|(p, w)| format!("process {p} {w}")).collect();
                 list.push(format!("process {} blocked", t.current()));
+                drop(t);
                 Err(format!("deadlock: no process can run and none can wake another ({})", list.join(", ")))
             }
         }
     }
 
-    /// Leaves the running process (`user` holding where it resumes) as
+    /// Leaves the running thread (`user` holding where it resumes) as
     /// `leave`, and makes `next` the running one: its registers and FPU
-    /// into `user`, its space, signal state and files live, its CR3 and
-    /// FS base asked of the vCPU.
-    pub fn switch_to(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, next: u32, leave: Leave) {
-        let cur = self.pid();
+    /// into `user`, its signal state live; for a thread of another
+    /// process, that process's space and files live and its CR3 and FS
+    /// base asked of the vCPU. Returns the FS base to load when `next` is
+    /// of the same process (nothing else changes: no CR3 load, no flush).
+    pub fn switch_to(
+        &self,
+        hv: &HostedKernel,
+        vcpu: u8,
+        user: &mut UserState<'_>,
+        next: u32,
+        leave: Leave,
+    ) -> Option<u64> {
+        let (cur, cur_pid, next_pid) = {
+            let t = self.tasks();
+            (t.current(), t.current_tgid(), t.tgid(next))
+        };
         if next == cur {
             let _ = self.tasks().resume(cur);
-            return;
+            return None;
         }
-        let Some(nx) = self.tasks().resume(next) else { return };
+        let next_pid = next_pid?;
+        let same = next_pid == cur_pid;
+        let incoming = if same { None } else { Some(self.aside().remove(&next_pid)) };
+        if incoming.as_ref().is_some_and(Option::is_none) {
+            self.note_fatal(format!("thread {next} of process {next_pid}: its address space is lost"));
+            return None;
+        }
+        let resumed = self.tasks().resume(next);
+        let Some(nx) = resumed else {
+            // Not runnable after all: its process's state goes back aside.
+            if let Some(Some(sh)) = incoming {
+                self.aside().insert(next_pid, sh);
+            }
+            return None;
+        };
         let nx = *nx;
-        let old_space = hv.replace_space(nx.space);
         let old_proc = std::mem::replace(&mut *self.proc(), nx.proc);
-        let old_files = self.vfs().swap_files(nx.files);
         let old_fpu = user.fpu().ok();
         if let Some(f) = nx.fpu {
             user.set_fpu(f);
         }
         let old_regs = std::mem::replace(&mut user.regs, nx.regs);
-        let fs_base = self.proc().fs_base;
-        hv.request_switch(vcpu, Switch { cr3: hv.mapper().cr3(), fs_base });
+        let mut fs_effect = None;
+        let mut outgoing = None;
+        match incoming.flatten() {
+            None => {
+                self.proc().inherit_shared(&old_proc);
+                fs_effect = Some(self.proc().fs_base);
+            }
+            Some(sh) => {
+                let old_space = hv.replace_space(sh.space);
+                let old_files = self.vfs().swap_files(sh.files);
+                self.proc().inherit_shared(&sh.proc);
+                let fs_base = self.proc().fs_base;
+                hv.request_switch(vcpu, Switch { cr3: hv.mapper().cr3(), fs_base });
+                outgoing = Some(Shared { space: old_space, files: old_files, proc: old_proc.clone() });
+            }
+        }
+        // CLONE_CHILD_SETTID: the new thread's tid, before it runs.
+        let settid = std::mem::take(&mut self.proc().set_child_tid);
+        if settid != 0 {
+            let _ = hv.write_user(vcpu, settid, &next.to_le_bytes());
+        }
         log::trace!("linux: switch {cur} -> {next}");
-        let saved =
-            Box::new(Saved { regs: old_regs, fpu: old_fpu, space: old_space, proc: old_proc, files: old_files });
+        let saved = Box::new(Saved { regs: old_regs, fpu: old_fpu, proc: old_proc });
         let gen = self.tasks().generation();
         let state = match leave {
             Leave::Ready => State::Ready(saved),
-            Leave::Blocked => State::Blocked { saved, gen },
+            Leave::Blocked(until) => State::Blocked { saved, gen, until },
             Leave::Sleeping(until) => State::Sleeping { saved, until },
             Leave::Vfork(child) => State::VforkWait { saved, child },
             Leave::Ended => {
-                if let Some(m) = self.tear_down(hv, vcpu, *saved) {
-                    self.note_fatal(m);
+                let live = {
+                    let mut t = self.tasks();
+                    // A thread is reaped by nobody; a leader stays a zombie.
+                    t.remove_thread(cur);
+                    !t.threads(cur_pid).is_empty()
+                };
+                if let Some(sh) = outgoing {
+                    if live {
+                        self.aside().insert(cur_pid, sh);
+                    } else if let Some(m) = self.tear_down(hv, vcpu, sh) {
+                        self.note_fatal(m);
+                    }
                 }
-                return;
+                return fs_effect;
             }
         };
+        if let Some(sh) = outgoing {
+            self.aside().insert(cur_pid, sh);
+        }
         self.tasks().set_state(cur, state);
+        fs_effect
     }
 
     /// After a call of the running process (`fx` its effects, `user`
@@ -306,16 +452,18 @@ impl Linux {
     /// after its slice; a lone process is left alone.
     pub fn schedule(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, fx: Effects) -> Effects {
         let waits = self.waits_for_event.swap(false, Ordering::Relaxed);
+        let until = self.wait_deadline.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let yields = self.yields.swap(false, Ordering::Relaxed);
         if self.tasks().alone() || fx.fatal.is_some() {
             return fx;
         }
         let leave = match fx.block {
-            Some(_) if waits => Leave::Blocked,
-            Some(Block::UntilStopped) => Leave::Blocked,
+            Some(_) if waits => Leave::Blocked(until),
+            Some(Block::UntilStopped) => Leave::Blocked(None),
             Some(Block::Until(t)) => Leave::Sleeping(t),
             None => {
                 let mut slice = self.slice_start.lock().unwrap_or_else(|e| e.into_inner());
-                if slice.elapsed() < SLICE || self.tasks().pick_next(Instant::now()).is_none() {
+                if (!yields && slice.elapsed() < SLICE) || self.tasks().pick_next(Instant::now()).is_none() {
                     return fx;
                 }
                 *slice = Instant::now();
@@ -325,8 +473,8 @@ impl Linux {
         match self.choose(&leave) {
             Ok(Some((next, at))) => {
                 *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                self.switch_to(hv, vcpu, user, next, leave);
-                Effects { block: at.map(Block::Until), ..fx }
+                let fs_base = self.switch_to(hv, vcpu, user, next, leave).or(fx.fs_base);
+                Effects { block: at.map(Block::Until), fs_base, ..fx }
             }
             Ok(None) => fx,
             Err(report) => Effects { fatal: Some(report), block: None, ..fx },
@@ -334,13 +482,19 @@ impl Linux {
     }
 }
 
-/// What `clone` asks beyond `fork`.
-#[derive(Clone, Copy, Debug, Default)]
+/// What `clone` and `clone3` ask beyond `fork`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CloneArgs {
     /// The child's stack pointer (0: the parent's).
     pub stack: u64,
     /// The child's FS base (`CLONE_SETTLS`).
     pub tls: Option<u64>,
+    /// `CLONE_PARENT_SETTID`: where the parent gets the child's id.
+    pub parent_settid: Option<u64>,
+    /// `CLONE_CHILD_SETTID`: where the child gets its id.
+    pub child_settid: Option<u64>,
+    /// `CLONE_CHILD_CLEARTID`: the child's `clear_child_tid`.
+    pub child_cleartid: Option<u64>,
 }
 
 /// The pid the kind starts with.

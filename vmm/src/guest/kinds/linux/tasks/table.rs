@@ -1,5 +1,6 @@
-//! The process table: pids, parents, process groups and sessions, what
-//! each process is doing (running, ready, blocked, sleeping, waiting for
+//! The process table: thread ids and their thread groups (a process is
+//! a thread group; its pid is its leader's tid), parents, process groups
+//! and sessions, what each thread is doing (running, ready, blocked, sleeping, waiting for
 //! a vfork child, a zombie), which one runs next, and what `wait4`,
 //! `waitid` and `kill` find. Generic over what a process keeps while it
 //! does not run (`S`): the kind stores its registers, address space and
@@ -23,13 +24,16 @@ pub enum State<S> {
     /// Runnable.
     Ready(S),
     /// In a call that cannot finish until another process does something
-    /// (an exit, a signal, a pipe write): runnable again once the event
-    /// count moves past `gen`; it then makes the call again.
+    /// (an exit, a signal, a pipe write, a futex wake): runnable again once
+    /// the event count moves past `gen`, or at `until` when the call has a
+    /// deadline; it then makes the call again.
     Blocked {
         /// Its saved state (rewound to the call).
         saved: S,
         /// The event count when it blocked.
         gen: u64,
+        /// When it is runnable anyway (a futex wait's timeout).
+        until: Option<Instant>,
     },
     /// Runnable again at `until`.
     Sleeping {
@@ -71,10 +75,12 @@ impl<S> State<S> {
     }
 }
 
-/// One process.
+/// One thread (a process's first thread is its leader: tid = pid).
 #[derive(Debug)]
 pub struct Task<S> {
-    /// Its parent.
+    /// Its thread group (the pid `getpid` answers).
+    pub tgid: u32,
+    /// Its parent process.
     pub ppid: u32,
     /// Its process group.
     pub pgid: u32,
@@ -147,13 +153,32 @@ impl<S> Tasks<S> {
     /// session), allowing at most `max` processes, zombies included.
     pub fn new(init: u32, max: usize) -> Self {
         let mut tasks = BTreeMap::new();
-        tasks.insert(init, Task { ppid: OUTSIDE_PARENT, pgid: init, sid: init, state: State::Running });
+        tasks.insert(init, Task { tgid: init, ppid: OUTSIDE_PARENT, pgid: init, sid: init, state: State::Running });
         Tasks { tasks, current: init, init, next_pid: init + 1, gen: 0, max }
     }
 
-    /// The running process.
+    /// The running thread.
     pub fn current(&self) -> u32 {
         self.current
+    }
+
+    /// The running thread's process (thread group).
+    pub fn current_tgid(&self) -> u32 {
+        self.tgid(self.current).unwrap_or(self.current)
+    }
+
+    /// The thread group of thread `tid`.
+    pub fn tgid(&self, tid: u32) -> Option<u32> {
+        self.tasks.get(&tid).map(|t| t.tgid)
+    }
+
+    /// The live (not zombie) threads of process `tgid`, by tid.
+    pub fn threads(&self, tgid: u32) -> Vec<u32> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| t.tgid == tgid && !matches!(t.state, State::Zombie(_)))
+            .map(|(&p, _)| p)
+            .collect()
     }
 
     /// The first process.
@@ -200,17 +225,43 @@ impl<S> Tasks<S> {
     /// A child of the running process, ready with `saved`, in its group
     /// and session; its pid.
     pub fn spawn(&mut self, saved: S) -> Result<u32, TaskError> {
+        let pid = self.free_id()?;
+        let parent = self.tasks.get(&self.current).ok_or(TaskError::NoSuchProcess)?;
+        let (pgid, sid, ppid) = (parent.pgid, parent.sid, parent.tgid);
+        self.tasks.insert(pid, Task { tgid: pid, ppid, pgid, sid, state: State::Ready(saved) });
+        Ok(pid)
+    }
+
+    /// A new thread of the running process, ready with `saved`; its tid.
+    pub fn spawn_thread(&mut self, saved: S) -> Result<u32, TaskError> {
+        let tid = self.free_id()?;
+        let me = self.tasks.get(&self.current).ok_or(TaskError::NoSuchProcess)?;
+        let (tgid, ppid, pgid, sid) = (me.tgid, me.ppid, me.pgid, me.sid);
+        self.tasks.insert(tid, Task { tgid, ppid, pgid, sid, state: State::Ready(saved) });
+        Ok(tid)
+    }
+
+    /// Removes thread `tid` (not a group leader: threads are reaped by
+    /// nobody); its saved state, if it was not running.
+    pub fn remove_thread(&mut self, tid: u32) -> Option<S> {
+        let t = self.tasks.get(&tid)?;
+        if t.tgid == tid {
+            return None;
+        }
+        self.event();
+        self.tasks.remove(&tid)?.state.into_saved()
+    }
+
+    /// A tid not in use (`EAGAIN` past the limit).
+    fn free_id(&mut self) -> Result<u32, TaskError> {
         if self.tasks.len() >= self.max {
             return Err(TaskError::TooMany);
         }
-        let parent = self.tasks.get(&self.current).ok_or(TaskError::NoSuchProcess)?;
-        let (pgid, sid) = (parent.pgid, parent.sid);
         let mut pid = self.next_pid;
         while self.tasks.contains_key(&pid) {
             pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
         }
         self.next_pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
-        self.tasks.insert(pid, Task { ppid: self.current, pgid, sid, state: State::Ready(saved) });
         Ok(pid)
     }
 
@@ -249,13 +300,20 @@ impl<S> Tasks<S> {
         }
         let saved = std::mem::replace(&mut t.state, State::Zombie(how)).into_saved();
         let ppid = t.ppid;
+        self.release(pid, ppid);
+        Some((ppid, saved))
+    }
+
+    /// Process `pid` (child of `ppid`) ended: its children go to the
+    /// first process, a vfork parent waiting for it is ready.
+    fn release(&mut self, pid: u32, ppid: u32) {
         let init = self.init;
         for c in self.tasks.values_mut() {
             if c.ppid == pid {
                 c.ppid = init;
             }
         }
-        if let Some(p) = self.tasks.get_mut(&ppid) {
+        for p in self.tasks.values_mut().filter(|p| p.tgid == ppid) {
             if matches!(p.state, State::VforkWait { child, .. } if child == pid) {
                 let s = std::mem::replace(&mut p.state, State::Running);
                 if let Some(saved) = s.into_saved() {
@@ -264,7 +322,51 @@ impl<S> Tasks<S> {
             }
         }
         self.event();
-        Some((ppid, saved))
+    }
+
+    /// One thread of a process that lives on ended (`exit`): a zombie
+    /// (a leader stays one until its process ends; another thread is
+    /// removed once it is off the vCPU, [`Tasks::remove_thread`]).
+    pub fn thread_exit(&mut self, tid: u32, how: ExitKind) {
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            t.state = State::Zombie(how);
+        }
+        self.event();
+    }
+
+    /// How the leader of `pid` ended, if it did.
+    pub fn leader_end(&self, pid: u32) -> Option<ExitKind> {
+        match self.tasks.get(&pid)?.state {
+            State::Zombie(how) => Some(how),
+            _ => None,
+        }
+    }
+
+    /// Ends process `pid`, every thread of it, as `how` (`exit_group`, a
+    /// fatal signal): its threads are removed (`running`, the thread on
+    /// the vCPU, becomes a zombie until it is off it), its leader is a
+    /// zombie with `how` whatever it ended with before. Returns its
+    /// parent (`None`: no thread of it lived) and the tids that ended.
+    pub fn end_group(&mut self, pid: u32, running: Option<u32>, how: ExitKind) -> (Option<u32>, Vec<u32>) {
+        if self.threads(pid).is_empty() {
+            return (None, Vec::new());
+        }
+        let members: Vec<u32> = self.tasks.iter().filter(|(_, t)| t.tgid == pid).map(|(&p, _)| p).collect();
+        for &tid in &members {
+            if tid == pid {
+                continue;
+            }
+            if Some(tid) == running {
+                self.thread_exit(tid, how);
+            } else {
+                self.tasks.remove(&tid);
+            }
+        }
+        let Some(leader) = self.tasks.get_mut(&pid) else { return (None, members) };
+        leader.state = State::Zombie(how);
+        let ppid = leader.ppid;
+        self.release(pid, ppid);
+        (Some(ppid), members)
     }
 
     /// Removes zombie `pid` (reaped).
@@ -282,7 +384,8 @@ impl<S> Tasks<S> {
     /// when `reap`.
     pub fn wait(&mut self, parent: u32, which: Which, reap: bool) -> Waited {
         let matches = |pid: u32, t: &Task<S>| {
-            t.ppid == parent
+            t.tgid == pid
+                && t.ppid == parent
                 && match which {
                     Which::Any => true,
                     Which::Pid(p) => p == pid,
@@ -296,8 +399,10 @@ impl<S> Tasks<S> {
                 continue;
             }
             any = true;
-            if let State::Zombie(how) = t.state {
-                found = Some((pid, how));
+            // A leader that exited before its threads ends with the last.
+            let group_left = self.tasks.iter().any(|(&o, x)| o != pid && x.tgid == pid);
+            if let (State::Zombie(how), false) = (&t.state, group_left) {
+                found = Some((pid, *how));
                 break;
             }
         }
@@ -320,7 +425,7 @@ impl<S> Tasks<S> {
     pub fn pick_next(&self, now: Instant) -> Option<u32> {
         let runnable = |t: &Task<S>| match &t.state {
             State::Ready(_) => true,
-            State::Blocked { gen, .. } => *gen != self.gen,
+            State::Blocked { gen, until, .. } => *gen != self.gen || until.is_some_and(|u| u <= now),
             State::Sleeping { until, .. } => *until <= now,
             _ => false,
         };
@@ -333,7 +438,7 @@ impl<S> Tasks<S> {
         self.tasks
             .iter()
             .filter_map(|(&p, t)| match t.state {
-                State::Sleeping { until, .. } => Some((p, until)),
+                State::Sleeping { until, .. } | State::Blocked { until: Some(until), .. } => Some((p, until)),
                 _ => None,
             })
             .min_by_key(|&(_, u)| u)
@@ -367,15 +472,18 @@ impl<S> Tasks<S> {
             .collect()
     }
 
-    /// The processes `kill(pid, ...)` from the running process reaches
-    /// (zombies included: a signal to one succeeds and does nothing).
+    /// The processes (their pids) `kill(pid, ...)` from the running
+    /// process reaches (zombies included: a signal to one succeeds and
+    /// does nothing).
     pub fn kill_targets(&self, pid: i64) -> Result<Vec<u32>, TaskError> {
-        let me = self.current;
-        let group = |g: u32| -> Vec<u32> { self.tasks.iter().filter(|(_, t)| t.pgid == g).map(|(&p, _)| p).collect() };
+        let me = self.current_tgid();
+        let leaders = || self.tasks.iter().filter(|(&p, t)| t.tgid == p);
+        let group = |g: u32| -> Vec<u32> { leaders().filter(|(_, t)| t.pgid == g).map(|(&p, _)| p).collect() };
         let v = match pid {
-            p if p > 0 => u32::try_from(p).ok().filter(|p| self.tasks.contains_key(p)).into_iter().collect(),
+            // Any thread's id names its process.
+            p if p > 0 => u32::try_from(p).ok().and_then(|p| self.tgid(p)).into_iter().collect(),
             0 => group(self.tasks.get(&me).map_or(0, |t| t.pgid)),
-            -1 => self.tasks.keys().copied().filter(|&p| p != me && p != self.init).collect(),
+            -1 => leaders().map(|(&p, _)| p).filter(|&p| p != me && p != self.init).collect(),
             p => u32::try_from(p.unsigned_abs()).map(group).unwrap_or_default(),
         };
         if v.is_empty() {
@@ -386,7 +494,7 @@ impl<S> Tasks<S> {
 
     /// `setpgid(pid, pgid)` from the running process (0s meaning itself).
     pub fn setpgid(&mut self, pid: u32, pgid: u32) -> Result<(), TaskError> {
-        let me = self.current;
+        let me = self.current_tgid();
         let pid = if pid == 0 { me } else { pid };
         let pgid = if pgid == 0 { pid } else { pgid };
         let my_sid = self.tasks.get(&me).map_or(0, |t| t.sid);
@@ -402,7 +510,7 @@ impl<S> Tasks<S> {
         if pgid != pid && !self.tasks.values().any(|o| o.pgid == pgid && o.sid == my_sid) {
             return Err(TaskError::NotPermitted);
         }
-        if let Some(t) = self.tasks.get_mut(&pid) {
+        for t in self.tasks.values_mut().filter(|t| t.tgid == pid) {
             t.pgid = pgid;
         }
         Ok(())
@@ -411,13 +519,14 @@ impl<S> Tasks<S> {
     /// `setsid()` of the running process: a new session and group, its
     /// pid (`EPERM` for a group leader).
     pub fn setsid(&mut self) -> Result<u32, TaskError> {
-        let me = self.current;
+        let me = self.current_tgid();
         if self.tasks.values().any(|t| t.pgid == me) {
             return Err(TaskError::NotPermitted);
         }
-        let t = self.tasks.get_mut(&me).ok_or(TaskError::NoSuchProcess)?;
-        t.pgid = me;
-        t.sid = me;
+        for t in self.tasks.values_mut().filter(|t| t.tgid == me) {
+            t.pgid = me;
+            t.sid = me;
+        }
         Ok(me)
     }
 }

@@ -86,7 +86,7 @@ fn blocked_processes_wake_on_events_and_sleepers_on_time() {
     let now = Instant::now();
     // The first process blocks: the child is next.
     let gen = t.generation();
-    t.park(State::Blocked { saved: 0, gen });
+    t.park(State::Blocked { saved: 0, gen, until: None });
     assert_eq!(t.pick_next(now), Some(a));
     t.resume(a);
     // The child sleeps: nothing can run until an event or the time.
