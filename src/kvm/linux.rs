@@ -1,5 +1,6 @@
 //! Helpers for the Linux-program scenarios (`tests/guests/linux_*`): a C
-//! program from `tests/guests/linux/` built once with `gcc -static`, and
+//! program from `tests/guests/linux/` built once with `gcc -static` (or
+//! `musl-gcc -static`), and
 //! running a program on the host to compare with what it does under the
 //! VMM.
 
@@ -14,21 +15,28 @@ use super::temp_path;
 /// test binary run; `None` (with a message) where there is no static C
 /// toolchain.
 pub fn static_c_program(name: &str) -> Option<PathBuf> {
-    static BUILT: Mutex<BTreeMap<String, Option<PathBuf>>> = Mutex::new(BTreeMap::new());
+    built_with("gcc", name)
+}
+
+/// The same program built with `musl-gcc -static -O1` (Debian's
+/// `musl-tools`): musl's start-up, `pthread_create` and `fork` make other
+/// calls than glibc's. `None` (with a message) without `musl-gcc`.
+pub fn static_musl_program(name: &str) -> Option<PathBuf> {
+    built_with("musl-gcc", name)
+}
+
+fn built_with(cc: &str, name: &str) -> Option<PathBuf> {
+    static BUILT: Mutex<BTreeMap<(String, String), Option<PathBuf>>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     built
-        .entry(name.to_owned())
+        .entry((cc.to_owned(), name.to_owned()))
         .or_insert_with(|| {
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/guests/linux/{name}.c"));
-            let out = temp_path(name);
-            let ok = Command::new("gcc")
-                .args(["-static", "-O1", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .is_ok_and(|s| s.success());
+            let out = temp_path(&format!("{name}-{cc}"));
+            let ok =
+                Command::new(cc).args(["-static", "-O1", "-o"]).arg(&out).arg(&src).status().is_ok_and(|s| s.success());
             if !ok {
-                eprintln!("SKIP: gcc -static could not build {} (no gcc or no static libc)", src.display());
+                eprintln!("SKIP: {cc} -static could not build {} (no {cc} or no static libc)", src.display());
             }
             ok.then_some(out)
         })

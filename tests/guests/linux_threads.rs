@@ -9,7 +9,7 @@
 //! a zero bitset, a shared futex woken across processes; and a
 //! non-leader thread's `exit()` ending the whole process.
 
-use vmm_suite::kvm::linux::{run_on_host, static_c_program};
+use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
 use vmm_suite::kvm::run_vmm;
 use vmm_suite::need_kvm;
 
@@ -38,6 +38,23 @@ shared futex: woke 1 child exited 0
 fn pthreads_mutexes_condvars_signals_and_futexes_as_linux() {
     need_kvm!();
     let Some(p) = static_c_program("threads") else { return };
+    let prog = p.to_str().expect("utf-8");
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
+    let (host, code) = run_on_host(&p, &[]);
+    assert_eq!((host.as_str(), code), (LINUX, 0), "the host's own run");
+}
+
+/// The same program with musl: its `pthread_create` (`clone`), its
+/// `fork` (`SYS_fork`, then a walk of the thread list through the FS
+/// base: a child entered with another thread's FS base looped forever)
+/// and its thread exits (the thread-list lock released by
+/// `CLONE_CHILD_CLEARTID`).
+#[test]
+fn musl_pthreads_and_fork_from_a_thread_group_as_linux() {
+    need_kvm!();
+    let Some(p) = static_musl_program("threads") else { return };
     let prog = p.to_str().expect("utf-8");
     let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);

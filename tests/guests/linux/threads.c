@@ -6,7 +6,6 @@
  * whole process (status 42) while the others wait. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,17 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* linux/futex.h's values (musl-gcc has no kernel headers). */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_PRIVATE_FLAG 128
+#define FUTEX_CLOCK_REALTIME 256
+#define FUTEX_WAIT_PRIVATE (FUTEX_WAIT | FUTEX_PRIVATE_FLAG)
+#define FUTEX_WAKE_PRIVATE (FUTEX_WAKE | FUTEX_PRIVATE_FLAG)
+#define FUTEX_WAIT_BITSET_PRIVATE (FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG)
+#define FUTEX_BITSET_MATCH_ANY 0xffffffff
 
 static long futex(int *uaddr, int op, int val, const struct timespec *ts, int *uaddr2, int val3) {
     return syscall(SYS_futex, uaddr, op, val, ts, uaddr2, val3);

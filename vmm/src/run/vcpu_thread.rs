@@ -215,9 +215,7 @@ impl VcpuThread {
     /// Loads a process switch's CR3 and FS base.
     fn switch_process(&mut self, sw: crate::hosted::hypercall::Switch) -> Result<(), String> {
         self.vcpu.set_cr3(sw.cr3.0).map_err(|e| format!("cannot load CR3 {:#x}: {e}", sw.cr3.0))?;
-        self.vcpu
-            .set_msr(crate::hosted::arch::regs::msr::FS_BASE, sw.fs_base)
-            .map_err(|e| format!("cannot set the FS base: {e}"))
+        self.vcpu.set_fs_base(sw.fs_base).map_err(|e| format!("cannot set the FS base: {e}"))
     }
 
     /// Names what the backend could not do after `KVM_EXIT_INTERNAL_ERROR`.
@@ -470,7 +468,7 @@ impl VcpuThread {
             }
         }
         if let Some(base) = fx.fs_base {
-            if let Err(e) = self.vcpu.set_msr(crate::hosted::arch::regs::msr::FS_BASE, base) {
+            if let Err(e) = self.vcpu.set_fs_base(base) {
                 return self.fail(format!("cannot set the FS base: {e}"));
             }
         }

@@ -355,6 +355,20 @@ impl Vcpu {
         self.fd.set_sregs(&s)
     }
 
+    /// Sets the FS base (a thread's TLS: `arch_prctl`, a thread or
+    /// process switch): into the synced system registers, marked dirty,
+    /// where they are fresh; else `MSR_FS_BASE`. An MSR write alone would
+    /// leave the synced copy stale, and a later dirty write of it (a CR3
+    /// switch) would load the old base back.
+    pub fn set_fs_base(&mut self, base: u64) -> Result<(), VcpuError> {
+        if self.fresh.get() {
+            self.fd.sync_regs_mut().sregs.fs.base = base;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            return Ok(());
+        }
+        self.set_msr(msr::FS_BASE, base)
+    }
+
     /// Reads the given MSRs (for diagnostics); missing ones are left out.
     pub fn msrs(&self, indices: &[u32]) -> Vec<(u32, u64)> {
         let list: Vec<kvm_msr_entry> =
