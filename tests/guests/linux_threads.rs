@@ -6,7 +6,9 @@
 //! exits while another keeps running, `pthread_kill` (`tgkill`) running
 //! the handler on its target, `fork` from a multithreaded process (one
 //! thread in the child), futex `EAGAIN`, relative and absolute timeouts,
-//! a zero bitset, a shared futex woken across processes; and a
+//! a zero bitset, a signal to a futex waiter (`EINTR`, or the wait
+//! restarted by an `SA_RESTART` handler), a shared futex woken across
+//! processes; and a
 //! non-leader thread's `exit()` ending the whole process.
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
@@ -31,6 +33,7 @@ futex timeout: -1 ETIMEDOUT waited 1
 futex absolute: -1 ETIMEDOUT
 futex zero bitset: -1 EINVAL
 futex wake nobody: 0
+futex signaled: EINTR, restarted 0, timed EINTR, handled 3
 shared futex: woke 1 child exited 0
 ";
 

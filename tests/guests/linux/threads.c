@@ -111,6 +111,44 @@ static void *exiter(void *arg) {
     exit(42);
 }
 
+static volatile int usr2_count;
+static void on_usr2(int sig) {
+    (void)sig;
+    usr2_count++;
+}
+static int fword;
+static volatile int futex_waiting;
+static void *futex_waiter(void *arg) {
+    struct timespec ts = { 10, 0 };
+    futex_waiting = 1;
+    long r = futex(&fword, FUTEX_WAIT_PRIVATE, 0, arg ? &ts : NULL, NULL, 0);
+    return (void *)(r == 0 ? 0L : (long)errno);
+}
+/* A waiter on fword gets SIGUSR2 (flags: its sigaction's), then a wake;
+ * what its futex call returned (0 or the errno). */
+static long signal_a_waiter(int flags, int timed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    pthread_t w;
+    void *r;
+    futex_waiting = 0;
+    pthread_create(&w, NULL, futex_waiter, timed ? (void *)1 : NULL);
+    while (!futex_waiting) sched_yield();
+    usleep(50000);
+    pthread_kill(w, SIGUSR2);
+    usleep(50000);
+    futex(&fword, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    pthread_join(w, &r);
+    return (long)r;
+}
+static const char *errname(long e) {
+    return e == 0 ? "0" : e == EINTR ? "EINTR" : e == ETIMEDOUT ? "ETIMEDOUT" : "other";
+}
+
 static int threads_line(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -228,6 +266,13 @@ int main(int argc, char **argv) {
     printf("futex zero bitset: %ld %s\n", e, errno == EINVAL ? "EINVAL" : strerror(errno));
     e = futex(&word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     printf("futex wake nobody: %ld\n", e);
+
+    /* a signal to a waiter: an untimed wait is EINTR, or restarted by an
+     * SA_RESTART handler; a timed one is EINTR either way */
+    long a = signal_a_waiter(0, 0);
+    long b = signal_a_waiter(SA_RESTART, 0);
+    long d = signal_a_waiter(SA_RESTART, 1);
+    printf("futex signaled: %s, restarted %s, timed %s, handled %d\n", errname(a), errname(b), errname(d), usr2_count);
 
     /* a shared futex between processes: the child waits, the parent wakes */
     int *sw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

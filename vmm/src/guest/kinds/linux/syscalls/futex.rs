@@ -6,8 +6,9 @@
 //! A waiter is queued and parks as a blocked process does (the call
 //! answers `RESTART` after [`Linux::wait_for_event_until`]); each time it
 //! runs again it makes the call again, which then answers 0 when it was
-//! woken, `ETIMEDOUT` past its deadline, `EINTR` when a signal is pending,
-//! or parks once more. Not done: priority-inheritance operations
+//! woken, `ETIMEDOUT` past its deadline, `EINTR` when a signal is pending
+//! (an untimed wait is restarted instead after an `SA_RESTART` handler,
+//! as Linux's `-ERESTARTSYS`), or parks once more. Not done: priority-inheritance operations
 //! (`ENOSYS`).
 //!
 //! [`Linux::wait_for_event_until`]: super::super::process::Linux::wait_for_event_until
@@ -155,7 +156,7 @@ fn wait(
         }
         if signal::interrupting(c.linux).is_some() {
             c.linux.futexes().cancel(tid);
-            return Err(libc::EINTR);
+            return interrupted(until);
         }
         c.linux.wait_for_event_until(until);
         return Ok(RESTART);
@@ -172,11 +173,23 @@ fn wait(
         return Err(libc::ETIMEDOUT);
     }
     if signal::interrupting(c.linux).is_some() {
-        return Err(libc::EINTR);
+        return interrupted(until);
     }
     c.linux.futexes().wait(tid, key, bitset, until);
     c.linux.wait_for_event_until(until);
     Ok(RESTART)
+}
+
+/// A wait a signal interrupts, as Linux's `futex_wait` ends it: a timed
+/// one `EINTR` (`-ERESTART_RESTARTBLOCK`, which a handler turns into
+/// `EINTR`), an untimed one `-ERESTARTSYS`: `RESTART` without parking,
+/// which the kind turns into `EINTR`, or after an `SA_RESTART` handler
+/// into the call made again from the start (the word compared anew).
+fn interrupted(until: Option<Instant>) -> Result<i64, i32> {
+    match until {
+        Some(_) => Err(libc::EINTR),
+        None => Ok(RESTART),
+    }
 }
 
 /// How many a wake of `val` wakes: Linux wakes one for 0 or less.
