@@ -18,3 +18,5 @@ pub mod threads;
 
 #[cfg(test)]
 mod table_tests;
+#[cfg(test)]
+mod threads_tests;
