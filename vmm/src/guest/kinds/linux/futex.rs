@@ -7,8 +7,10 @@
 //!
 //! What this module does not do: read or compare the word, time out or
 //! interrupt a wait, or park a thread (the `futex` call does that; a
-//! waiter parks as a blocked process does, and finds here whether it was
-//! woken when it runs again). No priority-inheritance futexes.
+//! waiter parks as a blocked process does, but only a wake, a signal or
+//! its deadline makes it runnable again, [`Futexes::take_woken`] naming
+//! the woken; it finds here whether it was woken when it runs again). No
+//! priority-inheritance futexes.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -51,6 +53,9 @@ struct Waiter {
 pub struct Futexes {
     waiters: BTreeMap<u32, Waiter>,
     seq: u64,
+    /// Threads woken since [`Futexes::take_woken`] last ran (the caller
+    /// makes them runnable).
+    woken: Vec<u32>,
 }
 
 impl Futexes {
@@ -100,9 +105,15 @@ impl Futexes {
             if let Some(w) = self.waiters.get_mut(&t) {
                 w.woken = true;
                 woken += 1;
+                self.woken.push(t);
             }
         }
         woken
+    }
+
+    /// The threads woken since the last call, once each.
+    pub fn take_woken(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.woken)
     }
 
     /// `FUTEX_REQUEUE`: wakes at most `wake` waiters on `from`, then
@@ -150,6 +161,9 @@ mod tests {
         assert_eq!(f.wake(private(0x1000), 5, MATCH_ANY), 0);
         assert_eq!(f.cancel(3), Some(true));
         assert_eq!(f.cancel(3), None);
+        // Each woken thread is reported once, in wake order.
+        assert_eq!(f.take_woken(), vec![3, 2]);
+        assert!(f.take_woken().is_empty());
     }
 
     #[test]

@@ -224,6 +224,9 @@ pub struct Linux {
     pub(super) wait_deadline: Mutex<Option<std::time::Instant>>,
     /// Set by `sched_yield`: another thread runs now if one can.
     pub(super) yields: std::sync::atomic::AtomicBool,
+    /// Set by a futex wait that parks: only a wake, a signal or a
+    /// deadline makes the thread runnable again.
+    pub(super) parks_on_futex: std::sync::atomic::AtomicBool,
     /// What each process keeps while none of its threads runs.
     pub(super) aside: Mutex<BTreeMap<u32, super::tasks::switch::Shared>>,
     /// Threads waiting on futexes.
@@ -357,6 +360,7 @@ impl Linux {
             waits_for_event: Default::default(),
             wait_deadline: Mutex::new(None),
             yields: Default::default(),
+            parks_on_futex: Default::default(),
             aside: Mutex::new(BTreeMap::new()),
             futexes: Default::default(),
             slice_start: Mutex::new(std::time::Instant::now()),

@@ -4,14 +4,15 @@
 //! and `FUTEX_CLOCK_REALTIME` (the waiters: `super::super::futex`).
 //!
 //! A waiter is queued and parks as a blocked process does (the call
-//! answers `RESTART` after [`Linux::wait_for_event_until`]); each time it
+//! answers `RESTART` after [`Linux::wait_on_futex`]), runnable again on
+//! a wake, a signal or its deadline only, not on other threads' calls; each time it
 //! runs again it makes the call again, which then answers 0 when it was
 //! woken, `ETIMEDOUT` past its deadline, `EINTR` when a signal is pending
 //! (an untimed wait is restarted instead after an `SA_RESTART` handler,
 //! as Linux's `-ERESTARTSYS`), or parks once more. Not done: priority-inheritance operations
 //! (`ENOSYS`).
 //!
-//! [`Linux::wait_for_event_until`]: super::super::process::Linux::wait_for_event_until
+//! [`Linux::wait_on_futex`]: super::super::process::Linux::wait_on_futex
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,7 @@ pub fn futex(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         WAKE_OP => wake_op(c, uaddr, uaddr2, val, utime as u32, val3, private),
         _ => Err(libc::ENOSYS),
     };
+    c.linux.unpark_woken();
     match r {
         Ok(v) => Outcome::ret(v),
         Err(e) => Outcome::err(e),
@@ -158,7 +160,7 @@ fn wait(
             c.linux.futexes().cancel(tid);
             return interrupted(until);
         }
-        c.linux.wait_for_event_until(until);
+        c.linux.wait_on_futex(until);
         return Ok(RESTART);
     }
     if bitset == 0 {
@@ -176,7 +178,7 @@ fn wait(
         return interrupted(until);
     }
     c.linux.futexes().wait(tid, key, bitset, until);
-    c.linux.wait_for_event_until(until);
+    c.linux.wait_on_futex(until);
     Ok(RESTART)
 }
 

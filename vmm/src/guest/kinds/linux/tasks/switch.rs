@@ -140,6 +140,31 @@ impl Linux {
         self.futexes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The running thread blocks on a futex until `until` (its timeout)
+    /// if given: the event count no longer wakes it, only a wake, a
+    /// signal, its timeout or its process's real-time timer.
+    pub fn wait_on_futex(&self, until: Option<Instant>) {
+        let timer = self.proc().itimer_real.map(|t| t.deadline);
+        let wake = match (until, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.parks_on_futex.store(true, Ordering::Relaxed);
+        self.wait_for_event_until(wake);
+    }
+
+    /// Makes the threads futex wakes woke since the last time runnable.
+    pub fn unpark_woken(&self) {
+        let woken = self.futexes().take_woken();
+        if woken.is_empty() {
+            return;
+        }
+        let mut t = self.tasks();
+        for tid in woken {
+            t.unpark(tid);
+        }
+    }
+
     /// `fork`, `vfork` and `clone` without `CLONE_VM` (`vfork`: the parent
     /// is suspended until the child ends). `user` holds the caller at its
     /// `syscall`; `resume` where it returns. Returns the effects, and
@@ -302,8 +327,12 @@ impl Linux {
                 f(&mut self.proc())
             } else {
                 // The parent's first live thread takes it, with the
-                // process's dispositions.
+                // process's dispositions (and makes its call again if
+                // it waits on a futex).
                 let first = tasks.threads(parent).first().copied();
+                if let Some(t) = first {
+                    tasks.unpark(t);
+                }
                 let shared = self.aside().get(&parent).map(|s| s.proc.clone());
                 first
                     .and_then(|t| tasks.saved_mut(t))
@@ -454,6 +483,7 @@ impl Linux {
         let waits = self.waits_for_event.swap(false, Ordering::Relaxed);
         let until = self.wait_deadline.lock().unwrap_or_else(|e| e.into_inner()).take();
         let yields = self.yields.swap(false, Ordering::Relaxed);
+        let on_futex = self.parks_on_futex.swap(false, Ordering::Relaxed);
         if self.tasks().alone() || fx.fatal.is_some() {
             return fx;
         }
@@ -473,6 +503,13 @@ impl Linux {
         match self.choose(&leave) {
             Ok(Some((next, at))) => {
                 *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                if on_futex && matches!(leave, Leave::Blocked(_)) {
+                    let mut t = self.tasks();
+                    let me = t.current();
+                    if next != me {
+                        t.park_on_futex(me);
+                    }
+                }
                 let fs_base = self.switch_to(hv, vcpu, user, next, leave).or(fx.fs_base);
                 Effects { block: at.map(Block::Until), fs_base, ..fx }
             }

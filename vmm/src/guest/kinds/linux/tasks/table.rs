@@ -146,6 +146,9 @@ pub struct Tasks<S> {
     next_pid: u32,
     gen: u64,
     max: usize,
+    /// Threads blocked on a futex: the event count does not wake them,
+    /// only [`Tasks::unpark`] (a wake, a signal) or their deadline.
+    on_futex: std::collections::BTreeSet<u32>,
 }
 
 impl<S> Tasks<S> {
@@ -154,7 +157,7 @@ impl<S> Tasks<S> {
     pub fn new(init: u32, max: usize) -> Self {
         let mut tasks = BTreeMap::new();
         tasks.insert(init, Task { tgid: init, ppid: OUTSIDE_PARENT, pgid: init, sid: init, state: State::Running });
-        Tasks { tasks, current: init, init, next_pid: init + 1, gen: 0, max }
+        Tasks { tasks, current: init, init, next_pid: init + 1, gen: 0, max, on_futex: Default::default() }
     }
 
     /// The running thread.
@@ -222,6 +225,27 @@ impl<S> Tasks<S> {
         self.gen = self.gen.wrapping_add(1);
     }
 
+    /// Thread `tid` blocks on a futex: other threads' calls (the event
+    /// count) leave it parked until [`Tasks::unpark`] or its deadline
+    /// (until it runs again).
+    pub fn park_on_futex(&mut self, tid: u32) {
+        self.on_futex.insert(tid);
+    }
+
+    /// Makes thread `tid` runnable if it is blocked (a futex wake, a
+    /// signal); it then makes its call again.
+    pub fn unpark(&mut self, tid: u32) {
+        self.on_futex.remove(&tid);
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            if matches!(t.state, State::Blocked { .. }) {
+                let s = std::mem::replace(&mut t.state, State::Running);
+                if let Some(saved) = s.into_saved() {
+                    t.state = State::Ready(saved);
+                }
+            }
+        }
+    }
+
     /// A child of the running process, ready with `saved`, in its group
     /// and session; its pid.
     pub fn spawn(&mut self, saved: S) -> Result<u32, TaskError> {
@@ -262,6 +286,7 @@ impl<S> Tasks<S> {
             pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
         }
         self.next_pid = pid.checked_add(1).filter(|&p| p < 1 << 22).unwrap_or(self.init + 1);
+        self.on_futex.remove(&pid);
         Ok(pid)
     }
 
@@ -287,6 +312,7 @@ impl<S> Tasks<S> {
         t.state.saved_mut()?;
         let saved = std::mem::replace(&mut t.state, State::Running).into_saved();
         self.current = pid;
+        self.on_futex.remove(&pid);
         saved
     }
 
@@ -423,14 +449,16 @@ impl<S> Tasks<S> {
     /// `now`; the running one itself last, if it was parked; `None` when
     /// none can run.
     pub fn pick_next(&self, now: Instant) -> Option<u32> {
-        let runnable = |t: &Task<S>| match &t.state {
+        let runnable = |p: u32, t: &Task<S>| match &t.state {
             State::Ready(_) => true,
-            State::Blocked { gen, until, .. } => *gen != self.gen || until.is_some_and(|u| u <= now),
+            State::Blocked { gen, until, .. } => {
+                (*gen != self.gen && !self.on_futex.contains(&p)) || until.is_some_and(|u| u <= now)
+            }
             State::Sleeping { until, .. } => *until <= now,
             _ => false,
         };
         let after = self.tasks.range(self.current + 1..).chain(self.tasks.range(..=self.current));
-        after.filter(|(_, t)| runnable(t)).map(|(&p, _)| p).next()
+        after.filter(|(&p, t)| runnable(p, t)).map(|(&p, _)| p).next()
     }
 
     /// The sleeping process that wakes first, and when.

@@ -99,6 +99,34 @@ fn blocked_processes_wake_on_events_and_sleepers_on_time() {
 }
 
 #[test]
+fn a_futex_waiter_wakes_on_unpark_or_its_deadline_not_on_events() {
+    let mut t = Tasks::new(INIT, 8);
+    let a = fork(&mut t, 1);
+    let now = Instant::now();
+    let soon = now + Duration::from_millis(5);
+    // The first process blocks on a futex with a deadline; the child runs.
+    let gen = t.generation();
+    t.park(State::Blocked { saved: 0, gen, until: Some(soon) });
+    t.park_on_futex(INIT);
+    t.resume(a);
+    t.park(State::Sleeping { saved: 1, until: now + Duration::from_secs(9) });
+    // Other calls do not wake it; its deadline does.
+    t.event();
+    assert_eq!(t.pick_next(now), None);
+    assert_eq!(t.next_wake(), Some((INIT, soon)));
+    assert_eq!(t.pick_next(soon), Some(INIT));
+    // A wake does.
+    t.unpark(INIT);
+    assert_eq!(t.pick_next(now), Some(INIT));
+    // Once it ran, a later block of another kind wakes on events again.
+    t.resume(INIT);
+    let gen = t.generation();
+    t.park(State::Blocked { saved: 0, gen, until: None });
+    t.event();
+    assert_eq!(t.pick_next(now), Some(INIT));
+}
+
+#[test]
 fn round_robin_goes_past_the_running_one() {
     let mut t = Tasks::new(INIT, 8);
     let a = fork(&mut t, 1);

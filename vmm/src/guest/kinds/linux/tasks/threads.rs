@@ -93,6 +93,7 @@ impl Linux {
         let ctx = Ctx { hv, vcpu, linux: self };
         if let Ok(key) = futex_key(&ctx, addr, false) {
             self.futexes().wake(key, 1, MATCH_ANY);
+            self.unpark_woken();
         }
     }
 
@@ -117,6 +118,8 @@ impl Linux {
             }
             signal::post(&mut s.proc, info);
         }
+        // A futex wait ends on a signal: the thread makes its call again.
+        t.unpark(tid);
         t.event();
         Ok(())
     }
