@@ -5,7 +5,9 @@
 //! threads (an exact total), a condvar producer/consumer, a thread that
 //! exits while another keeps running, `pthread_kill` (`tgkill`) running
 //! the handler on its target, `fork` from a multithreaded process (one
-//! thread in the child), futex `EAGAIN`, relative and absolute timeouts,
+//! thread in the child), a child whose leader exits before its other
+//! thread (its parent's wait sees the group's end), `SIGKILL` to a
+//! multithreaded child, futex `EAGAIN`, relative and absolute timeouts,
 //! a zero bitset, a signal to a futex waiter (`EINTR`, or the wait
 //! restarted by an `SA_RESTART` handler), a shared futex woken across
 //! processes; and a
@@ -28,6 +30,8 @@ threads before fork 2
 child threads 1 pid==tid 1
 child exited 5
 threads after join 1
+leader exited first: waited 1 status 3
+killed group: signal 9
 futex differs: -1 EAGAIN
 futex timeout: -1 ETIMEDOUT waited 1
 futex absolute: -1 ETIMEDOUT

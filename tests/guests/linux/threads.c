@@ -149,6 +149,12 @@ static const char *errname(long e) {
     return e == 0 ? "0" : e == EINTR ? "EINTR" : e == ETIMEDOUT ? "ETIMEDOUT" : "other";
 }
 
+static void *late_exit(void *arg) {
+    (void)arg;
+    usleep(20000);
+    exit(3);
+}
+
 static int threads_line(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -245,6 +251,28 @@ int main(int argc, char **argv) {
     go = 1;
     pthread_join(t[0], NULL);
     printf("threads after join %d\n", threads_line());
+
+    /* a child whose leader exits first: its parent's wait sees the end of
+     * the group (the last thread's exit_group status); a SIGKILL to a
+     * child ends all its threads */
+    c = fork();
+    if (c == 0) {
+        pthread_t x;
+        pthread_create(&x, NULL, late_exit, NULL);
+        pthread_exit(NULL);
+    }
+    pid_t w = waitpid(c, &st, 0);
+    printf("leader exited first: waited %d status %d\n", w == c, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    c = fork();
+    if (c == 0) {
+        pthread_t x;
+        pthread_create(&x, NULL, sleeper, NULL);
+        for (;;) pause();
+    }
+    usleep(20000);
+    kill(c, SIGKILL);
+    waitpid(c, &st, 0);
+    printf("killed group: signal %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
 
     /* futex: a value that differs, a relative timeout, an absolute one */
     int word = 1;
