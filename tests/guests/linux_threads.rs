@@ -7,7 +7,7 @@
 //! the handler on its target, `fork` from a multithreaded process (one
 //! thread in the child), a child whose leader exits before its other
 //! thread (its parent's wait sees the group's end), `SIGKILL` to a
-//! multithreaded child, futex `EAGAIN`, relative and absolute timeouts,
+//! multithreaded child, detached threads, futex `EAGAIN`, relative and absolute timeouts,
 //! a zero bitset, a signal to a futex waiter (`EINTR`, or the wait
 //! restarted by an `SA_RESTART` handler), a shared futex woken across
 //! processes; and a
@@ -30,6 +30,7 @@ threads before fork 2
 child threads 1 pid==tid 1
 child exited 5
 threads after join 1
+detached threads ran: 50
 leader exited first: waited 1 status 3
 killed group: signal 9
 futex differs: -1 EAGAIN
@@ -55,9 +56,11 @@ fn pthreads_mutexes_condvars_signals_and_futexes_as_linux() {
 
 /// The same program with musl: its `pthread_create` (`clone`), its
 /// `fork` (`SYS_fork`, then a walk of the thread list through the FS
-/// base: a child entered with another thread's FS base looped forever)
-/// and its thread exits (the thread-list lock released by
-/// `CLONE_CHILD_CLEARTID`).
+/// base: a child entered with another thread's FS base looped forever),
+/// its thread exits (the thread-list lock released by
+/// `CLONE_CHILD_CLEARTID`) and its detached threads, which unmap their
+/// own stack before `exit` (under PVM the syscall trampoline's tail
+/// pushed on that stack: SIGSEGV).
 #[test]
 fn musl_pthreads_and_fork_from_a_thread_group_as_linux() {
     need_kvm!();

@@ -155,6 +155,16 @@ static void *late_exit(void *arg) {
     exit(3);
 }
 
+static volatile int detached_done;
+static pthread_mutex_t detached_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *detached(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&detached_lock);
+    detached_done++;
+    pthread_mutex_unlock(&detached_lock);
+    return NULL; /* musl unmaps its own stack, then exits */
+}
+
 static int threads_line(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -251,6 +261,25 @@ int main(int argc, char **argv) {
     go = 1;
     pthread_join(t[0], NULL);
     printf("threads after join %d\n", threads_line());
+
+    /* detached threads: nobody joins them, they free their own stacks */
+    pthread_attr_t da;
+    pthread_attr_init(&da);
+    pthread_attr_setdetachstate(&da, PTHREAD_CREATE_DETACHED);
+    for (int i = 0; i < 50; i++) {
+        pthread_t d;
+        pthread_create(&d, &da, detached, NULL);
+        if (i % 10 == 0) usleep(1000);
+    }
+    for (;;) {
+        pthread_mutex_lock(&detached_lock);
+        int n = detached_done;
+        pthread_mutex_unlock(&detached_lock);
+        if (n == 50) break;
+        sched_yield();
+    }
+    usleep(10000);
+    printf("detached threads ran: %d\n", detached_done);
 
     /* a child whose leader exits first: its parent's wait sees the end of
      * the group (the last thread's exit_group status); a SIGKILL to a

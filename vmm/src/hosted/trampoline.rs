@@ -11,6 +11,12 @@ use crate::hosted::stub::abi::HCALL_PORT;
 /// Where the trampoline is mapped (the last page of the user half).
 pub const TRAMPOLINE_VA: u64 = (1 << 47) - 0x1000;
 
+/// Where the trampoline's hypercall exit leaves RIP: past its first
+/// instruction (`out imm8, al`, two bytes). The VMM returns from there
+/// straight to rcx with r11's flags, so the rest (for a backend that
+/// resumes the trampoline itself) is not reached.
+pub const HCALL_RETURN: u64 = TRAMPOLINE_VA + 2;
+
 /// The trampoline's code, linked at [`TRAMPOLINE_VA`].
 pub fn code() -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
@@ -40,4 +46,17 @@ pub fn install(
     let va = guest_mm::GuestVirtAddr::try_new(TRAMPOLINE_VA).map_err(|e| e.to_string())?;
     mapper.map_user_pages(va, &frame, crate::hosted::mapper::Access::RX).map_err(|e| e.to_string())?;
     Ok(TRAMPOLINE_VA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hypercall_returns_past_the_out() {
+        let code = code().expect("assembles");
+        // `out imm8, al` is E6 ib.
+        assert_eq!(code[0], 0xe6);
+        assert_eq!(HCALL_RETURN - TRAMPOLINE_VA, 2);
+    }
 }

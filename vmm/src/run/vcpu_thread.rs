@@ -427,8 +427,15 @@ impl VcpuThread {
         // From the stub's `syscall` entry, `sysret` returns to rcx with
         // r11's flags: that is where user mode resumes.
         let via_sysret = self.ctx.stub.as_ref().is_some_and(|s| regs.rip == s.syscall_return);
+        // From the user-mode trampoline's `out` (PVM: `syscall` stays in
+        // user mode): the call returns as `sysret` would, to rcx with
+        // r11's flags, set here rather than by the trampoline's tail,
+        // which pushes on the user stack: a call that unmapped that stack
+        // (musl's detached thread unmapping its own before `exit`) would
+        // fault there.
+        let via_trampoline = !via_sysret && regs.rip == crate::hosted::trampoline::HCALL_RETURN;
         let mut view = regs;
-        if via_sysret {
+        if via_sysret || via_trampoline {
             view.rip = regs.rcx;
             view.rflags = regs.r11;
         }
