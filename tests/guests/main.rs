@@ -19,6 +19,7 @@ mod linux_filemap;
 mod linux_hugepages;
 mod linux_hugetlb_memfd;
 mod linux_ipc;
+mod linux_mempolicy;
 mod linux_mm_suite;
 mod linux_proc_mem;
 mod linux_processes;

@@ -42,6 +42,11 @@ impl Leaf {
         }
     }
 
+    /// Present (not a PROT_NONE leaf).
+    pub fn is_present(&self) -> bool {
+        self.raw & super::entry::P != 0
+    }
+
     /// The CPU has set the leaf's Accessed bit (Linux's `pte_young`).
     pub fn is_accessed(&self) -> bool {
         self.raw & super::entry::A != 0

@@ -55,6 +55,9 @@ mod madvise_tests;
 mod mapping_range;
 #[cfg(test)]
 mod may_bits_tests;
+mod mbind;
+#[cfg(test)]
+mod mbind_tests;
 mod mmap;
 mod mprotect;
 #[cfg(test)]
@@ -95,6 +98,7 @@ pub use fork::Forked;
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
 pub use mapping_range::Cows;
+pub use mbind::{Mbound, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT};
 pub use mremap::Remapped;
 pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 pub use mseal::DISCARD_ADVICE;

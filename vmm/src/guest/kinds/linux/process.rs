@@ -85,6 +85,8 @@ pub struct Proc {
     /// `PR_SET_MDWE`'s bits (`PR_MDWE_REFUSE_EXEC_GAIN`,
     /// `PR_MDWE_NO_INHERIT`); once set they stay.
     pub mdwe: u64,
+    /// `set_mempolicy`'s policy (`None`: the default).
+    pub mempolicy: Option<guest_mm::mempolicy::MemPolicy>,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -121,6 +123,7 @@ impl Proc {
             comm: Vec::new(),
             dumpable: 1,
             mdwe: 0,
+            mempolicy: None,
         }
     }
 }

@@ -17,6 +17,7 @@ mod io;
 mod iov;
 mod ipc;
 mod itimer;
+mod mempolicy;
 mod mm;
 mod pipes;
 mod poll;

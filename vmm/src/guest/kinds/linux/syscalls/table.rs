@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
+use super::{io, ipc, itimer, mempolicy, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -113,6 +113,9 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "", handler: Some(time::clock_nanosleep) },
     Entry { nr: 231, name: "exit_group", status: Supported, note: "", handler: Some(process::exit_group) },
     Entry { nr: 234, name: "tgkill", status: Partial, note: "as kill", handler: Some(process::tgkill) },
+    Entry { nr: 237, name: "mbind", status: Supported, note: "one memory node (node 0); VMA policies split and merge as on Linux; MPOL_MF_MOVE moves the process's own anonymous pages to fresh frames", handler: Some(mempolicy::mbind) },
+    Entry { nr: 238, name: "set_mempolicy", status: Supported, note: "one memory node (node 0)", handler: Some(mempolicy::set_mempolicy) },
+    Entry { nr: 239, name: "get_mempolicy", status: Supported, note: "one memory node (node 0)", handler: Some(mempolicy::get_mempolicy) },
     Entry { nr: 257, name: "openat", status: Supported, note: "as open", handler: Some(io::openat) },
     Entry { nr: 258, name: "mkdirat", status: Supported, note: "", handler: Some(io::mkdirat) },
     Entry { nr: 260, name: "fchownat", status: Partial, note: "as chown", handler: Some(io::fchownat) },
