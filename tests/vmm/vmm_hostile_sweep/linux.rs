@@ -6,7 +6,7 @@ use vmm_suite::kvm::in_fresh_process;
 use vmm_suite::kvm::linux::static_c_program;
 use vmm_suite::need_kvm;
 
-use super::measure::{sweep, Case, Expect, Stdout, TIMED_OUT};
+use super::measure::{sweep, Case, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
 
 /// Runs `hostile MODE` with `mem_mib` of memory and `--timeout timeout_s`.
 /// Returns the program's standard output (its first bytes), or `None`
@@ -51,6 +51,16 @@ hostile_test!(linux_mremap_growth, "mremap", 128, 10, Expect { code: 0, text: "m
 hostile_test!(linux_fork_bomb, "fork", 64, 2, TIMED_OUT);
 // 1 MiB writes to standard output, forever.
 hostile_test!(linux_stdout_flood, "stdout", 64, 2, TIMED_OUT);
+
+/// The same into a standard output nobody reads.
+#[test]
+fn linux_stdout_flood_unread() {
+    need_kvm!();
+    if in_fresh_process(module_path!(), "linux_stdout_flood_unread") {
+        return;
+    }
+    hostile_to("stdout", 64, 2, Stdout::Unread, TIMED_OUT_UNREAD);
+}
 
 /// vm.max_map_count mappings (32,761 mprotects of every other page: about
 /// 7 s at this machine's exit cost), then /proc/self/maps read whole over

@@ -5,7 +5,7 @@ use iced_x86::code_asm::*;
 use vmm_suite::kvm::{in_fresh_process, multiboot, temp_path};
 use vmm_suite::need_kvm;
 
-use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT};
+use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
 
 /// Boots the kernel whose code `body` emits.
 fn raw(
@@ -74,6 +74,11 @@ fresh_test!(raw_halt_forever, {
 // The serial port written a byte at a time, as fast as it goes.
 fresh_test!(raw_serial_flood, {
     raw("raw-serial", 64, 2, &[], Stdout::Drained, TIMED_OUT, serial_flood);
+});
+
+// The same into a standard output nobody reads.
+fresh_test!(raw_serial_flood_unread, {
+    raw("raw-serial-unread", 64, 2, &[], Stdout::Unread, TIMED_OUT_UNREAD, serial_flood);
 });
 
 // Every dword of the I/O APIC's and the local APIC's pages written with

@@ -6,7 +6,7 @@ use vmm_suite::kvm::spt::{spt_elf, syscall, DATA_VA, TEXT_VA};
 use vmm_suite::kvm::{in_fresh_process, temp_path};
 use vmm_suite::need_kvm;
 
-use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT};
+use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
 
 /// Runs the unikernel whose text `body` emits, with a data page.
 fn solo5(
@@ -64,6 +64,11 @@ fn console_flood(a: &mut CodeAssembler) -> Result<(), IcedError> {
 
 fresh_test!(solo5_console_flood, {
     solo5("solo5-console", 64, 2, Stdout::Drained, TIMED_OUT, console_flood);
+});
+
+// The same into a standard output nobody reads.
+fresh_test!(solo5_console_flood_unread, {
+    solo5("solo5-console-unread", 64, 2, Stdout::Unread, TIMED_OUT_UNREAD, console_flood);
 });
 
 // epoll_pwait with no timer armed and no device: it never returns.
