@@ -47,7 +47,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// before the run started (loading the guest): unread output is given up
 /// by `--timeout` + [`GRACE`] - this after the watchdog was armed, so
 /// that the VMM ends by `--timeout` + [`GRACE`] (see [`give_up_at`]).
-pub const EXIT_MARGIN: Duration = Duration::from_millis(250);
+pub const EXIT_MARGIN: Duration = Duration::from_millis(500);
 
 /// The least a flush waits once the cap of [`Output::give_up_by`] has
 /// passed (an output nothing was written to since its last timed-out
