@@ -107,6 +107,28 @@ static int full_pipes(void) {
     return 1;
 }
 
+/* As many pipes as the descriptor limit allows, each grown to 1 MiB
+ * (F_SETPIPE_SZ) and written until full; then says how much they hold.
+ * The VMM keeps pipe bytes in its own memory, so it must refuse (a full
+ * pipe's EAGAIN) long before they outgrow the guest's RAM. */
+static int pipe_buffers(void) {
+    struct rlimit rl = { 4096, 4096 };
+    setrlimit(RLIMIT_NOFILE, &rl);
+    static char buf[1 << 16];
+    memset(buf, 'p', sizeof buf);
+    unsigned long held = 0;
+    int pipes = 0;
+    for (; pipes < 2000; pipes++) {
+        int fds[2];
+        if (pipe2(fds, O_NONBLOCK)) break;
+        fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+        ssize_t w;
+        while ((w = write(fds[1], buf, sizeof buf)) > 0) held += w;
+    }
+    printf("pipes %d hold %lu MiB\n", pipes, held >> 20);
+    return 0;
+}
+
 /* Sleeps forever. */
 static _Noreturn int sleep_forever(void) {
     for (;;) pause();
@@ -142,6 +164,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "stdout")) return stdout_flood();
     if (!strcmp(mode, "maps")) return many_vmas();
     if (!strcmp(mode, "pipes")) return full_pipes();
+    if (!strcmp(mode, "pipebuf")) return pipe_buffers();
     if (!strcmp(mode, "sleep")) return sleep_forever();
     if (!strcmp(mode, "deadlock")) return deadlock();
     if (!strcmp(mode, "spin")) return spin();
