@@ -293,6 +293,7 @@ impl GuestKind for Linux {
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
+        let ram = ctx.cfg.mem_size;
         let hosted = ctx.hosted()?;
         let wanted = self.hugepages();
         let region = hugetlb_region(mem, self.pool_ram());
@@ -306,6 +307,9 @@ impl GuestKind for Linux {
         let pool = HugetlbPool::new(frames, mem.clone(), region.as_slice())
             .map_err(|e| KindError::Setup(format!("{}: the hugetlb pool: {e}", self.path)))?;
         let _ = self.hugetlb.set(pool);
+        // Pipe and socket bytes live in the VMM: a share of what the
+        // guest has, as Linux takes them from its RAM.
+        self.ipc.set_ram(ram);
         let prog = Program { segments: self.image.segments.clone(), entry: self.image.entry };
         program::load(&prog, mem, hosted.frames, hosted.mapper)?;
         let zero = Arc::new(ZeroProvider::new(hosted.mapper.space().frames().clone(), mem.clone()));
