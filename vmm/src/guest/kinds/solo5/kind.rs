@@ -10,6 +10,7 @@ use super::mac::{check_net, check_net_mac, parse_net, parse_net_mac, Mac};
 use super::net::Nets;
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
+use super::tap::FD_PREFIX;
 use super::{layout, note, segments};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
@@ -85,13 +86,17 @@ pub const NET: &str = "net";
 /// Option: a network device's MAC address (`NAME=MAC`).
 pub const NET_MAC: &str = "net-mac";
 
-/// The network devices of `values` (name, tap), each name once.
+/// The network devices of `values` (name, tap), each name once and each
+/// inherited descriptor (`@FD`) once (one owner each).
 fn nets(values: &[String]) -> Result<Vec<(String, String)>, KindError> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(values.len());
     for v in values {
         let (name, tap) = parse_net(v).map_err(KindError::Invalid)?;
         if out.iter().any(|(n, _)| *n == name) {
             return Err(KindError::Invalid(format!("network device '{name}' is given twice")));
+        }
+        if tap.starts_with(FD_PREFIX) && out.iter().any(|(_, t)| *t == tap) {
+            return Err(KindError::Invalid(format!("descriptor {tap} is given to two network devices")));
         }
         out.push((name, tap));
     }
@@ -206,7 +211,8 @@ impl KindSpec for Spec {
                 "NAME=TAP",
                 "Attach the host tap interface TAP (up, not in use by another process) as the Solo5 unikernel's \
                  network device NAME (declared in its manifest), like `solo5-spt --net:NAME=TAP` (also written so \
-                 here). Repeatable.",
+                 here). TAP may be `@FD`: a tap descriptor the caller opened and passed in (not close-on-exec). \
+                 Repeatable.",
             )
             .repeatable()
             .keyed()
