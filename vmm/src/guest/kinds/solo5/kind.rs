@@ -1,8 +1,7 @@
 //! The Solo5 kind itself: loading a unikernel, serving its calls through
 //! [`super::syscalls`], and its exit status.
 
-use guest_mm::{GuestVirtAddr, Pfn};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::Bytes;
 
 use super::block::Devices;
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
@@ -11,7 +10,7 @@ use super::net::Nets;
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::tap::FD_PREFIX;
-use super::{layout, note, segments};
+use super::{layout, memory, note, segments};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
 use crate::hosted::trampoline;
@@ -22,7 +21,6 @@ use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
-use crate::hosted::mapper::Access;
 use crate::hosted::mapper::PoolRam;
 use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
@@ -406,8 +404,7 @@ impl GuestKind for Solo5 {
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
-        // Unikernel address `va` lives at guest-physical `FREE_PA + va`.
-        let pa = |va: u64| GuestAddress(FREE_PA + va);
+        let pa = memory::phys;
         let segs: Vec<(u64, u64, layout::Rights)> =
             self.prog.segments.iter().map(|s| (s.va, s.mem_len, (s.write, s.exec))).collect();
         let (runs, kernel_end) = layout::runs(&segs, self.mem).map_err(kind_err)?;
@@ -418,14 +415,7 @@ impl GuestKind for Solo5 {
         mem.write_slice(&block, pa(BOOT_INFO)).map_err(|_| kind_err("cannot write the boot-info block"))?;
 
         let hosted = ctx.hosted()?;
-        for &(start, end, (write, exec)) in &runs {
-            let pfns: Vec<Pfn> = (start..end).step_by(0x1000).map(|va| Pfn(pa(va).0 >> 12)).collect();
-            let va = GuestVirtAddr::try_new(start).map_err(|e| kind_err(e.to_string()))?;
-            hosted
-                .mapper
-                .map_user_pages(va, &pfns, Access { write, exec })
-                .map_err(|e| kind_err(format!("cannot map [{start:#x}, {end:#x}): {e}")))?;
-        }
+        memory::map_runs(hosted.mapper, &runs).map_err(kind_err)?;
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
             SyscallEntry::User => Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(kind_err)?),

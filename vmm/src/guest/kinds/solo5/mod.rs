@@ -33,6 +33,7 @@ mod block;
 mod kind;
 mod layout;
 mod mac;
+mod memory;
 mod net;
 #[cfg(test)]
 mod net_tests;
