@@ -324,5 +324,9 @@ fn launch_only_report_has_the_solo5_figures() {
     } else {
         assert!(hvt["note"].as_str().expect("note").contains("not found"), "{hvt}");
     }
+    // The floor is a real KVM launch of its own, with CPU time counted.
+    let floor = by_id("launch.solo5_vs_floor");
+    assert!(num(&floor["peer"]["value"]["median"], "floor") > 0.0, "{floor}");
+    assert!(num(&floor["ours"]["median"], "ours") > 0.0, "{floor}");
     let _ = std::fs::remove_file(json_path);
 }

@@ -32,6 +32,12 @@
 //!   resident sets are not sampled: `solo5-spt` ends before a sample can
 //!   see it, and `ru_maxrss` would count the bench it was spawned from).
 //!   Where they are absent the figure says so.
+//! - **The bare KVM launch floor** (with `--spt`): the unikernel's CPU
+//!   time (user + system of all its threads, [`super::child_cpu`]) beside
+//!   `vmm launch-floor`'s ([`super::launch_floor`]: the same binary
+//!   creating one VM with one page, one vCPU, run to one `out`); CPU time
+//!   rather than wall time, because on a shared host the wall time is
+//!   mostly waiting for a CPU.
 //! - **Cold and warm**: the first repetition (page cache and binary
 //!   possibly cold) is reported as a detail beside the median.
 
@@ -39,10 +45,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
+use super::child_cpu;
 use super::session::{guest_err, TempFile};
 use super::smaps;
 use crate::error::BenchError;
 use crate::figure::{Bound, Figure, RatioKind, Unit};
+use crate::stats::Stat;
 use vmm::config::DEFAULT_MEM;
 
 const ITEM: &str = "9 (launch)";
@@ -90,8 +98,30 @@ pub struct Sample {
     /// The Solo5 unikernel at `--mem 2M` and at `--mem 2048M`.
     pub spt_mem: Option<(Launch, Launch)>,
     /// The same unikernel under `solo5-spt` and its `.hvt` build under
-    /// `solo5-hvt`, where both are installed: spawn to exit, ms.
-    pub tenders: Option<(f64, f64)>,
+    /// `solo5-hvt`, where both are installed.
+    pub tenders: Option<(Times, Times)>,
+    /// The bare KVM launch (`vmm launch-floor`).
+    pub floor: Times,
+    /// The Solo5 unikernel's run, timed with its CPU time.
+    pub spt_times: Option<Times>,
+}
+
+/// A process's wall and CPU time, ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    /// Spawn to exit.
+    pub wall_ms: f64,
+    /// User + system time of its threads.
+    pub cpu_ms: f64,
+}
+
+/// Runs `cmd` once, timed, requiring exit status `want`.
+fn times_expecting(what: &str, cmd: &mut Command, want: i32) -> Result<Times, BenchError> {
+    let t = child_cpu::run(cmd).map_err(io("spawning a process"))?;
+    if t.status.code() != Some(want) {
+        return Err(guest_err(ITEM, format!("{what} exited with {}, not {want}", t.status)));
+    }
+    Ok(Times { wall_ms: t.wall_ms, cpu_ms: t.cpu_ms })
 }
 
 /// Solo5's own tenders beside a unikernel `FILE.spt`: `tenders/solo5-spt`,
@@ -343,19 +373,24 @@ impl Launcher {
         };
         let tenders = match (&self.spt, &self.tenders) {
             (Some(p), Some(t)) => {
-                let tender = |what: &str, bin: &Path, image: &Path| -> Result<f64, BenchError> {
-                    let (ms, status) = timed(Command::new(bin).arg(image).arg("Hello_Solo5"))?;
-                    if status.code() != Some(0) {
-                        return Err(guest_err(ITEM, format!("{what} exited with {status}, not 0")));
-                    }
-                    Ok(ms)
+                let tender = |what: &str, bin: &Path, image: &Path| {
+                    times_expecting(what, Command::new(bin).arg(image).arg("Hello_Solo5"), 0)
                 };
                 Some((tender("solo5-spt", &t.spt, p)?, tender("solo5-hvt", &t.hvt, &t.hvt_image)?))
             }
             _ => None,
         };
+        let floor = times_expecting("`vmm launch-floor`", Command::new(&self.vmm).arg("launch-floor"), 0)?;
+        let spt_times = match &self.spt {
+            Some(p) => Some(times_expecting(
+                "`vmm run --guest` (Solo5 unikernel)",
+                Command::new(&self.vmm).args(RUN).arg("--guest").arg(p).args(["--", "Hello_Solo5"]),
+                0,
+            )?),
+            None => None,
+        };
         let (rss, hwm_kib, samples) = resident(&self.vmm, &self.resolved)?;
-        Ok(Sample { vmm_ms, true_ms, rss, hwm_kib, samples, minimal, qemu, spt, spt_mem, tenders })
+        Ok(Sample { vmm_ms, true_ms, rss, hwm_kib, samples, minimal, qemu, spt, spt_mem, tenders, floor, spt_times })
     }
 }
 
@@ -461,28 +496,58 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
         let ours_ms: Vec<f64> = u.iter().map(|l| l.ms).collect();
         let note = "Solo5's tenders not found in tenders/ beside the unikernel (solo5-spt, solo5-hvt, NAME.hvt): \
                     peers skipped";
-        match s.iter().map(|x| x.tenders).collect::<Option<Vec<(f64, f64)>>>() {
+        match s.iter().map(|x| x.tenders).collect::<Option<Vec<(Times, Times)>>>() {
             Some(t) => {
+                let median = |v: Vec<f64>| Stat::of(&v).map_or(f64::NAN, |st| st.median);
                 let title = "Solo5 unikernel (`--spt`), spawn to exit (code 0), as in launch.solo5_hello";
                 out.push(
                     Figure::new(9, "launch.solo5_vs_hvt", title, Unit::Ms, ours_ms.clone())?
                         .vs(
                             "solo5-hvt (Solo5's own KVM monitor) on the .hvt build of the same test",
-                            t.iter().map(|(_, h)| *h).collect(),
+                            t.iter().map(|(_, h)| h.wall_ms).collect(),
                             RatioKind::Speedup,
                         )?
-                        .target_ratio(Bound::AtLeast(1.0), "launch faster than solo5-hvt"),
+                        .target_ratio(Bound::AtLeast(1.0), "launch faster than solo5-hvt")
+                        .detail("hvt_cpu_ms", median(t.iter().map(|(_, h)| h.cpu_ms).collect())),
                 );
-                out.push(Figure::new(9, "launch.solo5_vs_spt", title, Unit::Ms, ours_ms)?.vs(
-                    "solo5-spt (a seccomp-confined process, no VM) on the same unikernel",
-                    t.iter().map(|(p, _)| *p).collect(),
-                    RatioKind::Times,
-                )?);
+                out.push(
+                    Figure::new(9, "launch.solo5_vs_spt", title, Unit::Ms, ours_ms)?
+                        .vs(
+                            "solo5-spt (a seccomp-confined process, no VM) on the same unikernel",
+                            t.iter().map(|(p, _)| p.wall_ms).collect(),
+                            RatioKind::Times,
+                        )?
+                        .detail("spt_cpu_ms", median(t.iter().map(|(p, _)| p.cpu_ms).collect())),
+                );
             }
             None => out.push(
                 Figure::new(9, "launch.solo5_vs_hvt", "Solo5 unikernel (`--spt`)", Unit::Ms, ours_ms)?.note(note),
             ),
         }
+    }
+    if let Some(u) = s.iter().map(|x| x.spt_times).collect::<Option<Vec<Times>>>() {
+        let wall =
+            |v: &[Times]| Stat::of(&v.iter().map(|t| t.wall_ms).collect::<Vec<_>>()).map_or(f64::NAN, |st| st.median);
+        let floor: Vec<Times> = s.iter().map(|x| x.floor).collect();
+        out.push(
+            Figure::new(
+                9,
+                "launch.solo5_vs_floor",
+                "Solo5 unikernel (`--spt`), spawn to exit: CPU time of the `vmm` process (user + system, all \
+                 threads, from wait4)",
+                Unit::Ms,
+                u.iter().map(|t| t.cpu_ms).collect(),
+            )?
+            .vs(
+                "bare KVM launch (`vmm launch-floor`: the same binary; one VM, one 4 KiB slot, one vCPU in real \
+                 mode, run to one `out`)",
+                floor.iter().map(|t| t.cpu_ms).collect(),
+                RatioKind::Times,
+            )?
+            .target_ratio(Bound::AtMost(1.5), "launch within 1.5x the bare KVM launch (CPU time)")
+            .detail("wall_ms", wall(&u))
+            .detail("floor_wall_ms", wall(&floor)),
+        );
     }
     Ok(out)
 }

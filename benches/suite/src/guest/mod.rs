@@ -31,10 +31,12 @@
 //! | 12 | [`linux`] | Linux programs: system call, lazy write touch, busybox sort, VMM memory | bare exit; eager populate; the host; a small `--mem` |
 
 pub mod bare_exit;
+pub mod child_cpu;
 pub mod fault;
 pub mod host_read;
 pub mod hypercall;
 pub mod launch;
+pub mod launch_floor;
 pub mod linux;
 pub mod mmio;
 pub mod programs;

@@ -129,3 +129,15 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `vmm launch-floor` (hidden): the bare KVM launch item 9 times beside
+/// `vmm run`; exits 0 when the vCPU reached its port write.
+pub fn launch_floor() -> ExitCode {
+    match vmm_bench::guest::launch_floor::launch() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("vmm launch-floor: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
