@@ -31,6 +31,7 @@ mod solo5_block;
 mod solo5_command_line;
 mod solo5_load_checks;
 mod solo5_net;
+mod solo5_net_fd;
 mod solo5_personality;
 mod solo5_spt;
 mod vmm_raw_inputs;

@@ -23,14 +23,17 @@
 //!   [`tap`]), served by `read`/`write`, one frame each, and waited for
 //!   in the yield's `epoll_pwait`.
 //!
-//! Not supported yet: `solo5-spt`'s `--net:NAME=@FD` (a descriptor
-//! passed in), `--x-exec-heap` (refused: the heap is never executable
+//!   A tap may also be a descriptor the caller passed in
+//!   (`--net:NAME=@FD`, as for `solo5-spt`).
+//!
+//! Not supported yet: `--x-exec-heap` (refused: the heap is never executable
 //! here), and more than one vCPU (Solo5 has one).
 
 mod block;
 mod kind;
 mod layout;
 mod mac;
+mod memory;
 mod net;
 #[cfg(test)]
 mod net_tests;
