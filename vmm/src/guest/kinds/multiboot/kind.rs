@@ -19,6 +19,7 @@ use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platfo
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
 use crate::run::report::{self, RunReport};
+use crate::vstate::cpu_model::{CpuModelError, CpuSpec};
 use std::path::PathBuf;
 
 /// A multiboot kernel and what its boot loader passes it.
@@ -30,6 +31,9 @@ pub struct RawKernel {
     pub cmdline: String,
     /// Module files (`--initrd`, `--module`), in order.
     pub modules: Vec<PathBuf>,
+    /// The CPU model (`--cpu`, QEMU's `-cpu` syntax); `None`: the CPUID
+    /// KVM supports, unchanged.
+    pub cpu: Option<String>,
 }
 
 /// Option: the kernel file (chooses this kind).
@@ -40,6 +44,8 @@ pub const APPEND: &str = "append";
 pub const INITRD: &str = "initrd";
 /// Option: further modules.
 pub const MODULE: &str = "module";
+/// Option: the CPU model.
+pub const CPU: &str = "cpu";
 
 /// The registry's entry (`guest::registry`).
 pub struct Spec;
@@ -72,6 +78,14 @@ impl KindSpec for Spec {
                 "A file the kernel gets as its first multiboot module (kvm-unit-tests read their environment from it).",
             ),
             KindOption::new(MODULE, "FILE", "Further multiboot modules, after `--initrd`.").repeatable(),
+            KindOption::new(
+                CPU,
+                "MODEL[,+FEAT|-FEAT|vendor=V...]",
+                "The guest's CPUID, in QEMU's `-cpu` syntax: `host`, `max` or a named model (qemu64, kvm64, \
+                 Opteron_G1, IvyBridge, Skylake-Server...), features on (`+x2apic`) or off (`-pcid`), `vendor=`. \
+                 Anything KVM cannot give, or that is not followed, is an error.",
+            )
+            .hyphen_values(),
         ];
         OPTIONS
     }
@@ -82,7 +96,12 @@ impl KindSpec for Spec {
             return Err(KindError::Invalid("a multiboot guest needs --kernel FILE".into()));
         };
         let modules = args.values(INITRD).iter().chain(args.values(MODULE)).map(PathBuf::from).collect();
-        let spec = RawKernel { kernel: kernel.into(), cmdline: args.value(APPEND).unwrap_or_default().into(), modules };
+        let spec = RawKernel {
+            kernel: kernel.into(),
+            cmdline: args.value(APPEND).unwrap_or_default().into(),
+            modules,
+            cpu: args.value(CPU).map(String::from),
+        };
         Ok(std::sync::Arc::new(Multiboot::open(&spec, launch.cfg.mem_size)?))
     }
 }
@@ -94,6 +113,7 @@ pub struct Multiboot {
     spec: RawKernel,
     kernel: Vec<u8>,
     modules: Vec<Module>,
+    cpu: Option<CpuSpec>,
 }
 
 impl Multiboot {
@@ -116,7 +136,8 @@ impl Multiboot {
             .map(|p| Module::open(p).map_err(|e| err(e.into())))
             .collect::<Result<Vec<_>, KindError>>()?;
         load::plan(&spec.kernel, &kernel, &spec.cmdline, &modules, ram).map_err(err)?;
-        Ok(Multiboot { spec: spec.clone(), kernel, modules })
+        let cpu = spec.cpu.as_deref().map(|c| CpuSpec::parse(c).map_err(|e| cpu_error(c, e))).transpose()?;
+        Ok(Multiboot { spec: spec.clone(), kernel, modules, cpu })
     }
 }
 
@@ -138,6 +159,9 @@ impl GuestKind for Multiboot {
     }
 
     fn add_devices(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
+        if let (Some(cpu), Some(text)) = (&self.cpu, &self.spec.cpu) {
+            cpu.apply(ctx.vm.cpuid_mut().as_mut_slice()).map_err(|e| cpu_error(text, e))?;
+        }
         let info = FwCfgInfo {
             ram_size: ctx.cfg.mem_size,
             cpus: u16::from(ctx.cfg.vcpus),
@@ -160,6 +184,16 @@ impl GuestKind for Multiboot {
         report::build(self.name(), end.outcome, end.records, &[], None, end.exits)
     }
 }
+
+/// The error for a `--cpu` value that cannot be followed; it starts with
+/// [`CPU_NOT_FOLLOWED`].
+fn cpu_error(text: &str, e: CpuModelError) -> KindError {
+    KindError::Invalid(format!("{CPU_NOT_FOLLOWED} {text}: {e}"))
+}
+
+/// How the error of a `--cpu` value that cannot be followed starts (a
+/// runner that passes QEMU's `-cpu` turns it into a skip).
+pub const CPU_NOT_FOLLOWED: &str = "cannot follow -cpu";
 
 /// The `pc-testdev` ports, interrupt lines (each an irqfd) and memory.
 fn add_testdev(ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {

@@ -10,6 +10,6 @@ pub mod load;
 pub mod module;
 
 pub use header::{MultibootError, BOOT_MAGIC};
-pub use kind::{Multiboot, RawKernel, Spec, APPEND, INITRD, KERNEL, MODULE, SPEC};
+pub use kind::{Multiboot, RawKernel, Spec, APPEND, CPU, CPU_NOT_FOLLOWED, INITRD, KERNEL, MODULE, SPEC};
 pub use load::{load, plan, read_file, read_file_for, Loaded, Plan, RawLoadError};
 pub use module::{Module, ModuleError, MAX_FILE};
