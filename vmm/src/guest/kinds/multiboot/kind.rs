@@ -8,17 +8,21 @@
 use std::sync::{Arc, Mutex};
 
 use devices::legacy::{
-    FwCfg, FwCfgInfo, TestdevIomem, TestdevIrqs, TestdevPorts, FW_CFG_PORT, FW_CFG_PORT_LEN, TESTDEV_IOMEM,
-    TESTDEV_IOMEM_LEN, TESTDEV_IRQ_LINES, TESTDEV_IRQ_PORT, TESTDEV_PORT, TESTDEV_PORT_LEN,
+    AcpiPm, FwCfg, FwCfgInfo, Rtc, SleepLatch, TestdevIomem, TestdevIrqs, TestdevPorts, FW_CFG_PORT, FW_CFG_PORT_LEN,
+    PM_BASE, PM_LEN, RTC_PORT, RTC_PORT_LEN, TESTDEV_IOMEM, TESTDEV_IOMEM_LEN, TESTDEV_IRQ_LINES, TESTDEV_IRQ_PORT,
+    TESTDEV_PORT, TESTDEV_PORT_LEN,
 };
 
+use super::acpi;
 use super::header::BOOT_MAGIC;
 use super::load::{self, read_file_for};
 use super::module::Module;
+use super::sleep::PcSleep;
 use crate::guest::kind::{DeviceCtx, Entry, GuestKind, KindError, LoadCtx, Platform, RunEnd, SharedKind};
 use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
 use crate::run::report::{self, RunReport};
+use crate::seccomp::{Call, Row, ThreadKind};
 use crate::vstate::cpu_model::{CpuModelError, CpuSpec};
 use std::path::PathBuf;
 
@@ -151,6 +155,8 @@ impl GuestKind for Multiboot {
     }
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
+        // First, so that a kernel placed over them wins.
+        acpi::write(ctx.mem).map_err(KindError::Setup)?;
         let l =
             load::load(&self.spec.kernel, &self.kernel, &self.spec.cmdline, &self.modules, ctx.mem, ctx.cfg.mem_size)
                 .map_err(|e| KindError::Invalid(e.to_string()))?;
@@ -173,11 +179,16 @@ impl GuestKind for Multiboot {
             .insert(fw_cfg, u64::from(FW_CFG_PORT), FW_CFG_PORT_LEN)
             .map_err(|e| KindError::Device(e.to_string()))?;
         add_testdev(ctx)?;
+        add_acpi_devices(ctx)?;
         // What SeaBIOS leaves: the PICs initialized at vectors 0x08/0x70.
         // IRQ 0 stays masked (the PIT's reset one-shot would reach a
         // vector nobody installed); the rest are the test device's lines.
         ctx.vm.pic_bios_handoff(0xfffe)?;
         Ok(())
+    }
+
+    fn seccomp_rows(&self) -> &'static [Row] {
+        SECCOMP_ROWS
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {
@@ -194,6 +205,25 @@ fn cpu_error(text: &str, e: CpuModelError) -> KindError {
 /// How the error of a `--cpu` value that cannot be followed starts (a
 /// runner that passes QEMU's `-cpu` turns it into a skip).
 pub const CPU_NOT_FOLLOWED: &str = "cannot follow -cpu";
+
+/// What a raw kernel's vCPU threads call beyond every run's allow-list.
+const SECCOMP_ROWS: &[Row] = &[Row {
+    thread: ThreadKind::Vcpu,
+    call: Call::Ioctl(crate::seccomp::rules::kvm_set_sregs, "KVM_SET_SREGS"),
+    why: "S3 resume restarts the vCPU in real mode at the FACS waking vector",
+}];
+
+/// The RTC and the ACPI PM registers, and the sleep and wake they make.
+fn add_acpi_devices(ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
+    let dev = |e: devices::BusError| KindError::Device(e.to_string());
+    let latch = Arc::new(SleepLatch::default());
+    let pm = Arc::new(Mutex::new(AcpiPm::new(latch.clone())));
+    let rtc = Arc::new(Mutex::new(Rtc::default()));
+    ctx.buses.pio.insert(rtc.clone(), u64::from(RTC_PORT), RTC_PORT_LEN).map_err(dev)?;
+    ctx.buses.pio.insert(pm.clone(), u64::from(PM_BASE), PM_LEN).map_err(dev)?;
+    *ctx.sleeper = Some(Arc::new(PcSleep { latch, pm, rtc }));
+    Ok(())
+}
 
 /// The `pc-testdev` ports, interrupt lines (each an irqfd) and memory.
 fn add_testdev(ctx: &mut DeviceCtx<'_>) -> Result<(), KindError> {
