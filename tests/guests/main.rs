@@ -34,6 +34,7 @@ mod solo5_net;
 mod solo5_net_fd;
 mod solo5_personality;
 mod solo5_spt;
+mod vmm_raw_cpu_model;
 mod vmm_raw_inputs;
 mod vmm_raw_kernel;
 mod vmm_raw_unbacked;

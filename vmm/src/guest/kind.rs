@@ -134,6 +134,23 @@ pub struct DeviceCtx<'a> {
     pub windows: &'a [HostWindow],
     /// The guest console.
     pub console: &'a ConsoleOut,
+    /// Where a kind whose machine can sleep puts its [`Sleeper`].
+    pub sleeper: &'a mut Option<Arc<dyn Sleeper>>,
+}
+
+/// A machine that can sleep (ACPI S3) and wake through its firmware's
+/// waking vector. A kind that gives one in [`DeviceCtx::sleeper`] is asked
+/// after every device access whether the guest went to sleep; the vCPU
+/// that asked then waits for the wake and resumes in real mode.
+pub trait Sleeper: Send + Sync + std::fmt::Debug {
+    /// Whether the guest asked to enter S3 since the last call (clears it).
+    fn take_request(&self) -> bool;
+    /// How long from now until a wake source fires (`None`: none is
+    /// armed, the machine sleeps until the run ends).
+    fn wake_in(&self) -> Option<std::time::Duration>;
+    /// The machine wakes: the status a wake leaves is set, and the answer
+    /// is the real-mode address (below 1 MiB) to resume at.
+    fn wake(&self, mem: &GuestMem) -> Result<u32, String>;
 }
 
 /// How a run ended, for [`GuestKind::finish`].

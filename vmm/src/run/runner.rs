@@ -174,6 +174,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let bar_cfg = kind.bars(cfg);
     let mut devs = devices(&bar_cfg, &mut vm, &console)?;
     devs.buses.kernel_ports = platform == Platform::Hosted;
+    let mut sleeper = None;
     kind.add_devices(&mut DeviceCtx {
         cfg,
         mem: &mem,
@@ -181,6 +182,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         vm: &mut vm,
         windows: &devs.windows.0,
         console: &console,
+        sleeper: &mut sleeper,
     })?;
 
     // vCPUs: configure all before starting any.
@@ -271,6 +273,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
+        sleeper,
         stub,
         console: console.clone(),
         mem: mem.clone(),

@@ -2,6 +2,7 @@
 //! (register setup, `KVM_RUN`, kicks).
 
 pub mod backend;
+pub mod cpu_model;
 pub mod internal_error;
 pub mod kick;
 pub mod page_walk;
