@@ -18,9 +18,10 @@
 //!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
 //!   every page in as a read or write would and report what failed.
 //! - `MADV_NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`,
-//!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP` set or clear VMA
-//!   flags (split and re-merged as mprotect does); nothing here reads
-//!   them but a fork or a core dump would.
+//!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP`, `HUGEPAGE`/
+//!   `NOHUGEPAGE` set or clear VMA flags (split and re-merged as mprotect
+//!   does); a fork, a core dump and the transparent huge page policy
+//!   (`thp.rs`) read them.
 //! - `MADV_COLD` and `MADV_PAGEOUT` are accepted and do nothing (nothing
 //!   is reclaimed in this mapper).
 //!
@@ -60,6 +61,10 @@ pub enum Advice {
     DontFork,
     /// `MADV_DOFORK` (11): clears `VM_DONTCOPY`.
     DoFork,
+    /// `MADV_HUGEPAGE` (14): sets `VM_HUGEPAGE`, clears `VM_NOHUGEPAGE`.
+    HugePage,
+    /// `MADV_NOHUGEPAGE` (15): sets `VM_NOHUGEPAGE`, clears `VM_HUGEPAGE`.
+    NoHugePage,
     /// `MADV_DONTDUMP` (16): sets `VM_DONTDUMP`.
     DontDump,
     /// `MADV_DODUMP` (17): clears `VM_DONTDUMP`.
@@ -100,6 +105,8 @@ impl Advice {
             9 => Advice::Remove,
             10 => Advice::DontFork,
             11 => Advice::DoFork,
+            14 => Advice::HugePage,
+            15 => Advice::NoHugePage,
             16 => Advice::DontDump,
             17 => Advice::DoDump,
             18 => Advice::WipeOnFork,
@@ -125,6 +132,8 @@ impl Advice {
             Advice::Remove => 9,
             Advice::DontFork => 10,
             Advice::DoFork => 11,
+            Advice::HugePage => 14,
+            Advice::NoHugePage => 15,
             Advice::DontDump => 16,
             Advice::DoDump => 17,
             Advice::WipeOnFork => 18,
@@ -282,6 +291,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             Advice::DoFork => self.modify_flags(s, e, |f| f - VmFlags::DONTCOPY),
             Advice::WipeOnFork => self.modify_flags(s, e, |f| f | VmFlags::WIPEONFORK),
             Advice::KeepOnFork => self.modify_flags(s, e, |f| f - VmFlags::WIPEONFORK),
+            Advice::HugePage => self.modify_flags(s, e, |f| (f - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE),
+            Advice::NoHugePage => self.modify_flags(s, e, |f| (f - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE),
             Advice::DontDump => self.modify_flags(s, e, |f| f | VmFlags::DONTDUMP),
             Advice::DoDump => self.modify_flags(s, e, |f| f - VmFlags::DONTDUMP),
             Advice::PopulateRead | Advice::PopulateWrite => {
