@@ -101,9 +101,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             return Ok(Faulted { kind: FaultKind::Spurious, around: 0, flush: FlushSet::default() });
         }
         if access.write && present.is_some_and(|t| t.size == PageSize::Size2M) && self.unshare_huge(va)? {
-            // A THP a fork shared, now PTE-mapped: the 4 KiB page written
-            // is copied or reused below.
-            log::trace!("split a fork-shared THP for a write at {page:#x}");
+            // A THP a fork shared (or the huge zero page), now PTE-mapped:
+            // the 4 KiB page written is copied or reused below.
+            log::trace!("split a shared THP for a write at {page:#x}");
         }
         if let Some(t) = present.filter(|_| self.pt.is_fork_shared(va)) {
             return self.fault_fork_shared(&vma, va, t.pfn);
@@ -128,7 +128,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let flush = self.copy_on_write(&vma, ops.as_ref(), va, pgoff, t.pfn)?;
             return Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush });
         }
-        if access.write && self.fault_thp(&vma, page)? {
+        let placed = if access.write { self.fault_thp(&vma, page)? } else { self.fault_huge_zero(&vma, page)? };
+        if placed {
             return Ok(Faulted { kind: FaultKind::Mapped, around: 0, flush: FlushSet::default() });
         }
         let info = FaultInfo { addr: va, pgoff, access, cow_from: None };

@@ -16,13 +16,18 @@
 //! (PTE-mapped). When no block is free the fault falls back to a smaller
 //! size, then to the usual 4 KiB page.
 //!
-//! A read fault maps the shared 4 KiB zero page as before (no huge zero
-//! page). Not done: `khugepaged` and `MADV_COLLAPSE` (nothing ever
+//! A read fault in a slot where a 2 MiB THP is allowed maps the huge
+//! zero page (one zeroed 2 MiB block the policy holds for every space of
+//! the guest, mapped read-only and copy-on-write by one leaf) when
+//! `use_zero_page` is on, as Linux does; a write to it splits the leaf
+//! (512 copy-on-write zero pieces) and copies the one page written, as
+//! Linux 6.12 falls back for a huge zero PMD. Elsewhere a read maps the
+//! shared 4 KiB zero page. Not done: `khugepaged` and `MADV_COLLAPSE` (nothing ever
 //! collapses PTE-mapped pages back into a 2 MiB leaf), shared anonymous
 //! and file THPs, and the `defrag` setting (allocation never waits).
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use vm_memory::GuestMemoryBackend;
 
@@ -31,6 +36,7 @@ use crate::action::PageArray;
 use crate::addr::{GuestVirtAddr, PageSize, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::VmFlags;
+use crate::frames::{Frames, PoolPages};
 use crate::vma::Vma;
 
 /// The order of a 2 MiB (PMD-mapped) THP.
@@ -147,6 +153,11 @@ struct ThpSettings {
     enabled: AtomicU8,
     /// Per order `0..=THP_PMD_ORDER`; only `THP_MIN_ORDER..` are used.
     sizes: [AtomicU8; THP_PMD_ORDER as usize + 1],
+    /// `use_zero_page`.
+    use_zero_page: AtomicBool,
+    /// The huge zero page, allocated on first use and kept while any
+    /// space holds the policy.
+    huge_zero: OnceLock<PoolPages>,
 }
 
 /// The THP policy: a handle every address space of one guest shares
@@ -170,7 +181,42 @@ impl ThpPolicy {
             let m = if o as u32 == THP_PMD_ORDER { ThpSizeMode::Inherit } else { ThpSizeMode::Never };
             AtomicU8::new(m.code())
         });
-        ThpPolicy(Arc::new(ThpSettings { enabled: AtomicU8::new(mode.code()), sizes }))
+        ThpPolicy(Arc::new(ThpSettings {
+            enabled: AtomicU8::new(mode.code()),
+            sizes,
+            use_zero_page: AtomicBool::new(true),
+            huge_zero: OnceLock::new(),
+        }))
+    }
+
+    /// Do read faults map the huge zero page (`use_zero_page`, on by
+    /// default)?
+    pub fn use_zero_page(&self) -> bool {
+        self.0.use_zero_page.load(Ordering::Relaxed)
+    }
+
+    /// Sets `use_zero_page`.
+    pub fn set_use_zero_page(&self, on: bool) {
+        self.0.use_zero_page.store(on, Ordering::Relaxed);
+    }
+
+    /// The first frame of the huge zero page, allocating (and zeroing) it
+    /// from `frames` on first use. Every space sharing this policy must
+    /// share `frames`' pool (siblings and forks do).
+    fn huge_zero<M: vm_memory::GuestMemory>(&self, frames: &Frames, mem: &M) -> Result<crate::addr::Pfn, MmError> {
+        if let Some(z) = self.0.huge_zero.get() {
+            return z.pfns().first().copied().ok_or(MmError::OutOfMemory("contiguous pool pages"));
+        }
+        let block = frames.alloc_block(1 << THP_PMD_ORDER)?;
+        block.zero(mem)?;
+        // A racing initialiser wins; this block then goes back.
+        let z = self.0.huge_zero.get_or_init(|| block);
+        z.pfns().first().copied().ok_or(MmError::OutOfMemory("contiguous pool pages"))
+    }
+
+    /// Is `pfn` a frame of the huge zero page?
+    pub fn is_huge_zero(&self, pfn: crate::addr::Pfn) -> bool {
+        self.0.huge_zero.get().and_then(|z| z.pfns().first()).is_some_and(|f| (f.0..f.0 + 512).contains(&pfn.0))
     }
 
     /// The top-level mode.
@@ -310,18 +356,58 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         Ok(false)
     }
 
-    /// A write to a 2 MiB THP leaf a fork shared: splits it (PTE-maps
-    /// it; the pieces keep the fork-shared mark), so the write fault
-    /// copies or reuses the one 4 KiB page written, as Linux does since
-    /// 5.8. `true` when it split a leaf.
+    /// The read fault's huge zero page: maps it read-only and
+    /// copy-on-write by one 2 MiB leaf over the empty slot holding `page`
+    /// when the policy allows a 2 MiB THP there and `use_zero_page` is
+    /// on. `Ok(false)`: nothing mapped, the caller maps the 4 KiB zero
+    /// page.
+    pub(super) fn fault_huge_zero(&mut self, vma: &Vma, page: u64) -> Result<bool, MmError> {
+        if !vma_may_hold_thp(vma) || !self.thp.use_zero_page() {
+            return Ok(false);
+        }
+        if self.thp.allowed_orders(vma.flags()) & (1 << THP_PMD_ORDER) == 0 {
+            return Ok(false);
+        }
+        let m2 = PageSize::Size2M.bytes();
+        let base = page & !(m2 - 1);
+        if base < vma.start().raw() || base.saturating_add(m2) > vma.end() {
+            return Ok(false);
+        }
+        let va = GuestVirtAddr::try_new(base)?;
+        if !self.pt.huge_slot_is_empty(va) {
+            return Ok(false);
+        }
+        let Ok(zero) = self.thp.huge_zero(&self.frames, self.pt.memory()) else { return Ok(false) };
+        let mut prot = vma.page_prot();
+        prot.writable = false;
+        self.pt.map_range(va, zero.addr(), m2, prot, PageSize::Size2M)?;
+        if let Err(e) = self.pt.set_copy_on_write(va) {
+            // Read-only and never written: nothing to flush.
+            self.pt.unmap_range(va, m2)?.flush.ignore();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// A write to a 2 MiB leaf of a THP-capable VMA that is not writable
+    /// because it is shared: a THP a fork shared, or the huge zero page.
+    /// Splits it (PTE-maps it; the pieces keep the fork-shared or
+    /// copy-on-write mark), so the write fault copies or reuses the one
+    /// 4 KiB page written, as Linux does since 5.8. `true` when it split
+    /// a leaf.
     pub(super) fn unshare_huge(&mut self, va: GuestVirtAddr) -> Result<bool, MmError> {
-        if !self.pt.is_fork_shared_huge(va) {
+        if !self.vmas.find(va.raw()).is_some_and(vma_may_hold_thp) {
+            return Ok(false);
+        }
+        let shared = self.pt.is_fork_shared_huge(va)
+            || (self.pt.is_copy_on_write(va) && self.pt.translate(va).is_some_and(|t| t.size == PageSize::Size2M));
+        if !shared {
             return Ok(false);
         }
         Ok(self.pt.split_huge(va)?.is_some())
     }
 
-    /// Splits the THP leaf a VMA boundary at `addr` cuts (Linux's
+    /// Splits the THP (or huge zero) leaf a VMA boundary at `addr` cuts (Linux's
     /// `vma_adjust_trans_huge`), so no 2 MiB leaf spans two VMAs. Best
     /// effort: without a table page the leaf stays (fork splits such a
     /// leaf again before sharing anything).
@@ -334,10 +420,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if !self.vmas.find(addr).is_some_and(vma_may_hold_thp) {
             return;
         }
-        if self.pt.translate(va).is_none_or(|t| t.size != PageSize::Size2M) {
-            return;
-        }
-        if self.page_pins.frame_at(addr & !(m2 - 1)).is_none() {
+        let Some(t) = self.pt.translate(va).filter(|t| t.size == PageSize::Size2M) else { return };
+        if self.page_pins.frame_at(addr & !(m2 - 1)).is_none() && !self.thp.is_huge_zero(t.pfn) {
             return;
         }
         if let Err(e) = self.pt.split_huge(va) {

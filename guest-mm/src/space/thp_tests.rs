@@ -128,10 +128,13 @@ fn no_huge_leaf_where_the_vma_or_the_slot_does_not_allow_one() {
     map(&mut s, &zero, a, M2 - P);
     write_tag(&mut s, va(a), 1);
     assert_eq!(sizes(&s, a, M2), vec![PageSize::Size4K]);
-    // A slot with a page already mapped (a read's zero page).
+    // A slot with a page already mapped (a read's zero page, no huge
+    // zero page).
     let b = WINDOW.0 + 3 * M2;
     map(&mut s, &zero, b, M2);
+    s.thp_policy().set_use_zero_page(false);
     s.fault(va(b + 9 * P), FaultAccess::READ).unwrap().flush.ignore();
+    s.thp_policy().set_use_zero_page(true);
     write_tag(&mut s, va(b), 2);
     assert_eq!(sizes(&s, b, M2), vec![PageSize::Size4K, PageSize::Size4K]);
     // Shared anonymous memory is not eligible.
@@ -325,5 +328,40 @@ fn a_forced_write_in_a_read_only_vma_places_a_read_only_huge_page() {
     let mut b = [0u8];
     s.read_forced(va(a), &mut b).unwrap().flush.ignore();
     assert_eq!(b, [7]);
+    finish(s, zero, start);
+}
+
+#[test]
+fn a_read_maps_the_huge_zero_page_and_a_write_copies_one_page_of_it() {
+    let (mut s, zero) = thp_space(ThpMode::Always);
+    let start = s.frames().pool_free();
+    let (a, b) = (WINDOW.0 + M2, WINDOW.0 + 3 * M2);
+    map(&mut s, &zero, a, M2);
+    map(&mut s, &zero, b, M2);
+    s.fault(va(a + 3 * P), FaultAccess::READ).unwrap().flush.ignore();
+    s.fault(va(b), FaultAccess::READ).unwrap().flush.ignore();
+    let (ta, tb) = (s.translate(va(a)).unwrap(), s.translate(va(b + M2 - P)).unwrap());
+    assert_eq!((ta.size, tb.size), (PageSize::Size2M, PageSize::Size2M));
+    assert_eq!(ta.phys.0 + M2 - P, tb.phys.0, "one huge zero page for both");
+    assert!(!ta.prot.writable && s.thp_policy().is_huge_zero(ta.pfn));
+    assert!(!s.is_pmd_thp(s.find_vma(va(a)).unwrap(), va(a)), "not an anonymous THP");
+    assert_eq!(s.frames().pool_free(), start - 512, "allocated once");
+    // A write splits the leaf and copies the page written only.
+    write_tag(&mut s, va(a + 7 * P), 70);
+    assert_eq!(sizes(&s, a, M2).len(), 512);
+    assert_eq!(s.frames().pool_free(), start - 512 - 1);
+    assert_eq!(read_tag(&s, va(a + 8 * P)), Some(0));
+    assert_eq!(read_tag(&s, va(b + 7 * P)), Some(0), "the zero page stays zero");
+    // A forced write to the other one copies too.
+    s.write_forced(va(b + 5 * P), &[1, 2, 3]).unwrap().flush.ignore();
+    assert_eq!(read_tag(&s, va(a + 5 * P)), Some(0));
+    assert_eq!(read_tag(&s, va(b + 5 * P)), Some(0x030201));
+    // A child shares it, read-only.
+    let mut child = s.fork().unwrap().child;
+    assert_eq!(read_tag(&child, va(b + 6 * P)), Some(0));
+    write_tag(&mut child, va(b + 6 * P), 5);
+    assert_eq!(read_tag(&s, va(b + 6 * P)), Some(0));
+    assert_sound(&child);
+    child.exit().ignore();
     finish(s, zero, start);
 }
