@@ -22,6 +22,8 @@
 //!   `NOHUGEPAGE` set or clear VMA flags (split and re-merged as mprotect
 //!   does); a fork, a core dump and the transparent huge page policy
 //!   (`thp.rs`) read them.
+//! - `MADV_COLLAPSE` makes 2 MiB transparent huge pages of the range's
+//!   private anonymous pages now (`collapse.rs`).
 //! - `MADV_COLD` and `MADV_PAGEOUT` are accepted and do nothing (nothing
 //!   is reclaimed in this mapper).
 //!
@@ -85,6 +87,9 @@ pub enum Advice {
     /// `MADV_DONTNEED_LOCKED` (24): `MADV_DONTNEED` that also drops the
     /// pages of locked VMAs.
     DontNeedLocked,
+    /// `MADV_COLLAPSE` (25): make transparent huge pages of the range now
+    /// (`collapse.rs`).
+    Collapse,
 }
 
 impl Advice {
@@ -116,6 +121,7 @@ impl Advice {
             22 => Advice::PopulateRead,
             23 => Advice::PopulateWrite,
             24 => Advice::DontNeedLocked,
+            25 => Advice::Collapse,
             _ => return Err(MmError::Invalid("unknown or unsupported madvise advice")),
         })
     }
@@ -143,6 +149,7 @@ impl Advice {
             Advice::PopulateRead => 22,
             Advice::PopulateWrite => 23,
             Advice::DontNeedLocked => 24,
+            Advice::Collapse => 25,
         }
     }
 }
@@ -295,6 +302,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             Advice::NoHugePage => self.modify_flags(s, e, |f| (f - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE),
             Advice::DontDump => self.modify_flags(s, e, |f| f | VmFlags::DONTDUMP),
             Advice::DoDump => self.modify_flags(s, e, |f| f - VmFlags::DONTDUMP),
+            Advice::Collapse => self.madvise_collapse(s, e, flush),
             Advice::PopulateRead | Advice::PopulateWrite => {
                 Err(MmError::Invalid("MADV_POPULATE_* is not a per-VMA advice"))
             }

@@ -35,6 +35,9 @@ mod bounds_tests;
 mod brk;
 #[cfg(test)]
 mod brk_tests;
+mod collapse;
+#[cfg(test)]
+mod collapse_tests;
 mod compat;
 mod fault;
 mod fork;

@@ -3,7 +3,7 @@
 //! three 2 MiB slots, under a THP policy that changes at run time, and
 //! random sequences of write, read, munmap, mmap, mprotect, mremap (a
 //! move), `MADV_DONTNEED`, `MADV_HUGEPAGE`/`NOHUGEPAGE`, `MADV_DONTFORK`/
-//! `DOFORK`, fork and exit. Addresses are drawn near the slots' edges and
+//! `DOFORK`, `MADV_COLLAPSE`, fork and exit. Addresses are drawn near the slots' edges and
 //! middles, where splits happen.
 //!
 //! The model is, per process, the tag last written to each mapped page
@@ -171,6 +171,24 @@ impl World {
                         _ => {}
                     }
                 }
+                if advice == Advice::Collapse {
+                    // Content never changes (checked after the step); a
+                    // success leaves every slot of the range that one VMA
+                    // holds one 2 MiB leaf.
+                    assert!(matches!(r, Ok(()) | Err(errno::EINVAL) | Err(errno::ENOMEM)), "{op:?}: {r:?}");
+                    if r.is_ok() {
+                        let (s, e) = (addr(page), addr(page + pages));
+                        let mut slot = s.div_ceil(2 << 20) * (2 << 20);
+                        while slot + (2 << 20) <= e {
+                            // Collapsed per VMA: only slots one VMA holds.
+                            let one = p.s.find_vma(va(slot)).is_some_and(|v| v.end() >= slot + (2 << 20));
+                            let t = p.s.translate(va(slot)).map(|t| t.size);
+                            assert!(!one || t == Some(PageSize::Size2M), "{op:?}: slot {slot:#x}: {t:?}");
+                            slot += 2 << 20;
+                        }
+                    }
+                    return;
+                }
                 assert_eq!(r, if covered { Ok(()) } else { Err(errno::ENOMEM) }, "{op:?}");
             }
             Op::Move { proc, page, pages, to } => {
@@ -254,6 +272,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Advice::NoHugePage),
         1 => Just(Advice::DontFork),
         1 => Just(Advice::DoFork),
+        2 => Just(Advice::Collapse),
     ];
     let mode = prop_oneof![Just(ThpMode::Always), Just(ThpMode::Madvise), Just(ThpMode::Never)];
     prop_oneof![
@@ -306,6 +325,8 @@ fn a_fixed_sequence_with_two_generations_of_shared_huge_pages() {
         Op::Exit { proc: 1 },
         Op::Write { proc: 0, page: 4 },
         Op::Unmap { proc: 0, page: 1, pages: 510 },
+        Op::Advise { proc: 0, page: SLOT, pages: 2 * SLOT, advice: Advice::Collapse },
+        Op::Write { proc: 0, page: 2 * SLOT + 9 },
     ];
     for op in &seq {
         w.apply(op);
