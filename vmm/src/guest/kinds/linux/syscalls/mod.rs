@@ -18,6 +18,7 @@ mod iov;
 mod ipc;
 mod itimer;
 mod mm;
+mod numa;
 mod pipes;
 mod poll;
 mod prctl;

@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
+use super::{io, ipc, itimer, mm, numa, pipes, poll, prctl, process, procs, sockets, time, uffd};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -33,7 +33,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 25, name: "mremap", status: Supported, note: "MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP", handler: Some(mm::mremap) },
     Entry { nr: 26, name: "msync", status: Supported, note: "all memory is resident: checks the range only", handler: Some(mm::msync) },
     Entry { nr: 27, name: "mincore", status: Supported, note: "", handler: Some(mm::mincore) },
-    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes", handler: Some(mm::madvise) },
+    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes; HUGEPAGE, NOHUGEPAGE and COLLAPSE for transparent huge pages (private anonymous memory)", handler: Some(mm::madvise) },
     Entry { nr: 29, name: "shmget", status: Partial, note: "one IPC namespace per process; SHM_HUGETLB takes 2 MiB pages from the --hugepages pool (SHM_HUGE_1GB ENOMEM)", handler: Some(ipc::shmget) },
     Entry { nr: 30, name: "shmat", status: Supported, note: "", handler: Some(ipc::shmat) },
     Entry { nr: 31, name: "shmctl", status: Supported, note: "SHM_LOCK only marks the segment (nothing swaps)", handler: Some(ipc::shmctl) },
@@ -113,6 +113,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "", handler: Some(time::clock_nanosleep) },
     Entry { nr: 231, name: "exit_group", status: Supported, note: "", handler: Some(process::exit_group) },
     Entry { nr: 234, name: "tgkill", status: Partial, note: "as kill", handler: Some(process::tgkill) },
+    Entry { nr: 237, name: "mbind", status: Partial, note: "one NUMA node: the mode, node mask, flags and range are checked as Linux does (EFAULT for a hole); pages are already on node 0, so nothing migrates; the policy is not kept", handler: Some(numa::mbind) },
     Entry { nr: 257, name: "openat", status: Supported, note: "as open", handler: Some(io::openat) },
     Entry { nr: 258, name: "mkdirat", status: Supported, note: "", handler: Some(io::mkdirat) },
     Entry { nr: 260, name: "fchownat", status: Partial, note: "as chown", handler: Some(io::fchownat) },
