@@ -68,6 +68,16 @@ impl Leaf {
     pub fn is_writable(&self) -> bool {
         self.raw & super::entry::RW != 0
     }
+
+    /// A leaf a fork shared (copy-on-write in both spaces).
+    pub fn is_fork_shared(&self) -> bool {
+        self.raw & super::entry::FORKED != 0
+    }
+
+    /// The first frame the leaf maps.
+    pub fn frame(&self) -> crate::addr::Pfn {
+        crate::addr::Pfn(super::entry::leaf_addr(self.raw, self.size) >> crate::addr::PAGE_SHIFT)
+    }
 }
 
 /// Collects the leaves of `[va, end)` below `table` (at `level`).

@@ -21,6 +21,7 @@ pub mod stack;
 pub mod syscalls;
 pub mod sysv_shm;
 pub mod tasks;
+mod thp_sysfs;
 pub mod userfaultfd;
 
 pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};

@@ -171,7 +171,11 @@ fn render(name: &str, space: &guest_mm::AddressSpace<crate::memory::GuestMem>, v
         return procfs::hugepages_file(file, h.total, h.free, h.reserved).unwrap_or_default();
     }
     match name {
-        "/proc/meminfo" => procfs::meminfo(&procfs::MemInfo { shmem: view.shmem, ..mem_info(space, h) }),
+        "/proc/meminfo" => procfs::meminfo(&procfs::MemInfo {
+            shmem: view.shmem,
+            anon_huge: procfs::MemStats::of_process(&pv).anon_huge,
+            ..mem_info(space, h)
+        }),
         "/proc/sys/vm/nr_hugepages" => format!("{}\n", h.total).into_bytes(),
         "/proc/self/maps" => procfs::maps(&pv),
         "/proc/self/smaps" => procfs::smaps(&pv),

@@ -186,6 +186,8 @@ pub struct Linux {
     /// A wait nothing could end, which ended the run (what it was).
     pub(super) blocked_forever: Mutex<Option<String>>,
     pub(super) uffds: super::userfaultfd::Uffds,
+    /// The THP settings only sysfs keeps (`thp_sysfs.rs`).
+    pub(super) thp_knobs: Mutex<super::thp_sysfs::ThpKnobs>,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -297,6 +299,7 @@ impl Linux {
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
         super::sysv_shm::procfs::register(&mut vfs).map_err(setup)?;
+        super::thp_sysfs::register(&mut vfs).map_err(setup)?;
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
@@ -312,6 +315,7 @@ impl Linux {
             blocked_forever: Mutex::new(None),
             uffds: Default::default(),
             hugepages: Default::default(),
+            thp_knobs: Default::default(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
             path: p.name,
@@ -518,6 +522,10 @@ impl Linux {
                 super::proc_mem::read(self, hv, vcpu, at, len)?
             }
             t if super::sysv_shm::procfs::is_ours(t) => super::sysv_shm::procfs::read(t, &self.shm_table(), at, len)?,
+            t if super::thp_sysfs::is_ours(t) => {
+                let knobs = self.thp_knobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                super::thp_sysfs::read(t, hv.mapper().space().thp_policy(), &knobs, at, len)?
+            }
             // A userfaultfd has no events to read (none is ever queued).
             t if super::userfaultfd::tag_of(super::fs::Special::Tag(t)).is_some() => return Err(libc::EAGAIN),
             _ => return Err(libc::EINVAL),

@@ -52,6 +52,8 @@ pub struct MemStats {
     pub locked: u64,
     /// `Private_Hugetlb`.
     pub private_hugetlb: u64,
+    /// `AnonHugePages`: anonymous THPs mapped by a 2 MiB leaf.
+    pub anon_huge: u64,
 }
 
 impl MemStats {
@@ -66,6 +68,7 @@ impl MemStats {
         self.pss_shmem += other.pss_shmem;
         self.locked += other.locked;
         self.private_hugetlb += other.private_hugetlb;
+        self.anon_huge += other.anon_huge;
     }
 
     /// The counters of `region`, walking the tables under it.
@@ -108,6 +111,9 @@ impl MemStats {
             }
             if locked {
                 st.locked += bytes;
+            }
+            if leaf.size == guest_mm::PageSize::Size2M && view.space.is_pmd_thp(region.vma, leaf.va) {
+                st.anon_huge += bytes;
             }
         }
         debug_assert_eq!(st.resident % PAGE_SIZE, 0);

@@ -33,7 +33,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 25, name: "mremap", status: Supported, note: "MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP", handler: Some(mm::mremap) },
     Entry { nr: 26, name: "msync", status: Supported, note: "all memory is resident: checks the range only", handler: Some(mm::msync) },
     Entry { nr: 27, name: "mincore", status: Supported, note: "", handler: Some(mm::mincore) },
-    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes", handler: Some(mm::madvise) },
+    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes; HUGEPAGE, NOHUGEPAGE and COLLAPSE for transparent huge pages (private anonymous memory)", handler: Some(mm::madvise) },
     Entry { nr: 29, name: "shmget", status: Partial, note: "one IPC namespace per process; SHM_HUGETLB takes 2 MiB pages from the --hugepages pool (SHM_HUGE_1GB ENOMEM)", handler: Some(ipc::shmget) },
     Entry { nr: 30, name: "shmat", status: Supported, note: "", handler: Some(ipc::shmat) },
     Entry { nr: 31, name: "shmctl", status: Supported, note: "SHM_LOCK only marks the segment (nothing swaps)", handler: Some(ipc::shmctl) },
