@@ -37,4 +37,5 @@ mod solo5_spt;
 mod vmm_raw_cpu_model;
 mod vmm_raw_inputs;
 mod vmm_raw_kernel;
+mod vmm_raw_s3;
 mod vmm_raw_unbacked;

@@ -2,9 +2,12 @@
 //! S3 is entered through the PM1a control register ([`AcpiPm`]), the RTC
 //! alarm ([`Rtc::next_alarm`]) wakes it when `RTC_EN` allows, and the
 //! vCPU restarts in real mode at the waking vector the guest left in the
-//! FACS ([`super::acpi`]). What it does not do: keep the devices' state
-//! across sleep any differently from a running machine (nothing is powered
-//! off), or wake on anything but the RTC alarm.
+//! FACS ([`super::acpi`]), the 32-bit `Firmware_Waking_Vector` as SeaBIOS
+//! reads it. What it does not do: keep the devices' state across sleep any
+//! differently from a running machine (nothing is powered off), wake on
+//! anything but the RTC alarm, read the 64-bit `X_Firmware_Waking_Vector`
+//! (SeaBIOS does not either), or reboot for a zero vector as SeaBIOS does
+//! (the run ends with an error naming it).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
