@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
+use super::{io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd, waitid};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -113,6 +113,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "", handler: Some(time::clock_nanosleep) },
     Entry { nr: 231, name: "exit_group", status: Supported, note: "", handler: Some(process::exit_group) },
     Entry { nr: 234, name: "tgkill", status: Partial, note: "as kill", handler: Some(process::tgkill) },
+    Entry { nr: 247, name: "waitid", status: Partial, note: "P_ALL, P_PID, P_PGID (0: the caller's group); exited and killed children, WNOHANG, WNOWAIT; siginfo as Linux writes it (zeros when nothing was found, errors included), rusage zeroed; no process is ever stopped or continued (WSTOPPED and WCONTINUED alone wait for nothing); no pidfds (P_PIDFD: EBADF, EINVAL for a negative one)", handler: Some(waitid::waitid) },
     Entry { nr: 257, name: "openat", status: Supported, note: "as open", handler: Some(io::openat) },
     Entry { nr: 258, name: "mkdirat", status: Supported, note: "", handler: Some(io::mkdirat) },
     Entry { nr: 260, name: "fchownat", status: Partial, note: "as chown", handler: Some(io::fchownat) },

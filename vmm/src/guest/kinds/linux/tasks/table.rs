@@ -313,6 +313,21 @@ impl<S> Tasks<S> {
         }
     }
 
+    /// Whether `parent` has a child `which` names that has not ended
+    /// (what a wait for stopped or continued children only looks at).
+    pub fn has_live_child(&self, parent: u32, which: Which) -> bool {
+        self.tasks.iter().any(|(&pid, t)| {
+            pid != parent
+                && t.ppid == parent
+                && !matches!(t.state, State::Zombie(_))
+                && match which {
+                    Which::Any => true,
+                    Which::Pid(p) => p == pid,
+                    Which::Group(g) => t.pgid == g,
+                }
+        })
+    }
+
     /// The next process to run after the running one, round robin by
     /// pid: ready, blocked with the event count moved, sleeping past
     /// `now`; the running one itself last, if it was parked; `None` when
