@@ -94,6 +94,21 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_create, "timer_create"),
+        why: "with more than one process, vCPU 0 makes the slice timer that kicks it out of a process that never makes a system call",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_settime, "timer_settime"),
+        why: "the slice timer is started (once a slice)",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_delete, "timer_delete"),
+        why: "the slice timer is deleted when one process is left",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "arch_prctl(ARCH_SET_FS/ARCH_SET_GS) writes IA32_FS_BASE/IA32_GS_BASE",
     },
@@ -398,6 +413,16 @@ impl GuestKind for Linux {
 
     fn seccomp_rows(&self) -> &'static [Row] {
         SECCOMP_ROWS
+    }
+
+    fn wants_kick(&self, vcpu: u8) -> bool {
+        vcpu == 0 && self.slice_over()
+    }
+
+    /// A slice timer's kick: the running process may be preempted
+    /// ([`Linux::preempt`]).
+    fn on_kick(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> bool {
+        self.preempt(hv, vcpu, user)
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {

@@ -200,6 +200,9 @@ pub struct Linux {
     pub(super) waits_for_event: std::sync::atomic::AtomicBool,
     /// When the running process got the vCPU (preemption).
     pub(super) slice_start: Mutex<std::time::Instant>,
+    /// Kicks vCPU 0 once a slice while more than one process lives, so
+    /// one that never makes a system call is preempted too.
+    pub(super) slice_timer: Mutex<Option<crate::vstate::slice_timer::SliceTimer>>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -326,6 +329,7 @@ impl Linux {
             tasks: Mutex::new(super::tasks::table::Tasks::new(PID as u32, super::tasks::switch::MAX_PROCS)),
             waits_for_event: Default::default(),
             slice_start: Mutex::new(std::time::Instant::now()),
+            slice_timer: Mutex::new(None),
         })
     }
 

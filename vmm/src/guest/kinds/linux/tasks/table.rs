@@ -172,6 +172,11 @@ impl<S> Tasks<S> {
         self.tasks.is_empty()
     }
 
+    /// How many processes have not ended.
+    pub fn live(&self) -> usize {
+        self.tasks.values().filter(|t| !matches!(t.state, State::Zombie(_))).count()
+    }
+
     /// Whether the running process is the only one.
     pub fn alone(&self) -> bool {
         self.tasks.len() <= 1
