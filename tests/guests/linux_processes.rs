@@ -6,7 +6,8 @@
 //! `ECHILD`; and a fork bomb stopped with `EAGAIN` (at the kind's fixed
 //! process limit: root on Linux is not held by `RLIMIT_NPROC`); processes
 //! that never make a system call preempted by the slice timer
-//! (`tests/guests/linux/preempt.c`).
+//! (`tests/guests/linux/preempt.c`); signals reaching processes parked in
+//! blocking calls (`tests/guests/linux/sigwake.c`).
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program};
 use vmm_suite::kvm::run_vmm;
@@ -75,4 +76,23 @@ fn processes_that_never_make_a_system_call_share_the_vcpu() {
     assert_eq!(r.stdout, PREEMPT, "stderr:\n{}", r.stderr);
     let (host, code) = run_on_host(&p, &[]);
     assert_eq!((host.as_str(), code), (PREEMPT, 0), "the host's own run");
+}
+
+/// A signal to a process parked in a pipe read, `wait4`, `pause` or a
+/// sleep interrupts it at once (its handler runs; `EINTR`, or the read
+/// made again with `SA_RESTART`; a sleep `EINTR` with the time left
+/// even with `SA_RESTART`); a default-fatal signal or `SIGKILL` ends a
+/// parked or spinning process at once; an ignored one leaves a sleep
+/// alone (`tests/guests/linux/sigwake.c`, as on the host).
+#[test]
+fn signals_reach_processes_parked_in_blocking_calls_at_once() {
+    need_kvm!();
+    let Some(p) = static_c_program("sigwake") else { return };
+    let prog = p.to_str().expect("utf-8");
+    let (host, code) = run_on_host(&p, &[]);
+    assert_eq!(code, 0, "the host's own run:\n{host}");
+    assert!(!host.contains("quick 0"), "the host's own run:\n{host}");
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, host, "stderr:\n{}", r.stderr);
 }

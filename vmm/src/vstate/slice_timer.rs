@@ -8,7 +8,10 @@
 //! when the kicked thread asks it). The timer is made, set and deleted
 //! from the thread it kicks, so those three calls are that thread's
 //! (`timer_create`, `timer_settime`, `timer_delete`); dropping a
-//! [`SliceTimer`] deletes it.
+//! [`SliceTimer`] on that thread deletes it. Dropped on another thread
+//! (whose seccomp filter may refuse `timer_delete`), it is left to the
+//! process's end: its kicks then go to a thread that has ended, or that
+//! ignores kicks it does not want, and do nothing.
 
 use std::time::Duration;
 
@@ -35,6 +38,11 @@ struct ItimerSpec {
 /// `SIGEV_THREAD_ID`.
 const SIGEV_THREAD_ID: i32 = 4;
 
+fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
@@ -46,14 +54,15 @@ fn timespec(d: Duration) -> libc::timespec {
 #[derive(Debug)]
 pub struct SliceTimer {
     id: i32,
+    /// The thread it kicks (the one that made it).
+    tid: i32,
 }
 
 impl SliceTimer {
     /// Makes the timer and starts it: the first kick comes after
     /// `period`, then one every `period`.
     pub fn start(period: Duration) -> std::io::Result<Self> {
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let tid = gettid();
         let ev = SigEvent { value: 0, signo: kick_signal(), notify: SIGEV_THREAD_ID, tid, pad: [0; 11] };
         let mut id: i32 = 0;
         // SAFETY: `ev` is a valid sigevent laid out as the kernel's (64
@@ -63,7 +72,7 @@ impl SliceTimer {
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let t = SliceTimer { id };
+        let t = SliceTimer { id, tid };
         let spec = ItimerSpec { interval: timespec(period), value: timespec(period) };
         // SAFETY: `t.id` is the timer just made; `spec` is a valid
         // itimerspec for the call; no old value is asked for.
@@ -79,6 +88,10 @@ impl SliceTimer {
 
 impl Drop for SliceTimer {
     fn drop(&mut self) {
+        if gettid() != self.tid {
+            log::debug!("slice timer {}: dropped off its thread: left to the process's end", self.id);
+            return;
+        }
         // SAFETY: `self.id` is a timer this value made and nobody else
         // deletes; deleting stops it.
         let r = unsafe { libc::syscall(libc::SYS_timer_delete, self.id) };

@@ -214,6 +214,7 @@ impl Linux {
                         return hypercall::Effects { block: Some(block), ..out.effects };
                     }
                     Some(true) => {
+                        self.proc().sleep = None;
                         // SA_RESTART: the handler returns to the `syscall`
                         // instruction, which makes the call again.
                         let resume = kvm_bindings::kvm_regs {
@@ -226,7 +227,10 @@ impl Linux {
                         return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
                     }
                     // A signal is waiting: the call is interrupted.
-                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
+                    Some(false) => {
+                        self.proc().sleep = None;
+                        user.regs.rax = (-i64::from(libc::EINTR)) as u64;
+                    }
                 }
             } else {
                 user.regs.rax = out.ret as u64;

@@ -85,6 +85,9 @@ pub struct Proc {
     /// `PR_SET_MDWE`'s bits (`PR_MDWE_REFUSE_EXEC_GAIN`,
     /// `PR_MDWE_NO_INHERIT`); once set they stay.
     pub mdwe: u64,
+    /// A `nanosleep` in progress: its request pointer and deadline (the
+    /// call is made again until then; a signal ends it with `EINTR`).
+    pub sleep: Option<(u64, std::time::Instant)>,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -121,6 +124,7 @@ impl Proc {
             comm: Vec::new(),
             dumpable: 1,
             mdwe: 0,
+            sleep: None,
         }
     }
 }

@@ -272,6 +272,20 @@ impl<S> Tasks<S> {
         Some((ppid, saved))
     }
 
+    /// A sleeping `pid` is ready at once (a signal came); whether it
+    /// was asleep.
+    pub fn wake(&mut self, pid: u32) -> bool {
+        let Some(t) = self.tasks.get_mut(&pid) else { return false };
+        if !matches!(t.state, State::Sleeping { .. }) {
+            return false;
+        }
+        let s = std::mem::replace(&mut t.state, State::Running);
+        if let Some(saved) = s.into_saved() {
+            t.state = State::Ready(saved);
+        }
+        true
+    }
+
     /// Removes zombie `pid` (reaped).
     pub fn reap(&mut self, pid: u32) -> Option<ExitKind> {
         match self.tasks.get(&pid)?.state {

@@ -184,3 +184,21 @@ fn a_live_child_is_one_not_ended_that_the_wait_names() {
     // Not a child of its own.
     assert!(!t.has_live_child(a, Which::Any));
 }
+
+#[test]
+fn a_woken_sleeper_is_ready_at_once_and_nothing_else_wakes() {
+    let mut t = Tasks::new(INIT, 16);
+    let a = fork(&mut t, 1);
+    let b = fork(&mut t, 2);
+    let later = Instant::now() + Duration::from_secs(60);
+    run(&mut t, a);
+    t.park(State::Sleeping { saved: a, until: later });
+    assert!(t.resume(b).is_some());
+    assert_eq!(t.pick_next(Instant::now()), Some(INIT));
+    assert!(t.wake(a));
+    assert!(matches!(t.get(a).map(|x| &x.state), Some(State::Ready(_))));
+    // Not asleep: the running one, a ready one, an unknown pid.
+    assert!(!t.wake(b));
+    assert!(!t.wake(a));
+    assert!(!t.wake(9999));
+}
