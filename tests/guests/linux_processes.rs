@@ -7,7 +7,8 @@
 //! process limit: root on Linux is not held by `RLIMIT_NPROC`); processes
 //! that never make a system call preempted by the slice timer
 //! (`tests/guests/linux/preempt.c`); signals reaching processes parked in
-//! blocking calls (`tests/guests/linux/sigwake.c`).
+//! blocking calls (`tests/guests/linux/sigwake.c`); `/proc/PID/` files
+//! of other processes (`tests/guests/linux/procpid.c`).
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program};
 use vmm_suite::kvm::run_vmm;
@@ -92,6 +93,24 @@ fn signals_reach_processes_parked_in_blocking_calls_at_once() {
     let (host, code) = run_on_host(&p, &[]);
     assert_eq!(code, 0, "the host's own run:\n{host}");
     assert!(!host.contains("quick 0"), "the host's own run:\n{host}");
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, host, "stderr:\n{}", r.stderr);
+}
+
+/// `/proc/PID/{status,stat,maps,cmdline,comm}` of a sleeping child (its
+/// name, state, ids, signal sets, its own mapping), of the caller by its
+/// own pid, of a zombie (no memory), an unknown pid (`ENOENT`) and a
+/// reaped one (`ESRCH` at read), as on the host
+/// (`tests/guests/linux/procpid.c`).
+#[test]
+fn proc_pid_files_show_other_processes_as_linux() {
+    need_kvm!();
+    let Some(p) = static_c_program("procpid") else { return };
+    let prog = p.to_str().expect("utf-8");
+    let (host, code) = run_on_host(&p, &[]);
+    assert_eq!(code, 0, "the host's own run:\n{host}");
+    assert!(host.contains("status: read 1 name 1 state 1 pid 1 ppid 1"), "the host's own run:\n{host}");
     let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.stdout, host, "stderr:\n{}", r.stderr);
