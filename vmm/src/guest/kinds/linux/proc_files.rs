@@ -31,6 +31,8 @@ pub struct ProcFiles {
     cell: Cell,
     /// The inode of each rendered file, to know one when it is read.
     inodes: Mutex<BTreeMap<u64, String>>,
+    /// Files registered by [`ProcFiles::store`] (they stay registered).
+    stored: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The files rendered from the address space.
@@ -101,17 +103,42 @@ impl ProcFiles {
     /// process's `/proc/PID/` file), registering it in `vfs` the first
     /// time.
     pub fn store(&self, vfs: &mut Vfs, path: &str, text: Vec<u8>) -> Result<(), Errno> {
-        let new = self.cell.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), text).is_none();
-        if new {
+        let first = self.stored.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string());
+        if first {
             let (cell, key) = (self.cell.clone(), path.to_string());
-            vfs.register_synthetic(path, move || {
+            let made = vfs.register_synthetic(path, move || {
                 cell.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned().unwrap_or_default()
-            })?;
-            let st = vfs.newfstatat(super::fs::Fd::CWD, path.as_bytes(), 0)?;
-            let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
-            self.inodes.lock().unwrap_or_else(|e| e.into_inner()).insert(ino, path.to_string());
+            });
+            let ino = made.and_then(|()| vfs.newfstatat(super::fs::Fd::CWD, path.as_bytes(), 0));
+            match ino {
+                Ok(st) => {
+                    let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
+                    self.inodes.lock().unwrap_or_else(|e| e.into_inner()).insert(ino, path.to_string());
+                }
+                Err(e) => {
+                    self.stored.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+                    return Err(e);
+                }
+            }
         }
+        self.cell.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), text);
         Ok(())
+    }
+
+    /// The paths [`ProcFiles::store`] keeps a text for.
+    pub fn stored(&self) -> Vec<String> {
+        let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let cell = self.cell.lock().unwrap_or_else(|e| e.into_inner());
+        stored.iter().filter(|p| cell.contains_key(p.as_str())).cloned().collect()
+    }
+
+    /// Lets go of the texts of `paths` (processes that are gone: their
+    /// files stay registered and read empty until rendered again).
+    pub fn forget(&self, paths: &[String]) {
+        let mut cell = self.cell.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            cell.remove(p.as_str());
+        }
     }
 
     /// Renders the file `path` names, if it is one of the generated ones,
@@ -236,5 +263,43 @@ fn mem_info(
         hugepages_free: h.free,
         hugepages_rsvd: h.reserved,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::fs::{Fd, VfsConfig};
+    use super::*;
+
+    fn read_all(vfs: &mut Vfs, path: &str) -> Vec<u8> {
+        let fd = vfs.openat(Fd::CWD, path.as_bytes(), libc::O_RDONLY, 0).unwrap();
+        let b = vfs.read(fd, 4096).unwrap();
+        vfs.close(fd).unwrap();
+        b
+    }
+
+    #[test]
+    fn stored_files_register_once_update_and_can_be_forgotten() {
+        let mut vfs = Vfs::new(&VfsConfig::default());
+        let f = ProcFiles::default();
+        f.register(&mut vfs).unwrap();
+        assert!(vfs.openat(Fd::CWD, b"/proc/7/stat", libc::O_RDONLY, 0).is_err(), "nothing before a store");
+        f.store(&mut vfs, "/proc/7/stat", b"one".to_vec()).unwrap();
+        assert_eq!(read_all(&mut vfs, "/proc/7/stat"), b"one");
+        // Stored again: the same node, the new text.
+        f.store(&mut vfs, "/proc/7/stat", b"two".to_vec()).unwrap();
+        assert_eq!(read_all(&mut vfs, "/proc/7/stat"), b"two");
+        let st = vfs.newfstatat(Fd::CWD, b"/proc/7/stat", 0).unwrap();
+        let ino = u64::from_le_bytes(st[8..16].try_into().unwrap());
+        assert_eq!(f.rendered(ino).as_deref(), Some("/proc/7/stat"));
+        f.store(&mut vfs, "/proc/8/maps", b"m".to_vec()).unwrap();
+        assert_eq!(f.stored(), vec!["/proc/7/stat".to_string(), "/proc/8/maps".into()]);
+        f.forget(&["/proc/7/stat".to_string()]);
+        assert_eq!(f.stored(), vec!["/proc/8/maps".to_string()]);
+        assert_eq!(read_all(&mut vfs, "/proc/7/stat"), b"", "forgotten: empty until stored again");
+        f.store(&mut vfs, "/proc/7/stat", b"three".to_vec()).unwrap();
+        assert_eq!(read_all(&mut vfs, "/proc/7/stat"), b"three");
     }
 }

@@ -9,7 +9,8 @@
 //! (`ProcFiles::store`); a read from offset 0 renders it again. A pid
 //! the table does not hold is `ENOENT` at open, as Linux's lookup in
 //! `/proc`; a read after the process was reaped is `ESRCH`, as Linux's
-//! `proc_single_show`. A zombie shows `State: Z (zombie)` and no memory
+//! `proc_single_show`. The texts of gone processes are dropped at the
+//! next such open; their names stay registered (reading empty). A zombie shows `State: Z (zombie)` and no memory
 //! (empty `maps` and `cmdline`, no memory lines in `status`, `vsize` and
 //! `rss` 0), with the program's own name (a name set with `PR_SET_NAME`
 //! goes with the process's state).
@@ -62,6 +63,7 @@ impl Linux {
             return Ok(path);
         }
         let name = String::from_utf8_lossy(&path).into_owned();
+        self.forget_gone();
         let text = self.render_pid(hv, pid, file).map_err(|_| libc::ENOENT)?;
         self.proc_files.store(&mut self.vfs(), &name, text).map_err(|e| e.raw())?;
         Ok(path)
@@ -73,6 +75,18 @@ impl Linux {
         let Some((pid, file)) = split(path.as_bytes()) else { return Ok(()) };
         let text = self.render_pid(hv, pid, file)?;
         self.proc_files.store(&mut self.vfs(), path, text).map_err(|e| e.raw())
+    }
+
+    /// Lets go of the texts kept for processes that are gone (so a run
+    /// that forks and reads `/proc/N/` over and over keeps only the live
+    /// ones' texts; the registered names stay).
+    fn forget_gone(&self) {
+        let stored = self.proc_files.stored();
+        let gone: Vec<String> = {
+            let tasks = self.tasks();
+            stored.into_iter().filter(|p| split(p.as_bytes()).is_some_and(|(n, _)| tasks.get(n).is_none())).collect()
+        };
+        self.proc_files.forget(&gone);
     }
 
     /// The contents of `/proc/pid/file`: `ESRCH` if no such process.
