@@ -290,6 +290,20 @@ fn linux_only_report_has_item_12_with_its_counts() {
         let skipped = r["skipped"].to_string();
         assert!(skipped.contains("busybox"), "{skipped}");
     }
+    // The fork program (built with gcc where there is one): fork and the
+    // first writes after it, each beside the host's own, the fork
+    // checked against its target; both name the backend.
+    if figures.iter().any(|f| f["id"] == "linux.fork_64mib_touched") {
+        for id in ["linux.fork_64mib_touched", "linux.first_write_after_fork"] {
+            let f = by_id(id);
+            assert!(num(&f["ours"]["median"], id) > 0.0 && num(&f["peer"]["value"]["median"], id) > 0.0, "{id}");
+            assert!(f["note"].as_str().expect("note").contains(&backend), "{id}: {}", f["note"]);
+        }
+        assert_eq!(by_id("linux.fork_64mib_touched")["targets"].as_array().map(Vec::len), Some(1));
+    } else {
+        let skipped = r["skipped"].to_string();
+        assert!(skipped.contains("fork: "), "{skipped}");
+    }
     let _ = std::fs::remove_file(json_path);
 }
 

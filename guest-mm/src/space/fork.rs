@@ -27,8 +27,9 @@
 //!   whole, write-protected and marked the same way; the first write in
 //!   either space splits it and copies (or reuses) the 4 KiB page written
 //!   (`thp.rs`). Private huge pages (hugetlb) are copied at once
-//!   into fresh huge pages of the VMA's provider, as Linux does for a huge
-//!   page it cannot share;
+//!   into fresh huge pages of the VMA's provider, which Linux does only
+//!   for a pinned huge page (`copy_hugetlb_page_range`; it shares the
+//!   others write-protected, see "Not done");
 //! - any other mapping (shared, read-only private, raw-frame `VM_PFNMAP` /
 //!   `VM_IO`): the same leaves, the same frames.
 //!
@@ -46,7 +47,13 @@
 //! their flush in the deferred set, and the partial child torn down.
 //!
 //! Not done: copy-on-write of huge raw leaves (a private writable remap of
-//! guest RAM with 2 MiB leaves stays shared by both spaces, writable).
+//! guest RAM with 2 MiB leaves stays shared by both spaces, writable), and
+//! of private hugetlb pages: Linux write-protects them in both spaces and
+//! copies at the first write (`hugetlb_wp`, the copy from the free pages,
+//! outside the reservation; with none free, the reservation's owner takes
+//! the page back from its children). Here the child gets its copies at
+//! fork, from the free pages, so a fork fails with `ENOMEM` where Linux's
+//! would succeed and a later write would fail.
 
 use vm_memory::{Bytes, GuestMemoryBackend};
 

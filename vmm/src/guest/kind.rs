@@ -275,6 +275,21 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
         FaultAction::Default
     }
 
+    /// Whether a kick of vCPU `vcpu` out of the guest may now make
+    /// [`GuestKind::on_kick`] switch what it runs (asked before the
+    /// registers are read, so it must be cheap). Default: never.
+    fn wants_kick(&self, _vcpu: u8) -> bool {
+        false
+    }
+
+    /// vCPU `vcpu` was kicked out of the guest while in user mode (a
+    /// time slice ended), with the interrupted registers in `user`; the
+    /// kind may put the running program aside and load another into
+    /// `user`. Whether it changed `user`. Default: nothing.
+    fn on_kick(&self, _hv: &HostedKernel, _vcpu: u8, _user: &mut UserState<'_>) -> bool {
+        false
+    }
+
     /// Turns the end of the run into the report and its exit status.
     fn finish(&self, end: RunEnd<'_>) -> RunReport;
 

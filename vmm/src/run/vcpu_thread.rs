@@ -167,6 +167,10 @@ impl VcpuThread {
                 Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.vcpu.clear_immediate_exit();
+                    if let Err(message) = self.on_kick() {
+                        self.fail(message);
+                        break;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -247,6 +251,35 @@ impl VcpuThread {
             Ok(()) => Next::Run,
             Err(e) => self.fail(format!("S3 resume: {e}")),
         }
+    }
+
+    /// A kick took the vCPU out of the guest: when it was in user mode
+    /// and the kind wants it, the kind may switch what runs (a time
+    /// slice ended); its new registers and FPU state are loaded here, a
+    /// new CR3 at the top of the loop. A kick in the kernel stub (CPL 0)
+    /// changes nothing: the next one comes a period later.
+    fn on_kick(&mut self) -> Result<(), String> {
+        let me = self.me();
+        let Some(hv) = self.ctx.hv.clone() else { return Ok(()) };
+        if self.ctx.ctl.is_stopping() || !self.ctx.kind.wants_kick(me) {
+            return Ok(());
+        }
+        let sregs = self.vcpu.sregs().map_err(|e| format!("cannot read the segment registers: {e}"))?;
+        if sregs.cs.selector & 3 != 3 {
+            return Ok(());
+        }
+        let regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;
+        let fpu = VcpuFpu(&self.vcpu);
+        let mut user = UserState::new(regs, &fpu);
+        if !self.ctx.kind.on_kick(&hv, me, &mut user) {
+            return Ok(());
+        }
+        if let Some(f) = user.take_new_fpu() {
+            fpu.write_fpu(&f)?;
+        }
+        let new = user.regs;
+        let out = kvm_bindings::kvm_regs { rflags: user_rflags(regs.rflags, new.rflags), ..new };
+        self.vcpu.set_regs(&out).map_err(|e| format!("cannot set registers: {e}"))
     }
 
     /// Loads a process switch's CR3 and FS base.

@@ -7,5 +7,6 @@ pub mod internal_error;
 pub mod kick;
 pub mod page_walk;
 pub mod port_exit;
+pub mod slice_timer;
 pub mod vcpu;
 pub mod vm;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
+use super::list::{coalesce, too_long, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 
 /// How long a caller waits for acknowledgements before giving up.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -332,6 +332,12 @@ impl Shootdown {
         let t = &self.timing;
         let now = Instant::now();
         let mut s = v.nmi();
+        if s.may_write() && !s.everything {
+            coalesce(&mut s.pending);
+            // A long range costs more page by page than at once (as
+            // Linux's tlb_single_page_flush_ceiling).
+            s.everything = s.pending.iter().any(|&r| too_long(r));
+        }
         if s.may_write() && s.everything {
             s.everything = false;
             s.pending.clear();
@@ -342,7 +348,6 @@ impl Shootdown {
             return Some(list);
         }
         if s.may_write() {
-            coalesce(&mut s.pending);
             let take = s.pending.len().min(MAX_RANGES);
             let ranges: Vec<Range> = s.pending.drain(..take).collect();
             // With ranges left over, this NMI does not complete `want`: the

@@ -278,3 +278,32 @@ fn everything_is_one_full_flush() {
     assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
     assert_eq!(s.nmi_due(0), Some(FlushList::everything()), "the caller too");
 }
+
+#[test]
+fn a_range_longer_than_the_ceiling_is_one_full_flush() {
+    let s = Shootdown::with_timing(1, patient());
+    let page = 0x1000;
+    // At the ceiling: listed page by page.
+    let at = [(0x10_0000, FULL_FLUSH_CEILING * page)];
+    let (gen, _) = s.request(0, &at);
+    assert_eq!(s.nmi_due(0), Some(FlushList::new(&at)));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    // One page more, or short ranges that coalesce past it: everything.
+    let over = [(0x10_0000, (FULL_FLUSH_CEILING + 1) * page)];
+    let (gen, _) = s.request(0, &over);
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()));
+    s.acked(0);
+    assert_eq!(s.nmi_due(0), None);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    let pieces: Vec<Range> = (0..=FULL_FLUSH_CEILING).map(|i| (0x40_0000 + i * page, page)).collect();
+    let (gen, _) = s.request(0, &pieces);
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    // Then ranges are listed as before.
+    let (gen, _) = s.request(0, R);
+    assert_eq!(s.nmi_due(0), Some(FlushList::new(R)));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+}

@@ -94,6 +94,21 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_create, "timer_create"),
+        why: "with more than one process, vCPU 0 makes the slice timer that kicks it out of a process that never makes a system call",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_settime, "timer_settime"),
+        why: "the slice timer is started (once a slice)",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_delete, "timer_delete"),
+        why: "the slice timer is deleted when one process is left",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "arch_prctl(ARCH_SET_FS/ARCH_SET_GS) writes IA32_FS_BASE/IA32_GS_BASE",
     },
@@ -199,6 +214,7 @@ impl Linux {
                         return hypercall::Effects { block: Some(block), ..out.effects };
                     }
                     Some(true) => {
+                        self.proc().sleep = None;
                         // SA_RESTART: the handler returns to the `syscall`
                         // instruction, which makes the call again.
                         let resume = kvm_bindings::kvm_regs {
@@ -211,7 +227,10 @@ impl Linux {
                         return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
                     }
                     // A signal is waiting: the call is interrupted.
-                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
+                    Some(false) => {
+                        self.proc().sleep = None;
+                        user.regs.rax = (-i64::from(libc::EINTR)) as u64;
+                    }
                 }
             } else {
                 user.regs.rax = out.ret as u64;
@@ -406,6 +425,16 @@ impl GuestKind for Linux {
 
     fn seccomp_rows(&self) -> &'static [Row] {
         SECCOMP_ROWS
+    }
+
+    fn wants_kick(&self, vcpu: u8) -> bool {
+        vcpu == 0 && self.slice_over()
+    }
+
+    /// A slice timer's kick: the running process may be preempted
+    /// ([`Linux::preempt`]).
+    fn on_kick(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> bool {
+        self.preempt(hv, vcpu, user)
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {

@@ -13,6 +13,7 @@ mod kind;
 pub mod memfd;
 mod proc_files;
 mod proc_mem;
+mod proc_pid;
 pub mod process;
 pub mod procfs;
 pub mod signal;

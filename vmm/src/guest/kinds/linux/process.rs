@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::fs::{Fd, Vfs, VfsConfig};
 use super::image::{self, Image, TASK_SIZE};
 use super::proc_files::{self, ProcFiles, View};
-use super::procfs::{FileId, StatusExtra};
+use super::procfs::{FileId, StatExtra, StatusExtra, TaskState};
 use super::stack::{self, at, StackSpec};
 use crate::config::VmConfig;
 use crate::guest::kind::KindError;
@@ -87,6 +87,9 @@ pub struct Proc {
     pub mdwe: u64,
     /// `set_mempolicy`'s policy (`None`: the default).
     pub mempolicy: Option<guest_mm::mempolicy::MemPolicy>,
+    /// A `nanosleep` in progress: its request pointer and deadline (the
+    /// call is made again until then; a signal ends it with `EINTR`).
+    pub sleep: Option<(u64, std::time::Instant)>,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -124,6 +127,7 @@ impl Proc {
             dumpable: 1,
             mdwe: 0,
             mempolicy: None,
+            sleep: None,
         }
     }
 }
@@ -205,6 +209,9 @@ pub struct Linux {
     pub(super) waits_for_event: std::sync::atomic::AtomicBool,
     /// When the running process got the vCPU (preemption).
     pub(super) slice_start: Mutex<std::time::Instant>,
+    /// Kicks vCPU 0 once a slice while more than one process lives, so
+    /// one that never makes a system call is preempted too.
+    pub(super) slice_timer: Mutex<Option<crate::vstate::slice_timer::SliceTimer>>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -333,6 +340,7 @@ impl Linux {
             tasks: Mutex::new(super::tasks::table::Tasks::new(PID as u32, super::tasks::switch::MAX_PROCS)),
             waits_for_event: Default::default(),
             slice_start: Mutex::new(std::time::Instant::now()),
+            slice_timer: Mutex::new(None),
         })
     }
 
@@ -455,35 +463,37 @@ impl Linux {
 
     /// Before a read of `fd`: a generated `/proc` file read from its
     /// start is rendered again (the file layer then takes the new text).
-    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) {
+    /// `ESRCH` when it is another process's `/proc/N/` file and that
+    /// process was reaped.
+    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) -> Result<(), i32> {
         let name = {
             let mut vfs = self.vfs();
-            let Ok(st) = vfs.fstat(fd) else { return };
+            let Ok(st) = vfs.fstat(fd) else { return Ok(()) };
             let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
-            let Some(name) = self.proc_files.rendered(ino) else { return };
+            let Some(name) = self.proc_files.rendered(ino) else { return Ok(()) };
             if vfs.lseek(fd, 0, libc::SEEK_CUR) != Ok(0) {
-                return;
+                return Ok(());
             }
             name
         };
+        if super::proc_pid::split(name.as_bytes()).is_some() {
+            return self.refresh_pid_file(hv, &name);
+        }
         self.refresh_proc(hv, name.as_bytes());
+        Ok(())
     }
 
-    /// What the `/proc` files show beyond the address space.
-    fn view(&self) -> View<'_> {
+    /// What the `/proc` files show beyond the address space, for the
+    /// running process.
+    pub(super) fn view(&self) -> View<'_> {
         let (pid, ppid) = (self.pid(), self.ppid());
-        let p = self.proc();
-        let name = String::from_utf8_lossy(&p.comm).into_owned();
-        let extra = StatusExtra {
-            name,
-            umask: p.umask,
-            pid,
-            ppid,
-            caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
-            uid: [p.uid; 4],
-            gid: [p.uid; 4],
-            ..StatusExtra::default()
+        let (pgid, sid, forked) = {
+            let t = self.tasks();
+            let task = t.get(pid);
+            (task.map_or(pid, |x| x.pgid), task.map_or(pid, |x| x.sid), pid != t.init())
         };
+        let extra = self.proc_extra(&self.proc(), StatusExtra::default());
+        let extra = self.extra_for(pid, (ppid, pgid, sid), TaskState::Running, extra);
         let mut view = View {
             exe: &self.exe,
             exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
@@ -492,11 +502,44 @@ impl Linux {
             extra,
             huge: self.hugetlb().map(|h| h.counts()).unwrap_or_default(),
             shmem: 0,
+            argv: &self.argv,
+            stat: StatExtra { forked, start_stack: STACK_TOP - 8 },
         };
-        drop(p);
         // SysV segments' 4 KiB pages are shmem (hugetlb ones are not).
         view.shmem = self.shm_table().segments().filter(|s| !s.huge).map(|s| s.backing.resident_bytes()).sum();
         view
+    }
+
+    /// `extra` with what process state `p` says: name, umask, ids,
+    /// capabilities, signal sets.
+    pub(super) fn proc_extra(&self, p: &Proc, extra: StatusExtra) -> StatusExtra {
+        use super::signal::info::bit;
+        let pending = p.pending.keys().fold(0, |m, &s| m | bit(s));
+        let handled =
+            |f: fn(u64) -> bool| p.sigactions.iter().filter(|(_, a)| f(a[0])).fold(0, |m, (&s, _)| m | bit(s));
+        StatusExtra {
+            name: String::from_utf8_lossy(&p.comm).into_owned(),
+            umask: p.umask,
+            caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
+            uid: [p.uid; 4],
+            gid: [p.uid; 4],
+            // SIG_IGN is 1; a handler any other address.
+            signals: [pending, 0, p.sigmask, handled(|h| h == 1), handled(|h| h > 1)],
+            ..extra
+        }
+    }
+
+    /// `extra` for process `pid` with parent, group and session `ids`,
+    /// doing `state`.
+    pub(super) fn extra_for(
+        &self,
+        pid: u32,
+        ids: (u32, u32, u32),
+        state: TaskState,
+        extra: StatusExtra,
+    ) -> StatusExtra {
+        let (ppid, pgid, sid) = ids;
+        StatusExtra { pid, ppid, pgid, sid, state, ..extra }
     }
 
     /// Reads `len` bytes of a file the kind serves itself (tag `tag`),

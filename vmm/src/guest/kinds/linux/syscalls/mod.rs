@@ -29,6 +29,7 @@ mod table;
 mod time;
 mod uffd;
 mod wait;
+mod waitid;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;

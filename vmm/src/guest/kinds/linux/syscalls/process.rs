@@ -316,8 +316,24 @@ pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         } else {
             let info = SigInfo { signo: s, code: code::SI_USER, fields: Fields::Sender { pid: me, uid: 0 } };
             let mut tasks = c.linux.tasks();
+            let fatal = tasks.saved_mut(t).is_some_and(|saved| signal::kills_at_once(&saved.proc, s));
+            if fatal {
+                // Linux's complete_signal: a fatal signal the process
+                // does not block ends it wherever it is (parked, asleep,
+                // or spinning without system calls).
+                drop(tasks);
+                if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
+                    c.linux.note_fatal(m);
+                }
+                continue;
+            }
             if let Some(saved) = tasks.saved_mut(t) {
                 signal::post(&mut saved.proc, info);
+                // A sleep is a call made again until its deadline: woken
+                // now, it sees the signal and returns EINTR.
+                if saved.proc.sleep.is_some() && saved.proc.pending.contains_key(&s) {
+                    tasks.wake(t);
+                }
             }
             tasks.event();
         }

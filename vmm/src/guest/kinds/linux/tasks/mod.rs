@@ -5,7 +5,8 @@
 //!
 //! Every process runs on vCPU 0 (the kind runs on one vCPU); a process
 //! that blocks gives it to another, and one that makes system calls is
-//! preempted at one after its time slice. Not done here: threads
+//! preempted at one after its time slice, or by the slice timer when it
+//! makes none (see `switch`). Not done here: threads
 //! (`CLONE_VM|CLONE_THREAD`), `execve`.
 
 pub mod status;

@@ -8,8 +8,13 @@
 //! Scheduling: all processes share vCPU 0. A process runs until it
 //! blocks (a call that answers `RESTART`, `pause`, a sleep), ends, or
 //! makes a system call after [`SLICE`] while another can run. A process
-//! that never makes a system call is not preempted. When no process can
-//! run and none sleeps, the run ends with a deadlock report.
+//! that never makes a system call is preempted too where `syscall` stays
+//! in user mode (PVM): while more than one process lives, a timer kicks
+//! vCPU 0 out of the guest once a slice ([`Linux::preempt`]). Where
+//! `syscall` enters the kernel stub it returns with `sysret`, which would
+//! lose a preempted process's `rcx` and `r11`, so there no timer runs and
+//! a spinning process keeps the vCPU. When no process can run and none
+//! sleeps, the run ends with a deadlock report.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,6 +30,8 @@ use super::table::{State, Tasks};
 use crate::guest::user_state::{FxImage, UserState};
 use crate::hosted::hypercall::{Block, Effects, HostedKernel, Switch};
 use crate::memory::GuestMem;
+use crate::vstate::backend::SyscallEntry;
+use crate::vstate::slice_timer::SliceTimer;
 
 /// Most processes at once, zombies included (a fork past it: `EAGAIN`).
 pub const MAX_PROCS: usize = 256;
@@ -144,6 +151,7 @@ impl Linux {
             Err(e) => return Ok((-i64::from(e.errno()), Effects::default())),
         };
         log::debug!("linux: process {} forked {pid}", self.pid());
+        self.sync_slice_timer();
         if vfork {
             user.regs = kvm_regs { rax: u64::from(pid), ..*resume };
             self.switch_to(hv, vcpu, user, pid, Leave::Vfork(pid));
@@ -162,6 +170,7 @@ impl Linux {
         if let Some(p) = parent {
             self.notify_parent(p, pid, how);
         }
+        self.sync_slice_timer();
         match self.choose(&Leave::Ended) {
             Ok(Some((next, at))) => {
                 self.switch_to(hv, vcpu, user, next, Leave::Ended);
@@ -180,6 +189,7 @@ impl Linux {
         let how = ExitKind::Signaled { sig: sig as u8, core: false };
         let (parent, saved) = self.tasks().exit(pid, how)?;
         self.notify_parent(parent, pid, how);
+        self.sync_slice_timer();
         saved.and_then(|s| self.tear_down(hv, vcpu, *s))
     }
 
@@ -194,6 +204,7 @@ impl Linux {
                 fatal = fatal.or(self.tear_down(hv, vcpu, *s));
             }
         }
+        self.sync_slice_timer();
         fatal
     }
 
@@ -299,6 +310,47 @@ impl Linux {
             }
         };
         self.tasks().set_state(cur, state);
+    }
+
+    /// Runs the slice timer while more than one process lives (and
+    /// `syscall` stays in user mode: see the module docs); stops it
+    /// otherwise. Called on vCPU 0, the thread it kicks.
+    fn sync_slice_timer(&self) {
+        let want = self.entry == SyscallEntry::User && self.tasks().live() > 1;
+        let mut timer = self.slice_timer.lock().unwrap_or_else(|e| e.into_inner());
+        match (want, timer.is_some()) {
+            (true, false) => match SliceTimer::start(SLICE) {
+                Ok(t) => *timer = Some(t),
+                // Processes still switch at system calls.
+                Err(e) => log::warn!("linux: no slice timer ({e}): a process that makes no system call keeps the vCPU"),
+            },
+            (false, true) => *timer = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the running process's slice is over while another lives
+    /// (what makes a kick worth looking at).
+    pub fn slice_over(&self) -> bool {
+        !self.tasks().alone() && self.slice_start.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= SLICE
+    }
+
+    /// The slice timer kicked vCPU 0 out of the running process's user
+    /// code (`user` holds where it was): when its slice is over and
+    /// another process can run, it is put aside ready and that one is
+    /// loaded into `user`. Whether it switched.
+    pub fn preempt(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> bool {
+        if !self.slice_over() {
+            return false;
+        }
+        let Some(next) = self.tasks().pick_next(Instant::now()) else { return false };
+        if next == self.pid() {
+            return false;
+        }
+        log::trace!("linux: slice over: {} preempted for {next}", self.pid());
+        *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.switch_to(hv, vcpu, user, next, Leave::Ready);
+        true
     }
 
     /// After a call of the running process (`fx` its effects, `user`
