@@ -27,7 +27,10 @@
 //! The VMA must allow THPs at all ([`super::vma_may_hold_thp`]) and not
 //! carry `VM_NOHUGEPAGE`, or the call fails with `EINVAL`; the sysfs
 //! `enabled` mode is not consulted (Linux ignores it for
-//! `MADV_COLLAPSE`). The call succeeds when every slot was collapsed;
+//! `MADV_COLLAPSE`). A part lying inside one slot without reaching its
+//! start (the rounded start past the rounded end) is `EINVAL`, as the
+//! unsigned count Linux compares makes it. The call succeeds when every
+//! slot was collapsed;
 //! otherwise it answers for the last failure: `ENOMEM` when no block was
 //! free (the walk stops there), else `EINVAL`. Nothing collapses shared
 //! anonymous or file memory here (`EINVAL`), where Linux collapses shmem
@@ -67,6 +70,13 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let m2 = PageSize::Size2M.bytes();
         let first = s.div_ceil(m2).saturating_mul(m2);
         let last = e & !(m2 - 1);
+        // Linux compares the slot count with (last - first) / 2 MiB in
+        // unsigned arithmetic: a part that starts and ends inside one slot
+        // (first past last) fails, one ending on the boundary it starts
+        // at does not.
+        if first > last {
+            return Err(MmError::Invalid("MADV_COLLAPSE of a range inside one slot"));
+        }
         let mut failed = None;
         let mut at = first;
         while at < last {

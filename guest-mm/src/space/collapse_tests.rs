@@ -105,8 +105,10 @@ fn scattered_small_pages_collapse_whatever_the_mode_and_the_rest_reads_zero() {
     assert_eq!(read_tag(&s, va(a + M2 + 511 * P)), Some(9));
     assert_eq!(read_tag(&s, va(a + M2 + 8 * P)), Some(0));
     assert!(s.translate(va(a + M2 + 8 * P)).unwrap().prot.writable, "no copy-on-write piece left");
-    // A range smaller than a slot collapses nothing and succeeds.
+    // A range smaller than a slot from its start collapses nothing and
+    // succeeds; one inside a slot is EINVAL (Linux's unsigned count).
     assert_eq!(collapse(&mut s, a, 4 * P), Ok(()));
+    assert_eq!(collapse(&mut s, a + P, P), Err(errno::EINVAL));
     assert!(sizes(&s, a, M2).is_empty());
     finish(s, zero, start);
 }
