@@ -122,13 +122,33 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let to = vm_memory::GuestAddress(dst.addr().0 + (leaf.va.raw() - base));
             super::fork::copy_frames(self.pt.memory(), leaf.frame().addr(), to, PAGE_SIZE)?;
         }
-        // Pinned before its entry exists; the old pages go once their
-        // entries are cleared.
+        // Pinned before its entry exists; the old pages go once the new
+        // leaf is in. The tables the clear frees stay with the allocator
+        // until then, so a failed map puts the old entries back exactly
+        // (as a failed fixed mapping does, `rollback.rs`).
         let arr = PageArray::pin(&self.frames, block.pfns().clone())?;
-        let un = self.pt.unmap_range(va, m2)?;
+        self.pt.allocator_mut().hold_freed();
+        let un = match self.pt.unmap_range(va, m2) {
+            Ok(un) => un,
+            Err(e) => {
+                self.pt.allocator_mut().release_held();
+                return Err(e);
+            }
+        };
+        let runs = self.page_pins.take(base, base + m2);
+        let mapped = self.pt.map_range(va, dst.addr(), m2, vma.page_prot(), PageSize::Size2M);
         flush.merge(un.flush);
-        drop(self.page_pins.take(base, base + m2));
-        self.pt.map_range(va, dst.addr(), m2, vma.page_prot(), PageSize::Size2M)?;
+        if let Err(e) = mapped {
+            if let Err(r) = self.pt.restore(&leaves, &un.splits) {
+                log::error!("restoring the slot at {base:#x} after a failed collapse: {r}");
+            }
+            self.pt.allocator_mut().release_held();
+            self.page_pins.put_back(runs, 0);
+            flush.merge(self.pt.take_rollback_flush());
+            return Err(e);
+        }
+        self.pt.allocator_mut().release_held();
+        drop(runs);
         self.page_pins.insert(base, arr);
         Ok(Slot::Huge)
     }
