@@ -27,6 +27,7 @@ mod linux_programs;
 mod linux_signals;
 mod linux_sysv_shm;
 mod linux_waitid;
+mod linux_thp;
 mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;

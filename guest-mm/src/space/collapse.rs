@@ -27,7 +27,10 @@
 //! The VMA must allow THPs at all ([`super::vma_may_hold_thp`]) and not
 //! carry `VM_NOHUGEPAGE`, or the call fails with `EINVAL`; the sysfs
 //! `enabled` mode is not consulted (Linux ignores it for
-//! `MADV_COLLAPSE`). The call succeeds when every slot was collapsed;
+//! `MADV_COLLAPSE`). A part lying inside one slot without reaching its
+//! start (the rounded start past the rounded end) is `EINVAL`, as the
+//! unsigned count Linux compares makes it. The call succeeds when every
+//! slot was collapsed;
 //! otherwise it answers for the last failure: `ENOMEM` when no block was
 //! free (the walk stops there), else `EINVAL`. Nothing collapses shared
 //! anonymous or file memory here (`EINVAL`), where Linux collapses shmem
@@ -67,6 +70,13 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let m2 = PageSize::Size2M.bytes();
         let first = s.div_ceil(m2).saturating_mul(m2);
         let last = e & !(m2 - 1);
+        // Linux compares the slot count with (last - first) / 2 MiB in
+        // unsigned arithmetic: a part that starts and ends inside one slot
+        // (first past last) fails, one ending on the boundary it starts
+        // at does not.
+        if first > last {
+            return Err(MmError::Invalid("MADV_COLLAPSE of a range inside one slot"));
+        }
         let mut failed = None;
         let mut at = first;
         while at < last {
@@ -112,13 +122,33 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let to = vm_memory::GuestAddress(dst.addr().0 + (leaf.va.raw() - base));
             super::fork::copy_frames(self.pt.memory(), leaf.frame().addr(), to, PAGE_SIZE)?;
         }
-        // Pinned before its entry exists; the old pages go once their
-        // entries are cleared.
+        // Pinned before its entry exists; the old pages go once the new
+        // leaf is in. The tables the clear frees stay with the allocator
+        // until then, so a failed map puts the old entries back exactly
+        // (as a failed fixed mapping does, `rollback.rs`).
         let arr = PageArray::pin(&self.frames, block.pfns().clone())?;
-        let un = self.pt.unmap_range(va, m2)?;
+        self.pt.allocator_mut().hold_freed();
+        let un = match self.pt.unmap_range(va, m2) {
+            Ok(un) => un,
+            Err(e) => {
+                self.pt.allocator_mut().release_held();
+                return Err(e);
+            }
+        };
+        let runs = self.page_pins.take(base, base + m2);
+        let mapped = self.pt.map_range(va, dst.addr(), m2, vma.page_prot(), PageSize::Size2M);
         flush.merge(un.flush);
-        drop(self.page_pins.take(base, base + m2));
-        self.pt.map_range(va, dst.addr(), m2, vma.page_prot(), PageSize::Size2M)?;
+        if let Err(e) = mapped {
+            if let Err(r) = self.pt.restore(&leaves, &un.splits) {
+                log::error!("restoring the slot at {base:#x} after a failed collapse: {r}");
+            }
+            self.pt.allocator_mut().release_held();
+            self.page_pins.put_back(runs, 0);
+            flush.merge(self.pt.take_rollback_flush());
+            return Err(e);
+        }
+        self.pt.allocator_mut().release_held();
+        drop(runs);
         self.page_pins.insert(base, arr);
         Ok(Slot::Huge)
     }

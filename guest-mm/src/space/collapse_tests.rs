@@ -105,8 +105,10 @@ fn scattered_small_pages_collapse_whatever_the_mode_and_the_rest_reads_zero() {
     assert_eq!(read_tag(&s, va(a + M2 + 511 * P)), Some(9));
     assert_eq!(read_tag(&s, va(a + M2 + 8 * P)), Some(0));
     assert!(s.translate(va(a + M2 + 8 * P)).unwrap().prot.writable, "no copy-on-write piece left");
-    // A range smaller than a slot collapses nothing and succeeds.
+    // A range smaller than a slot from its start collapses nothing and
+    // succeeds; one inside a slot is EINVAL (Linux's unsigned count).
     assert_eq!(collapse(&mut s, a, 4 * P), Ok(()));
+    assert_eq!(collapse(&mut s, a + P, P), Err(errno::EINVAL));
     assert!(sizes(&s, a, M2).is_empty());
     finish(s, zero, start);
 }
@@ -194,5 +196,32 @@ fn without_a_free_block_the_collapse_fails_with_enomem_and_nothing_changes() {
     drop(held);
     assert_eq!(collapse(&mut s, a, M2), Ok(()));
     assert_eq!(read_tag(&s, va(a + 9 * P)), Some(9));
+    finish(s, zero, start);
+}
+
+#[test]
+fn a_collapse_that_cannot_map_its_leaf_puts_the_old_pages_back() {
+    let (mut s, zero) = thp_space(ThpMode::Never);
+    let start = s.frames().pool_free();
+    let a = WINDOW.0 + M2;
+    map(&mut s, &zero, a, M2, RW);
+    write_tag(&mut s, va(a + 9 * P), 9);
+    write_tag(&mut s, va(a + 10 * P), 10);
+    let before: Vec<_> = s.page_tables().leaves(va(a), M2).iter().map(|l| (l.va, l.frame())).collect();
+    let tables = s.page_tables().tables_in_use();
+    // The slot is alone in its table: clearing it frees the tables above,
+    // and the map that needs them again is refused.
+    s.page_tables_mut().allocator_mut().inject_failure_after(Some(0));
+    let r = collapse(&mut s, a, M2);
+    s.page_tables_mut().allocator_mut().inject_failure_after(None);
+    assert_eq!(r, Err(errno::ENOMEM));
+    let after: Vec<_> = s.page_tables().leaves(va(a), M2).iter().map(|l| (l.va, l.frame())).collect();
+    assert_eq!(after, before, "the same pages, walked");
+    assert_eq!(s.page_tables().tables_in_use(), tables);
+    assert_eq!(read_tag(&s, va(a + 9 * P)), Some(9));
+    assert_eq!(read_tag(&s, va(a + 10 * P)), Some(10));
+    write_tag(&mut s, va(a + 10 * P), 11);
+    assert_eq!(collapse(&mut s, a, M2), Ok(()));
+    assert_eq!(read_tag(&s, va(a + 10 * P)), Some(11));
     finish(s, zero, start);
 }

@@ -353,10 +353,11 @@ impl GuestKind for Linux {
         // anonymous memory): residency (mincore, smaps, lock-on-fault)
         // is then what the program touched, as the mm tests check.
         hosted.mapper.space_mut().set_fault_around(1).map_err(|e| KindError::Setup(e.to_string()))?;
-        // Transparent huge pages for anonymous memory, `always` as Linux's
-        // default configuration (`CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS`); the
-        // program may change it through sysfs (every process shares it).
-        hosted.mapper.space().thp_policy().set_mode(guest_mm::ThpMode::Always);
+        // Transparent huge pages for anonymous memory: `madvise`, as the
+        // Linux the selftests' results come from runs, unless `--thp` chose
+        // another; the program may change it through sysfs (every process
+        // shares it).
+        hosted.mapper.space().thp_policy().set_mode(self.thp_mode());
         let heap = GuestVirtAddr::try_new(self.image.end).map_err(|e| KindError::Setup(e.to_string()))?;
         hosted
             .mapper

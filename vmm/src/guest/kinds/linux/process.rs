@@ -192,6 +192,8 @@ pub struct Linux {
     pub(super) uffds: super::userfaultfd::Uffds,
     /// The THP settings only sysfs keeps (`thp_sysfs.rs`).
     pub(super) thp_knobs: Mutex<super::thp_sysfs::ThpKnobs>,
+    /// The THP mode the program starts with (`--thp`; `madvise` unless set).
+    thp_mode: OnceLock<guest_mm::ThpMode>,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -323,6 +325,7 @@ impl Linux {
             uffds: Default::default(),
             hugepages: Default::default(),
             thp_knobs: Default::default(),
+            thp_mode: OnceLock::new(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
             path: p.name,
@@ -390,6 +393,19 @@ impl Linux {
     /// (before the run starts; `vm.nr_hugepages`).
     pub fn set_hugepages(&self, pages: u64) {
         self.hugepages.store(pages, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the THP mode the program starts with (`--thp`); only the
+    /// first call counts.
+    pub fn set_thp_mode(&self, mode: guest_mm::ThpMode) {
+        let _ = self.thp_mode.set(mode);
+    }
+
+    /// The THP mode the program starts with: `madvise` (what the Linux
+    /// 6.18 the selftests' results come from runs with) unless `--thp`
+    /// chose another.
+    pub fn thp_mode(&self) -> guest_mm::ThpMode {
+        self.thp_mode.get().copied().unwrap_or(guest_mm::ThpMode::Madvise)
     }
 
     /// The 2 MiB pages asked for.

@@ -12,7 +12,7 @@ use guest_mm::VmFlags;
 
 use super::maps::{line, put, region_line};
 use super::region::{FileId, ProcView, Region};
-use super::stats::MemStats;
+use super::stats::{MemStats, PSS_SHIFT};
 
 /// Linux's two-letter `VmFlags` mnemonics of the flags guest-mm has, in
 /// bit order (guest-mm's bits are Linux's).
@@ -50,15 +50,15 @@ fn kb(out: &mut Vec<u8>, label: &str, bytes: u64, width: usize) {
 /// The counters both files print (`__show_smap`).
 fn counters(out: &mut Vec<u8>, st: &MemStats, rollup: bool) {
     kb(out, "Rss:            ", st.resident, 8);
-    kb(out, "Pss:            ", st.resident, 8);
-    kb(out, "Pss_Dirty:      ", st.private_dirty, 8);
+    kb(out, "Pss:            ", st.pss >> PSS_SHIFT, 8);
+    kb(out, "Pss_Dirty:      ", st.pss_dirty >> PSS_SHIFT, 8);
     if rollup {
-        kb(out, "Pss_Anon:       ", st.anonymous, 8);
+        kb(out, "Pss_Anon:       ", st.pss_anon >> PSS_SHIFT, 8);
         kb(out, "Pss_File:       ", st.pss_file, 8);
         kb(out, "Pss_Shmem:      ", st.pss_shmem, 8);
     }
-    kb(out, "Shared_Clean:   ", 0, 8);
-    kb(out, "Shared_Dirty:   ", 0, 8);
+    kb(out, "Shared_Clean:   ", st.shared_clean, 8);
+    kb(out, "Shared_Dirty:   ", st.shared_dirty, 8);
     kb(out, "Private_Clean:  ", st.private_clean, 8);
     kb(out, "Private_Dirty:  ", st.private_dirty, 8);
     kb(out, "Referenced:     ", st.referenced, 8);

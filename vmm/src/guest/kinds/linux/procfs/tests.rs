@@ -437,3 +437,49 @@ fn cmdline_is_each_argument_with_a_nul() {
     assert_eq!(cmdline(&argv, true), b"");
     assert_eq!(cmdline(&[], false), b"");
 }
+
+#[test]
+fn pages_a_fork_shared_count_as_shared_until_the_other_process_goes() {
+    use super::pagemap::{PM_MMAP_EXCLUSIVE, PM_PRESENT};
+    let mut f = process();
+    // A written THP (2 MiB, aligned) and written small pages.
+    f.mapper.space().thp_policy().set_mode(guest_mm::ThpMode::Always);
+    f.anon(0x1200_0000, 2 << 20, RW);
+    f.touch(0x1200_0000, true);
+    f.touch(0x1000_0000, true);
+    let small = f.counted_pages(0x1000_0000, 16 << 12) * 4;
+    let (thp, anon) = ("12000000-12200000", "10000000-10010000");
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    assert_eq!(field(&s, thp, "AnonHugePages"), 2048);
+    assert_eq!(field(&s, thp, "THPeligible"), 1);
+    assert_eq!(field(&s, thp, "Private_Dirty"), 2048);
+    let forked = f.mapper.space_mut().fork().unwrap();
+    forked.flush.ignore();
+    let child = forked.child;
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    for (head, kb) in [(thp, 2048), (anon, small)] {
+        assert_eq!(field(&s, head, "Rss"), kb, "{head}");
+        assert_eq!(field(&s, head, "Pss"), kb / 2, "{head}");
+        assert_eq!(field(&s, head, "Pss_Dirty"), kb / 2, "{head}");
+        assert_eq!(field(&s, head, "Shared_Dirty"), kb, "{head}");
+        assert_eq!(field(&s, head, "Private_Dirty"), 0, "{head}");
+        assert_eq!(field(&s, head, "Anonymous"), kb, "{head}");
+    }
+    assert_eq!(field(&s, thp, "AnonHugePages"), 2048, "still one 2 MiB leaf");
+    let rollup = String::from_utf8(smaps_rollup(&f.view())).unwrap();
+    assert!(field(&rollup, "[rollup]", "Pss_Anon") < field(&rollup, "[rollup]", "Anonymous"));
+    let view = f.view();
+    let at = |a: u64| entries(&pagemap_read(&view, (a >> 12) * 8, 8).unwrap())[0];
+    assert_eq!(at(0x1200_0000 + (5 << 12)), PM_PRESENT, "mapped twice: not exclusive");
+    assert_eq!(at(0x1000_0000), PM_PRESENT);
+    child.exit().ignore();
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    for (head, kb) in [(thp, 2048), (anon, small)] {
+        assert_eq!(field(&s, head, "Pss"), kb, "{head}");
+        assert_eq!(field(&s, head, "Shared_Dirty"), 0, "{head}");
+        assert_eq!(field(&s, head, "Private_Dirty"), kb, "{head}");
+    }
+    let view = f.view();
+    let at = |a: u64| entries(&pagemap_read(&view, (a >> 12) * 8, 8).unwrap())[0];
+    assert_eq!(at(0x1200_0000), PM_PRESENT | PM_MMAP_EXCLUSIVE, "the only process left");
+}
