@@ -28,6 +28,7 @@ mod linux_sysv_shm;
 mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;
+mod solo5_fastcall;
 mod solo5_load_checks;
 mod solo5_net;
 mod solo5_net_fd;
