@@ -333,6 +333,7 @@ fn launch_only_report_has_the_solo5_figures() {
         }
     }
     // The floor is a real KVM launch of its own, with CPU time counted.
+    assert!(num(&by_id("launch.minimal_vs_floor")["peer"]["value"]["median"], "floor") > 0.0);
     let floor = by_id("launch.solo5_vs_floor");
     assert!(num(&floor["peer"]["value"]["median"], "floor") > 0.0, "{floor}");
     assert!(num(&floor["ours"]["median"], "ours") > 0.0, "{floor}");

@@ -109,6 +109,8 @@ pub struct Sample {
     pub floor: Times,
     /// The Solo5 unikernel's run, timed with its CPU time.
     pub spt_times: Option<Times>,
+    /// The minimal guest's run (one exit), timed with its CPU time.
+    pub minimal_times: Times,
     /// `test_blk` on a 1 MiB disk under ours and, where installed, under
     /// `solo5-spt`.
     pub blk: Option<(Times, Option<Times>)>,
@@ -418,6 +420,11 @@ impl Launcher {
             _ => None,
         };
         let floor = times_expecting("`vmm launch-floor`", Command::new(&self.vmm).arg("launch-floor"), 0)?;
+        let minimal_times = times_expecting(
+            "`vmm run --guest` (minimal guest)",
+            Command::new(&self.vmm).args(RUN).arg("--guest").arg(self.minimal.path()),
+            1,
+        )?;
         let spt_times = match &self.spt {
             Some(p) => Some(times_expecting(
                 "`vmm run --guest` (Solo5 unikernel)",
@@ -466,6 +473,7 @@ impl Launcher {
             tenders,
             floor,
             spt_times,
+            minimal_times,
             blk,
             blk_hvt,
         })
@@ -622,6 +630,20 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
             f = f.detail("hvt_one_run_cpu_ms", h.cpu_ms).detail("hvt_one_run_wall_ms", h.wall_ms);
         }
         out.push(f);
+    }
+    {
+        let floor: Vec<f64> = s.iter().map(|x| x.floor.cpu_ms).collect();
+        out.push(
+            Figure::new(
+                9,
+                "launch.minimal_vs_floor",
+                "minimal guest (one `out`, one exit), spawn to exit: CPU time of the `vmm` process (user + system, \
+                 all threads, from wait4): the VMM's own launch work",
+                Unit::Ms,
+                s.iter().map(|x| x.minimal_times.cpu_ms).collect(),
+            )?
+            .vs("bare KVM launch (`vmm launch-floor`)", floor, RatioKind::Times)?,
+        );
     }
     if let Some(u) = s.iter().map(|x| x.spt_times).collect::<Option<Vec<Times>>>() {
         let wall =
