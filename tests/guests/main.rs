@@ -31,6 +31,7 @@ mod linux_thp;
 mod ltest_runner;
 mod solo5_block;
 mod solo5_command_line;
+mod solo5_fastcall;
 mod solo5_load_checks;
 mod solo5_net;
 mod solo5_net_fd;

@@ -338,7 +338,16 @@ fn launch_only_report_has_the_solo5_figures() {
     } else {
         assert!(hvt["note"].as_str().expect("note").contains("not found"), "{hvt}");
     }
+    // test_blk beside it: block I/O against solo5-spt where installed.
+    if dir.join("test_blk.spt").is_file() {
+        let blk = by_id("launch.solo5_blk_vs_spt");
+        assert!(num(&blk["ours"]["median"], "blk") > 0.0, "{blk}");
+        if dir.join("tenders/solo5-spt").is_file() {
+            assert!(num(&blk["peer"]["value"]["median"], "blk spt") > 0.0, "{blk}");
+        }
+    }
     // The floor is a real KVM launch of its own, with CPU time counted.
+    assert!(num(&by_id("launch.minimal_vs_floor")["peer"]["value"]["median"], "floor") > 0.0);
     let floor = by_id("launch.solo5_vs_floor");
     assert!(num(&floor["peer"]["value"]["median"], "floor") > 0.0, "{floor}");
     assert!(num(&floor["ours"]["median"], "ours") > 0.0, "{floor}");

@@ -38,6 +38,11 @@
 //!   creating one VM with one page, one vCPU, run to one `out`); CPU time
 //!   rather than wall time, because on a shared host the wall time is
 //!   mostly waiting for a CPU.
+//! - **Block I/O** (where `test_blk.spt` lies beside the `--spt`
+//!   unikernel): its whole run on a 1 MiB disk, CPU time, beside
+//!   `solo5-spt` on the same unikernel and disk; `solo5-hvt` on
+//!   `test_blk.hvt` once (its first repetition only: it takes seconds per
+//!   run on this backend), as a detail.
 //! - **Cold and warm**: the first repetition (page cache and binary
 //!   possibly cold) is reported as a detail beside the median.
 
@@ -104,7 +109,27 @@ pub struct Sample {
     pub floor: Times,
     /// The Solo5 unikernel's run, timed with its CPU time.
     pub spt_times: Option<Times>,
+    /// The minimal guest's run (one exit), timed with its CPU time.
+    pub minimal_times: Times,
+    /// `test_blk` on a 1 MiB disk under ours and, where installed, under
+    /// `solo5-spt`.
+    pub blk: Option<(Times, Option<Times>)>,
+    /// `test_blk.hvt` under `solo5-hvt`, in the first repetition only
+    /// (seconds per run on this backend).
+    pub blk_hvt: Option<Times>,
 }
+
+/// `test_blk` beside the `--spt` unikernel, and the disk it writes.
+struct Blk {
+    spt: PathBuf,
+    disk: TempFile,
+    /// `test_blk.hvt` beside the tenders, when there.
+    hvt_image: Option<PathBuf>,
+}
+
+/// Size of `test_blk`'s disk: big enough for its checks, small enough
+/// that `solo5-hvt` finishes in seconds.
+const BLK_DISK: usize = 1 << 20;
 
 /// A process's wall and CPU time, ms.
 #[derive(Clone, Copy, Debug)]
@@ -293,6 +318,9 @@ pub struct Launcher {
     qemu: Option<(PathBuf, TempFile)>,
     spt: Option<PathBuf>,
     tenders: Option<Tenders>,
+    blk: Option<Blk>,
+    /// Whether `solo5-hvt` ran `test_blk.hvt` already.
+    blk_hvt_done: std::cell::Cell<bool>,
 }
 
 impl Launcher {
@@ -305,13 +333,24 @@ impl Launcher {
             Some(q) => Some((q, TempFile::write(&minimal_firmware()).map_err(io("writing the firmware image"))?)),
             None => None,
         };
+        let tenders = spt.and_then(Tenders::find);
+        let blk = match spt.and_then(Path::parent).map(|d| d.join("test_blk.spt")).filter(|p| p.is_file()) {
+            Some(p) => Some(Blk {
+                spt: p,
+                disk: TempFile::write_as(&vec![0u8; BLK_DISK], "img").map_err(io("writing test_blk's disk"))?,
+                hvt_image: tenders.as_ref().map(|t| t.hvt_image.with_file_name("test_blk.hvt")).filter(|p| p.is_file()),
+            }),
+            None => None,
+        };
         Ok(Launcher {
             vmm: vmm.to_path_buf(),
             resolved: resolved.display().to_string(),
             minimal,
             qemu,
             spt: spt.map(Path::to_path_buf),
-            tenders: spt.and_then(Tenders::find),
+            tenders,
+            blk,
+            blk_hvt_done: std::cell::Cell::new(false),
         })
     }
 
@@ -381,6 +420,11 @@ impl Launcher {
             _ => None,
         };
         let floor = times_expecting("`vmm launch-floor`", Command::new(&self.vmm).arg("launch-floor"), 0)?;
+        let minimal_times = times_expecting(
+            "`vmm run --guest` (minimal guest)",
+            Command::new(&self.vmm).args(RUN).arg("--guest").arg(self.minimal.path()),
+            1,
+        )?;
         let spt_times = match &self.spt {
             Some(p) => Some(times_expecting(
                 "`vmm run --guest` (Solo5 unikernel)",
@@ -389,8 +433,50 @@ impl Launcher {
             )?),
             None => None,
         };
+        let (blk, blk_hvt) = match &self.blk {
+            Some(b) => {
+                let block = format!("--block:storage={}", b.disk.path().display());
+                let ours = times_expecting(
+                    "`vmm run --guest test_blk.spt`",
+                    Command::new(&self.vmm).args(RUN).arg("--guest").arg(&b.spt).arg(&block),
+                    0,
+                )?;
+                let spt = match &self.tenders {
+                    Some(t) => Some(times_expecting(
+                        "solo5-spt test_blk.spt",
+                        Command::new(&t.spt).arg(&block).arg(&b.spt),
+                        0,
+                    )?),
+                    None => None,
+                };
+                let hvt = match (&self.tenders, &b.hvt_image) {
+                    (Some(t), Some(image)) if !self.blk_hvt_done.replace(true) => {
+                        Some(times_expecting("solo5-hvt test_blk.hvt", Command::new(&t.hvt).arg(&block).arg(image), 0)?)
+                    }
+                    _ => None,
+                };
+                (Some((ours, spt)), hvt)
+            }
+            None => (None, None),
+        };
         let (rss, hwm_kib, samples) = resident(&self.vmm, &self.resolved)?;
-        Ok(Sample { vmm_ms, true_ms, rss, hwm_kib, samples, minimal, qemu, spt, spt_mem, tenders, floor, spt_times })
+        Ok(Sample {
+            vmm_ms,
+            true_ms,
+            rss,
+            hwm_kib,
+            samples,
+            minimal,
+            qemu,
+            spt,
+            spt_mem,
+            tenders,
+            floor,
+            spt_times,
+            minimal_times,
+            blk,
+            blk_hvt,
+        })
     }
 }
 
@@ -524,6 +610,40 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
                 Figure::new(9, "launch.solo5_vs_hvt", "Solo5 unikernel (`--spt`)", Unit::Ms, ours_ms)?.note(note),
             ),
         }
+    }
+    if let Some(b) = s.iter().map(|x| x.blk).collect::<Option<Vec<(Times, Option<Times>)>>>() {
+        let med = |v: Vec<f64>| Stat::of(&v).map_or(f64::NAN, |st| st.median);
+        let title = "`test_blk.spt` on a 1 MiB disk (`--block:storage=`), spawn to exit: CPU time of the process \
+                     (user + system, all threads)";
+        let ours: Vec<f64> = b.iter().map(|(o, _)| o.cpu_ms).collect();
+        let mut f = match b.iter().map(|(_, p)| *p).collect::<Option<Vec<Times>>>() {
+            Some(peer) => Figure::new(9, "launch.solo5_blk_vs_spt", title, Unit::Ms, ours)?.vs(
+                "solo5-spt (a seccomp-confined process, no VM) on the same unikernel and disk",
+                peer.iter().map(|t| t.cpu_ms).collect(),
+                RatioKind::Times,
+            )?,
+            None => Figure::new(9, "launch.solo5_blk_vs_spt", title, Unit::Ms, ours)?
+                .note("solo5-spt not found in tenders/ beside the unikernel: peer skipped"),
+        };
+        f = f.detail("wall_ms", med(b.iter().map(|(o, _)| o.wall_ms).collect()));
+        if let Some(h) = s.iter().find_map(|x| x.blk_hvt) {
+            f = f.detail("hvt_one_run_cpu_ms", h.cpu_ms).detail("hvt_one_run_wall_ms", h.wall_ms);
+        }
+        out.push(f);
+    }
+    {
+        let floor: Vec<f64> = s.iter().map(|x| x.floor.cpu_ms).collect();
+        out.push(
+            Figure::new(
+                9,
+                "launch.minimal_vs_floor",
+                "minimal guest (one `out`, one exit), spawn to exit: CPU time of the `vmm` process (user + system, \
+                 all threads, from wait4): the VMM's own launch work",
+                Unit::Ms,
+                s.iter().map(|x| x.minimal_times.cpu_ms).collect(),
+            )?
+            .vs("bare KVM launch (`vmm launch-floor`)", floor, RatioKind::Times)?,
+        );
     }
     if let Some(u) = s.iter().map(|x| x.spt_times).collect::<Option<Vec<Times>>>() {
         let wall =

@@ -57,6 +57,40 @@ fn nmi_protocol() {
 }
 
 #[test]
+fn exits_wake_the_condvar_only_when_a_caller_waits() {
+    let s = Arc::new(Shootdown::with_timing(2, patient()));
+    // Every exit of every vCPU calls `left`: with nobody in `wait`, no
+    // notification (each would be a futex system call).
+    for _ in 0..100 {
+        s.entering(0);
+        s.left(0);
+    }
+    assert_eq!(s.notifications(), 0);
+    // A caller waiting for vCPU 1 is woken by its acknowledgement, not by
+    // a timeout (the patient timing waits an hour per slice).
+    s.entering(1);
+    let (gen, asked) = s.request(0, R);
+    assert_eq!(asked, vec![1]);
+    assert_eq!(s.nmi_due(1), Some(FlushList::new(R)));
+    let t = {
+        let s = s.clone();
+        std::thread::spawn(move || s.wait(gen, &[1], &|| false, &no_kick))
+    };
+    // Let the caller reach its wait (if it has not, it sees the
+    // acknowledgement when it looks first: the test passes either way).
+    std::thread::sleep(Duration::from_millis(50));
+    s.acked(1);
+    assert_eq!(t.join().unwrap(), Ok(()));
+    let sent = s.notifications();
+    // Once the caller is gone, exits are silent again.
+    for _ in 0..100 {
+        s.entering(1);
+        s.left(1);
+    }
+    assert_eq!(s.notifications(), sent);
+}
+
+#[test]
 fn long_lists_take_several_nmis() {
     let s = Shootdown::with_timing(1, patient());
     let many: Vec<Range> = (0..300u64).map(|i| (i * 0x10000, 0x1000)).collect();

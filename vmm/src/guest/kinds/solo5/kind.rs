@@ -4,16 +4,16 @@
 use vm_memory::Bytes;
 
 use super::block::Devices;
+use super::clock::{self, ClockPage};
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::mac::{check_net, check_net_mac, parse_net, parse_net_mac, Mac};
 use super::net::Nets;
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
 use super::tap::FD_PREFIX;
-use super::{layout, memory, note, segments};
+use super::{fastcall, layout, memory, note, segments};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
-use crate::hosted::trampoline;
 use std::path::PathBuf;
 
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
@@ -418,7 +418,22 @@ impl GuestKind for Solo5 {
         memory::map_runs(hosted.mapper, &runs).map_err(kind_err)?;
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
-            SyscallEntry::User => Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(kind_err)?),
+            SyscallEntry::User => {
+                // The trampoline answers clock_gettime and the yield's
+                // timerfd_settime from the clock page (see `fastcall`).
+                let first = clock::first_anchor(clock::now());
+                let mut page = fastcall::initial_page((kernel_end, self.mem), (layout::HOST_MEM_BASE, self.mem));
+                for (off, v) in [
+                    (fastcall::field::TSC_BASE, first.tsc_base),
+                    (fastcall::field::MONO_BASE, first.mono_base),
+                    (fastcall::field::REAL_MINUS_MONO, first.real_minus_mono),
+                ] {
+                    page[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+                }
+                let lstar = fastcall::install(hosted.mapper, hosted.frames, mem, &page).map_err(kind_err)?;
+                self.table.use_clock_page(ClockPage::new(first));
+                Some(lstar)
+            }
         };
         Ok(Entry::User(vec![UserEntry { rip: self.prog.entry, rsp: self.mem - 8, rdi: BOOT_INFO, syscall_entry }]))
     }
