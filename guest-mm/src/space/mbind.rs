@@ -144,7 +144,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         for c in cuts {
             self.split_vma(c);
         }
-        self.vmas.update_range(start, end, |v| v.policy = policy);
+        let shared = policy.map(Arc::new);
+        self.vmas.update_range(start, end, |v| v.policy = shared.clone());
         let starts: Vec<u64> = self.vmas.overlapping(start, end).map(|v| v.start().raw()).collect();
         for s in starts.into_iter().rev() {
             self.merge_vmas(s);

@@ -38,8 +38,9 @@ pub struct Vma {
     /// the pins of the whole; they drop with the last piece.
     pub(crate) pins: Vec<Pinned>,
     /// Its NUMA memory policy (`vm_policy`; `None`: the default), set by
-    /// `mbind`.
-    pub(crate) policy: Option<MemPolicy>,
+    /// `mbind`. Shared, as Linux refcounts `vm_policy`: a policy holds
+    /// two 1,024-node masks, too much to copy into every VMA.
+    pub(crate) policy: Option<Arc<MemPolicy>>,
 }
 
 impl Vma {
@@ -132,7 +133,7 @@ impl Vma {
 
     /// Its memory policy (`mbind`), `None` for the default.
     pub fn policy(&self) -> Option<&MemPolicy> {
-        self.policy.as_ref()
+        self.policy.as_deref()
     }
 
     /// Sealed by `mseal` ([`VmFlags::SEALED`]).
@@ -166,7 +167,7 @@ impl Vma {
             && same_arc(self.private.as_ref(), next.private.as_ref())
             && self.pins.len() == next.pins.len()
             && self.pins.iter().zip(&next.pins).all(|(a, b)| a.same(b))
-            && self.policy == next.policy
+            && self.policy.as_deref() == next.policy.as_deref()
     }
 
     /// Splits at `addr` (strictly inside), returning the upper part; `self`
