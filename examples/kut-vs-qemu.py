@@ -7,15 +7,20 @@ Usage (from the repository root, after `cargo build --release -p vmm-cli` and
 
     python3 examples/kut-vs-qemu.py [--dir ../shared/testguests/kvm-unit-tests]
         [--reps 5] [--timeout 120] [--json out.json] [--tests a,b,c]
+        [--qemu-cpu-suffix ,-arch-capabilities]
 
 QEMU runs as upstream's x86/run starts it (`-nodefaults -accel kvm -device
 pc-testdev -device isa-debug-exit,iobase=0xf4,iosize=0x4 -device pci-testdev
 -vnc none -serial stdio -kernel FILE -smp N [-append ARGS] [qemu_params]`),
 so it boots through SeaBIOS; vmm boots the kernel with no firmware. Each
 launch is a fresh process, timed from spawn to exit (wall clock). The
-script reports the backend (`/dev/kvm` of this host): on a nested or
-software-assisted KVM, CPL 0 code is emulated and figures are not those of
-hardware virtualization.
+script reports the backend (the KVM module serving `/dev/kvm`: kvm_pvm,
+kvm_intel or kvm_amd): on a nested or software-assisted KVM (kvm_pvm), CPL
+0 code is emulated and figures are not those of hardware virtualization.
+
+`--qemu-cpu-suffix` is appended to a `-cpu max` or `-cpu host` value (the
+default, `,-arch-capabilities`, is what QEMU 7.2 needs to start at all on
+hosts that refuse its IA32_ARCH_CAPABILITIES value; pass '' for none).
 """
 
 import argparse
@@ -61,13 +66,15 @@ def parse_cfg(path):
 def timed(cmd, timeout):
     """Runs cmd; returns (seconds, exit status or None on timeout). QEMU's
     own errors also exit with 1, the isa-debug-exit PASS status: a run
-    whose output has a `qemu-system-x86_64:` error line counts as -1."""
+    whose output has a `qemu-system-x86_64:` line that is not a warning
+    counts as -1."""
     start = time.monotonic()
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout)
         code = p.returncode
-        if code == 1 and re.search(rb"^qemu-system-x86_64: ", p.stdout, re.M):
+        errors = [l for l in p.stdout.splitlines() if l.startswith(b"qemu-system-x86_64: ") and b" warning: " not in l]
+        if code == 1 and errors:
             code = -1
     except subprocess.TimeoutExpired:
         code = None
@@ -78,8 +85,28 @@ def verdict(code):
     return {1: "PASS", 77: "SKIP", None: "TIMEOUT", -1: "QEMU-ERROR"}.get(code, f"FAIL({code})")
 
 
+def backend():
+    """The KVM module behind /dev/kvm, by name."""
+    for m in ("kvm_pvm", "kvm_intel", "kvm_amd"):
+        if os.path.isdir(f"/sys/module/{m}"):
+            return m
+    return "unknown"
+
+
+def with_cpu_suffix(params, suffix):
+    """params with suffix appended to a -cpu max / -cpu host value."""
+    out = list(params)
+    for i, p in enumerate(out[:-1]):
+        if p == "-cpu" and re.match(r"^(max|host)(,|$)", out[i + 1]):
+            out[i + 1] += suffix
+    return out
+
+
+CPU_SUFFIX = ""
+
+
 def qemu_cmd(flat, t):
-    params = shlex.split(t.get("qemu_params", ""))
+    params = with_cpu_suffix(shlex.split(t.get("qemu_params", "")), CPU_SUFFIX)
     accel = [] if "-enable-kvm" in params else ["-accel", "kvm"]
     cmd = ["qemu-system-x86_64", "-nodefaults", *accel, "-device", "pc-testdev",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4", "-device", "pci-testdev",
@@ -106,11 +133,18 @@ def main():
     ap.add_argument("--timeout", type=int, default=120)
     ap.add_argument("--tests", default=",".join(QEMU_PASSES))
     ap.add_argument("--json")
+    ap.add_argument("--qemu-cpu-suffix", default=",-arch-capabilities")
     a = ap.parse_args()
+    global CPU_SUFFIX
+    CPU_SUFFIX = a.qemu_cpu_suffix
     flat_dir = os.path.join(a.dir, "x86")
     cfg = parse_cfg(os.path.join(flat_dir, "unittests.cfg"))
     dummy = os.path.join(flat_dir, "dummy.flat")
-    out = {"backend": "/dev/kvm of this host", "launch": {}, "tests": []}
+    qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], stdout=subprocess.PIPE,
+                                  text=True).stdout.splitlines()[0]
+    out = {"backend": backend(), "qemu": qemu_version, "qemu_cpu_suffix": CPU_SUFFIX, "command": sys.argv,
+           "launch": {}, "tests": []}
+    print(f"backend: {out['backend']}; {qemu_version}; -cpu max/host get {CPU_SUFFIX!r}")
 
     print(f"== launch: x86/dummy.flat, {a.reps} runs each (wall clock, spawn to exit)")
     for who, cmd in (("vmm", [a.vmm, "run", "--kernel", dummy]), ("qemu", qemu_cmd(dummy, {"smp": "1"}))):
@@ -148,7 +182,7 @@ def main():
         sys.stdout.flush()
     out["total_vmm_s"], out["total_qemu_s"] = tot_v, tot_q
     print(f"{'total (serial)':28} {tot_v:8.1f} {'':10} {tot_q:8.1f}")
-    print("backend: /dev/kvm of this host (figures are not hardware virtualization's if it is nested)")
+    print(f"backend: {out['backend']} (kvm_pvm: CPL 0 emulated, not hardware virtualization's figures)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)

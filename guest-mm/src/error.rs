@@ -158,6 +158,13 @@ pub enum MmError {
         /// Start of the sealed VMA met first.
         addr: u64,
     },
+    /// No VMA covers the address where the operation needs one (`mbind`,
+    /// `get_mempolicy`: `EFAULT`).
+    #[error("no mapping at {addr:#x}")]
+    Hole {
+        /// First address no VMA covers.
+        addr: u64,
+    },
     /// A shared-memory object's page quota (a tmpfs `size=`) is used up.
     #[error("the {0} quota is used up")]
     QuotaFull(&'static str),
@@ -178,7 +185,7 @@ impl MmError {
             | MmError::Misaligned { .. }
             | MmError::Overflow { .. }
             | MmError::Invalid(_) => EINVAL,
-            MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } => EFAULT,
+            MmError::OutsideVma { .. } | MmError::FrameNotInGuest { .. } | MmError::Hole { .. } => EFAULT,
             MmError::GuestMemory { .. } | MmError::FaultFailed { .. } => EFAULT,
             MmError::FrameReserved { .. }
             | MmError::NotAllowed { .. }
@@ -221,6 +228,7 @@ mod tests {
             (MmError::FaultFailed { addr: 0 }, errno::EFAULT),
             (MmError::Sealed { addr: 0x1000 }, errno::EPERM),
             (MmError::QuotaFull("tmpfs"), errno::ENOSPC),
+            (MmError::Hole { addr: 0 }, errno::EFAULT),
         ];
         for (e, n) in table {
             assert_eq!(e.errno(), *n, "{e}");

@@ -55,6 +55,12 @@ bitflags! {
         const DONTCOPY = 1 << 17;
         /// A child on fork gets zero pages here (`MADV_WIPEONFORK`).
         const WIPEONFORK = 1 << 25;
+        /// Transparent huge pages wanted (`MADV_HUGEPAGE`, Linux's
+        /// `VM_HUGEPAGE`): eligible under the `madvise` THP mode.
+        const HUGEPAGE = 1 << 29;
+        /// Transparent huge pages refused (`MADV_NOHUGEPAGE`, Linux's
+        /// `VM_NOHUGEPAGE`): never eligible.
+        const NOHUGEPAGE = 1 << 30;
         /// Sealed by `mseal`: the mapping may no longer be unmapped,
         /// moved, resized, replaced or have its protection changed, and
         /// discarding advice on it is refused when it is read-only

@@ -20,6 +20,7 @@ pub mod desc;
 pub mod error;
 pub mod flags;
 pub mod frames;
+pub mod mempolicy;
 pub mod paging;
 pub mod provider;
 pub mod providers;
@@ -39,7 +40,8 @@ pub use paging::{
 pub use provider::MmapProvider;
 pub use range::{range_in_vma, range_in_vma_desc, range_is_subset};
 pub use space::{
-    AddressSpace, Advice, Audit, Brk, Cows, FaultKind, Faulted, Forced, Forked, Mapped, MmapRequest, MremapFlags,
-    Placement, Remapped, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
+    vma_may_hold_thp, AddressSpace, Advice, Audit, Brk, Cows, FaultKind, Faulted, Forced, Forked, Mapped, Mbound,
+    MmapRequest, MremapFlags, Placement, Remapped, SpaceConfig, SpaceStats, ThpMode, ThpPolicy, ThpSizeMode, Violation,
+    DEFAULT_MAX_MAP_COUNT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, THP_MIN_ORDER, THP_PMD_ORDER,
 };
 pub use vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaOps, VmaTree};

@@ -26,7 +26,7 @@ use vmm_suite::need_kvm;
 
 /// The environment variables `vmm kut` reads, removed from its
 /// environment unless a test gives them.
-const READ: &[&str] = &["TIMEOUT", "ACCEL", "CHECK", "MACHINE", "QEMU", "ERRATATXT"];
+const READ: &[&str] = &["TIMEOUT", "ACCEL", "CHECK", "MACHINE", "QEMU", "ERRATATXT", "KVM_UNIT_TESTS_ENV"];
 
 /// Runs `vmm kut DIR args...` in DIR (its `logs/` goes there) with the
 /// environment `env` added (and [`READ`] and `ERRATA_*` removed unless
@@ -390,6 +390,43 @@ fn errata_environment() {
     let r = kut(&dir, &["--json"], &[]);
     assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("errata.txt line 1"), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: `KVM_UNIT_TESTS_ENV` was not read. Upstream's `env_file`
+/// adds the file's `NAME=VALUE` words after the generated variables
+/// (which it cannot change), before `errata.txt`'s entries, and its
+/// `ERRATA_*` ones decide their entries; a file that is not a regular
+/// file is not read; a word that needs a shell is an error before
+/// anything runs.
+#[test]
+fn kvm_unit_tests_env_file() {
+    need_kvm!();
+    let dir = tree("kut-conv-env-file", "[env]\nfile = echo.flat\n");
+    std::fs::write(dir.join("echo.flat"), echo_kernel()).unwrap();
+    std::fs::write(dir.join("errata.txt"), "c0ffee01:3.0\nc0ffee03:3.0\n").unwrap();
+    let file = dir.join("user.env");
+    std::fs::write(&file, "# mine\nFOO=bar BAZ=\"q\"\nQEMU_ACCEL=tcg\nERRATA_c0ffee01=n\nexport NOT=read\n").unwrap();
+    let r = kut(&dir, &["--json"], &[("KVM_UNIT_TESTS_ENV", file.to_str().unwrap()), ("ERRATA_c0ffee01", "y")]);
+    assert_eq!(r.verdict("env").0, "PASS", "{}", r.stderr);
+    let env = log(&dir, "env");
+    let lines: Vec<&str> = env.lines().take_while(|l| !l.starts_with("CMDLINE:")).collect();
+    let at = |want: &str| lines.iter().position(|l| *l == want).unwrap_or_else(|| panic!("{want} missing:\n{env}"));
+    assert!(at("QEMU_ACCEL=kvm") < at("FOO=bar"), "{env}");
+    assert!(at("FOO=bar") < at("BAZ=q") && at("BAZ=q") < at("ERRATA_c0ffee01=n"), "{env}");
+    assert!(at("ERRATA_c0ffee01=n") < at("ERRATA_c0ffee03=y"), "{env}");
+    assert!(!env.contains("QEMU_ACCEL=tcg") && !env.contains("ERRATA_c0ffee01=y"), "{env}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("ERRATA_c0ffee01=")).count(), 1, "{env}");
+    assert!(!env.contains("NOT="), "{env}");
+    // Not a regular file: not read, as upstream's `[ -f ]`.
+    let r = kut(&dir, &["--json"], &[("KVM_UNIT_TESTS_ENV", dir.to_str().unwrap())]);
+    assert_eq!(r.verdict("env").0, "PASS", "{}", r.stderr);
+    assert!(!log(&dir, "env").contains("FOO="), "{}", log(&dir, "env"));
+    // What only a shell could expand stops the run, naming the line.
+    std::fs::write(&file, "OK=1\nHOME_COPY=$HOME\n").unwrap();
+    let r = kut(&dir, &["--json"], &[("KVM_UNIT_TESTS_ENV", file.to_str().unwrap())]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("KVM_UNIT_TESTS_ENV line 2"), "{}", r.stderr);
     std::fs::remove_dir_all(&dir).ok();
 }
 

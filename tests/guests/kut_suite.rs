@@ -1,8 +1,8 @@
 //! Scenario: upstream kvm-unit-tests, unmodified, through `vmm kut`. Every
 //! test QEMU 7.2 passes on this kind of host (`qemu-7.2-kvm-here.txt` in
-//! the test data) passes with `vmm`, except `intel_iommu` and `s3`, which
-//! skip naming the QEMU device and the ACPI tables they need; and `msr64`
-//! fails no check that QEMU passes.
+//! the test data) passes with `vmm`, except `intel_iommu`, which skips
+//! naming the QEMU device it needs; and `msr64` fails no check that QEMU
+//! passes.
 //!
 //! The test data lives outside the repository
 //! (`../shared/testguests/kvm-unit-tests`, or `$VMM_KUT_DIR`): without it
@@ -33,10 +33,11 @@ const MUST_PASS: &[&str] = &[
     "setjmp",
     "rmap_chain",
     "lam",
+    "s3",
 ];
 /// Tests QEMU passes that need something `vmm` does not have, and a word
 /// the skip reason must contain.
-const MAY_SKIP: &[(&str, &str)] = &[("intel_iommu", "q35"), ("s3", "ACPI")];
+const MAY_SKIP: &[(&str, &str)] = &[("intel_iommu", "q35")];
 /// The checks QEMU 7.2 fails in `msr64` on this host (`-cpu
 /// qemu64,vendor=GenuineIntel`, 1838 tests, 6 unexpected failures): KVM
 /// lets the guest use these MSRs where the test expects #GP. `vmm` may

@@ -10,8 +10,11 @@
 //! multithreaded child, detached threads, futex `EAGAIN`, relative and absolute timeouts,
 //! a zero bitset, a signal to a futex waiter (`EINTR`, or the wait
 //! restarted by an `SA_RESTART` handler), a shared futex woken across
-//! processes; and a
-//! non-leader thread's `exit()` ending the whole process.
+//! processes; two threads that never make a system call sharing the
+//! vCPU through the slice timer, each with its own FS base (a switch
+//! between threads of one process loads it with no CR3 load; hangs until
+//! the timeout without preemption); and a non-leader thread's `exit()`
+//! ending the whole process.
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
 use vmm_suite::kvm::run_vmm;
@@ -40,6 +43,7 @@ futex zero bitset: -1 EINVAL
 futex wake nobody: 0
 futex signaled: EINTR, restarted 0, timed EINTR, handled 3
 shared futex: woke 1 child exited 0
+spinning threads: main's tls 1 the other's tls 1
 ";
 
 #[test]

@@ -30,8 +30,9 @@ const EPOLL_PWAIT: u64 = 281;
 const EPOLL_FD: u32 = 3;
 
 /// A network namespace made for one test, deleted when dropped.
-struct Netns {
-    name: String,
+pub(crate) struct Netns {
+    /// Its name (`ip netns`).
+    pub(crate) name: String,
 }
 
 fn ok(o: &Output) -> bool {
@@ -41,7 +42,7 @@ fn ok(o: &Output) -> bool {
 impl Netns {
     /// A new namespace, or `None` (with the reason printed) where this
     /// host cannot make one.
-    fn new() -> Option<Netns> {
+    pub(crate) fn new() -> Option<Netns> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         if !Path::new("/dev/net/tun").exists() {
             eprintln!("skipped: no /dev/net/tun");
@@ -69,7 +70,7 @@ impl Netns {
     }
 
     /// Runs `script` with `sh -c` inside the namespace.
-    fn sh(&self, script: &str) -> Output {
+    pub(crate) fn sh(&self, script: &str) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.name, "sh", "-c", script])
             .output()
@@ -77,7 +78,7 @@ impl Netns {
     }
 
     /// Adds the tap `tap` at `addr` (CIDR) with MTU `mtu`, up.
-    fn tap(&self, tap: &str, addr: &str, mtu: u32) {
+    pub(crate) fn tap(&self, tap: &str, addr: &str, mtu: u32) {
         let o = self.sh(&format!(
             "ip tuntap add {tap} mode tap && ip link set {tap} mtu {mtu} && ip addr add {addr} dev {tap} && ip link set {tap} up"
         ));
@@ -85,7 +86,7 @@ impl Netns {
     }
 
     /// A counter of `tap` (`rx_packets`, `rx_bytes`, ...).
-    fn stat(&self, tap: &str, what: &str) -> u64 {
+    pub(crate) fn stat(&self, tap: &str, what: &str) -> u64 {
         let o = self.sh(&format!("cat /sys/class/net/{tap}/statistics/{what}"));
         String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or_else(|_| panic!("{tap} {what}: {o:?}"))
     }
@@ -104,7 +105,7 @@ impl Netns {
     }
 
     /// Waits until 10.0.0.2 answers a ping (at most `secs` seconds).
-    fn wait_for_answer(&self, addr: &str, secs: u64) -> bool {
+    pub(crate) fn wait_for_answer(&self, addr: &str, secs: u64) -> bool {
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             if ok(&self.sh(&format!("busybox ping -c 1 -W 1 {addr} >/dev/null 2>&1"))) {
@@ -121,7 +122,7 @@ impl Drop for Netns {
     }
 }
 
-fn have_busybox() -> bool {
+pub(crate) fn have_busybox() -> bool {
     let ok = Command::new("busybox").arg("true").output().is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("skipped: no busybox (for ping)");
@@ -129,7 +130,7 @@ fn have_busybox() -> bool {
     ok
 }
 
-fn upstream(name: &str) -> Option<PathBuf> {
+pub(crate) fn upstream(name: &str) -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testguests/solo5-spt").join(name);
     if !p.exists() {
         eprintln!("skipped: {} is absent (Solo5 test unikernels)", p.display());
@@ -139,7 +140,7 @@ fn upstream(name: &str) -> Option<PathBuf> {
 }
 
 /// "N packets received" from busybox ping's summary.
-fn received(out: &Output) -> u64 {
+pub(crate) fn received(out: &Output) -> u64 {
     let s = String::from_utf8_lossy(&out.stdout);
     s.split(',')
         .find(|p| p.contains("received"))
@@ -148,7 +149,7 @@ fn received(out: &Output) -> u64 {
         .unwrap_or_else(|| panic!("no ping summary: {s}"))
 }
 
-fn finish(mut child: Child) -> (Option<i32>, String, String) {
+pub(crate) fn finish(mut child: Child) -> (Option<i32>, String, String) {
     let _ = child.kill();
     let o = child.wait_with_output().expect("vmm output");
     (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -269,20 +270,21 @@ fn frame(len: usize) -> Vec<u8> {
     f
 }
 
-#[test]
-fn frames_over_the_mtu_or_under_a_header_never_reach_the_tap() {
-    need_kvm!();
-    let Some(ns) = Netns::new() else { return };
-    ns.tap("tap100", "10.0.0.1/24", 1400);
-    let mut data = frame(1414 + 1);
+/// A unikernel that checks its `service0` entry (attached, MTU `mtu`,
+/// MAC 02:00:00:00:00:2a), reads with nothing pending, then writes
+/// frames of 14 and `mtu` + 14 bytes (which cross), one more, 13 and 0 bytes and
+/// one from outside its memory (refused); exit 0 if all went so.
+pub(crate) fn mtu_checker(mtu: u16) -> PathBuf {
+    let full = u64::from(mtu) + 14;
+    let mut data = frame(full as usize + 1);
     data.resize(0x1000, 0);
-    let g = unikernel("net-mtu", &data, &[("service0", NET)], |a| {
+    unikernel("net-mtu", &data, &[("service0", NET)], |a| {
         let mut fail = Vec::new();
         entry(a, rbx, 1)?;
         a.cmp(byte_ptr(rbx + 96), 1)?;
         expect_eq(a, &mut fail, 10)?;
         // The MTU is the interface's; the MAC the one given.
-        a.cmp(word_ptr(rbx + 78), 1400)?;
+        a.cmp(word_ptr(rbx + 78), i32::from(mtu))?;
         expect_eq(a, &mut fail, 11)?;
         a.cmp(dword_ptr(rbx + 72), 0x0000_0002)?;
         expect_eq(a, &mut fail, 12)?;
@@ -292,11 +294,14 @@ fn frames_over_the_mtu_or_under_a_header_never_reach_the_tap() {
         // Nothing pending: EAGAIN.
         a.mov(rdi, r12)?;
         a.mov(rsi, DATA_VA + 0x800)?;
-        a.mov(rdx, 1414u64)?;
+        a.mov(rdx, full)?;
         syscall(a, READ)?;
         a.cmp(rax, -11)?;
         expect_eq(a, &mut fail, 20)?;
-        for (len, want, code) in [(14u64, 14i32, 21), (1414, 1414, 22), (1415, -22, 23), (13, -22, 24), (0, -22, 25)] {
+        let whole = full as i32;
+        for (len, want, code) in
+            [(14u64, 14i32, 21), (full, whole, 22), (full + 1, -22, 23), (13, -22, 24), (0, -22, 25)]
+        {
             write(a, r12, DATA_VA, len)?;
             a.cmp(rax, want)?;
             expect_eq(a, &mut fail, code)?;
@@ -307,7 +312,15 @@ fn frames_over_the_mtu_or_under_a_header_never_reach_the_tap() {
         expect_eq(a, &mut fail, 26)?;
         exit_group(a, 0)?;
         fail_exits(a, fail)
-    });
+    })
+}
+
+#[test]
+fn frames_over_the_mtu_or_under_a_header_never_reach_the_tap() {
+    need_kvm!();
+    let Some(ns) = Netns::new() else { return };
+    ns.tap("tap100", "10.0.0.1/24", 1400);
+    let g = mtu_checker(1400);
     let o = ns
         .vmm(&[
             "--timeout",

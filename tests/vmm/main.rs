@@ -26,6 +26,7 @@ mod vmm_elf_guest;
 mod vmm_faults;
 mod vmm_fuzz_guest;
 mod vmm_guest_kind_seam;
+mod vmm_hostile_sweep;
 mod vmm_input_bounds;
 mod vmm_lazy_faults;
 mod vmm_log_rate_limit;

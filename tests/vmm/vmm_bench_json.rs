@@ -290,5 +290,66 @@ fn linux_only_report_has_item_12_with_its_counts() {
         let skipped = r["skipped"].to_string();
         assert!(skipped.contains("busybox"), "{skipped}");
     }
+    // The fork program (built with gcc where there is one): fork and the
+    // first writes after it, each beside the host's own, the fork
+    // checked against its target; both name the backend.
+    if figures.iter().any(|f| f["id"] == "linux.fork_64mib_touched") {
+        for id in ["linux.fork_64mib_touched", "linux.first_write_after_fork"] {
+            let f = by_id(id);
+            assert!(num(&f["ours"]["median"], id) > 0.0 && num(&f["peer"]["value"]["median"], id) > 0.0, "{id}");
+            assert!(f["note"].as_str().expect("note").contains(&backend), "{id}: {}", f["note"]);
+        }
+        assert_eq!(by_id("linux.fork_64mib_touched")["targets"].as_array().map(Vec::len), Some(1));
+    } else {
+        let skipped = r["skipped"].to_string();
+        assert!(skipped.contains("fork: "), "{skipped}");
+    }
+    let _ = std::fs::remove_file(json_path);
+}
+
+#[test]
+fn launch_only_report_has_the_solo5_figures() {
+    vmm_suite::need_kvm!();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testguests/solo5-spt");
+    let hello = dir.join("test_hello.spt");
+    if !hello.is_file() {
+        eprintln!("SKIPPED: no {}", hello.display());
+        return;
+    }
+    let json_path = temp_path("launch-only.json");
+    let (json, spt) = (json_path.to_str().unwrap(), hello.to_str().unwrap());
+    let run = run_vmm(&["bench", "--only", "launch", "--reps", "1", "--no-progress", "--spt", spt, "--json", json]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("report")).expect("JSON");
+    assert_eq!(r["parts"], "launch");
+    let figures = r["figures"].as_array().expect("figures");
+    assert!(figures.iter().all(|f| f["item"].as_u64() == Some(9)));
+    let by_id = |id: &str| figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no {id}"));
+    // Resident memory does not follow --mem: both sizes sampled, both real.
+    let f = by_id("launch.solo5_rss_2048m");
+    let (big, small) = (num(&f["ours"]["median"], "2048m"), num(&f["peer"]["value"]["median"], "2m"));
+    assert!(small > 1.0 && big > 1.0, "{f}");
+    assert!(big < small * 1.1, "resident memory grows with --mem: {big} MiB at 2 GiB, {small} MiB at 2 MiB");
+    // The peers run where Solo5's tenders are installed, and only there.
+    let hvt = by_id("launch.solo5_vs_hvt");
+    if dir.join("tenders/solo5-hvt").is_file() && dir.join("tenders/test_hello.hvt").is_file() {
+        assert!(num(&hvt["peer"]["value"]["median"], "hvt") > 0.0, "{hvt}");
+        assert!(num(&by_id("launch.solo5_vs_spt")["peer"]["value"]["median"], "spt") > 0.0);
+    } else {
+        assert!(hvt["note"].as_str().expect("note").contains("not found"), "{hvt}");
+    }
+    // test_blk beside it: block I/O against solo5-spt where installed.
+    if dir.join("test_blk.spt").is_file() {
+        let blk = by_id("launch.solo5_blk_vs_spt");
+        assert!(num(&blk["ours"]["median"], "blk") > 0.0, "{blk}");
+        if dir.join("tenders/solo5-spt").is_file() {
+            assert!(num(&blk["peer"]["value"]["median"], "blk spt") > 0.0, "{blk}");
+        }
+    }
+    // The floor is a real KVM launch of its own, with CPU time counted.
+    assert!(num(&by_id("launch.minimal_vs_floor")["peer"]["value"]["median"], "floor") > 0.0);
+    let floor = by_id("launch.solo5_vs_floor");
+    assert!(num(&floor["peer"]["value"]["median"], "floor") > 0.0, "{floor}");
+    assert!(num(&floor["ours"]["median"], "ours") > 0.0, "{floor}");
     let _ = std::fs::remove_file(json_path);
 }

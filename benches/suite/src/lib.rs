@@ -49,6 +49,8 @@ pub enum Parts {
     Guest,
     /// Item 12 alone: Linux programs.
     Linux,
+    /// Item 9 alone: launches and resident memory.
+    Launch,
 }
 
 /// Options of one run.
@@ -84,7 +86,11 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     let reps = opts.reps();
     let host = matches!(opts.parts, Parts::All | Parts::Host);
     let guest = opts.parts != Parts::Host;
-    let guest_items: Vec<u8> = if opts.parts == Parts::Linux { vec![12] } else { (5..=9).chain([11, 12]).collect() };
+    let guest_items: Vec<u8> = match opts.parts {
+        Parts::Linux => vec![12],
+        Parts::Launch => vec![9],
+        _ => (5..=9).chain([11, 12]).collect(),
+    };
     let kvm = machine.kvm.available;
     let total = if host { host::steps(reps) } else { 0 } + if guest && kvm { guest::steps(opts, reps) } else { 0 };
     let mut progress = Progress::new(total, opts.progress);
@@ -94,7 +100,11 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     if host {
         figures.extend(host::run(reps, kvm, &mut progress)?);
     } else {
-        let only = if opts.parts == Parts::Linux { "--only linux" } else { "--only guest" };
+        let only = match opts.parts {
+            Parts::Linux => "--only linux",
+            Parts::Launch => "--only launch",
+            _ => "--only guest",
+        };
         skipped.extend((1..=4).chain([10]).map(|item| Skipped { item, reason: format!("not requested ({only})") }));
     }
     if !guest {
@@ -133,6 +143,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
             Parts::Host => "host",
             Parts::Guest => "guest",
             Parts::Linux => "linux",
+            Parts::Launch => "launch",
         }
         .to_string(),
         skipped,

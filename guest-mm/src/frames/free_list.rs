@@ -104,6 +104,56 @@ impl FreeList {
         Some(out)
     }
 
+    /// Takes `n` contiguous frames (`n` a power of two) starting at a
+    /// multiple of `n`, or none. The frames never handed out are tried
+    /// first (the free frames skipped to reach an aligned start go on the
+    /// stack, still free); then the stack, for an aligned run of `n`
+    /// returned frames (one sort of the stack). `None` when neither has
+    /// such a block: the caller falls back to single frames.
+    pub(crate) fn take_block(&mut self, n: u64) -> Option<Vec<Pfn>> {
+        if n == 0 || !n.is_power_of_two() || n > self.len() {
+            return None;
+        }
+        for i in self.cursor..self.regions.len() {
+            let r = self.regions[i];
+            let Some(start) = r.next.checked_add(n - 1).map(|v| v & !(n - 1)) else { continue };
+            if start.checked_add(n).is_none_or(|e| e > r.end) {
+                continue;
+            }
+            self.returned.extend((r.next..start).map(Pfn));
+            self.regions[i].next = start + n;
+            self.untouched -= start + n - r.next;
+            while self.regions.get(self.cursor).is_some_and(|c| c.next == c.end) {
+                self.cursor += 1;
+            }
+            return Some((start..start + n).map(Pfn).collect());
+        }
+        if (self.returned.len() as u64) < n {
+            return None;
+        }
+        let mut sorted: Vec<u64> = self.returned.iter().map(|p| p.0).collect();
+        sorted.sort_unstable();
+        let want = usize::try_from(n).ok()?;
+        let mut run_start = 0usize;
+        let mut found = None;
+        for k in 0..sorted.len() {
+            if k > 0 && sorted[k] != sorted[k - 1] + 1 {
+                run_start = k;
+            }
+            // An aligned frame starts a candidate run.
+            if sorted[k] % n == 0 {
+                run_start = k;
+            }
+            if sorted[run_start] % n == 0 && k + 1 - run_start == want {
+                found = Some(sorted[run_start]);
+                break;
+            }
+        }
+        let first = found?;
+        self.returned.retain(|p| p.0 < first || p.0 >= first + n);
+        Some((first..first + n).map(Pfn).collect())
+    }
+
     /// Puts `pfn` back (the caller checked it is a pool frame now free).
     pub(crate) fn give(&mut self, pfn: Pfn) {
         self.returned.push(pfn);
@@ -176,6 +226,30 @@ mod tests {
         assert_eq!(f.take(3).unwrap(), vec![Pfn(20), Pfn(11), Pfn(21)]);
         assert_eq!((f.len(), f.take(0)), (0, Some(vec![])));
         assert!(f.take(1).is_none());
+    }
+
+    #[test]
+    fn blocks_are_aligned_and_contiguous_from_the_untouched_part_then_the_stack() {
+        let mut f = list(&[(3, 20), (24, 40)]);
+        // 3..8 skipped (to the stack), 8..16 handed out.
+        assert_eq!(f.take_block(8).unwrap(), (8..16).map(Pfn).collect::<Vec<_>>());
+        assert_eq!(f.len(), 33 - 8, "skipped frames stay free");
+        assert_eq!(f.returned(), &[Pfn(3), Pfn(4), Pfn(5), Pfn(6), Pfn(7)]);
+        // 16..20 cannot hold 8 aligned frames: the next region gives 24..32.
+        assert_eq!(f.take_block(8).unwrap()[0], Pfn(32 - 8));
+        assert!(f.take_block(16).is_none(), "no aligned 16 anywhere");
+        assert!(f.take_block(3).is_none() && f.take_block(0).is_none(), "not a power of two");
+        // Returned frames that form an aligned run are found on the stack.
+        assert_eq!(f.take(f.len()).map(|v| v.len()), Some(17));
+        for p in [33, 13, 9, 8, 17, 15, 11, 10, 34, 35, 12, 14, 36, 37, 38, 39] {
+            f.give(Pfn(p));
+        }
+        assert!(f.take_block(16).is_none(), "no aligned run of 16 on the stack");
+        let got = f.take_block(8);
+        assert_eq!(got, Some((8..16).map(Pfn).collect::<Vec<_>>()), "from the stack, {:?}", f.returned());
+        assert_eq!(f.len(), 8);
+        assert_eq!(f.returned(), &[Pfn(33), Pfn(17), Pfn(34), Pfn(35), Pfn(36), Pfn(37), Pfn(38), Pfn(39)]);
+        assert!(f.take_block(8).is_none(), "33..40 is not aligned");
     }
 
     #[test]

@@ -221,6 +221,21 @@ impl Frames {
         Ok(PoolPages { frames: self.clone(), pfns: pfns.into() })
     }
 
+    /// Takes `n` contiguous pool pages (`n` a power of two) whose first
+    /// frame is a multiple of `n`, owned by the returned handle, in
+    /// ascending order: the frames of a transparent huge page. `ENOMEM`
+    /// when no such block is free (fragmentation included); the caller
+    /// falls back to single pages. The pages hold whatever they held.
+    pub fn alloc_block(&self, n: u64) -> Result<PoolPages, MmError> {
+        let mut st = self.lock();
+        let pfns = st.free.take_block(n).ok_or(MmError::OutOfMemory("contiguous pool pages"))?;
+        for &p in &pfns {
+            st.owned.insert(p);
+        }
+        drop(st);
+        Ok(PoolPages { frames: self.clone(), pfns: pfns.into() })
+    }
+
     /// Pool pages free.
     pub fn pool_free(&self) -> usize {
         self.lock().pool_free()

@@ -32,6 +32,8 @@ fn pool_frames() -> BTreeSet<u64> {
 enum Op {
     /// Allocate this many pages.
     Alloc(u64),
+    /// Allocate an aligned contiguous block of `1 << order` pages.
+    AllocBlock(u32),
     /// Drop the owner handle at this index (modulo the live ones).
     DropOwner(usize),
     /// Pin the frames of the owner at this index.
@@ -46,6 +48,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u64..8).prop_map(Op::Alloc),
+        2 => (0u32..4).prop_map(Op::AllocBlock),
         3 => any::<usize>().prop_map(Op::DropOwner),
         2 => any::<usize>().prop_map(Op::Pin),
         2 => any::<usize>().prop_map(Op::Unpin),
@@ -95,6 +98,21 @@ proptest! {
                             prop_assert!(n as usize > free.len(), "refused {} with {} free", n, free.len());
                             prop_assert_eq!(e.errno(), crate::error::errno::ENOMEM);
                         }
+                    }
+                }
+                Op::AllocBlock(order) => {
+                    let n = 1u64 << order;
+                    let free = m.free();
+                    match f.alloc_block(n) {
+                        Ok(pages) => {
+                            let got: Vec<u64> = pages.pfns().iter().map(|p| p.0).collect();
+                            prop_assert_eq!(got.len() as u64, n);
+                            prop_assert_eq!(got[0] % n, 0, "block {:?} not aligned", got);
+                            prop_assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "block {:?} not contiguous", got);
+                            prop_assert!(got.iter().all(|p| free.contains(p)), "handed out {:?}, free {:?}", got, free);
+                            m.owners.push((pages, got));
+                        }
+                        Err(e) => prop_assert_eq!(e.errno(), crate::error::errno::ENOMEM),
                     }
                 }
                 Op::DropOwner(i) if !m.owners.is_empty() => {

@@ -79,7 +79,7 @@ impl<M: GuestMemory> PageTables<M> {
 
     /// The table holding the leaf of `va`, whatever its size, and its
     /// index, if the tables down to it exist.
-    fn leaf_slot(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
+    pub(super) fn leaf_slot(&self, va: u64, write: bool) -> Option<(Table<'_>, usize)> {
         let mut frame = self.root;
         for level in (1..=4u32).rev() {
             let t = Table::new(&self.mem, frame, false).ok()?;

@@ -28,7 +28,8 @@
 //! before changing anything. Files: `entry.rs` (bits), `table.rs` (the
 //! only `unsafe`: a table as 512 atomics), `walk.rs` (descend, create,
 //! undo), `split.rs`, one file per operation (`fork_share.rs`: fork's
-//! write-protect and a child's leaves), `flush.rs`, `stats.rs`.
+//! write-protect and a child's leaves; `thp.rs`: transparent huge pages'
+//! 2 MiB slots and their fork sharing), `flush.rs`, `stats.rs`.
 
 #[cfg(test)]
 mod accessed_tests;
@@ -48,6 +49,7 @@ mod snapshot;
 mod split;
 mod stats;
 pub(crate) mod table;
+mod thp;
 mod translate;
 mod unmap;
 mod walk;

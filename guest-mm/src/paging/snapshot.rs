@@ -42,6 +42,11 @@ impl Leaf {
         }
     }
 
+    /// Present (not a PROT_NONE leaf).
+    pub fn is_present(&self) -> bool {
+        self.raw & super::entry::P != 0
+    }
+
     /// The CPU has set the leaf's Accessed bit (Linux's `pte_young`).
     pub fn is_accessed(&self) -> bool {
         self.raw & super::entry::A != 0
@@ -62,6 +67,16 @@ impl Leaf {
     /// Writes through the leaf are allowed.
     pub fn is_writable(&self) -> bool {
         self.raw & super::entry::RW != 0
+    }
+
+    /// A leaf a fork shared (copy-on-write in both spaces).
+    pub fn is_fork_shared(&self) -> bool {
+        self.raw & super::entry::FORKED != 0
+    }
+
+    /// The first frame the leaf maps.
+    pub fn frame(&self) -> crate::addr::Pfn {
+        crate::addr::Pfn(super::entry::leaf_addr(self.raw, self.size) >> crate::addr::PAGE_SHIFT)
     }
 }
 

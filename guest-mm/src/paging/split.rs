@@ -188,6 +188,27 @@ impl<'a, M: GuestMemory> Writer<'a, M> {
     }
 }
 
+impl<M: GuestMemory> super::PageTables<M> {
+    /// Splits the 2 MiB leaf mapping `va`, if there is one, into a table of
+    /// the 512 equivalent 4 KiB leaves (same frames, same bits: a
+    /// transparent huge page becomes PTE-mapped). Translations do not
+    /// change, so nothing needs a flush. `Ok(None)` when `va` is not in a
+    /// 2 MiB leaf; `OutOfMemory` (nothing changed) when no table page is
+    /// left.
+    pub fn split_huge(&mut self, va: GuestVirtAddr) -> Result<Option<SplitRecord>, MmError> {
+        let m2 = PageSize::Size2M.bytes();
+        let base = va.raw() & !(m2 - 1);
+        let mut w = self.writer(false, base);
+        let Some((table, level, idx)) = w.find(base, 2) else { return Ok(None) };
+        if level != 2 || classify(table.get(idx), 2) != Entry::Leaf(PageSize::Size2M) {
+            return Ok(None);
+        }
+        let plan = [PlannedSplit { va: base, size: PageSize::Size2M }];
+        let reserved = w.reserve(1)?;
+        Ok(w.split_all(&plan, reserved).pop())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

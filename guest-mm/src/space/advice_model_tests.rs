@@ -41,7 +41,9 @@ const TRACKED: VmFlags = VM_LOCKED_MASK
     .union(VmFlags::RAND_READ)
     .union(VmFlags::DONTCOPY)
     .union(VmFlags::WIPEONFORK)
-    .union(VmFlags::DONTDUMP);
+    .union(VmFlags::DONTDUMP)
+    .union(VmFlags::HUGEPAGE)
+    .union(VmFlags::NOHUGEPAGE);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -73,7 +75,7 @@ enum Op {
     Madvise { at: u64, pages: u64, advice: Advice },
 }
 
-const ADVICE: [Advice; 18] = [
+const ADVICE: [Advice; 20] = [
     Advice::Normal,
     Advice::Random,
     Advice::Sequential,
@@ -92,6 +94,8 @@ const ADVICE: [Advice; 18] = [
     Advice::PopulateRead,
     Advice::PopulateWrite,
     Advice::DontNeedLocked,
+    Advice::HugePage,
+    Advice::NoHugePage,
 ];
 
 fn range() -> impl Strategy<Value = (u64, u64)> {
@@ -353,6 +357,8 @@ impl World {
                 Advice::KeepOnFork => pg.bits -= VmFlags::WIPEONFORK,
                 Advice::DontDump => pg.bits |= VmFlags::DONTDUMP,
                 Advice::DoDump => pg.bits -= VmFlags::DONTDUMP,
+                Advice::HugePage => pg.bits = (pg.bits - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE,
+                Advice::NoHugePage => pg.bits = (pg.bits - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE,
                 _ => {}
             }
         }

@@ -68,6 +68,14 @@ pub(super) enum Op {
     ForceRead {
         page: u64,
     },
+    /// `mbind` of a policy ([`POLICIES`] by index) with `MPOL_MF_MOVE`
+    /// (`mv`) or without.
+    Mbind {
+        page: u64,
+        pages: u64,
+        policy: usize,
+        mv: bool,
+    },
     /// mremap with equal lengths: to `to` (fixed) or anywhere, with or
     /// without `MREMAP_DONTUNMAP`.
     Move {
@@ -78,12 +86,19 @@ pub(super) enum Op {
     },
 }
 
+/// The policies `Op::Mbind` sets: the mode and whether the user's mask
+/// names node 0 (`MPOL_DEFAULT` and `MPOL_LOCAL` take no mask, so every
+/// page counts as misplaced and `MPOL_MF_MOVE` moves it).
+pub(super) const POLICIES: [(u64, bool); 3] = [(0, false), (2, true), (4, false)];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Page {
     tag: u64,
     pgoff: u64,
     write: bool,
     sealed: bool,
+    /// Index into [`POLICIES`].
+    policy: usize,
 }
 
 pub(super) struct World {
@@ -120,16 +135,20 @@ impl World {
 
     /// The model's VMAs: runs of adjacent pages with contiguous offsets
     /// and equal access and seal.
-    fn runs(&self) -> Vec<(u64, u64, bool, bool)> {
-        let mut out: Vec<(u64, u64, bool, bool)> = Vec::new();
+    fn runs(&self) -> Vec<(u64, u64, bool, bool, u64)> {
+        let mut out: Vec<(u64, u64, bool, bool, u64)> = Vec::new();
         let mut prev: Option<(u64, Page)> = None;
         for (&a, &p) in &self.model {
             let joins = prev.is_some_and(|(pa, pp)| {
-                pa + P == a && pp.pgoff + 1 == p.pgoff && pp.write == p.write && pp.sealed == p.sealed
+                pa + P == a
+                    && pp.pgoff + 1 == p.pgoff
+                    && pp.write == p.write
+                    && pp.sealed == p.sealed
+                    && pp.policy == p.policy
             });
             match out.last_mut() {
                 Some(last) if joins => last.1 = a + P,
-                _ => out.push((a, a + P, p.write, p.sealed)),
+                _ => out.push((a, a + P, p.write, p.sealed, POLICIES[p.policy].0)),
             }
             prev = Some((a, p));
         }
@@ -161,7 +180,7 @@ impl World {
                 } else {
                     r.unwrap();
                     for i in 0..pages {
-                        let p = Page { tag: 0, pgoff: (a >> PAGE_SHIFT) + i, write: true, sealed: false };
+                        let p = Page { tag: 0, pgoff: (a >> PAGE_SHIFT) + i, write: true, sealed: false, policy: 0 };
                         self.model.insert(a + i * P, p);
                         self.seen.insert(a + i * P);
                     }
@@ -240,6 +259,7 @@ impl World {
                     assert_eq!(errno_of(r), errno::ENOMEM);
                 }
             }
+            Op::Mbind { page, pages, policy, mv } => self.apply_mbind(op, addr(page), pages, policy, mv),
             Op::Move { page, pages, to, dont_unmap } => {
                 self.apply_move(op, addr(page), pages, to.map(addr), dont_unmap)
             }
@@ -302,7 +322,7 @@ impl World {
             assert_eq!(errno_of(r), errno::EPERM, "{op:?}: sealed source");
             return;
         }
-        let run = self.runs().into_iter().find(|&(s, e, _, _)| s <= a && a < e).unwrap();
+        let run = self.runs().into_iter().find(|&(s, e, _, _, _)| s <= a && a < e).unwrap();
         if a + len > run.1 {
             assert_eq!(errno_of(r), errno::EFAULT, "{op:?}: beyond the VMA");
             return;
@@ -337,12 +357,55 @@ impl World {
         }
     }
 
+    /// `mbind`: `EFAULT` when nothing of the range is mapped, or part is
+    /// not and the policy is not the default; else the mapped pages take
+    /// the policy, and with `mv` and a mask without node 0 every written
+    /// page (the zero page stays) moves to a fresh frame, contents and
+    /// access unchanged.
+    fn apply_mbind(&mut self, op: &Op, a: u64, n: u64, policy: usize, mv: bool) {
+        let (mode, names_node0) = POLICIES[policy];
+        let mut mask = [0u64; 1];
+        if names_node0 {
+            mask[0] = 1;
+        }
+        let nodes = crate::mempolicy::NodeMask::from_user(&mask, 2).unwrap();
+        let pol = crate::mempolicy::MemPolicy::new(mode, nodes).unwrap();
+        let frames_before: BTreeMap<u64, crate::addr::Pfn> = self
+            .model
+            .range(a..a + n * P)
+            .filter(|(_, p)| p.tag != 0)
+            .map(|(&k, _)| (k, self.s.page_tables().translate(va(k)).unwrap().pfn))
+            .collect();
+        let flags = if mv { super::MPOL_MF_MOVE } else { 0 };
+        let r = self.s.mbind(va(a), n * P, pol, &nodes, flags);
+        let mapped = self.model.range(a..a + n * P).count() as u64;
+        if mapped == 0 || (mapped < n && mode != 0) {
+            assert_eq!(errno_of(r), errno::EFAULT, "{op:?}");
+            return;
+        }
+        let done = r.unwrap();
+        done.flush.ignore();
+        self.model.range_mut(a..a + n * P).for_each(|(_, p)| p.policy = policy);
+        let moving = mv && !names_node0;
+        assert_eq!((done.moved, done.not_moved), (if moving { frames_before.len() as u64 } else { 0 }, 0), "{op:?}");
+        for (k, before) in frames_before {
+            let now = self.s.page_tables().translate(va(k)).unwrap().pfn;
+            assert_eq!(now != before, moving, "{k:#x}'s frame after {op:?}");
+        }
+    }
+
     fn check(&self, op: &Op) {
-        let got: Vec<(u64, u64, bool, bool)> = self
+        let got: Vec<(u64, u64, bool, bool, u64)> = self
             .s
             .vmas()
             .map(|v| {
-                (v.start().raw(), v.end(), v.flags().contains(VmFlags::WRITE), v.flags().contains(VmFlags::SEALED))
+                (
+                    v.start().raw(),
+                    v.end(),
+                    v.flags().contains(VmFlags::WRITE),
+                    v.flags().contains(VmFlags::SEALED),
+                    v.policy().map_or(0, |p| p.linux_mode()),
+                )
             })
             .collect();
         assert_eq!(got, self.runs(), "VMAs after {op:?}");

@@ -16,7 +16,10 @@
 //! alone decides success.
 //!
 //! A write to a page a fork shared goes to `fork_fault.rs` instead of the
-//! provider: Linux copies such a page itself (`wp_page_copy`).
+//! provider: Linux copies such a page itself (`wp_page_copy`). A write to
+//! an absent page of a VMA the THP policy allows first tries a
+//! transparent huge page (`thp.rs`); a write to a THP a fork shared splits
+//! it first.
 
 use vm_memory::GuestMemoryBackend;
 
@@ -97,6 +100,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if present.is_some_and(|t| !access.write || t.prot.writable) {
             return Ok(Faulted { kind: FaultKind::Spurious, around: 0, flush: FlushSet::default() });
         }
+        if access.write && present.is_some_and(|t| t.size == PageSize::Size2M) && self.unshare_huge(va)? {
+            // A THP a fork shared (or the huge zero page), now PTE-mapped:
+            // the 4 KiB page written is copied or reused below.
+            log::trace!("split a shared THP for a write at {page:#x}");
+        }
         if let Some(t) = present.filter(|_| self.pt.is_fork_shared(va)) {
             return self.fault_fork_shared(&vma, va, t.pfn);
         }
@@ -119,6 +127,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             }
             let flush = self.copy_on_write(&vma, ops.as_ref(), va, pgoff, t.pfn)?;
             return Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush });
+        }
+        let placed = if access.write { self.fault_thp(&vma, page)? } else { self.fault_huge_zero(&vma, page)? };
+        if placed {
+            return Ok(Faulted { kind: FaultKind::Mapped, around: 0, flush: FlushSet::default() });
         }
         let info = FaultInfo { addr: va, pgoff, access, cow_from: None };
         let fp = ops.fault(&vma, &info)?;

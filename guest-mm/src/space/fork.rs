@@ -23,9 +23,13 @@
 //!   write-protected in both spaces and marked fork-shared (pool pages,
 //!   the zero page and page-array pages alike); the first write in either
 //!   space copies the page, or reuses it once the other let go
-//!   (`fork_fault.rs`). Private huge pages (hugetlb) are copied at once
-//!   into fresh huge pages of the VMA's provider, as Linux does for a huge
-//!   page it cannot share;
+//!   (`fork_fault.rs`). A transparent huge page's 2 MiB leaf is shared
+//!   whole, write-protected and marked the same way; the first write in
+//!   either space splits it and copies (or reuses) the 4 KiB page written
+//!   (`thp.rs`). Private huge pages (hugetlb) are copied at once
+//!   into fresh huge pages of the VMA's provider, which Linux does only
+//!   for a pinned huge page (`copy_hugetlb_page_range`; it shares the
+//!   others write-protected, see "Not done");
 //! - any other mapping (shared, read-only private, raw-frame `VM_PFNMAP` /
 //!   `VM_IO`): the same leaves, the same frames.
 //!
@@ -43,7 +47,13 @@
 //! their flush in the deferred set, and the partial child torn down.
 //!
 //! Not done: copy-on-write of huge raw leaves (a private writable remap of
-//! guest RAM with 2 MiB leaves stays shared by both spaces, writable).
+//! guest RAM with 2 MiB leaves stays shared by both spaces, writable), and
+//! of private hugetlb pages: Linux write-protects them in both spaces and
+//! copies at the first write (`hugetlb_wp`, the copy from the free pages,
+//! outside the reservation; with none free, the reservation's owner takes
+//! the page back from its children). Here the child gets its copies at
+//! fork, from the free pages, so a fork fails with `ENOMEM` where Linux's
+//! would succeed and a later write would fail.
 
 use vm_memory::{Bytes, GuestMemoryBackend};
 
@@ -90,6 +100,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
             page_pins: super::page_pins::PagePins::default(),
             def_flags: VmFlags::empty(),
             heap: None,
+            thp: self.thp.clone(),
         })
     }
 
@@ -150,6 +161,18 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
             return self.copy_huge_pages(child, &copy, page);
         }
         if cow {
+            if super::thp::vma_may_hold_thp(&vma) {
+                // A THP leaf crossing the VMA's ends is split first (the
+                // child gets only the part inside); the ones inside are
+                // shared whole, write-protected in both spaces.
+                for edge in [start.raw(), end] {
+                    if edge % crate::addr::PageSize::Size2M.bytes() != 0 {
+                        self.pt.split_huge(GuestVirtAddr::try_new(edge)?)?;
+                    }
+                }
+                let pins = &self.page_pins;
+                flush.merge(self.pt.share_huge_for_fork(start, len, |s| pins.frame_at(s).is_some()));
+            }
             flush.merge(self.pt.share_for_fork(start, len));
         }
         let runs = self.page_pins.copy_range(start.raw(), end)?;

@@ -18,9 +18,12 @@
 //!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
 //!   every page in as a read or write would and report what failed.
 //! - `MADV_NORMAL`/`RANDOM`/`SEQUENTIAL`, `DONTFORK`/`DOFORK`,
-//!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP` set or clear VMA
-//!   flags (split and re-merged as mprotect does); nothing here reads
-//!   them but a fork or a core dump would.
+//!   `WIPEONFORK`/`KEEPONFORK`, `DONTDUMP`/`DODUMP`, `HUGEPAGE`/
+//!   `NOHUGEPAGE` set or clear VMA flags (split and re-merged as mprotect
+//!   does); a fork, a core dump and the transparent huge page policy
+//!   (`thp.rs`) read them.
+//! - `MADV_COLLAPSE` makes 2 MiB transparent huge pages of the range's
+//!   private anonymous pages now (`collapse.rs`).
 //! - `MADV_COLD` and `MADV_PAGEOUT` are accepted and do nothing (nothing
 //!   is reclaimed in this mapper).
 //!
@@ -60,6 +63,10 @@ pub enum Advice {
     DontFork,
     /// `MADV_DOFORK` (11): clears `VM_DONTCOPY`.
     DoFork,
+    /// `MADV_HUGEPAGE` (14): sets `VM_HUGEPAGE`, clears `VM_NOHUGEPAGE`.
+    HugePage,
+    /// `MADV_NOHUGEPAGE` (15): sets `VM_NOHUGEPAGE`, clears `VM_HUGEPAGE`.
+    NoHugePage,
     /// `MADV_DONTDUMP` (16): sets `VM_DONTDUMP`.
     DontDump,
     /// `MADV_DODUMP` (17): clears `VM_DONTDUMP`.
@@ -80,6 +87,9 @@ pub enum Advice {
     /// `MADV_DONTNEED_LOCKED` (24): `MADV_DONTNEED` that also drops the
     /// pages of locked VMAs.
     DontNeedLocked,
+    /// `MADV_COLLAPSE` (25): make transparent huge pages of the range now
+    /// (`collapse.rs`).
+    Collapse,
 }
 
 impl Advice {
@@ -100,6 +110,8 @@ impl Advice {
             9 => Advice::Remove,
             10 => Advice::DontFork,
             11 => Advice::DoFork,
+            14 => Advice::HugePage,
+            15 => Advice::NoHugePage,
             16 => Advice::DontDump,
             17 => Advice::DoDump,
             18 => Advice::WipeOnFork,
@@ -109,6 +121,7 @@ impl Advice {
             22 => Advice::PopulateRead,
             23 => Advice::PopulateWrite,
             24 => Advice::DontNeedLocked,
+            25 => Advice::Collapse,
             _ => return Err(MmError::Invalid("unknown or unsupported madvise advice")),
         })
     }
@@ -125,6 +138,8 @@ impl Advice {
             Advice::Remove => 9,
             Advice::DontFork => 10,
             Advice::DoFork => 11,
+            Advice::HugePage => 14,
+            Advice::NoHugePage => 15,
             Advice::DontDump => 16,
             Advice::DoDump => 17,
             Advice::WipeOnFork => 18,
@@ -134,6 +149,7 @@ impl Advice {
             Advice::PopulateRead => 22,
             Advice::PopulateWrite => 23,
             Advice::DontNeedLocked => 24,
+            Advice::Collapse => 25,
         }
     }
 }
@@ -282,8 +298,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             Advice::DoFork => self.modify_flags(s, e, |f| f - VmFlags::DONTCOPY),
             Advice::WipeOnFork => self.modify_flags(s, e, |f| f | VmFlags::WIPEONFORK),
             Advice::KeepOnFork => self.modify_flags(s, e, |f| f - VmFlags::WIPEONFORK),
+            Advice::HugePage => self.modify_flags(s, e, |f| (f - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE),
+            Advice::NoHugePage => self.modify_flags(s, e, |f| (f - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE),
             Advice::DontDump => self.modify_flags(s, e, |f| f | VmFlags::DONTDUMP),
             Advice::DoDump => self.modify_flags(s, e, |f| f - VmFlags::DONTDUMP),
+            Advice::Collapse => self.madvise_collapse(s, e, flush),
             Advice::PopulateRead | Advice::PopulateWrite => {
                 Err(MmError::Invalid("MADV_POPULATE_* is not a per-VMA advice"))
             }

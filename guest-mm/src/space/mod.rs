@@ -6,7 +6,8 @@
 //! shrunk or punched pages from its mappings in `mapping_range.rs`; flag-only VMA changes in
 //! `vma_flags.rs`; sealing in `mseal.rs`, the program break in `brk.rs`; the VMA operations' `mapped`/`open`/`close` calls in
 //! `vma_life.rs`; fork, sibling spaces and teardown in `fork.rs`, the
-//! write fault on a page a fork shared in `fork_fault.rs`).
+//! write fault on a page a fork shared in `fork_fault.rs`; transparent
+//! huge pages in `thp.rs`).
 //!
 //! The pipeline of [`AddressSpace::mmap`], in order:
 //! 1. setup: length, alignment, overflow, placement;
@@ -34,6 +35,9 @@ mod bounds_tests;
 mod brk;
 #[cfg(test)]
 mod brk_tests;
+mod collapse;
+#[cfg(test)]
+mod collapse_tests;
 mod compat;
 mod fault;
 mod fork;
@@ -55,6 +59,9 @@ mod madvise_tests;
 mod mapping_range;
 #[cfg(test)]
 mod may_bits_tests;
+mod mbind;
+#[cfg(test)]
+mod mbind_tests;
 mod mmap;
 mod mprotect;
 #[cfg(test)]
@@ -84,6 +91,11 @@ mod seal_model_tests;
 mod table_pool_tests;
 #[cfg(test)]
 mod test_util;
+mod thp;
+#[cfg(test)]
+mod thp_model_tests;
+#[cfg(test)]
+mod thp_tests;
 mod vma_flags;
 mod vma_life;
 
@@ -95,11 +107,13 @@ pub use fork::Forked;
 pub use invariants::{Audit, Violation};
 pub use madvise::Advice;
 pub use mapping_range::Cows;
+pub use mbind::{Mbound, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT};
 pub use mremap::Remapped;
 pub use mremap_flags::{MremapFlags, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 pub use mseal::DISCARD_ADVICE;
 pub use remote::Forced;
 pub use request::{Mapped, MmapRequest, Placement, SpaceStats};
+pub use thp::{vma_may_hold_thp, ThpMode, ThpPolicy, ThpSizeMode, THP_MIN_ORDER, THP_PMD_ORDER};
 
 use crate::addr::{GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
@@ -175,6 +189,9 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     def_flags: crate::flags::VmFlags,
     /// The program break, once a heap is set (`brk.rs`).
     heap: Option<brk::Heap>,
+    /// The transparent huge page policy (`thp.rs`), shared with the
+    /// spaces made from this one.
+    thp: thp::ThpPolicy,
 }
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
@@ -221,6 +238,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             page_pins: page_pins::PagePins::default(),
             def_flags: crate::flags::VmFlags::empty(),
             heap: None,
+            thp: thp::ThpPolicy::default(),
         })
     }
 

@@ -131,6 +131,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let t = self.pt.translate(va).ok_or(MmError::FaultFailed { addr: page })?;
             return Ok((Target::Mapped(frame_base(t.phys)), f.flush));
         }
+        if write {
+            // A THP a fork shared is split first: the page written is then
+            // copied like any fork-shared page, never written in place.
+            self.unshare_huge(va)?;
+        }
         if let Some(leaf) = self.pt.used_leaf(va) {
             if write && leaf.copy_on_write {
                 let ops = vma.ops().cloned().ok_or(MmError::NotSupported("no fault handler"))?;
@@ -150,6 +155,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         if flags.contains(VmFlags::HUGETLB) {
             return Err(MmError::Access("forced access to an absent page of an inaccessible hugetlb mapping"));
+        }
+        // A forced write may place a THP, with the VMA's own protection
+        // (Linux's FOLL_FORCE write fault in a read-only private VMA).
+        if write && self.fault_thp(&vma, page)? {
+            let now = self.pt.used_leaf(va).ok_or(MmError::FaultFailed { addr: page })?;
+            return Ok((Target::Mapped(frame_base(now.phys)), FlushSet::default()));
         }
         let ops = vma.ops().cloned().ok_or(MmError::NotSupported("no fault handler"))?;
         let access = if write { FaultAccess::WRITE } else { FaultAccess::READ };

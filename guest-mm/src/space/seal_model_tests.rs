@@ -1,6 +1,7 @@
 //! mseal and `MREMAP_DONTUNMAP`: examples of each rule, then property
 //! tests of random operation sequences against the reference model in
-//! `anon_model.rs` (one mix weighted to moves, one to seals).
+//! `anon_model.rs` (one mix weighted to moves, one to seals, one to
+//! `mbind`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -206,6 +207,11 @@ fn span() -> impl Strategy<Value = (u64, u64)> {
 }
 
 fn op(moves: u32, seals: u32) -> impl Strategy<Value = Op> {
+    op_with(moves, seals, 1)
+}
+
+/// [`op`] with `binds` for `mbind`.
+fn op_with(moves: u32, seals: u32, binds: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => span().prop_map(|(page, pages)| Op::Map { page, pages }),
         1 => span().prop_map(|(page, pages)| Op::Unmap { page, pages }),
@@ -216,6 +222,8 @@ fn op(moves: u32, seals: u32) -> impl Strategy<Value = Op> {
         1 => (0..REGION).prop_map(|page| Op::Read { page }),
         moves => (span(), prop::option::of(0..REGION), any::<bool>())
             .prop_map(|((page, pages), to, dont_unmap)| Op::Move { page, pages, to, dont_unmap }),
+        binds => (span(), 0..super::anon_model::POLICIES.len(), any::<bool>())
+            .prop_map(|((page, pages), policy, mv)| Op::Mbind { page, pages, policy, mv }),
     ]
 }
 
@@ -229,6 +237,16 @@ proptest! {
         // span then hits mappings more often.
         w.apply(&Op::Map { page: 8, pages: 24 });
         w.apply(&Op::Protect { page: 20, pages: 4, write: false });
+        for op in &ops {
+            w.apply(op);
+        }
+    }
+
+    #[test]
+    fn binds_match_the_model(ops in prop::collection::vec(op_with(1, 1, 4), 1..80)) {
+        let mut w = World::new();
+        w.apply(&Op::Map { page: 8, pages: 24 });
+        w.apply(&Op::Map { page: 40, pages: 16 });
         for op in &ops {
             w.apply(op);
         }

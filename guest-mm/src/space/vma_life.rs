@@ -38,6 +38,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if !spans {
             return;
         }
+        self.split_thp_at(addr);
         self.vmas.split_at(addr);
         if let Some(hi) = self.vmas.find(addr).filter(|v| v.start().raw() == addr) {
             open(hi);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::addr::{GuestVirtAddr, PAGE_SHIFT};
 use crate::flags::{PageProt, VmFlags, VM_SPECIAL};
 use crate::frames::Pinned;
+use crate::mempolicy::MemPolicy;
 use crate::vma::VmaOps;
 
 /// Identity of the provider that created a VMA; VMAs from different
@@ -36,6 +37,10 @@ pub struct Vma {
     /// frame is freed or reused while an entry may map it. A piece keeps
     /// the pins of the whole; they drop with the last piece.
     pub(crate) pins: Vec<Pinned>,
+    /// Its NUMA memory policy (`vm_policy`; `None`: the default), set by
+    /// `mbind`. Shared, as Linux refcounts `vm_policy`: a policy holds
+    /// two 1,024-node masks, too much to copy into every VMA.
+    pub(crate) policy: Option<Arc<MemPolicy>>,
 }
 
 impl Vma {
@@ -59,6 +64,7 @@ impl Vma {
             ops: parts.ops,
             private: parts.private,
             pins: Vec::new(),
+            policy: None,
         }
     }
 
@@ -125,6 +131,11 @@ impl Vma {
         }
     }
 
+    /// Its memory policy (`mbind`), `None` for the default.
+    pub fn policy(&self) -> Option<&MemPolicy> {
+        self.policy.as_deref()
+    }
+
     /// Sealed by `mseal` ([`VmFlags::SEALED`]).
     pub fn is_sealed(&self) -> bool {
         self.flags.contains(VmFlags::SEALED)
@@ -143,7 +154,8 @@ impl Vma {
     /// Can `next`, which starts where `self` ends, be folded into `self`?
     /// Same provider, flags, protection, ops and private state, contiguous
     /// pgoff, no `VM_SPECIAL` flag (the kernel's `is_mergeable_vma`), and
-    /// the same pins (a merge must not drop one).
+    /// the same pins (a merge must not drop one), the same memory policy
+    /// (`mpol_equal`).
     pub fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start.raw()
             && self.provider == next.provider
@@ -155,6 +167,7 @@ impl Vma {
             && same_arc(self.private.as_ref(), next.private.as_ref())
             && self.pins.len() == next.pins.len()
             && self.pins.iter().zip(&next.pins).all(|(a, b)| a.same(b))
+            && self.policy.as_deref() == next.policy.as_deref()
     }
 
     /// Splits at `addr` (strictly inside), returning the upper part; `self`
@@ -206,6 +219,7 @@ impl Vma {
             ops: None,
             private: None,
             pins: Vec::new(),
+            policy: None,
         }
     }
 }
@@ -237,6 +251,7 @@ mod tests {
             ops: None,
             private: None,
             pins: Vec::new(),
+            policy: None,
         }
     }
 

@@ -100,6 +100,7 @@ impl World {
             ops: None,
             private: None,
             pins: Vec::new(),
+            policy: None,
         }
     }
 

@@ -1,8 +1,9 @@
 /* Threads: pthread create/join with results through shared memory, a
  * mutex contended by 4 threads, a condvar producer/consumer, a thread
  * exiting while others run, tgkill to one thread, fork from a
- * multithreaded process, futex timeouts and EAGAIN. Prints what Linux
- * prints. "exitgroup" as argument: a non-leader thread's exit() ends the
+ * multithreaded process, futex timeouts and EAGAIN, two threads that
+ * make no system call sharing the CPU (each with its own TLS). Prints
+ * what Linux prints. "exitgroup" as argument: a non-leader thread's exit() ends the
  * whole process (status 42) while the others wait. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -176,6 +177,20 @@ static int threads_line(void) {
     return n;
 }
 
+/* Spins without a system call until the main thread, spinning too, has
+ * seen it run: only preemption lets either go on. Whether its own TLS
+ * (through its FS base) held across the switches. */
+static volatile int spin_stage;
+static __thread volatile int mine;
+static void *no_calls(void *arg) {
+    (void)arg;
+    mine = 2;
+    spin_stage = 1;
+    while (spin_stage != 2) {
+    }
+    return (void *)(long)(mine == 2);
+}
+
 static void *idle(void *arg) {
     while (!*(volatile int *)arg) sched_yield();
     return NULL;
@@ -346,5 +361,15 @@ int main(int argc, char **argv) {
     }
     waitpid(c, &st, 0);
     printf("shared futex: woke %ld child exited %d\n", woke, WEXITSTATUS(st));
+
+    /* two threads of one process that make no system call share the CPU */
+    mine = 1;
+    pthread_create(&t[0], NULL, no_calls, NULL);
+    while (spin_stage != 1) {
+    }
+    int main_tls = mine == 1;
+    spin_stage = 2;
+    pthread_join(t[0], &r);
+    printf("spinning threads: main's tls %d the other's tls %ld\n", main_tls, (long)r);
     return 0;
 }

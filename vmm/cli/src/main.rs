@@ -67,6 +67,10 @@ enum Command {
         /// Where to write it.
         file: PathBuf,
     },
+    /// The bare KVM launch `vmm bench` times as the floor of `vmm run`
+    /// (one VM, one page, one vCPU, one port write): not for users.
+    #[command(hide = true)]
+    LaunchFloor,
 }
 
 /// The command line, with `vmm run`'s kind options from `registry`.
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Kut(args) => return commands::kut::kut(args),
         Command::Ltest(args) => return commands::ltest::ltest(args),
         Command::ExampleElf { file } => return commands::example_elf::example_elf(&file),
+        Command::LaunchFloor => return commands::bench::launch_floor(),
     };
     let verbose = match &job {
         Job::Run(a) => a.verbose,

@@ -134,6 +134,33 @@ pub struct DeviceCtx<'a> {
     pub windows: &'a [HostWindow],
     /// The guest console.
     pub console: &'a ConsoleOut,
+    /// Where a kind whose machine can sleep puts its [`Sleeper`].
+    pub sleeper: &'a mut Option<Arc<dyn Sleeper>>,
+}
+
+/// A machine that can sleep (ACPI S3) and wake through its firmware's
+/// waking vector. A kind that gives one in [`DeviceCtx::sleeper`] is asked
+/// after every device access whether the guest went to sleep; the vCPU
+/// that asked then waits for the wake and resumes in real mode.
+pub trait Sleeper: Send + Sync + std::fmt::Debug {
+    /// Whether the guest asked to enter S3 since the last call (clears it).
+    fn take_request(&self) -> bool;
+    /// How long from now until a wake source fires (`None`: none is
+    /// armed, the machine sleeps until the run ends).
+    fn wake_in(&self) -> Option<std::time::Duration>;
+    /// The machine wakes: the status a wake leaves is set, and the answer
+    /// is the real-mode address (below 1 MiB) to resume at.
+    fn wake(&self, mem: &GuestMem) -> Result<u32, String>;
+}
+
+/// What [`GuestKind::on_kick`] asks of the vCPU beyond the registers and
+/// FPU state it loaded into the [`UserState`] (a new CR3 comes through
+/// [`HostedKernel::request_switch`] as after a call).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Preempted {
+    /// An FS base to load now: a switch between threads of one process,
+    /// which asks for no CR3 load.
+    pub fs_base: Option<u64>,
 }
 
 /// How a run ended, for [`GuestKind::finish`].
@@ -256,6 +283,22 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
         _user: &mut UserState<'_>,
     ) -> FaultAction {
         FaultAction::Default
+    }
+
+    /// Whether a kick of vCPU `vcpu` out of the guest may now make
+    /// [`GuestKind::on_kick`] switch what it runs (asked before the
+    /// registers are read, so it must be cheap). Default: never.
+    fn wants_kick(&self, _vcpu: u8) -> bool {
+        false
+    }
+
+    /// vCPU `vcpu` was kicked out of the guest while in user mode (a
+    /// time slice ended), with the interrupted registers in `user`; the
+    /// kind may put the running program aside and load another into
+    /// `user`. `Some` when it changed `user`, with what else the vCPU
+    /// must load. Default: nothing.
+    fn on_kick(&self, _hv: &HostedKernel, _vcpu: u8, _user: &mut UserState<'_>) -> Option<Preempted> {
+        None
     }
 
     /// Turns the end of the run into the report and its exit status.

@@ -127,6 +127,24 @@ impl MmapProvider for ImageProvider {
     }
 }
 
+/// Maps a contiguous run of guest RAM from one frame on (a full remap:
+/// no page array, no per-frame pins, leaves as large as alignment
+/// allows).
+struct LinearProvider {
+    first: Pfn,
+}
+
+impl MmapProvider for LinearProvider {
+    fn name(&self) -> &str {
+        "linear"
+    }
+
+    fn mmap_prepare(&self, desc: &mut VmaDesc) -> Result<(), MmError> {
+        desc.mmap_action_remap_full(self.first);
+        Ok(())
+    }
+}
+
 /// The guest's address space.
 pub struct Mapper {
     space: AddressSpace<GuestMem>,
@@ -199,6 +217,25 @@ impl Mapper {
             cache: CacheMode::WriteBack,
         };
         self.space.page_tables_mut().map_range(va, pa, len, prot, PageSize::Size4K)?;
+        Ok(())
+    }
+
+    /// Maps the guest RAM `[pa, pa + len)` at the user address `va`: a
+    /// shared remap that may not replace anything. Its cost does not grow
+    /// with `len` beyond the page tables, which take 2 MiB and 1 GiB
+    /// leaves wherever `va` and `pa` are aligned alike.
+    pub fn map_user_linear(
+        &mut self,
+        va: GuestVirtAddr,
+        pa: GuestAddress,
+        len: u64,
+        access: Access,
+    ) -> Result<(), MmError> {
+        let req = MmapRequest::shared(len, access.vm_flags()).fixed_noreplace(va);
+        let provider = LinearProvider { first: Pfn(pa.0 >> guest_mm::PAGE_SHIFT) };
+        let mapped = self.space.mmap(&provider, &req)?;
+        // Nothing was replaced, and no vCPU runs yet.
+        mapped.flush.ignore();
         Ok(())
     }
 

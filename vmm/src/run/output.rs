@@ -42,6 +42,23 @@ pub const HARD_LIMIT: usize = BUFFER + (4 << 20);
 /// How long output may stay unread after a run with a watchdog
 /// (`--timeout`) ends before the VMM gives up on it and exits.
 pub const GRACE: Duration = Duration::from_secs(2);
+/// What a run with a watchdog keeps of [`GRACE`] past its timeout for
+/// everything after giving up on output (the report, teardown, exit) and
+/// before the run started (loading the guest): unread output is given up
+/// by `--timeout` + [`GRACE`] - this after the watchdog was armed, so
+/// that the VMM ends by `--timeout` + [`GRACE`] (see [`give_up_at`]).
+pub const EXIT_MARGIN: Duration = Duration::from_millis(500);
+
+/// The least a flush waits once the cap of [`Output::give_up_by`] has
+/// passed (an output nothing was written to since its last timed-out
+/// flush still gives up at once).
+const CAPPED_WAIT: Duration = Duration::from_millis(100);
+
+/// When output still unread is given up in a run whose watchdog was armed
+/// at `armed` for `timeout`: `None` if that instant cannot be represented.
+pub fn give_up_at(armed: Instant, timeout: Duration) -> Option<Instant> {
+    armed.checked_add(timeout)?.checked_add(GRACE.saturating_sub(EXIT_MARGIN))
+}
 /// Most bytes the writer thread hands to the sink at once.
 const CHUNK: usize = 64 << 10;
 /// How often a throttled vCPU looks whether the run is stopping.
@@ -81,6 +98,8 @@ struct State {
     /// `written` when a flush last timed out: while it has not moved, a
     /// flush with a deadline gives up at once (the reader is stuck).
     stalled_at: Option<u64>,
+    /// The latest any flush waits (see [`Output::give_up_by`]).
+    give_up: Option<Instant>,
 }
 
 struct Shared {
@@ -226,12 +245,29 @@ impl Output {
         }
     }
 
+    /// Caps every later [`Self::flush`] of this output (and its clones)
+    /// at `at` (or a moment after the flush starts, if that is later),
+    /// whatever deadline it is given: the run's watchdog sets it
+    /// (from [`give_up_at`]) so that no flush keeps the VMM past
+    /// `--timeout` + [`GRACE`]. A later call moves the cap.
+    pub fn give_up_by(&self, at: Instant) {
+        self.shared().lock().give_up = Some(at);
+    }
+
     /// Waits until everything written so far is written out, or
-    /// `deadline` (never, if `None`).
+    /// `deadline` (never, if `None`), or the cap set by
+    /// [`Self::give_up_by`], whichever comes first.
     pub fn flush(&self, deadline: Option<Instant>) -> Result<(), FlushError> {
         let sh = self.shared();
         let start = Instant::now();
         let mut s = sh.lock();
+        // The cap still leaves each flush a moment: a report on a stdout
+        // that is read must get out after an unread console used the time.
+        let cap = s.give_up.map(|g| g.max(start + CAPPED_WAIT));
+        let deadline = match (deadline, cap) {
+            (Some(d), Some(g)) => Some(d.min(g)),
+            (d, g) => d.or(g),
+        };
         loop {
             if let Some((kind, msg)) = &s.error {
                 return Err(FlushError::Io(io::Error::new(*kind, msg.clone())));
@@ -433,6 +469,35 @@ mod tests {
         out.flush(None).unwrap();
         let got = gate.got.lock().unwrap();
         assert_eq!(got.iter().filter(|&&b| b == b'a').count(), 2 * BUFFER / 1000 * 1000);
+    }
+
+    #[test]
+    fn a_cap_bounds_every_later_flush() {
+        let gate = Gate::default();
+        let out = Output::named("test", Box::new(gate.clone()));
+        out.write(b"never read");
+        out.clone().give_up_by(Instant::now() + Duration::from_millis(50));
+        // A longer deadline and no deadline both end at the cap.
+        let t = Instant::now();
+        assert!(matches!(out.flush(Some(Instant::now() + Duration::from_secs(30))), Err(FlushError::TimedOut { .. })));
+        assert!(matches!(out.flush(None), Err(FlushError::TimedOut { .. })));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        gate.release();
+        // Past the cap, output whose reader takes it soon still gets out.
+        let slow = Gate::default();
+        let read = Output::named("read", Box::new(slow.clone()));
+        read.give_up_by(Instant::now());
+        read.write(b"the report");
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                slow.release();
+            });
+            read.flush(Some(Instant::now() + Duration::from_secs(30))).expect("read within the capped wait");
+        });
+        assert!(give_up_at(Instant::now(), Duration::from_secs(u64::MAX)).is_none());
+        let armed = Instant::now();
+        assert_eq!(give_up_at(armed, Duration::from_secs(2)), Some(armed + GRACE * 2 - EXIT_MARGIN));
     }
 
     #[test]

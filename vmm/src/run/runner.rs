@@ -174,6 +174,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
     let bar_cfg = kind.bars(cfg);
     let mut devs = devices(&bar_cfg, &mut vm, &console)?;
     devs.buses.kernel_ports = platform == Platform::Hosted;
+    let mut sleeper = None;
     kind.add_devices(&mut DeviceCtx {
         cfg,
         mem: &mem,
@@ -181,6 +182,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         vm: &mut vm,
         windows: &devs.windows.0,
         console: &console,
+        sleeper: &mut sleeper,
     })?;
 
     // vCPUs: configure all before starting any.
@@ -271,6 +273,7 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         ctl: ctl.clone(),
         tlb,
         latch: devs.latch.clone(),
+        sleeper,
         stub,
         console: console.clone(),
         mem: mem.clone(),
@@ -284,6 +287,13 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
         .map_err(|e| RunError::Io { what: "event manager", source: std::io::Error::other(e.to_string()) })?;
     em.add_subscriber(Box::new(GuestExitHandler::new(devs.latch.clone(), ctl.clone())));
     if let Some(secs) = cfg.timeout_secs {
+        // No flush of any output may keep the VMM past the timeout and
+        // its grace: unread output is given up in time for the exit.
+        if let Some(at) =
+            crate::run::output::give_up_at(std::time::Instant::now(), std::time::Duration::from_secs(secs))
+        {
+            std::iter::once(&console).chain(&opts.outputs).for_each(|o| o.give_up_by(at));
+        }
         em.add_subscriber(Box::new(Watchdog::new(secs, ctl.clone()).map_err(io("watchdog"))?));
     }
     for dev in &devs.bars {
@@ -322,8 +332,9 @@ pub fn run_kind(cfg: &VmConfig, kind: SharedKind, opts: RunOptions) -> Result<Ru
 }
 
 /// Waits for the console output to be written; after a run with a
-/// watchdog, only for [`crate::run::output::GRACE`] (an unread pipe must not
-/// keep a stopped run alive).
+/// watchdog, only for [`crate::run::output::GRACE`] and never past the
+/// run's cap (`give_up_at`): an unread pipe must not keep a stopped run
+/// alive.
 fn finish_console(console: &ConsoleOut, cfg: &VmConfig) {
     let deadline = cfg.timeout_secs.map(|_| std::time::Instant::now() + crate::run::output::GRACE);
     if let Err(crate::run::output::FlushError::TimedOut { waited, pending }) = console.flush(deadline) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use devices::ExitLatch;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::guest::kind::SharedKind;
+use crate::guest::kind::{SharedKind, Sleeper};
 use crate::guest::user_state::{user_rflags, FaultAction, FpuAccess, FxImage, UserState};
 use crate::hosted::exception::ExceptionReport;
 use crate::hosted::hypercall::{Block, FaultOutcome, HostedKernel};
@@ -40,6 +40,8 @@ pub struct VcpuContext {
     pub tlb: Arc<Shootdown>,
     /// The exit port's latch.
     pub latch: Arc<ExitLatch>,
+    /// The machine's sleep and wake (ACPI S3), if it has them.
+    pub sleeper: Option<Arc<dyn Sleeper>>,
     /// Stub addresses (hosted guests).
     pub stub: Option<Arc<KernelStub>>,
     /// The guest console (serial and hypercall output), for backpressure.
@@ -165,6 +167,10 @@ impl VcpuThread {
                 Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.vcpu.clear_immediate_exit();
+                    if let Err(message) = self.on_kick() {
+                        self.fail(message);
+                        break;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -178,7 +184,7 @@ impl VcpuThread {
                         self.ctx.ctl.stop(Outcome::ExitPort { status });
                         Next::Stop
                     }
-                    None => Next::Run,
+                    None => self.sleep_if_asked(),
                 },
                 ExitAction::Exception => self.on_exception(),
                 ExitAction::Hypercall => self.on_hypercall(),
@@ -210,6 +216,73 @@ impl VcpuThread {
             self.ctx.console.throttle(&|| self.ctx.ctl.is_stopping());
         }
         kick::set_thread_kvm_run(std::ptr::null_mut());
+    }
+
+    /// ACPI S3: when the guest asked for it, completes the access that
+    /// asked, waits (parked, a slice at a time, so that a stopping run is
+    /// seen) until the wake source fires, then restarts this vCPU in real
+    /// mode at the waking vector, as firmware does on resume. Other vCPUs
+    /// are not stopped (a guest offlines them before it sleeps).
+    fn sleep_if_asked(&mut self) -> Next {
+        const SLICE: Duration = Duration::from_millis(10);
+        let Some(sleeper) = self.ctx.sleeper.clone() else { return Next::Run };
+        if !sleeper.take_request() {
+            return Next::Run;
+        }
+        if let Err(e) = self.vcpu.complete_pending_io() {
+            return self.fail(format!("cannot complete the access that entered S3: {e}"));
+        }
+        let deadline = sleeper.wake_in().map(|d| Instant::now() + d);
+        log::info!("vCPU {}: S3 until {:?} from now", self.me(), sleeper.wake_in());
+        loop {
+            if self.ctx.ctl.is_stopping() {
+                return Next::Stop;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                break;
+            }
+            std::thread::park_timeout(left.map_or(SLICE, |l| l.min(SLICE)));
+        }
+        let resumed = sleeper.wake(&self.ctx.mem).and_then(|vector| {
+            self.vcpu.reset_real_mode(vector).map_err(|e| format!("cannot restart in real mode: {e}"))
+        });
+        match resumed {
+            Ok(()) => Next::Run,
+            Err(e) => self.fail(format!("S3 resume: {e}")),
+        }
+    }
+
+    /// A kick took the vCPU out of the guest: when it was in user mode
+    /// and the kind wants it, the kind may switch what runs (a time
+    /// slice ended); its new registers, FPU state and (for a thread of the
+    /// same process) FS base are loaded here, a new CR3 with its FS base
+    /// at the top of the loop. A kick in the kernel stub (CPL 0)
+    /// changes nothing: the next one comes a period later.
+    fn on_kick(&mut self) -> Result<(), String> {
+        let me = self.me();
+        let Some(hv) = self.ctx.hv.clone() else { return Ok(()) };
+        if self.ctx.ctl.is_stopping() || !self.ctx.kind.wants_kick(me) {
+            return Ok(());
+        }
+        let sregs = self.vcpu.sregs().map_err(|e| format!("cannot read the segment registers: {e}"))?;
+        if sregs.cs.selector & 3 != 3 {
+            return Ok(());
+        }
+        let regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;
+        let fpu = VcpuFpu(&self.vcpu);
+        let mut user = UserState::new(regs, &fpu);
+        let Some(switched) = self.ctx.kind.on_kick(&hv, me, &mut user) else { return Ok(()) };
+        let new = user.regs;
+        if let Some(f) = user.take_new_fpu() {
+            fpu.write_fpu(&f)?;
+        }
+        // A thread of the same process: its FS base, with no CR3 load.
+        if let Some(base) = switched.fs_base {
+            self.vcpu.set_fs_base(base).map_err(|e| format!("cannot set the FS base: {e}"))?;
+        }
+        let out = kvm_bindings::kvm_regs { rflags: user_rflags(regs.rflags, new.rflags), ..new };
+        self.vcpu.set_regs(&out).map_err(|e| format!("cannot set registers: {e}"))
     }
 
     /// Loads a process switch's CR3 and FS base.

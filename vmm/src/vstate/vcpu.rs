@@ -59,6 +59,9 @@ pub enum VcpuError {
         /// MSRs given.
         wanted: usize,
     },
+    /// A real-mode start address that is 0 or not below 1 MiB.
+    #[error("{0:#x} is not a real-mode address (0 < vector < 1 MiB)")]
+    RealModeVector(u32),
 }
 
 /// Where a vCPU starts and what its system registers point at.
@@ -423,6 +426,52 @@ impl Vcpu {
     /// This vCPU's `kvm_run` (for the kick handler).
     pub fn kvm_run_ptr(&mut self) -> *mut kvm_bindings::kvm_run {
         self.fd.get_kvm_run()
+    }
+
+    /// Completes the instruction of the last exit (KVM finishes a port
+    /// access only when the vCPU is entered again): one `KVM_RUN` with
+    /// `immediate_exit` set, which returns before running guest code.
+    /// Needed before registers are replaced after an exit.
+    pub fn complete_pending_io(&mut self) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_kvm_immediate_exit(1);
+        self.fresh.set(self.synced);
+        let r = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match r {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Restarts the vCPU in real mode at `vector` (`CS` = `vector >> 4`,
+    /// `IP` = `vector & 0xf`, every other segment 0, paging, long mode and
+    /// interrupts off), as firmware jumps to an ACPI waking vector. The
+    /// vector must be below 1 MiB and not 0.
+    pub fn reset_real_mode(&mut self, vector: u32) -> Result<(), VcpuError> {
+        if vector == 0 || vector >= 0x10_0000 {
+            return Err(VcpuError::RealModeVector(vector));
+        }
+        let mut s = self.fd.get_sregs().map_err(self.set_err("system registers (read)"))?;
+        let seg = |selector: u16, type_: u8| kvm_segment {
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            selector,
+            type_,
+            present: 1,
+            s: 1,
+            ..Default::default()
+        };
+        s.cs = seg((vector >> 4) as u16, 0xb);
+        let data = seg(0, 0x3);
+        (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
+        s.tr = kvm_segment { limit: 0xffff, type_: 0xb, present: 1, ..Default::default() };
+        s.ldt = kvm_segment { limit: 0xffff, type_: 0x2, present: 1, ..Default::default() };
+        s.gdt = kvm_dtable { base: 0, limit: 0xffff, ..Default::default() };
+        s.idt = kvm_dtable { base: 0, limit: 0x3ff, ..Default::default() };
+        (s.cr0, s.cr2, s.cr3, s.cr4, s.efer) = (regs::CR0_ET, 0, 0, 0, 0);
+        self.fd.set_sregs(&s).map_err(self.set_err("system registers"))?;
+        let r = kvm_regs { rip: u64::from(vector & 0xf), rflags: 2, ..Default::default() };
+        self.set_regs(&r).map_err(self.set_err("registers"))
     }
 
     /// Clears `immediate_exit` after a kicked run.

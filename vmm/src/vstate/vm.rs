@@ -206,9 +206,15 @@ impl Vm {
         self.options
     }
 
-    /// The CPUID KVM supports, which every vCPU gets.
+    /// The CPUID every vCPU gets: at first the one KVM supports.
     pub fn cpuid(&self) -> &CpuId {
         &self.cpuid
+    }
+
+    /// The CPUID every vCPU gets, to edit before the vCPUs are configured
+    /// (a kind's CPU model, [`super::cpu_model`]).
+    pub fn cpuid_mut(&mut self) -> &mut CpuId {
+        &mut self.cpuid
     }
 
     /// Registers every region of guest RAM as a memory slot.

@@ -22,7 +22,27 @@
 //!   guest's memory beyond guest RAM is sampled from `/proc/<pid>/smaps`
 //!   ([`super::smaps`]), as before.
 //! - **A Solo5 unikernel** (`vmm bench --spt test_hello.spt`): its launch
-//!   beside the minimal guest's.
+//!   beside the minimal guest's, and its peak resident set (`VmHWM`,
+//!   sampled) at `--mem 2048M` beside `--mem 2M`: launching must cost
+//!   the same whatever memory the unikernel is given. Beside it, where
+//!   Solo5's own tenders lie in `tenders/` next to the unikernel (as in
+//!   `../shared/testguests/solo5-spt/`), the same unikernel under
+//!   `solo5-spt` (a seccomp-confined process, no VM) and its `.hvt` build
+//!   under `solo5-hvt` (Solo5's own KVM monitor): launch wall time (their
+//!   resident sets are not sampled: `solo5-spt` ends before a sample can
+//!   see it, and `ru_maxrss` would count the bench it was spawned from).
+//!   Where they are absent the figure says so.
+//! - **The bare KVM launch floor** (with `--spt`): the unikernel's CPU
+//!   time (user + system of all its threads, [`super::child_cpu`]) beside
+//!   `vmm launch-floor`'s ([`super::launch_floor`]: the same binary
+//!   creating one VM with one page, one vCPU, run to one `out`); CPU time
+//!   rather than wall time, because on a shared host the wall time is
+//!   mostly waiting for a CPU.
+//! - **Block I/O** (where `test_blk.spt` lies beside the `--spt`
+//!   unikernel): its whole run on a 1 MiB disk, CPU time, beside
+//!   `solo5-spt` on the same unikernel and disk; `solo5-hvt` on
+//!   `test_blk.hvt` once (its first repetition only: it takes seconds per
+//!   run on this backend), as a detail.
 //! - **Cold and warm**: the first repetition (page cache and binary
 //!   possibly cold) is reported as a detail beside the median.
 
@@ -30,10 +50,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
+use super::child_cpu;
 use super::session::{guest_err, TempFile};
 use super::smaps;
 use crate::error::BenchError;
 use crate::figure::{Bound, Figure, RatioKind, Unit};
+use crate::stats::Stat;
 use vmm::config::DEFAULT_MEM;
 
 const ITEM: &str = "9 (launch)";
@@ -78,6 +100,76 @@ pub struct Sample {
     pub qemu: Option<Launch>,
     /// The Solo5 unikernel, when given.
     pub spt: Option<Launch>,
+    /// The Solo5 unikernel at `--mem 2M` and at `--mem 2048M`.
+    pub spt_mem: Option<(Launch, Launch)>,
+    /// The same unikernel under `solo5-spt` and its `.hvt` build under
+    /// `solo5-hvt`, where both are installed.
+    pub tenders: Option<(Times, Times)>,
+    /// The bare KVM launch (`vmm launch-floor`).
+    pub floor: Times,
+    /// The Solo5 unikernel's run, timed with its CPU time.
+    pub spt_times: Option<Times>,
+    /// The minimal guest's run (one exit), timed with its CPU time.
+    pub minimal_times: Times,
+    /// `test_blk` on a 1 MiB disk under ours and, where installed, under
+    /// `solo5-spt`.
+    pub blk: Option<(Times, Option<Times>)>,
+    /// `test_blk.hvt` under `solo5-hvt`, in the first repetition only
+    /// (seconds per run on this backend).
+    pub blk_hvt: Option<Times>,
+}
+
+/// `test_blk` beside the `--spt` unikernel, and the disk it writes.
+struct Blk {
+    spt: PathBuf,
+    disk: TempFile,
+    /// `test_blk.hvt` beside the tenders, when there.
+    hvt_image: Option<PathBuf>,
+}
+
+/// Size of `test_blk`'s disk: big enough for its checks, small enough
+/// that `solo5-hvt` finishes in seconds.
+const BLK_DISK: usize = 1 << 20;
+
+/// A process's wall and CPU time, ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    /// Spawn to exit.
+    pub wall_ms: f64,
+    /// User + system time of its threads.
+    pub cpu_ms: f64,
+}
+
+/// Runs `cmd` once, timed, requiring exit status `want`.
+fn times_expecting(what: &str, cmd: &mut Command, want: i32) -> Result<Times, BenchError> {
+    let t = child_cpu::run(cmd).map_err(io("spawning a process"))?;
+    if t.status.code() != Some(want) {
+        return Err(guest_err(ITEM, format!("{what} exited with {}, not {want}", t.status)));
+    }
+    Ok(Times { wall_ms: t.wall_ms, cpu_ms: t.cpu_ms })
+}
+
+/// Solo5's own tenders beside a unikernel `FILE.spt`: `tenders/solo5-spt`,
+/// `tenders/solo5-hvt` and `tenders/FILE.hvt`, if all are there.
+#[derive(Clone, Debug)]
+pub struct Tenders {
+    spt: PathBuf,
+    hvt: PathBuf,
+    hvt_image: PathBuf,
+}
+
+impl Tenders {
+    /// The tenders next to `unikernel`, if present.
+    pub fn find(unikernel: &Path) -> Option<Tenders> {
+        let dir = unikernel.parent()?.join("tenders");
+        let stem = unikernel.file_stem()?.to_str()?;
+        let t = Tenders {
+            spt: dir.join("solo5-spt"),
+            hvt: dir.join("solo5-hvt"),
+            hvt_image: dir.join(format!("{stem}.hvt")),
+        };
+        [&t.spt, &t.hvt, &t.hvt_image].iter().all(|p| p.is_file()).then_some(t)
+    }
 }
 
 /// One child process: wall time, and peak resident set from a sampled run.
@@ -225,6 +317,10 @@ pub struct Launcher {
     minimal: TempFile,
     qemu: Option<(PathBuf, TempFile)>,
     spt: Option<PathBuf>,
+    tenders: Option<Tenders>,
+    blk: Option<Blk>,
+    /// Whether `solo5-hvt` ran `test_blk.hvt` already.
+    blk_hvt_done: std::cell::Cell<bool>,
 }
 
 impl Launcher {
@@ -237,12 +333,24 @@ impl Launcher {
             Some(q) => Some((q, TempFile::write(&minimal_firmware()).map_err(io("writing the firmware image"))?)),
             None => None,
         };
+        let tenders = spt.and_then(Tenders::find);
+        let blk = match spt.and_then(Path::parent).map(|d| d.join("test_blk.spt")).filter(|p| p.is_file()) {
+            Some(p) => Some(Blk {
+                spt: p,
+                disk: TempFile::write_as(&vec![0u8; BLK_DISK], "img").map_err(io("writing test_blk's disk"))?,
+                hvt_image: tenders.as_ref().map(|t| t.hvt_image.with_file_name("test_blk.hvt")).filter(|p| p.is_file()),
+            }),
+            None => None,
+        };
         Ok(Launcher {
             vmm: vmm.to_path_buf(),
             resolved: resolved.display().to_string(),
             minimal,
             qemu,
             spt: spt.map(Path::to_path_buf),
+            tenders,
+            blk,
+            blk_hvt_done: std::cell::Cell::new(false),
         })
     }
 
@@ -283,20 +391,92 @@ impl Launcher {
             )?),
             None => None,
         };
-        let spt = match &self.spt {
-            Some(p) => Some(launch_expecting(
+        let spt_run = |p: &Path, mem: Option<&str>| {
+            launch_expecting(
                 "`vmm run --guest` (Solo5 unikernel)",
                 &|| {
                     let mut c = Command::new(&self.vmm);
-                    c.args(RUN).arg("--guest").arg(p).args(["--", "Hello_Solo5"]);
+                    c.args(RUN).arg("--guest").arg(p);
+                    if let Some(m) = mem {
+                        c.args(["--mem", m]);
+                    }
+                    c.args(["--", "Hello_Solo5"]);
                     c
                 },
+                0,
+            )
+        };
+        let (spt, spt_mem) = match &self.spt {
+            Some(p) => (Some(spt_run(p, None)?), Some((spt_run(p, Some("2M"))?, spt_run(p, Some("2048M"))?))),
+            None => (None, None),
+        };
+        let tenders = match (&self.spt, &self.tenders) {
+            (Some(p), Some(t)) => {
+                let tender = |what: &str, bin: &Path, image: &Path| {
+                    times_expecting(what, Command::new(bin).arg(image).arg("Hello_Solo5"), 0)
+                };
+                Some((tender("solo5-spt", &t.spt, p)?, tender("solo5-hvt", &t.hvt, &t.hvt_image)?))
+            }
+            _ => None,
+        };
+        let floor = times_expecting("`vmm launch-floor`", Command::new(&self.vmm).arg("launch-floor"), 0)?;
+        let minimal_times = times_expecting(
+            "`vmm run --guest` (minimal guest)",
+            Command::new(&self.vmm).args(RUN).arg("--guest").arg(self.minimal.path()),
+            1,
+        )?;
+        let spt_times = match &self.spt {
+            Some(p) => Some(times_expecting(
+                "`vmm run --guest` (Solo5 unikernel)",
+                Command::new(&self.vmm).args(RUN).arg("--guest").arg(p).args(["--", "Hello_Solo5"]),
                 0,
             )?),
             None => None,
         };
+        let (blk, blk_hvt) = match &self.blk {
+            Some(b) => {
+                let block = format!("--block:storage={}", b.disk.path().display());
+                let ours = times_expecting(
+                    "`vmm run --guest test_blk.spt`",
+                    Command::new(&self.vmm).args(RUN).arg("--guest").arg(&b.spt).arg(&block),
+                    0,
+                )?;
+                let spt = match &self.tenders {
+                    Some(t) => Some(times_expecting(
+                        "solo5-spt test_blk.spt",
+                        Command::new(&t.spt).arg(&block).arg(&b.spt),
+                        0,
+                    )?),
+                    None => None,
+                };
+                let hvt = match (&self.tenders, &b.hvt_image) {
+                    (Some(t), Some(image)) if !self.blk_hvt_done.replace(true) => {
+                        Some(times_expecting("solo5-hvt test_blk.hvt", Command::new(&t.hvt).arg(&block).arg(image), 0)?)
+                    }
+                    _ => None,
+                };
+                (Some((ours, spt)), hvt)
+            }
+            None => (None, None),
+        };
         let (rss, hwm_kib, samples) = resident(&self.vmm, &self.resolved)?;
-        Ok(Sample { vmm_ms, true_ms, rss, hwm_kib, samples, minimal, qemu, spt })
+        Ok(Sample {
+            vmm_ms,
+            true_ms,
+            rss,
+            hwm_kib,
+            samples,
+            minimal,
+            qemu,
+            spt,
+            spt_mem,
+            tenders,
+            floor,
+            spt_times,
+            minimal_times,
+            blk,
+            blk_hvt,
+        })
     }
 }
 
@@ -382,6 +562,111 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
             .vs("the minimal ELF guest", col(&|x| x.minimal.ms), RatioKind::Times)?
             .detail("rss_whole_mib", mib(u[u.len() - 1].hwm_kib))
             .detail("cold_first_run_ms", u[0].ms),
+        );
+    }
+    if let Some(m) = s.iter().map(|x| x.spt_mem).collect::<Option<Vec<(Launch, Launch)>>>() {
+        out.push(
+            Figure::new(
+                9,
+                "launch.solo5_rss_2048m",
+                "Solo5 unikernel (`--spt`) at `--mem 2048M`: peak resident memory of the whole `vmm` process \
+                 (VmHWM, sampled)",
+                Unit::Mib,
+                m.iter().map(|(_, large)| mib(large.hwm_kib)).collect(),
+            )?
+            .vs("the same at `--mem 2M`", m.iter().map(|(small, _)| mib(small.hwm_kib)).collect(), RatioKind::Times)?
+            .target_ratio(Bound::AtMost(1.1), "resident memory flat in --mem (2 MiB to 2 GiB within 10%)"),
+        );
+    }
+    if let Some(u) = s.iter().map(|x| x.spt).collect::<Option<Vec<Launch>>>() {
+        let ours_ms: Vec<f64> = u.iter().map(|l| l.ms).collect();
+        let note = "Solo5's tenders not found in tenders/ beside the unikernel (solo5-spt, solo5-hvt, NAME.hvt): \
+                    peers skipped";
+        match s.iter().map(|x| x.tenders).collect::<Option<Vec<(Times, Times)>>>() {
+            Some(t) => {
+                let median = |v: Vec<f64>| Stat::of(&v).map_or(f64::NAN, |st| st.median);
+                let title = "Solo5 unikernel (`--spt`), spawn to exit (code 0), as in launch.solo5_hello";
+                out.push(
+                    Figure::new(9, "launch.solo5_vs_hvt", title, Unit::Ms, ours_ms.clone())?
+                        .vs(
+                            "solo5-hvt (Solo5's own KVM monitor) on the .hvt build of the same test",
+                            t.iter().map(|(_, h)| h.wall_ms).collect(),
+                            RatioKind::Speedup,
+                        )?
+                        .target_ratio(Bound::AtLeast(1.0), "launch faster than solo5-hvt")
+                        .detail("hvt_cpu_ms", median(t.iter().map(|(_, h)| h.cpu_ms).collect())),
+                );
+                out.push(
+                    Figure::new(9, "launch.solo5_vs_spt", title, Unit::Ms, ours_ms)?
+                        .vs(
+                            "solo5-spt (a seccomp-confined process, no VM) on the same unikernel",
+                            t.iter().map(|(p, _)| p.wall_ms).collect(),
+                            RatioKind::Times,
+                        )?
+                        .detail("spt_cpu_ms", median(t.iter().map(|(p, _)| p.cpu_ms).collect())),
+                );
+            }
+            None => out.push(
+                Figure::new(9, "launch.solo5_vs_hvt", "Solo5 unikernel (`--spt`)", Unit::Ms, ours_ms)?.note(note),
+            ),
+        }
+    }
+    if let Some(b) = s.iter().map(|x| x.blk).collect::<Option<Vec<(Times, Option<Times>)>>>() {
+        let med = |v: Vec<f64>| Stat::of(&v).map_or(f64::NAN, |st| st.median);
+        let title = "`test_blk.spt` on a 1 MiB disk (`--block:storage=`), spawn to exit: CPU time of the process \
+                     (user + system, all threads)";
+        let ours: Vec<f64> = b.iter().map(|(o, _)| o.cpu_ms).collect();
+        let mut f = match b.iter().map(|(_, p)| *p).collect::<Option<Vec<Times>>>() {
+            Some(peer) => Figure::new(9, "launch.solo5_blk_vs_spt", title, Unit::Ms, ours)?.vs(
+                "solo5-spt (a seccomp-confined process, no VM) on the same unikernel and disk",
+                peer.iter().map(|t| t.cpu_ms).collect(),
+                RatioKind::Times,
+            )?,
+            None => Figure::new(9, "launch.solo5_blk_vs_spt", title, Unit::Ms, ours)?
+                .note("solo5-spt not found in tenders/ beside the unikernel: peer skipped"),
+        };
+        f = f.detail("wall_ms", med(b.iter().map(|(o, _)| o.wall_ms).collect()));
+        if let Some(h) = s.iter().find_map(|x| x.blk_hvt) {
+            f = f.detail("hvt_one_run_cpu_ms", h.cpu_ms).detail("hvt_one_run_wall_ms", h.wall_ms);
+        }
+        out.push(f);
+    }
+    {
+        let floor: Vec<f64> = s.iter().map(|x| x.floor.cpu_ms).collect();
+        out.push(
+            Figure::new(
+                9,
+                "launch.minimal_vs_floor",
+                "minimal guest (one `out`, one exit), spawn to exit: CPU time of the `vmm` process (user + system, \
+                 all threads, from wait4): the VMM's own launch work",
+                Unit::Ms,
+                s.iter().map(|x| x.minimal_times.cpu_ms).collect(),
+            )?
+            .vs("bare KVM launch (`vmm launch-floor`)", floor, RatioKind::Times)?,
+        );
+    }
+    if let Some(u) = s.iter().map(|x| x.spt_times).collect::<Option<Vec<Times>>>() {
+        let wall =
+            |v: &[Times]| Stat::of(&v.iter().map(|t| t.wall_ms).collect::<Vec<_>>()).map_or(f64::NAN, |st| st.median);
+        let floor: Vec<Times> = s.iter().map(|x| x.floor).collect();
+        out.push(
+            Figure::new(
+                9,
+                "launch.solo5_vs_floor",
+                "Solo5 unikernel (`--spt`), spawn to exit: CPU time of the `vmm` process (user + system, all \
+                 threads, from wait4)",
+                Unit::Ms,
+                u.iter().map(|t| t.cpu_ms).collect(),
+            )?
+            .vs(
+                "bare KVM launch (`vmm launch-floor`: the same binary; one VM, one 4 KiB slot, one vCPU in real \
+                 mode, run to one `out`)",
+                floor.iter().map(|t| t.cpu_ms).collect(),
+                RatioKind::Times,
+            )?
+            .target_ratio(Bound::AtMost(1.5), "launch within 1.5x the bare KVM launch (CPU time)")
+            .detail("wall_ms", wall(&u))
+            .detail("floor_wall_ms", wall(&floor)),
         );
     }
     Ok(out)

@@ -31,10 +31,12 @@
 //! | 12 | [`linux`] | Linux programs: system call, lazy write touch, busybox sort, VMM memory | bare exit; eager populate; the host; a small `--mem` |
 
 pub mod bare_exit;
+pub mod child_cpu;
 pub mod fault;
 pub mod host_read;
 pub mod hypercall;
 pub mod launch;
+pub mod launch_floor;
 pub mod linux;
 pub mod mmio;
 pub mod programs;
@@ -59,8 +61,12 @@ const CALIBRATION: (usize, Duration) = (5, Duration::from_millis(20));
 /// repetition of items 5+6, 7, 8 and 11, and of 9 when there is a `vmm` to
 /// launch.
 pub fn steps(opts: &BenchOptions, reps: usize) -> u64 {
-    let items = if opts.parts == Parts::Linux { 0 } else { 4 + u64::from(opts.vmm_binary.is_some()) };
-    1 + items * reps as u64 + linux::steps(opts, reps)
+    let launch = u64::from(opts.vmm_binary.is_some());
+    match opts.parts {
+        Parts::Linux => 1 + linux::steps(opts, reps),
+        Parts::Launch => launch * reps as u64,
+        _ => 1 + (4 + launch) * reps as u64 + linux::steps(opts, reps),
+    }
 }
 
 /// `reps` results of `f`, one progress step each.
@@ -77,13 +83,20 @@ fn repeat<T>(
     Ok(v)
 }
 
-/// Runs items 5–9, 11 and 12 (only 12 for [`Parts::Linux`]); returns the
+/// Runs items 5–9, 11 and 12 (only 12 for [`Parts::Linux`], only 9 for
+/// [`Parts::Launch`]); returns the
 /// figures and the items it could not run.
 pub fn run(
     opts: &BenchOptions,
     reps: usize,
     progress: &mut Progress,
 ) -> Result<(Vec<Figure>, Vec<Skipped>), BenchError> {
+    if opts.parts == Parts::Launch {
+        let mut figures = Vec::new();
+        let mut skipped = Vec::new();
+        launch_item(opts, reps, progress, &mut figures, &mut skipped)?;
+        return Ok((figures, skipped));
+    }
     progress.stage("5-8: calibrating the TSC");
     let cal = tsc::calibrate(CALIBRATION.0, CALIBRATION.1)?;
     progress.inc();
@@ -119,6 +132,22 @@ pub fn run(
     let s = repeat(reps, progress, || fault::sample(&p, &cal))?;
     figures.extend(fault::figures(&s, &Machine::detect().kvm.description)?);
 
+    launch_item(opts, reps, progress, &mut figures, &mut skipped)?;
+
+    let (f, s) = linux::run(opts, reps, &cal, &machine.kvm.description, progress)?;
+    figures.extend(f);
+    skipped.extend(s);
+    Ok((figures, skipped))
+}
+
+/// Item 9, when there is a `vmm` executable to launch.
+fn launch_item(
+    opts: &BenchOptions,
+    reps: usize,
+    progress: &mut Progress,
+    figures: &mut Vec<Figure>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), BenchError> {
     match &opts.vmm_binary {
         Some(vmm) => {
             progress.stage("9: launch and resident memory");
@@ -128,9 +157,5 @@ pub fn run(
         }
         None => skipped.push(Skipped { item: 9, reason: "no vmm executable to launch".into() }),
     }
-
-    let (f, s) = linux::run(opts, reps, &cal, &machine.kvm.description, progress)?;
-    figures.extend(f);
-    skipped.extend(s);
-    Ok((figures, skipped))
+    Ok(())
 }

@@ -18,7 +18,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     reps: Option<u16>,
     /// Run only the host-side items (1–4, 10), the guest-side items (5–9,
-    /// 11, 12) or the Linux programs (12).
+    /// 11, 12), the Linux programs (12) or the launches (9).
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Also write the report as JSON to FILE.
@@ -47,12 +47,15 @@ enum Only {
     Guest,
     /// Item 12: unmodified Linux programs on KVM.
     Linux,
+    /// Item 9: launches of `vmm run` (and of `--spt`'s unikernel) and
+    /// their resident memory.
+    Launch,
 }
 
 /// `vmm bench`.
 pub fn bench(args: BenchArgs) -> ExitCode {
-    if args.plot.is_some() && matches!(args.only, Some(Only::Guest | Only::Linux)) {
-        say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest or linux");
+    if args.plot.is_some() && matches!(args.only, Some(Only::Guest | Only::Linux | Only::Launch)) {
+        say!("vmm bench: --plot draws the host-side sweep (items 1 and 4); it cannot go with --only guest, linux or launch");
         return ExitCode::from(2);
     }
     // Refuse unwritable outputs before spending minutes measuring, without
@@ -78,6 +81,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
             Some(Only::Host) => Parts::Host,
             Some(Only::Guest) => Parts::Guest,
             Some(Only::Linux) => Parts::Linux,
+            Some(Only::Launch) => Parts::Launch,
         },
         vmm_binary: std::env::current_exe().ok(),
         progress: !args.no_progress,
@@ -124,4 +128,16 @@ pub fn bench(args: BenchArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
+}
+
+/// `vmm launch-floor` (hidden): the bare KVM launch item 9 times beside
+/// `vmm run`; exits 0 when the vCPU reached its port write.
+pub fn launch_floor() -> ExitCode {
+    match vmm_bench::guest::launch_floor::launch() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("vmm launch-floor: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

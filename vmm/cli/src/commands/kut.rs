@@ -94,8 +94,10 @@ fn check_env() -> Result<Option<Vec<(String, String)>>, String> {
 
 /// The guest environment every test gets, as upstream's `initrd_create`
 /// builds it ([`kut::environ`]): the errata come from `ERRATATXT` if set
-/// (it must exist), else `DIR/errata.txt` if there is one. Also says
-/// where the errata came from, for `-v`.
+/// (it must exist), else `DIR/errata.txt` if there is one; the file
+/// `KVM_UNIT_TESTS_ENV` names adds its variables if it is a regular file
+/// (upstream's `[ -f ]`: anything else is not read). Also says where the
+/// errata and the user's variables came from, for `-v`.
 fn guest_environment(dir: &std::path::Path, all: bool) -> Result<(String, String), String> {
     use kut::environ;
     const MAX_ERRATA: u64 = 1 << 20;
@@ -107,6 +109,8 @@ fn guest_environment(dir: &std::path::Path, all: bool) -> Result<(String, String
         set.push(("ERRATA_FORCE".into(), "y".into()));
         set.sort();
     }
+    let (file, file_note) = user_environment()?;
+    let set_or_file = environ::with_file(&set, &file);
     let (path, note) = match env_var("ERRATATXT") {
         Some(p) => (Some(PathBuf::from(&p)), format!("errata from ERRATATXT={p}")),
         None => {
@@ -121,11 +125,29 @@ fn guest_environment(dir: &std::path::Path, all: bool) -> Result<(String, String
         Some(p) => {
             let bytes = vmm::input_file::read_input(&p, MAX_ERRATA).map_err(|e| format!("errata: {e}"))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", p.display()))?;
-            environ::errata_entries(&text, &kernel, &set).map_err(|e| format!("{}: {e}", p.display()))?
+            environ::errata_entries(&text, &kernel, &set_or_file).map_err(|e| format!("{}: {e}", p.display()))?
         }
         None => Vec::new(),
     };
-    Ok((environ::environment(&kernel, &errata, &set), note))
+    Ok((environ::environment(&kernel, &file, &errata, &set), format!("{note}; {file_note}")))
+}
+
+/// The variables of the file `KVM_UNIT_TESTS_ENV` names
+/// ([`kut::env_file`]), and what `-v` says about it.
+fn user_environment() -> Result<(Vec<(String, String)>, String), String> {
+    const MAX_ENV: u64 = 1 << 20;
+    let Some(p) = env_var("KVM_UNIT_TESTS_ENV") else {
+        return Ok((Vec::new(), "no KVM_UNIT_TESTS_ENV".into()));
+    };
+    if !std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+        return Ok((Vec::new(), format!("KVM_UNIT_TESTS_ENV={p} is not a regular file: not read, as upstream")));
+    }
+    let bytes = vmm::input_file::read_input(std::path::Path::new(&p), MAX_ENV)
+        .map_err(|e| format!("KVM_UNIT_TESTS_ENV: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("KVM_UNIT_TESTS_ENV={p} is not UTF-8 text"))?;
+    let vars = kut::env_file::assignments(&text, kut::environ::GENERATED).map_err(|e| format!("{p}: {e}"))?;
+    let note = format!("{} variables from KVM_UNIT_TESTS_ENV={p}", vars.len());
+    Ok((vars, note))
 }
 
 /// `BUILD_HEAD=` and the first line of `DIR/build-head` (empty if there

@@ -3,18 +3,19 @@
 //! `-initrd`: `QEMU_ACCEL` and the empty QEMU version fields (there is no
 //! QEMU here), the host kernel's version (`KERNEL_VERSION_STRING`,
 //! `KERNEL_VERSION`, `KERNEL_PATCHLEVEL`, `KERNEL_SUBLEVEL`,
-//! `KERNEL_EXTRAVERSION`), one `ERRATA_<commit>=y|n` per line of
-//! `errata.txt` (`y` when the host kernel is at least the line's version),
-//! and every `ERRATA_*` variable of the runner's own environment
-//! (`ERRATA_FORCE=y` from `-a`, or one the user set, which also keeps
-//! `errata.txt` from deciding that entry).
+//! `KERNEL_EXTRAVERSION`), the variables of the user's
+//! `KVM_UNIT_TESTS_ENV` file ([`super::env_file`]), one
+//! `ERRATA_<commit>=y|n` per line of `errata.txt` (`y` when the host
+//! kernel is at least the line's version), and every `ERRATA_*` variable
+//! of the runner's own environment (`ERRATA_FORCE=y` from `-a`, or one the
+//! user set); one the file or the runner's environment gives keeps
+//! `errata.txt` from deciding that entry, and the file's wins.
 //!
 //! `errata.txt` comes from the tree, so it is read bounded by the caller
 //! and every line is checked: a commit that is not a variable name or a
 //! version that is not `MAJOR.MINOR[.SUB[-EXTRA]]` is an error naming the
 //! line, never text copied into the guest's environment. What it does not
-//! do: read an older environment file (`KVM_UNIT_TESTS_ENV`), or run
-//! anything.
+//! do: run anything.
 
 use kut_cfg::excerpt;
 
@@ -175,10 +176,45 @@ pub fn errata_variables(
     Ok(out)
 }
 
+/// The variables the generated part of the environment has, which a
+/// `KVM_UNIT_TESTS_ENV` file cannot change.
+pub const GENERATED: &[&str] = &[
+    "QEMU_ACCEL",
+    "QEMU_VERSION_STRING",
+    "QEMU_MAJOR",
+    "QEMU_MINOR",
+    "QEMU_MICRO",
+    "KERNEL_VERSION_STRING",
+    "KERNEL_VERSION",
+    "KERNEL_PATCHLEVEL",
+    "KERNEL_SUBLEVEL",
+    "KERNEL_EXTRAVERSION",
+];
+
+/// The runner's `ERRATA_*` variables (`set`) with those the
+/// `KVM_UNIT_TESTS_ENV` file gives (`file`) in their place, sorted: what
+/// decides `errata.txt`'s entries, as upstream's `env_file` exports the
+/// file's variables before `env_generate_errata` looks.
+pub fn with_file(set: &[(String, String)], file: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        set.iter().filter(|(n, _)| !file.iter().any(|(f, _)| f == n)).cloned().collect();
+    out.extend(file.iter().filter(|(n, _)| n.starts_with("ERRATA_")).cloned());
+    out.sort();
+    out
+}
+
 /// The guest environment file's text: the QEMU and kernel fields, then
-/// the `errata.txt` entries (`errata`, from [`errata_entries`]), then the
-/// runner's `ERRATA_*` variables (`set`), one `NAME=VALUE` per line.
-pub fn environment(kernel: &KernelVersion, errata: &[String], set: &[(String, String)]) -> String {
+/// the `KVM_UNIT_TESTS_ENV` file's variables (`file`, from
+/// [`super::env_file::assignments`] with [`GENERATED`]), then the
+/// `errata.txt` entries (`errata`, from [`errata_entries`]), then the
+/// runner's `ERRATA_*` variables (`set`) the file does not give, one
+/// `NAME=VALUE` per line.
+pub fn environment(
+    kernel: &KernelVersion,
+    file: &[(String, String)],
+    errata: &[String],
+    set: &[(String, String)],
+) -> String {
     let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
     let mut lines = vec![
         // What QEMU would add: vmm runs every guest with kvm, and is no QEMU.
@@ -193,8 +229,10 @@ pub fn environment(kernel: &KernelVersion, errata: &[String], set: &[(String, St
         format!("KERNEL_SUBLEVEL={}", kernel.sublevel),
         format!("KERNEL_EXTRAVERSION={}", kernel.extraversion),
     ];
+    lines.extend(file.iter().map(|(k, v)| format!("{k}={v}")));
     lines.extend(errata.iter().cloned());
-    lines.extend(set.iter().map(|(k, v)| format!("{k}={v}")));
+    let given = |k: &String| file.iter().any(|(f, _)| f == k);
+    lines.extend(set.iter().filter(|(k, _)| !given(k)).map(|(k, v)| format!("{k}={v}")));
     lines.into_iter().map(|l| l + "\n").collect()
 }
 
@@ -265,12 +303,31 @@ mod tests {
         assert_eq!(set, [("ERRATA_FORCE".into(), "y".into()), ("ERRATA_abc".into(), "n".into())]);
         assert!(errata_variables([v("ERRATA_X", "y\nKERNEL_VERSION=99")]).is_err());
         assert!(errata_variables([v("ERRATA_a.b", "y")]).is_err());
-        let text = environment(&k("6.1.0-18-amd64"), &["ERRATA_c=y".into()], &set);
+        let text = environment(&k("6.1.0-18-amd64"), &[], &["ERRATA_c=y".into()], &set);
         assert_eq!(
             text,
             "QEMU_ACCEL=kvm\nQEMU_VERSION_STRING=\nQEMU_MAJOR=\nQEMU_MINOR=\nQEMU_MICRO=\n\
              KERNEL_VERSION_STRING=6.1.0-18-amd64\nKERNEL_VERSION=6\nKERNEL_PATCHLEVEL=1\nKERNEL_SUBLEVEL=0\n\
              KERNEL_EXTRAVERSION=18\nERRATA_c=y\nERRATA_FORCE=y\nERRATA_abc=n\n"
         );
+    }
+
+    /// The `KVM_UNIT_TESTS_ENV` file's variables: after the generated
+    /// part, before `errata.txt`'s entries; its `ERRATA_*` ones decide
+    /// `errata.txt`'s entries and replace the runner's.
+    #[test]
+    fn the_users_file_comes_after_the_generated_part_and_wins_errata() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let runner = vec![pair("ERRATA_FORCE", "y"), pair("ERRATA_abc", "y")];
+        let file = vec![pair("FOO", "1"), pair("ERRATA_abc", "n"), pair("ERRATA_def", "y")];
+        let set = with_file(&runner, &file);
+        assert_eq!(set, [pair("ERRATA_FORCE", "y"), pair("ERRATA_abc", "n"), pair("ERRATA_def", "y")]);
+        let errata = errata_entries("abc:4.0\ndef:99.0\nghi:4.0\n", &k("6.1.0"), &set).unwrap();
+        assert_eq!(errata, ["ERRATA_ghi=y"]);
+        let text = environment(&k("6.1.0"), &file, &errata, &runner);
+        let tail: Vec<&str> = text.lines().skip(GENERATED.len()).collect();
+        assert_eq!(tail, ["FOO=1", "ERRATA_abc=n", "ERRATA_def=y", "ERRATA_ghi=y", "ERRATA_FORCE=y"]);
+        let head: Vec<&str> = text.lines().take(GENERATED.len()).map(|l| l.split('=').next().unwrap()).collect();
+        assert_eq!(head, GENERATED);
     }
 }

@@ -14,6 +14,7 @@
 mod check;
 pub mod cond;
 pub use kut_cfg as cfg;
+pub mod env_file;
 pub mod environ;
 pub mod logs;
 pub mod output;

@@ -129,7 +129,9 @@
 //! A vCPU that stays out of the guest while others unmap holds at most
 //! [`MAX_PENDING`] ranges; past that its next list flushes everything. A
 //! request of [`EVERYTHING`] (page-table pages freed while no present
-//! entry changed, so no page to `invlpg`) does the same.
+//! entry changed, so no page to `invlpg`) does the same, and so does a
+//! pending range longer than [`FULL_FLUSH_CEILING`] pages (Linux's rule:
+//! one full flush costs less than that many `invlpg`s).
 //!
 //! Files: [`list`] (ranges and the scratch-page list), [`shootdown`] (the
 //! protocol state and the retry policy), [`flusher`] (what a hypercall
@@ -144,5 +146,5 @@ mod tests;
 pub use flusher::{
     before_entry, shoot_down, FlushError, Flusher, KvmFlusher, RecordingFlusher, ShootdownVcpu, ShootdownVm,
 };
-pub use list::{coalesce, shootdown_ranges, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
+pub use list::{coalesce, shootdown_ranges, FlushList, Range, EVERYTHING, FULL_FLUSH_CEILING, MAX_PENDING, MAX_RANGES};
 pub use shootdown::{Shootdown, Stuck, Timing, WaitError, ACK_TIMEOUT};

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::list::{coalesce, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
+use super::list::{coalesce, too_long, FlushList, Range, EVERYTHING, MAX_PENDING, MAX_RANGES};
 
 /// How long a caller waits for acknowledgements before giving up.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -123,8 +123,15 @@ pub struct Shootdown {
     vcpus: Vec<VcpuFlush>,
     generation: AtomicU64,
     timing: Timing,
-    lock: Mutex<()>,
+    /// Guards `cv`; holds the number of callers inside [`Shootdown::wait`],
+    /// so that a vCPU leaving the guest (every exit) wakes the condvar
+    /// only when someone waits on it (a `notify_all` is a `futex` system
+    /// call even with no waiter).
+    lock: Mutex<usize>,
     cv: Condvar,
+    /// Condvar notifications sent (tests).
+    #[cfg(test)]
+    notified: AtomicU64,
 }
 
 /// A vCPU that did not acknowledge, and what was tried.
@@ -172,14 +179,28 @@ impl Shootdown {
             vcpus: (0..n).map(|_| VcpuFlush::default()).collect(),
             generation: AtomicU64::new(0),
             timing,
-            lock: Mutex::new(()),
+            lock: Mutex::new(0),
             cv: Condvar::new(),
+            #[cfg(test)]
+            notified: AtomicU64::new(0),
         }
     }
 
     fn notify(&self) {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.cv.notify_all();
+        // Under the lock: a waiter counts itself in under it before it
+        // looks at the state, so none can be missed.
+        let waiters = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if *waiters > 0 {
+            #[cfg(test)]
+            self.notified.fetch_add(1, Ordering::Relaxed);
+            self.cv.notify_all();
+        }
+    }
+
+    /// Condvar notifications sent so far (tests).
+    #[cfg(test)]
+    pub fn notifications(&self) -> u64 {
+        self.notified.load(Ordering::Relaxed)
     }
 
     /// Step 2: asks every vCPU to flush `ranges`, `me` included (it flushes
@@ -262,17 +283,18 @@ impl Shootdown {
         let mut kicks = vec![0u32; self.vcpus.len()];
         let mut round = 0u32;
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        *g += 1;
+        let result = loop {
             let now = Instant::now();
             let late: Vec<u8> = asked.iter().copied().filter(|&i| !self.satisfied(i, gen, now)).collect();
-            let Some(&vcpu) = late.first() else { return Ok(()) };
+            let Some(&vcpu) = late.first() else { break Ok(()) };
             if stopping() {
-                return Err(WaitError::Stopping);
+                break Err(WaitError::Stopping);
             }
             if now >= deadline {
                 let nmis = self.vcpus[vcpu as usize].nmi().injected;
                 let kicks = kicks[vcpu as usize];
-                return Err(WaitError::Timeout(Stuck { vcpu, waited: t.ack_timeout, kicks, nmis }));
+                break Err(WaitError::Timeout(Stuck { vcpu, waited: t.ack_timeout, kicks, nmis }));
             }
             if now >= next_kick {
                 let targets = self.in_guest(&late);
@@ -298,7 +320,9 @@ impl Shootdown {
             // notify this condvar.
             let slice = (next_kick.min(deadline) - now).min(t.blocked_after.max(Duration::from_micros(100)));
             g = self.cv.wait_timeout(g, slice).unwrap_or_else(|e| e.into_inner()).0;
-        }
+        };
+        *g -= 1;
+        result
     }
 
     /// Step 3, first half: `me` is about to enter the guest. Must come
@@ -332,6 +356,12 @@ impl Shootdown {
         let t = &self.timing;
         let now = Instant::now();
         let mut s = v.nmi();
+        if s.may_write() && !s.everything {
+            coalesce(&mut s.pending);
+            // A long range costs more page by page than at once (as
+            // Linux's tlb_single_page_flush_ceiling).
+            s.everything = s.pending.iter().any(|&r| too_long(r));
+        }
         if s.may_write() && s.everything {
             s.everything = false;
             s.pending.clear();
@@ -342,7 +372,6 @@ impl Shootdown {
             return Some(list);
         }
         if s.may_write() {
-            coalesce(&mut s.pending);
             let take = s.pending.len().min(MAX_RANGES);
             let ranges: Vec<Range> = s.pending.drain(..take).collect();
             // With ranges left over, this NMI does not complete `want`: the

@@ -57,6 +57,40 @@ fn nmi_protocol() {
 }
 
 #[test]
+fn exits_wake_the_condvar_only_when_a_caller_waits() {
+    let s = Arc::new(Shootdown::with_timing(2, patient()));
+    // Every exit of every vCPU calls `left`: with nobody in `wait`, no
+    // notification (each would be a futex system call).
+    for _ in 0..100 {
+        s.entering(0);
+        s.left(0);
+    }
+    assert_eq!(s.notifications(), 0);
+    // A caller waiting for vCPU 1 is woken by its acknowledgement, not by
+    // a timeout (the patient timing waits an hour per slice).
+    s.entering(1);
+    let (gen, asked) = s.request(0, R);
+    assert_eq!(asked, vec![1]);
+    assert_eq!(s.nmi_due(1), Some(FlushList::new(R)));
+    let t = {
+        let s = s.clone();
+        std::thread::spawn(move || s.wait(gen, &[1], &|| false, &no_kick))
+    };
+    // Let the caller reach its wait (if it has not, it sees the
+    // acknowledgement when it looks first: the test passes either way).
+    std::thread::sleep(Duration::from_millis(50));
+    s.acked(1);
+    assert_eq!(t.join().unwrap(), Ok(()));
+    let sent = s.notifications();
+    // Once the caller is gone, exits are silent again.
+    for _ in 0..100 {
+        s.entering(1);
+        s.left(1);
+    }
+    assert_eq!(s.notifications(), sent);
+}
+
+#[test]
 fn long_lists_take_several_nmis() {
     let s = Shootdown::with_timing(1, patient());
     let many: Vec<Range> = (0..300u64).map(|i| (i * 0x10000, 0x1000)).collect();
@@ -277,4 +311,33 @@ fn everything_is_one_full_flush() {
     s.acked(1);
     assert_eq!(s.wait(gen, &[1], &|| true, &no_kick), Ok(()));
     assert_eq!(s.nmi_due(0), Some(FlushList::everything()), "the caller too");
+}
+
+#[test]
+fn a_range_longer_than_the_ceiling_is_one_full_flush() {
+    let s = Shootdown::with_timing(1, patient());
+    let page = 0x1000;
+    // At the ceiling: listed page by page.
+    let at = [(0x10_0000, FULL_FLUSH_CEILING * page)];
+    let (gen, _) = s.request(0, &at);
+    assert_eq!(s.nmi_due(0), Some(FlushList::new(&at)));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    // One page more, or short ranges that coalesce past it: everything.
+    let over = [(0x10_0000, (FULL_FLUSH_CEILING + 1) * page)];
+    let (gen, _) = s.request(0, &over);
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()));
+    s.acked(0);
+    assert_eq!(s.nmi_due(0), None);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    let pieces: Vec<Range> = (0..=FULL_FLUSH_CEILING).map(|i| (0x40_0000 + i * page, page)).collect();
+    let (gen, _) = s.request(0, &pieces);
+    assert_eq!(s.nmi_due(0), Some(FlushList::everything()));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
+    // Then ranges are listed as before.
+    let (gen, _) = s.request(0, R);
+    assert_eq!(s.nmi_due(0), Some(FlushList::new(R)));
+    s.acked(0);
+    assert_eq!(s.wait(gen, &[0], &|| false, &no_kick), Ok(()));
 }

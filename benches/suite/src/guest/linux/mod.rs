@@ -7,14 +7,19 @@
 //! | `linux.lazy_write_touch_64mib` | [`touch`] | lazy mmap + a store per page | `MAP_POPULATE` + the same stores |
 //! | `linux.busybox_sort` | [`busybox`] | `busybox sort` of 17 MB under the VMM | the same on the host |
 //! | `linux.rss_beyond_touched_*m` | [`rss`] | peak RSS beyond touched pages, `--mem 3584M` | the same at `--mem 64M` |
+//! | `linux.fork_64mib_touched` | [`fork`] | `fork()` with 64 MiB written, timed in the program | Linux's own fork on the host |
+//! | `linux.first_write_after_fork` | [`fork`] | the parent's first write per page after fork | the same on the host |
 //!
 //! The programs are tiny static Linux executables assembled here
 //! ([`program`]) and run as `vmm run --guest` runs them ([`session`]),
 //! except busybox (Debian's `busybox-static`, skipped with a message
-//! where absent) and the memory figures, which launch `vmm run` itself.
+//! where absent), the fork program (C, built with `gcc -static` at bench
+//! time, skipped where that fails) and the memory figures, which launch
+//! `vmm run` itself.
 //! Every result is checked after timing.
 
 pub mod busybox;
+pub mod fork;
 pub mod program;
 pub mod rss;
 pub mod session;
@@ -33,7 +38,8 @@ pub const ITEM: u8 = 12;
 
 /// Progress steps of [`run`] (one per repetition of each part that runs).
 pub fn steps(opts: &BenchOptions, reps: usize) -> u64 {
-    let parts = 2 + u64::from(busybox::find().is_ok()) + u64::from(opts.vmm_binary.is_some());
+    let parts =
+        2 + u64::from(busybox::find().is_ok()) + u64::from(opts.vmm_binary.is_some()) + u64::from(fork::have_gcc());
     parts * reps as u64
 }
 
@@ -65,6 +71,15 @@ pub fn run(
             figures.push(busybox::figure(sorter.bytes(), &s, backend)?);
         }
         Err(why) => skipped.push(Skipped { item: ITEM, reason: format!("busybox sort: {why}") }),
+    }
+
+    match fork::build(fork::Params::new(opts.quick)) {
+        Ok(forker) => {
+            progress.stage("12: fork with 64 MiB written, under the VMM and on the host");
+            let s = repeat(reps, progress, || forker.sample())?;
+            figures.extend(fork::figures(&s, backend)?);
+        }
+        Err(why) => skipped.push(Skipped { item: ITEM, reason: format!("fork: {why}") }),
     }
 
     match &opts.vmm_binary {

@@ -8,7 +8,7 @@ use super::process::{Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STA
 use super::tasks::spawn::{spawn_request, Spawn};
 use super::tasks::status::ExitKind;
 use super::{signal, syscalls};
-use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, UserEntry};
+use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, Preempted, RunEnd, UserEntry};
 use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::exception::ExceptionReport;
@@ -94,6 +94,21 @@ const SECCOMP_ROWS: &[Row] = &[
     },
     Row {
         thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_create, "timer_create"),
+        why: "with more than one process, vCPU 0 makes the slice timer that kicks it out of a process that never makes a system call",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_settime, "timer_settime"),
+        why: "the slice timer is started (once a slice)",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
+        call: Call::Syscall(libc::SYS_timer_delete, "timer_delete"),
+        why: "the slice timer is deleted when one process is left",
+    },
+    Row {
+        thread: ThreadKind::Vcpu,
         call: Call::Ioctl(crate::seccomp::rules::kvm_set_msrs, "KVM_SET_MSRS"),
         why: "arch_prctl(ARCH_SET_FS/ARCH_SET_GS) writes IA32_FS_BASE/IA32_GS_BASE",
     },
@@ -173,6 +188,7 @@ impl Linux {
                         return hypercall::Effects { block: Some(block), ..out.effects };
                     }
                     Some(true) => {
+                        self.proc().sleep = None;
                         // SA_RESTART: the handler returns to the `syscall`
                         // instruction, which makes the call again.
                         let resume = kvm_bindings::kvm_regs {
@@ -185,7 +201,10 @@ impl Linux {
                         return signal::at_syscall_return(self, hv, vcpu, user, &resume, fx);
                     }
                     // A signal is waiting: the call is interrupted.
-                    Some(false) => user.regs.rax = (-i64::from(libc::EINTR)) as u64,
+                    Some(false) => {
+                        self.proc().sleep = None;
+                        user.regs.rax = (-i64::from(libc::EINTR)) as u64;
+                    }
                 }
             } else {
                 user.regs.rax = out.ret as u64;
@@ -267,6 +286,7 @@ impl GuestKind for Linux {
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
+        let ram = ctx.cfg.mem_size;
         let hosted = ctx.hosted()?;
         let wanted = self.hugepages();
         let region = hugetlb_region(mem, self.pool_ram());
@@ -280,6 +300,9 @@ impl GuestKind for Linux {
         let pool = HugetlbPool::new(frames, mem.clone(), region.as_slice())
             .map_err(|e| KindError::Setup(format!("{}: the hugetlb pool: {e}", self.path)))?;
         let _ = self.hugetlb.set(pool);
+        // Pipe and socket bytes live in the VMM: a share of what the
+        // guest has, as Linux takes them from its RAM.
+        self.ipc.set_ram(ram);
         let prog = Program { segments: self.image.segments.clone(), entry: self.image.entry };
         program::load(&prog, mem, hosted.frames, hosted.mapper)?;
         let zero = Arc::new(ZeroProvider::new(hosted.mapper.space().frames().clone(), mem.clone()));
@@ -304,6 +327,11 @@ impl GuestKind for Linux {
         // anonymous memory): residency (mincore, smaps, lock-on-fault)
         // is then what the program touched, as the mm tests check.
         hosted.mapper.space_mut().set_fault_around(1).map_err(|e| KindError::Setup(e.to_string()))?;
+        // Transparent huge pages for anonymous memory: `madvise`, as the
+        // Linux the selftests' results come from runs, unless `--thp` chose
+        // another; the program may change it through sysfs (every process
+        // shares it).
+        hosted.mapper.space().thp_policy().set_mode(self.thp_mode());
         let heap = GuestVirtAddr::try_new(self.image.end).map_err(|e| KindError::Setup(e.to_string()))?;
         hosted
             .mapper
@@ -372,6 +400,16 @@ impl GuestKind for Linux {
 
     fn seccomp_rows(&self) -> &'static [Row] {
         SECCOMP_ROWS
+    }
+
+    fn wants_kick(&self, vcpu: u8) -> bool {
+        vcpu == 0 && self.slice_over()
+    }
+
+    /// A slice timer's kick: the running thread may be preempted
+    /// ([`Linux::preempt`]).
+    fn on_kick(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Option<Preempted> {
+        self.preempt(hv, vcpu, user)
     }
 
     fn finish(&self, end: RunEnd<'_>) -> RunReport {

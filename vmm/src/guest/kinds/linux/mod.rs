@@ -14,6 +14,7 @@ mod kind;
 pub mod memfd;
 mod proc_files;
 mod proc_mem;
+mod proc_pid;
 pub mod process;
 pub mod procfs;
 pub mod signal;
@@ -22,6 +23,7 @@ pub mod stack;
 pub mod syscalls;
 pub mod sysv_shm;
 pub mod tasks;
+mod thp_sysfs;
 pub mod userfaultfd;
 
 pub use self::process::{random_bytes, Linux, Proc, STACK_SIZE, STACK_TOP};

@@ -92,6 +92,13 @@ impl Linux {
         if super::sysv_shm::procfs::is_ours(tag) {
             return self.write_sysctl(fd, tag, data).map(|n| n as usize);
         }
+        if super::thp_sysfs::is_ours(tag) {
+            if self.proc().uid != 0 {
+                return Err(libc::EPERM);
+            }
+            let mut knobs = self.thp_knobs.lock().unwrap_or_else(|e| e.into_inner());
+            return super::thp_sysfs::write(tag, hv.mapper().space().thp_policy(), &mut knobs, data);
+        }
         let file = self.vfs().special(fd).map_err(|e| e.raw())?.ok_or(libc::EBADF)?;
         if tag != MEM {
             return Err(libc::EINVAL);

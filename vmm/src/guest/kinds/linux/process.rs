@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::fs::{Fd, Vfs, VfsConfig};
 use super::image::{self, Image, TASK_SIZE};
 use super::proc_files::{self, ProcFiles, View};
-use super::procfs::{FileId, StatusExtra};
+use super::procfs::{FileId, StatExtra, StatusExtra, TaskState};
 use super::stack::{self, at, StackSpec};
 use crate::config::VmConfig;
 use crate::guest::kind::KindError;
@@ -92,6 +92,11 @@ pub struct Proc {
     /// `PR_SET_MDWE`'s bits (`PR_MDWE_REFUSE_EXEC_GAIN`,
     /// `PR_MDWE_NO_INHERIT`); once set they stay.
     pub mdwe: u64,
+    /// `set_mempolicy`'s policy (`None`: the default).
+    pub mempolicy: Option<guest_mm::mempolicy::MemPolicy>,
+    /// A `nanosleep` in progress: its request pointer and deadline (the
+    /// call is made again until then; a signal ends it with `EINTR`).
+    pub sleep: Option<(u64, std::time::Instant)>,
 }
 
 /// `CAP_IPC_LOCK`: lock any amount of memory.
@@ -143,6 +148,8 @@ impl Proc {
             comm: Vec::new(),
             dumpable: 1,
             mdwe: 0,
+            mempolicy: None,
+            sleep: None,
         }
     }
 }
@@ -205,6 +212,10 @@ pub struct Linux {
     /// A wait nothing could end, which ended the run (what it was).
     pub(super) blocked_forever: Mutex<Option<String>>,
     pub(super) uffds: super::userfaultfd::Uffds,
+    /// The THP settings only sysfs keeps (`thp_sysfs.rs`).
+    pub(super) thp_knobs: Mutex<super::thp_sysfs::ThpKnobs>,
+    /// The THP mode the program starts with (`--thp`; `madvise` unless set).
+    thp_mode: OnceLock<guest_mm::ThpMode>,
     /// 2 MiB pages `--hugepages` asks for (`vm.nr_hugepages`).
     pub(super) hugepages: std::sync::atomic::AtomicU64,
     /// The hugetlb pool (made at load, empty without `--hugepages`).
@@ -233,6 +244,9 @@ pub struct Linux {
     pub(super) futexes: Mutex<super::futex::Futexes>,
     /// When the running process got the vCPU (preemption).
     pub(super) slice_start: Mutex<std::time::Instant>,
+    /// Kicks vCPU 0 once a slice while more than one process lives, so
+    /// one that never makes a system call is preempted too.
+    pub(super) slice_timer: Mutex<Option<crate::vstate::slice_timer::SliceTimer>>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -327,6 +341,7 @@ impl Linux {
         let proc_files = ProcFiles::default();
         proc_files.register(&mut vfs).map_err(setup)?;
         super::sysv_shm::procfs::register(&mut vfs).map_err(setup)?;
+        super::thp_sysfs::register(&mut vfs).map_err(setup)?;
         // The program starts in the writable /tmp (as a test run from a
         // scratch directory does); `/` itself is read-only.
         vfs.chdir(b"/tmp").map_err(setup)?;
@@ -342,6 +357,8 @@ impl Linux {
             blocked_forever: Mutex::new(None),
             uffds: Default::default(),
             hugepages: Default::default(),
+            thp_knobs: Default::default(),
+            thp_mode: OnceLock::new(),
             hugetlb: OnceLock::new(),
             exe: p.exe,
             path: p.name,
@@ -364,6 +381,7 @@ impl Linux {
             aside: Mutex::new(BTreeMap::new()),
             futexes: Default::default(),
             slice_start: Mutex::new(std::time::Instant::now()),
+            slice_timer: Mutex::new(None),
         })
     }
 
@@ -413,6 +431,19 @@ impl Linux {
     /// (before the run starts; `vm.nr_hugepages`).
     pub fn set_hugepages(&self, pages: u64) {
         self.hugepages.store(pages, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the THP mode the program starts with (`--thp`); only the
+    /// first call counts.
+    pub fn set_thp_mode(&self, mode: guest_mm::ThpMode) {
+        let _ = self.thp_mode.set(mode);
+    }
+
+    /// The THP mode the program starts with: `madvise` (what the Linux
+    /// 6.18 the selftests' results come from runs with) unless `--thp`
+    /// chose another.
+    pub fn thp_mode(&self) -> guest_mm::ThpMode {
+        self.thp_mode.get().copied().unwrap_or(guest_mm::ThpMode::Madvise)
     }
 
     /// The 2 MiB pages asked for.
@@ -486,37 +517,38 @@ impl Linux {
 
     /// Before a read of `fd`: a generated `/proc` file read from its
     /// start is rendered again (the file layer then takes the new text).
-    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) {
+    /// `ESRCH` when it is another process's `/proc/N/` file and that
+    /// process was reaped.
+    pub fn before_read(&self, hv: &HostedKernel, fd: Fd) -> Result<(), i32> {
         let name = {
             let mut vfs = self.vfs();
-            let Ok(st) = vfs.fstat(fd) else { return };
+            let Ok(st) = vfs.fstat(fd) else { return Ok(()) };
             let ino = u64::from_le_bytes(st[8..16].try_into().unwrap_or_default());
-            let Some(name) = self.proc_files.rendered(ino) else { return };
+            let Some(name) = self.proc_files.rendered(ino) else { return Ok(()) };
             if vfs.lseek(fd, 0, libc::SEEK_CUR) != Ok(0) {
-                return;
+                return Ok(());
             }
             name
         };
+        if super::proc_pid::split(name.as_bytes()).is_some() {
+            return self.refresh_pid_file(hv, &name);
+        }
         self.refresh_proc(hv, name.as_bytes());
+        Ok(())
     }
 
-    /// What the `/proc` files show beyond the address space.
-    fn view(&self) -> View<'_> {
+    /// What the `/proc` files show beyond the address space, for the
+    /// running process.
+    pub(super) fn view(&self) -> View<'_> {
         let (pid, ppid) = (self.pid(), self.ppid());
-        let threads = self.tasks().threads(pid).len().max(1) as u32;
-        let p = self.proc();
-        let name = String::from_utf8_lossy(&p.comm).into_owned();
-        let extra = StatusExtra {
-            name,
-            umask: p.umask,
-            pid,
-            ppid,
-            caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
-            uid: [p.uid; 4],
-            gid: [p.uid; 4],
-            threads,
-            ..StatusExtra::default()
+        let (pgid, sid, forked, threads) = {
+            let t = self.tasks();
+            let task = t.get(pid);
+            let threads = t.threads(pid).len().max(1) as u32;
+            (task.map_or(pid, |x| x.pgid), task.map_or(pid, |x| x.sid), pid != t.init(), threads)
         };
+        let extra = self.proc_extra(&self.proc(), StatusExtra { threads, ..StatusExtra::default() });
+        let extra = self.extra_for(pid, (ppid, pgid, sid), TaskState::Running, extra);
         let mut view = View {
             exe: &self.exe,
             exe_id: FileId { major: 0xfe, minor: 1, ino: self.exe_ino },
@@ -525,11 +557,44 @@ impl Linux {
             extra,
             huge: self.hugetlb().map(|h| h.counts()).unwrap_or_default(),
             shmem: 0,
+            argv: &self.argv,
+            stat: StatExtra { forked, start_stack: STACK_TOP - 8 },
         };
-        drop(p);
         // SysV segments' 4 KiB pages are shmem (hugetlb ones are not).
         view.shmem = self.shm_table().segments().filter(|s| !s.huge).map(|s| s.backing.resident_bytes()).sum();
         view
+    }
+
+    /// `extra` with what process state `p` says: name, umask, ids,
+    /// capabilities, signal sets.
+    pub(super) fn proc_extra(&self, p: &Proc, extra: StatusExtra) -> StatusExtra {
+        use super::signal::info::bit;
+        let pending = p.pending.keys().fold(0, |m, &s| m | bit(s));
+        let handled =
+            |f: fn(u64) -> bool| p.sigactions.iter().filter(|(_, a)| f(a[0])).fold(0, |m, (&s, _)| m | bit(s));
+        StatusExtra {
+            name: String::from_utf8_lossy(&p.comm).into_owned(),
+            umask: p.umask,
+            caps: [p.caps.2, p.caps.1, p.caps.0, ALL_CAPS, 0],
+            uid: [p.uid; 4],
+            gid: [p.uid; 4],
+            // SIG_IGN is 1; a handler any other address.
+            signals: [pending, 0, p.sigmask, handled(|h| h == 1), handled(|h| h > 1)],
+            ..extra
+        }
+    }
+
+    /// `extra` for process `pid` with parent, group and session `ids`,
+    /// doing `state`.
+    pub(super) fn extra_for(
+        &self,
+        pid: u32,
+        ids: (u32, u32, u32),
+        state: TaskState,
+        extra: StatusExtra,
+    ) -> StatusExtra {
+        let (ppid, pgid, sid) = ids;
+        StatusExtra { pid, ppid, pgid, sid, state, ..extra }
     }
 
     /// Reads `len` bytes of a file the kind serves itself (tag `tag`),
@@ -555,6 +620,10 @@ impl Linux {
                 super::proc_mem::read(self, hv, vcpu, at, len)?
             }
             t if super::sysv_shm::procfs::is_ours(t) => super::sysv_shm::procfs::read(t, &self.shm_table(), at, len)?,
+            t if super::thp_sysfs::is_ours(t) => {
+                let knobs = self.thp_knobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                super::thp_sysfs::read(t, hv.mapper().space().thp_policy(), &knobs, at, len)?
+            }
             // A userfaultfd has no events to read (none is ever queued).
             t if super::userfaultfd::tag_of(super::fs::Special::Tag(t)).is_some() => return Err(libc::EAGAIN),
             _ => return Err(libc::EINVAL),

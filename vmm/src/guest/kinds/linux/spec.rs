@@ -1,5 +1,5 @@
 //! The registry's entry for Linux programs: the name (`--abi linux`), the
-//! options (`--env K=V`, `--file`, `--uid`, `--hugepages N`), and which files it claims: every ELF the kinds
+//! options (`--env K=V`, `--file`, `--uid`, `--hugepages N`, `--thp MODE`), and which files it claims: every ELF the kinds
 //! before it did not (a Solo5 note means Solo5, the VMM's ABI note means
 //! the VMM's own ABI). A file it cannot run is refused when it is opened,
 //! with the reason and what to do.
@@ -46,6 +46,18 @@ pub const UID: &str = "uid";
 
 /// Option: 2 MiB pages reserved for `MAP_HUGETLB` (`vm.nr_hugepages`).
 pub const HUGEPAGES: &str = "hugepages";
+
+/// Option: the transparent huge page mode the program starts with.
+pub const THP: &str = "thp";
+
+/// Parses `--thp MODE`: `always`, `madvise` or `never`.
+pub fn parse_thp(s: &str) -> Result<guest_mm::ThpMode, String> {
+    guest_mm::ThpMode::parse(s).map_err(|_| format!("'{s}': expected always, madvise or never"))
+}
+
+fn check_thp(s: &str) -> Result<(), String> {
+    parse_thp(s).map(|_| ())
+}
 
 /// Guest RAM a program keeps besides its huge pages: the VMM's own low
 /// RAM and at least this much of the page pool.
@@ -136,6 +148,13 @@ impl KindSpec for Spec {
                  16 MiB besides the VMM's own RAM.",
             )
             .checked(check_hugepages),
+            KindOption::new(
+                THP,
+                "MODE",
+                "The transparent huge page mode the Linux program starts with \
+                 (/sys/kernel/mm/transparent_hugepage/enabled): always, madvise (the default) or never.",
+            )
+            .checked(check_thp),
         ];
         OPTIONS
     }
@@ -164,6 +183,10 @@ impl KindSpec for Spec {
             Some(v) => parse_hugepages(v).map_err(KindError::Invalid)?,
             None => 0,
         };
+        let thp = match launch.args().value(THP) {
+            Some(v) => parse_thp(v).map_err(KindError::Invalid)?,
+            None => guest_mm::ThpMode::Madvise,
+        };
         let most = max_hugepages(launch.cfg.mem_size);
         if hugepages > most {
             return Err(KindError::Invalid(format!(
@@ -177,6 +200,7 @@ impl KindSpec for Spec {
         let linux = Linux::new(path, bytes, launch.cfg, env)?;
         linux.set_uid(uid);
         linux.set_hugepages(hugepages);
+        linux.set_thp_mode(thp);
         for f in launch.args().values(FILE) {
             let (guest, host, rw) = parse_file(f).map_err(KindError::Invalid)?;
             if !host.is_file() {

@@ -1,19 +1,19 @@
 //! The Solo5 kind itself: loading a unikernel, serving its calls through
 //! [`super::syscalls`], and its exit status.
 
-use guest_mm::{GuestVirtAddr, Pfn};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::Bytes;
 
 use super::block::Devices;
+use super::clock::{self, ClockPage};
 use super::layout::{LayoutError, BOOT_INFO, DEFAULT_MEM};
 use super::mac::{check_net, check_net_mac, parse_net, parse_net_mac, Mac};
 use super::net::Nets;
 use super::note::Notes;
 use super::syscalls::{Table, SIGSYS_STATUS};
-use super::{layout, note, segments};
+use super::tap::FD_PREFIX;
+use super::{fastcall, layout, memory, note, segments};
 use crate::config::{ConfigError, VmConfig};
 use crate::guest::elf_program;
-use crate::hosted::trampoline;
 use std::path::PathBuf;
 
 use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, RunEnd, SharedKind, UserEntry};
@@ -21,7 +21,6 @@ use crate::guest::options::KindOption;
 use crate::guest::spec::{KindSpec, Launch};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::hypercall::{self, Args, HostedKernel};
-use crate::hosted::mapper::Access;
 use crate::hosted::mapper::PoolRam;
 use crate::hosted::program::Program;
 use crate::layout::FREE_PA;
@@ -85,13 +84,17 @@ pub const NET: &str = "net";
 /// Option: a network device's MAC address (`NAME=MAC`).
 pub const NET_MAC: &str = "net-mac";
 
-/// The network devices of `values` (name, tap), each name once.
+/// The network devices of `values` (name, tap), each name once and each
+/// inherited descriptor (`@FD`) once (one owner each).
 fn nets(values: &[String]) -> Result<Vec<(String, String)>, KindError> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(values.len());
     for v in values {
         let (name, tap) = parse_net(v).map_err(KindError::Invalid)?;
         if out.iter().any(|(n, _)| *n == name) {
             return Err(KindError::Invalid(format!("network device '{name}' is given twice")));
+        }
+        if tap.starts_with(FD_PREFIX) && out.iter().any(|(_, t)| *t == tap) {
+            return Err(KindError::Invalid(format!("descriptor {tap} is given to two network devices")));
         }
         out.push((name, tap));
     }
@@ -206,7 +209,8 @@ impl KindSpec for Spec {
                 "NAME=TAP",
                 "Attach the host tap interface TAP (up, not in use by another process) as the Solo5 unikernel's \
                  network device NAME (declared in its manifest), like `solo5-spt --net:NAME=TAP` (also written so \
-                 here). Repeatable.",
+                 here). TAP may be `@FD`: a tap descriptor the caller opened and passed in (not close-on-exec). \
+                 Repeatable.",
             )
             .repeatable()
             .keyed()
@@ -400,8 +404,7 @@ impl GuestKind for Solo5 {
 
     fn load(&self, ctx: &mut LoadCtx<'_>) -> Result<Entry, KindError> {
         let mem = ctx.mem;
-        // Unikernel address `va` lives at guest-physical `FREE_PA + va`.
-        let pa = |va: u64| GuestAddress(FREE_PA + va);
+        let pa = memory::phys;
         let segs: Vec<(u64, u64, layout::Rights)> =
             self.prog.segments.iter().map(|s| (s.va, s.mem_len, (s.write, s.exec))).collect();
         let (runs, kernel_end) = layout::runs(&segs, self.mem).map_err(kind_err)?;
@@ -412,17 +415,25 @@ impl GuestKind for Solo5 {
         mem.write_slice(&block, pa(BOOT_INFO)).map_err(|_| kind_err("cannot write the boot-info block"))?;
 
         let hosted = ctx.hosted()?;
-        for &(start, end, (write, exec)) in &runs {
-            let pfns: Vec<Pfn> = (start..end).step_by(0x1000).map(|va| Pfn(pa(va).0 >> 12)).collect();
-            let va = GuestVirtAddr::try_new(start).map_err(|e| kind_err(e.to_string()))?;
-            hosted
-                .mapper
-                .map_user_pages(va, &pfns, Access { write, exec })
-                .map_err(|e| kind_err(format!("cannot map [{start:#x}, {end:#x}): {e}")))?;
-        }
+        memory::map_runs(hosted.mapper, &runs).map_err(kind_err)?;
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
-            SyscallEntry::User => Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(kind_err)?),
+            SyscallEntry::User => {
+                // The trampoline answers clock_gettime and the yield's
+                // timerfd_settime from the clock page (see `fastcall`).
+                let first = clock::first_anchor(clock::now());
+                let mut page = fastcall::initial_page((kernel_end, self.mem), (layout::HOST_MEM_BASE, self.mem));
+                for (off, v) in [
+                    (fastcall::field::TSC_BASE, first.tsc_base),
+                    (fastcall::field::MONO_BASE, first.mono_base),
+                    (fastcall::field::REAL_MINUS_MONO, first.real_minus_mono),
+                ] {
+                    page[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+                }
+                let lstar = fastcall::install(hosted.mapper, hosted.frames, mem, &page).map_err(kind_err)?;
+                self.table.use_clock_page(ClockPage::new(first));
+                Some(lstar)
+            }
         };
         Ok(Entry::User(vec![UserEntry { rip: self.prog.entry, rsp: self.mem - 8, rdi: BOOT_INFO, syscall_entry }]))
     }

@@ -75,10 +75,10 @@ fn split_named(s: &str, what: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
-/// Parses `--net NAME=TAP`.
+/// Parses `--net NAME=TAP` or `--net NAME=@FD`.
 pub fn parse_net(s: &str) -> Result<(String, String), String> {
     let (name, tap_name) = split_named(s, "TAP")?;
-    tap::check_name(&tap_name).map_err(|e| format!("'{s}': {e}"))?;
+    tap::TapSource::parse(&tap_name).map_err(|e| format!("'{s}': {e}"))?;
     Ok((name, tap_name))
 }
 
@@ -138,6 +138,12 @@ mod tests {
         assert!(parse_net("bad-name=tap0").unwrap_err().contains("network device name 'bad-name'"));
         assert!(parse_net("service0=").is_err() && parse_net("service0=a/b").is_err());
         assert!(parse_net("service0=sixteen_bytes_xx").is_err());
+        assert_eq!(parse_net("service0=@5").unwrap(), ("service0".into(), "@5".into()));
+        for bad in
+            ["service0=@", "service0=@-1", "service0=@+3", "service0=@5x", "service0=@ 5", "service0=@2147483648"]
+        {
+            assert!(parse_net(bad).unwrap_err().contains("is not an interface name"), "{bad}");
+        }
         assert_eq!(parse_net_mac("service0=02:00:00:00:00:01").unwrap().1, Mac([2, 0, 0, 0, 0, 1]));
         assert!(parse_net_mac("service0=nope").unwrap_err().contains("not a MAC address"));
         assert!(parse_net_mac("=02:00:00:00:00:01").is_err());

@@ -11,8 +11,11 @@
 //!   ([`layout`]).
 //! - Entry: long mode at CPL 3 at the ELF entry, `rdi` = the boot-info
 //!   block, `rsp` = top of memory - 8; `LSTAR` points at the kernel stub
-//!   where `syscall` enters CPL 0, or at a user-mode [`trampoline`] where
-//!   the backend keeps `syscall` in user mode.
+//!   where `syscall` enters CPL 0, or, where the backend keeps `syscall`
+//!   in user mode, at the unikernel's own user-mode trampoline
+//!   ([`fastcall`]), which answers `clock_gettime` and the yield's
+//!   `timerfd_settime` without an exit, from a clock page the host keeps
+//!   ([`clock`]).
 //! - System calls: [`syscalls`], with Linux numbers.
 //! - End: `exit_group(n)` gives `n & 0xff`; a fault gives 139 (SIGSEGV);
 //!   a call the `spt` seccomp policy refuses gives 159 (SIGSYS).
@@ -23,14 +26,19 @@
 //!   [`tap`]), served by `read`/`write`, one frame each, and waited for
 //!   in the yield's `epoll_pwait`.
 //!
-//! Not supported yet: `solo5-spt`'s `--net:NAME=@FD` (a descriptor
-//! passed in), `--x-exec-heap` (refused: the heap is never executable
+//!   A tap may also be a descriptor the caller passed in
+//!   (`--net:NAME=@FD`, as for `solo5-spt`).
+//!
+//! Not supported yet: `--x-exec-heap` (refused: the heap is never executable
 //! here), and more than one vCPU (Solo5 has one).
 
 mod block;
+mod clock;
+mod fastcall;
 mod kind;
 mod layout;
 mod mac;
+mod memory;
 mod net;
 #[cfg(test)]
 mod net_tests;

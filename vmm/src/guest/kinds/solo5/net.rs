@@ -6,7 +6,8 @@
 //! Attaching (at load, [`Nets::attach`]): every network device the
 //! manifest declares must be given a tap, and every `--net` and
 //! `--net-mac` must name a declared network device. The tap is opened
-//! as `solo5-spt` opens it (`tap.rs`); its MTU, the MAC address
+//! as `solo5-spt` opens it, or taken from the caller as `@FD`
+//! (`tap.rs`); its MTU, the MAC address
 //! (`--net-mac NAME=MAC`, else a random locally administered one), a
 //! descriptor number the VMM makes up (the block devices' numbering:
 //! `FIRST_FD` + the device's place in the manifest) and `attached` are
@@ -104,7 +105,7 @@ impl Nets {
     /// address; generated for a device not named), filling in their
     /// manifest entries.
     pub fn attach(manifest: &mut [u8], nets: &[(String, String)], macs: &[(String, Mac)]) -> Result<Nets, NetError> {
-        Self::attach_with(manifest, nets, macs, Tap::open)
+        Self::attach_with(manifest, nets, macs, tap::attach)
     }
 
     /// [`Nets::attach`] with the taps opened by `open`.

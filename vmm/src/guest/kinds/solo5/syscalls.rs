@@ -17,12 +17,13 @@
 //! frame pending by its manifest index, as `solo5-spt`'s epoll set does,
 //! besides the timer once it is due.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use guest_mm::errno;
 
 use super::block::Devices;
+use super::clock::ClockPage;
 use super::layout::{EPOLL_FD, TIMER_FD};
 use super::net::Nets;
 use super::numbers::nr;
@@ -50,8 +51,13 @@ pub struct Table {
     blocks: Devices,
     /// The attached network devices.
     nets: Nets,
-    /// Deadline of the armed timer, in `CLOCK_MONOTONIC` nanoseconds.
+    /// Deadline of the armed timer, in `CLOCK_MONOTONIC` nanoseconds
+    /// (when there is no clock page).
     timer: Mutex<Option<u64>>,
+    /// The clock page, where the trampoline answers `clock_gettime` and
+    /// `timerfd_settime` itself ([`super::fastcall`]): the timer lives
+    /// there then.
+    clock: OnceLock<ClockPage>,
     /// The call that killed the run, if one did.
     killed: Mutex<Option<String>>,
 }
@@ -90,6 +96,40 @@ impl Table {
         Table { blocks, nets, ..Default::default() }
     }
 
+    /// Serves the timer and clock from `page` from now on.
+    pub fn use_clock_page(&self, page: ClockPage) {
+        let _ = self.clock.set(page);
+    }
+
+    /// The armed timer's deadline.
+    fn timer(&self, hv: &HostedKernel) -> Option<u64> {
+        match self.clock.get() {
+            Some(c) => c.timer(hv),
+            None => *self.timer.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Arms or disarms the timer.
+    fn set_timer(&self, hv: &HostedKernel, deadline: Option<u64>) {
+        match self.clock.get() {
+            Some(c) => c.set_timer(hv, deadline),
+            None => *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = deadline,
+        }
+    }
+
+    /// The unikernel's `CLOCK_MONOTONIC` and `CLOCK_REALTIME` now: the
+    /// host's, or with a clock page the page's re-anchored time (never
+    /// behind what the trampoline gave it).
+    fn clocks(&self, hv: &HostedKernel) -> (u64, u64) {
+        match self.clock.get() {
+            Some(c) => {
+                let (mono, real_minus_mono) = c.refresh(hv);
+                (mono, mono.wrapping_add(real_minus_mono))
+            }
+            None => (clock_ns(libc::CLOCK_MONOTONIC), clock_ns(libc::CLOCK_REALTIME)),
+        }
+    }
+
     /// Why the run was killed by `SIGSYS`, if it was.
     pub fn killed(&self) -> Option<String> {
         self.killed.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -125,8 +165,8 @@ impl Table {
                 Outcome { ret: 0, effects: Effects { fs_base: Some(a1), ..Default::default() } }
             }
             nr::CLOCK_GETTIME if a0 == CLOCK_REALTIME || a0 == CLOCK_MONOTONIC => {
-                let clock = if a0 == CLOCK_REALTIME { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
-                let ns = clock_ns(clock);
+                let (mono, real) = self.clocks(hv);
+                let ns = if a0 == CLOCK_REALTIME { real } else { mono };
                 let mut ts = (ns / NSEC).to_le_bytes().to_vec();
                 ts.extend_from_slice(&(ns % NSEC).to_le_bytes());
                 match hv.copy_to_user(a1, &ts) {
@@ -161,11 +201,7 @@ impl Table {
         if old != 0 {
             // The previous setting, as a relative time: nothing is
             // periodic here, so the interval is zero.
-            let left = self
-                .timer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .map_or(0, |d| d.saturating_sub(clock_ns(libc::CLOCK_MONOTONIC)));
+            let left = self.timer(hv).map_or(0, |d| d.saturating_sub(self.clocks(hv).0));
             let mut b = vec![0u8; 16];
             b.extend_from_slice(&(left / NSEC).to_le_bytes());
             b.extend_from_slice(&(left % NSEC).to_le_bytes());
@@ -177,9 +213,9 @@ impl Table {
         let deadline = match value {
             0 => None,
             v if flags & TFD_TIMER_ABSTIME != 0 => Some(v),
-            v => Some(clock_ns(libc::CLOCK_MONOTONIC).saturating_add(v)),
+            v => Some(self.clocks(hv).0.saturating_add(v)),
         };
-        *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+        self.set_timer(hv, deadline);
         Outcome::ret(0)
     }
 
@@ -190,8 +226,8 @@ impl Table {
         if maxevents <= 0 {
             return Outcome::err(errno::EINVAL);
         }
-        let now = clock_ns(libc::CLOCK_MONOTONIC);
-        let timer = *self.timer.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clocks(hv).0;
+        let timer = self.timer(hv);
         let limit = (timeout >= 0).then(|| now.saturating_add(u64::try_from(timeout).unwrap_or(0) * 1_000_000));
         let fires = match (timer, limit) {
             (Some(t), Some(l)) => t <= l,
@@ -213,7 +249,7 @@ impl Table {
         if let Err(e) = hv.copy_to_user(events, &ev) {
             return Outcome::err(e);
         }
-        *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.set_timer(hv, None);
         Outcome { ret: 1, effects: Effects { block, ..Default::default() } }
     }
 
@@ -229,11 +265,11 @@ impl Table {
         if max == 0 {
             return Outcome::err(errno::EINVAL);
         }
-        let start = clock_ns(libc::CLOCK_MONOTONIC);
+        let start = self.clocks(hv).0;
         let limit = u64::try_from(timeout).ok().map(|ms| start.saturating_add(ms.saturating_mul(1_000_000)));
+        let timer = self.timer(hv);
         loop {
             let now = clock_ns(libc::CLOCK_MONOTONIC);
-            let timer = *self.timer.lock().unwrap_or_else(|e| e.into_inner());
             let wake = [timer, limit].into_iter().flatten().min();
             let wait = wake.map_or(POLL_SLICE, |w| Duration::from_nanos(w.saturating_sub(now)).min(POLL_SLICE));
             let ready = self.nets.ready(wait);
@@ -257,7 +293,7 @@ impl Table {
                 return Outcome::err(e);
             }
             if list.iter().any(|&(_, data)| data == TIMER_EVENT_DATA) {
-                *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.set_timer(hv, None);
             }
             return Outcome::ret(list.len() as i64);
         }

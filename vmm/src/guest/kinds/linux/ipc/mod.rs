@@ -17,7 +17,7 @@ pub mod socket;
 mod wait;
 
 pub use self::error::IpcError;
-pub use self::objects::{EndId, Ipc, Object, IPC_BYTES_MAX, IPC_MAX, IPC_TAG_BASE};
+pub use self::objects::{EndId, Ipc, Object, IPC_BYTES_MAX, IPC_MAX, IPC_RAM_SHARE, IPC_TAG_BASE};
 pub use self::pipe::Pipe;
 pub use self::ring::{PipeRing, WriteMode, PIPE_BUF};
 pub use self::socket::{MsgFlags, Received, SockType, SocketPair};

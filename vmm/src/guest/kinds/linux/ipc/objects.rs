@@ -7,6 +7,7 @@
 //! descriptor names, as the last `fput` does in Linux.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::pipe::Pipe;
@@ -20,8 +21,13 @@ pub const IPC_TAG_BASE: u32 = 0x8000_0000;
 pub const IPC_MAX: usize = 4096;
 /// Most bytes all objects together hold on the host: a write that would
 /// go past it waits (or is `EAGAIN`) as on a full pipe, whatever the
-/// object's own size (a root program may make a pipe 2 GiB).
+/// object's own size (a root program may make a pipe 2 GiB). A smaller
+/// guest gets less ([`Ipc::set_ram`]).
 pub const IPC_BYTES_MAX: usize = 256 << 20;
+/// What share of guest RAM pipes and sockets may hold on the host
+/// (1/this): their bytes are host memory that Linux would take from the
+/// guest's RAM, so the VMM's memory stays within twice the guest's.
+pub const IPC_RAM_SHARE: u64 = 4;
 /// `fstat`'s mode of a pipe end.
 const FIFO_MODE: u32 = libc::S_IFIFO | 0o600;
 /// `fstat`'s mode of a socket.
@@ -64,9 +70,16 @@ pub enum Object {
 }
 
 /// Every object of the process.
-#[derive(Default)]
 pub struct Ipc {
     objects: Mutex<Objects>,
+    /// Most bytes all objects hold ([`IPC_BYTES_MAX`] or less).
+    limit: AtomicUsize,
+}
+
+impl Default for Ipc {
+    fn default() -> Self {
+        Ipc { objects: Mutex::default(), limit: AtomicUsize::new(IPC_BYTES_MAX) }
+    }
 }
 
 #[derive(Default)]
@@ -139,7 +152,19 @@ impl Ipc {
         collect(vfs, &mut self.lock());
     }
 
-    /// Whether `more` bytes still fit within [`IPC_BYTES_MAX`].
+    /// Sizes the limit for a guest of `ram` bytes: 1/[`IPC_RAM_SHARE`]
+    /// of it, at most [`IPC_BYTES_MAX`].
+    pub fn set_ram(&self, ram: u64) {
+        let share = usize::try_from(ram / IPC_RAM_SHARE).unwrap_or(usize::MAX);
+        self.limit.store(share.min(IPC_BYTES_MAX), Ordering::Relaxed);
+    }
+
+    /// Most bytes all objects together may hold.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether `more` bytes still fit within [`Ipc::limit`].
     pub fn fits(&self, more: usize) -> bool {
         let held: usize = self
             .lock()
@@ -150,7 +175,7 @@ impl Ipc {
                 Object::Socket(s) => s.held(),
             })
             .sum();
-        held.saturating_add(more) <= IPC_BYTES_MAX
+        held.saturating_add(more) <= self.limit()
     }
 
     /// Objects alive (for tests and leak checks).
@@ -186,6 +211,7 @@ fn collect(vfs: &Vfs, objs: &mut Objects) {
 #[cfg(test)]
 mod tests {
     use super::super::super::fs::{Fd, Vfs, VfsConfig};
+    use super::super::WriteMode;
     use super::*;
 
     fn ends(ipc: &Ipc, vfs: &Vfs, fd: Fd) -> (bool, bool) {
@@ -195,6 +221,29 @@ mod tests {
             Object::Socket(_) => (false, false),
         })
         .unwrap_or((false, false))
+    }
+
+    /// Pipe bytes are host memory: a 64 MiB guest's pipes hold 16 MiB
+    /// (they held 256 MiB whatever the guest, four times its RAM).
+    #[test]
+    fn the_byte_limit_follows_guest_ram() {
+        let ipc = Ipc::default();
+        assert!(ipc.fits(IPC_BYTES_MAX) && !ipc.fits(IPC_BYTES_MAX + 1));
+        ipc.set_ram(64 << 20);
+        assert_eq!(ipc.limit(), 16 << 20);
+        assert!(ipc.fits(16 << 20) && !ipc.fits((16 << 20) + 1));
+        let mut vfs = Vfs::new(&VfsConfig::default());
+        let [_, w] = ipc.pipe(&mut vfs, 0).expect("pipe");
+        let end = vfs.special(w).ok().flatten().and_then(|s| EndId::of(s.special)).expect("a pipe end");
+        let wrote = ipc.with(end, |o| match o {
+            Object::Pipe(p) => p.write(&[7; 4096], WriteMode::Stream, true).is_ok(),
+            Object::Socket(_) => false,
+        });
+        assert_eq!(wrote, Some(true));
+        assert!(ipc.fits((16 << 20) - 4096) && !ipc.fits((16 << 20) - 4095), "held bytes count");
+        // A large guest keeps the fixed ceiling.
+        ipc.set_ram(64 << 30);
+        assert_eq!(ipc.limit(), IPC_BYTES_MAX);
     }
 
     /// After a fork, a child that closes its copy of a pipe's read end

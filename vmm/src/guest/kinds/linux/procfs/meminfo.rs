@@ -25,6 +25,8 @@ pub struct MemInfo {
     pub available: u64,
     /// `AnonPages`.
     pub anon: u64,
+    /// `AnonHugePages`.
+    pub anon_huge: u64,
     /// `Mlocked` (and `Unevictable`).
     pub mlocked: u64,
     /// `Shmem`.
@@ -89,7 +91,7 @@ pub fn meminfo(m: &MemInfo) -> Vec<u8> {
     for label in
         ["AnonHugePages:", "ShmemHugePages:", "ShmemPmdMapped:", "FileHugePages:", "FilePmdMapped:", "Unaccepted:"]
     {
-        val(&mut o, label, 0);
+        val(&mut o, label, if label == "AnonHugePages:" { m.anon_huge } else { 0 });
     }
     put(
         &mut o,

@@ -1,6 +1,6 @@
 //! `/proc` and `/sys` files of the `linux` kind, made from guest-mm's own
 //! state in Linux 6.12's exact text formats: `/proc/self/maps`, `smaps`,
-//! `smaps_rollup`, `status`, `pagemap`, `/proc/meminfo`, the
+//! `smaps_rollup`, `status`, `stat`, `cmdline`, `pagemap`, `/proc/meminfo`, the
 //! `/proc/sys/vm` knobs and the `hugepages-2048kB` directory of `/sys`.
 //!
 //! Everything here is a pure function of a [`ProcView`] (the address
@@ -20,6 +20,7 @@ mod meminfo;
 mod pagemap;
 mod region;
 mod smaps;
+mod stat;
 mod stats;
 mod status;
 
@@ -31,8 +32,9 @@ pub use self::region::{
     IMAGE_PROVIDER, MEMFD_PREFIX, STACK_PROVIDER, ZERO_PROVIDER,
 };
 pub use self::smaps::{smaps, smaps_rollup};
+pub use self::stat::{cmdline, stat, StatExtra};
 pub use self::stats::MemStats;
-pub use self::status::{status, StatusExtra};
+pub use self::status::{status, StatusExtra, TaskState};
 
 #[cfg(test)]
 mod test_util;

@@ -7,7 +7,8 @@
 //! process mapped once: bit 63 present (a leaf maps the page, PROT_NONE
 //! included, as `pte_present`); bit 61 for a page that is not anonymous
 //! (a file page, a memfd or shared anonymous page); bit 56 exclusively
-//! mapped (every page of the mapping's own, since nothing forks); bits
+//! mapped (a page of the mapping's own, or one a fork shared that only
+//! this process still maps); bits
 //! 0-54 the frame number, always 0 here: Linux shows it only to
 //! `CAP_SYS_ADMIN`, and a guest-physical frame means nothing to the
 //! program; bit 55 (soft-dirty) is never set (no soft-dirty tracking).
@@ -50,14 +51,17 @@ impl PagemapError {
     }
 }
 
-/// The entry of a present page at `va` of `vma` mapped by a leaf that
-/// is copy-on-write (`cow`) or dirty.
-fn entry_bits(view: &ProcView<'_>, vma: &Vma, va: u64, cow: bool, dirty: bool) -> u64 {
+/// The entry of a present page at `va` of `vma` mapped by `leaf`.
+fn entry_bits(view: &ProcView<'_>, vma: &Vma, va: u64, leaf: &guest_mm::Leaf) -> u64 {
     let mut bits = PM_PRESENT;
-    if cow || vma.flags().contains(VmFlags::PFNMAP) {
+    if (leaf.is_copy_on_write() && !leaf.is_fork_shared()) || vma.flags().contains(VmFlags::PFNMAP) {
         return bits;
     }
-    bits |= PM_MMAP_EXCLUSIVE;
+    // A page a fork shared is exclusive once no other process pins it.
+    if !leaf.is_fork_shared() || view.space.frames().pin_count(leaf.frame()) <= 1 {
+        bits |= PM_MMAP_EXCLUSIVE;
+    }
+    let dirty = leaf.is_dirty();
     if !page_is_anon(vma, view.backing_at(vma, va), dirty) {
         bits |= PM_FILE;
     }
@@ -94,8 +98,7 @@ pub fn pagemap_read(view: &ProcView<'_>, offset: u64, len: usize) -> Result<Vec<
             // A page no VMA covers is the VMM's own: 0, as Linux shows
             // addresses outside every VMA.
             if let Some(v) = vma {
-                entries[((page - start) / PAGE_SIZE) as usize] =
-                    entry_bits(view, v, page, leaf.is_copy_on_write(), leaf.is_dirty());
+                entries[((page - start) / PAGE_SIZE) as usize] = entry_bits(view, v, page, &leaf);
             }
             page += PAGE_SIZE;
         }

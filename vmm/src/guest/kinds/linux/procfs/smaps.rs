@@ -3,15 +3,16 @@
 //! `show_smaps_rollup`): the maps line, then one `%8lu kB` field per
 //! counter (`Private_Hugetlb` is `%7lu`: its label is one longer),
 //! `THPeligible`, and the `VmFlags` mnemonics of the flags guest-mm
-//! keeps, in bit order. Counters come from [`MemStats`]; no transparent
-//! huge pages, KSM, swap or lazy-free pages exist here, so those are 0.
+//! keeps, in bit order. Counters come from [`MemStats`]; `AnonHugePages`
+//! counts anonymous THPs mapped by a 2 MiB leaf; no KSM, swap or
+//! lazy-free pages exist here, so those are 0.
 //! `ProtectionKey` is not printed (no protection keys are exposed).
 
 use guest_mm::VmFlags;
 
 use super::maps::{line, put, region_line};
 use super::region::{FileId, ProcView, Region};
-use super::stats::MemStats;
+use super::stats::{MemStats, PSS_SHIFT};
 
 /// Linux's two-letter `VmFlags` mnemonics of the flags guest-mm has, in
 /// bit order (guest-mm's bits are Linux's).
@@ -36,6 +37,8 @@ pub const MNEMONICS: &[(VmFlags, &str)] = &[
     (VmFlags::WIPEONFORK, "wf"),
     (VmFlags::DONTDUMP, "dd"),
     (VmFlags::MIXEDMAP, "mm"),
+    (VmFlags::HUGEPAGE, "hg"),
+    (VmFlags::NOHUGEPAGE, "nh"),
     (VmFlags::SEALED, "sl"),
 ];
 
@@ -47,22 +50,22 @@ fn kb(out: &mut Vec<u8>, label: &str, bytes: u64, width: usize) {
 /// The counters both files print (`__show_smap`).
 fn counters(out: &mut Vec<u8>, st: &MemStats, rollup: bool) {
     kb(out, "Rss:            ", st.resident, 8);
-    kb(out, "Pss:            ", st.resident, 8);
-    kb(out, "Pss_Dirty:      ", st.private_dirty, 8);
+    kb(out, "Pss:            ", st.pss >> PSS_SHIFT, 8);
+    kb(out, "Pss_Dirty:      ", st.pss_dirty >> PSS_SHIFT, 8);
     if rollup {
-        kb(out, "Pss_Anon:       ", st.anonymous, 8);
+        kb(out, "Pss_Anon:       ", st.pss_anon >> PSS_SHIFT, 8);
         kb(out, "Pss_File:       ", st.pss_file, 8);
         kb(out, "Pss_Shmem:      ", st.pss_shmem, 8);
     }
-    kb(out, "Shared_Clean:   ", 0, 8);
-    kb(out, "Shared_Dirty:   ", 0, 8);
+    kb(out, "Shared_Clean:   ", st.shared_clean, 8);
+    kb(out, "Shared_Dirty:   ", st.shared_dirty, 8);
     kb(out, "Private_Clean:  ", st.private_clean, 8);
     kb(out, "Private_Dirty:  ", st.private_dirty, 8);
     kb(out, "Referenced:     ", st.referenced, 8);
     kb(out, "Anonymous:      ", st.anonymous, 8);
     kb(out, "KSM:            ", 0, 8);
     kb(out, "LazyFree:       ", 0, 8);
-    kb(out, "AnonHugePages:  ", 0, 8);
+    kb(out, "AnonHugePages:  ", st.anon_huge, 8);
     kb(out, "ShmemPmdMapped: ", 0, 8);
     kb(out, "FilePmdMapped:  ", 0, 8);
     kb(out, "Shared_Hugetlb: ", 0, 8);
@@ -84,6 +87,20 @@ pub(super) fn vm_flags_line(out: &mut Vec<u8>, flags: VmFlags) {
     out.push(b'\n');
 }
 
+/// `THPeligible` (Linux's `thp_vma_allowable_orders` with
+/// `TVA_SMAPS`): the policy allows some THP size for the VMA, and an
+/// aligned block of that size fits at the VMA's end.
+fn thp_eligible(view: &ProcView<'_>, vma: &guest_mm::Vma) -> bool {
+    if !guest_mm::vma_may_hold_thp(vma) {
+        return false;
+    }
+    let orders = view.space.thp_policy().allowed_orders(vma.flags());
+    (0..=guest_mm::THP_PMD_ORDER).filter(|o| orders & (1 << o) != 0).any(|o| {
+        let size = guest_mm::PAGE_SIZE << o;
+        vma.end().checked_sub(size).is_some_and(|a| a & !(size - 1) >= vma.start().raw())
+    })
+}
+
 /// One region's entry.
 fn entry(out: &mut Vec<u8>, view: &ProcView<'_>, r: &Region<'_>) {
     let st = MemStats::of_region(view, r);
@@ -93,7 +110,7 @@ fn entry(out: &mut Vec<u8>, view: &ProcView<'_>, r: &Region<'_>) {
     kb(out, "KernelPageSize: ", page, 8);
     kb(out, "MMUPageSize:    ", page, 8);
     counters(out, &st, false);
-    put(out, format_args!("THPeligible:    {:>8}\n", 0));
+    put(out, format_args!("THPeligible:    {:>8}\n", u8::from(thp_eligible(view, r.vma))));
     vm_flags_line(out, r.flags());
 }
 

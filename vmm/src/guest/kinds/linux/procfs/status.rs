@@ -20,11 +20,49 @@ use super::maps::put;
 use super::region::{Backing, ProcView};
 use super::stats::MemStats;
 
+/// What a process is doing, as `State:` and `stat`'s third field show
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskState {
+    /// `R (running)`: on the vCPU or ready for it.
+    #[default]
+    Running,
+    /// `S (sleeping)`: in a call that waits.
+    Sleeping,
+    /// `Z (zombie)`: ended, not yet reaped (it has no memory).
+    Zombie,
+}
+
+impl TaskState {
+    /// The letter.
+    pub fn letter(self) -> char {
+        match self {
+            TaskState::Running => 'R',
+            TaskState::Sleeping => 'S',
+            TaskState::Zombie => 'Z',
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Sleeping => "sleeping",
+            TaskState::Zombie => "zombie",
+        }
+    }
+}
+
 /// What `status` shows that the address space does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusExtra {
     /// The command name (`comm`: at most 15 bytes are shown).
     pub name: String,
+    /// What it is doing.
+    pub state: TaskState,
+    /// Process group and session.
+    pub pgid: u32,
+    /// Its session.
+    pub sid: u32,
     /// The file-mode creation mask.
     pub umask: u32,
     /// Process id (also the thread-group id).
@@ -71,6 +109,9 @@ impl Default for StatusExtra {
     fn default() -> Self {
         StatusExtra {
             name: String::new(),
+            state: TaskState::Running,
+            pgid: 1,
+            sid: 1,
             umask: 0o022,
             pid: 1,
             ppid: 0,
@@ -169,20 +210,15 @@ fn gather(view: &ProcView<'_>) -> Vm {
     vm
 }
 
-/// The contents of `/proc/self/status`.
-pub fn status(view: &ProcView<'_>, extra: &StatusExtra) -> Vec<u8> {
-    let vm = gather(view);
-    let st = &vm.stats;
-    let rss = st.resident;
-    let anon = st.anonymous;
-    let shmem = st.pss_shmem;
-    let file = rss - anon - shmem;
-    let tables = view.space.stats().tables_in_use.saturating_sub(1) as u64 * 4096;
+/// The contents of `/proc/self/status` (`/proc/PID/status`); `view` is
+/// `None` for a zombie, which has no memory (no memory lines, as Linux
+/// leaves them out without an mm).
+pub fn status(view: Option<&ProcView<'_>>, extra: &StatusExtra) -> Vec<u8> {
     let mut out = Vec::new();
     let o = &mut out;
     put(o, format_args!("Name:\t{}\n", escaped_name(&extra.name)));
     put(o, format_args!("Umask:\t{:04o}\n", extra.umask & 0o777));
-    put(o, format_args!("State:\tR (running)\n"));
+    put(o, format_args!("State:\t{} ({})\n", extra.state.letter(), extra.state.word()));
     put(o, format_args!("Tgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0\n", extra.pid, extra.pid, extra.ppid));
     let [u0, u1, u2, u3] = extra.uid;
     let [g0, g1, g2, g3] = extra.gid;
@@ -190,26 +226,14 @@ pub fn status(view: &ProcView<'_>, extra: &StatusExtra) -> Vec<u8> {
     put(o, format_args!("FDSize:\t{}\nGroups:\t", extra.fd_size));
     let groups: Vec<String> = extra.groups.iter().map(u32::to_string).collect();
     put(o, format_args!("{} \n", groups.join(" ")));
-    let pid = extra.pid;
-    put(o, format_args!("NStgid:\t{pid}\nNSpid:\t{pid}\nNSpgid:\t{pid}\nNSsid:\t{pid}\nKthread:\t0\n"));
-    let kb = |o: &mut Vec<u8>, label: &str, bytes: u64| put(o, format_args!("{label}:\t{:>8} kB\n", bytes >> 10));
-    kb(o, "VmPeak", vm.size.max(extra.hiwater_vm));
-    kb(o, "VmSize", vm.size);
-    kb(o, "VmLck", vm.locked);
-    kb(o, "VmPin", 0);
-    kb(o, "VmHWM", rss.max(extra.hiwater_rss));
-    kb(o, "VmRSS", rss);
-    kb(o, "RssAnon", anon);
-    kb(o, "RssFile", file);
-    kb(o, "RssShmem", shmem);
-    kb(o, "VmData", vm.data);
-    kb(o, "VmStk", vm.stack);
-    kb(o, "VmExe", vm.exe);
-    kb(o, "VmLib", vm.exec - vm.exe);
-    kb(o, "VmPTE", tables);
-    kb(o, "VmSwap", 0);
-    kb(o, "HugetlbPages", st.private_hugetlb);
-    put(o, format_args!("CoreDumping:\t0\nTHP_enabled:\t1\nuntag_mask:\t{:#x}\n", u64::MAX));
+    let (pid, pgid, sid) = (extra.pid, extra.pgid, extra.sid);
+    put(o, format_args!("NStgid:\t{pid}\nNSpid:\t{pid}\nNSpgid:\t{pgid}\nNSsid:\t{sid}\nKthread:\t0\n"));
+    if let Some(view) = view {
+        // With an mm only: task_mem, task_core_dumping, task_thp_status,
+        // task_untag_mask.
+        memory_lines(o, view, extra);
+        put(o, format_args!("CoreDumping:\t0\nTHP_enabled:\t1\nuntag_mask:\t{:#x}\n", u64::MAX));
+    }
     put(o, format_args!("Threads:\t{}\nSigQ:\t{}/{}\n", extra.threads, extra.sigq.0, extra.sigq.1));
     for (label, set) in ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"].iter().zip(extra.signals) {
         put(o, format_args!("{label}:\t{set:016x}\n"));
@@ -228,4 +252,39 @@ pub fn status(view: &ProcView<'_>, extra: &StatusExtra) -> Vec<u8> {
     put(o, format_args!("nonvoluntary_ctxt_switches:\t{}\n", extra.ctxt_switches.1));
     put(o, format_args!("x86_Thread_features:\t\nx86_Thread_features_locked:\t\n"));
     out
+}
+
+/// `task_mem`'s lines.
+fn memory_lines(o: &mut Vec<u8>, view: &ProcView<'_>, extra: &StatusExtra) {
+    let vm = gather(view);
+    let st = &vm.stats;
+    let rss = st.resident;
+    let anon = st.anonymous;
+    let shmem = st.pss_shmem;
+    let file = rss - anon - shmem;
+    let tables = view.space.stats().tables_in_use.saturating_sub(1) as u64 * 4096;
+    let kb = |o: &mut Vec<u8>, label: &str, bytes: u64| put(o, format_args!("{label}:\t{:>8} kB\n", bytes >> 10));
+    kb(o, "VmPeak", vm.size.max(extra.hiwater_vm));
+    kb(o, "VmSize", vm.size);
+    kb(o, "VmLck", vm.locked);
+    kb(o, "VmPin", 0);
+    kb(o, "VmHWM", rss.max(extra.hiwater_rss));
+    kb(o, "VmRSS", rss);
+    kb(o, "RssAnon", anon);
+    kb(o, "RssFile", file);
+    kb(o, "RssShmem", shmem);
+    kb(o, "VmData", vm.data);
+    kb(o, "VmStk", vm.stack);
+    kb(o, "VmExe", vm.exe);
+    kb(o, "VmLib", vm.exec - vm.exe);
+    kb(o, "VmPTE", tables);
+    kb(o, "VmSwap", 0);
+    kb(o, "HugetlbPages", st.private_hugetlb);
+}
+
+/// `VmSize` and `VmRSS` in bytes (`stat`'s `vsize`, and its `rss` in
+/// pages).
+pub fn size_and_rss(view: &ProcView<'_>) -> (u64, u64) {
+    let vm = gather(view);
+    (vm.size, vm.stats.resident)
 }

@@ -192,7 +192,7 @@ fn status_memory_lines_follow_the_space() {
     let mut f = process();
     f.mapper.space_mut().mlock(va(0x1000_0000), 16 << 12, false).unwrap().ignore();
     let extra = StatusExtra { name: "prog\nx".into(), pid: 7, ppid: 1, ..Default::default() };
-    let st = String::from_utf8(status(&f.view(), &extra)).unwrap();
+    let st = String::from_utf8(status(Some(&f.view()), &extra)).unwrap();
     let locked = f.mapper.space().locked_bytes();
     assert_eq!(locked, 64 << 10);
     assert_eq!(status_kb(&st, "VmLck"), locked >> 10);
@@ -302,7 +302,7 @@ fn sixty_five_thousand_vmas_cost_linear_time() {
     // cannot meet.
     assert!(maps_time < Duration::from_secs(2), "maps took {maps_time:?}");
     assert!(smaps_time < Duration::from_secs(5), "smaps took {smaps_time:?}");
-    let st = status(&view, &StatusExtra::default());
+    let st = status(Some(&view), &StatusExtra::default());
     assert_eq!(status_kb(&String::from_utf8(st).unwrap(), "VmSize"), n * 4);
 }
 
@@ -368,4 +368,118 @@ fn dirty_and_accessed_bits_make_private_file_pages_anonymous() {
     let s = String::from_utf8(smaps(&f.view())).unwrap();
     let shm = "30000000-30001000";
     assert_eq!((field(&s, shm, "Private_Dirty"), field(&s, shm, "Anonymous")), (4, 0));
+}
+
+#[test]
+fn stat_has_52_fields_from_the_space_and_the_process() {
+    let f = process();
+    let extra = StatusExtra {
+        name: "a name (with) spaces".into(),
+        pid: 9,
+        ppid: 7,
+        pgid: 7,
+        sid: 3,
+        state: TaskState::Sleeping,
+        signals: [1 << 9, 0, 1 << 1, 1 << 16, 1 << 40 | 1 << 2],
+        ..Default::default()
+    };
+    let more = StatExtra { forked: true, start_stack: 0x7fff_0000 };
+    let line = String::from_utf8(stat(Some(&f.view()), &extra, &more)).unwrap();
+    assert!(line.ends_with('\n') && line.lines().count() == 1, "{line:?}");
+    // The name is shown raw (15 bytes) in parentheses; split after it.
+    let (head, rest) = line.trim_end().rsplit_once(") ").unwrap();
+    assert_eq!(head, "9 (a name (with) s");
+    let v: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(v.len(), 52 - 2, "{line}");
+    let n = |i: usize| v[i - 3].parse::<u64>().unwrap(); // 1-based field numbers
+    assert_eq!((v[0], n(4), n(5), n(6)), ("S", 7, 7, 3));
+    assert_eq!(v[8 - 3], "-1", "tpgid");
+    assert_eq!(n(9), 0x0040_0040, "PF_RANDOMIZE | PF_FORKNOEXEC");
+    assert_eq!((n(18), n(19), n(20)), (20, 0, 1), "priority, nice, threads");
+    let (size, rss) = super::status::size_and_rss(&f.view());
+    assert!(size > 0 && rss > 0);
+    assert_eq!((n(23), n(24), n(25)), (size, rss >> 12, u64::MAX), "vsize, rss pages, rsslim");
+    assert_eq!(n(28), 0x7fff_0000, "startstack");
+    assert_eq!((n(31), n(32), n(33), n(34)), (1 << 9, 1 << 1, 1 << 16, 1 << 2), "signals & 0x7fffffff");
+    assert_eq!((n(35), n(38)), (1, 17), "wchan while sleeping, exit_signal");
+    // A zombie: no memory, no stack, state Z; the first process is not
+    // PF_FORKNOEXEC.
+    let z = StatusExtra { state: TaskState::Zombie, ..extra.clone() };
+    let line = String::from_utf8(stat(None, &z, &StatExtra { forked: false, ..more })).unwrap();
+    let (_, rest) = line.trim_end().rsplit_once(") ").unwrap();
+    let v: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(v.len(), 50);
+    assert_eq!((v[0], v[9 - 3], v[23 - 3], v[24 - 3], v[28 - 3], v[35 - 3]), ("Z", "4194304", "0", "0", "0", "0"));
+}
+
+#[test]
+fn a_zombies_status_has_no_memory_lines() {
+    let f = process();
+    let extra = StatusExtra { name: "child".into(), pid: 5, ppid: 2, pgid: 2, sid: 1, ..Default::default() };
+    let live = String::from_utf8(status(Some(&f.view()), &extra)).unwrap();
+    assert!(live.contains("\nState:\tR (running)\n") && live.contains("\nVmRSS:") && live.contains("\nCoreDumping:"));
+    assert!(live.contains("\nNSpid:\t5\nNSpgid:\t2\nNSsid:\t1\n"), "{live}");
+    let z = StatusExtra { state: TaskState::Zombie, ..extra };
+    let dead = String::from_utf8(status(None, &z)).unwrap();
+    assert!(dead.contains("\nState:\tZ (zombie)\n"), "{dead}");
+    for gone in ["Vm", "Rss", "CoreDumping", "THP_enabled", "untag_mask", "HugetlbPages"] {
+        assert!(!dead.contains(&format!("\n{gone}")), "{gone} in {dead}");
+    }
+    // The rest is as for a live process.
+    let tail = |s: &str| s[s.find("\nThreads:").unwrap()..].to_string();
+    assert_eq!(tail(&dead), tail(&live));
+}
+
+#[test]
+fn cmdline_is_each_argument_with_a_nul() {
+    let argv = vec![b"/bin/prog".to_vec(), b"".to_vec(), b"x y".to_vec()];
+    assert_eq!(cmdline(&argv, false), b"/bin/prog\0\0x y\0");
+    assert_eq!(cmdline(&argv, true), b"");
+    assert_eq!(cmdline(&[], false), b"");
+}
+
+#[test]
+fn pages_a_fork_shared_count_as_shared_until_the_other_process_goes() {
+    use super::pagemap::{PM_MMAP_EXCLUSIVE, PM_PRESENT};
+    let mut f = process();
+    // A written THP (2 MiB, aligned) and written small pages.
+    f.mapper.space().thp_policy().set_mode(guest_mm::ThpMode::Always);
+    f.anon(0x1200_0000, 2 << 20, RW);
+    f.touch(0x1200_0000, true);
+    f.touch(0x1000_0000, true);
+    let small = f.counted_pages(0x1000_0000, 16 << 12) * 4;
+    let (thp, anon) = ("12000000-12200000", "10000000-10010000");
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    assert_eq!(field(&s, thp, "AnonHugePages"), 2048);
+    assert_eq!(field(&s, thp, "THPeligible"), 1);
+    assert_eq!(field(&s, thp, "Private_Dirty"), 2048);
+    let forked = f.mapper.space_mut().fork().unwrap();
+    forked.flush.ignore();
+    let child = forked.child;
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    for (head, kb) in [(thp, 2048), (anon, small)] {
+        assert_eq!(field(&s, head, "Rss"), kb, "{head}");
+        assert_eq!(field(&s, head, "Pss"), kb / 2, "{head}");
+        assert_eq!(field(&s, head, "Pss_Dirty"), kb / 2, "{head}");
+        assert_eq!(field(&s, head, "Shared_Dirty"), kb, "{head}");
+        assert_eq!(field(&s, head, "Private_Dirty"), 0, "{head}");
+        assert_eq!(field(&s, head, "Anonymous"), kb, "{head}");
+    }
+    assert_eq!(field(&s, thp, "AnonHugePages"), 2048, "still one 2 MiB leaf");
+    let rollup = String::from_utf8(smaps_rollup(&f.view())).unwrap();
+    assert!(field(&rollup, "[rollup]", "Pss_Anon") < field(&rollup, "[rollup]", "Anonymous"));
+    let view = f.view();
+    let at = |a: u64| entries(&pagemap_read(&view, (a >> 12) * 8, 8).unwrap())[0];
+    assert_eq!(at(0x1200_0000 + (5 << 12)), PM_PRESENT, "mapped twice: not exclusive");
+    assert_eq!(at(0x1000_0000), PM_PRESENT);
+    child.exit().ignore();
+    let s = String::from_utf8(smaps(&f.view())).unwrap();
+    for (head, kb) in [(thp, 2048), (anon, small)] {
+        assert_eq!(field(&s, head, "Pss"), kb, "{head}");
+        assert_eq!(field(&s, head, "Shared_Dirty"), 0, "{head}");
+        assert_eq!(field(&s, head, "Private_Dirty"), kb, "{head}");
+    }
+    let view = f.view();
+    let at = |a: u64| entries(&pagemap_read(&view, (a >> 12) * 8, 8).unwrap())[0];
+    assert_eq!(at(0x1200_0000), PM_PRESENT | PM_MMAP_EXCLUSIVE, "the only process left");
 }

@@ -162,6 +162,14 @@ pub fn post(p: &mut Proc, info: SigInfo) {
     p.pending.entry(s).or_insert(info);
 }
 
+/// Whether signal `s` sent to the process `p` ends it at once: its
+/// action is the default, which terminates, and it is not blocked (as
+/// Linux's `sig_fatal` in `complete_signal`).
+pub fn kills_at_once(p: &Proc, s: u32) -> bool {
+    let handler = p.sigactions.get(&s).map_or(0, |w| w[0]);
+    handler == 0 && !default_ignored(s) && p.sigmask & bit(s) == 0
+}
+
 /// Posts `SIGALRM` if the real-time timer expired.
 fn fire_timers(p: &mut Proc) {
     if timer::expire(&mut p.itimer_real, Instant::now()) {

@@ -21,5 +21,5 @@ pub mod frame;
 pub mod info;
 pub mod timer;
 
-pub use self::deliver::{at_syscall_return, interrupting, on_fault, post, sigreturn, suspend};
+pub use self::deliver::{at_syscall_return, interrupting, kills_at_once, on_fault, post, sigreturn, suspend};
 pub use self::info::SigInfo;

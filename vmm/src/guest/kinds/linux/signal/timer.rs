@@ -1,11 +1,11 @@
 //! The process's real-time interval timer (`ITIMER_REAL`, which `alarm`
 //! sets too): when it expires, `SIGALRM` becomes pending. It is looked
-//! at whenever a system call returns, and a `pause` or `rt_sigsuspend`
-//! sleeps until it expires.
+//! at whenever a system call returns, and a `pause`, `rt_sigsuspend` or
+//! `nanosleep` sleeps until it expires at most (the sleep then ends with
+//! `EINTR`).
 //!
 //! What this does not do: interrupt a program that makes no system call
-//! (nothing kicks the vCPU when the timer expires), or interrupt a
-//! `nanosleep` (it sleeps its whole time; the signal comes after).
+//! (nothing kicks the vCPU when the timer expires).
 //! `ITIMER_VIRTUAL` and `ITIMER_PROF` are not kept.
 
 use std::time::{Duration, Instant};

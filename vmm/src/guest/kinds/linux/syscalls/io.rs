@@ -151,7 +151,7 @@ fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
         Some(Special::Tag(t)) => c.linux.read_special(c.hv, c.vcpu, fd, t, len, None),
         None => {
-            c.linux.before_read(c.hv, fd);
+            c.linux.before_read(c.hv, fd)?;
             c.linux.vfs().read(fd, len).map_err(e)
         }
     }
@@ -333,8 +333,7 @@ pub fn creat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 pub fn openat(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [d, p, flags, mode, ..] = a;
     let r = (|| {
-        let p = path(c, p)?;
-        c.linux.refresh_proc(c.hv, &p);
+        let p = c.linux.proc_open(c.hv, path(c, p)?)?;
         c.linux.vfs().openat(dirfd(d), &p, flags as i32, mode as u32).map(|f| f.0 as u64).map_err(e)
     })();
     ret(r)

@@ -18,6 +18,7 @@ mod io;
 mod iov;
 mod ipc;
 mod itimer;
+mod mempolicy;
 mod mm;
 mod pipes;
 mod poll;
@@ -29,6 +30,7 @@ mod table;
 mod time;
 mod uffd;
 mod wait;
+mod waitid;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;

@@ -12,11 +12,12 @@
 //! program does not change them before reading.
 //!
 //! All pipes and sockets together hold at most
-//! [`IPC_BYTES_MAX`] bytes on the host; a write past that waits (or is
-//! `EAGAIN`) as on a full pipe.
+//! [`IPC_BYTES_MAX`](super::super::ipc::IPC_BYTES_MAX) bytes on the host, and no more than a quarter of
+//! guest RAM (`Ipc::limit`); a write past that waits (or is `EAGAIN`) as
+//! on a full pipe.
 
 use super::super::fs::Fd;
-use super::super::ipc::{EndId, Io, IpcError, MsgFlags, Object, Want, WriteMode, IPC_BYTES_MAX};
+use super::super::ipc::{EndId, Io, IpcError, MsgFlags, Object, Want, WriteMode};
 use super::ctx::{ret, Ctx};
 use super::iov::{iovecs, scatter, WRITE_MAX};
 use super::wait::{finish, is_socket};
@@ -89,9 +90,9 @@ pub fn write_end(c: &Ctx<'_>, end: EndId, flags: i32, gather: impl FnOnce() -> R
     finish(c, &name(c, "write", end), r, true, |n| Ok(n as u64))
 }
 
-/// A write past [`IPC_BYTES_MAX`]: as on a full pipe.
+/// A write past `Ipc::limit`: as on a full pipe.
 pub fn over_budget(c: &Ctx<'_>, end: EndId, nonblock: bool) -> Outcome {
-    log::debug!("linux: pipes and sockets hold {IPC_BYTES_MAX} bytes: a write waits");
+    log::debug!("linux: pipes and sockets hold {} bytes: a write waits", c.linux.ipc().limit());
     let r: Result<Io<usize>, IpcError> =
         if nonblock { Err(IpcError::WouldBlock) } else { Ok(Io::Wait { want: Want::Writable, done: 0 }) };
     finish(c, &name(c, "write", end), r, false, |n| Ok(n as u64))

@@ -281,8 +281,10 @@ pub fn rt_sigreturn(c: &Ctx<'_>, _a: [u64; 6]) -> Outcome {
 
 /// `kill(pid, sig)`: to one process, the caller's group (0), every
 /// process but the first and the caller (-1), or a group (< -1).
-/// `SIGKILL` ends another process at once; other signals wait in its
-/// pending set until it runs.
+/// `SIGKILL`, or a signal whose default action is fatal that the process
+/// neither handles nor blocks in every thread, ends another process at
+/// once; other signals wait in one thread's pending set until it runs (a
+/// sleeping or parked thread is woken to see it: `EINTR`).
 pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let pid = i64::from(a[0] as i32);
     let targets = match c.linux.tasks().kill_targets(pid) {
@@ -304,6 +306,16 @@ pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             }
         } else {
             let info = SigInfo { signo: s, code: code::SI_USER, fields: Fields::Sender { pid: me, uid: 0 } };
+            if t != me && c.linux.fatal_at_once(t, s) {
+                // Linux's complete_signal: a fatal signal a thread of the
+                // process does not block ends it wherever it is (parked,
+                // asleep, or spinning without system calls).
+                if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
+                    c.linux.note_fatal(m);
+                }
+                continue;
+            }
+            // One thread takes it; asleep or parked, it is woken to see it.
             c.linux.post_to_process(t, info);
         }
     }

@@ -2,7 +2,7 @@
 
 use super::ctx::Entry;
 use super::ctx::Status::{Partial, Supported, Unimplemented};
-use super::{futex, io, ipc, itimer, mm, pipes, poll, prctl, process, procs, sockets, time, uffd};
+use super::{futex, io, ipc, itimer, mempolicy, mm, pipes, poll, prctl, process, procs, sockets, time, uffd, waitid};
 
 /// Every call the Linux kind knows, with its status.
 pub static TABLE: &[Entry] = &[
@@ -33,16 +33,16 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 25, name: "mremap", status: Supported, note: "MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP", handler: Some(mm::mremap) },
     Entry { nr: 26, name: "msync", status: Supported, note: "all memory is resident: checks the range only", handler: Some(mm::msync) },
     Entry { nr: 27, name: "mincore", status: Supported, note: "", handler: Some(mm::mincore) },
-    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes", handler: Some(mm::madvise) },
+    Entry { nr: 28, name: "madvise", status: Supported, note: "COLD and PAGEOUT change nothing (no swap); fork advice is kept for processes; HUGEPAGE, NOHUGEPAGE and COLLAPSE for transparent huge pages (private anonymous memory)", handler: Some(mm::madvise) },
     Entry { nr: 29, name: "shmget", status: Partial, note: "one IPC namespace per process; SHM_HUGETLB takes 2 MiB pages from the --hugepages pool (SHM_HUGE_1GB ENOMEM)", handler: Some(ipc::shmget) },
     Entry { nr: 30, name: "shmat", status: Supported, note: "", handler: Some(ipc::shmat) },
     Entry { nr: 31, name: "shmctl", status: Supported, note: "SHM_LOCK only marks the segment (nothing swaps)", handler: Some(ipc::shmctl) },
     Entry { nr: 32, name: "dup", status: Supported, note: "", handler: Some(io::dup) },
     Entry { nr: 33, name: "dup2", status: Supported, note: "", handler: Some(io::dup2) },
     Entry { nr: 34, name: "pause", status: Supported, note: "", handler: Some(itimer::wait_for_signal) },
-    Entry { nr: 35, name: "nanosleep", status: Supported, note: "", handler: Some(time::nanosleep) },
+    Entry { nr: 35, name: "nanosleep", status: Supported, note: "a signal ends it (EINTR with the time left, also with SA_RESTART, as Linux); one from another process wakes it at once", handler: Some(time::nanosleep) },
     Entry { nr: 36, name: "getitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others)", handler: Some(itimer::getitimer) },
-    Entry { nr: 37, name: "alarm", status: Partial, note: "SIGALRM comes when a system call returns after the deadline (or ends a pause/rt_sigsuspend), not in the middle of a computation or a nanosleep", handler: Some(itimer::alarm) },
+    Entry { nr: 37, name: "alarm", status: Partial, note: "SIGALRM comes when a system call returns after the deadline (or ends a pause, rt_sigsuspend, nanosleep or a pipe wait), not in the middle of a computation", handler: Some(itimer::alarm) },
     Entry { nr: 38, name: "setitimer", status: Partial, note: "ITIMER_REAL only (EINVAL for the others), delivered as for alarm", handler: Some(itimer::setitimer) },
     Entry { nr: 39, name: "getpid", status: Supported, note: "", handler: Some(process::getpid) },
     Entry { nr: 44, name: "sendto", status: Partial, note: "socketpair ends only (unnamed: a destination address is EISCONN on streams, not found on datagrams)", handler: Some(sockets::sendto) },
@@ -57,7 +57,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 59, name: "execve", status: Unimplemented, note: "one program per run", handler: None },
     Entry { nr: 60, name: "exit", status: Supported, note: "the calling thread ends (CLONE_CHILD_CLEARTID: its tid word zeroed and woken); the last thread's exit ends the process (a child: a zombie until reaped, SIGCHLD to its parent; the first process: the run ends, other processes killed); a leader that exits first stays a zombie until its threads end", handler: Some(process::exit_group) },
     Entry { nr: 61, name: "wait4", status: Partial, note: "exited and killed children (no stopped or continued ones), WNOHANG; rusage zeroed", handler: Some(procs::wait4) },
-    Entry { nr: 62, name: "kill", status: Partial, note: "pid > 0, 0, -1 and < -1; SIGKILL ends another process at once, other signals go to a thread that does not block them (the running one first) and pend until its next system call", handler: Some(process::kill) },
+    Entry { nr: 62, name: "kill", status: Partial, note: "pid > 0, 0, -1 and < -1; SIGKILL, and a signal whose default action kills that the target does not handle and some thread of it does not block, end another process at once (parked, asleep or spinning); other signals go to a thread that does not block them (the running one first): a handled one interrupts that thread's parked futex, pipe or socket wait, wait4, waitid, pause or sleep at once; a thread running user code gets it at its next system call", handler: Some(process::kill) },
     Entry { nr: 63, name: "uname", status: Supported, note: "", handler: Some(process::uname) },
     Entry { nr: 67, name: "shmdt", status: Supported, note: "", handler: Some(ipc::shmdt) },
     Entry { nr: 72, name: "fcntl", status: Partial, note: "descriptor flags, status flags, duplication, F_GETPIPE_SZ and F_SETPIPE_SZ; no locks", handler: Some(io::fcntl) },
@@ -103,7 +103,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 158, name: "arch_prctl", status: Partial, note: "ARCH_SET_FS and ARCH_GET_FS", handler: Some(process::arch_prctl) },
     Entry { nr: 160, name: "setrlimit", status: Supported, note: "", handler: Some(process::setrlimit) },
     Entry { nr: 186, name: "gettid", status: Supported, note: "", handler: Some(process::gettid) },
-    Entry { nr: 200, name: "tkill", status: Partial, note: "to that thread; SIGKILL ends its process; pends until the thread's next system call", handler: Some(process::tkill) },
+    Entry { nr: 200, name: "tkill", status: Partial, note: "to that thread; SIGKILL ends its process; a handled signal interrupts the thread's parked futex wait or sleep at once; pends until the thread's next system call", handler: Some(process::tkill) },
     Entry { nr: 201, name: "time", status: Supported, note: "", handler: Some(time::time) },
     Entry { nr: 202, name: "futex", status: Partial, note: "FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, with FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME; private words keyed by process and address, shared mappings' words by physical address; priority-inheritance operations ENOSYS", handler: Some(futex::futex) },
     Entry { nr: 204, name: "sched_getaffinity", status: Supported, note: "one CPU", handler: Some(process::sched_getaffinity) },
@@ -111,9 +111,13 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 218, name: "set_tid_address", status: Supported, note: "", handler: Some(process::set_tid_address) },
     Entry { nr: 228, name: "clock_gettime", status: Supported, note: "", handler: Some(time::clock_gettime) },
     Entry { nr: 229, name: "clock_getres", status: Supported, note: "", handler: Some(time::clock_getres) },
-    Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "", handler: Some(time::clock_nanosleep) },
+    Entry { nr: 230, name: "clock_nanosleep", status: Supported, note: "as nanosleep (no time left written with TIMER_ABSTIME)", handler: Some(time::clock_nanosleep) },
     Entry { nr: 231, name: "exit_group", status: Supported, note: "", handler: Some(process::exit_group) },
     Entry { nr: 234, name: "tgkill", status: Partial, note: "as tkill, ESRCH when the thread is not of that process", handler: Some(process::tgkill) },
+    Entry { nr: 237, name: "mbind", status: Supported, note: "one memory node (node 0); VMA policies split and merge as on Linux; MPOL_MF_MOVE moves the process's own anonymous pages to fresh frames", handler: Some(mempolicy::mbind) },
+    Entry { nr: 238, name: "set_mempolicy", status: Supported, note: "one memory node (node 0)", handler: Some(mempolicy::set_mempolicy) },
+    Entry { nr: 239, name: "get_mempolicy", status: Supported, note: "one memory node (node 0)", handler: Some(mempolicy::get_mempolicy) },
+    Entry { nr: 247, name: "waitid", status: Partial, note: "P_ALL, P_PID, P_PGID (0: the caller's group); exited and killed children, WNOHANG, WNOWAIT; siginfo as Linux writes it (zeros when nothing was found, errors included), rusage zeroed; no process is ever stopped or continued (WSTOPPED and WCONTINUED alone wait for nothing); no pidfds (P_PIDFD: EBADF, EINVAL for a negative one)", handler: Some(waitid::waitid) },
     Entry { nr: 257, name: "openat", status: Supported, note: "as open", handler: Some(io::openat) },
     Entry { nr: 258, name: "mkdirat", status: Supported, note: "", handler: Some(io::mkdirat) },
     Entry { nr: 260, name: "fchownat", status: Partial, note: "as chown", handler: Some(io::fchownat) },

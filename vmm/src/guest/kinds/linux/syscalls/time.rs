@@ -1,9 +1,13 @@
 //! Clocks and sleeps. A sleep blocks the vCPU (it costs no CPU and ends
-//! early when the run stops).
+//! early when the run stops), or gives it to another process. It is a
+//! call made again until its deadline (kept in `Proc::sleep`), so a
+//! signal ends it: `EINTR` with the time left, also with `SA_RESTART`
+//! (Linux's `ERESTART_RESTARTBLOCK`), and a signal from another process
+//! wakes it at once (`kill`), as does `SIGALRM`.
 
 use std::time::{Duration, Instant};
 
-use super::ctx::{ret, Ctx};
+use super::ctx::{ret, Ctx, RESTART};
 use crate::hosted::hypercall::{Block, Effects, Outcome};
 
 const NSEC: u64 = 1_000_000_000;
@@ -76,7 +80,7 @@ pub fn time(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     Outcome::ret(s as i64)
 }
 
-fn sleep(c: &Ctx<'_>, req: u64, abs_clock: Option<libc::clockid_t>) -> Outcome {
+fn sleep(c: &Ctx<'_>, req: u64, rem: u64, abs_clock: Option<libc::clockid_t>) -> Outcome {
     let b = match c.hv.read_user(c.vcpu, req, 16) {
         Ok(b) => b,
         Err(e) => return Outcome::err(e),
@@ -86,18 +90,45 @@ fn sleep(c: &Ctx<'_>, req: u64, abs_clock: Option<libc::clockid_t>) -> Outcome {
     if nsec >= NSEC || sec > i64::MAX as u64 {
         return Outcome::err(libc::EINVAL);
     }
-    let want = Duration::new(sec, nsec as u32);
-    let d = match abs_clock.and_then(now) {
-        Some((s, ns)) => want.saturating_sub(Duration::new(s, ns as u32)),
-        None => want,
+    let now_i = Instant::now();
+    let again = c.linux.proc().sleep.filter(|&(r, _)| r == req).map(|(_, d)| d);
+    let deadline = match again {
+        Some(d) => Some(d),
+        None => {
+            let want = Duration::new(sec, nsec as u32);
+            let d = match abs_clock.and_then(now) {
+                Some((s, ns)) => want.saturating_sub(Duration::new(s, ns as u32)),
+                None => want,
+            };
+            now_i.checked_add(d)
+        }
     };
-    let block = Instant::now().checked_add(d).map_or(Block::UntilStopped, Block::Until);
-    Outcome { ret: 0, effects: Effects { block: Some(block), ..Default::default() } }
+    if super::super::signal::interrupting(c.linux).is_some() {
+        c.linux.proc().sleep = None;
+        if rem != 0 && abs_clock.is_none() {
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now_i));
+            let left = timespec(left.as_secs().min(i64::MAX as u64), u64::from(left.subsec_nanos()));
+            if let Err(e) = c.hv.write_user(c.vcpu, rem, &left) {
+                return Outcome::err(e);
+            }
+        }
+        return Outcome::err(libc::EINTR);
+    }
+    let Some(deadline) = deadline.filter(|&d| d > now_i) else {
+        c.linux.proc().sleep = None;
+        return Outcome::ret(0);
+    };
+    let wake = {
+        let mut p = c.linux.proc();
+        p.sleep = Some((req, deadline));
+        p.itimer_real.map_or(deadline, |t| t.deadline.min(deadline))
+    };
+    Outcome { ret: RESTART, effects: Effects { block: Some(Block::Until(wake)), ..Default::default() } }
 }
 
 /// `nanosleep(req, rem)`.
 pub fn nanosleep(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    sleep(c, a[0], None)
+    sleep(c, a[0], a[1], None)
 }
 
 /// `clock_nanosleep(clock, flags, req, rem)`.
@@ -107,5 +138,5 @@ pub fn clock_nanosleep(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Err(e) => return Outcome::err(e),
     };
     const TIMER_ABSTIME: u64 = 1;
-    sleep(c, a[2], (a[1] & TIMER_ABSTIME != 0).then_some(clk))
+    sleep(c, a[2], a[3], (a[1] & TIMER_ABSTIME != 0).then_some(clk))
 }

@@ -8,7 +8,8 @@
 //!
 //! Every thread runs on vCPU 0 (the kind runs on one vCPU); a thread
 //! that blocks gives it to another, and one that makes system calls is
-//! preempted at one after its time slice. Not done here: `execve`.
+//! preempted at one after its time slice, or by the slice timer when it
+//! makes none (see `switch`). Not done here: `execve`.
 
 pub mod spawn;
 pub mod status;

@@ -11,8 +11,15 @@
 //! Scheduling: all threads share vCPU 0. A thread runs until it blocks
 //! (a call that answers `RESTART`, `pause`, a sleep, a futex wait), ends,
 //! yields, or makes a system call after [`SLICE`] while another can run.
-//! A thread that never makes a system call is not preempted. When no
-//! thread can run and none sleeps, the run ends with a deadlock report.
+//! A thread that never makes a system call is preempted too where
+//! `syscall` stays in user mode (PVM): while more than one thread lives
+//! (of one process or of several), a timer kicks vCPU 0 out of the guest
+//! once a slice ([`Linux::preempt`]); the next thread is loaded as at a
+//! call (for one of the same process, its FS base alone). Where `syscall`
+//! enters the kernel stub it returns with `sysret`, which would lose a
+//! preempted thread's `rcx` and `r11`, so there no timer runs and a
+//! spinning thread keeps the vCPU. When no thread can run and none
+//! sleeps, the run ends with a deadlock report.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,9 +32,12 @@ use super::super::process::{Linux, Proc, PID};
 use super::super::signal::info::{Fields, SigInfo};
 use super::status::ExitKind;
 use super::table::{State, Tasks};
+use crate::guest::kind::Preempted;
 use crate::guest::user_state::{FxImage, UserState};
 use crate::hosted::hypercall::{Block, Effects, HostedKernel, Switch};
 use crate::memory::GuestMem;
+use crate::vstate::backend::SyscallEntry;
+use crate::vstate::slice_timer::SliceTimer;
 
 /// Most processes at once, zombies included (a fork past it: `EAGAIN`).
 pub const MAX_PROCS: usize = 256;
@@ -223,6 +233,7 @@ impl Linux {
             let _ = hv.write_user(vcpu, ptid, &pid.to_le_bytes());
         }
         log::debug!("linux: process {} forked {pid}", self.pid());
+        self.sync_slice_timer();
         if vfork {
             user.regs = kvm_regs { rax: u64::from(pid), ..*resume };
             // Another process: CR3 and FS base come with the switch.
@@ -257,9 +268,10 @@ impl Linux {
     }
 
     /// The running thread ended (a zombie in the table): the next one
-    /// runs.
+    /// runs (and the slice timer stops if it is the last but one).
     pub(crate) fn run_next_after_end(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Effects {
         let pid = self.tid();
+        self.sync_slice_timer();
         match self.choose(&Leave::Ended) {
             Ok(Some((next, at))) => {
                 let fs_base = self.switch_to(hv, vcpu, user, next, Leave::Ended);
@@ -279,6 +291,7 @@ impl Linux {
         let (parent, gone) = self.tasks().end_group(pid, None, how);
         self.forget_threads(&gone);
         self.futexes().forget_process(pid);
+        self.sync_slice_timer();
         self.notify_parent(parent?, pid, how);
         let shared = self.aside().remove(&pid)?;
         self.tear_down(hv, vcpu, shared)
@@ -296,6 +309,7 @@ impl Linux {
         for (_, s) in aside {
             fatal = fatal.or(self.tear_down(hv, vcpu, s));
         }
+        self.sync_slice_timer();
         fatal
     }
 
@@ -474,6 +488,52 @@ impl Linux {
         }
         self.tasks().set_state(cur, state);
         fs_effect
+    }
+
+    /// Runs the slice timer while more than one thread lives (of one
+    /// process or of several; and `syscall` stays in user mode: see the
+    /// module docs); stops it otherwise. Called on vCPU 0, the thread it
+    /// kicks.
+    pub(crate) fn sync_slice_timer(&self) {
+        let want = self.entry == SyscallEntry::User && self.tasks().live() > 1;
+        let mut timer = self.slice_timer.lock().unwrap_or_else(|e| e.into_inner());
+        match (want, timer.is_some()) {
+            (true, false) => match SliceTimer::start(SLICE) {
+                Ok(t) => *timer = Some(t),
+                // Processes still switch at system calls.
+                Err(e) => log::warn!("linux: no slice timer ({e}): a process that makes no system call keeps the vCPU"),
+            },
+            (false, true) => *timer = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the running thread's slice is over while another lives
+    /// (what makes a kick worth looking at).
+    pub fn slice_over(&self) -> bool {
+        !self.tasks().alone() && self.slice_start.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= SLICE
+    }
+
+    /// The slice timer kicked vCPU 0 out of the running thread's user
+    /// code (`user` holds where it was): when its slice is over and
+    /// another thread (of its process or another) can run, it is put
+    /// aside ready and that one is loaded into `user`. `Some` when it
+    /// switched, with the FS base to load for a thread of the same
+    /// process (another process's CR3 and FS base come through
+    /// [`HostedKernel::request_switch`]).
+    pub fn preempt(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Option<Preempted> {
+        if !self.slice_over() {
+            return None;
+        }
+        let cur = self.tid();
+        let next = self.tasks().pick_next(Instant::now())?;
+        if next == cur {
+            return None;
+        }
+        log::trace!("linux: slice over: thread {cur} preempted for {next}");
+        *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let fs_base = self.switch_to(hv, vcpu, user, next, Leave::Ready);
+        Some(Preempted { fs_base })
     }
 
     /// After a call of the running process (`fx` its effects, `user`

@@ -200,6 +200,11 @@ impl<S> Tasks<S> {
         self.tasks.is_empty()
     }
 
+    /// How many processes have not ended.
+    pub fn live(&self) -> usize {
+        self.tasks.values().filter(|t| !matches!(t.state, State::Zombie(_))).count()
+    }
+
     /// Whether the running process is the only one.
     pub fn alone(&self) -> bool {
         self.tasks.len() <= 1
@@ -395,6 +400,20 @@ impl<S> Tasks<S> {
         (Some(ppid), members)
     }
 
+    /// A sleeping `pid` is ready at once (a signal came); whether it
+    /// was asleep.
+    pub fn wake(&mut self, pid: u32) -> bool {
+        let Some(t) = self.tasks.get_mut(&pid) else { return false };
+        if !matches!(t.state, State::Sleeping { .. }) {
+            return false;
+        }
+        let s = std::mem::replace(&mut t.state, State::Running);
+        if let Some(saved) = s.into_saved() {
+            t.state = State::Ready(saved);
+        }
+        true
+    }
+
     /// Removes zombie `pid` (reaped).
     pub fn reap(&mut self, pid: u32) -> Option<ExitKind> {
         match self.tasks.get(&pid)?.state {
@@ -442,6 +461,21 @@ impl<S> Tasks<S> {
             (None, true) => Waited::NotYet,
             (None, false) => Waited::NoChild,
         }
+    }
+
+    /// Whether `parent` has a child `which` names that has not ended
+    /// (what a wait for stopped or continued children only looks at).
+    pub fn has_live_child(&self, parent: u32, which: Which) -> bool {
+        self.tasks.iter().any(|(&pid, t)| {
+            pid != parent
+                && t.ppid == parent
+                && !matches!(t.state, State::Zombie(_))
+                && match which {
+                    Which::Any => true,
+                    Which::Pid(p) => p == pid,
+                    Which::Group(g) => t.pgid == g,
+                }
+        })
     }
 
     /// The next process to run after the running one, round robin by

@@ -192,3 +192,41 @@ fn groups_and_sessions() {
     // move it either.
     assert_eq!(t.setpgid(0, 0), Err(TaskError::NotPermitted));
 }
+
+#[test]
+fn a_live_child_is_one_not_ended_that_the_wait_names() {
+    let mut t = Tasks::new(INIT, 16);
+    assert!(!t.has_live_child(INIT, Which::Any));
+    let a = fork(&mut t, 1);
+    let b = fork(&mut t, 2);
+    assert!(t.has_live_child(INIT, Which::Any));
+    assert!(t.has_live_child(INIT, Which::Pid(a)));
+    assert!(t.has_live_child(INIT, Which::Group(INIT)));
+    assert!(!t.has_live_child(INIT, Which::Group(a)));
+    t.exit(a, ExitKind::Exited(0));
+    // A zombie is not live; b still is.
+    assert!(!t.has_live_child(INIT, Which::Pid(a)));
+    assert!(t.has_live_child(INIT, Which::Any));
+    t.exit(b, ExitKind::Exited(0));
+    assert!(!t.has_live_child(INIT, Which::Any));
+    // Not a child of its own.
+    assert!(!t.has_live_child(a, Which::Any));
+}
+
+#[test]
+fn a_woken_sleeper_is_ready_at_once_and_nothing_else_wakes() {
+    let mut t = Tasks::new(INIT, 16);
+    let a = fork(&mut t, 1);
+    let b = fork(&mut t, 2);
+    let later = Instant::now() + Duration::from_secs(60);
+    run(&mut t, a);
+    t.park(State::Sleeping { saved: a, until: later });
+    assert!(t.resume(b).is_some());
+    assert_eq!(t.pick_next(Instant::now()), Some(INIT));
+    assert!(t.wake(a));
+    assert!(matches!(t.get(a).map(|x| &x.state), Some(State::Ready(_))));
+    // Not asleep: the running one, a ready one, an unknown pid.
+    assert!(!t.wake(b));
+    assert!(!t.wake(a));
+    assert!(!t.wake(9999));
+}

@@ -56,6 +56,8 @@ impl Linux {
             let _ = hv.write_user(vcpu, p, &tid.to_le_bytes());
         }
         log::debug!("linux: process {} has a new thread {tid}", self.pid());
+        // Two threads now: the one that never makes a call is preempted.
+        self.sync_slice_timer();
         i64::from(tid)
     }
 
@@ -98,7 +100,9 @@ impl Linux {
     }
 
     /// Makes `info` pending for thread `tid` (`ESRCH`: no such thread);
-    /// a zombie takes nothing.
+    /// a zombie takes nothing. Parked on a futex or asleep in
+    /// `nanosleep` (a call made again until its deadline), the thread is
+    /// made runnable: it sees the signal and returns `EINTR`.
     pub fn post_to_thread(&self, tid: u32, info: SigInfo) -> Result<(), i32> {
         let (cur, cur_pid, pid) = {
             let t = self.tasks();
@@ -111,17 +115,39 @@ impl Linux {
         // Its process's dispositions decide whether it is ignored.
         let shared =
             if pid == cur_pid { Some(self.proc().clone()) } else { self.aside().get(&pid).map(|s| s.proc.clone()) };
+        let signo = info.signo;
         let mut t = self.tasks();
+        let mut sleeps = false;
         if let Some(s) = t.saved_mut(tid) {
             if let Some(sh) = &shared {
                 s.proc.inherit_shared(sh);
             }
             signal::post(&mut s.proc, info);
+            sleeps = s.proc.sleep.is_some() && s.proc.pending.contains_key(&signo);
+        }
+        if sleeps {
+            t.wake(tid);
         }
         // A futex wait ends on a signal: the thread makes its call again.
         t.unpark(tid);
         t.event();
         Ok(())
+    }
+
+    /// Whether signal `s` sent to process `pid`, none of whose threads
+    /// runs, ends it at once (Linux's `complete_signal`): its action is
+    /// the default, which terminates, and some thread does not block it.
+    pub fn fatal_at_once(&self, pid: u32, s: u32) -> bool {
+        // The dispositions are the process's, kept aside with it.
+        let Some(mut p) = self.aside().get(&pid).map(|sh| sh.proc.clone()) else { return false };
+        let masks: Vec<u64> = {
+            let mut t = self.tasks();
+            t.threads(pid).into_iter().filter_map(|tid| t.saved_mut(tid).map(|x| x.proc.sigmask)).collect()
+        };
+        masks.into_iter().any(|m| {
+            p.sigmask = m;
+            signal::kills_at_once(&p, s)
+        })
     }
 
     /// A signal to process `pid`: its running thread takes it when it

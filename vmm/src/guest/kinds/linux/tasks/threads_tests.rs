@@ -3,8 +3,11 @@
 //! vCPU for the FS base alone (no CR3 load, so no TLB flush) while a
 //! switch to another process asks for its CR3; a thread's `exit` zeroes
 //! its `CLONE_CHILD_CLEARTID` word and wakes a waiter there; a process's
-//! signal goes to a thread that does not block it; `exit_group`'s table
-//! work ends every thread of the group.
+//! signal goes to a thread that does not block it, and wakes it from a
+//! sleep; a default-fatal signal to another process ends it at once
+//! unless each of its threads blocks it; a slice timer's preemption
+//! picks threads by tid (the FS base alone within a process);
+//! `exit_group`'s table work ends every thread of the group.
 
 #![allow(clippy::unwrap_used)]
 
@@ -146,4 +149,62 @@ fn a_process_signal_goes_to_a_thread_that_does_not_block_it() {
     linux.post_to_thread(t1, info).unwrap();
     assert_eq!(pending(t1), Some(true));
     assert_eq!(linux.post_to_thread(9999, info), Err(libc::ESRCH));
+}
+
+#[test]
+fn a_signal_wakes_a_sleeping_thread_and_a_fatal_one_is_decided_per_thread() {
+    use super::table::State;
+    let (hv, linux) = setup();
+    let main = linux.tid();
+    let fpu = NoFpu;
+    let mut user = UserState::new(regs(0x40_1000), &fpu);
+    let usr1 = 10;
+    let info = SigInfo { signo: usr1, code: 0, fields: Fields::Sender { pid: main, uid: 0 } };
+    let t1 = linux.spawn_thread(&hv, 0, &user, &regs(0x40_1002), CloneArgs::default()) as u32;
+    // The leader sleeps in nanosleep (a call made again until then).
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    linux.proc().sleep = Some((DATA, far));
+    let _ = linux.switch_to(&hv, 0, &mut user, t1, Leave::Sleeping(far));
+    assert!(matches!(linux.tasks().get(main).unwrap().state, State::Sleeping { .. }));
+    linux.post_to_thread(main, info).unwrap();
+    assert!(matches!(linux.tasks().get(main).unwrap().state, State::Ready(_)), "woken to see it: EINTR");
+
+    // Another process: SIGUSR1's default ends it at once unless every
+    // thread of it blocks it; SIGCHLD's default is to ignore it.
+    let resume = regs(0x40_1004);
+    let (child, _) = linux.fork(&hv, 0, &mut user, &resume, None, false).unwrap();
+    let child = child as u32;
+    assert!(linux.fatal_at_once(child, usr1));
+    assert!(!linux.fatal_at_once(child, 17));
+    linux.tasks().saved_mut(child).unwrap().proc.sigmask = 1 << (usr1 - 1);
+    assert!(!linux.fatal_at_once(child, usr1), "its only thread blocks it");
+}
+
+#[test]
+fn preemption_switches_threads_by_tid_with_the_fs_base_and_processes_with_cr3() {
+    use crate::guest::kind::Preempted;
+    let (hv, linux) = setup();
+    let main = linux.tid();
+    let fpu = NoFpu;
+    let mut user = UserState::new(regs(0x40_1000), &fpu);
+    let over = || std::thread::sleep(super::switch::SLICE + std::time::Duration::from_millis(2));
+    // Alone: a kick changes nothing.
+    over();
+    assert_eq!(linux.preempt(&hv, 0, &mut user), None);
+    let c = CloneArgs { tls: Some(TLS_A), ..Default::default() };
+    let tid = linux.spawn_thread(&hv, 0, &user, &regs(0x40_1002), c) as u32;
+    // Within its slice: left alone.
+    *linux.slice_start.lock().unwrap() = std::time::Instant::now();
+    assert_eq!(linux.preempt(&hv, 0, &mut user), None);
+    // Its slice over: the other thread, with its FS base and no CR3 load.
+    over();
+    assert_eq!(linux.preempt(&hv, 0, &mut user), Some(Preempted { fs_base: Some(TLS_A) }));
+    assert!(hv.take_switch(0).is_none(), "a switch within the process asked for a CR3 load");
+    assert_eq!((linux.tid(), linux.pid(), user.regs.rip), (tid, main, 0x40_1002));
+    // Another process: its CR3 (and FS base) through the switch request.
+    let (child, _) = linux.fork(&hv, 0, &mut user, &regs(0x40_1004), None, false).unwrap();
+    over();
+    assert_eq!(linux.preempt(&hv, 0, &mut user), Some(Preempted { fs_base: None }));
+    assert_eq!(linux.tid(), child as u32);
+    assert!(hv.take_switch(0).is_some(), "a process switch loads CR3");
 }

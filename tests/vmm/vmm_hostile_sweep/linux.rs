@@ -1,0 +1,89 @@
+//! The Linux kind's hostile programs: `tests/guests/linux/hostile.c`,
+//! one mode per test (built once with `gcc -static`; skipped without a
+//! static C toolchain).
+
+use vmm_suite::kvm::in_fresh_process;
+use vmm_suite::kvm::linux::static_c_program;
+use vmm_suite::need_kvm;
+
+use super::measure::{sweep, Case, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
+
+/// Runs `hostile MODE` with `mem_mib` of memory and `--timeout timeout_s`.
+/// Returns the program's standard output (its first bytes), or `None`
+/// when it could not be built.
+fn hostile(mode: &'static str, mem_mib: u64, timeout_s: u64, expect: Expect) -> Option<String> {
+    hostile_to(mode, mem_mib, timeout_s, Stdout::Drained, expect)
+}
+
+/// [`hostile`] with standard output treated as `stdout` says.
+fn hostile_to(mode: &'static str, mem_mib: u64, timeout_s: u64, stdout: Stdout, expect: Expect) -> Option<String> {
+    let p = static_c_program("hostile")?;
+    let prog = p.to_str().expect("utf-8 path").to_owned();
+    let args = vec!["--guest".into(), prog, "--".into(), mode.into()];
+    let e = sweep(Case { name: mode, mem_mib, timeout_s, args, stdout, expect });
+    if stdout == Stdout::Unread {
+        return Some(e.stdout.0);
+    }
+    assert!(e.stdout.0.starts_with(&format!("hostile {mode}\n")), "{mode}: the program did not start:\n{}", e.stdout.0);
+    Some(e.stdout.0)
+}
+
+/// Declares a test that runs one mode in a fresh process.
+macro_rules! hostile_test {
+    ($test:ident, $mode:literal, $mem:expr, $timeout:expr, $expect:expr) => {
+        #[test]
+        fn $test() {
+            need_kvm!();
+            if in_fresh_process(module_path!(), stringify!($test)) {
+                return;
+            }
+            hostile($mode, $mem, $timeout, $expect);
+        }
+    };
+}
+
+// Maps and touches 2 MiB at a time until guest RAM runs out: the fault
+// that cannot be filled is a SIGBUS for the program.
+hostile_test!(linux_touch_everything, "touch", 128, 10, Expect { code: 135, text: "killed by signal 7" });
+// 8,000 mremaps, each a page larger, each writing the new last page.
+hostile_test!(linux_mremap_growth, "mremap", 128, 10, Expect { code: 0, text: "mremaps 8000" });
+// RLIMIT_NPROC 64, every process forks until refused and then spins.
+hostile_test!(linux_fork_bomb, "fork", 64, 2, TIMED_OUT);
+// 1 MiB writes to standard output, forever.
+hostile_test!(linux_stdout_flood, "stdout", 64, 2, TIMED_OUT);
+
+/// The same into a standard output nobody reads.
+#[test]
+fn linux_stdout_flood_unread() {
+    need_kvm!();
+    if in_fresh_process(module_path!(), "linux_stdout_flood_unread") {
+        return;
+    }
+    hostile_to("stdout", 64, 2, Stdout::Unread, TIMED_OUT_UNREAD);
+}
+
+/// vm.max_map_count mappings (32,761 mprotects of every other page: about
+/// 7 s at this machine's exit cost), then /proc/self/maps read whole over
+/// and over.
+#[test]
+fn linux_max_mappings_and_proc_maps() {
+    need_kvm!();
+    if in_fresh_process(module_path!(), "linux_max_mappings_and_proc_maps") {
+        return;
+    }
+    let Some(out) = hostile("maps", 64, 12, TIMED_OUT) else { return };
+    assert!(out.contains("mprotects 32761 (Cannot allocate memory)\nmaps read 65530 lines\n"), "{out}");
+}
+// 100 pipes filled and never read, then a blocking write on one: no
+// other process can ever drain it.
+hostile_test!(linux_full_pipes, "pipes", 64, 2, Expect { code: 137, text: "blocked forever: write on a pipe" });
+// As many pipes of 1 MiB as descriptors allow, written until full: what
+// they hold is the VMM's own memory, a quarter of the guest's RAM at
+// most (it was 256 MiB whatever the guest).
+hostile_test!(linux_pipe_buffers, "pipebuf", 64, 10, Expect { code: 0, text: " hold 16 MiB\n" });
+// pause() forever.
+hostile_test!(linux_sleep_forever, "sleep", 64, 2, TIMED_OUT);
+// Two processes each reading the pipe the other would write.
+hostile_test!(linux_deadlock, "deadlock", 64, 2, Expect { code: 2, text: "deadlock: no process can run" });
+// A busy loop.
+hostile_test!(linux_spin, "spin", 64, 2, TIMED_OUT);
