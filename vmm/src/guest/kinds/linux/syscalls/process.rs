@@ -123,6 +123,11 @@ fn rlimit_common(c: &Ctx<'_>, res: u64, new: u64, old: u64) -> Result<u64, i32> 
         c.hv.write_user(c.vcpu, old, &b)?;
     }
     if let Some(w) = want {
+        // The descriptor table enforces RLIMIT_NOFILE's soft limit
+        // (`EMFILE`); the limit is stored only once the table took it.
+        if i == rlimit::NOFILE {
+            c.linux.vfs().set_nofile(w.0).map_err(|e| e.raw())?;
+        }
         c.linux.proc().rlimits[i] = w;
     }
     Ok(0)
