@@ -42,4 +42,4 @@ pub use space::{
     AddressSpace, Advice, Audit, Brk, Cows, FaultKind, Faulted, Forced, Forked, Mapped, MmapRequest, MremapFlags,
     Placement, Remapped, SpaceConfig, SpaceStats, Violation, DEFAULT_MAX_MAP_COUNT,
 };
-pub use vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaOps, VmaTree};
+pub use vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaBudget, VmaOps, VmaTree, RAM_BYTES_PER_VMA};

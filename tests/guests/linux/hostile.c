@@ -89,6 +89,27 @@ static int many_vmas(void) {
     }
 }
 
+/* 16,000 mappings (every other page of a range made readable), then
+ * children that hold a copy of them all: forks until refused, each child
+ * pausing. The VMAs are VMM memory, so the forks must be refused long
+ * before the copies outgrow the guest's RAM. */
+static int fork_mappings(void) {
+    char *p = mmap(NULL, 8000 * 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { printf("mmap: %s\n", strerror(errno)); return 1; }
+    int n = 0;
+    for (; n < 8000; n++)
+        if (mprotect(p + 2 * n * PAGE, PAGE, PROT_READ)) break;
+    printf("mprotects %d\n", n);
+    int forks = 0;
+    for (; forks < 255; forks++) {
+        pid_t c = fork();
+        if (c < 0) break;
+        if (c == 0) for (;;) pause();
+    }
+    printf("forks %d (%s)\n", forks, forks < 255 ? strerror(errno) : "no limit");
+    return 0;
+}
+
 /* Fills pipes nobody reads, then blocks writing to one. */
 static int full_pipes(void) {
     int fds[2];
@@ -165,6 +186,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "maps")) return many_vmas();
     if (!strcmp(mode, "pipes")) return full_pipes();
     if (!strcmp(mode, "pipebuf")) return pipe_buffers();
+    if (!strcmp(mode, "forkmaps")) return fork_mappings();
     if (!strcmp(mode, "sleep")) return sleep_forever();
     if (!strcmp(mode, "deadlock")) return deadlock();
     if (!strcmp(mode, "spin")) return spin();

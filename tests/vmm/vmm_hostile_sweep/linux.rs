@@ -81,6 +81,16 @@ hostile_test!(linux_full_pipes, "pipes", 64, 2, Expect { code: 137, text: "block
 // full: what they hold is the VMM's own memory, a quarter of the guest's
 // RAM at most (it was 256 MiB whatever the guest).
 hostile_test!(linux_pipe_buffers, "pipebuf", 64, 10, Expect { code: 0, text: "pipes 2000 hold 16 MiB\n" });
+// 16,000 mappings, then forks that each copy them until refused: a 64
+// MiB guest's spaces share 65,536 VMAs, so the fourth child is ENOMEM
+// (255 children held 1.3 GB of VMM memory).
+hostile_test!(
+    linux_fork_many_mappings,
+    "forkmaps",
+    64,
+    10,
+    Expect { code: 0, text: "mprotects 8000\nforks 3 (Cannot allocate memory)\n" }
+);
 // pause() forever.
 hostile_test!(linux_sleep_forever, "sleep", 64, 2, TIMED_OUT);
 // Two processes each reading the pipe the other would write.
