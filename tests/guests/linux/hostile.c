@@ -172,6 +172,18 @@ static int deadlock(void) {
     return 0;
 }
 
+/* A child that kills the first process (pausing forever) with
+ * `sig`, then pauses too: the run ends as the first process did,
+ * 128 + sig, as a shell reports it. */
+static int kill_first(int sig) {
+    pid_t first = getpid();
+    if (fork() == 0) {
+        kill(first, sig);
+        for (;;) pause();
+    }
+    for (;;) pause();
+}
+
 /* Spins forever. */
 static _Noreturn int spin(void) {
     for (;;) ;
@@ -192,6 +204,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "sleep")) return sleep_forever();
     if (!strcmp(mode, "deadlock")) return deadlock();
     if (!strcmp(mode, "spin")) return spin();
+    if (!strcmp(mode, "killfirst")) return kill_first(SIGKILL);
+    if (!strcmp(mode, "termfirst")) return kill_first(SIGTERM);
     printf("unknown mode\n");
     return 2;
 }

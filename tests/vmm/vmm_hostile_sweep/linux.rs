@@ -95,5 +95,11 @@ hostile_test!(
 hostile_test!(linux_sleep_forever, "sleep", 64, 2, TIMED_OUT);
 // Two processes each reading the pipe the other would write.
 hostile_test!(linux_deadlock, "deadlock", 64, 2, Expect { code: 2, text: "deadlock: no process can run" });
+// A child kills the first process (both pause): the run ends at once
+// with the first process's status, 137 with SIGKILL (the first process
+// became a zombie and the run ended as a deadlock, status 2), 143 with
+// SIGTERM.
+hostile_test!(linux_child_kills_first, "killfirst", 64, 2, Expect { code: 137, text: "killed by signal 9" });
+hostile_test!(linux_child_terminates_first, "termfirst", 64, 2, Expect { code: 143, text: "killed by signal 15" });
 // A busy loop.
 hostile_test!(linux_spin, "spin", 64, 2, TIMED_OUT);

@@ -314,6 +314,11 @@ pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     for t in targets {
         if t == me {
             out = signal_self(c, a[1], code::SI_USER);
+        } else if s == crate::guest::kinds::linux::tasks::switch::SIGKILL && t == c.linux.tasks().init() {
+            // The first process killed by another: the run ends now with
+            // its status (128 + 9), every other process with it, as when
+            // it ends itself (it became a zombie and the run went on).
+            return c.linux.kill_first(s as i32);
         } else if s == crate::guest::kinds::linux::tasks::switch::SIGKILL {
             if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
                 c.linux.note_fatal(m);
