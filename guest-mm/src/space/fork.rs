@@ -90,7 +90,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
         let pt = PageTables::new(self.pt.memory().clone(), alloc)?;
         Ok(AddressSpace {
             pt,
-            vmas: VmaTree::new(),
+            vmas: self.vmas.budget().cloned().map_or_else(VmaTree::new, VmaTree::with_budget),
             frames: self.frames.clone(),
             layout: self.layout.clone(),
             window: self.window,
@@ -109,10 +109,13 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
     /// copy); then the child is gone and the parent's shared entries'
     /// flush is deferred ([`AddressSpace::take_deferred_flush`]).
     pub fn fork(&mut self) -> Result<Forked<M>, MmError> {
+        let vmas: Vec<Vma> = self.vmas.iter().filter(|v| !v.flags().contains(VmFlags::DONTCOPY)).cloned().collect();
+        // The child's VMAs count in the budget all the spaces share: past
+        // it, ENOMEM (as a failed dup_mmap) before anything is made.
+        self.check_vma_budget(vmas.len())?;
         let mut child = self.sibling()?;
         child.heap = self.heap.clone();
         let mut flush = FlushSet::default();
-        let vmas: Vec<Vma> = self.vmas.iter().filter(|v| !v.flags().contains(VmFlags::DONTCOPY)).cloned().collect();
         let mut copied = Ok(());
         for vma in vmas {
             copied = self.copy_vma(&mut child, vma, &mut flush);

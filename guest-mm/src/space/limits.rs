@@ -1,10 +1,12 @@
-//! The VMA count limit (`vm.max_map_count`): checked before an operation
-//! changes anything, from the VMAs it would cut.
+//! The VMA count limits: `vm.max_map_count` of this space and the budget
+//! all the guest's spaces share (`crate::vma::VmaBudget`), checked before
+//! an operation changes anything, from the VMAs it would cut.
 
 use vm_memory::GuestMemoryBackend;
 
 use super::AddressSpace;
 use crate::error::MmError;
+use crate::vma::VmaBudget;
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Refuses with `ENOMEM` an operation that cuts `[start, end)` out of
@@ -26,7 +28,24 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if n > self.max_map_count {
             return Err(MmError::TooManyMappings { limit: self.max_map_count });
         }
-        Ok(())
+        self.check_vma_budget(n.saturating_sub(self.vmas.len()))
+    }
+
+    /// `ENOMEM` unless `more` VMAs than now fit in the budget this space
+    /// shares with the spaces made from it.
+    pub(super) fn check_vma_budget(&self, more: usize) -> Result<(), MmError> {
+        match self.vmas.budget() {
+            Some(b) if more > 0 && !b.fits(more) => {
+                Err(MmError::OutOfMemory("VMAs: the guest's address spaces hold as many as its RAM allows"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The budget of VMAs this space shares with the spaces made from it
+    /// (fork, sibling).
+    pub fn vma_budget(&self) -> Option<&VmaBudget> {
+        self.vmas.budget()
     }
 
     /// The most VMAs this address space may hold.

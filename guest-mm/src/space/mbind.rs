@@ -140,6 +140,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             if self.vmas.len() + cuts.len() > self.max_map_count {
                 return Err(MmError::TooManyMappings { limit: self.max_map_count });
             }
+            self.check_vma_budget(cuts.len())?;
         }
         for c in cuts {
             self.split_vma(c);

@@ -96,6 +96,8 @@ mod thp;
 mod thp_model_tests;
 #[cfg(test)]
 mod thp_tests;
+#[cfg(test)]
+mod vma_budget_tests;
 mod vma_flags;
 mod vma_life;
 
@@ -119,7 +121,7 @@ use crate::addr::{GuestVirtAddr, PAGE_SIZE};
 use crate::error::MmError;
 use crate::frames::{Frames, PhysLayout, TableAllocator};
 use crate::paging::{FlushSet, PageTables, Translation};
-use crate::vma::{Vma, VmaTree};
+use crate::vma::{Vma, VmaBudget, VmaTree};
 
 /// First address of the upper (supervisor) half.
 pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
@@ -150,6 +152,10 @@ pub struct SpaceConfig {
     /// nothing. Each VMA costs the VMM host memory (see docs/guest-mm.md,
     /// "Limits").
     pub max_map_count: usize,
+    /// The VMAs this space and every space made from it (fork, sibling)
+    /// may hold together; `None`: [`VmaBudget::for_ram`] of the guest's
+    /// RAM. Past it an operation fails with `ENOMEM` and changes nothing.
+    pub vma_budget: Option<VmaBudget>,
 }
 
 /// Linux's default `vm.max_map_count`.
@@ -168,6 +174,7 @@ impl SpaceConfig {
                 GuestVirtAddr::try_new(USER_END - (1 << 32)).unwrap_or_default()
             }),
             max_map_count: DEFAULT_MAX_MAP_COUNT,
+            vma_budget: None,
         }
     }
 }
@@ -226,9 +233,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let frames = Frames::with_pool_regions(layout.ram_end().0, &pool)?;
         frames.block(&layout);
         let pt = PageTables::new(mem, TableAllocator::new(tbase, tsize)?.with_pool(frames.clone()))?;
+        let ram: u64 = layout.ram().iter().map(|(a, b)| (b.0 - a.0).saturating_mul(PAGE_SIZE)).sum();
+        let budget = cfg.vma_budget.unwrap_or_else(|| VmaBudget::for_ram(ram, cfg.max_map_count));
         Ok(AddressSpace {
             pt,
-            vmas: VmaTree::new(),
+            vmas: VmaTree::with_budget(budget),
             frames,
             layout,
             window: (lo, hi),

@@ -2,6 +2,7 @@
 //! tree that orders them.
 
 mod area;
+mod budget;
 mod gaps;
 mod ops;
 mod radix;
@@ -11,5 +12,6 @@ mod tree;
 mod tree_model;
 
 pub use area::{ProviderId, Vma, VmaPrivate};
+pub use budget::{VmaBudget, RAM_BYTES_PER_VMA};
 pub use ops::{FaultAccess, FaultInfo, FaultPage, ObjectKey, VmaOps};
 pub use tree::VmaTree;

@@ -30,17 +30,25 @@
 //! every index with the slab from scratch.
 //!
 //! The tree only keeps ranges consistent; it does not touch page tables.
+//!
+//! # Budget
+//!
+//! A tree made [`VmaTree::with_budget`] counts its VMAs in that shared
+//! [`VmaBudget`] as it gains and loses them (insert, split, remove,
+//! merge, clone, drop); it never refuses one: its space checks the
+//! budget before an operation changes anything.
 
 use std::collections::BTreeMap;
 
 use super::gaps::FreeRanges;
 use super::radix::{AddrRadix, EMPTY};
 use super::slab::Slab;
+use super::VmaBudget;
 use crate::addr::GuestVirtAddr;
 use crate::vma::Vma;
 
 /// VMAs in a slab, indexed by start, by address (radix) and by gap.
-#[derive(Clone, Default, Debug)]
+#[derive(Default, Debug)]
 pub struct VmaTree {
     /// The VMAs, by handle.
     slab: Slab,
@@ -50,12 +58,64 @@ pub struct VmaTree {
     radix: AddrRadix,
     /// The complement of the VMAs' union, for placement.
     free: FreeRanges,
+    /// Where its VMAs are counted, if anywhere.
+    budget: Option<VmaBudget>,
+}
+
+impl Clone for VmaTree {
+    /// A copy whose VMAs are counted in the same budget.
+    fn clone(&self) -> Self {
+        if let Some(b) = &self.budget {
+            b.charge(self.len());
+        }
+        VmaTree {
+            slab: self.slab.clone(),
+            order: self.order.clone(),
+            radix: self.radix.clone(),
+            free: self.free.clone(),
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+impl Drop for VmaTree {
+    fn drop(&mut self) {
+        self.credit(self.len());
+    }
 }
 
 impl VmaTree {
     /// An empty tree.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty tree whose VMAs count in `budget`.
+    pub fn with_budget(budget: VmaBudget) -> Self {
+        VmaTree {
+            slab: Slab::default(),
+            order: BTreeMap::new(),
+            radix: AddrRadix::default(),
+            free: FreeRanges::default(),
+            budget: Some(budget),
+        }
+    }
+
+    /// The budget its VMAs count in.
+    pub fn budget(&self) -> Option<&VmaBudget> {
+        self.budget.as_ref()
+    }
+
+    fn charge(&self, n: usize) {
+        if let Some(b) = &self.budget {
+            b.charge(n);
+        }
+    }
+
+    fn credit(&self, n: usize) {
+        if let Some(b) = &self.budget {
+            b.credit(n);
+        }
     }
 
     /// Number of VMAs.
@@ -125,6 +185,7 @@ impl VmaTree {
         let h = self.slab.put(vma);
         self.radix.set(start, end, h);
         self.order.insert(start, h);
+        self.charge(1);
     }
 
     /// Makes `addr` a VMA boundary, splitting the VMA that spans it.
@@ -142,6 +203,7 @@ impl VmaTree {
                 let h2 = self.slab.put(hi);
                 self.order.insert(addr, h2);
                 self.radix.set(addr, end, h2);
+                self.charge(1);
             }
         }
     }
@@ -160,7 +222,10 @@ impl VmaTree {
             self.free.give(start, end);
             self.radix.set(start, end, EMPTY);
         }
-        keys.into_iter().filter_map(|k| self.order.remove(&k)).filter_map(|h| self.slab.take(h)).collect()
+        let removed: Vec<Vma> =
+            keys.into_iter().filter_map(|k| self.order.remove(&k)).filter_map(|h| self.slab.take(h)).collect();
+        self.credit(removed.len());
+        removed
     }
 
     /// Calls `f` on each VMA that starts inside `[start, end)`, in order.
@@ -183,7 +248,9 @@ impl VmaTree {
     /// Folds the VMA with handle `next` (starting at `at`) into `prev`,
     /// which ends at `at`.
     fn fold(&mut self, prev: u32, at: u64, next: u32) {
-        self.order.remove(&at);
+        if self.order.remove(&at).is_some() {
+            self.credit(1);
+        }
         if let Some(n) = self.slab.take(next) {
             self.radix.set(at, n.end, prev);
             if let Some(p) = self.slab.get_mut(prev) {

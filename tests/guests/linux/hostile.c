@@ -66,7 +66,7 @@ static int stdout_flood(void) {
 }
 
 /* 65,000 mappings (alternating protection so that none merge), then
- * reads /proc/self/maps to the end, repeatedly. */
+ * reads /proc/self/maps to the end, ten times. */
 static int many_vmas(void) {
     char *p = mmap(NULL, 65000 * 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) { printf("mmap: %s\n", strerror(errno)); return 1; }
@@ -75,7 +75,7 @@ static int many_vmas(void) {
         if (mprotect(p + 2 * n * PAGE, PAGE, PROT_READ)) break;
     printf("mprotects %d (%s)\n", n, strerror(errno));
     static char buf[1 << 16];
-    for (int round = 0;; round++) {
+    for (int round = 0; round < 10; round++) {
         FILE *f = fopen("/proc/self/maps", "r");
         if (!f) { printf("fopen: %s\n", strerror(errno)); return 1; }
         size_t total = 0, lines = 0, got;
@@ -87,6 +87,29 @@ static int many_vmas(void) {
         if (total == 0) return 1;
         if (round == 0) printf("maps read %zu lines\n", lines);
     }
+    printf("maps read 10 times\n");
+    return 0;
+}
+
+/* 16,000 mappings (every other page of a range made readable), then
+ * children that hold a copy of them all: forks until refused, each child
+ * pausing. The VMAs are VMM memory, so the forks must be refused long
+ * before the copies outgrow the guest's RAM. */
+static int fork_mappings(void) {
+    char *p = mmap(NULL, 8000 * 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { printf("mmap: %s\n", strerror(errno)); return 1; }
+    int n = 0;
+    for (; n < 8000; n++)
+        if (mprotect(p + 2 * n * PAGE, PAGE, PROT_READ)) break;
+    printf("mprotects %d\n", n);
+    int forks = 0;
+    for (; forks < 255; forks++) {
+        pid_t c = fork();
+        if (c < 0) break;
+        if (c == 0) for (;;) pause();
+    }
+    printf("forks %d (%s)\n", forks, forks < 255 ? strerror(errno) : "no limit");
+    return 0;
 }
 
 /* Fills pipes nobody reads, then blocks writing to one. */
@@ -149,6 +172,18 @@ static int deadlock(void) {
     return 0;
 }
 
+/* A child that kills the first process (pausing forever) with
+ * `sig`, then pauses too: the run ends as the first process did,
+ * 128 + sig, as a shell reports it. */
+static int kill_first(int sig) {
+    pid_t first = getpid();
+    if (fork() == 0) {
+        kill(first, sig);
+        for (;;) pause();
+    }
+    for (;;) pause();
+}
+
 /* Spins forever. */
 static _Noreturn int spin(void) {
     for (;;) ;
@@ -165,9 +200,12 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "maps")) return many_vmas();
     if (!strcmp(mode, "pipes")) return full_pipes();
     if (!strcmp(mode, "pipebuf")) return pipe_buffers();
+    if (!strcmp(mode, "forkmaps")) return fork_mappings();
     if (!strcmp(mode, "sleep")) return sleep_forever();
     if (!strcmp(mode, "deadlock")) return deadlock();
     if (!strcmp(mode, "spin")) return spin();
+    if (!strcmp(mode, "killfirst")) return kill_first(SIGKILL);
+    if (!strcmp(mode, "termfirst")) return kill_first(SIGTERM);
     printf("unknown mode\n");
     return 2;
 }

@@ -87,6 +87,22 @@ int main(int argc, char **argv, char **envp) {
     check("getrandom", getrandom(r, sizeof r, 0) == 64);
     struct rlimit rl;
     check("getrlimit", getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur > 0);
+    /* RLIMIT_NOFILE bounds descriptor numbers, lowered and raised. */
+    struct rlimit nf;
+    int dups[16], opened = 0, err = 0;
+    getrlimit(RLIMIT_NOFILE, &nf);
+    struct rlimit low = { 8, nf.rlim_max };
+    if (setrlimit(RLIMIT_NOFILE, &low) == 0)
+        for (; opened < 16; opened++)
+            if ((dups[opened] = dup(1)) < 0) { err = errno; break; }
+    check("a lowered RLIMIT_NOFILE refuses descriptor 8", opened < 8 && err == EMFILE);
+    for (int i = 0; i < opened; i++) close(dups[i]);
+    opened = 0;
+    if (setrlimit(RLIMIT_NOFILE, &nf) == 0)
+        for (; opened < 16; opened++)
+            if ((dups[opened] = dup(1)) < 0) break;
+    check("a raised RLIMIT_NOFILE gives it again", opened == 16);
+    for (int i = 0; i < opened; i++) close(dups[i]);
     /* A memfd: its pages are shared by read/write and every shared
      * mapping; a private mapping copies on write. */
     int mfd = memfd_create("probe", MFD_CLOEXEC);

@@ -21,6 +21,10 @@ use vmm_suite::kvm::vmm_bin;
 /// heap and page-table bookkeeping, and the spawning test process's
 /// high-water mark that `ru_maxrss` starts from (about 10 MiB).
 pub const ALLOWANCE_MIB: u64 = 32;
+/// `--timeout` of a guest that ends by itself: it only has to end, and
+/// costs no time unless it hangs. Short timeouts (10-20 s) failed such
+/// guests on a loaded machine (a niced test run at load 5 took 4x longer).
+pub const SELF_ENDING: u64 = 60;
 /// How long past `--timeout` a run may take (the bound).
 pub const GRACE: Duration = Duration::from_secs(2);
 /// How much of each output stream is kept for the messages.

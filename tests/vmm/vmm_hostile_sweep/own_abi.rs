@@ -7,7 +7,7 @@ use vmm::hosted::stub::abi::{madv, map, mremap, nr, prot};
 use vmm_suite::kvm::{in_fresh_process, write_guest};
 use vmm_suite::need_kvm;
 
-use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
+use super::measure::{sweep, Case, Ended, Expect, Stdout, SELF_ENDING, TIMED_OUT, TIMED_OUT_UNREAD};
 
 const GIB: u64 = 1 << 30;
 
@@ -62,47 +62,67 @@ macro_rules! fresh_test {
 // 1 GiB of private anonymous memory with 128 MiB of guest RAM, written a
 // page at a time: the fault that cannot be filled ends the run.
 fresh_test!(abi_touch_everything, {
-    own_abi("abi-touch", 128, 10, &[], Stdout::Drained, Expect { code: 2, text: "guest RAM exhausted" }, |a| {
-        mmap_anon(a, GIB, prot::READ | prot::WRITE)?;
-        a.xor(r13d, r13d)?;
-        let mut again = a.create_label();
-        a.set_label(&mut again)?;
-        a.mov(byte_ptr(r12 + r13), 1u32)?;
-        a.add(r13, 4096)?;
-        a.mov(rax, GIB)?;
-        a.cmp(r13, rax)?;
-        a.jb(again)?;
-        hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
-        a.ud2()
-    });
+    own_abi(
+        "abi-touch",
+        128,
+        SELF_ENDING,
+        &[],
+        Stdout::Drained,
+        Expect { code: 2, text: "guest RAM exhausted" },
+        |a| {
+            mmap_anon(a, GIB, prot::READ | prot::WRITE)?;
+            a.xor(r13d, r13d)?;
+            let mut again = a.create_label();
+            a.set_label(&mut again)?;
+            a.mov(byte_ptr(r12 + r13), 1u32)?;
+            a.add(r13, 4096)?;
+            a.mov(rax, GIB)?;
+            a.cmp(r13, rax)?;
+            a.jb(again)?;
+            hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
+            a.ud2()
+        },
+    );
 });
 
 // One page grown by mremap(MAYMOVE) a page at a time, 6,000 times, the
 // new last page written each time.
 fresh_test!(abi_mremap_growth, {
     const STEPS: i32 = 6_000;
-    let e = own_abi("abi-mremap", 128, 10, &["--json"], Stdout::Drained, Expect { code: 0, text: "\"passed\"" }, |a| {
-        mmap_anon(a, 4096, prot::READ | prot::WRITE)?;
-        a.mov(r13d, 4096u32)?;
-        a.xor(r14d, r14d)?;
-        let mut again = a.create_label();
-        let mut done = a.create_label();
-        a.set_label(&mut again)?;
-        a.lea(r15, qword_ptr(r13 + 4096))?;
-        hcall(a, nr::MREMAP, &[Arg::Reg(r12), Arg::Reg(r13), Arg::Reg(r15), Arg::Imm(mremap::MAYMOVE), Arg::Imm(0)])?;
-        a.cmp(rax, -4095)?;
-        a.jae(done)?;
-        a.mov(r12, rax)?;
-        a.mov(r13, r15)?;
-        a.mov(byte_ptr(r12 + r13 - 1), 1u32)?;
-        a.inc(r14)?;
-        a.cmp(r14, STEPS)?;
-        a.jb(again)?;
-        a.set_label(&mut done)?;
-        report(a, 1, r14)?;
-        hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
-        a.ud2()
-    });
+    let e = own_abi(
+        "abi-mremap",
+        128,
+        SELF_ENDING,
+        &["--json"],
+        Stdout::Drained,
+        Expect { code: 0, text: "\"passed\"" },
+        |a| {
+            mmap_anon(a, 4096, prot::READ | prot::WRITE)?;
+            a.mov(r13d, 4096u32)?;
+            a.xor(r14d, r14d)?;
+            let mut again = a.create_label();
+            let mut done = a.create_label();
+            a.set_label(&mut again)?;
+            a.lea(r15, qword_ptr(r13 + 4096))?;
+            hcall(
+                a,
+                nr::MREMAP,
+                &[Arg::Reg(r12), Arg::Reg(r13), Arg::Reg(r15), Arg::Imm(mremap::MAYMOVE), Arg::Imm(0)],
+            )?;
+            a.cmp(rax, -4095)?;
+            a.jae(done)?;
+            a.mov(r12, rax)?;
+            a.mov(r13, r15)?;
+            a.mov(byte_ptr(r12 + r13 - 1), 1u32)?;
+            a.inc(r14)?;
+            a.cmp(r14, STEPS)?;
+            a.jb(again)?;
+            a.set_label(&mut done)?;
+            report(a, 1, r14)?;
+            hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
+            a.ud2()
+        },
+    );
     assert!(e.stdout.0.contains(&format!("value {STEPS:#x}")), "{}", e.stdout.0);
 });
 
@@ -132,31 +152,39 @@ fresh_test!(abi_console_flood_unread, {
 // Every other page of a 65,000-pair mapping made writable, until the
 // mapping limit refuses (ENOMEM), then all of it unmapped.
 fresh_test!(abi_max_mappings, {
-    let e = own_abi("abi-maps", 64, 20, &["--json"], Stdout::Drained, Expect { code: 0, text: "\"passed\"" }, |a| {
-        mmap_anon(a, 65_000 * 2 * 4096, prot::READ)?;
-        a.xor(r13d, r13d)?; // offset
-        a.xor(r14d, r14d)?; // mprotects that succeeded
-        let mut again = a.create_label();
-        let mut done = a.create_label();
-        a.set_label(&mut again)?;
-        a.lea(rbx, qword_ptr(r12 + r13))?;
-        hcall(a, nr::MPROTECT, &[Arg::Reg(rbx), Arg::Imm(4096), Arg::Imm(prot::READ | prot::WRITE)])?;
-        a.test(rax, rax)?;
-        a.jnz(done)?;
-        a.add(r13, 2 * 4096)?;
-        a.inc(r14)?;
-        a.cmp(r14, 65_000)?;
-        a.jb(again)?;
-        a.set_label(&mut done)?;
-        a.mov(r15, rax)?;
-        hcall(a, nr::MUNMAP, &[Arg::Reg(r12), Arg::Imm(65_000 * 2 * 4096)])?;
-        a.mov(rbx, rax)?;
-        report(a, 1, r14)?;
-        report(a, 2, r15)?;
-        report(a, 3, rbx)?;
-        hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
-        a.ud2()
-    });
+    let e = own_abi(
+        "abi-maps",
+        64,
+        SELF_ENDING,
+        &["--json"],
+        Stdout::Drained,
+        Expect { code: 0, text: "\"passed\"" },
+        |a| {
+            mmap_anon(a, 65_000 * 2 * 4096, prot::READ)?;
+            a.xor(r13d, r13d)?; // offset
+            a.xor(r14d, r14d)?; // mprotects that succeeded
+            let mut again = a.create_label();
+            let mut done = a.create_label();
+            a.set_label(&mut again)?;
+            a.lea(rbx, qword_ptr(r12 + r13))?;
+            hcall(a, nr::MPROTECT, &[Arg::Reg(rbx), Arg::Imm(4096), Arg::Imm(prot::READ | prot::WRITE)])?;
+            a.test(rax, rax)?;
+            a.jnz(done)?;
+            a.add(r13, 2 * 4096)?;
+            a.inc(r14)?;
+            a.cmp(r14, 65_000)?;
+            a.jb(again)?;
+            a.set_label(&mut done)?;
+            a.mov(r15, rax)?;
+            hcall(a, nr::MUNMAP, &[Arg::Reg(r12), Arg::Imm(65_000 * 2 * 4096)])?;
+            a.mov(rbx, rax)?;
+            report(a, 1, r14)?;
+            report(a, 2, r15)?;
+            report(a, 3, rbx)?;
+            hcall(a, nr::EXIT_GROUP, &[Arg::Imm(0)])?;
+            a.ud2()
+        },
+    );
     // Each mprotect adds two mappings: about 65,530 / 2 succeed (the
     // program's own few mappings count too), then ENOMEM; munmap succeeds.
     let j: serde_json::Value = serde_json::from_str(&e.stdout.0).expect("JSON report");
@@ -172,7 +200,7 @@ fresh_test!(abi_max_mappings, {
 
 // 64 GiB of private read-only memory, madvise(WILLNEED), munmap.
 fresh_test!(abi_64_gib_willneed, {
-    own_abi("abi-willneed", 64, 20, &[], Stdout::Drained, Expect { code: 0, text: "PASS" }, |a| {
+    own_abi("abi-willneed", 64, SELF_ENDING, &[], Stdout::Drained, Expect { code: 0, text: "PASS" }, |a| {
         mmap_anon(a, 64 * GIB, prot::READ)?;
         hcall(a, nr::MADVISE, &[Arg::Reg(r12), Arg::Imm(64 * GIB), Arg::Imm(madv::WILLNEED)])?;
         hcall(a, nr::MUNMAP, &[Arg::Reg(r12), Arg::Imm(64 * GIB)])?;

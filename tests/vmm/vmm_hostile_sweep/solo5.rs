@@ -6,7 +6,7 @@ use vmm_suite::kvm::spt::{spt_elf, syscall, DATA_VA, TEXT_VA};
 use vmm_suite::kvm::{in_fresh_process, temp_path};
 use vmm_suite::need_kvm;
 
-use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
+use super::measure::{sweep, Case, Ended, Expect, Stdout, SELF_ENDING, TIMED_OUT, TIMED_OUT_UNREAD};
 
 /// Runs the unikernel whose text `body` emits, with a data page.
 fn solo5(
@@ -90,7 +90,7 @@ fresh_test!(solo5_sleep_forever, {
 // Every page from the data page up written until the end of the
 // unikernel's memory, where the write faults: 139, as `solo5-spt`.
 fresh_test!(solo5_touch_everything, {
-    solo5("solo5-touch", 64, 10, Stdout::Drained, Expect { code: 139, text: "#PF (vector 14)" }, |a| {
+    solo5("solo5-touch", 64, SELF_ENDING, Stdout::Drained, Expect { code: 139, text: "#PF (vector 14)" }, |a| {
         a.mov(rdi, DATA_VA)?;
         let mut again = a.create_label();
         a.set_label(&mut again)?;

@@ -230,7 +230,8 @@ impl Linux {
 
     /// The running process ended with `status` (128 + a signal when
     /// `killed_by` says so): the first process ends the run (every other
-    /// is killed first); another becomes a zombie and the next runs.
+    /// is killed first), and so does the end a process's `kill` of the
+    /// first one asked for; another becomes a zombie and the next runs.
     fn process_end(
         &self,
         hv: &HostedKernel,
@@ -239,7 +240,7 @@ impl Linux {
         status: i32,
         fx: hypercall::Effects,
     ) -> hypercall::Effects {
-        if self.pid() == self.tasks().init() {
+        if self.take_first_killed() || self.pid() == self.tasks().init() {
             if let Some(m) = self.end_all_others(hv, vcpu) {
                 return hypercall::Effects { fatal: Some(m), ..fx };
             }

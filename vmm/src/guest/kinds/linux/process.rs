@@ -199,6 +199,9 @@ pub struct Linux {
     pub(super) enosys: Mutex<BTreeMap<u64, u64>>,
     /// A signal that ended the run (the status is 128 + it).
     pub(super) killed_by: Mutex<Option<i32>>,
+    /// The first process was killed by the running one: its end (the
+    /// `exit_group` effect of that `kill`) ends the run.
+    first_killed: std::sync::atomic::AtomicBool,
     pub(super) stderr: Option<Output>,
     pub(super) vfs: Mutex<Vfs>,
     pub(super) proc_files: ProcFiles,
@@ -370,6 +373,7 @@ impl Linux {
             anon: OnceLock::new(),
             enosys: Mutex::new(BTreeMap::new()),
             killed_by: Mutex::new(None),
+            first_killed: Default::default(),
             stderr: p.stderr,
             layout_seed,
             fatal: Mutex::new(None),
@@ -670,6 +674,20 @@ impl Linux {
     /// Where the program's standard error goes.
     pub fn stderr(&self) -> Option<&Output> {
         self.stderr.as_ref()
+    }
+
+    /// Records that signal `sig`, sent by the running process, killed
+    /// the first one: the running process's end then ends the run
+    /// ([`Linux::first_killed`]) with status 128 + `sig`.
+    pub fn kill_first(&self, sig: i32) -> hypercall::Outcome {
+        self.first_killed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.kill(sig)
+    }
+
+    /// Whether the first process was killed by another ([`Linux::kill_first`]);
+    /// asking clears it.
+    pub fn take_first_killed(&self) -> bool {
+        self.first_killed.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records that signal `sig` ends the run.

@@ -130,6 +130,11 @@ fn rlimit_common(c: &Ctx<'_>, res: u64, new: u64, old: u64) -> Result<u64, i32> 
         c.hv.write_user(c.vcpu, old, &b)?;
     }
     if let Some(w) = want {
+        // The descriptor table enforces RLIMIT_NOFILE's soft limit
+        // (`EMFILE`); the limit is stored only once the table took it.
+        if i == rlimit::NOFILE {
+            c.linux.vfs().set_nofile(w.0).map_err(|e| e.raw())?;
+        }
         c.linux.proc().rlimits[i] = w;
     }
     Ok(0)
@@ -300,7 +305,15 @@ pub fn kill(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     };
     let me = c.linux.pid();
     for t in targets {
-        if s == crate::guest::kinds::linux::tasks::switch::SIGKILL && t != me {
+        let sigkill = s == crate::guest::kinds::linux::tasks::switch::SIGKILL;
+        let ends = t != me && (sigkill || c.linux.fatal_at_once(t, s));
+        if ends && t == c.linux.tasks().init() {
+            // The first process killed by another: the run ends now with
+            // its status (128 + the signal), every other process with it,
+            // as when it ends itself (it became a zombie and the run went
+            // on).
+            return c.linux.kill_first(s as i32);
+        } else if sigkill && t != me {
             if let Some(m) = c.linux.kill_other(c.hv, c.vcpu, t, s) {
                 c.linux.note_fatal(m);
             }
