@@ -12,10 +12,11 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{split_child, A, COW, FORKED, P, RW, USED};
+use super::entry::{classify, entry_end, index, split_child, Entry, A, COW, FORKED, P, RW, USED};
 use super::flush::FlushSet;
 use super::page_tables::PageTables;
 use super::snapshot::Leaf;
+use super::table::Table;
 use crate::addr::{GuestVirtAddr, PageSize, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::PageProt;
@@ -28,27 +29,9 @@ impl<M: GuestMemory> PageTables<M> {
     /// Huge leaves are left alone.
     pub fn share_for_fork(&mut self, va: GuestVirtAddr, len: u64) -> FlushSet {
         let mut flush = FlushSet::default();
-        for leaf in self.leaves(va, len) {
-            if leaf.size != PageSize::Size4K {
-                continue;
-            }
-            let Some((t, i)) = self.leaf_table(leaf.va.raw(), true) else { continue };
-            let mut raw = t.get(i);
-            while raw & USED != 0 {
-                let new = (raw & !RW) | COW | FORKED;
-                if new == raw {
-                    break;
-                }
-                match t.compare_exchange(i, raw, new) {
-                    Ok(old) => {
-                        if old & RW != 0 {
-                            flush.add_entry(leaf.va.raw(), PAGE_SIZE, old);
-                        }
-                        break;
-                    }
-                    Err(now) => raw = now,
-                }
-            }
+        let (start, end) = (va.raw(), va.raw().saturating_add(len));
+        if let Ok(root) = Table::new(&self.mem, self.root, false) {
+            share_in(&self.mem, &root, 4, start, end, &mut flush);
         }
         flush
     }
@@ -101,6 +84,52 @@ impl<M: GuestMemory> PageTables<M> {
             clip(Leaf { raw: leaf.raw & !A, ..leaf }, start, end, &mut out);
         }
         out
+    }
+}
+
+/// [`PageTables::share_for_fork`] below `table` (of `level`) for the
+/// part of `[va, end)` it covers: one pass over each leaf table.
+fn share_in<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end: u64, flush: &mut FlushSet) {
+    let mut cur = va;
+    while cur < end {
+        let idx = index(cur, level);
+        let next = entry_end(cur, level, end);
+        if let Entry::Table(frame) = classify(table.get(idx), level) {
+            if level > 2 {
+                if let Ok(child) = Table::new(mem, frame, false) {
+                    share_in(mem, &child, level - 1, cur, next, flush);
+                }
+            } else if let Ok(leaves) = Table::new(mem, frame, true) {
+                let first = index(cur, 1);
+                let n = ((next - cur) / PAGE_SIZE) as usize;
+                for (j, i) in (first..first + n).enumerate() {
+                    share_entry(&leaves, i, cur + ((j as u64) << crate::addr::PAGE_SHIFT), flush);
+                }
+            }
+        }
+        cur = next;
+    }
+}
+
+/// Marks entry `i` of a leaf table (mapping `va`) shared by a fork, if it
+/// is used; records the flush a writable entry's downgrade needs.
+#[inline]
+fn share_entry(t: &Table<'_>, i: usize, va: u64, flush: &mut FlushSet) {
+    let mut raw = t.get(i);
+    while raw & USED != 0 {
+        let new = (raw & !RW) | COW | FORKED;
+        if new == raw {
+            break;
+        }
+        match t.compare_exchange(i, raw, new) {
+            Ok(old) => {
+                if old & RW != 0 {
+                    flush.add_entry(va, PAGE_SIZE, old);
+                }
+                break;
+            }
+            Err(now) => raw = now,
+        }
     }
 }
 

@@ -180,9 +180,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
         }
         let runs = self.page_pins.copy_range(start.raw(), end)?;
         child.pt.copy_leaves(&self.pt.leaves_for_child(start, len))?;
-        for (at, arr) in runs {
-            child.page_pins.insert(at, arr);
-        }
+        child.page_pins.insert_fresh(runs);
         Ok(())
     }
 

@@ -3,12 +3,13 @@
 //! (munmap, `MADV_DONTNEED`, mremap, a fixed replace) lets go of exactly
 //! the runs of that range.
 //!
-//! A fault (with its fault-around) pins the frames it inserts as one
-//! array per batched run and records the run here at its address. The runs never overlap and
-//! always lie inside mapped VMAs: a leaf the fault path wrote lies in a run
-//! that pins its frame until the range is unmapped. The parts of a cut run
-//! that stay are pinned again on their own (at most a fault-around window
-//! of pins), so the pages cut out are unpinned at once, page by page as in
+//! A fault (with its fault-around), a populate and a fork's copy pin the
+//! frames they insert as one array per batched run, inside one leaf
+//! table, and record the run here at its address. The runs never overlap
+//! and always lie inside mapped VMAs: a leaf the fault path wrote lies in
+//! a run that pins its frame until the range is unmapped. The parts of a
+//! cut run that stay are pinned again on their own (at most a leaf
+//! table's 512 pins), so the pages cut out are unpinned at once, page by page as in
 //! Linux, not when the last part of the run goes. Each operation costs
 //! `O(log n + k)` for `k` runs touched, never a scan of all runs.
 
@@ -16,6 +17,11 @@ use std::collections::BTreeMap;
 
 use crate::action::PageArray;
 use crate::addr::PAGE_SHIFT;
+
+/// Runs a fork's copy joins stay inside one span of `1 << SPAN_SHIFT`
+/// bytes (a leaf table's 2 MiB), so that cutting one later repins at most
+/// a table's worth of pages, as for a populate's run.
+const SPAN_SHIFT: u32 = 21;
 
 /// Faulted runs by start address; see the module docs.
 #[derive(Default)]
@@ -91,23 +97,58 @@ impl PagePins {
         arr.as_slice().get(i).copied()
     }
 
-    /// Copies of the runs of `[start, end)` (cut at its ends), each pinned
-    /// on its own: a fork's child holds its own reference to every frame
-    /// it maps, so a frame's pin count tells how many spaces map it. On
-    /// error (a count at its limit) nothing is pinned.
+    /// Copies of the runs of `[start, end)` (cut at its ends) for a fork's
+    /// child, pinned on their own: the child holds its own reference to
+    /// every frame it maps, so a frame's pin count tells how many spaces
+    /// map it. Runs that follow each other without a gap inside one 2 MiB
+    /// span (one leaf table) become one run of the copy, pinned with one
+    /// lock, as a populate's run is; so a process whose pages were
+    /// faulted in one by one forks in `O(tables)` runs, not `O(pages)`.
+    /// On error (a count at its limit) nothing is pinned.
     pub(crate) fn copy_range(&self, start: u64, end: u64) -> Result<Vec<(u64, PageArray)>, crate::error::MmError> {
         let mut out = Vec::new();
         if start >= end {
             return Ok(out);
         }
+        // (start, frames, their pool) of each run of the copy.
+        let mut groups: Vec<(u64, Vec<crate::addr::Pfn>, crate::frames::Frames)> = Vec::new();
         let first = self.runs.range(..start).next_back().filter(|(&k, a)| Self::end_of(k, a) > start);
         for (&k, arr) in first.into_iter().chain(self.runs.range(start..end)) {
             let (cs, ce) = (k.max(start), Self::end_of(k, arr).min(end));
             let Some(part) = arr.slice((cs - k) >> PAGE_SHIFT, (ce - cs) >> PAGE_SHIFT) else { continue };
-            let own = PageArray::pin(part.pinned().frames(), part.as_slice().into())?;
-            out.push((cs, own));
+            let frames = part.pinned().frames();
+            match groups.last_mut() {
+                Some((gs, pfns, f))
+                    if *gs + ((pfns.len() as u64) << PAGE_SHIFT) == cs
+                        && *gs >> SPAN_SHIFT == (ce - 1) >> SPAN_SHIFT
+                        && f.same(frames) =>
+                {
+                    pfns.extend_from_slice(part.as_slice());
+                }
+                _ => groups.push((cs, part.as_slice().to_vec(), frames.clone())),
+            }
+        }
+        for (at, pfns, frames) in groups {
+            // Dropping what was pinned so far unpins it: all or nothing.
+            out.push((at, PageArray::pin(&frames, pfns.into())?));
         }
         Ok(out)
+    }
+
+    /// Records runs of a fresh space (a fork's child), which holds none
+    /// yet: each goes in without the search [`PagePins::insert`] makes
+    /// for the runs it replaces. Runs that would overlap one recorded
+    /// already fall back to `insert`.
+    pub(crate) fn insert_fresh(&mut self, runs: Vec<(u64, PageArray)>) {
+        for (va, arr) in runs {
+            let clear =
+                self.runs.range(..Self::end_of(va, &arr)).next_back().is_none_or(|(&k, a)| Self::end_of(k, a) <= va);
+            if clear && !arr.is_empty() {
+                self.runs.insert(va, arr);
+            } else {
+                self.insert(va, arr);
+            }
+        }
     }
 
     /// Runs recorded.
@@ -123,8 +164,8 @@ impl PagePins {
 
 /// The part of a cut run that stays, pinned on its own (taken while the
 /// run's pin still holds every frame), so that the run's pin, and with it
-/// the pages cut out, go as soon as the removed part is dropped. A run is
-/// at most a fault-around window, so this costs at most that many pins. If
+/// the pages cut out, go as soon as the removed part is dropped. A run
+/// lies inside one leaf table, so this costs at most 512 pins. If
 /// the pin cannot be taken (a count at its limit), the part keeps sharing
 /// the run's pin: the cut-out pages then stay pinned until it goes.
 fn repin(part: PageArray) -> PageArray {
@@ -178,6 +219,44 @@ mod tests {
         p.insert(0x1002_0000, arr(&f, 30, 1));
         assert_eq!((p.len(), p.pages()), (2, 2));
         assert_eq!((f.pin_count(Pfn(20)), f.pin_count(Pfn(21)), f.pin_count(Pfn(30))), (0, 1, 1));
+        drop(p);
+        assert_eq!(f.lock().pins().total(), 0);
+    }
+
+    #[test]
+    fn a_forks_copy_joins_runs_inside_a_leaf_table_only() {
+        let f = Frames::new(64, None).unwrap();
+        let mut p = PagePins::default();
+        const T: u64 = 1 << 21;
+        // One-page runs: two ending at a leaf table's end, two after it,
+        // then a gap and one more.
+        for (i, va) in [T - 0x2000, T - 0x1000, T, T + 0x1000, T + 0x3000].into_iter().enumerate() {
+            p.insert(va, arr(&f, 10 + i as u64, 1));
+        }
+        let copy = p.copy_range(0, 2 * T).unwrap();
+        let got: Vec<(u64, Vec<Pfn>)> = copy.iter().map(|(a, r)| (*a, r.as_slice().to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![(T - 0x2000, vec![Pfn(10), Pfn(11)]), (T, vec![Pfn(12), Pfn(13)]), (T + 0x3000, vec![Pfn(14)]),]
+        );
+        assert!((10..15).all(|n| f.pin_count(Pfn(n)) == 2), "each frame pinned once more");
+        // Cut at the range's ends: only what lies inside is copied.
+        let part = p.copy_range(T - 0x1000, T + 0x1000).unwrap();
+        let got: Vec<(u64, Vec<Pfn>)> = part.iter().map(|(a, r)| (*a, r.as_slice().to_vec())).collect();
+        assert_eq!(got, vec![(T - 0x1000, vec![Pfn(11)]), (T, vec![Pfn(12)])]);
+        drop(part);
+        // The child's joined runs go in as they are, and a cut of one
+        // unpins exactly the page cut out.
+        let mut child = PagePins::default();
+        child.insert_fresh(copy);
+        assert_eq!((child.len(), child.pages()), (3, 5));
+        drop(child.take(T + 0x1000, T + 0x2000));
+        assert_eq!((f.pin_count(Pfn(12)), f.pin_count(Pfn(13))), (2, 1));
+        assert_eq!(child.frame_at(T), Some(Pfn(12)));
+        // insert_fresh over a recorded run replaces it, as insert does.
+        child.insert_fresh(vec![(T, arr(&f, 20, 1))]);
+        assert_eq!((f.pin_count(Pfn(12)), child.frame_at(T)), (1, Some(Pfn(20))));
+        drop(child);
         drop(p);
         assert_eq!(f.lock().pins().total(), 0);
     }
