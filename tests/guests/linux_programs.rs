@@ -113,6 +113,19 @@ fn a_dynamically_linked_program_is_refused_with_the_reason() {
 }
 
 #[test]
+fn more_than_one_vcpu_is_refused_with_what_runs_where() {
+    need_kvm!();
+    let Some(p) = linux_mm("hello-musl-static") else { return };
+    let r = run_vmm(&["run", "--vcpus", "2", "--guest", p.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.is_empty(), "the program never ran: {}", r.stdout);
+    // Threads exist: the reason is the one vCPU they all share.
+    assert!(r.stderr.contains("threads and processes all run on vCPU 0"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not implemented"), "{}", r.stderr);
+    assert!(r.stderr.contains("drop --vcpus"), "{}", r.stderr);
+}
+
+#[test]
 fn map_fixed_noreplace_passes_as_on_linux() {
     need_kvm!();
     let Some(p) = linux_mm("map_fixed_noreplace") else { return };

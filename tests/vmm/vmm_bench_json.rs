@@ -335,6 +335,11 @@ fn launch_only_report_has_the_solo5_figures() {
     if dir.join("tenders/solo5-hvt").is_file() && dir.join("tenders/test_hello.hvt").is_file() {
         assert!(num(&hvt["peer"]["value"]["median"], "hvt") > 0.0, "{hvt}");
         assert!(num(&by_id("launch.solo5_vs_spt")["peer"]["value"]["median"], "spt") > 0.0);
+        // Peak resident memory beside solo5-spt's, both sampled, with its
+        // target.
+        let rss = by_id("launch.solo5_rss_vs_spt");
+        assert!(num(&rss["ours"]["median"], "rss") > 1.0 && num(&rss["peer"]["value"]["median"], "rss spt") > 0.1);
+        assert_eq!(rss["targets"].as_array().map(Vec::len), Some(1), "{rss}");
     } else {
         assert!(hvt["note"].as_str().expect("note").contains("not found"), "{hvt}");
     }

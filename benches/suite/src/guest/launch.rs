@@ -105,6 +105,9 @@ pub struct Sample {
     /// The same unikernel under `solo5-spt` and its `.hvt` build under
     /// `solo5-hvt`, where both are installed.
     pub tenders: Option<(Times, Times)>,
+    /// The same unikernel under `solo5-spt`, wall ms and peak resident KiB
+    /// sampled as ours, where the tenders are installed.
+    pub spt_tender: Option<Launch>,
     /// The bare KVM launch (`vmm launch-floor`).
     pub floor: Times,
     /// The Solo5 unikernel's run, timed with its CPU time.
@@ -419,6 +422,18 @@ impl Launcher {
             }
             _ => None,
         };
+        let spt_tender = match (&self.spt, &self.tenders) {
+            (Some(p), Some(t)) => Some(launch_expecting(
+                "solo5-spt (Solo5 unikernel)",
+                &|| {
+                    let mut c = Command::new(&t.spt);
+                    c.arg(p).arg("Hello_Solo5");
+                    c
+                },
+                0,
+            )?),
+            _ => None,
+        };
         let floor = times_expecting("`vmm launch-floor`", Command::new(&self.vmm).arg("launch-floor"), 0)?;
         let minimal_times = times_expecting(
             "`vmm run --guest` (minimal guest)",
@@ -471,6 +486,7 @@ impl Launcher {
             spt,
             spt_mem,
             tenders,
+            spt_tender,
             floor,
             spt_times,
             minimal_times,
@@ -576,6 +592,25 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
             )?
             .vs("the same at `--mem 2M`", m.iter().map(|(small, _)| mib(small.hwm_kib)).collect(), RatioKind::Times)?
             .target_ratio(Bound::AtMost(1.1), "resident memory flat in --mem (2 MiB to 2 GiB within 10%)"),
+        );
+    }
+    let rss_pairs = s.iter().map(|x| x.spt.zip(x.spt_tender)).collect::<Option<Vec<(Launch, Launch)>>>();
+    if let Some(pairs) = rss_pairs {
+        out.push(
+            Figure::new(
+                9,
+                "launch.solo5_rss_vs_spt",
+                "Solo5 unikernel (`--spt`), default memory: peak resident memory of the whole `vmm` process \
+                 (VmHWM, sampled)",
+                Unit::Mib,
+                pairs.iter().map(|(ours, _)| mib(ours.hwm_kib)).collect(),
+            )?
+            .vs(
+                "solo5-spt on the same unikernel (VmHWM, sampled the same way)",
+                pairs.iter().map(|(_, spt)| mib(spt.hwm_kib)).collect(),
+                RatioKind::Times,
+            )?
+            .target_ratio(Bound::AtMost(2.0), "peak resident memory at most 2× solo5-spt's"),
         );
     }
     if let Some(u) = s.iter().map(|x| x.spt).collect::<Option<Vec<Launch>>>() {

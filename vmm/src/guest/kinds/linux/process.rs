@@ -294,7 +294,7 @@ impl Linux {
         let name = path.display().to_string();
         if cfg.vcpus != 1 {
             return Err(KindError::Invalid(format!(
-                "{name}: a Linux program runs on one vCPU here (threads are not implemented); drop --vcpus"
+                "{name}: a Linux program's threads and processes all run on vCPU 0 here, taking turns; drop --vcpus"
             )));
         }
         let image = image::parse(bytes, u64::from_le_bytes(random_bytes::<8>()))
