@@ -22,6 +22,7 @@ pub mod boot;
 pub mod exception;
 pub mod hypercall;
 pub mod mapper;
+pub mod prebuilt;
 pub mod program;
 pub mod providers;
 pub mod stub;

@@ -8,6 +8,11 @@ use iced_x86::code_asm::*;
 
 use crate::hosted::stub::abi::HCALL_PORT;
 
+// Generated (see `crate::hosted::prebuilt`): not formatted.
+#[rustfmt::skip]
+#[path = "trampoline_code.rs"]
+mod prebuilt;
+
 /// Where the trampoline is mapped (the last page of the user half).
 pub const TRAMPOLINE_VA: u64 = (1 << 47) - 0x1000;
 
@@ -17,7 +22,8 @@ pub const TRAMPOLINE_VA: u64 = (1 << 47) - 0x1000;
 /// resumes the trampoline itself) is not reached.
 pub const HCALL_RETURN: u64 = TRAMPOLINE_VA + 2;
 
-/// The trampoline's code, linked at [`TRAMPOLINE_VA`].
+/// The trampoline's code, linked at [`TRAMPOLINE_VA`]. Launches write the
+/// same bytes from `trampoline_code.rs` (see [`crate::hosted::prebuilt`]).
 pub fn code() -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     a.out(u32::from(HCALL_PORT), al)?;
@@ -39,9 +45,9 @@ pub fn install(
     frames: &mut crate::memory::BootFrames,
     mem: &crate::memory::GuestMem,
 ) -> Result<u64, String> {
-    let code = code().map_err(|e| format!("cannot assemble the syscall trampoline: {e}"))?;
+    let code = &prebuilt::CODE;
     let frame = frames.alloc(1).map_err(|e| e.to_string())?;
-    vm_memory::Bytes::write_slice(mem, &code, frame[0].addr())
+    vm_memory::Bytes::write_slice(mem, code, frame[0].addr())
         .map_err(|_| "cannot write the syscall trampoline".to_string())?;
     let va = guest_mm::GuestVirtAddr::try_new(TRAMPOLINE_VA).map_err(|e| e.to_string())?;
     mapper.map_user_pages(va, &frame, crate::hosted::mapper::Access::RX).map_err(|e| e.to_string())?;
@@ -51,6 +57,18 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prebuilt_trampoline_is_what_the_assembler_makes() {
+        let code = code().expect("assembles");
+        let body = crate::hosted::prebuilt::bytes_const("CODE", "The trampoline, linked at `TRAMPOLINE_VA`.", &code);
+        let what = "The user-mode `syscall` trampoline as `trampoline::code` assembles it.";
+        crate::hosted::prebuilt::check_or_bless(
+            "src/hosted/trampoline_code.rs",
+            &crate::hosted::prebuilt::file(what, &body),
+        );
+        assert_eq!(prebuilt::CODE.as_slice(), code.as_slice());
+    }
 
     #[test]
     fn the_hypercall_returns_past_the_out() {

@@ -52,6 +52,11 @@ use iced_x86::BlockEncoderOptions;
 use thiserror::Error;
 
 use super::abi::{EXC_PORT, FLUSH_ACK_PORT, HCALL_PORT};
+
+// Generated (see `crate::hosted::prebuilt`): not formatted.
+#[rustfmt::skip]
+#[path = "prebuilt.rs"]
+mod prebuilt;
 use crate::hosted::arch::idt::{has_error_code, EXCEPTION_VECTORS};
 
 /// Assembling the stub failed (a bug in this file, reported not panicked).
@@ -95,6 +100,28 @@ pub struct KernelStub {
 }
 
 impl KernelStub {
+    /// The stub as [`KernelStub::assemble`] makes it for
+    /// [`KernelStub::PREBUILT_BASE`], from the bytes generated into
+    /// `stub/prebuilt.rs` (see [`crate::hosted::prebuilt`]): what every
+    /// launch writes, without assembling.
+    pub fn prebuilt() -> Self {
+        KernelStub {
+            code: prebuilt::CODE.to_vec(),
+            base: prebuilt::BASE,
+            exception_entries: prebuilt::EXCEPTION_ENTRIES,
+            nmi_entry: prebuilt::NMI_ENTRY,
+            syscall_entry: prebuilt::SYSCALL_ENTRY,
+            syscall_return: prebuilt::SYSCALL_RETURN,
+            int80_entry: prebuilt::INT80_ENTRY,
+            exc_report_rip: prebuilt::EXC_REPORT_RIP,
+            exc_retry: prebuilt::EXC_RETRY,
+            flush_ack_rip: prebuilt::FLUSH_ACK_RIP,
+        }
+    }
+
+    /// The address [`KernelStub::prebuilt`] is linked at.
+    pub const PREBUILT_BASE: u64 = prebuilt::BASE;
+
     /// Assembles the stub for virtual address `base`.
     pub fn assemble(base: u64) -> Result<Self, StubError> {
         let mut a = CodeAssembler::new(64)?;
@@ -215,6 +242,41 @@ mod tests {
         let off = (ip - stub.base) as usize;
         let mut d = Decoder::with_ip(64, &stub.code[off..], ip, DecoderOptions::NONE);
         d.decode().mnemonic()
+    }
+
+    /// `stub/prebuilt.rs` as the assembler makes it for the address
+    /// launches put the stub at.
+    fn render(s: &KernelStub) -> String {
+        let mut body = format!("/// Where the code is linked.\npub const BASE: u64 = {:#x};\n", s.base);
+        body.push_str(&crate::hosted::prebuilt::bytes_const("CODE", "The code, linked at `BASE`.", &s.code));
+        let entries: Vec<String> = s.exception_entries.iter().map(|e| format!("    {e:#x},\n")).collect();
+        body.push_str(&format!(
+            "/// Entry of each exception vector.\npub const EXCEPTION_ENTRIES: [u64; {}] = [\n{}];\n",
+            entries.len(),
+            entries.concat()
+        ));
+        for (name, v) in [
+            ("NMI_ENTRY", s.nmi_entry),
+            ("SYSCALL_ENTRY", s.syscall_entry),
+            ("SYSCALL_RETURN", s.syscall_return),
+            ("INT80_ENTRY", s.int80_entry),
+            ("EXC_REPORT_RIP", s.exc_report_rip),
+            ("EXC_RETRY", s.exc_retry),
+            ("FLUSH_ACK_RIP", s.flush_ack_rip),
+        ] {
+            body.push_str(&format!("/// `KernelStub`'s field of that name.\npub const {name}: u64 = {v:#x};\n"));
+        }
+        crate::hosted::prebuilt::file("The kernel stub as `KernelStub::assemble` makes it for `BASE`.", &body)
+    }
+
+    #[test]
+    fn prebuilt_stub_is_what_the_assembler_makes_where_launches_put_it() {
+        let base = crate::layout::kernel_va(crate::layout::STUB_PA);
+        let s = KernelStub::assemble(base).unwrap();
+        crate::hosted::prebuilt::check_or_bless("src/hosted/stub/prebuilt.rs", &render(&s));
+        let p = KernelStub::prebuilt();
+        assert_eq!((p.base, KernelStub::PREBUILT_BASE), (base, base));
+        assert_eq!(format!("{p:?}"), format!("{s:?}"), "every field as assembled");
     }
 
     #[test]

@@ -37,12 +37,21 @@
 //! corrupts only its own clock and timer: the host reads `TIMER` as any
 //! other guest value).
 
+#[cfg(test)]
 use iced_x86::code_asm::*;
 
+#[cfg(test)]
 use super::layout::TIMER_FD;
+#[cfg(test)]
 use super::numbers::nr;
+#[cfg(test)]
 use crate::hosted::stub::abi::HCALL_PORT;
 use crate::hosted::trampoline::TRAMPOLINE_VA;
+
+// Generated (see `crate::hosted::prebuilt`): not formatted.
+#[rustfmt::skip]
+#[path = "fastcall_code.rs"]
+mod prebuilt;
 
 /// The clock page: one user read/write page below the trampoline.
 pub const CLOCK_PAGE_VA: u64 = TRAMPOLINE_VA - 0x1000;
@@ -76,11 +85,17 @@ pub mod field {
 /// `TIMER` when no timer is armed.
 pub const DISARMED: u64 = u64::MAX;
 
+#[cfg(test)]
 const CLOCK_REALTIME: i32 = 0;
+#[cfg(test)]
 const CLOCK_MONOTONIC: i32 = 1;
+#[cfg(test)]
 const TFD_TIMER_ABSTIME: i32 = 1;
 
-/// The trampoline's code, linked at [`TRAMPOLINE_VA`].
+/// The trampoline's code, linked at [`TRAMPOLINE_VA`]. Launches write the
+/// same bytes from `fastcall_code.rs` (see [`crate::hosted::prebuilt`]);
+/// this assembler runs only in the test that checks them.
+#[cfg(test)]
 pub fn code() -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut slow = a.create_label();
@@ -240,13 +255,13 @@ pub fn install(
     page: &[u8],
 ) -> Result<u64, String> {
     use crate::hosted::mapper::Access;
-    let code = code().map_err(|e| format!("cannot assemble the Solo5 syscall trampoline: {e}"))?;
+    let code = &prebuilt::CODE;
     let frame = frames.alloc(2).map_err(|e| e.to_string())?;
     let (code_frame, page_frame) = match frame.as_slice() {
         [c, p] => (*c, *p),
         _ => return Err("the frame allocator gave the wrong number of frames".into()),
     };
-    vm_memory::Bytes::write_slice(mem, &code, code_frame.addr())
+    vm_memory::Bytes::write_slice(mem, code, code_frame.addr())
         .map_err(|_| "cannot write the syscall trampoline".to_string())?;
     vm_memory::Bytes::write_slice(mem, page, page_frame.addr())
         .map_err(|_| "cannot write the clock page".to_string())?;
@@ -261,6 +276,18 @@ mod tests {
     use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 
     use super::*;
+
+    #[test]
+    fn prebuilt_trampoline_is_what_the_assembler_makes() {
+        let code = code().unwrap();
+        let body = crate::hosted::prebuilt::bytes_const("CODE", "The trampoline, linked at `TRAMPOLINE_VA`.", &code);
+        let what = "Solo5's `syscall` trampoline (clock page fast paths) as `fastcall::code` assembles it.";
+        crate::hosted::prebuilt::check_or_bless(
+            "src/guest/kinds/solo5/fastcall_code.rs",
+            &crate::hosted::prebuilt::file(what, &body),
+        );
+        assert_eq!(super::prebuilt::CODE.as_slice(), code.as_slice());
+    }
 
     #[test]
     fn the_trampoline_fits_its_page_and_exits_only_on_the_hypercall_port() {
