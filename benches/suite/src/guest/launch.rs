@@ -15,23 +15,22 @@
 //! - **Resident memory, whole**: the peak resident set of the minimal
 //!   guest's `vmm` process and of QEMU's, guest pages included (what
 //!   launching it costs the host): `VmHWM` of `/proc/<pid>/status` read
-//!   continuously from spawn to exit in a separate, untimed run; the last
-//!   read before exit is the figure (a lower bound of the true peak).
-//!   `ru_maxrss` from `wait4` is not used: it keeps the resident set of the
-//!   bench process the child was forked or vforked from. The built-in
+//!   at the process's exit in a separate, untimed run, traced so that it
+//!   stops there before its memory goes ([`super::peak_rss`]): the exact
+//!   peak. `ru_maxrss` from `wait4` is not used: it keeps the resident set
+//!   of the bench process the child was forked or vforked from. The built-in
 //!   guest's memory beyond guest RAM is sampled from `/proc/<pid>/smaps`
 //!   ([`super::smaps`]), as before.
 //! - **A Solo5 unikernel** (`vmm bench --spt test_hello.spt`): its launch
-//!   beside the minimal guest's, and its peak resident set (`VmHWM`,
-//!   sampled) at `--mem 2048M` beside `--mem 2M`: launching must cost
+//!   beside the minimal guest's, and its peak resident set (`VmHWM` at
+//!   exit) at `--mem 2048M` beside `--mem 2M`: launching must cost
 //!   the same whatever memory the unikernel is given. Beside it, where
 //!   Solo5's own tenders lie in `tenders/` next to the unikernel (as in
 //!   `../shared/testguests/solo5-spt/`), the same unikernel under
 //!   `solo5-spt` (a seccomp-confined process, no VM) and its `.hvt` build
-//!   under `solo5-hvt` (Solo5's own KVM monitor): launch wall time (their
-//!   resident sets are not sampled: `solo5-spt` ends before a sample can
-//!   see it, and `ru_maxrss` would count the bench it was spawned from).
-//!   Where they are absent the figure says so.
+//!   under `solo5-hvt` (Solo5's own KVM monitor): launch wall time, and
+//!   `solo5-spt`'s peak resident set at its exit beside ours (target: at
+//!   most 2×). Where they are absent the figure says so.
 //! - **The bare KVM launch floor** (with `--spt`): the unikernel's CPU
 //!   time (user + system of all its threads, [`super::child_cpu`]) beside
 //!   `vmm launch-floor`'s ([`super::launch_floor`]: the same binary
@@ -106,7 +105,7 @@ pub struct Sample {
     /// `solo5-hvt`, where both are installed.
     pub tenders: Option<(Times, Times)>,
     /// The same unikernel under `solo5-spt`, wall ms and peak resident KiB
-    /// sampled as ours, where the tenders are installed.
+    /// read as ours, where the tenders are installed.
     pub spt_tender: Option<Launch>,
     /// The bare KVM launch (`vmm launch-floor`).
     pub floor: Times,
@@ -175,12 +174,12 @@ impl Tenders {
     }
 }
 
-/// One child process: wall time, and peak resident set from a sampled run.
+/// One child process: wall time, and peak resident set read at its exit.
 #[derive(Clone, Copy, Debug)]
 pub struct Launch {
     /// Spawn to exit, ms.
     pub ms: f64,
-    /// Largest `VmHWM` seen in the sampled run, KiB.
+    /// `VmHWM` at its exit (a traced run), KiB.
     pub hwm_kib: u64,
 }
 
@@ -197,52 +196,21 @@ fn timed(cmd: &mut Command) -> Result<(f64, ExitStatus), BenchError> {
     Ok((t.elapsed().as_secs_f64() * 1e3, status))
 }
 
-/// Spawns `cmd` (no stdio) and reads its `VmHWM` until it exits; returns
-/// the largest value seen (KiB) and the exit status.
-fn sampled_hwm(cmd: &mut Command) -> Result<(u64, ExitStatus), BenchError> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = cmd.spawn().map_err(io("spawning a process"))?;
-    let (status_path, cmdline_path) = (format!("/proc/{}/status", child.id()), format!("/proc/{}/cmdline", child.id()));
-    // Until it has exec'd, the child shares or copies the bench's memory
-    // and shows the bench's command line: such samples are skipped.
-    let ours = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    let mut hwm = 0u64;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(io("waiting for a process"))? {
-            break status;
-        }
-        // The command line first: once it is the new program's, the
-        // status read after it is too (exec happens once).
-        let cmdline = std::fs::read(&cmdline_path).unwrap_or_default();
-        if !cmdline.is_empty() && cmdline != ours {
-            let text = std::fs::read_to_string(&status_path).unwrap_or_default();
-            hwm = hwm.max(vm_hwm_kib(&text).unwrap_or(0));
-        }
-    };
-    Ok((hwm, status))
-}
-
-/// Sampled runs tried before giving up on seeing one.
-const SAMPLED_TRIES: usize = 10;
-
-/// A timed run and a sampled run of `cmd()`, each required to exit `want`.
+/// A timed run of `cmd()`, and a run traced to its exit for its peak
+/// resident memory ([`super::peak_rss`]), each required to exit `want`.
 fn launch_expecting(what: &str, cmd: &dyn Fn() -> Command, want: i32) -> Result<Launch, BenchError> {
     let (ms, status) = timed(&mut cmd())?;
     if status.code() != Some(want) {
         return Err(guest_err(ITEM, format!("{what} exited with {status}, not {want}")));
     }
-    // A run can end before one sample saw it after exec: such a run says
-    // nothing and is repeated (a few times at most), never counted as 0.
-    for _ in 0..SAMPLED_TRIES {
-        let (hwm_kib, status) = sampled_hwm(&mut cmd())?;
-        if status.code() != Some(want) {
-            return Err(guest_err(ITEM, format!("{what} (sampled run) exited with {status}, not {want}")));
-        }
-        if hwm_kib > 0 {
-            return Ok(Launch { ms, hwm_kib });
-        }
+    let (hwm_kib, status) = super::peak_rss::run(&mut cmd()).map_err(io("running a process traced to its exit"))?;
+    if status.code() != Some(want) {
+        return Err(guest_err(ITEM, format!("{what} (traced run) exited with {status}, not {want}")));
     }
-    Err(guest_err(ITEM, format!("{what}: no sample of its resident memory in {SAMPLED_TRIES} runs")))
+    if hwm_kib == 0 {
+        return Err(guest_err(ITEM, format!("{what}: its peak resident memory could not be read at its exit")));
+    }
+    Ok(Launch { ms, hwm_kib })
 }
 
 /// `VmHWM` of `/proc/<pid>/status`, KiB.
@@ -553,14 +521,14 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
     let mut whole = Figure::new(
         9,
         "launch.minimal_rss_whole",
-        "minimal guest: peak resident memory of the whole `vmm` process, guest pages included (VmHWM, sampled)",
+        "minimal guest: peak resident memory of the whole `vmm` process, guest pages included (VmHWM at exit)",
         Unit::Mib,
         col(&|x| mib(x.minimal.hwm_kib)),
     )?
     .target_ours(Bound::AtMost(6.0), "the minimal guest at most 6 MiB resident, whole");
     if let Some(q) = s.iter().map(|x| x.qemu).collect::<Option<Vec<Launch>>>() {
         whole = whole.vs(
-            "QEMU microvm, same guest (VmHWM, sampled)",
+            "QEMU microvm, same guest (VmHWM at exit)",
             q.iter().map(|l| mib(l.hwm_kib)).collect(),
             RatioKind::Times,
         )?;
@@ -586,7 +554,7 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
                 9,
                 "launch.solo5_rss_2048m",
                 "Solo5 unikernel (`--spt`) at `--mem 2048M`: peak resident memory of the whole `vmm` process \
-                 (VmHWM, sampled)",
+                 (VmHWM at exit)",
                 Unit::Mib,
                 m.iter().map(|(_, large)| mib(large.hwm_kib)).collect(),
             )?
@@ -601,12 +569,12 @@ pub fn figures(s: &[Sample]) -> Result<Vec<Figure>, BenchError> {
                 9,
                 "launch.solo5_rss_vs_spt",
                 "Solo5 unikernel (`--spt`), default memory: peak resident memory of the whole `vmm` process \
-                 (VmHWM, sampled)",
+                 (VmHWM at exit)",
                 Unit::Mib,
                 pairs.iter().map(|(ours, _)| mib(ours.hwm_kib)).collect(),
             )?
             .vs(
-                "solo5-spt on the same unikernel (VmHWM, sampled the same way)",
+                "solo5-spt on the same unikernel (VmHWM at its exit, read the same way)",
                 pairs.iter().map(|(_, spt)| mib(spt.hwm_kib)).collect(),
                 RatioKind::Times,
             )?

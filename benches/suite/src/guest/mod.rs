@@ -39,6 +39,7 @@ pub mod launch;
 pub mod launch_floor;
 pub mod linux;
 pub mod mmio;
+pub mod peak_rss;
 pub mod programs;
 pub mod read_bandwidth;
 pub mod session;
