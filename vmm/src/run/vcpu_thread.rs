@@ -147,6 +147,11 @@ impl VcpuThread {
             // A process switch: the next process's page tables and FS
             // base, before anything of it runs.
             if let Some(sw) = self.ctx.hv.as_ref().and_then(|hv| hv.take_switch(self.me())) {
+                // Nothing of the next process runs on a copy's old entry.
+                if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(self.me())) {
+                    self.fail(message);
+                    break;
+                }
                 if let Err(message) = self.switch_process(sw) {
                     self.fail(message);
                     break;
@@ -163,6 +168,12 @@ impl VcpuThread {
             }
             let run = self.vcpu.run();
             self.ctx.tlb.left(me);
+            // A copy-on-write flush left to the retry is settled before
+            // the VMM acts on this exit, whatever it is.
+            if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(me)) {
+                self.fail(message);
+                break;
+            }
             let action = match run {
                 Ok(exit) => handle_exit(exit, &self.ctx.buses, &self.counters),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {

@@ -31,6 +31,13 @@ pub struct HostedKernel {
     pub(super) switches: Mutex<std::collections::BTreeMap<u8, super::spaces::Switch>>,
     /// Whether `switches` may hold one.
     pub(super) switch_pending: std::sync::atomic::AtomicBool,
+    /// Copy-on-write pages whose flush waits for the retry (see
+    /// `cow_flush`).
+    pub(super) unflushed: Mutex<Vec<super::cow_flush::Unflushed>>,
+    /// Whether `unflushed` may hold one.
+    pub(super) has_unflushed: std::sync::atomic::AtomicBool,
+    /// Deferred flushes the retry did not settle.
+    pub(super) cow_flushes_left: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for HostedKernel {
@@ -65,6 +72,9 @@ impl HostedKernel {
             faults_resolved: Default::default(),
             switches: Default::default(),
             switch_pending: Default::default(),
+            unflushed: Default::default(),
+            has_unflushed: Default::default(),
+            cow_flushes_left: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 mod call;
 mod checks;
 mod console;
+mod cow_flush;
 mod kernel;
 mod mm;
 mod mm_remap;
@@ -28,6 +29,8 @@ pub use self::user_access::{SpaceDone, USER_COPY_MAX};
 
 #[cfg(test)]
 mod console_tests;
+#[cfg(test)]
+mod cow_flush_tests;
 #[cfg(test)]
 mod kernel_tests;
 #[cfg(test)]

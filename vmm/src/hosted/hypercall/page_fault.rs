@@ -2,7 +2,9 @@
 //! absent entry inside a VMA with a fault handler (lazy memory), or a
 //! write to a copy-on-write page. guest-mm's fault path runs under the
 //! address-space lock; a replaced entry is shot down on every vCPU before
-//! the lock is released, like any other change. Anything guest-mm refuses
+//! the lock is released, like any other change, except a copy-on-write
+//! copy's old entry on a one-vCPU VM, whose flush waits for the faulting
+//! instruction's retry (`cow_flush`). Anything guest-mm refuses
 //! (no VMA, an access the VMA does not allow, no handler, no memory) is
 //! left to the caller to report exactly as before.
 
@@ -97,6 +99,11 @@ impl HostedKernel {
                     self.faults_resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 flush.extend(ranges(f.flush));
+                // A copy's old entry: flushed by the retry itself where
+                // that is enough (see `cow_flush`).
+                if f.kind == FaultKind::CopiedOnWrite && access.write && self.defer_cow_flush(&m, addr, &flush) {
+                    flush.clear();
+                }
                 FaultOutcome::Resolved
             }
             Err(e @ guest_mm::MmError::OutOfMemory(_)) => {

@@ -1,0 +1,134 @@
+//! The copy-on-write flush left to the retry ([`super::cow_flush`]),
+//! layer by layer against a recording flusher: skipped at the fault only
+//! with one vCPU, shot down at the next exit unless the page's entry shows
+//! the retry's write (Dirty, same frame), never left pending.
+
+use std::sync::Arc;
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::test_kernel::touch;
+use super::{Args, ConsoleOut, FaultOutcome, HostedKernel, ReportLog};
+use crate::hosted::mapper::Mapper;
+use crate::hosted::providers::Providers;
+use crate::hosted::stub::abi::{map, nr, prot};
+use crate::hosted::tlb::RecordingFlusher;
+use crate::memory::create_guest_memory;
+use crate::run::vm_exit::ExitCounters;
+
+/// `#PF` error codes: a user read of an absent entry, a user write to a
+/// present one.
+const READ: u64 = 0x4;
+const WRITE_PRESENT: u64 = 0x7;
+
+fn setup(vcpus: usize) -> (HostedKernel, Arc<RecordingFlusher>) {
+    let mem = create_guest_memory(64 << 20).unwrap();
+    let m = Mapper::new(mem.clone()).unwrap();
+    let providers = Providers::new(&m, &mem, &[]).unwrap();
+    let flusher = Arc::new(RecordingFlusher::default());
+    let counters = (0..vcpus).map(|_| Arc::new(ExitCounters::default())).collect();
+    let out = super::test_kernel::Buf::default();
+    let hv = HostedKernel::new(
+        mem,
+        m,
+        providers,
+        flusher.clone(),
+        ConsoleOut::new(Box::new(out)),
+        ReportLog::default(),
+        counters,
+    );
+    (hv, flusher)
+}
+
+/// A private anonymous page the guest read (the zero page, its entry
+/// walked), so that a write copies it and the old entry needs a flush.
+fn read_page(hv: &HostedKernel) -> u64 {
+    let a = hv
+        .dispatch(
+            0,
+            &Args { nr: nr::MMAP, a: [0, 0x1000, prot::READ | prot::WRITE, map::PRIVATE | map::ANONYMOUS, 0, 0] },
+        )
+        .ret;
+    assert!(a > 0, "{a}");
+    let a = a as u64;
+    assert_eq!(hv.page_fault(0, a, READ), FaultOutcome::Resolved);
+    touch(hv, a);
+    a
+}
+
+/// What the retried write's walk does to the new entry: Accessed and
+/// Dirty set.
+fn written_through(hv: &HostedKernel, va: u64) {
+    let mut table = hv.mapper().cr3().0 & !0xfff;
+    for level in (1..=4u64).rev() {
+        let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
+        let e: u64 = hv.mem.read_obj(at).unwrap();
+        assert!(e & 1 != 0, "no entry at level {level}");
+        if level == 1 {
+            hv.mem.write_obj(e | 0x60, at).unwrap();
+            return;
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+}
+
+fn taken(f: &RecordingFlusher) -> Vec<(u8, Vec<(u64, u64)>)> {
+    std::mem::take(&mut *f.0.lock().unwrap())
+}
+
+#[test]
+fn one_vcpu_leaves_the_flush_to_the_retry_and_shoots_down_what_it_did_not_settle() {
+    let (hv, f) = setup(1);
+    let a = read_page(&hv);
+    taken(&f);
+    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(taken(&f), vec![], "the copy's flush waits for the retry");
+    // The next exit came before the retry wrote: the flush the fault
+    // skipped, for exactly that page; then nothing is pending.
+    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+    assert_eq!(hv.cow_flushes_left(), 1);
+    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(taken(&f), vec![]);
+    // Another page whose retry went through the new entry: nothing to do.
+    let b = read_page(&hv);
+    taken(&f);
+    assert_eq!(hv.page_fault(0, b, WRITE_PRESENT), FaultOutcome::Resolved);
+    written_through(&hv, b);
+    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(taken(&f), vec![]);
+    assert_eq!(hv.cow_flushes_left(), 1);
+}
+
+#[test]
+fn a_dirty_entry_of_another_frame_does_not_settle_the_flush() {
+    let (hv, f) = setup(1);
+    let a = read_page(&hv);
+    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    written_through(&hv, a);
+    // The entry now maps another frame than the copy (as if replaced
+    // again without an exit): the old translation may still be cached.
+    let mut table = hv.mapper().cr3().0 & !0xfff;
+    for level in (2..=4u64).rev() {
+        let e: u64 = hv.mem.read_obj(GuestAddress(table + 8 * ((a >> (12 + 9 * (level - 1))) & 511))).unwrap();
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+    let at = GuestAddress(table + 8 * ((a >> 12) & 511));
+    let e: u64 = hv.mem.read_obj(at).unwrap();
+    hv.mem.write_obj(e ^ 0x1000, at).unwrap();
+    taken(&f);
+    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+    hv.mem.write_obj(e, at).unwrap();
+}
+
+#[test]
+fn more_vcpus_shoot_the_copy_down_at_once() {
+    let (hv, f) = setup(2);
+    let a = read_page(&hv);
+    taken(&f);
+    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(taken(&f), vec![], "nothing was left pending");
+}
