@@ -194,9 +194,10 @@ pub fn figures(s: &[Sample], backend: &str) -> Result<Vec<Figure>, BenchError> {
     .vs("the same on the host (Linux's copy-on-write)", col(|x| x.host.cow_ns_per_page), RatioKind::Times)?
     .detail("pages", PAGES as f64);
     let cow = cow.note(format!(
-        "no target. Each copy is a write fault the VMM serves; replacing a present (read-only, accessed) \
-         entry needs a TLB shootdown, whose memory-slot zap drops every shadow page on a shadow-paging \
-         backend; backend: {backend}"
+        "no target. Each copy is a write fault the VMM serves, an exit; on this one-vCPU VM the old \
+         entry's flush is left to the faulting instruction's retry, and shot down (a memory-slot zap that \
+         drops every shadow page on a shadow-paging backend) only where the retry did not settle it; \
+         backend: {backend}"
     ));
     Ok(vec![fork, cow])
 }
