@@ -115,3 +115,25 @@ fn proc_pid_files_show_other_processes_as_linux() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.stdout, host, "stderr:\n{}", r.stderr);
 }
+
+/// `cowflush.c` on Linux.
+const COWFLUSH_LINUX: &str = "\
+zero page read first: sees the data
+child's read into shared pages: sees the data
+parent's pages after the child's copies: its own
+parent's read into once-shared pages: sees the data
+";
+
+#[test]
+fn a_read_into_a_page_only_read_so_far_is_seen_at_once() {
+    // The VMM breaks copy-on-write itself for a system call's copy and
+    // writes the new frame: the program's next load must go to it (the
+    // flush of the old entry cannot wait for a retry that never comes).
+    need_kvm!();
+    let Some(p) = static_c_program("cowflush") else { return };
+    let r = run_vmm(&["run", "--timeout", "60", "--guest", p.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, COWFLUSH_LINUX, "stderr:\n{}", r.stderr);
+    let (host, code) = run_on_host(&p, &[]);
+    assert_eq!((host.as_str(), code), (COWFLUSH_LINUX, 0), "the host's own run");
+}

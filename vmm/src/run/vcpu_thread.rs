@@ -147,8 +147,10 @@ impl VcpuThread {
             // A process switch: the next process's page tables and FS
             // base, before anything of it runs.
             if let Some(sw) = self.ctx.hv.as_ref().and_then(|hv| hv.take_switch(self.me())) {
-                // Nothing of the next process runs on a copy's old entry.
-                if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(self.me())) {
+                // Nothing of the next process runs on a copy's old entry
+                // (no guest instruction ran since: a Dirty bit proves
+                // nothing here).
+                if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(self.me(), false)) {
                     self.fail(message);
                     break;
                 }
@@ -169,8 +171,11 @@ impl VcpuThread {
             let run = self.vcpu.run();
             self.ctx.tlb.left(me);
             // A copy-on-write flush left to the retry is settled before
-            // the VMM acts on this exit, whatever it is.
-            if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(me)) {
+            // the VMM acts on this exit, whatever it is; after a kick
+            // (EINTR), KVM may have left in the middle of the retry's
+            // fault, so its Dirty bit is not trusted.
+            let trust_dirty = run.is_ok();
+            if let Some(message) = self.ctx.hv.as_ref().and_then(|hv| hv.settle_cow(me, trust_dirty)) {
                 self.fail(message);
                 break;
             }
@@ -353,7 +358,7 @@ impl VcpuThread {
         // A lazy page or a copy-on-write write: resolved, the instruction
         // runs again with every register as it was.
         if let (true, Some(hv)) = (report.is_page_fault() && report.cpl() == 3, self.ctx.hv.clone()) {
-            match hv.page_fault(self.me(), report.cr2, report.error_code) {
+            match hv.page_fault_retried(self.me(), report.cr2, report.error_code) {
                 FaultOutcome::Resolved => {
                     regs.rip = stub.exc_retry;
                     return match self.vcpu.set_regs(&regs) {

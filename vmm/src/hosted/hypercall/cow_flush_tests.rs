@@ -81,21 +81,21 @@ fn one_vcpu_leaves_the_flush_to_the_retry_and_shoots_down_what_it_did_not_settle
     let (hv, f) = setup(1);
     let a = read_page(&hv);
     taken(&f);
-    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(hv.page_fault_retried(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
     assert_eq!(taken(&f), vec![], "the copy's flush waits for the retry");
     // The next exit came before the retry wrote: the flush the fault
     // skipped, for exactly that page; then nothing is pending.
-    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
     assert_eq!(hv.cow_flushes_left(), 1);
-    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![]);
     // Another page whose retry went through the new entry: nothing to do.
     let b = read_page(&hv);
     taken(&f);
-    assert_eq!(hv.page_fault(0, b, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(hv.page_fault_retried(0, b, WRITE_PRESENT), FaultOutcome::Resolved);
     written_through(&hv, b);
-    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![]);
     assert_eq!(hv.cow_flushes_left(), 1);
 }
@@ -104,7 +104,7 @@ fn one_vcpu_leaves_the_flush_to_the_retry_and_shoots_down_what_it_did_not_settle
 fn a_dirty_entry_of_another_frame_does_not_settle_the_flush() {
     let (hv, f) = setup(1);
     let a = read_page(&hv);
-    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(hv.page_fault_retried(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
     written_through(&hv, a);
     // The entry now maps another frame than the copy (as if replaced
     // again without an exit): the old translation may still be cached.
@@ -117,7 +117,7 @@ fn a_dirty_entry_of_another_frame_does_not_settle_the_flush() {
     let e: u64 = hv.mem.read_obj(at).unwrap();
     hv.mem.write_obj(e ^ 0x1000, at).unwrap();
     taken(&f);
-    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
     hv.mem.write_obj(e, at).unwrap();
 }
@@ -127,8 +127,47 @@ fn more_vcpus_shoot_the_copy_down_at_once() {
     let (hv, f) = setup(2);
     let a = read_page(&hv);
     taken(&f);
-    assert_eq!(hv.page_fault(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    assert_eq!(hv.page_fault_retried(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
     assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
-    assert_eq!(hv.settle_cow(0), None);
+    assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![], "nothing was left pending");
+}
+
+#[test]
+fn a_copy_the_vmm_makes_for_a_system_call_is_shot_down_at_once() {
+    // `read()` into a page the program only read: the VMM breaks the
+    // copy-on-write itself and writes the new frame; no instruction is
+    // retried, so nothing may wait for one.
+    let (hv, f) = setup(1);
+    let a = read_page(&hv);
+    taken(&f);
+    hv.write_user(0, a, b"data").unwrap();
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+    assert_eq!(hv.settle_cow(0, true), None);
+    assert_eq!(taken(&f), vec![], "nothing was left pending");
+}
+
+#[test]
+fn after_a_kick_or_before_a_switch_a_dirty_entry_is_not_trusted() {
+    // KVM may have set Dirty in its walk and left before installing the
+    // translation (a pending signal): the flush goes out anyway.
+    let (hv, f) = setup(1);
+    let a = read_page(&hv);
+    assert_eq!(hv.page_fault_retried(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    written_through(&hv, a);
+    taken(&f);
+    assert_eq!(hv.settle_cow(0, false), None);
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+}
+
+#[test]
+fn only_a_flush_of_exactly_the_faulting_page_on_one_vcpu_may_wait() {
+    use super::cow_flush::may_defer;
+    let p = 0x7000_1000;
+    assert!(may_defer(1, p + 0x123, &[(p, 0x1000)]));
+    assert!(!may_defer(2, p, &[(p, 0x1000)]), "another vCPU may cache it");
+    assert!(!may_defer(1, p, &[(p, 0x2000)]), "more than the page");
+    assert!(!may_defer(1, p, &[(p - 0x1000, 0x1000), (p, 0x1000)]), "an earlier flush rides along");
+    assert!(!may_defer(1, p, &[(p + 0x1000, 0x1000)]), "another page");
+    assert!(!may_defer(1, p, &[]), "nothing to defer");
 }

@@ -3,8 +3,8 @@
 //! write to a copy-on-write page. guest-mm's fault path runs under the
 //! address-space lock; a replaced entry is shot down on every vCPU before
 //! the lock is released, like any other change, except a copy-on-write
-//! copy's old entry on a one-vCPU VM, whose flush waits for the faulting
-//! instruction's retry (`cow_flush`). Anything guest-mm refuses
+//! copy's old entry on a one-vCPU VM after a `#PF` the guest retries,
+//! whose flush waits for that retry (`cow_flush`). Anything guest-mm refuses
 //! (no VMA, an access the VMA does not allow, no handler, no memory) is
 //! left to the caller to report exactly as before.
 
@@ -81,9 +81,24 @@ impl HostedKernel {
         FaultCause::Bus
     }
 
-    /// Resolves the page fault vCPU `vcpu` took at `addr` with `error`,
-    /// if it is a lazy page or a copy-on-write write.
+    /// Resolves a page fault at `addr` with `error` on `vcpu`'s behalf, if
+    /// it is a lazy page or a copy-on-write write: the VMM's own accesses
+    /// to user memory (a system call's copy), after which no instruction
+    /// is retried, so every replaced entry is shot down at once.
     pub fn page_fault(&self, vcpu: u8, addr: u64, error: u64) -> FaultOutcome {
+        self.resolve_fault(vcpu, addr, error, false)
+    }
+
+    /// Resolves the page fault vCPU `vcpu` took at `addr` with `error` (a
+    /// `#PF` the kernel stub reported), if it is a lazy page or a
+    /// copy-on-write write; the caller resumes the faulting instruction
+    /// when it is resolved, so a copy's flush may wait for that retry
+    /// (`cow_flush`).
+    pub fn page_fault_retried(&self, vcpu: u8, addr: u64, error: u64) -> FaultOutcome {
+        self.resolve_fault(vcpu, addr, error, true)
+    }
+
+    fn resolve_fault(&self, vcpu: u8, addr: u64, error: u64, retried: bool) -> FaultOutcome {
         if !resolvable(error) {
             return FaultOutcome::Unresolved;
         }
@@ -101,7 +116,11 @@ impl HostedKernel {
                 flush.extend(ranges(f.flush));
                 // A copy's old entry: flushed by the retry itself where
                 // that is enough (see `cow_flush`).
-                if f.kind == FaultKind::CopiedOnWrite && access.write && self.defer_cow_flush(&m, addr, &flush) {
+                if retried
+                    && f.kind == FaultKind::CopiedOnWrite
+                    && access.write
+                    && self.defer_cow_flush(&m, addr, &flush)
+                {
                     flush.clear();
                 }
                 FaultOutcome::Resolved
