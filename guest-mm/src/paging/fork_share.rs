@@ -29,7 +29,11 @@ impl<M: GuestMemory> PageTables<M> {
     /// Huge leaves are left alone.
     pub fn share_for_fork(&mut self, va: GuestVirtAddr, len: u64) -> FlushSet {
         let mut flush = FlushSet::default();
-        let (start, end) = (va.raw(), va.raw().saturating_add(len));
+        let (start, mut end) = (va.raw(), va.raw().saturating_add(len));
+        // As `leaves`: a range in the lower half stops at its end.
+        if start < 1 << 47 {
+            end = end.min(1 << 47);
+        }
         if let Ok(root) = Table::new(&self.mem, self.root, false) {
             share_in(&self.mem, &root, 4, start, end, &mut flush);
         }
@@ -100,10 +104,14 @@ fn share_in<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end
                     share_in(mem, &child, level - 1, cur, next, flush);
                 }
             } else if let Ok(leaves) = Table::new(mem, frame, true) {
-                let first = index(cur, 1);
-                let n = ((next - cur) / PAGE_SIZE) as usize;
+                // Every page `[cur, next)` touches, as `leaves` reports
+                // a leaf the range covers only in part.
+                let (page, last) = (cur & !(PAGE_SIZE - 1), (next - 1) & !(PAGE_SIZE - 1));
+                let first = index(page, 1);
+                let n = ((last - page) / PAGE_SIZE) as usize + 1;
                 for (j, i) in (first..first + n).enumerate() {
-                    share_entry(&leaves, i, cur + ((j as u64) << crate::addr::PAGE_SHIFT), flush);
+                    let va = page + ((j as u64) << crate::addr::PAGE_SHIFT);
+                    share_entry(&leaves, i, va, PAGE_SIZE, flush, |_| true);
                 }
             }
         }
@@ -111,12 +119,22 @@ fn share_in<M: GuestMemory>(mem: &M, table: &Table<'_>, level: u32, va: u64, end
     }
 }
 
-/// Marks entry `i` of a leaf table (mapping `va`) shared by a fork, if it
-/// is used; records the flush a writable entry's downgrade needs.
+/// Marks entry `i` of table `t` (a leaf mapping `size` bytes at `va`)
+/// shared by a fork while it is used and `is_leaf` says it is still that
+/// leaf: `RW` cleared, `COW` and `FORKED` set in one compare-and-exchange
+/// (an Accessed bit a walker sets meanwhile is kept); records the flush
+/// a writable entry's downgrade needs.
 #[inline]
-fn share_entry(t: &Table<'_>, i: usize, va: u64, flush: &mut FlushSet) {
+pub(super) fn share_entry(
+    t: &Table<'_>,
+    i: usize,
+    va: u64,
+    size: u64,
+    flush: &mut FlushSet,
+    is_leaf: impl Fn(u64) -> bool,
+) {
     let mut raw = t.get(i);
-    while raw & USED != 0 {
+    while raw & USED != 0 && is_leaf(raw) {
         let new = (raw & !RW) | COW | FORKED;
         if new == raw {
             break;
@@ -124,7 +142,7 @@ fn share_entry(t: &Table<'_>, i: usize, va: u64, flush: &mut FlushSet) {
         match t.compare_exchange(i, raw, new) {
             Ok(old) => {
                 if old & RW != 0 {
-                    flush.add_entry(va, PAGE_SIZE, old);
+                    flush.add_entry(va, size, old);
                 }
                 break;
             }
@@ -190,6 +208,16 @@ mod tests {
         assert!(!pt.is_fork_shared(gva(0x1000)) && !pt.is_copy_on_write(gva(0x1000)));
         assert_eq!(pt.reuse_page(gva(0x1000), rw()), Err(MmError::Invalid("reuse of a leaf no fork shared")));
         assert_eq!(pt.reuse_page(gva(0x9000), rw()), Err(MmError::NotMapped { addr: 0x9000 }));
+    }
+
+    #[test]
+    fn a_range_that_ends_inside_a_page_shares_that_page_too() {
+        let mut pt = tables(64 << 20);
+        pt.insert_pages(gva(0x1000), &arr(&[Pfn(7), Pfn(8), Pfn(9)]), rw()).unwrap();
+        let fl = pt.share_for_fork(gva(0x1800), 0x1000);
+        assert_eq!(fl.ranges(), &[(gva(0x1000), 2 * K4)]);
+        assert!(pt.is_fork_shared(gva(0x1000)) && pt.is_fork_shared(gva(0x2000)));
+        assert!(!pt.is_fork_shared(gva(0x3000)));
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn small_run(leaves: &[Leaf]) -> usize {
         .take_while(|(i, l)| {
             let va = l.va.raw();
             l.size == PageSize::Size4K
+                && va & (PageSize::Size4K.bytes() - 1) == 0
                 && classify(l.raw, 1) == Entry::Leaf(PageSize::Size4K)
                 && va >> 21 == table
                 && va == base + ((*i as u64) << crate::addr::PAGE_SHIFT)

@@ -11,7 +11,7 @@
 
 use vm_memory::GuestMemory;
 
-use super::entry::{classify, index, Entry, COW, FORKED, P, RW, USED};
+use super::entry::{classify, index, Entry, COW, FORKED, P};
 use super::flush::FlushSet;
 use super::page_tables::PageTables;
 use super::table::Table;
@@ -60,22 +60,8 @@ impl<M: GuestMemory> PageTables<M> {
                 continue;
             }
             let Some((t, i)) = self.leaf_slot(s, true) else { continue };
-            let mut raw = t.get(i);
-            while raw & USED != 0 && classify(raw, 2) == Entry::Leaf(PageSize::Size2M) {
-                let new = (raw & !RW) | COW | FORKED;
-                if new == raw {
-                    break;
-                }
-                match t.compare_exchange(i, raw, new) {
-                    Ok(old) => {
-                        if old & RW != 0 {
-                            flush.add_entry(s, size, old);
-                        }
-                        break;
-                    }
-                    Err(now) => raw = now,
-                }
-            }
+            let is_2m = |raw| classify(raw, 2) == Entry::Leaf(PageSize::Size2M);
+            super::fork_share::share_entry(&t, i, s, size, &mut flush, is_2m);
         }
         flush
     }
