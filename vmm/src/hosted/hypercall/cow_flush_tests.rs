@@ -56,20 +56,29 @@ fn read_page(hv: &HostedKernel) -> u64 {
     a
 }
 
+/// Where the 4 KiB entry of `va` is in guest memory.
+fn leaf_slot(hv: &HostedKernel, va: u64) -> GuestAddress {
+    let mut table = hv.mapper().cr3().0 & !0xfff;
+    for level in (2..=4u64).rev() {
+        let e: u64 = hv.mem.read_obj(GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511))).unwrap();
+        assert!(e & 1 != 0, "no entry at level {level}");
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+    GuestAddress(table + 8 * ((va >> 12) & 511))
+}
+
+/// Changes the 4 KiB entry of `va` with `f`.
+fn edit_leaf(hv: &HostedKernel, va: u64, f: impl Fn(u64) -> u64) {
+    let at = leaf_slot(hv, va);
+    let e: u64 = hv.mem.read_obj(at).unwrap();
+    assert!(e & 1 != 0, "no leaf");
+    hv.mem.write_obj(f(e), at).unwrap();
+}
+
 /// What the retried write's walk does to the new entry: Accessed and
 /// Dirty set.
 fn written_through(hv: &HostedKernel, va: u64) {
-    let mut table = hv.mapper().cr3().0 & !0xfff;
-    for level in (1..=4u64).rev() {
-        let at = GuestAddress(table + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
-        let e: u64 = hv.mem.read_obj(at).unwrap();
-        assert!(e & 1 != 0, "no entry at level {level}");
-        if level == 1 {
-            hv.mem.write_obj(e | 0x60, at).unwrap();
-            return;
-        }
-        table = e & 0x000f_ffff_ffff_f000;
-    }
+    edit_leaf(hv, va, |e| e | 0x60);
 }
 
 fn taken(f: &RecordingFlusher) -> Vec<(u8, Vec<(u64, u64)>)> {
@@ -108,18 +117,11 @@ fn a_dirty_entry_of_another_frame_does_not_settle_the_flush() {
     written_through(&hv, a);
     // The entry now maps another frame than the copy (as if replaced
     // again without an exit): the old translation may still be cached.
-    let mut table = hv.mapper().cr3().0 & !0xfff;
-    for level in (2..=4u64).rev() {
-        let e: u64 = hv.mem.read_obj(GuestAddress(table + 8 * ((a >> (12 + 9 * (level - 1))) & 511))).unwrap();
-        table = e & 0x000f_ffff_ffff_f000;
-    }
-    let at = GuestAddress(table + 8 * ((a >> 12) & 511));
-    let e: u64 = hv.mem.read_obj(at).unwrap();
-    hv.mem.write_obj(e ^ 0x1000, at).unwrap();
+    edit_leaf(&hv, a, |e| e ^ 0x1000);
     taken(&f);
     assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
-    hv.mem.write_obj(e, at).unwrap();
+    edit_leaf(&hv, a, |e| e ^ 0x1000);
 }
 
 #[test]
@@ -131,6 +133,7 @@ fn more_vcpus_shoot_the_copy_down_at_once() {
     assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
     assert_eq!(hv.settle_cow(0, true), None);
     assert_eq!(taken(&f), vec![], "nothing was left pending");
+    assert_eq!(hv.cow_flushes_left(), 0, "none was deferred");
 }
 
 #[test]
@@ -170,4 +173,19 @@ fn only_a_flush_of_exactly_the_faulting_page_on_one_vcpu_may_wait() {
     assert!(!may_defer(1, p, &[(p - 0x1000, 0x1000), (p, 0x1000)]), "an earlier flush rides along");
     assert!(!may_defer(1, p, &[(p + 0x1000, 0x1000)]), "another page");
     assert!(!may_defer(1, p, &[]), "nothing to defer");
+}
+
+#[test]
+fn a_dirty_entry_made_read_only_does_not_settle_the_flush() {
+    let (hv, f) = setup(1);
+    let a = read_page(&hv);
+    assert_eq!(hv.page_fault_retried(0, a, WRITE_PRESENT), FaultOutcome::Resolved);
+    written_through(&hv, a);
+    // Read-only again (as if changed without an exit): the write that set
+    // Dirty is not proof that no read-only translation is cached.
+    edit_leaf(&hv, a, |e| e & !2);
+    taken(&f);
+    assert_eq!(hv.settle_cow(0, true), None);
+    assert_eq!(taken(&f), vec![(0, vec![(a, 0x1000)])]);
+    assert_eq!(hv.cow_flushes_left(), 1);
 }
