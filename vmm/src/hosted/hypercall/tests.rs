@@ -270,4 +270,11 @@ fn unresolved_faults_are_told_apart_as_linux_signals_them() {
     assert_eq!(hv.fault_cause(0xffff_ff80_0000_0000, 0x5), FaultCause::NoMapping);
     // A read the mapping allows that still was not filled: SIGBUS.
     assert_eq!(hv.fault_cause(ro, 0x4), FaultCause::Bus);
+    // So for a write-only or execute-only mapping: any of the three
+    // rights makes it a mapping that allows some access.
+    for p in [prot::WRITE, prot::EXEC] {
+        let m = call(&hv, nr::MMAP, [0, 0x1000, p, flags, 0, 0]).ret as u64;
+        let access = if p == prot::WRITE { 0x6 } else { 0x14 };
+        assert_eq!(hv.fault_cause(m, access), FaultCause::Bus, "prot {p:#x}");
+    }
 }
