@@ -90,3 +90,39 @@ fn forbidden_syscall_on_a_writer_thread_is_reported_and_ends_the_process() {
     let (code, signal, err) = run_raw(&["run", "--no-seccomp", "--seccomp-selftest", "writer"]);
     assert_eq!((code, signal), (Some(0), None), "{err}");
 }
+
+#[test]
+fn a_stopped_and_continued_vmm_goes_on_under_the_filters() {
+    // SIGSTOP then SIGCONT (a shell's Ctrl-Z and `fg`): a thread that was
+    // in a timed wait resumes it through `restart_syscall`, which the
+    // filters must allow (it ended the run with SIGSYS, status 159).
+    need_kvm!();
+    let Some(p) = vmm_suite::kvm::linux::static_c_program("sleeper") else { return };
+    let mut child = Command::new(vmm_bin())
+        .args(["run", "--timeout", "60", "--guest", p.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmm starts");
+    let pid = child.id() as i32;
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: signals to our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+    }
+    let out = child.wait_with_output().expect("vmm ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), out.status.signal()),
+        (Some(0), None),
+        "stdout:\n{}\nstderr:\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "slept\n", "{err}");
+}

@@ -56,6 +56,11 @@ const COMMON: Allowed = &[
     (libc::SYS_sigaltstack, "sigaltstack", "Rust's thread and process exit tear the signal stack down"),
     (libc::SYS_clock_gettime, "clock_gettime", "Instant::now (shootdown deadlines) when the vDSO is not used"),
     (libc::SYS_sched_yield, "sched_yield", "spin-then-yield in the standard library's locks"),
+    (
+        libc::SYS_restart_syscall,
+        "restart_syscall",
+        "a timed wait (futex, nanosleep) resumed after the process was stopped and continued (Ctrl-Z, `fg`)",
+    ),
 ];
 
 /// vCPU threads, beyond [`COMMON`].

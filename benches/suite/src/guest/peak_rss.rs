@@ -67,7 +67,7 @@ pub fn run(cmd: &mut Command) -> std::io::Result<(u64, ExitStatus)> {
             let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
             // SAFETY: our own stopped tracee.
             if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts) } == -1 {
-                return Err(std::io::Error::last_os_error());
+                return Err(kill_and_reap(pid, std::io::Error::last_os_error()));
             }
         } else if sig == libc::SIGTRAP && event == libc::PTRACE_EVENT_EXIT {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -85,10 +85,23 @@ pub fn run(cmd: &mut Command) -> std::io::Result<(u64, ExitStatus)> {
             let e = std::io::Error::last_os_error();
             // Killed meanwhile (SIGKILL needs no continue): reaped above.
             if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(e);
+                return Err(kill_and_reap(pid, e));
             }
         }
     }
+}
+
+/// Ends the traced child `pid` on an error of the tracer (a stopped
+/// tracee would otherwise stay behind) and returns `e`.
+fn kill_and_reap(pid: libc::pid_t, e: std::io::Error) -> std::io::Error {
+    let mut st = 0;
+    // SAFETY: our own child, killed and then reaped (never waited on
+    // elsewhere); `st` is a live local.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &mut st, 0);
+    }
+    e
 }
 
 #[cfg(test)]
