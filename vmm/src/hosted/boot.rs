@@ -10,7 +10,7 @@ use crate::hosted::arch::idt::{self, EXCEPTION_VECTORS};
 use crate::hosted::arch::tss::{Tss, UserPorts, TSS_SIZE};
 use crate::hosted::mapper::{Access, Mapper};
 use crate::hosted::stub::abi::{HCALL_PORT, HCALL_VECTOR, KERNEL_PORTS};
-use crate::hosted::stub::{KernelStub, StubError};
+use crate::hosted::stub::KernelStub;
 use crate::layout::{self, kernel_va, percpu, percpu_pa, GDT_PA, IDT_PA, PAGE_SIZE, PERCPU_SIZE, STUB_PA, STUB_SIZE};
 use crate::memory::GuestMem;
 
@@ -20,9 +20,6 @@ pub enum BootError {
     /// Too many vCPUs for the layout.
     #[error("{0} vCPUs requested; the layout has room for 1..={max}", max = layout::MAX_VCPUS)]
     TooManyVcpus(u8),
-    /// The stub did not assemble.
-    #[error(transparent)]
-    Stub(#[from] StubError),
     /// The stub is larger than its slot.
     #[error("the kernel stub is {0} bytes, more than its slot")]
     StubTooLarge(usize),

@@ -12,7 +12,9 @@
 //! its assembler, and a unit test beside each compares the file with
 //! what the assembler makes now: a change to the assembler fails that
 //! test until the file is regenerated with
-//! `VMM_BLESS=1 cargo test -p vmm --lib prebuilt`.
+//! `VMM_BLESS=1 cargo test -p vmm --lib prebuilt` (that run still fails
+//! the byte comparisons once, as they were compiled against the old file;
+//! run the tests again without it).
 //!
 //! The assemblers stay the source of truth; the kinds assembled per run
 //! (the built-in guest's checks, which depend on the configuration, and
@@ -53,7 +55,7 @@ pub(crate) fn check_or_bless(path: &str, fresh: &str) {
     assert!(
         on_disk == fresh,
         "vmm/{path} differs from what its assembler makes now: regenerate it with \
-         `VMM_BLESS=1 cargo test -p vmm --lib prebuilt`"
+         `VMM_BLESS=1 cargo test -p vmm --lib prebuilt`, then run the tests again"
     );
 }
 
