@@ -36,15 +36,30 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             self.pt.reuse_page(va, vma.page_prot())?;
             return Ok(Faulted { kind: FaultKind::Reused, around: 0, flush: FlushSet::default() });
         }
+        let flush = self.copy_to_fresh_page(va, old, vma.page_prot())?;
+        Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush })
+    }
+
+    /// Replaces the 4 KiB leaf at `va`, which maps `old`, with a fresh
+    /// pool page holding a copy of `old`'s contents, mapped with `prot`
+    /// and pinned as this space's run of one page (a copy-on-write copy,
+    /// a page migration). Returns the old entry's flush; `ENOMEM` when
+    /// the pool has no page; nothing changed on error.
+    pub(super) fn copy_to_fresh_page(
+        &mut self,
+        va: GuestVirtAddr,
+        old: Pfn,
+        prot: crate::flags::PageProt,
+    ) -> Result<FlushSet, MmError> {
         let fresh = self.frames.alloc(1)?;
         let new = fresh.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
         copy_frames(self.pt.memory(), old.addr(), new.addr(), PAGE_SIZE)?;
-        // Pinned before the owner lets go: the pin keeps the frame, and
-        // returns it to the pool if the replace below fails.
+        // Pinned before the old frame's run is cut: the pin keeps the new
+        // frame, and returns it to the pool if the replace below fails.
         let arr = PageArray::pin(&self.frames, Arc::from([new].as_slice()))?;
         drop(fresh);
-        let (_, flush) = self.pt.replace_page(va, &arr, vma.page_prot())?;
-        self.page_pins.insert(page, arr);
-        Ok(Faulted { kind: FaultKind::CopiedOnWrite, around: 0, flush })
+        let (_, flush) = self.pt.replace_page(va, &arr, prot)?;
+        self.page_pins.insert(va.raw(), arr);
+        Ok(flush)
     }
 }

@@ -40,9 +40,7 @@ use std::sync::Arc;
 
 use vm_memory::GuestMemoryBackend;
 
-use super::fork::copy_frames;
 use super::AddressSpace;
-use crate::action::PageArray;
 use crate::addr::{page_align_up, GuestVirtAddr, PageSize, PAGE_SIZE};
 use crate::error::MmError;
 use crate::flags::VmFlags;
@@ -214,15 +212,6 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         vma: &crate::vma::Vma,
     ) -> Result<FlushSet, MmError> {
         debug_assert_eq!(self.pt.used_leaf(va).map(|l| l.size), Some(PageSize::Size4K));
-        let fresh = self.frames.alloc(1)?;
-        let new = fresh.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
-        copy_frames(self.pt.memory(), old.addr(), new.addr(), PAGE_SIZE)?;
-        // Pinned before the run that pins the old frame is cut: the pin
-        // keeps the new frame, and frees it if the replace fails.
-        let arr = PageArray::pin(&self.frames, Arc::from([new].as_slice()))?;
-        drop(fresh);
-        let (_, flush) = self.pt.replace_page(va, &arr, vma.page_prot())?;
-        self.page_pins.insert(va.raw(), arr);
-        Ok(flush)
+        self.copy_to_fresh_page(va, old, vma.page_prot())
     }
 }
