@@ -98,7 +98,7 @@ fn a_stopped_and_continued_vmm_goes_on_under_the_filters() {
     // filters must allow (it ended the run with SIGSYS, status 159).
     need_kvm!();
     let Some(p) = vmm_suite::kvm::linux::static_c_program("sleeper") else { return };
-    let mut child = Command::new(vmm_bin())
+    let child = Command::new(vmm_bin())
         .args(["run", "--timeout", "60", "--guest", p.to_str().expect("utf-8")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -107,11 +107,13 @@ fn a_stopped_and_continued_vmm_goes_on_under_the_filters() {
     let pid = child.id() as i32;
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        // SAFETY: signals to our own child.
+        // SAFETY: signals to our own child, which is not reaped before
+        // `wait_with_output` below.
         unsafe {
             libc::kill(pid, libc::SIGSTOP);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+        // SAFETY: as above.
         unsafe {
             libc::kill(pid, libc::SIGCONT);
         }
