@@ -10,7 +10,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::test_util::{assert_sound, pool_space, read_tag, va, write_tag, WINDOW};
+use super::test_util::{anon_rw, assert_sound, lazy_space, read_tag, va, write_tag, WINDOW};
 use super::{Advice, FaultKind, MmapRequest};
 use crate::addr::PAGE_SIZE;
 use crate::error::errno;
@@ -24,16 +24,11 @@ type Space = super::AddressSpace<GuestMemoryMmap<()>>;
 type Zero = ZeroProvider<GuestMemoryMmap<()>>;
 
 fn setup() -> (Space, Zero) {
-    let mut s = pool_space();
-    s.set_fault_around(1).unwrap();
-    let z = ZeroProvider::new(s.frames().clone(), s.memory().clone());
-    (s, z)
+    lazy_space()
 }
 
-/// A private anonymous mapping of `pages` at `at`.
 fn anon(s: &mut Space, z: &Zero, at: u64, pages: u64) {
-    let req = MmapRequest::private(pages * P, RW).fixed(va(at)).anonymous();
-    s.mmap(z, &req).unwrap().flush.ignore();
+    anon_rw(s, z, at, pages);
 }
 
 fn fork(s: &mut Space) -> (Space, crate::paging::FlushSet) {

@@ -6,8 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::test_util::{assert_sound, pool_space, pooled_space_limited, read_tag, va, write_tag, WINDOW};
-use super::{MmapRequest, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT};
+use super::test_util::{anon_rw, assert_sound, lazy_space, pooled_space_limited, read_tag, va, write_tag, WINDOW};
+use super::{MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT};
 use crate::addr::PAGE_SIZE;
 use crate::error::{errno, MmError};
 use crate::flags::VmFlags;
@@ -16,7 +16,6 @@ use crate::providers::ZeroProvider;
 use crate::vma::FaultAccess;
 
 const P: u64 = PAGE_SIZE;
-const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
 type Space = super::AddressSpace<vm_memory::GuestMemoryMmap<()>>;
 type Zero = ZeroProvider<vm_memory::GuestMemoryMmap<()>>;
 
@@ -33,15 +32,11 @@ fn local() -> Option<MemPolicy> {
 }
 
 fn setup() -> (Space, Zero) {
-    let mut s = pool_space();
-    s.set_fault_around(1).unwrap();
-    let z = ZeroProvider::new(s.frames().clone(), s.memory().clone());
-    (s, z)
+    lazy_space()
 }
 
 fn anon(s: &mut Space, z: &Zero, at: u64, pages: u64) {
-    let req = MmapRequest::private(pages * P, RW).fixed(va(at)).anonymous();
-    s.mmap(z, &req).unwrap().flush.ignore();
+    anon_rw(s, z, at, pages);
 }
 
 fn bounds(s: &Space) -> Vec<(u64, u64, Option<PolicyMode>)> {

@@ -106,3 +106,24 @@ pub(super) fn assert_sound(s: &AddressSpace<GuestMemoryMmap<()>>) {
     let (_, violations) = s.check_invariants();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// A space over [`pool_space`] with one-page faults (as Linux maps
+/// anonymous memory), and a zero provider for its lazy mappings.
+pub(super) fn lazy_space() -> (AddressSpace<GuestMemoryMmap<()>>, crate::providers::ZeroProvider<GuestMemoryMmap<()>>) {
+    let mut s = pool_space();
+    s.set_fault_around(1).unwrap();
+    let z = crate::providers::ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    (s, z)
+}
+
+/// A private anonymous read/write mapping of `pages` pages fixed at `at`.
+pub(super) fn anon_rw(
+    s: &mut AddressSpace<GuestMemoryMmap<()>>,
+    z: &crate::providers::ZeroProvider<GuestMemoryMmap<()>>,
+    at: u64,
+    pages: u64,
+) {
+    let rw = VmFlags::READ.union(VmFlags::WRITE);
+    let req = super::MmapRequest::private(pages * crate::addr::PAGE_SIZE, rw).fixed(va(at)).anonymous();
+    s.mmap(z, &req).unwrap().flush.ignore();
+}

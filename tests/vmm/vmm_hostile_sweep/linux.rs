@@ -2,9 +2,7 @@
 //! one mode per test (built once with `gcc -static`; skipped without a
 //! static C toolchain).
 
-use vmm_suite::kvm::in_fresh_process;
 use vmm_suite::kvm::linux::static_c_program;
-use vmm_suite::need_kvm;
 
 use super::measure::{sweep, Case, Expect, Stdout, SELF_ENDING, TIMED_OUT, TIMED_OUT_UNREAD};
 
@@ -31,14 +29,9 @@ fn hostile_to(mode: &'static str, mem_mib: u64, timeout_s: u64, stdout: Stdout, 
 /// Declares a test that runs one mode in a fresh process.
 macro_rules! hostile_test {
     ($test:ident, $mode:literal, $mem:expr, $timeout:expr, $expect:expr) => {
-        #[test]
-        fn $test() {
-            need_kvm!();
-            if in_fresh_process(module_path!(), stringify!($test)) {
-                return;
-            }
+        fresh_test!($test, {
             hostile($mode, $mem, $timeout, $expect);
-        }
+        });
     };
 }
 
@@ -52,28 +45,18 @@ hostile_test!(linux_fork_bomb, "fork", 64, 2, TIMED_OUT);
 // 1 MiB writes to standard output, forever.
 hostile_test!(linux_stdout_flood, "stdout", 64, 2, TIMED_OUT);
 
-/// The same into a standard output nobody reads.
-#[test]
-fn linux_stdout_flood_unread() {
-    need_kvm!();
-    if in_fresh_process(module_path!(), "linux_stdout_flood_unread") {
-        return;
-    }
+// The same into a standard output nobody reads.
+fresh_test!(linux_stdout_flood_unread, {
     hostile_to("stdout", 64, 2, Stdout::Unread, TIMED_OUT_UNREAD);
-}
+});
 
-/// vm.max_map_count mappings (32,761 mprotects of every other page: about
-/// 7 s at this machine's exit cost), then /proc/self/maps read whole ten
-/// times.
-#[test]
-fn linux_max_mappings_and_proc_maps() {
-    need_kvm!();
-    if in_fresh_process(module_path!(), "linux_max_mappings_and_proc_maps") {
-        return;
-    }
+// vm.max_map_count mappings (32,761 mprotects of every other page: about
+// 7 s at this machine's exit cost), then /proc/self/maps read whole ten
+// times.
+fresh_test!(linux_max_mappings_and_proc_maps, {
     let Some(out) = hostile("maps", 64, SELF_ENDING, Expect { code: 0, text: "maps read 10 times\n" }) else { return };
     assert!(out.contains("mprotects 32761 (Cannot allocate memory)\nmaps read 65530 lines\n"), "{out}");
-}
+});
 // 100 pipes filled and never read, then a blocking write on one: no
 // other process can ever drain it.
 hostile_test!(linux_full_pipes, "pipes", 64, 2, Expect { code: 137, text: "blocked forever: write on a pipe" });

@@ -10,6 +10,21 @@
 //! resident memory within twice the guest's memory plus a fixed
 //! allowance ([`measure::ALLOWANCE_MIB`]).
 
+/// Declares a test that runs `$body` in a fresh process (a run's peak
+/// resident memory is read from its own `wait4`).
+macro_rules! fresh_test {
+    ($test:ident, $body:block) => {
+        #[test]
+        fn $test() {
+            vmm_suite::need_kvm!();
+            if vmm_suite::kvm::in_fresh_process(module_path!(), stringify!($test)) {
+                return;
+            }
+            $body
+        }
+    };
+}
+
 mod linux;
 mod measure;
 mod own_abi;

@@ -4,8 +4,7 @@
 use iced_x86::code_asm::*;
 use vmm::guest::asm::{hcall, Arg};
 use vmm::hosted::stub::abi::{madv, map, mremap, nr, prot};
-use vmm_suite::kvm::{in_fresh_process, write_guest};
-use vmm_suite::need_kvm;
+use vmm_suite::kvm::write_guest;
 
 use super::measure::{sweep, Case, Ended, Expect, Stdout, SELF_ENDING, TIMED_OUT, TIMED_OUT_UNREAD};
 
@@ -43,20 +42,6 @@ fn mmap_anon(a: &mut CodeAssembler, len: u64, p: u64) -> Result<(), IcedError> {
 /// Reports `reg` as check `id`.
 fn report(a: &mut CodeAssembler, id: u64, reg: AsmRegister64) -> Result<(), IcedError> {
     hcall(a, nr::REPORT, &[Arg::Imm(id), Arg::Imm(1), Arg::Reg(reg), Arg::Imm(0), Arg::Imm(0)])
-}
-
-/// Declares a test that runs in a fresh process.
-macro_rules! fresh_test {
-    ($test:ident, $body:block) => {
-        #[test]
-        fn $test() {
-            need_kvm!();
-            if in_fresh_process(module_path!(), stringify!($test)) {
-                return;
-            }
-            $body
-        }
-    };
 }
 
 // 1 GiB of private anonymous memory with 128 MiB of guest RAM, written a

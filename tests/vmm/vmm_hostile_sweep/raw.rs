@@ -2,8 +2,7 @@
 //! paging off, built with `vmm_suite::kvm::multiboot`.
 
 use iced_x86::code_asm::*;
-use vmm_suite::kvm::{in_fresh_process, multiboot, temp_path};
-use vmm_suite::need_kvm;
+use vmm_suite::kvm::{multiboot, temp_path};
 
 use super::measure::{sweep, Case, Ended, Expect, Stdout, TIMED_OUT, TIMED_OUT_UNREAD};
 
@@ -24,20 +23,6 @@ fn raw(
     let e = sweep(Case { name, mem_mib, timeout_s, args, stdout, expect });
     let _ = std::fs::remove_file(&k);
     e
-}
-
-/// Declares a test that runs in a fresh process.
-macro_rules! fresh_test {
-    ($test:ident, $body:block) => {
-        #[test]
-        fn $test() {
-            need_kvm!();
-            if in_fresh_process(module_path!(), stringify!($test)) {
-                return;
-            }
-            $body
-        }
-    };
 }
 
 /// Emits `out 0x3f8, al` forever.

@@ -3,8 +3,7 @@
 
 use iced_x86::code_asm::*;
 use vmm_suite::kvm::spt::{spt_elf, syscall, DATA_VA, TEXT_VA};
-use vmm_suite::kvm::{in_fresh_process, temp_path};
-use vmm_suite::need_kvm;
+use vmm_suite::kvm::temp_path;
 
 use super::measure::{sweep, Case, Ended, Expect, Stdout, SELF_ENDING, TIMED_OUT, TIMED_OUT_UNREAD};
 
@@ -26,20 +25,6 @@ fn solo5(
     let e = sweep(Case { name, mem_mib, timeout_s, args, stdout, expect });
     let _ = std::fs::remove_file(&path);
     e
-}
-
-/// Declares a test that runs in a fresh process.
-macro_rules! fresh_test {
-    ($test:ident, $body:block) => {
-        #[test]
-        fn $test() {
-            need_kvm!();
-            if in_fresh_process(module_path!(), stringify!($test)) {
-                return;
-            }
-            $body
-        }
-    };
 }
 
 // A busy loop.
