@@ -29,6 +29,7 @@ mod vmm_guest_kind_seam;
 mod vmm_hostile_sweep;
 mod vmm_input_bounds;
 mod vmm_lazy_faults;
+mod vmm_link_order;
 mod vmm_log_rate_limit;
 mod vmm_max_map_count;
 mod vmm_passthrough;
