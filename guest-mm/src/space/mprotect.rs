@@ -1,6 +1,10 @@
 //! mprotect: change the access of a fully mapped range, within what each
 //! VMA's `MAY*` flags allow; split and re-merge VMAs (a huge-page VMA only
-//! on a boundary of its pages).
+//! on a boundary of its pages). Two orders for a range that cannot change
+//! whole: [`AddressSpace::mprotect`] changes nothing (the VMM's own ABI),
+//! [`AddressSpace::mprotect_in_order`] changes the VMAs before the one
+//! that fails, as Linux's `do_mprotect_pkey` loop does (the Linux
+//! personality).
 
 use vm_memory::GuestMemoryBackend;
 
@@ -86,6 +90,49 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             self.merge_vmas(s);
         }
         Ok(flush)
+    }
+
+    /// [`AddressSpace::mprotect`] in Linux's order (`do_mprotect_pkey`):
+    /// the VMAs from `addr` on change one after another until one cannot,
+    /// at a hole (`ENOMEM`), a VMA that may not have `prot` (`EACCES`) or a
+    /// sealed one (`EPERM`), checked in that order per VMA; the VMAs before
+    /// it keep their new access (their entries are flushed with the
+    /// space's deferred flushes) and the error is returned. Nothing changes
+    /// when the first VMA fails, or when the range starts in a hole.
+    pub fn mprotect_in_order(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
+        let len = checked_len(len)?;
+        let end = checked_range(addr, len)?;
+        let need = VmFlags::may_bits_for(prot);
+        // Where Linux's loop stops, and why.
+        let mut at = addr.raw();
+        let mut stop = None;
+        for v in self.vmas.overlapping(addr.raw(), end) {
+            if v.start().raw() > at {
+                stop = Some(MmError::NotMapped { addr: at });
+                break;
+            }
+            if !v.flags().contains(need) {
+                stop = Some(MmError::Access("mprotect beyond the mapping's MAY flags"));
+                break;
+            }
+            if v.is_sealed() {
+                stop = Some(MmError::Sealed { addr: v.start().raw() });
+                break;
+            }
+            at = v.end();
+        }
+        if stop.is_none() && at < end {
+            stop = Some(MmError::NotMapped { addr: at });
+        }
+        let Some(err) = stop else {
+            return self.mprotect(addr, len, prot);
+        };
+        let done = at.min(end);
+        if done > addr.raw() {
+            let flush = self.mprotect(addr, done - addr.raw(), prot)?;
+            self.deferred.merge(flush);
+        }
+        Err(err)
     }
 
     pub(super) fn first_hole(&self, start: u64, end: u64) -> u64 {

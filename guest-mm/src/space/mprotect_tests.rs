@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::test_util::{space, va, Plain, WINDOW};
+use super::test_util::{space, va, Flags, Plain, WINDOW};
 use super::{MmapRequest, KERNEL_HALF};
 use crate::addr::{Pfn, PAGE_SIZE};
 use crate::desc::VmaDesc;
@@ -104,4 +104,68 @@ fn a_changed_range_merges_with_the_vma_after_it() {
     s.mprotect(va(w), 2 * P, VmFlags::READ).unwrap().ignore();
     let v = s.find_vma(va(w)).unwrap();
     assert_eq!((v.start().raw(), v.end(), s.vmas().count()), (w, w + 4 * P, 1));
+}
+
+/// Whether the entry of `at` is writable (walked), and its VMA's access.
+fn writable(s: &super::AddressSpace<vm_memory::GuestMemoryMmap<()>>, at: u64) -> (bool, bool) {
+    let t = s.page_tables().translate(va(at)).unwrap();
+    let v = s.vmas().find(|v| v.start().raw() <= at && at < v.end()).unwrap();
+    (t.prot.writable, v.flags().contains(VmFlags::WRITE))
+}
+
+#[test]
+fn in_linux_order_the_vmas_before_the_failing_one_change() {
+    let w = WINDOW.0 + 64 * P;
+    // [w, w+2P) read-only, [w+2P, w+4P) read-write: two VMAs (different
+    // access), both with their entries (remapped).
+    let fresh = || {
+        let mut s = space();
+        s.mmap(&Remap(0x200), &MmapRequest::shared(2 * P, VmFlags::READ).fixed(va(w))).unwrap().flush.ignore();
+        s.mmap(&Remap(0x300), &MmapRequest::shared(2 * P, RW).fixed(va(w + 2 * P))).unwrap().flush.ignore();
+        s
+    };
+    // A hole after both: both change, then ENOMEM at the hole.
+    let mut s = fresh();
+    let r = s.mprotect_in_order(va(w), 6 * P, RW).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::NotMapped { addr: w + 4 * P }));
+    assert_eq!(writable(&s, w), (true, true), "the first VMA changed");
+    assert!(!s.take_deferred_flush().is_empty(), "its old entries are left to flush");
+    // The atomic order changes nothing for the same call.
+    let mut s = fresh();
+    let r = s.mprotect(va(w), 6 * P, RW).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::NotMapped { addr: w + 4 * P }));
+    assert_eq!(writable(&s, w), (false, false), "mprotect: nothing changed");
+    // Starting in a hole: nothing changes.
+    let mut s = fresh();
+    let r = s.mprotect_in_order(va(w - 2 * P), 4 * P, RW).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::NotMapped { addr: w - 2 * P }));
+    assert_eq!(writable(&s, w), (false, false));
+    // A sealed second VMA: the first changes (to read-only here), then EPERM.
+    let mut s = fresh();
+    s.mseal(va(w + 2 * P), 2 * P, 0).unwrap();
+    let r = s.mprotect_in_order(va(w), 4 * P, VmFlags::READ | VmFlags::WRITE).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::Sealed { addr: w + 2 * P }));
+    assert_eq!(writable(&s, w), (true, true), "the first VMA changed before the sealed one");
+    assert_eq!(writable(&s, w + 2 * P), (true, true), "the sealed one did not (it was read-write)");
+    let r = s.mprotect_in_order(va(w), 4 * P, VmFlags::READ).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::Sealed { addr: w + 2 * P }));
+    assert_eq!(writable(&s, w), (false, false), "the first VMA changed back");
+    assert_eq!(writable(&s, w + 2 * P), (true, true), "the sealed one still did not");
+    // A second VMA that may not be writable: the first changes, then EACCES.
+    let mut s = fresh();
+    s.munmap(va(w + 2 * P), 2 * P).unwrap().ignore();
+    s.mmap(
+        &Flags(VmFlags::empty(), VmFlags::MAYWRITE),
+        &MmapRequest::shared(2 * P, VmFlags::READ).fixed(va(w + 2 * P)),
+    )
+    .unwrap()
+    .flush
+    .ignore();
+    let r = s.mprotect_in_order(va(w), 4 * P, RW).map(|f| f.ignore());
+    assert_eq!(r, Err(MmError::Access("mprotect beyond the mapping's MAY flags")));
+    assert_eq!(writable(&s, w), (true, true), "the first VMA changed before the refused one");
+    // All of it mapped: as mprotect.
+    let mut s = fresh();
+    s.mprotect_in_order(va(w), 4 * P, VmFlags::READ).unwrap().ignore();
+    assert_eq!((writable(&s, w), writable(&s, w + 2 * P)), ((false, false), (false, false)));
 }

@@ -273,8 +273,9 @@ impl VcpuThread {
     /// and the kind wants it, the kind may switch what runs (a time
     /// slice ended); its new registers, FPU state and (for a thread of the
     /// same process) FS base are loaded here, a new CR3 with its FS base
-    /// at the top of the loop. A kick in the kernel stub (CPL 0)
-    /// changes nothing: the next one comes a period later.
+    /// at the top of the loop. A kick in the kernel stub (CPL 0), or
+    /// while an exception of the running thread is on its way in, changes
+    /// nothing: the next one comes a period later.
     fn on_kick(&mut self) -> Result<(), String> {
         let me = self.me();
         let Some(hv) = self.ctx.hv.clone() else { return Ok(()) };
@@ -283,6 +284,11 @@ impl VcpuThread {
         }
         let sregs = self.vcpu.sregs().map_err(|e| format!("cannot read the segment registers: {e}"))?;
         if sregs.cs.selector & 3 != 3 {
+            return Ok(());
+        }
+        // A fault of the running thread still on its way in: switching now
+        // would deliver it to the next thread (its registers, its CR3).
+        if self.vcpu.exception_in_flight().map_err(|e| format!("cannot read the vCPU's events: {e}"))? {
             return Ok(());
         }
         let regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kvm_bindings::{kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_xsave, KVMIO};
+use kvm_bindings::{kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_vcpu_events, kvm_xsave, KVMIO};
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
@@ -26,6 +26,7 @@ mod kvm_nr {
     ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
     ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
     ioctl_io_nr!(KVM_NMI, KVMIO, 0x9a);
+    ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
     ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
     ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
     ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
@@ -86,6 +87,7 @@ fn vcpu_ioctls() -> Vec<(u64, &'static str, &'static str)> {
         (KVM_GET_SREGS(), "KVM_GET_SREGS", "exception reports (CR2, CS)"),
         (KVM_GET_MSRS(), "KVM_GET_MSRS", "exception reports"),
         (KVM_NMI(), "KVM_NMI", "TLB-shootdown NMI to its own vCPU"),
+        (KVM_GET_VCPU_EVENTS(), "KVM_GET_VCPU_EVENTS", "a slice timer's kick: is a fault on its way in"),
         (
             KVM_SET_USER_MEMORY_REGION(),
             "KVM_SET_USER_MEMORY_REGION",
@@ -248,6 +250,7 @@ mod tests {
         assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
         assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
         assert_eq!(KVM_NMI(), 0xae9a);
+        assert_eq!(KVM_GET_VCPU_EVENTS(), 0x8040_ae9f);
         assert_eq!(KVM_GET_XSAVE(), 0x9000_aea4);
         assert_eq!(KVM_SET_XSAVE(), 0x5000_aea5);
         assert_eq!(KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);

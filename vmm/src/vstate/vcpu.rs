@@ -332,6 +332,16 @@ impl Vcpu {
         unsafe { self.fd.set_xsave(&x) }
     }
 
+    /// Whether an exception is on its way into the guest: KVM holds one
+    /// queued or half delivered (a run interrupted by a kick while the
+    /// guest's fault was being delivered). The registers then belong to
+    /// the instruction that raised it, and the next entry delivers it
+    /// whatever the registers are by then (`KVM_GET_VCPU_EVENTS`).
+    pub fn exception_in_flight(&self) -> Result<bool, kvm_ioctls::Error> {
+        let e = self.fd.get_vcpu_events()?;
+        Ok(e.exception.injected != 0 || e.exception.pending != 0)
+    }
+
     /// System registers: from the synced area after a run (nothing
     /// writes them by ioctl once the vCPU runs), else by `KVM_GET_SREGS`.
     pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, kvm_ioctls::Error> {
@@ -477,5 +487,43 @@ impl Vcpu {
     /// Clears `immediate_exit` after a kicked run.
     pub fn clear_immediate_exit(&mut self) {
         self.fd.set_kvm_immediate_exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A VM and one vCPU, or `None` (skipped, with a message) where
+    /// `/dev/kvm` is absent and `VMM_REQUIRE_KVM` is not `1`.
+    fn vcpu() -> Option<(Vm, Vcpu)> {
+        if !std::path::Path::new("/dev/kvm").exists() {
+            assert!(std::env::var_os("VMM_REQUIRE_KVM").is_none_or(|v| v != "1"), "VMM_REQUIRE_KVM=1 and no /dev/kvm");
+            eprintln!("SKIP: no /dev/kvm");
+            return None;
+        }
+        let vm = Vm::new().unwrap();
+        let v = Vcpu::new(&vm, 0).unwrap();
+        Some((vm, v))
+    }
+
+    #[test]
+    fn an_exception_kvm_holds_is_in_flight() {
+        let Some((_vm, v)) = vcpu() else { return };
+        assert!(!v.exception_in_flight().unwrap(), "a new vCPU holds none");
+        // What KVM keeps when a run is interrupted while it delivers a
+        // page fault: the exception, injected, with its error code.
+        let mut e = v.fd.get_vcpu_events().unwrap();
+        e.exception.injected = 1;
+        e.exception.nr = 14;
+        e.exception.has_error_code = 1;
+        e.exception.error_code = 4;
+        v.fd.set_vcpu_events(&e).unwrap();
+        assert!(v.exception_in_flight().unwrap(), "a page fault being delivered");
+        e.exception.injected = 0;
+        v.fd.set_vcpu_events(&e).unwrap();
+        assert!(!v.exception_in_flight().unwrap(), "delivered");
     }
 }

@@ -235,7 +235,8 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // MAP_LOCKED: VM_LOCKED (VmLck counts it), not only populated.
         let req = if flags & map::LOCKED != 0 { req.locked() } else { req };
         let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
-        Ok((req, FileProvider::Zero(&anon.zero), populate))
+        let provider = if shared { shared_anon(anon, len)? } else { FileProvider::Zero(&anon.zero) };
+        Ok((req, provider, populate))
     })();
     let (req, provider, populate) = match r {
         Ok(x) => x,
@@ -290,6 +291,23 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         });
     }
     done(d)
+}
+
+/// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, a shared mapping
+/// of `/dev/zero`): a fresh shmem object of `len` bytes, as Linux's
+/// `shmem_zero_setup` makes, so its pages outlive their page-table
+/// entries (`MADV_DONTNEED` then a touch finds the same bytes), a fork's
+/// child shares them, and a touch past its end is `SIGBUS`. Named after
+/// the zero provider, which `/proc/PID/maps` shows as `/dev/zero (deleted)`.
+fn shared_anon(anon: &crate::guest::kinds::linux::process::Anon, len: u64) -> Result<FileProvider<'static>, i32> {
+    guest_mm::providers::ShmemObject::new(
+        crate::guest::kinds::linux::procfs::ZERO_PROVIDER,
+        anon.frames.clone(),
+        anon.mem.clone(),
+        len,
+    )
+    .map(FileProvider::Shmem)
+    .map_err(|e| e.errno())
 }
 
 /// What a mapping of a descriptor maps.
@@ -409,6 +427,9 @@ fn file_provider<'a>(
     const DEV_ZERO: u64 = (1 << 8) | 5;
     if special.is_none() && rdev == DEV_ZERO {
         let anon = c.linux.anon().ok_or(libc::ENOMEM)?;
+        if shared {
+            return shared_anon(anon, off.checked_add(len).ok_or(libc::EOVERFLOW)?);
+        }
         return Ok(FileProvider::Zero(&anon.zero));
     }
     if special.is_some() {
@@ -450,7 +471,8 @@ pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if mdwe_refuses(c, start.raw(), len, p) {
         return Outcome::err(libc::EACCES);
     }
-    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect(start, len, vm_prot(p))?))))
+    // Linux's order: the mappings before a hole (or a refused one) change.
+    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect_in_order(start, len, vm_prot(p))?))))
 }
 
 /// Whether memory-deny-write-execute refuses `mprotect(start, len, p)`
