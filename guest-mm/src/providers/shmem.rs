@@ -38,7 +38,7 @@ use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::frames::{Frames, PoolPages};
 use crate::provider::MmapProvider;
-use crate::vma::{FaultAccess, FaultInfo, FaultPage, Vma, VmaOps};
+use crate::vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaOps};
 
 /// Largest size an object may have (Linux's `MAX_LFS_FILESIZE`).
 pub const MAX_SHMEM_SIZE: u64 = i64::MAX as u64;
@@ -391,6 +391,23 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
         drop(st);
         let from = vmf.cow_from.or_else(|| existing.and_then(|p| p.pfns().first().copied()));
         self.private_copy(from)
+    }
+
+    /// The object itself: every mapping of it, shared or private, in the
+    /// space reports the same key.
+    fn object_key(&self) -> Option<ObjectKey> {
+        Some(ObjectKey(self as *const Self as *const () as usize))
+    }
+
+    /// `MADV_REMOVE` (`shmem_fallocate(PUNCH_HOLE | KEEP_SIZE)`): the
+    /// object drops the pages of the range (its mappings in the space then
+    /// drop them too, see [`VmaOps::remove`]); a later touch reads zeroes.
+    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<std::ops::Range<u64>>, MmError> {
+        let end = offset.checked_add(len).ok_or(MmError::Overflow { addr: offset, len })?;
+        let mut st = self.lock();
+        let clear_end = end.min(st.size);
+        self.clear(&mut st, offset, clear_end)?;
+        Ok(Some(offset / PAGE_SIZE..end.div_ceil(PAGE_SIZE)))
     }
 
     fn map_pages(&self, vma: &Vma, first: u64, nr: u64, access: FaultAccess) -> Vec<Option<FaultPage>> {

@@ -203,7 +203,10 @@ static void op_mmap(void) {
     range(&s, &n);
     int prot = rand_prot();
     int shared = below(3) == 0 && *next_obj < MAXOBJ;
-    void *r = mmap(addr(s), n * PAGE, prot, MAP_FIXED | MAP_ANONYMOUS | (shared ? MAP_SHARED : MAP_PRIVATE), -1, 0);
+    /* MAP_POPULATE of accessible shared memory: every page resident. */
+    int populate = shared && prot != PROT_NONE && below(2);
+    void *r = mmap(addr(s), n * PAGE, prot,
+                   MAP_FIXED | MAP_ANONYMOUS | (shared ? MAP_SHARED : MAP_PRIVATE) | (populate ? MAP_POPULATE : 0), -1, 0);
     TRACE("%lu%s mmap %u+%u prot %d %s\n", ops_done, in_child ? "c" : "", s, n, prot, shared ? "shared" : "private");
     if (r != addr(s)) fail("mmap MAP_FIXED did not map where asked", s);
     uint32_t obj = shared ? (*next_obj)++ : 0, seg = next_seg++;
@@ -211,6 +214,35 @@ static void op_mmap(void) {
     for (unsigned k = 0; k < n; k++)
         model[s + k] = (struct page){1, (uint8_t)prot, (uint8_t)shared, seg, 0, obj, k};
     fold(0x1000 + prot * 2 + shared);
+    if (populate) {
+        unsigned char v[MAXLEN];
+        if (mincore(addr(s), n * PAGE, v) != 0) fail("mincore", s);
+        for (unsigned k = 0; k < n; k++)
+            if (!(v[k] & 1)) fail("a page of a MAP_POPULATE mapping is not resident", s + k);
+    }
+}
+
+/* madvise(MADV_REMOVE): mapping by mapping in order, shared ones lose
+ * their object's pages (every mapping of the object reads zeroes), a
+ * private one stops the walk with EINVAL; a hole is ENOMEM at the end. */
+static void op_remove(void) {
+    unsigned s, n;
+    range(&s, &n);
+    TRACE("%lu%s remove %u+%u\n", ops_done, in_child ? "c" : "", s, n);
+    long r = madvise(addr(s), n * PAGE, MADV_REMOVE);
+    long want = 0;
+    for (unsigned k = 0; k < n; k++) {
+        struct page *p = &model[s + k];
+        if (!p->mapped) {
+            want = -ENOMEM;
+        } else if (!p->shared) {
+            want = -EINVAL;
+            break;
+        } else {
+            shm[p->obj][p->off] = 0;
+        }
+    }
+    expect_ret(r < 0 ? -errno : r, want, "madvise(REMOVE)", s);
 }
 
 static void op_munmap(void) {
@@ -323,7 +355,11 @@ static void run_ops(unsigned long count) {
         else if (what < 18) op_munmap();
         else if (what < 26) op_mprotect();
         else if (what < 31) op_dontneed();
-        else if (what < 38) op_mremap();
+        else if (what < 36) op_mremap();
+        /* Parent only: a child's MADV_REMOVE must also clear the pages
+         * from its parent's mappings, which the VMM does not do yet (a
+         * punch reaches the calling process's mappings only). */
+        else if (what < 38) { if (!in_child) op_remove(); }
         else if (what < 68) touch(below(NPAGES), 1, (uint32_t)next() | 1);
         else if (what < 99) touch(below(NPAGES), 0, 0);
         else if (!in_child) op_fork();

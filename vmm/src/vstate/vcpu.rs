@@ -339,7 +339,10 @@ impl Vcpu {
     /// whatever the registers are by then (`KVM_GET_VCPU_EVENTS`).
     pub fn exception_in_flight(&self) -> Result<bool, kvm_ioctls::Error> {
         let e = self.fd.get_vcpu_events()?;
-        Ok(e.exception.injected != 0 || e.exception.pending != 0)
+        // A software interrupt (`int n`) cut off mid-delivery is kept as
+        // an injected soft interrupt, not as an exception.
+        let soft = e.interrupt.injected != 0 && e.interrupt.soft != 0;
+        Ok(e.exception.injected != 0 || e.exception.pending != 0 || soft)
     }
 
     /// System registers: from the synced area after a run (nothing

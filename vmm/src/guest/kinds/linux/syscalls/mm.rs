@@ -274,13 +274,17 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // pages are faulted in one by one (they have no fault-around).
         let (at, len) = (*at, req.len);
         let huge = matches!(provider, FileProvider::Huge(_) | FileProvider::HugeFile(_));
+        // A shmem object (shared anonymous memory, a memfd, a /tmp file)
+        // gets its pages from read faults (`shmem_fault`), where
+        // MADV_WILLNEED would map only the pages it already holds.
+        let object = matches!(provider, FileProvider::Shmem(_) | FileProvider::File(_));
         // As `populate_vma_page_range`: a private writable mapping is
         // populated with write faults (its own copies, not the file's
         // or the zero page), anything else with read faults.
         let private_writable = !req.shared && req.prot.contains(VmFlags::WRITE);
         let advice = if private_writable {
             Advice::PopulateWrite
-        } else if huge {
+        } else if huge || object {
             Advice::PopulateRead
         } else {
             Advice::WillNeed
