@@ -15,7 +15,9 @@
 //! mappings before the hole; a slice timer's switch while a fault was on
 //! its way into the guest handed the fault to the other process (too
 //! rare for a test of this length: about once in four 20,000-operation
-//! runs; `an_exception_kvm_holds_is_in_flight` tests its check).
+//! runs; `an_exception_kvm_holds_is_in_flight` tests its check); then
+//! `MAP_POPULATE` of shared anonymous memory populated nothing and
+//! `MADV_REMOVE` on it kept the data.
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program};
 use vmm_suite::kvm::run_vmm;

@@ -4,8 +4,10 @@
  *
  * Makes OPS random memory operations on a 256-page arena at a fixed
  * address (mmap MAP_FIXED of private or shared anonymous memory with a
- * random protection, munmap, mprotect, madvise(MADV_DONTNEED), mremap
- * MAYMOVE|FIXED, shrinking or growing, writes and reads of tagged words,
+ * random protection (shared ones now and then with MAP_POPULATE, then
+ * checked resident with mincore), munmap, mprotect, madvise(MADV_DONTNEED),
+ * madvise(MADV_REMOVE) (in the parent only), mremap MAYMOVE|FIXED,
+ * shrinking or growing, writes and reads of tagged words,
  * probes of pages it may not touch) and forks now and then: the child
  * goes on with operations of its own, writes over every page it may,
  * checks everything and exits; the parent then checks that its own pages
