@@ -263,3 +263,36 @@ fn the_quota_limits_writes_allocations_and_faults() {
     assert_eq!(o.seek_hole(3 * PAGE_SIZE), Some(4 * PAGE_SIZE));
     assert_eq!(o.seek_data(4 * PAGE_SIZE), None);
 }
+
+#[test]
+fn madv_remove_punches_the_object_and_every_mapping_of_it_reads_zeroes() {
+    let mut s = space();
+    let o = ShmemObject::new("zero", s.frames().clone(), s.memory().clone(), 4 * PAGE_SIZE).unwrap();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let a = s.mmap(&o, &MmapRequest::shared(4 * PAGE_SIZE, rw)).unwrap();
+    a.flush.ignore();
+    let b = s.mmap(&o, &MmapRequest::shared(4 * PAGE_SIZE, rw)).unwrap();
+    b.flush.ignore();
+    let at = |m: GuestVirtAddr, p: u64| m.checked_add(p * PAGE_SIZE).unwrap();
+    for p in 0..4 {
+        assert!(store(&mut s, at(a.addr, p), 5));
+        assert_eq!(load(&mut s, at(b.addr, p)), Some(5), "both mappings share the page");
+    }
+    assert_eq!(o.resident_pages(), 4);
+    // Pages 1 and 2 through the first mapping: the object drops them and
+    // both mappings lose their entries (walked).
+    let flush = s.madvise(at(a.addr, 1), 2 * PAGE_SIZE, crate::space::Advice::Remove).unwrap();
+    assert!(!flush.is_empty(), "present entries were cleared: they must be flushed");
+    assert_eq!(o.resident_pages(), 2, "the object punched pages 1 and 2");
+    for m in [a.addr, b.addr] {
+        assert!(s.translate(at(m, 1)).is_none() && s.translate(at(m, 2)).is_none());
+        assert!(s.translate(at(m, 0)).is_some() && s.translate(at(m, 3)).is_some());
+    }
+    assert_eq!(load(&mut s, at(b.addr, 1)), Some(0), "a punched page reads zeroes");
+    assert_eq!(load(&mut s, at(a.addr, 2)), Some(0));
+    assert_eq!(load(&mut s, at(a.addr, 3)), Some(5), "outside the range the data stays");
+    // MADV_DONTNEED, by contrast, keeps the object's pages.
+    s.madvise(at(a.addr, 3), PAGE_SIZE, crate::space::Advice::DontNeed).unwrap().ignore();
+    assert!(s.translate(at(a.addr, 3)).is_none());
+    assert_eq!(load(&mut s, at(a.addr, 3)), Some(5), "DONTNEED then a touch finds the same page");
+}
