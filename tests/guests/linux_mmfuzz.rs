@@ -17,7 +17,8 @@
 //! rare for a test of this length: about once in four 20,000-operation
 //! runs; `an_exception_kvm_holds_is_in_flight` tests its check); then
 //! `MAP_POPULATE` of shared anonymous memory populated nothing and
-//! `MADV_REMOVE` on it kept the data.
+//! `MADV_REMOVE` on it kept the data; a child's `MADV_REMOVE` left the
+//! punched pages in its parent's mappings.
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program};
 use vmm_suite::kvm::run_vmm;

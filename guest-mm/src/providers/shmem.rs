@@ -399,6 +399,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
         Some(ObjectKey(self as *const Self as *const () as usize))
     }
 
+    fn object_frames(&self, first: u64, end: u64) -> Vec<Pfn> {
+        if first >= end {
+            return Vec::new();
+        }
+        let st = self.lock();
+        st.pages.range(first..end).filter_map(|(_, p)| p.pfns().first().copied()).collect()
+    }
+
     /// `MADV_REMOVE` (`shmem_fallocate(PUNCH_HOLE | KEEP_SIZE)`): the
     /// object drops the pages of the range (its mappings in the space then
     /// drop them too, see [`VmaOps::remove`]); a later touch reads zeroes.

@@ -167,6 +167,15 @@ pub trait VmaOps: Send + Sync {
         None
     }
 
+    /// The frames the object behind the VMA holds at page offsets
+    /// `[first, end)` (4 KiB units): what a punch of that range would take
+    /// from every mapping of it, so that a caller clearing another address
+    /// space's mappings keeps their private copies. Empty (the default):
+    /// no such object.
+    fn object_frames(&self, _first: u64, _end: u64) -> Vec<Pfn> {
+        Vec::new()
+    }
+
     /// `MADV_REMOVE` on `vma` (`vfs_fallocate(PUNCH_HOLE | KEEP_SIZE)` of
     /// the object behind it): punch the bytes `[offset, offset + len)` of
     /// the object. `Ok(Some(pages))` when the object freed its pages in

@@ -6,7 +6,7 @@
  * address (mmap MAP_FIXED of private or shared anonymous memory with a
  * random protection (shared ones now and then with MAP_POPULATE, then
  * checked resident with mincore), munmap, mprotect, madvise(MADV_DONTNEED),
- * madvise(MADV_REMOVE) (in the parent only), mremap MAYMOVE|FIXED,
+ * madvise(MADV_REMOVE), mremap MAYMOVE|FIXED,
  * shrinking or growing, writes and reads of tagged words,
  * probes of pages it may not touch) and forks now and then: the child
  * goes on with operations of its own, writes over every page it may,
@@ -358,10 +358,7 @@ static void run_ops(unsigned long count) {
         else if (what < 26) op_mprotect();
         else if (what < 31) op_dontneed();
         else if (what < 36) op_mremap();
-        /* Parent only: a child's MADV_REMOVE must also clear the pages
-         * from its parent's mappings, which the VMM does not do yet (a
-         * punch reaches the calling process's mappings only). */
-        else if (what < 38) { if (!in_child) op_remove(); }
+        else if (what < 38) op_remove();
         else if (what < 68) touch(below(NPAGES), 1, (uint32_t)next() | 1);
         else if (what < 99) touch(below(NPAGES), 0, 0);
         else if (!in_child) op_fork();

@@ -101,6 +101,14 @@ impl HostedKernel {
 }
 
 impl HostedKernel {
+    /// Shoots down `flush`, what changed in the tables of a space no vCPU
+    /// runs (another process's, set aside): the backend may still hold
+    /// translations of them. A failed shootdown is returned.
+    pub fn shoot_down_other(&self, vcpu: u8, flush: guest_mm::FlushSet) -> Option<String> {
+        let _m = self.mapper();
+        self.shoot_down(vcpu, &ranges(flush))
+    }
+
     /// Tears down `space`, a space no vCPU runs any more (the caller
     /// switched away from it), and shoots down what it held; a failed
     /// shootdown is returned (the run cannot go on).

@@ -67,27 +67,50 @@ impl Zaps {
         }
         Ok(())
     }
+
+    /// Records that `MADV_REMOVE` punches `[first, end)` (page offsets)
+    /// out of the object behind `ops`, whose pages there are `frames`:
+    /// every process's mappings of it lose them (the caller's own lost
+    /// them in the call); private copies stay.
+    pub fn removed(&self, ops: Arc<dyn VmaOps>, first: u64, end: u64, frames: Vec<Pfn>) {
+        if !frames.is_empty() {
+            self.push(Zap { ops, first, end, frames: Some(frames.into_iter().collect()) });
+        }
+    }
 }
 
-/// Clears the recorded ranges from the address space; a fatal message
-/// if the shootdown after it failed.
-pub fn apply(hv: &HostedKernel, vcpu: u8, zaps: &Zaps) -> Option<String> {
-    let pending = zaps.take();
+/// Clears the recorded ranges from every process's mappings, the
+/// running one's and those set aside (Linux's `unmap_mapping_range`
+/// reaches every mm that maps the file); a fatal message if a shootdown
+/// after it failed.
+pub fn apply(hv: &HostedKernel, vcpu: u8, linux: &super::process::Linux) -> Option<String> {
+    let pending = linux.file_zaps().take();
     if pending.is_empty() {
         return None;
     }
-    let done = hv.space_op(vcpu, |m| {
+    let clear = |space: &mut guest_mm::AddressSpace<GuestMem>| -> Result<guest_mm::FlushSet, MmError> {
         let mut flush = guest_mm::FlushSet::default();
         for z in &pending {
             let cows = z.frames.as_ref().map_or(Cows::Even, Cows::Keep);
-            flush.merge(m.space_mut().unmap_mapping_range(&z.ops, z.first, z.end, cows)?);
+            flush.merge(space.unmap_mapping_range(&z.ops, z.first, z.end, cows)?);
         }
-        Ok(((), flush))
-    });
+        Ok(flush)
+    };
+    let done = hv.space_op(vcpu, |m| Ok(((), clear(m.space_mut())?)));
     if let Err(e) = done.result {
         log::error!("linux: clearing a shrunk file's pages from its mappings failed: errno {e}");
     }
-    done.fatal
+    // The other processes' spaces: no vCPU runs them, but the backend may
+    // keep translations of their tables, so what was cleared is shot down.
+    let mut others = guest_mm::FlushSet::default();
+    for (pid, sh) in linux.aside().iter_mut() {
+        match clear(&mut sh.space) {
+            Ok(f) => others.merge(f),
+            Err(e) => log::error!("linux: clearing a file's pages from process {pid}'s mappings failed: {e}"),
+        }
+        others.merge(sh.space.take_deferred_flush());
+    }
+    done.fatal.or_else(|| hv.shoot_down_other(vcpu, others))
 }
 
 /// A file's bytes in guest RAM.

@@ -536,7 +536,31 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::err(e),
     };
+    if adv == Advice::Remove {
+        record_remove(c, start.raw(), start.raw().saturating_add(len));
+    }
     done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().madvise(start, len, adv)?))))
+}
+
+/// Before `MADV_REMOVE` of `[start, end)`: for each shared mapping of an
+/// object there, the object's pages it is about to punch, recorded so
+/// that the other processes' mappings of the object lose them too
+/// ([`super::super::file_pages::Zaps::removed`], cleared when the call
+/// returns). A mapping the call then refuses loses nothing by it: the
+/// pages stay in the object and refault.
+fn record_remove(c: &Ctx<'_>, start: u64, end: u64) {
+    let m = c.hv.mapper();
+    for v in m.space().vmas() {
+        let (vs, ve) = (v.start().raw(), v.end());
+        if ve <= start || vs >= end || !v.flags().contains(VmFlags::SHARED) {
+            continue;
+        }
+        let Some(ops) = v.ops().filter(|o| o.object_key().is_some()).cloned() else { continue };
+        let first = v.pgoff() + (start.max(vs) - vs) / PAGE_SIZE;
+        let last = v.pgoff() + (end.min(ve) - vs) / PAGE_SIZE;
+        let frames = ops.object_frames(first, last);
+        c.linux.file_zaps().removed(ops, first, last, frames);
+    }
 }
 
 /// The limit on locked memory, unless the process may lock any amount

@@ -74,7 +74,7 @@ pub fn dispatch(hv: &HostedKernel, vcpu: u8, linux: &Linux, args: &Args) -> Outc
             }
             // A call that shrank a file clears the dropped pages from its
             // mappings before the program runs again.
-            if let Some(fatal) = super::file_pages::apply(hv, vcpu, linux.file_zaps()) {
+            if let Some(fatal) = super::file_pages::apply(hv, vcpu, linux) {
                 out.effects.fatal.get_or_insert(fatal);
             }
             log::trace!("linux: {}({:#x?}) = {:#x}", e.name, args.a, out.ret);
