@@ -195,6 +195,13 @@ static void range(unsigned *start, unsigned *len) {
     *start = below(NPAGES - *len + 1);
 }
 
+/* madvise(advice) over a random range, returned in *s and *n. */
+static long advise_range(int advice, const char *name, unsigned *s, unsigned *n) {
+    range(s, n);
+    TRACE("%lu%s %s %u+%u\n", ops_done, in_child ? "c" : "", name, *s, *n);
+    return madvise(addr(*s), *n * PAGE, advice);
+}
+
 static int rand_prot(void) {
     static const int prots[] = {PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_WRITE};
     return prots[below(4)];
@@ -229,9 +236,7 @@ static void op_mmap(void) {
  * private one stops the walk with EINVAL; a hole is ENOMEM at the end. */
 static void op_remove(void) {
     unsigned s, n;
-    range(&s, &n);
-    TRACE("%lu%s remove %u+%u\n", ops_done, in_child ? "c" : "", s, n);
-    long r = madvise(addr(s), n * PAGE, MADV_REMOVE);
+    long r = advise_range(MADV_REMOVE, "remove", &s, &n);
     long want = 0;
     for (unsigned k = 0; k < n; k++) {
         struct page *p = &model[s + k];
@@ -278,9 +283,7 @@ static void op_mprotect(void) {
 
 static void op_dontneed(void) {
     unsigned s, n;
-    range(&s, &n);
-    TRACE("%lu%s dontneed %u+%u\n", ops_done, in_child ? "c" : "", s, n);
-    long r = madvise(addr(s), n * PAGE, MADV_DONTNEED);
+    long r = advise_range(MADV_DONTNEED, "dontneed", &s, &n);
     unsigned k = 0;
     for (; k < n && model[s + k].mapped; k++)
         if (!model[s + k].shared) model[s + k].tag = 0;

@@ -88,27 +88,26 @@ pub fn apply(hv: &HostedKernel, vcpu: u8, linux: &super::process::Linux) -> Opti
     if pending.is_empty() {
         return None;
     }
-    let clear = |space: &mut guest_mm::AddressSpace<GuestMem>| -> Result<guest_mm::FlushSet, MmError> {
+    // Every range is cleared even after one fails, and what was cleared
+    // is always flushed (a cleared entry may have released its frame).
+    let clear = |space: &mut guest_mm::AddressSpace<GuestMem>, whose: &str| -> guest_mm::FlushSet {
         let mut flush = guest_mm::FlushSet::default();
         for z in &pending {
             let cows = z.frames.as_ref().map_or(Cows::Even, Cows::Keep);
-            flush.merge(space.unmap_mapping_range(&z.ops, z.first, z.end, cows)?);
+            match space.unmap_mapping_range(&z.ops, z.first, z.end, cows) {
+                Ok(f) => flush.merge(f),
+                Err(e) => log::error!("linux: clearing a file's pages from {whose} mappings failed: {e}"),
+            }
         }
-        Ok(flush)
+        flush.merge(space.take_deferred_flush());
+        flush
     };
-    let done = hv.space_op(vcpu, |m| Ok(((), clear(m.space_mut())?)));
-    if let Err(e) = done.result {
-        log::error!("linux: clearing a shrunk file's pages from its mappings failed: errno {e}");
-    }
+    let done = hv.space_op(vcpu, |m| Ok(((), clear(m.space_mut(), "the running process's"))));
     // The other processes' spaces: no vCPU runs them, but the backend may
     // keep translations of their tables, so what was cleared is shot down.
     let mut others = guest_mm::FlushSet::default();
     for (pid, sh) in linux.aside().iter_mut() {
-        match clear(&mut sh.space) {
-            Ok(f) => others.merge(f),
-            Err(e) => log::error!("linux: clearing a file's pages from process {pid}'s mappings failed: {e}"),
-        }
-        others.merge(sh.space.take_deferred_flush());
+        others.merge(clear(&mut sh.space, &format!("process {pid}'s")));
     }
     done.fatal.or_else(|| hv.shoot_down_other(vcpu, others))
 }

@@ -543,17 +543,22 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 }
 
 /// Before `MADV_REMOVE` of `[start, end)`: for each shared mapping of an
-/// object there, the object's pages it is about to punch, recorded so
-/// that the other processes' mappings of the object lose them too
-/// ([`super::super::file_pages::Zaps::removed`], cleared when the call
-/// returns). A mapping the call then refuses loses nothing by it: the
-/// pages stay in the object and refault.
+/// object there that the call will punch, the object's pages it is about
+/// to punch, recorded so that the other processes' mappings of the object
+/// lose them too ([`super::super::file_pages::Zaps::removed`], cleared
+/// when the call returns). As the call's walk, it stops at the first
+/// mapping the call refuses (locked, private or anonymous: `EINVAL`; not
+/// shared writable: `EACCES`).
 fn record_remove(c: &Ctx<'_>, start: u64, end: u64) {
     let m = c.hv.mapper();
     for v in m.space().vmas() {
         let (vs, ve) = (v.start().raw(), v.end());
-        if ve <= start || vs >= end || !v.flags().contains(VmFlags::SHARED) {
+        if ve <= start || vs >= end {
             continue;
+        }
+        let f = v.flags();
+        if f.contains(VmFlags::LOCKED) || !f.contains(VmFlags::SHARED | VmFlags::MAYWRITE) {
+            break;
         }
         let Some(ops) = v.ops().filter(|o| o.object_key().is_some()).cloned() else { continue };
         let first = v.pgoff() + (start.max(vs) - vs) / PAGE_SIZE;
