@@ -41,9 +41,8 @@ fn same_as_linux(seed: u64) {
 
 #[test]
 fn seeds_1_to_4_give_linuxs_digest() {
-    // Seed 1 read a shared anonymous page after MADV_DONTNEED at its
-    // operation 277 (SIGBUS before the fix), seed 2 mprotected over a
-    // hole at its operation 51.
+    // Each of the six defects in the module docs failed at least one of
+    // these seeds on the code before its fix (the kick race excepted).
     need_kvm!();
     for seed in 1..=4 {
         same_as_linux(seed);

@@ -298,10 +298,11 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 }
 
 /// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, a shared mapping
-/// of `/dev/zero`): a fresh shmem object of `len` bytes, as Linux's
-/// `shmem_zero_setup` makes, so its pages outlive their page-table
-/// entries (`MADV_DONTNEED` then a touch finds the same bytes), a fork's
-/// child shares them, and a touch past its end is `SIGBUS`. Named after
+/// of `/dev/zero`): a fresh shmem object of `len` bytes (for `/dev/zero`,
+/// its offset plus `len`), as Linux's `shmem_zero_setup` makes, so its
+/// pages outlive their page-table entries (`MADV_DONTNEED` then a touch
+/// finds the same bytes), a fork's child shares them, and a touch past
+/// its end after `mremap` grew the mapping is `SIGBUS`. Named after
 /// the zero provider, which `/proc/PID/maps` shows as `/dev/zero (deleted)`.
 fn shared_anon(anon: &crate::guest::kinds::linux::process::Anon, len: u64) -> Result<FileProvider<'static>, i32> {
     guest_mm::providers::ShmemObject::new(
