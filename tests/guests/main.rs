@@ -16,6 +16,7 @@ mod kut_conventions;
 mod kut_hostile;
 mod kut_suite;
 mod linux_filemap;
+mod linux_futexes;
 mod linux_hugepages;
 mod linux_hugetlb_memfd;
 mod linux_ipc;

@@ -17,6 +17,7 @@ mod proc_mem;
 mod proc_pid;
 pub mod process;
 pub mod procfs;
+pub mod robust;
 pub mod signal;
 pub mod spec;
 pub mod stack;

@@ -60,6 +60,9 @@ pub struct Proc {
     /// `set_tid_address`'s pointer (`CLONE_CHILD_CLEARTID`): zeroed and
     /// woken when the thread exits.
     pub clear_child_tid: u64,
+    /// `set_robust_list`'s head (0: none): walked when the thread ends
+    /// (`super::robust`); a new thread or process starts without one.
+    pub robust_list: u64,
     /// `CLONE_CHILD_SETTID`'s pointer: the thread's tid is written there
     /// before it first runs (then 0).
     pub set_child_tid: u64,
@@ -134,6 +137,7 @@ impl Proc {
         rlimits[4] = (0, rlimit::INFINITY); // RLIMIT_CORE
         Proc {
             clear_child_tid: 0,
+            robust_list: 0,
             set_child_tid: 0,
             rlimits,
             sigactions: BTreeMap::new(),

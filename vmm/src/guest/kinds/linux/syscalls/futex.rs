@@ -71,10 +71,15 @@ pub fn futex(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// unmapped): a shared mapping's word by its physical address unless
 /// the call is private.
 pub fn key_of(c: &Ctx<'_>, uaddr: u64, private: bool) -> Result<FutexKey, i32> {
+    key_in(c, c.linux.pid(), uaddr, private)
+}
+
+/// As [`key_of`], for a word of process `mm`, whose address space is
+/// the live one (a dying process's robust list).
+pub fn key_in(c: &Ctx<'_>, mm: u32, uaddr: u64, private: bool) -> Result<FutexKey, i32> {
     if uaddr % 4 != 0 {
         return Err(libc::EINVAL);
     }
-    let mm = c.linux.pid();
     let va = GuestVirtAddr::try_new(uaddr).map_err(|_| libc::EFAULT)?;
     let shared = {
         let m = c.hv.mapper();

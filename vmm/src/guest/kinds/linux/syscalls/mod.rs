@@ -34,7 +34,7 @@ mod waitid;
 
 pub use self::ctx::{ret, Ctx, Entry, Handler, Status, RESTART};
 pub use self::docs::markdown;
-pub use self::futex::key_of as futex_key;
+pub use self::futex::{key_in as futex_key_in, key_of as futex_key};
 pub use self::process::PID;
 pub use self::table::TABLE;
 

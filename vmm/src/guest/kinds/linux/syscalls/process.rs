@@ -9,6 +9,7 @@
 
 use super::super::process::rlimit;
 use super::super::random_bytes;
+use super::super::robust;
 use super::ctx::{ret, Ctx};
 use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
@@ -54,13 +55,38 @@ pub fn set_tid_address(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     Outcome::ret(i64::from(c.linux.tid()))
 }
 
-/// `set_robust_list(head, len)`: the list is not walked when a thread
-/// dies (a mutex held by a dead thread stays held).
-pub fn set_robust_list(_c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[1] != 24 {
+/// `set_robust_list(head, len)`: the head is recorded for the calling
+/// thread and walked when it ends (`super::super::robust`); `len` must
+/// be the head's size. The head itself is read only then.
+pub fn set_robust_list(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    if a[1] != robust::HEAD_SIZE {
         return Outcome::err(libc::EINVAL);
     }
+    c.linux.proc().robust_list = a[0];
     Outcome::ret(0)
+}
+
+/// `get_robust_list(tid, head_ptr, len_ptr)`: the head of the calling
+/// thread (`tid` 0) or of thread `tid` (`ESRCH`: none; an ended one has
+/// none left); the size goes to `len_ptr` first, as Linux writes it.
+pub fn get_robust_list(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let tid = a[0] as i32;
+    let me = c.linux.tid();
+    let head = if tid == 0 || tid as u32 == me {
+        c.linux.proc().robust_list
+    } else if tid < 0 {
+        return Outcome::err(libc::ESRCH);
+    } else {
+        let mut t = c.linux.tasks();
+        if t.tgid(tid as u32).is_none() {
+            return Outcome::err(libc::ESRCH);
+        }
+        t.saved_mut(tid as u32).map_or(0, |s| s.proc.robust_list)
+    };
+    if let Err(e) = c.hv.write_user(c.vcpu, a[2], &robust::HEAD_SIZE.to_le_bytes()) {
+        return Outcome::err(e);
+    }
+    ret(c.hv.write_user(c.vcpu, a[1], &head.to_le_bytes()).map(|()| 0))
 }
 
 /// `getpid()`: the thread group's id.

@@ -202,6 +202,7 @@ impl Linux {
         proc.pending.clear();
         proc.itimer_real = None;
         proc.clear_child_tid = 0;
+        proc.robust_list = 0;
         let mut regs = kvm_regs { rax: 0, ..*resume };
         if let Some(c) = clone {
             if c.stack != 0 {
@@ -250,6 +251,12 @@ impl Linux {
     pub fn end_current(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, how: ExitKind) -> Effects {
         let (pid, tid) = (self.pid(), self.tid());
         log::debug!("linux: process {pid} ended: {how:?}");
+        // Every thread's robust list, in the process's own (live) space.
+        let mine = std::mem::take(&mut self.proc().robust_list);
+        self.release_robust(hv, vcpu, pid, tid, mine);
+        for (t, head) in self.robust_heads(pid) {
+            self.release_robust(hv, vcpu, pid, t, head);
+        }
         let (parent, gone) = self.tasks().end_group(pid, Some(tid), how);
         self.forget_threads(&gone);
         self.futexes().forget_process(pid);
@@ -257,6 +264,22 @@ impl Linux {
             self.notify_parent(p, pid, how);
         }
         self.run_next_after_end(hv, vcpu, user)
+    }
+
+    /// The robust-list heads of process `pid`'s threads that do not run
+    /// (each taken: a list is walked once).
+    fn robust_heads(&self, pid: u32) -> Vec<(u32, u64)> {
+        let mut t = self.tasks();
+        let mut out = Vec::new();
+        for tid in t.threads(pid) {
+            if let Some(s) = t.saved_mut(tid) {
+                let head = std::mem::take(&mut s.proc.robust_list);
+                if head != 0 {
+                    out.push((tid, head));
+                }
+            }
+        }
+        out
     }
 
     /// Forgets what the ended threads `tids` waited on.
@@ -288,6 +311,20 @@ impl Linux {
     /// Ends process `pid`, none of whose threads runs, killed by `sig`.
     pub fn kill_other(&self, hv: &HostedKernel, vcpu: u8, pid: u32, sig: u32) -> Option<String> {
         let how = ExitKind::Signaled { sig: sig as u8, core: false };
+        // Its threads' robust lists, walked in its space, made live for
+        // the walk (the vCPU keeps the running process's CR3).
+        let heads = self.robust_heads(pid);
+        if !heads.is_empty() {
+            let shared = self.aside().remove(&pid);
+            if let Some(sh) = shared {
+                let running = hv.replace_space(sh.space);
+                for (t, head) in heads {
+                    self.release_robust(hv, vcpu, pid, t, head);
+                }
+                let space = hv.replace_space(running);
+                self.aside().insert(pid, Shared { space, ..sh });
+            }
+        }
         let (parent, gone) = self.tasks().end_group(pid, None, how);
         self.forget_threads(&gone);
         self.futexes().forget_process(pid);

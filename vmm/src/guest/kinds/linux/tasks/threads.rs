@@ -39,6 +39,7 @@ impl Linux {
         proc.pending.clear();
         proc.altstack = (0, SS_DISABLE, 0);
         proc.clear_child_tid = c.child_cleartid.unwrap_or(0);
+        proc.robust_list = 0;
         proc.set_child_tid = c.child_settid.unwrap_or(0);
         if let Some(tls) = c.tls {
             proc.fs_base = tls;
@@ -67,6 +68,9 @@ impl Linux {
     /// exited first); otherwise the next thread runs.
     pub fn exit_thread(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, status: i32) -> Effects {
         let (tid, pid) = (self.tid(), self.pid());
+        // As Linux's exit: the robust list first, then the tid word.
+        let head = std::mem::take(&mut self.proc().robust_list);
+        self.release_robust(hv, vcpu, pid, tid, head);
         self.clear_tid(hv, vcpu);
         let (last, leader) = {
             let t = self.tasks();

@@ -1,0 +1,61 @@
+//! Scenario: robust futexes in the Linux kind, as static glibc and musl
+//! programs (`tests/guests/linux/robust.c`) see them under `vmm run` with
+//! the production seccomp filters: a robust mutex whose owner dies is
+//! handed to the next locker with `EOWNERDEAD` whether the owner was a
+//! thread that exited (glibc leaves that to the kernel; musl walks its
+//! own list first), a process that exited, was killed by `SIGKILL` while
+//! set aside (its list walked in its own address space) or faulted,
+//! with and without a waiter already blocked (in the same process or
+//! another); hand-built lists: words another thread owns untouched, a
+//! cyclic list that ends at the limit, a pending unlock's wake; and
+//! `get_robust_list`/`set_robust_list`'s checks. Each line is what Linux
+//! prints; before the lists were walked the first lock hung.
+
+use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
+use vmm_suite::kvm::run_vmm;
+use vmm_suite::need_kvm;
+
+/// What `robust.c` prints on Linux.
+const ROBUST: &str = "\
+thread died: EOWNERDEAD, consistent 0, relocked 0
+thread died, waiter: EOWNERDEAD, consistent 0, relocked 0
+plain after a child's lock: 0
+child exited: EOWNERDEAD, consistent 0, relocked 0
+killed child: signal 9
+child killed: EOWNERDEAD, consistent 0, relocked 0
+waiter in another process: exit 7
+faulting child: signal 11
+child faulted: EOWNERDEAD, consistent 0, relocked 0
+raw: set 0
+raw: mine 0x40000000, waiters 0xc0000000, other's unchanged 1
+cyclic: 0x40000000 0x40000000
+pending unlock woke the waiter: 0
+get_robust_list: 0 len 24 head set 1
+set_robust_list bad len: EINVAL
+get_robust_list no thread: ESRCH
+";
+
+/// `p` under the VMM (with `--check-invariants`: every frame of the
+/// ended processes returned) and on the host prints `want` and exits 0.
+fn prints_what_linux_prints(p: &std::path::Path, want: &str) {
+    let prog = p.to_str().expect("utf-8");
+    let r = run_vmm(&["run", "--timeout", "60", "--check-invariants", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, want, "stderr:\n{}", r.stderr);
+    let (host, code) = run_on_host(p, &[]);
+    assert_eq!((host.as_str(), code), (want, 0), "the host's own run");
+}
+
+#[test]
+fn robust_mutexes_of_dead_owners_as_linux_glibc() {
+    need_kvm!();
+    let Some(p) = static_c_program("robust") else { return };
+    prints_what_linux_prints(&p, ROBUST);
+}
+
+#[test]
+fn robust_mutexes_of_dead_owners_as_linux_musl() {
+    need_kvm!();
+    let Some(p) = static_musl_program("robust") else { return };
+    prints_what_linux_prints(&p, ROBUST);
+}
