@@ -10,6 +10,15 @@
 //! cyclic list that ends at the limit, a pending unlock's wake; and
 //! `get_robust_list`/`set_robust_list`'s checks. Each line is what Linux
 //! prints; before the lists were walked the first lock hung.
+//!
+//! And priority-inheritance futexes (`tests/guests/linux/pi.c`):
+//! `PTHREAD_PRIO_INHERIT` mutexes contended by 4 threads (an exact
+//! total), trylock and timedlock against a held one, a robust PI mutex
+//! handed to its waiter with `EOWNERDEAD` when its owner dies, and the
+//! raw calls' answers (`EDEADLK`, `ESRCH` for a dead or absent owner,
+//! `EPERM`, `EINVAL` for a plain wake, the waiter's tid written with
+//! `FUTEX_WAITERS`, a signal that does not end the wait). Before, every
+//! PI operation was `ENOSYS` and the first contended lock failed.
 
 use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
 use vmm_suite::kvm::run_vmm;
@@ -58,4 +67,39 @@ fn robust_mutexes_of_dead_owners_as_linux_musl() {
     need_kvm!();
     let Some(p) = static_musl_program("robust") else { return };
     prints_what_linux_prints(&p, ROBUST);
+}
+
+/// What `pi.c` prints on Linux.
+const PI: &str = "\
+pi mutex: counter 8000
+trylock held: EBUSY
+timedlock held: ETIMEDOUT
+lock after the holder: 0
+robust pi, owner died while waited on: EOWNERDEAD, consistent 0, relock 0
+trylock_pi free: 0, word is mine 1
+lock_pi own: EDEADLK
+waiter queued: word mine|WAITERS
+wake on a pi word: EINVAL
+unlock_pi: 0
+waiter: 0, word then its tid|WAITERS, word now 0
+signalled waiter: handled 1, still waiting 1
+signalled waiter then: 0
+lock_pi no owner: ESRCH
+unlock_pi not mine: EPERM
+lock_pi dead owner: ESRCH
+lock_pi owner died: 0, word mine|OWNER_DIED
+";
+
+#[test]
+fn priority_inheritance_mutexes_as_linux_glibc() {
+    need_kvm!();
+    let Some(p) = static_c_program("pi") else { return };
+    prints_what_linux_prints(&p, PI);
+}
+
+#[test]
+fn priority_inheritance_mutexes_as_linux_musl() {
+    need_kvm!();
+    let Some(p) = static_musl_program("pi") else { return };
+    prints_what_linux_prints(&p, PI);
 }

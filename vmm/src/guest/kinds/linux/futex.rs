@@ -9,8 +9,13 @@
 //! interrupt a wait, or park a thread (the `futex` call does that; a
 //! waiter parks as a blocked process does, but only a wake, a signal or
 //! its deadline makes it runnable again, [`Futexes::take_woken`] naming
-//! the woken; it finds here whether it was woken when it runs again). No
-//! priority-inheritance futexes.
+//! the woken; it finds here whether it was woken when it runs again).
+//!
+//! Priority-inheritance words (`FUTEX_LOCK_PI`) keep, while a thread
+//! waits on them, their owner here (Linux's `pi_state`): an unlock or the
+//! owner's end hands the word to the oldest waiter ([`Futexes::pi_grant`])
+//! rather than waking a crowd. There are no priorities to inherit (one
+//! vCPU, no real-time classes): the order is first come, first served.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -46,6 +51,8 @@ struct Waiter {
     seq: u64,
     woken: bool,
     deadline: Option<Instant>,
+    /// A `FUTEX_LOCK_PI` waiter (never woken by `FUTEX_WAKE`).
+    pi: bool,
 }
 
 /// Every waiter, by thread id (a thread waits on one word at most).
@@ -56,6 +63,9 @@ pub struct Futexes {
     /// Threads woken since [`Futexes::take_woken`] last ran (the caller
     /// makes them runnable).
     woken: Vec<u32>,
+    /// The owner of each PI word some thread waits on (or was handed and
+    /// has not yet unlocked through the kernel).
+    pi_owners: BTreeMap<FutexKey, u32>,
 }
 
 impl Futexes {
@@ -64,7 +74,67 @@ impl Futexes {
     /// wait of it).
     pub fn wait(&mut self, tid: u32, key: FutexKey, bitset: u32, deadline: Option<Instant>) {
         self.seq += 1;
-        self.waiters.insert(tid, Waiter { key, bitset, seq: self.seq, woken: false, deadline });
+        self.waiters.insert(tid, Waiter { key, bitset, seq: self.seq, woken: false, deadline, pi: false });
+    }
+
+    /// Thread `tid` waits to be handed PI word `key` (owned by `owner`
+    /// unless an owner is already known), until `deadline` if given.
+    pub fn pi_wait(&mut self, tid: u32, key: FutexKey, owner: u32, deadline: Option<Instant>) {
+        self.seq += 1;
+        self.pi_owners.entry(key).or_insert(owner);
+        self.waiters.insert(tid, Waiter { key, bitset: MATCH_ANY, seq: self.seq, woken: false, deadline, pi: true });
+    }
+
+    /// Whether PI word `key` has a known owner (a thread waits on it, or
+    /// was handed it): a new locker queues behind without looking the
+    /// word's owner up.
+    pub fn pi_owned(&self, key: FutexKey) -> bool {
+        self.pi_owners.contains_key(&key)
+    }
+
+    /// Whether threads wait on `key` as a PI word (a plain wake of it
+    /// is `EINVAL`).
+    pub fn has_pi_waiters(&self, key: FutexKey) -> bool {
+        self.waiters.values().any(|w| w.pi && !w.woken && w.key == key)
+    }
+
+    /// Hands PI word `key` to its oldest waiter (woken, the owner now):
+    /// its tid, or `None` when nobody waits (the word has no known owner
+    /// any more).
+    pub fn pi_grant(&mut self, key: FutexKey) -> Option<u32> {
+        let next = self.pi_next(key);
+        match next {
+            Some(t) => {
+                if let Some(w) = self.waiters.get_mut(&t) {
+                    w.woken = true;
+                }
+                self.woken.push(t);
+                self.pi_owners.insert(key, t);
+            }
+            None => {
+                self.pi_owners.remove(&key);
+            }
+        }
+        next
+    }
+
+    /// The oldest waiter on PI word `key`: who [`Futexes::pi_grant`]
+    /// would hand it to.
+    pub fn pi_next(&self, key: FutexKey) -> Option<u32> {
+        self.waiters
+            .iter()
+            .filter(|(_, w)| w.pi && !w.woken && w.key == key)
+            .min_by_key(|(_, w)| w.seq)
+            .map(|(&t, _)| t)
+    }
+
+    /// Thread `tid` ended: every PI word it owned goes to its oldest
+    /// waiter (Linux's `exit_pi_state_list`).
+    pub fn pi_owner_died(&mut self, tid: u32) {
+        let owned: Vec<FutexKey> = self.pi_owners.iter().filter(|(_, &o)| o == tid).map(|(&k, _)| k).collect();
+        for k in owned {
+            self.pi_grant(k);
+        }
     }
 
     /// When `tid`'s wait times out, if it waits with a timeout.
@@ -90,7 +160,7 @@ impl Futexes {
         let mut q: Vec<(u64, u32)> = self
             .waiters
             .iter()
-            .filter(|(_, w)| !w.woken && w.key == key && w.bitset & bitset != 0)
+            .filter(|(_, w)| !w.pi && !w.woken && w.key == key && w.bitset & bitset != 0)
             .map(|(&t, w)| (w.seq, t))
             .collect();
         q.sort_unstable();
@@ -133,7 +203,9 @@ impl Futexes {
     /// Forgets every wait of the threads of process `mm`'s private words
     /// (the process ended).
     pub fn forget_process(&mut self, mm: u32) {
-        self.waiters.retain(|_, w| !matches!(w.key, FutexKey::Private { mm: m, .. } if m == mm));
+        let of_mm = |k: &FutexKey| matches!(k, FutexKey::Private { mm: m, .. } if *m == mm);
+        self.waiters.retain(|_, w| !of_mm(&w.key));
+        self.pi_owners.retain(|k, _| !of_mm(k));
     }
 }
 
@@ -203,6 +275,38 @@ mod tests {
         assert_eq!(f.wake(private(0x10), 10, MATCH_ANY), 2);
         assert_eq!(f.wake(private(0x20), 10, MATCH_ANY), 2);
         assert_eq!(f.state(1), Some(true));
+    }
+
+    #[test]
+    fn pi_words_go_to_the_oldest_waiter_and_plain_wakes_miss_them() {
+        let mut f = Futexes::default();
+        let k = private(0x40);
+        assert!(!f.pi_owned(k));
+        f.pi_wait(7, k, 1, None);
+        f.pi_wait(5, k, 99, None);
+        // The first waiter named the owner; the second did not replace it.
+        assert!(f.pi_owned(k) && f.has_pi_waiters(k));
+        // A plain wake does not reach PI waiters.
+        assert_eq!(f.wake(k, 10, MATCH_ANY), 0);
+        assert_eq!(f.pi_next(k), Some(7));
+        // The owner (1) ends: the oldest waiter is handed the word.
+        f.pi_owner_died(1);
+        assert_eq!(f.state(7), Some(true));
+        assert_eq!(f.take_woken(), vec![7]);
+        // Its owner is now 7: 7 ending hands it to 5.
+        f.cancel(7);
+        f.pi_owner_died(7);
+        assert_eq!(f.state(5), Some(true));
+        // Nobody left waiting: an unlock forgets the owner.
+        f.cancel(5);
+        assert_eq!(f.pi_grant(k), None);
+        assert!(!f.pi_owned(k));
+        // Another owner's end touches nothing.
+        f.pi_wait(8, k, 2, None);
+        f.pi_owner_died(3);
+        assert_eq!(f.state(8), Some(false));
+        f.forget_process(100);
+        assert!(!f.pi_owned(k) && f.state(8).is_none());
     }
 
     proptest::proptest! {

@@ -176,7 +176,8 @@ impl Linux {
         } else {
             let out = syscalls::dispatch(hv, vcpu, self, &args);
             if out.ret == syscalls::RESTART {
-                match signal::interrupting(self) {
+                let always = self.restarts_always.swap(false, std::sync::atomic::Ordering::Relaxed);
+                match signal::interrupting(self).map(|restart| restart || always) {
                     None => {
                         // Back to the `syscall` instruction (2 bytes) with
                         // its number: the call is made again after the

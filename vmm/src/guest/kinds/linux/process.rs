@@ -240,6 +240,10 @@ pub struct Linux {
     pub(super) waits_for_event: std::sync::atomic::AtomicBool,
     /// The deadline of the wait [`Linux::wait_for_event_until`] asked for.
     pub(super) wait_deadline: Mutex<Option<std::time::Instant>>,
+    /// Set by a call that answers `RESTART` for a signal's handler and
+    /// must be made again after it whatever the handler's `SA_RESTART`
+    /// (Linux's `-ERESTARTNOINTR`: `FUTEX_LOCK_PI`).
+    pub(super) restarts_always: std::sync::atomic::AtomicBool,
     /// Set by `sched_yield`: another thread runs now if one can.
     pub(super) yields: std::sync::atomic::AtomicBool,
     /// Set by a futex wait that parks: only a wake, a signal or a
@@ -384,6 +388,7 @@ impl Linux {
             tasks: Mutex::new(super::tasks::table::Tasks::new(PID as u32, super::tasks::switch::MAX_PROCS)),
             waits_for_event: Default::default(),
             wait_deadline: Mutex::new(None),
+            restarts_always: Default::default(),
             yields: Default::default(),
             parks_on_futex: Default::default(),
             aside: Mutex::new(BTreeMap::new()),

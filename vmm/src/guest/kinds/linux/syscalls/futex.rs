@@ -1,7 +1,9 @@
 //! `futex(uaddr, op, val, timeout|val2, uaddr2, val3)`: `FUTEX_WAIT`,
 //! `FUTEX_WAKE`, `FUTEX_REQUEUE`, `FUTEX_CMP_REQUEUE`, `FUTEX_WAKE_OP`,
-//! `FUTEX_WAIT_BITSET`, `FUTEX_WAKE_BITSET`, with `FUTEX_PRIVATE_FLAG`
-//! and `FUTEX_CLOCK_REALTIME` (the waiters: `super::super::futex`).
+//! `FUTEX_WAIT_BITSET`, `FUTEX_WAKE_BITSET`, the priority-inheritance
+//! locks `FUTEX_LOCK_PI`, `FUTEX_LOCK_PI2`, `FUTEX_TRYLOCK_PI` and
+//! `FUTEX_UNLOCK_PI`, with `FUTEX_PRIVATE_FLAG` and
+//! `FUTEX_CLOCK_REALTIME` (the waiters: `super::super::futex`).
 //!
 //! A waiter is queued and parks as a blocked process does (the call
 //! answers `RESTART` after [`Linux::wait_on_futex`]), runnable again on
@@ -9,8 +11,19 @@
 //! runs again it makes the call again, which then answers 0 when it was
 //! woken, `ETIMEDOUT` past its deadline, `EINTR` when a signal is pending
 //! (an untimed wait is restarted instead after an `SA_RESTART` handler,
-//! as Linux's `-ERESTARTSYS`), or parks once more. Not done: priority-inheritance operations
-//! (`ENOSYS`).
+//! as Linux's `-ERESTARTSYS`), or parks once more.
+//!
+//! A PI lock's word holds its owner's tid (`FUTEX_WAITERS` set while
+//! threads wait in the kernel, `FUTEX_OWNER_DIED` after a robust owner's
+//! death): a free word is taken at once (`FUTEX_OWNER_DIED` kept), one the
+//! caller owns is `EDEADLK`, one whose owner does not live is `ESRCH`,
+//! else the caller queues (`EAGAIN` for a trylock) and is handed the word
+//! by the owner's `FUTEX_UNLOCK_PI` or its end, oldest waiter first,
+//! then writes its tid with `FUTEX_WAITERS` itself (Linux's
+//! `fixup_pi_owner`). A signal does not end the wait: after the handler
+//! the call is made again (`-ERESTARTNOINTR`). Not done:
+//! `FUTEX_WAIT_REQUEUE_PI` and `FUTEX_CMP_REQUEUE_PI` (`ENOSYS`; glibc's
+//! and musl's condition variables do not use them).
 //!
 //! [`Linux::wait_on_futex`]: super::super::process::Linux::wait_on_futex
 
@@ -19,6 +32,7 @@ use std::time::{Duration, Instant};
 use guest_mm::{GuestVirtAddr, VmFlags};
 
 use super::super::futex::{FutexKey, MATCH_ANY};
+use super::super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
 use super::ctx::{Ctx, RESTART};
 use crate::guest::kinds::linux::signal;
 use crate::hosted::hypercall::Outcome;
@@ -28,6 +42,9 @@ const WAKE: u64 = 1;
 const REQUEUE: u64 = 3;
 const CMP_REQUEUE: u64 = 4;
 const WAKE_OP: u64 = 5;
+const LOCK_PI: u64 = 6;
+const UNLOCK_PI: u64 = 7;
+const TRYLOCK_PI: u64 = 8;
 const WAIT_BITSET: u64 = 9;
 const WAKE_BITSET: u64 = 10;
 const WAIT_REQUEUE_PI: u64 = 11;
@@ -58,6 +75,15 @@ pub fn futex(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         REQUEUE => requeue(c, uaddr, uaddr2, val, utime as u32, None, private),
         CMP_REQUEUE => requeue(c, uaddr, uaddr2, val, utime as u32, Some(val3), private),
         WAKE_OP => wake_op(c, uaddr, uaddr2, val, utime as u32, val3, private),
+        // FUTEX_LOCK_PI's timeout is absolute on CLOCK_REALTIME;
+        // FUTEX_LOCK_PI2's on CLOCK_MONOTONIC unless the flag says otherwise.
+        LOCK_PI => lock_pi(c, uaddr, utime, libc::CLOCK_REALTIME, private, false),
+        LOCK_PI2 => {
+            let clock = if op & CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
+            lock_pi(c, uaddr, utime, clock, private, false)
+        }
+        TRYLOCK_PI => lock_pi(c, uaddr, 0, libc::CLOCK_MONOTONIC, private, true),
+        UNLOCK_PI => unlock_pi(c, uaddr, private),
         _ => Err(libc::ENOSYS),
     };
     c.linux.unpark_woken();
@@ -214,7 +240,102 @@ fn wake(c: &Ctx<'_>, uaddr: u64, val: u32, bitset: u32, private: bool) -> Result
         return Err(libc::EINVAL);
     }
     let key = key_of(c, uaddr, private)?;
-    Ok(i64::from(c.linux.futexes().wake(key, count(val), bitset)))
+    let mut f = c.linux.futexes();
+    // A PI word's waiters are handed the lock, never woken.
+    if f.has_pi_waiters(key) {
+        return Err(libc::EINVAL);
+    }
+    Ok(i64::from(f.wake(key, count(val), bitset)))
+}
+
+fn write_word(c: &Ctx<'_>, uaddr: u64, v: u32) -> Result<(), i32> {
+    c.hv.write_user(c.vcpu, uaddr, &v.to_le_bytes())
+}
+
+/// `FUTEX_LOCK_PI`, `FUTEX_LOCK_PI2` (an absolute timeout on `clock`)
+/// and `FUTEX_TRYLOCK_PI` (`trylock`).
+fn lock_pi(
+    c: &Ctx<'_>,
+    uaddr: u64,
+    utime: u64,
+    clock: libc::clockid_t,
+    private: bool,
+    trylock: bool,
+) -> Result<i64, i32> {
+    let tid = c.linux.tid();
+    // Made again after parking: handed the word, timed out, a signal?
+    let state = c.linux.futexes().state(tid);
+    if let Some(granted) = state {
+        let until = c.linux.futexes().deadline(tid);
+        if granted {
+            c.linux.futexes().cancel(tid);
+            let word = read_word(c, uaddr)?;
+            write_word(c, uaddr, (word & FUTEX_OWNER_DIED) | tid | FUTEX_WAITERS)?;
+            return Ok(0);
+        }
+        if until.is_some_and(|d| d <= Instant::now()) {
+            c.linux.futexes().cancel(tid);
+            return Err(libc::ETIMEDOUT);
+        }
+        if signal::interrupting(c.linux).is_some() {
+            // Out of the queue for the handler, then the call again.
+            c.linux.futexes().cancel(tid);
+            c.linux.restart_always();
+            return Ok(RESTART);
+        }
+        c.linux.wait_on_futex(until);
+        return Ok(RESTART);
+    }
+    let until = deadline(c, utime, Some(clock))?;
+    let key = key_of(c, uaddr, private)?;
+    let word = read_word(c, uaddr)?;
+    let owner = word & FUTEX_TID_MASK;
+    if owner == tid {
+        return Err(libc::EDEADLK);
+    }
+    let queued = c.linux.futexes().pi_owned(key);
+    if !queued {
+        if owner == 0 {
+            write_word(c, uaddr, (word & FUTEX_OWNER_DIED) | tid)?;
+            return Ok(0);
+        }
+        // The owner must be a live thread.
+        let lives = {
+            let t = c.linux.tasks();
+            t.tgid(owner).is_some_and(|g| t.threads(g).contains(&owner))
+        };
+        if !lives {
+            return Err(libc::ESRCH);
+        }
+    }
+    if word & FUTEX_WAITERS == 0 {
+        write_word(c, uaddr, word | FUTEX_WAITERS)?;
+    }
+    if trylock {
+        return Err(libc::EAGAIN);
+    }
+    if until.is_some_and(|d| d <= Instant::now()) {
+        return Err(libc::ETIMEDOUT);
+    }
+    c.linux.futexes().pi_wait(tid, key, owner, until);
+    c.linux.wait_on_futex(until);
+    Ok(RESTART)
+}
+
+/// `FUTEX_UNLOCK_PI`: the caller must own the word; it goes to the
+/// oldest waiter (its tid with `FUTEX_WAITERS`), or is freed.
+fn unlock_pi(c: &Ctx<'_>, uaddr: u64, private: bool) -> Result<i64, i32> {
+    let tid = c.linux.tid();
+    let key = key_of(c, uaddr, private)?;
+    let word = read_word(c, uaddr)?;
+    if word & FUTEX_TID_MASK != tid {
+        return Err(libc::EPERM);
+    }
+    // The word first: a word the caller cannot write hands nothing over.
+    let next = c.linux.futexes().pi_next(key);
+    write_word(c, uaddr, next.map_or(0, |w| w | FUTEX_WAITERS))?;
+    c.linux.futexes().pi_grant(key);
+    Ok(0)
 }
 
 /// `FUTEX_REQUEUE` and `FUTEX_CMP_REQUEUE` (`cmp`: the value the word

@@ -105,7 +105,7 @@ pub static TABLE: &[Entry] = &[
     Entry { nr: 186, name: "gettid", status: Supported, note: "", handler: Some(process::gettid) },
     Entry { nr: 200, name: "tkill", status: Partial, note: "to that thread; SIGKILL ends its process; a handled signal interrupts the thread's parked futex wait or sleep at once; pends until the thread's next system call", handler: Some(process::tkill) },
     Entry { nr: 201, name: "time", status: Supported, note: "", handler: Some(time::time) },
-    Entry { nr: 202, name: "futex", status: Partial, note: "FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, with FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME; private words keyed by process and address, shared mappings' words by physical address; priority-inheritance operations ENOSYS", handler: Some(futex::futex) },
+    Entry { nr: 202, name: "futex", status: Partial, note: "FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, with FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME; private words keyed by process and address, shared mappings' words by physical address; FUTEX_LOCK_PI, FUTEX_LOCK_PI2, FUTEX_TRYLOCK_PI, FUTEX_UNLOCK_PI (handed to the oldest waiter on unlock or the owner's end; no priorities to inherit); FUTEX_WAIT_REQUEUE_PI and FUTEX_CMP_REQUEUE_PI ENOSYS", handler: Some(futex::futex) },
     Entry { nr: 204, name: "sched_getaffinity", status: Supported, note: "one CPU", handler: Some(process::sched_getaffinity) },
     Entry { nr: 217, name: "getdents64", status: Supported, note: "", handler: Some(io::getdents64) },
     Entry { nr: 218, name: "set_tid_address", status: Supported, note: "", handler: Some(process::set_tid_address) },

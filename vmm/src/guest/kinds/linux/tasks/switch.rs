@@ -135,6 +135,12 @@ impl Linux {
         self.wait_for_event();
     }
 
+    /// The call about to answer `RESTART` for a signal is made again
+    /// after the handler even without `SA_RESTART`.
+    pub fn restart_always(&self) {
+        self.restarts_always.store(true, Ordering::Relaxed);
+    }
+
     /// `sched_yield`: another thread runs after this call, if one can.
     pub fn yield_now(&self) {
         self.yields.store(true, Ordering::Relaxed);
@@ -282,12 +288,17 @@ impl Linux {
         out
     }
 
-    /// Forgets what the ended threads `tids` waited on.
+    /// Forgets what the ended threads `tids` waited on, and hands the PI
+    /// words they owned to their waiters.
     pub(crate) fn forget_threads(&self, tids: &[u32]) {
-        let mut f = self.futexes();
-        for &t in tids {
-            f.cancel(t);
+        {
+            let mut f = self.futexes();
+            for &t in tids {
+                f.cancel(t);
+                f.pi_owner_died(t);
+            }
         }
+        self.unpark_woken();
     }
 
     /// The running thread ended (a zombie in the table): the next one
