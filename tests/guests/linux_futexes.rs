@@ -84,6 +84,7 @@ unlock_pi: 0
 waiter: 0, word then its tid|WAITERS, word now 0
 signalled waiter: handled 1, still waiting 1
 signalled waiter then: 0
+signal before the lock: handled 1, lock 0
 lock_pi no owner: ESRCH
 unlock_pi not mine: EPERM
 lock_pi dead owner: ESRCH

@@ -107,6 +107,17 @@ static void *lock_raw(void *arg) {
     if (waiter_ret == 0) futex(&word, FUTEX_UNLOCK_PI);
     return NULL;
 }
+static volatile int go;
+static void *spin_then_lock(void *arg) {
+    (void)arg;
+    while (!go) {
+    } /* a signal arrives meanwhile, with no system call to take it */
+    waiter_ret = futex(&word, FUTEX_LOCK_PI);
+    waiter_errno = errno;
+    if (waiter_ret == 0) futex(&word, FUTEX_UNLOCK_PI);
+    return NULL;
+}
+
 static void *own_tid(void *arg) {
     (void)arg;
     return (void *)(uintptr_t)gettid32();
@@ -178,6 +189,20 @@ int main(void) {
     futex(&word, FUTEX_UNLOCK_PI);
     pthread_join(t[0], NULL);
     printf("signalled waiter then: %s\n", err(waiter_ret, waiter_errno));
+
+    /* A signal already pending when the lock is asked for. */
+    futex(&word, FUTEX_TRYLOCK_PI);
+    handled = 0;
+    waiter_ret = -1;
+    pthread_create(&t[0], NULL, spin_then_lock, NULL);
+    msleep(20);
+    pthread_kill(t[0], SIGUSR1);
+    msleep(20);
+    go = 1;
+    msleep(30);
+    futex(&word, FUTEX_UNLOCK_PI);
+    pthread_join(t[0], NULL);
+    printf("signal before the lock: handled %d, lock %s\n", handled, err(waiter_ret, waiter_errno));
     word = me + 1000000; /* no such thread */
     rr = futex(&word, FUTEX_LOCK_PI);
     printf("lock_pi no owner: %s\n", err(rr, errno));

@@ -53,6 +53,9 @@ struct Waiter {
     deadline: Option<Instant>,
     /// A `FUTEX_LOCK_PI` waiter (never woken by `FUTEX_WAKE`).
     pi: bool,
+    /// Handed a PI word whose owner ended (the word gets
+    /// `FUTEX_OWNER_DIED`, as Linux's `fixup_pi_owner` sets it).
+    owner_died: bool,
 }
 
 /// Every waiter, by thread id (a thread waits on one word at most).
@@ -74,7 +77,8 @@ impl Futexes {
     /// wait of it).
     pub fn wait(&mut self, tid: u32, key: FutexKey, bitset: u32, deadline: Option<Instant>) {
         self.seq += 1;
-        self.waiters.insert(tid, Waiter { key, bitset, seq: self.seq, woken: false, deadline, pi: false });
+        self.waiters
+            .insert(tid, Waiter { key, bitset, seq: self.seq, woken: false, deadline, pi: false, owner_died: false });
     }
 
     /// Thread `tid` waits to be handed PI word `key` (owned by `owner`
@@ -82,7 +86,10 @@ impl Futexes {
     pub fn pi_wait(&mut self, tid: u32, key: FutexKey, owner: u32, deadline: Option<Instant>) {
         self.seq += 1;
         self.pi_owners.entry(key).or_insert(owner);
-        self.waiters.insert(tid, Waiter { key, bitset: MATCH_ANY, seq: self.seq, woken: false, deadline, pi: true });
+        self.waiters.insert(
+            tid,
+            Waiter { key, bitset: MATCH_ANY, seq: self.seq, woken: false, deadline, pi: true, owner_died: false },
+        );
     }
 
     /// Whether PI word `key` has a known owner (a thread waits on it, or
@@ -102,11 +109,16 @@ impl Futexes {
     /// its tid, or `None` when nobody waits (the word has no known owner
     /// any more).
     pub fn pi_grant(&mut self, key: FutexKey) -> Option<u32> {
+        self.pi_hand(key, false)
+    }
+
+    fn pi_hand(&mut self, key: FutexKey, owner_died: bool) -> Option<u32> {
         let next = self.pi_next(key);
         match next {
             Some(t) => {
                 if let Some(w) = self.waiters.get_mut(&t) {
                     w.woken = true;
+                    w.owner_died = owner_died;
                 }
                 self.woken.push(t);
                 self.pi_owners.insert(key, t);
@@ -133,13 +145,23 @@ impl Futexes {
     pub fn pi_owner_died(&mut self, tid: u32) {
         let owned: Vec<FutexKey> = self.pi_owners.iter().filter(|(_, &o)| o == tid).map(|(&k, _)| k).collect();
         for k in owned {
-            self.pi_grant(k);
+            self.pi_hand(k, true);
         }
     }
 
     /// When `tid`'s wait times out, if it waits with a timeout.
     pub fn deadline(&self, tid: u32) -> Option<Instant> {
         self.waiters.get(&tid).and_then(|w| w.deadline)
+    }
+
+    /// What `tid` waits on: the word, and whether as a PI waiter.
+    pub fn waits_on(&self, tid: u32) -> Option<(FutexKey, bool)> {
+        self.waiters.get(&tid).map(|w| (w.key, w.pi))
+    }
+
+    /// Whether PI waiter `tid` was handed a word whose owner had ended.
+    pub fn handed_by_death(&self, tid: u32) -> bool {
+        self.waiters.get(&tid).is_some_and(|w| w.owner_died)
     }
 
     /// Whether `tid` waits (`Some(false)`), was woken and has not yet
@@ -151,7 +173,14 @@ impl Futexes {
     /// Ends `tid`'s wait (woken, timed out, interrupted, or the thread
     /// is gone); whether it had been woken.
     pub fn cancel(&mut self, tid: u32) -> Option<bool> {
-        self.waiters.remove(&tid).map(|w| w.woken)
+        let w = self.waiters.remove(&tid)?;
+        // A PI word's owner is kept only while someone waits on it (or
+        // was handed it and has not run yet), as Linux frees its
+        // `pi_state` with the last waiter: the next lock reads the word.
+        if w.pi && !self.waiters.values().any(|x| x.pi && x.key == w.key) {
+            self.pi_owners.remove(&w.key);
+        }
+        Some(w.woken)
     }
 
     /// The not-yet-woken waiters on `key` whose bitset meets `bitset`,
@@ -307,6 +336,36 @@ mod tests {
         assert_eq!(f.state(8), Some(false));
         f.forget_process(100);
         assert!(!f.pi_owned(k) && f.state(8).is_none());
+    }
+
+    #[test]
+    fn a_pi_owner_is_kept_only_while_someone_waits() {
+        let mut f = Futexes::default();
+        // Waiters that time out or take a signal leave nothing behind.
+        for w in 0..100u64 {
+            let k = private(0x1000 + 4 * w);
+            f.pi_wait(7, k, 1, None);
+            f.cancel(7);
+            assert!(!f.pi_owned(k));
+        }
+        assert!(f.pi_owners.is_empty());
+        // With two waiters, the owner stays until the last one leaves.
+        let k = private(0x40);
+        f.pi_wait(7, k, 1, None);
+        f.pi_wait(8, k, 1, None);
+        f.cancel(7);
+        assert!(f.pi_owned(k));
+        // Handed over: kept while the new owner has not run.
+        assert_eq!(f.pi_grant(k), Some(8));
+        assert!(f.pi_owned(k));
+        assert!(!f.handed_by_death(8));
+        f.cancel(8);
+        assert!(!f.pi_owned(k));
+        // A hand-over by the owner's end is marked for the new owner.
+        f.pi_wait(9, k, 3, None);
+        f.pi_owner_died(3);
+        assert!(f.handed_by_death(9));
+        assert_eq!(f.waits_on(9), Some((k, true)));
     }
 
     proptest::proptest! {

@@ -134,6 +134,7 @@ impl Linux {
     /// and `fork` need the registers, so they are served here).
     fn serve(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
         let args = Args::from_regs(&user.regs);
+        self.restarts_always.store(false, std::sync::atomic::Ordering::Relaxed);
         let (fx, resume) = if args.nr == libc::SYS_rt_sigreturn as u64 {
             let fx = signal::sigreturn(self, hv, vcpu, user);
             (fx, user.regs)
@@ -190,6 +191,9 @@ impl Linux {
                     }
                     Some(true) => {
                         self.proc().sleep = None;
+                        // No wait survives a handler (the call, made
+                        // again, queues afresh).
+                        self.futexes().cancel(self.tid());
                         // SA_RESTART: the handler returns to the `syscall`
                         // instruction, which makes the call again.
                         let resume = kvm_bindings::kvm_regs {
@@ -204,6 +208,7 @@ impl Linux {
                     // A signal is waiting: the call is interrupted.
                     Some(false) => {
                         self.proc().sleep = None;
+                        self.futexes().cancel(self.tid());
                         user.regs.rax = (-i64::from(libc::EINTR)) as u64;
                     }
                 }

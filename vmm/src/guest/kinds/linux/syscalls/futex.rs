@@ -175,6 +175,10 @@ fn wait(
     private: bool,
 ) -> Result<i64, i32> {
     let tid = c.linux.tid();
+    // A PI wait left behind is not this one.
+    if c.linux.futexes().waits_on(tid).is_some_and(|(_, pi)| pi) {
+        c.linux.futexes().cancel(tid);
+    }
     // Made again after parking: how did the wait end?
     let state = c.linux.futexes().state(tid);
     if let Some(woken) = state {
@@ -263,14 +267,28 @@ fn lock_pi(
     trylock: bool,
 ) -> Result<i64, i32> {
     let tid = c.linux.tid();
+    // A wait left behind on another word (or a plain one) is not this one.
+    let mine = c.linux.futexes().waits_on(tid);
+    if let Some((k, pi)) = mine {
+        if !pi || key_of(c, uaddr, private).ok() != Some(k) {
+            c.linux.futexes().cancel(tid);
+        }
+    }
     // Made again after parking: handed the word, timed out, a signal?
     let state = c.linux.futexes().state(tid);
     if let Some(granted) = state {
         let until = c.linux.futexes().deadline(tid);
         if granted {
+            let died = c.linux.futexes().handed_by_death(tid);
             c.linux.futexes().cancel(tid);
-            let word = read_word(c, uaddr)?;
-            write_word(c, uaddr, (word & FUTEX_OWNER_DIED) | tid | FUTEX_WAITERS)?;
+            let died = if died { FUTEX_OWNER_DIED } else { 0 };
+            let owned = read_word(c, uaddr)
+                .and_then(|w| write_word(c, uaddr, (w & FUTEX_OWNER_DIED) | died | tid | FUTEX_WAITERS));
+            if let Err(e) = owned {
+                // Not taken after all: the next waiter gets it.
+                c.linux.futexes().pi_owner_died(tid);
+                return Err(e);
+            }
             return Ok(0);
         }
         if until.is_some_and(|d| d <= Instant::now()) {
@@ -317,6 +335,12 @@ fn lock_pi(
     if until.is_some_and(|d| d <= Instant::now()) {
         return Err(libc::ETIMEDOUT);
     }
+    // A signal already pending: its handler first, then the call again
+    // (never EINTR: glibc takes that for the lock).
+    if signal::interrupting(c.linux).is_some() {
+        c.linux.restart_always();
+        return Ok(RESTART);
+    }
     c.linux.futexes().pi_wait(tid, key, owner, until);
     c.linux.wait_on_futex(until);
     Ok(RESTART)
@@ -354,6 +378,9 @@ fn requeue(
     }
     let from = key_of(c, uaddr, private)?;
     let to = key_of(c, uaddr2, private)?;
+    if c.linux.futexes().has_pi_waiters(from) {
+        return Err(libc::EINVAL);
+    }
     if let Some(v) = cmp {
         if read_word(c, uaddr)? != v {
             return Err(libc::EAGAIN);
