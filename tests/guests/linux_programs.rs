@@ -113,16 +113,18 @@ fn a_dynamically_linked_program_is_refused_with_the_reason() {
 }
 
 #[test]
-fn more_than_one_vcpu_is_refused_with_what_runs_where() {
+fn vcpus_past_the_limit_are_refused_with_the_range() {
     need_kvm!();
     let Some(p) = linux_mm("hello-musl-static") else { return };
-    let r = run_vmm(&["run", "--vcpus", "2", "--guest", p.to_str().expect("utf-8")]);
+    let r = run_vmm(&["run", "--vcpus", "9", "--guest", p.to_str().expect("utf-8")]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.is_empty(), "the program never ran: {}", r.stdout);
-    // Threads exist: the reason is the one vCPU they all share.
-    assert!(r.stderr.contains("threads and processes all run on vCPU 0"), "{}", r.stderr);
-    assert!(!r.stderr.contains("not implemented"), "{}", r.stderr);
-    assert!(r.stderr.contains("drop --vcpus"), "{}", r.stderr);
+    assert!(r.stderr.contains("--vcpus 9: a Linux program runs on 1 to 8 vCPUs"), "{}", r.stderr);
+    // Within the range, the same program runs and prints what it prints.
+    let one = run_vmm(&["run", "--guest", p.to_str().expect("utf-8")]);
+    let four = run_vmm(&["run", "--vcpus", "4", "--guest", p.to_str().expect("utf-8")]);
+    assert_eq!((four.code, &four.stdout), (one.code, &one.stdout), "{}", four.stderr);
+    assert!(!four.stdout.is_empty());
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod linux_proc_mem;
 mod linux_processes;
 mod linux_programs;
 mod linux_signals;
+mod linux_smp;
 mod linux_sysv_shm;
 mod linux_thp;
 mod linux_threads;

@@ -163,6 +163,16 @@ pub struct Preempted {
     pub fs_base: Option<u64>,
 }
 
+/// What [`GuestKind::enter`] gives the vCPU thread for one exit.
+#[derive(Debug, Default)]
+pub struct Entered<'a> {
+    /// Held until the exit is handled (and dropped before the vCPU
+    /// sleeps or enters the guest).
+    pub guard: Option<std::sync::MutexGuard<'a, ()>>,
+    /// The vCPU's program was taken from it.
+    pub gone: bool,
+}
+
 /// How a run ended, for [`GuestKind::finish`].
 #[derive(Debug)]
 pub struct RunEnd<'a> {
@@ -283,6 +293,21 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
         _user: &mut UserState<'_>,
     ) -> FaultAction {
         FaultAction::Default
+    }
+
+    /// vCPU `vcpu` left the guest for an exit the kind or the hosted
+    /// kernel will act on (a system call, an exception, a kick): a kind
+    /// whose vCPUs run programs with different address spaces makes the
+    /// one `vcpu` runs current here and keeps every other vCPU out of its
+    /// state until the returned guard drops (a lock over the kind). The
+    /// guard's `gone` says the vCPU's program was taken from it meanwhile
+    /// (its process ended on another vCPU): nothing of the exit may touch
+    /// the current address space, and the kind loads something else at
+    /// its next call ([`GuestKind::syscall_in`],
+    /// [`GuestKind::on_user_fault`], [`GuestKind::on_kick`]). Default: no
+    /// lock.
+    fn enter(&self, _hv: &HostedKernel, _vcpu: u8) -> Entered<'_> {
+        Entered::default()
     }
 
     /// Whether a kick of vCPU `vcpu` out of the guest may now make

@@ -279,7 +279,12 @@ impl VcpuThread {
     fn on_kick(&mut self) -> Result<(), String> {
         let me = self.me();
         let Some(hv) = self.ctx.hv.clone() else { return Ok(()) };
-        if self.ctx.ctl.is_stopping() || !self.ctx.kind.wants_kick(me) {
+        if self.ctx.ctl.is_stopping() {
+            return Ok(());
+        }
+        let kind = self.ctx.kind.clone();
+        let _entered = kind.enter(&hv, me);
+        if !kind.wants_kick(me) {
             return Ok(());
         }
         let sregs = self.vcpu.sregs().map_err(|e| format!("cannot read the segment registers: {e}"))?;
@@ -361,9 +366,14 @@ impl VcpuThread {
             Ok(r) => r,
             Err(message) => return self.fail(message),
         };
+        let kind = self.ctx.kind.clone();
+        let entered = self.ctx.hv.as_ref().map(|hv| kind.enter(hv, self.me()));
+        // The program that faulted was taken from this vCPU: its fault
+        // is nobody's (the kind loads another program).
+        let gone = entered.as_ref().is_some_and(|e| e.gone);
         // A lazy page or a copy-on-write write: resolved, the instruction
         // runs again with every register as it was.
-        if let (true, Some(hv)) = (report.is_page_fault() && report.cpl() == 3, self.ctx.hv.clone()) {
+        if let (true, Some(hv)) = (report.is_page_fault() && report.cpl() == 3 && !gone, self.ctx.hv.clone()) {
             match hv.page_fault_retried(self.me(), report.cr2, report.error_code) {
                 FaultOutcome::Resolved => {
                     regs.rip = stub.exc_retry;
@@ -536,7 +546,9 @@ impl VcpuThread {
         }
         let fpu = VcpuFpu(&self.vcpu);
         let mut user = UserState::new(view, &fpu);
-        let fx = self.ctx.kind.syscall_in(&hv, me, &mut user);
+        let kind = self.ctx.kind.clone();
+        let entered = kind.enter(&hv, me);
+        let fx = kind.syscall_in(&hv, me, &mut user);
         let new_fpu = user.take_new_fpu();
         let new = user.regs;
         if let Some(status) = fx.exit_group {
@@ -577,14 +589,17 @@ impl VcpuThread {
         if let Err(e) = self.vcpu.set_regs(&regs) {
             return self.fail(format!("cannot set registers: {e}"));
         }
+        // Other vCPUs go on while this one waits.
+        drop(entered);
         if let Some(block) = fx.block {
             self.wait(block);
         }
         Next::Run
     }
 
-    /// Keeps this vCPU out of the guest until `block` ends or the run
-    /// stops, checking for a stop every few milliseconds.
+    /// Keeps this vCPU out of the guest until `block` ends, the run
+    /// stops (checked every few milliseconds) or, for a timed block, the
+    /// kind nudges it ([`HostedKernel::nudge`]).
     fn wait(&self, block: Block) {
         const SLICE: Duration = Duration::from_millis(10);
         while !self.ctx.ctl.is_stopping() {
@@ -595,7 +610,18 @@ impl VcpuThread {
             if left.is_zero() {
                 break;
             }
-            std::thread::sleep(left.min(SLICE));
+            let nudged = match &self.ctx.hv {
+                Some(hv) => hv.nap(self.me(), left.min(SLICE)),
+                None => {
+                    std::thread::sleep(left.min(SLICE));
+                    false
+                }
+            };
+            // Something changed for the call that waits (a signal, a
+            // wake from another vCPU): it looks again now.
+            if nudged && matches!(block, Block::Until(_)) {
+                break;
+            }
         }
     }
 

@@ -118,3 +118,29 @@ impl HostedKernel {
         self.shoot_down(vcpu, &flush)
     }
 }
+
+impl HostedKernel {
+    /// Takes vCPU `v` out of the guest and waits until it is out (kicked
+    /// again every millisecond; a vCPU about to enter leaves at once):
+    /// from then until the caller's lock on the kind is released, no
+    /// guest instruction runs on it, so a space it ran may be torn down
+    /// once it was asked to load another ([`HostedKernel::request_switch`]).
+    /// `Err` when it did not leave within `timeout` or the run is
+    /// stopping.
+    pub fn take_out_of_guest(&self, v: u8, timeout: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.flusher.kick(&[v]);
+            if !self.flusher.in_guest(v) {
+                return Ok(());
+            }
+            if self.flusher.is_stopping() {
+                return Err("the run is stopping".into());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("vCPU {v} did not leave the guest within {timeout:?}"));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}

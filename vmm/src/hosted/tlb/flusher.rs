@@ -37,6 +37,16 @@ pub trait Flusher: Send + Sync {
     fn is_stopping(&self) -> bool {
         false
     }
+
+    /// Kicks the vCPUs `who` out of the guest (a vCPU about to enter
+    /// leaves at once). Default: nothing (no vCPUs).
+    fn kick(&self, _who: &[u8]) {}
+
+    /// Whether vCPU `v` is in the guest, or about to enter it. Default:
+    /// never.
+    fn in_guest(&self, _v: u8) -> bool {
+        false
+    }
 }
 
 /// The VM side of a shootdown: KVM ([`KvmFlusher`]) or a simulation.
@@ -116,6 +126,14 @@ impl Flusher for KvmFlusher {
 
     fn is_stopping(&self) -> bool {
         self.ctl.is_stopping()
+    }
+
+    fn kick(&self, who: &[u8]) {
+        self.ctl.kick(who);
+    }
+
+    fn in_guest(&self, v: u8) -> bool {
+        !self.tlb.in_guest(&[v]).is_empty()
     }
 }
 

@@ -8,7 +8,7 @@ use super::process::{Anon, Linux, Named, MMAP_MIN_ADDR, SIGSEGV, STACK_SIZE, STA
 use super::tasks::spawn::{spawn_request, Spawn};
 use super::tasks::status::ExitKind;
 use super::{signal, syscalls};
-use crate::guest::kind::{Entry, GuestKind, KindError, LoadCtx, Preempted, RunEnd, UserEntry};
+use crate::guest::kind::{Entered, Entry, GuestKind, KindError, LoadCtx, Preempted, RunEnd, UserEntry};
 use crate::guest::user_state::{FaultAction, UserState};
 use crate::hosted::boot::PortAccess;
 use crate::hosted::exception::ExceptionReport;
@@ -355,12 +355,16 @@ impl GuestKind for Linux {
             vfs.set_store_factory(factory);
         }
         let _ = self.anon.set(anon);
+        // The trampoline page (with the idle loop other vCPUs start in).
+        let page = match (self.entry, self.smp()) {
+            (SyscallEntry::Kernel, false) => None,
+            _ => Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(KindError::Setup)?),
+        };
         let syscall_entry = match self.entry {
             SyscallEntry::Kernel => None,
-            SyscallEntry::User => {
-                Some(trampoline::install(hosted.mapper, hosted.frames, mem).map_err(KindError::Setup)?)
-            }
+            SyscallEntry::User => page,
         };
+        let _ = self.idle_cr3.set(hosted.mapper.cr3());
         log::info!(
             "linux: {}: entry {:#x}, {} segment(s), break at {:#x}, stack top {STACK_TOP:#x}",
             self.path,
@@ -368,7 +372,10 @@ impl GuestKind for Linux {
             self.image.segments.len(),
             self.image.end
         );
-        Ok(Entry::User(vec![UserEntry { rip: self.image.entry, rsp: sp, rdi: 0, syscall_entry }]))
+        let mut entries = vec![UserEntry { rip: self.image.entry, rsp: sp, rdi: 0, syscall_entry }];
+        let idle = super::tasks::cpus::idle_regs();
+        entries.extend((1..self.vcpus).map(|_| UserEntry { rip: idle.rip, rsp: 0, rdi: 0, syscall_entry }));
+        Ok(Entry::User(entries))
     }
 
     fn syscall(&self, hv: &HostedKernel, vcpu: u8, args: &Args) -> hypercall::Outcome {
@@ -378,11 +385,16 @@ impl GuestKind for Linux {
     /// Serves the call ([`Linux::serve`]), then ends the process or
     /// gives the vCPU to another one where it must.
     fn syscall_in(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> hypercall::Effects {
-        let fx = self.serve(hv, vcpu, user);
-        if let Some(status) = fx.exit_group {
-            return self.process_end(hv, vcpu, user, status, fx);
+        if self.smp() && self.cpus().on_cpu.get(usize::from(vcpu)).is_none_or(Option::is_none) {
+            return self.idle_call(hv, vcpu, user);
         }
-        self.schedule(hv, vcpu, user, fx)
+        let fx = self.serve(hv, vcpu, user);
+        let fx = match fx.exit_group {
+            Some(status) => self.process_end(hv, vcpu, user, status, fx),
+            None => self.schedule(hv, vcpu, user, fx),
+        };
+        self.send_nudges(hv);
+        fx
     }
 
     fn on_user_fault(
@@ -392,6 +404,11 @@ impl GuestKind for Linux {
         report: &ExceptionReport,
         user: &mut UserState<'_>,
     ) -> FaultAction {
+        // Its thread was taken from it: the idle loop.
+        if self.smp() && std::mem::take(&mut self.cpus().rerouted[usize::from(vcpu)]) {
+            user.regs = super::tasks::cpus::idle_regs();
+            return FaultAction::Resume;
+        }
         match signal::on_fault(self, hv, vcpu, report, user) {
             FaultAction::Exit(status) if self.pid() != self.tasks().init() => {
                 let fx = self.process_end(hv, vcpu, user, status, hypercall::Effects::default());
@@ -409,13 +426,26 @@ impl GuestKind for Linux {
         SECCOMP_ROWS
     }
 
+    fn enter(&self, hv: &HostedKernel, vcpu: u8) -> Entered<'_> {
+        self.enter_cpu(hv, vcpu)
+    }
+
     fn wants_kick(&self, vcpu: u8) -> bool {
-        vcpu == 0 && self.slice_over()
+        let c = self.cpus();
+        let v = usize::from(vcpu);
+        let (rerouted, runs) =
+            (c.rerouted.get(v).copied().unwrap_or(false), c.on_cpu.get(v).is_some_and(Option::is_some));
+        drop(c);
+        rerouted || (runs && self.slice_over(vcpu))
     }
 
     /// A slice timer's kick: the running thread may be preempted
     /// ([`Linux::preempt`]).
     fn on_kick(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Option<Preempted> {
+        if self.smp() && std::mem::take(&mut self.cpus().rerouted[usize::from(vcpu)]) {
+            user.regs = super::tasks::cpus::idle_regs();
+            return Some(Preempted { fs_base: None });
+        }
         self.preempt(hv, vcpu, user)
     }
 

@@ -119,10 +119,15 @@ impl Linux {
         // Its address space and dispositions are its process's, kept
         // aside while none of its threads runs; its mask and pending set
         // the leader's (as Linux's /proc/PID/status).
+        let saved = tasks.saved_mut(pid).map(|s| s.proc.clone());
+        drop(tasks);
         let aside = self.aside();
         let shared = aside.get(&pid).ok_or(libc::ESRCH)?;
-        let mut proc = tasks.saved_mut(pid).ok_or(libc::ESRCH)?.proc.clone();
-        drop(tasks);
+        // A leader running on another vCPU keeps its state there.
+        let mut proc = match saved {
+            Some(p) => p,
+            None => self.cpus().off.get(&pid).cloned().ok_or(libc::ESRCH)?,
+        };
         proc.inherit_shared(&shared.proc);
         let extra = self.proc_extra(&proc, StatusExtra { threads, ..base.extra.clone() });
         let view = View {

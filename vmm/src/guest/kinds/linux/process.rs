@@ -253,11 +253,19 @@ pub struct Linux {
     pub(super) aside: Mutex<BTreeMap<u32, super::tasks::switch::Shared>>,
     /// Threads waiting on futexes.
     pub(super) futexes: Mutex<super::futex::Futexes>,
-    /// When the running process got the vCPU (preemption).
-    pub(super) slice_start: Mutex<std::time::Instant>,
-    /// Kicks vCPU 0 once a slice while more than one process lives, so
-    /// one that never makes a system call is preempted too.
-    pub(super) slice_timer: Mutex<Option<crate::vstate::slice_timer::SliceTimer>>,
+    /// Kicks each vCPU once a slice while more than one thread lives,
+    /// so one that never makes a system call is preempted too (each made
+    /// by, and kicking, its own vCPU's thread).
+    pub(super) slice_timer: Mutex<Vec<Option<crate::vstate::slice_timer::SliceTimer>>>,
+    /// How many vCPUs the program has (`--vcpus`).
+    pub(super) vcpus: u8,
+    /// With several vCPUs: one exit at a time in the kind
+    /// (`tasks::cpus`).
+    pub(super) big_lock: Mutex<()>,
+    /// Which thread each vCPU runs.
+    pub(super) cpus: Mutex<super::tasks::cpus::Cpus>,
+    /// The first process's root table: the idle loop runs in its space.
+    pub(super) idle_cr3: OnceLock<vm_memory::GuestAddress>,
 }
 
 /// What [`Linux::new`] and [`Linux::detached`] find out before the
@@ -271,6 +279,7 @@ struct Parts {
     envp: Vec<String>,
     entry: SyscallEntry,
     stderr: Option<Output>,
+    vcpus: u8,
 }
 
 impl std::fmt::Debug for Linux {
@@ -300,9 +309,11 @@ impl Linux {
     /// the environment `env`.
     pub fn new(path: &Path, bytes: &[u8], cfg: &VmConfig, env: Vec<String>) -> Result<Self, KindError> {
         let name = path.display().to_string();
-        if cfg.vcpus != 1 {
+        let max = super::tasks::cpus::MAX_VCPUS;
+        if cfg.vcpus == 0 || cfg.vcpus > max {
             return Err(KindError::Invalid(format!(
-                "{name}: a Linux program's threads and processes all run on vCPU 0 here, taking turns; drop --vcpus"
+                "{name}: --vcpus {}: a Linux program runs on 1 to {max} vCPUs",
+                cfg.vcpus
             )));
         }
         let image = image::parse(bytes, u64::from_le_bytes(random_bytes::<8>()))
@@ -317,7 +328,17 @@ impl Linux {
         let exe_ino = std::os::unix::fs::MetadataExt::ino(
             &std::fs::metadata(path).map_err(|e| KindError::Setup(format!("{name}: {e}")))?,
         );
-        let parts = Parts { name, exe, exe_ino, image, argv, envp: env, entry: backend::syscall_entry(), stderr };
+        let parts = Parts {
+            name,
+            exe,
+            exe_ino,
+            image,
+            argv,
+            envp: env,
+            entry: backend::syscall_entry(),
+            stderr,
+            vcpus: cfg.vcpus,
+        };
         Self::assemble(parts, None)
     }
 
@@ -339,6 +360,7 @@ impl Linux {
             envp: Vec::new(),
             entry: SyscallEntry::Kernel,
             stderr: None,
+            vcpus: 1,
         };
         Self::assemble(parts, Some(seed))
     }
@@ -393,8 +415,11 @@ impl Linux {
             parks_on_futex: Default::default(),
             aside: Mutex::new(BTreeMap::new()),
             futexes: Default::default(),
-            slice_start: Mutex::new(std::time::Instant::now()),
-            slice_timer: Mutex::new(None),
+            slice_timer: Mutex::new((0..p.vcpus.max(1)).map(|_| None).collect()),
+            vcpus: p.vcpus.max(1),
+            big_lock: Mutex::new(()),
+            cpus: Mutex::new(super::tasks::cpus::Cpus::new(p.vcpus, PID as u32)),
+            idle_cr3: OnceLock::new(),
         })
     }
 

@@ -422,7 +422,24 @@ pub fn sched_getaffinity(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     if size < 8 || size % 8 != 0 {
         return Outcome::err(libc::EINVAL);
     }
-    ret(c.hv.write_user(c.vcpu, mask, &1u64.to_le_bytes()).map(|()| 8))
+    // One bit per vCPU (at most 8: one word).
+    let bits = (1u64 << c.linux.vcpu_count()) - 1;
+    ret(c.hv.write_user(c.vcpu, mask, &bits.to_le_bytes()).map(|()| 8))
+}
+
+/// `getcpu(cpu, node, tcache)`: the calling thread's vCPU, node 0
+/// (either pointer may be null).
+pub fn getcpu(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
+    let r = (|| {
+        if a[0] != 0 {
+            c.hv.write_user(c.vcpu, a[0], &u32::from(c.vcpu).to_le_bytes())?;
+        }
+        if a[1] != 0 {
+            c.hv.write_user(c.vcpu, a[1], &0u32.to_le_bytes())?;
+        }
+        Ok(0)
+    })();
+    ret(r)
 }
 
 /// `umask(mask)`.

@@ -6,11 +6,13 @@
 //! ([`threads`]: `clone` with `CLONE_THREAD`, a thread's `exit`, where a
 //! signal goes).
 //!
-//! Every thread runs on vCPU 0 (the kind runs on one vCPU); a thread
-//! that blocks gives it to another, and one that makes system calls is
-//! preempted at one after its time slice, or by the slice timer when it
-//! makes none (see `switch`). Not done here: `execve`.
+//! Threads run on the program's vCPUs (`--vcpus`, one unless asked:
+//! [`cpus`] keeps which thread each runs and the idle loop); a thread
+//! that blocks gives its vCPU to another, and one that makes system calls
+//! is preempted at one after its time slice, or by the slice timer when
+//! it makes none (see `switch`). Not done here: `execve`.
 
+pub mod cpus;
 pub mod spawn;
 pub mod status;
 pub mod switch;

@@ -240,7 +240,7 @@ impl Linux {
             let _ = hv.write_user(vcpu, ptid, &pid.to_le_bytes());
         }
         log::debug!("linux: process {} forked {pid}", self.pid());
-        self.sync_slice_timer();
+        self.sync_slice_timer(vcpu);
         if vfork {
             user.regs = kvm_regs { rax: u64::from(pid), ..*resume };
             // Another process: CR3 and FS base come with the switch.
@@ -257,6 +257,10 @@ impl Linux {
     pub fn end_current(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>, how: ExitKind) -> Effects {
         let (pid, tid) = (self.pid(), self.tid());
         log::debug!("linux: process {pid} ended: {how:?}");
+        // Its threads on other vCPUs leave them first.
+        if let Err(m) = self.evict_process(hv, vcpu, pid) {
+            return Effects { fatal: Some(m), ..Default::default() };
+        }
         // Every thread's robust list, in the process's own (live) space.
         let mine = std::mem::take(&mut self.proc().robust_list);
         self.release_robust(hv, vcpu, pid, tid, mine);
@@ -305,8 +309,13 @@ impl Linux {
     /// runs (and the slice timer stops if it is the last but one).
     pub(crate) fn run_next_after_end(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Effects {
         let pid = self.tid();
-        self.sync_slice_timer();
-        match self.choose(&Leave::Ended) {
+        self.sync_slice_timer(vcpu);
+        let next = self.choose(&Leave::Ended);
+        // Nothing to run here while other vCPUs run threads: this one idles.
+        if matches!(next, Ok(None) | Err(_)) && self.others_on_cpu(vcpu) {
+            return self.go_idle(hv, vcpu, user, Leave::Ended);
+        }
+        match next {
             Ok(Some((next, at))) => {
                 let fs_base = self.switch_to(hv, vcpu, user, next, Leave::Ended);
                 Effects { block: at.map(Block::Until), fs_base, ..Default::default() }
@@ -322,6 +331,10 @@ impl Linux {
     /// Ends process `pid`, none of whose threads runs, killed by `sig`.
     pub fn kill_other(&self, hv: &HostedKernel, vcpu: u8, pid: u32, sig: u32) -> Option<String> {
         let how = ExitKind::Signaled { sig: sig as u8, core: false };
+        // Its threads on other vCPUs leave them first.
+        if let Err(m) = self.evict_process(hv, vcpu, pid) {
+            return Some(m);
+        }
         // Its threads' robust lists, walked in its space, made live for
         // the walk (the vCPU keeps the running process's CR3).
         let heads = self.robust_heads(pid);
@@ -339,7 +352,7 @@ impl Linux {
         let (parent, gone) = self.tasks().end_group(pid, None, how);
         self.forget_threads(&gone);
         self.futexes().forget_process(pid);
-        self.sync_slice_timer();
+        self.sync_slice_timer(vcpu);
         self.notify_parent(parent?, pid, how);
         let shared = self.aside().remove(&pid)?;
         self.tear_down(hv, vcpu, shared)
@@ -348,6 +361,10 @@ impl Linux {
     /// The first process ended: every other one is killed and its memory
     /// returned (the run ends with the first one's status).
     pub fn end_all_others(&self, hv: &HostedKernel, vcpu: u8) -> Option<String> {
+        // Every other vCPU leaves its thread before any space goes.
+        if let Err(m) = self.evict(hv, vcpu, |_| true) {
+            return Some(m);
+        }
         let others = self.tasks().others();
         for p in others {
             self.tasks().exit(p, ExitKind::Signaled { sig: SIGKILL as u8, core: false });
@@ -357,11 +374,11 @@ impl Linux {
         for (_, s) in aside {
             fatal = fatal.or(self.tear_down(hv, vcpu, s));
         }
-        self.sync_slice_timer();
+        self.sync_slice_timer(vcpu);
         fatal
     }
 
-    fn tear_down(&self, hv: &HostedKernel, vcpu: u8, s: Shared) -> Option<String> {
+    pub(crate) fn tear_down(&self, hv: &HostedKernel, vcpu: u8, s: Shared) -> Option<String> {
         {
             let mut vfs = self.vfs();
             vfs.drop_files(s.files);
@@ -396,15 +413,23 @@ impl Linux {
                     tasks.unpark(t);
                 }
                 let shared = self.aside().get(&parent).map(|s| s.proc.clone());
-                first
-                    .and_then(|t| tasks.saved_mut(t))
-                    .map(|s| {
-                        if let Some(sh) = &shared {
-                            s.proc.inherit_shared(sh);
-                        }
-                        f(&mut s.proc)
-                    })
-                    .unwrap_or(false)
+                let saved = first.and_then(|t| tasks.saved_mut(t)).map(|s| {
+                    if let Some(sh) = &shared {
+                        s.proc.inherit_shared(sh);
+                    }
+                    f(&mut s.proc)
+                });
+                // A parent thread running on another vCPU takes it there.
+                match (saved, first) {
+                    (Some(r), _) => r,
+                    (None, Some(t)) => {
+                        drop(tasks);
+                        let r = self.cpus().off.get_mut(&t).map(f).unwrap_or(false);
+                        tasks = self.tasks();
+                        r
+                    }
+                    (None, None) => false,
+                }
             }
         };
         if auto_reap {
@@ -507,6 +532,7 @@ impl Linux {
             let _ = hv.write_user(vcpu, settid, &next.to_le_bytes());
         }
         log::trace!("linux: switch {cur} -> {next}");
+        self.note_on_cpu(vcpu, next);
         let saved = Box::new(Saved { regs: old_regs, fpu: old_fpu, proc: old_proc });
         let gen = self.tasks().generation();
         let state = match leave {
@@ -538,13 +564,14 @@ impl Linux {
         fs_effect
     }
 
-    /// Runs the slice timer while more than one thread lives (of one
-    /// process or of several; and `syscall` stays in user mode: see the
-    /// module docs); stops it otherwise. Called on vCPU 0, the thread it
-    /// kicks.
-    pub(crate) fn sync_slice_timer(&self) {
+    /// Runs `vcpu`'s slice timer while more than one thread lives (of
+    /// one process or of several; and `syscall` stays in user mode: see
+    /// the module docs); stops it otherwise. Called on `vcpu`'s own
+    /// thread, the one its timer kicks.
+    pub(crate) fn sync_slice_timer(&self, vcpu: u8) {
         let want = self.entry == SyscallEntry::User && self.tasks().live() > 1;
-        let mut timer = self.slice_timer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timers = self.slice_timer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(timer) = timers.get_mut(usize::from(vcpu)) else { return };
         match (want, timer.is_some()) {
             (true, false) => match SliceTimer::start(SLICE) {
                 Ok(t) => *timer = Some(t),
@@ -556,10 +583,17 @@ impl Linux {
         }
     }
 
-    /// Whether the running thread's slice is over while another lives
+    /// Whether the slice of `vcpu`'s thread is over while another lives
     /// (what makes a kick worth looking at).
-    pub fn slice_over(&self) -> bool {
-        !self.tasks().alone() && self.slice_start.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= SLICE
+    pub fn slice_over(&self, vcpu: u8) -> bool {
+        !self.tasks().alone() && self.cpus().slice_start.get(usize::from(vcpu)).is_some_and(|s| s.elapsed() >= SLICE)
+    }
+
+    /// A new slice for `vcpu`'s thread.
+    fn new_slice(&self, vcpu: u8) {
+        if let Some(s) = self.cpus().slice_start.get_mut(usize::from(vcpu)) {
+            *s = Instant::now();
+        }
     }
 
     /// The slice timer kicked vCPU 0 out of the running thread's user
@@ -570,7 +604,7 @@ impl Linux {
     /// process (another process's CR3 and FS base come through
     /// [`HostedKernel::request_switch`]).
     pub fn preempt(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Option<Preempted> {
-        if !self.slice_over() {
+        if !self.slice_over(vcpu) {
             return None;
         }
         let cur = self.tid();
@@ -579,7 +613,7 @@ impl Linux {
             return None;
         }
         log::trace!("linux: slice over: thread {cur} preempted for {next}");
-        *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.new_slice(vcpu);
         let fs_base = self.switch_to(hv, vcpu, user, next, Leave::Ready);
         Some(Preempted { fs_base })
     }
@@ -600,17 +634,29 @@ impl Linux {
             Some(Block::UntilStopped) => Leave::Blocked(None),
             Some(Block::Until(t)) => Leave::Sleeping(t),
             None => {
-                let mut slice = self.slice_start.lock().unwrap_or_else(|e| e.into_inner());
-                if (!yields && slice.elapsed() < SLICE) || self.tasks().pick_next(Instant::now()).is_none() {
+                let within = self.cpus().slice_start.get(usize::from(vcpu)).is_some_and(|s| s.elapsed() < SLICE);
+                if (!yields && within) || self.tasks().pick_next(Instant::now()).is_none() {
                     return fx;
                 }
-                *slice = Instant::now();
+                self.new_slice(vcpu);
                 Leave::Ready
             }
         };
-        match self.choose(&leave) {
+        let chosen = self.choose(&leave);
+        // Blocked with nothing to run here while other vCPUs run threads
+        // (which may wake it): this vCPU idles.
+        if chosen.is_err() && self.others_on_cpu(vcpu) {
+            if on_futex {
+                let mut t = self.tasks();
+                let me = t.current();
+                t.park_on_futex(me);
+            }
+            let idle = self.go_idle(hv, vcpu, user, leave);
+            return Effects { fatal: idle.fatal, block: None, fs_base: None, ..fx };
+        }
+        match chosen {
             Ok(Some((next, at))) => {
-                *self.slice_start.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                self.new_slice(vcpu);
                 if on_futex && matches!(leave, Leave::Blocked(_)) {
                     let mut t = self.tasks();
                     let me = t.current();

@@ -165,6 +165,12 @@ impl<S> Tasks<S> {
         self.current
     }
 
+    /// Makes `tid` the live thread (another vCPU's thread became live:
+    /// `super::cpus`).
+    pub fn set_current(&mut self, tid: u32) {
+        self.current = tid;
+    }
+
     /// The running thread's process (thread group).
     pub fn current_tgid(&self) -> u32 {
         self.tgid(self.current).unwrap_or(self.current)

@@ -58,7 +58,7 @@ impl Linux {
         }
         log::debug!("linux: process {} has a new thread {tid}", self.pid());
         // Two threads now: the one that never makes a call is preempted.
-        self.sync_slice_timer();
+        self.sync_slice_timer(vcpu);
         i64::from(tid)
     }
 
@@ -120,6 +120,24 @@ impl Linux {
         let shared =
             if pid == cur_pid { Some(self.proc().clone()) } else { self.aside().get(&pid).map(|s| s.proc.clone()) };
         let signo = info.signo;
+        // Running on another vCPU: it takes it at its next system call,
+        // or at once where it waits there (its nap is cut short).
+        let on = {
+            let mut c = self.cpus();
+            let on = c.on_cpu.iter().position(|t| *t == Some(tid));
+            if let Some(p) = c.off.get_mut(&tid) {
+                signal::post(p, info);
+                if let Some(u) = on {
+                    c.nudges.push(u as u8);
+                }
+                true
+            } else {
+                false
+            }
+        };
+        if on {
+            return Ok(());
+        }
         let mut t = self.tasks();
         let mut sleeps = false;
         if let Some(s) = t.saved_mut(tid) {
@@ -144,10 +162,8 @@ impl Linux {
     pub fn fatal_at_once(&self, pid: u32, s: u32) -> bool {
         // The dispositions are the process's, kept aside with it.
         let Some(mut p) = self.aside().get(&pid).map(|sh| sh.proc.clone()) else { return false };
-        let masks: Vec<u64> = {
-            let mut t = self.tasks();
-            t.threads(pid).into_iter().filter_map(|tid| t.saved_mut(tid).map(|x| x.proc.sigmask)).collect()
-        };
+        let threads = self.tasks().threads(pid);
+        let masks: Vec<u64> = threads.into_iter().filter_map(|tid| self.with_thread_proc(tid, |p| p.sigmask)).collect();
         masks.into_iter().any(|m| {
             p.sigmask = m;
             signal::kills_at_once(&p, s)
@@ -170,7 +186,7 @@ impl Linux {
             if tid == cur {
                 self.proc().sigmask & bit != 0
             } else {
-                self.tasks().saved_mut(tid).is_none_or(|s| s.proc.sigmask & bit != 0)
+                self.with_thread_proc(tid, |p| p.sigmask & bit != 0).unwrap_or(true)
             }
         };
         let target = threads.iter().copied().find(|&t| !blocks(t)).or(threads.first().copied());

@@ -194,7 +194,7 @@ fn preemption_switches_threads_by_tid_with_the_fs_base_and_processes_with_cr3() 
     let c = CloneArgs { tls: Some(TLS_A), ..Default::default() };
     let tid = linux.spawn_thread(&hv, 0, &user, &regs(0x40_1002), c) as u32;
     // Within its slice: left alone.
-    *linux.slice_start.lock().unwrap() = std::time::Instant::now();
+    linux.cpus().slice_start[0] = std::time::Instant::now();
     assert_eq!(linux.preempt(&hv, 0, &mut user), None);
     // Its slice over: the other thread, with its FS base and no CR3 load.
     over();
