@@ -80,7 +80,9 @@ fn as_on_the_host(p: &std::path::Path, args: &[&str]) {
 #[test]
 fn the_single_vcpu_scenarios_hold_on_several_glibc() {
     need_kvm!();
-    for name in ["threads", "procs", "robust", "pi"] {
+    // sigwake: a signal to a thread sleeping on another vCPU ends its
+    // sleep at once; procpid: /proc/PID of a process running elsewhere.
+    for name in ["threads", "procs", "robust", "pi", "sigwake", "procpid"] {
         let Some(p) = static_c_program(name) else { return };
         as_on_the_host(&p, &[]);
     }
