@@ -304,6 +304,19 @@ fn linux_only_report_has_item_12_with_its_counts() {
         let skipped = r["skipped"].to_string();
         assert!(skipped.contains("fork: "), "{skipped}");
     }
+    // The two computing threads: on two vCPUs beside the host, with the
+    // one-vCPU time and the speed-up as details (the speed-up is a
+    // figure, not checked here: no timing in tests).
+    if let Some(f) = figures.iter().find(|f| f["id"] == "linux.two_threads_two_vcpus") {
+        let d = &f["details"];
+        let (two, one) = (num(&f["ours"]["median"], "two"), num(&d["one_vcpu_ms_median"], "one"));
+        assert!(two > 0.0 && one > 0.0 && num(&f["peer"]["value"]["median"], "host") > 0.0, "{f}");
+        assert!(f["note"].as_str().expect("note").contains(&backend), "{}", f["note"]);
+        assert!(num(&d["speedup_over_one_vcpu_median"], "speedup") > 0.0, "{d}");
+    } else {
+        let skipped = r["skipped"].to_string();
+        assert!(skipped.contains("parallel threads: "), "{skipped}");
+    }
     let _ = std::fs::remove_file(json_path);
 }
 

@@ -113,6 +113,7 @@ impl Sorter {
             args: vec!["sort".into(), path.clone()],
             files: vec![format!("{path}={path}")],
             mem: None,
+            vcpus: None,
         };
         let r = run(ITEM, &g, Counting::Yes)?;
         let t = Instant::now();

@@ -144,7 +144,13 @@ impl Forker {
 
     /// One repetition: under the VMM, then on the host; both checked.
     pub fn sample(&self) -> Result<Sample, BenchError> {
-        let g = LinuxGuest { path: self.path().to_path_buf(), args: self.args(), files: Vec::new(), mem: Some(MEM) };
+        let g = LinuxGuest {
+            path: self.path().to_path_buf(),
+            args: self.args(),
+            files: Vec::new(),
+            mem: Some(MEM),
+            vcpus: None,
+        };
         let r = run(ITEM, &g, Counting::No)?;
         let vmm = parse(&r.stdout, r.exit_code, &self.params)?;
         let host = Command::new(self.path())

@@ -9,6 +9,7 @@
 //! | `linux.rss_beyond_touched_*m` | [`rss`] | peak RSS beyond touched pages, `--mem 3584M` | the same at `--mem 64M` |
 //! | `linux.fork_64mib_touched` | [`fork`] | `fork()` with 64 MiB written, timed in the program | Linux's own fork on the host |
 //! | `linux.first_write_after_fork` | [`fork`] | the parent's first write per page after fork | the same on the host |
+//! | `linux.two_threads_two_vcpus` | [`parallel`] | two computing threads, `--vcpus 2` | the same on the host (and on one vCPU, a detail) |
 //!
 //! The programs are tiny static Linux executables assembled here
 //! ([`program`]) and run as `vmm run --guest` runs them ([`session`]),
@@ -20,6 +21,7 @@
 
 pub mod busybox;
 pub mod fork;
+pub mod parallel;
 pub mod program;
 pub mod rss;
 pub mod session;
@@ -39,7 +41,7 @@ pub const ITEM: u8 = 12;
 /// Progress steps of [`run`] (one per repetition of each part that runs).
 pub fn steps(opts: &BenchOptions, reps: usize) -> u64 {
     let parts =
-        2 + u64::from(busybox::find().is_ok()) + u64::from(opts.vmm_binary.is_some()) + u64::from(fork::have_gcc());
+        2 + u64::from(busybox::find().is_ok()) + u64::from(opts.vmm_binary.is_some()) + 2 * u64::from(fork::have_gcc());
     parts * reps as u64
 }
 
@@ -80,6 +82,16 @@ pub fn run(
             figures.extend(fork::figures(&s, backend)?);
         }
         Err(why) => skipped.push(Skipped { item: ITEM, reason: format!("fork: {why}") }),
+    }
+
+    let pp = parallel::Params::new(opts.quick);
+    match parallel::build(pp) {
+        Ok(par) => {
+            progress.stage("12: two computing threads on two vCPUs, one vCPU and the host");
+            let s = repeat(reps, progress, || par.sample())?;
+            figures.push(parallel::figure(&s, &pp, backend)?);
+        }
+        Err(why) => skipped.push(Skipped { item: ITEM, reason: format!("parallel threads: {why}") }),
     }
 
     match &opts.vmm_binary {

@@ -151,6 +151,15 @@ impl GuestKind for Counted {
     ) -> FaultAction {
         self.inner.on_user_fault(hv, vcpu, report, user)
     }
+    fn enter(&self, hv: &HostedKernel, vcpu: u8) -> vmm::guest::kind::Entered<'_> {
+        self.inner.enter(hv, vcpu)
+    }
+    fn wants_kick(&self, vcpu: u8) -> bool {
+        self.inner.wants_kick(vcpu)
+    }
+    fn on_kick(&self, hv: &HostedKernel, vcpu: u8, user: &mut UserState<'_>) -> Option<vmm::guest::kind::Preempted> {
+        self.inner.on_kick(hv, vcpu, user)
+    }
     fn finish(&self, end: RunEnd<'_>) -> RunReport {
         self.inner.finish(end)
     }
@@ -170,12 +179,14 @@ pub struct LinuxGuest {
     pub files: Vec<String>,
     /// `--mem` (`None`: the default).
     pub mem: Option<u64>,
+    /// `--vcpus` (`None`: one).
+    pub vcpus: Option<u8>,
 }
 
 impl LinuxGuest {
     /// `path` with no arguments, files or memory size.
     pub fn new(path: PathBuf) -> LinuxGuest {
-        LinuxGuest { path, args: Vec::new(), files: Vec::new(), mem: None }
+        LinuxGuest { path, args: Vec::new(), files: Vec::new(), mem: None, vcpus: None }
     }
 
     fn config(&self) -> VmConfig {
@@ -189,6 +200,9 @@ impl LinuxGuest {
         if let Some(m) = self.mem {
             cfg.mem_size = m;
             cfg.mem_explicit = true;
+        }
+        if let Some(n) = self.vcpus {
+            cfg.vcpus = n;
         }
         for f in &self.files {
             cfg.kind_args.push("file", f.clone());
