@@ -171,6 +171,8 @@ pub struct Entered<'a> {
     pub guard: Option<std::sync::MutexGuard<'a, ()>>,
     /// The vCPU's program was taken from it.
     pub gone: bool,
+    /// The kind's state is broken (the run cannot go on).
+    pub fatal: Option<String>,
 }
 
 /// How a run ended, for [`GuestKind::finish`].
@@ -308,6 +310,14 @@ pub trait GuestKind: Send + Sync + std::fmt::Debug {
     /// lock.
     fn enter(&self, _hv: &HostedKernel, _vcpu: u8) -> Entered<'_> {
         Entered::default()
+    }
+
+    /// vCPU `vcpu`'s program was taken from it ([`GuestKind::enter`]'s
+    /// `gone`) and the vCPU stands in the kernel stub on its way back to
+    /// user mode: the registers that way must lead to instead (the kind's
+    /// idle loop), taken once. Default: none.
+    fn take_reroute(&self, _vcpu: u8) -> Option<kvm_bindings::kvm_regs> {
+        None
     }
 
     /// Whether a kick of vCPU `vcpu` out of the guest may now make

@@ -283,12 +283,20 @@ impl VcpuThread {
             return Ok(());
         }
         let kind = self.ctx.kind.clone();
-        let _entered = kind.enter(&hv, me);
+        let entered = kind.enter(&hv, me);
+        if let Some(m) = entered.fatal {
+            return Err(m);
+        }
         if !kind.wants_kick(me) {
             return Ok(());
         }
         let sregs = self.vcpu.sregs().map_err(|e| format!("cannot read the segment registers: {e}"))?;
         if sregs.cs.selector & 3 != 3 {
+            // In the stub: a vCPU whose program was taken from it leaves
+            // for the kind's idle loop where the stub returns to user mode.
+            if entered.gone {
+                self.reroute_in_stub(&kind)?;
+            }
             return Ok(());
         }
         // A fault of the running thread still on its way in: switching now
@@ -368,6 +376,9 @@ impl VcpuThread {
         };
         let kind = self.ctx.kind.clone();
         let entered = self.ctx.hv.as_ref().map(|hv| kind.enter(hv, self.me()));
+        if let Some(m) = entered.as_ref().and_then(|e| e.fatal.clone()) {
+            return self.fail(m);
+        }
         // The program that faulted was taken from this vCPU: its fault
         // is nobody's (the kind loads another program).
         let gone = entered.as_ref().is_some_and(|e| e.gone);
@@ -548,6 +559,9 @@ impl VcpuThread {
         let mut user = UserState::new(view, &fpu);
         let kind = self.ctx.kind.clone();
         let entered = kind.enter(&hv, me);
+        if let Some(m) = entered.fatal.clone() {
+            return self.fail(m);
+        }
         let fx = kind.syscall_in(&hv, me, &mut user);
         let new_fpu = user.take_new_fpu();
         let new = user.regs;
@@ -618,11 +632,57 @@ impl VcpuThread {
                 }
             };
             // Something changed for the call that waits (a signal, a
-            // wake from another vCPU): it looks again now.
-            if nudged && matches!(block, Block::Until(_)) {
+            // wake from another vCPU, its thread taken): it looks again
+            // now (a call that blocks is made again from its start).
+            if nudged {
                 break;
             }
         }
+    }
+
+    /// A vCPU whose program the kind took from it ([`GuestKind::take_reroute`]),
+    /// standing in the stub at one of its ways back to user mode: the
+    /// `iretq` of a resolved fault or of a shootdown (its frame, when it
+    /// returns to user mode, is rewritten) or the `sysret` of a system
+    /// call (`rcx`, `r11`). Anywhere else in the stub nothing changes: the
+    /// stub leaves through one of them, after an exit that looks again.
+    /// Whether it rerouted.
+    fn reroute_in_stub(&mut self, kind: &crate::guest::kind::SharedKind) -> Result<bool, String> {
+        let Some(stub) = self.ctx.stub.clone() else { return Ok(false) };
+        let mut regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;
+        if regs.rip == stub.syscall_return {
+            let Some(idle) = kind.take_reroute(self.me()) else { return Ok(false) };
+            regs.rcx = idle.rip;
+            regs.r11 = idle.rflags;
+            self.vcpu.set_regs(&regs).map_err(|e| format!("cannot set registers: {e}"))?;
+            return Ok(true);
+        }
+        let frame_sp = if regs.rip == stub.exc_retry {
+            regs.rsp.wrapping_add(16)
+        } else if regs.rip == stub.flush_ack_rip {
+            regs.rsp
+        } else {
+            return Ok(false);
+        };
+        // [RIP, CS, RFLAGS, RSP] at the frame (a kernel-region address).
+        let pa = frame_sp.wrapping_sub(crate::layout::KERNEL_VA);
+        if pa.checked_add(32).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
+            return Err(format!("iret frame {frame_sp:#x} is outside the kernel region"));
+        }
+        let mut bytes = [0u8; 32];
+        vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
+            .map_err(|e| format!("cannot read the iret frame at {pa:#x}: {e}"))?;
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        if word(1) & 3 != 3 {
+            // Back into the stub itself: not yet.
+            return Ok(false);
+        }
+        let Some(idle) = kind.take_reroute(self.me()) else { return Ok(false) };
+        let frame = [idle.rip, word(1), user_rflags(word(2), idle.rflags), idle.rsp];
+        let out: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
+        vm_memory::Bytes::write_slice(&self.ctx.mem, &out, vm_memory::GuestAddress(pa))
+            .map_err(|e| format!("cannot write the iret frame at {pa:#x}: {e}"))?;
+        Ok(true)
     }
 
     fn on_flush_ack(&mut self) -> Next {
@@ -633,7 +693,13 @@ impl VcpuThread {
             Ok(_) => {
                 log::debug!("vCPU {}: TLB flushed", self.me());
                 self.ctx.tlb.acked(self.me());
-                Next::Run
+                // The flush interrupted a program taken from this vCPU:
+                // its `iretq` leads to the kind's idle loop instead.
+                let kind = self.ctx.kind.clone();
+                match self.reroute_in_stub(&kind) {
+                    Ok(_) => Next::Run,
+                    Err(m) => self.fail(m),
+                }
             }
             Err(n) => n,
         }

@@ -120,13 +120,17 @@ impl HostedKernel {
 }
 
 impl HostedKernel {
+    /// Kicks the vCPUs `who` out of the guest (a vCPU about to enter
+    /// leaves at once, before any guest instruction).
+    pub fn kick_vcpus(&self, who: &[u8]) {
+        self.flusher.kick(who);
+    }
+
     /// Takes vCPU `v` out of the guest and waits until it is out (kicked
-    /// again every millisecond; a vCPU about to enter leaves at once):
-    /// from then until the caller's lock on the kind is released, no
-    /// guest instruction runs on it, so a space it ran may be torn down
-    /// once it was asked to load another ([`HostedKernel::request_switch`]).
-    /// `Err` when it did not leave within `timeout` or the run is
-    /// stopping.
+    /// again every 200 µs): the kick also makes its next entry leave at
+    /// once, so it runs no guest instruction until it has handled that
+    /// exit (the caller's lock on the kind holds it there). `Err` when
+    /// it did not leave within `timeout` or the run is stopping.
     pub fn take_out_of_guest(&self, v: u8, timeout: std::time::Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {

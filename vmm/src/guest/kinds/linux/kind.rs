@@ -404,10 +404,16 @@ impl GuestKind for Linux {
         report: &ExceptionReport,
         user: &mut UserState<'_>,
     ) -> FaultAction {
-        // Its thread was taken from it: the idle loop.
-        if self.smp() && std::mem::take(&mut self.cpus().rerouted[usize::from(vcpu)]) {
-            user.regs = super::tasks::cpus::idle_regs();
-            return FaultAction::Resume;
+        // Its thread was taken from it, or it runs none (the idle loop
+        // cannot fault; nothing here is any thread's): the idle loop.
+        if self.smp() {
+            let mut c = self.cpus();
+            let v = usize::from(vcpu);
+            let idle = c.on_cpu.get(v).is_none_or(Option::is_none);
+            if std::mem::take(&mut c.rerouted[v]) || idle {
+                user.regs = super::tasks::cpus::idle_regs();
+                return FaultAction::Resume;
+            }
         }
         match signal::on_fault(self, hv, vcpu, report, user) {
             FaultAction::Exit(status) if self.pid() != self.tasks().init() => {
@@ -428,6 +434,14 @@ impl GuestKind for Linux {
 
     fn enter(&self, hv: &HostedKernel, vcpu: u8) -> Entered<'_> {
         self.enter_cpu(hv, vcpu)
+    }
+
+    fn take_reroute(&self, vcpu: u8) -> Option<kvm_bindings::kvm_regs> {
+        if !self.smp() {
+            return None;
+        }
+        let taken = std::mem::take(self.cpus().rerouted.get_mut(usize::from(vcpu))?);
+        taken.then(super::tasks::cpus::idle_regs)
     }
 
     fn wants_kick(&self, vcpu: u8) -> bool {

@@ -113,10 +113,10 @@ const WOULD_RESTART: i32 = -RESTART as i32;
 
 /// Reads the VMM's standard input (the program's): what is there, `0` at
 /// its end; nothing there yet is [`WOULD_RESTART`].
-fn stdin_read(len: usize) -> Result<Vec<u8>, i32> {
+fn stdin_read(len: usize, wait_ms: i32) -> Result<Vec<u8>, i32> {
     let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd, for the duration of the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, STDIN_SLICE_MS) };
+    let n = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
     if n == 0 {
         return Err(WOULD_RESTART);
     }
@@ -146,7 +146,9 @@ fn stdin_read(len: usize) -> Result<Vec<u8>, i32> {
 fn read_bytes(c: &Ctx<'_>, fd: Fd, len: usize) -> Result<Vec<u8>, i32> {
     let special = c.linux.vfs().special(fd).map_err(e)?;
     match special.map(|s| s.special) {
-        Some(Special::Stdin) => stdin_read(len),
+        // With several vCPUs the kind's lock is not held across a wait:
+        // the call is made again after the vCPU's own short block.
+        Some(Special::Stdin) => stdin_read(len, if c.linux.smp() { 0 } else { STDIN_SLICE_MS }),
         Some(Special::Stdout | Special::Stderr) => Err(libc::EBADF),
         Some(Special::Tag(t)) if tag_of(Special::Tag(t)).is_some() => memfd_read(c, fd, t, len, None),
         Some(Special::Tag(t)) => c.linux.read_special(c.hv, c.vcpu, fd, t, len, None),

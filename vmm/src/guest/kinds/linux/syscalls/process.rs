@@ -77,11 +77,10 @@ pub fn get_robust_list(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     } else if tid < 0 {
         return Outcome::err(libc::ESRCH);
     } else {
-        let mut t = c.linux.tasks();
-        if t.tgid(tid as u32).is_none() {
+        if c.linux.tasks().tgid(tid as u32).is_none() {
             return Outcome::err(libc::ESRCH);
         }
-        t.saved_mut(tid as u32).map_or(0, |s| s.proc.robust_list)
+        c.linux.with_thread_proc(tid as u32, |p| p.robust_list).unwrap_or(0)
     };
     if let Err(e) = c.hv.write_user(c.vcpu, a[2], &robust::HEAD_SIZE.to_le_bytes()) {
         return Outcome::err(e);

@@ -119,35 +119,37 @@ impl Linux {
         }
         let guard = self.big_lock.lock().unwrap_or_else(|e| e.into_inner());
         let gone = self.cpus().rerouted.get(usize::from(vcpu)).copied().unwrap_or(false);
-        if !gone {
-            self.make_live(hv, vcpu);
-        }
+        let fatal = if gone { None } else { self.make_live(hv, vcpu).err() };
         self.sync_slice_timer(vcpu);
-        Entered { guard: Some(guard), gone }
+        // A thread whose state could not be made live: nothing of this
+        // exit may touch the space that is live instead.
+        Entered { guard: Some(guard), gone: gone || fatal.is_some(), fatal }
     }
 
     /// Makes the thread `vcpu` runs the live one (nothing for an idle
     /// vCPU or when it already is).
-    fn make_live(&self, hv: &HostedKernel, vcpu: u8) {
+    fn make_live(&self, hv: &HostedKernel, vcpu: u8) -> Result<(), String> {
         let (want, live) = {
             let c = self.cpus();
             (c.on_cpu.get(usize::from(vcpu)).copied().flatten(), c.live)
         };
-        let Some(want) = want else { return };
+        let Some(want) = want else { return Ok(()) };
         if live == Some(want) {
-            return;
+            return Ok(());
         }
         let want_pid = self.tasks().tgid(want);
         let live_pid = self.cpus().live_pid;
         let Some(want_pid) = want_pid else {
-            self.note_fatal(format!("vCPU {vcpu}: thread {want} is not in the process table"));
-            return;
+            return Err(format!("vCPU {vcpu}: thread {want} is not in the process table"));
         };
+        if want_pid != live_pid && !self.aside().contains_key(&want_pid) {
+            return Err(format!("vCPU {vcpu}: thread {want} of process {want_pid}: its address space is lost"));
+        }
         let Some(incoming) = self.cpus().off.remove(&want) else {
-            self.note_fatal(format!("vCPU {vcpu}: the state of thread {want} is lost"));
-            return;
+            return Err(format!("vCPU {vcpu}: the state of thread {want} is lost"));
         };
         self.swap_in(hv, want, want_pid, live_pid, live, incoming);
+        Ok(())
     }
 
     /// Makes thread `next` (of process `next_pid`, with state `incoming`)
@@ -372,13 +374,18 @@ impl Linux {
                     }
                 }
             }
-            for &(u, t) in &taken {
-                c.rerouted[usize::from(u)] = true;
+            for &(_, t) in &taken {
                 if c.live == Some(t) {
                     c.live = None;
                 }
             }
         }
+        // Kicked first: from here until it takes the kind's lock, the vCPU
+        // runs no guest instruction (a kick makes its next entry leave at
+        // once), so the switch asked for below cannot return it to the
+        // taken thread's user code in the idle space.
+        let vcpus: Vec<u8> = taken.iter().map(|&(u, _)| u).collect();
+        hv.kick_vcpus(&vcpus);
         for &(u, t) in &taken {
             let proc = self.cpus().off.remove(&t).unwrap_or_else(|| self.proc().clone());
             let saved = Box::new(Saved { regs: idle_regs(), fpu: None, proc });
@@ -386,7 +393,15 @@ impl Linux {
             hv.request_switch(u, Switch { cr3: self.idle_cr3(), fs_base: 0 });
             log::trace!("linux: thread {t} taken off vCPU {u}");
         }
+        {
+            let mut c = self.cpus();
+            for &(u, _) in &taken {
+                c.rerouted[usize::from(u)] = true;
+            }
+        }
         for &(u, _) in &taken {
+            // Out of a nap it takes for the taken thread, too.
+            hv.nudge(u);
             hv.take_out_of_guest(u, EVICT_TIMEOUT)?;
         }
         Ok(())

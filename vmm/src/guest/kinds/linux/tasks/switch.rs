@@ -311,8 +311,9 @@ impl Linux {
         let pid = self.tid();
         self.sync_slice_timer(vcpu);
         let next = self.choose(&Leave::Ended);
-        // Nothing to run here while other vCPUs run threads: this one idles.
-        if matches!(next, Ok(None) | Err(_)) && self.others_on_cpu(vcpu) {
+        // Nothing to run here now (another vCPU's thread may wake one):
+        // this one idles.
+        if self.smp() && !matches!(next, Ok(Some((_, None)))) {
             return self.go_idle(hv, vcpu, user, Leave::Ended);
         }
         match next {
@@ -424,7 +425,20 @@ impl Linux {
                     (Some(r), _) => r,
                     (None, Some(t)) => {
                         drop(tasks);
-                        let r = self.cpus().off.get_mut(&t).map(f).unwrap_or(false);
+                        let r = {
+                            let mut c = self.cpus();
+                            let on = c.on_cpu.iter().position(|x| *x == Some(t));
+                            let r = c.off.get_mut(&t).map(|p| {
+                                if let Some(sh) = &shared {
+                                    p.inherit_shared(sh);
+                                }
+                                f(p)
+                            });
+                            if let (Some(u), Some(_)) = (on, r) {
+                                c.nudges.push(u as u8);
+                            }
+                            r.unwrap_or(false)
+                        };
                         tasks = self.tasks();
                         r
                     }
@@ -643,9 +657,15 @@ impl Linux {
             }
         };
         let chosen = self.choose(&leave);
-        // Blocked with nothing to run here while other vCPUs run threads
-        // (which may wake it): this vCPU idles.
-        if chosen.is_err() && self.others_on_cpu(vcpu) {
+        // With several vCPUs a thread that waits never keeps its vCPU:
+        // unless another can run now, this vCPU idles (and picks up
+        // whatever becomes runnable, the waiting thread's wake included).
+        let idle = if self.smp() {
+            !matches!(leave, Leave::Ready) && !matches!(chosen, Ok(Some((_, None))))
+        } else {
+            chosen.is_err() && self.others_on_cpu(vcpu)
+        };
+        if idle {
             if on_futex {
                 let mut t = self.tasks();
                 let me = t.current();

@@ -126,6 +126,10 @@ impl Linux {
             let mut c = self.cpus();
             let on = c.on_cpu.iter().position(|t| *t == Some(tid));
             if let Some(p) = c.off.get_mut(&tid) {
+                // With its process's dispositions as they are now.
+                if let Some(sh) = &shared {
+                    p.inherit_shared(sh);
+                }
                 signal::post(p, info);
                 if let Some(u) = on {
                     c.nudges.push(u as u8);
