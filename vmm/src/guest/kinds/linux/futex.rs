@@ -20,6 +20,15 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Some thread waits on the word in the kernel (a lock word's bit).
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// The word's owner died holding it.
+pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+/// The owner's tid in a lock word.
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// The size of `struct robust_list_head`: what `set_robust_list` takes.
+pub const ROBUST_HEAD_SIZE: u64 = 24;
+
 /// `FUTEX_BITSET_MATCH_ANY`: the bitset of `FUTEX_WAIT` and `FUTEX_WAKE`.
 pub const MATCH_ANY: u32 = u32::MAX;
 

@@ -22,14 +22,7 @@ use crate::hosted::hypercall::HostedKernel;
 
 /// Most entries one walk visits (Linux's `ROBUST_LIST_LIMIT`).
 pub const ROBUST_LIST_LIMIT: usize = 2048;
-/// The size of `struct robust_list_head`: what `set_robust_list` takes.
-pub const HEAD_SIZE: u64 = 24;
-/// Some thread waits on the word in the kernel.
-pub const FUTEX_WAITERS: u32 = 0x8000_0000;
-/// The word's owner died holding it.
-pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
-/// The owner's tid in the word.
-pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+pub use super::futex::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, ROBUST_HEAD_SIZE as HEAD_SIZE};
 
 /// The dying thread's memory, as the walk reads and writes it (`None` or
 /// `false`: the access faults).

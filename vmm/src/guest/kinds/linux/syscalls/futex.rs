@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 
 use guest_mm::{GuestVirtAddr, VmFlags};
 
-use super::super::futex::{FutexKey, MATCH_ANY};
-use super::super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
+use super::super::futex::{FutexKey, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, MATCH_ANY};
 use super::ctx::{Ctx, RESTART};
 use crate::guest::kinds::linux::signal;
 use crate::hosted::hypercall::Outcome;

@@ -7,9 +7,9 @@
 //! reports it) when the call returns and it is not blocked
 //! (`crate::guest::kinds::linux::signal`).
 
+use super::super::futex::ROBUST_HEAD_SIZE;
 use super::super::process::rlimit;
 use super::super::random_bytes;
-use super::super::robust;
 use super::ctx::{ret, Ctx};
 use crate::guest::kinds::linux::signal::info::{bit, code, default_ignored, Fields, SigInfo};
 use crate::hosted::hypercall::{Effects, Outcome};
@@ -59,7 +59,7 @@ pub fn set_tid_address(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// thread and walked when it ends (`super::super::robust`); `len` must
 /// be the head's size. The head itself is read only then.
 pub fn set_robust_list(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
-    if a[1] != robust::HEAD_SIZE {
+    if a[1] != ROBUST_HEAD_SIZE {
         return Outcome::err(libc::EINVAL);
     }
     c.linux.proc().robust_list = a[0];
@@ -82,7 +82,7 @@ pub fn get_robust_list(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         }
         c.linux.with_thread_proc(tid as u32, |p| p.robust_list).unwrap_or(0)
     };
-    if let Err(e) = c.hv.write_user(c.vcpu, a[2], &robust::HEAD_SIZE.to_le_bytes()) {
+    if let Err(e) = c.hv.write_user(c.vcpu, a[2], &ROBUST_HEAD_SIZE.to_le_bytes()) {
         return Outcome::err(e);
     }
     ret(c.hv.write_user(c.vcpu, a[1], &head.to_le_bytes()).map(|()| 0))
