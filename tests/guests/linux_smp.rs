@@ -120,7 +120,7 @@ fn the_mm_fuzzer_forks_on_several_vcpus_as_on_the_host() {
 fn processes_end_cleanly_while_their_threads_spin_elsewhere() {
     need_kvm!();
     let Some(p) = static_c_program("smp_ends") else { return };
-    let want = "rounds 30 bad 0\n";
+    let want = "rounds 30 bad 0 parent's count 0\n";
     assert_eq!(on_vcpus(&p, 3, &["30"]), want);
     assert_eq!(run_on_host(&p, &["30"]), (want.to_string(), 0), "the host's own run");
 }

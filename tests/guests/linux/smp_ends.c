@@ -3,7 +3,8 @@
  * touches a megabyte and then spins itself (killed by the parent with
  * SIGKILL), faults (SIGSEGV) or exits with the round's number; the
  * parent checks each status. Argument: the rounds (100). Prints
- * "rounds N bad 0" where every status was right. */
+ * "rounds N bad 0 parent's count 0" where every status was right and no
+ * child's thread ever ran in the parent. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,10 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The children's spinners count here; the parent's copy must stay 0 (a
+ * spinner that ran on in the parent's address space would count it). */
+static volatile long spins;
 
 static void *spin(void *a) {
     volatile long *p = a;
@@ -25,10 +30,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds; r++) {
         pid_t c = fork();
         if (c == 0) {
-            static long x;
             pthread_t t;
-            pthread_create(&t, NULL, spin, &x);
-            pthread_create(&t, NULL, spin, &x);
+            pthread_create(&t, NULL, spin, (void *)&spins);
+            pthread_create(&t, NULL, spin, (void *)&spins);
             char *m = malloc(1 << 20);
             for (int i = 0; i < (1 << 20); i += 4096) m[i] = 1;
             ready[0]++;
@@ -53,6 +57,6 @@ int main(int argc, char **argv) {
             bad++;
         }
     }
-    printf("rounds %d bad %d\n", rounds, bad);
+    printf("rounds %d bad %d parent's count %ld\n", rounds, bad, spins);
     return 0;
 }

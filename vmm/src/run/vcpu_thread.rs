@@ -562,6 +562,15 @@ impl VcpuThread {
         if let Some(m) = entered.fatal.clone() {
             return self.fail(m);
         }
+        // A call through `int 0x80` (or a port write) of a program taken
+        // from this vCPU: no way back to user mode to rewrite, so the
+        // vCPU leaves the stub for the idle loop directly.
+        if entered.gone && !via_sysret && !via_trampoline {
+            return match self.reroute_in_stub(&kind) {
+                Ok(_) => Next::Run,
+                Err(m) => self.fail(m),
+            };
+        }
         let fx = kind.syscall_in(&hv, me, &mut user);
         let new_fpu = user.take_new_fpu();
         let new = user.regs;
@@ -640,45 +649,43 @@ impl VcpuThread {
         }
     }
 
-    /// A vCPU whose program the kind took from it ([`GuestKind::take_reroute`]),
-    /// standing in the stub at one of its ways back to user mode: the
-    /// `iretq` of a resolved fault or of a shootdown (its frame, when it
-    /// returns to user mode, is rewritten) or the `sysret` of a system
-    /// call (`rcx`, `r11`). Anywhere else in the stub nothing changes: the
-    /// stub leaves through one of them, after an exit that looks again.
-    /// Whether it rerouted.
+    /// A vCPU whose program the kind took from it ([`GuestKind::take_reroute`])
+    /// and that stands in the kernel stub (or at an exit the program
+    /// made): it leaves for the kind's idle registers in user mode. In
+    /// the shootdown handler it waits for the handler's acknowledgement
+    /// (the handler's `swapgs` and NMI masking are undone by its own
+    /// `iretq`), whose frame then returns to the idle loop at CPL 3
+    /// whatever it interrupted; anywhere else in the stub the work in
+    /// progress was the taken program's and is dropped
+    /// ([`Vcpu::enter_user_mode`]). Whether it rerouted.
     fn reroute_in_stub(&mut self, kind: &crate::guest::kind::SharedKind) -> Result<bool, String> {
         let Some(stub) = self.ctx.stub.clone() else { return Ok(false) };
-        let mut regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;
-        if regs.rip == stub.syscall_return {
-            let Some(idle) = kind.take_reroute(self.me()) else { return Ok(false) };
-            regs.rcx = idle.rip;
-            regs.r11 = idle.rflags;
-            self.vcpu.set_regs(&regs).map_err(|e| format!("cannot set registers: {e}"))?;
-            return Ok(true);
-        }
-        let frame_sp = if regs.rip == stub.exc_retry {
-            regs.rsp.wrapping_add(16)
-        } else if regs.rip == stub.flush_ack_rip {
-            regs.rsp
-        } else {
-            return Ok(false);
-        };
-        // [RIP, CS, RFLAGS, RSP] at the frame (a kernel-region address).
-        let pa = frame_sp.wrapping_sub(crate::layout::KERNEL_VA);
-        if pa.checked_add(32).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
-            return Err(format!("iret frame {frame_sp:#x} is outside the kernel region"));
-        }
-        let mut bytes = [0u8; 32];
-        vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
-            .map_err(|e| format!("cannot read the iret frame at {pa:#x}: {e}"))?;
-        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        if word(1) & 3 != 3 {
-            // Back into the stub itself: not yet.
+        let regs = self.vcpu.regs().map_err(|e| format!("cannot read registers: {e}"))?;
+        if regs.rip >= stub.nmi_entry && regs.rip < stub.flush_ack_rip {
             return Ok(false);
         }
         let Some(idle) = kind.take_reroute(self.me()) else { return Ok(false) };
-        let frame = [idle.rip, word(1), user_rflags(word(2), idle.rflags), idle.rsp];
+        if regs.rip != stub.flush_ack_rip {
+            let r = kvm_bindings::kvm_regs { rflags: user_rflags(regs.rflags, idle.rflags), ..idle };
+            self.vcpu.enter_user_mode(&r).map_err(|e| format!("cannot leave the stub for user mode: {e}"))?;
+            return Ok(true);
+        }
+        // [RIP, CS, RFLAGS, RSP, SS] at the frame (a kernel-region address).
+        let pa = regs.rsp.wrapping_sub(crate::layout::KERNEL_VA);
+        if pa.checked_add(40).is_none_or(|end| end > crate::layout::KERNEL_REGION_SIZE) {
+            return Err(format!("iret frame {:#x} is outside the kernel region", regs.rsp));
+        }
+        let mut bytes = [0u8; 40];
+        vm_memory::Bytes::read_slice(&self.ctx.mem, &mut bytes, vm_memory::GuestAddress(pa))
+            .map_err(|e| format!("cannot read the iret frame at {pa:#x}: {e}"))?;
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let frame = [
+            idle.rip,
+            u64::from(crate::hosted::arch::gdt::USER_CS),
+            user_rflags(word(2), idle.rflags),
+            idle.rsp,
+            u64::from(crate::hosted::arch::gdt::USER_DS),
+        ];
         let out: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
         vm_memory::Bytes::write_slice(&self.ctx.mem, &out, vm_memory::GuestAddress(pa))
             .map_err(|e| format!("cannot write the iret frame at {pa:#x}: {e}"))?;

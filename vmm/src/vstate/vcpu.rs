@@ -371,6 +371,28 @@ impl Vcpu {
         self.fd.set_sregs(&s)
     }
 
+    /// Leaves whatever the vCPU does in the kernel stub for user mode
+    /// with `regs`: the user code and stack segments (CPL 3), then the
+    /// registers (synced where they are fresh, else `KVM_SET_SREGS`). For
+    /// a vCPU whose program was taken from it while in the stub: what the
+    /// stub was doing was that program's. Not for the shootdown handler
+    /// (its `swapgs` and NMI masking must be undone by its own `iretq`).
+    pub fn enter_user_mode(&mut self, regs: &kvm_regs) -> Result<(), kvm_ioctls::Error> {
+        let (code, data) = (FIXED_SEGMENTS[3].to_kvm(), FIXED_SEGMENTS[2].to_kvm());
+        if self.fresh.get() {
+            let s = &mut self.fd.sync_regs_mut().sregs;
+            s.cs = code;
+            s.ss = data;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        } else {
+            let mut s = self.fd.get_sregs()?;
+            s.cs = code;
+            s.ss = data;
+            self.fd.set_sregs(&s)?;
+        }
+        self.set_regs(regs)
+    }
+
     /// Sets the FS base (a thread's TLS: `arch_prctl`, a thread or
     /// process switch): into the synced system registers, marked dirty,
     /// where they are fresh; else `MSR_FS_BASE`. An MSR write alone would
