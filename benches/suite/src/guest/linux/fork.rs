@@ -115,21 +115,29 @@ pub fn have_gcc() -> bool {
 
 /// Builds `fork.c` with `gcc -static -O2`; why not where it cannot.
 pub fn build(params: Params) -> Result<Forker, String> {
-    let src = TempFile::write_as(SOURCE.as_bytes(), "c").map_err(|e| format!("cannot write fork.c: {e}"))?;
-    let exe = TempFile::write_as(&[], "fork").map_err(|e| format!("cannot make the executable's file: {e}"))?;
+    Ok(Forker { exe: build_static_c(SOURCE, "fork", &[])?, params })
+}
+
+/// Builds the C program `source` (a file named `NAME.c`) with `gcc
+/// -static -O2` and `flags`: the executable, or why not.
+pub fn build_static_c(source: &str, name: &str, flags: &[&str]) -> Result<TempFile, String> {
+    let src = TempFile::write_as(source.as_bytes(), "c").map_err(|e| format!("cannot write {name}.c: {e}"))?;
+    let exe = TempFile::write_as(&[], name).map_err(|e| format!("cannot make the executable's file: {e}"))?;
     let out = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
+        .args(["-static", "-O2"])
+        .args(flags)
+        .arg("-o")
         .arg(exe.path())
         .arg(src.path())
         .output()
         .map_err(|e| format!("no gcc ({e})"))?;
     if !out.status.success() {
         return Err(format!(
-            "gcc -static could not build fork.c (no static libc?): {}",
+            "gcc -static could not build {name}.c (no static libc?): {}",
             String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
         ));
     }
-    Ok(Forker { exe, params })
+    Ok(exe)
 }
 
 impl Forker {

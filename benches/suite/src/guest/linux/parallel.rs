@@ -79,21 +79,7 @@ pub struct Parallel {
 /// Builds `parallel.c` with `gcc -static -O2 -pthread`; why not where it
 /// cannot.
 pub fn build(params: Params) -> Result<Parallel, String> {
-    let src = TempFile::write_as(SOURCE.as_bytes(), "c").map_err(|e| format!("cannot write parallel.c: {e}"))?;
-    let exe = TempFile::write_as(&[], "parallel").map_err(|e| format!("cannot make the executable's file: {e}"))?;
-    let out = Command::new("gcc")
-        .args(["-static", "-O2", "-pthread", "-o"])
-        .arg(exe.path())
-        .arg(src.path())
-        .output()
-        .map_err(|e| format!("no gcc ({e})"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "gcc -static could not build parallel.c (no static libc?): {}",
-            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
-        ));
-    }
-    Ok(Parallel { exe, params })
+    Ok(Parallel { exe: super::fork::build_static_c(SOURCE, "parallel", &["-pthread"])?, params })
 }
 
 impl Parallel {
