@@ -194,6 +194,7 @@ impl Linux {
                         // No wait survives a handler (the call, made
                         // again, queues afresh).
                         self.futexes().cancel(self.tid());
+                        self.call_done(self.tid());
                         // SA_RESTART: the handler returns to the `syscall`
                         // instruction, which makes the call again.
                         let resume = kvm_bindings::kvm_regs {
@@ -209,11 +210,13 @@ impl Linux {
                     Some(false) => {
                         self.proc().sleep = None;
                         self.futexes().cancel(self.tid());
+                        self.call_done(self.tid());
                         user.regs.rax = (-i64::from(libc::EINTR)) as u64;
                     }
                 }
             } else {
                 user.regs.rax = out.ret as u64;
+                self.call_done(self.tid());
                 // A call that completed may have changed what another
                 // process waits for (a pipe written or closed, a socket
                 // read): parked processes try their call again. A call

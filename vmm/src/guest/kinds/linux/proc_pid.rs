@@ -103,6 +103,8 @@ impl Linux {
         let state = match task.state {
             State::Zombie(_) => TaskState::Zombie,
             State::Blocked { .. } | State::Sleeping { .. } | State::VforkWait { .. } => TaskState::Sleeping,
+            // On a vCPU only to make its wait again: still in it.
+            State::Running if self.retrying(pid) => TaskState::Sleeping,
             State::Ready(_) | State::Running => TaskState::Running,
         };
         let forked = pid != tasks.init();

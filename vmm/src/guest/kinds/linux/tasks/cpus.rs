@@ -70,6 +70,10 @@ pub struct Cpus {
     /// vCPUs whose waiting thread has something new to look at (a
     /// signal): nudged out of their nap when the exit is done.
     pub nudges: Vec<u8>,
+    /// Threads put on a vCPU to make a blocking call again (a wait, a
+    /// sleep): still in that call until it completes, so `/proc` shows
+    /// them sleeping, as Linux shows a thread in its wait.
+    pub retrying: std::collections::BTreeSet<u32>,
 }
 
 impl Cpus {
@@ -86,6 +90,7 @@ impl Cpus {
             rerouted: vec![false; n],
             slice_start: vec![Instant::now(); n],
             nudges: Vec::new(),
+            retrying: Default::default(),
         }
     }
 }
@@ -178,6 +183,19 @@ impl Linux {
         c.live_pid = next_pid;
     }
 
+    /// The calling thread's call completed (it is no longer in a wait it
+    /// makes again).
+    pub(crate) fn call_done(&self, tid: u32) {
+        if self.smp() {
+            self.cpus().retrying.remove(&tid);
+        }
+    }
+
+    /// Whether thread `tid` runs only to make a blocking call again.
+    pub(crate) fn retrying(&self, tid: u32) -> bool {
+        self.smp() && self.cpus().retrying.contains(&tid)
+    }
+
     /// Nudges the vCPUs an exit asked for ([`Cpus::nudges`]).
     pub(crate) fn send_nudges(&self, hv: &HostedKernel) {
         let nudges = std::mem::take(&mut self.cpus().nudges);
@@ -261,7 +279,12 @@ impl Linux {
             };
         }
         let live = self.cpus().live;
+        let waited =
+            self.tasks().get(next).is_some_and(|t| matches!(t.state, State::Blocked { .. } | State::Sleeping { .. }));
         let Some(saved) = self.tasks().resume(next) else { return Effects::default() };
+        if waited {
+            self.cpus().retrying.insert(next);
+        }
         let Saved { regs, fpu, proc } = *saved;
         self.swap_in(hv, next, next_pid, live_pid, live, proc);
         user.regs = regs;

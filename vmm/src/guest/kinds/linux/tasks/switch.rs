@@ -302,6 +302,12 @@ impl Linux {
                 f.pi_owner_died(t);
             }
         }
+        {
+            let mut c = self.cpus();
+            for t in tids {
+                c.retrying.remove(t);
+            }
+        }
         self.unpark_woken();
     }
 
