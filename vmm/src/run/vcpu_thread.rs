@@ -620,9 +620,8 @@ impl VcpuThread {
         Next::Run
     }
 
-    /// Keeps this vCPU out of the guest until `block` ends, the run
-    /// stops (checked every few milliseconds) or, for a timed block, the
-    /// kind nudges it ([`HostedKernel::nudge`]).
+    /// Keeps this vCPU out of the guest until `block` ends or the run
+    /// stops, checking for a stop every few milliseconds.
     fn wait(&self, block: Block) {
         const SLICE: Duration = Duration::from_millis(10);
         while !self.ctx.ctl.is_stopping() {
@@ -633,19 +632,7 @@ impl VcpuThread {
             if left.is_zero() {
                 break;
             }
-            let nudged = match &self.ctx.hv {
-                Some(hv) => hv.nap(self.me(), left.min(SLICE)),
-                None => {
-                    std::thread::sleep(left.min(SLICE));
-                    false
-                }
-            };
-            // Something changed for the call that waits (a signal, a
-            // wake from another vCPU, its thread taken): it looks again
-            // now (a call that blocks is made again from its start).
-            if nudged {
-                break;
-            }
+            std::thread::sleep(left.min(SLICE));
         }
     }
 

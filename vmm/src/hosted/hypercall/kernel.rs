@@ -38,9 +38,6 @@ pub struct HostedKernel {
     pub(super) has_unflushed: std::sync::atomic::AtomicBool,
     /// Deferred flushes the retry did not settle.
     pub(super) cow_flushes_left: std::sync::atomic::AtomicU64,
-    /// Each vCPU's nap between blocked slices, and whether it was nudged
-    /// out of it (see [`HostedKernel::nap`]).
-    pub(super) naps: Vec<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl std::fmt::Debug for HostedKernel {
@@ -64,7 +61,6 @@ impl HostedKernel {
         report: ReportLog,
         counters: Vec<Arc<ExitCounters>>,
     ) -> Self {
-        let counters_len = counters.len();
         HostedKernel {
             mem,
             mapper: Mutex::new(mapper),
@@ -79,28 +75,6 @@ impl HostedKernel {
             unflushed: Default::default(),
             has_unflushed: Default::default(),
             cow_flushes_left: Default::default(),
-            naps: (0..counters_len).map(|_| Default::default()).collect(),
-        }
-    }
-
-    /// Waits up to `d` on vCPU `vcpu`'s behalf (a blocked call's slice);
-    /// `true` when [`HostedKernel::nudge`] ended it early (the call has
-    /// something to look at: a signal, a wake).
-    pub fn nap(&self, vcpu: u8, d: std::time::Duration) -> bool {
-        let Some((flag, cv)) = self.naps.get(usize::from(vcpu)) else {
-            std::thread::sleep(d);
-            return false;
-        };
-        let g = flag.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut g, _) = cv.wait_timeout_while(g, d, |nudged| !*nudged).unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *g)
-    }
-
-    /// Ends vCPU `vcpu`'s nap now, or its next one.
-    pub fn nudge(&self, vcpu: u8) {
-        if let Some((flag, cv)) = self.naps.get(usize::from(vcpu)) {
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
         }
     }
 

@@ -70,18 +70,8 @@ pub struct Printed {
 /// Reads the program's output: every figure present, the fork and page
 /// counts those asked for, `ok` last, and exit status 0.
 pub fn parse(out: &[u8], exit_code: i32, p: &Params) -> Result<Printed, BenchError> {
-    let text = String::from_utf8_lossy(out);
-    if exit_code != 0 || text.lines().last() != Some("ok") {
-        return Err(guest_err(ITEM, format!("the program failed (status {exit_code}): {}", text.trim())));
-    }
-    let value = |name: &str| -> Result<f64, BenchError> {
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| guest_err(ITEM, format!("no {name} in the program's output: {}", text.trim())))
-    };
+    let text = checked_output(ITEM, out, exit_code)?;
+    let value = |name: &str| printed_value(ITEM, &text, name);
     if value("forks")? != f64::from(p.forks) || value("cow_pages")? != PAGES as f64 {
         return Err(guest_err(ITEM, format!("the program did other work than asked: {}", text.trim())));
     }
@@ -116,6 +106,26 @@ pub fn have_gcc() -> bool {
 /// Builds `fork.c` with `gcc -static -O2`; why not where it cannot.
 pub fn build(params: Params) -> Result<Forker, String> {
     Ok(Forker { exe: build_static_c(SOURCE, "fork", &[])?, params })
+}
+
+/// A C program's output, when it exited 0 with `ok` as its last line.
+pub fn checked_output(item: &str, out: &[u8], exit_code: i32) -> Result<String, BenchError> {
+    let text = String::from_utf8_lossy(out).into_owned();
+    if exit_code != 0 || text.lines().last() != Some("ok") {
+        return Err(guest_err(item, format!("the program failed (status {exit_code}): {}", text.trim())));
+    }
+    Ok(text)
+}
+
+/// The value of the `NAME VALUE` line `name` of a program's output
+/// (finite, not negative).
+pub fn printed_value(item: &str, text: &str, name: &str) -> Result<f64, BenchError> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| guest_err(item, format!("no {name} in the program's output: {}", text.trim())))
 }
 
 /// Builds the C program `source` (a file named `NAME.c`) with `gcc

@@ -41,18 +41,8 @@ impl Params {
 /// Reads the program's output: the elapsed ns, with the thread and
 /// iteration counts asked for, `ok` last and exit status 0.
 pub fn parse(out: &[u8], exit_code: i32, p: &Params) -> Result<f64, BenchError> {
-    let text = String::from_utf8_lossy(out);
-    if exit_code != 0 || text.lines().last() != Some("ok") {
-        return Err(guest_err(ITEM, format!("the program failed (status {exit_code}): {}", text.trim())));
-    }
-    let value = |name: &str| -> Result<f64, BenchError> {
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| guest_err(ITEM, format!("no {name} in the program's output: {}", text.trim())))
-    };
+    let text = super::fork::checked_output(ITEM, out, exit_code)?;
+    let value = |name: &str| super::fork::printed_value(ITEM, &text, name);
     if value("threads")? != 2.0 || value("iterations")? != p.iterations as f64 {
         return Err(guest_err(ITEM, format!("the program did other work than asked: {}", text.trim())));
     }

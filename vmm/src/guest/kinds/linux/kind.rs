@@ -392,12 +392,10 @@ impl GuestKind for Linux {
             return self.idle_call(hv, vcpu, user);
         }
         let fx = self.serve(hv, vcpu, user);
-        let fx = match fx.exit_group {
+        match fx.exit_group {
             Some(status) => self.process_end(hv, vcpu, user, status, fx),
             None => self.schedule(hv, vcpu, user, fx),
-        };
-        self.send_nudges(hv);
-        fx
+        }
     }
 
     fn on_user_fault(

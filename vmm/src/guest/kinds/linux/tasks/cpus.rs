@@ -67,9 +67,6 @@ pub struct Cpus {
     pub rerouted: Vec<bool>,
     /// When each vCPU's thread got it (preemption).
     pub slice_start: Vec<Instant>,
-    /// vCPUs whose waiting thread has something new to look at (a
-    /// signal): nudged out of their nap when the exit is done.
-    pub nudges: Vec<u8>,
     /// Threads put on a vCPU to make a blocking call again (a wait, a
     /// sleep): still in that call until it completes, so `/proc` shows
     /// them sleeping, as Linux shows a thread in its wait.
@@ -89,7 +86,6 @@ impl Cpus {
             off: BTreeMap::new(),
             rerouted: vec![false; n],
             slice_start: vec![Instant::now(); n],
-            nudges: Vec::new(),
             retrying: Default::default(),
         }
     }
@@ -194,14 +190,6 @@ impl Linux {
     /// Whether thread `tid` runs only to make a blocking call again.
     pub(crate) fn retrying(&self, tid: u32) -> bool {
         self.smp() && self.cpus().retrying.contains(&tid)
-    }
-
-    /// Nudges the vCPUs an exit asked for ([`Cpus::nudges`]).
-    pub(crate) fn send_nudges(&self, hv: &HostedKernel) {
-        let nudges = std::mem::take(&mut self.cpus().nudges);
-        for u in nudges {
-            hv.nudge(u);
-        }
     }
 
     /// Records that `vcpu` now runs `tid`, the live thread.
@@ -423,8 +411,6 @@ impl Linux {
             }
         }
         for &(u, _) in &taken {
-            // Out of a nap it takes for the taken thread, too.
-            hv.nudge(u);
             hv.take_out_of_guest(u, EVICT_TIMEOUT)?;
         }
         Ok(())

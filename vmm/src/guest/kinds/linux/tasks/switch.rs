@@ -431,20 +431,12 @@ impl Linux {
                     (Some(r), _) => r,
                     (None, Some(t)) => {
                         drop(tasks);
-                        let r = {
-                            let mut c = self.cpus();
-                            let on = c.on_cpu.iter().position(|x| *x == Some(t));
-                            let r = c.off.get_mut(&t).map(|p| {
-                                if let Some(sh) = &shared {
-                                    p.inherit_shared(sh);
-                                }
-                                f(p)
-                            });
-                            if let (Some(u), Some(_)) = (on, r) {
-                                c.nudges.push(u as u8);
+                        let r = self.cpus().off.get_mut(&t).is_some_and(|p| {
+                            if let Some(sh) = &shared {
+                                p.inherit_shared(sh);
                             }
-                            r.unwrap_or(false)
-                        };
+                            f(p)
+                        });
                         tasks = self.tasks();
                         r
                     }

@@ -120,26 +120,14 @@ impl Linux {
         let shared =
             if pid == cur_pid { Some(self.proc().clone()) } else { self.aside().get(&pid).map(|s| s.proc.clone()) };
         let signo = info.signo;
-        // Running on another vCPU: it takes it at its next system call,
-        // or at once where it waits there (its nap is cut short).
-        let on = {
-            let mut c = self.cpus();
-            let on = c.on_cpu.iter().position(|t| *t == Some(tid));
-            if let Some(p) = c.off.get_mut(&tid) {
-                // With its process's dispositions as they are now.
-                if let Some(sh) = &shared {
-                    p.inherit_shared(sh);
-                }
-                signal::post(p, info);
-                if let Some(u) = on {
-                    c.nudges.push(u as u8);
-                }
-                true
-            } else {
-                false
+        // Running on another vCPU: it takes it at its next system call
+        // (with several vCPUs a thread that waits is never on one).
+        if let Some(p) = self.cpus().off.get_mut(&tid) {
+            // With its process's dispositions as they are now.
+            if let Some(sh) = &shared {
+                p.inherit_shared(sh);
             }
-        };
-        if on {
+            signal::post(p, info);
             return Ok(());
         }
         let mut t = self.tasks();
