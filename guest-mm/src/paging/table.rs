@@ -32,6 +32,16 @@ thread_local! {
     /// Test hook run at [`race_point`]: what a walker on another CPU does
     /// between a writer's read of an entry and its change.
     pub(crate) static RACE: std::cell::Cell<Option<fn(&AtomicU64)>> = const { std::cell::Cell::new(None) };
+    /// Tables viewed on this thread (every walk and write goes through
+    /// [`Table::new`]): what a test of a walk's cost counts.
+    pub(crate) static VIEWS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Tables viewed on this thread so far (tests only): a walk's work in
+/// units that do not depend on the host's speed.
+#[cfg(test)]
+pub(crate) fn views() -> u64 {
+    VIEWS.with(|v| v.get())
 }
 
 /// Where a writer has read entry `e` and is about to change it: a walker
@@ -76,6 +86,8 @@ impl<'a> Table<'a> {
     /// bypass vm-memory's accounting). Fails when the frame is not one
     /// contiguous 4 KiB page of `mem`.
     pub(crate) fn new<M: GuestMemory + ?Sized>(mem: &'a M, frame: Pfn, write: bool) -> Result<Self, MmError> {
+        #[cfg(test)]
+        VIEWS.with(|v| v.set(v.get() + 1));
         let bad = |_| MmError::GuestMemory { addr: frame.0 << 12 };
         let addr: GuestAddress = frame.checked_addr().ok_or(MmError::GuestMemory { addr: frame.0 })?;
         let access = if write { Permissions::ReadWrite } else { Permissions::Read };

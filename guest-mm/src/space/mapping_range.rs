@@ -93,7 +93,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
 
     /// Clears the pages of `[s, e)` whose entry maps one of `frames`,
     /// each on its own (they are few: pages both mapped privately and
-    /// not yet copied).
+    /// not yet copied). Only the leaves present in the tables are looked
+    /// at, so the work follows what is mapped, not the range's size (a
+    /// sparse object mapped over terabytes costs what its few pages
+    /// cost). PROT_NONE leaves are cleared too: they still hold their
+    /// frame, which the punch is about to free.
     fn clear_file_frames(
         &mut self,
         s: u64,
@@ -101,13 +105,28 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         frames: &BTreeSet<Pfn>,
         flush: &mut FlushSet,
     ) -> Result<(), MmError> {
-        let mut va = s;
-        while va < e {
-            let at = GuestVirtAddr::try_new(va)?;
-            if self.pt.translate(at).is_some_and(|t| frames.contains(&t.pfn)) {
-                self.clear_entries(va, va + PAGE_SIZE, flush)?;
+        let (Some(&lo), Some(&hi)) = (frames.first(), frames.last()) else { return Ok(()) };
+        let mut doomed = Vec::new();
+        for leaf in self.pt.leaves(GuestVirtAddr::try_new(s)?, e - s) {
+            let base = leaf.frame().0;
+            let pages = leaf.size.bytes() >> PAGE_SHIFT;
+            if base.saturating_add(pages) <= lo.0 || base > hi.0 {
+                continue;
             }
-            va += PAGE_SIZE;
+            // A huge leaf is reported whole: only its pages inside [s, e).
+            let first = leaf.va.raw().max(s);
+            let end = (leaf.va.raw() + leaf.size.bytes()).min(e);
+            let mut va = first;
+            while va < end {
+                let pfn = Pfn(base + ((va - leaf.va.raw()) >> PAGE_SHIFT));
+                if frames.contains(&pfn) {
+                    doomed.push(va);
+                }
+                va += PAGE_SIZE;
+            }
+        }
+        for va in doomed {
+            self.clear_entries(va, va + PAGE_SIZE, flush)?;
         }
         Ok(())
     }
