@@ -44,4 +44,6 @@ pub use space::{
     MmapRequest, MremapFlags, Placement, Remapped, SpaceConfig, SpaceStats, ThpMode, ThpPolicy, ThpSizeMode, Violation,
     DEFAULT_MAX_MAP_COUNT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, THP_MIN_ORDER, THP_PMD_ORDER,
 };
-pub use vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaBudget, VmaOps, VmaTree, RAM_BYTES_PER_VMA};
+pub use vma::{
+    FaultAccess, FaultInfo, FaultPage, ObjectKey, Punched, Vma, VmaBudget, VmaOps, VmaTree, RAM_BYTES_PER_VMA,
+};

@@ -26,6 +26,7 @@ mod linux_mmfuzz;
 mod linux_proc_mem;
 mod linux_processes;
 mod linux_programs;
+mod linux_punch;
 mod linux_signals;
 mod linux_smp;
 mod linux_sysv_shm;

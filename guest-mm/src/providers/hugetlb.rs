@@ -21,6 +21,8 @@
 //!   anonymous hugetlbfs file behind it): `MADV_DONTNEED` only unmaps
 //!   them, a refault finds the same bytes, and they return to the pool
 //!   with the last VMA of the mapping (with its reservations).
+//!   `MADV_REMOVE` punches them out of the object (every mapping of it,
+//!   in every space, loses them; `VmaOps::remove`).
 //! - A fork's child gets a copy of each private page at once, in a page
 //!   taken without a reservation (its copy of the VMA has none, as in
 //!   Linux); a shared mapping's pages are the child's too.
@@ -32,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vm_memory::GuestMemory;
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use super::hugetlb_pool::{HugePage, HugetlbPool, PoolInner, FRAMES_PER_HUGE_PAGE, HUGE_PAGE_SIZE};
 use super::hugetlb_reserve::Reservations;
@@ -40,7 +42,7 @@ use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
-use crate::vma::{FaultInfo, FaultPage, Vma, VmaOps};
+use crate::vma::{FaultInfo, FaultPage, ObjectKey, Punched, Vma, VmaOps};
 
 /// The name of hugetlb mappings (as the eager huge-page provider's, so
 /// `/proc` shows both as `/anon_hugepage (deleted)`).
@@ -153,6 +155,49 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
 
     fn pagesize(&self, _vma: &Vma) -> u64 {
         HUGE_PAGE_SIZE
+    }
+
+    /// A shared mapping is an object (anonymous `MAP_SHARED|MAP_HUGETLB`
+    /// memory, a SysV `SHM_HUGETLB` segment) every mapping of which, in
+    /// every space, maps the same pages; a private one is not.
+    fn object_key(&self) -> Option<ObjectKey> {
+        self.shared.then(|| ObjectKey(self as *const Self as *const () as usize))
+    }
+
+    /// `MADV_REMOVE` of a shared mapping (hugetlbfs's punch of the file
+    /// behind it): the whole huge pages inside `[offset, offset + len)`
+    /// and their unused reservations go; the partial pages at the edges
+    /// are zeroed in place. A later touch faults a fresh page from the
+    /// free pages, as on Linux (the punched range has no reservation).
+    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
+        if !self.shared {
+            return Ok(None);
+        }
+        let end = offset.checked_add(len).ok_or(MmError::Overflow { addr: offset, len })?;
+        let (hs, he) = (offset.div_ceil(HUGE_PAGE_SIZE), end / HUGE_PAGE_SIZE);
+        let mut st = self.lock();
+        let edges =
+            if hs > he { [(offset, end), (0, 0)] } else { [(offset, hs * HUGE_PAGE_SIZE), (he * HUGE_PAGE_SIZE, end)] };
+        for (a, b) in edges.into_iter().filter(|(a, b)| a < b) {
+            if let Some(p) = st.pages.get(&(a / HUGE_PAGE_SIZE)) {
+                let at = p.head().addr().0 + a % HUGE_PAGE_SIZE;
+                let zeros = vec![0u8; (b - a) as usize];
+                self.pool.mem.write_slice(&zeros, GuestAddress(at)).map_err(|_| MmError::GuestMemory { addr: at })?;
+            }
+        }
+        if hs >= he {
+            return Ok(Some(Punched { pages: 0..0, frames: None }));
+        }
+        // The pages go back to the pool when the last mapping lets go.
+        let gone: Vec<Arc<HugePage>> = (hs..he).filter_map(|i| st.pages.remove(&i)).collect();
+        let unres: Vec<u64> = st.res.reserved.range(hs..he).copied().collect();
+        for i in &unres {
+            st.res.reserved.remove(i);
+        }
+        drop(st);
+        drop(gone);
+        self.pool.unreserve(unres.len() as u64);
+        Ok(Some(Punched { pages: hs * FRAMES_PER_HUGE_PAGE..he * FRAMES_PER_HUGE_PAGE, frames: None }))
     }
 
     /// A private mapping's copy in a fork's child has its own state and

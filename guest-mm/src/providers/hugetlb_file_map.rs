@@ -22,7 +22,6 @@
 //! `MAP_NORESERVE` mappings reserve nothing; their faults take a page
 //! nobody was promised or fail.
 
-use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vm_memory::GuestMemory;
@@ -35,7 +34,7 @@ use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::provider::MmapProvider;
-use crate::vma::{FaultInfo, FaultPage, ObjectKey, Vma, VmaOps};
+use crate::vma::{FaultInfo, FaultPage, ObjectKey, Punched, Vma, VmaOps};
 
 /// Maps a hugetlbfs file; see the module docs.
 pub struct HugetlbFileProvider<M> {
@@ -160,8 +159,9 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for FileMapping<M> {
         Some(self.file.key())
     }
 
-    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<Range<u64>>, MmError> {
-        HugetlbFile(self.file.clone()).punch_hole(offset, len).map(Some)
+    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
+        let pages = HugetlbFile(self.file.clone()).punch_hole(offset, len)?;
+        Ok(Some(Punched { pages, frames: None }))
     }
 }
 

@@ -88,7 +88,7 @@ fn sound(s: &AddressSpace<Mem>) {
 
 fn punch(s: &mut AddressSpace<Mem>, f: &HugetlbFile<Mem>, off: u64, len: u64) {
     let r = f.punch_hole(off, len).unwrap();
-    s.unmap_object_range(f.key(), r).unwrap().ignore();
+    s.unmap_object_range(f.key(), r, crate::space::Cows::Even).unwrap().ignore();
 }
 
 /// The `hugetlb-madvise` selftest's file part with 3 pages: free counts
@@ -251,7 +251,7 @@ fn sizes_offsets_and_reservations_follow_hugetlbfs() {
     assert_eq!(walk(&s, &pool, b + H).map(|x| x.2), Some(1));
     // A shrink frees and unmaps the pages (and reservations) past it.
     let r = f.set_len(3 * H).unwrap();
-    s.unmap_object_range(f.key(), r).unwrap().ignore();
+    s.unmap_object_range(f.key(), r, crate::space::Cows::Even).unwrap().ignore();
     assert_eq!((f.resident_pages(), free(&pool), pool.counts().reserved), (3, POOL - 3, 0));
     assert!(touch(&mut s, a + H, false).is_err(), "past the end now");
     // Reads stop at the size.
@@ -495,7 +495,7 @@ proptest! {
                 }
                 Op::Truncate { pages } => {
                     let r = f.set_len(pages * H).unwrap();
-                    s.unmap_object_range(f.key(), r).unwrap().ignore();
+                    s.unmap_object_range(f.key(), r, crate::space::Cows::Even).unwrap().ignore();
                     if pages * H <= fm.size {
                         fm.pages.retain(|&i, _| i < pages);
                         fm.reserved.retain(|&i| i < pages);

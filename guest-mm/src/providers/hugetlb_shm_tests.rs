@@ -113,6 +113,41 @@ fn bad_objects_and_mappings_are_refused() {
     assert_eq!(pool.counts(), counts(POOL, 0));
 }
 
+/// `MADV_REMOVE` through one attach punches the object (hugetlbfs's
+/// punch of the segment's file): every attach loses the page (walked),
+/// its reservation-less page goes back to the pool, a refault reads
+/// zeroes, a partial page is zeroed in place, and the punch is recorded
+/// for the other spaces. Before, only the calling attach's entries went
+/// and the data came back on the next touch.
+#[test]
+fn madv_remove_punches_the_segment_in_every_attach() {
+    let (mut s, pool) = setup();
+    let obj = pool.shm_object("SYSV00000003", 2 * H, false).unwrap();
+    let (a, b) = (attach(&mut s, &obj), attach(&mut s, &obj));
+    for p in 0..2 {
+        touch(&mut s, a + p * H);
+        s.memory().write_obj(0x77u64, phys(&s, &pool, a + p * H).unwrap()).unwrap();
+        touch(&mut s, b + p * H);
+    }
+    s.memory().write_obj(0x78u64, phys(&s, &pool, a + H + 8192).unwrap()).unwrap();
+    assert_eq!(pool.counts(), counts(POOL - 2, 0));
+    s.madvise(va(a), H + 4096, crate::space::Advice::Remove).unwrap().ignore();
+    assert!(phys(&s, &pool, a).is_none() && phys(&s, &pool, b).is_none(), "both attaches lost page 0");
+    assert_eq!(pool.counts(), counts(POOL - 1, 0), "the punched page went back to the pool");
+    let second = phys(&s, &pool, b + H).unwrap();
+    assert_eq!(s.memory().read_obj::<u64>(second).unwrap(), 0, "the partial page's first 4 KiB were zeroed");
+    assert_eq!(s.memory().read_obj::<u64>(GuestAddress(second.0 + 8192)).unwrap(), 0x78, "and the rest kept");
+    touch(&mut s, b);
+    assert_eq!(s.memory().read_obj::<u64>(phys(&s, &pool, b).unwrap()).unwrap(), 0, "a refault reads zeroes");
+    let punches = s.take_punches();
+    assert_eq!(punches.len(), 1);
+    assert_eq!((punches[0].1.pages.clone(), punches[0].1.frames.clone()), (0..512, None));
+    s.munmap(va(a), 2 * H).unwrap().ignore();
+    s.munmap(va(b), 2 * H).unwrap().ignore();
+    drop(obj);
+    assert_eq!(pool.counts(), counts(POOL, 0));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Attach,

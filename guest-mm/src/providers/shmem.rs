@@ -38,7 +38,7 @@ use crate::error::MmError;
 use crate::flags::VmFlags;
 use crate::frames::{Frames, PoolPages};
 use crate::provider::MmapProvider;
-use crate::vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Vma, VmaOps};
+use crate::vma::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Punched, Vma, VmaOps};
 
 /// Largest size an object may have (Linux's `MAX_LFS_FILESIZE`).
 pub const MAX_SHMEM_SIZE: u64 = i64::MAX as u64;
@@ -399,23 +399,18 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
         Some(ObjectKey(self as *const Self as *const () as usize))
     }
 
-    fn object_frames(&self, first: u64, end: u64) -> Vec<Pfn> {
-        if first >= end {
-            return Vec::new();
-        }
-        let st = self.lock();
-        st.pages.range(first..end).filter_map(|(_, p)| p.pfns().first().copied()).collect()
-    }
-
     /// `MADV_REMOVE` (`shmem_fallocate(PUNCH_HOLE | KEEP_SIZE)`): the
-    /// object drops the pages of the range (its mappings in the space then
-    /// drop them too, see [`VmaOps::remove`]); a later touch reads zeroes.
-    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<std::ops::Range<u64>>, MmError> {
+    /// object drops the pages of the range (its mappings then drop them
+    /// too, private copies staying, see [`Punched`]); a later touch reads
+    /// zeroes.
+    fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
         let end = offset.checked_add(len).ok_or(MmError::Overflow { addr: offset, len })?;
+        let pages = offset / PAGE_SIZE..end.div_ceil(PAGE_SIZE);
         let mut st = self.lock();
+        let frames = st.pages.range(pages.clone()).filter_map(|(_, p)| p.pfns().first().copied()).collect();
         let clear_end = end.min(st.size);
         self.clear(&mut st, offset, clear_end)?;
-        Ok(Some(offset / PAGE_SIZE..end.div_ceil(PAGE_SIZE)))
+        Ok(Some(Punched { pages, frames: Some(frames) }))
     }
 
     fn map_pages(&self, vma: &Vma, first: u64, nr: u64, access: FaultAccess) -> Vec<Option<FaultPage>> {

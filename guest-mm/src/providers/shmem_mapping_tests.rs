@@ -297,6 +297,38 @@ fn madv_remove_punches_the_object_and_every_mapping_of_it_reads_zeroes() {
     assert_eq!(load(&mut s, at(a.addr, 3)), Some(5), "DONTNEED then a touch finds the same page");
 }
 
+/// `MADV_REMOVE` through a shared mapping keeps the private copies a
+/// private mapping of the same object made in this space (Linux's shmem
+/// punch clears without `even_cows`), drops the private mapping's entries
+/// that still map the object's pages, and records the punch for the other
+/// spaces ([`AddressSpace::take_punches`]).
+#[test]
+fn madv_remove_keeps_this_spaces_private_copies_and_records_the_punch() {
+    let mut s = space();
+    let o = ShmemObject::new("keep", s.frames().clone(), s.memory().clone(), 2 * PAGE_SIZE).unwrap();
+    o.write_at(0, &[6u8; 2 * PAGE_SIZE as usize]).unwrap();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let sh = s.mmap(&o, &MmapRequest::shared(2 * PAGE_SIZE, rw)).unwrap();
+    sh.flush.ignore();
+    let pr = s.mmap(&o, &MmapRequest::private(2 * PAGE_SIZE, rw)).unwrap();
+    pr.flush.ignore();
+    let page1 = pr.addr.checked_add(PAGE_SIZE).unwrap();
+    assert!(store(&mut s, pr.addr, 8), "page 0: a private copy");
+    assert_eq!(load(&mut s, page1), Some(6), "page 1: the object's page, mapped copy-on-write");
+    let frames: BTreeSet<_> = o.frames_in(0, 2).into_iter().collect();
+    s.madvise(sh.addr, 2 * PAGE_SIZE, crate::space::Advice::Remove).unwrap().ignore();
+    assert_eq!(o.resident_pages(), 0);
+    assert_eq!(load(&mut s, pr.addr), Some(8), "the private copy stays");
+    assert!(s.translate(page1).is_none(), "the entry of the punched page went (walked)");
+    assert_eq!(load(&mut s, page1), Some(0), "and it refaults as the hole");
+    let punches = s.take_punches();
+    assert_eq!(punches.len(), 1);
+    let (key, p) = &punches[0];
+    assert_eq!(Some(*key), o.vma_ops().object_key());
+    assert_eq!((p.pages.clone(), p.frames.as_ref()), (0..2, Some(&frames)));
+    assert!(s.take_punches().is_empty(), "taken once");
+}
+
 /// A hole punch in an object mapped privately over a large range looks
 /// at the pages present there, not at every page of the range: its work
 /// (tables viewed, counted on this thread) stays small for a 1 GiB

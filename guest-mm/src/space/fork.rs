@@ -95,6 +95,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
             layout: self.layout.clone(),
             window: self.window,
             deferred: FlushSet::default(),
+            punches: Vec::new(),
             max_map_count: self.max_map_count,
             fault_around: self.fault_around,
             page_pins: super::page_pins::PagePins::default(),

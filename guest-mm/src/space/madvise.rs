@@ -11,8 +11,12 @@
 //!   `MADV_REMOVE` drops the pages of a shared writable mapping the same
 //!   way, if it has a fault handler to refault them (a refault gives what
 //!   the provider gives); an object that punches holes
-//!   ([`crate::VmaOps::remove`], a hugetlbfs file) frees its pages, and
-//!   every VMA of it loses them ([`AddressSpace::unmap_object_range`]).
+//!   ([`crate::VmaOps::remove`], a hugetlbfs file, a shmem object) frees
+//!   its pages, and every VMA of it loses them
+//!   ([`AddressSpace::unmap_object_range`]; private copies as the object
+//!   says, [`crate::Punched`]). Other address spaces mapping the object
+//!   must lose them too: the caller takes what was punched with
+//!   [`AddressSpace::take_punches`] and clears it there.
 //! - `MADV_WILLNEED` populates a lazy range now, best effort, batched
 //!   through the VMAs' `map_pages` (not `PROT_NONE` VMAs; a VMA is left
 //!   at its first run that cannot be mapped); `MADV_POPULATE_(READ|WRITE)` fault
@@ -258,8 +262,12 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 if let (Some(ops), Some(key)) = (vma.ops().cloned(), vma.ops().and_then(|o| o.object_key())) {
                     let offset = (vma.pgoff() << crate::addr::PAGE_SHIFT) + (s - vma.start().raw());
                     let vma = vma.clone();
-                    if let Some(pages) = ops.remove(&vma, offset, e - s)? {
-                        let f = self.unmap_object_range(key, pages)?;
+                    if let Some(punched) = ops.remove(&vma, offset, e - s)? {
+                        // Recorded before the clearing, which may fail:
+                        // the object has punched, so every other space
+                        // must lose the pages whatever happens here.
+                        self.punches.push((key, punched.clone()));
+                        let f = self.unmap_object_range(key, punched.pages.clone(), punched.cows())?;
                         flush.merge(f);
                         return Ok(());
                     }

@@ -4,8 +4,9 @@
 //! and sees the file as it is now (a page again, or `SIGBUS` past the
 //! end). The VMAs stay; only entries go.
 //!
-//! A VMA maps the file when it carries the file's [`VmaOps`] (the same
-//! object, compared by address). A private VMA also holds its own
+//! A VMA maps the file when its [`VmaOps`] report the file's
+//! [`VmaOps::object_key`] (the clearing is
+//! [`AddressSpace::unmap_object_range`]'s). A private VMA also holds its own
 //! copy-on-write copies: a truncation drops them too (`even_cows`, as
 //! `truncate_pagecache` asks), a hole punch keeps them and clears only
 //! entries that still map one of the file's frames.
@@ -22,7 +23,6 @@ use vm_memory::GuestMemoryBackend;
 use super::AddressSpace;
 use crate::addr::{GuestVirtAddr, Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::MmError;
-use crate::flags::VmFlags;
 use crate::paging::FlushSet;
 use crate::vma::VmaOps;
 
@@ -38,8 +38,9 @@ pub enum Cows<'a> {
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Clears the entries of file pages `[first, end)` (page offsets into
-    /// the file) in every VMA carrying `ops`; `cows` says what happens to
-    /// private copies. Returns the entries to flush. Locked VMAs are
+    /// the file) in every VMA mapping the object behind `ops` (the same
+    /// [`VmaOps::object_key`]; none when it has no key); `cows` says what
+    /// happens to private copies. Returns the entries to flush. Locked VMAs are
     /// cleared too, as Linux clears them (they refault on next touch).
     pub fn unmap_mapping_range(
         &mut self,
@@ -48,47 +49,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         end: u64,
         cows: Cows<'_>,
     ) -> Result<FlushSet, MmError> {
-        let mut flush = FlushSet::default();
-        if first >= end {
-            return Ok(flush);
+        match ops.object_key() {
+            Some(key) if first < end => self.unmap_object_range(key, first..end, cows),
+            _ => Ok(FlushSet::default()),
         }
-        let target = Arc::as_ptr(ops);
-        // The address ranges to clear, collected before any change.
-        let mut ranges: Vec<(u64, u64, bool)> = Vec::new();
-        for vma in self.vmas.iter() {
-            let Some(o) = vma.ops() else { continue };
-            if !std::ptr::addr_eq(Arc::as_ptr(o), target) {
-                continue;
-            }
-            let pages = (vma.end() - vma.start().raw()) >> PAGE_SHIFT;
-            let (lo, hi) = (vma.pgoff().max(first), vma.pgoff().saturating_add(pages).min(end));
-            if lo >= hi {
-                continue;
-            }
-            let s = vma.start().raw() + ((lo - vma.pgoff()) << PAGE_SHIFT);
-            let e = s + ((hi - lo) << PAGE_SHIFT);
-            let every = vma.flags().contains(VmFlags::MAYSHARE) || matches!(cows, Cows::Even);
-            ranges.push((s, e, every));
-        }
-        let result = ranges.into_iter().try_for_each(|(s, e, every)| match (every, cows) {
-            (false, Cows::Keep(frames)) => self.clear_file_frames(s, e, frames, &mut flush),
-            _ => self.clear_entries(s, e, &mut flush),
-        });
-        match result {
-            Ok(()) => Ok(flush),
-            Err(e) => {
-                self.deferred.merge(flush);
-                Err(e)
-            }
-        }
-    }
-
-    /// Clears `[s, e)` and lets go of the faulted runs' pins there.
-    fn clear_entries(&mut self, s: u64, e: u64, flush: &mut FlushSet) -> Result<(), MmError> {
-        let un = self.pt.unmap_range(GuestVirtAddr::try_new(s)?, e - s)?;
-        flush.merge(un.flush);
-        drop(self.page_pins.take(s, e));
-        Ok(())
     }
 
     /// Clears the pages of `[s, e)` whose entry maps one of `frames`,
@@ -98,7 +62,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// sparse object mapped over terabytes costs what its few pages
     /// cost). PROT_NONE leaves are cleared too: they still hold their
     /// frame, which the punch is about to free.
-    fn clear_file_frames(
+    pub(super) fn clear_file_frames(
         &mut self,
         s: u64,
         e: u64,
@@ -126,7 +90,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             }
         }
         for va in doomed {
-            self.clear_entries(va, va + PAGE_SIZE, flush)?;
+            self.drop_pages(va, va + PAGE_SIZE, flush)?;
         }
         Ok(())
     }

@@ -187,6 +187,9 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     layout: PhysLayout,
     window: (u64, u64),
     deferred: FlushSet,
+    /// Objects `MADV_REMOVE` punched, for the caller to clear from the
+    /// other spaces mapping them ([`AddressSpace::take_punches`]).
+    punches: Vec<(crate::vma::ObjectKey, crate::vma::Punched)>,
     max_map_count: usize,
     fault_around: u64,
     /// Pins of the pages the fault path inserted, per faulted run.
@@ -242,6 +245,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             layout,
             window: (lo, hi),
             deferred: FlushSet::default(),
+            punches: Vec::new(),
             max_map_count: cfg.max_map_count,
             fault_around: FAULT_AROUND_PAGES,
             page_pins: page_pins::PagePins::default(),
@@ -321,6 +325,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let mut f = std::mem::take(&mut self.deferred);
         f.merge(self.pt.take_rollback_flush());
         f
+    }
+
+    /// The objects `MADV_REMOVE` punched since the last call, with what
+    /// each freed: this space's mappings have lost the pages; every other
+    /// space mapping the object must lose them too (Linux's
+    /// `unmap_mapping_range` reaches every mm), with
+    /// [`AddressSpace::unmap_object_range`] and [`crate::Punched::cows`].
+    pub fn take_punches(&mut self) -> Vec<(crate::vma::ObjectKey, crate::vma::Punched)> {
+        std::mem::take(&mut self.punches)
     }
 }
 

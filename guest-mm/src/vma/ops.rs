@@ -167,24 +167,35 @@ pub trait VmaOps: Send + Sync {
         None
     }
 
-    /// The frames the object behind the VMA holds at page offsets
-    /// `[first, end)` (4 KiB units): what a punch of that range would take
-    /// from every mapping of it, so that a caller clearing another address
-    /// space's mappings keeps their private copies. Empty (the default):
-    /// no such object.
-    fn object_frames(&self, _first: u64, _end: u64) -> Vec<Pfn> {
-        Vec::new()
-    }
-
     /// `MADV_REMOVE` on `vma` (`vfs_fallocate(PUNCH_HOLE | KEEP_SIZE)` of
     /// the object behind it): punch the bytes `[offset, offset + len)` of
-    /// the object. `Ok(Some(pages))` when the object freed its pages in
-    /// `pages` (object page offsets, 4 KiB units): the address space then
-    /// clears that range in every VMA of [`VmaOps::object_key`].
-    /// `Ok(None)` (the default): the object punches nothing; only this
-    /// VMA's entries of the range are dropped.
-    fn remove(&self, _vma: &Vma, _offset: u64, _len: u64) -> Result<Option<std::ops::Range<u64>>, MmError> {
+    /// the object. `Ok(Some(punched))` when the object freed pages: the
+    /// address space then clears them from every VMA of
+    /// [`VmaOps::object_key`] as [`Punched`] says. `Ok(None)` (the
+    /// default): the object punches nothing; only this VMA's entries of
+    /// the range are dropped.
+    fn remove(&self, _vma: &Vma, _offset: u64, _len: u64) -> Result<Option<Punched>, MmError> {
         Ok(None)
+    }
+}
+
+/// What an object's hole punch freed ([`VmaOps::remove`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Punched {
+    /// The object's pages freed (page offsets, 4 KiB units).
+    pub pages: std::ops::Range<u64>,
+    /// `None`: private mappings lose their copies of those pages too
+    /// (hugetlbfs's `hugetlb_vmdelete_list`). `Some(frames)`: the frames
+    /// the object held there before the punch; private mappings lose only
+    /// the entries still mapping one of them and keep their copies (shmem:
+    /// Linux's `unmap_mapping_range` without `even_cows`).
+    pub frames: Option<std::collections::BTreeSet<Pfn>>,
+}
+
+impl Punched {
+    /// What clearing the pages does to private copies.
+    pub fn cows(&self) -> crate::space::Cows<'_> {
+        self.frames.as_ref().map_or(crate::space::Cows::Even, crate::space::Cows::Keep)
     }
 }
 

@@ -3,8 +3,10 @@
 //! tmpfs budget's quota, as a memfd is, so that `read`/`write` on a
 //! descriptor and every mapping of the file see the same pages at once.
 //!
-//! When a file shrinks or has a hole punched, the pages dropped must
-//! leave every mapping too (Linux's `unmap_mapping_range`). The file
+//! When a file shrinks or has a hole punched (`ftruncate`, `fallocate`,
+//! `MADV_REMOVE`; memfds and hugetlbfs memfds alike), the pages dropped
+//! must leave every mapping too, in every process (Linux's
+//! `unmap_mapping_range`). The file
 //! layer cannot reach the address space, so the store records what to
 //! clear ([`Zaps`]) and the kind clears it when the call that caused it
 //! returns ([`apply`]), before the program runs again.
@@ -14,10 +16,11 @@
 
 use std::any::Any;
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use guest_mm::providers::{ShmemObject, ShmemQuota};
-use guest_mm::{Cows, MmError, Pfn, VmaOps, PAGE_SIZE};
+use guest_mm::{Cows, MmError, ObjectKey, Pfn, Punched, PAGE_SIZE};
 
 use super::fs::errno::{Errno, EFBIG, EINVAL, ENOSPC, ENXIO};
 use super::fs::{FileStore, StoreFactory};
@@ -27,19 +30,26 @@ use crate::memory::GuestMem;
 /// `MAX_LFS_FILESIZE`.
 const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
-/// One range of a file to clear from its mappings.
+/// One range of an object to clear from its mappings.
 pub struct Zap {
-    ops: Arc<dyn VmaOps>,
-    first: u64,
-    end: u64,
-    /// `None`: private copies go too (a truncation); otherwise the
-    /// file's frames the range held (a punch keeps private copies).
+    /// The object ([`guest_mm::VmaOps::object_key`] of its mappings).
+    key: ObjectKey,
+    /// Its page offsets (4 KiB units).
+    pages: Range<u64>,
+    /// `None`: private copies go too (a truncation, a hugetlbfs punch);
+    /// otherwise the object's frames the range held (a shmem punch keeps
+    /// private copies).
     frames: Option<BTreeSet<Pfn>>,
 }
 
 /// The ranges waiting to be cleared; shared by every store and the kind.
 #[derive(Clone, Default)]
 pub struct Zaps(Arc<Mutex<Vec<Zap>>>);
+
+/// The key every mapping of `obj` reports.
+fn key_of(obj: &ShmemObject<GuestMem>) -> Option<ObjectKey> {
+    obj.vma_ops().object_key()
+}
 
 impl Zaps {
     fn push(&self, z: Zap) {
@@ -53,7 +63,9 @@ impl Zaps {
     /// Records that `obj` shrank to `size`: every page from the first
     /// wholly past it goes from its mappings (`truncate_pagecache`).
     pub fn truncated(&self, obj: &ShmemObject<GuestMem>, size: u64) {
-        self.push(Zap { ops: obj.vma_ops(), first: size.div_ceil(PAGE_SIZE), end: u64::MAX, frames: None });
+        if let Some(key) = key_of(obj) {
+            self.push(Zap { key, pages: size.div_ceil(PAGE_SIZE)..u64::MAX, frames: None });
+        }
     }
 
     /// Punches `[off, off + len)` out of `obj`, recording the whole pages
@@ -62,19 +74,30 @@ impl Zaps {
         let (first, end) = (off.div_ceil(PAGE_SIZE), off.saturating_add(len) / PAGE_SIZE);
         let frames: BTreeSet<Pfn> = obj.frames_in(first, end).into_iter().collect();
         obj.punch_hole(off, len)?;
-        if !frames.is_empty() {
-            self.push(Zap { ops: obj.vma_ops(), first, end, frames: Some(frames) });
+        if let (false, Some(key)) = (frames.is_empty(), key_of(obj)) {
+            self.push(Zap { key, pages: first..end, frames: Some(frames) });
         }
         Ok(())
     }
 
-    /// Records that `MADV_REMOVE` punches `[first, end)` (page offsets)
-    /// out of the object behind `ops`, whose pages there are `frames`:
-    /// every process's mappings of it lose them (the caller's own lost
-    /// them in the call); private copies stay.
-    pub fn removed(&self, ops: Arc<dyn VmaOps>, first: u64, end: u64, frames: Vec<Pfn>) {
-        if !frames.is_empty() {
-            self.push(Zap { ops, first, end, frames: Some(frames.into_iter().collect()) });
+    /// Records that the pages `pages` of the object `key` were freed with
+    /// their private copies (a hugetlbfs file truncated or punched): every
+    /// mapping of it loses them.
+    pub fn dropped(&self, key: ObjectKey, pages: Range<u64>) {
+        if !pages.is_empty() {
+            self.push(Zap { key, pages, frames: None });
+        }
+    }
+
+    /// Records what `MADV_REMOVE` punched in the running process
+    /// ([`guest_mm::AddressSpace::take_punches`]): every other process's
+    /// mappings of each object lose the pages too (the caller's own lost
+    /// them in the call).
+    pub fn punched(&self, punches: Vec<(ObjectKey, Punched)>) {
+        for (key, p) in punches {
+            if !p.pages.is_empty() {
+                self.push(Zap { key, pages: p.pages, frames: p.frames });
+            }
         }
     }
 }
@@ -94,7 +117,7 @@ pub fn apply(hv: &HostedKernel, vcpu: u8, linux: &super::process::Linux) -> Opti
         let mut flush = guest_mm::FlushSet::default();
         for z in &pending {
             let cows = z.frames.as_ref().map_or(Cows::Even, Cows::Keep);
-            match space.unmap_mapping_range(&z.ops, z.first, z.end, cows) {
+            match space.unmap_object_range(z.key, z.pages.clone(), cows) {
                 Ok(f) => flush.merge(f),
                 Err(e) => log::error!("linux: clearing a file's pages from {whose} mappings failed: {e}"),
             }

@@ -12,8 +12,8 @@ use std::ops::Range;
 use guest_mm::providers::HugetlbFile;
 use guest_mm::MmError;
 
-use super::ctx::{ret, Ctx};
-use crate::hosted::hypercall::{Effects, Outcome};
+use super::ctx::Ctx;
+use crate::hosted::hypercall::Outcome;
 use crate::memory::GuestMem;
 
 /// `fallocate`'s `FALLOC_FL_KEEP_SIZE`.
@@ -30,16 +30,12 @@ pub fn read(f: &HugetlbFile<GuestMem>, off: u64, len: usize) -> Result<Vec<u8>, 
     Ok(buf)
 }
 
-/// Every mapping of `f` loses `pages` (file page offsets), flushed.
+/// Every mapping of `f`, in every process, loses `pages` (file page
+/// offsets) with their private copies; cleared and flushed when the call
+/// returns ([`super::super::file_pages::apply`]).
 fn unmap(c: &Ctx<'_>, f: &HugetlbFile<GuestMem>, pages: Range<u64>) -> Outcome {
-    if pages.is_empty() {
-        return Outcome::ret(0);
-    }
-    let key = f.key();
-    let d = c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().unmap_object_range(key, pages)?)));
-    let mut o = ret(d.result);
-    o.effects = Effects { fatal: d.fatal, ..Default::default() };
-    o
+    c.linux.file_zaps().dropped(f.key(), pages);
+    Outcome::ret(0)
 }
 
 /// `ftruncate(fd, len)`.

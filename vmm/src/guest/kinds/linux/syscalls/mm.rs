@@ -537,36 +537,13 @@ pub fn madvise(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::err(e),
     };
-    if adv == Advice::Remove {
-        record_remove(c, start.raw(), start.raw().saturating_add(len));
-    }
-    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().madvise(start, len, adv)?))))
-}
-
-/// Before `MADV_REMOVE` of `[start, end)`: for each shared mapping of an
-/// object there that the call will punch, the object's pages it is about
-/// to punch, recorded so that the other processes' mappings of the object
-/// lose them too ([`super::super::file_pages::Zaps::removed`], cleared
-/// when the call returns). As the call's walk, it stops at the first
-/// mapping the call refuses (locked, private or anonymous: `EINVAL`; not
-/// shared writable: `EACCES`).
-fn record_remove(c: &Ctx<'_>, start: u64, end: u64) {
-    let m = c.hv.mapper();
-    for v in m.space().vmas() {
-        let (vs, ve) = (v.start().raw(), v.end());
-        if ve <= start || vs >= end {
-            continue;
-        }
-        let f = v.flags();
-        if f.contains(VmFlags::LOCKED) || !f.contains(VmFlags::SHARED | VmFlags::MAYWRITE) {
-            break;
-        }
-        let Some(ops) = v.ops().filter(|o| o.object_key().is_some()).cloned() else { continue };
-        let first = v.pgoff() + (start.max(vs) - vs) / PAGE_SIZE;
-        let last = v.pgoff() + (end.min(ve) - vs) / PAGE_SIZE;
-        let frames = ops.object_frames(first, last);
-        c.linux.file_zaps().removed(ops, first, last, frames);
-    }
+    // What MADV_REMOVE punched (even when the call fails part-way: the
+    // object has punched) leaves every other process's mappings too.
+    done(c.hv.space_op(c.vcpu, |m| {
+        let r = m.space_mut().madvise(start, len, adv);
+        c.linux.file_zaps().punched(m.space_mut().take_punches());
+        Ok((0, r?))
+    }))
 }
 
 /// The limit on locked memory, unless the process may lock any amount

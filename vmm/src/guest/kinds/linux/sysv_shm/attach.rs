@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use guest_mm::providers::{HugetlbPool, HugetlbShm, ShmemObject, HUGE_PAGE_SIZE};
 use guest_mm::{
-    FaultAccess, FaultInfo, FaultPage, GuestVirtAddr, MmError, MmapProvider, VmFlags, Vma, VmaDesc, VmaOps,
+    FaultAccess, FaultInfo, FaultPage, GuestVirtAddr, MmError, MmapProvider, ObjectKey, Punched, VmFlags, Vma, VmaDesc,
+    VmaOps,
 };
 
 use super::table::{ShmId, ShmTable};
@@ -165,6 +166,17 @@ impl VmaOps for AttachOps {
 
     fn pagesize(&self, vma: &Vma) -> u64 {
         self.inner.pagesize(vma)
+    }
+
+    /// The segment's object: every attach, in every process, and the
+    /// object's other mappings are found by it.
+    fn object_key(&self) -> Option<ObjectKey> {
+        self.inner.object_key()
+    }
+
+    /// `MADV_REMOVE` punches the segment (Linux's `shm_fallocate`).
+    fn remove(&self, vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
+        self.inner.remove(vma, offset, len)
     }
 }
 
