@@ -161,7 +161,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
     /// memory, a SysV `SHM_HUGETLB` segment) every mapping of which, in
     /// every space, maps the same pages; a private one is not.
     fn object_key(&self) -> Option<ObjectKey> {
-        self.shared.then(|| ObjectKey(self as *const Self as *const () as usize))
+        self.shared.then_some(ObjectKey(self as *const Self as *const () as usize))
     }
 
     /// `MADV_REMOVE` of a shared mapping (hugetlbfs's punch of the file
