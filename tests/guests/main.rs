@@ -23,6 +23,7 @@ mod linux_ipc;
 mod linux_mempolicy;
 mod linux_mm_suite;
 mod linux_mmfuzz;
+mod linux_mremap_dup;
 mod linux_proc_mem;
 mod linux_processes;
 mod linux_programs;

@@ -1,7 +1,8 @@
 //! Model tests of a shared-memory object with live mappings, as a tmpfs
 //! file is used: `write`/`read` on the object, loads and stores through
 //! a shared and a private mapping, truncation and hole punches followed
-//! by [`AddressSpace::unmap_mapping_range`], all against a `Vec<u8>` of
+//! by [`AddressSpace::unmap_mapping_range`], and second mappings of the
+//! shared one made by `mremap` with an old size of 0, all against a `Vec<u8>` of
 //! the file and a map of the private copies. Every load and store goes
 //! through the page tables as the CPU would (walk, fault when absent,
 //! read or write guest memory at the translation), so a stale entry left
@@ -40,8 +41,32 @@ enum Op {
     Read(u64, usize),
     Truncate(u64),
     Punch(u64, u64),
-    Store { shared: bool, off: u64, byte: u8 },
-    Load { shared: bool, off: u64 },
+    Store {
+        shared: bool,
+        off: u64,
+        byte: u8,
+    },
+    Load {
+        shared: bool,
+        off: u64,
+    },
+    /// `mremap(shared + first page, 0, pages, MREMAP_MAYMOVE)`: a second
+    /// mapping of the shared mapping's pages from that page on.
+    Dup {
+        first: u64,
+        pages: u64,
+    },
+    /// A store or load through the `which`-th duplicate (modulo their
+    /// number), at `off` into it.
+    DupStore {
+        which: usize,
+        off: u64,
+        byte: u8,
+    },
+    DupLoad {
+        which: usize,
+        off: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -53,7 +78,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => off.clone().prop_map(Op::Truncate),
         1 => (off, 1u64..3 * PAGE_SIZE).prop_map(|(o, n)| Op::Punch(o, n)),
         3 => (any::<bool>(), in_map.clone(), 1u8..=255).prop_map(|(shared, off, byte)| Op::Store { shared, off, byte }),
-        3 => (any::<bool>(), in_map).prop_map(|(shared, off)| Op::Load { shared, off }),
+        3 => (any::<bool>(), in_map.clone()).prop_map(|(shared, off)| Op::Load { shared, off }),
+        1 => (0u64..SPAN, 1u64..4).prop_map(|(first, pages)| Op::Dup { first, pages }),
+        2 => (any::<usize>(), in_map.clone(), 1u8..=255).prop_map(|(which, off, byte)| Op::DupStore { which, off, byte }),
+        2 => (any::<usize>(), in_map).prop_map(|(which, off)| Op::DupLoad { which, off }),
     ]
 }
 
@@ -109,6 +137,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let ops_key = o.vma_ops();
     let mut file: Vec<u8> = Vec::new();
     let mut copies: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut dups: Vec<(GuestVirtAddr, u64, u64)> = Vec::new();
     for op in ops {
         match op {
             Op::Write(off, data) => {
@@ -177,6 +206,36 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let want = (off / PAGE_SIZE < pages).then(|| file.get(off as usize).copied().unwrap_or(0));
                 prop_assert_eq!(got, want, "shared load at {:#x}", off);
             }
+            Op::Dup { first, pages } => {
+                let at = shared.addr.checked_add(first * PAGE_SIZE).unwrap();
+                let d = s.mremap(at, 0, pages * PAGE_SIZE, true, None).unwrap();
+                d.flush.ignore();
+                prop_assert!(s.translate(d.addr).is_none(), "a duplicate starts empty");
+                dups.push((d.addr, first, pages));
+            }
+            Op::DupStore { which, off, byte } => {
+                let Some(&(addr, first, pages)) = dups.get(which % dups.len().max(1)) else { continue };
+                let off = off % (pages * PAGE_SIZE);
+                let foff = first * PAGE_SIZE + off;
+                let fpages = (file.len() as u64).div_ceil(PAGE_SIZE);
+                if foff >= file.len() as u64 && foff / PAGE_SIZE < fpages {
+                    continue; // past the end in the last page, as for a shared store
+                }
+                let ok = store(&mut s, addr.checked_add(off).unwrap(), byte);
+                prop_assert_eq!(ok, foff / PAGE_SIZE < fpages, "duplicate store at {:#x}", foff);
+                if ok {
+                    file[foff as usize] = byte;
+                }
+            }
+            Op::DupLoad { which, off } => {
+                let Some(&(addr, first, pages)) = dups.get(which % dups.len().max(1)) else { continue };
+                let off = off % (pages * PAGE_SIZE);
+                let foff = first * PAGE_SIZE + off;
+                let got = load(&mut s, addr.checked_add(off).unwrap());
+                let fpages = (file.len() as u64).div_ceil(PAGE_SIZE);
+                let want = (foff / PAGE_SIZE < fpages).then(|| file.get(foff as usize).copied().unwrap_or(0));
+                prop_assert_eq!(got, want, "duplicate load at {:#x}", foff);
+            }
             Op::Load { shared: false, off } => {
                 let got = load(&mut s, private.addr.checked_add(off).unwrap());
                 prop_assert_eq!(got, private_byte(&file, &copies, off), "private load at {:#x}", off);
@@ -187,6 +246,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     s.munmap(shared.addr, SPAN * PAGE_SIZE).unwrap().ignore();
     s.munmap(private.addr, SPAN * PAGE_SIZE).unwrap().ignore();
+    for (addr, _, pages) in dups {
+        s.munmap(addr, pages * PAGE_SIZE).unwrap().ignore();
+    }
     drop((o, ops_key));
     prop_assert_eq!(quota.used(), 0, "the pages went back to the quota with the object");
     prop_assert_eq!(s.stats().pool_free, free0, "pool pages leaked");

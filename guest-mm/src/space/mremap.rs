@@ -6,7 +6,8 @@
 //! equal lengths), a page-aligned old address, a non-zero new length, a
 //! fixed target that does not overlap the old range (all `EINVAL`); a VMA
 //! at the old address (`EFAULT`) that is not sealed (`EPERM`); the old
-//! range inside that VMA (`EFAULT`); `MREMAP_DONTUNMAP` of a
+//! range inside that VMA (`EFAULT`); an old size of 0 only for a shared
+//! VMA (`EINVAL`); `MREMAP_DONTUNMAP` of a
 //! `VM_DONTEXPAND` or `VM_PFNMAP` VMA (`EINVAL`; huge-page VMAs carry
 //! `VM_DONTEXPAND`); growing such a VMA (`EFAULT`); the VMA's page size
 //! (huge pages need aligned addresses and lengths, `EINVAL`); a fixed
@@ -22,6 +23,14 @@
 //! fault handler stays empty). A locked VMA that grows is populated in its new part, as after
 //! `mlock`; the old VMA of a `MREMAP_DONTUNMAP` move loses `VM_LOCKED`,
 //! as in Linux.
+//!
+//! An old size of 0 makes a second mapping of a shared VMA's pages
+//! (Linux's "duplicate shm area"): a copy of the VMA from the old
+//! address's page offset, `new_len` long, at a free range
+//! (`MREMAP_MAYMOVE`; without it `ENOMEM`) or the fixed target; the
+//! source stays as it was, and the copy faults its pages in from the
+//! shared object. A fixed target starting at the source is `EFAULT` before
+//! anything changes (Linux unmaps the target first, source included).
 //!
 //! A move copies the leaves (the same frames, the same bits; a page-array
 //! page stays pinned by the VMA and faulted run that move with it) to the new range, and only then
@@ -80,14 +89,23 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         let old_len = page_align_up(old_len).ok_or(MmError::Overflow { addr: old.raw(), len: old_len })?;
         let new_len = page_align_up(new_len).ok_or(MmError::Overflow { addr: old.raw(), len: new_len })?;
-        if old_len == 0 || new_len == 0 {
+        if new_len == 0 {
             return Err(MmError::Invalid("zero length"));
         }
+        // An old size of 0 asks for a second mapping of a shared
+        // mapping's pages (Linux's "duplicate shm area"); the source stays.
+        let duplicate = old_len == 0;
         let old_end = checked_range(old, old_len)?;
         if let Some(f) = fixed {
             let f_end = checked_range(f, new_len)?;
             if f.raw() < old_end && old.raw() < f_end {
                 return Err(MmError::Invalid("MREMAP_FIXED target overlaps the old range"));
+            }
+            // A target starting at the source (no overlap for Linux with an
+            // old size of 0): Linux unmaps it, source included, then finds no
+            // VMA to copy (`EFAULT`); refused here before anything goes.
+            if duplicate && f == old {
+                return Err(MmError::OutsideVma { start: old.raw(), end: old.raw(), vma_start: 0, vma_end: 0 });
             }
         }
         let outside = || MmError::OutsideVma { start: old.raw(), end: old_end, vma_start: 0, vma_end: 0 };
@@ -98,6 +116,9 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         if old_end > vma.end() {
             return Err(outside());
+        }
+        if duplicate && !vma.flags().contains(VmFlags::MAYSHARE) {
+            return Err(MmError::Invalid("mremap of a private mapping with an old size of 0"));
         }
         if dont_unmap && vma.flags().intersects(VmFlags::DONTEXPAND | VmFlags::PFNMAP) {
             return Err(MmError::Invalid("MREMAP_DONTUNMAP of a VM_DONTEXPAND or VM_PFNMAP mapping"));
@@ -124,13 +145,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         // Where it goes.
         let target = match fixed {
             Some(f) => Some(f),
-            None if dont_unmap => Some(self.move_target(new_len, page)?),
+            None if dont_unmap || (duplicate && may_move) => Some(self.move_target(new_len, page)?),
+            None if duplicate => return Err(MmError::NoSpace { len: new_len }),
             None if new_len <= old_len => None,
             None if old_end == vma.end() && self.can_expand(&vma, new_len - old_len, user) => None,
             None if may_move => Some(self.move_target(new_len, page)?),
             None => return Err(MmError::NoSpace { len: new_len }),
         };
-        if let Some(to) = target.filter(|_| dont_unmap) {
+        if let Some(to) = target.filter(|_| dont_unmap || duplicate) {
             // The copy is one VMA more (the old one stays), besides what
             // a fixed target's unmap cuts.
             self.check_map_count(to.raw(), to.raw() + new_len, Some(1))?;
@@ -156,6 +178,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         if dont_unmap {
             flush.merge(self.move_range(old, old_len, to, new_len, Keep::OldVma)?);
+            return Ok(Remapped { addr: to, flush });
+        }
+        if duplicate {
+            // A move of nothing that keeps the old VMA: a copy of it at
+            // `to`, `new_len` long, from `old`'s page offset (its pages
+            // fault in from the shared object); locked, it is populated.
+            flush.merge(self.move_range(old, 0, to, new_len, Keep::OldVma)?);
+            self.populate_grown(&vma, to.raw(), new_len, &mut flush);
             return Ok(Remapped { addr: to, flush });
         }
         let moved = old_len.min(new_len);

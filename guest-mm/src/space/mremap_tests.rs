@@ -208,3 +208,52 @@ fn a_fixed_target_right_before_or_after_the_old_range_is_not_an_overlap() {
     assert_eq!(s.mremap(va(w + 4 * P), 2 * P, 2 * P, true, Some(va(w + 5 * P))).map(|r| r.addr), overlap);
     assert_eq!(s.mremap(va(w + 4 * P), 2 * P, 2 * P, true, Some(va(w + 3 * P))).map(|r| r.addr), overlap);
 }
+
+/// An old size of 0 (Linux's "duplicate shm area"): a shared VMA gets a
+/// second VMA at a free range or the fixed target, from the old address's
+/// page offset, and the source stays; a private VMA is `EINVAL`, no
+/// `MREMAP_MAYMOVE` `ENOMEM`, a fixed target at the source `EFAULT` with
+/// nothing changed, a zero new size `EINVAL`.
+#[test]
+fn an_old_size_of_zero_duplicates_a_shared_mapping_only() {
+    let mut s = space();
+    let w = WINDOW.0 + 16 * P;
+    map(&mut s, w, 4, VmFlags::READ | VmFlags::WRITE);
+    let src = s.find_vma(va(w)).unwrap().clone();
+    let d = s.mremap(va(w + P), 0, 2 * P, true, None).unwrap();
+    d.flush.ignore();
+    assert_ne!(d.addr.raw(), w + P);
+    let copy = s.find_vma(d.addr).unwrap();
+    assert_eq!((copy.start(), copy.end(), copy.pgoff()), (d.addr, d.addr.raw() + 2 * P, src.pgoff() + 1));
+    assert_eq!(copy.flags(), src.flags());
+    let after = s.find_vma(va(w)).unwrap();
+    assert_eq!((after.start().raw(), after.end(), after.pgoff()), (w, w + 4 * P, src.pgoff()), "the source stays");
+    assert_eq!(s.vmas().count(), 2);
+    // Without MREMAP_MAYMOVE there is nowhere to put it.
+    assert_eq!(s.mremap(va(w), 0, P, false, None).map(|r| r.addr), Err(MmError::NoSpace { len: P }));
+    // MREMAP_FIXED: over whatever was there.
+    let t = WINDOW.0 + 64 * P;
+    map(&mut s, t, 3, VmFlags::READ);
+    let f = s.mremap(va(w), 0, 2 * P, true, Some(va(t + P))).unwrap();
+    f.flush.ignore();
+    assert_eq!(f.addr.raw(), t + P);
+    assert_eq!(s.find_vma(va(t + P)).unwrap().pgoff(), src.pgoff());
+    assert_eq!(s.find_vma(va(t)).unwrap().end(), t + P, "the target's first page keeps its old mapping");
+    // A fixed target that starts below the source address and covers it
+    // overlaps (EINVAL, as Linux's check with an old size of 0); one that
+    // starts at it is EFAULT in Linux after it unmapped the source, here
+    // before anything changed.
+    let n = s.vmas().count();
+    let e = s.mremap(va(w + P), 0, 2 * P, true, Some(va(w))).map(|r| r.addr).unwrap_err();
+    assert_eq!(e.errno(), crate::error::errno::EINVAL);
+    let e = s.mremap(va(w + P), 0, 2 * P, true, Some(va(w + P))).map(|r| r.addr).unwrap_err();
+    assert_eq!(e.errno(), crate::error::errno::EFAULT);
+    assert_eq!((s.vmas().count(), s.find_vma(va(w)).unwrap().end()), (n, w + 4 * P));
+    assert_eq!(s.mremap(va(w), 0, 0, true, None).unwrap_err().errno(), crate::error::errno::EINVAL);
+    // A private mapping cannot be duplicated.
+    let pv = WINDOW.0 + 128 * P;
+    s.mmap(&Plain, &MmapRequest::private(2 * P, VmFlags::READ).fixed(va(pv))).unwrap().flush.ignore();
+    let e = s.mremap(va(pv), 0, P, true, None).unwrap_err();
+    assert_eq!(e.errno(), crate::error::errno::EINVAL);
+    super::test_util::assert_sound(&s);
+}
