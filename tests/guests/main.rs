@@ -21,6 +21,7 @@ mod linux_hugepages;
 mod linux_hugetlb_memfd;
 mod linux_ipc;
 mod linux_mempolicy;
+mod linux_mincore_cache;
 mod linux_mm_suite;
 mod linux_mmfuzz;
 mod linux_mremap_dup;

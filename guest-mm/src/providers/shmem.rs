@@ -399,6 +399,15 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
         Some(ObjectKey(self as *const Self as *const () as usize))
     }
 
+    /// The pages the object holds: `mincore` counts them resident in
+    /// every mapping of it, as Linux's page cache of a tmpfs file.
+    fn cached_pages(&self, first: u64, end: u64) -> Vec<u64> {
+        if first >= end {
+            return Vec::new();
+        }
+        self.lock().pages.range(first..end).map(|(&i, _)| i).collect()
+    }
+
     /// `MADV_REMOVE` (`shmem_fallocate(PUNCH_HOLE | KEEP_SIZE)`): the
     /// object drops the pages of the range (its mappings then drop them
     /// too, private copies staying, see [`Punched`]); a later touch reads

@@ -445,3 +445,31 @@ fn a_punch_clears_prot_none_entries_of_the_objects_pages() {
     s.mprotect(pr.addr, 2 * PAGE_SIZE, rw).unwrap().ignore();
     assert_eq!(load(&mut s, pr.addr), Some(0), "the punched page reads as a hole");
 }
+
+/// `mincore` of a shmem object's mappings counts the pages the object
+/// holds, mapped here or not (Linux's page cache), in shared and private
+/// mappings; a hole and a punched page are not resident; a private copy
+/// over a hole is.
+#[test]
+fn mincore_counts_the_objects_pages_in_every_mapping() {
+    let mut s = space();
+    let o = ShmemObject::new("mc", s.frames().clone(), s.memory().clone(), 4 * PAGE_SIZE).unwrap();
+    o.write_at(0, b"x").unwrap();
+    o.write_at(2 * PAGE_SIZE, b"y").unwrap();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    let sh = s.mmap(&o, &MmapRequest::shared(4 * PAGE_SIZE, rw)).unwrap();
+    sh.flush.ignore();
+    let pr = s.mmap(&o, &MmapRequest::private(4 * PAGE_SIZE, rw)).unwrap();
+    pr.flush.ignore();
+    assert!(s.page_tables().leaves(sh.addr, 4 * PAGE_SIZE).is_empty(), "nothing mapped yet");
+    assert_eq!(s.mincore(sh.addr, 4 * PAGE_SIZE).unwrap(), [1, 0, 1, 0]);
+    assert_eq!(s.mincore(pr.addr, 4 * PAGE_SIZE).unwrap(), [1, 0, 1, 0]);
+    // A window into the middle: offsets follow the VMA's.
+    assert_eq!(s.mincore(pr.addr.checked_add(2 * PAGE_SIZE).unwrap(), 2 * PAGE_SIZE).unwrap(), [1, 0]);
+    let frames: BTreeSet<_> = o.frames_in(0, 1).into_iter().collect();
+    o.punch_hole(0, PAGE_SIZE).unwrap();
+    s.unmap_mapping_range(&o.vma_ops(), 0, 1, Cows::Keep(&frames)).unwrap().ignore();
+    assert!(store(&mut s, pr.addr.checked_add(3 * PAGE_SIZE).unwrap(), 4), "a private copy over a hole");
+    assert_eq!(s.mincore(sh.addr, 4 * PAGE_SIZE).unwrap(), [0, 0, 1, 0]);
+    assert_eq!(s.mincore(pr.addr, 4 * PAGE_SIZE).unwrap(), [0, 0, 1, 1]);
+}

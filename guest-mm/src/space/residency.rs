@@ -2,9 +2,13 @@
 //! the resident-page count of a range (smaps' `Rss`).
 //!
 //! Resident means a leaf maps the page (present, or PROT_NONE, which
-//! still holds its frame, as `pte_present` says on x86). Both read the page
-//! tables only, never the VMAs' bookkeeping; there is no swap and no page
-//! cache to consult, so an absent entry is a page that is not resident.
+//! still holds its frame, as `pte_present` says on x86), or, for `mincore`
+//! of a VMA whose object holds pages ([`crate::VmaOps::cached_pages`]: a
+//! shmem file, memfd or SysV segment), the object holds the page, mapped
+//! here or not (Linux asks the page cache for a page no entry maps, in
+//! shared and private file mappings alike). There is no swap, so any
+//! other absent entry is a page that is not resident. The `Rss` count
+//! reads the page tables only.
 
 use vm_memory::GuestMemoryBackend;
 
@@ -43,6 +47,20 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             let (first, last) = ((ls - start) >> PAGE_SHIFT, (le - start) >> PAGE_SHIFT);
             for b in out.iter_mut().take(last as usize).skip(first as usize) {
                 *b = 1;
+            }
+        }
+        // What the objects behind the range's VMAs hold (one lookup per
+        // VMA, bounded by the pages asked for).
+        for v in self.vmas.overlapping(start, end) {
+            let Some(ops) = v.ops() else { continue };
+            let (vs, ve) = (v.start().raw(), v.end());
+            let first = v.pgoff().saturating_add((start.max(vs) - vs) >> PAGE_SHIFT);
+            let last = v.pgoff().saturating_add((end.min(ve) - vs) >> PAGE_SHIFT);
+            for pg in ops.cached_pages(first, last) {
+                let at = vs + ((pg - v.pgoff()) << PAGE_SHIFT);
+                if let Some(b) = usize::try_from((at - start) >> PAGE_SHIFT).ok().and_then(|i| out.get_mut(i)) {
+                    *b = 1;
+                }
             }
         }
         Ok(out)

@@ -167,6 +167,14 @@ pub trait VmaOps: Send + Sync {
         None
     }
 
+    /// The page offsets in `[first, end)` (4 KiB units) the object behind
+    /// the VMA holds, mapped or not (Linux's page cache of the file, which
+    /// `mincore` consults for a page no entry maps). Empty (the default):
+    /// no such object, and `mincore` reports what is mapped only.
+    fn cached_pages(&self, _first: u64, _end: u64) -> Vec<u64> {
+        Vec::new()
+    }
+
     /// `MADV_REMOVE` on `vma` (`vfs_fallocate(PUNCH_HOLE | KEEP_SIZE)` of
     /// the object behind it): punch the bytes `[offset, offset + len)` of
     /// the object. `Ok(Some(punched))` when the object freed pages: the

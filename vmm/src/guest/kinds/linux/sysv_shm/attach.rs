@@ -174,6 +174,10 @@ impl VmaOps for AttachOps {
         self.inner.object_key()
     }
 
+    fn cached_pages(&self, first: u64, end: u64) -> Vec<u64> {
+        self.inner.cached_pages(first, end)
+    }
+
     /// `MADV_REMOVE` punches the segment (Linux's `shm_fallocate`).
     fn remove(&self, vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
         self.inner.remove(vma, offset, len)

@@ -1,0 +1,53 @@
+//! Scenario: `mincore` of shared-memory objects in the Linux kind
+//! (`tests/guests/linux/mincore_cache.c`, static glibc and musl,
+//! production filters): pages a memfd, a `/dev/shm` file or a SysV
+//! segment holds count as resident in a mapping that never touched them
+//! (written through the descriptor, or by a child through its own
+//! mapping), shared and private mappings alike, as Linux asks the page
+//! cache; a hole, and a page punched out, do not; private anonymous
+//! memory counts what this process maps only. Every line is what Linux
+//! prints. Before, only the page tables were read: every untouched page
+//! was 0.
+
+use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
+use vmm_suite::kvm::run_vmm;
+use vmm_suite::need_kvm;
+
+/// What `mincore_cache` prints on Linux (`/dev/shm` being tmpfs).
+const LINUX: &str = "\
+memfd shared, untouched: 1 0 1 0
+memfd private, untouched: 1 0 1 0
+memfd after a child wrote page 3: 1 0 1 1
+memfd after a punch of page 0: 0 0 1 1
+/dev/shm file shared, untouched: 1 0 1 0
+/dev/shm file private, untouched: 1 0 1 0
+/dev/shm file after a child wrote page 3: 1 0 1 1
+/dev/shm file after a punch of page 0: 0 0 1 1
+shared anonymous after a child wrote page 1: 0 1 0 0
+SysV segment after a child wrote page 2: 0 0 1 0
+private anonymous, page 1 written, a child wrote page 2: 0 1 0 0
+";
+
+fn resident_as_linux(p: Option<std::path::PathBuf>) {
+    let Some(p) = p else { return };
+    let prog = p.to_str().expect("utf-8");
+    let r = run_vmm(&["run", "--timeout", "60", "--check-invariants", "--guest", prog]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
+    let on_tmpfs = std::process::Command::new("stat").args(["-f", "-c", "%T", "/dev/shm"]).output();
+    if on_tmpfs.is_ok_and(|o| o.stdout.starts_with(b"tmpfs")) {
+        assert_eq!(run_on_host(&p, &[]), (LINUX.to_owned(), 0), "the host's own run");
+    }
+}
+
+#[test]
+fn mincore_counts_what_shared_objects_hold_glibc() {
+    need_kvm!();
+    resident_as_linux(static_c_program("mincore_cache"));
+}
+
+#[test]
+fn mincore_counts_what_shared_objects_hold_musl() {
+    need_kvm!();
+    resident_as_linux(static_musl_program("mincore_cache"));
+}
