@@ -16,6 +16,9 @@
 //! its data, the hugetlb objects were cleared from the caller only (the
 //! parent read the punched data; a truncated page stayed mapped) and
 //! `MADV_REMOVE` of a shared hugetlb mapping or segment failed.
+//! A punch also takes the pages past an object's size (the last page of
+//! a 5,000-byte segment), and keeps the reservations of huge pages never
+//! touched (`HugePages_Rsvd` as Linux moves it).
 //! `HUGE` below is what Linux 6.18 printed on the machine these tests
 //! were written on, given 16 huge pages for the run.
 
@@ -34,6 +37,7 @@ own remove: 0
 memfd after its own remove: private x z y, shared 0
 MADV_REMOVE of the first page in a child: ok
 SysV segment: 0 T
+5000-byte segment, its last page removed: 0, page 1 reads 0
 ";
 
 /// What `punch huge` adds on Linux with free huge pages.
@@ -43,6 +47,7 @@ hugetlb punch of page 0 in a child: ok
 hugetlb memfd after the punch: shared 0 2, private 0 2
 hugetlb truncation to one page in a child: ok
 hugetlb memfd after the truncation: shared 0 -7, private 0 -7
+hugetlb reservations: mapped 2, untouched punched 2, touched 1, removed 1, refaulted 0
 MADV_REMOVE of page 0 in a child: ok
 shared MAP_HUGETLB: 0 6, pages back 1
 MADV_REMOVE of the first page in a child: ok

@@ -166,9 +166,10 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
 
     /// `MADV_REMOVE` of a shared mapping (hugetlbfs's punch of the file
     /// behind it): the whole huge pages inside `[offset, offset + len)`
-    /// and their unused reservations go; the partial pages at the edges
-    /// are zeroed in place. A later touch faults a fresh page from the
-    /// free pages, as on Linux (the punched range has no reservation).
+    /// go; the partial pages at the edges are zeroed in place. The
+    /// reservations of pages never faulted stay. A later touch of a
+    /// punched page faults a fresh one from the unreserved free pages, as
+    /// on Linux (its reservation went with the page).
     fn remove(&self, _vma: &Vma, offset: u64, len: u64) -> Result<Option<Punched>, MmError> {
         if !self.shared {
             return Ok(None);
@@ -189,14 +190,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for HugetlbMapping<M> {
             return Ok(Some(Punched { pages: 0..0, frames: None }));
         }
         // The pages go back to the pool when the last mapping lets go.
+        // Reservations of pages never faulted stay (a punch gives back
+        // what the freed pages had, which their faults consumed).
         let gone: Vec<Arc<HugePage>> = (hs..he).filter_map(|i| st.pages.remove(&i)).collect();
-        let unres: Vec<u64> = st.res.reserved.range(hs..he).copied().collect();
-        for i in &unres {
-            st.res.reserved.remove(i);
-        }
         drop(st);
         drop(gone);
-        self.pool.unreserve(unres.len() as u64);
         Ok(Some(Punched { pages: hs * FRAMES_PER_HUGE_PAGE..he * FRAMES_PER_HUGE_PAGE, frames: None }))
     }
 

@@ -85,14 +85,21 @@ impl<M> FileInner<M> {
         Ok(())
     }
 
-    /// Frees the pages and reservations of indexes `first..end`.
-    fn free(&self, st: &mut FileState, first: u64, end: u64) {
+    /// Frees the pages of indexes `first..end`; a truncation (`truncate`)
+    /// also gives back the reservations of the indexes never faulted, a
+    /// hole punch keeps them (Linux's `remove_inode_hugepages` gives back
+    /// only what each freed page had, which its fault had consumed: a
+    /// refault of a punched page takes an unreserved one).
+    fn free(&self, st: &mut FileState, first: u64, end: u64, truncate: bool) {
         if first >= end {
             return;
         }
         let doomed: Vec<u64> = st.pages.range(first..end).map(|(&i, _)| i).collect();
         for i in doomed {
             st.pages.remove(&i);
+        }
+        if !truncate {
+            return;
         }
         let unres: Vec<u64> = st.reserved.range(first..end).copied().collect();
         for i in &unres {
@@ -223,7 +230,7 @@ impl<M: GuestMemory> HugetlbFile<M> {
             return Ok(0..0);
         }
         let first = len / HUGE_PAGE_SIZE;
-        self.0.free(&mut st, first, u64::MAX);
+        self.0.free(&mut st, first, u64::MAX, true);
         Ok(first * FRAMES_PER_HUGE_PAGE..u64::MAX)
     }
 
@@ -245,8 +252,9 @@ impl<M: GuestMemory> HugetlbFile<M> {
     }
 
     /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: frees the whole huge pages
-    /// inside `[off, off + len)` with their reservations and zeroes the
-    /// rest of the range in pages the file holds. Returns the freed page
+    /// inside `[off, off + len)` (the reservations of pages never
+    /// faulted stay, as on Linux) and zeroes the rest of the range in
+    /// pages the file holds. Returns the freed page
     /// range (4 KiB offsets; empty when no whole page is inside), which
     /// every mapping must lose.
     pub fn punch_hole(&self, off: u64, len: u64) -> Result<Range<u64>, MmError> {
@@ -272,7 +280,7 @@ impl<M: GuestMemory> HugetlbFile<M> {
         if hs >= he {
             return Ok(0..0);
         }
-        self.0.free(&mut st, hs, he);
+        self.0.free(&mut st, hs, he, false);
         Ok(hs * FRAMES_PER_HUGE_PAGE..he * FRAMES_PER_HUGE_PAGE)
     }
 

@@ -450,9 +450,11 @@ proptest! {
                             }
                             r.unwrap().ignore();
                             let first = ms[k].first + i as u64;
+                            // A punch frees pages; the reservations of
+                            // pages never faulted stay (Linux 6.18 prints
+                            // the same `HugePages_Rsvd`).
                             for idx in first..first + n as u64 {
                                 fm.pages.remove(&idx);
-                                fm.reserved.remove(&idx);
                             }
                             zap(&mut ms, first, first + n as u64);
                             continue;
@@ -489,7 +491,6 @@ proptest! {
                     punch(&mut s, &f, first * H, pages * H);
                     for idx in first..first + pages {
                         fm.pages.remove(&idx);
-                        fm.reserved.remove(&idx);
                     }
                     zap(&mut ms, first, first + pages);
                 }

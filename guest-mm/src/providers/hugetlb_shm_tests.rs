@@ -148,6 +148,23 @@ fn madv_remove_punches_the_segment_in_every_attach() {
     assert_eq!(pool.counts(), counts(POOL, 0));
 }
 
+/// `MADV_REMOVE` of pages never touched frees nothing and keeps their
+/// reservations (Linux 6.18: `HugePages_Rsvd` unchanged); a later touch
+/// still has its page.
+#[test]
+fn madv_remove_of_untouched_pages_keeps_their_reservations() {
+    let (mut s, pool) = setup();
+    let obj = pool.shm_object("SYSV00000004", 2 * H, false).unwrap();
+    let a = attach(&mut s, &obj);
+    s.madvise(va(a), 2 * H, crate::space::Advice::Remove).unwrap().ignore();
+    assert_eq!(pool.counts(), counts(POOL, 2), "both reservations stay");
+    touch(&mut s, a);
+    assert_eq!(pool.counts(), counts(POOL - 1, 1), "the touch consumed one");
+    s.munmap(va(a), 2 * H).unwrap().ignore();
+    drop(obj);
+    assert_eq!(pool.counts(), counts(POOL, 0));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Attach,

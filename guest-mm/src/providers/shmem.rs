@@ -233,8 +233,10 @@ impl<M: GuestMemory + Send + Sync + 'static> ShmemObject<M> {
     /// `[off, off + len)` and zeroes the rest of the range; the size stays.
     pub fn punch_hole(&self, off: u64, len: u64) -> Result<(), MmError> {
         let end = off.checked_add(len).ok_or(MmError::Overflow { addr: off, len })?;
+        // Every page of the range goes, past the size too (a page
+        // allocated with `KEEP_SIZE`, the last partial page), as Linux's
+        // `shmem_truncate_range` takes them.
         let mut st = self.0.lock();
-        let end = end.min(st.size);
         self.0.clear(&mut st, off, end)
     }
 
@@ -417,8 +419,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
         let pages = offset / PAGE_SIZE..end.div_ceil(PAGE_SIZE);
         let mut st = self.lock();
         let frames = st.pages.range(pages.clone()).filter_map(|(_, p)| p.pfns().first().copied()).collect();
-        let clear_end = end.min(st.size);
-        self.clear(&mut st, offset, clear_end)?;
+        self.clear(&mut st, offset, end)?;
         Ok(Some(Punched { pages, frames: Some(frames) }))
     }
 

@@ -473,3 +473,19 @@ fn mincore_counts_the_objects_pages_in_every_mapping() {
     assert_eq!(s.mincore(sh.addr, 4 * PAGE_SIZE).unwrap(), [0, 0, 1, 0]);
     assert_eq!(s.mincore(pr.addr, 4 * PAGE_SIZE).unwrap(), [0, 0, 1, 1]);
 }
+
+/// A punch takes every page of its range, past the size too (a page
+/// allocated with `KEEP_SIZE`, the rest of the last partial page), as
+/// Linux's `shmem_truncate_range`; before, the range stopped at the size
+/// and such pages kept their data and their quota.
+#[test]
+fn a_punch_takes_the_pages_past_the_size_too() {
+    let s = space();
+    let q = ShmemQuota::new(8);
+    let o =
+        ShmemObject::with_quota("past", s.frames().clone(), s.memory().clone(), PAGE_SIZE + 100, q.clone()).unwrap();
+    o.allocate(0, 3 * PAGE_SIZE, true).unwrap();
+    assert_eq!((o.len(), o.resident_pages(), q.used()), (PAGE_SIZE + 100, 3, 3));
+    o.punch_hole(PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+    assert_eq!((o.len(), o.resident_pages(), q.used()), (PAGE_SIZE + 100, 1, 1));
+}

@@ -164,6 +164,7 @@ static void huge_memfd(void)
 	sh[0] = 1;
 	sh[H] = 2;
 	printf("hugetlb memfd private before: %d %d\n", pr[0], pr[H]);
+	pr[0] = 7; /* a private copy of page 0: a hugetlbfs punch drops it too */
 	fd_of_child = fd;
 	in_child("hugetlb punch of page 0", punch_huge, 0);
 	printf("hugetlb memfd after the punch: shared %d %d, private %d %d\n", sh[0], sh[H], pr[0], pr[H]);
@@ -173,6 +174,42 @@ static void huge_memfd(void)
 	       peek(pr + H));
 	munmap(sh, 2 * H);
 	munmap(pr, 2 * H);
+	close(fd);
+}
+
+static long rsvd_huge(void)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Rsvd: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* A punch of pages never touched keeps their reservations; a touched
+ * page's punch frees the page, whose reservation its fault consumed. */
+static void huge_reservations(void)
+{
+	int fd = memfd_create("hrsv", MFD_HUGETLB);
+	ftruncate(fd, 2 * H);
+	long r0 = rsvd_huge();
+	char *p = mmap(0, 2 * H, RW, MAP_SHARED, fd, 0);
+	long mapped = rsvd_huge() - r0;
+	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, H);
+	long punched = rsvd_huge() - r0;
+	p[H] = 1;
+	long touched = rsvd_huge() - r0;
+	madvise(p + H, H, MADV_REMOVE);
+	long removed = rsvd_huge() - r0;
+	p[0] = 1;
+	printf("hugetlb reservations: mapped %ld, untouched punched %ld, touched %ld, removed %ld, refaulted %ld\n",
+	       mapped, punched, touched, removed, rsvd_huge() - r0);
+	munmap(p, 2 * H);
 	close(fd);
 }
 
@@ -200,8 +237,17 @@ int main(int argc, char **argv)
 	setvbuf(stdout, 0, _IONBF, 0);
 	memfd();
 	sysv(0, P, "SysV segment");
+	/* A segment whose size is not whole pages: its last page goes too. */
+	int id = shmget(IPC_PRIVATE, 5000, IPC_CREAT | 0600);
+	char *b = shmat(id, 0, 0);
+	b[6000] = 7;
+	int r = madvise(b + P, P, MADV_REMOVE);
+	printf("5000-byte segment, its last page removed: %d, page 1 reads %d\n", r, b[6000]);
+	shmdt(b);
+	shmctl(id, IPC_RMID, 0);
 	if (argc > 1 && !strcmp(argv[1], "huge")) {
 		huge_memfd();
+		huge_reservations();
 		huge_anon();
 		sysv(SHM_HUGETLB, H, "SHM_HUGETLB segment");
 	}
