@@ -66,6 +66,11 @@ bitflags! {
         /// discarding advice on it is refused when it is read-only
         /// anonymous memory (Linux's `VM_SEALED`, bit 63).
         const SEALED = 1 << 63;
+        /// A stack that grows down (`MAP_GROWSDOWN`, Linux's
+        /// `VM_GROWSDOWN`): a fault in the free range below it extends
+        /// it, and new mappings keep a guard gap below it
+        /// (`space/stack_grow.rs`).
+        const GROWSDOWN = 1 << 8;
         /// Private anonymous memory whose pages the system may free at
         /// any time (`MAP_DROPPABLE`, Linux's `VM_DROPPABLE`): a later
         /// access reads zeros. Here `MADV_PAGEOUT` frees them.

@@ -46,4 +46,5 @@ pub use space::{
 };
 pub use vma::{
     FaultAccess, FaultInfo, FaultPage, ObjectKey, Punched, Vma, VmaBudget, VmaOps, VmaTree, RAM_BYTES_PER_VMA,
+    STACK_GUARD_GAP,
 };

@@ -17,6 +17,7 @@ mod kut_hostile;
 mod kut_suite;
 mod linux_filemap;
 mod linux_futexes;
+mod linux_growsdown;
 mod linux_hugepages;
 mod linux_hugetlb_memfd;
 mod linux_ipc;

@@ -90,7 +90,14 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     pub fn fault(&mut self, addr: GuestVirtAddr, access: FaultAccess) -> Result<Faulted, MmError> {
         let page = addr.raw() & !(PAGE_SIZE - 1);
         let va = GuestVirtAddr::try_new(page)?;
-        let vma = self.vmas.find(page).cloned().ok_or(MmError::NotMapped { addr: addr.raw() })?;
+        let vma = match self.vmas.find(page).cloned() {
+            Some(v) => v,
+            // Below a stack that grows down, the stack grows (`stack_grow.rs`).
+            None if page < KERNEL_HALF => {
+                self.grow_stack_to(page).map_err(|_| MmError::NotMapped { addr: addr.raw() })?
+            }
+            None => return Err(MmError::NotMapped { addr: addr.raw() }),
+        };
         if page >= KERNEL_HALF {
             return Err(MmError::Access("fault in the supervisor half"));
         }

@@ -101,6 +101,7 @@ impl<M: GuestMemoryBackend + Clone> AddressSpace<M> {
             page_pins: super::page_pins::PagePins::default(),
             def_flags: VmFlags::empty(),
             heap: None,
+            stack_limit: self.stack_limit,
             thp: self.thp.clone(),
         })
     }

@@ -39,8 +39,8 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if req.shared {
             flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
-        if !(req.extra - VmFlags::DROPPABLE - VmFlags::LOCKED).is_empty() {
-            return Err(MmError::Invalid("a request may add only VM_DROPPABLE and VM_LOCKED"));
+        if !(req.extra - VmFlags::DROPPABLE - VmFlags::LOCKED - VmFlags::GROWSDOWN).is_empty() {
+            return Err(MmError::Invalid("a request may add only VM_DROPPABLE, VM_LOCKED and VM_GROWSDOWN"));
         }
         if req.shared && req.extra.contains(VmFlags::DROPPABLE) {
             return Err(MmError::Invalid("only private mappings may be droppable"));

@@ -87,6 +87,9 @@ mod residency_tests;
 mod rollback;
 #[cfg(test)]
 mod seal_model_tests;
+mod stack_grow;
+#[cfg(test)]
+mod stack_grow_tests;
 #[cfg(test)]
 mod table_pool_tests;
 #[cfg(test)]
@@ -199,6 +202,9 @@ pub struct AddressSpace<M: GuestMemoryBackend> {
     def_flags: crate::flags::VmFlags,
     /// The program break, once a heap is set (`brk.rs`).
     heap: Option<brk::Heap>,
+    /// How far a `VM_GROWSDOWN` VMA may grow (`RLIMIT_STACK`,
+    /// `stack_grow.rs`).
+    stack_limit: u64,
     /// The transparent huge page policy (`thp.rs`), shared with the
     /// spaces made from this one.
     thp: thp::ThpPolicy,
@@ -251,6 +257,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             page_pins: page_pins::PagePins::default(),
             def_flags: crate::flags::VmFlags::empty(),
             heap: None,
+            stack_limit: stack_grow::DEFAULT_STACK_LIMIT,
             thp: thp::ThpPolicy::default(),
         })
     }

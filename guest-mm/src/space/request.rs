@@ -38,9 +38,9 @@ pub struct MmapRequest {
     /// `pgoff` is then ignored.
     pub pgoff_from_addr: bool,
     /// Flags beyond the access bits the VMA gets: [`VmFlags::DROPPABLE`]
-    /// (private mappings only) and [`VmFlags::LOCKED`] (`MAP_LOCKED`:
+    /// (private mappings only), [`VmFlags::LOCKED`] (`MAP_LOCKED`:
     /// dropped again, as Linux drops it, where the mapping cannot be
-    /// locked).
+    /// locked) and [`VmFlags::GROWSDOWN`] (`MAP_GROWSDOWN`).
     pub extra: VmFlags,
 }
 

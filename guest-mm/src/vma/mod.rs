@@ -14,4 +14,4 @@ mod tree_model;
 pub use area::{ProviderId, Vma, VmaPrivate};
 pub use budget::{VmaBudget, RAM_BYTES_PER_VMA};
 pub use ops::{FaultAccess, FaultInfo, FaultPage, ObjectKey, Punched, VmaOps};
-pub use tree::VmaTree;
+pub use tree::{VmaTree, STACK_GUARD_GAP};

@@ -44,8 +44,14 @@ use super::gaps::FreeRanges;
 use super::radix::{AddrRadix, EMPTY};
 use super::slab::Slab;
 use super::VmaBudget;
-use crate::addr::GuestVirtAddr;
+use crate::addr::{GuestVirtAddr, PAGE_SIZE};
+use crate::flags::VmFlags;
 use crate::vma::Vma;
+
+/// The free distance kept below a `VM_GROWSDOWN` VMA: new mappings are
+/// not placed in it, and the VMA does not grow closer than this to an
+/// accessible VMA below (Linux's `stack_guard_gap`, 256 pages by default).
+pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
 /// VMAs in a slab, indexed by start, by address (radix) and by gap.
 #[derive(Default, Debug)]
@@ -297,9 +303,36 @@ impl VmaTree {
 
     /// Highest `align`-aligned start of a free `len`-byte range inside
     /// `[lo, hi)` (top-down, like the kernel's default placement); `align`
-    /// must be a power of two. O(log n), see `gaps.rs`.
-    pub fn find_gap_top_down(&self, len: u64, align: u64, lo: u64, hi: u64) -> Option<u64> {
-        self.free.find_top_down(len, align.max(1), lo, hi)
+    /// must be a power of two. A range never ends within
+    /// [`STACK_GUARD_GAP`] of a `VM_GROWSDOWN` VMA above it (Linux's
+    /// `vm_start_gap`): the search is redone below that gap, once per
+    /// such VMA met. O(log n) per search, see `gaps.rs`.
+    pub fn find_gap_top_down(&self, len: u64, align: u64, lo: u64, mut hi: u64) -> Option<u64> {
+        loop {
+            let at = self.free.find_top_down(len, align.max(1), lo, hi)?;
+            let end = at.checked_add(len)?;
+            let next = self.order.range(end..).next().and_then(|(_, &h)| self.at(h));
+            match next {
+                Some(n) if n.flags.contains(VmFlags::GROWSDOWN) && n.start.raw() - end < STACK_GUARD_GAP => {
+                    hi = n.start.raw().checked_sub(STACK_GUARD_GAP)?;
+                    if hi <= lo {
+                        return None;
+                    }
+                }
+                _ => return Some(at),
+            }
+        }
+    }
+
+    /// The last VMA ending at or below `addr` (`find_vma_prev` for an
+    /// address in a hole).
+    pub fn prev_of(&self, addr: u64) -> Option<&Vma> {
+        self.before(addr).and_then(|(_, h)| self.at(h)).filter(|v| v.end <= addr)
+    }
+
+    /// The first VMA starting at or above `addr`.
+    pub fn next_from(&self, addr: u64) -> Option<&Vma> {
+        self.order.range(addr..).next().and_then(|(_, &h)| self.at(h))
     }
 
     /// Checks every index against the slab from scratch: the gap index's

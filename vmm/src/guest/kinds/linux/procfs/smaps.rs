@@ -25,6 +25,7 @@ pub const MNEMONICS: &[(VmFlags, &str)] = &[
     (VmFlags::MAYWRITE, "mw"),
     (VmFlags::MAYEXEC, "me"),
     (VmFlags::MAYSHARE, "ms"),
+    (VmFlags::GROWSDOWN, "gd"),
     (VmFlags::PFNMAP, "pf"),
     (VmFlags::LOCKED, "lo"),
     (VmFlags::IO, "io"),

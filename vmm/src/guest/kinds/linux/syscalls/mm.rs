@@ -219,7 +219,11 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             let populate = flags & (map::POPULATE | map::LOCKED) != 0 && flags & map::NONBLOCK == 0;
             return Ok((req, file, populate));
         }
-        let extra = if flags & map::TYPE == map::DROPPABLE { VmFlags::DROPPABLE } else { VmFlags::empty() };
+        let mut extra = if flags & map::TYPE == map::DROPPABLE { VmFlags::DROPPABLE } else { VmFlags::empty() };
+        // MAP_GROWSDOWN: a stack that grows on a fault below it.
+        if flags & map::GROWSDOWN != 0 {
+            extra |= VmFlags::GROWSDOWN;
+        }
         // Private anonymous memory's offset follows its address (Linux
         // sets vm_pgoff so), which lets neighbours merge.
         let req = MmapRequest {
@@ -472,6 +476,17 @@ pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let (start, len) = match user_range(addr, len) {
         Ok(r) => r,
         Err(e) => return Outcome::err(e),
+    };
+    // PROT_GROWSDOWN: down to the start of the stack the range ends in.
+    let (down, up) = (p & prot::GROWSDOWN != 0, p & prot::GROWSUP != 0);
+    let (start, len) = if down || up {
+        let end = start.raw() + len;
+        match c.hv.mapper().space().grows_range(start.raw(), end, down, up) {
+            Ok((s, e)) => (va(s).unwrap_or(start), e - s),
+            Err(e) => return Outcome::err(e.errno()),
+        }
+    } else {
+        (start, len)
     };
     if mdwe_refuses(c, start.raw(), len, p) {
         return Outcome::err(libc::EACCES);

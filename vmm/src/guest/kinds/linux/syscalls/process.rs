@@ -160,6 +160,10 @@ fn rlimit_common(c: &Ctx<'_>, res: u64, new: u64, old: u64) -> Result<u64, i32> 
         if i == rlimit::NOFILE {
             c.linux.vfs().set_nofile(w.0).map_err(|e| e.raw())?;
         }
+        // RLIMIT_STACK bounds how far a MAP_GROWSDOWN stack grows.
+        if i == rlimit::STACK {
+            c.hv.mapper().space_mut().set_stack_limit(w.0);
+        }
         c.linux.proc().rlimits[i] = w;
     }
     Ok(0)

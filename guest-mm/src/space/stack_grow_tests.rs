@@ -1,0 +1,123 @@
+//! Stacks that grow down (`stack_grow.rs`): a fault below a
+//! `VM_GROWSDOWN` VMA grows it (walked: the page is mapped and holds what
+//! was written), within Linux's rules: the guard gap to an accessible VMA
+//! below, the stack limit, the window's bottom, private anonymous memory
+//! only; and new mappings are placed clear of the gap.
+
+#![allow(clippy::unwrap_used)]
+
+use vm_memory::GuestMemoryMmap;
+
+use super::test_util::{assert_sound, lazy_space, read_tag, va, write_tag, WINDOW};
+use super::{AddressSpace, MmapRequest};
+use crate::addr::PAGE_SIZE;
+use crate::error::MmError;
+use crate::flags::VmFlags;
+use crate::providers::ZeroProvider;
+use crate::vma::{FaultAccess, STACK_GUARD_GAP};
+
+const P: u64 = PAGE_SIZE;
+const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
+
+type Space = AddressSpace<GuestMemoryMmap<()>>;
+
+/// A private anonymous mapping of `pages` at `at`, growing down if
+/// `grows`, as the Linux kind maps `MAP_PRIVATE | MAP_ANONYMOUS`.
+fn anon(s: &mut Space, z: &ZeroProvider<GuestMemoryMmap<()>>, at: u64, pages: u64, prot: VmFlags, grows: bool) {
+    let mut req = MmapRequest::private(pages * P, prot).fixed(va(at));
+    req.pgoff_from_addr = true;
+    if grows {
+        req.extra = VmFlags::GROWSDOWN;
+    }
+    s.mmap(z, &req).unwrap().flush.ignore();
+}
+
+fn fault(s: &mut Space, at: u64) -> Result<(), MmError> {
+    s.fault(va(at), FaultAccess::WRITE).map(|f| f.flush.ignore())
+}
+
+#[test]
+fn a_fault_below_a_growing_stack_grows_it_and_the_page_is_mapped() {
+    let (mut s, z) = lazy_space();
+    let top = WINDOW.1 - 4 * P;
+    anon(&mut s, &z, top, 4, RW, true);
+    write_tag(&mut s, va(top - 10 * P), 0xfeed);
+    let v = s.find_vma(va(top)).unwrap();
+    assert_eq!((v.start().raw(), v.end()), (top - 10 * P, WINDOW.1), "one VMA from the fault's page up");
+    assert_eq!(v.pgoff(), (top - 10 * P) / P, "the page offset moved down with the start");
+    assert!(v.flags().contains(VmFlags::GROWSDOWN));
+    assert_eq!(read_tag(&s, va(top - 10 * P)), Some(0xfeed), "walked");
+    assert!(s.page_tables().translate(va(top - 9 * P)).is_none(), "only the faulted page is mapped");
+    assert_eq!(s.vmas().count(), 1);
+    // A mapping that does not grow down does not grow.
+    let plain = WINDOW.0 + 64 * P;
+    anon(&mut s, &z, plain, 1, RW, false);
+    assert!(matches!(fault(&mut s, plain - P), Err(MmError::NotMapped { .. })));
+    assert_sound(&s);
+}
+
+#[test]
+fn the_guard_gap_below_is_kept_from_accessible_mappings_only() {
+    let (mut s, z) = lazy_space();
+    let below = WINDOW.0 + 16 * P;
+    anon(&mut s, &z, below, 1, RW, false);
+    let floor = below + P + STACK_GUARD_GAP;
+    anon(&mut s, &z, floor + 4 * P, 2, RW, true);
+    // One page inside the gap: refused (Linux's SIGSEGV); at its edge: grows.
+    assert!(matches!(fault(&mut s, floor - P), Err(MmError::NotMapped { .. })));
+    assert_eq!(s.find_vma(va(floor + 4 * P)).unwrap().start().raw(), floor + 4 * P, "nothing grew");
+    fault(&mut s, floor).unwrap();
+    assert_eq!(s.find_vma(va(floor)).unwrap().start().raw(), floor);
+    // A PROT_NONE mapping below keeps no gap.
+    s.mprotect(va(below), P, VmFlags::empty()).unwrap().ignore();
+    fault(&mut s, below + P).unwrap();
+    assert_eq!(s.find_vma(va(below + P)).unwrap().start().raw(), below + P);
+    assert_sound(&s);
+}
+
+#[test]
+fn the_stack_limit_and_the_window_bottom_bound_the_growth() {
+    let (mut s, z) = lazy_space();
+    s.set_stack_limit(16 * P);
+    let top = WINDOW.0 + 512 * P;
+    anon(&mut s, &z, top, 4, RW, true);
+    let end = top + 4 * P;
+    assert!(matches!(fault(&mut s, end - 17 * P), Err(MmError::NotMapped { .. })), "17 pages pass the limit");
+    fault(&mut s, end - 16 * P).unwrap();
+    assert_eq!(s.find_vma(va(top)).unwrap().start().raw(), end - 16 * P);
+    // Below the window's bottom (mmap_min_addr): never.
+    s.set_stack_limit(u64::MAX);
+    let low = WINDOW.0 + 2 * P;
+    s.set_mmap_window(WINDOW.0 + P, WINDOW.1).unwrap();
+    anon(&mut s, &z, low, 1, RW, true);
+    assert!(matches!(fault(&mut s, WINDOW.0), Err(MmError::NotMapped { .. })));
+    fault(&mut s, WINDOW.0 + P).unwrap();
+    // A shared mapping never grows.
+    let sh = WINDOW.0 + 1024 * P;
+    let mut req = MmapRequest::shared(P, RW).fixed(va(sh));
+    req.extra = VmFlags::GROWSDOWN;
+    s.mmap(&z, &req).unwrap().flush.ignore();
+    assert!(fault(&mut s, sh - P).is_err());
+    assert_sound(&s);
+}
+
+#[test]
+fn new_mappings_are_placed_clear_of_the_gap_and_a_fork_keeps_the_flag() {
+    let (mut s, z) = lazy_space();
+    let top = WINDOW.1 - 4 * P;
+    anon(&mut s, &z, top, 4, RW, true);
+    let m = s.mmap(&z, &MmapRequest::private(P, RW)).unwrap();
+    m.flush.ignore();
+    assert_eq!(m.addr.raw(), top - STACK_GUARD_GAP - P, "the highest page clear of the gap");
+    // As in Linux, the stack may not grow closer than the gap to it: the
+    // placement kept the gap below the stack's start, so no growth fits.
+    assert!(fault(&mut s, top - P).is_err());
+    s.munmap(m.addr, P).unwrap().ignore();
+    let mut child = s.fork().unwrap().child;
+    assert!(child.find_vma(va(top)).unwrap().flags().contains(VmFlags::GROWSDOWN));
+    fault(&mut child, top - 3 * P).unwrap();
+    assert_eq!(child.find_vma(va(top)).unwrap().start().raw(), top - 3 * P, "the child's stack grows");
+    assert_eq!(s.find_vma(va(top)).unwrap().start().raw(), top, "the parent's does not");
+    assert_sound(&s);
+    assert_sound(&child);
+}
