@@ -21,6 +21,7 @@ mod linux_growsdown;
 mod linux_hugepages;
 mod linux_hugetlb_memfd;
 mod linux_ipc;
+mod linux_mdwe_order;
 mod linux_mempolicy;
 mod linux_mincore_cache;
 mod linux_mm_suite;

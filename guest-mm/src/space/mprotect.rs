@@ -100,6 +100,20 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// space's deferred flushes) and the error is returned. Nothing changes
     /// when the first VMA fails, or when the range starts in a hole.
     pub fn mprotect_in_order(&mut self, addr: GuestVirtAddr, len: u64, prot: VmFlags) -> Result<FlushSet, MmError> {
+        self.mprotect_in_order_with(addr, len, prot, |_| false)
+    }
+
+    /// [`AddressSpace::mprotect_in_order`] with one more per-VMA check,
+    /// made after the `MAY` flags and before the seal, as Linux's loop
+    /// checks memory-deny-write-execute (`map_deny_write_exec`): where
+    /// `denied(vma)` holds, the loop stops there with `EACCES`.
+    pub fn mprotect_in_order_with(
+        &mut self,
+        addr: GuestVirtAddr,
+        len: u64,
+        prot: VmFlags,
+        denied: impl Fn(&crate::vma::Vma) -> bool,
+    ) -> Result<FlushSet, MmError> {
         let len = checked_len(len)?;
         let end = checked_range(addr, len)?;
         let need = VmFlags::may_bits_for(prot);
@@ -113,6 +127,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             }
             if !v.flags().contains(need) {
                 stop = Some(MmError::Access("mprotect beyond the mapping's MAY flags"));
+                break;
+            }
+            if denied(v) {
+                stop = Some(MmError::Access("mprotect denied for this mapping"));
                 break;
             }
             if v.is_sealed() {

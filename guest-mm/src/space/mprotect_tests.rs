@@ -164,6 +164,18 @@ fn in_linux_order_the_vmas_before_the_failing_one_change() {
     let r = s.mprotect_in_order(va(w), 4 * P, RW).map(|f| f.ignore());
     assert_eq!(r, Err(MmError::Access("mprotect beyond the mapping's MAY flags")));
     assert_eq!(writable(&s, w), (true, true), "the first VMA changed before the refused one");
+    // A caller's per-VMA veto (memory-deny-write-execute) stops the loop
+    // at that VMA, after the ones before it changed, and before its seal
+    // is looked at.
+    let mut s = fresh();
+    s.mseal(va(w + 2 * P), 2 * P, 0).unwrap();
+    let r = s.mprotect_in_order_with(va(w), 4 * P, RW, |v| v.start().raw() == w + 2 * P).map(|f| f.ignore());
+    assert_eq!(r.unwrap_err().errno(), crate::error::errno::EACCES, "the veto comes before the seal");
+    assert_eq!(writable(&s, w), (true, true), "the first VMA changed before the vetoed one");
+    let mut s = fresh();
+    let r = s.mprotect_in_order_with(va(w), 4 * P, RW, |v| v.start().raw() == w).map(|f| f.ignore());
+    assert_eq!(r.unwrap_err().errno(), crate::error::errno::EACCES);
+    assert_eq!(writable(&s, w), (false, false), "vetoed first: nothing changed");
     // All of it mapped: as mprotect.
     let mut s = fresh();
     s.mprotect_in_order(va(w), 4 * P, VmFlags::READ).unwrap().ignore();

@@ -488,31 +488,13 @@ pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     } else {
         (start, len)
     };
-    if mdwe_refuses(c, start.raw(), len, p) {
-        return Outcome::err(libc::EACCES);
-    }
-    // Linux's order: the mappings before a hole (or a refused one) change.
-    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect_in_order(start, len, vm_prot(p))?))))
-}
-
-/// Whether memory-deny-write-execute refuses `mprotect(start, len, p)`
-/// for one of the mappings in the range (checked for all before any
-/// changes; Linux changes the mappings before the refused one).
-fn mdwe_refuses(c: &Ctx<'_>, start: u64, len: u64, p: u64) -> bool {
+    // Memory-deny-write-execute, VMA by VMA in Linux's order: the
+    // mappings before a refused one change.
     let (write, exec) = (p & prot::WRITE != 0, p & prot::EXEC != 0);
-    if !super::prctl::mdwe_denies(c, false, write, exec) {
-        return false;
-    }
-    let end = start.saturating_add(len);
-    let m = c.hv.mapper();
-    let olds: Vec<bool> = m
-        .space()
-        .vmas()
-        .filter(|v| v.start().raw() < end && v.end() > start)
-        .map(|v| v.flags().contains(VmFlags::EXEC))
-        .collect();
-    drop(m);
-    olds.into_iter().any(|old_exec| super::prctl::mdwe_denies(c, old_exec, write, exec))
+    let mdwe = super::prctl::mdwe_denies(c, false, write, exec);
+    let denied = move |v: &guest_mm::Vma| mdwe && (write || !v.flags().contains(VmFlags::EXEC));
+    // Linux's order: the mappings before a hole (or a refused one) change.
+    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect_in_order_with(start, len, vm_prot(p), denied)?))))
 }
 
 /// `mremap(old, old_len, new_len, flags, new)`.
