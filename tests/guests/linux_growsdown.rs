@@ -29,6 +29,10 @@ stack VmFlags has gd: 1
 PROT_GROWSDOWN: 0, the stack's first pages now r--p, 3 pages
 PROT_GROWSDOWN on a plain mapping: Invalid argument
 PROT_GROWSUP: Invalid argument
+MAP_GROWSDOWN: shared EINVAL, memfd EINVAL, /dev/zero EINVAL, droppable EINVAL
+sealed stack (mseal 0) grows: yes
+hint inside the gap honoured: 0
+mprotect of length 0 with unknown bits: 0
 a new mapping right below the stack's gap: 1
 ";
 

@@ -19,10 +19,12 @@ memfd shared, untouched: 1 0 1 0
 memfd private, untouched: 1 0 1 0
 memfd after a child wrote page 3: 1 0 1 1
 memfd after a punch of page 0: 0 0 1 1
+memfd after a private write to page 1: 0 1 1 1
 /dev/shm file shared, untouched: 1 0 1 0
 /dev/shm file private, untouched: 1 0 1 0
 /dev/shm file after a child wrote page 3: 1 0 1 1
 /dev/shm file after a punch of page 0: 0 0 1 1
+/dev/shm file after a private write to page 1: 0 1 1 1
 shared anonymous after a child wrote page 1: 0 1 0 0
 SysV segment after a child wrote page 2: 0 0 1 0
 private anonymous, page 1 written, a child wrote page 2: 0 1 0 0

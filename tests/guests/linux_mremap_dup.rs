@@ -30,6 +30,8 @@ memfd dup: ok, reads 0
 memfd dup: 1 pages rw-s offset 2 pages
 SysV dup: ok, reads S, attaches 2
 SysV after both detaches: attaches 0
+new size past the user half: EINVAL
+fixed onto the source: EFAULT
 after the source is gone and a child wrote: C Y
 ";
 

@@ -390,6 +390,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VmaOps for Inner<M> {
             let pfn = page.pfns().first().copied().ok_or(MmError::OutOfMemory("pool pages"))?;
             return Ok(FaultPage { pfn, copy_on_write: true, hold: Some(page) });
         }
+        // A write: a private copy of the object's page. In a hole the
+        // object gets the page first (zeroes), as Linux's `do_cow_fault`
+        // reads the page through `shmem_fault`, so `mincore` and the
+        // object's block count see it.
+        let existing = match (existing, vmf.cow_from) {
+            (None, None) => Some(self.page(&mut st, vmf.pgoff)?),
+            (e, _) => e,
+        };
         drop(st);
         let from = vmf.cow_from.or_else(|| existing.and_then(|p| p.pfns().first().copied()));
         self.private_copy(from)

@@ -107,8 +107,11 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
             }
         } else if new_end > old_end {
             // Growing: a page must stay free after the new end.
+            // And the guard gap below a stack that grows down (Linux's
+            // `vm_start_gap`).
             let guard = new_end.saturating_add(PAGE_SIZE);
-            if new_end > USER_END || self.vmas.intersects(old_end, guard) {
+            let gap = self.vmas.next_from(old_end).is_some_and(|n| guard > crate::vma::VmaTree::start_gap(n));
+            if new_end > USER_END || self.vmas.intersects(old_end, guard) || gap {
                 return keep(flush);
             }
             let Ok(at) = GuestVirtAddr::try_new(old_end) else { return keep(flush) };

@@ -315,3 +315,19 @@ proptest! {
         }
     }
 }
+
+/// The heap does not grow into the guard gap below a stack that grows
+/// down (Linux's `brk` checks `vm_start_gap`), only up to it.
+#[test]
+fn the_heap_stops_at_the_guard_gap_below_a_growing_stack() {
+    let mut s = with_heap();
+    let z = ZeroProvider::new(s.frames().clone(), s.memory().clone());
+    let stack = START + crate::vma::STACK_GUARD_GAP + 16 * P;
+    let mut req = MmapRequest::private(P, RW).fixed(va(stack));
+    req.pgoff_from_addr = true;
+    req.extra = VmFlags::GROWSDOWN;
+    s.mmap(&z, &req).unwrap().flush.ignore();
+    assert_eq!(brk(&mut s, START + 32 * P), START, "32 pages would reach into the gap");
+    assert_eq!(brk(&mut s, START + 15 * P), START + 15 * P, "a page short of the gap: grows");
+    assert_eq!(brk(&mut s, START + 16 * P), START + 15 * P, "the page before the gap stays free");
+}

@@ -10,7 +10,7 @@ use crate::desc::VmaDesc;
 use crate::error::MmError;
 use crate::flags::{PageProt, VmFlags, VM_ACCESS_FLAGS, VM_LOCKED_MASK};
 use crate::provider::{provider_id, MmapProvider};
-use crate::vma::Vma;
+use crate::vma::{Vma, VmaTree};
 
 impl<M: GuestMemoryBackend> AddressSpace<M> {
     /// Maps `req` through `provider`; see the module docs for the steps.
@@ -151,10 +151,13 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 let (lo, hi) = self.window;
                 if let Some(hint) = req.addr {
                     if let Ok(end) = checked_range(hint, len) {
+                        // Nor inside the guard gap below a stack that
+                        // grows down (Linux's `vm_start_gap`).
                         if hint.is_aligned(align)
                             && hint.raw() >= lo
                             && end <= hi
                             && !self.vmas.intersects(hint.raw(), end)
+                            && self.vmas.next_from(hint.raw()).is_none_or(|n| end <= VmaTree::start_gap(n))
                         {
                             return Ok(hint);
                         }

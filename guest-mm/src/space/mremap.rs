@@ -30,7 +30,9 @@
 //! (`MREMAP_MAYMOVE`; without it `ENOMEM`) or the fixed target; the
 //! source stays as it was, and the copy faults its pages in from the
 //! shared object. A fixed target starting at the source is `EFAULT` before
-//! anything changes (Linux unmaps the target first, source included).
+//! anything changes (Linux unmaps the target first, source included, then
+//! fails so). A VMA without a fault handler cannot be duplicated
+//! (`EINVAL`). A huge-page VMA never grows, a duplicate included (`EINVAL`).
 //!
 //! A move copies the leaves (the same frames, the same bits; a page-array
 //! page stays pinned by the VMA and faulted run that move with it) to the new range, and only then
@@ -102,8 +104,10 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
                 return Err(MmError::Invalid("MREMAP_FIXED target overlaps the old range"));
             }
             // A target starting at the source (no overlap for Linux with an
-            // old size of 0): Linux unmaps it, source included, then finds no
-            // VMA to copy (`EFAULT`); refused here before anything goes.
+            // old size of 0): Linux (6.18 checked) unmaps it, source
+            // included, then finds no VMA to copy (`EFAULT`); refused here
+            // with the same error before anything goes (the source stays:
+            // a known difference).
             if duplicate && f == old {
                 return Err(MmError::OutsideVma { start: old.raw(), end: old.raw(), vma_start: 0, vma_end: 0 });
             }
@@ -117,8 +121,18 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         if old_end > vma.end() {
             return Err(outside());
         }
+        // Huge pages never grow (Linux's `EINVAL` before anything else;
+        // a duplicate grows from nothing).
+        if vma.flags().contains(VmFlags::HUGETLB) && new_len > old_len {
+            return Err(MmError::Invalid("mremap growing a huge-page mapping"));
+        }
         if duplicate && !vma.flags().contains(VmFlags::MAYSHARE) {
             return Err(MmError::Invalid("mremap of a private mapping with an old size of 0"));
+        }
+        // A duplicate faults its pages in from the VMA's object: a VMA
+        // without a fault handler (a page array) has none to give.
+        if duplicate && vma.ops().is_none() {
+            return Err(MmError::Invalid("mremap with an old size of 0 of a mapping without a fault handler"));
         }
         if dont_unmap && vma.flags().intersects(VmFlags::DONTEXPAND | VmFlags::PFNMAP) {
             return Err(MmError::Invalid("MREMAP_DONTUNMAP of a VM_DONTEXPAND or VM_PFNMAP mapping"));

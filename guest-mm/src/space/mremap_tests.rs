@@ -216,9 +216,11 @@ fn a_fixed_target_right_before_or_after_the_old_range_is_not_an_overlap() {
 /// nothing changed, a zero new size `EINVAL`.
 #[test]
 fn an_old_size_of_zero_duplicates_a_shared_mapping_only() {
-    let mut s = space();
+    let mut s = super::test_util::pooled_space();
     let w = WINDOW.0 + 16 * P;
-    map(&mut s, w, 4, VmFlags::READ | VmFlags::WRITE);
+    let obj = crate::providers::ShmemObject::new("dup", s.frames().clone(), s.memory().clone(), 8 * P).unwrap();
+    let rw = VmFlags::READ | VmFlags::WRITE;
+    s.mmap(&obj, &MmapRequest::shared(4 * P, rw).fixed(va(w))).unwrap().flush.ignore();
     let src = s.find_vma(va(w)).unwrap().clone();
     let d = s.mremap(va(w + P), 0, 2 * P, true, None).unwrap();
     d.flush.ignore();
@@ -241,8 +243,8 @@ fn an_old_size_of_zero_duplicates_a_shared_mapping_only() {
     assert_eq!(s.find_vma(va(t)).unwrap().end(), t + P, "the target's first page keeps its old mapping");
     // A fixed target that starts below the source address and covers it
     // overlaps (EINVAL, as Linux's check with an old size of 0); one that
-    // starts at it is EFAULT in Linux after it unmapped the source, here
-    // before anything changed.
+    // starts at it is EFAULT in Linux (6.18 checked) after it unmapped the
+    // source, here before anything changed.
     let n = s.vmas().count();
     let e = s.mremap(va(w + P), 0, 2 * P, true, Some(va(w))).map(|r| r.addr).unwrap_err();
     assert_eq!(e.errno(), crate::error::errno::EINVAL);
@@ -250,6 +252,10 @@ fn an_old_size_of_zero_duplicates_a_shared_mapping_only() {
     assert_eq!(e.errno(), crate::error::errno::EFAULT);
     assert_eq!((s.vmas().count(), s.find_vma(va(w)).unwrap().end()), (n, w + 4 * P));
     assert_eq!(s.mremap(va(w), 0, 0, true, None).unwrap_err().errno(), crate::error::errno::EINVAL);
+    // Nor one without a fault handler (its pages could not fault in).
+    let pa = WINDOW.0 + 256 * P;
+    map(&mut s, pa, 2, rw);
+    assert_eq!(s.mremap(va(pa), 0, P, true, None).unwrap_err().errno(), crate::error::errno::EINVAL);
     // A private mapping cannot be duplicated.
     let pv = WINDOW.0 + 128 * P;
     s.mmap(&Plain, &MmapRequest::private(2 * P, VmFlags::READ).fixed(va(pv))).unwrap().flush.ignore();

@@ -11,8 +11,8 @@
 //! - the grown VMA may be at most the stack limit long (`RLIMIT_STACK`,
 //!   [`AddressSpace::set_stack_limit`]);
 //! - only private anonymous 4 KiB-page VMAs grow (their page offset
-//!   moves down with the start, and may not pass 0); a sealed VMA does
-//!   not grow.
+//!   moves down with the start, and may not pass 0); a sealed one grows
+//!   too (`expand_downwards` does not look at seals).
 //!
 //! A refused growth leaves the fault unserved (`ENOMEM`, which a guest
 //! kind reports as `SIGSEGV`), as Linux's `bad_area`. New mappings are
@@ -75,7 +75,7 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         let vma = self.vmas.next_from(page).filter(|v| v.flags().contains(VmFlags::GROWSDOWN)).cloned();
         let Some(vma) = vma else { return Err(refused()) };
         let anon = vma.ops().is_some_and(|o| o.is_anonymous() && o.pagesize(&vma) == PAGE_SIZE);
-        if !anon || vma.flags().contains(VmFlags::SHARED) || vma.is_sealed() || page < self.window.0 {
+        if !anon || vma.flags().contains(VmFlags::SHARED) || page < self.window.0 {
             return Err(refused());
         }
         if let Some(prev) = self.vmas.prev_of(page) {

@@ -121,3 +121,61 @@ fn new_mappings_are_placed_clear_of_the_gap_and_a_fork_keeps_the_flag() {
     assert_sound(&s);
     assert_sound(&child);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// A stack with an obstacle below (accessible or PROT_NONE, or none)
+    /// and a random limit, faulted at random pages below and inside it:
+    /// each fault succeeds exactly when Linux's rules say, the stack's
+    /// start is the lowest page a fault reached, every faulted page is
+    /// mapped (walked) and nothing else changes.
+    #[test]
+    fn faults_below_a_stack_grow_it_exactly_as_the_rules_say(
+        obstacle in proptest::option::of((1u64..400, proptest::bool::ANY)),
+        limit_pages in 4u64..700,
+        faults in proptest::collection::vec(0u64..720, 1..24),
+    ) {
+        let (mut s, z) = lazy_space();
+        let top = WINDOW.0 + 800 * P; // the stack's end
+        s.set_stack_limit(limit_pages * P);
+        anon(&mut s, &z, top - 4 * P, 4, RW, true);
+        let obstacle_end = obstacle.map(|(below, none)| {
+            let at = top - 4 * P - below * P - P;
+            anon(&mut s, &z, at, 1, if none { VmFlags::empty() } else { RW }, false);
+            (at + P, none)
+        });
+        let mut start = top - 4 * P;
+        let mut faulted = Vec::new();
+        for depth in faults {
+            let page = top - (depth + 1) * P;
+            let inside = page >= start;
+            // On the obstacle itself: an ordinary fault there.
+            if let Some((end, none)) = obstacle_end.filter(|&(end, _)| page == end - P) {
+                proptest::prop_assert_eq!(fault(&mut s, page).is_ok(), !none);
+                let _ = end;
+                continue;
+            }
+            let want = inside || {
+                let clear = match obstacle_end {
+                    Some((end, none)) => page >= end && (none || page - end >= STACK_GUARD_GAP),
+                    None => true,
+                };
+                clear && top - page <= limit_pages * P && page >= WINDOW.0
+            };
+            let got = fault(&mut s, page);
+            proptest::prop_assert_eq!(got.is_ok(), want, "fault at {} pages below the top", depth + 1);
+            if want {
+                start = start.min(page);
+                faulted.push(page);
+            }
+            let v = s.find_vma(va(top - P)).unwrap();
+            proptest::prop_assert_eq!((v.start().raw(), v.end(), v.pgoff()), (start, top, start / P));
+        }
+        for page in faulted.iter().copied().filter(|&p| p >= start) {
+            proptest::prop_assert!(s.page_tables().translate(va(page)).is_some(), "{:#x} mapped", page);
+        }
+        proptest::prop_assert_eq!(s.vmas().count(), 1 + usize::from(obstacle_end.is_some()));
+        assert_sound(&s);
+    }
+}

@@ -324,6 +324,16 @@ impl VmaTree {
         }
     }
 
+    /// Where `v`'s reach begins for placement: its start, or for a
+    /// `VM_GROWSDOWN` VMA the guard gap below it (Linux's `vm_start_gap`).
+    pub fn start_gap(v: &Vma) -> u64 {
+        if v.flags.contains(VmFlags::GROWSDOWN) {
+            v.start.raw().saturating_sub(STACK_GUARD_GAP)
+        } else {
+            v.start.raw()
+        }
+    }
+
     /// The last VMA ending at or below `addr` (`find_vma_prev` for an
     /// address in a hole).
     pub fn prev_of(&self, addr: u64) -> Option<&Vma> {

@@ -1,6 +1,7 @@
 //! Property test of [`VmaTree`] and its gap index against a naive model:
 //! random inserts, range removals, splits, merges, lookups and top-down
-//! searches. The model is the set of covered units and a brute-force
+//! searches (kept clear of the guard gap below `VM_GROWSDOWN` VMAs). The
+//! model is the set of covered units (and which grow down) and a brute-force
 //! search over every aligned candidate; after every operation the tree's
 //! coverage equals the model's, and every augmented value of the gap index
 //! is recomputed from scratch and compared (`VmaTree::check`, which also
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::tree::VmaTree;
+use super::tree::{VmaTree, STACK_GUARD_GAP};
 use super::{ProviderId, Vma};
 use crate::addr::GuestVirtAddr;
 use crate::flags::{PageProt, VmFlags};
@@ -31,6 +32,8 @@ enum Op {
         at: u64,
         n: u64,
         rw: bool,
+        /// A `VM_GROWSDOWN` VMA: the gap search keeps the guard gap below it.
+        grows: bool,
     },
     Remove {
         at: u64,
@@ -64,7 +67,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..UNITS, 1u64..40, any::<bool>()).prop_map(|(at, n, rw)| Op::Insert { at, n, rw }),
+        4 => (0..UNITS, 1u64..40, any::<bool>(), proptest::bool::weighted(0.2))
+            .prop_map(|(at, n, rw, grows)| Op::Insert { at, n, rw, grows }),
         2 => (0..UNITS, 1u64..80).prop_map(|(at, n)| Op::Remove { at, n }),
         1 => (0..UNITS).prop_map(|at| Op::Split { at }),
         1 => (0..UNITS).prop_map(|at| Op::Merge { at }),
@@ -78,6 +82,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct World {
     tree: VmaTree,
     covered: BTreeSet<u64>,
+    /// The covered units that belong to a `VM_GROWSDOWN` VMA.
+    grows: BTreeSet<u64>,
     /// Bytes per unit (4 KiB times a power of two).
     unit: u64,
     /// Address of unit 0.
@@ -85,8 +91,11 @@ struct World {
 }
 
 impl World {
-    fn vma(&self, at: u64, n: u64, rw: bool) -> Vma {
-        let flags = if rw { VmFlags::READ | VmFlags::WRITE } else { VmFlags::READ };
+    fn vma(&self, at: u64, n: u64, rw: bool, grows: bool) -> Vma {
+        let mut flags = if rw { VmFlags::READ | VmFlags::WRITE } else { VmFlags::READ };
+        if grows {
+            flags |= VmFlags::GROWSDOWN;
+        }
         let start = self.base + at * self.unit;
         Vma {
             start: GuestVirtAddr::try_new(start).expect("canonical"),
@@ -122,7 +131,14 @@ impl World {
             let first = s / self.unit;
             let last = (s + len).div_ceil(self.unit);
             match self.covered.range(first..last).next_back() {
-                None => return Some(s),
+                // Free: unless the VMA above grows down and is nearer
+                // than the guard gap; then the range must end below it.
+                None => match self.covered.range(last..).next() {
+                    Some(&c) if self.grows.contains(&c) && c * self.unit - (s + len) < STACK_GUARD_GAP => {
+                        s = (c * self.unit).checked_sub(STACK_GUARD_GAP)?.checked_sub(len)? & !(align - 1);
+                    }
+                    _ => return Some(s),
+                },
                 Some(&c) => s = (c * self.unit).checked_sub(len)? & !(align - 1),
             }
         }
@@ -142,14 +158,21 @@ impl World {
     fn apply(&mut self, op: &Op) {
         let (u, b) = (self.unit, self.base);
         match *op {
-            Op::Insert { at, n, rw } => {
+            Op::Insert { at, n, rw, grows } => {
                 let n = n.min(UNITS - at).max(1);
                 if !self.free(at, n) {
                     drop(self.tree.remove_range(b + at * u, b + (at + n) * u));
                 }
-                self.tree.insert(self.vma(at, n, rw));
+                self.tree.insert(self.vma(at, n, rw, grows));
                 self.tree.merge_around(b + at * u);
                 self.covered.extend(at..at + n);
+                for k in at..at + n {
+                    if grows {
+                        self.grows.insert(k);
+                    } else {
+                        self.grows.remove(&k);
+                    }
+                }
             }
             Op::Remove { at, n } => {
                 let removed = self.tree.remove_range(b + at * u, b + (at + n) * u);
@@ -157,6 +180,7 @@ impl World {
                 let got: u64 = removed.iter().map(|v| v.size() / u).sum();
                 assert_eq!(got, want.len() as u64, "removed units");
                 for k in want {
+                    self.grows.remove(&k);
                     self.covered.remove(&k);
                 }
             }
@@ -233,7 +257,7 @@ proptest! {
         let unit = 4096 * scale;
         // Address 0; the top of the lower half; the start of the upper half.
         let base = [0, (1u64 << 47) - UNITS * unit, 0xffff_8000_0000_0000][place as usize];
-        let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit, base };
+        let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), grows: BTreeSet::new(), unit, base };
         for op in &ops {
             w.apply(op);
         }
@@ -244,9 +268,9 @@ proptest! {
 fn many_vmas_keep_a_balanced_index() {
     // 20,000 one-unit VMAs with one-unit holes, then every other removed:
     // the index stays consistent and the search still finds the top.
-    let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), unit: 4096, base: 0 };
+    let mut w = World { tree: VmaTree::new(), covered: BTreeSet::new(), grows: BTreeSet::new(), unit: 4096, base: 0 };
     for i in 0..20_000u64 {
-        w.tree.insert(w.vma(2 * i, 1, true));
+        w.tree.insert(w.vma(2 * i, 1, true, false));
     }
     w.tree.check().expect("after inserts");
     // Packed VMAs cost the lookup radix a leaf table per 64 pages, one

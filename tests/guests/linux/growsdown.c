@@ -13,13 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define P 4096UL
 #define GAP (256 * P)
 #define RW (PROT_READ | PROT_WRITE)
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+
+static const char *mapped(void *r)
+{
+	if (r != MAP_FAILED)
+		return "ok";
+	return errno == EINVAL ? "EINVAL" : strerror(errno);
+}
 
 static char *low_mark;
 
@@ -136,6 +148,31 @@ int main(void)
 	printf("PROT_GROWSDOWN on a plain mapping: %s\n",
 	       mprotect(plain + P, P, PROT_READ | PROT_GROWSDOWN) ? strerror(errno) : "ok");
 	printf("PROT_GROWSUP: %s\n", mprotect(plain, P, PROT_READ | PROT_GROWSUP) ? strerror(errno) : "ok");
+	/* Only private anonymous memory may grow down. */
+	int fd = memfd_create("gd", 0);
+	ftruncate(fd, P);
+	int zero = open("/dev/zero", O_RDWR);
+	printf("MAP_GROWSDOWN: shared %s, memfd %s, /dev/zero %s, droppable %s\n",
+	       mapped(mmap(0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0)),
+	       mapped(mmap(0, P, RW, MAP_PRIVATE | MAP_GROWSDOWN, fd, 0)),
+	       mapped(mmap(0, P, RW, MAP_PRIVATE | MAP_GROWSDOWN, zero, 0)),
+	       mapped(mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0)));
+	/* A sealed stack still grows (expand_downwards ignores seals). */
+	char *sealed = stack_at_top(GAP + 16 * P, 2 * P);
+	long sr = syscall(462, sealed, 2 * P, 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		sealed[-2 * (long)P] = 1;
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	printf("sealed stack (mseal %ld) grows: %s\n", sr, WIFEXITED(st) && !WEXITSTATUS(st) ? "yes" : "no");
+	/* A hint inside the gap below a stack is not taken. */
+	char *hinted = stack_at_top(GAP + 16 * P, P);
+	char *h = mmap(hinted - 4 * P, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("hint inside the gap honoured: %d\n", h == hinted - 4 * P);
+	printf("mprotect of length 0 with unknown bits: %d\n", mprotect(hinted, 0, 0x100));
 	/* A new mapping keeps clear of the gap below the stack. */
 	char *top_stack = stack_at_top(GAP + 2 * GAP, P);
 	char *m = mmap(0, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -59,6 +59,9 @@ static void file(const char *what, int fd)
 	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, P);
 	snprintf(name, sizeof(name), "%s after a punch of page 0", what);
 	show(name, sh);
+	pr[P] = 1; /* a private write over a hole: the object gets the page */
+	snprintf(name, sizeof(name), "%s after a private write to page 1", what);
+	show(name, sh);
 	munmap(sh, N * P);
 	munmap(pr, N * P);
 	close(fd);

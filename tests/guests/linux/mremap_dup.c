@@ -111,6 +111,12 @@ int main(void)
 	shmctl(id, IPC_STAT, &ds);
 	printf("SysV after both detaches: attaches %lu\n", (unsigned long)ds.shm_nattch);
 	shmctl(id, IPC_RMID, 0);
+	/* A new size past the user half: EINVAL. */
+	printf("new size past the user half: %s\n", err(mremap(d, 0, 1UL << 48, MREMAP_MAYMOVE)));
+	/* MREMAP_FIXED onto the source itself: EFAULT (Linux also unmaps
+	 * the source first, so it is not looked at again). */
+	char *x = mmap(0, 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	printf("fixed onto the source: %s\n", err(mremap(x, 0, P, MREMAP_MAYMOVE | MREMAP_FIXED, x)));
 	/* The copy outlives the source; a fork shares it. */
 	munmap(a, 4 * P);
 	pid_t pid = fork();

@@ -186,6 +186,12 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         if super::prctl::mdwe_denies(c, p & prot::EXEC != 0, p & prot::WRITE != 0, p & prot::EXEC != 0) {
             return Err(libc::EACCES);
         }
+        // Only private anonymous memory may grow down: a file (hugetlb
+        // memory is one), shared or droppable mapping is `EINVAL` (do_mmap).
+        let special = flags & map::ANONYMOUS == 0 || shared || flags & (map::HUGETLB) != 0;
+        if flags & map::GROWSDOWN != 0 && (special || flags & map::TYPE == map::DROPPABLE) {
+            return Err(libc::EINVAL);
+        }
         if flags & map::ANONYMOUS == 0 {
             if let Some(f) = huge_memfd(c, fd)? {
                 let req = MmapRequest {
@@ -464,37 +470,36 @@ pub fn munmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
 /// `mprotect(addr, len, prot)`.
 pub fn mprotect(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
     let [addr, len, p, ..] = a;
-    if p & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM | prot::GROWSDOWN | prot::GROWSUP) != 0 {
-        return Outcome::err(libc::EINVAL);
-    }
+    // Linux's order: both GROWS bits, the address, a zero length (0),
+    // then the other bits.
     if p & prot::GROWSDOWN != 0 && p & prot::GROWSUP != 0 {
         return Outcome::err(libc::EINVAL);
     }
     if len == 0 {
         return if addr % PAGE_SIZE == 0 { Outcome::ret(0) } else { Outcome::err(libc::EINVAL) };
     }
+    if p & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM | prot::GROWSDOWN | prot::GROWSUP) != 0 {
+        return Outcome::err(libc::EINVAL);
+    }
     let (start, len) = match user_range(addr, len) {
         Ok(r) => r,
         Err(e) => return Outcome::err(e),
     };
-    // PROT_GROWSDOWN: down to the start of the stack the range ends in.
     let (down, up) = (p & prot::GROWSDOWN != 0, p & prot::GROWSUP != 0);
-    let (start, len) = if down || up {
-        let end = start.raw() + len;
-        match c.hv.mapper().space().grows_range(start.raw(), end, down, up) {
-            Ok((s, e)) => (va(s).unwrap_or(start), e - s),
-            Err(e) => return Outcome::err(e.errno()),
-        }
-    } else {
-        (start, len)
-    };
     // Memory-deny-write-execute, VMA by VMA in Linux's order: the
     // mappings before a refused one change.
     let (write, exec) = (p & prot::WRITE != 0, p & prot::EXEC != 0);
     let mdwe = super::prctl::mdwe_denies(c, false, write, exec);
     let denied = move |v: &guest_mm::Vma| mdwe && (write || !v.flags().contains(VmFlags::EXEC));
-    // Linux's order: the mappings before a hole (or a refused one) change.
-    done(c.hv.space_op(c.vcpu, |m| Ok((0, m.space_mut().mprotect_in_order_with(start, len, vm_prot(p), denied)?))))
+    done(c.hv.space_op(c.vcpu, |m| {
+        let s = m.space_mut();
+        // PROT_GROWSDOWN: from the start of the stack the range ends in
+        // (found under the same lock as the change).
+        let (start, end) = s.grows_range(start.raw(), start.raw() + len, down, up)?;
+        let start = guest_mm::GuestVirtAddr::try_new(start)?;
+        // Linux's order: the mappings before a hole (or a refused one) change.
+        Ok((0, s.mprotect_in_order_with(start, end - start.raw(), vm_prot(p), denied)?))
+    }))
 }
 
 /// `mremap(old, old_len, new_len, flags, new)`.
@@ -513,8 +518,22 @@ pub fn mremap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
             return Outcome::err(libc::EINVAL);
         }
     }
+    if page_up(new_len).is_none_or(|l| l > TASK_SIZE) {
+        return Outcome::err(libc::EINVAL);
+    }
     let Ok(old_va) = va(old) else { return Outcome::err(libc::EINVAL) };
+    let limit = memlock_limit(c);
     done(c.hv.space_op(c.vcpu, |m| {
+        // A locked mapping that grows (or is duplicated) counts against
+        // RLIMIT_MEMLOCK (Linux's `mlock_future_ok` in `vma_to_resize`).
+        let s = m.space();
+        let grow = page_up(new_len).unwrap_or(u64::MAX).saturating_sub(page_up(old_len).unwrap_or(u64::MAX));
+        let locked = s.find_vma(old_va).is_some_and(|v| v.flags().contains(VmFlags::LOCKED));
+        if let (Some(limit), true, true) = (limit, locked, grow > 0) {
+            if s.locked_bytes().saturating_add(grow) > limit {
+                return Err(MmError::Again);
+            }
+        }
         let r = m.space_mut().mremap_with(old_va, old_len, new_len, f)?;
         Ok((r.addr.raw(), r.flush))
     }))
