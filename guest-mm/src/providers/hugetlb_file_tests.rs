@@ -552,3 +552,25 @@ proptest! {
         }
     }
 }
+
+/// `unmap_object_range` rounds a page range inwards to each VMA's page
+/// size: a range ending inside a huge page leaves that page mapped, one
+/// starting inside a huge page leaves it too (a huge leaf is cleared
+/// whole or not at all).
+#[test]
+fn an_object_range_is_rounded_inwards_to_huge_pages() {
+    let (mut s, pool, f) = setup();
+    f.set_len(3 * H).unwrap();
+    let a = map(&mut s, &f, 0, 3, true).unwrap();
+    for i in 0..3 {
+        store(&mut s, a + i * H, 5).unwrap();
+    }
+    let per = H / PAGE_SIZE;
+    s.unmap_object_range(f.key(), 0..per + 1, crate::space::Cows::Even).unwrap().ignore();
+    assert_eq!(walk(&s, &pool, a), None, "page 0 is wholly inside: cleared");
+    assert!(walk(&s, &pool, a + H).is_some(), "page 1 is only touched: kept");
+    s.unmap_object_range(f.key(), per + 1..3 * per, crate::space::Cows::Even).unwrap().ignore();
+    assert!(walk(&s, &pool, a + H).is_some(), "a range starting inside page 1 keeps it");
+    assert_eq!(walk(&s, &pool, a + 2 * H), None);
+    sound(&s);
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryBackend;
 
 use super::AddressSpace;
-use crate::addr::{GuestVirtAddr, Pfn, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{GuestVirtAddr, Pfn, PAGE_SHIFT};
 use crate::error::MmError;
 use crate::paging::FlushSet;
 use crate::vma::VmaOps;
@@ -55,13 +55,15 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
     }
 
-    /// Clears the pages of `[s, e)` whose entry maps one of `frames`,
-    /// each on its own (they are few: pages both mapped privately and
-    /// not yet copied). Only the leaves present in the tables are looked
-    /// at, so the work follows what is mapped, not the range's size (a
-    /// sparse object mapped over terabytes costs what its few pages
-    /// cost). PROT_NONE leaves are cleared too: they still hold their
-    /// frame, which the punch is about to free.
+    /// Clears the leaves of `[s, e)` that map one of `frames` (they are
+    /// few: pages both mapped privately and not yet copied). Only the
+    /// leaves present in the tables are looked at, so the work follows
+    /// what is mapped, not the range's size (a sparse object mapped over
+    /// terabytes costs what its few pages cost). PROT_NONE leaves are
+    /// cleared too: they still hold their frame, which the punch is about
+    /// to free. A huge leaf holding one of the frames goes whole (its
+    /// part inside the range): an object's pages are 4 KiB leaves today,
+    /// and a private copy never holds an object's frame.
     pub(super) fn clear_file_frames(
         &mut self,
         s: u64,
@@ -69,28 +71,16 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         frames: &BTreeSet<Pfn>,
         flush: &mut FlushSet,
     ) -> Result<(), MmError> {
-        let (Some(&lo), Some(&hi)) = (frames.first(), frames.last()) else { return Ok(()) };
         let mut doomed = Vec::new();
         for leaf in self.pt.leaves(GuestVirtAddr::try_new(s)?, e - s) {
             let base = leaf.frame().0;
             let pages = leaf.size.bytes() >> PAGE_SHIFT;
-            if base.saturating_add(pages) <= lo.0 || base > hi.0 {
-                continue;
-            }
-            // A huge leaf is reported whole: only its pages inside [s, e).
-            let first = leaf.va.raw().max(s);
-            let end = (leaf.va.raw() + leaf.size.bytes()).min(e);
-            let mut va = first;
-            while va < end {
-                let pfn = Pfn(base + ((va - leaf.va.raw()) >> PAGE_SHIFT));
-                if frames.contains(&pfn) {
-                    doomed.push(va);
-                }
-                va += PAGE_SIZE;
+            if frames.range(Pfn(base)..Pfn(base + pages)).next().is_some() {
+                doomed.push((leaf.va.raw().max(s), (leaf.va.raw() + leaf.size.bytes()).min(e)));
             }
         }
-        for va in doomed {
-            self.drop_pages(va, va + PAGE_SIZE, flush)?;
+        for (a, b) in doomed {
+            self.drop_pages(a, b, flush)?;
         }
         Ok(())
     }
