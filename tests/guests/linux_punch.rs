@@ -48,6 +48,7 @@ hugetlb memfd after the punch: shared 0 2, private 0 2
 hugetlb truncation to one page in a child: ok
 hugetlb memfd after the truncation: shared 0 -7, private 0 -7
 hugetlb reservations: mapped 2, untouched punched 2, touched 1, removed 1, refaulted 0
+shared MAP_HUGETLB mremap: grown EINVAL, duplicated EINVAL
 MADV_REMOVE of page 0 in a child: ok
 shared MAP_HUGETLB: 0 6, pages back 1
 MADV_REMOVE of the first page in a child: ok

@@ -158,10 +158,7 @@ fn alignment_is_linux_s() {
     }
     // munmap of part of a huge page.
     inval(s.munmap(va(at + PAGE_SIZE), H).unwrap_err());
-    // mremap never grows a huge-page mapping, nor duplicates one (Linux's
-    // EINVAL before anything else).
-    inval(s.mremap(va(at), 2 * H, 4 * H, true, None).map(|r| r.addr).unwrap_err());
-    inval(s.mremap(va(at), 0, H, true, None).map(|r| r.addr).unwrap_err());
+
     // MADV_DONTNEED: a start inside a page, MADV_FREE at all.
     inval(s.madvise(va(at + PAGE_SIZE), H, Advice::DontNeed).unwrap_err());
     inval(s.madvise(va(at), H, Advice::Free).unwrap_err());

@@ -32,7 +32,7 @@
 //! shared object. A fixed target starting at the source is `EFAULT` before
 //! anything changes (Linux unmaps the target first, source included, then
 //! fails so). A VMA without a fault handler cannot be duplicated
-//! (`EINVAL`). A huge-page VMA never grows, a duplicate included (`EINVAL`).
+//! (`EINVAL`).
 //!
 //! A move copies the leaves (the same frames, the same bits; a page-array
 //! page stays pinned by the VMA and faulted run that move with it) to the new range, and only then
@@ -120,11 +120,6 @@ impl<M: GuestMemoryBackend> AddressSpace<M> {
         }
         if old_end > vma.end() {
             return Err(outside());
-        }
-        // Huge pages never grow (Linux's `EINVAL` before anything else;
-        // a duplicate grows from nothing).
-        if vma.flags().contains(VmFlags::HUGETLB) && new_len > old_len {
-            return Err(MmError::Invalid("mremap growing a huge-page mapping"));
         }
         if duplicate && !vma.flags().contains(VmFlags::MAYSHARE) {
             return Err(MmError::Invalid("mremap of a private mapping with an old size of 0"));

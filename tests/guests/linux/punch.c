@@ -222,6 +222,9 @@ static void huge_anon(void)
 	}
 	p[0] = 5;
 	p[H] = 6;
+	printf("shared MAP_HUGETLB mremap: grown %s, duplicated %s\n",
+	       mremap(p, 2 * H, 4 * H, MREMAP_MAYMOVE) == MAP_FAILED && errno == EINVAL ? "EINVAL" : "?",
+	       mremap(p, 0, 2 * H, MREMAP_MAYMOVE) == MAP_FAILED && errno == EINVAL ? "EINVAL" : "?");
 	long touched = free_huge();
 	in_child("MADV_REMOVE of page 0", remove_huge, p);
 	long back = free_huge() - touched;

@@ -528,6 +528,11 @@ pub fn mremap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // RLIMIT_MEMLOCK (Linux's `mlock_future_ok` in `vma_to_resize`).
         let s = m.space();
         let grow = page_up(new_len).unwrap_or(u64::MAX).saturating_sub(page_up(old_len).unwrap_or(u64::MAX));
+        // Linux's hugetlb mappings never grow, a duplicate included
+        // (`EINVAL` before the generic `VM_DONTEXPAND` `EFAULT`).
+        if grow > 0 && s.find_vma(old_va).is_some_and(|v| v.flags().contains(VmFlags::HUGETLB)) {
+            return Err(MmError::Invalid("mremap growing a hugetlb mapping"));
+        }
         let locked = s.find_vma(old_va).is_some_and(|v| v.flags().contains(VmFlags::LOCKED));
         if let (Some(limit), true, true) = (limit, locked, grow > 0) {
             if s.locked_bytes().saturating_add(grow) > limit {
