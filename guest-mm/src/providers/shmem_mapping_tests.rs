@@ -466,6 +466,10 @@ fn mincore_counts_the_objects_pages_in_every_mapping() {
     assert_eq!(s.mincore(pr.addr, 4 * PAGE_SIZE).unwrap(), [1, 0, 1, 0]);
     // A window into the middle: offsets follow the VMA's.
     assert_eq!(s.mincore(pr.addr.checked_add(2 * PAGE_SIZE).unwrap(), 2 * PAGE_SIZE).unwrap(), [1, 0]);
+    // A mapping from page 1 of the object on: its offset counts.
+    let off = s.mmap(&o, &MmapRequest::shared(3 * PAGE_SIZE, rw).pgoff(1)).unwrap();
+    off.flush.ignore();
+    assert_eq!(s.mincore(off.addr, 3 * PAGE_SIZE).unwrap(), [0, 1, 0]);
     let frames: BTreeSet<_> = o.frames_in(0, 1).into_iter().collect();
     o.punch_hole(0, PAGE_SIZE).unwrap();
     s.unmap_mapping_range(&o.vma_ops(), 0, 1, Cows::Keep(&frames)).unwrap().ignore();

@@ -78,7 +78,9 @@ fn the_guard_gap_below_is_kept_from_accessible_mappings_only() {
 #[test]
 fn the_stack_limit_and_the_window_bottom_bound_the_growth() {
     let (mut s, z) = lazy_space();
+    assert_eq!(s.stack_limit(), 8 << 20, "RLIMIT_STACK's default");
     s.set_stack_limit(16 * P);
+    assert_eq!(s.stack_limit(), 16 * P);
     let top = WINDOW.0 + 512 * P;
     anon(&mut s, &z, top, 4, RW, true);
     let end = top + 4 * P;
@@ -178,4 +180,28 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.vmas().count(), 1 + usize::from(obstacle_end.is_some()));
         assert_sound(&s);
     }
+}
+
+/// The range `mprotect` changes with `PROT_GROWSDOWN` or `PROT_GROWSUP`,
+/// as Linux's `do_mprotect_pkey` computes it.
+#[test]
+fn the_grows_bits_change_mprotects_range_as_linux() {
+    let (mut s, z) = lazy_space();
+    let stack = WINDOW.0 + 512 * P;
+    anon(&mut s, &z, stack, 8, RW, true);
+    let plain = WINDOW.0 + 64 * P;
+    anon(&mut s, &z, plain, 4, RW, false);
+    let inval = crate::error::errno::EINVAL;
+    let nomem = crate::error::errno::ENOMEM;
+    // Down: from the stack's start, to the range's end.
+    assert_eq!(s.grows_range(stack + 3 * P, stack + 5 * P, true, false).unwrap(), (stack, stack + 5 * P));
+    // Starting in the hole below the stack: still its start.
+    assert_eq!(s.grows_range(stack - 2 * P, stack + P, true, false).unwrap(), (stack, stack + P));
+    assert_eq!(s.grows_range(plain + P, plain + 2 * P, true, false).unwrap_err().errno(), inval);
+    // Up: no mapping grows up.
+    assert_eq!(s.grows_range(plain, plain + P, false, true).unwrap_err().errno(), inval);
+    // Neither: the range as it is; a hole at its start or nothing: ENOMEM.
+    assert_eq!(s.grows_range(plain + P, plain + 2 * P, false, false).unwrap(), (plain + P, plain + 2 * P));
+    assert_eq!(s.grows_range(plain - P, plain + P, false, false).unwrap_err().errno(), nomem);
+    assert_eq!(s.grows_range(plain + 8 * P, plain + 9 * P, true, false).unwrap_err().errno(), nomem);
 }
