@@ -94,6 +94,14 @@ fn the_stack_limit_and_the_window_bottom_bound_the_growth() {
     anon(&mut s, &z, low, 1, RW, true);
     assert!(matches!(fault(&mut s, WINDOW.0), Err(MmError::NotMapped { .. })));
     fault(&mut s, WINDOW.0 + P).unwrap();
+    // Nor a private mapping of an object (its page offsets are the
+    // object's).
+    let obj = crate::providers::ShmemObject::new("gd", s.frames().clone(), s.memory().clone(), 64 * P).unwrap();
+    let file_at = WINDOW.0 + 2048 * P;
+    let mut req = MmapRequest::private(P, RW).fixed(va(file_at)).pgoff(8);
+    req.extra = VmFlags::GROWSDOWN;
+    s.mmap(&obj, &req).unwrap().flush.ignore();
+    assert!(fault(&mut s, file_at - P).is_err());
     // A shared mapping never grows.
     let sh = WINDOW.0 + 1024 * P;
     let mut req = MmapRequest::shared(P, RW).fixed(va(sh));
