@@ -52,3 +52,21 @@ pub fn run_on_host(prog: &Path, args: &[&str]) -> (String, i32) {
     let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
     (String::from_utf8_lossy(&out.stdout).into_owned(), code)
 }
+
+/// Asserts that `prog` (if it was built) prints `want` and exits 0 under
+/// `vmm run` (the production filters, with `vmm_args` before `--guest`)
+/// and, where `on_host` allows, on the host too: a scenario whose
+/// expected output is what Linux printed. `None` (no toolchain) passes.
+pub fn prints_what_linux_prints(prog: Option<PathBuf>, vmm_args: &[&str], want: &str, on_host: bool) {
+    let Some(p) = prog else { return };
+    let path = p.to_str().expect("utf-8 path");
+    let mut argv = vec!["run", "--timeout", "60"];
+    argv.extend_from_slice(vmm_args);
+    argv.extend_from_slice(&["--guest", path]);
+    let r = super::run_vmm(&argv);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, want, "stderr:\n{}", r.stderr);
+    if on_host {
+        assert_eq!(run_on_host(&p, &[]), (want.to_owned(), 0), "the host's own run");
+    }
+}

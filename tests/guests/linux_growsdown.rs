@@ -11,8 +11,7 @@
 //! Every line is what Linux prints. Before, the flag was accepted and
 //! ignored: every dive below the mapped part was `SIGSEGV`.
 
-use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
-use vmm_suite::kvm::run_vmm;
+use vmm_suite::kvm::linux::{prints_what_linux_prints, static_c_program, static_musl_program};
 use vmm_suite::need_kvm;
 
 /// What `growsdown` prints on Linux.
@@ -36,23 +35,14 @@ mprotect of length 0 with unknown bits: 0
 a new mapping right below the stack's gap: 1
 ";
 
-fn grows_as_linux(p: Option<std::path::PathBuf>) {
-    let Some(p) = p else { return };
-    let prog = p.to_str().expect("utf-8");
-    let r = run_vmm(&["run", "--timeout", "60", "--check-invariants", "--guest", prog]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
-    assert_eq!(run_on_host(&p, &[]), (LINUX.to_owned(), 0), "the host's own run");
-}
-
 #[test]
 fn growsdown_stacks_grow_as_linux_glibc() {
     need_kvm!();
-    grows_as_linux(static_c_program("growsdown"));
+    prints_what_linux_prints(static_c_program("growsdown"), &["--check-invariants"], LINUX, true);
 }
 
 #[test]
 fn growsdown_stacks_grow_as_linux_musl() {
     need_kvm!();
-    grows_as_linux(static_musl_program("growsdown"));
+    prints_what_linux_prints(static_musl_program("growsdown"), &["--check-invariants"], LINUX, true);
 }

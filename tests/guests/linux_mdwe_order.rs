@@ -6,8 +6,7 @@
 //! Linux prints. Before, the check was made for the whole range first
 //! and nothing changed.
 
-use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
-use vmm_suite::kvm::run_vmm;
+use vmm_suite::kvm::linux::{prints_what_linux_prints, static_c_program, static_musl_program};
 use vmm_suite::need_kvm;
 
 /// What `mdwe_order` prints on Linux.
@@ -19,23 +18,14 @@ write and exec: Permission denied
 second: r--p
 ";
 
-fn refuses_as_linux(p: Option<std::path::PathBuf>) {
-    let Some(p) = p else { return };
-    let prog = p.to_str().expect("utf-8");
-    let r = run_vmm(&["run", "--timeout", "60", "--guest", prog]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
-    assert_eq!(run_on_host(&p, &[]), (LINUX.to_owned(), 0), "the host's own run");
-}
-
 #[test]
 fn mdwe_refuses_mapping_by_mapping_glibc() {
     need_kvm!();
-    refuses_as_linux(static_c_program("mdwe_order"));
+    prints_what_linux_prints(static_c_program("mdwe_order"), &[], LINUX, true);
 }
 
 #[test]
 fn mdwe_refuses_mapping_by_mapping_musl() {
     need_kvm!();
-    refuses_as_linux(static_musl_program("mdwe_order"));
+    prints_what_linux_prints(static_musl_program("mdwe_order"), &[], LINUX, true);
 }

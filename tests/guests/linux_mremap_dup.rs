@@ -9,8 +9,7 @@
 //! `ENOMEM` without `MREMAP_MAYMOVE`, `EFAULT` where nothing is mapped.
 //! Every line is what Linux prints. Before, every such call was `EINVAL`.
 
-use vmm_suite::kvm::linux::{run_on_host, static_c_program, static_musl_program};
-use vmm_suite::kvm::run_vmm;
+use vmm_suite::kvm::linux::{prints_what_linux_prints, static_c_program, static_musl_program};
 use vmm_suite::need_kvm;
 
 /// What `mremap_dup` prints on Linux.
@@ -35,23 +34,14 @@ fixed onto the source: EFAULT
 after the source is gone and a child wrote: C Y
 ";
 
-fn duplicates_as_linux(p: Option<std::path::PathBuf>) {
-    let Some(p) = p else { return };
-    let prog = p.to_str().expect("utf-8");
-    let r = run_vmm(&["run", "--timeout", "60", "--check-invariants", "--guest", prog]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
-    assert_eq!(run_on_host(&p, &[]), (LINUX.to_owned(), 0), "the host's own run");
-}
-
 #[test]
 fn an_old_size_of_zero_duplicates_shared_mappings_glibc() {
     need_kvm!();
-    duplicates_as_linux(static_c_program("mremap_dup"));
+    prints_what_linux_prints(static_c_program("mremap_dup"), &["--check-invariants"], LINUX, true);
 }
 
 #[test]
 fn an_old_size_of_zero_duplicates_shared_mappings_musl() {
     need_kvm!();
-    duplicates_as_linux(static_musl_program("mremap_dup"));
+    prints_what_linux_prints(static_musl_program("mremap_dup"), &["--check-invariants"], LINUX, true);
 }

@@ -40,18 +40,30 @@ static int peek(volatile char *p)
 	return *p;
 }
 
-static long free_huge(void)
+/* A /proc/meminfo count ("HugePages_Free", "HugePages_Rsvd"). */
+static long meminfo(const char *key)
 {
-	char line[256];
+	char line[256], want[64];
 	long v = -1;
+	snprintf(want, sizeof(want), "%s: %%ld", key);
 	FILE *f = fopen("/proc/meminfo", "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
+		if (sscanf(line, want, &v) == 1)
 			break;
 	fclose(f);
 	return v;
+}
+
+static long free_huge(void)
+{
+	return meminfo("HugePages_Free");
+}
+
+static long rsvd_huge(void)
+{
+	return meminfo("HugePages_Rsvd");
 }
 
 /* Runs fn(arg) in a child; returns after it ended. */
@@ -175,20 +187,6 @@ static void huge_memfd(void)
 	munmap(sh, 2 * H);
 	munmap(pr, 2 * H);
 	close(fd);
-}
-
-static long rsvd_huge(void)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Rsvd: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
 }
 
 /* A punch of pages never touched keeps their reservations; a touched
