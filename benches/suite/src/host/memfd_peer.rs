@@ -115,14 +115,38 @@ impl FilledMemfd {
             .count())
     }
 
+    /// The first page pagemap shows absent, with its raw entry.
+    fn first_absent(&self, addr: usize) -> Result<(usize, u64), BenchError> {
+        let pages = self.len / 4096;
+        let mut buf = vec![0u8; pages * 8];
+        self.pagemap
+            .read_exact_at(&mut buf, (addr / 4096 * 8) as u64)
+            .map_err(|e| BenchError::Io { context: "reading /proc/self/pagemap".into(), source: e })?;
+        let entries = buf.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        Ok(entries.enumerate().find(|(_, e)| e & (PM_PRESENT | PM_SWAP) == 0).unwrap_or((pages, 0)))
+    }
+
     /// Every page present (populated by the kernel, not by our reads, which
     /// come after this count), and sampled pages hold their markers.
     fn check_populated(&self, addr: usize) -> Result<(), BenchError> {
         let pages = self.len / 4096;
-        let present = self.present_pages(addr)?;
         let fail = |reason: String| BenchError::Peer { peer: "host mmap(MAP_POPULATE)".into(), reason };
+        // A page the host kernel is moving may be absent for an instant:
+        // counted again a few times (nothing here touches the pages).
+        let mut present = self.present_pages(addr)?;
+        for _ in 0..5 {
+            if present == pages {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            present = self.present_pages(addr)?;
+        }
         if present != pages {
-            return Err(fail(format!("{present} of {pages} pages present after MAP_POPULATE")));
+            let first = self.first_absent(addr)?;
+            return Err(fail(format!(
+                "{present} of {pages} pages present after MAP_POPULATE (first absent: page {}, pagemap {:#x})",
+                first.0, first.1
+            )));
         }
         for i in verify::sample(pages) {
             // SAFETY: `addr + i * 4096` lies inside the mapping of
