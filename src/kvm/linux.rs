@@ -70,3 +70,11 @@ pub fn prints_what_linux_prints(prog: Option<PathBuf>, vmm_args: &[&str], want: 
         assert_eq!(run_on_host(&p, &[]), (want.to_owned(), 0), "the host's own run");
     }
 }
+
+/// The host's free 2 MiB pages (`HugePages_Free`; 0 when unknown): a
+/// scenario compares a huge-page program with the host only where the
+/// host has enough.
+pub fn host_free_hugepages() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("HugePages_Free:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}

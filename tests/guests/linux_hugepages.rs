@@ -53,12 +53,6 @@ fn program() -> Option<PathBuf> {
     vmm_suite::kvm::linux::static_c_program("hugetlb")
 }
 
-/// The host's free 2 MiB pages.
-fn host_free_hugepages() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix("HugePages_Free:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
 fn vmm(p: &Path, extra: &[&str]) -> vmm_suite::kvm::VmmRun {
     let mut argv = vec!["run", "--timeout", "60", "--mem", "256"];
     argv.extend_from_slice(extra);
@@ -75,7 +69,7 @@ fn map_hugetlb_moves_the_counters_as_on_linux() {
     assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
     let host = Command::new(&p).output().expect("run on the host");
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
-    if host_free_hugepages() >= 8 {
+    if vmm_suite::kvm::linux::host_free_hugepages() >= 8 {
         assert_eq!(r.stdout, host, "the host, with its own huge pages");
     } else {
         // No huge pages on the host: compare the VMM without them.

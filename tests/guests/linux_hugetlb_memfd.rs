@@ -76,12 +76,6 @@ fn vmm(p: &Path, extra: &[&str]) -> vmm_suite::kvm::VmmRun {
     run_vmm(&argv)
 }
 
-/// The host's free 2 MiB pages.
-fn host_free_hugepages() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix("HugePages_Free:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
 #[test]
 fn a_hugetlb_memfd_behaves_as_hugetlbfs() {
     need_kvm!();
@@ -91,9 +85,9 @@ fn a_hugetlb_memfd_behaves_as_hugetlbfs() {
     assert_eq!(r.stdout, LINUX, "stderr:\n{}", r.stderr);
     let host = Command::new(&p).output().expect("run on the host");
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
-    if host_free_hugepages() >= 8 {
+    if vmm_suite::kvm::linux::host_free_hugepages() >= 8 {
         assert_eq!(r.stdout, host, "the host, with its own huge pages");
-    } else if host_free_hugepages() == 0 {
+    } else if vmm_suite::kvm::linux::host_free_hugepages() == 0 {
         let none = vmm(&p, &[]);
         assert_eq!(none.code, 0, "{}", none.stderr);
         assert_eq!(none.stdout, host, "without --hugepages, as the host without huge pages");

@@ -65,19 +65,13 @@ fn under_vmm(p: &std::path::Path, args: &[&str]) -> String {
     r.stdout
 }
 
-/// The host's free 2 MiB pages.
-fn host_free_hugepages() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix("HugePages_Free:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
 fn punches_as_linux(p: Option<std::path::PathBuf>) {
     let Some(p) = p else { return };
     assert_eq!(under_vmm(&p, &[]), SMALL);
     assert_eq!(run_on_host(&p, &[]), (SMALL.to_owned(), 0), "the host's own run");
     let both = format!("{SMALL}{HUGE}");
     assert_eq!(under_vmm(&p, &["huge"]), both);
-    if host_free_hugepages() >= 8 {
+    if vmm_suite::kvm::linux::host_free_hugepages() >= 8 {
         assert_eq!(run_on_host(&p, &["huge"]), (both, 0), "the host, with its own huge pages");
     }
 }

@@ -188,7 +188,7 @@ pub fn mmap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         }
         // Only private anonymous memory may grow down: a file (hugetlb
         // memory is one), shared or droppable mapping is `EINVAL` (do_mmap).
-        let special = flags & map::ANONYMOUS == 0 || shared || flags & (map::HUGETLB) != 0;
+        let special = flags & map::ANONYMOUS == 0 || shared || flags & map::HUGETLB != 0;
         if flags & map::GROWSDOWN != 0 && (special || flags & map::TYPE == map::DROPPABLE) {
             return Err(libc::EINVAL);
         }
@@ -528,13 +528,13 @@ pub fn mremap(c: &Ctx<'_>, a: [u64; 6]) -> Outcome {
         // RLIMIT_MEMLOCK (Linux's `mlock_future_ok` in `vma_to_resize`).
         let s = m.space();
         let grow = page_up(new_len).unwrap_or(u64::MAX).saturating_sub(page_up(old_len).unwrap_or(u64::MAX));
+        let flags = s.find_vma(old_va).map_or(VmFlags::empty(), |v| v.flags());
         // Linux's hugetlb mappings never grow, a duplicate included
         // (`EINVAL` before the generic `VM_DONTEXPAND` `EFAULT`).
-        if grow > 0 && s.find_vma(old_va).is_some_and(|v| v.flags().contains(VmFlags::HUGETLB)) {
+        if grow > 0 && flags.contains(VmFlags::HUGETLB) {
             return Err(MmError::Invalid("mremap growing a hugetlb mapping"));
         }
-        let locked = s.find_vma(old_va).is_some_and(|v| v.flags().contains(VmFlags::LOCKED));
-        if let (Some(limit), true, true) = (limit, locked, grow > 0) {
+        if let (Some(limit), true, true) = (limit, flags.contains(VmFlags::LOCKED), grow > 0) {
             if s.locked_bytes().saturating_add(grow) > limit {
                 return Err(MmError::Again);
             }
